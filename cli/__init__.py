@@ -1,0 +1,1 @@
+"""The `llmproxy` command line."""

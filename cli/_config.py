@@ -1,0 +1,32 @@
+"""The one factory for what every command shares: finding and loading the config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from cli._output import fail
+from proxy.config import Config, find_config_path, load_config
+from proxy.errors import ConfigError
+
+CONFIG_OPTION = typer.Option(
+    None, "--config", "-c", help="Config file (default: $LLMPROXY_CONFIG, the user config dir, "
+    "then /etc/llmproxy/config.toml).", dir_okay=False,
+)
+
+
+def load(explicit: Path | None) -> Config:
+    """Load the config or exit with a message that names the file and the key."""
+    env = dict(os.environ)
+    try:
+        path = find_config_path(explicit, env)
+        if path is None:
+            fail(
+                "no config file found. Create one with `llmproxy init`, pass --config, set "
+                "$LLMPROXY_CONFIG, or try everything offline with `llmproxy serve --simulate`."
+            )
+        return load_config(path, env)
+    except ConfigError as exc:
+        fail(f"config error: {exc}")

@@ -1,0 +1,143 @@
+"""What differs between the client-facing APIs: validation, error bodies, stream encoders.
+
+Every error a client sees, ours or an upstream's, is shaped here in the client's own dialect.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from proxy.errors import ClientRequestError
+from proxy.translate.stream_anthropic import AnthropicStreamEncoder
+from proxy.translate.stream_openai import OpenAIStreamEncoder
+from proxy.types import ErrorClass, JSONObject, StreamEvent, WireFormat
+
+# Error `type` values per dialect, keyed by HTTP status.
+OPENAI_ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+class StreamEncoder(Protocol):
+    def encode(self, event: StreamEvent) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDialect:
+    format: WireFormat
+
+    def error_type(self, status: int) -> str:
+        table = OPENAI_ERROR_TYPES if self.format == WireFormat.OPENAI else ANTHROPIC_ERROR_TYPES
+        if status in table:
+            return table[status]
+        return "api_error" if self.format == WireFormat.ANTHROPIC else "server_error"
+
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        extra: JSONObject | None = None,
+    ) -> JSONObject:
+        error: JSONObject = {"type": self.error_type(status), "message": message}
+        if self.format == WireFormat.OPENAI:
+            error["param"] = param
+            error["code"] = code
+        elif code is not None:
+            error["code"] = code
+        if extra:
+            error.update(extra)
+        if self.format == WireFormat.OPENAI:
+            return {"error": error}
+        return {"type": "error", "error": error}
+
+    def validate(self, body: object, *, generation: bool = True) -> JSONObject:
+        """Shape checks that every request must pass before routing; details are left to the
+        provider, whose 400 comes back unchanged."""
+        if not isinstance(body, dict):
+            raise ClientRequestError("request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise ClientRequestError("'model' is required and must be a non-empty string",
+                                     param="model")
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            raise ClientRequestError("'messages' is required and must be an array",
+                                     param="messages")
+        if self.format == WireFormat.OPENAI and not messages:
+            raise ClientRequestError("'messages' must contain at least one message",
+                                     param="messages")
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise ClientRequestError(
+                    f"messages[{index}] must be an object with a string 'role'",
+                    param=f"messages[{index}]",
+                )
+        if self.format == WireFormat.ANTHROPIC and generation:
+            max_tokens = body.get("max_tokens")
+            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+                raise ClientRequestError("'max_tokens' is required and must be a positive integer",
+                                         param="max_tokens")
+        stream = body.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            raise ClientRequestError("'stream' must be a boolean", param="stream")
+        return body
+
+    def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:
+        if self.format == WireFormat.OPENAI:
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return OpenAIStreamEncoder(
+                model=model,
+                include_usage=include_usage,
+                created=int(time.time()),
+                completion_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            )
+        return AnthropicStreamEncoder(
+            model=model,
+            message_id=f"msg_{uuid.uuid4().hex[:24]}",
+            input_tokens_hint=input_tokens,
+        )
+
+    def stream_error(self, encoder: StreamEncoder, status: int, message: str,
+                     error_class: ErrorClass | None = None) -> bytes:
+        """The standards-shaped ending of a stream that cannot be completed."""
+        code = error_class.value if error_class else None
+        if isinstance(encoder, OpenAIStreamEncoder):
+            return encoder.error(message, self.error_type(status), code)
+        assert isinstance(encoder, AnthropicStreamEncoder)
+        return encoder.error(message, self.error_type(status))
+
+
+OPENAI = ClientDialect(WireFormat.OPENAI)
+ANTHROPIC = ClientDialect(WireFormat.ANTHROPIC)

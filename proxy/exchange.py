@@ -1,0 +1,76 @@
+"""The (client format x provider format) matrix in one place.
+
+Everything that depends on which pair of dialects meet is chosen here: the request translator,
+the non-streaming response translator and the error-body translator. Same format in and out is a
+pass-through that only replaces `model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxy.translate import errors_wire, requests, responses
+from proxy.types import JSONObject, WireFormat
+
+Translate = Callable[[JSONObject, str], JSONObject]
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    client: WireFormat
+    provider: WireFormat
+    request: Translate
+    response: Translate
+
+    @property
+    def same_format(self) -> bool:
+        return self.client == self.provider
+
+
+_PAIRS: dict[tuple[WireFormat, WireFormat], Pair] = {
+    (WireFormat.OPENAI, WireFormat.OPENAI): Pair(
+        WireFormat.OPENAI,
+        WireFormat.OPENAI,
+        requests.passthrough_request,
+        responses.passthrough_response,
+    ),
+    (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): Pair(
+        WireFormat.ANTHROPIC,
+        WireFormat.ANTHROPIC,
+        requests.passthrough_request,
+        responses.passthrough_response,
+    ),
+    (WireFormat.OPENAI, WireFormat.ANTHROPIC): Pair(
+        WireFormat.OPENAI,
+        WireFormat.ANTHROPIC,
+        requests.openai_to_anthropic_request,
+        responses.anthropic_to_openai_response,
+    ),
+    (WireFormat.ANTHROPIC, WireFormat.OPENAI): Pair(
+        WireFormat.ANTHROPIC,
+        WireFormat.OPENAI,
+        requests.anthropic_to_openai_request,
+        responses.openai_to_anthropic_response,
+    ),
+}
+
+
+def pair(client: WireFormat, provider: WireFormat) -> Pair | None:
+    """The translators for this pair, or None when the provider's format is not served yet."""
+    return _PAIRS.get((client, provider))
+
+
+def upstream_error_for_client(
+    client: WireFormat, provider: WireFormat, status: int, body: JSONObject | None, message: str
+) -> JSONObject:
+    """An upstream error body re-expressed in the client's dialect (unchanged when they match)."""
+    if body is not None and client == provider:
+        return body
+    if client == WireFormat.ANTHROPIC:
+        if body is not None and provider == WireFormat.OPENAI:
+            return errors_wire.openai_error_to_anthropic(status, body)
+        return errors_wire.anthropic_error_body(status, message)
+    if body is not None and provider == WireFormat.ANTHROPIC:
+        return errors_wire.anthropic_error_to_openai(status, body)
+    return errors_wire.openai_error_body(status, message)

@@ -1,0 +1,137 @@
+"""HTTP handlers: parse, route, hand the job to the fallback runner, render. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+
+from proxy.appkeys import CONFIG, RUNNER
+from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
+from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
+from proxy.exchange import upstream_error_for_client
+from proxy.fallback import ClientFacingError, Job, OpenedStream
+from proxy.routing import decide
+from proxy.summary import summarize
+from proxy.tokens import estimate_request_tokens
+from proxy.types import Attempt, JSONObject, Target, WireFormat, attempts_header
+
+log = logging.getLogger("llmproxy.server")
+
+# Client headers a same-format Anthropic provider must see; nothing else is forwarded.
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+async def read_json(
+    request: web.Request, dialect: ClientDialect, *, generation: bool = True
+) -> JSONObject:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ClientRequestError(f"request body is not valid JSON: {exc}") from exc
+    return dialect.validate(body, generation=generation)
+
+
+def llmproxy_headers(target: Target | None, attempts: list[Attempt] | tuple[Attempt, ...]) -> dict[str, str]:
+    headers = {"x-llmproxy-attempts": attempts_header(attempts)}
+    if target is not None:
+        headers["x-llmproxy-provider"] = target.provider
+        headers["x-llmproxy-model"] = target.model
+    return headers
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, OPENAI)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, ANTHROPIC)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    body = await read_json(request, ANTHROPIC, generation=False)
+    return web.json_response({"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)},
+                             dumps=_dumps)
+
+
+async def _generate(request: web.Request, dialect: ClientDialect) -> web.StreamResponse:
+    body = await read_json(request, dialect)
+    config = request.app[CONFIG]
+    summary = summarize(body, dialect.format)
+    try:
+        decision = decide(summary, config)
+    except RoutingError as exc:
+        raise ClientRequestError(str(exc), param="model") from exc
+    forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
+    job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
+    log.info("route %s: %s", decision.scenario.value, decision.reason)
+    runner = request.app[RUNNER]
+    try:
+        if job.stream:
+            opened = await runner.open_stream(job)
+            return await _stream(request, dialect, job, opened)
+        done = await runner.complete(job)
+    except ClientFacingError as exc:
+        return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
+    except ChainExhaustedError as exc:
+        return _exhausted_response(dialect, exc)
+    return web.json_response(done.body, headers=llmproxy_headers(done.target, done.attempts),
+                             dumps=_dumps)
+
+
+async def _stream(
+    request: web.Request, dialect: ClientDialect, job: Job, opened: OpenedStream
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",
+            **llmproxy_headers(opened.target, opened.attempts),
+        }
+    )
+    encoder = dialect.stream_encoder(opened.target.model, job.body, job.summary.token_estimate)
+    try:
+        await response.prepare(request)  # the commit point: from here on, errors go in-stream
+        await response.write(b"".join(encoder.encode(event) for event in opened.head))
+        async for event in opened.rest:
+            await response.write(encoder.encode(event))
+        await response.write(encoder.finish())
+    except UpstreamError as exc:
+        log.warning("%s failed mid-stream: %s", opened.target, exc.message)
+        await response.write(dialect.stream_error(encoder, 502, exc.message, exc.error_class))
+    finally:
+        await opened.aclose()
+    await response.write_eof()
+    return response
+
+
+def _upstream_error_response(
+    dialect: ClientDialect, error: UpstreamError, provider_format: WireFormat,
+    attempts: tuple[Attempt, ...],
+) -> web.Response:
+    status = error.status or 502
+    body = upstream_error_for_client(
+        dialect.format, provider_format, status, error.body, error.message
+    )
+    return web.json_response(body, status=status,
+                             headers=llmproxy_headers(error.target, attempts), dumps=_dumps)
+
+
+def _exhausted_response(dialect: ClientDialect, exc: ChainExhaustedError) -> web.Response:
+    headers = llmproxy_headers(None, exc.attempts)
+    if exc.last is not None and exc.last.retry_after is not None and exc.status == 429:
+        headers["retry-after"] = str(max(1, round(exc.last.retry_after)))
+    body = dialect.error_body(
+        exc.status,
+        str(exc),
+        code=exc.error_class.value,
+        extra={"attempts": [a.to_json() for a in exc.attempts]},
+    )
+    return web.json_response(body, status=exc.status, headers=headers, dumps=_dumps)
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()

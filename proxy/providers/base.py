@@ -1,0 +1,49 @@
+"""What every upstream transport shares: one request description and the dialect contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from proxy.config import ProviderConfig
+from proxy.types import JSONObject, StreamEvent, Target
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One call to one target. `body` is already in the provider's wire format."""
+
+    target: Target
+    provider: ProviderConfig
+    body: JSONObject
+    stream: bool
+    # Client headers that must reach a same-format provider (anthropic-beta, anthropic-version).
+    forward_headers: Mapping[str, str] = field(default_factory=dict)
+    input_tokens: int = 0
+
+
+class StreamDecoder(Protocol):
+    """Upstream SSE payloads -> neutral stream events."""
+
+    def feed(self, event: str | None, payload: JSONObject) -> list[StreamEvent]: ...
+
+    def close(self) -> list[StreamEvent]: ...
+
+
+class Dialect(Protocol):
+    """The per-wire-format half of a transport: where to send, which headers, how to decode.
+
+    A new dialect is justified only by a new wire format or auth scheme, never by a provider's
+    name: every OpenAI-compatible service is served by the `openai` dialect and configuration.
+    """
+
+    def url(self, provider: ProviderConfig) -> str: ...
+
+    def headers(self, request: UpstreamRequest) -> dict[str, str]: ...
+
+    def new_decoder(self) -> StreamDecoder: ...
+
+    def body_error(self, payload: JSONObject) -> str | None:
+        """The error message of a 2xx body that is really an error, else None."""
+        ...

@@ -1,0 +1,205 @@
+"""The HTTP half of every transport: send, classify failures, read SSE under time limits.
+
+One pooled `aiohttp.ClientSession` serves all providers; nothing here is created per request
+except the request itself. Every exit path releases the upstream response, so a cancelled
+client request closes the upstream connection at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from proxy.classify import classify
+from proxy.errors import (
+    StreamCutError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from proxy.providers.base import Dialect, UpstreamRequest
+from proxy.sse import SSEDecoder
+from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
+
+log = logging.getLogger("llmproxy.upstream")
+
+_READ_SIZE = 65536
+
+
+class HttpTransport:
+    """Sends UpstreamRequests of one dialect over the shared session."""
+
+    def __init__(self, session: aiohttp.ClientSession, dialect: Dialect) -> None:
+        self._session = session
+        self._dialect = dialect
+
+    async def complete(self, request: UpstreamRequest) -> JSONObject:
+        """A non-streaming call; returns the provider's JSON body."""
+        limits = request.provider.timeouts
+        started = time.monotonic()
+        response = await self._send(request, limits.response_headers)
+        try:
+            remaining = max(0.1, limits.response_headers - (time.monotonic() - started))
+            try:
+                async with asyncio.timeout(remaining):
+                    raw = await response.read()
+            except TimeoutError as exc:
+                raise self._timeout(request, "response body") from exc
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                raise UpstreamConnectionError(
+                    f"connection lost while reading the response: {exc}", target=request.target
+                ) from exc
+        finally:
+            response.release()
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamStatusError(
+                "upstream sent a body that is not JSON",
+                target=request.target,
+                status=response.status,
+                error_class=ErrorClass.BAD_RESPONSE,
+            ) from exc
+        if not isinstance(payload, dict):
+            raise UpstreamStatusError(
+                "upstream sent JSON that is not an object",
+                target=request.target,
+                status=response.status,
+                error_class=ErrorClass.BAD_RESPONSE,
+            )
+        if self._dialect.body_error(payload) is not None:
+            raise self._status_error(request, response.status, raw, response.headers)
+        return payload
+
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]:
+        """A streaming call: neutral events until Finish, or an UpstreamError.
+
+        Raises StreamCutError when the body ends (or the connection drops) before the provider's
+        finish reason: a truncated answer is never reported as complete. An unparseable chunk is
+        logged and skipped.
+        """
+        limits = request.provider.timeouts
+        first_token = limits.first_token_for(request.input_tokens)
+        started = time.monotonic()
+        response = await self._send(request, min(limits.response_headers, first_token))
+        try:
+            sse = SSEDecoder()
+            decoder = self._dialect.new_decoder()
+            finished = False
+            got_event = False
+            content = response.content
+            while True:
+                if got_event:
+                    budget = limits.stream_idle
+                    stage = "stream idle gap"
+                else:
+                    budget = max(0.05, first_token - (time.monotonic() - started))
+                    stage = "first token"
+                try:
+                    async with asyncio.timeout(budget):
+                        chunk = await content.readany()
+                except TimeoutError as exc:
+                    raise self._timeout(request, stage, cut=got_event) from exc
+                except (aiohttp.ClientError, ConnectionError) as exc:
+                    if got_event:
+                        raise StreamCutError(
+                            f"stream broke: {exc}", target=request.target
+                        ) from exc
+                    raise UpstreamConnectionError(
+                        f"connection lost before the first event: {exc}", target=request.target
+                    ) from exc
+                events = sse.feed(chunk) if chunk else sse.close()
+                for sse_event in events:
+                    if sse_event.data == "[DONE]":
+                        finished = True
+                        continue
+                    try:
+                        payload = orjson.loads(sse_event.data)
+                    except orjson.JSONDecodeError:
+                        log.warning("%s: skipped an unparseable stream chunk", request.target)
+                        continue
+                    if not isinstance(payload, dict):
+                        log.warning("%s: skipped a non-object stream chunk", request.target)
+                        continue
+                    for event in decoder.feed(sse_event.event, payload):
+                        got_event = True
+                        if isinstance(event, Finish):
+                            finished = True
+                        yield event
+                if not chunk:
+                    break
+            for event in decoder.close():
+                if isinstance(event, Finish):
+                    finished = True
+                yield event
+            if not finished:
+                raise StreamCutError(
+                    "stream ended before the provider's finish reason", target=request.target
+                )
+        finally:
+            response.release()
+
+    async def _send(self, request: UpstreamRequest, headers_timeout: float) -> aiohttp.ClientResponse:
+        provider = request.provider
+        limits = provider.timeouts
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=limits.connect, sock_connect=limits.connect
+        )
+        try:
+            async with asyncio.timeout(headers_timeout):
+                response = await self._session.post(
+                    self._dialect.url(provider),
+                    data=orjson.dumps(request.body),
+                    headers=self._dialect.headers(request),
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+        except TimeoutError as exc:
+            raise self._timeout(request, "response headers") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamConnectionError(
+                f"cannot connect: {exc.os_error}", target=request.target
+            ) from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamConnectionError(
+                f"connection failed: {exc}", target=request.target
+            ) from exc
+        if response.status >= 300:
+            try:
+                try:
+                    async with asyncio.timeout(limits.stream_idle):
+                        raw = await response.read()
+                except (TimeoutError, aiohttp.ClientError, ConnectionError):
+                    raw = b""
+            finally:
+                response.release()
+            raise self._status_error(request, response.status, raw, response.headers)
+        return response
+
+    @staticmethod
+    def _status_error(
+        request: UpstreamRequest, status: int, raw: bytes, headers: object
+    ) -> UpstreamError:
+        header_map = {k.lower(): v for k, v in dict(headers).items()} if headers else {}  # type: ignore[call-overload]
+        found = classify(status, raw, header_map)
+        return UpstreamStatusError(
+            found.message,
+            target=request.target,
+            status=status,
+            error_class=found.error_class,
+            body=found.body,
+            headers=header_map,
+            retry_after=found.retry_after,
+        )
+
+    @staticmethod
+    def _timeout(request: UpstreamRequest, stage: str, cut: bool = False) -> UpstreamError:
+        if cut:
+            return StreamCutError(f"stream stalled ({stage})", target=request.target)
+        return UpstreamTimeoutError(f"no answer in time ({stage})", target=request.target)

@@ -1,0 +1,193 @@
+"""A simulated OpenAI-compatible provider: `POST {base}/chat/completions`, `GET {base}/models`.
+
+Speaks what OpenAI (and Z.ai, Cerebras, Groq...) send: `chat.completion` JSON, or SSE of
+`chat.completion.chunk` objects with one stable id (role chunk first, content deltas, tool-call
+deltas with index/id/name then argument fragments, a finish_reason chunk, a usage chunk when
+`stream_options.include_usage`, then `data: [DONE]`). Reasoning models add Z.ai-style
+`reasoning_content` deltas before the content.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from proxy.simulate.delivery import Frame, FrameKind
+from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
+from proxy.simulate.replies import Reply, read_openai
+from proxy.simulate.wire import json_response, sse_data
+from proxy.types import JSONObject, StopReason, WireFormat
+
+if TYPE_CHECKING:
+    from proxy.simulate.provider import SimulatedProvider
+
+FINISH_REASONS: dict[StopReason, str] = {
+    StopReason.END_TURN: "stop",
+    StopReason.MAX_TOKENS: "length",
+    StopReason.TOOL_USE: "tool_calls",
+}
+
+
+def _usage(reply: Reply) -> JSONObject:
+    return {
+        "prompt_tokens": reply.input_tokens,
+        "completion_tokens": reply.output_tokens,
+        "total_tokens": reply.input_tokens + reply.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": len(reply.reasoning)},
+    }
+
+
+def completion_json(reply: Reply, created: int) -> JSONObject:
+    message: JSONObject = {
+        "role": "assistant",
+        "content": reply.full_text if reply.text or not reply.tool_calls else None,
+        "refusal": None,
+    }
+    if reply.reasoning:
+        message["reasoning_content"] = reply.reasoning_text
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": "".join(call.fragments)},
+            }
+            for call in reply.tool_calls
+        ]
+    return {
+        "id": reply.id,
+        "object": "chat.completion",
+        "created": created,
+        "model": reply.model,
+        "system_fingerprint": "fp_sim",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS[reply.stop],
+            }
+        ],
+        "usage": _usage(reply),
+    }
+
+
+def completion_frames(reply: Reply, created: int, include_usage: bool) -> list[Frame]:
+    def chunk(delta: JSONObject, finish: str | None = None) -> bytes:
+        payload: JSONObject = {
+            "id": reply.id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": reply.model,
+            "system_fingerprint": "fp_sim",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            payload["usage"] = None
+        return sse_data(payload)
+
+    role: JSONObject = {"role": "assistant", "content": "" if reply.text else None}
+    frames = [Frame(chunk(role), FrameKind.META)]
+    frames += [Frame(chunk({"reasoning_content": r}), FrameKind.CONTENT) for r in reply.reasoning]
+    frames += [Frame(chunk({"content": t}), FrameKind.CONTENT) for t in reply.text]
+    for index, call in enumerate(reply.tool_calls):
+        start = {
+            "index": index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        frames.append(Frame(chunk({"tool_calls": [start]}), FrameKind.META))
+        frames += [
+            Frame(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}),
+                FrameKind.CONTENT,
+            )
+            for fragment in call.fragments
+        ]
+    frames.append(Frame(chunk({}, FINISH_REASONS[reply.stop]), FrameKind.FINAL))
+    if include_usage:
+        usage_chunk = {
+            "id": reply.id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": reply.model,
+            "system_fingerprint": "fp_sim",
+            "choices": [],
+            "usage": _usage(reply),
+        }
+        frames.append(Frame(sse_data(usage_chunk), FrameKind.FINAL))
+    frames.append(Frame(b"data: [DONE]\n\n", FrameKind.DONE))
+    return frames
+
+
+def _bearer_ok(request: web.Request, expected: str | None) -> bool:
+    if expected is None:
+        return True
+    return request.headers.get("Authorization", "") == f"Bearer {expected}"
+
+
+def _validate(sim: SimulatedProvider, body: Any) -> str | None:
+    """The 400 message for a request a real provider would refuse, or None."""
+    if not isinstance(body, dict):
+        return "Request body must be a JSON object."
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "[] is too short - 'messages'"
+    if read_openai(body).prefill is not None and not sim.accepts_prefill:
+        return (
+            "This model does not support assistant message prefill. The conversation must end "
+            "with a user or tool message."
+        )
+    return None
+
+
+def build_openai_app(sim: SimulatedProvider) -> web.Application:
+    fmt = WireFormat.OPENAI
+
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        async with sim.log.open(request) as ex:
+            delivery = sim.delivery(ex)
+            body = await sim.read_body(request, ex)
+            if not _bearer_ok(request, sim.api_key):
+                return delivery.reject(unauthorized(fmt))
+            if body is None:
+                return delivery.reject(invalid_request(fmt, "We could not parse the JSON body."))
+            ex.stream = bool(body.get("stream")) if isinstance(body, dict) else False
+            fault = sim.plan.next_fault()
+            ex.fault = fault.label if fault is not None else None
+            early = await delivery.before_headers(fault)
+            if early is not None:
+                return early
+            problem = _validate(sim, body)
+            if problem is not None:
+                return delivery.reject(invalid_request(fmt, problem))
+            model = str(body.get("model", ""))
+            if sim.models and model not in sim.models:
+                return delivery.reject(model_not_found(fmt, model))
+            reply = sim.reply_for(body)
+            created = int(time.time())
+            if ex.stream:
+                options = body.get("stream_options") or {}
+                include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+                frames = completion_frames(reply, created, include_usage)
+                return await delivery.stream(frames, fault)
+            return await delivery.json(completion_json(reply, created), fault, reply.output_tokens)
+
+    async def list_models(request: web.Request) -> web.StreamResponse:
+        async with sim.log.open(request) as ex:
+            if not _bearer_ok(request, sim.api_key):
+                return sim.delivery(ex).reject(unauthorized(fmt))
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": sim.name} for m in sim.models
+            ]
+            ex.status = 200
+            return json_response({"object": "list", "data": data})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post(f"{sim.base_path}/chat/completions", chat_completions)
+    app.router.add_get(f"{sim.base_path}/models", list_models)
+    return app

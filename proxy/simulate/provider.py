@@ -1,0 +1,209 @@
+"""One simulated upstream provider: its configuration, fault plan, request log and server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.simulate.anthropic_app import build_anthropic_app
+from proxy.simulate.delivery import Delivery, Timing
+from proxy.simulate.faults import FaultPlan
+from proxy.simulate.openai_app import build_openai_app
+from proxy.simulate.records import Exchange, RequestLog, RequestRecord
+from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, Reply, plan_reply
+from proxy.types import JSONObject, WireFormat
+
+DEFAULT_BASE_PATHS = {WireFormat.OPENAI: "/v1", WireFormat.ANTHROPIC: "/anthropic"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    runner: web.AppRunner
+    host: str
+    port: int
+    stop: asyncio.Event
+
+
+class SimulatedProvider:
+    """A fake upstream speaking one wire format on 127.0.0.1.
+
+    `models` empty means any model is served; otherwise an unknown model gets the provider's 404.
+    `accepts_prefill` defaults to True for Anthropic and False for OpenAI format (a trailing
+    assistant message is then a 400). `reasoning` makes the model think first (Z.ai-style
+    `reasoning_content`, or Anthropic thinking blocks signed for this provider; with
+    `check_signatures` an Anthropic sim rejects thinking blocks it did not sign). Latency
+    (`first_token_delay`, `chunk_delay`) and `plan` can be changed while it runs.
+
+    Every completion request (`chat/completions`, `messages`) that passes the key check takes one
+    entry from `plan`, before its body is validated; `models` and `count_tokens` never fail.
+    An Anthropic sim takes its key from `x-api-key` or `Authorization: Bearer` (Claude Code sends
+    the first, the current SDK the second) and requires an `anthropic-version` header.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        format: WireFormat | str = WireFormat.OPENAI,
+        models: Iterable[str] = (),
+        *,
+        api_key: str | None = None,
+        reasoning: bool = False,
+        accepts_prefill: bool | None = None,
+        plan: FaultPlan | None = None,
+        chunk_delay: float = 0.0,
+        first_token_delay: float = 0.0,
+        chunk_chars: int = DEFAULT_CHUNK_CHARS,
+        text_before_tool: bool = False,
+        parallel_tool_calls: int = 1,
+        check_signatures: bool = True,
+        base_path: str | None = None,
+    ) -> None:
+        self.format = WireFormat(format)
+        if self.format not in DEFAULT_BASE_PATHS:
+            raise ValueError(f"simulated providers speak openai or anthropic, not {format!r}")
+        self.name = name
+        self.models = tuple(models)
+        self.api_key = api_key
+        self.reasoning = reasoning
+        self.accepts_prefill = (
+            accepts_prefill if accepts_prefill is not None else self.format is WireFormat.ANTHROPIC
+        )
+        self.plan = plan if plan is not None else FaultPlan()
+        self.chunk_delay = chunk_delay
+        self.first_token_delay = first_token_delay
+        self.chunk_chars = chunk_chars
+        self.text_before_tool = text_before_tool
+        self.parallel_tool_calls = parallel_tool_calls
+        self.check_signatures = check_signatures
+        self.base_path = (base_path or DEFAULT_BASE_PATHS[self.format]).rstrip("/")
+        self.log = RequestLog()
+        self._running: _Running | None = None
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._running else "stopped"
+        return f"SimulatedProvider({self.name!r}, {self.format.value}, {where})"
+
+    # --- what tests read ---------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The base URL a provider config needs (`.../v1` or `.../anthropic` by default)."""
+        return self.origin + self.base_path
+
+    @property
+    def origin(self) -> str:
+        if self._running is None:
+            raise RuntimeError(f"simulated provider {self.name!r} is not running")
+        return f"http://{self._running.host}:{self._running.port}"
+
+    @property
+    def port(self) -> int:
+        if self._running is None:
+            raise RuntimeError(f"simulated provider {self.name!r} is not running")
+        return self._running.port
+
+    @property
+    def requests(self) -> tuple[RequestRecord, ...]:
+        """Finished requests, in arrival order (in-flight ones appear when they end)."""
+        return self.log.records
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received whose handler has not ended yet."""
+        return self.log.in_flight
+
+    def counts(self) -> Counter[str]:
+        """How many finished requests ended each way: `{"ok": 3, "Status(429)": 1, ...}`."""
+        return self.log.counts()
+
+    def reply_for(self, body: JSONObject) -> Reply:
+        """The reply this provider gives to `body` (pure: same body, same reply)."""
+        return plan_reply(
+            body,
+            self.format,
+            provider=self.name,
+            reasoning=self.reasoning,
+            chunk_chars=self.chunk_chars,
+            text_before_tool=self.text_before_tool,
+            parallel_tool_calls=self.parallel_tool_calls,
+        )
+
+    def expected_text(self, body: JSONObject) -> str:
+        return self.reply_for(body).full_text
+
+    async def wait_for_requests(self, count: int, within: float = 2.0) -> tuple[RequestRecord, ...]:
+        """Wait until `count` requests have ended (a cancelled upstream ends a moment after the
+        client gives up). Polls, so it works whichever thread serves the provider."""
+        deadline = time.monotonic() + within
+        while len(self.log.records) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name}: {len(self.log.records)} of {count} requests ended"
+                )
+            await asyncio.sleep(0.005)
+        return self.log.records
+
+    # --- what handlers use -------------------------------------------------------------------
+
+    def delivery(self, ex: Exchange) -> Delivery:
+        if self._running is None:
+            raise RuntimeError("handler called on a stopped simulator")
+        return Delivery(
+            ex, self.format, self._running.stop, Timing(self.first_token_delay, self.chunk_delay)
+        )
+
+    @staticmethod
+    async def read_body(request: web.Request, ex: Exchange) -> Any:
+        """The parsed JSON body (also recorded), or None when it is not JSON."""
+        raw = await request.read()
+        try:
+            ex.body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            ex.body = raw.decode(errors="replace")
+            return None
+        return ex.body
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        if self.format is WireFormat.ANTHROPIC:
+            return build_anthropic_app(self)
+        return build_openai_app(self)
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
+    async def start(self, host: str = "127.0.0.1") -> None:
+        if self._running is not None:
+            raise RuntimeError(f"simulated provider {self.name!r} is already running")
+        # handler_cancellation: a client that goes away cancels the handler, which is how the
+        # log learns that an upstream request was abandoned.
+        runner = web.AppRunner(
+            self.build_app(), handler_cancellation=True, shutdown_timeout=1.0, access_log=None
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        port = int(runner.addresses[0][1])
+        self.log.stopping = False
+        self._running = _Running(runner, host, port, asyncio.Event())
+
+    async def stop(self) -> None:
+        """Stop serving; hung and stalled handlers wake up and drop their connections."""
+        running = self._running
+        if running is None:
+            return
+        self.log.stopping = True
+        running.stop.set()
+        try:
+            await running.runner.cleanup()
+        finally:
+            self._running = None

@@ -1,0 +1,150 @@
+"""What routing needs to know about a request, read from either client format.
+
+Pure and on the hot path: one walk over the messages, no serialisation of its own (the token
+estimate is `proxy.tokens`' job). Shapes that are valid but odd (content null, a string, a list of
+parts, unknown part types) are read leniently; validating the body is the server's job, so the only
+error raised here is ClientRequestError, for a body or model routing cannot work with at all.
+
+Reasoning: Anthropic `thinking.type` "enabled"/"adaptive"; OpenAI `reasoning_effort` other than
+"none"/"minimal" (those ask for speed, not thought); a `reasoning` object (Responses, OpenRouter)
+unless it says `enabled: false` or an effort of "none"/"minimal".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from proxy.errors import ClientRequestError
+from proxy.tokens import estimate_request_tokens
+from proxy.types import JSONObject, RequestSummary, WireFormat
+
+WEB_SEARCH_TOOL_NAMES = frozenset({"web_search", "brave_web_search", "google_search"})
+_NO_REASONING_EFFORTS = frozenset({"none", "minimal"})
+_IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
+_TEXT_PART_TYPES = frozenset({"text", "input_text"})
+
+
+def summarize(body: JSONObject, fmt: WireFormat) -> RequestSummary:
+    if not isinstance(body, dict):
+        raise ClientRequestError("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ClientRequestError("'model' must be a non-empty string", param="model")
+    responses = fmt in (WireFormat.RESPONSES, WireFormat.CODEX)
+    messages = _responses_messages(body.get("input")) if responses else body.get("messages")
+    tools = body.get("tools")
+    has_images, last_user = _scan_messages(messages if isinstance(messages, list) else [])
+    return RequestSummary(
+        model=model,
+        has_images=has_images,
+        has_web_search=_has_web_search(body, tools),
+        wants_reasoning=_wants_reasoning(body, fmt),
+        has_tools=bool(tools) or bool(body.get("functions")),
+        token_estimate=estimate_request_tokens(body, fmt),
+        max_output_tokens=_max_output_tokens(body, fmt),
+        last_user_text=_text_of(last_user.get("content")) if last_user else "",
+    )
+
+
+def _scan_messages(messages: list[Any]) -> tuple[bool, dict[str, Any] | None]:
+    has_images = False
+    last_user: dict[str, Any] | None = None
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "user":
+            last_user = message
+        if not has_images:
+            has_images = _contains_image(message.get("content"))
+    return has_images, last_user
+
+
+def _contains_image(content: Any) -> bool:
+    """Image parts at any depth: Anthropic tool_result content may itself hold images."""
+    if not isinstance(content, list):
+        return False
+    for part in content:
+        if isinstance(part, dict):
+            if part.get("type") in _IMAGE_PART_TYPES:
+                return True
+            if _contains_image(part.get("content")):
+                return True
+    return False
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    texts = [
+        p["text"]
+        for p in content
+        if isinstance(p, dict)
+        and p.get("type") in _TEXT_PART_TYPES
+        and isinstance(p.get("text"), str)
+    ]
+    return "\n".join(texts)
+
+
+def _responses_messages(items: Any) -> list[Any]:
+    """Responses `input`: a bare string is one user message; items without a role are skipped."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    return items if isinstance(items, list) else []
+
+
+def _tool_names(tools: Iterable[Any]) -> Iterable[tuple[str, str]]:
+    """(type, name) per tool; OpenAI chat nests the name under `function`."""
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        name = tool.get("name")
+        function = tool.get("function")
+        if not isinstance(name, str) and isinstance(function, dict):
+            name = function.get("name")
+        kind = tool.get("type")
+        yield (kind if isinstance(kind, str) else "", name if isinstance(name, str) else "")
+
+
+def _has_web_search(body: JSONObject, tools: Any) -> bool:
+    if body.get("web_search_options") is not None:
+        return True
+    if not isinstance(tools, list):
+        return False
+    # Anthropic server tools are `web_search_20250305`...; OpenAI's are `web_search`,
+    # `web_search_preview`...: both start with "web_search".
+    return any(
+        kind.startswith("web_search") or name.lower() in WEB_SEARCH_TOOL_NAMES
+        for kind, name in _tool_names(tools)
+    )
+
+
+def _wants_reasoning(body: JSONObject, fmt: WireFormat) -> bool:
+    if fmt is WireFormat.ANTHROPIC:
+        thinking = body.get("thinking")
+        return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    effort = body.get("reasoning_effort")
+    if isinstance(effort, str):
+        return effort not in _NO_REASONING_EFFORTS
+    reasoning = body.get("reasoning")
+    if not isinstance(reasoning, dict):
+        return False
+    if reasoning.get("enabled") is False:
+        return False
+    return reasoning.get("effort") not in _NO_REASONING_EFFORTS
+
+
+def _max_output_tokens(body: JSONObject, fmt: WireFormat) -> int | None:
+    if fmt is WireFormat.ANTHROPIC:
+        keys: tuple[str, ...] = ("max_tokens",)
+    elif fmt in (WireFormat.RESPONSES, WireFormat.CODEX):
+        keys = ("max_output_tokens",)
+    else:
+        keys = ("max_completion_tokens", "max_tokens")
+    for key in keys:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None

@@ -1,0 +1,516 @@
+"""Offline token estimates for `/v1/messages/count_tokens` and `long_context` routing.
+
+No tokenizer runs here. `count_text` is a linear model over byte-class counts of the UTF-8
+text (letters, spaces, digits, punctuation, newlines, non-ASCII characters by script, and three
+cheap shape features for indentation and repeated punctuation), fitted against the cl100k_base
+BPE by `tests/bench/calibrate_tokens.py`, which also measures the error; the README quotes it.
+Every feature is a C-level `bytes.translate` / `bytes.count` pass, most of them over the short
+residue left once the letters are deleted: a 45 KB Claude Code request takes about 0.25 ms.
+Strings longer than `SAMPLE_ABOVE` characters are estimated from evenly spaced windows, which
+keeps a multi-megabyte tool result from costing more than a small one.
+
+`estimate_request_tokens` walks a request body of any `WireFormat` and never raises on odd
+shapes: unknown parts contribute their strings, wrong types contribute nothing. It reads
+strings only; base64 payloads (images, documents) are priced from their header or size and
+never decoded in full, and only tool schemas and tool-call inputs (plain JSON, never payloads)
+are serialised, because that JSON text is what the model reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import operator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.types import JSONObject, WireFormat
+
+ANTHROPIC = WireFormat.ANTHROPIC
+
+# Feature names and the tokens each unit of a feature costs, fitted by
+# `tests/bench/calibrate_tokens.py`. `symbol` and `astral` are pinned rather than fitted: the
+# corpora hold too few of them, and one such character is about one (symbol) or two (emoji)
+# tokens. A negative weight corrects a count that over-prices merged runs.
+FEATURES = (
+    "letter",  # ASCII letter
+    "space",  # ' '
+    "digit",
+    "newline",  # '\n' or '\r'
+    "tab",
+    "punct",  # any other ASCII byte
+    "latin2",  # 2-byte char outside Cyrillic: accents split words
+    "cyrillic",
+    "symbol",  # U+2000-U+2FFF: dashes, arrows, curly quotes
+    "cjk",  # kana, CJK ideographs, fullwidth forms
+    "hangul",  # Hangul, and U+0800-U+1FFF (Indic, Thai, ...)
+    "astral",  # 4-byte chars: emoji
+    "indent",  # a newline followed by a space: the indentation is one more token
+    "repeat",  # runs like '----' or '====' that BPE merges
+    "blank_line",  # '\n\n'
+)
+WEIGHTS = (0.212, 0.009, 1.023, 2.117, 1.62, 0.346, 2.057, 0.484, 1.0, 1.068, 1.182, 2.0,
+           0.22, -0.329, -2.011)
+PINNED = ("symbol", "astral")
+
+_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
+_DIGITS = b"0123456789"
+_ASCII = bytes(range(128))
+
+
+def _all_but(keep: Iterable[int]) -> bytes:
+    kept = frozenset(keep)
+    return bytes(b for b in range(256) if b not in kept)
+
+
+# `bytes.translate(None, delete)` tables: deleting everything but one lead-byte range leaves a
+# string whose length is the number of characters in that range.
+_NOT_LATIN2 = _all_but(b for b in range(0xC0, 0xE0) if not 0xD0 <= b < 0xD4)
+_NOT_CYRILLIC = _all_but(range(0xD0, 0xD4))
+_NOT_SYMBOL = _all_but([0xE2])
+_NOT_CJK = _all_but([*range(0xE3, 0xEA), 0xEE, 0xEF])
+_NOT_HANGUL = _all_but([0xE0, 0xE1, *range(0xEA, 0xEE)])
+_NOT_ASTRAL = _all_but(range(0xF0, 0x100))
+_REPEATABLE = bytes.maketrans(b"-=*#_~/.", b"RRRRRRRR")
+
+SAMPLE_ABOVE = 32_768
+"""Characters above which a string is estimated from `_SAMPLE_WINDOWS` windows."""
+_SAMPLE_WINDOWS = 8
+_SAMPLE_WINDOW = 4_096
+
+
+def count_text(text: str) -> int:
+    """Estimated cl100k_base token count of `text`: at least 1 for any non-empty text, and
+    never lower for a longer text up to `SAMPLE_ABOVE` characters (all run weights are
+    smaller than their base weights, so one more character never removes a token)."""
+    if not text:
+        return 0
+    return max(1, round(_estimate(text)))
+
+
+def _estimate(text: str) -> float:
+    n = len(text)
+    if n <= SAMPLE_ABOVE:
+        return _features_estimate(text)
+    step = (n - _SAMPLE_WINDOW) / (_SAMPLE_WINDOWS - 1)
+    windows = (text[int(i * step) : int(i * step) + _SAMPLE_WINDOW] for i in range(_SAMPLE_WINDOWS))
+    sample = "".join(windows)
+    return _features_estimate(sample) * n / len(sample)
+
+
+def _features_estimate(text: str) -> float:
+    return math.fsum(map(operator.mul, WEIGHTS, features(text)))
+
+
+def features(text: str) -> tuple[int, ...]:
+    """Counts of `FEATURES` in `text` (exposed for the calibration script)."""
+    # surrogatepass: JSON may carry lone surrogates ("\ud800"); they must not raise here.
+    raw = text.encode("utf-8", "surrogatepass")
+    no_letters = raw.translate(None, _LETTERS)
+    no_spaces = no_letters.translate(None, b" ")
+    rest = no_spaces.translate(None, _DIGITS)
+    newlines = rest.count(b"\n") + rest.count(b"\r")
+    tabs = rest.count(b"\t")
+    high = b"" if text.isascii() else rest.translate(None, _ASCII)
+    return (
+        len(raw) - len(no_letters),
+        len(no_letters) - len(no_spaces),
+        len(no_spaces) - len(rest),
+        newlines,
+        tabs,
+        len(rest) - len(high) - newlines - tabs,
+        len(high.translate(None, _NOT_LATIN2)),
+        len(high.translate(None, _NOT_CYRILLIC)),
+        len(high.translate(None, _NOT_SYMBOL)),
+        len(high.translate(None, _NOT_CJK)),
+        len(high.translate(None, _NOT_HANGUL)),
+        len(high.translate(None, _NOT_ASTRAL)),
+        no_letters.count(b"\n "),
+        rest.translate(_REPEATABLE).count(b"RR"),
+        rest.count(b"\n\n"),
+    )
+
+
+# Framing the model sees around the strings, per OpenAI's published chat-format accounting
+# (3 per message plus the role, 3 to prime the reply); the same values stand in for Anthropic's.
+PER_MESSAGE = 4
+REPLY_PRIMING = 3
+PER_TOOL = 8
+PER_TOOL_CALL = 8
+PER_TOOL_RESULT = 4
+ANTHROPIC_TOOL_PROMPT = 346
+"""The system prompt Anthropic adds when `tools` is non-empty (its pricing table, Claude 4)."""
+
+# Images. Anthropic: (w*h)/750 after fitting the long edge into 1568 px, about 1600 at most.
+# OpenAI: 85 + 170 per 512 px tile after fitting 2048 px then a 768 px short side; "low" is 85.
+_ANTHROPIC_MAX_EDGE = 1568
+_ANTHROPIC_MAX_IMAGE = 1600
+_UNKNOWN_IMAGE = (1600, 1200)
+"""Assumed size of an image behind a URL or file id: large, so long contexts are not missed."""
+_PIXELS_PER_BYTE = 4
+"""Compressed images hold a few pixels per byte; used when the header gives no size."""
+_PDF_BYTES_PER_TOKEN = 26
+_PDF_MIN = 2300
+"""About one page: a page image plus its text."""
+_AUDIO_BYTES_PER_TOKEN = 3200
+_JPEG_SCAN_CHARS = 65_536
+"""Base64 characters decoded to find a JPEG's frame header (past EXIF, which may be 64 KB)."""
+_MAX_DEPTH = 16
+"""Deeper nesting is read by the flat string walk, so no shape can recurse without bound."""
+_OPAQUE_KEYS = frozenset({"data", "signature", "encrypted_content", "cache_control", "file_data"})
+"""Keys whose values are payloads or metadata, not text the model reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestText:
+    """What a request shows the model: its strings, plus tokens priced without a tokenizer
+    (framing, images, documents). The calibration script counts `texts` with a real tokenizer."""
+
+    texts: tuple[str, ...]
+    fixed_tokens: int
+
+
+def estimate_request_tokens(body: JSONObject, fmt: WireFormat) -> int:
+    """Estimated input tokens of a request body in the client's dialect `fmt`; never raises."""
+    request = request_text(body, fmt)
+    return request.fixed_tokens + count_texts(request.texts)
+
+
+def count_texts(texts: Iterable[str]) -> int:
+    """`count_text` over many strings at about the cost of one call: short ones are joined."""
+    # ASCII and non-ASCII strings are joined apart: one em dash would otherwise widen the whole
+    # join to 2 bytes a character and make its UTF-8 encoding a real pass instead of a copy.
+    ascii_texts: list[str] = []
+    other_texts: list[str] = []
+    total = 0.0
+    non_empty = 0
+    for text in texts:
+        non_empty += bool(text)
+        if len(text) > SAMPLE_ABOVE:
+            total += _estimate(text)
+        elif text.isascii():
+            ascii_texts.append(text)
+        else:
+            other_texts.append(text)
+    for group in (ascii_texts, other_texts):
+        if group:
+            total += _features_estimate("".join(group))
+    # Every non-empty string is at least one token, which the joined estimate cannot see.
+    return max(non_empty, round(total))
+
+
+def request_text(body: JSONObject, fmt: WireFormat) -> RequestText:
+    tally = _Tally()
+    if isinstance(body, dict):
+        if fmt is ANTHROPIC:
+            _anthropic_request(body, tally)
+        elif fmt is WireFormat.OPENAI:
+            _openai_request(body, tally)
+        else:
+            _responses_request(body, tally)
+    return RequestText(tuple(tally.texts), tally.fixed)
+
+
+class _Tally:
+    """Accumulator for one walk; lives only inside `request_text`."""
+
+    __slots__ = ("fixed", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.fixed = 0
+
+    def text(self, value: object) -> None:
+        if isinstance(value, str) and value:
+            self.texts.append(value)
+
+    def json(self, value: object) -> None:
+        """A schema or tool input: the model reads it as JSON text."""
+        if isinstance(value, str):
+            self.text(value)
+        elif value is not None:
+            try:
+                self.texts.append(orjson.dumps(value).decode())
+            except orjson.JSONEncodeError:  # non-JSON values, or nesting past orjson's limit
+                self.strings(value)
+
+    def strings(self, value: object) -> None:
+        """Every string leaf of an unknown shape, except opaque payloads."""
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if not item.startswith("data:"):  # an inline payload, not text
+                    self.text(item)
+            elif isinstance(item, dict):
+                stack.extend(v for k, v in item.items() if k not in _OPAQUE_KEYS)
+            elif isinstance(item, list):
+                stack.extend(item)
+
+
+def _dicts(value: object) -> Iterator[dict[str, Any]]:
+    """The dict items of a list (a lone dict counts as a list of one); anything else: none."""
+    if isinstance(value, dict):
+        yield value
+    elif isinstance(value, list):
+        yield from (item for item in value if isinstance(item, dict))
+
+
+def _anthropic_request(body: JSONObject, tally: _Tally) -> None:
+    system = body.get("system")
+    if system:
+        tally.fixed += PER_MESSAGE
+        _anthropic_content(system, tally, 0)
+    for message in _dicts(body.get("messages")):
+        tally.fixed += PER_MESSAGE
+        _anthropic_content(message.get("content"), tally, 0)
+    tools = list(_dicts(body.get("tools")))
+    if tools:
+        tally.fixed += ANTHROPIC_TOOL_PROMPT
+    for tool in tools:
+        tally.fixed += PER_TOOL
+        tally.text(tool.get("name"))
+        tally.text(tool.get("description"))
+        if "input_schema" in tool:
+            tally.json(tool["input_schema"])
+    tally.fixed += REPLY_PRIMING
+
+
+def _anthropic_content(content: object, tally: _Tally, depth: int) -> None:
+    if isinstance(content, str):
+        tally.text(content)
+        return
+    if depth > _MAX_DEPTH:
+        tally.strings(content)
+        return
+    for block in _dicts(content):
+        kind = block.get("type")
+        if kind == "text":
+            tally.text(block.get("text"))
+        elif kind == "thinking":
+            tally.text(block.get("thinking"))
+        elif kind == "redacted_thinking":
+            continue  # encrypted; what it costs is not knowable from here
+        elif kind == "image":
+            source = block.get("source")
+            data = source.get("data") if isinstance(source, dict) else None
+            tally.fixed += _image_tokens(data if isinstance(data, str) else None, None, ANTHROPIC)
+        elif kind == "document":
+            tally.text(block.get("title"))
+            tally.text(block.get("context"))
+            _anthropic_document(block.get("source"), tally, depth)
+        elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+            tally.fixed += PER_TOOL_CALL
+            tally.text(block.get("name"))
+            tally.json(block.get("input"))
+        elif isinstance(kind, str) and kind.endswith("tool_result"):
+            tally.fixed += PER_TOOL_RESULT
+            _anthropic_content(block.get("content"), tally, depth + 1)
+        else:
+            tally.strings({k: v for k, v in block.items() if k != "type"})
+
+
+def _anthropic_document(source: object, tally: _Tally, depth: int) -> None:
+    if not isinstance(source, dict):
+        tally.fixed += _PDF_MIN
+        return
+    kind = source.get("type")
+    if kind == "text":
+        tally.text(source.get("data"))
+    elif kind == "content":
+        _anthropic_content(source.get("content"), tally, depth + 1)
+    elif kind == "base64" and isinstance(source.get("data"), str):
+        tally.fixed += _pdf_tokens(source["data"])
+    else:
+        tally.fixed += _PDF_MIN
+
+
+def _openai_request(body: JSONObject, tally: _Tally) -> None:
+    for message in _dicts(body.get("messages")):
+        tally.fixed += PER_MESSAGE
+        tally.text(message.get("name"))
+        _openai_content(message.get("content"), tally)
+        tally.text(message.get("refusal"))
+        # Not part of the OpenAI schema, but DeepSeek-style clients send reasoning back.
+        tally.text(message.get("reasoning_content"))
+        calls = list(_dicts(message.get("tool_calls")))
+        calls.extend(_dicts(message.get("function_call")))
+        for call in calls:
+            tally.fixed += PER_TOOL_CALL
+            function = call.get("function") or call.get("custom") or call
+            if isinstance(function, dict):
+                tally.text(function.get("name"))
+                tally.json(function.get("arguments", function.get("input")))
+    tools = list(_dicts(body.get("tools")))
+    tools.extend(_dicts(body.get("functions")))
+    for tool in tools:
+        _function_tool(tool.get("function") or tool.get("custom") or tool, tally)
+    tally.fixed += REPLY_PRIMING
+
+
+def _function_tool(tool: object, tally: _Tally) -> None:
+    tally.fixed += PER_TOOL
+    if not isinstance(tool, dict):
+        return
+    tally.text(tool.get("name"))
+    tally.text(tool.get("description"))
+    for key in ("parameters", "format"):
+        if key in tool:
+            tally.json(tool[key])
+
+
+def _openai_content(content: object, tally: _Tally) -> None:
+    if isinstance(content, str):
+        tally.text(content)
+        return
+    for part in _dicts(content):
+        kind = part.get("type")
+        if kind in ("text", "input_text", "output_text"):
+            tally.text(part.get("text"))
+        elif kind == "refusal":
+            tally.text(part.get("refusal"))
+        elif kind in ("image_url", "input_image"):
+            image = part.get("image_url")
+            url, detail = image, part.get("detail")
+            if isinstance(image, dict):
+                url, detail = image.get("url"), image.get("detail")
+            tally.fixed += _image_tokens(_data_url_payload(url), detail, WireFormat.OPENAI)
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            data = audio.get("data") if isinstance(audio, dict) else None
+            size = len(data) * 3 // 4 if isinstance(data, str) else 0
+            tally.fixed += 1 + size // _AUDIO_BYTES_PER_TOKEN
+        elif kind in ("file", "input_file"):
+            file = part.get("file")
+            data = _data_url_payload((file if isinstance(file, dict) else part).get("file_data"))
+            tally.fixed += _pdf_tokens(data) if data else _PDF_MIN
+        else:
+            tally.strings({k: v for k, v in part.items() if k != "type"})
+
+
+def _responses_request(body: JSONObject, tally: _Tally) -> None:
+    """OpenAI Responses and Codex bodies: `instructions`, `input` items, flat `tools`."""
+    if body.get("instructions"):
+        tally.fixed += PER_MESSAGE
+        tally.text(body.get("instructions"))
+    items = body.get("input")
+    if isinstance(items, str):
+        tally.fixed += PER_MESSAGE
+        tally.text(items)
+    for item in _dicts(items):
+        kind = item.get("type", "message")
+        if kind == "message":
+            tally.fixed += PER_MESSAGE
+            _openai_content(item.get("content"), tally)
+        elif kind in ("function_call", "custom_tool_call"):
+            tally.fixed += PER_TOOL_CALL
+            tally.text(item.get("name"))
+            tally.json(item.get("arguments", item.get("input")))
+        elif isinstance(kind, str) and kind.endswith("_output"):
+            tally.fixed += PER_TOOL_RESULT
+            _openai_content(item.get("output"), tally)
+        elif kind == "reasoning":
+            for part in (*_dicts(item.get("summary")), *_dicts(item.get("content"))):
+                tally.text(part.get("text"))
+        else:
+            tally.strings({k: v for k, v in item.items() if k not in ("type", "id")})
+    for tool in _dicts(body.get("tools")):
+        if "parameters" in tool or "format" in tool or "description" in tool:
+            _function_tool(tool, tally)
+        else:  # built-in tools (web_search, local_shell): a name and a few options
+            tally.fixed += PER_TOOL
+            tally.strings({k: v for k, v in tool.items() if k != "type"})
+    tally.fixed += REPLY_PRIMING
+
+
+def _data_url_payload(url: object) -> str | None:
+    """The base64 payload of a `data:` URL; None for remote URLs and anything else."""
+    if isinstance(url, str) and url.startswith("data:"):
+        head, sep, payload = url.partition(",")
+        return payload if sep and head.endswith(";base64") else None
+    return None
+
+
+def _image_tokens(data: str | None, detail: object, fmt: WireFormat) -> int:
+    if fmt is not ANTHROPIC and detail == "low":
+        return 85
+    size = _image_size(data) if data else None
+    if size is None:
+        size = _UNKNOWN_IMAGE if not data else _size_from_bytes(len(data) * 3 // 4)
+    width, height = size
+    if fmt is ANTHROPIC:
+        scale = min(1.0, _ANTHROPIC_MAX_EDGE / max(width, height, 1))
+        return min(_ANTHROPIC_MAX_IMAGE, math.ceil(width * height * scale * scale / 750))
+    fit = min(1.0, 2048 / max(width, height, 1))
+    scale = fit * min(1.0, 768 / max(min(width, height) * fit, 1))
+    tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+    return 85 + 170 * tiles
+
+
+def _size_from_bytes(size: int) -> tuple[int, int]:
+    """A 4:3 image of the pixel count a compressed file of `size` bytes typically holds."""
+    pixels = max(size, 1) * _PIXELS_PER_BYTE
+    width = math.isqrt(pixels * 4 // 3)
+    return width, max(1, pixels // max(width, 1))
+
+
+def _pdf_tokens(data: str) -> int:
+    return max(_PDF_MIN, len(data) * 3 // 4 // _PDF_BYTES_PER_TOKEN)
+
+
+def _b64_prefix(data: str, chars: int) -> bytes:
+    head = data[:chars]
+    head = head[: len(head) - len(head) % 4]
+    try:
+        return base64.b64decode(head)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters in the payload
+        return b""
+
+
+def _image_size(data: str) -> tuple[int, int] | None:
+    """Width and height from a base64 PNG, GIF, WebP or JPEG header; None if not found."""
+    head = _b64_prefix(data, 64)
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:4] == b"GIF8" and len(head) >= 10:
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        chunk = head[12:16]
+        if chunk == b"VP8X":
+            return (1 + int.from_bytes(head[24:27], "little"),
+                    1 + int.from_bytes(head[27:30], "little"))
+        if chunk == b"VP8L":
+            bits = int.from_bytes(head[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8 ":
+            return (int.from_bytes(head[26:28], "little") & 0x3FFF,
+                    int.from_bytes(head[28:30], "little") & 0x3FFF)
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(_b64_prefix(data, _JPEG_SCAN_CHARS))
+    return None
+
+
+_JPEG_FRAMES = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC),
+                          *range(0xCD, 0xD0)})
+
+
+def _jpeg_size(jpeg: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 <= len(jpeg):
+        if jpeg[i] != 0xFF:
+            return None
+        marker = jpeg[i + 1]
+        if marker in _JPEG_FRAMES:
+            height = int.from_bytes(jpeg[i + 5 : i + 7], "big")
+            return int.from_bytes(jpeg[i + 7 : i + 9], "big"), height
+        if marker == 0xFF:
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 2
+        else:
+            i += 2 + int.from_bytes(jpeg[i + 2 : i + 4], "big")
+    return None

@@ -1,0 +1,293 @@
+"""Neutral stream events -> one complete message, in either client dialect.
+
+Serves buffer mode (stream from the upstream, answer the client in one piece), providers that
+only stream, and mid-stream failover, which needs to know what was already produced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from proxy.translate.common import anthropic_tool_id, join_text, parse_tool_arguments
+from proxy.translate.reasons import (
+    stop_to_anthropic,
+    stop_to_openai_finish,
+    usage_to_anthropic,
+    usage_to_openai,
+)
+from proxy.types import (
+    Finish,
+    JSONObject,
+    MessageStart,
+    ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
+    StopReason,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallSnapshot:
+    index: int
+    id: str
+    name: str
+    arguments: str  # the raw JSON text received so far
+
+
+@dataclass(frozen=True, slots=True)
+class PartialMessage:
+    """What a stream has produced so far.
+
+    `text` and `reasoning` are the exact concatenation of their deltas. A tool call is complete
+    once any other content event (or Finish) follows it; the last call, still receiving
+    arguments, is `open_tool_call`.
+    """
+
+    id: str
+    model: str
+    reasoning: str
+    text: str
+    tool_calls: tuple[ToolCallSnapshot, ...]
+    open_tool_call: ToolCallSnapshot | None
+    usage: Usage
+    finish: Finish | None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish is not None
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str  # "text", "thinking", "redacted" or "tool"
+    parts: list[str] = field(default_factory=list)
+    signature: str = ""
+    tool: int = -1
+
+
+@dataclass(slots=True)
+class _Tool:
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+class MessageAccumulator:
+    """Consumes neutral events; renders a chat.completion or an Anthropic message.
+
+    Blocks follow the same rule as the stream encoders: a new block whenever the event kind
+    changes, a new tool call starts, or reasoning resumes after a signature. The first
+    MessageStart and the first Finish count; usage is the latest UsageUpdate, or (when the
+    upstream never reported any) an output estimate of 4 characters per token.
+    """
+
+    def __init__(self, *, input_tokens_hint: int = 0) -> None:
+        self._input_hint = input_tokens_hint
+        self._id = ""
+        self._model = ""
+        self._blocks: list[_Block] = []
+        self._tools: dict[int, _Tool] = {}
+        self._open_tool: int | None = None
+        self._usage: Usage | None = None
+        self._finish: Finish | None = None
+        self._output_chars = 0
+
+    def add(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._content(event.text, "text")
+        elif isinstance(event, ToolCallDelta):
+            tool = self._tools.get(event.index)
+            if tool is None:  # arguments before their start: keep them, name unknown
+                tool = self._tools[event.index] = _Tool("", "")
+                self._blocks.append(_Block("tool", tool=event.index))
+            tool.arguments.append(event.arguments)
+            self._output_chars += len(event.arguments)
+        elif isinstance(event, ReasoningDelta):
+            self._content(event.text, "thinking")
+        elif isinstance(event, ToolCallStart):
+            self._open_tool = event.index
+            early = self._tools.get(event.index)
+            if early is not None and not early.id and not early.name:
+                early.id, early.name = event.id, event.name
+            else:
+                self._tools[event.index] = _Tool(event.id, event.name)
+                self._blocks.append(_Block("tool", tool=event.index))
+        elif isinstance(event, ReasoningSignature):
+            self._open_tool = None
+            last = self._blocks[-1] if self._blocks else None
+            if last is None or last.kind != "thinking" or last.signature:
+                last = _Block("thinking")
+                self._blocks.append(last)
+            last.signature = event.signature
+        elif isinstance(event, RedactedReasoning):
+            self._open_tool = None
+            self._blocks.append(_Block("redacted", [event.data]))
+        elif isinstance(event, UsageUpdate):
+            self._usage = event.usage
+        elif isinstance(event, Finish):
+            self._open_tool = None
+            if self._finish is None:
+                self._finish = event
+        elif isinstance(event, MessageStart) and not self._id and not self._model:
+            self._id, self._model = event.id, event.model
+
+    def extend(self, events: Iterable[StreamEvent]) -> None:
+        for event in events:
+            self.add(event)
+
+    # --- what failover needs -----------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self._finish is not None
+
+    @property
+    def text_so_far(self) -> str:
+        return "".join(part for b in self._blocks if b.kind == "text" for part in b.parts)
+
+    @property
+    def reasoning_so_far(self) -> str:
+        return "".join(part for b in self._blocks if b.kind == "thinking" for part in b.parts)
+
+    @property
+    def tool_calls_complete(self) -> tuple[ToolCallSnapshot, ...]:
+        return tuple(self._snapshot(i) for i in sorted(self._tools) if i != self._open_tool)
+
+    @property
+    def open_tool_call(self) -> ToolCallSnapshot | None:
+        return None if self._open_tool is None else self._snapshot(self._open_tool)
+
+    @property
+    def usage(self) -> Usage:
+        if self._usage is not None:
+            return self._usage
+        return Usage(input_tokens=self._input_hint, output_tokens=(self._output_chars + 3) // 4)
+
+    def snapshot(self) -> PartialMessage:
+        return PartialMessage(
+            id=self._id,
+            model=self._model,
+            reasoning=self.reasoning_so_far,
+            text=self.text_so_far,
+            tool_calls=self.tool_calls_complete,
+            open_tool_call=self.open_tool_call,
+            usage=self.usage,
+            finish=self._finish,
+        )
+
+    # --- rendering ---------------------------------------------------------------------------
+
+    def to_openai(
+        self, model: str, *, completion_id: str | None = None, created: int | None = None
+    ) -> JSONObject:
+        """A `chat.completion`. Text blocks that tool calls or reasoning split are joined with
+        `common.TEXT_SEPARATOR`, as the non-streaming translator does; reasoning goes to the
+        `reasoning_content` extension field; `created` defaults to now."""
+        text = join_text(["".join(b.parts) for b in self._blocks if b.kind == "text"])
+        reasoning = join_text(["".join(b.parts) for b in self._blocks if b.kind == "thinking"])
+        message: JSONObject = {"role": "assistant", "content": text, "refusal": None}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        if self._tools:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    # A client json-parses the arguments; a parameterless call sends "".
+                    "function": {"name": call.name, "arguments": call.arguments or "{}"},
+                }
+                for call in (self._snapshot(i) for i in sorted(self._tools))
+            ]
+            if not text:
+                message["content"] = None
+        return {
+            "id": completion_id or self._openai_id(),
+            "object": "chat.completion",
+            "created": int(time.time()) if created is None else created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": stop_to_openai_finish(self._stop_reason()),
+                }
+            ],
+            "usage": usage_to_openai(self.usage),
+        }
+
+    def to_anthropic(self, model: str, *, message_id: str | None = None) -> JSONObject:
+        """An Anthropic `message`, blocks in stream order. Tool ids are made Anthropic-safe and
+        arguments parsed with `common.parse_tool_arguments` (broken JSON is wrapped, not lost)."""
+        msg_id = message_id or self._id or "msg_llmproxy"
+        content: list[JSONObject] = []
+        for block in self._blocks:
+            if block.kind == "text":
+                text = "".join(block.parts)
+                if text:
+                    content.append({"type": "text", "text": text})
+            elif block.kind == "thinking":
+                thinking = "".join(block.parts)
+                content.append(
+                    {"type": "thinking", "thinking": thinking, "signature": block.signature}
+                )
+            elif block.kind == "redacted":
+                content.append({"type": "redacted_thinking", "data": "".join(block.parts)})
+            else:
+                call = self._snapshot(block.tool)
+                content.append(
+                    {
+                        "type": "tool_use",
+                        "id": anthropic_tool_id(call.id, f"toolu_{msg_id}_{call.index}"),
+                        "name": call.name,
+                        "input": parse_tool_arguments(call.arguments),
+                    }
+                )
+        finish = self._finish
+        return {
+            "id": msg_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop_to_anthropic(self._stop_reason()),
+            "stop_sequence": finish.stop_sequence if finish is not None else None,
+            "usage": usage_to_anthropic(self.usage),
+        }
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _content(self, text: str, kind: str) -> None:
+        if not text:
+            return
+        self._open_tool = None
+        self._output_chars += len(text)
+        last = self._blocks[-1] if self._blocks else None
+        if last is None or last.kind != kind or last.signature:
+            last = _Block(kind)
+            self._blocks.append(last)
+        last.parts.append(text)
+
+    def _snapshot(self, index: int) -> ToolCallSnapshot:
+        tool = self._tools[index]
+        return ToolCallSnapshot(index, tool.id, tool.name, "".join(tool.arguments))
+
+    def _stop_reason(self) -> StopReason:
+        reason = self._finish.reason if self._finish is not None else StopReason.END_TURN
+        # Some upstreams say "stop" after calling tools; the client must still run them.
+        if reason is StopReason.END_TURN and self._tools:
+            return StopReason.TOOL_USE
+        return reason
+
+    def _openai_id(self) -> str:
+        if self._id.startswith("chatcmpl-"):
+            return self._id
+        return f"chatcmpl-{self._id}" if self._id else "chatcmpl-llmproxy"

@@ -1,0 +1,224 @@
+"""Non-streaming response translation, one function per direction.
+
+Decisions:
+- OpenAI-compatible reasoning (`reasoning_content`, or `reasoning` from OpenRouter/vLLM, or a
+  `<think>` block opening `content`) becomes an Anthropic `thinking` block with
+  `signature: ""`. The anthropic SDK accepts it (`signature: str`), Claude Code shows it as
+  thinking, and it never reaches the visible text. Such unsigned blocks must not be sent to a
+  real Anthropic upstream later: see `requests.drop_unsigned_thinking`.
+- Anthropic `thinking` becomes `message.reasoning_content` (non-standard, what Z.ai/DeepSeek
+  clients read); `redacted_thinking` and server-tool blocks are dropped.
+- Text blocks of one Anthropic message are concatenated without separator, exactly as a client
+  would see them streamed.
+- A response that carries tool calls always ends with tool_use / tool_calls, whatever finish
+  reason the provider gave (some OpenAI-compatible servers say "stop"): agent loops decide from it.
+- Tool arguments that are not a JSON object are wrapped, see `common.RAW_ARGUMENTS_KEY`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from proxy.translate.common import (
+    anthropic_tool_id,
+    dump_tool_input,
+    parse_tool_arguments,
+    split_think_tags,
+)
+from proxy.translate.reasons import (
+    anthropic_stop_to_stop,
+    openai_finish_to_stop,
+    stop_to_anthropic,
+    stop_to_openai_finish,
+    usage_from_anthropic,
+    usage_from_openai,
+    usage_to_anthropic,
+    usage_to_openai,
+)
+from proxy.types import JSONObject, StopReason
+
+__all__ = [
+    "anthropic_message_id",
+    "anthropic_to_openai_response",
+    "openai_completion_id",
+    "openai_to_anthropic_response",
+    "passthrough_response",
+]
+
+
+def passthrough_response(body: JSONObject, model: str) -> JSONObject:
+    """Same format in and out: only `model` changes, to the name the client asked for."""
+    return {**body, "model": model}
+
+
+def anthropic_message_id(upstream_id: Any) -> str:
+    """`chatcmpl-abc` -> `msg_abc`; a fresh id when the provider sent none."""
+    if not isinstance(upstream_id, str) or not upstream_id:
+        return f"msg_{uuid.uuid4().hex}"
+    return "msg_" + upstream_id.removeprefix("chatcmpl-")
+
+
+def openai_completion_id(upstream_id: Any) -> str:
+    """`msg_abc` -> `chatcmpl-abc`; a fresh id when the provider sent none."""
+    if not isinstance(upstream_id, str) or not upstream_id:
+        return f"chatcmpl-{uuid.uuid4().hex}"
+    return "chatcmpl-" + upstream_id.removeprefix("msg_")
+
+
+# --- OpenAI chat.completion -> Anthropic message -----------------------------------------------
+
+
+def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
+    """Translate an OpenAI chat.completion into an Anthropic `message` reporting `model`."""
+    message_id = anthropic_message_id(body.get("id"))
+    choices = body.get("choices")
+    choice = _obj(choices[0]) if isinstance(choices, list) and choices else {}
+    message = _obj(choice.get("message"))
+
+    reasoning = _str(message.get("reasoning_content")) or _str(message.get("reasoning"))
+    text = _openai_text(message.get("content"))
+    if not reasoning:
+        reasoning, text = split_think_tags(text)
+    if not text and isinstance(message.get("refusal"), str):
+        text = message["refusal"]
+
+    content: list[JSONObject] = []
+    if reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    if text:
+        content.append({"type": "text", "text": text})
+    content.extend(_tool_use_blocks(message, message_id))
+
+    stop = openai_finish_to_stop(_str(choice.get("finish_reason")) or None)
+    stop_sequence = _matched_stop(choice) if stop is StopReason.END_TURN else None
+    if stop_sequence is not None:
+        stop = StopReason.STOP_SEQUENCE
+    if any(block["type"] == "tool_use" for block in content) and stop in (
+        StopReason.END_TURN,
+        StopReason.STOP_SEQUENCE,
+    ):
+        stop, stop_sequence = StopReason.TOOL_USE, None
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_to_anthropic(stop),
+        "stop_sequence": stop_sequence,
+        "usage": usage_to_anthropic(usage_from_openai(usage)),
+    }
+
+
+def _obj(value: Any) -> JSONObject:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _openai_text(content: Any) -> str:
+    """`content` is a string, but a few servers answer with a list of text parts."""
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return _str(content)
+
+
+def _matched_stop(choice: JSONObject) -> str | None:
+    """The stop sequence that ended generation, where the server says which (vLLM, SGLang)."""
+    for key in ("stop_reason", "matched_stop"):
+        value = choice.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _tool_use_blocks(message: JSONObject, message_id: str) -> list[JSONObject]:
+    calls = message.get("tool_calls")
+    calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        calls.append({"function": legacy})
+    blocks: list[JSONObject] = []
+    for index, call in enumerate(calls):
+        function = _obj(call.get("function"))
+        fallback_id = f"toolu_{message_id.removeprefix('msg_')}_{index}"
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": anthropic_tool_id(call.get("id"), fallback_id),
+                "name": _str(function.get("name")),
+                "input": parse_tool_arguments(function.get("arguments")),
+            }
+        )
+    return blocks
+
+
+# --- Anthropic message -> OpenAI chat.completion -----------------------------------------------
+
+
+def anthropic_to_openai_response(
+    body: JSONObject, model: str, *, created: int | None = None
+) -> JSONObject:
+    """Translate an Anthropic `message` into an OpenAI chat.completion reporting `model`.
+
+    `created` defaults to now (Anthropic messages carry no timestamp).
+    """
+    texts: list[str] = []
+    reasoning: list[str] = []
+    tool_calls: list[JSONObject] = []
+    content = body.get("content")
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(_str(block.get("text")))
+        elif kind == "thinking":
+            reasoning.append(_str(block.get("thinking")))
+        elif kind == "tool_use":
+            tool_calls.append(
+                {
+                    "id": _str(block.get("id")),
+                    "type": "function",
+                    "function": {
+                        "name": _str(block.get("name")),
+                        "arguments": dump_tool_input(block.get("input")),
+                    },
+                }
+            )
+
+    message: JSONObject = {"role": "assistant", "content": "".join(texts) or None}
+    reasoning_text = "".join(reasoning)
+    if reasoning_text:
+        message["reasoning_content"] = reasoning_text
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+
+    stop = anthropic_stop_to_stop(_str(body.get("stop_reason")) or None)
+    if tool_calls and stop in (StopReason.END_TURN, StopReason.STOP_SEQUENCE):
+        stop = StopReason.TOOL_USE
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+    return {
+        "id": openai_completion_id(body.get("id")),
+        "object": "chat.completion",
+        "created": int(time.time()) if created is None else created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": stop_to_openai_finish(stop),
+            }
+        ],
+        "usage": usage_to_openai(usage_from_anthropic(usage)),
+    }

@@ -1,0 +1,461 @@
+"""OpenAI chat-completion streams <-> neutral stream events.
+
+`OpenAIStreamDecoder` reads upstream `chat.completion.chunk` payloads; `OpenAIStreamEncoder`
+writes the client's SSE. Both are pure state machines: no I/O, no clock, no randomness.
+Only choice 0 is read: the proxy never asks upstreams for `n > 1`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy.classify import EMBEDDED_STATUS, classify
+from proxy.errors import UpstreamStatusError
+from proxy.translate.reasons import (
+    openai_finish_to_stop,
+    stop_to_openai_finish,
+    usage_from_openai,
+    usage_to_openai,
+)
+from proxy.types import (
+    Finish,
+    JSONObject,
+    MessageStart,
+    ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
+    StopReason,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+)
+
+# Z.ai/Zhipu business codes (`{"error": {"code": "1302", ...}}`) -> the HTTP status they stand
+# for, so that `classify` sees what the code means rather than a bare stream error.
+_ZAI_CODE_STATUS: Mapping[str, int] = {
+    **dict.fromkeys(("1000", "1001", "1002", "1003", "1004"), 401),
+    **dict.fromkeys(("1113", "1304", "1308", "1309", "1310"), 402),
+    **dict.fromkeys(("1210", "1213", "1214", "1215", "1301"), 400),
+    "1211": 404,
+    "1261": 413,
+    **dict.fromkeys(("1302", "1303", "1305", "1312"), 429),
+    **dict.fromkeys(("1230", "1234"), 500),
+}
+_HTTP_STATUS = re.compile(r"^[1-5]\d\d$")
+
+
+def stream_error_status(error: Mapping[str, Any]) -> int | None:
+    """The HTTP status an in-stream OpenAI-style error stands for, when it says so."""
+    code = error.get("code", error.get("status"))
+    if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+        return code
+    if isinstance(code, str):
+        if _HTTP_STATUS.match(code):
+            return int(code)
+        if code in _ZAI_CODE_STATUS:
+            return _ZAI_CODE_STATUS[code]
+    message = error.get("message")
+    if isinstance(message, str):
+        embedded = EMBEDDED_STATUS.search(message.lower())
+        if embedded:
+            return int(embedded.group(1) or embedded.group(2))
+    return None
+
+
+def raise_stream_error(payload: JSONObject) -> None:
+    """Raise the UpstreamStatusError for a chunk that carries `error` instead of choices.
+
+    The stream itself was a 200, so an error without any status hint is taken as the server's
+    failure (500) for classification; message wording (rate limit, quota...) still overrides.
+    """
+    error = payload.get("error")
+    if not isinstance(error, Mapping):
+        error = {"message": str(error)}
+    status = stream_error_status(error)
+    found = classify(status or 500, orjson.dumps(payload), {})
+    raise UpstreamStatusError(
+        f"error inside the stream: {found.message}",
+        status=status,
+        error_class=found.error_class,
+        body=payload,
+    )
+
+
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+
+
+class _ThinkTags:
+    """Streams a leading `<think>...</think>` of `content` out as reasoning.
+
+    The streaming twin of `common.split_think_tags` (MiniMax, and R1 distills behind vLLM,
+    inline their chain of thought in `content`). Only a block that opens the message counts;
+    content is held just long enough to tell, and a tag split across chunks is reassembled.
+    An unterminated block stays reasoning (it was already streamed as such).
+    """
+
+    __slots__ = ("_buf", "_state")
+    _PROBE, _THINK, _AFTER, _PLAIN = range(4)
+
+    def __init__(self) -> None:
+        self._state = self._PROBE
+        self._buf = ""
+
+    def feed(self, text: str, out: list[StreamEvent]) -> None:
+        if self._state == self._PLAIN:
+            out.append(TextDelta(text))
+        elif self._state == self._PROBE:
+            self._buf += text
+            head = self._buf.lstrip()
+            if head.startswith(_THINK_OPEN):
+                self._state = self._THINK
+                self._buf = ""
+                self._think(head[len(_THINK_OPEN) :].lstrip(), out)
+            elif not _THINK_OPEN.startswith(head):
+                self._state = self._PLAIN
+                out.append(TextDelta(self._buf))
+                self._buf = ""
+        elif self._state == self._THINK:
+            self._think(text, out)
+        else:
+            self._after(text, out)
+
+    def close(self, out: list[StreamEvent]) -> None:
+        if self._buf:
+            held = self._buf
+            out.append(TextDelta(held) if self._state == self._PROBE else ReasoningDelta(held))
+            self._buf = ""
+        self._state = self._PLAIN
+
+    def _think(self, text: str, out: list[StreamEvent]) -> None:
+        data = self._buf + text
+        end = data.find(_THINK_CLOSE)
+        if end >= 0:
+            self._buf = ""
+            if end:
+                out.append(ReasoningDelta(data[:end]))
+            self._state = self._AFTER
+            self._after(data[end + len(_THINK_CLOSE) :], out)
+            return
+        keep = next(
+            (k for k in range(len(_THINK_CLOSE) - 1, 0, -1) if data.endswith(_THINK_CLOSE[:k])), 0
+        )
+        self._buf = data[len(data) - keep :] if keep else ""
+        if len(data) > keep:
+            out.append(ReasoningDelta(data[: len(data) - keep]))
+
+    def _after(self, text: str, out: list[StreamEvent]) -> None:
+        text = text.lstrip()
+        if text:
+            self._state = self._PLAIN
+            out.append(TextDelta(text))
+
+
+@dataclass(slots=True)
+class _UpstreamCall:
+    """One upstream tool call while its fragments arrive."""
+
+    index: int  # our dense index
+    id: str
+    name: str
+    started: bool = False  # ToolCallStart emitted (it waits for the name)
+    pending: list[str] = field(default_factory=list)  # arguments received before the name
+
+
+class OpenAIStreamDecoder:
+    """Upstream chunks -> neutral events.
+
+    Tool calls get dense indexes in order of appearance. A fragment starts a new call when its
+    upstream `index` is new, or when it carries an `id` different from the call already at that
+    index (Gemini's OpenAI endpoint sends every call as index 0). A call without an id gets a
+    stable synthetic one; a call whose name is still unknown holds its arguments until the name
+    arrives, so ToolCallStart always precedes its ToolCallDelta events.
+
+    Finish is held back until a chunk with `usage` arrives at or after the finish reason, or
+    until `close()`: with `include_usage` OpenAI sends usage in a separate, later chunk, and
+    client encoders must see the final usage before they finalize. A finish reason of `stop`
+    after tool calls becomes TOOL_USE (several providers report `stop` there).
+    """
+
+    def __init__(self) -> None:
+        self._started = False
+        self._message_id = ""
+        self._by_upstream: dict[int, _UpstreamCall] = {}
+        self._calls: list[_UpstreamCall] = []
+        self._finish: Finish | None = None
+        self._finished = False
+        self._last_usage: Usage | None = None
+        self._think_tags = _ThinkTags()
+
+    @property
+    def finished(self) -> bool:
+        """Finish has been emitted."""
+        return self._finished
+
+    def feed(self, event: str | None, payload: JSONObject) -> list[StreamEvent]:
+        """One upstream chunk. `event` (the SSE event name) is unused by this dialect."""
+        if payload.get("error"):
+            raise_stream_error(payload)
+        out: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            self._message_id = str(payload.get("id") or "")
+            out.append(MessageStart(id=self._message_id, model=str(payload.get("model") or "")))
+        choices = payload.get("choices")
+        if choices and not self._finished:
+            for choice in choices:
+                if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
+                    self._choice(choice, out)
+                    break
+        usage = payload.get("usage")
+        if not usage:
+            # Groq reports usage in its own envelope.
+            x_groq = payload.get("x_groq")
+            usage = x_groq.get("usage") if isinstance(x_groq, Mapping) else None
+        if isinstance(usage, Mapping) and usage:
+            parsed = usage_from_openai(usage)
+            if parsed != self._last_usage:
+                self._last_usage = parsed
+                out.append(UsageUpdate(parsed))
+            self._emit_finish(out)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        """End of the upstream stream: a held Finish, and calls still waiting for their name."""
+        out: list[StreamEvent] = []
+        self._flush(out)
+        self._emit_finish(out)
+        return out
+
+    def _flush(self, out: list[StreamEvent]) -> None:
+        """Release held content: it must precede Finish."""
+        self._think_tags.close(out)
+        for call in self._calls:
+            if not call.started:
+                self._start(call, out)
+
+    def _choice(self, choice: Mapping[str, Any], out: list[StreamEvent]) -> None:
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping):
+            reasoning = delta.get("reasoning_content")
+            if not isinstance(reasoning, str) or not reasoning:
+                # OpenRouter and newer vLLM call it `reasoning`; some send both with equal text.
+                reasoning = delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                out.append(ReasoningDelta(reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self._think_tags.feed(content, out)
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                out.append(TextDelta(refusal))
+            tool_calls = delta.get("tool_calls")
+            if isinstance(tool_calls, list):
+                for fragment in tool_calls:
+                    if isinstance(fragment, Mapping):
+                        self._tool_fragment(fragment, out)
+            function_call = delta.get("function_call")
+            if isinstance(function_call, Mapping):  # legacy single-function streaming
+                self._tool_fragment({"index": 0, "function": function_call}, out)
+        finish_reason = choice.get("finish_reason")
+        if finish_reason and self._finish is None:
+            if finish_reason == "error":  # OpenRouter: the provider failed mid-stream
+                raise_stream_error({"error": {"message": "upstream finished with an error"}})
+            reason = openai_finish_to_stop(str(finish_reason))
+            if reason is StopReason.END_TURN and self._calls:
+                reason = StopReason.TOOL_USE
+            self._finish = Finish(reason)
+
+    def _tool_fragment(self, fragment: Mapping[str, Any], out: list[StreamEvent]) -> None:
+        # Text held to look for a <think> tag is settled: the text part is over.
+        self._think_tags.close(out)
+        raw_index = fragment.get("index")
+        call_id = fragment.get("id")
+        call_id = call_id if isinstance(call_id, str) and call_id else None
+        function = fragment.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        name = function.get("name")
+        name = name if isinstance(name, str) and name else None
+        if isinstance(raw_index, int):
+            upstream_index = raw_index
+        elif call_id is None and self._calls:  # no index, no id: continues the latest call
+            upstream_index = next(
+                (k for k, v in self._by_upstream.items() if v is self._calls[-1]), -1
+            )
+        else:
+            upstream_index = -1 - len(self._calls)  # no index: a private slot per new call
+        call = self._by_upstream.get(upstream_index)
+        if call is None or (call_id is not None and call.id != call_id and call.started):
+            dense = len(self._calls)
+            call = _UpstreamCall(dense, call_id or f"call_{self._message_id}_{dense}", "")
+            self._calls.append(call)
+            self._by_upstream[upstream_index] = call
+        elif call_id is not None and not call.started:
+            call.id = call_id
+        if name is not None and not call.name:
+            call.name = name
+        arguments = function.get("arguments")
+        if isinstance(arguments, Mapping):  # a few servers send parsed arguments
+            arguments = orjson.dumps(arguments).decode()
+        if not call.started:
+            if isinstance(arguments, str) and arguments:
+                call.pending.append(arguments)
+            if call.name:
+                self._start(call, out)
+        elif isinstance(arguments, str) and arguments:
+            out.append(ToolCallDelta(call.index, arguments))
+
+    @staticmethod
+    def _start(call: _UpstreamCall, out: list[StreamEvent]) -> None:
+        call.started = True
+        out.append(ToolCallStart(call.index, call.id, call.name))
+        if call.pending:
+            out.append(ToolCallDelta(call.index, "".join(call.pending)))
+            call.pending.clear()
+
+    def _emit_finish(self, out: list[StreamEvent]) -> None:
+        if self._finish is not None and not self._finished:
+            self._flush(out)
+            self._finished = True
+            out.append(self._finish)
+
+
+_DONE = b"data: [DONE]\n\n"
+
+
+class OpenAIStreamEncoder:
+    """Neutral events -> the client's `chat.completion.chunk` SSE.
+
+    Every chunk carries the same `id`, `created` and `model`; `system_fingerprint` is omitted
+    (optional in the schema, and we have none to report). With `include_usage`, non-final chunks
+    carry `"usage": null` and `finish()` sends the `choices: []` usage chunk, as OpenAI does.
+    The first event of any kind produces the role chunk; later MessageStarts (a mid-stream
+    failover) are absorbed. Reasoning goes out as `delta.reasoning_content`; signatures and
+    redacted reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
+
+    Only the delta is serialized per chunk: the envelope is pre-encoded once.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        include_usage: bool,
+        created: int,
+        completion_id: str,
+        *,
+        input_tokens_hint: int = 0,
+    ) -> None:
+        self._head: JSONObject = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        envelope = orjson.dumps(self._head)[:-1]
+        self._prefix = b"data: " + envelope + b',"choices":[{"index":0,"delta":'
+        self._tail = b"}" if not include_usage else b',"usage":null}'
+        self._suffix = b',"logprobs":null,"finish_reason":null}]' + self._tail + b"\n\n"
+        self._include_usage = include_usage
+        self._input_hint = input_tokens_hint
+        self._started = False
+        self._finish: Finish | None = None
+        self._closed = False
+        self._usage: Usage | None = None
+        self._args_seen: dict[int, bool] = {}
+        self._output_chars = 0
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if self._closed or self._finish is not None:
+            if isinstance(event, UsageUpdate):
+                self._usage = event.usage
+            return b""
+        out = b""
+        if not self._started:
+            self._started = True
+            out = self._chunk({"role": "assistant", "content": ""})
+        if isinstance(event, TextDelta):
+            self._output_chars += len(event.text)
+            return out + self._chunk({"content": event.text}) if event.text else out
+        if isinstance(event, ToolCallDelta):
+            if not event.arguments:
+                return out
+            self._output_chars += len(event.arguments)
+            self._args_seen[event.index] = True
+            return out + self._chunk(
+                {"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]}
+            )
+        if isinstance(event, ReasoningDelta):
+            self._output_chars += len(event.text)
+            return out + self._chunk({"reasoning_content": event.text}) if event.text else out
+        if isinstance(event, ToolCallStart):
+            self._args_seen.setdefault(event.index, False)
+            call = {
+                "index": event.index,
+                "id": event.id,
+                "type": "function",
+                "function": {"name": event.name, "arguments": ""},
+            }
+            return out + self._chunk({"tool_calls": [call]})
+        if isinstance(event, UsageUpdate):
+            self._usage = event.usage
+            return out
+        if isinstance(event, Finish):
+            return out + self._finish_chunk(event)
+        if isinstance(event, MessageStart | ReasoningSignature | RedactedReasoning):
+            return out
+        raise TypeError(f"not a stream event: {event!r}")
+
+    def finish(self) -> bytes:
+        """The end of a complete answer: the usage chunk (if asked for) and `[DONE]`."""
+        if self._finish is None:
+            raise RuntimeError("finish() before a Finish event: end a cut stream with error()")
+        if self._closed:
+            return b""
+        self._closed = True
+        if not self._include_usage:
+            return _DONE
+        usage = self._usage or Usage(
+            input_tokens=self._input_hint, output_tokens=(self._output_chars + 3) // 4
+        )
+        chunk = {**self._head, "choices": [], "usage": usage_to_openai(usage)}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n" + _DONE
+
+    def error(self, message: str, error_type: str, code: str | None = None) -> bytes:
+        """An in-stream error chunk, and nothing after it: no `[DONE]`, so a truncated answer
+        never looks finished. The openai SDK raises `APIError` on a chunk with `error`."""
+        self._closed = True
+        body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    def _chunk(self, delta: JSONObject) -> bytes:
+        return self._prefix + orjson.dumps(delta) + self._suffix
+
+    def _finish_chunk(self, event: Finish) -> bytes:
+        self._finish = event
+        out = b""
+        # A call that never got arguments would leave the client with "" to json-parse.
+        for index, seen in self._args_seen.items():
+            if not seen:
+                call = {"index": index, "function": {"arguments": "{}"}}
+                out += self._chunk({"tool_calls": [call]})
+        reason = event.reason
+        if reason is StopReason.END_TURN and self._args_seen:
+            reason = StopReason.TOOL_USE
+        finish_reason = orjson.dumps(stop_to_openai_finish(reason))
+        return (
+            out
+            + self._prefix
+            + b'{},"logprobs":null,"finish_reason":'
+            + finish_reason
+            + b"}]"
+            + self._tail
+            + b"\n\n"
+        )

@@ -1,0 +1,250 @@
+"""Typed values that travel inside llmproxy.
+
+Wire payloads (client and provider JSON) stay plain dicts at the edges; everything the router,
+the fallback loop and the stream state machines exchange is one of these frozen values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+JSONObject: TypeAlias = dict[str, Any]
+
+
+class WireFormat(StrEnum):
+    """The API dialect a client or a provider speaks."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    CODEX = "codex"
+    RESPONSES = "responses"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One (provider, model) pair: the unit that routing orders and fallback tries."""
+
+    provider: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.provider},{self.model}"
+
+
+Chain: TypeAlias = tuple[Target, ...]
+
+
+class Scenario(StrEnum):
+    """The named routes of `[router]`; the detected one supplies the chain's middle part."""
+
+    IMAGE = "image"
+    WEB_SEARCH = "web_search"
+    LONG_CONTEXT = "long_context"
+    THINK = "think"
+    BACKGROUND = "background"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """What routing needs to know about a request, in either client format."""
+
+    model: str
+    has_images: bool = False
+    has_web_search: bool = False
+    wants_reasoning: bool = False
+    has_tools: bool = False
+    token_estimate: int = 0
+    max_output_tokens: int | None = None
+    last_user_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedTarget:
+    target: Target
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of routing: the chain to walk, and why.
+
+    `chain` is already de-duplicated and in walking order: the decision's own targets (an explicit
+    `provider,model` or a mapping's `to`), then the detected scenario's chain, then `default`.
+    `scenario` is the detected scenario (DEFAULT when none was detected).
+    """
+
+    scenario: Scenario
+    reason: str
+    chain: Chain
+    explicit: bool = False
+    mapping: str | None = None
+    skipped: tuple[SkippedTarget, ...] = ()
+
+
+class ErrorClass(StrEnum):
+    """How an upstream failure is classified; drives retry, fallback and health."""
+
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection_error"
+    CONTEXT_LENGTH = "context_length_exceeded"
+    CONTENT_FILTER = "content_filter"
+    AUTH = "auth_error"
+    NOT_FOUND = "not_found"
+    INVALID_REQUEST = "invalid_request"
+    UNAVAILABLE = "unavailable"
+    STREAM_CUT = "stream_cut"
+    BAD_RESPONSE = "bad_response"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one target, as recorded in the attempts header and error bodies."""
+
+    target: Target
+    status: int | None
+    error_class: ErrorClass | None
+    elapsed_ms: float
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error_class is None
+
+    @property
+    def outcome(self) -> str:
+        if self.error_class is None:
+            return "ok"
+        if self.status is not None:
+            return str(self.status)
+        return self.error_class.value
+
+    def to_json(self) -> JSONObject:
+        return {
+            "target": str(self.target),
+            "status": self.status,
+            "error_class": self.error_class.value if self.error_class else None,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "detail": self.detail,
+        }
+
+
+def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
+    """`openai-codex,gpt-5.2=429;zai,glm-5=ok`: what `x-llmproxy-attempts` carries."""
+    return ";".join(f"{a.target}={a.outcome}" for a in attempts)
+
+
+# --- The common stream model -------------------------------------------------------------------
+# Provider adapters turn upstream SSE into these events; client encoders turn them into the
+# client's SSE dialect. Block boundaries are implied by changes of event kind, so an adapter never
+# has to know how the client frames blocks.
+
+
+class StopReason(StrEnum):
+    END_TURN = "end_turn"
+    MAX_TOKENS = "max_tokens"
+    TOOL_USE = "tool_use"
+    STOP_SEQUENCE = "stop_sequence"
+    CONTENT_FILTER = "content_filter"
+    PAUSE_TURN = "pause_turn"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStart:
+    """First event of every upstream stream. `usage` carries input tokens when known up front."""
+
+    id: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """Chain of thought: Anthropic `thinking` or OpenAI-compatible `reasoning_content`."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningSignature:
+    """Anthropic `signature_delta`: closes the current thinking block's integrity check."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedReasoning:
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """A new tool call. `index` counts tool calls within the message, from 0."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A raw fragment of the JSON arguments of call `index`, never re-encoded."""
+
+    index: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdate:
+    """Cumulative usage so far for this upstream attempt (later updates replace earlier)."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The upstream said it is done. Without it, an ending stream is a cut stream."""
+
+    reason: StopReason
+    stop_sequence: str | None = None
+
+
+StreamEvent: TypeAlias = (
+    MessageStart
+    | TextDelta
+    | ReasoningDelta
+    | ReasoningSignature
+    | RedactedReasoning
+    | ToolCallStart
+    | ToolCallDelta
+    | UsageUpdate
+    | Finish
+)

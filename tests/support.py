@@ -1,0 +1,74 @@
+"""Shared test helpers: a config for simulated providers, and the daemon on a real socket."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.config import Config, parse_config
+from proxy.server import build_app
+from proxy.simulate import SimulatedProvider
+
+CLIENT_KEY = "sk-client-test-key"
+
+
+def config_text(
+    sims: Mapping[str, SimulatedProvider],
+    routes: Mapping[str, str],
+    *,
+    mappings: Sequence[tuple[str, str]] = (),
+    proxy: str = "",
+    timeouts: str = "",
+    extra_providers: str = "",
+    provider_extra: Mapping[str, str] | None = None,
+) -> str:
+    """TOML for a daemon in front of `sims`; each sim serves the models it was built with."""
+    lines = [
+        "[proxy]",
+        f'api_key = "{CLIENT_KEY}"',
+        proxy,
+        "[proxy.timeouts]",
+        timeouts,
+        "[router]",
+    ]
+    lines += [f'{name} = "{chain}"' for name, chain in routes.items()]
+    for source, target in mappings:
+        lines += ["[[router.model_mappings]]", f'from = "{source}"', f'to = "{target}"']
+    for sim in sims.values():
+        models = ", ".join(f'"{m}"' for m in sim.models)
+        lines += [
+            "[[providers]]",
+            f'name = "{sim.name}"',
+            f'api_base_url = "{sim.base_url}"',
+            f'api_key = "{sim.api_key or "sim-key"}"',
+            f"models = [{models}]",
+            f'format = "{sim.format}"',
+            (provider_extra or {}).get(sim.name, ""),
+        ]
+    lines.append(extra_providers)
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Daemon:
+    server: TestServer
+    config: Config
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def openai_base(self) -> str:
+        return self.url + "/v1"
+
+
+async def start_daemon(text: str) -> Daemon:
+    config = parse_config(text, env={})
+    app: web.Application = build_app(config)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return Daemon(server, config)
