@@ -7,7 +7,9 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.fallback import FallbackRunner
+from proxy.health import HealthRegistry
 
 CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 RUNNER = web.AppKey("runner", FallbackRunner)
+HEALTH = web.AppKey("health", HealthRegistry)

@@ -19,6 +19,7 @@ from proxy.classify import FALLBACK_CLASSES
 from proxy.config import Config, ProviderConfig
 from proxy.errors import ChainExhaustedError, UpstreamError, UpstreamTimeoutError, UpstreamUnavailable
 from proxy.exchange import Pair, pair
+from proxy.health import HealthRegistry
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
 from proxy.types import (
@@ -95,9 +96,10 @@ class _Plan:
 class FallbackRunner:
     """Walks chains for one app: holds the config and the pooled upstream transports."""
 
-    def __init__(self, config: Config, upstreams: Upstreams) -> None:
+    def __init__(self, config: Config, upstreams: Upstreams, health: HealthRegistry) -> None:
         self._config = config
         self._upstreams = upstreams
+        self._health = health
 
     async def complete(self, job: Job) -> Completed:
         attempts: list[Attempt] = []

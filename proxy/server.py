@@ -11,11 +11,12 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.appkeys import CONFIG, RUNNER, SESSION
+from proxy.appkeys import CONFIG, HEALTH, RUNNER, SESSION
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import AuthenticationError, ClientRequestError
 from proxy.fallback import FallbackRunner
+from proxy.health import HealthRegistry
 from proxy.handlers import chat_completions, count_tokens, messages
 from proxy.providers.registry import Upstreams
 
@@ -117,8 +118,25 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Liveness plus the live health of every target that has seen traffic."""
     config = request.app[CONFIG]
-    body = {"status": "ok", "providers": [p.name for p in config.providers]}
+    targets = [
+        {
+            "target": str(status.target),
+            "provider": status.target.provider,
+            "model": status.target.model,
+            "state": status.state.value,
+            "cooldown_left": round(status.cooldown_left, 1),
+            "reason": status.reason,
+            "requests": status.requests,
+            "success_rate": status.success_rate,
+            "latency_ms": status.latency_ms,
+            "ttft_ms": status.ttft_ms,
+            "tokens_per_second": status.tokens_per_second,
+        }
+        for status in request.app[HEALTH].snapshot()
+    ]
+    body = {"status": "ok", "providers": [p.name for p in config.providers], "targets": targets}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -128,13 +146,14 @@ def build_app(config: Config) -> web.Application:
         middlewares=[errors_middleware, auth_middleware(config.proxy.api_keys)],
     )
     app[CONFIG] = config
+    app[HEALTH] = HealthRegistry()
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                         trust_env=False)
         app[SESSION] = session
-        app[RUNNER] = FallbackRunner(config, Upstreams(session))
+        app[RUNNER] = FallbackRunner(config, Upstreams(session), app[HEALTH])
         yield
         await session.close()
 
