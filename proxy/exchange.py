@@ -28,6 +28,12 @@ class Pair:
         return self.client == self.provider
 
 
+def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
+    """Thinking that an OpenAI-format provider produced reaches Anthropic clients unsigned; a
+    real Anthropic upstream rejects such history, so it is dropped on the way back up."""
+    return requests.drop_unsigned_thinking(requests.passthrough_request(body, model))
+
+
 _PAIRS: dict[tuple[WireFormat, WireFormat], Pair] = {
     (WireFormat.OPENAI, WireFormat.OPENAI): Pair(
         WireFormat.OPENAI,
@@ -38,7 +44,7 @@ _PAIRS: dict[tuple[WireFormat, WireFormat], Pair] = {
     (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): Pair(
         WireFormat.ANTHROPIC,
         WireFormat.ANTHROPIC,
-        requests.passthrough_request,
+        _anthropic_passthrough,
         responses.passthrough_response,
     ),
     (WireFormat.OPENAI, WireFormat.ANTHROPIC): Pair(
