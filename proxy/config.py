@@ -93,8 +93,25 @@ class ModelMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """`[router.options.<route>]`: how requests on one route are served."""
+
+    buffer: bool = False
+    """Hold a stream's whole answer until the upstream completes: any failure is then an
+    invisible restart, at the price of no incremental output."""
+    content_filter_fallback: bool = False
+    """Try the next target after a content-filter refusal instead of returning it."""
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+    """Timeout overrides (Timeouts field -> seconds) applied over each provider's own."""
+
+
+NO_ROUTE_OPTIONS = RouteOptions()
+
+
+@dataclass(frozen=True, slots=True)
 class RouterConfig:
     routes: Mapping[Scenario, Chain]
+    options: Mapping[Scenario, RouteOptions] = field(default_factory=dict)
     long_context_threshold: int = 60000
     background_model_pattern: str = "*haiku*"
     background_regex: re.Pattern[str] = field(
@@ -108,6 +125,9 @@ class RouterConfig:
 
     def route(self, scenario: Scenario) -> Chain | None:
         return self.routes.get(scenario)
+
+    def route_options(self, scenario: Scenario) -> RouteOptions:
+        return self.options.get(scenario, NO_ROUTE_OPTIONS)
 
     def is_background_model(self, model: str) -> bool:
         return self.background_regex.fullmatch(model) is not None
@@ -440,7 +460,9 @@ _ROUTER_KEYS = (
     "long_context_threshold",
     "background_model_pattern",
     "model_mappings",
+    "options",
 )
+_ROUTE_OPTION_KEYS = ("buffer", "content_filter_fallback", "timeouts")
 _PROVIDER_KEYS = (
     "name",
     "api_base_url",
@@ -584,8 +606,23 @@ def _router(top: _Table, providers: Mapping[str, ProviderConfig]) -> RouterConfi
         source = m.string("from", empty_ok=False)
         regex = _glob(source, m.key("from"), ignore_case=True)
         mappings.append(ModelMapping(source, _chain(m.string("to"), m.key("to"), providers), regex))
+    options: dict[Scenario, RouteOptions] = {}
+    option_tables = t.table("options", tuple(s.value for s in Scenario))
+    if option_tables is not None:
+        for scenario in Scenario:
+            o = option_tables.table(scenario.value, _ROUTE_OPTION_KEYS)
+            if o is None:
+                continue
+            if scenario not in routes:
+                raise ConfigError(o.path, f"options for route '{scenario.value}', which is not set")
+            options[scenario] = RouteOptions(
+                buffer=o.boolean("buffer", False),
+                content_filter_fallback=o.boolean("content_filter_fallback", False),
+                timeouts=_timeout_overrides(o.table("timeouts", tuple(_TIMEOUT_KEYS))),
+            )
     return RouterConfig(
         routes=MappingProxyType(routes),
+        options=MappingProxyType(options),
         long_context_threshold=t.integer("long_context_threshold", 60000),
         background_model_pattern=pattern,
         background_regex=_glob(pattern, t.key("background_model_pattern"), ignore_case=True),

@@ -8,7 +8,8 @@
     ├── UpstreamError                        one upstream attempt failed; carries its ErrorClass
     │   ├── UpstreamStatusError              upstream answered with an error status or error body
     │   ├── UpstreamTimeoutError (TimeoutError)   connect, headers, first token or idle gap
-    │   ├── UpstreamConnectionError (ConnectionError)   refused, reset, DNS
+    │   ├── UpstreamConnectionError (ConnectionError)   reset, dropped
+    │   │   └── UpstreamRefusedError             refused, DNS: no same-target retry
     │   ├── UpstreamUnavailable              skipped before sending (format unsupported, breaker)
     │   └── StreamCutError                   stream ended before its finish reason
     └── ChainExhaustedError                  every target failed; carries the attempts
@@ -97,6 +98,10 @@ class UpstreamTimeoutError(UpstreamError, TimeoutError):
 
 class UpstreamConnectionError(UpstreamError, ConnectionError):
     error_class = ErrorClass.CONNECTION
+
+
+class UpstreamRefusedError(UpstreamConnectionError):
+    """Nobody listens (or DNS failed): the service is down, so an instant retry is pointless."""
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -95,13 +95,13 @@ async def _stream(
     encoder = dialect.stream_encoder(opened.target.model, job.body, job.summary.token_estimate)
     try:
         await response.prepare(request)  # the commit point: from here on, errors go in-stream
-        await response.write(b"".join(encoder.encode(event) for event in opened.head))
-        async for event in opened.rest:
+        async for event in opened.events:
             await response.write(encoder.encode(event))
         await response.write(encoder.finish())
-    except UpstreamError as exc:
-        log.warning("%s failed mid-stream: %s", opened.target, exc.message)
-        await response.write(dialect.stream_error(encoder, 502, exc.message, exc.error_class))
+    except (UpstreamError, ChainExhaustedError) as exc:
+        message = exc.message if isinstance(exc, UpstreamError) else str(exc)
+        log.warning("stream for %s ended with an error: %s", opened.target, message)
+        await response.write(dialect.stream_error(encoder, 502, message, exc.error_class))
     finally:
         await opened.aclose()
     await response.write_eof()

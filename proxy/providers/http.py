@@ -19,6 +19,7 @@ from proxy.classify import classify
 from proxy.errors import (
     StreamCutError,
     UpstreamConnectionError,
+    UpstreamRefusedError,
     UpstreamError,
     UpstreamStatusError,
     UpstreamTimeoutError,
@@ -143,7 +144,10 @@ class HttpTransport:
                     "stream ended before the provider's finish reason", target=request.target
                 )
         finally:
-            response.release()
+            if finished:
+                response.release()
+            else:  # abandoned or broken: drop the connection so the upstream stops generating
+                response.close()
 
     async def _send(self, request: UpstreamRequest, headers_timeout: float) -> aiohttp.ClientResponse:
         provider = request.provider
@@ -163,7 +167,7 @@ class HttpTransport:
         except TimeoutError as exc:
             raise self._timeout(request, "response headers") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectionError(
+            raise UpstreamRefusedError(
                 f"cannot connect: {exc.os_error}", target=request.target
             ) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
