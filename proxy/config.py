@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from proxy.errors import ConfigError
+from proxy.health import HealthSettings
 from proxy.types import Chain, Scenario, Target, WireFormat
 
 log = logging.getLogger("llmproxy.config")
@@ -80,6 +81,7 @@ class ProxySettings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry_after_cap: float = 5.0
     """The longest Retry-After worth waiting for before retrying the same target (seconds)."""
+    health: HealthSettings = field(default_factory=HealthSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +445,9 @@ _PROXY_KEYS = (
     "timeout_ms",
     "timeouts",
     "retry_after_cap_ms",
+    "health",
 )
+_HEALTH_KEYS = ("failure_threshold", "open_ms", "config_error_cooldown_ms", "quota_cooldown_ms")
 # config key -> Timeouts field; add a phase here and in Timeouts, nowhere else
 _TIMEOUT_KEYS: Mapping[str, str] = MappingProxyType(
     {
@@ -504,6 +508,22 @@ def _proxy(top: _Table) -> ProxySettings:
         total_timeout=t.millis("timeout_ms", 600000),
         timeouts=timeouts,
         retry_after_cap=t.millis("retry_after_cap_ms", 5000, zero_ok=True),
+        health=_health(t.table("health", _HEALTH_KEYS)),
+    )
+
+
+def _health(t: _Table | None) -> HealthSettings:
+    if t is None:
+        return HealthSettings()
+    defaults = HealthSettings()
+    return HealthSettings(
+        failure_threshold=t.integer("failure_threshold", defaults.failure_threshold, low=1),
+        open_seconds=t.millis("open_ms", defaults.open_seconds * 1000),
+        config_error_cooldown=t.millis(
+            "config_error_cooldown_ms", defaults.config_error_cooldown * 1000, zero_ok=True
+        ),
+        quota_cooldown=t.millis("quota_cooldown_ms", defaults.quota_cooldown * 1000,
+                                zero_ok=True),
     )
 
 

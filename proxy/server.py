@@ -146,7 +146,7 @@ def build_app(config: Config) -> web.Application:
         middlewares=[errors_middleware, auth_middleware(config.proxy.api_keys)],
     )
     app[CONFIG] = config
-    app[HEALTH] = HealthRegistry()
+    app[HEALTH] = HealthRegistry(config.proxy.health)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)

@@ -65,7 +65,10 @@ async def openai_turn(
                 for choice in event.chunk.choices:
                     extra = choice.delta.model_extra or {}
                     reasoning.append(extra.get("reasoning_content") or "")
-            completion: Any = await events.get_final_completion()
+            completion: Any = events.current_completion_snapshot
+            if completion.choices[0].finish_reason != "length":
+                # The helper refuses to "parse" a cut-off answer; its snapshot is the same data.
+                completion = await events.get_final_completion()
         thought = "".join(reasoning)
         raw: Any = completion
     else:
@@ -129,8 +132,8 @@ async def anthropic_turn(
         raw = message
     else:
         response = await client.messages.with_raw_response.create(**kwargs)
-        message = response.parse()
-        raw = orjson.loads(response.content)
+        message = await response.parse()
+        raw = orjson.loads(await response.read())
     text = "".join(b.text for b in message.content if b.type == "text")
     thought = "".join(b.thinking for b in message.content if b.type == "thinking")
     calls = tuple(

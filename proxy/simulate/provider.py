@@ -64,11 +64,15 @@ class SimulatedProvider:
         parallel_tool_calls: int = 1,
         check_signatures: bool = True,
         base_path: str | None = None,
+        persona: str | None = None,
     ) -> None:
         self.format = WireFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
             raise ValueError(f"simulated providers speak openai or anthropic, not {format!r}")
         self.name = name
+        # The name replies are signed with: two providers serving the same model with one
+        # persona give identical answers, so a continuation on the second one can be checked.
+        self.persona = persona or name
         self.models = tuple(models)
         self.api_key = api_key
         self.reasoning = reasoning
@@ -128,7 +132,7 @@ class SimulatedProvider:
         return plan_reply(
             body,
             self.format,
-            provider=self.name,
+            provider=self.persona,
             reasoning=self.reasoning,
             chunk_chars=self.chunk_chars,
             text_before_tool=self.text_before_tool,

@@ -1,0 +1,557 @@
+"""The end-to-end matrix: every route of a config, triggered the way a real client triggers it,
+sent through a running daemon over HTTP, and judged on what comes back.
+
+For `default` and `think`: non-streaming and streaming, each plain and with a tool; `background`:
+non-streaming plain; each model mapping: non-streaming plain. That is 12 tests for the reference
+deployment. Triggers: `default` is an ordinary model name from an OpenAI client; `think` is a
+Claude-Code-style Anthropic request with `thinking` enabled; `background` is a haiku-class model
+name from an Anthropic client; a mapping is its alias from an OpenAI client.
+
+A plain test passes on a non-empty answer; a tool test only on a well-formed call of the offered
+tool (a JSON object carrying its required `city` string); a streaming test also needs the
+stream's proper end (`[DONE]` / `message_stop`). Every test that names who answered must have
+been answered by a target of the chain routing gives it.
+
+The client half (headers, reading the daemon's SSE, the attempts header) is shared with
+`llmproxy chat`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from proxy.config import Config
+from proxy.errors import RoutingError, UpstreamError
+from proxy.routing import decide
+from proxy.sse import SSEDecoder
+from proxy.summary import summarize
+from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
+from proxy.translate.reasons import (
+    anthropic_stop_to_stop,
+    openai_finish_to_stop,
+    usage_from_anthropic,
+    usage_from_openai,
+)
+from proxy.translate.stream_anthropic import AnthropicStreamDecoder
+from proxy.translate.stream_openai import OpenAIStreamDecoder
+from proxy.types import Attempt, Chain, JSONObject, Scenario, StopReason, StreamEvent, Usage, \
+    WireFormat
+
+ATTEMPTS_HEADER = "x-llmproxy-attempts"
+# An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
+# failed over after its headers went out has more attempts than its header says).
+ATTEMPTS_TRAILER = b": x-llmproxy-attempts "
+ANTHROPIC_VERSION = "2023-06-01"
+
+PLAIN_PROMPT = "In one short sentence: why is the sky blue?"
+TOOL_PROMPT = "What is the weather in Paris right now? Use the get_weather tool."
+TOOL_NAME = "get_weather"
+TOOL_SCHEMA: JSONObject = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "description": "City name"}},
+    "required": ["city"],
+}
+DEFAULT_MODEL = "auto"
+CLAUDE_MAIN_MODEL = "claude-sonnet-4-5"
+BACKGROUND_MODELS = ("claude-haiku-4-5", "claude-3-5-haiku-latest")
+
+
+# --- the client half ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptNote:
+    """One try, as a client of the daemon learns it: from `x-llmproxy-attempts`, an error body's
+    `error.attempts`, or (in-process) the runner's own `Attempt`."""
+
+    target: str
+    outcome: str  # "ok", an HTTP status, or an error class such as "unavailable"
+    error_class: str | None = None
+    elapsed_ms: float | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def provider(self) -> str:
+        return self.target.partition(",")[0]
+
+    @classmethod
+    def from_attempt(cls, attempt: Attempt) -> AttemptNote:
+        error_class = attempt.error_class.value if attempt.error_class else None
+        return cls(str(attempt.target), attempt.outcome, error_class, attempt.elapsed_ms,
+                   attempt.detail)
+
+    def to_json(self) -> JSONObject:
+        return {"target": self.target, "outcome": self.outcome, "error_class": self.error_class,
+                "elapsed_ms": self.elapsed_ms, "detail": self.detail}
+
+
+def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
+    """`openai-codex,gpt-5.2=429;zai,glm-5=ok` -> notes, in order."""
+    notes = []
+    for entry in value.split(";"):
+        target, sep, outcome = entry.strip().rpartition("=")
+        if sep and target:
+            notes.append(AttemptNote(target, outcome))
+    return tuple(notes)
+
+
+def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
+    """The `error.attempts` list of a daemon error body (either dialect), with timings."""
+    error = body.get("error") if isinstance(body, dict) else None
+    entries = error.get("attempts") if isinstance(error, dict) else None
+    notes = []
+    for item in entries if isinstance(entries, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("target"), str):
+            continue
+        status, error_class = item.get("status"), item.get("error_class")
+        outcome = "ok" if error_class is None else str(status or error_class)
+        elapsed = item.get("elapsed_ms")
+        notes.append(AttemptNote(
+            item["target"], outcome, error_class if isinstance(error_class, str) else None,
+            float(elapsed) if isinstance(elapsed, int | float) else None,
+            str(item.get("detail") or ""),
+        ))
+    return tuple(notes)
+
+
+def error_message(body: Any, raw: bytes = b"") -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return raw[:300].decode("utf-8", "replace").strip() or "no error message"
+
+
+def served_by(attempts: Sequence[AttemptNote]) -> str | None:
+    """The target that answered: the last successful attempt."""
+    return next((a.target for a in reversed(attempts) if a.ok), None)
+
+
+def client_path(fmt: WireFormat) -> str:
+    return "/v1/messages" if fmt is WireFormat.ANTHROPIC else "/v1/chat/completions"
+
+
+def client_headers(fmt: WireFormat, api_key: str | None) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if fmt is WireFormat.ANTHROPIC:
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+        if api_key:
+            headers["x-api-key"] = api_key
+    elif api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+class StreamReader:
+    """A daemon's SSE body (either client dialect) -> neutral stream events.
+
+    The client dialects are the upstream dialects, so the provider decoders read them. An error
+    event raises `UpstreamStatusError`. `ended` says whether the proper end (`[DONE]` or
+    `message_stop`) arrived; `trailer` holds the attempts a final comment reported, if any.
+    """
+
+    def __init__(self, fmt: WireFormat) -> None:
+        self._sse = SSEDecoder()
+        self._decoder = (
+            AnthropicStreamDecoder() if fmt is WireFormat.ANTHROPIC else OpenAIStreamDecoder()
+        )
+        self._line = b""
+        self.ended = False
+        self.trailer: tuple[AttemptNote, ...] | None = None
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        self._scan_comments(chunk)
+        return self._decode(self._sse.feed(chunk))
+
+    def close(self) -> list[StreamEvent]:
+        self._scan_comments(b"\n")
+        return self._decode(self._sse.close()) + self._decoder.close()
+
+    def _decode(self, sse_events: Iterable[Any]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for sse_event in sse_events:
+            if sse_event.data == "[DONE]":
+                self.ended = True
+                continue
+            payload = orjson.loads(sse_event.data)
+            if isinstance(payload, dict):
+                if (payload.get("type") or sse_event.event) == "message_stop":
+                    self.ended = True
+                out.extend(self._decoder.feed(sse_event.event, payload))
+        return out
+
+    def _scan_comments(self, chunk: bytes) -> None:
+        if b":" not in chunk and not self._line:
+            return
+        lines = (self._line + chunk).split(b"\n")
+        self._line = lines.pop()
+        for line in lines:
+            if line.startswith(ATTEMPTS_TRAILER):
+                text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
+                self.trailer = parse_attempts(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back, in either dialect, streamed or not."""
+
+    text: str
+    reasoning: str
+    tool_calls: tuple[ToolCallSnapshot, ...]
+    stop: StopReason | None
+    usage: Usage
+    model: str = ""
+
+
+def answer_from_events(events: Iterable[StreamEvent]) -> Answer:
+    accumulator = MessageAccumulator()
+    accumulator.extend(events)
+    snap = accumulator.snapshot()
+    calls = snap.tool_calls + ((snap.open_tool_call,) if snap.open_tool_call else ())
+    return Answer(snap.text, snap.reasoning, calls, snap.finish.reason if snap.finish else None,
+                  snap.usage, snap.model)
+
+
+def answer_from_body(body: Any, fmt: WireFormat) -> Answer:
+    """A non-streaming response body (chat.completion or Anthropic message) -> Answer."""
+    if not isinstance(body, dict):
+        return Answer("", "", (), None, Usage())
+    model = str(body.get("model") or "")
+    if fmt is WireFormat.ANTHROPIC:
+        texts, thoughts, calls = [], [], []
+        for block in body.get("content") or []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                texts.append(str(block.get("text") or ""))
+            elif block.get("type") == "thinking":
+                thoughts.append(str(block.get("thinking") or ""))
+            elif block.get("type") == "tool_use":
+                arguments = orjson.dumps(block.get("input")).decode()
+                calls.append(ToolCallSnapshot(len(calls), str(block.get("id") or ""),
+                                              str(block.get("name") or ""), arguments))
+        return Answer("".join(texts), "".join(thoughts), tuple(calls),
+                      anthropic_stop_to_stop(body.get("stop_reason")),
+                      usage_from_anthropic(body.get("usage")), model)
+    choices = body.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    calls = []
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            calls.append(ToolCallSnapshot(index, str(call.get("id") or ""),
+                                          str(function.get("name") or ""),
+                                          str(function.get("arguments") or "")))
+    return Answer(str(message.get("content") or ""), str(message.get("reasoning_content") or ""),
+                  tuple(calls), openai_finish_to_stop(choice.get("finish_reason")),
+                  usage_from_openai(body.get("usage")), model)
+
+
+# --- the matrix ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    route: str
+    client: WireFormat
+    stream: bool
+    tools: bool
+    body: JSONObject = field(repr=False)
+    chain: Chain
+    trigger: str
+
+    @property
+    def name(self) -> str:
+        return (f"{self.route} · {'stream' if self.stream else 'non-stream'} · "
+                f"{'tools' if self.tools else 'plain'}")
+
+
+def build_matrix(config: Config, routes: Sequence[str] = ()) -> list[Case]:
+    """The tests for `config`, in a fixed order; `routes` keeps only the named ones (`default`,
+    `think`, `background`, a mapping's `from`, or `mappings` for all of them)."""
+    router = config.router
+    wanted = set(routes)
+
+    def keep(name: str, *, mapping: bool = False) -> bool:
+        return not wanted or name in wanted or (mapping and "mappings" in wanted)
+
+    cases: list[Case] = []
+    shapes = [(False, False), (False, True), (True, False), (True, True)]
+    if keep("default"):
+        model = _ordinary_model(config, DEFAULT_MODEL)
+        for stream, tools in shapes:
+            body = _openai_body(model, PLAIN_PROMPT if not tools else TOOL_PROMPT, stream, tools)
+            cases.append(_case(config, "default", WireFormat.OPENAI, stream, tools, body,
+                               f"model '{model}'"))
+    if Scenario.THINK in router.routes and keep("think"):
+        model = _ordinary_model(config, CLAUDE_MAIN_MODEL)
+        for stream, tools in shapes:
+            body = _anthropic_body(model, PLAIN_PROMPT if not tools else TOOL_PROMPT, stream,
+                                   tools, thinking=True)
+            cases.append(_case(config, "think", WireFormat.ANTHROPIC, stream, tools, body,
+                               "Anthropic thinking enabled"))
+    if Scenario.BACKGROUND in router.routes and keep("background"):
+        model = _background_model(config)
+        body = _anthropic_body(model, PLAIN_PROMPT, False, False, thinking=False)
+        cases.append(_case(config, "background", WireFormat.ANTHROPIC, False, False, body,
+                           f"model '{model}'"))
+    for mapping in router.model_mappings:
+        if not keep(mapping.pattern, mapping=True):
+            continue
+        alias = glob_example(mapping.pattern)
+        if not mapping.matches(alias):
+            continue
+        body = _openai_body(alias, PLAIN_PROMPT, False, False)
+        cases.append(_case(config, mapping.pattern, WireFormat.OPENAI, False, False, body,
+                           f"alias '{alias}'"))
+    return cases
+
+
+def route_names(config: Config) -> list[str]:
+    names = ["default"]
+    names += [s.value for s in (Scenario.THINK, Scenario.BACKGROUND) if s in config.router.routes]
+    return names + [m.pattern for m in config.router.model_mappings]
+
+
+def _case(config: Config, route: str, client: WireFormat, stream: bool, tools: bool,
+          body: JSONObject, trigger: str) -> Case:
+    try:
+        chain = decide(summarize(body, client), config).chain
+    except RoutingError:
+        chain = ()
+    return Case(route, client, stream, tools, body, chain, trigger)
+
+
+def _routes_to_default(config: Config, model: str) -> bool:
+    router = config.router
+    return (router.mapping_for(model) is None and not router.is_background_model(model)
+            and "," not in model and config.provider(model.partition(":")[0]) is None)
+
+
+def _ordinary_model(config: Config, preferred: str) -> str:
+    """A model name no mapping, background pattern or explicit target claims."""
+    for candidate in (preferred, DEFAULT_MODEL, "llmproxy-e2e", "llmproxy-e2e-model"):
+        if _routes_to_default(config, candidate):
+            return candidate
+    return preferred
+
+
+def _background_model(config: Config) -> str:
+    router = config.router
+    for candidate in BACKGROUND_MODELS:
+        if router.is_background_model(candidate):
+            return candidate
+    return glob_example(router.background_model_pattern)
+
+
+def glob_example(pattern: str) -> str:
+    """A concrete name a glob matches: `*` and `?` become letters, a set its first member, a
+    brace group its first alternative. Plain names come back unchanged."""
+    out = re.sub(r"\{([^,}]*)[^}]*\}", r"\1", pattern)
+    out = re.sub(r"\[!?\^?(.)[^\]]*\]", r"\1", out)
+    return out.replace("*", "x").replace("?", "x")
+
+
+def _openai_body(model: str, prompt: str, stream: bool, tools: bool) -> JSONObject:
+    body: JSONObject = {"model": model, "max_tokens": 1024,
+                        "messages": [{"role": "user", "content": prompt}]}
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": TOOL_NAME, "description": "Current weather for a city",
+            "parameters": TOOL_SCHEMA}}]
+    return body
+
+
+def _anthropic_body(model: str, prompt: str, stream: bool, tools: bool, *,
+                    thinking: bool) -> JSONObject:
+    body: JSONObject = {"model": model, "max_tokens": 4096 if thinking else 1024,
+                        "messages": [{"role": "user", "content": prompt}]}
+    if thinking:
+        body["thinking"] = {"type": "enabled", "budget_tokens": 1024}
+    if stream:
+        body["stream"] = True
+    if tools:
+        body["tools"] = [{"name": TOOL_NAME, "description": "Current weather for a city",
+                          "input_schema": TOOL_SCHEMA}]
+    return body
+
+
+# --- running it ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    case: Case
+    passed: bool
+    detail: str
+    status: int | None
+    attempts: tuple[AttemptNote, ...]
+    latency_ms: float
+    answer: Answer | None = None
+
+    @property
+    def served_by(self) -> str | None:
+        return served_by(self.attempts)
+
+    @property
+    def hops(self) -> int:
+        """Attempts before the one that answered (all of them when none did)."""
+        return max(0, len(self.attempts) - 1) if self.served_by else len(self.attempts)
+
+    def to_json(self) -> JSONObject:
+        return {
+            "test": self.case.name, "route": self.case.route, "client": self.case.client.value,
+            "stream": self.case.stream, "tools": self.case.tools, "trigger": self.case.trigger,
+            "passed": self.passed, "detail": self.detail, "status": self.status,
+            "served_by": self.served_by, "hops": self.hops,
+            "latency_ms": round(self.latency_ms, 1),
+            "attempts": [a.to_json() for a in self.attempts],
+        }
+
+
+async def run_case(session: aiohttp.ClientSession, base_url: str, case: Case, *,
+                   api_key: str | None = None, timeout: float = 120.0) -> Result:
+    started = time.monotonic()
+    status: int | None = None
+    attempts: tuple[AttemptNote, ...] = ()
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(base_url.rstrip("/") + client_path(case.client),
+                                    data=orjson.dumps(case.body),
+                                    headers=client_headers(case.client, api_key)) as response:
+                status = response.status
+                attempts = parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
+                if status != 200:
+                    raw = await response.read()
+                    body = _json_or_none(raw)
+                    attempts = attempts_from_error(body) or attempts
+                    return _result(case, False, f"HTTP {status}: {error_message(body, raw)}",
+                                   status, attempts, started)
+                if case.stream:
+                    reader = StreamReader(case.client)
+                    events: list[StreamEvent] = []
+                    async for chunk in response.content.iter_any():
+                        events += reader.feed(chunk)
+                    events += reader.close()
+                    attempts = reader.trailer or attempts
+                    answer = answer_from_events(events)
+                    verdict = _judge(case, answer, attempts, ended=reader.ended)
+                else:
+                    answer = answer_from_body(_json_or_none(await response.read()), case.client)
+                    verdict = _judge(case, answer, attempts, ended=True)
+    except TimeoutError:
+        return _result(case, False, f"no complete answer within {timeout:.0f}s", status,
+                       attempts, started)
+    except UpstreamError as exc:  # an error event inside the stream
+        return _result(case, False, f"stream error: {exc.message}", status, attempts, started)
+    except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+        return _result(case, False, f"{type(exc).__name__}: {exc}", status, attempts, started)
+    return _result(case, verdict is None, verdict or "ok", status, attempts, started, answer)
+
+
+def _result(case: Case, passed: bool, detail: str, status: int | None,
+            attempts: tuple[AttemptNote, ...], started: float,
+            answer: Answer | None = None) -> Result:
+    return Result(case, passed, detail, status, attempts, (time.monotonic() - started) * 1000,
+                  answer)
+
+
+def _judge(case: Case, answer: Answer, attempts: Sequence[AttemptNote], *,
+           ended: bool) -> str | None:
+    """Why the answer fails the test, or None when it passes."""
+    if case.stream and not ended:
+        return "the stream ended without its final event"
+    who = served_by(attempts)
+    if who is not None and case.chain and who not in {str(t) for t in case.chain}:
+        return f"served by {who}, which is not on the route's chain"
+    if case.tools:
+        return _judge_tool_call(answer)
+    if not answer.text.strip():
+        return "empty answer" + (f" (stop: {answer.stop.value})" if answer.stop else "")
+    return None
+
+
+def _judge_tool_call(answer: Answer) -> str | None:
+    if not answer.tool_calls:
+        return "no tool call came back" + (f" (text: {answer.text[:60]!r})" if answer.text else "")
+    call = answer.tool_calls[0]
+    if call.name != TOOL_NAME:
+        return f"called {call.name!r}, not {TOOL_NAME!r}"
+    if not call.id:
+        return "the tool call has no id"
+    try:
+        arguments = orjson.loads(call.arguments or "null")
+    except orjson.JSONDecodeError:
+        return f"tool arguments are not JSON: {call.arguments[:60]!r}"
+    if not isinstance(arguments, dict) or not isinstance(arguments.get("city"), str):
+        return f"tool arguments lack the required 'city' string: {call.arguments[:60]!r}"
+    if answer.stop is not StopReason.TOOL_USE:
+        return f"stop reason is {answer.stop.value if answer.stop else 'missing'}, not tool use"
+    return None
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def run_matrix(
+    session: aiohttp.ClientSession, base_url: str, cases: Sequence[Case], *,
+    api_key: str | None = None, timeout: float = 120.0,
+    on_start: Callable[[Case], Awaitable[None] | None] | None = None,
+    on_result: Callable[[Result], Awaitable[None] | None] | None = None,
+) -> list[Result]:
+    """One case after another: a seeded fault schedule replays only in a fixed order."""
+    results = []
+    for case in cases:
+        if on_start is not None and (pending := on_start(case)) is not None:
+            await pending
+        result = await run_case(session, base_url, case, api_key=api_key, timeout=timeout)
+        results.append(result)
+        if on_result is not None and (pending := on_result(result)) is not None:
+            await pending
+    return results
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+def path_text(attempts: Sequence[AttemptNote]) -> str:
+    """`openai-codex 429 → zai 500 → cerebras`: the providers tried, in order."""
+    return " → ".join(a.provider if a.ok else f"{a.provider} {a.outcome}" for a in attempts)
+
+
+def report_json(results: Sequence[Result], meta: Mapping[str, Any] | None = None) -> JSONObject:
+    passed = sum(r.passed for r in results)
+    return {**(meta or {}), "passed": passed, "failed": len(results) - passed,
+            "results": [r.to_json() for r in results]}
+
+
+def report_markdown(results: Sequence[Result], title: str = "llmproxy e2e") -> str:
+    passed = sum(r.passed for r in results)
+    lines = [f"# {title}: {passed}/{len(results)} passed", "",
+             "| test | result | served by | hops | path | latency | detail |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        cells = [r.case.name, "PASS" if r.passed else "FAIL", r.served_by or "—", str(r.hops),
+                 path_text(r.attempts) or "—", f"{r.latency_ms:.0f} ms",
+                 r.detail.replace("|", "\\|")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

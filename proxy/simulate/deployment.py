@@ -1,0 +1,267 @@
+"""The simulated reference deployment: the provider conditions the reference proxy's operators
+lived with in February 2026, reproduced offline, plus the config that routes over them.
+
+- `openai-codex`: every request is a 429 `usage_limit_reached` (a quota window, not a blip);
+- `zai` (OpenAI format, GLM-5 with `reasoning_content`): intermittent 500s, some before the
+  response and some in the middle of a stream (while the model is still thinking), drawn from a
+  seeded random generator so a seed replays the same faults for the same request sequence;
+- `cerebras` (OpenAI format): healthy;
+- `minimax` (Anthropic format, thinking and tools): healthy.
+
+`DEFAULT_SEED` is chosen so that the 12-test e2e matrix, run in order, meets a pre-stream 500 and
+a mid-stream 500 on zai, the latter on the streaming plain default test (the one the reference
+failed). Used by `llmproxy serve --simulate`, `llmproxy e2e --simulate` and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, TypeVar
+
+from aiohttp import web
+
+from proxy.config import Config, parse_config
+from proxy.server import build_app
+from proxy.simulate.faults import FaultPlan, MidStreamError, codex_usage_limit, zai_http_500
+from proxy.simulate.provider import SimulatedProvider
+from proxy.simulate.runner import run_simulated
+from proxy.types import WireFormat
+
+DEFAULT_SEED = 7
+PRE_STREAM_500_RATE = 0.2
+MID_STREAM_500_RATE = 0.25
+# Content chunks zai streams before its mid-stream 500: inside its reasoning, which always
+# runs longer ("[zai/glm-5] Thinking about: ..." is over four 8-character chunks).
+MID_STREAM_AFTER_CHUNKS = 3
+
+REFERENCE_ROUTES: Mapping[str, str] = {
+    "default": "zai,glm-5|cerebras,llama-3.3-70b",
+    "think": "openai-codex,gpt-5.2|zai,glm-5|minimax,MiniMax-M2.5",
+    "background": "openai-codex,gpt-5.2-codex",
+}
+REFERENCE_MAPPINGS: tuple[tuple[str, str], ...] = (
+    ("thinking", "openai-codex,gpt-5.2"),
+    ("cheapest", "cerebras,llama3.1-8b"),
+    ("fastest", "cerebras,llama-3.3-70b"),
+)
+# What the codex simulator speaks, and so the `format` its config entry declares. Codex's own
+# wire format (Responses over the ChatGPT backend) is not simulated yet: the simulator answers
+# in the OpenAI dialect, and every answer is the same 429 anyway.
+CODEX_SIM_FORMAT = WireFormat.OPENAI
+ZAI_500_BODY = {
+    "error": {
+        "code": "500",
+        "message": "HTTP 500 - Internal Server Error: the model service failed to respond",
+    }
+}
+
+
+def zai_fault_plan(seed: int = DEFAULT_SEED) -> FaultPlan:
+    """Each request independently: a 500 before the response, a 500 mid-stream, or healthy.
+
+    A non-streaming request that draws the mid-stream fault gets a 500 status instead (the
+    simulator's nearest equivalent), which is what Z.ai does too.
+    """
+    mid_stream = MidStreamError(chunks=MID_STREAM_AFTER_CHUNKS, status=500, body=ZAI_500_BODY)
+    return FaultPlan(
+        random_faults=[(PRE_STREAM_500_RATE, zai_http_500()), (MID_STREAM_500_RATE, mid_stream)],
+        seed=seed,
+    )
+
+
+def reference_providers(
+    seed: int = DEFAULT_SEED, *, chunk_delay: float = 0.0, first_token_delay: float = 0.0
+) -> list[SimulatedProvider]:
+    """Fresh simulators for the four providers (not started). Delays make streams look live."""
+    timing = {"chunk_delay": chunk_delay, "first_token_delay": first_token_delay}
+    return [
+        SimulatedProvider(
+            "openai-codex", CODEX_SIM_FORMAT, ["gpt-5.2", "gpt-5.2-codex"],
+            api_key="sim-codex-token", plan=FaultPlan.always(codex_usage_limit()), **timing,
+        ),
+        SimulatedProvider(
+            "zai", WireFormat.OPENAI, ["glm-5", "glm-4.7"], api_key="sim-zai-key",
+            reasoning=True, plan=zai_fault_plan(seed), **timing,
+        ),
+        SimulatedProvider(
+            "cerebras", WireFormat.OPENAI, ["llama-3.3-70b", "llama3.1-8b"],
+            api_key="sim-cerebras-key", **timing,
+        ),
+        SimulatedProvider(
+            "minimax", WireFormat.ANTHROPIC, ["MiniMax-M2.5"], api_key="sim-minimax-key",
+            reasoning=True, **timing,
+        ),
+    ]
+
+
+def reference_config_text(
+    sims: Mapping[str, SimulatedProvider],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 3456,
+    seed: int = DEFAULT_SEED,
+) -> str:
+    """The reference routes over running simulators. No client key: it binds to loopback only
+    and serves made-up answers, so `llmproxy chat` works against it without a config."""
+    lines = [
+        f"# llmproxy: the simulated reference deployment (seed {seed}).",
+        "# Providers are simulators on 127.0.0.1; see `llmproxy serve --help`.",
+        "",
+        "[proxy]",
+        f'host = "{host}"',
+        f"port = {port}",
+        "",
+        "[router]",
+        *(f'{name} = "{chain}"' for name, chain in REFERENCE_ROUTES.items()),
+    ]
+    for source, target in REFERENCE_MAPPINGS:
+        lines += ["", "[[router.model_mappings]]", f'from = "{source}"', f'to = "{target}"']
+    for sim in sims.values():
+        models = ", ".join(f'"{m}"' for m in sim.models)
+        lines += [
+            "",
+            "[[providers]]",
+            f'name = "{sim.name}"',
+            f'api_base_url = "{sim.base_url}"',
+            f'api_key = "{sim.api_key or ""}"',
+            f'format = "{sim.format.value}"',
+            f"models = [{models}]",
+            "allow_private_network = true",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def reference_config(
+    sims: Mapping[str, SimulatedProvider], *, host: str = "127.0.0.1", port: int = 3456,
+    seed: int = DEFAULT_SEED,
+) -> Config:
+    text = reference_config_text(sims, host=host, port=port, seed=seed)
+    return parse_config(text, env={}, source=f"<simulated deployment, seed {seed}>")
+
+
+# --- running it ---------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(
+    config: Config, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """The real daemon on `host:port` (0: an ephemeral port) in the running loop; yields its URL."""
+    runner = web.AppRunner(
+        build_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        await runner.cleanup()
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    url: str
+    config: Config
+    sims: Mapping[str, SimulatedProvider]
+    seed: int
+
+
+@contextlib.asynccontextmanager
+async def simulated_deployment(
+    seed: int = DEFAULT_SEED, *, host: str = "127.0.0.1", port: int = 0,
+    chunk_delay: float = 0.0, first_token_delay: float = 0.0,
+) -> AsyncIterator[Deployment]:
+    """Simulators and the daemon in front of them, all in the running loop."""
+    providers = reference_providers(
+        seed, chunk_delay=chunk_delay, first_token_delay=first_token_delay
+    )
+    async with run_simulated(providers) as sims:
+        config = reference_config(sims, host=host, port=port, seed=seed)
+        async with running_daemon(config, host, port) as url:
+            yield Deployment(url, config, sims, seed)
+
+
+T = TypeVar("T")
+
+
+class LoopThread(Generic[T]):
+    """Runs an async context manager in its own event loop on a daemon thread, for sync callers
+    (the CLI test runner, which cannot run inside an event loop).
+
+    with LoopThread(lambda: simulated_deployment(seed=3)) as deployment:
+        deployment.url
+    """
+
+    def __init__(
+        self, factory: Callable[[], contextlib.AbstractAsyncContextManager[T]], *,
+        name: str = "llmproxy-loop",
+    ) -> None:
+        self._factory = factory
+        self._name = name
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 10.0) -> T:
+        if self._thread is not None:
+            raise RuntimeError("LoopThread already started")
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"{self._name} did not start in time")
+        if self._error is not None:
+            raise RuntimeError(f"{self._name} failed to start") from self._error
+        assert self._value is not None
+        return self._value
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread, loop, stop = self._thread, self._loop, self._stop
+        if thread is None:
+            return
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> T:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            async with self._factory() as value:
+                self._value = value
+                self._ready.set()
+                await self._stop.wait()
+        except OSError as exc:  # e.g. the port is taken: reported by start()
+            self._error = exc
+
+
+def reference_route_names(mappings: Sequence[tuple[str, str]] = REFERENCE_MAPPINGS) -> list[str]:
+    return [*REFERENCE_ROUTES, *(source for source, _ in mappings)]
