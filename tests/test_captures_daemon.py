@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
+from raw_http import RawResponse, post
 from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.simulate import SimulatedProvider, run_simulated
@@ -60,23 +60,9 @@ def replay_headers(capture: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-async def replay(proxy: Daemon, capture: dict[str, Any]) -> tuple[int, bytes, str]:
+async def replay(proxy: Daemon, capture: dict[str, Any]) -> RawResponse:
     url = f"{proxy.url}{capture['path']}?{capture['query']}"
-    async with aiohttp.ClientSession() as session, session.post(
-        url, data=orjson.dumps(capture["body"]), headers=replay_headers(capture)
-    ) as response:
-        return response.status, await response.read(), response.content_type
-
-
-def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """Anthropic SSE as (event name, JSON data) pairs; deliberately naive and independent of
-    proxy.sse (every event is `event:` + one `data:` line)."""
-    events = []
-    for frame in raw.decode().replace("\r\n", "\n").split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
-        if "data" in lines:
-            events.append((lines.get("event", ""), orjson.loads(lines["data"])))
-    return events
+    return await post(url, capture["body"], headers=replay_headers(capture), key=None)
 
 
 def fold(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -154,10 +140,10 @@ async def test_capture_to_openai_provider_sends_the_golden_translation(
     zai = SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True)
     async with run_simulated([zai]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
-        status, raw, content_type = await replay(proxy, capture)
+        response = await replay(proxy, capture)
         (record,) = sims["zai"].requests
-    assert status == 200, raw[:500]
-    assert content_type == "text/event-stream"
+    assert response.status == 200, response.body[:500]
+    assert response.content_type == "text/event-stream"
 
     golden = orjson.loads((GOLDEN / f"{Path(name).stem}.openai.json").read_bytes())
     sent = record.body
@@ -172,7 +158,7 @@ async def test_capture_to_openai_provider_sends_the_golden_translation(
     assert "anthropic-beta" not in record.headers
     assert record.headers["authorization"] == "Bearer sim-key"
 
-    message = fold(sse_events(raw))
+    message = fold(response.events())
     assert visible(message) == expected_blocks(zai, sent)
     reply = zai.reply_for(sent)
     assert message["stop_reason"] == ("tool_use" if reply.tool_calls else "end_turn")
@@ -191,9 +177,9 @@ async def test_capture_to_anthropic_provider_passes_through(
     )
     async with run_simulated([minimax]) as sims:
         proxy = await daemon(config_text(sims, {"default": "minimax,MiniMax-M2"}))
-        status, raw, _ = await replay(proxy, capture)
+        response = await replay(proxy, capture)
         (record,) = sims["minimax"].requests
-    assert status == 200, raw[:500]
+    assert response.status == 200, response.body[:500]
 
     assert record.body == {**capture["body"], "model": "MiniMax-M2"}
     assert list(record.body) == list(capture["body"])  # same fields, same order
@@ -203,7 +189,7 @@ async def test_capture_to_anthropic_provider_passes_through(
     assert CLIENT_KEY not in str(dict(record.headers))
     assert "x-claude-code-session-id" not in record.headers
 
-    message = fold(sse_events(raw))
+    message = fold(response.events())
     reply = minimax.reply_for(record.body)
     assert visible(message) == expected_blocks(minimax, record.body)
     signatures = [b["signature"] for b in message["content"] if b["type"] == "thinking"]
@@ -220,11 +206,11 @@ async def test_count_tokens_capture(daemon: StartDaemon, name: str) -> None:
     zai = SimulatedProvider("zai", "openai", ["glm-5"])
     async with run_simulated([zai]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
-        status, raw, content_type = await replay(proxy, capture)
+        response = await replay(proxy, capture)
         assert sims["zai"].requests == ()  # counted locally, never sent upstream
-    assert status == 200, raw[:500]
-    assert content_type == "application/json"
-    counted = orjson.loads(raw)
+    assert response.status == 200, response.body[:500]
+    assert response.content_type == "application/json"
+    counted = response.json()
     assert set(counted) == {"input_tokens"}
     assert counted["input_tokens"] == estimate_request_tokens(capture["body"], WireFormat.ANTHROPIC)
     # The text alone is `text_tokens` (pinned reference count); message framing adds a few.

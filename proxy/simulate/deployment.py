@@ -183,7 +183,8 @@ async def simulated_deployment(
         seed, chunk_delay=chunk_delay, first_token_delay=first_token_delay
     )
     async with run_simulated(providers) as sims:
-        config = reference_config(sims, host=host, port=port, seed=seed)
+        # An ephemeral port is only known once bound; `url` is the truth, not the config's port.
+        config = reference_config(sims, host=host, port=port or 3456, seed=seed)
         async with running_daemon(config, host, port) as url:
             yield Deployment(url, config, sims, seed)
 
