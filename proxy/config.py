@@ -25,8 +25,18 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from proxy.capabilities import (
+    EMPTY_CATALOG,
+    CapabilityOverride,
+    Catalog,
+    ModelCapabilities,
+    capabilities_from_toml,
+    resolve_capabilities,
+)
 from proxy.errors import ConfigError
 from proxy.health import HealthSettings
+from proxy.keywords import KeywordRule, compile_rule, read_taxonomy, taxonomy_rules
+from proxy.ranking import Ranking, parse_ranking
 from proxy.types import Chain, Scenario, Target, WireFormat
 
 log = logging.getLogger("llmproxy.config")
@@ -89,6 +99,8 @@ class ModelMapping:
     pattern: str
     to: Chain
     regex: re.Pattern[str] = field(repr=False, compare=False)
+    ranking: Ranking | None = None
+    """`to = "@fastest"` and the like: `to` holds the candidates, ordered per request."""
 
     def matches(self, model: str) -> bool:
         return self.regex.fullmatch(model) is not None
@@ -120,6 +132,9 @@ class RouterConfig:
         default=re.compile(r".*haiku.*", re.IGNORECASE | re.DOTALL), repr=False, compare=False
     )
     model_mappings: tuple[ModelMapping, ...] = ()
+    keyword_rules: tuple[KeywordRule, ...] = ()
+    """`[[router.keyword_rules]]`, then the rules of `taxonomy_dir`'s files."""
+    taxonomy_dir: Path | None = None
 
     @property
     def default(self) -> Chain:
@@ -150,6 +165,8 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     prefill: bool = False
     allow_private_network: bool = False
+    capabilities: tuple[CapabilityOverride, ...] = ()
+    """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""
     _exact_models: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _model_globs: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
 
@@ -166,9 +183,23 @@ class Config:
     source: str = "<string>"
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Raw `[security]`, `[management]`, `[oauth]`, `[webhooks]` tables, kept for later use."""
+    catalog: Catalog = field(default=EMPTY_CATALOG, repr=False, compare=False)
+    """Provider model lists cached by `llmproxy providers refresh` (`with_catalog`)."""
 
     def provider(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
+
+    def capabilities(self, target: Target) -> ModelCapabilities:
+        """What `target` can do: config overrides, then the catalog, then built-in values."""
+        provider = self.provider(target.provider)
+        if provider is None:
+            return resolve_capabilities(target.model)
+        return resolve_capabilities(
+            target.model, provider.capabilities, self.catalog.get(target), provider.prefill
+        )
+
+    def with_catalog(self, catalog: Catalog) -> Config:
+        return replace(self, catalog=catalog)
 
     @property
     def provider_names(self) -> tuple[str, ...]:
@@ -340,7 +371,8 @@ _REFERENCE_ONLY_KEYS: Mapping[str, str] = MappingProxyType(
     }
 )
 _ROUTER_SCALARS = frozenset(
-    {s.value for s in Scenario} | {"long_context_threshold", "background_model_pattern", "strategy"}
+    {s.value for s in Scenario}
+    | {"long_context_threshold", "background_model_pattern", "strategy", "taxonomy_dir"}
 )
 
 
@@ -364,11 +396,12 @@ class _Table:
         general = re.sub(r"\[\d+\]", "", self.key(key))
         if general in _REFERENCE_ONLY_KEYS:
             return f"unknown key ({_REFERENCE_ONLY_KEYS[general]})"
-        if ".model_mappings" in general and key in _ROUTER_SCALARS:
-            return (
-                "unknown key (a router key written after a [[router.model_mappings]] table "
-                f"lands in that mapping: move '{key}' above the first mapping)"
-            )
+        for array in ("model_mappings", "keyword_rules"):
+            if f"router.{array}" in general and key in _ROUTER_SCALARS:
+                return (
+                    f"unknown key (a router key written after a [[router.{array}]] table "
+                    f"lands in that table: move '{key}' above the first one)"
+                )
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
 
@@ -465,7 +498,11 @@ _ROUTER_KEYS = (
     "background_model_pattern",
     "model_mappings",
     "options",
+    "keyword_rules",
+    "taxonomy_dir",
 )
+_MAPPING_KEYS = ("from", "to", "candidates")
+_KEYWORD_RULE_KEYS = ("name", "phrases", "route", "priority")
 _ROUTE_OPTION_KEYS = ("buffer", "content_filter_fallback", "timeouts")
 _PROVIDER_KEYS = (
     "name",
@@ -477,6 +514,7 @@ _PROVIDER_KEYS = (
     "timeouts",
     "prefill",
     "allow_private_network",
+    "capabilities",
 )
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
