@@ -609,9 +609,39 @@ def _provider(t: _Table, defaults: Timeouts) -> ProviderConfig:
         headers=MappingProxyType(header_map),
         prefill=t.boolean("prefill", fmt is WireFormat.ANTHROPIC),
         allow_private_network=t.boolean("allow_private_network", False),
+        capabilities=_capability_overrides(t, models, globs),
         _exact_models=frozenset(m for m in models if not GLOB_CHARS.intersection(m)),
         _model_globs=tuple(globs),
     )
+
+
+def _capability_overrides(
+    t: _Table, models: list[str], globs: list[re.Pattern[str]]
+) -> tuple[CapabilityOverride, ...]:
+    exact: list[CapabilityOverride] = []
+    globbed: list[CapabilityOverride] = []
+    for pattern, values in t.get("capabilities", dict, "table", {}).items():
+        key = f"{t.key('capabilities')}." + (
+            pattern if re.fullmatch(r"[A-Za-z0-9_-]+", pattern) else f'"{pattern}"'
+        )
+        misplaced = sorted(set(values).intersection(_PROVIDER_KEYS)) if isinstance(
+            values, dict) else []
+        if misplaced:
+            raise ConfigError(
+                f"{key}.{misplaced[0]}",
+                "unknown key (a provider key written after a [providers.capabilities.<model>] "
+                "table lands in that table: move it above the first one)",
+            )
+        caps = capabilities_from_toml(values, key)
+        if GLOB_CHARS.intersection(pattern):
+            globbed.append(CapabilityOverride(pattern, caps, _glob(pattern, key, ignore_case=True)))
+            continue
+        if pattern not in models and not any(g.fullmatch(pattern) for g in globs):
+            close = difflib.get_close_matches(pattern, models, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(key, f"this provider does not serve model '{pattern}'{hint}")
+        exact.append(CapabilityOverride(pattern, caps, re.compile(re.escape(pattern))))
+    return (*exact, *globbed)
 
 
 def _glob(pattern: str, key: str, *, ignore_case: bool) -> re.Pattern[str]:
@@ -647,7 +677,90 @@ def _chain(text: str, key: str, providers: Mapping[str, ProviderConfig]) -> Chai
     return chain
 
 
-def _router(top: _Table, providers: Mapping[str, ProviderConfig]) -> RouterConfig:
+def _mapping_target(
+    m: _Table, providers: Mapping[str, ProviderConfig]
+) -> tuple[Chain, Ranking | None]:
+    """A plain chain, or a ranking over `candidates` (default: every exact model id)."""
+    text = m.string("to")
+    try:
+        ranking = parse_ranking(text)
+    except ValueError as e:
+        raise ConfigError(m.key("to"), str(e)) from None
+    candidates = m.string("candidates", None, empty_ok=False)
+    if ranking is None:
+        if candidates is not None:
+            raise ConfigError(m.key("candidates"), "only a ranked mapping has candidates "
+                              "(to = \"@cheapest\", \"@fastest\" or \"@best\")")
+        return _chain(text, m.key("to"), providers), None
+    if candidates is not None:
+        return _chain(candidates, m.key("candidates"), providers), ranking
+    every = tuple(Target(p.name, model) for p in providers.values() for model in p.models
+                  if not GLOB_CHARS.intersection(model))
+    if not every:
+        raise ConfigError(m.key("candidates"), "required: no provider lists an exact model id")
+    return every, ranking
+
+
+def _route_chain(
+    route: str, key: str, routes: Mapping[Scenario, Chain], providers: Mapping[str, ProviderConfig]
+) -> Chain:
+    """A keyword rule's `route`: the name of a configured route, or a chain."""
+    name = route.strip()
+    if name in _ROUTE_KEYS:
+        chain = routes.get(Scenario(name))
+        if chain is None:
+            raise ConfigError(key, f"route '{name}' is not set in [router]")
+        return chain
+    if "," not in name and ":" not in name:
+        known = ", ".join(s.value for s in routes)
+        raise ConfigError(key, f"unknown route '{name}' (routes: {known}; "
+                          "or a chain 'provider,model|provider,model')")
+    return _chain(name, key, providers)
+
+
+def _keyword_rules(
+    t: _Table,
+    routes: Mapping[Scenario, Chain],
+    providers: Mapping[str, ProviderConfig],
+    base: Path | None,
+) -> tuple[KeywordRule, ...]:
+    rules: list[KeywordRule] = []
+    names: dict[str, str] = {}
+    for k in t.tables("keyword_rules", _KEYWORD_RULE_KEYS):
+        name = k.string("name", empty_ok=False)
+        if name in names:
+            raise ConfigError(k.key("name"), f"duplicate rule name '{name}' ({names[name]})")
+        names[name] = k.key("name")
+        phrases: list[str] = k.strings("phrases")
+        route = k.string("route", empty_ok=False)
+        chain = _route_chain(route, k.key("route"), routes, providers)
+        priority = k.integer("priority", 50, low=0, high=100)
+        try:
+            rule = compile_rule(name, phrases, chain, priority=priority, route=route,
+                                origin=k.path)
+        except ValueError as e:
+            raise ConfigError(k.key("phrases"), str(e)) from None
+        rules.append(rule)
+    t.string("taxonomy_dir", None, empty_ok=False)
+    path = _taxonomy_path(t, base)
+    if path is not None:
+        by_name = {p.name.lower(): p for p in providers.values()}
+
+        def resolve(target: Target) -> Target | str:
+            provider = by_name.get(target.provider.lower())
+            if provider is None:
+                return f"provider '{target.provider}' is not configured"
+            if not provider.serves(target.model):
+                return f"provider '{provider.name}' does not list model '{target.model}'"
+            return Target(provider.name, target.model)
+
+        rules.extend(taxonomy_rules(read_taxonomy(path), routes, resolve))
+    return tuple(rules)
+
+
+def _router(
+    top: _Table, providers: Mapping[str, ProviderConfig], base: Path | None = None
+) -> RouterConfig:
     t = top.table("router", _ROUTER_KEYS, compat=("strategy",))
     if t is None:
         raise ConfigError("router", "required table is missing (it needs at least 'default')")
@@ -659,11 +772,12 @@ def _router(top: _Table, providers: Mapping[str, ProviderConfig]) -> RouterConfi
             routes[scenario] = _chain(text, t.key(scenario.value), providers)
     pattern = t.string("background_model_pattern", "*haiku*", empty_ok=False)
     mappings: list[ModelMapping] = []
-    for m in t.tables("model_mappings", ("from", "to"), compat=("bidirectional",)):
+    for m in t.tables("model_mappings", _MAPPING_KEYS, compat=("bidirectional",)):
         m.boolean("bidirectional", None)
         source = m.string("from", empty_ok=False)
         regex = _glob(source, m.key("from"), ignore_case=True)
-        mappings.append(ModelMapping(source, _chain(m.string("to"), m.key("to"), providers), regex))
+        to, ranking = _mapping_target(m, providers)
+        mappings.append(ModelMapping(source, to, regex, ranking))
     options: dict[Scenario, RouteOptions] = {}
     option_tables = t.table("options", tuple(s.value for s in Scenario))
     if option_tables is not None:
@@ -685,7 +799,18 @@ def _router(top: _Table, providers: Mapping[str, ProviderConfig]) -> RouterConfi
         background_model_pattern=pattern,
         background_regex=_glob(pattern, t.key("background_model_pattern"), ignore_case=True),
         model_mappings=tuple(mappings),
+        keyword_rules=_keyword_rules(t, routes, providers, base),
+        taxonomy_dir=_taxonomy_path(t, base),
     )
+
+
+def _taxonomy_path(t: _Table, base: Path | None) -> Path | None:
+    """`taxonomy_dir`, relative to the config file's directory (or the working directory)."""
+    directory = t.data.get("taxonomy_dir")
+    if not isinstance(directory, str):
+        return None
+    path = Path(directory).expanduser()
+    return base / path if base is not None and not path.is_absolute() else path
 
 
 def _build(data: dict[str, Any], source: str) -> Config:
@@ -704,7 +829,8 @@ def _build(data: dict[str, Any], source: str) -> Config:
         providers[provider.name] = provider
     if not providers:
         raise ConfigError("providers", "at least one [[providers]] entry is required")
-    router = _router(top, providers)
+    source_path = Path(source)
+    router = _router(top, providers, source_path.parent if source_path.is_file() else None)
     extra: dict[str, Mapping[str, Any]] = {}
     for name in _RAW_SECTIONS:
         if name in data:

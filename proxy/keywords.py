@@ -174,7 +174,9 @@ def parse_taxonomy(text: str, path: Path) -> TaxonomyEntry:
             try:
                 priority = int(value)
             except ValueError:
-                raise ConfigError(f"{path}:{number}", f"priority {value!r} is not an integer")
+                raise ConfigError(
+                    f"{path}:{number}", f"priority {value!r} is not an integer"
+                ) from None
             if not 0 <= priority <= 100:
                 raise ConfigError(f"{path}:{number}", f"priority {priority} is not within 0-100")
     name = name or path.stem.lower().replace(" ", "_")
@@ -206,11 +208,12 @@ def read_taxonomy(directory: Path) -> list[TaxonomyEntry]:
 def taxonomy_rules(
     entries: Iterable[TaxonomyEntry],
     routes: Mapping[Scenario, Chain],
-    serves: Callable[[Target], str | None],
+    resolve: Callable[[Target], Target | str],
 ) -> tuple[KeywordRule, ...]:
     """Rules for the entries that can route somewhere; the others are logged and left out.
 
-    `serves(target)` returns why the config cannot send to `target`, or None when it can. An
+    `resolve(target)` returns the configured target (provider names compare without case, as
+    the reference lower-cased them) or why the config cannot send there. An
     entry without `route::` named after a configured route (`think_routing`, `think`) uses that
     route's chain, as the reference did for its scenario concepts.
     """
@@ -219,7 +222,7 @@ def taxonomy_rules(
         if not entry.synonyms:
             log.info("taxonomy %s: no synonyms, no rule", entry.path)
             continue
-        chain = _entry_chain(entry, routes, serves)
+        chain = _entry_chain(entry, routes, resolve)
         if chain is None:
             continue
         rules.append(
@@ -232,17 +235,17 @@ def taxonomy_rules(
 def _entry_chain(
     entry: TaxonomyEntry,
     routes: Mapping[Scenario, Chain],
-    serves: Callable[[Target], str | None],
+    resolve: Callable[[Target], Target | str],
 ) -> Chain | None:
     if entry.route is not None:
         provider, _, model = entry.route.partition(",")
-        target = Target(provider.strip().lower(), model.strip())
-        problem = "expected 'provider, model'" if not target.provider or not target.model \
-            else serves(target)
-        if problem is not None:
-            log.warning("taxonomy %s: route %r skipped: %s", entry.path, entry.route, problem)
+        provider, model = provider.strip().lower(), model.strip()
+        resolved = resolve(Target(provider, model)) if provider and model \
+            else "expected 'provider, model'"
+        if isinstance(resolved, str):
+            log.warning("taxonomy %s: route %r skipped: %s", entry.path, entry.route, resolved)
             return None
-        return (target,)
+        return (resolved,)
     for scenario, chain in routes.items():
         if entry.name in (scenario.value, f"{scenario.value}_routing"):
             return chain

@@ -456,3 +456,25 @@ async def test_anthropic_error_event_ends_a_stream_that_cannot_be_completed(
                 model="auto", max_tokens=512, messages=HELLO  # type: ignore[arg-type]
             ) as stream:
                 await stream.get_final_message()
+
+
+async def test_route_timeouts_override_the_providers(clients: Clients, daemon: StartDaemon) -> None:
+    async with run_simulated([zai(FaultPlan.always(SlowFirstToken(3.0))), cerebras()]) as sims:
+        text = config_text(sims, DEFAULT, timeouts="first_token_ms = 30000") + (
+            "[router.options.default.timeouts]\nfirst_token_ms = 300\n"
+            "first_token_ms_per_1k_input = 0\n"
+        )
+        proxy = await daemon(text)
+        started = time.monotonic()
+        answer, attempts, _ = await ask_stream(clients.openai(proxy))
+        assert time.monotonic() - started < 2.0
+    assert answer == CEREBRAS_TEXT
+    assert attempts == "zai,glm-5=timeout;cerebras,llama-3.3-70b=ok"
+
+
+def test_time_to_first_token_allowance_grows_with_the_prompt() -> None:
+    from proxy.config import Timeouts
+
+    limits = Timeouts(first_token=10.0, first_token_per_1k_input=0.5)
+    assert limits.first_token_for(0) == 10.0
+    assert limits.first_token_for(40_000) == 30.0

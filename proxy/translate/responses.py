@@ -196,7 +196,12 @@ def anthropic_to_openai_response(
                 }
             )
 
-    message: JSONObject = {"role": "assistant", "content": "".join(texts) or None}
+    # `refusal` is required (nullable) in OpenAI's schema; Anthropic refusals arrive as text.
+    message: JSONObject = {
+        "role": "assistant",
+        "content": "".join(texts) or None,
+        "refusal": None,
+    }
     reasoning_text = "".join(reasoning)
     if reasoning_text:
         message["reasoning_content"] = reasoning_text
