@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import platformdirs
 import typer
 
 from cli._output import fail
@@ -30,3 +31,19 @@ def load(explicit: Path | None) -> Config:
         return load_config(path, env)
     except ConfigError as exc:
         fail(f"config error: {exc}")
+
+
+def load_optional(explicit: Path | None) -> Config | None:
+    """The config when one is found; None when there is none (a named file must exist)."""
+    env = dict(os.environ)
+    try:
+        path = find_config_path(explicit, env)
+        return None if path is None else load_config(path, env)
+    except ConfigError as exc:
+        fail(f"config error: {exc}")
+
+
+def state_dir() -> Path:
+    """Pid, log and history files: `$LLMPROXY_STATE_DIR`, else the platform's user state dir."""
+    named = os.environ.get("LLMPROXY_STATE_DIR")
+    return Path(named).expanduser() if named else platformdirs.user_state_path("llmproxy")

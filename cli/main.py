@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import route, serve
+from cli import auth, chat, daemon, e2e, init, providers, route, serve
 
 app = typer.Typer(
     name="llmproxy",
@@ -15,6 +15,13 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve_run)
 app.add_typer(route.app, name="route")
+app.command("chat")(chat.chat)
+app.command("e2e")(e2e.e2e_run)
+app.command("init")(init.init_config)
+app.command("status")(daemon.daemon_status)
+app.command("stop")(daemon.daemon_stop)
+app.add_typer(providers.app, name="providers")
+app.add_typer(auth.app, name="auth")
 
 
 def run() -> None:

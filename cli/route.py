@@ -8,7 +8,10 @@ import typer
 
 from cli._config import CONFIG_OPTION, load
 from cli._output import fail, print_json, stdout
+from cli._route_send import print_sent, route_send
+from proxy.capabilities import ModelCapabilities
 from proxy.errors import RoutingError
+from proxy.model_catalog import load_catalog
 from proxy.routing import decide
 from proxy.summary import summarize
 from proxy.types import JSONObject, WireFormat
@@ -50,16 +53,27 @@ def route_test(
     image: bool = typer.Option(False, "--image", help="Include an image."),
     tokens: int | None = typer.Option(None, "--tokens", help="Pad the prompt to about N tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
+    send: bool = typer.Option(False, "--send", help="Also send the request and show every "
+                              "attempt: status, error class, timing, and a verdict."),
+    stream: bool = typer.Option(False, "--stream", help="With --send: stream the answer."),
+    url: str | None = typer.Option(None, "--url", help="With --send: go through the daemon at "
+                                   "this URL (default: in-process, with per-attempt timing)."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY",
+                                       help="Client key for --url."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Print the routing decision for a request: scenario, why, and the chain in order.
+    With --send, perform it too (exit status 1 when it fails).
 
     Examples:
       llmproxy route test claude-haiku-4-5
       llmproxy route test thinking --tools
       llmproxy route test auto --tokens 80000 --json
+      llmproxy route test claude-sonnet-4-5 --thinking --send
+      llmproxy route test auto --send --url http://127.0.0.1:3456
     """
     settings = load(config)
+    settings = settings.with_catalog(load_catalog(settings))
     body = sample_request(model, prompt, thinking=thinking, tools=tools, image=image,
                           tokens=tokens)
     summary = summarize(body, WireFormat.ANTHROPIC)
@@ -67,6 +81,7 @@ def route_test(
         decision = decide(summary, settings)
     except RoutingError as exc:
         fail(str(exc))
+    sent = route_send(settings, body, stream=stream, url=url, api_key=api_key) if send else None
     if as_json:
         print_json({
             "model": model,
@@ -77,14 +92,52 @@ def route_test(
             "token_estimate": summary.token_estimate,
             "chain": [str(t) for t in decision.chain],
             "skipped": [{"target": str(s.target), "reason": s.reason} for s in decision.skipped],
+            "rule": decision.rule,
+            "unfit": [{"target": str(s.target), "reason": s.reason} for s in decision.unfit],
+            "capabilities": {str(t): settings.capabilities(t).to_json()
+                             for t in (*decision.chain, *(s.target for s in decision.skipped))},
+            **({"send": sent.to_json()} if sent is not None else {}),
         })
+        if sent is not None and not sent.ok:
+            raise typer.Exit(1)
         return
     out = stdout()
     out.print(f"[bold]scenario[/]  {decision.scenario.value}")
     out.print(f"[bold]why[/]       {decision.reason}")
     out.print(f"[bold]tokens[/]    ~{summary.token_estimate}")
+    if decision.rule is not None:
+        out.print(f"[bold]rule[/]      {decision.rule}")
     out.print("[bold]chain[/]")
     for position, target in enumerate(decision.chain, 1):
-        out.print(f"  {position}. {target}")
+        caps = capability_line(settings.capabilities(target))
+        out.print(f"  {position}. {target}  [dim]{caps}[/]")
     for skipped in decision.skipped:
         out.print(f"  [dim]skipped {skipped.target}: {skipped.reason}[/]")
+    for unfit in decision.unfit:
+        out.print(f"  [yellow]unfit[/] {unfit.target}: {unfit.reason} (tried anyway)")
+    if sent is not None:
+        print_sent(sent)
+        if not sent.ok:
+            raise typer.Exit(1)
+
+
+def capability_line(caps: ModelCapabilities) -> str:
+    """`200k window, 128k out, tools, text-only, $1.00/$3.20 per M (approx)`: what is known."""
+    parts: list[str] = []
+    if caps.context_window is not None:
+        parts.append(f"{_k(caps.context_window)} window")
+    if caps.max_output_tokens is not None:
+        parts.append(f"{_k(caps.max_output_tokens)} out")
+    if caps.tools is not None:
+        parts.append("tools" if caps.tools else "no tools")
+    if caps.vision is not None:
+        parts.append("vision" if caps.vision else "text-only")
+    if caps.price_in is not None and caps.price_out is not None:
+        parts.append(f"${caps.price_in:.2f}/${caps.price_out:.2f} per M")
+    if not parts:
+        return "(capabilities unknown)"
+    return "(" + ", ".join(parts) + (", approx" if caps.approximate else "") + ")"
+
+
+def _k(tokens: int) -> str:
+    return f"{tokens // 1000}k" if tokens >= 10_000 else str(tokens)

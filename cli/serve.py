@@ -1,16 +1,33 @@
-"""`llmproxy serve`: run the daemon in the foreground."""
+"""`llmproxy serve`: run the daemon in the foreground (systemd), in the background (--detach),
+or in front of the built-in simulated providers (--simulate)."""
 
 from __future__ import annotations
 
-import logging
+import tempfile
 from pathlib import Path
 
 import typer
 from aiohttp import web
 
 from cli._config import CONFIG_OPTION, load
-from cli._output import stderr
+from cli._engine import reachable_url
+from cli._output import fail, stderr
+from cli.daemon import start_detached
+from proxy.config import Config
+from proxy.errors import ConfigError
+from proxy.logging_setup import Redactor, configure_logging
+from proxy.security.auth import check_bind
 from proxy.server import build_app
+from proxy.simulate.deployment import (
+    DEFAULT_SEED,
+    reference_config,
+    reference_providers,
+    write_sign_ins,
+)
+from proxy.simulate.runner import SimulatorThread
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3456
 
 
 def serve_run(
@@ -18,21 +35,84 @@ def serve_run(
     host: str | None = typer.Option(None, "--host", help="Address to bind (overrides config)."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port (overrides config)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
+                                  "reference deployment (offline, no keys, no config needed)."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="With --simulate: the fault "
+                             "schedule's seed."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; pid and "
+                                "log in the state dir. Manage with `llmproxy status` / `stop`."),
 ) -> None:
-    """Run the proxy daemon in the foreground.
+    """Run the proxy daemon (foreground by default, e.g. under systemd).
 
     Examples:
       llmproxy serve --config ~/.config/llmproxy/config.toml
-      llmproxy serve --port 4000
+      llmproxy serve --simulate            # offline demo: codex 429s, zai 500s, fallbacks
+      llmproxy serve --detach && llmproxy status
+      ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude
     """
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load(config)
-    bind_host = host or settings.proxy.host
-    bind_port = port or settings.proxy.port
-    stderr().print(f"llmproxy listening on http://{bind_host}:{bind_port}")
+    settings = None if simulate else load(config)
+    bind_host = host or (settings.proxy.host if settings else DEFAULT_HOST)
+    bind_port = port or (settings.proxy.port if settings else DEFAULT_PORT)
+    if settings is not None:
+        _check_bind(settings, bind_host)
+    if detach:
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level]
+        args += ["--simulate", "--seed", str(seed)] if simulate else []
+        args += ["--config", str(Path(settings.source).resolve())] if settings else []
+        state = start_detached(args, reachable_url(bind_host, bind_port))
+        stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
+                       f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
+        return
     _use_uvloop()
-    web.run_app(build_app(settings), host=bind_host, port=bind_port, print=None,
+    if settings is not None:
+        stderr().print(f"llmproxy listening on http://{bind_host}:{bind_port}")
+        _run(settings, bind_host, bind_port, log_level)
+        return
+    # Latency makes the demo's streams visibly stream.
+    sims = SimulatorThread(reference_providers(seed, chunk_delay=0.02, first_token_delay=0.2))
+    providers = sims.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="llmproxy-sim-") as directory:
+            sign_ins = write_sign_ins(providers, Path(directory))
+            simulated = reference_config(providers, sign_ins, host=bind_host, port=bind_port,
+                                         seed=seed)
+            _check_bind(simulated, bind_host)
+            _banner(bind_host, bind_port, seed)
+            _run(simulated, bind_host, bind_port, log_level)
+    finally:
+        sims.stop()
+
+
+def _check_bind(config: Config, host: str) -> None:
+    try:
+        check_bind(config, host)
+    except ConfigError as exc:
+        fail(f"config error: {exc}")
+
+
+def _run(config: Config, host: str, port: int, log_level: str) -> None:
+    configure_logging(log_level, Redactor.from_config(config))
+    web.run_app(build_app(config), host=host, port=port, print=None,
                 handler_cancellation=True, access_log=None, shutdown_timeout=30)
+
+
+def _banner(host: str, port: int, seed: int) -> None:
+    url = f"http://{host}:{port}"
+    # `chat` finds a daemon on the default address by itself
+    chat_url = "" if (host, port) == (DEFAULT_HOST, DEFAULT_PORT) else f" --url {url}"
+    stderr().print(
+        f"llmproxy (simulated reference deployment, seed {seed}) listening on {url}\n"
+        "  openai-codex  429 usage_limit_reached on every request\n"
+        "  zai           GLM-5, reasoning; intermittent 500s, before and in the middle of streams\n"
+        "  cerebras      healthy          minimax  Anthropic format, healthy\n"
+        "  routes: default zai|cerebras · think codex|zai|minimax · background codex · "
+        "thinking/cheapest/fastest\n"
+        "try:\n"
+        f'  llmproxy chat{chat_url} "hello"          llmproxy e2e --simulate\n'
+        f"  ANTHROPIC_BASE_URL={url} claude\n"
+        f"  OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=unused <your OpenAI client>",
+        highlight=False, markup=False,
+    )
 
 
 def _use_uvloop() -> None:

@@ -64,16 +64,18 @@ class ModelCapabilities:
     """Which layers supplied the values: `config`, `catalog`, `builtin:<glob>`, joined by +."""
 
     def over(self, lower: ModelCapabilities) -> ModelCapabilities:
-        """These values, with the gaps filled from `lower`."""
+        """These values, with the gaps filled from `lower`; `source` names the layers used."""
+        if all(getattr(self, f) is None for f in CAPABILITY_FIELDS):
+            return lower
+        if not any(getattr(self, f) is None and getattr(lower, f) is not None
+                   for f in CAPABILITY_FIELDS):
+            return self
         merged = {
             f: getattr(self, f) if getattr(self, f) is not None else getattr(lower, f)
             for f in CAPABILITY_FIELDS
         }
-        used_lower = any(getattr(self, f) is None and getattr(lower, f) is not None
-                         for f in CAPABILITY_FIELDS)
-        source = self.source if not used_lower else f"{self.source}+{lower.source}"
-        approximate = self.approximate or (used_lower and lower.approximate)
-        return ModelCapabilities(**merged, approximate=approximate, source=source)
+        return ModelCapabilities(**merged, approximate=self.approximate or lower.approximate,
+                                 source=f"{self.source}+{lower.source}")
 
     @property
     def blended_price(self) -> float | None:

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.errors import ClientRequestError
+from proxy.translate.responses_api import validate_responses_request
+from proxy.translate.responses_response import new_response_id
 from proxy.translate.stream_anthropic import AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamEncoder
+from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
 from proxy.types import ErrorClass, JSONObject, StreamEvent, WireFormat
 
 # Error `type` values per dialect, keyed by HTTP status.
@@ -55,9 +58,12 @@ class ClientDialect:
     format: WireFormat
 
     def error_type(self, status: int) -> str:
-        table = OPENAI_ERROR_TYPES if self.format == WireFormat.OPENAI else ANTHROPIC_ERROR_TYPES
+        # Responses errors have the OpenAI shape.
+        table = ANTHROPIC_ERROR_TYPES if self.format == WireFormat.ANTHROPIC else OPENAI_ERROR_TYPES
         if status in table:
             return table[status]
+        if status < 500:  # 405, 415...: the client's mistake, as both APIs type it
+            return "invalid_request_error"
         return "api_error" if self.format == WireFormat.ANTHROPIC else "server_error"
 
     def error_body(
@@ -70,14 +76,15 @@ class ClientDialect:
         extra: JSONObject | None = None,
     ) -> JSONObject:
         error: JSONObject = {"type": self.error_type(status), "message": message}
-        if self.format == WireFormat.OPENAI:
+        openai_shape = self.format != WireFormat.ANTHROPIC
+        if openai_shape:
             error["param"] = param
             error["code"] = code
         elif code is not None:
             error["code"] = code
         if extra:
             error.update(extra)
-        if self.format == WireFormat.OPENAI:
+        if openai_shape:
             return {"error": error}
         return {"type": "error", "error": error}
 
@@ -86,6 +93,8 @@ class ClientDialect:
         provider, whose 400 comes back unchanged."""
         if not isinstance(body, dict):
             raise ClientRequestError("request body must be a JSON object")
+        if self.format == WireFormat.RESPONSES:
+            return validate_responses_request(body)
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise ClientRequestError("'model' is required and must be a non-empty string",
@@ -123,6 +132,10 @@ class ClientDialect:
                 created=int(time.time()),
                 completion_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
             )
+        if self.format == WireFormat.RESPONSES:
+            return ResponsesStreamEncoder(
+                model, body, new_response_id(), int(time.time()), input_tokens_hint=input_tokens
+            )
         return AnthropicStreamEncoder(
             model=model,
             message_id=f"msg_{uuid.uuid4().hex[:24]}",
@@ -133,7 +146,7 @@ class ClientDialect:
                      error_class: ErrorClass | None = None) -> bytes:
         """The standards-shaped ending of a stream that cannot be completed."""
         code = error_class.value if error_class else None
-        if isinstance(encoder, OpenAIStreamEncoder):
+        if isinstance(encoder, OpenAIStreamEncoder | ResponsesStreamEncoder):
             return encoder.error(message, self.error_type(status), code)
         assert isinstance(encoder, AnthropicStreamEncoder)
         return encoder.error(message, self.error_type(status))
@@ -141,3 +154,4 @@ class ClientDialect:
 
 OPENAI = ClientDialect(WireFormat.OPENAI)
 ANTHROPIC = ClientDialect(WireFormat.ANTHROPIC)
+RESPONSES = ClientDialect(WireFormat.RESPONSES)

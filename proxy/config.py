@@ -27,6 +27,7 @@ import platformdirs
 
 from proxy.capabilities import (
     EMPTY_CATALOG,
+    OVERRIDE_KEYS,
     CapabilityOverride,
     Catalog,
     ModelCapabilities,
@@ -37,6 +38,13 @@ from proxy.errors import ConfigError
 from proxy.health import HealthSettings
 from proxy.keywords import KeywordRule, compile_rule, read_taxonomy, taxonomy_rules
 from proxy.ranking import Ranking, parse_ranking
+from proxy.security.settings import (
+    ManagementSettings,
+    SecuritySettings,
+    parse_management,
+    parse_security,
+)
+from proxy.security.ssrf import url_refusal
 from proxy.types import Chain, Scenario, Target, WireFormat
 
 log = logging.getLogger("llmproxy.config")
@@ -167,6 +175,10 @@ class ProviderConfig:
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""
+    auth_file: str = ""
+    """codex: the ChatGPT token store (default: the user data dir, see `proxy.codex_auth`)."""
+    token_endpoint: str = ""
+    """codex: where refreshes go (default: `codex_auth.DEFAULT_TOKEN_ENDPOINT`)."""
     _exact_models: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _model_globs: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
 
@@ -181,10 +193,12 @@ class Config:
     router: RouterConfig
     providers: tuple[ProviderConfig, ...]
     source: str = "<string>"
-    extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Raw `[security]`, `[management]`, `[oauth]`, `[webhooks]` tables, kept for later use."""
+    extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    """Raw `[oauth]`, `[webhooks]` tables, kept for later use (they may hold secrets)."""
     catalog: Catalog = field(default=EMPTY_CATALOG, repr=False, compare=False)
     """Provider model lists cached by `llmproxy providers refresh` (`with_catalog`)."""
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    management: ManagementSettings = field(default_factory=ManagementSettings)
 
     def provider(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -396,11 +410,11 @@ class _Table:
         general = re.sub(r"\[\d+\]", "", self.key(key))
         if general in _REFERENCE_ONLY_KEYS:
             return f"unknown key ({_REFERENCE_ONLY_KEYS[general]})"
-        for array in ("model_mappings", "keyword_rules"):
+        for array, noun in (("model_mappings", "mapping"), ("keyword_rules", "rule")):
             if f"router.{array}" in general and key in _ROUTER_SCALARS:
                 return (
                     f"unknown key (a router key written after a [[router.{array}]] table "
-                    f"lands in that table: move '{key}' above the first one)"
+                    f"lands in that {noun}: move '{key}' above the first {noun})"
                 )
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
@@ -469,7 +483,7 @@ class _Table:
 # --- sections ----------------------------------------------------------------------------------
 
 _TOP_KEYS = ("proxy", "router", "providers", "security", "management", "oauth", "webhooks")
-_RAW_SECTIONS = ("security", "management", "oauth", "webhooks")
+_RAW_SECTIONS = ("oauth", "webhooks")
 _PROXY_KEYS = (
     "host",
     "port",
@@ -515,7 +529,11 @@ _PROVIDER_KEYS = (
     "prefill",
     "allow_private_network",
     "capabilities",
+    "auth_file",
+    "token_endpoint",
 )
+CODEX_BASE_URL = "https://chatgpt.com/backend-api/codex"
+"""The ChatGPT backend: a codex provider's `api_base_url` unless the config names another."""
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -571,7 +589,8 @@ def _provider(t: _Table, defaults: Timeouts) -> ProviderConfig:
         raise ConfigError(
             t.key("name"), f"invalid provider name {name!r}: use letters, digits, '.', '_', '-'"
         )
-    url = t.string("api_base_url")
+    codex = t.data.get("format", default_format(name).value) == WireFormat.CODEX.value
+    url = t.string("api_base_url", CODEX_BASE_URL if codex else _MISSING)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(t.key("api_base_url"), f"expected an http(s) URL, got {url!r}")
@@ -610,9 +629,22 @@ def _provider(t: _Table, defaults: Timeouts) -> ProviderConfig:
         prefill=t.boolean("prefill", fmt is WireFormat.ANTHROPIC),
         allow_private_network=t.boolean("allow_private_network", False),
         capabilities=_capability_overrides(t, models, globs),
+        auth_file=_codex_key(t, "auth_file", fmt),
+        token_endpoint=_codex_key(t, "token_endpoint", fmt),
         _exact_models=frozenset(m for m in models if not GLOB_CHARS.intersection(m)),
         _model_globs=tuple(globs),
     )
+
+
+def _codex_key(t: _Table, key: str, fmt: WireFormat) -> str:
+    value: str = t.string(key, "")
+    if value and fmt is not WireFormat.CODEX:
+        raise ConfigError(t.key(key), "only codex providers take this key")
+    if key == "token_endpoint" and value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(t.key(key), f"expected an http(s) URL, got {value!r}")
+    return value
 
 
 def _capability_overrides(
@@ -624,8 +656,8 @@ def _capability_overrides(
         key = f"{t.key('capabilities')}." + (
             pattern if re.fullmatch(r"[A-Za-z0-9_-]+", pattern) else f'"{pattern}"'
         )
-        misplaced = sorted(set(values).intersection(_PROVIDER_KEYS)) if isinstance(
-            values, dict) else []
+        misplaced = sorted(set(values).intersection(_PROVIDER_KEYS).difference(
+            OVERRIDE_KEYS)) if isinstance(values, dict) else []
         if misplaced:
             raise ConfigError(
                 f"{key}.{misplaced[0]}",
@@ -816,12 +848,15 @@ def _taxonomy_path(t: _Table, base: Path | None) -> Path | None:
 def _build(data: dict[str, Any], source: str) -> Config:
     top = _Table(data, "", _TOP_KEYS)
     proxy = _proxy(top)
+    security = parse_security(top)
+    management = parse_management(top)
     providers: dict[str, ProviderConfig] = {}
     seen: dict[str, str] = {}
     compat = ("transformers",)
     for t in top.tables("providers", _PROVIDER_KEYS, compat=compat):
         t.strings("transformers", None)
         provider = _provider(t, proxy.timeouts)
+        _check_destination(t, provider, security)
         if provider.name.lower() in seen:
             first = seen[provider.name.lower()]
             raise ConfigError(t.key("name"), f"duplicate provider name '{provider.name}' ({first})")
@@ -837,7 +872,20 @@ def _build(data: dict[str, Any], source: str) -> Config:
             if not isinstance(data[name], dict):
                 raise ConfigError(name, f"expected table, got {_type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
-    return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra))
+    return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
+                  security=security, management=management)
+
+
+def _check_destination(t: _Table, provider: ProviderConfig, security: SecuritySettings) -> None:
+    """SSRF rules on the URL as written; its host's addresses are checked again at connect."""
+    local = provider.allow_private_network
+    problem = url_refusal(
+        provider.api_base_url,
+        allow_loopback=local or security.ssrf.allow_localhost,
+        allow_private=local or security.ssrf.allow_private_ips,
+    )
+    if problem is not None:
+        raise ConfigError(t.key("api_base_url"), problem)
 
 
 # --- entry points ------------------------------------------------------------------------------

@@ -12,8 +12,7 @@ tool (a JSON object carrying its required `city` string); a streaming test also 
 stream's proper end (`[DONE]` / `message_stop`). Every test that names who answered must have
 been answered by a target of the chain routing gives it.
 
-The client half (headers, reading the daemon's SSE, the attempts header) is shared with
-`llmproxy chat`.
+The client half (headers, reading the daemon's SSE, the attempts) is `proxy.daemon_client`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,27 +28,24 @@ import aiohttp
 import orjson
 
 from proxy.config import Config
+from proxy.daemon_client import (
+    ATTEMPTS_HEADER,
+    Answer,
+    AttemptNote,
+    StreamReader,
+    answer_from_body,
+    answer_from_events,
+    attempts_from_error,
+    client_headers,
+    client_path,
+    error_message,
+    parse_attempts,
+    served_by,
+)
 from proxy.errors import RoutingError, UpstreamError
 from proxy.routing import decide
-from proxy.sse import SSEDecoder
 from proxy.summary import summarize
-from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
-from proxy.translate.reasons import (
-    anthropic_stop_to_stop,
-    openai_finish_to_stop,
-    usage_from_anthropic,
-    usage_from_openai,
-)
-from proxy.translate.stream_anthropic import AnthropicStreamDecoder
-from proxy.translate.stream_openai import OpenAIStreamDecoder
-from proxy.types import Attempt, Chain, JSONObject, Scenario, StopReason, StreamEvent, Usage, \
-    WireFormat
-
-ATTEMPTS_HEADER = "x-llmproxy-attempts"
-# An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
-# failed over after its headers went out has more attempts than its header says).
-ATTEMPTS_TRAILER = b": x-llmproxy-attempts "
-ANTHROPIC_VERSION = "2023-06-01"
+from proxy.types import Chain, JSONObject, Scenario, StopReason, StreamEvent, WireFormat
 
 PLAIN_PROMPT = "In one short sentence: why is the sky blue?"
 TOOL_PROMPT = "What is the weather in Paris right now? Use the get_weather tool."
@@ -62,201 +58,6 @@ TOOL_SCHEMA: JSONObject = {
 DEFAULT_MODEL = "auto"
 CLAUDE_MAIN_MODEL = "claude-sonnet-4-5"
 BACKGROUND_MODELS = ("claude-haiku-4-5", "claude-3-5-haiku-latest")
-
-
-# --- the client half ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptNote:
-    """One try, as a client of the daemon learns it: from `x-llmproxy-attempts`, an error body's
-    `error.attempts`, or (in-process) the runner's own `Attempt`."""
-
-    target: str
-    outcome: str  # "ok", an HTTP status, or an error class such as "unavailable"
-    error_class: str | None = None
-    elapsed_ms: float | None = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
-    @property
-    def provider(self) -> str:
-        return self.target.partition(",")[0]
-
-    @classmethod
-    def from_attempt(cls, attempt: Attempt) -> AttemptNote:
-        error_class = attempt.error_class.value if attempt.error_class else None
-        return cls(str(attempt.target), attempt.outcome, error_class, attempt.elapsed_ms,
-                   attempt.detail)
-
-    def to_json(self) -> JSONObject:
-        return {"target": self.target, "outcome": self.outcome, "error_class": self.error_class,
-                "elapsed_ms": self.elapsed_ms, "detail": self.detail}
-
-
-def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
-    """`openai-codex,gpt-5.2=429;zai,glm-5=ok` -> notes, in order."""
-    notes = []
-    for entry in value.split(";"):
-        target, sep, outcome = entry.strip().rpartition("=")
-        if sep and target:
-            notes.append(AttemptNote(target, outcome))
-    return tuple(notes)
-
-
-def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
-    """The `error.attempts` list of a daemon error body (either dialect), with timings."""
-    error = body.get("error") if isinstance(body, dict) else None
-    entries = error.get("attempts") if isinstance(error, dict) else None
-    notes = []
-    for item in entries if isinstance(entries, list) else []:
-        if not isinstance(item, dict) or not isinstance(item.get("target"), str):
-            continue
-        status, error_class = item.get("status"), item.get("error_class")
-        outcome = "ok" if error_class is None else str(status or error_class)
-        elapsed = item.get("elapsed_ms")
-        notes.append(AttemptNote(
-            item["target"], outcome, error_class if isinstance(error_class, str) else None,
-            float(elapsed) if isinstance(elapsed, int | float) else None,
-            str(item.get("detail") or ""),
-        ))
-    return tuple(notes)
-
-
-def error_message(body: Any, raw: bytes = b"") -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return raw[:300].decode("utf-8", "replace").strip() or "no error message"
-
-
-def served_by(attempts: Sequence[AttemptNote]) -> str | None:
-    """The target that answered: the last successful attempt."""
-    return next((a.target for a in reversed(attempts) if a.ok), None)
-
-
-def client_path(fmt: WireFormat) -> str:
-    return "/v1/messages" if fmt is WireFormat.ANTHROPIC else "/v1/chat/completions"
-
-
-def client_headers(fmt: WireFormat, api_key: str | None) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
-    if fmt is WireFormat.ANTHROPIC:
-        headers["anthropic-version"] = ANTHROPIC_VERSION
-        if api_key:
-            headers["x-api-key"] = api_key
-    elif api_key:
-        headers["authorization"] = f"Bearer {api_key}"
-    return headers
-
-
-class StreamReader:
-    """A daemon's SSE body (either client dialect) -> neutral stream events.
-
-    The client dialects are the upstream dialects, so the provider decoders read them. An error
-    event raises `UpstreamStatusError`. `ended` says whether the proper end (`[DONE]` or
-    `message_stop`) arrived; `trailer` holds the attempts a final comment reported, if any.
-    """
-
-    def __init__(self, fmt: WireFormat) -> None:
-        self._sse = SSEDecoder()
-        self._decoder = (
-            AnthropicStreamDecoder() if fmt is WireFormat.ANTHROPIC else OpenAIStreamDecoder()
-        )
-        self._line = b""
-        self.ended = False
-        self.trailer: tuple[AttemptNote, ...] | None = None
-
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
-        self._scan_comments(chunk)
-        return self._decode(self._sse.feed(chunk))
-
-    def close(self) -> list[StreamEvent]:
-        self._scan_comments(b"\n")
-        return self._decode(self._sse.close()) + self._decoder.close()
-
-    def _decode(self, sse_events: Iterable[Any]) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        for sse_event in sse_events:
-            if sse_event.data == "[DONE]":
-                self.ended = True
-                continue
-            payload = orjson.loads(sse_event.data)
-            if isinstance(payload, dict):
-                if (payload.get("type") or sse_event.event) == "message_stop":
-                    self.ended = True
-                out.extend(self._decoder.feed(sse_event.event, payload))
-        return out
-
-    def _scan_comments(self, chunk: bytes) -> None:
-        if b":" not in chunk and not self._line:
-            return
-        lines = (self._line + chunk).split(b"\n")
-        self._line = lines.pop()
-        for line in lines:
-            if line.startswith(ATTEMPTS_TRAILER):
-                text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
-                self.trailer = parse_attempts(text)
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What came back, in either dialect, streamed or not."""
-
-    text: str
-    reasoning: str
-    tool_calls: tuple[ToolCallSnapshot, ...]
-    stop: StopReason | None
-    usage: Usage
-    model: str = ""
-
-
-def answer_from_events(events: Iterable[StreamEvent]) -> Answer:
-    accumulator = MessageAccumulator()
-    accumulator.extend(events)
-    snap = accumulator.snapshot()
-    calls = snap.tool_calls + ((snap.open_tool_call,) if snap.open_tool_call else ())
-    return Answer(snap.text, snap.reasoning, calls, snap.finish.reason if snap.finish else None,
-                  snap.usage, snap.model)
-
-
-def answer_from_body(body: Any, fmt: WireFormat) -> Answer:
-    """A non-streaming response body (chat.completion or Anthropic message) -> Answer."""
-    if not isinstance(body, dict):
-        return Answer("", "", (), None, Usage())
-    model = str(body.get("model") or "")
-    if fmt is WireFormat.ANTHROPIC:
-        texts, thoughts, calls = [], [], []
-        for block in body.get("content") or []:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "text":
-                texts.append(str(block.get("text") or ""))
-            elif block.get("type") == "thinking":
-                thoughts.append(str(block.get("thinking") or ""))
-            elif block.get("type") == "tool_use":
-                arguments = orjson.dumps(block.get("input")).decode()
-                calls.append(ToolCallSnapshot(len(calls), str(block.get("id") or ""),
-                                              str(block.get("name") or ""), arguments))
-        return Answer("".join(texts), "".join(thoughts), tuple(calls),
-                      anthropic_stop_to_stop(body.get("stop_reason")),
-                      usage_from_anthropic(body.get("usage")), model)
-    choices = body.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    calls = []
-    for index, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            calls.append(ToolCallSnapshot(index, str(call.get("id") or ""),
-                                          str(function.get("name") or ""),
-                                          str(function.get("arguments") or "")))
-    return Answer(str(message.get("content") or ""), str(message.get("reasoning_content") or ""),
-                  tuple(calls), openai_finish_to_stop(choice.get("finish_reason")),
-                  usage_from_openai(body.get("usage")), model)
 
 
 # --- the matrix ---------------------------------------------------------------------------------
@@ -425,12 +226,12 @@ class Result:
 
 
 async def run_case(session: aiohttp.ClientSession, base_url: str, case: Case, *,
-                   api_key: str | None = None, timeout: float = 120.0) -> Result:
+                   api_key: str | None = None, time_limit: float = 120.0) -> Result:
     started = time.monotonic()
     status: int | None = None
     attempts: tuple[AttemptNote, ...] = ()
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             async with session.post(base_url.rstrip("/") + client_path(case.client),
                                     data=orjson.dumps(case.body),
                                     headers=client_headers(case.client, api_key)) as response:
@@ -450,12 +251,12 @@ async def run_case(session: aiohttp.ClientSession, base_url: str, case: Case, *,
                     events += reader.close()
                     attempts = reader.trailer or attempts
                     answer = answer_from_events(events)
-                    verdict = _judge(case, answer, attempts, ended=reader.ended)
+                    verdict = judge(case, answer, attempts, ended=reader.ended)
                 else:
                     answer = answer_from_body(_json_or_none(await response.read()), case.client)
-                    verdict = _judge(case, answer, attempts, ended=True)
+                    verdict = judge(case, answer, attempts, ended=True)
     except TimeoutError:
-        return _result(case, False, f"no complete answer within {timeout:.0f}s", status,
+        return _result(case, False, f"no complete answer within {time_limit:.0f}s", status,
                        attempts, started)
     except UpstreamError as exc:  # an error event inside the stream
         return _result(case, False, f"stream error: {exc.message}", status, attempts, started)
@@ -471,7 +272,7 @@ def _result(case: Case, passed: bool, detail: str, status: int | None,
                   answer)
 
 
-def _judge(case: Case, answer: Answer, attempts: Sequence[AttemptNote], *,
+def judge(case: Case, answer: Answer, attempts: Sequence[AttemptNote], *,
            ended: bool) -> str | None:
     """Why the answer fails the test, or None when it passes."""
     if case.stream and not ended:
@@ -480,13 +281,13 @@ def _judge(case: Case, answer: Answer, attempts: Sequence[AttemptNote], *,
     if who is not None and case.chain and who not in {str(t) for t in case.chain}:
         return f"served by {who}, which is not on the route's chain"
     if case.tools:
-        return _judge_tool_call(answer)
+        return judge_tool_call(answer)
     if not answer.text.strip():
         return "empty answer" + (f" (stop: {answer.stop.value})" if answer.stop else "")
     return None
 
 
-def _judge_tool_call(answer: Answer) -> str | None:
+def judge_tool_call(answer: Answer) -> str | None:
     if not answer.tool_calls:
         return "no tool call came back" + (f" (text: {answer.text[:60]!r})" if answer.text else "")
     call = answer.tool_calls[0]
@@ -514,7 +315,7 @@ def _json_or_none(raw: bytes) -> Any:
 
 async def run_matrix(
     session: aiohttp.ClientSession, base_url: str, cases: Sequence[Case], *,
-    api_key: str | None = None, timeout: float = 120.0,
+    api_key: str | None = None, time_limit: float = 120.0,
     on_start: Callable[[Case], Awaitable[None] | None] | None = None,
     on_result: Callable[[Result], Awaitable[None] | None] | None = None,
 ) -> list[Result]:
@@ -523,7 +324,7 @@ async def run_matrix(
     for case in cases:
         if on_start is not None and (pending := on_start(case)) is not None:
             await pending
-        result = await run_case(session, base_url, case, api_key=api_key, timeout=timeout)
+        result = await run_case(session, base_url, case, api_key=api_key, time_limit=time_limit)
         results.append(result)
         if on_result is not None and (pending := on_result(result)) is not None:
             await pending

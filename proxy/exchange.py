@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.translate import errors_wire, requests, responses
+from proxy.translate import errors_wire, requests, responses, responses_api
 from proxy.types import JSONObject, WireFormat
 
 Translate = Callable[[JSONObject, str], JSONObject]
@@ -59,6 +59,38 @@ _PAIRS: dict[tuple[WireFormat, WireFormat], Pair] = {
         requests.anthropic_to_openai_request,
         responses.openai_to_anthropic_response,
     ),
+    # The Responses API (Codex CLI, the openai SDK's `responses`) and codex providers (the
+    # ChatGPT backend, which speaks Responses): see translate/responses_api.py.
+    (WireFormat.RESPONSES, WireFormat.OPENAI): Pair(
+        WireFormat.RESPONSES,
+        WireFormat.OPENAI,
+        responses_api.responses_to_chat_request,
+        responses_api.openai_to_responses_response,
+    ),
+    (WireFormat.RESPONSES, WireFormat.ANTHROPIC): Pair(
+        WireFormat.RESPONSES,
+        WireFormat.ANTHROPIC,
+        responses_api.responses_to_anthropic_request,
+        responses_api.anthropic_to_responses_response,
+    ),
+    (WireFormat.RESPONSES, WireFormat.CODEX): Pair(
+        WireFormat.RESPONSES,
+        WireFormat.CODEX,
+        responses_api.responses_to_codex_request,
+        responses.passthrough_response,
+    ),
+    (WireFormat.OPENAI, WireFormat.CODEX): Pair(
+        WireFormat.OPENAI,
+        WireFormat.CODEX,
+        responses_api.openai_to_codex_request,
+        responses_api.responses_to_chat_response,
+    ),
+    (WireFormat.ANTHROPIC, WireFormat.CODEX): Pair(
+        WireFormat.ANTHROPIC,
+        WireFormat.CODEX,
+        responses_api.anthropic_to_codex_request,
+        responses_api.codex_to_anthropic_response,
+    ),
 }
 
 
@@ -71,6 +103,10 @@ def upstream_error_for_client(
     client: WireFormat, provider: WireFormat, status: int, body: JSONObject | None, message: str
 ) -> JSONObject:
     """An upstream error body re-expressed in the client's dialect (unchanged when they match)."""
+    if provider == WireFormat.CODEX and not isinstance((body or {}).get("error"), dict):
+        body = None  # the ChatGPT backend's `{"detail": ...}` is no client dialect's shape
+    # Responses and codex errors have the OpenAI shape.
+    client, provider = _error_shape(client), _error_shape(provider)
     if body is not None and client == provider:
         return body
     if client == WireFormat.ANTHROPIC:
@@ -80,3 +116,7 @@ def upstream_error_for_client(
     if body is not None and provider == WireFormat.ANTHROPIC:
         return errors_wire.anthropic_error_to_openai(status, body)
     return errors_wire.openai_error_body(status, message)
+
+
+def _error_shape(fmt: WireFormat) -> WireFormat:
+    return WireFormat.ANTHROPIC if fmt == WireFormat.ANTHROPIC else WireFormat.OPENAI

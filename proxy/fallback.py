@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from proxy.capabilities import clamp_max_tokens, output_cap
 from proxy.classify import FALLBACK_CLASSES
 from proxy.config import Config, ProviderConfig, RouteOptions
 from proxy.errors import (
@@ -183,6 +184,8 @@ class FallbackRunner:
 
     def build_request(self, job: Job, plan: Plan, body: JSONObject) -> UpstreamRequest:
         upstream_body = plan.pair.request(body, plan.target.model)
+        cap = output_cap(self.config.capabilities(plan.target), job.summary.token_estimate)
+        upstream_body = clamp_max_tokens(upstream_body, plan.provider.format, cap)
         if job.stream:
             upstream_body["stream"] = True
             if plan.provider.format == WireFormat.OPENAI:
@@ -211,7 +214,11 @@ class Walk:
     def __init__(self, runner: FallbackRunner, job: Job) -> None:
         self.runner = runner
         self.job = job
-        self.attempts: list[Attempt] = []
+        # Targets routing left out (too small a context, no tools...) are reported first.
+        self.attempts: list[Attempt] = [
+            Attempt(s.target, None, ErrorClass.UNAVAILABLE, 0.0, f"skipped: {s.reason}")
+            for s in job.decision.skipped
+        ]
         self.last: UpstreamError | None = None
         self.deadline = time.monotonic() + runner.config.proxy.total_timeout
         self.options: RouteOptions = runner.config.router.route_options(job.decision.scenario)
@@ -250,6 +257,8 @@ class Walk:
             except UpstreamError as error:
                 if not self._falls_back(error):
                     raise ClientFacingError(error, plan.pair, tuple(self.attempts)) from error
+                if error.error_class == ErrorClass.CONTEXT_LENGTH:
+                    self._prefer_larger_contexts(target)
                 if time.monotonic() >= self.deadline:
                     raise ChainExhaustedError(tuple(self.attempts), self.last) from error
 
@@ -264,6 +273,15 @@ class Walk:
             self._last_resort.add(target)
             return target
         return None
+
+    def _prefer_larger_contexts(self, failed: Target) -> None:
+        """After a context-length refusal, try the remaining targets largest window first
+        (stable, so the configured order breaks ties and unknown windows keep their place)."""
+        capabilities = self.runner.config.capabilities
+        limit = capabilities(failed).context_window or 0
+        self._pending.sort(
+            key=lambda t: -(capabilities(t).context_window or limit)
+        )
 
     def _falls_back(self, error: UpstreamError) -> bool:
         if error.error_class == ErrorClass.CONTENT_FILTER:

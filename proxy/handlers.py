@@ -7,7 +7,7 @@ import logging
 import orjson
 from aiohttp import web
 
-from proxy.appkeys import CONFIG, RUNNER
+from proxy.appkeys import CONFIG, HEALTH, RUNNER
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
@@ -61,7 +61,7 @@ async def _generate(request: web.Request, dialect: ClientDialect) -> web.StreamR
     config = request.app[CONFIG]
     summary = summarize(body, dialect.format)
     try:
-        decision = decide(summary, config)
+        decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
         raise ClientRequestError(str(exc), param="model") from exc
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}

@@ -70,18 +70,22 @@ class KeywordRule:
 class RuleMatch:
     rule: KeywordRule
     text: str
-    """The words of the user's text that matched, as written there."""
+    """The words of the user's text that matched (case-folded)."""
 
 
-def phrase_regex(phrase: str) -> str:
-    """The regex source for one phrase. Raises ValueError for a phrase with no words."""
-    words = [w for w in re.split(_SEPARATOR, phrase.strip()) if w]
+def phrase_regex(phrase: str) -> tuple[bool, str]:
+    """(whether the phrase needs a word boundary before it, the regex source for the rest).
+
+    The leading boundary is left to the caller so that one lookbehind guards a whole
+    alternation: a lookbehind inside each alternative makes the scan some 30 times slower.
+    Raises ValueError for a phrase with no words.
+    """
+    words = [w for w in re.split(_SEPARATOR, phrase.strip().casefold()) if w]
     if not words:
         raise ValueError(f"phrase {phrase!r} has no words")
     body = _SEPARATOR.join(re.escape(w) for w in words)
-    head = "" if _UNSPACED.match(words[0][0]) else r"(?<!\w)"
     tail = "" if _UNSPACED.match(words[-1][-1]) else r"(?!\w)"
-    return f"{head}{body}{tail}"
+    return not _UNSPACED.match(words[0][0]), body + tail
 
 
 def compile_rule(
@@ -93,14 +97,23 @@ def compile_rule(
     route: str = "",
     origin: str = "",
 ) -> KeywordRule:
-    """One rule with its phrases compiled into a single alternation, longest first (so the
-    longest phrase wins where several start at the same place). Raises ValueError."""
+    """One rule with its phrases compiled into one regex over case-folded text, longest
+    alternative first (so the longest phrase wins where several start at the same place).
+    Raises ValueError."""
     unique = tuple(dict.fromkeys(p.strip() for p in phrases))
     if not unique:
         raise ValueError("a keyword rule needs at least one phrase")
-    sources = sorted((phrase_regex(p) for p in unique), key=len, reverse=True)
-    pattern = re.compile("|".join(sources), re.IGNORECASE)
-    return KeywordRule(name, unique, chain, priority, route, origin, pattern)
+    bounded: list[str] = []
+    unbounded: list[str] = []
+    for phrase in unique:
+        needs_boundary, source = phrase_regex(phrase)
+        (bounded if needs_boundary else unbounded).append(source)
+    groups = [
+        prefix + "(?:" + "|".join(sorted(sources, key=len, reverse=True)) + ")"
+        for prefix, sources in ((r"(?<!\w)", bounded), ("", unbounded))
+        if sources
+    ]
+    return KeywordRule(name, unique, chain, priority, route, origin, re.compile("|".join(groups)))
 
 
 def user_words(text: str) -> str:
@@ -110,13 +123,13 @@ def user_words(text: str) -> str:
 
 def match_rules(rules: Iterable[KeywordRule], text: str) -> tuple[RuleMatch, ...]:
     """Every rule with a phrase in `text`, best first (see the module docstring)."""
-    text = user_words(text)
-    if not text.strip():
+    folded = user_words(text).casefold()
+    if not folded.strip():
         return ()
     ranked: list[tuple[int, int, int, RuleMatch]] = []
     for order, rule in enumerate(rules):
         best = ""
-        for m in rule.pattern.finditer(text):
+        for m in rule.pattern.finditer(folded):
             if len(m.group()) > len(best):
                 best = m.group()
         if best:

@@ -155,8 +155,12 @@ class RecoveringStream:
             body = continuation_body(self._walk.job.client_format, body, prefill)
             self._hide_reasoning = True
 
+            capabilities = self._walk.runner.config.capabilities
+
             def accept(plan: Plan) -> str | None:
-                return None if plan.provider.prefill else "does not accept an assistant prefill"
+                if capabilities(plan.target).prefill:
+                    return None
+                return "does not accept an assistant prefill"
 
         elif self._sent_reasoning:
             self._hide_reasoning = True

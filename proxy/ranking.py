@@ -78,11 +78,11 @@ def rank(
         return tuple(ordered), ", ".join(f"{t} {_price(prices[t])}" for t in ordered)
     if ranking is Ranking.FASTEST:
         ordered = sorted(candidates, key=lambda t: speeds[t])
-        return tuple(ordered), ", ".join(f"{t} {_speed_text(t, speeds[t])}" for t in ordered)
+        return tuple(ordered), ", ".join(f"{t} {_speed_text(speeds[t])}" for t in ordered)
     rates = {t: _success_rate(t, health) for t in candidates}
     ordered = sorted(candidates, key=lambda t: (-rates[t], speeds[t]))
     return tuple(ordered), ", ".join(
-        f"{t} {rates[t]:.0%} ok, {_speed_text(t, speeds[t])}" for t in ordered
+        f"{t} ({rates[t]:.0%} ok) {_speed_text(speeds[t])}" for t in ordered
     )
 
 
@@ -108,6 +108,6 @@ def _price(blended: float | None) -> str:
     return "(price unknown)" if blended is None else f"(${blended:.2f}/M blended)"
 
 
-def _speed_text(target: Target, speed: tuple[int, float]) -> str:
+def _speed_text(speed: tuple[int, float]) -> str:
     kind, ms = speed
     return ("(untried)", f"({ms:.0f} ms)", "(failing)")[kind]

@@ -2,91 +2,76 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
+from aiohttp.typedefs import Middleware
 
 from proxy.appkeys import CONFIG, HEALTH, RUNNER, SESSION
-from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.config import GLOB_CHARS, Config
-from proxy.errors import AuthenticationError, ClientRequestError
+from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
-from proxy.health import HealthRegistry
 from proxy.handlers import chat_completions, count_tokens, messages
+from proxy.health import HealthRegistry
+from proxy.live import LIVE, LiveConfig
+from proxy.logging_setup import Redactor, attach_redaction
+from proxy.management import install_management, management_guard
 from proxy.providers.registry import Upstreams
+from proxy.responses_handler import create_response, responses_websocket
+from proxy.security.auth import ClientKeys, auth_middleware
+from proxy.security.limits import limits_middleware
+from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
+from proxy.security.resolver import GuardedResolver, url_guard
+from proxy.security.responses import error_response
 
 log = logging.getLogger("llmproxy.server")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def dialect_for(request: web.Request) -> ClientDialect:
-    return ANTHROPIC if request.path.startswith("/v1/messages") else OPENAI
-
-
-def _error(dialect: ClientDialect, status: int, message: str, param: str | None = None
-           ) -> web.Response:
-    body = dialect.error_body(status, message, param=param)
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The outermost catch-all: every failure leaves in the client's dialect, never a trace."""
-    dialect = dialect_for(request)
+    """The outermost catch-all: every failure leaves as JSON in the client's dialect, never a
+    trace and never aiohttp's HTML error page."""
     try:
         return await handler(request)
     except ClientRequestError as exc:
-        return _error(dialect, exc.status, exc.message, exc.param)
-    except web.HTTPRequestEntityTooLarge:
-        return _error(dialect, 413, f"request body exceeds {MAX_BODY_BYTES} bytes")
+        return error_response(request, exc.status, exc.message, param=exc.param)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(dialect, exc.status, exc.reason)
+        return error_response(request, exc.status, _http_error_message(request, exc),
+                              headers=_kept_headers(exc))
     except ConnectionResetError:
         raise
     except Exception:  # the one catch-all: log it, answer in the client's dialect
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(dialect, 500, "internal error in llmproxy")
+        return error_response(request, 500, "internal error in llmproxy")
 
 
-def auth_middleware(api_keys: tuple[str, ...]) -> Callable[[web.Request, Handler],
-                                                           Awaitable[web.StreamResponse]]:
-    """Client keys from `x-api-key` or `Authorization: Bearer`, compared in constant time
-    against every configured key (no early exit that tells which one or how much matched)."""
-    expected = tuple(key.encode() for key in api_keys)
+def _http_error_message(request: web.Request, exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return f"no such endpoint: {request.method} {request.path[:200]}"
+    if exc.status == 405:
+        return f"method {request.method} is not allowed on {request.path[:200]}"
+    if exc.status == 413:
+        return "request body is too large"
+    return exc.reason
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not expected or not request.path.startswith("/v1/"):
-            return await handler(request)
-        presented = request.headers.get("x-api-key", "")
-        if not presented:
-            authorization = request.headers.get("authorization", "")
-            scheme, _, token = authorization.partition(" ")
-            presented = token.strip() if scheme.lower() == "bearer" else ""
-        given = presented.encode()
-        matched = 0
-        for key in expected:
-            matched |= hmac.compare_digest(given, key)
-        if not matched:
-            raise AuthenticationError()
-        return await handler(request)
 
-    return middleware
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {"allow": exc.headers["allow"]} if "allow" in exc.headers else {}
 
 
 async def models(request: web.Request) -> web.Response:
     """Ids a client can put in `model`: every `provider,model` and every mapping alias, in a
     shape both SDKs accept (OpenAI's list and Anthropic's page share `data`)."""
-    config = request.app[CONFIG]
+    config = request.app[LIVE].config
     created = int(time.time())
     ids: list[tuple[str, str]] = []
     for provider in config.providers:
@@ -119,7 +104,7 @@ async def models(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     """Liveness plus the live health of every target that has seen traffic."""
-    config = request.app[CONFIG]
+    config = request.app[LIVE].config
     targets = [
         {
             "target": str(status.target),
@@ -140,27 +125,71 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-def build_app(config: Config) -> web.Application:
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
-        middlewares=[errors_middleware, auth_middleware(config.proxy.api_keys)],
-    )
+def build_app(
+    config: Config,
+    *,
+    env: Mapping[str, str] | None = None,
+    rate_limiter: RateLimiter | None = None,
+    dns: AbstractResolver | None = None,
+) -> web.Application:
+    """The daemon. `env`: where a management reload expands `$VAR`s (default: the process
+    environment at that moment); `rate_limiter` replaces the in-memory limiter (a shared
+    backend, or a test clock); `dns` is the resolver behind the SSRF guard (tests pass a fake).
+
+    Middleware, outermost first: errors (everything leaves as JSON in the client's dialect) ->
+    client keys -> management peer+secret -> body limits -> rate limits. Both auth layers come
+    before the body is read, so an unauthenticated peer cannot make us buffer or parse it.
+    """
+    security = config.security
+    redactor = Redactor.from_config(config)
+    middlewares: list[Middleware] = [
+        errors_middleware, auth_middleware(ClientKeys(config.proxy.api_keys))]
+    if config.management.enabled:
+        middlewares.append(management_guard(config.management))
+    middlewares.append(limits_middleware(security.limits, redactor))
+    limits = security.rate_limiting
+    if rate_limiter is None and limits.active:
+        rate_limiter = MemoryRateLimiter(limits)
+    if rate_limiter is not None:
+        by_tokens = bool(limits.per_client.tokens_per_minute or limits.overall.tokens_per_minute)
+        middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
+    app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = config
     app[HEALTH] = HealthRegistry(config.proxy.health)
+    app.on_response_prepare.append(_nosniff)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                        trust_env=False)
+        detach = attach_redaction(redactor)
+        resolver = GuardedResolver(lambda: app[LIVE].current.policy, dns)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
+                                         resolver=resolver)
+        session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, trust_env=False,
+            trace_configs=[url_guard(lambda: app[LIVE].current.policy)],
+        )
         app[SESSION] = session
-        app[RUNNER] = FallbackRunner(config, Upstreams(session), app[HEALTH])
-        yield
-        await session.close()
+        upstreams = Upstreams(session)
+        app[LIVE] = LiveConfig(config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]),
+                               connector.clear_dns_cache)
+        app[RUNNER] = app[LIVE].current.runner
+        try:
+            yield
+        finally:
+            await session.close()
+            detach()
 
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.router.add_post("/v1/responses", create_response)
+    app.router.add_get("/v1/responses", responses_websocket)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
+    if config.management.enabled:
+        install_management(app, config, env)
     return app
+
+
+async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("x-content-type-options", "nosniff")

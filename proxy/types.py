@@ -82,6 +82,12 @@ class Decision:
     explicit: bool = False
     mapping: str | None = None
     skipped: tuple[SkippedTarget, ...] = ()
+    """Targets left out of `chain` because they cannot serve this request (capabilities)."""
+    rule: str | None = None
+    """The keyword rule whose targets head the chain (the best matching one that can serve)."""
+    unfit: tuple[SkippedTarget, ...] = ()
+    """When no target passed the capability checks, the chain is kept whole and the findings
+    are here instead of in `skipped`."""
 
 
 class ErrorClass(StrEnum):

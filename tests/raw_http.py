@@ -32,7 +32,8 @@ class RawResponse:
             fields = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
             if "data" in fields:
                 data = fields["data"]
-                found.append((fields.get("event", ""), data if data == "[DONE]" else orjson.loads(data)))
+                value = data if data == "[DONE]" else orjson.loads(data)
+                found.append((fields.get("event", ""), value))
         return found
 
 
@@ -44,7 +45,7 @@ async def post(
     key: str | None = CLIENT_KEY,
 ) -> RawResponse:
     """POST JSON (or raw bytes) with the client key as `x-api-key` unless headers say otherwise."""
-    sent = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+    sent = {"content-type": "application/json"}
     if key is not None:
         sent["x-api-key"] = key
     sent.update(headers or {})

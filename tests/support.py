@@ -13,6 +13,8 @@ from proxy.server import build_app
 from proxy.simulate import SimulatedProvider
 
 CLIENT_KEY = "sk-client-test-key"
+# The simulators listen on 127.0.0.1, which the SSRF rules refuse unless a config allows it.
+ALLOW_LOCALHOST = "[security.ssrf_protection]\nallow_localhost = true"
 
 
 def config_text(
@@ -24,14 +26,17 @@ def config_text(
     timeouts: str = "",
     extra_providers: str = "",
     provider_extra: Mapping[str, str] | None = None,
+    security: str = ALLOW_LOCALHOST,
 ) -> str:
-    """TOML for a daemon in front of `sims`; each sim serves the models it was built with."""
+    """TOML for a daemon in front of `sims`; each sim serves the models it was built with.
+    `security` is the `[security...]` text (default: loopback upstreams allowed)."""
     lines = [
         "[proxy]",
         f'api_key = "{CLIENT_KEY}"',
         proxy,
         "[proxy.timeouts]",
         timeouts,
+        security,
         "[router]",
     ]
     lines += [f'{name} = "{chain}"' for name, chain in routes.items()]

@@ -20,7 +20,7 @@ import pytest
 from raw_http import RawResponse, post
 from support import CLIENT_KEY, Daemon, config_text
 
-from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.simulate import SimulatedProvider, run_simulated, tool_result_text
 from proxy.tokens import estimate_request_tokens
 from proxy.types import WireFormat
 
@@ -215,3 +215,31 @@ async def test_count_tokens_capture(daemon: StartDaemon, name: str) -> None:
     assert counted["input_tokens"] == estimate_request_tokens(capture["body"], WireFormat.ANTHROPIC)
     # The text alone is `text_tokens` (pinned reference count); message framing adds a few.
     assert text_tokens < counted["input_tokens"] <= text_tokens + 50
+
+
+FOLLOWUPS = [name for name in MESSAGES if "tool-result-followup" in name]
+
+
+@pytest.mark.parametrize("name", FOLLOWUPS)
+async def test_claude_code_tool_result_followup_to_zai(daemon: StartDaemon, name: str) -> None:
+    """The reverse of the MiniMax case: Claude Code's tool loop, routed to Z.ai (OpenAI format),
+    answers the tool result, with the `toolu_` id carried to the provider on both sides."""
+    capture = load(name)
+    use, result = capture["body"]["messages"][-2]["content"][0], capture["body"]["messages"][-1]
+    (tool_result,) = result["content"]
+    zai = SimulatedProvider("zai", "openai", ["glm-5"])
+    async with run_simulated([zai]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
+        response = await replay(proxy, capture)
+        (record,) = sims["zai"].requests
+    assert response.status == 200, response.body[:500]
+    assistant, tool = record.body["messages"][-2:]
+    assert [c["id"] for c in assistant["tool_calls"]] == [use["id"]]
+    assert orjson.loads(assistant["tool_calls"][0]["function"]["arguments"]) == use["input"]
+    assert tool == {"role": "tool", "tool_call_id": use["id"], "content": tool_result["content"]}
+    message = fold(response.events())
+    assert visible(message) == [
+        {"type": "text",
+         "text": tool_result_text("zai", "glm-5", use["name"], tool_result["content"])}
+    ]
+    assert message["stop_reason"] == "end_turn"

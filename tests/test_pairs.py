@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import Clients
+from raw_http import post
 from sdk_turns import (
     Turn,
     anthropic_tool_results,
@@ -256,3 +257,65 @@ async def test_tool_round_trip(
     assert final.calls == ()
     assert final.stop == STOPS[client_format][StopReason.END_TURN]
     assert "Thinking about" not in first.text + final.text
+
+
+@pytest.mark.parametrize("stream", STREAM)
+async def test_minimax_case_tool_calls_come_back_in_openai_shape(
+    daemon: StartDaemon, stream: bool
+) -> None:
+    """An OpenAI client with OpenAI-style tools, routed to an Anthropic-format provider, gets
+    its tool calls as OpenAI wire JSON: checked on the raw bytes, not through an SDK."""
+    sim = simulated("anthropic", parallel_tool_calls=2, chunk_chars=5)
+    body: dict[str, Any] = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "tools": OPENAI_TOOLS,
+        "tool_choice": "auto",
+    }
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    async with run_simulated([sim]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "minimax,MiniMax-M2"}))
+        response = await post(proxy.openai_base + "/chat/completions", body)
+        (record,) = sims["minimax"].requests
+    assert response.status == 200, response.body
+    assert record.body["tools"] == ANTHROPIC_TOOLS
+    assert record.body["tool_choice"] == {"type": "auto"}
+    reply = sim.reply_for(record.body)
+    assert [c.id[:6] for c in reply.tool_calls] == ["toolu_", "toolu_"]
+    expected_calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in reply.tool_calls
+    ]
+    if not stream:
+        (choice,) = response.json()["choices"]
+        assert choice["message"]["content"] is None
+        assert choice["message"]["tool_calls"] == expected_calls
+        assert choice["finish_reason"] == "tool_calls"
+        return
+
+    events = response.events()
+    assert events[-1] == ("", "[DONE]")
+    chunks = [data for _, data in events[:-1]]
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    deltas = [c["choices"][0]["delta"] for c in chunks[:-1] if c["choices"]]
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in deltas:
+        for part in delta.get("tool_calls") or []:
+            index = part["index"]
+            if index not in calls:  # the first delta of a call names it, exactly once
+                assert set(part) == {"index", "id", "type", "function"}
+                assert part["type"] == "function" and part["function"]["name"]
+                calls[index] = {"id": part["id"], "type": "function",
+                                "function": {"name": part["function"]["name"], "arguments": ""}}
+            else:
+                assert set(part) == {"index", "function"} and set(part["function"]) == {
+                    "arguments"
+                }
+            calls[index]["function"]["arguments"] += part["function"].get("arguments", "")
+    assert [calls[i] for i in sorted(calls)] == expected_calls
+    assert sorted(calls) == [0, 1]
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert finishes[-1] == "tool_calls" and set(finishes[:-1]) == {None}

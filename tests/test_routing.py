@@ -221,10 +221,10 @@ def _fields(s: RequestSummary) -> dict[str, Any]:
 
 def test_chains_per_scenario(config: Config) -> None:
     gemini_pro = Target("openrouter", "google/gemini-2.5-pro")
-    assert decide(ALL_SIGNALS, config).chain == (
-        Target("openrouter", "google/gemini-2.5-flash"),
-        *DEFAULT,
-    )
+    image = decide(ALL_SIGNALS, config)
+    assert image.chain == (Target("openrouter", "google/gemini-2.5-flash"),)
+    # glm-5 and llama-3.3-70b are text-only: capability filtering leaves them out
+    assert tuple(s.target for s in image.skipped) == DEFAULT
     long = RequestSummary(model="x", token_estimate=50000)
     d = decide(long, config)
     assert d.chain == (gemini_pro, GLM5, L70)
@@ -242,7 +242,8 @@ def test_only_configured_scenarios_are_detected(deployment: Config) -> None:
     # the deployment has no image, web_search or long_context routes
     d = decide(ALL_SIGNALS, deployment)
     assert d.scenario is Scenario.BACKGROUND
-    assert d.chain == (Target("openai-codex", "gpt-5.2-codex"), GLM5, L70)
+    assert d.chain == (Target("openai-codex", "gpt-5.2-codex"),)
+    assert tuple(s.target for s in d.skipped) == DEFAULT  # text-only, and the request has images
 
 
 def test_custom_background_pattern() -> None:

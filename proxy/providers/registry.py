@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Protocol
+
 import aiohttp
 
 from proxy.config import ProviderConfig
 from proxy.providers.anthropic import AnthropicDialect
+from proxy.providers.base import UpstreamRequest
+from proxy.providers.codex import CodexTransport
 from proxy.providers.http import HttpTransport
 from proxy.providers.openai import OpenAIDialect
-from proxy.types import WireFormat
+from proxy.types import JSONObject, StreamEvent, WireFormat
+
+
+class Transport(Protocol):
+    """What the fallback loop calls: one request in, a JSON body or neutral events out."""
+
+    async def complete(self, request: UpstreamRequest) -> JSONObject: ...
+
+    def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]: ...
 
 
 class Upstreams:
     def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._transports: dict[WireFormat, HttpTransport] = {
+        self._transports: dict[WireFormat, Transport] = {
             WireFormat.OPENAI: HttpTransport(session, OpenAIDialect()),
             WireFormat.ANTHROPIC: HttpTransport(session, AnthropicDialect()),
+            WireFormat.CODEX: CodexTransport(session),
         }
 
     def has(self, provider: ProviderConfig) -> bool:
         return provider.format in self._transports
 
-    def transport(self, provider: ProviderConfig) -> HttpTransport:
+    def transport(self, provider: ProviderConfig) -> Transport:
         return self._transports[provider.format]

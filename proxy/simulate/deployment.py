@@ -1,7 +1,8 @@
 """The simulated reference deployment: the provider conditions the reference proxy's operators
 lived with in February 2026, reproduced offline, plus the config that routes over them.
 
-- `openai-codex`: every request is a 429 `usage_limit_reached` (a quota window, not a blip);
+- `openai-codex` (the ChatGPT backend, signed in through a token store the deployment writes):
+  every request is a 429 `usage_limit_reached` (a quota window, not a blip);
 - `zai` (OpenAI format, GLM-5 with `reasoning_content`): intermittent 500s, some before the
   response and some in the middle of a stream (while the model is still thinking), drawn from a
   seeded random generator so a seed replays the same faults for the same request sequence;
@@ -10,21 +11,27 @@ lived with in February 2026, reproduced offline, plus the config that routes ove
 
 `DEFAULT_SEED` is chosen so that the 12-test e2e matrix, run in order, meets a pre-stream 500 and
 a mid-stream 500 on zai, the latter on the streaming plain default test (the one the reference
-failed). Used by `llmproxy serve --simulate`, `llmproxy e2e --simulate` and the tests.
+failed). Which request draws which fault depends on how many requests reach zai before it (the
+fallback loop's retries count), so `tests/test_cli_e2e.py` pins this property: when the retry
+policy changes, pick a new seed there. Used by `llmproxy serve --simulate`, `llmproxy e2e
+--simulate` and the tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Generic, TypeVar
 
 from aiohttp import web
 
+from proxy.codex_auth import TokenStore, parse_codex_auth
 from proxy.config import Config, parse_config
 from proxy.server import build_app
 from proxy.simulate.faults import FaultPlan, MidStreamError, codex_usage_limit, zai_http_500
@@ -32,11 +39,14 @@ from proxy.simulate.provider import SimulatedProvider
 from proxy.simulate.runner import run_simulated
 from proxy.types import WireFormat
 
-DEFAULT_SEED = 7
+DEFAULT_SEED = 1
 PRE_STREAM_500_RATE = 0.2
 MID_STREAM_500_RATE = 0.25
-# Content chunks zai streams before its mid-stream 500: inside its reasoning, which always
-# runs longer ("[zai/glm-5] Thinking about: ..." is over four 8-character chunks).
+# Content chunks zai streams before its mid-stream 500: inside its reasoning, which always runs
+# longer ("[zai/glm-5] Thinking about: ..." is over four 8-character chunks). That is where the
+# reference deployment's GLM-5 failed, and it is recoverable: once answer text has been sent, a
+# stream can only be continued on a target that accepts an assistant prefill, and the default
+# route's one fallback (cerebras, OpenAI format) does not.
 MID_STREAM_AFTER_CHUNKS = 3
 
 REFERENCE_ROUTES: Mapping[str, str] = {
@@ -49,10 +59,6 @@ REFERENCE_MAPPINGS: tuple[tuple[str, str], ...] = (
     ("cheapest", "cerebras,llama3.1-8b"),
     ("fastest", "cerebras,llama-3.3-70b"),
 )
-# What the codex simulator speaks, and so the `format` its config entry declares. Codex's own
-# wire format (Responses over the ChatGPT backend) is not simulated yet: the simulator answers
-# in the OpenAI dialect, and every answer is the same 429 anyway.
-CODEX_SIM_FORMAT = WireFormat.OPENAI
 ZAI_500_BODY = {
     "error": {
         "code": "500",
@@ -78,29 +84,45 @@ def reference_providers(
     seed: int = DEFAULT_SEED, *, chunk_delay: float = 0.0, first_token_delay: float = 0.0
 ) -> list[SimulatedProvider]:
     """Fresh simulators for the four providers (not started). Delays make streams look live."""
-    timing = {"chunk_delay": chunk_delay, "first_token_delay": first_token_delay}
-    return [
+    sims = [
         SimulatedProvider(
-            "openai-codex", CODEX_SIM_FORMAT, ["gpt-5.2", "gpt-5.2-codex"],
-            api_key="sim-codex-token", plan=FaultPlan.always(codex_usage_limit()), **timing,
+            "openai-codex", WireFormat.CODEX, ["gpt-5.2", "gpt-5.2-codex"],
+            plan=FaultPlan.always(codex_usage_limit()),
         ),
         SimulatedProvider(
             "zai", WireFormat.OPENAI, ["glm-5", "glm-4.7"], api_key="sim-zai-key",
-            reasoning=True, plan=zai_fault_plan(seed), **timing,
+            reasoning=True, plan=zai_fault_plan(seed),
         ),
         SimulatedProvider(
             "cerebras", WireFormat.OPENAI, ["llama-3.3-70b", "llama3.1-8b"],
-            api_key="sim-cerebras-key", **timing,
+            api_key="sim-cerebras-key",
         ),
         SimulatedProvider(
             "minimax", WireFormat.ANTHROPIC, ["MiniMax-M2.5"], api_key="sim-minimax-key",
-            reasoning=True, **timing,
+            reasoning=True,
         ),
     ]
+    for sim in sims:
+        sim.chunk_delay = chunk_delay
+        sim.first_token_delay = first_token_delay
+    return sims
+
+
+def write_sign_ins(sims: Mapping[str, SimulatedProvider], directory: Path) -> dict[str, Path]:
+    """A ChatGPT token store per codex simulator (as `llmproxy auth import-codex` would write
+    after a real sign-in), so the codex transport authenticates against the simulator."""
+    stores = {}
+    for sim in sims.values():
+        if sim.format is WireFormat.CODEX:
+            path = directory / f"{sim.name}-auth.json"
+            TokenStore(path).save(parse_codex_auth(sim.account.codex_auth_json()))
+            stores[sim.name] = path
+    return stores
 
 
 def reference_config_text(
     sims: Mapping[str, SimulatedProvider],
+    sign_ins: Mapping[str, Path],
     *,
     host: str = "127.0.0.1",
     port: int = 3456,
@@ -128,19 +150,23 @@ def reference_config_text(
             "[[providers]]",
             f'name = "{sim.name}"',
             f'api_base_url = "{sim.base_url}"',
-            f'api_key = "{sim.api_key or ""}"',
             f'format = "{sim.format.value}"',
             f"models = [{models}]",
             "allow_private_network = true",
         ]
+        if sim.format is WireFormat.CODEX:
+            lines += [f'auth_file = "{sign_ins[sim.name]}"',
+                      f'token_endpoint = "{sim.token_endpoint}"']
+        else:
+            lines.append(f'api_key = "{sim.api_key or ""}"')
     return "\n".join(lines) + "\n"
 
 
 def reference_config(
-    sims: Mapping[str, SimulatedProvider], *, host: str = "127.0.0.1", port: int = 3456,
-    seed: int = DEFAULT_SEED,
+    sims: Mapping[str, SimulatedProvider], sign_ins: Mapping[str, Path], *,
+    host: str = "127.0.0.1", port: int = 3456, seed: int = DEFAULT_SEED,
 ) -> Config:
-    text = reference_config_text(sims, host=host, port=port, seed=seed)
+    text = reference_config_text(sims, sign_ins, host=host, port=port, seed=seed)
     return parse_config(text, env={}, source=f"<simulated deployment, seed {seed}>")
 
 
@@ -182,11 +208,13 @@ async def simulated_deployment(
     providers = reference_providers(
         seed, chunk_delay=chunk_delay, first_token_delay=first_token_delay
     )
-    async with run_simulated(providers) as sims:
-        # An ephemeral port is only known once bound; `url` is the truth, not the config's port.
-        config = reference_config(sims, host=host, port=port or 3456, seed=seed)
-        async with running_daemon(config, host, port) as url:
-            yield Deployment(url, config, sims, seed)
+    with tempfile.TemporaryDirectory(prefix="llmproxy-sim-") as directory:
+        async with run_simulated(providers) as sims:
+            sign_ins = write_sign_ins(sims, Path(directory))
+            # An ephemeral port is only known once bound: `url` is the truth, not the config.
+            config = reference_config(sims, sign_ins, host=host, port=port or 3456, seed=seed)
+            async with running_daemon(config, host, port) as url:
+                yield Deployment(url, config, sims, seed)
 
 
 T = TypeVar("T")
@@ -262,7 +290,3 @@ class LoopThread(Generic[T]):
                 await self._stop.wait()
         except OSError as exc:  # e.g. the port is taken: reported by start()
             self._error = exc
-
-
-def reference_route_names(mappings: Sequence[tuple[str, str]] = REFERENCE_MAPPINGS) -> list[str]:
-    return [*REFERENCE_ROUTES, *(source for source, _ in mappings)]

@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from proxy.simulate.anthropic_app import build_anthropic_app
+from proxy.simulate.codex_app import TOKEN_PATH, CodexAccount, build_codex_app, chat_view
 from proxy.simulate.delivery import Delivery, Timing
 from proxy.simulate.faults import FaultPlan
 from proxy.simulate.openai_app import build_openai_app
@@ -20,7 +21,11 @@ from proxy.simulate.records import Exchange, RequestLog, RequestRecord
 from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, Reply, plan_reply
 from proxy.types import JSONObject, WireFormat
 
-DEFAULT_BASE_PATHS = {WireFormat.OPENAI: "/v1", WireFormat.ANTHROPIC: "/anthropic"}
+DEFAULT_BASE_PATHS = {
+    WireFormat.OPENAI: "/v1",
+    WireFormat.ANTHROPIC: "/anthropic",
+    WireFormat.CODEX: "/backend-api/codex",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,9 @@ class SimulatedProvider:
     ) -> None:
         self.format = WireFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
-            raise ValueError(f"simulated providers speak openai or anthropic, not {format!r}")
+            raise ValueError(
+                f"simulated providers speak openai, anthropic or codex, not {format!r}"
+            )
         self.name = name
         # The name replies are signed with: two providers serving the same model with one
         # persona give identical answers, so a continuation on the second one can be checked.
@@ -88,6 +95,8 @@ class SimulatedProvider:
         self.check_signatures = check_signatures
         self.base_path = (base_path or DEFAULT_BASE_PATHS[self.format]).rstrip("/")
         self.log = RequestLog()
+        # The ChatGPT account a codex provider serves (its tokens); unused by other formats.
+        self.account = CodexAccount(f"acct-{name}")
         self._running: _Running | None = None
 
     def __repr__(self) -> str:
@@ -106,6 +115,11 @@ class SimulatedProvider:
         if self._running is None:
             raise RuntimeError(f"simulated provider {self.name!r} is not running")
         return f"http://{self._running.host}:{self._running.port}"
+
+    @property
+    def token_endpoint(self) -> str:
+        """A codex provider's OAuth token endpoint (its `token_endpoint` config key)."""
+        return self.origin + TOKEN_PATH
 
     @property
     def port(self) -> int:
@@ -129,6 +143,16 @@ class SimulatedProvider:
 
     def reply_for(self, body: JSONObject) -> Reply:
         """The reply this provider gives to `body` (pure: same body, same reply)."""
+        if self.format is WireFormat.CODEX:  # planned like the same question in chat form
+            return plan_reply(
+                chat_view(body),
+                WireFormat.OPENAI,
+                provider=self.persona,
+                reasoning=self.reasoning,
+                chunk_chars=self.chunk_chars,
+                text_before_tool=self.text_before_tool,
+                parallel_tool_calls=self.parallel_tool_calls,
+            )
         return plan_reply(
             body,
             self.format,
@@ -179,6 +203,8 @@ class SimulatedProvider:
     def build_app(self) -> web.Application:
         if self.format is WireFormat.ANTHROPIC:
             return build_anthropic_app(self)
+        if self.format is WireFormat.CODEX:
+            return build_codex_app(self)
         return build_openai_app(self)
 
     @property

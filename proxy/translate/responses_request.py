@@ -28,15 +28,11 @@ from typing import Any
 
 from proxy.errors import ClientRequestError
 from proxy.translate.common import join_text
-from proxy.translate.responses_tools import (
-    CLIENT_TOOL_TYPES,
-    custom_arguments,
-    flat_name,
-    function_tools,
-)
+from proxy.translate.responses_tools import custom_arguments, flat_name, function_tools
 from proxy.types import JSONObject
 
 _SYSTEM_ROLES = frozenset({"system", "developer"})
+_CHAT_TOOL_TYPES = frozenset({"function", "custom"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text", "refusal"})
 
 
@@ -129,11 +125,11 @@ def _append_item(
             )
     elif kind in ("function_call", "custom_tool_call"):
         name = flat_name(_str_or_none(item.get("namespace")), str(item.get("name", "")))
+        raw = item.get("arguments")
         if kind == "custom_tool_call":
             arguments = custom_arguments(item.get("input"))
         else:
-            arguments = item.get("arguments")
-            arguments = arguments if isinstance(arguments, str) and arguments else "{}"
+            arguments = raw if isinstance(raw, str) and raw else "{}"
         call = {
             "id": str(item.get("call_id") or item.get("id") or f"call_{index}"),
             "type": "function",
@@ -338,7 +334,9 @@ def _chat_text(content: Any) -> str:
             [
                 str(p["text"])
                 for p in content
-                if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                if isinstance(p, dict)
+                and p.get("type") == "text"
+                and isinstance(p.get("text"), str)
             ]
         )
     return ""
@@ -400,7 +398,8 @@ def _assistant_items(
                 }
             )
             continue
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
         items.append(
             {
                 "type": "function_call",
@@ -433,11 +432,11 @@ def _responses_tools(body: JSONObject) -> list[JSONObject]:
         ) else []
     tools: list[JSONObject] = []
     for tool in raw:
-        if not isinstance(tool, dict) or tool.get("type", "function") not in CLIENT_TOOL_TYPES:
+        if not isinstance(tool, dict) or tool.get("type", "function") not in _CHAT_TOOL_TYPES:
             continue
         if tool.get("type") == "custom" and isinstance(tool.get("custom"), dict):
             custom = tool["custom"]
-            out = {"type": "custom", "name": str(custom.get("name", ""))}
+            out: JSONObject = {"type": "custom", "name": str(custom.get("name", ""))}
             for key in ("description", "format"):
                 if key in custom:
                     out[key] = custom[key]

@@ -54,16 +54,20 @@ def response_id_for(upstream_id: Any) -> str:
     """`chatcmpl-abc` / `msg_abc` -> `resp_abc`; a fresh id when the provider sent none."""
     if not isinstance(upstream_id, str) or not upstream_id:
         return new_response_id()
+    base: str = upstream_id
     for prefix in ("chatcmpl-", "msg_", "resp_"):
-        upstream_id = upstream_id.removeprefix(prefix)
-    return "resp_" + upstream_id
+        base = base.removeprefix(prefix)
+    return "resp_" + base
 
 
 def usage_to_responses(usage: Usage) -> JSONObject:
     prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": usage.cache_read_input_tokens},
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_input_tokens,
+            "cache_write_tokens": usage.cache_creation_input_tokens,
+        },
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": prompt + usage.output_tokens,

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from proxy.translate.responses_dropped import RESPONSES_CLIENT_TOOL_TYPES
 from proxy.types import JSONObject
 
 NAMESPACE_SEPARATOR = "__"
@@ -32,9 +33,6 @@ NAMESPACE_SEPARATOR = "__"
 
 CUSTOM_INPUT_KEY = "input"
 """The one parameter a custom tool gets when it travels as a function."""
-
-CLIENT_TOOL_TYPES = frozenset({"function", "custom", "namespace"})
-
 
 def flat_name(namespace: str | None, name: str) -> str:
     return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
@@ -82,6 +80,8 @@ def function_tools(tools: Any) -> list[JSONObject]:
     out: list[JSONObject] = []
     for tool in _dicts(tools):
         kind = tool.get("type")
+        if kind not in RESPONSES_CLIENT_TOOL_TYPES:
+            continue  # hosted tools: see responses_dropped.py
         if kind == "namespace" and isinstance(tool.get("name"), str):
             for inner in _dicts(tool.get("tools")):
                 function = _function(inner, tool["name"])

@@ -1,0 +1,157 @@
+"""Showing answers as they stream: Markdown in a live region on a terminal, plain text when
+piped. Reasoning is dimmed and kept apart from the answer; the footer goes to stderr."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.padding import Padding
+from rich.text import Text
+
+from cli._engine import TurnError, TurnInfo
+from proxy.daemon_client import AttemptNote
+from proxy.e2e import path_text
+from proxy.types import (
+    Finish,
+    MessageStart,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+)
+
+
+@dataclass(slots=True)
+class _Call:
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+class AnswerView:
+    """Collects one answer's events and shows them as they come.
+
+    `live`: a rich Live region on `out` re-renders the Markdown on every delta (terminals);
+    otherwise text goes to `out` as it arrives and reasoning to `err`, so a pipe gets the answer
+    and nothing else.
+    """
+
+    def __init__(self, out: Console, err: Console, *, live: bool, quiet: bool = False) -> None:
+        self.out = out
+        self.err = err
+        self.live = live
+        self.quiet = quiet  # collect only (--json)
+        self.text = ""
+        self.reasoning = ""
+        self.calls: dict[int, _Call] = {}
+        self.usage: Usage | None = None
+        self.model = ""
+        self.finish: Finish | None = None
+        self._live: Live | None = None
+        self._reasoning_open = False
+
+    def __enter__(self) -> AnswerView:
+        if self.live and not self.quiet:
+            self._live = Live(self._renderable(), console=self.out, refresh_per_second=12,
+                              vertical_overflow="visible")
+            self._live.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._live is not None:
+            self._live.update(self._renderable(), refresh=True)
+            self._live.stop()
+            self._live = None
+        elif not self.quiet:
+            self._end_reasoning()
+            if self.text and not self.text.endswith("\n"):
+                self.out.file.write("\n")
+            self.out.file.flush()
+
+    def add(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.text += event.text
+            if not self.live and not self.quiet:
+                self._end_reasoning()
+                self.out.file.write(event.text)
+                self.out.file.flush()
+        elif isinstance(event, ReasoningDelta):
+            self.reasoning += event.text
+            if not self.live and not self.quiet:
+                self._reasoning_open = True
+                self.err.print(event.text, style="dim italic", end="", markup=False)
+        elif isinstance(event, ToolCallStart):
+            self.calls[event.index] = _Call(event.name)
+        elif isinstance(event, ToolCallDelta):
+            self.calls.setdefault(event.index, _Call("?")).arguments.append(event.arguments)
+        elif isinstance(event, UsageUpdate):
+            self.usage = event.usage
+        elif isinstance(event, MessageStart):
+            self.model = self.model or event.model
+        elif isinstance(event, Finish):
+            self.finish = event
+        if self._live is not None:
+            self._live.update(self._renderable())
+
+    def tool_calls(self) -> list[dict[str, str]]:
+        return [{"name": c.name, "arguments": "".join(c.arguments)} for c in self.calls.values()]
+
+    def _end_reasoning(self) -> None:
+        if self._reasoning_open:
+            self.err.print()
+            self._reasoning_open = False
+
+    def _renderable(self) -> RenderableType:
+        parts: list[RenderableType] = []
+        if self.reasoning.strip():
+            parts.append(Padding(Text(self.reasoning.strip(), style="dim italic"), (0, 0, 1, 2)))
+        if self.text:
+            parts.append(Markdown(self.text))
+        for call in self.calls.values():
+            parts.append(Text(f"→ tool call {call.name}({''.join(call.arguments)})",
+                              style="cyan"))
+        return Group(*parts)
+
+
+def footer(info: TurnInfo, usage: Usage | None, *, interrupted: bool = False) -> str:
+    """`zai,glm-5 · 1 hop: openai-codex 429 → zai · 40 in / 12 out tokens · 0.8 s · daemon`."""
+    parts = [info.served_by or "no answer"]
+    hops = max(0, len(info.attempts) - 1)
+    if hops:
+        parts.append(f"{hops} hop{'s' if hops > 1 else ''}: {path_text(info.attempts)}")
+    if usage is not None:
+        parts.append(f"{usage.input_tokens} in / {usage.output_tokens} out tokens")
+    parts.append(f"{info.latency_ms / 1000:.1f} s")
+    parts.append(info.via)
+    if interrupted:
+        parts.append("interrupted")
+    return " · ".join(parts)
+
+
+def print_footer(err: Console, text: str) -> None:
+    err.print(Text(text, style="dim"))
+
+
+def print_turn_error(err: Console, exc: TurnError) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), exc.message))
+    for note in exc.attempts:
+        err.print(Text(f"  {attempt_line(note)}", style="dim"))
+
+
+def attempt_line(note: AttemptNote) -> str:
+    timing = f"{note.elapsed_ms:.0f} ms" if note.elapsed_ms is not None else "—"
+    kind = note.error_class or ("ok" if note.ok else "")
+    detail = f"  {note.detail}" if note.detail else ""
+    return f"{note.target}  {note.outcome}  {kind}  {timing}{detail}"
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,97 @@
+"""`llmproxy route test --send`: perform the request and account for every attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from cli._engine import TurnError, open_backend
+from cli._output import fail, stderr, stdout
+from cli._render import AnswerView
+from proxy.config import Config
+from proxy.daemon_client import AttemptNote, served_by
+from proxy.types import JSONObject, WireFormat
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    ok: bool
+    attempts: tuple[AttemptNote, ...]
+    latency_ms: float
+    via: str
+    error: str | None = None
+    status: int | None = None
+    text: str = ""
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def served_by(self) -> str | None:
+        return served_by(self.attempts) if self.ok else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "served_by": self.served_by, "status": self.status,
+                "error": self.error, "latency_ms": round(self.latency_ms, 1), "via": self.via,
+                "attempts": [a.to_json() for a in self.attempts], "text": self.text,
+                "tool_calls": self.tool_calls}
+
+
+def route_send(config: Config, body: JSONObject, *, stream: bool, url: str | None,
+               api_key: str | None) -> Sent:
+    """Send an Anthropic-format request in-process (or through the daemon at `url`)."""
+    request = {**body, "stream": True} if stream else body
+    return asyncio.run(_send(config, request, url=url, api_key=api_key))
+
+
+async def _send(config: Config, body: JSONObject, *, url: str | None,
+                api_key: str | None) -> Sent:
+    try:
+        backend = await open_backend(config, url=url, in_process=url is None, api_key=api_key)
+    except TurnError as exc:
+        fail(exc.message)
+    view = AnswerView(stdout(), stderr(), live=False, quiet=True)
+    try:
+        with view:
+            info = await backend.run(WireFormat.ANTHROPIC, body, view.add)
+    except TurnError as exc:
+        return Sent(False, exc.attempts, exc.latency_ms, backend.label, exc.message, exc.status,
+                    view.text, view.tool_calls())
+    finally:
+        await backend.aclose()
+    return Sent(True, info.attempts, info.latency_ms, info.via, None, 200, view.text,
+                view.tool_calls())
+
+
+def print_sent(sent: Sent) -> None:
+    out = stdout()
+    table = Table(box=box.SIMPLE, title=f"attempts ({sent.via})", title_justify="left",
+                  header_style="bold")
+    for column in ("#", "target", "status", "error class", "time", "detail"):
+        table.add_column(column, overflow="fold")
+    for position, note in enumerate(sent.attempts, 1):
+        status = "200" if note.ok else note.outcome if note.outcome.isdigit() else "—"
+        timing = f"{note.elapsed_ms:.0f} ms" if note.elapsed_ms is not None else "—"
+        style = "green" if note.ok else "red" if note.outcome.isdigit() else "yellow"
+        cells = (str(position), note.target, status, note.error_class or "", timing, note.detail)
+        table.add_row(*(Text(cell) for cell in cells), style=style)
+    if sent.attempts:
+        out.print(table)
+    hops = max(0, len(sent.attempts) - 1)
+    if sent.ok:
+        who = escape(sent.served_by or "?")
+        out.print(f"[bold green]verdict[/]  answered by {who} after {hops} fallback "
+                  f"hop{'' if hops == 1 else 's'} in {sent.latency_ms:.0f} ms")
+        answer = sent.text.strip().replace("\n", " ")
+        if answer:
+            more = "…" if len(answer) > 100 else ""
+            out.print(f"[dim]answer   {escape(answer[:100])}{more}[/]")
+        for call in sent.tool_calls:
+            out.print(f"[dim]tool     {escape(call['name'])}({escape(call['arguments'])})[/]")
+    else:
+        status = f" ({sent.status})" if sent.status else ""
+        out.print(f"[bold red]verdict[/]  failed{status}: {escape(sent.error or '')}")

@@ -1,0 +1,275 @@
+"""`llmproxy chat`: talk to your routes from a terminal, one-shot or interactively."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from cli._config import CONFIG_OPTION, load_optional, state_dir
+from cli._engine import Backend, TurnError, TurnInfo, open_backend
+from cli._output import fail, print_json, stderr, stdout
+from cli._render import (
+    AnswerView,
+    footer,
+    print_footer,
+    print_turn_error,
+    stdout_is_terminal,
+)
+from proxy.config import Config
+from proxy.types import JSONObject, WireFormat
+
+PROMPT = "> "
+CONTINUATION = ". "
+HELP = """\
+Commands: /model NAME  switch model (e.g. thinking, zai,glm-5)   /think  toggle reasoning
+          /system TEXT  set the system prompt   /reset  start over   /exit  quit (or Ctrl-D)
+Multi-line: end a line with \\ to continue, or wrap the message in lines of triple quotes.
+Ctrl-C stops the answer being written; the conversation goes on."""
+
+
+@dataclass(slots=True)
+class Settings:
+    model: str
+    system: str | None
+    stream: bool
+    think: bool
+
+    def body(self, messages: list[JSONObject]) -> JSONObject:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        body: JSONObject = {"model": self.model, "messages": head + messages,
+                            "stream": self.stream}
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}
+        if self.think:
+            body["reasoning_effort"] = "high"
+        return body
+
+
+def chat(
+    prompt: str | None = typer.Argument(None, help="Ask once and exit. Without it (and with "
+                                        "nothing piped in) an interactive session starts."),
+    model: str = typer.Option("auto", "--model", "-m", help="A model name, mapping alias "
+                              "(`thinking`) or target (`zai,glm-5`); `auto` takes the default "
+                              "route."),
+    system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
+    think: bool = typer.Option(False, "--think", help="Ask for reasoning (the think route)."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole answer."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer and how it was served "
+                                 "as JSON (one-shot only)."),
+    url: str | None = typer.Option(None, "--url", help="Talk to the daemon at this URL."),
+    in_process: bool = typer.Option(False, "--in-process", help="Do not use a daemon: route and "
+                                    "call the providers from this process."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY",
+                                       help="Client key for the daemon (default: the config's "
+                                       "first `proxy.api_key`)."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Chat with your routes: one-shot, piped, or an interactive session.
+
+    Uses the running daemon when one answers at the configured address, else runs the same
+    routing and fallback in-process. The footer (stderr) says who answered, the fallback hops,
+    tokens and latency.
+
+    Examples:
+      llmproxy chat "What is a circuit breaker?"
+      git diff | llmproxy chat -m thinking --system "Review this diff"
+      llmproxy chat --json "2+2?" | jq .served_by
+      llmproxy chat            # interactive; /help inside
+    """
+    settings = load_optional(config)
+    question = prompt
+    if question is None and not sys.stdin.isatty():
+        question = sys.stdin.read().strip()
+        if not question:
+            fail("nothing to ask: the piped input is empty")
+    options = Settings(model, system, stream=not no_stream, think=think)
+    if question is None:
+        if as_json:
+            fail("--json needs a prompt (an argument or piped input)")
+        _interactive(settings, options, url=url, in_process=in_process, api_key=api_key)
+        return
+    try:
+        code = asyncio.run(_one_shot(settings, options, question, url=url,
+                                     in_process=in_process, api_key=api_key, as_json=as_json))
+    except KeyboardInterrupt:
+        stderr().print("[dim]interrupted[/]")
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)
+
+
+async def _one_shot(config: Config | None, options: Settings, question: str, *, url: str | None,
+                    in_process: bool, api_key: str | None, as_json: bool) -> int:
+    try:
+        backend = await open_backend(config, url=url, in_process=in_process, api_key=api_key)
+    except TurnError as exc:
+        fail(exc.message)
+    err = stderr()
+    view = AnswerView(stdout(), err, live=stdout_is_terminal(), quiet=as_json)
+    try:
+        with view:
+            info = await backend.run(WireFormat.OPENAI,
+                                     options.body([{"role": "user", "content": question}]),
+                                     view.add)
+    except TurnError as exc:
+        if as_json:
+            print_json({"error": exc.message, "status": exc.status,
+                        "attempts": [a.to_json() for a in exc.attempts]})
+        print_turn_error(err, exc)
+        return 1
+    finally:
+        await backend.aclose()
+    if as_json:
+        print_json(_answer_json(view, info))
+    else:
+        print_footer(err, footer(info, view.usage))
+    return 0
+
+
+def _answer_json(view: AnswerView, info: TurnInfo) -> dict[str, Any]:
+    usage = view.usage
+    return {
+        "text": view.text,
+        "reasoning": view.reasoning,
+        "tool_calls": view.tool_calls(),
+        "stop": view.finish.reason.value if view.finish else None,
+        "usage": None if usage is None else {"input_tokens": usage.input_tokens,
+                                             "output_tokens": usage.output_tokens},
+        "served_by": info.served_by,
+        "attempts": [a.to_json() for a in info.attempts],
+        "latency_ms": round(info.latency_ms, 1),
+        "via": info.via,
+    }
+
+
+# --- the interactive session --------------------------------------------------------------------
+
+
+class Session:
+    """One conversation: input with history and multi-line entry, one answer at a time."""
+
+    def __init__(self, backend: Backend, options: Settings, out: Console, err: Console) -> None:
+        self.backend = backend
+        self.options = options
+        self.out = out
+        self.err = err
+        self.messages: list[JSONObject] = []
+
+    def read(self) -> str:
+        """One message: `\\` at the end of a line continues it; a `\"\"\"` line opens a block that
+        the next `\"\"\"` line closes. Raises EOFError (Ctrl-D) and KeyboardInterrupt."""
+        first = input(PROMPT)
+        if first.strip() == '"""':
+            lines: list[str] = []
+            while (line := input(CONTINUATION)).strip() != '"""':
+                lines.append(line)
+            return "\n".join(lines)
+        lines = [first]
+        while lines[-1].endswith("\\"):
+            lines[-1] = lines[-1][:-1]
+            lines.append(input(CONTINUATION))
+        return "\n".join(lines)
+
+    def command(self, line: str) -> bool:
+        """Run a slash command; False means the session ends."""
+        name, _, arg = line[1:].strip().partition(" ")
+        arg = arg.strip()
+        if name in ("exit", "quit", "q"):
+            return False
+        if name in ("reset", "new", "clear"):
+            self.messages.clear()
+            self.err.print("[dim]conversation cleared[/]")
+        elif name == "model" and arg:
+            self.options.model = arg
+            self.err.print(f"[dim]model: {arg}[/]", markup=True)
+        elif name == "system":
+            self.options.system = arg or None
+            self.err.print(f"[dim]system prompt {'set' if arg else 'cleared'}[/]")
+        elif name == "think":
+            self.options.think = not self.options.think
+            self.err.print(f"[dim]reasoning {'on' if self.options.think else 'off'}[/]")
+        else:
+            self.err.print(HELP, markup=False, highlight=False)
+        return True
+
+    def ask(self, runner: asyncio.Runner, text: str) -> None:
+        """Send one message and show the answer; Ctrl-C stops only this answer."""
+        self.messages.append({"role": "user", "content": text})
+        view = AnswerView(self.out, self.err, live=stdout_is_terminal())
+        try:
+            with view:
+                info = runner.run(self.backend.run(WireFormat.OPENAI,
+                                                   self.options.body(self.messages), view.add))
+        except KeyboardInterrupt:
+            print_footer(self.err, "interrupted")
+            if view.text:  # keep what was shown, so the conversation matches the screen
+                self.messages.append({"role": "assistant", "content": view.text})
+            else:
+                self.messages.pop()
+            return
+        except TurnError as exc:
+            print_turn_error(self.err, exc)
+            self.messages.pop()
+            return
+        self.messages.append({"role": "assistant", "content": view.text})
+        print_footer(self.err, footer(info, view.usage))
+
+
+def _interactive(config: Config | None, options: Settings, *, url: str | None, in_process: bool,
+                 api_key: str | None) -> None:
+    err = stderr()
+    history = _load_history(state_dir() / "chat_history")
+    with asyncio.Runner() as runner:
+        try:
+            backend = runner.run(open_backend(config, url=url, in_process=in_process,
+                                              api_key=api_key))
+        except TurnError as exc:
+            fail(exc.message)
+        session = Session(backend, options, stdout(), err)
+        err.print(f"[dim]llmproxy chat · {backend.label} · model {options.model} · /help for "
+                  "commands, Ctrl-D to quit[/]")
+        try:
+            while True:
+                try:
+                    line = session.read()
+                except KeyboardInterrupt:
+                    err.print()
+                    continue
+                except EOFError:
+                    err.print()
+                    break
+                if not line.strip():
+                    continue
+                if line.startswith("/"):
+                    if not session.command(line):
+                        break
+                    continue
+                session.ask(runner, line)
+        finally:
+            runner.run(backend.aclose())
+            history()
+
+
+def _load_history(path: Path) -> Any:
+    """Line editing and a persistent input history where `readline` exists; returns the saver."""
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline: plain input() still works
+        return lambda: None
+    readline.set_history_length(1000)
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+
+    def save() -> None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)
+
+    return save

@@ -1,0 +1,76 @@
+"""`llmproxy providers refresh`: fetch the providers' model lists into the local cache.
+
+Registered by `cli/providers.py` as `llmproxy providers refresh`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import typer
+from rich.markup import escape
+
+from cli._config import CONFIG_OPTION, load
+from cli._output import fail, print_json, stderr, stdout
+from proxy.config import Config
+from proxy.model_catalog import RefreshReport, default_cache_dir, refresh_catalog
+
+CACHE_DIR_OPTION = typer.Option(
+    None, "--cache-dir", file_okay=False,
+    help="Where to keep the model cache (default: the user cache dir).",
+)
+
+
+def providers_refresh(
+    config: Path | None = CONFIG_OPTION,
+    cache_dir: Path | None = CACHE_DIR_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Fetch every provider's published model list into the local cache.
+
+    Context windows, output caps, vision and tool support, prices and retirements that a
+    provider publishes then take precedence over llmproxy's built-in table (config overrides
+    still win). The daemon reads the cache when it starts; nothing is fetched otherwise.
+    Exits 1 when a provider's list could not be fetched.
+
+    Examples:
+      llmproxy providers refresh
+      llmproxy providers refresh --json
+    """
+    settings = load(config)
+    try:
+        report = asyncio.run(_refresh(settings, cache_dir or default_cache_dir()))
+    except OSError as exc:
+        fail(f"cannot write the model cache: {exc}")
+    if as_json:
+        providers = [p.to_json() for p in report.providers]
+        print_json({"cache": str(report.path), "providers": providers})
+    else:
+        _render(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+async def _refresh(config: Config, cache_dir: Path) -> RefreshReport:
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        return await refresh_catalog(config, session, cache_dir)
+
+
+def _render(report: RefreshReport) -> None:
+    out = stdout()
+    for p in report.providers:
+        if p.ok:
+            out.print(f"[green]ok[/]       {p.provider}: {p.models} models")
+        elif p.skipped:
+            out.print(f"[dim]skipped  {p.provider}: {p.skipped}[/]")
+        else:
+            out.print(f"[red]failed[/]   {p.provider}: {escape(p.error)}")
+        for model in p.unlisted:
+            out.print(f"  [yellow]warning[/] {p.provider},{model} is configured but not in the "
+                      "published list (retired, renamed or misspelled?)")
+        for model in p.retired:
+            out.print(f"  [yellow]warning[/] {p.provider},{model} is marked retired: routing "
+                      "will skip it")
+    stderr().print(f"model cache written to {report.path}")

@@ -1,0 +1,232 @@
+"""A client of the daemon, as `llmproxy chat`, `route test --send` and `e2e` use it: request
+headers per client dialect, the daemon's SSE read back into neutral events, the attempts it
+reports (`x-llmproxy-attempts`, an error body's `error.attempts`, or a final SSE comment), and the
+answer in one dialect-free shape.
+
+The client dialects are the upstream dialects, so the provider stream decoders read the daemon's
+streams: nothing here re-implements a wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.sse import SSEDecoder
+from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
+from proxy.translate.reasons import (
+    anthropic_stop_to_stop,
+    openai_finish_to_stop,
+    usage_from_anthropic,
+    usage_from_openai,
+)
+from proxy.translate.stream_anthropic import AnthropicStreamDecoder
+from proxy.translate.stream_openai import OpenAIStreamDecoder
+from proxy.types import Attempt, JSONObject, StopReason, StreamEvent, Usage, WireFormat
+
+ATTEMPTS_HEADER = "x-llmproxy-attempts"
+# An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
+# failed over after its headers went out has more attempts than its header says).
+ATTEMPTS_TRAILER = b": x-llmproxy-attempts "
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptNote:
+    """One try, as a client of the daemon learns it: from `x-llmproxy-attempts`, an error body's
+    `error.attempts`, or (in-process) the runner's own `Attempt`."""
+
+    target: str
+    outcome: str  # "ok", an HTTP status, or an error class such as "unavailable"
+    error_class: str | None = None
+    elapsed_ms: float | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def provider(self) -> str:
+        return self.target.partition(",")[0]
+
+    @classmethod
+    def from_attempt(cls, attempt: Attempt) -> AttemptNote:
+        error_class = attempt.error_class.value if attempt.error_class else None
+        return cls(str(attempt.target), attempt.outcome, error_class, attempt.elapsed_ms,
+                   attempt.detail)
+
+    def to_json(self) -> JSONObject:
+        return {"target": self.target, "outcome": self.outcome, "error_class": self.error_class,
+                "elapsed_ms": self.elapsed_ms, "detail": self.detail}
+
+
+def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
+    """`openai-codex,gpt-5.2=429;zai,glm-5=ok` -> notes, in order."""
+    notes = []
+    for entry in value.split(";"):
+        target, sep, outcome = entry.strip().rpartition("=")
+        if sep and target:
+            notes.append(AttemptNote(target, outcome))
+    return tuple(notes)
+
+
+def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
+    """The `error.attempts` list of a daemon error body (either dialect), with timings."""
+    error = body.get("error") if isinstance(body, dict) else None
+    entries = error.get("attempts") if isinstance(error, dict) else None
+    notes = []
+    for item in entries if isinstance(entries, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("target"), str):
+            continue
+        status, error_class = item.get("status"), item.get("error_class")
+        outcome = "ok" if error_class is None else str(status or error_class)
+        elapsed = item.get("elapsed_ms")
+        notes.append(AttemptNote(
+            item["target"], outcome, error_class if isinstance(error_class, str) else None,
+            float(elapsed) if isinstance(elapsed, int | float) else None,
+            str(item.get("detail") or ""),
+        ))
+    return tuple(notes)
+
+
+def error_message(body: Any, raw: bytes = b"") -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return raw[:300].decode("utf-8", "replace").strip() or "no error message"
+
+
+def served_by(attempts: Sequence[AttemptNote]) -> str | None:
+    """The target that answered: the last successful attempt."""
+    return next((a.target for a in reversed(attempts) if a.ok), None)
+
+
+def client_path(fmt: WireFormat) -> str:
+    return "/v1/messages" if fmt is WireFormat.ANTHROPIC else "/v1/chat/completions"
+
+
+def client_headers(fmt: WireFormat, api_key: str | None) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if fmt is WireFormat.ANTHROPIC:
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+        if api_key:
+            headers["x-api-key"] = api_key
+    elif api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+class StreamReader:
+    """A daemon's SSE body (either client dialect) -> neutral stream events.
+
+    The client dialects are the upstream dialects, so the provider decoders read them. An error
+    event raises `UpstreamStatusError`. `ended` says whether the proper end (`[DONE]` or
+    `message_stop`) arrived; `trailer` holds the attempts a final comment reported, if any.
+    """
+
+    def __init__(self, fmt: WireFormat) -> None:
+        self._sse = SSEDecoder()
+        self._decoder = (
+            AnthropicStreamDecoder() if fmt is WireFormat.ANTHROPIC else OpenAIStreamDecoder()
+        )
+        self._line = b""
+        self.ended = False
+        self.trailer: tuple[AttemptNote, ...] | None = None
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        self._scan_comments(chunk)
+        return self._decode(self._sse.feed(chunk))
+
+    def close(self) -> list[StreamEvent]:
+        self._scan_comments(b"\n")
+        return self._decode(self._sse.close()) + self._decoder.close()
+
+    def _decode(self, sse_events: Iterable[Any]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for sse_event in sse_events:
+            if sse_event.data == "[DONE]":
+                self.ended = True
+                continue
+            payload = orjson.loads(sse_event.data)
+            if isinstance(payload, dict):
+                if (payload.get("type") or sse_event.event) == "message_stop":
+                    self.ended = True
+                out.extend(self._decoder.feed(sse_event.event, payload))
+        return out
+
+    def _scan_comments(self, chunk: bytes) -> None:
+        if b":" not in chunk and not self._line:
+            return
+        lines = (self._line + chunk).split(b"\n")
+        self._line = lines.pop()
+        for line in lines:
+            if line.startswith(ATTEMPTS_TRAILER):
+                text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
+                self.trailer = parse_attempts(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back, in either dialect, streamed or not."""
+
+    text: str
+    reasoning: str
+    tool_calls: tuple[ToolCallSnapshot, ...]
+    stop: StopReason | None
+    usage: Usage
+    model: str = ""
+
+
+def answer_from_events(events: Iterable[StreamEvent]) -> Answer:
+    accumulator = MessageAccumulator()
+    accumulator.extend(events)
+    snap = accumulator.snapshot()
+    calls = snap.tool_calls + ((snap.open_tool_call,) if snap.open_tool_call else ())
+    return Answer(snap.text, snap.reasoning, calls, snap.finish.reason if snap.finish else None,
+                  snap.usage, snap.model)
+
+
+def answer_from_body(body: Any, fmt: WireFormat) -> Answer:
+    """A non-streaming response body (chat.completion or Anthropic message) -> Answer."""
+    if not isinstance(body, dict):
+        return Answer("", "", (), None, Usage())
+    if fmt is WireFormat.ANTHROPIC:
+        return _anthropic_answer(body)
+    choices = body.get("choices") or [{}]
+    choice: JSONObject = choices[0] if isinstance(choices[0], dict) else {}
+    raw_message = choice.get("message")
+    message: JSONObject = raw_message if isinstance(raw_message, dict) else {}
+    calls: list[ToolCallSnapshot] = []
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            calls.append(ToolCallSnapshot(index, str(call.get("id") or ""),
+                                          str(function.get("name") or ""),
+                                          str(function.get("arguments") or "")))
+    return Answer(str(message.get("content") or ""), str(message.get("reasoning_content") or ""),
+                  tuple(calls), openai_finish_to_stop(choice.get("finish_reason")),
+                  usage_from_openai(body.get("usage")), str(body.get("model") or ""))
+
+
+def _anthropic_answer(body: JSONObject) -> Answer:
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[ToolCallSnapshot] = []
+    for block in body.get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text") or ""))
+        elif block.get("type") == "thinking":
+            thoughts.append(str(block.get("thinking") or ""))
+        elif block.get("type") == "tool_use":
+            arguments = orjson.dumps(block.get("input")).decode()
+            calls.append(ToolCallSnapshot(len(calls), str(block.get("id") or ""),
+                                          str(block.get("name") or ""), arguments))
+    return Answer("".join(texts), "".join(thoughts), tuple(calls),
+                  anthropic_stop_to_stop(body.get("stop_reason")),
+                  usage_from_anthropic(body.get("usage")), str(body.get("model") or ""))

@@ -1,0 +1,142 @@
+"""Logging that never carries a key: every record passes a redaction filter.
+
+Known secret values (provider keys and header values, client keys, the management secret,
+secrets of `[oauth]`/`[webhooks]`) and secret-shaped text (`sk-...`, `Bearer ...`, JSON fields
+named like keys) are masked, in the message and in any traceback. Request and response bodies
+are logged only at debug level, redacted, and cut to a few KB.
+
+The filter is attached to the `llmproxy.*` and `aiohttp.*` loggers while an app runs
+(`attach_redaction`), and to the console handler by `configure_logging` for the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from proxy.config import Config
+
+REDACTED = "[REDACTED]"
+MIN_SECRET_LENGTH = 8
+"""Shorter values (`ollama`, `none`) are placeholders, and masking them would mask ordinary
+words; secret-shaped text is still caught by the patterns."""
+MAX_MESSAGE_CHARS = 16384
+BODY_LOG_CHARS = 4096
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_SECRET_NAMES = (r"(?:x-)?api[-_]?key|authorization|proxy-authorization|secret[-_]?key|secret"
+                 r"|client[-_]?secret|password|(?:access|refresh|id)[-_]?token")
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(rf"""(?i)(["']({_SECRET_NAMES})["']\s*:\s*["'])[^"']*"""), rf"\1{REDACTED}"),
+    (re.compile(rf"(?i)\b((?:{_SECRET_NAMES}|key|token)=)[^&\s\"']+"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), rf"\1 {REDACTED}"),
+    (re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{6,}"), REDACTED),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"), REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
+)
+_SECRET_KEY = re.compile(r"(?i)secret|key|token|password")
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        known = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._known = re.compile("|".join(map(re.escape, known))) if known else None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Redactor:
+        secrets: list[str] = [*config.proxy.api_keys, config.management.secret_key]
+        for provider in config.providers:
+            secrets.append(provider.api_key)
+            secrets.extend(provider.headers.values())
+        for section in config.extra.values():
+            secrets.extend(_secret_values(section))
+        return cls(secrets)
+
+    def redact(self, text: str) -> str:
+        if self._known is not None:
+            text = self._known.sub(REDACTED, text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+
+def _secret_values(table: Mapping[str, Any], secret: bool = False) -> Iterable[str]:
+    for key, value in table.items():
+        named = secret or bool(_SECRET_KEY.search(key))
+        if isinstance(value, Mapping):
+            yield from _secret_values(value, named)
+        elif isinstance(value, str) and named:
+            yield value
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record in place: message formatted, redacted, bounded; traceback too."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a broken format call: logging reports it itself
+            return True
+        message = self.redactor.redact(message)
+        if len(message) > MAX_MESSAGE_CHARS:
+            cut = len(message) - MAX_MESSAGE_CHARS
+            message = f"{message[:MAX_MESSAGE_CHARS]}... [{cut} more characters]"
+        record.msg, record.args = message, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact(record.stack_info)
+        return True
+
+
+def _our_loggers() -> list[logging.Logger]:
+    names = {"llmproxy", "aiohttp", "aiohttp.server", "aiohttp.web", "aiohttp.access",
+             "aiohttp.client", "aiohttp.internal"}
+    names.update(n for n in logging.root.manager.loggerDict
+                 if n.startswith(("llmproxy.", "aiohttp.")))
+    return [logging.getLogger(n) for n in sorted(names)]
+
+
+def attach_redaction(redactor: Redactor) -> Callable[[], None]:
+    """Put a redaction filter on every llmproxy and aiohttp logger (a logger's filters see
+    only its own records, hence each one); returns the function that takes them off."""
+    log_filter = RedactingFilter(redactor)
+    loggers = _our_loggers()
+    for logger in loggers:
+        logger.addFilter(log_filter)
+
+    def detach() -> None:
+        for logger in loggers:
+            logger.removeFilter(log_filter)
+
+    return detach
+
+
+def configure_logging(level: str, redactor: Redactor) -> None:
+    """Console logging for the daemon: `llmproxy` at `level`, every line redacted."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactingFilter(redactor))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("llmproxy").setLevel(level.upper())
+
+
+def log_body(logger: logging.Logger, label: str, raw: bytes, redactor: Redactor) -> None:
+    """A body at debug level only: redacted in full first (a cut must not split a secret),
+    then shortened."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    text = redactor.redact(raw.decode("utf-8", "replace"))
+    extra = len(text) - BODY_LOG_CHARS
+    more = f"... [{extra} more characters]" if extra > 0 else ""
+    logger.debug("%s: %s%s", label, text[:BODY_LOG_CHARS], more)

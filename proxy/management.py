@@ -1,0 +1,362 @@
+"""The management API, mounted only when `[management] enabled = true`.
+
+Every request must come from a loopback peer unless `allow_remote = true` (checked before the
+body is read, whatever address the daemon listens on) and carry the secret in
+`X-Management-Key` or `Authorization: Bearer`, compared in constant time.
+
+    GET    /v0/management/config             the running config, secrets redacted
+    PUT    /v0/management/router             merge keys into [router] (null removes one)
+    PUT    /v0/management/providers/{name}   merge into, or add, one provider
+    DELETE /v0/management/providers/{name}   remove one provider
+    POST   /v0/management/config/reload      re-read the config file
+    GET    /v0/management/health             uptime, config source, health of every target
+    GET    /v0/management/logs/level         the `llmproxy` logger's level
+    PUT    /v0/management/logs/level         {"level": "debug"} changes it at once
+
+A change is made on the file's own text (comments and `$VAR` references kept), validated by
+the real config parser, written atomically with mode 0600, and only then applied to the running
+app. A secret shown as "[REDACTED]" and sent back unchanged keeps its current value. Settings
+fixed at startup (listen address, client keys, health settings, [security], [management]) keep
+their running values and are listed under `restart_required` when the file changes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from tomlkit.toml_document import TOMLDocument
+
+from proxy.appkeys import HEALTH
+from proxy.config import _TIMEOUT_KEYS as TIMEOUT_KEYS
+from proxy.config import Config, parse_config
+from proxy.config_writer import (
+    REDACTED,
+    parse_document,
+    remove_provider,
+    render,
+    set_router,
+    upsert_provider,
+    write_atomic,
+)
+from proxy.errors import ConfigError
+from proxy.live import LIVE
+from proxy.security.auth import is_loopback_address
+from proxy.security.limits import BODY
+from proxy.security.responses import error_response
+from proxy.security.settings import ManagementSettings
+from proxy.security.ssrf import url_refusal
+from proxy.types import Chain, JSONObject, Target
+
+log = logging.getLogger("llmproxy.management")
+
+PREFIX = "/v0/management"
+ROUTE_PREFIX = "management:"
+LOGGER = "llmproxy"
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
+STARTUP_PROXY_FIELDS = ("host", "port", "api_keys", "health")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Edit = Callable[[TOMLDocument], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementState:
+    path: Path | None
+    """The config file edits go to; None when the daemon was given a config without a file."""
+    env: Mapping[str, str] | None
+    """Where `$VAR`s expand from on reload; None: the process environment at that moment."""
+    lock: asyncio.Lock
+    started: float
+
+
+MANAGEMENT = web.AppKey("management", ManagementState)
+
+
+def config_path(config: Config) -> Path | None:
+    path = Path(config.source)
+    return path if path.is_file() else None
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def management_guard(settings: ManagementSettings) -> Middleware:
+    """Peer check, then secret check, for every management path and route."""
+    secret = _digest(settings.secret_key)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route_name = request.match_info.route.name or ""
+        if not (route_name.startswith(ROUTE_PREFIX) or request.path == PREFIX
+                or request.path.startswith(PREFIX + "/")):
+            return await handler(request)
+        if not settings.allow_remote and not is_loopback_address(request.remote):
+            return error_response(
+                request, 403,
+                "the management API answers loopback peers only "
+                "(set [management] allow_remote = true to change that)",
+                code="remote_not_allowed",
+            )
+        presented = request.headers.get("x-management-key", "")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if not presented and scheme.lower() == "bearer":
+            presented = token.strip()
+        if not hmac.compare_digest(_digest(presented), secret) or not presented:
+            return error_response(request, 401, "invalid or missing management key",
+                                  code="invalid_management_key")
+        return await handler(request)
+
+    return middleware
+
+
+def install_management(app: web.Application, config: Config,
+                       env: Mapping[str, str] | None = None) -> None:
+    app[MANAGEMENT] = ManagementState(config_path(config), env, asyncio.Lock(), time.monotonic())
+    routes = (
+        ("GET", "/config", get_config),
+        ("PUT", "/router", put_router),
+        ("PUT", "/providers/{name}", put_provider),
+        ("DELETE", "/providers/{name}", delete_provider),
+        ("POST", "/config/reload", reload_config),
+        ("GET", "/health", get_health),
+        ("GET", "/logs/level", get_log_level),
+        ("PUT", "/logs/level", put_log_level),
+    )
+    for method, path, handler in routes:
+        name = f"{ROUTE_PREFIX}{method.lower()}:{path.strip('/').replace('/', '.')}"
+        name = name.replace("{", "").replace("}", "")
+        app.router.add_route(method, PREFIX + path, handler, name=name)
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return _json({"config": redacted_config(request.app[LIVE].config)})
+
+
+async def put_router(request: web.Request) -> web.Response:
+    changes = _object_body(request)
+
+    def edit(document: TOMLDocument) -> list[str]:
+        set_router(document, changes)
+        return []
+
+    return await _apply(request, edit, "router updated")
+
+
+async def put_provider(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    changes = _object_body(request)
+
+    def edit(document: TOMLDocument) -> list[str]:
+        created = upsert_provider(document, name, changes)
+        key = changes.get("api_key")
+        warnings = []
+        if isinstance(key, str) and key and key != REDACTED and not key.startswith("$"):
+            warnings.append(f"provider {name!r}: api_key is written to the file as given; a "
+                            "$VAR reference would keep the key itself out of the file")
+        return [f"provider {name!r} added" if created else f"provider {name!r} updated",
+                *warnings]
+
+    return await _apply(request, edit, f"provider {name} set")
+
+
+async def delete_provider(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+
+    def edit(document: TOMLDocument) -> list[str]:
+        remove_provider(document, name)
+        return [f"provider {name!r} removed"]
+
+    return await _apply(request, edit, f"provider {name} removed")
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    return await _apply(request, None, "reloaded from disk")
+
+
+async def get_health(request: web.Request) -> web.Response:
+    state = request.app[MANAGEMENT]
+    running = request.app[LIVE].current
+    return _json({
+        "status": "ok",
+        "uptime_seconds": round(time.monotonic() - state.started, 1),
+        "config_source": running.config.source,
+        "config_applied_at": round(running.since, 3),
+        "providers": [p.name for p in running.config.providers],
+        "targets": [_plain(status) for status in request.app[HEALTH].snapshot()],
+    })
+
+
+async def get_log_level(request: web.Request) -> web.Response:
+    level = logging.getLogger(LOGGER).getEffectiveLevel()
+    return _json({"logger": LOGGER, "level": logging.getLevelName(level).lower()})
+
+
+async def put_log_level(request: web.Request) -> web.Response:
+    body = _object_body(request)
+    level = body.get("level")
+    if not isinstance(level, str) or level.lower() not in LEVELS:
+        return error_response(request, 400, f"'level' must be one of {', '.join(LEVELS)}",
+                              param="level")
+    logging.getLogger(LOGGER).setLevel(LEVELS[level.lower()])
+    log.warning("log level set to %s through the management API", level.lower())
+    return await get_log_level(request)
+
+
+# --- applying a change -------------------------------------------------------------------------
+
+
+async def _apply(request: web.Request, edit: Edit | None, what: str) -> web.Response:
+    state = request.app[MANAGEMENT]
+    if state.path is None:
+        return error_response(request, 409, "the daemon was not started from a config file: "
+                              "there is nothing to edit or reload", code="no_config_file")
+    live = request.app[LIVE]
+    async with state.lock:  # one read-edit-write at a time, so no change is lost
+        try:
+            text = state.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return error_response(request, 409, f"cannot read {state.path}: {exc}",
+                                  code="config_unreadable")
+        try:
+            new_text, notes = text, []
+            if edit is not None:
+                document = parse_document(text)
+                notes = edit(document)
+                new_text = render(document)
+            env = state.env if state.env is not None else os.environ
+            parsed = parse_config(new_text, env, source=str(state.path))
+            config, restart = _keep_startup_settings(parsed, live.config)
+            _check_destinations(config)
+        except ConfigError as exc:
+            return error_response(request, 400, f"config rejected, nothing changed: {exc}",
+                                  code="invalid_config", param=exc.key or None)
+        written = new_text != text
+        if written:
+            write_atomic(state.path, new_text)
+        live.replace(config)
+    log.info("management: %s (%s)%s", what, state.path,
+             f"; restart needed for {', '.join(restart)}" if restart else "")
+    return _json({"status": "applied", "written": written, "notes": notes,
+                  "restart_required": restart, "config": redacted_config(config)})
+
+
+def _keep_startup_settings(new: Config, running: Config) -> tuple[Config, list[str]]:
+    """`new` with the settings that only a restart can change put back to their running values;
+    also the names of those that differ."""
+    changed = [f"proxy.{name}" for name in STARTUP_PROXY_FIELDS
+               if getattr(new.proxy, name) != getattr(running.proxy, name)]
+    changed += [name for name in ("security", "management")
+                if getattr(new, name) != getattr(running, name)]
+    proxy = dataclasses.replace(
+        new.proxy, **{name: getattr(running.proxy, name) for name in STARTUP_PROXY_FIELDS})
+    kept = dataclasses.replace(new, proxy=proxy, security=running.security,
+                               management=running.management)
+    return kept, changed
+
+
+def _check_destinations(config: Config) -> None:
+    """Provider URLs against the [security] in force (the file's may differ until restart)."""
+    ssrf = config.security.ssrf
+    for index, provider in enumerate(config.providers):
+        local = provider.allow_private_network
+        problem = url_refusal(provider.api_base_url, allow_loopback=local or ssrf.allow_localhost,
+                              allow_private=local or ssrf.allow_private_ips)
+        if problem is not None:
+            raise ConfigError(f"providers[{index}].api_base_url",
+                              f"{problem} (the running [security] settings apply until restart)")
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def redacted_config(config: Config) -> JSONObject:
+    """The running config as JSON; every secret replaced by "[REDACTED]"."""
+    proxy, router = config.proxy, config.router
+    routes: dict[str, Any] = {s.value: _chain(c) for s, c in router.routes.items()}
+    return {
+        "source": config.source,
+        "proxy": {
+            "host": proxy.host,
+            "port": proxy.port,
+            "api_keys": [REDACTED for _ in proxy.api_keys],
+            "timeout_ms": round(proxy.total_timeout * 1000),
+            "retry_after_cap_ms": round(proxy.retry_after_cap * 1000),
+            "timeouts": {key: round(getattr(proxy.timeouts, name) * 1000)
+                         for key, name in TIMEOUT_KEYS.items()},
+        },
+        "router": {
+            **routes,
+            "long_context_threshold": router.long_context_threshold,
+            "background_model_pattern": router.background_model_pattern,
+            "model_mappings": [{"from": m.pattern, "to": _chain(m.to)}
+                               for m in router.model_mappings],
+        },
+        "providers": [
+            {
+                "name": p.name,
+                "api_base_url": p.api_base_url,
+                "format": p.format.value,
+                "models": list(p.models),
+                "api_key": REDACTED if p.api_key else "",
+                "headers": {name: REDACTED for name in p.headers},
+                "prefill": p.prefill,
+                "allow_private_network": p.allow_private_network,
+            }
+            for p in config.providers
+        ],
+        "security": _plain(config.security),
+        "management": {
+            "enabled": config.management.enabled,
+            "allow_remote": config.management.allow_remote,
+            "secret_key": REDACTED if config.management.secret_key else "",
+        },
+    }
+
+
+def _chain(chain: Chain) -> str:
+    return "|".join(str(target) for target in chain)
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass tree as JSON values (targets as `provider,model`, enums as their value)."""
+    if isinstance(value, Target):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.repr}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _object_body(request: web.Request) -> dict[str, Any]:
+    body = request.get(BODY)
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="expected a JSON object body")
+    return body
+
+
+def _json(body: JSONObject, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
+                        headers={"cache-control": "no-store"})

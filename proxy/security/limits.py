@@ -1,0 +1,122 @@
+"""Hostile input: every request body is bounded in size, time, nesting and encoding before any
+handler sees it, and each violation gets a clear 4xx in the client's dialect.
+
+The parsed body is left on the request under `BODY` so later layers (rate limits by tokens)
+do not parse it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from proxy.logging_setup import Redactor, log_body
+from proxy.security.responses import error_response
+from proxy.security.settings import RequestLimits
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+BODY = web.RequestKey("body", object)
+"""The request's parsed JSON body (None for an empty management request)."""
+
+log = logging.getLogger("llmproxy.requests")
+
+_JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def exceeds_depth(value: object, limit: int) -> bool:
+    """Whether JSON `value` nests objects/arrays more than `limit` deep (`{}` is depth 1).
+    Iterative, so a hostile body cannot exhaust the stack here."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        api = request.path.startswith("/v1/")
+        management = request.path.startswith("/v0/management/")
+        unrouted = request.match_info.http_exception is not None  # 404/405 answer as such
+        if request.method not in _JSON_METHODS or not (api or management) or unrouted:
+            return await handler(request)
+        length = request.content_length
+        if length is not None and length > limits.max_body_bytes:
+            return await _too_large(request, limits)
+        try:
+            async with asyncio.timeout(limits.body_read_timeout):
+                raw = await request.read()
+        except TimeoutError:
+            return await _closing(request, error_response(
+                request, 408,
+                f"request body not received within {limits.body_read_timeout:g}s",
+                code="request_timeout",
+            ))
+        except web.HTTPRequestEntityTooLarge:
+            return await _too_large(request, limits)
+        if not raw.strip() and management:
+            request[BODY] = None
+            return await handler(request)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error_response(request, 400, _json_problem(raw, exc), code="invalid_json")
+        if exceeds_depth(body, limits.max_json_depth):
+            return error_response(
+                request, 400,
+                f"request body nests deeper than {limits.max_json_depth} levels",
+                code="invalid_json",
+            )
+        request[BODY] = body
+        log_body(log, f"{request.method} {request.path} request body", raw, redactor)
+        response = await handler(request)
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            log_body(log, f"{request.path} response body ({response.status})", response.body,
+                     redactor)
+        return response
+
+    return middleware
+
+
+async def _too_large(request: web.Request, limits: RequestLimits) -> web.StreamResponse:
+    return await _closing(request, error_response(
+        request, 413, f"request body exceeds {limits.max_body_bytes} bytes",
+        code="request_too_large",
+    ))
+
+
+async def _closing(request: web.Request, response: web.Response) -> web.StreamResponse:
+    """Send `response`, then close the connection: the rest of the body is never read, and
+    aiohttp would otherwise linger up to 10 s draining it for a slow or oversized client."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # flushes what was written, then closes
+    return response
+
+
+def _json_problem(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    if not raw.strip():
+        return "request body is empty: expected a JSON object"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"request body is not valid UTF-8 (byte {bad.start})"
+    if "depth" in str(exc):
+        return "request body nests too deeply"
+    return f"request body is not valid JSON: {exc}"

@@ -1,0 +1,87 @@
+"""Helpers for the CLI tests: simulated providers and the real daemon in a background thread
+(Typer's runner is synchronous and every command runs its own event loop), and a runner whose
+config, state and history paths point into a temporary directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from support import config_text
+from typer.testing import CliRunner, Result
+
+from cli.main import app
+from proxy.config import parse_config
+from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.simulate.deployment import LoopThread, running_daemon
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Running:
+    url: str  # where the daemon listens (or would: with daemon=False nothing does)
+    port: int
+    config: str
+    sims: Mapping[str, SimulatedProvider]
+
+
+@contextlib.asynccontextmanager
+async def _serve(sims: Sequence[SimulatedProvider], routes: Mapping[str, str],
+                 mappings: Sequence[tuple[str, str]], port: int, daemon: bool
+                 ) -> AsyncIterator[Running]:
+    async with run_simulated(sims) as running:
+        text = config_text(running, routes, mappings=mappings, proxy=f"port = {port}")
+        if not daemon:
+            yield Running(f"http://127.0.0.1:{port}", port, text, running)
+            return
+        async with running_daemon(parse_config(text, env={}), "127.0.0.1", port) as url:
+            yield Running(url, port, text, running)
+
+
+@contextlib.contextmanager
+def serving(sims: Sequence[SimulatedProvider], routes: Mapping[str, str], *,
+            mappings: Sequence[tuple[str, str]] = (), daemon: bool = True) -> Iterator[Running]:
+    """Simulators, plus the daemon in front of them on the config's port unless `daemon` is
+    False (then the config names a port where nothing listens)."""
+    port = free_port()
+    with LoopThread(lambda: _serve(sims, routes, mappings, port, daemon)) as running:
+        yield running
+
+
+class Cli:
+    """Invokes `llmproxy` in-process with an environment that cannot see the user's files."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {
+            "LLMPROXY_CONFIG": None,
+            "LLMPROXY_API_KEY": None,
+            "LLMPROXY_STATE_DIR": str(home / "state"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_STATE_HOME": str(home / "state-home"),
+            "COLUMNS": "200",
+        }
+
+    def config(self, text: str) -> Path:
+        path = self.home / "config.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(app, list(args), input=input, env=self.env)
+
+
+def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMPROXY_")}
+    env.update({"LLMPROXY_STATE_DIR": str(home / "state"), "XDG_CONFIG_HOME": str(home / "config"),
+                "PYTHONUNBUFFERED": "1", **extra})
+    return env

@@ -1,0 +1,89 @@
+"""Completions are generated from the app and checked in; every command explains itself."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from cli.completions import DEFAULT_DIR, main, render, walk
+from cli.main import app
+
+SHELLS = {"llmproxy.bash": ["bash", "-n"], "llmproxy.zsh": ["zsh", "-n"],
+          "llmproxy.fish": ["fish", "--no-execute"]}
+
+
+def test_checked_in_completions_match_the_commands(tmp_path: Path) -> None:
+    """When this fails, run `python -m cli.completions` and commit the result."""
+    assert main([str(tmp_path)]) == 0
+    for name in render(app):
+        fresh = (tmp_path / name).read_text()
+        assert (DEFAULT_DIR / name).read_text() == fresh, f"{name} is stale"
+    assert main(["--check", str(DEFAULT_DIR)]) == 0
+
+
+def test_check_reports_drift(tmp_path: Path) -> None:
+    main([str(tmp_path)])
+    (tmp_path / "llmproxy.fish").write_text("# old\n")
+    assert main(["--check", str(tmp_path)]) == 1
+
+
+def test_completions_know_every_command_and_option() -> None:
+    scripts = render(app)
+    for node in walk(app):
+        for script in scripts.values():
+            if node.path:
+                assert node.path in script
+        for option in node.options:
+            assert all(name in scripts["llmproxy.bash"] for name in option.names)
+
+
+@pytest.mark.parametrize("name", sorted(SHELLS))
+def test_completion_scripts_parse(name: str) -> None:
+    command = SHELLS[name]
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"{command[0]} is not installed")
+    subprocess.run([*command, str(DEFAULT_DIR / name)], check=True, timeout=10)
+
+
+def _complete(words: list[str]) -> list[str]:
+    script = DEFAULT_DIR / "llmproxy.bash"
+    quoted = " ".join(f"'{w}'" for w in words)
+    program = (f"source '{script}'; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; "
+               '_llmproxy; printf "%s\\n" "${COMPREPLY[@]}"')
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True,
+                          timeout=10)
+    return done.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_completion_walks_the_command_tree() -> None:
+    assert {"chat", "e2e", "serve", "providers", "route"} <= set(_complete(["llmproxy", ""]))
+    assert _complete(["llmproxy", "route", ""]) == ["test"]
+    assert "--simulate" in _complete(["llmproxy", "e2e", "--s"])
+    assert "--probe" in _complete(["llmproxy", "providers", "status", "--"])
+    # after an option that takes a value, no option names are offered
+    assert _complete(["llmproxy", "chat", "--model", ""]) == []
+    # a positional argument does not derail the command path
+    assert "--send" in _complete(["llmproxy", "route", "test", "auto", "--se"])
+
+
+def _leaf_paths() -> list[str]:
+    return [node.path for node in walk(app) if node.path and not node.subcommands]
+
+
+@pytest.mark.parametrize("path", _leaf_paths())
+def test_every_command_has_help_with_examples(path: str) -> None:
+    result = CliRunner().invoke(app, [*path.split(), "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "Examples" in result.stdout, f"`llmproxy {path} --help` shows no examples"
+
+
+def test_the_app_has_the_documented_commands() -> None:
+    group = typer.main.get_command(app)
+    assert {"serve", "chat", "e2e", "init", "status", "stop", "route", "providers"} <= set(
+        group.commands)  # type: ignore[attr-defined]

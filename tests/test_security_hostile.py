@@ -1,0 +1,268 @@
+"""Hostile input through the real daemon: oversized, slow, deeply nested, mis-encoded and
+mistyped bodies each get a clear 4xx in the client's dialect, and the daemon keeps serving.
+Ends with a bounded hypothesis fuzz run against both endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from raw_http import RawResponse, post
+from security_support import Apps, anthropic_error, openai_error
+from support import CLIENT_KEY, config_text
+
+from proxy.config import parse_config
+from proxy.server import build_app
+from proxy.simulate import SimulatedProvider, run_simulated
+
+LIMITS = "[security.limits]\nmax_body_bytes = 65536\nbody_read_timeout_ms = 300\n"
+PATHS = ("/v1/chat/completions", "/v1/messages")
+
+
+def sims() -> list[SimulatedProvider]:
+    return [SimulatedProvider("zai", "openai", ["glm-5"]),
+            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"])]
+
+
+def daemon_text(running: dict[str, SimulatedProvider]) -> str:
+    return config_text(running, {"default": "zai,glm-5"},
+                       mappings=[("claude-*", "minimax,MiniMax-M2")]) + LIMITS
+
+
+def dialect_error(path: str, response: RawResponse) -> dict[str, Any]:
+    assert response.content_type == "application/json", response.body[:200]
+    return anthropic_error(response) if path == "/v1/messages" else openai_error(response)
+
+
+@pytest.fixture
+async def apps() -> AsyncIterator[Apps]:
+    started = Apps()
+    yield started
+    await started.close()
+
+
+def nested(depth: int) -> bytes:
+    inner = b"[" * depth + b"]" * depth
+    return b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "x": ' + inner + b"}"
+
+
+BAD_BODIES: list[tuple[str, bytes, int, str]] = [
+    ("empty", b"", 400, "empty"),
+    ("garbage", b"\x00\x01garbage", 400, "not valid"),
+    ("truncated", b'{"model": "auto", "messages": [', 400, "not valid JSON"),
+    ("invalid-utf8", b'{"model": "auto", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
+     400, "not valid UTF-8"),
+    ("lone-surrogate", b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800"}]}',
+     400, "not valid JSON"),
+    ("deep-200", nested(200), 400, "nests deeper than 128"),
+    ("deep-5000", nested(5000), 400, "nest"),
+    ("array", b"[1, 2, 3]", 400, "JSON object"),
+    ("infinite-number", b'{"model": "auto", "messages": [], "max_tokens": 1e400}', 400,
+     "not valid JSON"),
+    ("null", b"null", 400, "JSON object"),
+    ("model-int", b'{"model": 5, "messages": []}', 400, "model"),
+    ("messages-str", b'{"model": "auto", "messages": "hi"}', 400, "messages"),
+    ("message-not-object", b'{"model": "auto", "max_tokens": 5, "messages": [1]}', 400,
+     "messages[0]"),
+    ("stream-str", b'{"model": "auto", "max_tokens": 5, "stream": "yes", "messages": '
+     b'[{"role": "user", "content": "hi"}]}', 400, "stream"),
+    ("too-large", b'{"model": "auto", "pad": "' + b"a" * 70000 + b'"}', 413, "exceeds 65536"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "message"), BAD_BODIES,
+                         ids=[b[0] for b in BAD_BODIES])
+@pytest.mark.parametrize("path", PATHS)
+async def test_bad_bodies_get_a_clear_4xx(apps: Apps, name: str, body: bytes, status: int,
+                                          message: str, path: str) -> None:
+    async with run_simulated(sims()) as running:
+        proxy = await apps.start(parse_config(daemon_text(running), {}))
+        response = await post(proxy.url + path, body)
+        assert response.status == status, response.body[:300]
+        assert message in dialect_error(path, response)["message"]
+        healthy = await post(proxy.url + path, {"model": "auto", "max_tokens": 20,
+                                                "messages": [{"role": "user", "content": "hi"}]})
+        assert healthy.status == 200
+
+
+async def test_chunked_body_over_the_limit(apps: Apps) -> None:
+    async with run_simulated(sims()) as running:
+        proxy = await apps.start(parse_config(daemon_text(running), {}))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b" " * 10000
+
+        async with aiohttp.ClientSession() as session, session.post(
+            proxy.url + "/v1/messages", data=chunks(),
+            headers={"x-api-key": CLIENT_KEY, "content-type": "application/json"},
+        ) as raw:
+            response = RawResponse(raw.status, raw.content_type, await raw.read(),
+                                   dict(raw.headers))
+    assert response.status == 413
+    assert anthropic_error(response)["type"] == "request_too_large"
+
+
+async def test_slow_client_gets_408_and_others_are_served(apps: Apps) -> None:
+    async with run_simulated(sims()) as running:
+        proxy = await apps.start(parse_config(daemon_text(running), {}))
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+                     + f"x-api-key: {CLIENT_KEY}\r\n\r\n".encode() + b'{"model": ')
+        await writer.drain()
+        other = await post(proxy.url + "/v1/chat/completions", {
+            "model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+        assert other.status == 200  # served while the slow client dawdles
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            body = await reader.read()
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b"request body not received within 0.3s" in body
+
+
+async def test_huge_strings_are_fine_within_the_limit(apps: Apps) -> None:
+    async with run_simulated(sims()) as running:
+        proxy = await apps.start(parse_config(daemon_text(running), {}))
+        content = "word " * 12000
+        ok = await post(proxy.url + "/v1/chat/completions", {
+            "model": "auto", "messages": [{"role": "user", "content": content}]})
+        assert ok.status == 200
+        long_model = await post(proxy.url + "/v1/messages", {
+            "model": "m" * 60000, "max_tokens": 5, "messages": [{"role": "user",
+                                                                  "content": "hi"}]})
+        assert long_model.status == 200  # an unknown model name takes the default route
+
+
+# --- fuzz --------------------------------------------------------------------------------------
+
+
+class DaemonThread:
+    """Simulators and the daemon on their own loop, for synchronous hypothesis tests."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with run_simulated(sims()) as running:
+            runner = web.AppRunner(build_app(parse_config(daemon_text(running), {})),
+                                   handler_cancellation=True, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+    def __enter__(self) -> DaemonThread:
+        self._thread.start()
+        assert self._ready.wait(10) and self.port, "daemon did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def send(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            connection.request("POST", path, body=body, headers={
+                "content-type": "application/json", "x-api-key": CLIENT_KEY,
+                "anthropic-version": "2023-06-01"})
+            response = connection.getresponse()
+            return response.status, response.getheader("content-type", ""), response.read()
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_daemon() -> Iterator[DaemonThread]:
+    with DaemonThread() as running:
+        yield running
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False,
+                                                                allow_infinity=False)
+    | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=5),
+    max_leaves=25,
+)
+ROLES = st.sampled_from(["user", "assistant", "system", "tool", "developer", "function", ""])
+CONTENT = (st.text(max_size=200) | JSON | st.lists(st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "image_url", "tool_use", "tool_result",
+                              "thinking", "document", "input_audio", "bogus"])},
+    optional={"text": JSON, "id": JSON, "name": JSON, "input": JSON, "content": JSON,
+              "source": JSON, "image_url": JSON, "tool_use_id": JSON, "thinking": JSON,
+              "signature": JSON, "cache_control": JSON}), max_size=4))
+MESSAGE = st.fixed_dictionaries({"role": ROLES, "content": CONTENT},
+                                optional={"tool_calls": JSON, "tool_call_id": JSON, "name": JSON,
+                                          "reasoning_content": JSON})
+REQUEST = st.fixed_dictionaries(
+    {"model": st.sampled_from(["auto", "claude-sonnet-4-5", "zai,glm-5", "minimax,MiniMax-M2"])
+     | st.text(max_size=30) | JSON,
+     "messages": st.lists(MESSAGE, max_size=4) | JSON},
+    optional={"max_tokens": st.integers(-5, 100) | JSON, "stream": st.booleans() | JSON,
+              "system": CONTENT, "tools": JSON | st.lists(st.fixed_dictionaries(
+                  {"name": st.text(max_size=10), "input_schema": JSON, "type": JSON}), max_size=2),
+              "tool_choice": JSON, "temperature": JSON, "thinking": JSON, "metadata": JSON,
+              "stop": JSON, "stop_sequences": JSON, "response_format": JSON,
+              "reasoning_effort": JSON, "stream_options": JSON, "n": JSON},
+)
+BODIES = st.one_of(
+    REQUEST.map(orjson.dumps),
+    JSON.map(orjson.dumps),
+    st.binary(max_size=300),
+    st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(1, 300).map(nested),
+    REQUEST.map(lambda r: orjson.dumps(r).replace(b'"auto"', b'"\xff\xfe"')),
+    st.integers(1000, 60000).map(lambda n: b'{"model": "auto", "messages": [{"role": "user", '
+                                 b'"content": "' + b"z" * n + b'"}]}'),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(path=st.sampled_from(PATHS), body=BODIES)
+def test_fuzz_never_5xx(fuzz_daemon: DaemonThread, path: str, body: bytes) -> None:
+    status, content_type, raw = fuzz_daemon.send(path, body)
+    event(f"HTTP {status}")
+    assert status < 500, (status, body[:300], raw[:500])
+    if status >= 400:
+        assert content_type.startswith("application/json"), raw[:200]
+        error = orjson.loads(raw)
+        if path == "/v1/messages":
+            assert error["type"] == "error" and isinstance(error["error"]["message"], str)
+        else:
+            assert isinstance(error["error"]["message"], str)
+    status, _, _ = fuzz_daemon.send(path, orjson.dumps({
+        "model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "still?"}]}))
+    assert status == 200
