@@ -19,17 +19,31 @@ from proxy.types import ErrorClass, JSONObject
 # lower-cased body text; the first match wins.
 BODY_PATTERNS: tuple[tuple[re.Pattern[str], ErrorClass], ...] = (
     # Quota / billing: hitting these again on every request is pointless until the reset.
-    (re.compile(r"usage_limit_reached|insufficient_quota|usage limit exceeded|\(2056\)"
-                r"|billing|credit balance is too low|exceeded your current quota"),
-     ErrorClass.QUOTA_EXHAUSTED),
-    (re.compile(r"context_length_exceeded|context length|context window|maximum context"
-                r"|prompt is too long|too many tokens|reduce the length"),
-     ErrorClass.CONTEXT_LENGTH),
-    (re.compile(r"content_filter|content filter|content_policy|content policy|safety system"
-                r"|sensitive content"),
-     ErrorClass.CONTENT_FILTER),
-    (re.compile(r"model_not_found|model not found|does not exist|no such model|unknown model"),
-     ErrorClass.NOT_FOUND),
+    (
+        re.compile(
+            r"usage_limit_reached|insufficient_quota|usage limit exceeded|\(2056\)"
+            r"|billing|credit balance is too low|exceeded your current quota"
+        ),
+        ErrorClass.QUOTA_EXHAUSTED,
+    ),
+    (
+        re.compile(
+            r"context_length_exceeded|context length|context window|maximum context"
+            r"|prompt is too long|too many tokens|reduce the length"
+        ),
+        ErrorClass.CONTEXT_LENGTH,
+    ),
+    (
+        re.compile(
+            r"content_filter|content filter|content_policy|content policy|safety system"
+            r"|sensitive content"
+        ),
+        ErrorClass.CONTENT_FILTER,
+    ),
+    (
+        re.compile(r"model_not_found|model not found|does not exist|no such model|unknown model"),
+        ErrorClass.NOT_FOUND,
+    ),
     (re.compile(r"rate limit|rate_limit|too many requests"), ErrorClass.RATE_LIMITED),
     (re.compile(r"overloaded"), ErrorClass.SERVER_ERROR),
 )
@@ -102,7 +116,9 @@ def classify(status: int, raw_body: bytes, headers: Mapping[str, str]) -> Classi
         if pattern.search(lowered):
             # A 5xx stays a server error even if its text mentions e.g. "context".
             if effective_status >= 500 and pattern_class in (
-                ErrorClass.CONTEXT_LENGTH, ErrorClass.CONTENT_FILTER, ErrorClass.NOT_FOUND
+                ErrorClass.CONTEXT_LENGTH,
+                ErrorClass.CONTENT_FILTER,
+                ErrorClass.NOT_FOUND,
             ):
                 break
             error_class = pattern_class

@@ -97,15 +97,18 @@ class ClientDialect:
             return validate_responses_request(body)
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
-            raise ClientRequestError("'model' is required and must be a non-empty string",
-                                     param="model")
+            raise ClientRequestError(
+                "'model' is required and must be a non-empty string", param="model"
+            )
         messages = body.get("messages")
         if not isinstance(messages, list):
-            raise ClientRequestError("'messages' is required and must be an array",
-                                     param="messages")
+            raise ClientRequestError(
+                "'messages' is required and must be an array", param="messages"
+            )
         if self.format == WireFormat.OPENAI and not messages:
-            raise ClientRequestError("'messages' must contain at least one message",
-                                     param="messages")
+            raise ClientRequestError(
+                "'messages' must contain at least one message", param="messages"
+            )
         for index, message in enumerate(messages):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise ClientRequestError(
@@ -115,8 +118,9 @@ class ClientDialect:
         if self.format == WireFormat.ANTHROPIC and generation:
             max_tokens = body.get("max_tokens")
             if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-                raise ClientRequestError("'max_tokens' is required and must be a positive integer",
-                                         param="max_tokens")
+                raise ClientRequestError(
+                    "'max_tokens' is required and must be a positive integer", param="max_tokens"
+                )
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ClientRequestError("'stream' must be a boolean", param="stream")
@@ -142,8 +146,13 @@ class ClientDialect:
             input_tokens_hint=input_tokens,
         )
 
-    def stream_error(self, encoder: StreamEncoder, status: int, message: str,
-                     error_class: ErrorClass | None = None) -> bytes:
+    def stream_error(
+        self,
+        encoder: StreamEncoder,
+        status: int,
+        message: str,
+        error_class: ErrorClass | None = None,
+    ) -> bytes:
         """The standards-shaped ending of a stream that cannot be completed."""
         code = error_class.value if error_class else None
         if isinstance(encoder, OpenAIStreamEncoder | ResponsesStreamEncoder):

@@ -93,9 +93,7 @@ class OpenedStream:
     attempts: list[Attempt]
 
     async def aclose(self) -> None:
-        aclose = getattr(self.events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(self.events)
 
 
 class ClientFacingError(Exception):
@@ -171,7 +169,7 @@ class FallbackRunner:
                     return head, events
             return head, events
         except BaseException:
-            await events.aclose()
+            await close_stream(events)
             raise
 
     async def read_whole_stream(self, plan: Plan, request: UpstreamRequest) -> list[StreamEvent]:
@@ -180,7 +178,7 @@ class FallbackRunner:
         try:
             return [event async for event in events]
         finally:
-            await events.aclose()
+            await close_stream(events)
 
     def build_request(self, job: Job, plan: Plan, body: JSONObject) -> UpstreamRequest:
         upstream_body = plan.pair.request(body, plan.target.model)
@@ -279,9 +277,7 @@ class Walk:
         (stable, so the configured order breaks ties and unknown windows keep their place)."""
         capabilities = self.runner.config.capabilities
         limit = capabilities(failed).context_window or 0
-        self._pending.sort(
-            key=lambda t: -(capabilities(t).context_window or limit)
-        )
+        self._pending.sort(key=lambda t: -(capabilities(t).context_window or limit))
 
     def _falls_back(self, error: UpstreamError) -> bool:
         if error.error_class == ErrorClass.CONTENT_FILTER:
@@ -316,11 +312,17 @@ class Walk:
                 elapsed = _ms(started)
                 self.last = error
                 self.attempts.append(
-                    Attempt(plan.target, error.status, error.error_class, elapsed,
-                            error.message[:200])
+                    Attempt(
+                        plan.target, error.status, error.error_class, elapsed, error.message[:200]
+                    )
                 )
-                health.record_failure(plan.target, error.error_class, latency_ms=elapsed,
-                                      retry_after=error.retry_after, detail=error.message[:120])
+                health.record_failure(
+                    plan.target,
+                    error.error_class,
+                    latency_ms=elapsed,
+                    retry_after=error.retry_after,
+                    detail=error.message[:120],
+                )
                 _log_failure(plan.target, error)
                 delay = None if retried else self._retry_delay(error)
                 if delay is None or time.monotonic() + delay >= self.deadline:
@@ -333,8 +335,9 @@ class Walk:
                 raise
             elapsed = _ms(started)
             self.attempts.append(Attempt(plan.target, 200, None, elapsed))
-            health.record_success(plan.target, elapsed, ttft_ms=elapsed if self.job.stream
-                                  else None)
+            health.record_success(
+                plan.target, elapsed, ttft_ms=elapsed if self.job.stream else None
+            )
             return result
 
     def _retry_delay(self, error: UpstreamError) -> float | None:
@@ -366,9 +369,17 @@ class Walk:
         self.attempts.append(
             Attempt(plan.target, error.status, error.error_class, elapsed, error.message[:200])
         )
-        self.runner.health.record_failure(plan.target, error.error_class, latency_ms=elapsed,
-                                          detail=error.message[:120])
+        self.runner.health.record_failure(
+            plan.target, error.error_class, latency_ms=elapsed, detail=error.message[:120]
+        )
         _log_failure(plan.target, error)
+
+
+async def close_stream(events: AsyncIterator[StreamEvent]) -> None:
+    """Close an upstream event stream now (releasing its connection), not at garbage collection."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
@@ -379,13 +390,19 @@ async def _replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
 def _log_failure(target: Target, error: UpstreamError) -> None:
     status = error.status if error.status is not None else "no status"
     if error.error_class in CONFIG_FAILURES:
-        log.error("%s failed: %s (%s): check this provider's key, URL and model list: %s",
-                  target, error.error_class.value, status, error.message[:200])
+        log.error(
+            "%s failed: %s (%s): check this provider's key, URL and model list: %s",
+            target,
+            error.error_class.value,
+            status,
+            error.message[:200],
+        )
     elif error.error_class in FALLBACK_CLASSES:
         log.warning("%s failed: %s (%s)", target, error.error_class.value, status)
     else:
-        log.info("%s answered %s (%s); returned to the client", target,
-                 error.error_class.value, status)
+        log.info(
+            "%s answered %s (%s); returned to the client", target, error.error_class.value, status
+        )
 
 
 def _ms(started: float) -> float:

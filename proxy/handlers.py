@@ -13,6 +13,7 @@ from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, 
 from proxy.exchange import upstream_error_for_client
 from proxy.fallback import ClientFacingError, Job, OpenedStream
 from proxy.routing import decide
+from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
 from proxy.types import Attempt, JSONObject, Target, WireFormat, attempts_header
@@ -34,7 +35,9 @@ async def read_json(
     return dialect.validate(body, generation=generation)
 
 
-def llmproxy_headers(target: Target | None, attempts: list[Attempt] | tuple[Attempt, ...]) -> dict[str, str]:
+def llmproxy_headers(
+    target: Target | None, attempts: list[Attempt] | tuple[Attempt, ...]
+) -> dict[str, str]:
     headers = {"x-llmproxy-attempts": attempts_header(attempts)}
     if target is not None:
         headers["x-llmproxy-provider"] = target.provider
@@ -52,8 +55,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, ANTHROPIC, generation=False)
-    return web.json_response({"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)},
-                             dumps=_dumps)
+    return web.json_response(
+        {"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)}, dumps=_dumps
+    )
 
 
 async def _generate(request: web.Request, dialect: ClientDialect) -> web.StreamResponse:
@@ -77,8 +81,9 @@ async def _generate(request: web.Request, dialect: ClientDialect) -> web.StreamR
         return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
     except ChainExhaustedError as exc:
         return _exhausted_response(dialect, exc)
-    return web.json_response(done.body, headers=llmproxy_headers(done.target, done.attempts),
-                             dumps=_dumps)
+    return web.json_response(
+        done.body, headers=llmproxy_headers(done.target, done.attempts), dumps=_dumps
+    )
 
 
 async def _stream(
@@ -97,27 +102,38 @@ async def _stream(
         await response.prepare(request)  # the commit point: from here on, errors go in-stream
         async for event in opened.events:
             await response.write(encoder.encode(event))
-        await response.write(encoder.finish())
+        await response.write(_attempts_trailer(opened) + encoder.finish())
     except (UpstreamError, ChainExhaustedError) as exc:
         message = exc.message if isinstance(exc, UpstreamError) else str(exc)
         log.warning("stream for %s ended with an error: %s", opened.target, message)
-        await response.write(dialect.stream_error(encoder, 502, message, exc.error_class))
+        await response.write(
+            _attempts_trailer(opened) + dialect.stream_error(encoder, 502, message, exc.error_class)
+        )
     finally:
         await opened.aclose()
     await response.write_eof()
     return response
 
 
+def _attempts_trailer(opened: OpenedStream) -> bytes:
+    """The headers went out at the commit point; attempts made after it (a mid-stream failover)
+    are reported in an SSE comment, which clients ignore and `llmproxy` tools read."""
+    return encode_comment(f"x-llmproxy-attempts {attempts_header(opened.attempts)}")
+
+
 def _upstream_error_response(
-    dialect: ClientDialect, error: UpstreamError, provider_format: WireFormat,
+    dialect: ClientDialect,
+    error: UpstreamError,
+    provider_format: WireFormat,
     attempts: tuple[Attempt, ...],
 ) -> web.Response:
     status = error.status or 502
     body = upstream_error_for_client(
         dialect.format, provider_format, status, error.body, error.message
     )
-    return web.json_response(body, status=status,
-                             headers=llmproxy_headers(error.target, attempts), dumps=_dumps)
+    return web.json_response(
+        body, status=status, headers=llmproxy_headers(error.target, attempts), dumps=_dumps
+    )
 
 
 def _exhausted_response(dialect: ClientDialect, exc: ChainExhaustedError) -> web.Response:

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
-from proxy.fallback import Plan, Walk
+from proxy.fallback import Plan, Walk, close_stream
 from proxy.types import (
     Finish,
     JSONObject,
@@ -89,9 +89,7 @@ class RecoveringStream:
             await self._close_upstream()
 
     async def _close_upstream(self) -> None:
-        aclose = getattr(self._upstream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(self._upstream)
 
     def _filter(self, event: StreamEvent) -> Iterable[StreamEvent]:
         """Turn one upstream event into what the client may see now."""
@@ -110,8 +108,9 @@ class RecoveringStream:
             self._usage_now = event.usage
             out.append(UsageUpdate(self._usage_done + event.usage))
         elif isinstance(event, ToolCallStart):
-            self._held_call = [ToolCallStart(event.index + self._index_offset, event.id,
-                                             event.name)]
+            self._held_call = [
+                ToolCallStart(event.index + self._index_offset, event.id, event.name)
+            ]
         elif isinstance(event, ToolCallDelta):
             out.append(ToolCallDelta(event.index + self._index_offset, event.arguments))
         elif isinstance(event, TextDelta):
@@ -191,22 +190,30 @@ def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONOb
             items = [{"role": "user", "content": items}]
         continued["input"] = [
             *(items or []),
-            {"type": "message", "role": "assistant",
-             "content": [{"type": "output_text", "text": prefill}]},
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": prefill}],
+            },
         ]
         return continued
     messages = list(body.get("messages") or [])
     last = messages[-1] if messages else None
     if fmt == WireFormat.OPENAI:
-        if (isinstance(last, dict) and last.get("role") == "assistant"
-                and isinstance(last.get("content"), str) and not last.get("tool_calls")):
+        if (
+            isinstance(last, dict)
+            and last.get("role") == "assistant"
+            and isinstance(last.get("content"), str)
+            and not last.get("tool_calls")
+        ):
             messages[-1] = {**last, "content": last["content"] + prefill}
         else:
             messages.append({"role": "assistant", "content": prefill})
     elif isinstance(last, dict) and last.get("role") == "assistant":
         content = last.get("content")
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(
-            content or [])
+        blocks = (
+            [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+        )
         messages[-1] = {**last, "content": [*blocks, {"type": "text", "text": prefill}]}
     else:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": prefill}]})

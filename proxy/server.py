@@ -45,8 +45,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(request, exc.status, _http_error_message(request, exc),
-                              headers=_kept_headers(exc))
+        return error_response(
+            request, exc.status, _http_error_message(request, exc), headers=_kept_headers(exc)
+        )
     except ConnectionResetError:
         raise
     except Exception:  # the one catch-all: log it, answer in the client's dialect
@@ -75,8 +76,11 @@ async def models(request: web.Request) -> web.Response:
     created = int(time.time())
     ids: list[tuple[str, str]] = []
     for provider in config.providers:
-        ids.extend((f"{provider.name},{m}", provider.name) for m in provider.models
-                   if not GLOB_CHARS.intersection(m))
+        ids.extend(
+            (f"{provider.name},{m}", provider.name)
+            for m in provider.models
+            if not GLOB_CHARS.intersection(m)
+        )
     for mapping in config.router.model_mappings:
         if not GLOB_CHARS.intersection(mapping.pattern):
             ids.append((mapping.pattern, "llmproxy"))
@@ -143,7 +147,9 @@ def build_app(
     security = config.security
     redactor = Redactor.from_config(config)
     middlewares: list[Middleware] = [
-        errors_middleware, auth_middleware(ClientKeys(config.proxy.api_keys))]
+        errors_middleware,
+        auth_middleware(ClientKeys(config.proxy.api_keys)),
+    ]
     if config.management.enabled:
         middlewares.append(management_guard(config.management))
     middlewares.append(limits_middleware(security.limits, redactor))
@@ -161,16 +167,20 @@ def build_app(
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         detach = attach_redaction(redactor)
         resolver = GuardedResolver(lambda: app[LIVE].current.policy, dns)
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
-                                         resolver=resolver)
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, ttl_dns_cache=300, resolver=resolver
+        )
         session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, trust_env=False,
+            connector=connector,
+            auto_decompress=True,
+            trust_env=False,
             trace_configs=[url_guard(lambda: app[LIVE].current.policy)],
         )
         app[SESSION] = session
         upstreams = Upstreams(session)
-        app[LIVE] = LiveConfig(config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]),
-                               connector.clear_dns_cache)
+        app[LIVE] = LiveConfig(
+            config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), connector.clear_dns_cache
+        )
         app[RUNNER] = app[LIVE].current.runner
         try:
             yield

@@ -159,7 +159,10 @@ async def test_streaming_falls_back_before_the_first_byte(
             stream=True,  # type: ignore[arg-type]
         )
         chunks = [chunk async for chunk in raw.parse()]
-    assert raw.headers["x-llmproxy-attempts"] == "zai,glm-5=500;zai,glm-5=500;cerebras,llama-3.3-70b=ok"
+    assert (
+        raw.headers["x-llmproxy-attempts"]
+        == "zai,glm-5=500;zai,glm-5=500;cerebras,llama-3.3-70b=ok"
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
     assert len({c.id for c in chunks}) == 1
@@ -186,7 +189,9 @@ async def test_every_target_failing_gives_last_error_class_and_attempts(
     assert isinstance(error, dict)
     assert error["code"] == "rate_limited"
     assert [a["target"] for a in error["attempts"]] == [
-        "zai,glm-5", "zai,glm-5", "cerebras,llama-3.3-70b"
+        "zai,glm-5",
+        "zai,glm-5",
+        "cerebras,llama-3.3-70b",
     ]
     assert caught.value.response.headers["retry-after"] == "60"
 

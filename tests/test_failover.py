@@ -43,8 +43,7 @@ MIRRORED = {"default": "zai,glm-5|zai-mirror,glm-5|cerebras,llama-3.3-70b"}
 
 
 def zai(plan: FaultPlan, **kwargs: object) -> SimulatedProvider:
-    return SimulatedProvider("zai", "openai", ["glm-5"], plan=plan, persona="glm",
-                             **kwargs)  # type: ignore[arg-type]
+    return SimulatedProvider("zai", "openai", ["glm-5"], plan=plan, persona="glm", **kwargs)  # type: ignore[arg-type]
 
 
 def mirror(fmt: str = "openai") -> SimulatedProvider:
@@ -52,25 +51,31 @@ def mirror(fmt: str = "openai") -> SimulatedProvider:
 
 
 def cerebras(plan: FaultPlan | None = None) -> SimulatedProvider:
-    return SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"], plan=plan or FaultPlan(),
-                             accepts_prefill=False)
+    return SimulatedProvider(
+        "cerebras", "openai", ["llama-3.3-70b"], plan=plan or FaultPlan(), accepts_prefill=False
+    )
 
 
 FULL_GLM_TEXT = reply_text("glm", "glm-5", "Please tell me a long story about failover")
-CEREBRAS_TEXT = reply_text("cerebras", "llama-3.3-70b", "Please tell me a long story about failover")
+CEREBRAS_TEXT = reply_text(
+    "cerebras", "llama-3.3-70b", "Please tell me a long story about failover"
+)
 MIRROR_PREFILL = 'provider_extra = {"zai-mirror": "prefill = true"}'
 
 
 async def ask(client: openai.AsyncOpenAI) -> tuple[str, str]:
     raw = await client.chat.completions.with_raw_response.create(
-        model="auto", messages=HELLO  # type: ignore[arg-type]
+        model="auto",
+        messages=HELLO,  # type: ignore[arg-type]
     )
     return raw.parse().choices[0].message.content or "", raw.headers["x-llmproxy-attempts"]
 
 
 async def ask_stream(client: openai.AsyncOpenAI) -> tuple[str, str, list[object]]:
     raw = await client.chat.completions.with_raw_response.create(
-        model="auto", messages=HELLO, stream=True  # type: ignore[arg-type]
+        model="auto",
+        messages=HELLO,
+        stream=True,  # type: ignore[arg-type]
     )
     chunks = [chunk async for chunk in raw.parse()]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -157,8 +162,9 @@ async def test_silent_provider_gets_one_attempt_and_the_answer_comes_well_inside
 ) -> None:
     timeouts = "response_headers_ms = 500\nfirst_token_ms = 500\nfirst_token_ms_per_1k_input = 0"
     async with run_simulated([zai(FaultPlan.always(Hang())), cerebras()]) as sims:
-        proxy = await daemon(config_text(sims, DEFAULT, proxy="timeout_ms = 5000",
-                                         timeouts=timeouts))
+        proxy = await daemon(
+            config_text(sims, DEFAULT, proxy="timeout_ms = 5000", timeouts=timeouts)
+        )
         started = time.monotonic()
         text, attempts = await ask(clients.openai(proxy))
         elapsed = time.monotonic() - started
@@ -170,10 +176,12 @@ async def test_silent_provider_gets_one_attempt_and_the_answer_comes_well_inside
 
 async def test_whole_chain_deadline_bounds_retries(clients: Clients, daemon: StartDaemon) -> None:
     timeouts = "response_headers_ms = 5000\nfirst_token_ms = 5000"
-    async with run_simulated([zai(FaultPlan.always(Hang())), cerebras(FaultPlan.always(Hang()))]
-                             ) as sims:
-        proxy = await daemon(config_text(sims, DEFAULT, proxy="timeout_ms = 800",
-                                         timeouts=timeouts))
+    async with run_simulated(
+        [zai(FaultPlan.always(Hang())), cerebras(FaultPlan.always(Hang()))]
+    ) as sims:
+        proxy = await daemon(
+            config_text(sims, DEFAULT, proxy="timeout_ms = 800", timeouts=timeouts)
+        )
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as caught:
             await ask(clients.openai(proxy))
@@ -209,8 +217,12 @@ async def test_stream_failing_after_text_is_completed_by_prefill_on_a_capable_fa
     async with run_simulated(
         [zai(FaultPlan([fault])), mirror(mirror_format), cerebras()]  # type: ignore[list-item]
     ) as sims:
-        text_config = config_text(sims, MIRRORED, timeouts="stream_idle_ms = 400",
-                                  provider_extra={"zai-mirror": "prefill = true"})
+        text_config = config_text(
+            sims,
+            MIRRORED,
+            timeouts="stream_idle_ms = 400",
+            provider_extra={"zai-mirror": "prefill = true"},
+        )
         proxy = await daemon(text_config)
         text, attempts, chunks = await ask_stream(clients.openai(proxy))
         continuation = sims["zai-mirror"].requests[0].body
@@ -221,8 +233,9 @@ async def test_stream_failing_after_text_is_completed_by_prefill_on_a_capable_fa
     assert sims["cerebras"].requests == ()
     prefill = continuation["messages"][-1]
     assert prefill["role"] == "assistant"
-    sent = prefill["content"] if isinstance(prefill["content"], str) else prefill["content"][0][
-        "text"]
+    sent = (
+        prefill["content"] if isinstance(prefill["content"], str) else prefill["content"][0]["text"]
+    )
     assert FULL_GLM_TEXT.startswith(sent) and 0 < len(sent) < len(FULL_GLM_TEXT)
 
 
@@ -232,7 +245,9 @@ async def test_anthropic_client_gets_one_well_formed_stream_across_the_failover(
     async with run_simulated([zai(FaultPlan([CutAfter(4)])), mirror("anthropic")]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5|zai-mirror,glm-5"}))
         async with clients.anthropic(proxy).messages.stream(
-            model="auto", max_tokens=512, messages=HELLO  # type: ignore[arg-type]
+            model="auto",
+            max_tokens=512,
+            messages=HELLO,  # type: ignore[arg-type]
         ) as stream:
             message = await stream.get_final_message()
     assert [block.type for block in message.content] == ["text"]
@@ -246,7 +261,9 @@ async def test_cut_stream_with_no_prefill_capable_fallback_ends_with_an_honest_e
     async with run_simulated([zai(FaultPlan([CutAfter(3)])), cerebras()]) as sims:
         proxy = await daemon(config_text(sims, DEFAULT))
         raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
-            model="auto", messages=HELLO, stream=True  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,
+            stream=True,  # type: ignore[arg-type]
         )
         received: list[str] = []
         with pytest.raises(openai.APIError) as caught:
@@ -273,13 +290,26 @@ async def test_cut_stream_without_prefill_is_completed_in_buffer_mode(
 async def test_tool_call_cut_inside_its_arguments_is_invisible(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    tools = [{"type": "function", "function": {
-        "name": "lookup", "parameters": {"type": "object", "required": ["query"],
-                                          "properties": {"query": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {
+                    "type": "object",
+                    "required": ["query"],
+                    "properties": {"query": {"type": "string"}},
+                },
+            },
+        }
+    ]
     async with run_simulated([zai(FaultPlan([CutAfter(2)]), chunk_chars=4), cerebras()]) as sims:
         proxy = await daemon(config_text(sims, DEFAULT))
         stream = await clients.openai(proxy).chat.completions.create(
-            model="auto", messages=HELLO, tools=tools, stream=True  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,
+            tools=tools,
+            stream=True,  # type: ignore[arg-type]
         )
         chunks = [chunk async for chunk in stream]
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
@@ -313,6 +343,7 @@ async def test_finish_reason_without_done_is_a_complete_answer(
         text, attempts, chunks = await ask_stream(clients.openai(proxy))
         assert sims["cerebras"].requests == ()
     assert text == FULL_GLM_TEXT
+    assert attempts == "zai,glm-5=ok"
     assert chunks[-1].choices[0].finish_reason == "stop"  # type: ignore[attr-defined]
 
 
@@ -322,10 +353,13 @@ async def test_response_model_names_the_model_that_served(
     async with run_simulated([zai(FaultPlan.always(Status(500))), cerebras()]) as sims:
         proxy = await daemon(config_text(sims, DEFAULT))
         completion = await clients.openai(proxy).chat.completions.create(
-            model="auto", messages=HELLO  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,  # type: ignore[arg-type]
         )
         stream = await clients.openai(proxy).chat.completions.create(
-            model="auto", messages=HELLO, stream=True  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,
+            stream=True,  # type: ignore[arg-type]
         )
         models = {chunk.model async for chunk in stream}
     assert completion.model == "llama-3.3-70b"
@@ -338,8 +372,7 @@ async def test_response_model_names_the_model_that_served(
 async def test_context_length_400_is_not_retried_and_moves_on(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    async with run_simulated([zai(FaultPlan.always(openai_context_length())), cerebras()]
-                             ) as sims:
+    async with run_simulated([zai(FaultPlan.always(openai_context_length())), cerebras()]) as sims:
         proxy = await daemon(config_text(sims, DEFAULT))
         text, attempts = await ask(clients.openai(proxy))
         assert len(sims["zai"].requests) == 1
@@ -350,8 +383,7 @@ async def test_context_length_400_is_not_retried_and_moves_on(
 async def test_content_filter_refusal_is_returned_after_one_attempt(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    async with run_simulated([zai(FaultPlan.always(openai_content_filter())), cerebras()]
-                             ) as sims:
+    async with run_simulated([zai(FaultPlan.always(openai_content_filter())), cerebras()]) as sims:
         proxy = await daemon(config_text(sims, DEFAULT))
         with pytest.raises(openai.BadRequestError) as caught:
             await ask(clients.openai(proxy))
@@ -363,10 +395,10 @@ async def test_content_filter_refusal_is_returned_after_one_attempt(
 async def test_content_filter_falls_back_when_the_route_opts_in(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    async with run_simulated([zai(FaultPlan.always(openai_content_filter())), cerebras()]
-                             ) as sims:
+    async with run_simulated([zai(FaultPlan.always(openai_content_filter())), cerebras()]) as sims:
         text = config_text(sims, DEFAULT) + (
-            "[router.options.default]\ncontent_filter_fallback = true\n")
+            "[router.options.default]\ncontent_filter_fallback = true\n"
+        )
         proxy = await daemon(text)
         answer, attempts = await ask(clients.openai(proxy))
     assert answer == CEREBRAS_TEXT
@@ -407,8 +439,11 @@ async def _health(client: openai.AsyncOpenAI) -> dict[str, dict[str, object]]:
     return {t["target"]: t for t in response["targets"]}
 
 
-@pytest.mark.parametrize("fault", [openai_insufficient_quota(), codex_usage_limit(resets_in_seconds=3600)],
-                         ids=["insufficient_quota", "usage_limit_reached"])
+@pytest.mark.parametrize(
+    "fault",
+    [openai_insufficient_quota(), codex_usage_limit(resets_in_seconds=3600)],
+    ids=["insufficient_quota", "usage_limit_reached"],
+)
 async def test_quota_exhausted_primary_is_not_hit_on_every_request(
     clients: Clients, daemon: StartDaemon, fault: Status
 ) -> None:
@@ -429,11 +464,14 @@ async def test_quota_exhausted_primary_is_not_hit_on_every_request(
 async def test_client_disconnect_cancels_the_upstream_stream(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    async with run_simulated([zai(FaultPlan(), chunk_delay=0.1, chunk_chars=2), cerebras()]
-                             ) as sims:
+    async with run_simulated(
+        [zai(FaultPlan(), chunk_delay=0.1, chunk_chars=2), cerebras()]
+    ) as sims:
         proxy = await daemon(config_text(sims, DEFAULT))
         stream = await clients.openai(proxy).chat.completions.create(
-            model="auto", messages=HELLO, stream=True  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,
+            stream=True,  # type: ignore[arg-type]
         )
         seen = 0
         async for _ in stream:
@@ -453,7 +491,9 @@ async def test_anthropic_error_event_ends_a_stream_that_cannot_be_completed(
         proxy = await daemon(config_text(sims, DEFAULT))
         with pytest.raises(anthropic.APIStatusError):
             async with clients.anthropic(proxy).messages.stream(
-                model="auto", max_tokens=512, messages=HELLO  # type: ignore[arg-type]
+                model="auto",
+                max_tokens=512,
+                messages=HELLO,  # type: ignore[arg-type]
             ) as stream:
                 await stream.get_final_message()
 

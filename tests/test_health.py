@@ -17,8 +17,9 @@ class Clock:
 
 
 def registry(clock: Clock, **settings: float) -> HealthRegistry:
-    return HealthRegistry(HealthSettings(failure_threshold=3, open_seconds=5.0, **settings),
-                          clock=clock)
+    return HealthRegistry(
+        HealthSettings(failure_threshold=3, open_seconds=5.0, **settings), clock=clock
+    )
 
 
 def test_breaker_opens_after_threshold_and_admits_one_probe_when_half_open() -> None:

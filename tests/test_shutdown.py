@@ -38,29 +38,44 @@ async def wait_until_up(url: str, within: float = 20.0) -> None:
 
 
 async def test_sigterm_lets_an_in_flight_stream_finish_then_exits(tmp_path: Path) -> None:
-    slow = SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan(), chunk_delay=0.08,
-                             chunk_chars=4)
+    slow = SimulatedProvider(
+        "zai", "openai", ["glm-5"], plan=FaultPlan(), chunk_delay=0.08, chunk_chars=4
+    )
     async with run_simulated([slow]) as sims:
         config = tmp_path / "config.toml"
         config.write_text(config_text(sims, {"default": "zai,glm-5"}))
         port = free_port()
         daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", "serve", "--config", str(config),
-            "--port", str(port),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         url = f"http://127.0.0.1:{port}"
         try:
             await wait_until_up(url)
-            body = {"model": "auto", "stream": True,
-                    "messages": [{"role": "user", "content": "drain me please"}]}
+            body = {
+                "model": "auto",
+                "stream": True,
+                "messages": [{"role": "user", "content": "drain me please"}],
+            }
             text = ""
             done = False
-            async with aiohttp.ClientSession() as session, session.post(
-                url + "/v1/chat/completions", json=body,
-                headers={"authorization": f"Bearer {CLIENT_KEY}"},
-            ) as response:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    url + "/v1/chat/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                ) as response,
+            ):
                 async for line in response.content:
                     if not line.startswith(b"data: "):
                         continue

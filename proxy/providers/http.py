@@ -19,8 +19,8 @@ from proxy.classify import classify
 from proxy.errors import (
     StreamCutError,
     UpstreamConnectionError,
-    UpstreamRefusedError,
     UpstreamError,
+    UpstreamRefusedError,
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
@@ -109,9 +109,7 @@ class HttpTransport:
                     raise self._timeout(request, stage, cut=got_event) from exc
                 except (aiohttp.ClientError, ConnectionError) as exc:
                     if got_event:
-                        raise StreamCutError(
-                            f"stream broke: {exc}", target=request.target
-                        ) from exc
+                        raise StreamCutError(f"stream broke: {exc}", target=request.target) from exc
                     raise UpstreamConnectionError(
                         f"connection lost before the first event: {exc}", target=request.target
                     ) from exc
@@ -149,7 +147,9 @@ class HttpTransport:
             else:  # abandoned or broken: drop the connection so the upstream stops generating
                 response.close()
 
-    async def _send(self, request: UpstreamRequest, headers_timeout: float) -> aiohttp.ClientResponse:
+    async def _send(
+        self, request: UpstreamRequest, headers_timeout: float
+    ) -> aiohttp.ClientResponse:
         provider = request.provider
         limits = provider.timeouts
         timeout = aiohttp.ClientTimeout(

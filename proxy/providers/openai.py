@@ -11,7 +11,6 @@ from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import JSONObject
 
 
-
 class OpenAIDialect:
     def url(self, provider: ProviderConfig) -> str:
         return provider.api_base_url.rstrip("/") + "/chat/completions"

@@ -62,8 +62,9 @@ def _cpu_seconds(pid: int) -> float:
 
 async def _one(session: aiohttp.ClientSession, url: str, stream: bool) -> float:
     started = time.perf_counter()
-    async with session.post(url, json={**BODY, "stream": stream},
-                            headers={"authorization": "Bearer bench-key"}) as response:
+    async with session.post(
+        url, json={**BODY, "stream": stream}, headers={"authorization": "Bearer bench-key"}
+    ) as response:
         await response.read()
         if response.status != 200:
             raise RuntimeError(f"{url}: HTTP {response.status}")
@@ -98,8 +99,9 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1]
 
 
-async def _measure(direct: str, proxied: str, pid: int, n: int, concurrency: int,
-                   stream: bool) -> None:
+async def _measure(
+    direct: str, proxied: str, pid: int, n: int, concurrency: int, stream: bool
+) -> None:
     base = await _sequential(direct, n, stream)
     cpu_before = _cpu_seconds(pid)
     through = await _sequential(proxied, n, stream)
@@ -109,8 +111,10 @@ async def _measure(direct: str, proxied: str, pid: int, n: int, concurrency: int
     print(f"{kind}:")
     print(f"  direct     p50 {_pct(base, 50):7.3f} ms   p99 {_pct(base, 99):7.3f} ms")
     print(f"  via proxy  p50 {_pct(through, 50):7.3f} ms   p99 {_pct(through, 99):7.3f} ms")
-    print(f"  added      p50 {_pct(through, 50) - _pct(base, 50):7.3f} ms   "
-          f"p99 {_pct(through, 99) - _pct(base, 99):7.3f} ms")
+    print(
+        f"  added      p50 {_pct(through, 50) - _pct(base, 50):7.3f} ms   "
+        f"p99 {_pct(through, 99) - _pct(base, 99):7.3f} ms"
+    )
     print(f"  proxy CPU  {cpu_ms:.3f} ms/request (sequential run, warm-up excluded)")
     print(f"  throughput {rps:,.0f} requests/s through the proxy ({concurrency} concurrent)")
 
@@ -122,8 +126,9 @@ def main() -> None:
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
-    simulator = multiprocessing.get_context("spawn").Process(target=_run_simulator, args=(send,),
-                                                             daemon=True)
+    simulator = multiprocessing.get_context("spawn").Process(
+        target=_run_simulator, args=(send,), daemon=True
+    )
     simulator.start()
     sim_base = receive.recv()
     port = _free_port()
@@ -136,9 +141,21 @@ def main() -> None:
             "[security.ssrf_protection]\nallow_localhost = true\n"
         )
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
-             "--log-level", "warning"],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             url = f"http://127.0.0.1:{port}"
@@ -150,9 +167,16 @@ def main() -> None:
                     time.sleep(0.05)
             print(f"{args.requests} sequential requests each way; CPU from /proc/{daemon.pid}")
             for stream in (False, True):
-                asyncio.run(_measure(sim_base + "/chat/completions",
-                                     url + "/v1/chat/completions", daemon.pid, args.requests,
-                                     args.concurrency, stream))
+                asyncio.run(
+                    _measure(
+                        sim_base + "/chat/completions",
+                        url + "/v1/chat/completions",
+                        daemon.pid,
+                        args.requests,
+                        args.concurrency,
+                        stream,
+                    )
+                )
         finally:
             daemon.terminate()
             daemon.wait(10)
