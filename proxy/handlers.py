@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -46,11 +47,11 @@ def llmproxy_headers(
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _generate(request, OPENAI)
+    return await generate(request, OPENAI)
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    return await _generate(request, ANTHROPIC)
+    return await generate(request, ANTHROPIC)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -60,7 +61,14 @@ async def count_tokens(request: web.Request) -> web.Response:
     )
 
 
-async def _generate(request: web.Request, dialect: ClientDialect) -> web.StreamResponse:
+FinishBody = Callable[[JSONObject, JSONObject], JSONObject]
+
+
+async def generate(
+    request: web.Request, dialect: ClientDialect, *, finish: FinishBody | None = None
+) -> web.StreamResponse:
+    """Serve one generation request. `finish(request_body, answer)` may adjust a non-streaming
+    answer for what only the endpoint knows (e.g. the Responses API's namespaced tools)."""
     body = await read_json(request, dialect)
     config = request.app[CONFIG]
     summary = summarize(body, dialect.format)
@@ -81,8 +89,9 @@ async def _generate(request: web.Request, dialect: ClientDialect) -> web.StreamR
         return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
     except ChainExhaustedError as exc:
         return _exhausted_response(dialect, exc)
+    answer = done.body if finish is None else finish(body, done.body)
     return web.json_response(
-        done.body, headers=llmproxy_headers(done.target, done.attempts), dumps=_dumps
+        answer, headers=llmproxy_headers(done.target, done.attempts), dumps=_dumps
     )
 
 

@@ -16,23 +16,18 @@ import orjson
 from aiohttp import web
 
 from proxy.client_dialects import RESPONSES
-from proxy.handlers import _generate
+from proxy.handlers import generate
 from proxy.translate.responses_tools import ToolIndex, restore_output
+from proxy.types import JSONObject
+
+
+def _restore_declared_tools(request_body: JSONObject, answer: JSONObject) -> JSONObject:
+    index = ToolIndex.of(request_body)
+    return restore_output(answer, index) if index.special else answer
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    response = await _generate(request, RESPONSES)
-    if type(response) is not web.Response or response.status != 200:
-        return response  # streams and errors are complete as they are
-    raw = response.body
-    if not isinstance(raw, bytes | bytearray):
-        return response
-    index = ToolIndex.of(orjson.loads(await request.read()))
-    if index.special:
-        answer = orjson.loads(raw)
-        if isinstance(answer, dict):
-            response.body = orjson.dumps(restore_output(answer, index))
-    return response
+    return await generate(request, RESPONSES, finish=_restore_declared_tools)
 
 
 async def responses_websocket(request: web.Request) -> web.Response:

@@ -38,7 +38,7 @@ def summarize(body: JSONObject, fmt: WireFormat) -> RequestSummary:
     return RequestSummary(
         model=model,
         has_images=has_images,
-        has_web_search=_has_web_search(body, tools),
+        has_web_search=_has_web_search(body, tools, fmt),
         wants_reasoning=_wants_reasoning(body, fmt),
         has_tools=bool(tools) or bool(body.get("functions")),
         token_estimate=estimate_request_tokens(body, fmt),
@@ -108,9 +108,13 @@ def _tool_names(tools: Iterable[Any]) -> Iterable[tuple[str, str]]:
         yield (kind if isinstance(kind, str) else "", name if isinstance(name, str) else "")
 
 
-def _has_web_search(body: JSONObject, tools: Any) -> bool:
+def _has_web_search(body: JSONObject, tools: Any, fmt: WireFormat) -> bool:
     if body.get("web_search_options") is not None:
         return True
+    if fmt is WireFormat.RESPONSES:
+        # Codex declares its `web_search` tool on every request: only forcing it asks for search.
+        choice = body.get("tool_choice")
+        return isinstance(choice, dict) and str(choice.get("type", "")).startswith("web_search")
     if not isinstance(tools, list):
         return False
     # Anthropic server tools are `web_search_20250305`...; OpenAI's are `web_search`,
@@ -133,7 +137,9 @@ def _wants_reasoning(body: JSONObject, fmt: WireFormat) -> bool:
         return False
     if reasoning.get("enabled") is False:
         return False
-    return reasoning.get("effort") not in _NO_REASONING_EFFORTS
+    # `{"summary": "auto"}` alone (every Codex request) only shapes how reasoning is reported.
+    effort = reasoning.get("effort")
+    return isinstance(effort, str) and effort not in _NO_REASONING_EFFORTS
 
 
 def _max_output_tokens(body: JSONObject, fmt: WireFormat) -> int | None:

@@ -78,6 +78,8 @@ async def test_default_seed_fails_zai_mid_stream_on_the_streaming_plain_default_
                     assert result.answer is not None
                     # zai died while thinking; cerebras wrote the whole answer
                     assert result.answer.text.startswith("[cerebras/llama-3.3-70b]")
+                    # the trailer reports the failover the headers could not
+                    assert result.served_by == "cerebras,llama-3.3-70b"
     assert (True, "MidStreamError") in seen["default · stream · plain"]
     assert any(fault == "Status(500)" for faults in seen.values() for _, fault in faults)
 

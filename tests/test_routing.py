@@ -358,8 +358,13 @@ def test_summary_of_codex_capture() -> None:
     s = summarize(body, WireFormat.RESPONSES)
     assert s.model == "gpt-5.1-codex"
     assert s.last_user_text == "Say hi"
-    assert s.wants_reasoning  # a reasoning object without an effort
-    assert s.has_web_search  # Codex always declares its hosted web_search tool
+    # `reasoning: {summary: auto}` and the always-declared hosted web_search tool are on every
+    # Codex request: neither says this request wants the think or web_search route
+    assert not s.wants_reasoning
+    assert not s.has_web_search
+    forced = {**body, "tool_choice": {"type": "web_search"}, "reasoning": {"effort": "high"}}
+    assert summarize(forced, WireFormat.RESPONSES).has_web_search
+    assert summarize(forced, WireFormat.RESPONSES).wants_reasoning
     assert s.token_estimate == estimate_request_tokens(body, WireFormat.RESPONSES)
 
 
@@ -438,7 +443,8 @@ def test_images_anywhere(body: dict[str, Any], fmt: WireFormat) -> None:
             False,
         ),
         ({"web_search_options": {}}, WireFormat.OPENAI, True),
-        ({"tools": [{"type": "web_search_preview"}]}, WireFormat.RESPONSES, True),
+        ({"tools": [{"type": "web_search_preview"}]}, WireFormat.RESPONSES, False),
+        ({"tool_choice": {"type": "web_search_preview"}}, WireFormat.RESPONSES, True),
         ({"tools": ["junk", None]}, WireFormat.OPENAI, False),
     ],
 )

@@ -25,7 +25,7 @@ from proxy.server import build_app
 from proxy.simulate import SimulatedProvider, run_simulated
 
 LIMITS = "[security.limits]\nmax_body_bytes = 65536\nbody_read_timeout_ms = 300\n"
-PATHS = ("/v1/chat/completions", "/v1/messages")
+PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
 
 
 def sims() -> list[SimulatedProvider]:
@@ -189,10 +189,10 @@ class DaemonThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
 
-    def send(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+    def send(self, path: str, body: bytes | None, method: str = "POST") -> tuple[int, str, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         try:
-            connection.request("POST", path, body=body, headers={
+            connection.request(method, path, body=body, headers={
                 "content-type": "application/json", "x-api-key": CLIENT_KEY,
                 "anthropic-version": "2023-06-01"})
             response = connection.getresponse()
@@ -263,6 +263,11 @@ def test_fuzz_never_5xx(fuzz_daemon: DaemonThread, path: str, body: bytes) -> No
             assert error["type"] == "error" and isinstance(error["error"]["message"], str)
         else:
             assert isinstance(error["error"]["message"], str)
-    status, _, _ = fuzz_daemon.send(path, orjson.dumps({
+    assert fuzz_daemon.send("/health", None, "GET")[0] == 200
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_daemon_still_serves_after_the_fuzz_run(fuzz_daemon: DaemonThread, path: str) -> None:
+    status, _, raw = fuzz_daemon.send(path, orjson.dumps({
         "model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "still?"}]}))
-    assert status == 200
+    assert status == 200, raw

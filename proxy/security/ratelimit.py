@@ -27,11 +27,12 @@ from proxy.security.limits import BODY
 from proxy.security.responses import dialect_for, error_response
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.tokens import estimate_request_tokens
+from proxy.types import WireFormat
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
 
-LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
+LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 CONCURRENCY_RETRY_AFTER = 1.0
 
 
@@ -180,4 +181,5 @@ def _estimate(request: web.Request) -> int:
     body = request.get(BODY)
     if not isinstance(body, dict):
         return 0
-    return estimate_request_tokens(body, dialect_for(request).format)
+    fmt = WireFormat.RESPONSES if request.path == "/v1/responses" else dialect_for(request).format
+    return estimate_request_tokens(body, fmt)
