@@ -4,6 +4,7 @@ its chain over simulated providers on 127.0.0.1."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 import time
 from collections.abc import Awaitable, Callable
 
@@ -196,12 +197,14 @@ async def test_every_target_failing_gives_last_error_class_and_attempts(
     assert caught.value.response.headers["retry-after"] == "60"
 
 
-async def test_codex_provider_is_reported_unavailable_and_skipped(
-    clients: Clients, daemon: StartDaemon
+async def test_codex_provider_without_a_sign_in_is_reported_unavailable_and_skipped(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path
 ) -> None:
+    """A declared provider that cannot serve (here: no ChatGPT sign-in stored) is skipped with
+    its reason in the attempts, and the chain goes on without sending it anything."""
     codex = (
         '[[providers]]\nname = "openai-codex"\napi_base_url = "https://chatgpt.com/backend-api"\n'
-        'models = ["gpt-5.2"]\n'
+        f'models = ["gpt-5.2"]\nauth_file = "{tmp_path / "no-sign-in.json"}"\n'
     )
     routes = {
         "default": "zai,glm-5|cerebras,llama-3.3-70b",

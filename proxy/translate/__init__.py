@@ -1,10 +1,14 @@
-"""Pure translators between the OpenAI and Anthropic wire formats (dict in, dict out, no I/O).
+"""Pure translators between the OpenAI chat, Anthropic Messages and Responses wire formats
+(dict in, dict out, no I/O), and the stream state machines.
 
-requests.py      request entry points (+ request_to_openai.py, request_to_anthropic.py)
-responses.py     non-streaming responses
-reasons.py       stop reasons and usage, shared with the stream state machines
-errors_wire.py   error bodies in each dialect
-dropped.py       what each direction leaves behind on purpose, and why
-common.py        helpers both directions share
-stream_*.py      streaming state machines
+requests.py               request entry points (+ request_to_openai.py, request_to_anthropic.py)
+responses.py              non-streaming chat <-> messages responses
+responses_api.py          Responses API entry points (+ responses_request.py,
+                          responses_response.py, responses_tools.py, responses_dropped.py)
+reasons.py                stop reasons and usage, shared with the stream state machines
+errors_wire.py            error bodies in each dialect
+dropped.py                what each direction leaves behind on purpose, and why
+common.py                 helpers every direction shares
+stream_*.py               streaming state machines (decoders and encoders per dialect)
+accumulate.py             neutral events -> one complete response (buffer mode, codex)
 """
