@@ -1,15 +1,17 @@
-"""Typed keys for what the app owns (aiohttp `web.AppKey`): no module-level state elsewhere."""
+"""Typed keys for what the app owns (aiohttp `web.AppKey`): no module-level state elsewhere.
+
+The config and the fallback runner built from it live in `LIVE` (they can be replaced while the
+daemon runs); the health registry and the upstream session outlive every config change.
+"""
 
 from __future__ import annotations
 
 import aiohttp
 from aiohttp import web
 
-from proxy.config import Config
-from proxy.fallback import FallbackRunner
 from proxy.health import HealthRegistry
+from proxy.live import LiveConfig
 
-CONFIG = web.AppKey("config", Config)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-RUNNER = web.AppKey("runner", FallbackRunner)
 HEALTH = web.AppKey("health", HealthRegistry)
+LIVE = web.AppKey("live", LiveConfig)

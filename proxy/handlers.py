@@ -8,7 +8,7 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from proxy.appkeys import CONFIG, HEALTH, RUNNER
+from proxy.appkeys import HEALTH, LIVE
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
@@ -70,7 +70,8 @@ async def generate(
     """Serve one generation request. `finish(request_body, answer)` may adjust a non-streaming
     answer for what only the endpoint knows (e.g. the Responses API's namespaced tools)."""
     body = await read_json(request, dialect)
-    config = request.app[CONFIG]
+    running = request.app[LIVE].current  # one snapshot for the whole request
+    config = running.config
     summary = summarize(body, dialect.format)
     try:
         decision = decide(summary, config, request.app[HEALTH])
@@ -79,7 +80,7 @@ async def generate(
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
     log.info("route %s: %s", decision.scenario.value, decision.reason)
-    runner = request.app[RUNNER]
+    runner = running.runner
     try:
         if job.stream:
             opened = await runner.open_stream(job)

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from proxy.config import Config
 from proxy.fallback import FallbackRunner
 from proxy.security.resolver import policy_for
@@ -58,5 +56,3 @@ class LiveConfig:
             self._on_replace()  # e.g. forget DNS answers judged under the previous policy
         return self._current
 
-
-LIVE = web.AppKey("live", LiveConfig)

@@ -41,18 +41,17 @@ _SECRET_KEY = re.compile(r"(?i)secret|key|token|password")
 
 class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        known = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self.secrets = frozenset(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
+        known = sorted(self.secrets, key=len, reverse=True)
         self._known = re.compile("|".join(map(re.escape, known))) if known else None
 
     @classmethod
     def from_config(cls, config: Config) -> Redactor:
-        secrets: list[str] = [*config.proxy.api_keys, config.management.secret_key]
-        for provider in config.providers:
-            secrets.append(provider.api_key)
-            secrets.extend(provider.headers.values())
-        for section in config.extra.values():
-            secrets.extend(_secret_values(section))
-        return cls(secrets)
+        return cls(_config_secrets(config))
+
+    def with_config(self, config: Config) -> Redactor:
+        """These secrets plus `config`'s: a replaced key may still turn up in a late line."""
+        return Redactor(self.secrets | set(_config_secrets(config)))
 
     def redact(self, text: str) -> str:
         if self._known is not None:
@@ -60,6 +59,16 @@ class Redactor:
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
+
+
+def _config_secrets(config: Config) -> list[str]:
+    secrets: list[str] = [*config.proxy.api_keys, config.management.secret_key]
+    for provider in config.providers:
+        secrets.append(provider.api_key)
+        secrets.extend(provider.headers.values())
+    for section in config.extra.values():
+        secrets.extend(_secret_values(section))
+    return secrets
 
 
 def _secret_values(table: Mapping[str, Any], secret: bool = False) -> Iterable[str]:
@@ -76,7 +85,7 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self.redactor = redactor
+        self.redactor = redactor  # replaced whole, never mutated: a read sees one or the other
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -105,10 +114,10 @@ def _our_loggers() -> list[logging.Logger]:
     return [logging.getLogger(n) for n in sorted(names)]
 
 
-def attach_redaction(redactor: Redactor) -> Callable[[], None]:
-    """Put a redaction filter on every llmproxy and aiohttp logger (a logger's filters see
-    only its own records, hence each one); returns the function that takes them off."""
-    log_filter = RedactingFilter(redactor)
+def attach_redaction(log_filter: RedactingFilter) -> Callable[[], None]:
+    """Put `log_filter` on every llmproxy and aiohttp logger (a logger's filters see only its
+    own records, hence each one); returns the function that takes it off again. Assigning
+    `log_filter.redactor` later changes what it masks (a config replaced at runtime)."""
     loggers = _our_loggers()
     for logger in loggers:
         logger.addFilter(log_filter)

@@ -40,7 +40,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from tomlkit.toml_document import TOMLDocument
 
-from proxy.appkeys import HEALTH
+from proxy.appkeys import HEALTH, LIVE
 from proxy.config import _TIMEOUT_KEYS as TIMEOUT_KEYS
 from proxy.config import Config, parse_config
 from proxy.config_writer import (
@@ -53,7 +53,6 @@ from proxy.config_writer import (
     write_atomic,
 )
 from proxy.errors import ConfigError
-from proxy.live import LIVE
 from proxy.security.auth import is_loopback_address
 from proxy.security.limits import BODY
 from proxy.security.responses import error_response
@@ -251,7 +250,12 @@ async def _apply(request: web.Request, edit: Edit | None, what: str) -> web.Resp
                                   code="invalid_config", param=exc.key or None)
         written = new_text != text
         if written:
-            write_atomic(state.path, new_text)
+            try:
+                write_atomic(state.path, new_text)
+            except OSError as exc:
+                log.error("management: cannot write %s: %s", state.path, exc.strerror)
+                return error_response(request, 500, f"cannot write {state.path}: "
+                                      f"{exc.strerror}; nothing changed", code="write_failed")
         live.replace(config)
     log.info("management: %s (%s)%s", what, state.path,
              f"; restart needed for {', '.join(restart)}" if restart else "")

@@ -12,14 +12,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
-from proxy.appkeys import CONFIG, HEALTH, RUNNER, SESSION
+from proxy.appkeys import HEALTH, LIVE, SESSION
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
 from proxy.handlers import chat_completions, count_tokens, messages
 from proxy.health import HealthRegistry
-from proxy.live import LIVE, LiveConfig
-from proxy.logging_setup import Redactor, attach_redaction
+from proxy.live import LiveConfig
+from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
 from proxy.management import install_management, management_guard
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
@@ -28,6 +28,7 @@ from proxy.security.limits import limits_middleware
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
 from proxy.security.resolver import GuardedResolver, url_guard
 from proxy.security.responses import error_response
+from proxy.types import Target
 
 log = logging.getLogger("llmproxy.server")
 
@@ -74,28 +75,34 @@ async def models(request: web.Request) -> web.Response:
     shape both SDKs accept (OpenAI's list and Anthropic's page share `data`)."""
     config = request.app[LIVE].config
     created = int(time.time())
-    ids: list[tuple[str, str]] = []
+    entries: list[tuple[str, str, Target | None]] = []
     for provider in config.providers:
-        ids.extend(
-            (f"{provider.name},{m}", provider.name)
+        entries.extend(
+            (f"{provider.name},{m}", provider.name, Target(provider.name, m))
             for m in provider.models
             if not GLOB_CHARS.intersection(m)
         )
     for mapping in config.router.model_mappings:
         if not GLOB_CHARS.intersection(mapping.pattern):
-            ids.append((mapping.pattern, "llmproxy"))
-    data = [
-        {
-            "id": model_id,
-            "object": "model",
-            "created": created,
-            "owned_by": owner,
-            "type": "model",
-            "display_name": model_id,
-            "created_at": "1970-01-01T00:00:00Z",
-        }
-        for model_id, owner in ids
-    ]
+            first = mapping.to[0] if mapping.to else None
+            entries.append((mapping.pattern, "llmproxy", first))
+    data = []
+    for model_id, owner, target in entries:
+        caps = config.capabilities(target) if target is not None else None
+        data.append(
+            {
+                "id": model_id,
+                "object": "model",
+                "created": created,
+                "owned_by": owner,
+                "type": "model",
+                "display_name": model_id,
+                "created_at": "1970-01-01T00:00:00Z",
+                "max_input_tokens": caps.context_window if caps else None,
+                "max_tokens": caps.max_output_tokens if caps else None,
+                "capabilities": None,
+            }
+        )
     body = {
         "object": "list",
         "data": data,
@@ -160,12 +167,12 @@ def build_app(
         by_tokens = bool(limits.per_client.tokens_per_minute or limits.overall.tokens_per_minute)
         middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
-    app[CONFIG] = config
     app[HEALTH] = HealthRegistry(config.proxy.health)
     app.on_response_prepare.append(_nosniff)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        detach = attach_redaction(redactor)
+        log_filter = RedactingFilter(redactor)
+        detach = attach_redaction(log_filter)
         resolver = GuardedResolver(lambda: app[LIVE].current.policy, dns)
         connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=0, ttl_dns_cache=300, resolver=resolver
@@ -178,10 +185,14 @@ def build_app(
         )
         app[SESSION] = session
         upstreams = Upstreams(session)
+
+        def replaced() -> None:
+            connector.clear_dns_cache()  # answers judged under the previous policy
+            log_filter.redactor = log_filter.redactor.with_config(app[LIVE].config)
+
         app[LIVE] = LiveConfig(
-            config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), connector.clear_dns_cache
+            config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), replaced
         )
-        app[RUNNER] = app[LIVE].current.runner
         try:
             yield
         finally:

@@ -66,11 +66,17 @@ def _contains_image(content: Any) -> bool:
         return False
     for part in content:
         if isinstance(part, dict):
-            if part.get("type") in _IMAGE_PART_TYPES:
+            if _part_type(part) in _IMAGE_PART_TYPES:
                 return True
             if _contains_image(part.get("content")):
                 return True
     return False
+
+
+def _part_type(part: dict[str, Any]) -> str:
+    """A part's `type`, or "" when it is not a string (a list there must not crash a set lookup)."""
+    kind = part.get("type")
+    return kind if isinstance(kind, str) else ""
 
 
 def _text_of(content: Any) -> str:
@@ -82,7 +88,7 @@ def _text_of(content: Any) -> str:
         p["text"]
         for p in content
         if isinstance(p, dict)
-        and p.get("type") in _TEXT_PART_TYPES
+        and _part_type(p) in _TEXT_PART_TYPES
         and isinstance(p.get("text"), str)
     ]
     return "\n".join(texts)

@@ -4,9 +4,9 @@ its chain over simulated providers on 127.0.0.1."""
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import openai
 import pytest

@@ -222,8 +222,6 @@ async def test_changes_are_live_and_persisted_with_comments_and_var_references(
     assert health["providers"] == ["zai", "cerebras"]
 
 
-@pytest.mark.xfail(strict=True, reason="proxy/handlers.py still reads app[CONFIG]/app[RUNNER]; "
-                   "it must read app[LIVE].current for live routing (asked of the lead)")
 async def test_routing_follows_a_live_change(running: Running) -> None:
     cerebras = running.sims["cerebras"]
     await running.mgmt("PUT", "/providers/cerebras", {
@@ -336,3 +334,17 @@ async def test_delete_a_provider(running: Running) -> None:
     assert [p["name"] for p in removed.json()["config"]["providers"]] == ["zai"]
     assert "cerebras" not in running.path.read_text()
     assert "# never expanded on disk" in running.path.read_text()
+
+
+async def test_keys_added_live_are_redacted_from_logs(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    cerebras = running.sims["cerebras"]
+    added = await running.mgmt("PUT", "/providers/cerebras", {
+        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
+        "models": ["llama-3.3-70b"]})
+    assert added.status == 200
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("llmproxy.fallback").warning("careless: %s %s", CEREBRAS_KEY, ZAI_KEY)
+    assert CEREBRAS_KEY not in caplog.text and ZAI_KEY not in caplog.text
+    assert "careless: [REDACTED] [REDACTED]" in caplog.text

@@ -340,11 +340,6 @@ async def test_openai_models_list_validates(specs: dict[str, Spec], daemon: Star
     specs["openai"].check("ListModelsResponse", response.json())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/server.py models(): entries lack capabilities/max_input_tokens/max_tokens "
-    "(required, nullable, no default in ModelInfo)",
-)
 async def test_anthropic_models_list_validates(
     specs: dict[str, Spec], daemon: StartDaemon
 ) -> None:

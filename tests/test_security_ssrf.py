@@ -14,9 +14,9 @@ from raw_http import post
 from security_support import Apps, FakeDNS
 from support import CLIENT_KEY
 
+from proxy.appkeys import LIVE
 from proxy.config import parse_config
 from proxy.errors import ConfigError
-from proxy.live import LIVE
 from proxy.security.resolver import GuardedResolver
 from proxy.security.ssrf import (
     DestinationRefused,

@@ -273,7 +273,11 @@ def _tools(tools: Any) -> list[JSONObject]:
         return []
     out: list[JSONObject] = []
     for tool in tools:
-        if not isinstance(tool, dict) or tool.get("type") not in ANTHROPIC_CUSTOM_TOOL_TYPES:
+        if not isinstance(tool, dict):
+            continue
+        kind = tool.get("type")
+        # An unhashable `type` (a client's list or object) would crash the set lookup.
+        if not (kind is None or isinstance(kind, str)) or kind not in ANTHROPIC_CUSTOM_TOOL_TYPES:
             continue
         if not isinstance(tool.get("name"), str):
             continue
