@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pexpect  # the pseudo-terminal tests
 import pytest
 from cli_support import Cli, serving, subprocess_env
 from support import CLIENT_KEY
 
 from proxy.simulate import FaultPlan, SimulatedProvider, Status, reasoning_text, reply_text
-
-pexpect = pytest.importorskip("pexpect")  # the pseudo-terminal tests; POSIX only
 
 ROUTES = {"default": "zai,glm-5|cerebras,llama-3.3-70b"}
 REPO = Path(__file__).resolve().parent.parent
