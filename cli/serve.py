@@ -3,6 +3,7 @@ or in front of the built-in simulated providers (--simulate)."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cli.daemon import start_detached
 from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.logging_setup import Redactor, configure_logging
+from proxy.model_catalog import load_catalog
 from proxy.security.auth import check_bind
 from proxy.server import build_app
 from proxy.simulate.deployment import (
@@ -63,7 +65,6 @@ def serve_run(
         stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
-    _use_uvloop()
     if settings is not None:
         stderr().print(f"llmproxy listening on http://{bind_host}:{bind_port}")
         _run(settings, bind_host, bind_port, log_level)
@@ -92,7 +93,8 @@ def _check_bind(config: Config, host: str) -> None:
 
 def _run(config: Config, host: str, port: int, log_level: str) -> None:
     configure_logging(log_level, Redactor.from_config(config))
-    web.run_app(build_app(config), host=host, port=port, print=None,
+    config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
+    web.run_app(build_app(config), host=host, port=port, print=None, loop=_event_loop(),
                 handler_cancellation=True, access_log=None, shutdown_timeout=30)
 
 
@@ -115,9 +117,9 @@ def _banner(host: str, port: int, seed: int) -> None:
     )
 
 
-def _use_uvloop() -> None:
+def _event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # not on Windows; the default loop is fine there
-        return
-    uvloop.install()
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -187,6 +187,9 @@ class ProviderConfig:
         return model in self._exact_models or any(g.fullmatch(model) for g in self._model_globs)
 
 
+CAPABILITY_CACHE_SIZE = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     proxy: ProxySettings
@@ -199,18 +202,30 @@ class Config:
     """Provider model lists cached by `llmproxy providers refresh` (`with_catalog`)."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
+    _capabilities: dict[Target, ModelCapabilities] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Resolved capabilities per target: resolving walks ~70 globs, and routing and the
+    fallback loop ask on every request. Bounded, since `models = ["*"]` admits any name."""
 
     def provider(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
 
     def capabilities(self, target: Target) -> ModelCapabilities:
         """What `target` can do: config overrides, then the catalog, then built-in values."""
+        known = self._capabilities.get(target)
+        if known is not None:
+            return known
         provider = self.provider(target.provider)
         if provider is None:
-            return resolve_capabilities(target.model)
-        return resolve_capabilities(
-            target.model, provider.capabilities, self.catalog.get(target), provider.prefill
-        )
+            resolved = resolve_capabilities(target.model)
+        else:
+            resolved = resolve_capabilities(
+                target.model, provider.capabilities, self.catalog.get(target), provider.prefill
+            )
+        if len(self._capabilities) < CAPABILITY_CACHE_SIZE:
+            self._capabilities[target] = resolved
+        return resolved
 
     def with_catalog(self, catalog: Catalog) -> Config:
         return replace(self, catalog=catalog)

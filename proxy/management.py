@@ -273,7 +273,7 @@ def _keep_startup_settings(new: Config, running: Config) -> tuple[Config, list[s
     proxy = dataclasses.replace(
         new.proxy, **{name: getattr(running.proxy, name) for name in STARTUP_PROXY_FIELDS})
     kept = dataclasses.replace(new, proxy=proxy, security=running.security,
-                               management=running.management)
+                               management=running.management, catalog=running.catalog)
     return kept, changed
 
 

@@ -54,16 +54,30 @@ class GuardedResolver(AbstractResolver):
 
 
 def url_guard(policy: PolicySource) -> aiohttp.TraceConfig:
-    """A trace hook refusing any request whose URL breaks the policy (IP literals included)."""
+    """A trace hook refusing any request whose URL breaks the policy (IP literals included).
+
+    Verdicts are remembered per policy and origin (scheme, host, port): the same few provider
+    origins come back on every request, and judging one parses addresses."""
+    verdicts: dict[tuple[str, str | None, int | None], str | None] = {}
+    judged_under: list[NetworkPolicy] = []  # the policy `verdicts` belong to
 
     async def on_request_start(
         session: aiohttp.ClientSession,
         context: SimpleNamespace,
         params: aiohttp.TraceRequestStartParams,
     ) -> None:
-        problem = policy().url_refusal(str(params.url))
+        current = policy()
+        if not judged_under or judged_under[0] is not current or len(verdicts) > 1024:
+            verdicts.clear()
+            judged_under[:] = [current]
+        url = params.url
+        key = (url.scheme, url.host, url.port)
+        if key in verdicts:
+            problem = verdicts[key]
+        else:
+            problem = verdicts[key] = current.url_refusal(str(url))
         if problem is not None:
-            raise DestinationRefused(f"{params.url.host}: {problem}")
+            raise DestinationRefused(f"{url.host}: {problem}")
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_request_start)
