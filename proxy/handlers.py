@@ -79,7 +79,7 @@ async def generate(
         raise ClientRequestError(str(exc), param="model") from exc
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
-    log.info("route %s: %s", decision.scenario.value, decision.reason)
+    log.debug("route %s: %s", decision.scenario.value, decision.reason)
     runner = running.runner
     try:
         if job.stream:

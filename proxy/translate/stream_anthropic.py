@@ -167,7 +167,8 @@ class AnthropicStreamDecoder:
 
     def _delta(self, payload: JSONObject) -> list[StreamEvent]:
         delta = payload.get("delta")
-        block = self._blocks.get(payload.get("index"))  # type: ignore[arg-type]
+        index = payload.get("index")
+        block = self._blocks.get(index) if isinstance(index, int) else None
         if not isinstance(delta, Mapping) or block is None:
             return []
         delta_type = delta.get("type")

@@ -210,7 +210,7 @@ class OpenAIStreamDecoder:
             self._message_id = str(payload.get("id") or "")
             out.append(MessageStart(id=self._message_id, model=str(payload.get("model") or "")))
         choices = payload.get("choices")
-        if choices and not self._finished:
+        if isinstance(choices, list) and not self._finished:
             for choice in choices:
                 if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
                     self._choice(choice, out)
