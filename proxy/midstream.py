@@ -68,6 +68,7 @@ class RecoveringStream:
         self._strip_leading_space = False
         self._usage_done = Usage()  # usage of earlier attempts that produced part of the answer
         self._usage_now = Usage()
+        self._attempt_chars = 0  # visible and reasoning text this attempt produced
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
@@ -119,9 +120,12 @@ class RecoveringStream:
                 text = text.lstrip()
                 self._strip_leading_space = not text
             if text:
+                self._attempt_chars += len(text)
                 self._text.append(text)
                 out.append(TextDelta(text))
         elif isinstance(event, REASONING_EVENTS):
+            if isinstance(event, ReasoningDelta):
+                self._attempt_chars += len(event.text)
             if not self._hide_reasoning:
                 self._sent_reasoning = True
                 out.append(event)
@@ -163,8 +167,9 @@ class RecoveringStream:
 
         elif self._sent_reasoning:
             self._hide_reasoning = True
-        self._usage_done = self._usage_done + self._usage_now
+        self._usage_done = self._usage_done + self._attempt_usage()
         self._usage_now = Usage()
+        self._attempt_chars = 0
         self._index_offset = self._tool_calls_sent
         try:
             plan, (head, rest) = await self._walk.first_success(
@@ -179,6 +184,14 @@ class RecoveringStream:
             ) from exhausted
         self._plan, self._head, self._upstream = plan, head, rest
         self._started = time.monotonic()
+
+
+    def _attempt_usage(self) -> Usage:
+        """What the failed attempt produced. A cut stream never reports its usage, so its output
+        is estimated from the text it streamed (about four characters per token)."""
+        if self._usage_now != Usage():
+            return self._usage_now
+        return Usage(output_tokens=(self._attempt_chars + 3) // 4)
 
 
 def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONObject:

@@ -518,3 +518,24 @@ def test_time_to_first_token_allowance_grows_with_the_prompt() -> None:
     limits = Timeouts(first_token=10.0, first_token_per_1k_input=0.5)
     assert limits.first_token_for(0) == 10.0
     assert limits.first_token_for(40_000) == 30.0
+
+
+async def test_usage_adds_up_over_the_attempts_that_produced_the_answer(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    async with run_simulated([zai(FaultPlan([CutAfter(3)])), mirror(), cerebras()]) as sims:
+        proxy = await daemon(
+            config_text(sims, MIRRORED, provider_extra={"zai-mirror": "prefill = true"})
+        )
+        stream = await clients.openai(proxy).chat.completions.create(
+            model="auto",
+            messages=HELLO,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        (continuation,) = sims["zai-mirror"].requests
+    usage = chunks[-1].usage
+    assert usage is not None
+    # the cut attempt never reported usage: its 3 chunks of 8 characters count as ~6 tokens
+    assert usage.completion_tokens == 6 + continuation.chunks_sent
