@@ -41,8 +41,7 @@ from aiohttp.typedefs import Middleware
 from tomlkit.toml_document import TOMLDocument
 
 from proxy.appkeys import HEALTH, LIVE
-from proxy.config import _TIMEOUT_KEYS as TIMEOUT_KEYS
-from proxy.config import Config, parse_config
+from proxy.config import TIMEOUT_KEYS, Config, parse_config
 from proxy.config_writer import (
     REDACTED,
     parse_document,

@@ -182,3 +182,28 @@ async def test_models_for_both_sdks(clients: Clients, daemon: StartDaemon) -> No
         assert info.type == "model"
         assert info.display_name == info.id
         assert info.created_at.year >= 1970
+
+
+ODD_BODIES = {
+    # JSON-valid shapes that once crashed a set lookup (`type` must be hashable there).
+    "tool-type-list": ("anthropic", {"tools": [{"type": ["custom"], "name": "t",
+                                                 "input_schema": {"type": "object"}}]}),
+    "part-type-list": ("anthropic", {"messages": [{"role": "user", "content": [
+        {"type": ["image"], "text": "x"}, {"type": "text", "text": "Hello"}]}]}),
+    "openai-part-type-object": ("openai", {"messages": [{"role": "user", "content": [
+        {"type": {"image_url": 1}}, {"type": "text", "text": "Hello"}]}]}),
+}
+
+
+@pytest.mark.parametrize("provider", ["minimax", "zai"])
+@pytest.mark.parametrize("case", list(ODD_BODIES))
+async def test_odd_shapes_are_answered_not_crashed(
+    daemon: StartDaemon, case: str, provider: str
+) -> None:
+    client, extra = ODD_BODIES[case]
+    body: dict[str, Any] = {"model": MODEL, "max_tokens": 64, "messages": PROMPT, **extra}
+    path = "/v1/messages" if client == "anthropic" else "/v1/chat/completions"
+    async with run_simulated([minimax(), zai()]) as sims:
+        proxy = await daemon(config_text(sims, ROUTES[provider]))
+        response = await post(proxy.url + path, body)
+    assert response.status < 500, response.body

@@ -1,6 +1,6 @@
 """What keeps llmproxy safe with its defaults and under hostile input.
 
-    settings.py    typed `[security]` and `[management]` config (parsed from config.py)
+    settings.py    typed `[security]` and `[management]` config (read by proxy.config)
     auth.py        client keys (constant-time), the loopback-only rule without keys
     ratelimit.py   token buckets per client key and global, behind the `RateLimiter` protocol
     ssrf.py        which provider URLs and addresses may be reached

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from proxy.errors import ConfigError
 
 if TYPE_CHECKING:
-    from proxy.config import _Table
+    from proxy.config.reader import TableReader
 
 log = logging.getLogger("llmproxy.config")
 
@@ -102,14 +102,14 @@ _LIMIT_KEYS = ("max_body_bytes", "max_json_depth", "body_read_timeout_ms")
 _MANAGEMENT_KEYS = ("enabled", "secret_key", "allow_remote")
 
 
-def parse_security(top: _Table) -> SecuritySettings:
+def parse_security(top: TableReader) -> SecuritySettings:
     t = top.table("security", _SECURITY_KEYS)
     if t is None:
         return SecuritySettings()
     return SecuritySettings(_rate_limiting(t), _ssrf(t), _limits(t))
 
 
-def _rate(t: _Table, defaults: Rate) -> Rate:
+def _rate(t: TableReader, defaults: Rate) -> Rate:
     def one(name: str, default: int | None) -> int | None:
         value: int | None = t.integer(name, default, low=0)
         return value or None
@@ -117,7 +117,7 @@ def _rate(t: _Table, defaults: Rate) -> Rate:
     return Rate(*(one(name, getattr(defaults, name)) for name in _RATE_KEYS))
 
 
-def _rate_limiting(security: _Table) -> RateLimitSettings:
+def _rate_limiting(security: TableReader) -> RateLimitSettings:
     t = security.table("rate_limiting", ("enabled", *_RATE_KEYS, "global"))
     if t is None:
         return RateLimitSettings()
@@ -129,7 +129,7 @@ def _rate_limiting(security: _Table) -> RateLimitSettings:
     )
 
 
-def _ssrf(security: _Table) -> SsrfSettings:
+def _ssrf(security: TableReader) -> SsrfSettings:
     t = security.table("ssrf_protection", _SSRF_KEYS)
     if t is None:
         return SsrfSettings()
@@ -143,7 +143,7 @@ def _ssrf(security: _Table) -> SsrfSettings:
     return SsrfSettings(t.boolean("allow_localhost", False), t.boolean("allow_private_ips", False))
 
 
-def _limits(security: _Table) -> RequestLimits:
+def _limits(security: TableReader) -> RequestLimits:
     t = security.table("limits", _LIMIT_KEYS)
     if t is None:
         return RequestLimits()
@@ -156,7 +156,7 @@ def _limits(security: _Table) -> RequestLimits:
     )
 
 
-def parse_management(top: _Table) -> ManagementSettings:
+def parse_management(top: TableReader) -> ManagementSettings:
     t = top.table("management", _MANAGEMENT_KEYS, compat=("logging",))
     if t is None:
         return ManagementSettings()

@@ -1,0 +1,121 @@
+"""Entry points: find the file, read it, expand it, build the `Config`."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import platformdirs
+
+from proxy.config.env import expand_env
+from proxy.config.model import Config, ProviderConfig
+from proxy.config.reader import TableReader, type_name
+from proxy.config.router import parse_router
+from proxy.config.sections import PROVIDER_KEYS, parse_provider, parse_proxy
+from proxy.errors import ConfigError
+from proxy.security.settings import SecuritySettings, parse_management, parse_security
+from proxy.security.ssrf import url_refusal
+
+SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
+
+_TOP_KEYS = ("proxy", "router", "providers", "security", "management", "oauth", "webhooks")
+_RAW_SECTIONS = ("oauth", "webhooks")
+
+
+def _build(data: dict[str, Any], source: str) -> Config:
+    top = TableReader(data, "", _TOP_KEYS)
+    proxy = parse_proxy(top)
+    security = parse_security(top)
+    management = parse_management(top)
+    providers: dict[str, ProviderConfig] = {}
+    seen: dict[str, str] = {}
+    compat = ("transformers",)
+    for t in top.tables("providers", PROVIDER_KEYS, compat=compat):
+        t.strings("transformers", None)
+        provider = parse_provider(t, proxy.timeouts)
+        _check_destination(t, provider, security)
+        if provider.name.lower() in seen:
+            first = seen[provider.name.lower()]
+            raise ConfigError(t.key("name"), f"duplicate provider name '{provider.name}' ({first})")
+        seen[provider.name.lower()] = t.key("name")
+        providers[provider.name] = provider
+    if not providers:
+        raise ConfigError("providers", "at least one [[providers]] entry is required")
+    source_path = Path(source)
+    router = parse_router(top, providers, source_path.parent if source_path.is_file() else None)
+    extra: dict[str, Mapping[str, Any]] = {}
+    for name in _RAW_SECTIONS:
+        if name in data:
+            if not isinstance(data[name], dict):
+                raise ConfigError(name, f"expected table, got {type_name(data[name])}")
+            extra[name] = MappingProxyType(data[name])
+    return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
+                  security=security, management=management)
+
+
+def _check_destination(
+    t: TableReader, provider: ProviderConfig, security: SecuritySettings
+) -> None:
+    """SSRF rules on the URL as written; its host's addresses are checked again at connect."""
+    local = provider.allow_private_network
+    problem = url_refusal(
+        provider.api_base_url,
+        allow_loopback=local or security.ssrf.allow_localhost,
+        allow_private=local or security.ssrf.allow_private_ips,
+    )
+    if problem is not None:
+        raise ConfigError(t.key("api_base_url"), problem)
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def parse_config(text: str, env: Mapping[str, str], source: str = "<string>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"{source}: invalid TOML: {e}") from None
+    return _build(expand_env(raw, env), source)
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"{path}: no such config file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("", f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError("", f"{path}: cannot read: {e.strerror}") from None
+    return parse_config(text, os.environ if env is None else env, str(path))
+
+
+def find_config_path(
+    explicit: Path | None,
+    env: Mapping[str, str],
+    *,
+    user_dir: Path | None = None,
+    system_path: Path = SYSTEM_CONFIG_PATH,
+) -> Path | None:
+    """`--config`, then `$LLMPROXY_CONFIG`, then the user config dir, then /etc.
+
+    A path the user named (flag or variable) must exist; the two default places are optional.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError("--config", f"{explicit}: no such config file")
+        return explicit
+    if named := env.get("LLMPROXY_CONFIG"):
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError("LLMPROXY_CONFIG", f"{path}: no such config file")
+        return path
+    user = (user_dir or platformdirs.user_config_path("llmproxy")) / "config.toml"
+    for candidate in (user, system_path):
+        if candidate.is_file():
+            return candidate
+    return None
