@@ -93,6 +93,8 @@ class Classification:
 
 
 def classify_status(status: int) -> ErrorClass:
+    if 300 <= status < 400:  # redirects are never followed: the provider URL is wrong
+        return ErrorClass.BAD_RESPONSE
     if status in STATUS_CLASSES:
         return STATUS_CLASSES[status]
     if status >= 500:

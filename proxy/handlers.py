@@ -14,6 +14,7 @@ from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, 
 from proxy.exchange import upstream_error_for_client
 from proxy.fallback import ClientFacingError, Job, OpenedStream
 from proxy.routing import decide
+from proxy.security.limits import BODY
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
@@ -28,12 +29,26 @@ FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 async def read_json(
     request: web.Request, dialect: ClientDialect, *, generation: bool = True
 ) -> JSONObject:
-    raw = await request.read()
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ClientRequestError(f"request body is not valid JSON: {exc}") from exc
+    """The validated body. The limits middleware has normally parsed it already (`BODY`)."""
+    body = request.get(BODY, _UNPARSED)
+    if body is _UNPARSED:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            raise ClientRequestError(f"request body is not valid JSON: {exc}") from exc
     return dialect.validate(body, generation=generation)
+
+
+_UNPARSED = object()
+
+
+def json_response(
+    body: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """JSON straight from orjson's bytes (web.json_response would round-trip through str)."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def llmproxy_headers(
@@ -56,9 +71,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, ANTHROPIC, generation=False)
-    return web.json_response(
-        {"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)}, dumps=_dumps
-    )
+    return json_response({"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)})
 
 
 FinishBody = Callable[[JSONObject, JSONObject], JSONObject]
@@ -91,9 +104,7 @@ async def generate(
     except ChainExhaustedError as exc:
         return _exhausted_response(dialect, exc)
     answer = done.body if finish is None else finish(body, done.body)
-    return web.json_response(
-        answer, headers=llmproxy_headers(done.target, done.attempts), dumps=_dumps
-    )
+    return json_response(answer, headers=llmproxy_headers(done.target, done.attempts))
 
 
 async def _stream(
@@ -141,9 +152,7 @@ def _upstream_error_response(
     body = upstream_error_for_client(
         dialect.format, provider_format, status, error.body, error.message
     )
-    return web.json_response(
-        body, status=status, headers=llmproxy_headers(error.target, attempts), dumps=_dumps
-    )
+    return json_response(body, status=status, headers=llmproxy_headers(error.target, attempts))
 
 
 def _exhausted_response(dialect: ClientDialect, exc: ChainExhaustedError) -> web.Response:
@@ -156,8 +165,4 @@ def _exhausted_response(dialect: ClientDialect, exc: ChainExhaustedError) -> web
         code=exc.error_class.value,
         extra={"attempts": [a.to_json() for a in exc.attempts]},
     )
-    return web.json_response(body, status=exc.status, headers=headers, dumps=_dumps)
-
-
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
+    return json_response(body, status=exc.status, headers=headers)

@@ -66,7 +66,7 @@ def _contains_image(content: Any) -> bool:
         return False
     for part in content:
         if isinstance(part, dict):
-            if part.get("type") in _IMAGE_PART_TYPES:
+            if _part_type(part) in _IMAGE_PART_TYPES:
                 return True
             if _contains_image(part.get("content")):
                 return True

@@ -230,16 +230,6 @@ def check_error(specs: dict[str, Spec], client: str, response: RawResponse, stat
     return body
 
 
-async def sims_and_daemon(
-    daemon: StartDaemon, provider: str, plan: FaultPlan
-) -> tuple[Any, Daemon]:
-    name, model = PROVIDERS[provider]
-    manager = run_simulated([SimulatedProvider(name, provider, [model], plan=plan)])
-    sims = await manager.__aenter__()
-    proxy = await daemon(config_text(sims, {"default": f"{name},{model}"}))
-    return manager, proxy
-
-
 @pytest.mark.parametrize("client", ["openai", "anthropic"])
 async def test_our_own_error_bodies_validate(
     specs: dict[str, Spec], daemon: StartDaemon, client: str

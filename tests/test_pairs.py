@@ -32,7 +32,9 @@ from proxy.simulate import (
     run_simulated,
     tool_result_text,
 )
-from proxy.types import StopReason
+from proxy.translate.stream_anthropic import AnthropicStreamDecoder
+from proxy.translate.stream_openai import OpenAIStreamDecoder
+from proxy.types import StopReason, TextDelta
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 
@@ -319,3 +321,30 @@ async def test_minimax_case_tool_calls_come_back_in_openai_shape(
     assert sorted(calls) == [0, 1]
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
     assert finishes[-1] == "tool_calls" and set(finishes[:-1]) == {None}
+
+
+def test_provider_chunks_of_the_wrong_shape_are_skipped() -> None:
+    """A compatible server's odd chunk (`choices: true`, a list as block index) is ignored, not
+    a crash that would bypass fallback before the commit point or break a committed stream."""
+    openai_side = OpenAIStreamDecoder()
+    events = openai_side.feed(None, {"id": "c1", "model": "m", "choices": True})
+    events += openai_side.feed(None, {"id": "c1", "choices": [
+        {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]})
+    events += openai_side.close()
+    assert [type(e).__name__ for e in events] == ["MessageStart", "TextDelta", "Finish"]
+
+    anthropic_side = AnthropicStreamDecoder()
+    start = {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "text", "text": ""}}
+    odd = {"type": "content_block_delta", "index": [0], "delta": {"type": "text_delta",
+                                                                  "text": "lost"}}
+    good = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
+                                                                 "text": "kept"}}
+    texts = [
+        e.text
+        for name, payload in [("content_block_start", start), ("content_block_delta", odd),
+                              ("content_block_delta", good)]
+        for e in anthropic_side.feed(name, payload)
+        if isinstance(e, TextDelta)
+    ]
+    assert texts == ["kept"]

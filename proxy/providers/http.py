@@ -25,6 +25,7 @@ from proxy.errors import (
     UpstreamTimeoutError,
 )
 from proxy.providers.base import Dialect, UpstreamRequest
+from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
 from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
 
@@ -41,23 +42,25 @@ class HttpTransport:
         self._dialect = dialect
 
     async def complete(self, request: UpstreamRequest) -> JSONObject:
-        """A non-streaming call; returns the provider's JSON body."""
-        limits = request.provider.timeouts
-        started = time.monotonic()
-        response = await self._send(request, limits.response_headers)
+        """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
+        within `response_headers` (a non-streaming provider sends its headers with it)."""
         try:
-            remaining = max(0.1, limits.response_headers - (time.monotonic() - started))
-            try:
-                async with asyncio.timeout(remaining):
+            async with asyncio.timeout(request.provider.timeouts.response_headers):
+                response = await self._send(request, None)
+                try:
                     raw = await response.read()
-            except TimeoutError as exc:
-                raise self._timeout(request, "response body") from exc
-            except (aiohttp.ClientError, ConnectionError) as exc:
-                raise UpstreamConnectionError(
-                    f"connection lost while reading the response: {exc}", target=request.target
-                ) from exc
-        finally:
-            response.release()
+                finally:
+                    response.release()
+        except TimeoutError as exc:
+            if isinstance(exc, UpstreamError):
+                raise
+            raise self._timeout(request, "response") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            if isinstance(exc, UpstreamError):
+                raise
+            raise UpstreamConnectionError(
+                f"connection lost while reading the response: {exc}", target=request.target
+            ) from exc
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -148,8 +151,10 @@ class HttpTransport:
                 response.close()
 
     async def _send(
-        self, request: UpstreamRequest, headers_timeout: float
+        self, request: UpstreamRequest, headers_timeout: float | None
     ) -> aiohttp.ClientResponse:
+        """POST the request; an error status is read, classified and raised. `headers_timeout`
+        None means the caller bounds the wait."""
         provider = request.provider
         limits = provider.timeouts
         timeout = aiohttp.ClientTimeout(
@@ -166,6 +171,10 @@ class HttpTransport:
                 )
         except TimeoutError as exc:
             raise self._timeout(request, "response headers") from exc
+        except DestinationRefused as exc:  # the SSRF guard: never retried, never reached
+            raise UpstreamRefusedError(
+                f"destination refused: {exc}", target=request.target
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamRefusedError(
                 f"cannot connect: {exc.os_error}", target=request.target
