@@ -7,44 +7,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.errors import ClientRequestError
+from proxy.translate import errors_wire
 from proxy.translate.responses_api import validate_responses_request
 from proxy.translate.responses_response import new_response_id
 from proxy.translate.stream_anthropic import AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamEncoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
 from proxy.types import ErrorClass, JSONObject, StreamEvent, WireFormat
-
-# Error `type` values per dialect, keyed by HTTP status.
-OPENAI_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "service_unavailable_error",
-    504: "timeout_error",
-}
-ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    413: "request_too_large",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
 
 
 class StreamEncoder(Protocol):
@@ -58,13 +31,11 @@ class ClientDialect:
     format: WireFormat
 
     def error_type(self, status: int) -> str:
-        # Responses errors have the OpenAI shape.
-        table = ANTHROPIC_ERROR_TYPES if self.format == WireFormat.ANTHROPIC else OPENAI_ERROR_TYPES
-        if status in table:
-            return table[status]
-        if status < 500:  # 405, 415...: the client's mistake, as both APIs type it
-            return "invalid_request_error"
-        return "api_error" if self.format == WireFormat.ANTHROPIC else "server_error"
+        """The error `type` for `status`, from the one table per dialect in `errors_wire`
+        (Responses errors have the OpenAI shape)."""
+        if self.format == WireFormat.ANTHROPIC:
+            return errors_wire.anthropic_error_type_for_status(status)
+        return errors_wire.openai_error_type_for_status(status)[0]
 
     def error_body(
         self,

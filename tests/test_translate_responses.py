@@ -304,7 +304,7 @@ def test_anthropic_error_types_for_status() -> None:
 def test_openai_error_types_for_status() -> None:
     assert openai_error_type_for_status(400) == ("invalid_request_error", None)
     assert openai_error_type_for_status(401) == ("authentication_error", "invalid_api_key")
-    assert openai_error_type_for_status(429) == ("rate_limit_exceeded", "rate_limit_exceeded")
+    assert openai_error_type_for_status(429) == ("rate_limit_error", "rate_limit_exceeded")
     assert openai_error_type_for_status(500) == ("server_error", None)
     assert openai_error_body(400, "bad", param="messages") == {
         "error": {
@@ -356,7 +356,7 @@ def test_anthropic_error_becomes_openai_error_by_type() -> None:
     assert anthropic_error_to_openai(529, overloaded)["error"]["type"] == "server_error"
     assert anthropic_error_to_openai(429, "slow down")["error"] == {
         "message": "slow down",
-        "type": "rate_limit_exceeded",
+        "type": "rate_limit_error",
         "param": None,
         "code": "rate_limit_exceeded",
     }
