@@ -146,7 +146,8 @@ class FallbackRunner:
         return Completed(plan.target, body, tuple(walk.attempts))
 
     async def open_stream(self, job: Job) -> OpenedStream:
-        from proxy.midstream import RecoveringStream
+        from proxy.midstream import RecoveringStream  # it builds on Walk: import at use
+
 
         walk = Walk(self, job)
         if walk.options.buffer:
