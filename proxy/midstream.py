@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
 from proxy.fallback import Plan, Walk, close_stream
+from proxy.tokens import tokens_for_chars
 from proxy.types import (
     Finish,
     JSONObject,
@@ -191,7 +192,7 @@ class RecoveringStream:
         is estimated from the text it streamed (about four characters per token)."""
         if self._usage_now != Usage():
             return self._usage_now
-        return Usage(output_tokens=(self._attempt_chars + 3) // 4)
+        return Usage(output_tokens=tokens_for_chars(self._attempt_chars))
 
 
 def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONObject:

@@ -83,6 +83,12 @@ _SAMPLE_WINDOWS = 8
 _SAMPLE_WINDOW = 4_096
 
 
+def tokens_for_chars(chars: int) -> int:
+    """Output tokens of a stream that reported no usage (a cut stream, a quiet provider): about
+    four characters per token. Only the length is known by then, not the text."""
+    return (max(chars, 0) + 3) // 4
+
+
 def count_text(text: str) -> int:
     """Estimated cl100k_base token count of `text`: at least 1 for any non-empty text, and
     never lower for a longer text up to `SAMPLE_ABOVE` characters (all run weights are

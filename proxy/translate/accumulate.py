@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from proxy.tokens import tokens_for_chars
 from proxy.translate.common import anthropic_tool_id, join_text, parse_tool_arguments
 from proxy.translate.reasons import (
     stop_to_anthropic,
@@ -169,7 +170,9 @@ class MessageAccumulator:
     def usage(self) -> Usage:
         if self._usage is not None:
             return self._usage
-        return Usage(input_tokens=self._input_hint, output_tokens=(self._output_chars + 3) // 4)
+        return Usage(
+            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
+        )
 
     def snapshot(self) -> PartialMessage:
         return PartialMessage(

@@ -14,6 +14,7 @@ import orjson
 
 from proxy.classify import classify
 from proxy.errors import UpstreamStatusError
+from proxy.tokens import tokens_for_chars
 from proxy.translate.common import anthropic_tool_id
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
@@ -425,7 +426,7 @@ class AnthropicStreamEncoder:
         if self._usage is not None:
             usage: JSONObject = usage_to_anthropic(self._usage)
         else:
-            usage = {"output_tokens": (self._output_chars + 3) // 4}
+            usage = {"output_tokens": tokens_for_chars(self._output_chars)}
         body = {
             "type": "message_delta",
             "delta": {

@@ -16,6 +16,7 @@ import orjson
 
 from proxy.classify import EMBEDDED_STATUS, classify
 from proxy.errors import UpstreamStatusError
+from proxy.tokens import tokens_for_chars
 from proxy.translate.reasons import (
     openai_finish_to_stop,
     stop_to_openai_finish,
@@ -423,7 +424,7 @@ class OpenAIStreamEncoder:
         if not self._include_usage:
             return _DONE
         usage = self._usage or Usage(
-            input_tokens=self._input_hint, output_tokens=(self._output_chars + 3) // 4
+            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
         )
         chunk = {**self._head, "choices": [], "usage": usage_to_openai(usage)}
         return b"data: " + orjson.dumps(chunk) + b"\n\n" + _DONE

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from proxy.sse import encode_event
+from proxy.tokens import tokens_for_chars
 from proxy.translate.responses_response import (
     message_item,
     reasoning_item,
@@ -144,7 +145,7 @@ class ResponsesStreamEncoder:
         self._closed = True
         status, incomplete = status_for(self._finish.reason)
         usage = self._usage or Usage(
-            input_tokens=self._input_hint, output_tokens=(self._output_chars + 3) // 4
+            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
         )
         body = self._response(status, self._output, usage, incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"
