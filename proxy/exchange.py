@@ -34,63 +34,50 @@ def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
     return requests.drop_unsigned_thinking(requests.passthrough_request(body, model))
 
 
-_PAIRS: dict[tuple[WireFormat, WireFormat], Pair] = {
-    (WireFormat.OPENAI, WireFormat.OPENAI): Pair(
-        WireFormat.OPENAI,
-        WireFormat.OPENAI,
+_TRANSLATORS: dict[tuple[WireFormat, WireFormat], tuple[Translate, Translate]] = {
+    # (client, provider): (request translator, response translator)
+    (WireFormat.OPENAI, WireFormat.OPENAI): (
         requests.passthrough_request,
         responses.passthrough_response,
     ),
-    (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): Pair(
-        WireFormat.ANTHROPIC,
-        WireFormat.ANTHROPIC,
+    (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): (
         _anthropic_passthrough,
         responses.passthrough_response,
     ),
-    (WireFormat.OPENAI, WireFormat.ANTHROPIC): Pair(
-        WireFormat.OPENAI,
-        WireFormat.ANTHROPIC,
+    (WireFormat.OPENAI, WireFormat.ANTHROPIC): (
         requests.openai_to_anthropic_request,
         responses.anthropic_to_openai_response,
     ),
-    (WireFormat.ANTHROPIC, WireFormat.OPENAI): Pair(
-        WireFormat.ANTHROPIC,
-        WireFormat.OPENAI,
+    (WireFormat.ANTHROPIC, WireFormat.OPENAI): (
         requests.anthropic_to_openai_request,
         responses.openai_to_anthropic_response,
     ),
     # The Responses API (Codex CLI, the openai SDK's `responses`) and codex providers (the
     # ChatGPT backend, which speaks Responses): see translate/responses_api.py.
-    (WireFormat.RESPONSES, WireFormat.OPENAI): Pair(
-        WireFormat.RESPONSES,
-        WireFormat.OPENAI,
+    (WireFormat.RESPONSES, WireFormat.OPENAI): (
         responses_api.responses_to_chat_request,
         responses_api.openai_to_responses_response,
     ),
-    (WireFormat.RESPONSES, WireFormat.ANTHROPIC): Pair(
-        WireFormat.RESPONSES,
-        WireFormat.ANTHROPIC,
+    (WireFormat.RESPONSES, WireFormat.ANTHROPIC): (
         responses_api.responses_to_anthropic_request,
         responses_api.anthropic_to_responses_response,
     ),
-    (WireFormat.RESPONSES, WireFormat.CODEX): Pair(
-        WireFormat.RESPONSES,
-        WireFormat.CODEX,
+    (WireFormat.RESPONSES, WireFormat.CODEX): (
         responses_api.responses_to_codex_request,
         responses.passthrough_response,
     ),
-    (WireFormat.OPENAI, WireFormat.CODEX): Pair(
-        WireFormat.OPENAI,
-        WireFormat.CODEX,
+    (WireFormat.OPENAI, WireFormat.CODEX): (
         responses_api.openai_to_codex_request,
         responses_api.responses_to_chat_response,
     ),
-    (WireFormat.ANTHROPIC, WireFormat.CODEX): Pair(
-        WireFormat.ANTHROPIC,
-        WireFormat.CODEX,
+    (WireFormat.ANTHROPIC, WireFormat.CODEX): (
         responses_api.anthropic_to_codex_request,
         responses_api.codex_to_anthropic_response,
     ),
+}
+_PAIRS: dict[tuple[WireFormat, WireFormat], Pair] = {
+    (client, provider): Pair(client, provider, request, response)
+    for (client, provider), (request, response) in _TRANSLATORS.items()
 }
 
 
