@@ -154,12 +154,14 @@ def non_loopback_address() -> str | None:
     return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
+@pytest.mark.skipif(
+    non_loopback_address() is None, reason="this machine has no non-loopback IPv4 address"
+)
 async def test_remote_peer_gets_403_on_a_daemon_listening_everywhere(
     apps: Apps, tmp_path: Path
 ) -> None:
     address = non_loopback_address()
-    if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address")
+    assert address is not None
     path = tmp_path / "config.toml"
     path.write_text(config_file("https://api.z.ai/api/paas/v4"))
     proxy = await apps.start(load_config(path, ENV), env=ENV, host="0.0.0.0")
