@@ -13,9 +13,10 @@ When the current upstream fails it picks how to go on:
 - only reasoning sent: restart on the next target, hiding its reasoning, so thoughts are never
   shown twice.
 - visible text sent: continue on the next target that accepts an assistant prefill, sending the
-  original request plus the partial answer as a trailing assistant message (without what a
-  prefill may not carry: thinking, and the context edits that need thinking), and stream only
-  what follows. Targets that do not accept a prefill are skipped (and never sent one).
+  original request plus the partial answer as a trailing assistant message in the target's own
+  prefill style (`PrefillStyle`), without what a prefill may not carry (thinking, and the
+  context edits that need thinking), and stream only what follows. Targets that do not accept a
+  prefill are skipped (and never sent one).
 - a tool call already sent: the answer cannot be continued faithfully; honest error.
 
 An upstream error after its finish event does not undo a complete answer. A stream is reported
@@ -34,6 +35,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from proxy.capabilities import PrefillStyle
 from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
 from proxy.fallback import ClientFacingError, FallbackRunner, Job, Plan, Walk, close_stream
 from proxy.tokens import tokens_for_chars
@@ -278,7 +280,9 @@ class StreamLife:
             capabilities = self._runner.config.capabilities
 
             def accept(plan: Plan) -> str | None:
-                if capabilities(plan.target).prefill:
+                style = capabilities(plan.target).prefill
+                if style and (style is PrefillStyle.ASSISTANT or plan.provider.format is
+                              WireFormat.OPENAI):
                     return None
                 return "does not accept an assistant prefill"
 
@@ -292,7 +296,11 @@ class StreamLife:
         started = time.monotonic()
         try:
             plan, (head, rest) = await self._walk.first_success(
-                self._runner.read_stream_head, body=body, accept=accept, settles=False
+                self._runner.read_stream_head,
+                body=body,
+                accept=accept,
+                settles=False,
+                prefill=bool(partial),
             )
         except ChainExhaustedError as exhausted:
             raise StreamCutError(

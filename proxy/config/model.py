@@ -14,6 +14,7 @@ from proxy.capabilities import (
     CapabilityOverride,
     Catalog,
     ModelCapabilities,
+    Prefill,
     resolve_capabilities,
 )
 from proxy.health import HealthSettings
@@ -142,7 +143,8 @@ class ProviderConfig:
     """Resolved: this provider's `timeouts` table over `[proxy.timeouts]`."""
     api_key: str = field(default="", repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    prefill: bool = False
+    prefill: Prefill = False
+    """How this provider continues a partial answer (`PrefillStyle`), or False."""
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""
