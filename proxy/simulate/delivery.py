@@ -228,7 +228,7 @@ class Delivery:
         if isinstance(fault, SlowFirstToken):
             await self._pause(fault.seconds)
         sent = 0
-        at_count = _count_trigger(fault)
+        at_count = _count_trigger(fault, sum(f.kind is FrameKind.CONTENT for f in frames))
         triggered = False
         for frame in frames:
             due = frame.kind in (FrameKind.CONTENT, FrameKind.FINAL, FrameKind.DONE)
@@ -272,7 +272,9 @@ class Delivery:
         return None
 
 
-def _count_trigger(fault: Fault | None) -> int | None:
+def _count_trigger(fault: Fault | None, content_chunks: int) -> int | None:
+    if isinstance(fault, MidStreamError) and fault.fraction is not None:
+        return min(content_chunks - 1, max(0, math.floor(fault.fraction * content_chunks)))
     if isinstance(fault, CutAfter | StallAfter | MidStreamError | EndWithoutFinish):
         return max(0, fault.chunks)
     if isinstance(fault, MalformedChunk):

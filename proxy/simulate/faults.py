@@ -110,11 +110,15 @@ class StallAfter:
 @dataclass(frozen=True, slots=True)
 class MidStreamError:
     """Stream `chunks` content chunks, then an in-stream error event in the provider's dialect,
-    then end the body. `body=None` uses the provider-shaped default for `status`."""
+    then end the body. `body=None` uses the provider-shaped default for `status`.
+
+    With `fraction`, the error comes after that share of the reply's content chunks instead, so
+    it falls wherever that is: in the reasoning, the answer text or a tool call's arguments."""
 
     chunks: int
     status: int = 500
     body: JSONObject | None = None
+    fraction: float | None = None
 
     @property
     def label(self) -> str:
