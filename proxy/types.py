@@ -88,6 +88,10 @@ class Decision:
     unfit: tuple[SkippedTarget, ...] = ()
     """When no target passed the capability checks, the chain is kept whole and the findings
     are here instead of in `skipped`."""
+    affinity: str | None = None
+    """What prompt-cache affinity decided and why (`proxy.affinity`); None when not applied."""
+    sticky: Target | None = None
+    """The conversation's previous target, moved to the head of `chain` by affinity."""
 
 
 class ErrorClass(StrEnum):
@@ -138,6 +142,12 @@ class Attempt:
             "elapsed_ms": round(self.elapsed_ms, 1),
             "detail": self.detail,
         }
+
+
+def served_target(attempts: tuple[Attempt, ...] | list[Attempt]) -> Target | None:
+    """The target whose attempt succeeded last: after a mid-stream failover, the one that
+    finished the answer."""
+    return next((a.target for a in reversed(attempts) if a.ok), None)
 
 
 def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
