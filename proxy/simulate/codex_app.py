@@ -24,6 +24,7 @@ import base64
 import itertools
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -32,7 +33,7 @@ from aiohttp import web
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import Status, invalid_request
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import Reply, chunk
+from proxy.simulate.replies import Reply, chunk, estimate_input_tokens
 from proxy.simulate.wire import digest, json_response, sse_event
 from proxy.types import JSONObject, StopReason
 
@@ -446,7 +447,10 @@ def build_codex_app(sim: SimulatedProvider) -> web.Application:
                     "account."
                 )
                 return delivery.reject(Status(400, {"detail": detail}))
-            reply = sim.reply_for(body)
+            # Planned on the chat view, but billed for the whole prompt, instructions included.
+            reply = replace(sim.reply_for(body), input_tokens=estimate_input_tokens(
+                {"system": body.get("instructions"), "messages": body.get("input"),
+                 "tools": body.get("tools")}))
             frames = response_frames(reply, body, int(time.time()), sim.cache_usage(body, reply))
             return await delivery.stream(frames, fault)
 
