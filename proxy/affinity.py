@@ -55,7 +55,8 @@ class AffinitySettings:
 class AffinityEntry:
     target: Target
     served_at: float
-    """`time.monotonic()` of the turn it was recorded for (the table's clock)."""
+    """The table clock's time of the turn it was recorded for."""
+    expires_at: float
 
 
 class AffinityTable(Protocol):
@@ -65,16 +66,15 @@ class AffinityTable(Protocol):
         """The live entry for `key`, or None (never seen, or expired)."""
         ...
 
-    def put(self, key: str, target: Target, now: float) -> None: ...
+    def put(self, key: str, target: Target, now: float, ttl: float) -> None: ...
 
     def __len__(self) -> int: ...
 
 
 class MemoryAffinityTable:
-    """Bounded LRU with a sliding TTL, for one process."""
+    """Bounded LRU for one process; each turn that uses an entry gives it `ttl` more seconds."""
 
-    def __init__(self, ttl: float = DEFAULT_TTL, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
-        self.ttl = ttl
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, AffinityEntry] = OrderedDict()
 
@@ -82,13 +82,13 @@ class MemoryAffinityTable:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if now - entry.served_at >= self.ttl:
+        if now >= entry.expires_at:
             del self._entries[key]
             return None
         return entry
 
-    def put(self, key: str, target: Target, now: float) -> None:
-        self._entries[key] = AffinityEntry(target, now)
+    def put(self, key: str, target: Target, now: float, ttl: float) -> None:
+        self._entries[key] = AffinityEntry(target, now, now + ttl)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -151,7 +151,8 @@ def choose(
 
 
 class Affinity:
-    """The app's affinity table and clock; outlives config reloads (like the health registry)."""
+    """The app's affinity table and clock; outlives config reloads (like the health registry).
+    `[affinity]` changes apply at once except `max_entries`, which sizes the table at start."""
 
     def __init__(
         self, table: AffinityTable, clock: Callable[[], float] = time.monotonic
@@ -161,7 +162,7 @@ class Affinity:
 
     @classmethod
     def in_memory(cls, settings: AffinitySettings) -> Affinity:
-        return cls(MemoryAffinityTable(settings.ttl, settings.max_entries))
+        return cls(MemoryAffinityTable(settings.max_entries))
 
     def route(
         self,
@@ -183,4 +184,4 @@ class Affinity:
     ) -> None:
         """Record the target that completed a turn of `conversation`."""
         if settings.enabled and conversation is not None and target is not None:
-            self.table.put(conversation.key, target, self._clock())
+            self.table.put(conversation.key, target, self._clock(), settings.ttl)

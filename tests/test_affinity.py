@@ -24,7 +24,7 @@ from proxy.affinity import (
 from proxy.config import parse_config
 from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.health import HealthRegistry
-from proxy.simulate import FaultPlan, SimulatedProvider, Status, run_simulated
+from proxy.simulate import CutAfter, FaultPlan, SimulatedProvider, Status, run_simulated
 from proxy.types import Decision, ErrorClass, Scenario, SkippedTarget, Target, WireFormat
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
@@ -112,21 +112,21 @@ def test_fallback_hash_of_system_and_first_user_message() -> None:
 
 
 def test_table_expires_entries_after_ttl_and_slides_on_use() -> None:
-    table = MemoryAffinityTable(ttl=10.0, max_entries=100)
-    table.put("k", A, now=0.0)
-    assert table.get("k", now=9.0) == AffinityEntry(A, 0.0)
-    table.put("k", A, now=9.0)  # a turn that used it
+    table = MemoryAffinityTable(max_entries=100)
+    table.put("k", A, now=0.0, ttl=10.0)
+    assert table.get("k", now=9.0) == AffinityEntry(A, 0.0, 10.0)
+    table.put("k", A, now=9.0, ttl=10.0)  # a turn that used it
     assert table.get("k", now=18.0) is not None
     assert table.get("k", now=19.5) is None
     assert len(table) == 0
 
 
 def test_table_is_bounded_least_recently_used_first() -> None:
-    table = MemoryAffinityTable(ttl=100.0, max_entries=2)
-    table.put("a", A, 0.0)
-    table.put("b", B, 1.0)
-    table.put("a", A, 2.0)
-    table.put("c", C, 3.0)
+    table = MemoryAffinityTable(max_entries=2)
+    table.put("a", A, 0.0, 100.0)
+    table.put("b", B, 1.0, 100.0)
+    table.put("a", A, 2.0, 100.0)
+    table.put("c", C, 3.0, 100.0)
     assert len(table) == 2
     assert table.get("b", 4.0) is None
     assert table.get("a", 4.0) is not None and table.get("c", 4.0) is not None
@@ -141,7 +141,7 @@ def healthy(target: Target) -> str | None:
 
 
 def test_choose_moves_the_last_target_to_the_head() -> None:
-    chosen = choose(decision((A, B, C)), AffinityEntry(B, 0.0), 12.0, healthy)
+    chosen = choose(decision((A, B, C)), AffinityEntry(B, 0.0, 60.0), 12.0, healthy)
     assert chosen.chain == (B, A, C)
     assert chosen.sticky == B
     assert chosen.affinity == (
@@ -155,14 +155,14 @@ def test_choose_new_conversation_keeps_the_routed_chain() -> None:
 
 
 def test_choose_never_overrides_an_explicit_target() -> None:
-    chosen = choose(decision((A, B), explicit=True), AffinityEntry(B, 0.0), 1.0, healthy)
+    chosen = choose(decision((A, B), explicit=True), AffinityEntry(B, 0.0, 60.0), 1.0, healthy)
     assert chosen.chain == (A, B)
     assert chosen.affinity == "the client named a target: affinity not applied"
 
 
 def test_choose_leaves_a_target_that_no_longer_fits() -> None:
     skipped = (SkippedTarget(B, "text-only model, request has images"),)
-    chosen = choose(decision((A, C), skipped=skipped), AffinityEntry(B, 0.0), 3.0, healthy)
+    chosen = choose(decision((A, C), skipped=skipped), AffinityEntry(B, 0.0, 60.0), 3.0, healthy)
     assert chosen.chain == (A, C) and chosen.sticky is None
     assert chosen.affinity == (f"{B} served the last turn 3s ago but cannot serve this request "
                                "(text-only model, request has images): routed as below")
@@ -172,10 +172,10 @@ def test_choose_leaves_an_unhealthy_or_absent_target() -> None:
     def cooling(target: Target) -> str | None:
         return "cooling down 30s: rate limited" if target == B else None
 
-    chosen = choose(decision((A, B)), AffinityEntry(B, 0.0), 3.0, cooling)
+    chosen = choose(decision((A, B)), AffinityEntry(B, 0.0, 60.0), 3.0, cooling)
     assert chosen.chain == (A, B)
     assert chosen.affinity is not None and "is unavailable (cooling down 30s" in chosen.affinity
-    absent = choose(decision((A, C)), AffinityEntry(B, 0.0), 3.0, healthy)
+    absent = choose(decision((A, C)), AffinityEntry(B, 0.0, 60.0), 3.0, healthy)
     assert absent.chain == (A, C)
     assert absent.affinity is not None and "is not on this request's chain" in absent.affinity
 
@@ -188,7 +188,7 @@ def test_route_reads_health_without_taking_the_probe_slot() -> None:
         health.record_failure(B, ErrorClass.SERVER_ERROR)
     now[0] = 100.0  # the breaker is half-open now
     affinity = Affinity(MemoryAffinityTable(), clock=lambda: now[0])
-    affinity.table.put("k", B, now[0])
+    affinity.table.put("k", B, now[0], 60.0)
     from proxy.conversation import Conversation
 
     chosen = affinity.route(decision((A, B)), Conversation("k", "test"), AffinitySettings(),
@@ -383,3 +383,38 @@ async def test_entries_expire(clients: Clients, daemon: StartDaemon) -> None:
         await chat.turn("Hello")
         _, headers = await chat.turn("Again")
         assert headers[AFFINITY_HEADER].startswith("new conversation")
+
+
+async def test_a_mid_stream_takeover_moves_the_conversation_to_the_target_that_finished(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """kimi's stream is cut after a few chunks and minimax continues the answer (a prefill);
+    the conversation then belongs to minimax, which finished that turn."""
+    async with run_simulated(anthropic_sims()) as sims:
+        proxy = await daemon(config_text(sims, CHAIN))
+        chat = Conversation(clients.anthropic(proxy), "session-1", stream=True)
+        sims["kimi"].plan = FaultPlan([CutAfter(3)])
+        await chat.turn("Hello there")
+        assert [r.outcome for r in sims["minimax"].requests] == ["ok"]
+        _, headers = await chat.turn("Again")
+        assert headers["x-llmproxy-provider"] == "minimax"
+        assert headers[AFFINITY_HEADER].startswith("kept minimax,MiniMax-M2.5")
+
+
+async def test_a_stream_that_ends_in_an_error_records_nothing(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """Only a completed turn moves a conversation: an answer that ended in an error event (no
+    target could continue it) leaves the entry as it was."""
+    async with run_simulated(anthropic_sims()) as sims:
+        proxy = await daemon(config_text(sims, CHAIN))
+        chat = Conversation(clients.anthropic(proxy), "session-1", stream=True)
+        await chat.turn("Hello there")  # kimi
+        sims["kimi"].plan = FaultPlan([CutAfter(3)])
+        sims["minimax"].plan = FaultPlan.always(Status(500))
+        with pytest.raises(anthropic.APIError):
+            await chat.turn("Again")
+        chat.history.pop()  # the failed turn is not part of the conversation
+        sims["minimax"].plan = FaultPlan()
+        _, headers = await chat.turn("Once more")
+        assert headers[AFFINITY_HEADER].startswith("kept kimi,kimi-k2")

@@ -132,7 +132,7 @@ async def run_conversation(affinity: bool, turns: int, outage: int, spacing: flo
         config = parse_config(text + f"[affinity]\nenabled = {str(affinity).lower()}\n", {})
         app = build_app(config)
         app[HEALTH] = HealthRegistry(config.proxy.health, clock=clock)
-        app[AFFINITY] = Affinity(MemoryAffinityTable(config.affinity.ttl), clock=clock)
+        app[AFFINITY] = Affinity(MemoryAffinityTable(), clock=clock)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
