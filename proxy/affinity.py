@@ -175,7 +175,7 @@ class Affinity:
         if not settings.enabled or conversation is None:
             return decision
         now = self._clock()
-        entry = self.table.get(conversation.key, now)
+        entry = self.table.get(conversation.key, now) if conversation.continued else None
         age = now - entry.served_at if entry is not None else 0.0
         return choose(decision, entry, age, unhealthy(health))
 

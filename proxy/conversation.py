@@ -10,7 +10,9 @@ Coding agents resend the whole conversation on every turn; the prompt-cache affi
 3. Codex and OpenAI clients: the body's `prompt_cache_key` (Codex sets it to its thread id), else
    Codex's `session-id` / `session_id` / `conversation_id` headers;
 4. else a hash of the system prompt and the first user message, which stay the same while a
-   conversation grows.
+   conversation grows. Two unrelated one-shot requests can share those, so this identity is only
+   looked up for a request that continues a conversation (it carries an earlier answer); a
+   first turn is routed afresh and recorded.
 
 Only a SHA-256 digest leaves this module: of the source, the id and the model the client asked
 for (Claude Code sends its main and its small-model requests in one session, and they route
@@ -43,6 +45,9 @@ class Conversation:
 
     key: str
     source: str
+    continued: bool = True
+    """Whether an earlier turn may be looked up: always for an explicit id; for the prompt
+    hash, only when the request carries an earlier answer."""
 
 
 def conversation_of(
@@ -55,10 +60,10 @@ def conversation_of(
     for source, value in _explicit_ids(body, headers):
         if value:
             return Conversation(_digest(source, value[:_MAX_ID_CHARS], model), source)
-    opening = _opening(body, fmt)
+    opening, continued = _opening(body, fmt)
     if not opening:
         return None
-    return Conversation(_digest("prompt", opening, model), "prompt")
+    return Conversation(_digest("prompt", opening, model), "prompt", continued)
 
 
 def _explicit_ids(body: JSONObject, headers: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -86,8 +91,13 @@ def _claude_code_session(metadata: Any) -> str:
     return legacy.group(1) if legacy else ""
 
 
-def _opening(body: JSONObject, fmt: WireFormat) -> str:
-    """The system prompt and the first user message as text: what every turn repeats."""
+_ANSWER_ITEMS = frozenset({"function_call", "function_call_output", "custom_tool_call",
+                           "custom_tool_call_output", "reasoning"})
+
+
+def _opening(body: JSONObject, fmt: WireFormat) -> tuple[str, bool]:
+    """The system prompt and the first user message as text (what every turn repeats), and
+    whether the request carries an earlier answer."""
     if fmt in (WireFormat.RESPONSES, WireFormat.CODEX):
         system: Any = body.get("instructions")
         messages = body.get("input")
@@ -98,18 +108,23 @@ def _opening(body: JSONObject, fmt: WireFormat) -> str:
         messages = [{"role": "user", "content": messages}]
     parts = [_text(system)]
     first_user = ""
+    continued = False
     for message in messages if isinstance(messages, list) else []:
         if not isinstance(message, dict):
             continue
         role = message.get("role")
+        if role == "assistant" or message.get("type") in _ANSWER_ITEMS:
+            continued = True
+            break
+        if first_user:
+            continue
         if role in ("system", "developer"):
             parts.append(_text(message.get("content")))
         elif role == "user":
             first_user = _text(message.get("content"))
-            break
     if not first_user:
-        return ""
-    return "\x00".join((*parts, first_user))
+        return "", False
+    return "\x00".join((*parts, first_user)), continued
 
 
 def _text(content: Any) -> str:

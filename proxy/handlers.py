@@ -111,7 +111,8 @@ async def generate(
     decision = affinity.route(decision, conversation, config.affinity, request.app[HEALTH])
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
-    log.debug("route %s: %s", decision.scenario.value, decision.reason)
+    log.debug("route %s: %s; affinity: %s", decision.scenario.value, decision.reason,
+              decision.affinity)
     runner = running.runner
     try:
         if job.stream:

@@ -103,7 +103,10 @@ def test_fallback_hash_of_system_and_first_user_message() -> None:
         {"role": "system", "content": "be verbose"}, {"role": "user", "content": "hi"}]}
     first = conversation_of(turn1, {}, WireFormat.OPENAI)
     assert first is not None and first.source == "prompt"
-    assert conversation_of(turn2, {}, WireFormat.OPENAI) == first
+    second = conversation_of(turn2, {}, WireFormat.OPENAI)
+    assert second is not None and second.key == first.key
+    # Unrelated one-shot requests may share an opening: only a continuation looks it up.
+    assert not first.continued and second.continued
     assert conversation_of(other, {}, WireFormat.OPENAI) != first
     assert conversation_of({"model": "auto", "messages": []}, {}, WireFormat.OPENAI) is None
 
@@ -418,3 +421,33 @@ async def test_a_stream_that_ends_in_an_error_records_nothing(
         sims["minimax"].plan = FaultPlan()
         _, headers = await chat.turn("Once more")
         assert headers[AFFINITY_HEADER].startswith("kept kimi,kimi-k2")
+
+
+async def test_a_conversation_without_an_id_is_known_by_its_opening(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """The OpenAI SDK sends no session id: the system prompt and first user message identify
+    the conversation. A repeated one-shot request is routed afresh; a continuation is kept."""
+    sims_list = [SimulatedProvider("zai", "openai", ["glm-5"]),
+                 SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
+    async with run_simulated(sims_list) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5|cerebras,llama-3.3-70b"}))
+        client = clients.openai(proxy)
+        opening = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+
+        async def ask(messages: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="auto", messages=messages)  # type: ignore[arg-type]
+            return raw.parse().choices[0].message.content or "", dict(raw.headers)
+
+        sims["zai"].plan = FaultPlan.always(Status(500))
+        answer, headers = await ask(opening)
+        assert headers["x-llmproxy-provider"] == "cerebras"
+        sims["zai"].plan = FaultPlan()
+        _, headers = await ask(opening)  # the same one-shot request again: routed afresh
+        assert headers["x-llmproxy-provider"] == "zai"
+        assert headers[AFFINITY_HEADER].startswith("new conversation")
+        _, headers = await ask([*opening, {"role": "assistant", "content": answer},
+                                {"role": "user", "content": "more"}])
+        assert headers["x-llmproxy-provider"] == "zai"  # the latest turn of it went to zai
+        assert headers[AFFINITY_HEADER].startswith("kept zai,glm-5")
