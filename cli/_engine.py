@@ -34,6 +34,7 @@ from proxy.daemon_client import (
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.fallback import ClientFacingError, FallbackRunner, Job
 from proxy.health import HealthRegistry
+from proxy.midstream import StreamLife
 from proxy.providers.registry import Upstreams
 from proxy.routing import decide
 from proxy.summary import summarize
@@ -48,7 +49,6 @@ from proxy.types import (
     ToolCallStart,
     UsageUpdate,
     WireFormat,
-    served_target,
 )
 
 Sink = Callable[[StreamEvent], None]
@@ -184,14 +184,16 @@ class InProcessBackend:
         attempts: list[AttemptNote] = []
         try:
             if job.stream:
-                opened = await self.runner.open_stream(job)
+                life = StreamLife(self.runner, job)
+                await life.open()
                 try:
-                    async for event in opened.events:
+                    async for event in life.events():
                         sink(event)
                 finally:
-                    await opened.aclose()
-                    attempts = [AttemptNote.from_attempt(a) for a in opened.attempts]
-                self.affinity.served(conversation, served_target(opened.attempts), settings)
+                    await life.aclose()
+                    attempts = [AttemptNote.from_attempt(a) for a in life.attempts()]
+                if life.report().finished:
+                    self.affinity.served(conversation, life.served, settings)
             else:
                 done = await self.runner.complete(job)
                 attempts = [AttemptNote.from_attempt(a) for a in done.attempts]

@@ -14,7 +14,8 @@ from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.conversation import conversation_of
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
-from proxy.fallback import ClientFacingError, Job, OpenedStream
+from proxy.fallback import ClientFacingError, Job
+from proxy.midstream import StreamLife
 from proxy.routing import decide
 from proxy.security.limits import BODY
 from proxy.sse import encode_comment
@@ -23,11 +24,11 @@ from proxy.tokens import estimate_request_tokens
 from proxy.types import (
     Attempt,
     Decision,
+    ErrorClass,
     JSONObject,
     Target,
     WireFormat,
     attempts_header,
-    served_target,
 )
 
 log = logging.getLogger("llmproxy.server")
@@ -116,10 +117,11 @@ async def generate(
     runner = running.runner
     try:
         if job.stream:
-            opened = await runner.open_stream(job)
-            response, completed = await _stream(request, dialect, job, opened)
-            if completed:
-                affinity.served(conversation, served_target(opened.attempts), config.affinity)
+            life = StreamLife(runner, job)
+            await life.open()
+            response = await _stream(request, dialect, job, life)
+            if life.report().finished:
+                affinity.served(conversation, life.served, config.affinity)
             return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
@@ -133,41 +135,56 @@ async def generate(
 
 
 async def _stream(
-    request: web.Request, dialect: ClientDialect, job: Job, opened: OpenedStream
-) -> tuple[web.StreamResponse, bool]:
-    """The response, and whether the answer was completed (not ended by an error event)."""
-    completed = False
+    request: web.Request, dialect: ClientDialect, job: Job, life: StreamLife
+) -> web.StreamResponse:
+    """Write a committed stream. After `prepare()` nothing but SSE events is ever written: every
+    failure, expected or not, ends the stream with the client dialect's own error event."""
     response = web.StreamResponse(
         headers={
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
-            **llmproxy_headers(opened.target, opened.attempts, job.decision),
+            **llmproxy_headers(life.target, life.attempts(), job.decision),
         }
     )
-    encoder = dialect.stream_encoder(opened.target.model, job.body, job.summary.token_estimate)
+    encoder = dialect.stream_encoder(life.target.model, job.body, job.summary.token_estimate)
     try:
         await response.prepare(request)  # the commit point: from here on, errors go in-stream
-        async for event in opened.events:
-            await response.write(encoder.encode(event))
-        await response.write(_attempts_trailer(opened) + encoder.finish())
-        completed = True
-    except (UpstreamError, ChainExhaustedError) as exc:
-        message = exc.message if isinstance(exc, UpstreamError) else str(exc)
-        log.warning("stream for %s ended with an error: %s", opened.target, message)
-        await response.write(
-            _attempts_trailer(opened) + dialect.stream_error(encoder, 502, message, exc.error_class)
-        )
+        request[STREAM_STARTED] = True
+        try:
+            async for event in life.events():
+                await response.write(encoder.encode(event))
+            ending = encoder.finish()
+        except UpstreamError as exc:
+            log.warning("stream for %s ended with an error: %s", life.target, exc.message)
+            ending = dialect.stream_error(encoder, 502, exc.message, exc.error_class)
+        except ConnectionError:
+            raise  # the client is gone: nobody left to tell
+        except Exception:  # after the commit point only an error event may say what went wrong
+            log.exception("stream for %s failed inside llmproxy", life.target)
+            ending = dialect.stream_error(encoder, 500, INTERNAL, ErrorClass.SERVER_ERROR)
+        await response.write(_trailer(life) + ending)
     finally:
-        await opened.aclose()
+        await life.aclose()
     await response.write_eof()
-    return response, completed
+    return response
 
 
-def _attempts_trailer(opened: OpenedStream) -> bytes:
+INTERNAL = "internal error in llmproxy; the answer is incomplete"
+# Set once a stream's headers are out: the errors middleware then only logs.
+STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
+
+
+def _trailer(life: StreamLife) -> bytes:
     """The headers went out at the commit point; attempts made after it (a mid-stream failover)
-    are reported in an SSE comment, which clients ignore and `llmproxy` tools read."""
-    return encode_comment(f"x-llmproxy-attempts {attempts_header(opened.attempts)}")
+    and the target that wrote the end of the answer are reported in SSE comments, which clients
+    ignore and `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
+    `message_start`, the Responses API) keep naming the committed model; this names the one that
+    finished."""
+    served = life.served or life.target
+    return encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}") + (
+        encode_comment(f"x-llmproxy-served-by {served}")
+    )
 
 
 def _upstream_error_response(

@@ -144,12 +144,6 @@ class Attempt:
         }
 
 
-def served_target(attempts: tuple[Attempt, ...] | list[Attempt]) -> Target | None:
-    """The target whose attempt succeeded last: after a mid-stream failover, the one that
-    finished the answer."""
-    return next((a.target for a in reversed(attempts) if a.ok), None)
-
-
 def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
     """`openai-codex,gpt-5.2=429;zai,glm-5=ok`: what `x-llmproxy-attempts` carries."""
     return ";".join(f"{a.target}={a.outcome}" for a in attempts)

@@ -5,6 +5,10 @@ sequence `message_start`, `ping`, per block `content_block_start` / `content_blo
 `content_block_stop` (thinking with a closing `signature_delta`, text, tool_use with
 `input_json_delta` fragments), `message_delta` with stop_reason and usage, `message_stop`.
 A trailing assistant message is a prefill: the reply continues it.
+
+Validation follows the rules a continuation can trip (Anthropic's documented answers): a prefill
+is refused while thinking is on, `clear_thinking_*` context edits are refused while thinking is
+off, and thinking blocks must carry this provider's signature (`check_signatures`).
 """
 
 from __future__ import annotations
@@ -169,7 +173,24 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
+    thinking = body.get("thinking")
+    thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    edits = (body.get("context_management") or {}).get("edits") or []
+    for edit in edits if isinstance(edits, list) else ():
+        kind = str(edit.get("type", "")) if isinstance(edit, dict) else ""
+        if kind.startswith("clear_thinking_") and not thinking_on:
+            # What Anthropic answers Claude Code's edit when thinking is off.
+            return f"`{kind}` strategy requires `thinking` to be enabled or adaptive"
     prefill = read_anthropic(body).prefill
+    if prefill is not None and thinking_on:
+        # Extended thinking docs: with thinking on, a final assistant turn must open with its
+        # thinking block, so a plain text prefill is refused.
+        return (
+            f"messages.{len(messages) - 1}.content.0.type: Expected `thinking` or "
+            "`redacted_thinking`, but found `text`. When `thinking` is enabled, a final "
+            "`assistant` message must start with a thinking block. To avoid this requirement, "
+            "disable `thinking`."
+        )
     if prefill is not None:
         if not sim.accepts_prefill:
             return (
