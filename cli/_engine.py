@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from proxy.affinity import AFFINITY_HEADER, Affinity
 from proxy.config import Config
+from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.daemon_client import (
     ATTEMPTS_HEADER,
     AttemptNote,
@@ -58,6 +60,8 @@ class TurnInfo:
     attempts: tuple[AttemptNote, ...]
     latency_ms: float
     via: str
+    affinity: str | None = None
+    """What prompt-cache affinity decided for this turn (`x-llmproxy-affinity`)."""
 
     @property
     def served_by(self) -> str | None:
@@ -113,12 +117,17 @@ class DaemonBackend:
         self.api_key = api_key
         self.label = f"daemon {self.url}"
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo:
         started = time.monotonic()
+        headers = client_headers(fmt, self.api_key)
+        if session is not None:
+            headers[SESSION_HEADER] = session
         try:
             async with self.session.post(self.url + client_path(fmt), data=orjson.dumps(body),
-                                         headers=client_headers(fmt, self.api_key)) as response:
+                                         headers=headers) as response:
                 attempts = parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
+                affinity = response.headers.get(AFFINITY_HEADER)
                 if response.status != 200:
                     raw = await response.read()
                     payload = _json(raw)
@@ -144,7 +153,7 @@ class DaemonBackend:
         except aiohttp.ClientError as exc:
             raise TurnError(f"cannot reach the daemon at {self.url}: {exc}",
                             latency_ms=_ms(started)) from exc
-        return TurnInfo(attempts, _ms(started), self.label)
+        return TurnInfo(attempts, _ms(started), self.label, affinity)
 
     async def aclose(self) -> None:
         await self.session.close()
@@ -156,15 +165,21 @@ class InProcessBackend:
         self.config = config
         self.health = HealthRegistry(config.proxy.health)
         self.runner = FallbackRunner(config, Upstreams(session), self.health)
+        self.affinity = Affinity.in_memory(config.affinity)
         self.label = "in-process"
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo:
         started = time.monotonic()
         try:
             summary = summarize(body, fmt)
             decision = decide(summary, self.config)
         except (ClientRequestError, RoutingError) as exc:
             raise TurnError(str(exc), status=400) from exc
+        headers = {SESSION_HEADER: session} if session is not None else {}
+        conversation = conversation_of(body, headers, fmt)
+        settings = self.config.affinity
+        decision = self.affinity.route(decision, conversation, settings, self.health)
         job = Job(fmt, body, summary, decision, bool(body.get("stream")))
         attempts: list[AttemptNote] = []
         try:
@@ -177,9 +192,12 @@ class InProcessBackend:
                 finally:
                     await life.aclose()
                     attempts = [AttemptNote.from_attempt(a) for a in life.attempts()]
+                if life.report().finished:
+                    self.affinity.served(conversation, life.served, settings)
             else:
                 done = await self.runner.complete(job)
                 attempts = [AttemptNote.from_attempt(a) for a in done.attempts]
+                self.affinity.served(conversation, done.target, settings)
                 for event in events_from_body(done.body, fmt):
                     sink(event)
         except ClientFacingError as exc:
@@ -190,7 +208,7 @@ class InProcessBackend:
             raise TurnError(str(exc), notes, exc.status, _ms(started)) from exc
         except UpstreamError as exc:  # the stream could not be completed anywhere
             raise TurnError(exc.message, tuple(attempts), exc.status, _ms(started)) from exc
-        return TurnInfo(tuple(attempts), _ms(started), self.label)
+        return TurnInfo(tuple(attempts), _ms(started), self.label, decision.affinity)
 
     async def aclose(self) -> None:
         await self.session.close()

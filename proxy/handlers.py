@@ -8,8 +8,10 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from proxy.appkeys import HEALTH, LIVE
+from proxy.affinity import AFFINITY_HEADER
+from proxy.appkeys import AFFINITY, HEALTH, LIVE
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
+from proxy.conversation import conversation_of
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
 from proxy.fallback import ClientFacingError, Job
@@ -19,7 +21,15 @@ from proxy.security.limits import BODY
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
-from proxy.types import Attempt, ErrorClass, JSONObject, Target, WireFormat, attempts_header
+from proxy.types import (
+    Attempt,
+    Decision,
+    ErrorClass,
+    JSONObject,
+    Target,
+    WireFormat,
+    attempts_header,
+)
 
 log = logging.getLogger("llmproxy.server")
 
@@ -53,13 +63,19 @@ def json_response(
 
 
 def llmproxy_headers(
-    target: Target | None, attempts: list[Attempt] | tuple[Attempt, ...]
+    target: Target | None,
+    attempts: list[Attempt] | tuple[Attempt, ...],
+    decision: Decision | None = None,
 ) -> dict[str, str]:
     headers = {"x-llmproxy-attempts": attempts_header(attempts)}
     if target is not None:
         headers["x-llmproxy-provider"] = target.provider
         headers["x-llmproxy-model"] = target.model
+    if decision is not None and decision.affinity is not None:
+        # Model names come from the config and may be non-ASCII; header values must be latin-1.
+        headers[AFFINITY_HEADER] = decision.affinity.encode("ascii", "replace").decode()
     return headers
+
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -91,22 +107,31 @@ async def generate(
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
         raise ClientRequestError(str(exc), param="model") from exc
+    conversation = conversation_of(body, request.headers, dialect.format)
+    affinity = request.app[AFFINITY]
+    decision = affinity.route(decision, conversation, config.affinity, request.app[HEALTH])
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
-    log.debug("route %s: %s", decision.scenario.value, decision.reason)
+    log.debug("route %s: %s; affinity: %s", decision.scenario.value, decision.reason,
+              decision.affinity)
     runner = running.runner
     try:
         if job.stream:
             life = StreamLife(runner, job)
             await life.open()
-            return await _stream(request, dialect, job, life)
+            response = await _stream(request, dialect, job, life)
+            if life.report().finished:
+                affinity.served(conversation, life.served, config.affinity)
+            return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
         return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
     except ChainExhaustedError as exc:
         return _exhausted_response(dialect, exc)
+    affinity.served(conversation, done.target, config.affinity)
     answer = done.body if finish is None else finish(body, done.body)
-    return json_response(answer, headers=llmproxy_headers(done.target, done.attempts))
+    headers = llmproxy_headers(done.target, done.attempts, decision)
+    return json_response(answer, headers=headers)
 
 
 async def _stream(
@@ -119,7 +144,7 @@ async def _stream(
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
-            **llmproxy_headers(life.target, life.attempts()),
+            **llmproxy_headers(life.target, life.attempts(), job.decision),
         }
     )
     encoder = dialect.stream_encoder(life.target.model, job.body, job.summary.token_estimate)

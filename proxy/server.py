@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
-from proxy.appkeys import HEALTH, LIVE, SESSION
+from proxy.affinity import Affinity
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, SESSION
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
@@ -172,6 +173,7 @@ def build_app(
         middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
     app[HEALTH] = HealthRegistry(config.proxy.health)
+    app[AFFINITY] = Affinity.in_memory(config.affinity)
     app.on_response_prepare.append(_nosniff)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from proxy.affinity import AffinitySettings
 from proxy.capabilities import (
     EMPTY_CATALOG,
     CapabilityOverride,
@@ -175,6 +176,7 @@ class Config:
     """Provider model lists cached by `llmproxy providers refresh` (`with_catalog`)."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
+    affinity: AffinitySettings = field(default_factory=AffinitySettings)
     _capabilities: dict[Target, ModelCapabilities] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -1,4 +1,5 @@
-"""The `[proxy]` and `[[providers]]` sections, and the timeout keys `[router]` shares."""
+"""The `[proxy]`, `[affinity]` and `[[providers]]` sections, and the timeout keys `[router]`
+shares."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from proxy.affinity import AffinitySettings
 from proxy.capabilities import (
     OVERRIDE_KEYS,
     CapabilityOverride,
@@ -111,6 +113,21 @@ def _health(t: TableReader | None) -> HealthSettings:
         ),
         quota_cooldown=t.millis("quota_cooldown_ms", defaults.quota_cooldown * 1000,
                                 zero_ok=True),
+    )
+
+
+_AFFINITY_KEYS = ("enabled", "ttl_ms", "max_entries")
+
+
+def parse_affinity(top: TableReader) -> AffinitySettings:
+    t = top.table("affinity", _AFFINITY_KEYS)
+    if t is None:
+        return AffinitySettings()
+    defaults = AffinitySettings()
+    return AffinitySettings(
+        enabled=t.boolean("enabled", True),
+        ttl=t.millis("ttl_ms", defaults.ttl * 1000),
+        max_entries=t.integer("max_entries", defaults.max_entries, low=1),
     )
 
 

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy.simulate.delivery import Delivery, Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
+from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
 from proxy.simulate.replies import (
     Reply,
     estimate_input_tokens,
@@ -35,11 +36,12 @@ if TYPE_CHECKING:
 FMT = WireFormat.ANTHROPIC
 
 
-def _usage(reply: Reply, output_tokens: int) -> JSONObject:
+def _usage(reply: Reply, output_tokens: int, cache: CacheUsage) -> JSONObject:
+    # `input_tokens` is only what was neither read from nor written to the cache.
     return {
-        "input_tokens": reply.input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": max(0, reply.input_tokens - cache.read - cache.written),
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
@@ -68,7 +70,7 @@ def _loads_or_empty(text: str) -> JSONObject:
     return value if isinstance(value, dict) else {}
 
 
-def message_json(reply: Reply) -> JSONObject:
+def message_json(reply: Reply, cache: CacheUsage = NO_CACHE) -> JSONObject:
     return {
         "id": reply.id,
         "type": "message",
@@ -77,11 +79,11 @@ def message_json(reply: Reply) -> JSONObject:
         "content": _blocks(reply),
         "stop_reason": reply.stop.value,
         "stop_sequence": None,
-        "usage": _usage(reply, reply.output_tokens),
+        "usage": _usage(reply, reply.output_tokens, cache),
     }
 
 
-def message_frames(reply: Reply) -> list[Frame]:
+def message_frames(reply: Reply, cache: CacheUsage = NO_CACHE) -> list[Frame]:
     start = {
         "type": "message_start",
         "message": {
@@ -92,7 +94,7 @@ def message_frames(reply: Reply) -> list[Frame]:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": _usage(reply, 1),
+            "usage": _usage(reply, 1, cache),
         },
     }
     frames = [
@@ -237,9 +239,10 @@ def build_anthropic_app(sim: SimulatedProvider) -> web.Application:
             if sim.models and model not in sim.models:
                 return delivery.reject(model_not_found(FMT, model))
             reply = sim.reply_for(body)
+            cache = sim.cache_usage(body, reply)
             if ex.stream:
-                return await delivery.stream(message_frames(reply), fault)
-            return await delivery.json(message_json(reply), fault, reply.output_tokens)
+                return await delivery.stream(message_frames(reply, cache), fault)
+            return await delivery.json(message_json(reply, cache), fault, reply.output_tokens)
 
     async def count_tokens(request: web.Request) -> web.StreamResponse:
         async with sim.log.open(request) as ex:
