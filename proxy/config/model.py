@@ -144,6 +144,8 @@ class ProviderConfig:
     api_key: str = field(default="", repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     prefill: bool = False
+    prompt_cache_key: bool = False
+    """Send the conversation's key as `prompt_cache_key` (OpenAI's cache routing hint)."""
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""
