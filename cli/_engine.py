@@ -180,7 +180,8 @@ class InProcessBackend:
         conversation = conversation_of(body, headers, fmt)
         settings = self.config.affinity
         decision = self.affinity.route(decision, conversation, settings, self.health)
-        job = Job(fmt, body, summary, decision, bool(body.get("stream")))
+        job = Job(fmt, body, summary, decision, bool(body.get("stream")),
+                  cache_key=conversation.key if conversation is not None else None)
         attempts: list[AttemptNote] = []
         try:
             if job.stream:

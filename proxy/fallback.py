@@ -72,6 +72,9 @@ class Job:
     decision: Decision
     stream: bool
     forward_headers: Mapping[str, str] = field(default_factory=dict)
+    cache_key: str | None = None
+    """The conversation's digest (`proxy.conversation`): sent as `prompt_cache_key` to the
+    providers that route requests to their prompt caches by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +364,8 @@ class Walk:
             upstream_body["stream"] = True
             if plan.provider.format == WireFormat.OPENAI:
                 upstream_body["stream_options"] = {"include_usage": True}
+        if job.cache_key and plan.provider.prompt_cache_key:
+            upstream_body.setdefault("prompt_cache_key", job.cache_key)
         provider = plan.provider
         if self.options.timeouts:
             provider = replace(provider, timeouts=provider.timeouts.merged(self.options.timeouts))

@@ -111,7 +111,9 @@ async def generate(
     affinity = request.app[AFFINITY]
     decision = affinity.route(decision, conversation, config.affinity, request.app[HEALTH])
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
-    job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
+    cache_key = conversation.key if conversation is not None else None
+    job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward,
+              cache_key)
     log.debug("route %s: %s; affinity: %s", decision.scenario.value, decision.reason,
               decision.affinity)
     runner = running.runner

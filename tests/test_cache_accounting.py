@@ -18,6 +18,8 @@ from codex_sims import codex_keys, seed_store
 from conftest import Clients
 from support import Daemon, config_text
 
+from proxy.config import parse_config
+from proxy.errors import ConfigError
 from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.translate.dropped import DROPPED_ANTHROPIC_TO_OPENAI, DROPPED_ANTHROPIC_TOOL_FIELDS
 
@@ -203,3 +205,41 @@ async def test_cache_control_is_dropped_for_openai_format(
     assert b"cache_control" not in orjson.dumps(sent)
     assert "cache_control" in DROPPED_ANTHROPIC_TO_OPENAI
     assert "cache_control" in DROPPED_ANTHROPIC_TOOL_FIELDS
+
+
+async def test_the_conversation_key_becomes_prompt_cache_key_where_a_provider_takes_it(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """Breakpoints cannot reach an OpenAI-format provider, but the conversation can be named:
+    OpenAI routes requests with one `prompt_cache_key` to the same cache. Codex providers always
+    get it (the Codex CLI sends it too); an OpenAI-compatible one when configured
+    (`prompt_cache_key = true`), since strict servers refuse unknown fields. The key is the
+    conversation's digest, never the client's session id."""
+    sims_list = [sim("codex"), sim("openai"), SimulatedProvider("cerebras", "openai", ["llama"])]
+    async with run_simulated(sims_list) as sims:
+        codex = sims["openai-codex"]
+        extra = {"openai-codex": codex_keys(codex, seed_store(codex, tmp_path / "auth.json")),
+                 "zai": "prompt_cache_key = true"}
+        text = config_text(sims, {"default": "openai-codex,gpt-5.2"}, provider_extra=extra)
+        proxy = await daemon(text)
+        client = clients.anthropic(proxy)
+        for session, model in (("s-1", "auto"), ("s-1", "auto"), ("s-2", "auto"),
+                               ("s-1", "zai,glm-5"), ("s-1", "cerebras,llama")):
+            request = anthropic_request("Hi")
+            request["model"] = model
+            request["metadata"] = {"user_id": f'{{"session_id": "{session}"}}'}
+            await client.messages.create(**request)
+        first, again, other = (r.body["prompt_cache_key"] for r in codex.requests)
+        assert first == again != other and len(first) == 32
+        assert "s-1" not in first
+        assert len(sims["zai"].requests[0].body["prompt_cache_key"]) == 32
+        assert "prompt_cache_key" not in sims["cerebras"].requests[0].body
+
+
+def test_prompt_cache_key_is_refused_for_anthropic_format() -> None:
+    text = ('[router]\ndefault = "m,x"\n[[providers]]\nname = "m"\nformat = "anthropic"\n'
+            'api_base_url = "https://m.example/anthropic"\nmodels = ["x"]\n'
+            'prompt_cache_key = true\n')
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, {})
+    assert error.value.key == "providers[0].prompt_cache_key"

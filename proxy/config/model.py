@@ -146,6 +146,8 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     prefill: Prefill = False
     """How this provider continues a partial answer (`PrefillStyle`), or False."""
+    prompt_cache_key: bool = False
+    """Send the conversation's key as `prompt_cache_key` (OpenAI's cache routing hint)."""
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""

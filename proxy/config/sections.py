@@ -60,6 +60,7 @@ PROVIDER_KEYS = (
     "headers",
     "timeouts",
     "prefill",
+    "prompt_cache_key",
     "allow_private_network",
     "capabilities",
     "auth_file",
@@ -179,6 +180,7 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
             if t.data.get("prefill", MISSING) is MISSING
             else parse_prefill(t.data["prefill"], fmt, t.key("prefill"))
         ),
+        prompt_cache_key=_prompt_cache_key(t, fmt),
         allow_private_network=t.boolean("allow_private_network", False),
         capabilities=_capability_overrides(t, models, globs, fmt),
         auth_file=_codex_key(t, "auth_file", fmt),
@@ -186,6 +188,16 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         _exact_models=frozenset(m for m in models if not GLOB_CHARS.intersection(m)),
         _model_globs=tuple(globs),
     )
+
+
+def _prompt_cache_key(t: TableReader, fmt: WireFormat) -> bool:
+    """On for codex providers (the ChatGPT backend takes the key, as the Codex CLI sends it);
+    opt-in for OpenAI-compatible ones, since strict servers refuse fields they do not know."""
+    value: bool = t.boolean("prompt_cache_key", fmt is WireFormat.CODEX)
+    if value and fmt is WireFormat.ANTHROPIC:
+        raise ConfigError(t.key("prompt_cache_key"), "Anthropic-format providers cache at "
+                          "cache_control breakpoints and take no prompt_cache_key")
+    return value
 
 
 def _codex_key(t: TableReader, key: str, fmt: WireFormat) -> str:
