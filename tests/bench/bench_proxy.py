@@ -1,19 +1,30 @@
-"""Benchmark: the daemon in front of a simulated provider versus the provider called directly.
+"""Benchmark: the daemon's cost per request beside the floor, measured in the same run.
 
 Not a test (nothing here is timed inside pytest). Run:
 
-    .venv/bin/python tests/bench/bench_proxy.py [--requests 2000] [--concurrency 32]
+    .venv/bin/python tests/bench/bench_proxy.py [--requests 1000] [--seconds 4] [--case NAME ...]
 
-The simulated provider and the daemon each run in their own process, so the numbers are the
-daemon's own: added latency (p50, p99) per request, requests per second through the proxy, and
-the daemon's CPU time per request (from /proc, user + system), for non-streaming and streaming.
+Three processes: this client, the daemon (`llmproxy serve`, uvloop, one worker) and a minimal
+aiohttp upstream that reads and parses each request and answers with canned bytes in the
+provider's wire format (one write per SSE event, as providers stream). A proxy must accept one
+request and make one, so its floor is twice the upstream server's own CPU per request; both are
+read from /proc (user + system) over the same requests, and the ratio is the daemon's CPU per
+request over that floor.
+
+For each case: added p50/p99 latency at concurrency 1 (through the daemon minus straight to the
+upstream), added time to first token for streams, throughput and CPU per request at
+concurrency 32, and the floor ratio at both concurrencies. Then the daemon's RSS after 10,000
+requests and after 10,000 more. The targets of issue 16 are checked at the end; the exit status
+is 1 if one is missed. `--markdown` prints the README's table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import socket
 import statistics
@@ -21,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -29,17 +42,159 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "Benchmark me, please."}]}
+CAPTURE = REPO / "tests/data/captures/claude-code-2.1.332_print-mode_no-experimental-betas.json"
+CLIENT_KEY = "bench-key"
+WORD = "word "  # one streamed chunk: about a token, as providers send them
+
+# --- the minimal upstream ---------------------------------------------------------------------
 
 
-def _run_simulator(port_out: multiprocessing.connection.Connection) -> None:
-    from proxy.simulate import SimulatedProvider, run_simulated
+def _chunks(model: str) -> int:
+    """`bench-N` streams N content chunks."""
+    tail = model.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 20
+
+
+def _openai_reply(model: str) -> bytes:
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": WORD * 20},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32},
+        }
+    ).encode()
+
+
+def _openai_events(model: str) -> list[bytes]:
+    def chunk(delta: dict[str, object], finish: str | None = None, **extra: object) -> bytes:
+        body = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": WORD}) for _ in range(_chunks(model))]
+    events.append(chunk({}, "stop"))
+    usage = {"prompt_tokens": 12, "completion_tokens": _chunks(model), "total_tokens": 99}
+    events.append(
+        b"data: "
+        + json.dumps(
+            {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
+             "model": model, "choices": [], "usage": usage}
+        ).encode()
+        + b"\n\n"
+    )
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def _anthropic_message(model: str) -> dict[str, object]:
+    return {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    }
+
+
+def _anthropic_reply(model: str) -> bytes:
+    message = _anthropic_message(model)
+    message["content"] = [{"type": "text", "text": WORD * 20}]
+    message["stop_reason"] = "end_turn"
+    message["usage"] = {"input_tokens": 12, "output_tokens": 20}
+    return json.dumps(message).encode()
+
+
+def _anthropic_events(model: str) -> list[bytes]:
+    def event(name: str, data: dict[str, object]) -> bytes:
+        return f"event: {name}\ndata: ".encode() + json.dumps(data).encode() + b"\n\n"
+
+    events = [
+        event("message_start", {"type": "message_start", "message": _anthropic_message(model)}),
+        event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "text", "text": ""}},
+        ),
+    ]
+    events += [
+        event(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0,
+             "delta": {"type": "text_delta", "text": WORD}},
+        )
+        for _ in range(_chunks(model))
+    ]
+    events += [
+        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        event(
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+             "usage": {"output_tokens": _chunks(model)}},
+        ),
+        event("message_stop", {"type": "message_stop"}),
+    ]
+    return events
+
+
+def _run_upstream(port_out: multiprocessing.connection.Connection) -> None:
+    """The floor: read and parse the request, answer canned bytes. Nothing else."""
+    import orjson
+    from aiohttp import web
+
+    replies: dict[tuple[str, str, bool], bytes | list[bytes]] = {}
+
+    def reply(path: str, model: str, stream: bool) -> bytes | list[bytes]:
+        key = (path, model, stream)
+        if key not in replies:
+            anthropic = path.endswith("/messages")
+            if stream:
+                replies[key] = (_anthropic_events if anthropic else _openai_events)(model)
+            else:
+                replies[key] = (_anthropic_reply if anthropic else _openai_reply)(model)
+        return replies[key]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        stream = bool(body.get("stream"))
+        canned = reply(request.path, body["model"], stream)
+        if isinstance(canned, bytes):
+            return web.Response(body=canned, content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in canned:
+            await response.write(event)
+        await response.write_eof()
+        return response
 
     async def main() -> None:
-        sim = SimulatedProvider("sim", "openai", ["bench-model"], chunk_chars=8)
-        async with run_simulated([sim]) as sims:
-            port_out.send(sims["sim"].base_url)
-            await asyncio.Event().wait()
+        app = web.Application(client_max_size=1 << 24)
+        app.router.add_post("/v1/chat/completions", handle)
+        app.router.add_post("/v1/messages", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_out.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await asyncio.Event().wait()
 
     try:
         import uvloop
@@ -49,10 +204,75 @@ def _run_simulator(port_out: multiprocessing.connection.Connection) -> None:
         asyncio.run(main())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# --- cases ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    client_path: str  # the daemon's endpoint
+    provider_path: str  # the upstream's endpoint
+    body: dict[str, object]  # as the client sends it; `model` names the daemon's target
+    direct: dict[str, object]  # the same request in the provider's format, for the baseline
+    stream: bool
+    target: float = 1.5  # CPU ratio to the floor at concurrency 32
+
+    def with_stream(self, stream: bool) -> dict[str, object]:
+        return {**self.body, "stream": stream}
+
+
+def _small(fmt: str, model: str) -> dict[str, object]:
+    body: dict[str, object] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Benchmark me, please."}],
+    }
+    if fmt == "anthropic":
+        body["max_tokens"] = 1024
+    return body
+
+
+def _capture_body(model: str, stream: bool) -> tuple[dict[str, object], dict[str, object]]:
+    """The captured Claude Code request (about 31 KB), and its OpenAI translation."""
+    from proxy.translate.requests import anthropic_to_openai_request
+
+    body = json.loads(CAPTURE.read_text())["body"]
+    body = {**body, "model": f"oai,{model}", "stream": stream}
+    direct = anthropic_to_openai_request(body, model)
+    direct["stream"] = stream
+    return body, direct
+
+
+def _cases() -> list[Case]:
+    oai, ant = "/v1/chat/completions", "/v1/messages"
+    cases: list[Case] = []
+    for stream, model in ((False, "bench"), (True, "bench-20"), (True, "bench-200")):
+        kind = f"stream {_chunks(model)}" if stream else "non-stream"
+        pairs = [
+            ("openai>openai", oai, oai, "openai", "oai"),
+            ("anthropic>openai", ant, oai, "anthropic", "oai"),
+            ("anthropic>anthropic", ant, ant, "anthropic", "ant"),
+        ]
+        for label, client_path, provider_path, fmt, provider in pairs:
+            provider_fmt = "anthropic" if provider == "ant" else "openai"
+            cases.append(
+                Case(
+                    f"{label} {kind}",
+                    client_path,
+                    provider_path,
+                    {**_small(fmt, f"{provider},{model}"), "stream": stream},
+                    {**_small(provider_fmt, model), "stream": stream},
+                    stream,
+                )
+            )
+        if model != "bench-200":
+            body, direct = _capture_body(model, stream)
+            cases.append(
+                Case(f"claude-code>openai {kind}", ant, oai, body, direct, stream, target=2.0)
+            )
+    return cases
+
+
+# --- measuring --------------------------------------------------------------------------------
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -60,127 +280,295 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _one(session: aiohttp.ClientSession, url: str, stream: bool) -> float:
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Timing:
+    total_ms: float
+    first_ms: float  # the first body bytes: time to first token, for a stream
+
+
+async def _one(session: aiohttp.ClientSession, url: str, payload: bytes) -> Timing:
     started = time.perf_counter()
     async with session.post(
-        url, json={**BODY, "stream": stream}, headers={"authorization": "Bearer bench-key"}
+        url,
+        data=payload,
+        headers={
+            "authorization": f"Bearer {CLIENT_KEY}",
+            "x-api-key": CLIENT_KEY,
+            "content-type": "application/json",
+            "anthropic-version": "2023-06-01",
+        },
     ) as response:
-        await response.read()
+        first = await response.content.readany()
+        first_ms = (time.perf_counter() - started) * 1000
         if response.status != 200:
-            raise RuntimeError(f"{url}: HTTP {response.status}")
-    return (time.perf_counter() - started) * 1000
+            raise RuntimeError(f"{url}: HTTP {response.status}: {first[:300]!r}")
+        while await response.content.readany():
+            pass
+    return Timing((time.perf_counter() - started) * 1000, first_ms)
 
 
-async def _sequential(url: str, n: int, stream: bool) -> list[float]:
+async def _sequential(url: str, payload: bytes, n: int) -> list[Timing]:
     async with aiohttp.ClientSession() as session:
-        for _ in range(50):  # warm up connections and caches
-            await _one(session, url, stream)
-        return [await _one(session, url, stream) for _ in range(n)]
+        for _ in range(min(50, n)):  # warm up connections and caches
+            await _one(session, url, payload)
+        return [await _one(session, url, payload) for _ in range(n)]
 
 
-async def _throughput(url: str, seconds: float, concurrency: int, stream: bool) -> float:
+async def _concurrent(url: str, payload: bytes, seconds: float, concurrency: int) -> int:
     done = 0
     deadline = time.perf_counter() + seconds
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            await _one(session, url, stream)
+            await _one(session, url, payload)
             done += 1
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        return done / (time.perf_counter() - started)
+    return done
 
 
-def _pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1]
+def _pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
-async def _measure(
-    direct: str, proxied: str, pid: int, n: int, concurrency: int, stream: bool
-) -> None:
-    base = await _sequential(direct, n, stream)
-    cpu_before = _cpu_seconds(pid)
-    through = await _sequential(proxied, n, stream)
-    cpu_ms = (_cpu_seconds(pid) - cpu_before) * 1000 / (n + 0)
-    rps = await _throughput(proxied, 5.0, concurrency, stream)
-    kind = "streaming" if stream else "non-streaming"
-    print(f"{kind}:")
-    print(f"  direct     p50 {_pct(base, 50):7.3f} ms   p99 {_pct(base, 99):7.3f} ms")
-    print(f"  via proxy  p50 {_pct(through, 50):7.3f} ms   p99 {_pct(through, 99):7.3f} ms")
-    print(
-        f"  added      p50 {_pct(through, 50) - _pct(base, 50):7.3f} ms   "
-        f"p99 {_pct(through, 99) - _pct(base, 99):7.3f} ms"
+@dataclass
+class Result:
+    case: Case
+    added_p50: float = 0.0
+    added_p99: float = 0.0
+    added_ttft: float = 0.0
+    proxy_cpu_c1: float = 0.0  # ms per request
+    ratio_c1: float = 0.0
+    proxy_cpu: float = 0.0  # at concurrency 32
+    floor: float = 0.0  # twice the upstream's CPU per request, concurrency 32
+    ratio: float = 0.0
+    rps: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _measured(pids: tuple[int, int], run: Callable[[], int]) -> tuple[float, float, int]:
+    """(daemon CPU ms, upstream CPU ms, requests) over `run`."""
+    proxy_pid, upstream_pid = pids
+    proxy_before, upstream_before = _cpu_seconds(proxy_pid), _cpu_seconds(upstream_pid)
+    n = run()
+    proxy = (_cpu_seconds(proxy_pid) - proxy_before) * 1000 / n
+    upstream = (_cpu_seconds(upstream_pid) - upstream_before) * 1000 / n
+    return proxy, upstream, n
+
+
+def measure(case: Case, daemon: str, upstream: str, pids: tuple[int, int], args: object) -> Result:
+    n: int = args.requests  # type: ignore[attr-defined]
+    seconds: float = args.seconds  # type: ignore[attr-defined]
+    concurrency: int = args.concurrency  # type: ignore[attr-defined]
+    proxied = json.dumps(case.body).encode()
+    direct = json.dumps(case.direct).encode()
+    via, to = daemon + case.client_path, upstream + case.provider_path
+    base = asyncio.run(_sequential(to, direct, n))
+    through: list[Timing] = []
+
+    def sequential() -> int:
+        through.extend(asyncio.run(_sequential(via, proxied, n)))
+        return len(through) + min(50, n)
+
+    proxy_c1, upstream_c1, _ = _measured(pids, sequential)
+    proxy_cpu, upstream_cpu, done = _measured(
+        pids, lambda: asyncio.run(_concurrent(via, proxied, seconds, concurrency))
     )
-    print(f"  proxy CPU  {cpu_ms:.3f} ms/request (sequential run, warm-up excluded)")
-    print(f"  throughput {rps:,.0f} requests/s through the proxy ({concurrency} concurrent)")
+    result = Result(case)
+    result.added_p50 = _pct([t.total_ms for t in through], 50) - _pct(
+        [t.total_ms for t in base], 50
+    )
+    result.added_p99 = _pct([t.total_ms for t in through], 99) - _pct(
+        [t.total_ms for t in base], 99
+    )
+    result.added_ttft = _pct([t.first_ms for t in through], 50) - _pct(
+        [t.first_ms for t in base], 50
+    )
+    result.proxy_cpu_c1 = proxy_c1
+    result.ratio_c1 = proxy_c1 / (2 * upstream_c1)
+    result.proxy_cpu = proxy_cpu
+    result.floor = 2 * upstream_cpu
+    result.ratio = proxy_cpu / result.floor
+    result.rps = done / seconds
+    return result
+
+
+def _rss_phase(daemon: str, pid: int, concurrency: int) -> tuple[float, float, float]:
+    """RSS (MB) at start, after 10,000 requests and after 10,000 more (non-streaming and
+    20-chunk streams of the captured Claude Code request, alternating)."""
+    body, _ = _capture_body("bench-20", True)
+    payloads = [json.dumps({**body, "stream": s}).encode() for s in (False, True)]
+
+    async def run(total: int) -> None:
+        left = total
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                await _one(session, daemon + "/v1/messages", payloads[left % 2])
+
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+
+    start = _rss_mb(pid)
+    asyncio.run(run(10_000))
+    after = _rss_mb(pid)
+    asyncio.run(run(10_000))
+    return start, after, _rss_mb(pid)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _config(upstream: str, observe: str) -> str:
+    return (
+        f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "oai,bench"\n'
+        f'[[providers]]\nname = "oai"\nformat = "openai"\napi_base_url = "{upstream}/v1"\n'
+        'api_key = "k"\nmodels = ["bench*"]\nallow_private_network = true\n'
+        f'[[providers]]\nname = "ant"\nformat = "anthropic"\napi_base_url = "{upstream}"\n'
+        'api_key = "k"\nmodels = ["bench*"]\nallow_private_network = true\n'
+        "[security.ssrf_protection]\nallow_localhost = true\n" + observe
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for(port: int) -> None:
+    for _ in range(400):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port}")
+
+
+def _print_result(r: Result) -> None:
+    line = (
+        f"{r.case.name:34} added p50 {r.added_p50:6.3f} p99 {r.added_p99:6.3f} ms  "
+        f"CPU c1 {r.proxy_cpu_c1:5.3f} ms ({r.ratio_c1:4.2f}x)  "
+        f"c32 {r.proxy_cpu:5.3f} ms, floor {r.floor:5.3f} ms, {r.ratio:4.2f}x  "
+        f"{r.rps:6,.0f} req/s"
+    )
+    if r.case.stream:
+        line += f"  added TTFT {r.added_ttft:6.3f} ms"
+    print(line, flush=True)
+
+
+def _markdown(results: list[Result], rss: tuple[float, float, float] | None) -> None:
+    print()
+    print("| case | added p50 | added p99 | added TTFT | CPU/request (c32) | floor | ratio "
+          "| ratio c1 | req/s (c32) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        ttft = f"{r.added_ttft:.2f} ms" if r.case.stream else ""
+        print(
+            f"| {r.case.name} | {r.added_p50:.2f} ms | {r.added_p99:.2f} ms | {ttft} "
+            f"| {r.proxy_cpu:.3f} ms | {r.floor:.3f} ms | {r.ratio:.2f}x | {r.ratio_c1:.2f}x "
+            f"| {r.rps:,.0f} |"
+        )
+    if rss is not None:
+        print(f"\nDaemon RSS: {rss[0]:.1f} MB at start of the RSS phase, {rss[1]:.1f} MB after "
+              f"10,000 more requests, {rss[2]:.1f} MB after another 10,000.")
+
+
+def _targets(results: list[Result], rss: tuple[float, float, float] | None) -> bool:
+    misses = []
+    for r in results:
+        if r.ratio > r.case.target:
+            misses.append(f"{r.case.name}: CPU {r.ratio:.2f}x the floor (target {r.case.target}x)")
+        if r.added_p50 > 0.5 and not r.case.stream:
+            misses.append(f"{r.case.name}: added p50 {r.added_p50:.3f} ms (target 0.5 ms)")
+        if r.case.stream and r.added_ttft > 0.5:
+            misses.append(f"{r.case.name}: added TTFT {r.added_ttft:.3f} ms (target 0.5 ms)")
+    if rss is not None:
+        if rss[1] > 50:
+            misses.append(f"RSS {rss[1]:.1f} MB after 10,000 requests (target 50 MB)")
+        if rss[2] - rss[1] > 2:
+            misses.append(f"RSS grew {rss[2] - rss[1]:.1f} MB over the next 10,000 requests")
+    print()
+    for miss in misses:
+        print(f"target missed: {miss}")
+    if not misses:
+        print("every target met")
+    return not misses
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="sequential requests per case (concurrency 1)")
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="duration of each concurrent run")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--case", action="append", default=[],
+                        help="run only cases whose name contains this (repeatable)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the 20,000-request RSS phase")
+    parser.add_argument("--markdown", action="store_true", help="also print the README table")
+    parser.add_argument("--observe", default="",
+                        help="TOML appended to the daemon's config (e.g. observability sections)")
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
-    simulator = multiprocessing.get_context("spawn").Process(
-        target=_run_simulator, args=(send,), daemon=True
+    upstream_process = multiprocessing.get_context("spawn").Process(
+        target=_run_upstream, args=(send,), daemon=True
     )
-    simulator.start()
-    sim_base = receive.recv()
+    upstream_process.start()
+    upstream = f"http://127.0.0.1:{receive.recv()}"
+    assert upstream_process.pid is not None
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
-        config.write_text(
-            '[proxy]\napi_key = "bench-key"\n[router]\ndefault = "sim,bench-model"\n'
-            f'[[providers]]\nname = "sim"\napi_base_url = "{sim_base}"\napi_key = "k"\n'
-            'models = ["bench-model"]\nallow_private_network = true\n'
-            "[security.ssrf_protection]\nallow_localhost = true\n"
-        )
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+        config.write_text(_config(upstream, args.observe))
+        daemon_process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
+             "--log-level", "warning"],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            env={**os.environ, "XDG_STATE_HOME": tmp, "XDG_DATA_HOME": tmp},
         )
         try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                        break
-                except OSError:
-                    time.sleep(0.05)
-            print(f"{args.requests} sequential requests each way; CPU from /proc/{daemon.pid}")
-            for stream in (False, True):
-                asyncio.run(
-                    _measure(
-                        sim_base + "/chat/completions",
-                        url + "/v1/chat/completions",
-                        daemon.pid,
-                        args.requests,
-                        args.concurrency,
-                        stream,
-                    )
-                )
+            _wait_for(port)
+            daemon = f"http://127.0.0.1:{port}"
+            pids = (daemon_process.pid, upstream_process.pid)
+            print(f"daemon pid {daemon_process.pid} (RSS {_rss_mb(daemon_process.pid):.1f} MB "
+                  f"at start), upstream pid {upstream_process.pid}; {args.requests} sequential "
+                  f"requests, then {args.seconds:g} s at concurrency {args.concurrency}, per case")
+            results = []
+            for case in _cases():
+                if args.case and not any(part in case.name for part in args.case):
+                    continue
+                results.append(measure(case, daemon, upstream, pids, args))
+                _print_result(results[-1])
+            rss = None if args.no_rss else _rss_phase(daemon, daemon_process.pid,
+                                                      args.concurrency)
+            if rss is not None:
+                print(f"RSS {rss[0]:.1f} MB, after 10,000 more requests {rss[1]:.1f} MB, "
+                      f"after another 10,000 {rss[2]:.1f} MB")
+            if args.markdown:
+                _markdown(results, rss)
+            met = _targets(results, rss)
         finally:
-            daemon.terminate()
-            daemon.wait(10)
-            simulator.terminate()
+            daemon_process.terminate()
+            daemon_process.wait(10)
+            upstream_process.terminate()
+    sys.exit(0 if met else 1)
 
 
 if __name__ == "__main__":
