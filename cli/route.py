@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from cli._config import CONFIG_OPTION, load
-from cli._output import fail, print_json, stdout
+from cli._output import dim, fail, print_json, stdout, styled
 from cli._route_send import print_sent, route_send
 from proxy.capabilities import ModelCapabilities
 from proxy.errors import RoutingError
@@ -102,19 +102,20 @@ def route_test(
             raise typer.Exit(1)
         return
     out = stdout()
-    out.print(f"[bold]scenario[/]  {decision.scenario.value}")
-    out.print(f"[bold]why[/]       {decision.reason}")
-    out.print(f"[bold]tokens[/]    ~{summary.token_estimate}")
+    out.print(styled(("scenario", "bold"), f"  {decision.scenario.value}"))
+    out.print(styled(("why", "bold"), f"       {decision.reason}"))
+    out.print(styled(("tokens", "bold"), f"    ~{summary.token_estimate}"))
     if decision.rule is not None:
-        out.print(f"[bold]rule[/]      {decision.rule}")
-    out.print("[bold]chain[/]")
+        out.print(styled(("rule", "bold"), f"      {decision.rule}"))
+    out.print(styled(("chain", "bold")))
     for position, target in enumerate(decision.chain, 1):
         caps = capability_line(settings.capabilities(target))
-        out.print(f"  {position}. {target}  [dim]{caps}[/]")
+        out.print(styled(f"  {position}. {target}  ", (caps, "dim")))
     for skipped in decision.skipped:
-        out.print(f"  [dim]skipped {skipped.target}: {skipped.reason}[/]")
+        out.print(dim(f"  skipped {skipped.target}: {skipped.reason}"))
     for unfit in decision.unfit:
-        out.print(f"  [yellow]unfit[/] {unfit.target}: {unfit.reason} (tried anyway)")
+        out.print(styled("  ", ("unfit", "yellow"),
+                         f" {unfit.target}: {unfit.reason} (tried anyway)"))
     if sent is not None:
         print_sent(sent)
         if not sent.ok:

@@ -25,7 +25,21 @@ from proxy.translate.reasons import (
 )
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
-from proxy.types import Attempt, JSONObject, StopReason, StreamEvent, Usage, WireFormat
+from proxy.types import (
+    Attempt,
+    Finish,
+    JSONObject,
+    MessageStart,
+    ReasoningDelta,
+    StopReason,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
+    WireFormat,
+)
 
 ATTEMPTS_HEADER = "x-llmproxy-attempts"
 # An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
@@ -230,3 +244,21 @@ def _anthropic_answer(body: JSONObject) -> Answer:
     return Answer("".join(texts), "".join(thoughts), tuple(calls),
                   anthropic_stop_to_stop(body.get("stop_reason")),
                   usage_from_anthropic(body.get("usage")), str(body.get("model") or ""))
+
+
+def events_from_body(body: object, fmt: WireFormat) -> list[StreamEvent]:
+    """A non-streaming answer as the events a stream of it would carry, so one renderer serves
+    both."""
+    answer = answer_from_body(body, fmt)
+    events: list[StreamEvent] = [MessageStart("", answer.model, answer.usage)]
+    if answer.reasoning:
+        events.append(ReasoningDelta(answer.reasoning))
+    if answer.text:
+        events.append(TextDelta(answer.text))
+    for call in answer.tool_calls:
+        events += [ToolCallStart(call.index, call.id, call.name),
+                   ToolCallDelta(call.index, call.arguments)]
+    events.append(UsageUpdate(answer.usage))
+    if answer.stop is not None:
+        events.append(Finish(answer.stop))
+    return events

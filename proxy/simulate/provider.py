@@ -70,6 +70,7 @@ class SimulatedProvider:
         check_signatures: bool = True,
         base_path: str | None = None,
         persona: str | None = None,
+        extra_text: str = "",
     ) -> None:
         self.format = WireFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
@@ -80,6 +81,7 @@ class SimulatedProvider:
         # The name replies are signed with: two providers serving the same model with one
         # persona give identical answers, so a continuation on the second one can be checked.
         self.persona = persona or name
+        self.extra_text = extra_text  # appended to every plain answer (long-answer tests)
         self.models = tuple(models)
         self.api_key = api_key
         self.reasoning = reasoning
@@ -152,6 +154,7 @@ class SimulatedProvider:
                 chunk_chars=self.chunk_chars,
                 text_before_tool=self.text_before_tool,
                 parallel_tool_calls=self.parallel_tool_calls,
+                extra_text=self.extra_text,
             )
         return plan_reply(
             body,
@@ -161,6 +164,7 @@ class SimulatedProvider:
             chunk_chars=self.chunk_chars,
             text_before_tool=self.text_before_tool,
             parallel_tool_calls=self.parallel_tool_calls,
+            extra_text=self.extra_text,
         )
 
     def expected_text(self, body: JSONObject) -> str:
