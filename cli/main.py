@@ -46,7 +46,7 @@ COMMANDS: dict[str, Lazy] = {
                   "daemon if none answers)", PASSTHROUGH),
     "route": Lazy("cli.route", "app", "Inspect routing decisions"),
     "providers": Lazy("cli.providers", "app", "Inspect and check the configured providers"),
-    "e2e": Lazy("cli.e2e", "e2e_run", "Run the end-to-end matrix"),
+    "e2e": Lazy("cli.e2e", "e2e_run", "Test every route end to end, the way real clients use them"),
     "auth": Lazy("cli.auth", "app", "Manage the ChatGPT sign-in of codex providers"),
     "init": Lazy("cli.init", "init_config", "Write a commented starter config"),
 }
