@@ -141,12 +141,23 @@ def health(url: str, timeout: float = 0.5) -> dict[str, Any] | None:
 def unreachable(url: str, exc: BaseException) -> str:
     """`nothing answers at URL (connection refused); start one with ...`."""
     if isinstance(exc, httpx2.ConnectError):
-        why = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+        why = "connection refused" if _refused(exc) else "cannot connect"
     elif isinstance(exc, httpx2.TimeoutException):
         why = "no answer in time"
     else:
         why = type(exc).__name__
     return f"nothing answers at {url} ({why}); {START_HINT}, or pass --url"
+
+
+def _refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return True
+        if isinstance(seen, BaseExceptionGroup):
+            return any(_refused(inner) for inner in seen.exceptions)
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 # --- a chat turn through the daemon -------------------------------------------------------------
@@ -197,6 +208,18 @@ class DaemonBackend:
             raise TurnError(f"the daemon at {self.url} broke off the answer "
                             f"({type(exc).__name__})", attempts, None, _ms(started)) from exc
         return TurnInfo(attempts, _ms(started), self.label)
+
+    async def model_ids(self) -> list[str]:
+        """`GET /v1/models`: every target and alias the daemon serves ([] if it will not say)."""
+        try:
+            response = await self.client.get(self.url + "/v1/models",
+                                              headers=client_headers(WireFormat.OPENAI,
+                                                                     self.api_key))
+            data = orjson.loads(response.content).get("data")
+        except (httpx2.HTTPError, orjson.JSONDecodeError, AttributeError):
+            return []
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] \
+            if isinstance(data, list) else []
 
     async def aclose(self) -> None:
         await self.client.aclose()

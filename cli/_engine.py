@@ -16,7 +16,7 @@ import orjson
 
 from cli._client import Sink, TurnError, TurnInfo
 from proxy.config import Config
-from proxy.daemon_client import AttemptNote, events_from_body
+from proxy.daemon_client import AttemptNote, events_from_body, settled
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.fallback import ClientFacingError, FallbackRunner, Job
 from proxy.health import HealthRegistry
@@ -68,7 +68,7 @@ class InProcessBackend:
                         sink(event)
                 finally:
                     await opened.aclose()
-                    attempts = [AttemptNote.from_attempt(a) for a in opened.attempts]
+                    attempts = list(settled([AttemptNote.from_attempt(a) for a in opened.attempts]))
             else:
                 done = await self.runner.complete(job)
                 attempts = [AttemptNote.from_attempt(a) for a in done.attempts]

@@ -86,10 +86,10 @@ def auth_import_codex(
         print_json(summary)
         return
     who = summary["email"] or summary["account_id"] or "unknown account"
-    stderr().print(f"imported the ChatGPT sign-in of {who} into {target}", markup=False)
+    stderr().print(f"imported the ChatGPT sign-in of {who} into {target}")
     if tokens.account_id is None:
         stderr().print("warning: no account id in the file or its tokens; requests will be "
-                       "sent without chatgpt-account-id", markup=False)
+                       "sent without chatgpt-account-id")
 
 
 @app.command("status")
@@ -115,7 +115,7 @@ def auth_status(
             print_json({"store": str(target), "signed_in": False})
         else:
             stderr().print(f"no ChatGPT sign-in stored in {target}: run `llmproxy auth "
-                           "import-codex`", markup=False)
+                           "import-codex`")
         raise typer.Exit(1)
     summary = describe(tokens, target)
     if as_json:
@@ -123,6 +123,9 @@ def auth_status(
         return
     out = stdout()
     for key, value in summary.items():
-        if key == "expires_in_seconds" and value is not None:
-            value = f"{value // 60} min" if value > 0 else "expired (refreshed on next use)"
-        out.print(f"{key.replace('_', ' ')}: {'-' if value is None else value}", markup=False)
+        label = key.replace("_", " ")
+        if key == "expires_in_seconds":
+            label = "expires in"  # the value is shown in minutes
+            if value is not None:
+                value = f"{value // 60} min" if value > 0 else "expired (refreshed on next use)"
+        out.print(f"{label}: {'-' if value is None else value}")

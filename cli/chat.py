@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from cli._client import Backend, TurnError, TurnInfo, open_backend
+from cli._client import Backend, DaemonBackend, TurnError, TurnInfo, open_backend
 from cli._config import CONFIG_OPTION, load, load_optional, state_dir
 from cli._models import check_model
 from cli._output import dim, fail, print_json, stderr, stdout
@@ -187,9 +188,10 @@ class Session:
     """One conversation: input with history and multi-line entry, one answer at a time."""
 
     def __init__(self, backend: Backend, options: Settings, out: Console, err: Console,
-                 config: Config | None = None) -> None:
+                 config: Config | None = None, listed: Sequence[str] = ()) -> None:
         self.backend = backend
         self.config = config
+        self.listed = listed  # the daemon's model ids, to check `/model` without a config
         self.options = options
         self.out = out
         self.err = err
@@ -220,7 +222,7 @@ class Session:
             self.messages.clear()
             self.err.print(dim("conversation cleared"))
         elif name == "model" and arg:
-            checked = check_model(arg, self.config)
+            checked = check_model(arg, self.config, self.listed)
             if checked.error:
                 self.err.print(Text(f"error: {checked.error}; the model stays "
                                     f"{self.options.model}", style="red"))
@@ -267,7 +269,9 @@ def _interactive(target: Target, options: Settings) -> None:
     history = _load_history(state_dir() / "chat_history")
     with asyncio.Runner() as runner:
         backend = runner.run(target.open())
-        session = Session(backend, options, stdout(), err, target.config)
+        listed = (runner.run(backend.model_ids()) if target.config is None
+                  and isinstance(backend, DaemonBackend) else [])
+        session = Session(backend, options, stdout(), err, target.config, listed)
         err.print(dim(f"llmproxy chat · {backend.label} · model {options.model} · /help for "
                       "commands, Ctrl-D to quit"))
         try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from cli._config import CONFIG_OPTION, load
-from cli._output import dim, fail, print_json, stdout, styled
+from cli._models import check_model
+from cli._output import dim, fail, print_json, stderr, stdout, styled
 from cli._route_send import print_sent, route_send
 from proxy.capabilities import ModelCapabilities
 from proxy.errors import RoutingError
@@ -25,8 +28,24 @@ _TINY_PNG = (
 
 def sample_request(model: str, prompt: str, *, thinking: bool, tools: bool, image: bool,
                    tokens: int | None) -> JSONObject:
-    """An Anthropic-format request with the features routing looks at."""
-    text = prompt if tokens is None else prompt + " " + "word " * (tokens * 3 // 4)
+    """An Anthropic-format request with the features routing looks at; `tokens`: padded so
+    that the router's own estimate of it is about that many tokens."""
+    build = partial(_request, model, thinking=thinking, tools=tools, image=image)
+    if tokens is None:
+        return build(prompt)
+    # The estimate is linear in the padding, so two measurements give the length to use.
+    sample = 1000
+    base = _estimate(build(prompt))
+    per_word = (_estimate(build(prompt + " word" * sample)) - base) / sample
+    words = max(0, round((tokens - base) / per_word)) if per_word > 0 else 0
+    return build(prompt + " word" * words)
+
+
+def _estimate(body: JSONObject) -> int:
+    return summarize(body, WireFormat.ANTHROPIC).token_estimate
+
+
+def _request(model: str, text: str, *, thinking: bool, tools: bool, image: bool) -> JSONObject:
     content: list[JSONObject] = [{"type": "text", "text": text}]
     if image:
         content.append({"type": "image", "source": {"type": "base64", "media_type": "image/png",
@@ -72,8 +91,14 @@ def route_test(
       llmproxy route test claude-sonnet-4-5 --thinking --send
       llmproxy route test auto --send --url http://127.0.0.1:3456
     """
-    settings = load(config)
+    # Routing reads no provider key; sending in this process needs them.
+    in_process = send and url is None
+    settings = load(config, secrets=in_process,
+                    why="--send without --url calls the providers from this shell")
     settings = settings.with_catalog(load_catalog(settings))
+    checked = check_model(model, settings)
+    if checked.warning:
+        stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
     body = sample_request(model, prompt, thinking=thinking, tools=tools, image=image,
                           tokens=tokens)
     summary = summarize(body, WireFormat.ANTHROPIC)

@@ -88,6 +88,14 @@ def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
     return tuple(notes)
 
 
+def settled(notes: Sequence[AttemptNote]) -> tuple[AttemptNote, ...]:
+    """One note per try: a stream that started (`ok` at its commit point) and was then cut is
+    recorded again with how it ended; the cut is what happened to that try, not `ok`."""
+    return tuple(note for note, following in zip(notes, (*notes[1:], None), strict=True)
+                 if not (note.ok and following is not None and not following.ok
+                         and following.target == note.target))
+
+
 def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
     """The `error.attempts` list of a daemon error body (either dialect), with timings."""
     error = body.get("error") if isinstance(body, dict) else None
@@ -180,7 +188,7 @@ class StreamReader:
         for line in lines:
             if line.startswith(ATTEMPTS_TRAILER):
                 text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
-                self.trailer = parse_attempts(text)
+                self.trailer = settled(parse_attempts(text))
 
 
 @dataclass(frozen=True, slots=True)
