@@ -323,3 +323,12 @@ def test_models_list_has_a_real_creation_time() -> None:
         models = client.models.list().data
         client.close()
     assert models and all(abs(m.created - time.time()) < 3600 for m in models)
+
+
+def test_auth_status_says_expires_in_minutes(cli: Cli, tmp_path: Path) -> None:
+    sim = SimulatedProvider("openai-codex", "codex", ["gpt-5.2"])
+    store = seed_store(sim, tmp_path / "codex.json", expires_in=3600)
+    shown = cli("auth", "status", "--store", str(store))
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"^expires in: 5\d min$", shown.stdout, re.M), shown.stdout
+    assert "seconds" not in shown.stdout
