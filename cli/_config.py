@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 import typer
 
 from cli._output import fail
-from proxy.config import Config, find_config_path, load_config
-from proxy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from proxy.config import Config
 
 CONFIG_OPTION = typer.Option(
     None, "--config", "-c", help="Config file (default: $LLMPROXY_CONFIG, the user config dir, "
@@ -46,6 +48,9 @@ def load_optional(explicit: Path | None, *, secrets: bool = True,
 def load_reporting_unset(explicit: Path | None, *, secrets: bool = True, why: str = ""
                          ) -> tuple[Config | None, dict[str, str]]:
     """Also the `key path -> variable` of every unset variable (secrets=False only)."""
+    from proxy.config import find_config_path, load_config  # `--url` commands never get here
+    from proxy.errors import ConfigError
+
     env = dict(os.environ)
     unset: dict[str, str] = {}
     try:

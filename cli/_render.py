@@ -15,14 +15,12 @@ from types import TracebackType
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
-from rich.markdown import Markdown
 from rich.padding import Padding
 from rich.segment import Segment
 from rich.text import Text
 
 from cli._client import TurnError, TurnInfo
-from proxy.daemon_client import AttemptNote
-from proxy.e2e import path_text
+from proxy.daemon_client import AttemptNote, path_text
 from proxy.types import (
     Finish,
     MessageStart,
@@ -142,6 +140,8 @@ class AnswerView:
         if self.reasoning.strip():
             parts.append(Padding(Text(self.reasoning.strip(), style="dim italic"), (0, 0, 1, 2)))
         if self.text:
+            from rich.markdown import Markdown  # a terminal's view only; a pipe gets the text
+
             parts.append(Markdown(self.text))
         for call in self.calls.values():
             parts.append(Text(f"→ tool call {call.name}({''.join(call.arguments)})",

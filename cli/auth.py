@@ -67,6 +67,7 @@ def auth_import_codex(
     nested `tokens` shape and the older flat shape are read; the account id comes from the
     token claims when the file does not give it.
 
+    \b
     Examples:
       llmproxy auth import-codex
       llmproxy auth import-codex ~/.codex/auth.json
@@ -100,6 +101,7 @@ def auth_status(
     """Show the stored sign-in: account, plan, expiry, last refresh (never the tokens).
     Exit status 1 when nothing is stored.
 
+    \b
     Examples:
       llmproxy auth status
       llmproxy auth status --json

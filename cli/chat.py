@@ -80,6 +80,7 @@ def chat(
     routing and fallback in-process. The footer (stderr) says who answered, the fallback hops,
     tokens and latency.
 
+    \b
     Examples:
       llmproxy chat "What is a circuit breaker?"
       git diff | llmproxy chat -m thinking --system "Review this diff"

@@ -18,7 +18,7 @@ import orjson
 import typer
 from rich.text import Text
 
-from cli._client import (
+from cli._address import (
     DEFAULT_DAEMON_URL,
     START_HINT,
     daemon_url,
@@ -178,6 +178,7 @@ def daemon_stop(
     """Stop the daemon: the one `llmproxy serve --detach` started, or one running in the
     foreground on this machine.
 
+    \b
     Examples:
       llmproxy stop
       llmproxy stop --url http://127.0.0.1:4000
@@ -228,6 +229,7 @@ def daemon_reload(
     A config that does not load is refused with its key path and the running one is kept
     (exit status 1). Requests in flight finish on the config they started with.
 
+    \b
     Examples:
       llmproxy reload
       kill -HUP "$(cat ~/.local/state/llmproxy/llmproxy.pid)"   # the same
@@ -275,6 +277,7 @@ def daemon_status(
 
     Exit status 0 when it answers, 3 when nothing runs, 1 when a started daemon does not answer.
 
+    \b
     Examples:
       llmproxy status
       llmproxy status --json

@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cli._client import daemon_url
+from cli._address import daemon_url
 from cli._config import CONFIG_OPTION, load
 from cli._engine import probe_daemon
 from cli._output import dim, fail, stderr, stdout
@@ -66,6 +66,7 @@ def e2e_run(
     model mapping: non-streaming plain. Each is triggered as a real client triggers it. Exit
     status 1 when any test fails.
 
+    \b
     Examples:
       llmproxy e2e --simulate
       llmproxy e2e --simulate --seed 7 --markdown report.md

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import typer
 
-from cli._client import daemon_url, health
+from cli._address import daemon_url, health
 from cli._config import NO_CONFIG, load_optional
 from cli._output import fail, stderr
 from cli.daemon import start_detached
@@ -76,6 +76,7 @@ def launch_code(args: list[str] | None = ARGS) -> None:
     Sets ANTHROPIC_BASE_URL and the client key (as ANTHROPIC_AUTH_TOKEN) for `claude` only;
     the exit status is claude's.
 
+    \b
     Examples:
       llmproxy code
       llmproxy code -p "explain this repository"
@@ -92,6 +93,7 @@ def launch_codex(args: list[str] | None = ARGS) -> None:
     Adds a `llmproxy` model provider on codex's command line (Responses API at the daemon,
     key from $LLMPROXY_API_KEY); ~/.codex/config.toml is not changed. The exit status is codex's.
 
+    \b
     Examples:
       llmproxy codex
       llmproxy codex exec "fix the failing test"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import typer
@@ -88,7 +87,7 @@ def load_command(name: str) -> Command:
     else:
         command = typer.main.get_command_from_info(
             CommandInfo(name=name, callback=target, context_settings=lazy.context_settings),
-            pretty_exceptions_short=True, rich_markup_mode="rich",
+            pretty_exceptions_short=True, rich_markup_mode=None,
         )
     _hide_flag_types(command)
     return command
@@ -97,6 +96,7 @@ def load_command(name: str) -> Command:
 def _hide_flag_types(command: Command) -> None:
     """A flag takes no value, so help shows no `<bool>` type for it (`--help` included, which
     click makes on demand)."""
+    command.rich_markup_mode = None  # sub-apps too: see the note at `app`
     for param in command.params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
@@ -120,6 +120,8 @@ def all_commands() -> dict[str, Command]:
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import PackageNotFoundError, version
+
         try:
             number = version("llmproxy")
         except PackageNotFoundError:
@@ -134,7 +136,9 @@ app = typer.Typer(
     cls=LazyGroup,
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    # Plain help: typer's rich help loads rich's Markdown and traceback machinery, which
+    # alone takes several times the interpreter's own start-up (tests/bench/bench_startup.py).
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

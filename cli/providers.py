@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from cli._client import daemon_url, health, url_option
+from cli._address import daemon_url, health, url_option
 from cli._config import CONFIG_OPTION, load, load_reporting_unset
 from cli._output import dim, print_json, stderr, stdout
 from cli.providers_refresh import providers_refresh
@@ -79,6 +79,7 @@ def providers_status(
     live health the running daemon reports (breaker state, cooldown, success rate, latency).
     With --probe, exit status 1 when any target is not reachable.
 
+    \b
     Examples:
       llmproxy providers status
       llmproxy providers status --probe

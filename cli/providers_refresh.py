@@ -34,6 +34,7 @@ def providers_refresh(
     still win). The daemon reads the cache when it starts; nothing is fetched otherwise.
     Exits 1 when a provider's list could not be fetched.
 
+    \b
     Examples:
       llmproxy providers refresh
       llmproxy providers refresh --json

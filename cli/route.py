@@ -84,6 +84,7 @@ def route_test(
     """Print the routing decision for a request: scenario, why, and the chain in order.
     With --send, perform it too (exit status 1 when it fails).
 
+    \b
     Examples:
       llmproxy route test claude-haiku-4-5
       llmproxy route test thinking --tools

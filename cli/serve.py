@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from aiohttp import web
 
-from cli._client import health, reachable_url
+from cli._address import health, reachable_url
 from cli._config import CONFIG_OPTION, load
 from cli._output import fail, stderr
 from cli.daemon import start_detached
@@ -65,6 +65,7 @@ def serve_run(
 ) -> None:
     """Run the proxy daemon (foreground by default, e.g. under systemd).
 
+    \b
     Examples:
       llmproxy serve --config ~/.config/llmproxy/config.toml
       llmproxy serve --simulate            # offline demo: codex 429s, zai 500s, fallbacks

@@ -78,6 +78,11 @@ class AttemptNote:
                 "elapsed_ms": self.elapsed_ms, "detail": self.detail}
 
 
+def path_text(attempts: Sequence[AttemptNote]) -> str:
+    """`openai-codex 429 → zai 500 → cerebras`: the providers tried, in order."""
+    return " → ".join(a.provider if a.ok else f"{a.provider} {a.outcome}" for a in attempts)
+
+
 def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
     """`openai-codex,gpt-5.2=429;zai,glm-5=ok` -> notes, in order."""
     notes = []

@@ -42,6 +42,7 @@ from proxy.daemon_client import (
     parse_attempts,
     served_by,
 )
+from proxy.daemon_client import path_text as path_text  # its home; e2e reports use it
 from proxy.errors import RoutingError, UpstreamError
 from proxy.routing import decide
 from proxy.summary import summarize
@@ -332,11 +333,6 @@ async def run_matrix(
 
 
 # --- reports ------------------------------------------------------------------------------------
-
-
-def path_text(attempts: Sequence[AttemptNote]) -> str:
-    """`openai-codex 429 → zai 500 → cerebras`: the providers tried, in order."""
-    return " → ".join(a.provider if a.ok else f"{a.provider} {a.outcome}" for a in attempts)
 
 
 def report_json(results: Sequence[Result], meta: Mapping[str, Any] | None = None) -> JSONObject:
