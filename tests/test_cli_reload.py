@@ -132,3 +132,15 @@ def test_dotenv_next_to_the_config_fills_what_the_environment_lacks(tmp_path: Pa
     (tmp_path / ".env").write_text("this is not a line\n")
     with pytest.raises(ConfigError, match=r"\.env, line 1: expected NAME=value"):
         load_config(path, {})
+
+
+def test_reload_says_which_changes_need_a_restart(daemon: tuple[str, Path, Cli]) -> None:
+    url, config, cli = daemon
+    text = config.read_text()
+    config.write_text(text.replace("[proxy]\n", "[proxy]\ntimeout_ms = 123000\n", 1)
+                      .replace(f'api_key = "{CLIENT_KEY}"', 'api_key = "another-key"', 1))
+    done = cli("reload", "--url", url)
+    assert done.exit_code == 0, done.output
+    assert "a restart is needed to change proxy.api_keys" in " ".join(done.stderr.split())
+    # the client key in force is still the one the daemon started with
+    assert _models(url)
