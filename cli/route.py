@@ -11,7 +11,6 @@ from rich.text import Text
 from cli._config import CONFIG_OPTION, load
 from cli._models import check_model
 from cli._output import dim, fail, print_json, stderr, stdout, styled
-from cli._route_send import print_sent, route_send
 from proxy.capabilities import ModelCapabilities
 from proxy.errors import RoutingError
 from proxy.model_catalog import load_catalog
@@ -107,7 +106,11 @@ def route_test(
         decision = decide(summary, settings)
     except RoutingError as exc:
         fail(str(exc))
-    sent = route_send(settings, body, stream=stream, url=url, api_key=api_key) if send else None
+    sent = None
+    if send:  # the HTTP client and the providers only when something is sent
+        from cli._route_send import route_send
+
+        sent = route_send(settings, body, stream=stream, url=url, api_key=api_key)
     if as_json:
         print_json({
             "model": model,
@@ -143,6 +146,8 @@ def route_test(
         out.print(styled("  ", ("unfit", "yellow"),
                          f" {unfit.target}: {unfit.reason} (tried anyway)"))
     if sent is not None:
+        from cli._route_send import print_sent
+
         print_sent(sent)
         if not sent.ok:
             raise typer.Exit(1)
