@@ -76,7 +76,7 @@ def e2e_run(
     to_stdout = "-" in (str(json_file), str(markdown_file))
     console = stderr() if to_stdout else stdout()
     if not console.is_terminal:  # a file or pipe: room for the whole table, no wrapping
-        console = Console(file=console.file, width=160, highlight=False)
+        console = Console(file=console.file, width=160, highlight=False, markup=False)
     wanted = list(routes or [])
     with _daemon_logs(verbose):
         if simulate:
