@@ -26,6 +26,8 @@ from cli._address import (
     normalize_url,
     unreachable,
 )
+from proxy.affinity import AFFINITY_HEADER
+from proxy.conversation import SESSION_HEADER
 from proxy.daemon_client import (
     ATTEMPTS_HEADER,
     AttemptNote,
@@ -52,6 +54,8 @@ class TurnInfo:
     attempts: tuple[AttemptNote, ...]
     latency_ms: float
     via: str
+    affinity: str | None = None
+    """What prompt-cache affinity decided for this turn (`x-llmproxy-affinity`)."""
 
     @property
     def served_by(self) -> str | None:
@@ -73,7 +77,8 @@ class TurnError(Exception):
 class Backend(Protocol):
     label: str
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo: ...
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo: ...
 
     async def aclose(self) -> None: ...
 
@@ -90,14 +95,19 @@ class DaemonBackend:
         self.client = httpx2.AsyncClient(trust_env=False, verify=needs_tls(self.url),
                                          timeout=httpx2.Timeout(None, connect=10.0))
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo:
         started = time.monotonic()
         attempts: tuple[AttemptNote, ...] = ()
+        headers = client_headers(fmt, self.api_key)
+        if session is not None:
+            headers[SESSION_HEADER] = session
         try:
             async with self.client.stream("POST", self.url + client_path(fmt),
                                           content=orjson.dumps(body),
-                                          headers=client_headers(fmt, self.api_key)) as response:
+                                          headers=headers) as response:
                 attempts = parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
+                affinity = response.headers.get(AFFINITY_HEADER)
                 if response.status_code != 200:
                     raw = await response.aread()
                     payload = _json(raw)
@@ -125,7 +135,7 @@ class DaemonBackend:
         except httpx2.HTTPError as exc:
             raise TurnError(f"the daemon at {self.url} broke off the answer "
                             f"({type(exc).__name__})", attempts, None, _ms(started)) from exc
-        return TurnInfo(attempts, _ms(started), self.label)
+        return TurnInfo(attempts, _ms(started), self.label, affinity)
 
     async def model_ids(self) -> list[str]:
         """`GET /v1/models`: every target and alias the daemon serves ([] if it will not say)."""

@@ -15,11 +15,14 @@ import aiohttp
 import orjson
 
 from cli._client import Sink, TurnError, TurnInfo
+from proxy.affinity import Affinity
 from proxy.config import Config
+from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.daemon_client import AttemptNote, events_from_body, settled
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.fallback import ClientFacingError, FallbackRunner, Job
 from proxy.health import HealthRegistry
+from proxy.midstream import StreamLife
 from proxy.providers.registry import Upstreams
 from proxy.routing import decide
 from proxy.summary import summarize
@@ -49,29 +52,41 @@ class InProcessBackend:
         self.config = config
         self.health = HealthRegistry(config.proxy.health)
         self.runner = FallbackRunner(config, Upstreams(session), self.health)
+        self.affinity = Affinity.in_memory(config.affinity)
         self.label = "in-process"
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo:
         started = time.monotonic()
         try:
             summary = summarize(body, fmt)
             decision = decide(summary, self.config)
         except (ClientRequestError, RoutingError) as exc:
             raise TurnError(str(exc), status=400) from exc
-        job = Job(fmt, body, summary, decision, bool(body.get("stream")))
+        headers = {SESSION_HEADER: session} if session is not None else {}
+        conversation = conversation_of(body, headers, fmt)
+        settings = self.config.affinity
+        decision = self.affinity.route(decision, conversation, settings, self.health)
+        job = Job(fmt, body, summary, decision, bool(body.get("stream")),
+                  cache_key=conversation.key if conversation is not None else None)
         attempts: list[AttemptNote] = []
         try:
             if job.stream:
-                opened = await self.runner.open_stream(job)
+                life = StreamLife(self.runner, job)
+                await life.open()
                 try:
-                    async for event in opened.events:
+                    async for event in life.events():
                         sink(event)
                 finally:
-                    await opened.aclose()
-                    attempts = list(settled([AttemptNote.from_attempt(a) for a in opened.attempts]))
+                    await life.aclose()
+                    attempts = list(settled([AttemptNote.from_attempt(a)
+                                             for a in life.attempts()]))
+                if life.report().finished:
+                    self.affinity.served(conversation, life.served, settings)
             else:
                 done = await self.runner.complete(job)
                 attempts = [AttemptNote.from_attempt(a) for a in done.attempts]
+                self.affinity.served(conversation, done.target, settings)
                 for event in events_from_body(done.body, fmt):
                     sink(event)
         except ClientFacingError as exc:
@@ -82,7 +97,7 @@ class InProcessBackend:
             raise TurnError(str(exc), notes, exc.status, _ms(started)) from exc
         except UpstreamError as exc:  # the stream could not be completed anywhere
             raise TurnError(exc.message, tuple(attempts), exc.status, _ms(started)) from exc
-        return TurnInfo(tuple(attempts), _ms(started), self.label)
+        return TurnInfo(tuple(attempts), _ms(started), self.label, decision.affinity)
 
     async def aclose(self) -> None:
         await self.session.close()

@@ -82,8 +82,8 @@ _llmproxy() {
       ;;
     ("route test")
       subs=()
-      opts=('--prompt:The user text' '--thinking:Ask for reasoning' '--tools:Include a tool definition' '--image:Include an image' '--tokens:Pad the prompt to about N tokens' '--json:Print the decision as JSON' '--send:Also send the request and show every attempt: status, error class…' '--stream:With --send: stream the answer' '--url:With --send: go through the daemon at this URL (default: in-process…' '--api-key:Client key for --url' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--config -c) values=(--prompt --tokens --url --api-key)
+      opts=('--prompt:The user text' '--thinking:Ask for reasoning' '--tools:Include a tool definition' '--image:Include an image' '--tokens:Pad the prompt to about N tokens' '--json:Print the decision as JSON' '--send:Also send the request and show every attempt: status, error class…' '--stream:With --send: stream the answer' '--url:With --send: go through the daemon at this URL (default: in-process…' '--api-key:Client key for --url' '--session:A conversation id (sent as x-llmproxy-session); default: the prompt…' '--turns:With --send: send N turns of one conversation and show what…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=(--prompt --tokens --url --api-key --session --turns)
       ;;
     ("serve")
       subs=()
