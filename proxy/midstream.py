@@ -190,12 +190,15 @@ class StreamLife:
                     await close_stream(self._upstream)
                     await self._recover(error)
         finally:
-            await close_stream(self._upstream)
-            if not self._settled and self._plan is not None:
-                self._walk.release(self._plan)
+            await self.aclose()
 
     async def aclose(self) -> None:
+        """Release the upstream; a stream left before its end (the client went away) reports
+        no outcome, but frees its target's half-open probe slot."""
         await close_stream(self._upstream)
+        if not self._settled and self._plan is not None:
+            self._settled = True
+            self._walk.release(self._plan)
 
     def _current(self) -> Plan:
         if self._plan is None:

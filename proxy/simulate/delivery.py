@@ -5,8 +5,9 @@ its role) or as one JSON payload; this module decides when and whether each byte
 
 Non-streaming requests get the nearest JSON equivalent of a stream fault: `CutAfter` sends the
 headers and half the body and closes; `MidStreamError` becomes an error status; `MalformedChunk`
-a 200 with a truncated body; `StallAfter` and `SlowFirstToken` delay the whole body; `NoDone`
-and `DropAfterFinish` change nothing; `EndWithoutFinish` is `CutAfter`'s half body.
+a 200 with a truncated body; `StallAfter` and `SlowFirstToken` delay the whole body; `NoDone`,
+`DropAfterFinish` and `ErrorAfterFinish` change nothing; `EndWithoutFinish` sends half the body
+like `CutAfter`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from proxy.simulate.faults import (
     CutAfter,
     DropAfterFinish,
     EndWithoutFinish,
+    ErrorAfterFinish,
     Fault,
     Hang,
     MalformedChunk,
@@ -242,6 +244,10 @@ class Delivery:
                 continue
             if frame.kind is FrameKind.DONE and isinstance(fault, DropAfterFinish):
                 return self._drop(response, reset=False)
+            if frame.kind is FrameKind.DONE and isinstance(fault, ErrorAfterFinish):
+                await response.write(stream_error_frame(self.fmt, MidStreamError(0, fault.status)))
+                await response.write_eof()
+                return response
             if frame.kind is FrameKind.CONTENT:
                 await self._pause(
                     self._timing.first_token_delay if sent == 0 else self._timing.chunk_delay

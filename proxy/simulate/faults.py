@@ -156,6 +156,18 @@ class DropAfterFinish:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorAfterFinish:
+    """Send the whole answer with its finish reason and usage, then an in-stream error event
+    instead of `[DONE]` / `message_stop`, and end the body."""
+
+    status: int = 500
+
+    @property
+    def label(self) -> str:
+        return "ErrorAfterFinish"
+
+
+@dataclass(frozen=True, slots=True)
 class EndWithoutFinish:
     """Stream `chunks` content chunks, then end the body cleanly without any finish reason."""
 
@@ -178,6 +190,7 @@ Fault: TypeAlias = (
     | MalformedChunk
     | NoDone
     | DropAfterFinish
+    | ErrorAfterFinish
     | EndWithoutFinish
 )
 
