@@ -41,6 +41,7 @@ from proxy.health import HealthRegistry
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
 from proxy.translate.prefill import mark_prefill
+from proxy.translate.request_to_openai import client_user_id
 from proxy.types import (
     Attempt,
     Decision,
@@ -366,6 +367,10 @@ class Walk:
                 upstream_body["stream_options"] = {"include_usage": True}
         if job.cache_key and plan.provider.prompt_cache_key:
             upstream_body.setdefault("prompt_cache_key", job.cache_key)
+        if plan.provider.forward_user_id and "user" in upstream_body:
+            raw_user = client_user_id(body) if job.client_format == WireFormat.ANTHROPIC else None
+            if raw_user is not None:  # the operator trusts this provider with the client's id
+                upstream_body["user"] = raw_user
         provider = plan.provider
         if self.options.timeouts:
             provider = replace(provider, timeouts=provider.timeouts.merged(self.options.timeouts))

@@ -151,7 +151,6 @@ class StreamLife:
     async def open(self) -> Target:
         """Walk the chain until a target produces its first content: the commit point."""
         walk = self._walk
-        self._started = time.monotonic()
         if walk.options.buffer:
             plan, events = await walk.first_success(self._runner.read_whole_stream)
             self._head, self._upstream = events, _no_events()
@@ -162,8 +161,14 @@ class StreamLife:
             self._settled = False
         self._plan, self._committed = plan, plan.target
         self._announced_model = plan.target.model
-        self._ttft_ms = (time.monotonic() - self._started) * 1000.0
+        self._time_attempt()
         return plan.target
+
+    def _time_attempt(self) -> None:
+        """The attempt that just succeeded (the last in the ledger) started this stream part:
+        its time to first content, and its start for the latency reported at the finish."""
+        self._ttft_ms = self.attempts()[-1].elapsed_ms
+        self._started = time.monotonic() - self._ttft_ms / 1000.0
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
@@ -296,7 +301,6 @@ class StreamLife:
         self._attempt_chars = 0
         self._index_offset = self._tool_calls_sent
         what = "continue the answer" if partial else "take over the answer"
-        started = time.monotonic()
         try:
             plan, (head, rest) = await self._walk.first_success(
                 self._runner.read_stream_head,
@@ -320,8 +324,7 @@ class StreamLife:
                 target=failed,
             ) from refused
         self._plan, self._head, self._upstream = plan, head, rest
-        self._started = started
-        self._ttft_ms = (time.monotonic() - started) * 1000.0
+        self._time_attempt()
         self._settled = False
 
     def _attempt_usage(self) -> Usage:

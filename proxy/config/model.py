@@ -148,6 +148,8 @@ class ProviderConfig:
     """How this provider continues a partial answer (`PrefillStyle`), or False."""
     prompt_cache_key: bool = False
     """Send the conversation's key as `prompt_cache_key` (OpenAI's cache routing hint)."""
+    forward_user_id: bool = False
+    """Send an Anthropic client's `metadata.user_id` as `user` unchanged, not as its hash."""
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""

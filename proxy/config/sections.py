@@ -60,6 +60,7 @@ PROVIDER_KEYS = (
     "headers",
     "timeouts",
     "prefill",
+    "forward_user_id",
     "prompt_cache_key",
     "allow_private_network",
     "capabilities",
@@ -185,6 +186,7 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
             else parse_prefill(t.data["prefill"], fmt, t.key("prefill"))
         ),
         prompt_cache_key=_prompt_cache_key(t, fmt),
+        forward_user_id=t.boolean("forward_user_id", False),
         allow_private_network=t.boolean("allow_private_network", False),
         capabilities=_capability_overrides(t, models, globs, fmt),
         auth_file=_codex_key(t, "auth_file", fmt),
