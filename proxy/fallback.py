@@ -38,7 +38,7 @@ from proxy.errors import (
 )
 from proxy.exchange import Pair, pair
 from proxy.health import HealthRegistry
-from proxy.providers.base import UpstreamRequest
+from proxy.providers.base import EventBatch, UpstreamRequest
 from proxy.providers.registry import Upstreams
 from proxy.translate.prefill import mark_prefill
 from proxy.translate.request_to_openai import client_user_id
@@ -161,27 +161,28 @@ class FallbackRunner:
 
     async def read_stream_head(
         self, plan: Plan, request: UpstreamRequest
-    ) -> tuple[list[StreamEvent], AsyncIterator[StreamEvent]]:
-        """Open a stream and read up to its first content event (the commit point)."""
-        events = self.upstreams.transport(plan.provider).stream(request)
+    ) -> tuple[list[StreamEvent], AsyncIterator[EventBatch]]:
+        """Open a stream and read up to the batch holding its first content event (the commit
+        point)."""
+        batches = self.upstreams.transport(plan.provider).stream(request)
         try:
             head: list[StreamEvent] = []
-            async for event in events:
-                head.append(event)
-                if not isinstance(event, MessageStart | UsageUpdate):
-                    return head, events
-            return head, events
+            async for batch in batches:
+                head += batch
+                if not all(isinstance(event, MessageStart | UsageUpdate) for event in batch):
+                    return head, batches
+            return head, batches
         except BaseException:
-            await close_stream(events)
+            await close_stream(batches)
             raise
 
     async def read_whole_stream(self, plan: Plan, request: UpstreamRequest) -> list[StreamEvent]:
         """Buffer mode: the whole answer, or an error (then nothing was sent to the client)."""
-        events = self.upstreams.transport(plan.provider).stream(request)
+        batches = self.upstreams.transport(plan.provider).stream(request)
         try:
-            return [event async for event in events]
+            return [event async for batch in batches for event in batch]
         finally:
-            await close_stream(events)
+            await close_stream(batches)
 
 
 class Walk:
@@ -410,7 +411,7 @@ class Walk:
         self.runner.health.release_probe(plan.target)
 
 
-async def close_stream(events: AsyncIterator[StreamEvent]) -> None:
+async def close_stream(events: AsyncIterator[object]) -> None:
     """Close an upstream event stream now (releasing its connection), not at garbage collection."""
     aclose = getattr(events, "aclose", None)
     if aclose is not None:

@@ -154,8 +154,9 @@ async def _stream(
         await response.prepare(request)  # the commit point: from here on, errors go in-stream
         request[STREAM_STARTED] = True
         try:
-            async for event in life.events():
-                await response.write(encoder.encode(event))
+            # One write per upstream read: a write is a syscall, and events come in bursts.
+            async for batch in life.batches():
+                await response.write(b"".join([encoder.encode(event) for event in batch]))
             ending = encoder.finish()
         except UpstreamError as exc:
             log.warning("stream for %s ended with an error: %s", life.target, exc.message)
@@ -165,10 +166,9 @@ async def _stream(
         except Exception:  # after the commit point only an error event may say what went wrong
             log.exception("stream for %s failed inside llmproxy", life.target)
             ending = dialect.stream_error(encoder, 500, INTERNAL, ErrorClass.SERVER_ERROR)
-        await response.write(_trailer(life) + ending)
+        await response.write_eof(_trailer(life) + ending)  # with the body's end: one write
     finally:
         await life.aclose()
-    await response.write_eof()
     return response
 
 

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from proxy.capabilities import PrefillStyle
 from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
 from proxy.fallback import ClientFacingError, FallbackRunner, Job, Plan, Walk, close_stream
+from proxy.providers.base import EventBatch
 from proxy.tokens import tokens_for_chars
 from proxy.types import (
     Attempt,
@@ -81,7 +82,7 @@ class StreamReport:
     finished: bool
 
 
-async def _no_events() -> AsyncIterator[StreamEvent]:
+async def _no_events() -> AsyncIterator[EventBatch]:
     return
     yield  # an async generator that yields nothing
 
@@ -102,7 +103,7 @@ class StreamLife:
         self._plan: Plan | None = None
         self._committed: Target | None = None
         self._head: list[StreamEvent] = []
-        self._upstream: AsyncIterator[StreamEvent] = _no_events()
+        self._upstream: AsyncIterator[EventBatch] = _no_events()
         self._started = self._created
         self._ttft_ms = 0.0
         self._settled = True  # the current target's health has heard the outcome
@@ -171,15 +172,25 @@ class StreamLife:
         self._started = time.monotonic() - self._ttft_ms / 1000.0
 
     async def events(self) -> AsyncIterator[StreamEvent]:
+        batches = self.batches()
+        try:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+        finally:
+            await batches.aclose()
+
+    async def batches(self) -> AsyncGenerator[list[StreamEvent], None]:
+        """`events()` grouped as the upstream's reads delivered them (never an empty group), so
+        a writer can send each group at once."""
         try:
             while True:
                 try:
-                    for event in self._head:
-                        for out in self._filter(event):
-                            yield out
-                    self._head = []
-                    async for event in self._upstream:
-                        for out in self._filter(event):
+                    head, self._head = self._head, []
+                    if out := self._filter_all(head):
+                        yield out
+                    async for batch in self._upstream:
+                        if out := self._filter_all(batch):
                             yield out
                     self._settle_success()
                     return
@@ -214,6 +225,12 @@ class StreamLife:
         if not self._settled:
             self._settled = True
             self._walk.record_stream_success(self._current(), self._started, self._ttft_ms)
+
+    def _filter_all(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for event in events:
+            out += self._filter(event)
+        return out
 
     def _filter(self, event: StreamEvent) -> Iterable[StreamEvent]:
         """Turn one upstream event into what the client may see now."""

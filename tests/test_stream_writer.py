@@ -4,16 +4,20 @@ errors middleware never writes a second response into an open body."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.fallback import Job
 from proxy.handlers import INTERNAL, STREAM_STARTED, _stream
 from proxy.server import errors_middleware
+from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.summary import summarize
 from proxy.types import (
     Attempt,
@@ -27,6 +31,8 @@ from proxy.types import (
 )
 
 TARGET = Target("zai", "glm-5")
+PROMPT = [{"role": "user", "content": "Tell me something in many small chunks."}]
+StartDaemon = Callable[[str], Awaitable[Daemon]]
 
 
 class BrokenLife:
@@ -39,9 +45,8 @@ class BrokenLife:
     def attempts(self) -> tuple[Attempt, ...]:
         return (Attempt(TARGET, 200, None, 1.0),)
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        yield MessageStart("m1", "glm-5")
-        yield TextDelta("Hello")
+    async def batches(self) -> AsyncIterator[list[StreamEvent]]:
+        yield [MessageStart("m1", "glm-5"), TextDelta("Hello")]
         raise RuntimeError("a bug in llmproxy")
 
     async def aclose(self) -> None:
@@ -99,3 +104,49 @@ async def test_the_errors_middleware_never_writes_into_a_started_stream() -> Non
     await server.close()
     assert status == 200
     assert b"HTTP/1.1" not in raw and b"internal error" not in raw
+
+
+async def raw_chunks(url: str, path: str, body: dict[str, object]) -> list[bytes]:
+    """The HTTP/1.1 chunks of a response as they were framed on the wire (each `write()` of
+    the daemon is one chunk)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    payload = orjson.dumps(body)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {CLIENT_KEY}\r\n"
+        f"x-api-key: {CLIENT_KEY}\r\nanthropic-version: 2023-06-01\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        "Connection: close\r\n\r\n".encode() + payload
+    )
+    raw = await reader.read()
+    writer.close()
+    head, rest = raw.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    chunks = []
+    while True:
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            return chunks
+        chunks.append(rest[:size])
+        rest = rest[size + 2 :]
+
+
+async def test_what_one_upstream_read_delivered_leaves_in_one_write(daemon: StartDaemon) -> None:
+    """Issue 16: events that arrived in one read of the upstream leave in one write (a write is
+    a syscall), and the stream's end (trailer comments, the dialect's last events) leaves with
+    the body's terminating chunk."""
+    sim = SimulatedProvider("zai", "openai", ["glm-5"], chunk_chars=2, burst=True)
+    async with run_simulated([sim]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
+        for path, body in (
+            ("/v1/chat/completions", {"model": "auto", "stream": True, "messages": PROMPT}),
+            ("/v1/messages", {"model": "auto", "stream": True, "max_tokens": 64,
+                              "messages": PROMPT}),
+        ):
+            chunks = await raw_chunks(proxy.url, path, body)
+            text = b"".join(chunks)
+            assert text.count(b"data: ") > 20, text  # many events...
+            assert len(chunks) == 2, chunks  # ...in two writes: the burst, and the end
+            assert b"x-llmproxy-served-by zai,glm-5" in chunks[1]
+            assert (b"[DONE]" if "chat" in path else b"message_stop") in chunks[1]

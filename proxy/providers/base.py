@@ -27,6 +27,10 @@ class UpstreamRequest:
     input_tokens: int = 0
 
 
+EventBatch = list[StreamEvent]
+"""The events one read of an upstream's body produced, in order (never empty)."""
+
+
 class StreamDecoder(Protocol):
     """Upstream SSE payloads -> neutral stream events, and the upstream's own errors as
     `UpstreamFault`s (which `fault_error` classifies)."""

@@ -32,12 +32,12 @@ from proxy.codex_auth import (
 )
 from proxy.config import CODEX_BASE_URL, ProviderConfig
 from proxy.errors import UpstreamError, UpstreamStatusError
-from proxy.providers.base import StreamDecoder, UpstreamRequest
+from proxy.providers.base import EventBatch, StreamDecoder, UpstreamRequest
 from proxy.providers.http import HttpTransport
 from proxy.translate.accumulate import MessageAccumulator
 from proxy.translate.responses_api import chat_to_responses_response
 from proxy.translate.stream_responses import ResponsesStreamDecoder
-from proxy.types import JSONObject, StreamEvent
+from proxy.types import JSONObject
 
 # api.openai.com never accepts a ChatGPT sign-in: configs written for the reference proxy name
 # it as a placeholder, and they mean the ChatGPT backend.
@@ -103,15 +103,16 @@ class CodexTransport:
         accumulator = MessageAccumulator(input_tokens_hint=request.input_tokens)
         events = self.stream(request)
         try:
-            async for event in events:
-                accumulator.add(event)
+            async for batch in events:
+                for event in batch:
+                    accumulator.add(event)
         finally:
             await _close(events)
         snapshot = accumulator.snapshot()
         chat = accumulator.to_openai(request.target.model, completion_id=snapshot.id or None)
         return chat_to_responses_response(chat, request.target.model)
 
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[EventBatch]:
         auth = self.auth_for(request.provider)
         body = {**request.body, "stream": True, "store": False}
         upstream = replace(request, body=body, stream=True)
@@ -141,14 +142,14 @@ class CodexTransport:
                 raise
             try:
                 yield first
-                async for event in events:
-                    yield event
+                async for batch in events:
+                    yield batch
             finally:
                 await _close(events)
             return
 
 
-async def _close(events: AsyncIterator[StreamEvent]) -> None:
+async def _close(events: AsyncIterator[EventBatch]) -> None:
     """Close a transport's stream early (it is an async generator; the type says iterator)."""
     aclose = getattr(events, "aclose", None)
     if aclose is not None:

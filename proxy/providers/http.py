@@ -24,10 +24,10 @@ from proxy.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from proxy.providers.base import Dialect, UpstreamRequest, fault_error
+from proxy.providers.base import Dialect, EventBatch, UpstreamRequest, fault_error
 from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
-from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent, UpstreamFault
+from proxy.types import ErrorClass, Finish, JSONObject, UpstreamFault
 
 log = logging.getLogger("llmproxy.upstream")
 
@@ -81,8 +81,10 @@ class HttpTransport:
             raise self._status_error(request, response.status, raw, response.headers)
         return payload
 
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]:
-        """A streaming call: neutral events until Finish, or an UpstreamError.
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[EventBatch]:
+        """A streaming call: neutral events until Finish, or an UpstreamError. Events come in
+        batches, one per read of the upstream's body, so that what one read delivered reaches
+        the client in one write.
 
         Raises StreamCutError when the body ends (or the connection drops, or stalls) before the
         provider's finish reason: a truncated answer is never reported as complete. After the
@@ -124,6 +126,7 @@ class HttpTransport:
                     broken = StreamCutError(f"stream broke: {exc}", target=request.target)
                     chunk = b""
                 events = sse.feed(chunk) if chunk else sse.close()
+                batch: EventBatch = []
                 for sse_event in events:
                     if sse_event.data == "[DONE]":
                         finished = True
@@ -140,17 +143,22 @@ class HttpTransport:
                         if isinstance(event, UpstreamFault):
                             if finished:
                                 break  # after the finish: the answer is complete
+                            if batch:  # what came before the error still counts
+                                yield batch
                             raise fault_error(event, request.target)
                         got_event = True
                         if isinstance(event, Finish):
                             finished = True
-                        yield event
+                        batch.append(event)
+                if batch:
+                    yield batch
                 if not chunk:
                     break
-            for event in decoder.close():
-                if isinstance(event, Finish):
-                    finished = True
-                yield event
+            batch = decoder.close()
+            if any(isinstance(event, Finish) for event in batch):
+                finished = True
+            if batch:
+                yield batch
             if not finished:
                 raise broken or StreamCutError(
                     "stream ended before the provider's finish reason", target=request.target

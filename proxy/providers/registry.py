@@ -9,11 +9,11 @@ import aiohttp
 
 from proxy.config import ProviderConfig
 from proxy.providers.anthropic import AnthropicDialect
-from proxy.providers.base import UpstreamRequest
+from proxy.providers.base import EventBatch, UpstreamRequest
 from proxy.providers.codex import CodexTransport
 from proxy.providers.http import HttpTransport
 from proxy.providers.openai import OpenAIDialect
-from proxy.types import JSONObject, StreamEvent, WireFormat
+from proxy.types import JSONObject, WireFormat
 
 
 class Transport(Protocol):
@@ -21,7 +21,7 @@ class Transport(Protocol):
 
     async def complete(self, request: UpstreamRequest) -> JSONObject: ...
 
-    def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]: ...
+    def stream(self, request: UpstreamRequest) -> AsyncIterator[EventBatch]: ...
 
 
 class Upstreams:

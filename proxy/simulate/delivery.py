@@ -63,6 +63,8 @@ class Timing:
 
     first_token_delay: float = 0.0
     chunk_delay: float = 0.0
+    burst: bool = False
+    """A stream without a fault goes out in one write (after `first_token_delay`)."""
 
 
 class _Stopping(Exception):
@@ -229,6 +231,11 @@ class Delivery:
     ) -> web.StreamResponse:
         if isinstance(fault, SlowFirstToken):
             await self._pause(fault.seconds)
+        if self._timing.burst and fault is None:
+            await self._pause(self._timing.first_token_delay)
+            self.ex.chunks_sent = sum(f.kind is FrameKind.CONTENT for f in frames)
+            await response.write_eof(b"".join(frame.data for frame in frames))
+            return response
         sent = 0
         at_count = _count_trigger(fault, sum(f.kind is FrameKind.CONTENT for f in frames))
         triggered = False

@@ -47,7 +47,8 @@ class SimulatedProvider:
     others, as the providers documenting each style do. `reasoning` makes the model think first
     (Z.ai-style `reasoning_content`, or Anthropic thinking blocks signed for this provider; with
     `check_signatures` an Anthropic sim rejects thinking blocks it did not sign). Latency
-    (`first_token_delay`, `chunk_delay`) and `plan` can be changed while it runs.
+    (`first_token_delay`, `chunk_delay`) and `plan` can be changed while it runs. `burst` sends a
+    stream without a fault in one write, as a TCP segment carrying many events arrives.
 
     Every completion request (`chat/completions`, `messages`) that passes the key check takes one
     entry from `plan`, before its body is validated; `models` and `count_tokens` never fail.
@@ -77,6 +78,7 @@ class SimulatedProvider:
         extra_text: str = "",
         cache_ttl: float = DEFAULT_TTL,
         cache_min_tokens: int = MIN_CACHEABLE_TOKENS,
+        burst: bool = False,
     ) -> None:
         self.format = WireFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
@@ -103,6 +105,7 @@ class SimulatedProvider:
         self.plan = plan if plan is not None else FaultPlan()
         self.chunk_delay = chunk_delay
         self.first_token_delay = first_token_delay
+        self.burst = burst
         self.chunk_chars = chunk_chars
         self.text_before_tool = text_before_tool
         self.parallel_tool_calls = parallel_tool_calls
@@ -210,7 +213,10 @@ class SimulatedProvider:
         if self._running is None:
             raise RuntimeError("handler called on a stopped simulator")
         return Delivery(
-            ex, self.format, self._running.stop, Timing(self.first_token_delay, self.chunk_delay)
+            ex,
+            self.format,
+            self._running.stop,
+            Timing(self.first_token_delay, self.chunk_delay, self.burst),
         )
 
     @staticmethod

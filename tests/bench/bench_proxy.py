@@ -16,6 +16,11 @@ upstream), added time to first token for streams, throughput and CPU per request
 concurrency 32, and the floor ratio at both concurrencies. Then the daemon's RSS after 10,000
 requests and after 10,000 more. The targets of issue 16 are checked at the end; the exit status
 is 1 if one is missed. `--markdown` prints the README's table.
+
+`--against DIR` measures a second daemon run from another checkout (e.g. a `git worktree` of
+the commit before a change) in the same run, interleaved case by case `--repeat` times, and
+prints each case's CPU per request for both and the change: before/after figures that a noisy,
+shared machine affects alike.
 """
 
 from __future__ import annotations
@@ -366,10 +371,12 @@ def _measured(pids: tuple[int, int], run: Callable[[], int]) -> tuple[float, flo
     return proxy, upstream, n
 
 
-def measure(case: Case, daemon: str, upstream: str, pids: tuple[int, int], args: object) -> Result:
-    n: int = args.requests  # type: ignore[attr-defined]
-    seconds: float = args.seconds  # type: ignore[attr-defined]
-    concurrency: int = args.concurrency  # type: ignore[attr-defined]
+def measure(
+    case: Case, daemon: str, upstream: str, pids: tuple[int, int], args: argparse.Namespace
+) -> Result:
+    n: int = args.requests
+    seconds: float = args.seconds
+    concurrency: int = args.concurrency
     proxied = json.dumps(case.body).encode()
     direct = json.dumps(case.direct).encode()
     via, to = daemon + case.client_path, upstream + case.provider_path
@@ -521,6 +528,9 @@ def main() -> None:
                         help="run only cases whose name contains this (repeatable)")
     parser.add_argument("--no-rss", action="store_true", help="skip the 20,000-request RSS phase")
     parser.add_argument("--markdown", action="store_true", help="also print the README table")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout whose daemon is measured interleaved (A/B)")
+    parser.add_argument("--repeat", type=int, default=3, help="with --against: rounds per case")
     parser.add_argument("--observe", default="",
                         help="TOML appended to the daemon's config (e.g. observability sections)")
     args = parser.parse_args()
@@ -532,43 +542,93 @@ def main() -> None:
     upstream_process.start()
     upstream = f"http://127.0.0.1:{receive.recv()}"
     assert upstream_process.pid is not None
-    port = _free_port()
+    cases = [c for c in _cases() if not args.case or any(p in c.name for p in args.case)]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(_config(upstream, args.observe))
-        daemon_process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
-             "--log-level", "warning"],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "XDG_STATE_HOME": tmp, "XDG_DATA_HOME": tmp},
-        )
+        daemons = [_start_daemon(REPO, config, Path(tmp))]
+        if args.against is not None:
+            daemons.insert(0, _start_daemon(args.against.resolve(), config, Path(tmp)))
         try:
-            _wait_for(port)
-            daemon = f"http://127.0.0.1:{port}"
-            pids = (daemon_process.pid, upstream_process.pid)
-            print(f"daemon pid {daemon_process.pid} (RSS {_rss_mb(daemon_process.pid):.1f} MB "
-                  f"at start), upstream pid {upstream_process.pid}; {args.requests} sequential "
-                  f"requests, then {args.seconds:g} s at concurrency {args.concurrency}, per case")
-            results = []
-            for case in _cases():
-                if args.case and not any(part in case.name for part in args.case):
-                    continue
-                results.append(measure(case, daemon, upstream, pids, args))
-                _print_result(results[-1])
-            rss = None if args.no_rss else _rss_phase(daemon, daemon_process.pid,
-                                                      args.concurrency)
-            if rss is not None:
-                print(f"RSS {rss[0]:.1f} MB, after 10,000 more requests {rss[1]:.1f} MB, "
-                      f"after another 10,000 {rss[2]:.1f} MB")
-            if args.markdown:
-                _markdown(results, rss)
-            met = _targets(results, rss)
+            if args.against is not None:
+                _compare(cases, daemons, upstream, upstream_process.pid, args)
+                met = True
+            else:
+                met = _run(cases, daemons[0], upstream, upstream_process.pid, args)
         finally:
-            daemon_process.terminate()
-            daemon_process.wait(10)
+            for _, process in daemons:
+                process.terminate()
+                process.wait(10)
             upstream_process.terminate()
     sys.exit(0 if met else 1)
+
+
+def _start_daemon(tree: Path, config: Path, tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """`llmproxy serve` from `tree` (`python -m cli` imports that checkout's code first)."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
+         "--log-level", "warning"],
+        cwd=tree,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp), "XDG_DATA_HOME": str(tmp)},
+    )
+    _wait_for(port)
+    return f"http://127.0.0.1:{port}", process
+
+
+def _run(
+    cases: list[Case],
+    daemon: tuple[str, subprocess.Popen[bytes]],
+    upstream: str,
+    upstream_pid: int,
+    args: argparse.Namespace,
+) -> bool:
+    url, process = daemon
+    pids = (process.pid, upstream_pid)
+    print(f"daemon pid {process.pid} (RSS {_rss_mb(process.pid):.1f} MB at start), upstream pid "
+          f"{upstream_pid}; {args.requests} sequential requests, then {args.seconds:g} s at "
+          f"concurrency {args.concurrency}, per case", flush=True)
+    results = []
+    for case in cases:
+        results.append(measure(case, url, upstream, pids, args))
+        _print_result(results[-1])
+    rss = None if args.no_rss else _rss_phase(url, process.pid, args.concurrency)
+    if rss is not None:
+        print(f"RSS {rss[0]:.1f} MB, after 10,000 more requests {rss[1]:.1f} MB, "
+              f"after another 10,000 {rss[2]:.1f} MB")
+    if args.markdown:
+        _markdown(results, rss)
+    return _targets(results, rss)
+
+
+def _compare(
+    cases: list[Case],
+    daemons: list[tuple[str, subprocess.Popen[bytes]]],
+    upstream: str,
+    upstream_pid: int,
+    args: argparse.Namespace,
+) -> None:
+    """Before (`--against`) and after (this checkout), interleaved; medians of the rounds."""
+    print(f"before: {args.against} (pid {daemons[0][1].pid}); after: {REPO} "
+          f"(pid {daemons[1][1].pid}); {args.repeat} interleaved rounds per case", flush=True)
+    for case in cases:
+        rounds: list[list[Result]] = [[], []]
+        for _ in range(args.repeat):
+            for side, (url, process) in enumerate(daemons):
+                rounds[side].append(measure(case, url, upstream, (process.pid, upstream_pid), args))
+        before, after = ([statistics.median(getattr(r, f) for r in side) for f in
+                          ("proxy_cpu_c1", "proxy_cpu", "ratio", "added_p50", "added_ttft")]
+                         for side in rounds)
+        print(
+            f"{case.name:34} CPU c1 {before[0]:5.3f} -> {after[0]:5.3f} ms "
+            f"({(after[0] / before[0] - 1) * 100:+5.1f}%)  c32 {before[1]:5.3f} -> "
+            f"{after[1]:5.3f} ms ({(after[1] / before[1] - 1) * 100:+5.1f}%), floor ratio "
+            f"{before[2]:4.2f}x -> {after[2]:4.2f}x  added p50 {before[3]:5.3f} -> "
+            f"{after[3]:5.3f} ms" + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms"
+                                    if case.stream else ""),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
