@@ -5,8 +5,8 @@ Every error a client sees, ours or an upstream's, is shaped here in the client's
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,7 +105,7 @@ class ClientDialect:
                 model=model,
                 include_usage=include_usage,
                 created=int(time.time()),
-                completion_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                completion_id=f"chatcmpl-{_stream_id()}",
             )
         if self.format == WireFormat.RESPONSES:
             return ResponsesStreamEncoder(
@@ -113,7 +113,7 @@ class ClientDialect:
             )
         return AnthropicStreamEncoder(
             model=model,
-            message_id=f"msg_{uuid.uuid4().hex[:24]}",
+            message_id=f"msg_{_stream_id()}",
             input_tokens_hint=input_tokens,
         )
 
@@ -135,3 +135,9 @@ class ClientDialect:
 OPENAI = ClientDialect(WireFormat.OPENAI)
 ANTHROPIC = ClientDialect(WireFormat.ANTHROPIC)
 RESPONSES = ClientDialect(WireFormat.RESPONSES)
+
+
+def _stream_id() -> str:
+    """24 hex digits naming one streamed answer. Unique, not secret: the process's PRNG costs a
+    tenth of `uuid4`, which reads the OS's random source on every stream."""
+    return f"{random.getrandbits(96):024x}"

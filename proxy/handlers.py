@@ -18,6 +18,7 @@ from proxy.fallback import ClientFacingError, Job
 from proxy.midstream import StreamLife
 from proxy.routing import decide
 from proxy.security.limits import BODY
+from proxy.security.ratelimit import TOKEN_COUNT
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
@@ -102,7 +103,9 @@ async def generate(
     body = await read_json(request, dialect)
     running = request.app[LIVE].current  # one snapshot for the whole request
     config = running.config
-    summary = summarize(body, dialect.format)
+    counted = request.get(TOKEN_COUNT)
+    estimate = counted.of(body, dialect.format) if counted is not None else None
+    summary = summarize(body, dialect.format, token_estimate=estimate)
     try:
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:

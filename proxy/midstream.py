@@ -119,6 +119,7 @@ class StreamLife:
         self._strip_leading_space = False
         self._usage_done = Usage()  # usage of earlier attempts that produced part of the answer
         self._usage_now = Usage()
+        self._resumed = False  # an earlier attempt produced part of the answer
         self._attempt_chars = 0  # visible and reasoning text this attempt produced
 
     # --- read-outs ------------------------------------------------------------------------------
@@ -248,15 +249,18 @@ class StreamLife:
             elif self._current().target.model != self._announced_model:
                 self._announced_model = self._current().target.model
                 out.append(MessageStart(event.id, self._announced_model))
+        # An event passes on unchanged (not copied) unless an earlier attempt changes it.
         elif isinstance(event, UsageUpdate):
             self._usage_now = event.usage
-            out.append(UsageUpdate(self._usage_done + event.usage))
+            out.append(UsageUpdate(self._usage_done + event.usage) if self._resumed else event)
         elif isinstance(event, ToolCallStart):
             self._held_call = [
                 ToolCallStart(event.index + self._index_offset, event.id, event.name)
+                if self._index_offset else event
             ]
         elif isinstance(event, ToolCallDelta):
-            out.append(ToolCallDelta(event.index + self._index_offset, event.arguments))
+            out.append(ToolCallDelta(event.index + self._index_offset, event.arguments)
+                       if self._index_offset else event)
         elif isinstance(event, TextDelta):
             text = event.text
             if self._strip_leading_space:
@@ -265,7 +269,7 @@ class StreamLife:
             if text:
                 self._attempt_chars += len(text)
                 self._text.append(text)
-                out.append(TextDelta(text))
+                out.append(event if text is event.text else TextDelta(text))
         elif isinstance(event, REASONING_EVENTS):
             if isinstance(event, ReasoningDelta):
                 self._attempt_chars += len(event.text)
@@ -314,6 +318,7 @@ class StreamLife:
         elif self._sent_reasoning:
             self._hide_reasoning = True
         self._usage_done = self._usage_done + self._attempt_usage()
+        self._resumed = True
         self._usage_now = Usage()
         self._attempt_chars = 0
         self._index_offset = self._tool_calls_sent

@@ -26,7 +26,11 @@ _IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
 _TEXT_PART_TYPES = frozenset({"text", "input_text"})
 
 
-def summarize(body: JSONObject, fmt: WireFormat) -> RequestSummary:
+def summarize(
+    body: JSONObject, fmt: WireFormat, *, token_estimate: int | None = None
+) -> RequestSummary:
+    """What routing needs to know about a request. `token_estimate`: this body's estimate, when
+    something (the rate limiter) already made it."""
     if not isinstance(body, dict):
         raise ClientRequestError("request body must be a JSON object")
     model = body.get("model")
@@ -43,7 +47,9 @@ def summarize(body: JSONObject, fmt: WireFormat) -> RequestSummary:
         has_web_search=_has_web_search(body, tools, fmt),
         wants_reasoning=_wants_reasoning(body, fmt),
         has_tools=bool(tools) or bool(body.get("functions")),
-        token_estimate=estimate_request_tokens(body, fmt),
+        token_estimate=(
+            token_estimate if token_estimate is not None else estimate_request_tokens(body, fmt)
+        ),
         max_output_tokens=_max_output_tokens(body, fmt),
         last_user_text=_text_of(last_user.get("content")) if last_user else "",
     )

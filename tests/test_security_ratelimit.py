@@ -11,11 +11,15 @@ from raw_http import post
 from security_support import Apps, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
+from proxy import summary
 from proxy.config import parse_config
 from proxy.errors import ConfigError
+from proxy.security import ratelimit
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimited
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.tokens import estimate_request_tokens
+from proxy.types import JSONObject, WireFormat
 
 PROMPT = [{"role": "user", "content": "Hello there"}]
 OPENAI_BODY = {"model": "auto", "messages": PROMPT}
@@ -198,3 +202,26 @@ def test_settings() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(BASE + bad, {})
         assert info.value.key == key
+
+
+async def test_the_limiter_s_token_estimate_is_the_one_routing_uses(
+    apps: Apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: with token limits on, a request's tokens are estimated once (the limiter's
+    count is what routing reads), for each dialect. The estimator is wrapped, not replaced."""
+    estimates: list[int] = []
+
+    def counted(body: JSONObject, fmt: WireFormat) -> int:
+        estimates.append(estimate_request_tokens(body, fmt))
+        return estimates[-1]
+
+    monkeypatch.setattr(ratelimit, "estimate_request_tokens", counted)
+    monkeypatch.setattr(summary, "estimate_request_tokens", counted)
+    async with run_simulated([zai()]) as sims:
+        config = parse_config(limited(sims, "tokens_per_minute = 100000"), {})
+        proxy = await apps.start(config)
+        for path, body in (("/v1/chat/completions", OPENAI_BODY),
+                           ("/v1/messages", ANTHROPIC_BODY)):
+            estimates.clear()
+            assert (await post(proxy.url + path, body)).status == 200
+            assert len(estimates) == 1 and estimates[0] > 0

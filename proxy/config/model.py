@@ -187,8 +187,17 @@ class Config:
     """Resolved capabilities per target: resolving walks ~70 globs, and routing and the
     fallback loop ask on every request. Bounded, since `models = ["*"]` admits any name."""
 
+    _by_name: dict[str, ProviderConfig] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """`provider(name)` is asked several times per request: a lookup, not a scan."""
+
+    def __post_init__(self) -> None:
+        for provider in self.providers:
+            self._by_name.setdefault(provider.name, provider)
+
     def provider(self, name: str) -> ProviderConfig | None:
-        return next((p for p in self.providers if p.name == name), None)
+        return self._by_name.get(name)
 
     def capabilities(self, target: Target) -> ModelCapabilities:
         """What `target` can do: config overrides, then the catalog, then built-in values."""

@@ -152,12 +152,29 @@ class MemoryRateLimiter:
         return _MemoryLease(scopes)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """The estimate the limiter charged, kept so the handler does not estimate the same body
+    again (`proxy.summary.summarize` takes it): estimating a Claude Code request costs as much
+    as translating it."""
+
+    body: object
+    fmt: WireFormat
+    tokens: int
+
+    def of(self, body: object, fmt: WireFormat) -> int | None:
+        return self.tokens if body is self.body and fmt is self.fmt else None
+
+
+TOKEN_COUNT = web.RequestKey("llmproxy_token_count", TokenCount)
+
+
 def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method != "POST" or request.path not in LIMITED_PATHS:
             return await handler(request)
-        tokens = _estimate(request) if count_tokens else 0
+        tokens = _estimate(request).tokens if count_tokens else 0
         try:
             lease = await limiter.acquire(request.get(CLIENT, ANONYMOUS), tokens)
         except RateLimited as exc:
@@ -177,9 +194,10 @@ def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middle
     return middleware
 
 
-def _estimate(request: web.Request) -> int:
+def _estimate(request: web.Request) -> TokenCount:
     body = request.get(BODY)
-    if not isinstance(body, dict):
-        return 0
     fmt = WireFormat.RESPONSES if request.path == "/v1/responses" else dialect_for(request).format
-    return estimate_request_tokens(body, fmt)
+    count = TokenCount(body, fmt, estimate_request_tokens(body, fmt) if isinstance(body, dict)
+                       else 0)
+    request[TOKEN_COUNT] = count
+    return count
