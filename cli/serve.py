@@ -13,10 +13,8 @@ from pathlib import Path
 import typer
 from aiohttp import web
 
-from cli._address import health, reachable_url
 from cli._config import CONFIG_OPTION, load
 from cli._output import fail, stderr
-from cli.daemon import start_detached
 from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.logging_setup import Redactor, configure_logging
@@ -24,13 +22,9 @@ from proxy.model_catalog import load_catalog
 from proxy.reload import config_file, install_reload
 from proxy.security.auth import check_bind
 from proxy.server import build_app
-from proxy.simulate.deployment import (
-    DEFAULT_SEED,
-    reference_config,
-    reference_providers,
-    write_sign_ins,
-)
-from proxy.simulate.runner import SimulatorThread
+
+# The daemon imports what serving needs: the simulators (--simulate) and the daemon client
+# (--detach, a busy port) are imported where they are used, so a daemon holds neither.
 
 
 class LogLevel(StrEnum):
@@ -55,7 +49,7 @@ def serve_run(
     log_level: LogLevel = LOG_LEVEL_OPTION,
     simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
                                   "reference deployment (offline, no keys, no config needed)."),
-    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="With --simulate: the fault "
+    seed: int | None = typer.Option(None, "--seed", help="With --simulate: the fault "
                              "schedule's seed."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; pid and "
                                 "log in the state dir. Manage with `llmproxy status` / `stop`."),
@@ -79,8 +73,12 @@ def serve_run(
     if settings is not None:
         _check_bind(settings, bind_host)
     if detach:
+        from cli._address import reachable_url
+        from cli.daemon import start_detached
+
         args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value]
-        args += ["--simulate", "--seed", str(seed)] if simulate else []
+        args += ["--simulate"] if simulate else []
+        args += ["--seed", str(seed)] if simulate and seed is not None else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
         args += ["--watch"] if watch else []
         state = start_detached(args, reachable_url(bind_host, bind_port))
@@ -90,6 +88,15 @@ def serve_run(
     if settings is not None:
         _run(settings, bind_host, bind_port, log_level.value, watch=watch)
         return
+    from proxy.simulate.deployment import (
+        DEFAULT_SEED,
+        reference_config,
+        reference_providers,
+        write_sign_ins,
+    )
+    from proxy.simulate.runner import SimulatorThread
+
+    seed = DEFAULT_SEED if seed is None else seed
     # Latency makes the demo's streams visibly stream.
     sims = SimulatorThread(reference_providers(seed, chunk_delay=0.02, first_token_delay=0.2))
     providers = sims.start()
@@ -142,6 +149,8 @@ def bind_problem(code: int, host: str, port: int) -> str:
                 "choose another with --port")
     if code == errno.EADDRNOTAVAIL:
         return f"{host} is not an address of this machine; fix [proxy] host or pass --host"
+    from cli._address import health, reachable_url
+
     answer = health(reachable_url(host, port))
     if answer is not None:
         holder = f"another llmproxy (pid {answer.get('pid', '?')}) already listens there; " \

@@ -42,3 +42,34 @@ def test_daemon_only_commands_load_no_daemon_code(tmp_path: Path) -> None:
     with serving([SimulatedProvider("zai", "openai", ["glm-5"])],
                  {"default": "zai,glm-5"}) as running:
         assert _loaded(tmp_path, "chat", "--url", running.url, "Hello") == []
+
+
+SERVE_PROBE = """
+import json, sys
+import aiohttp.web
+
+def run_app(app, **kwargs):  # the point where the daemon would start serving
+    print(json.dumps(sorted(m for m in {banned!r} if m in sys.modules)), file=sys.__stderr__)
+
+aiohttp.web.run_app = run_app
+from cli.main import app
+try:
+    app(sys.argv[1:], prog_name="llmproxy")
+except SystemExit:
+    pass
+"""
+
+
+def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
+    """Issue 16: `llmproxy serve` reaches its event loop without the simulators or the daemon
+    client (they are for --simulate, --detach and the other commands)."""
+    banned = ("proxy.simulate", "cli.daemon", "cli._address", "httpx2")
+    config = tmp_path / "config.toml"
+    config.write_text('[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
+                      'api_base_url = "https://api.example.com/v1"\nmodels = ["m"]\n')
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE.format(banned=banned), "serve", "--config",
+         str(config), "--port", str(free_port())],
+        cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )
+    assert orjson.loads(done.stderr.strip().splitlines()[-1]) == [], done.stderr
