@@ -103,15 +103,19 @@ class HttpTransport:
             got_event = False
             content = response.content
             while True:
-                if got_event:
-                    budget = limits.stream_idle
-                    stage = "stream idle gap"
-                else:
-                    budget = max(0.05, first_token - (time.monotonic() - started))
-                    stage = "first token"
+                stage = "stream idle gap" if got_event else "first token"
                 try:
-                    async with asyncio.timeout(budget):
-                        chunk = await content.readany()
+                    # What already arrived needs no timer: a timeout scope costs a timer handle
+                    # and a task lookup, and bursts often leave data waiting after a write.
+                    chunk = content.read_nowait()
+                    if not chunk and not content.is_eof():
+                        budget = (
+                            limits.stream_idle
+                            if got_event
+                            else max(0.05, first_token - (time.monotonic() - started))
+                        )
+                        async with asyncio.timeout(budget):
+                            chunk = await content.readany()
                 except TimeoutError as exc:
                     if not got_event:
                         raise self._timeout(request, stage) from exc
@@ -184,15 +188,19 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
+        sent = self._session.post(
+            self._dialect.url(provider),
+            data=orjson.dumps(request.body),
+            headers=self._dialect.headers(request),
+            timeout=timeout,
+            allow_redirects=False,
+        )
         try:
-            async with asyncio.timeout(headers_timeout):
-                response = await self._session.post(
-                    self._dialect.url(provider),
-                    data=orjson.dumps(request.body),
-                    headers=self._dialect.headers(request),
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
+            if headers_timeout is None:  # the caller's scope bounds it: no second timer
+                response = await sent
+            else:
+                async with asyncio.timeout(headers_timeout):
+                    response = await sent
         except TimeoutError as exc:
             raise self._timeout(request, "response headers") from exc
         except DestinationRefused as exc:  # the SSRF guard: never retried, never reached
