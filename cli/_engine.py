@@ -1,20 +1,24 @@
 """Where a CLI request goes: a running daemon over HTTP, or the same routing and fallback code
 in this process. Both hand neutral stream events to a sink and report the attempts.
 
-In-process runs build exactly what `proxy.server.build_app` builds (one session, `Upstreams`,
-`HealthRegistry`, `FallbackRunner`) and walk the chain with a `Job`, so they behave like the
-daemon except for live health, which starts fresh.
+In-process runs serve the request with the daemon's own app (`proxy.server.build_app`) on a
+private Unix socket, so they behave like the daemon in every respect (client keys, limits, SSRF
+guard, fallback) except for live health, which starts fresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from aiohttp import web
 
 from proxy.config import Config
 from proxy.daemon_client import (
@@ -22,6 +26,7 @@ from proxy.daemon_client import (
     AttemptNote,
     StreamReader,
     answer_from_body,
+    attempts_from_details,
     attempts_from_error,
     client_headers,
     client_path,
@@ -29,13 +34,10 @@ from proxy.daemon_client import (
     parse_attempts,
     served_by,
 )
-from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
-from proxy.fallback import ClientFacingError, FallbackRunner, Job
-from proxy.health import HealthRegistry
-from proxy.providers.registry import Upstreams
-from proxy.routing import decide
-from proxy.summary import summarize
+from proxy.errors import UpstreamError
+from proxy.server import build_app
 from proxy.types import (
+    ATTEMPT_DETAILS,
     Finish,
     JSONObject,
     MessageStart,
@@ -117,7 +119,8 @@ class DaemonBackend:
         try:
             async with self.session.post(self.url + client_path(fmt), data=orjson.dumps(body),
                                          headers=client_headers(fmt, self.api_key)) as response:
-                attempts = parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
+                attempts = (attempts_from_details(response.headers.get(ATTEMPT_DETAILS, ""))
+                            or parse_attempts(response.headers.get(ATTEMPTS_HEADER, "")))
                 if response.status != 200:
                     raw = await response.read()
                     payload = _json(raw)
@@ -149,49 +152,40 @@ class DaemonBackend:
         await self.session.close()
 
 
-class InProcessBackend:
-    def __init__(self, session: aiohttp.ClientSession, config: Config) -> None:
-        self.session = session
-        self.config = config
-        self.health = HealthRegistry(config.proxy.health)
-        self.runner = FallbackRunner(config, Upstreams(session), self.health)
+class InProcessBackend(DaemonBackend):
+    """The daemon's own app (`proxy.server.build_app`), served for this one command on a Unix
+    socket in a private temporary directory: the same middleware, routing, fallback loop and
+    guarded upstream session as `llmproxy serve`, with nothing listening on the network."""
+
+    def __init__(self, session: aiohttp.ClientSession, runner: web.AppRunner, directory: str,
+                 api_key: str | None) -> None:
+        # The Host header names loopback, as a local client's would.
+        super().__init__(session, "http://localhost", api_key)
+        self.runner = runner
+        self.directory = directory
         self.label = "in-process"
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
-        started = time.monotonic()
+    @classmethod
+    async def start(cls, config: Config, api_key: str | None) -> InProcessBackend:
+        runner = web.AppRunner(build_app(config, operator=True), access_log=None,
+                               handle_signals=False)
+        await runner.setup()
+        directory = tempfile.mkdtemp(prefix="llmproxy-")  # mode 0700: only this user
+        socket_path = os.path.join(directory, "daemon.sock")
         try:
-            summary = summarize(body, fmt)
-            decision = decide(summary, self.config)
-        except (ClientRequestError, RoutingError) as exc:
-            raise TurnError(str(exc), status=400) from exc
-        job = Job(fmt, body, summary, decision, bool(body.get("stream")))
-        attempts: list[AttemptNote] = []
-        try:
-            if job.stream:
-                opened = await self.runner.open_stream(job)
-                try:
-                    async for event in opened.events:
-                        sink(event)
-                finally:
-                    await opened.aclose()
-                    attempts = [AttemptNote.from_attempt(a) for a in opened.attempts]
-            else:
-                done = await self.runner.complete(job)
-                attempts = [AttemptNote.from_attempt(a) for a in done.attempts]
-                for event in events_from_body(done.body, fmt):
-                    sink(event)
-        except ClientFacingError as exc:
-            notes = tuple(AttemptNote.from_attempt(a) for a in exc.attempts)
-            raise TurnError(exc.error.message, notes, exc.error.status, _ms(started)) from exc
-        except ChainExhaustedError as exc:
-            notes = tuple(AttemptNote.from_attempt(a) for a in exc.attempts)
-            raise TurnError(str(exc), notes, exc.status, _ms(started)) from exc
-        except UpstreamError as exc:  # the stream could not be completed anywhere
-            raise TurnError(exc.message, tuple(attempts), exc.status, _ms(started)) from exc
-        return TurnInfo(tuple(attempts), _ms(started), self.label)
+            await web.UnixSite(runner, socket_path).start()
+        except OSError:
+            await runner.cleanup()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(socket_path),
+                                        timeout=aiohttp.ClientTimeout(total=None))
+        return cls(session, runner, directory, api_key)
 
     async def aclose(self) -> None:
         await self.session.close()
+        await self.runner.cleanup()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 Backend = DaemonBackend | InProcessBackend
@@ -204,25 +198,24 @@ async def open_backend(config: Config | None, *, url: str | None, in_process: bo
     Without a config, only a daemon can serve: `--url`, or one at the default address (e.g.
     `llmproxy serve --simulate`). Raises TurnError with advice when nothing can.
     """
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
     key = api_key or (config.proxy.api_keys[0] if config and config.proxy.api_keys else None)
     if in_process:
         if config is None:
-            await session.close()
             raise TurnError("--in-process needs a config file (see `llmproxy init`)")
-        return InProcessBackend(session, config)
+        return await InProcessBackend.start(config, key)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
     if url is not None:
         return DaemonBackend(session, url, key)
     candidate = daemon_url(config) if config is not None else DEFAULT_DAEMON_URL
     if await probe_daemon(session, candidate) is not None:
         return DaemonBackend(session, candidate, key)
+    await session.close()
     if config is None:
-        await session.close()
         raise TurnError(
             f"no config file found and no daemon at {DEFAULT_DAEMON_URL}. Create a config with "
             "`llmproxy init`, or start the offline demo with `llmproxy serve --simulate`."
         )
-    return InProcessBackend(session, config)
+    return await InProcessBackend.start(config, key)
 
 
 def events_from_body(body: object, fmt: WireFormat) -> list[StreamEvent]:

@@ -25,6 +25,7 @@ from proxy.errors import UpstreamError
 from proxy.exchange import pair
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
+from proxy.security.outgoing import config_session
 from proxy.types import ErrorClass, JSONObject, Target, WireFormat
 
 app = typer.Typer(help="Inspect and check the configured providers.", no_args_is_help=True)
@@ -103,8 +104,10 @@ async def _gather(config: Config, url: str | None, probe: bool, time_limit: floa
                   show: bool) -> tuple[JSONObject | None, list[Probe]]:
     async with aiohttp.ClientSession(trust_env=False) as session:
         health = await probe_daemon(session, url or daemon_url(config))
-        probes = await probe_all(session, config, time_limit, show=show) if probe else []
-    return health, probes
+    if not probe:
+        return health, []
+    async with config_session(config) as upstream:  # guarded like the daemon's
+        return health, await probe_all(upstream, config, time_limit, show=show)
 
 
 def _row(provider: ProviderConfig, health: JSONObject | None) -> dict[str, Any]:
@@ -184,7 +187,7 @@ def probe_targets(config: Config) -> list[tuple[ProviderConfig, Target]]:
 async def probe_all(session: aiohttp.ClientSession, config: Config, time_limit: float, *,
                     show: bool = True) -> list[Probe]:
     targets = probe_targets(config)
-    upstreams = Upstreams(session)
+    upstreams = Upstreams(session, config.security.limits.max_answer_bytes)
     progress = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), console=stderr(), transient=True,
                         disable=not show)

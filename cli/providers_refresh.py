@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import aiohttp
 import typer
 from rich.markup import escape
 
@@ -16,6 +15,7 @@ from cli._config import CONFIG_OPTION, load
 from cli._output import fail, print_json, stderr, stdout
 from proxy.config import Config
 from proxy.model_catalog import RefreshReport, default_cache_dir, refresh_catalog
+from proxy.security.outgoing import config_session
 
 CACHE_DIR_OPTION = typer.Option(
     None, "--cache-dir", file_okay=False,
@@ -54,7 +54,7 @@ def providers_refresh(
 
 
 async def _refresh(config: Config, cache_dir: Path) -> RefreshReport:
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    async with config_session(config) as session:
         return await refresh_catalog(config, session, cache_dir)
 
 

@@ -15,3 +15,6 @@ from proxy.live import LiveConfig
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
+OPERATOR = web.AppKey("operator", bool)
+"""Every client of this app is its operator (the CLI's in-process app): responses carry each
+attempt's full detail (`x-llmproxy-attempt-details`)."""

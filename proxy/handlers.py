@@ -8,7 +8,7 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from proxy.appkeys import HEALTH, LIVE
+from proxy.appkeys import HEALTH, LIVE, OPERATOR
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
@@ -18,7 +18,15 @@ from proxy.security.limits import BODY
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
-from proxy.types import Attempt, JSONObject, Target, WireFormat, attempts_header
+from proxy.types import (
+    ATTEMPT_DETAILS,
+    Attempt,
+    JSONObject,
+    Target,
+    WireFormat,
+    attempt_details,
+    attempts_header,
+)
 
 log = logging.getLogger("llmproxy.server")
 
@@ -52,9 +60,11 @@ def json_response(
 
 
 def llmproxy_headers(
-    target: Target | None, attempts: list[Attempt] | tuple[Attempt, ...]
+    target: Target | None, attempts: list[Attempt] | tuple[Attempt, ...], operator: bool = False
 ) -> dict[str, str]:
     headers = {"x-llmproxy-attempts": attempts_header(attempts)}
+    if operator:
+        headers[ATTEMPT_DETAILS] = attempt_details(attempts)
     if target is not None:
         headers["x-llmproxy-provider"] = target.provider
         headers["x-llmproxy-model"] = target.model
@@ -104,7 +114,8 @@ async def generate(
     except ChainExhaustedError as exc:
         return _exhausted_response(dialect, exc)
     answer = done.body if finish is None else finish(body, done.body)
-    return json_response(answer, headers=llmproxy_headers(done.target, done.attempts))
+    headers = llmproxy_headers(done.target, done.attempts, request.app[OPERATOR])
+    return json_response(answer, headers=headers)
 
 
 async def _stream(
@@ -115,7 +126,7 @@ async def _stream(
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
-            **llmproxy_headers(opened.target, opened.attempts),
+            **llmproxy_headers(opened.target, opened.attempts, request.app[OPERATOR]),
         }
     )
     encoder = dialect.stream_encoder(opened.target.model, job.body, job.summary.token_estimate)
@@ -123,12 +134,13 @@ async def _stream(
         await response.prepare(request)  # the commit point: from here on, errors go in-stream
         async for event in opened.events:
             await response.write(encoder.encode(event))
-        await response.write(_attempts_trailer(opened) + encoder.finish())
+        await response.write(_attempts_trailer(request, opened) + encoder.finish())
     except (UpstreamError, ChainExhaustedError) as exc:
         message = exc.message if isinstance(exc, UpstreamError) else str(exc)
         log.warning("stream for %s ended with an error: %s", opened.target, message)
+        trailer = _attempts_trailer(request, opened)
         await response.write(
-            _attempts_trailer(opened) + dialect.stream_error(encoder, 502, message, exc.error_class)
+            trailer + dialect.stream_error(encoder, 502, message, exc.error_class)
         )
     finally:
         await opened.aclose()
@@ -136,10 +148,13 @@ async def _stream(
     return response
 
 
-def _attempts_trailer(opened: OpenedStream) -> bytes:
+def _attempts_trailer(request: web.Request, opened: OpenedStream) -> bytes:
     """The headers went out at the commit point; attempts made after it (a mid-stream failover)
     are reported in an SSE comment, which clients ignore and `llmproxy` tools read."""
-    return encode_comment(f"x-llmproxy-attempts {attempts_header(opened.attempts)}")
+    trailer = encode_comment(f"x-llmproxy-attempts {attempts_header(opened.attempts)}")
+    if request.app[OPERATOR]:
+        trailer += encode_comment(f"{ATTEMPT_DETAILS} {attempt_details(opened.attempts)}")
+    return trailer
 
 
 def _upstream_error_response(

@@ -12,21 +12,21 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
-from proxy.appkeys import HEALTH, LIVE, SESSION
+from proxy.appkeys import HEALTH, LIVE, OPERATOR, SESSION
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
 from proxy.handlers import chat_completions, count_tokens, messages
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
-from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
+from proxy.logging_setup import Redactor
 from proxy.management import install_management, management_guard
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
 from proxy.security.auth import ClientKeys, auth_middleware
 from proxy.security.limits import limits_middleware
+from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
-from proxy.security.resolver import GuardedResolver, url_guard
 from proxy.security.responses import error_response
 from proxy.types import Target
 
@@ -142,10 +142,12 @@ def build_app(
     env: Mapping[str, str] | None = None,
     rate_limiter: RateLimiter | None = None,
     dns: AbstractResolver | None = None,
+    operator: bool = False,
 ) -> web.Application:
     """The daemon. `env`: where a management reload expands `$VAR`s (default: the process
     environment at that moment); `rate_limiter` replaces the in-memory limiter (a shared
-    backend, or a test clock); `dns` is the resolver behind the SSRF guard (tests pass a fake).
+    backend, or a test clock); `dns` is the resolver behind the SSRF guard (tests pass a fake);
+    `operator`: every client is the operator, who gets each attempt's full detail back.
 
     Middleware, outermost first: errors (everything leaves as JSON in the client's dialect) ->
     client keys -> management peer+secret -> body limits -> rate limits. Both auth layers come
@@ -168,36 +170,25 @@ def build_app(
         middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
     app[HEALTH] = HealthRegistry(config.proxy.health)
+    app[OPERATOR] = operator
     app.on_response_prepare.append(_nosniff)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        log_filter = RedactingFilter(redactor)
-        detach = attach_redaction(log_filter)
-        resolver = GuardedResolver(lambda: app[LIVE].current.policy, dns)
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, ttl_dns_cache=300, resolver=resolver
-        )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=True,
-            trust_env=False,
-            trace_configs=[url_guard(lambda: app[LIVE].current.policy)],
-        )
-        app[SESSION] = session
-        upstreams = Upstreams(session)
+        with redacted_logs(redactor) as log_filter:
+            session = outgoing_session(lambda: app[LIVE].current.policy, dns=dns)
+            async with session:
+                app[SESSION] = session
+                upstreams = Upstreams(session, security.limits.max_answer_bytes)
 
-        def replaced() -> None:
-            connector.clear_dns_cache()  # answers judged under the previous policy
-            log_filter.redactor = log_filter.redactor.with_config(app[LIVE].config)
+                def replaced() -> None:
+                    if isinstance(session.connector, aiohttp.TCPConnector):
+                        session.connector.clear_dns_cache()  # judged under the previous policy
+                    log_filter.redactor = log_filter.redactor.with_config(app[LIVE].config)
 
-        app[LIVE] = LiveConfig(
-            config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), replaced
-        )
-        try:
-            yield
-        finally:
-            await session.close()
-            detach()
+                app[LIVE] = LiveConfig(
+                    config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), replaced
+                )
+                yield
 
     app.cleanup_ctx.append(upstream_session)
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -25,21 +26,34 @@ from proxy.errors import (
     UpstreamTimeoutError,
 )
 from proxy.providers.base import Dialect, UpstreamRequest
+from proxy.security.outgoing import AnswerTooLarge, read_capped
 from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
 from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
 
 log = logging.getLogger("llmproxy.upstream")
 
-_READ_SIZE = 65536
+ERROR_BODY_BYTES = 1024 * 1024
+"""An error body longer than this is not read: its first megabyte would say all it has to."""
+
+
+def _for_client(summary: str, exc: BaseException) -> str:
+    """What an attempt's detail says about a failure below HTTP. The exception's text names
+    host names and internal addresses: it goes to the operator's log, and into the detail sent
+    to clients only while the daemon logs at debug level (the operator is debugging)."""
+    log.warning("%s: %s", summary, exc)
+    return f"{summary}: {exc}" if log.isEnabledFor(logging.DEBUG) else summary
 
 
 class HttpTransport:
     """Sends UpstreamRequests of one dialect over the shared session."""
 
-    def __init__(self, session: aiohttp.ClientSession, dialect: Dialect) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, dialect: Dialect, max_answer_bytes: int
+    ) -> None:
         self._session = session
         self._dialect = dialect
+        self._max_answer = max_answer_bytes
 
     async def complete(self, request: UpstreamRequest) -> JSONObject:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
@@ -48,9 +62,17 @@ class HttpTransport:
             async with asyncio.timeout(request.provider.timeouts.response_headers):
                 response = await self._send(request, None)
                 try:
-                    raw = await response.read()
+                    raw = await read_capped(response, self._max_answer)
                 finally:
                     response.release()
+        except AnswerTooLarge as exc:
+            raise UpstreamStatusError(
+                f"the answer is larger than llmproxy reads ({self._max_answer} bytes, "
+                "[security.limits] max_answer_bytes)",
+                target=request.target,
+                status=response.status,
+                error_class=ErrorClass.BAD_RESPONSE,
+            ) from exc
         except TimeoutError as exc:
             if isinstance(exc, UpstreamError):
                 raise
@@ -173,21 +195,30 @@ class HttpTransport:
             raise self._timeout(request, "response headers") from exc
         except DestinationRefused as exc:  # the SSRF guard: never retried, never reached
             raise UpstreamRefusedError(
-                f"destination refused: {exc}", target=request.target
+                _for_client("destination refused by llmproxy's SSRF rules", exc),
+                target=request.target,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
+            reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else "failed"
             raise UpstreamRefusedError(
-                f"cannot connect: {exc.os_error}", target=request.target
+                _for_client(f"cannot connect to the provider ({reason.lower()})", exc),
+                target=request.target,
             ) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamConnectionError(
-                f"connection failed: {exc}", target=request.target
+                _for_client("connection to the provider failed", exc), target=request.target
+            ) from exc
+        except ValueError as exc:  # aiohttp refuses a header value with CR or LF in it
+            raise UpstreamRefusedError(
+                "the provider's key or headers hold a line break (CR/LF); fix the config",
+                target=request.target,
+                error_class=ErrorClass.AUTH,
             ) from exc
         if response.status >= 300:
             try:
                 try:
                     async with asyncio.timeout(limits.stream_idle):
-                        raw = await response.read()
+                        raw = await read_capped(response, ERROR_BODY_BYTES)
                 except (TimeoutError, aiohttp.ClientError, ConnectionError):
                     raw = b""
             finally:
