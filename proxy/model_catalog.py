@@ -38,7 +38,7 @@ from proxy.capabilities import (
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError
-from proxy.security.outgoing import read_capped
+from proxy.security.outgoing import read_capped, refusal_in
 from proxy.security.ssrf import DestinationRefused
 from proxy.types import JSONObject, WireFormat
 
@@ -135,7 +135,7 @@ async def _refresh_one(
     try:
         models = await _fetch(provider, session, request_seconds, max_bytes)
     except (aiohttp.ClientError, DestinationRefused, TimeoutError, ValueError) as exc:
-        message = str(exc) or type(exc).__name__
+        message = str(refusal_in(exc) or exc) or type(exc).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
     configured = [m for m in provider.models if not GLOB_CHARS.intersection(m)]
     return (

@@ -26,7 +26,7 @@ from proxy.errors import (
     UpstreamTimeoutError,
 )
 from proxy.providers.base import Dialect, UpstreamRequest
-from proxy.security.outgoing import AnswerTooLarge, read_capped
+from proxy.security.outgoing import AnswerTooLarge, read_capped, refusal_in
 from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
 from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
@@ -199,6 +199,11 @@ class HttpTransport:
                 target=request.target,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
+            if (refused := refusal_in(exc)) is not None:  # by the guarded resolver
+                raise UpstreamRefusedError(
+                    _for_client("destination refused by llmproxy's SSRF rules", refused),
+                    target=request.target,
+                ) from exc
             reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else "failed"
             raise UpstreamRefusedError(
                 _for_client(f"cannot connect to the provider ({reason.lower()})", exc),

@@ -127,6 +127,18 @@ def _guard(policy: PolicySource) -> aiohttp.ClientMiddlewareType:
     return guard
 
 
+def refusal_in(exc: BaseException) -> DestinationRefused | None:
+    """The guard's refusal behind an aiohttp error (the resolver's is wrapped in a
+    ClientConnectorError), or None."""
+    if isinstance(exc, DestinationRefused):
+        return exc
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, DestinationRefused
+    ):
+        return exc.os_error
+    return None
+
+
 async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, or AnswerTooLarge as soon as it passes `limit` bytes (the connection is
     then dropped: the rest is never read)."""
