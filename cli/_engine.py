@@ -93,12 +93,14 @@ def reachable_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-async def probe_daemon(session: aiohttp.ClientSession, url: str, wait: float = 0.5
-                       ) -> JSONObject | None:
-    """`GET /health` of a daemon, or None when nothing llmproxy-like answers in time."""
+async def probe_daemon(session: aiohttp.ClientSession, url: str, wait: float = 0.5,
+                       api_key: str | None = None) -> JSONObject | None:
+    """`GET /health` of a daemon, or None when nothing llmproxy-like answers in time. With a
+    daemon that has client keys, only a valid `api_key` gets the targets' health."""
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         async with asyncio.timeout(wait):
-            async with session.get(url.rstrip("/") + "/health") as response:
+            async with session.get(url.rstrip("/") + "/health", headers=headers) as response:
                 if response.status != 200:
                     return None
                 body = orjson.loads(await response.read())

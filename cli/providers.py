@@ -103,7 +103,8 @@ def providers_status(
 async def _gather(config: Config, url: str | None, probe: bool, time_limit: float, *,
                   show: bool) -> tuple[JSONObject | None, list[Probe]]:
     async with aiohttp.ClientSession(trust_env=False) as session:
-        health = await probe_daemon(session, url or daemon_url(config))
+        key = config.proxy.api_keys[0] if config.proxy.api_keys else None
+        health = await probe_daemon(session, url or daemon_url(config), api_key=key)
     if not probe:
         return health, []
     async with config_session(config) as upstream:  # guarded like the daemon's

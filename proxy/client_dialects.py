@@ -5,6 +5,7 @@ Every error a client sees, ours or an upstream's, is shaped here in the client's
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,26 @@ from proxy.translate.stream_anthropic import AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamEncoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
 from proxy.types import ErrorClass, JSONObject, StreamEvent, WireFormat
+
+MAX_MODEL_NAME = 256
+"""Longer than any provider's model id (with a `provider,` prefix); a model name travels into
+headers, logs and the health registry, so it is bounded before anything else sees it."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_model_name(model: str) -> None:
+    """400 for a model name no provider uses: too long, or holding control characters (CR, LF
+    and NUL would break the headers it is echoed in). Checked before any upstream call."""
+    if len(model) > MAX_MODEL_NAME:
+        raise ClientRequestError(
+            f"'model' is {len(model)} characters long; at most {MAX_MODEL_NAME} are accepted",
+            param="model",
+        )
+    if (bad := _CONTROL.search(model)) is not None:
+        raise ClientRequestError(
+            f"'model' contains the control character U+{ord(bad.group()):04X} at offset "
+            f"{bad.start()}", param="model",
+        )
 
 
 class StreamEncoder(Protocol):
@@ -65,12 +86,15 @@ class ClientDialect:
         if not isinstance(body, dict):
             raise ClientRequestError("request body must be a JSON object")
         if self.format == WireFormat.RESPONSES:
-            return validate_responses_request(body)
+            body = validate_responses_request(body)
+            check_model_name(body["model"])
+            return body
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise ClientRequestError(
                 "'model' is required and must be a non-empty string", param="model"
             )
+        check_model_name(model)
         messages = body.get("messages")
         if not isinstance(messages, list):
             raise ClientRequestError(

@@ -139,10 +139,15 @@ async def test_huge_strings_are_fine_within_the_limit(apps: Apps) -> None:
         ok = await post(proxy.url + "/v1/chat/completions", {
             "model": "auto", "messages": [{"role": "user", "content": content}]})
         assert ok.status == 200
-        long_model = await post(proxy.url + "/v1/messages", {
-            "model": "m" * 60000, "max_tokens": 5, "messages": [{"role": "user",
-                                                                  "content": "hi"}]})
-        assert long_model.status == 200  # an unknown model name takes the default route
+        longest = await post(proxy.url + "/v1/messages", {
+            "model": "m" * 256, "max_tokens": 5, "messages": [{"role": "user",
+                                                               "content": "hi"}]})
+        assert longest.status == 200  # an unknown model name takes the default route
+        too_long = await post(proxy.url + "/v1/messages", {
+            "model": "m" * 257, "max_tokens": 5, "messages": [{"role": "user",
+                                                               "content": "hi"}]})
+        assert too_long.status == 400
+        assert orjson.loads(too_long.body)["error"]["message"].startswith("'model' is 257")
 
 
 # --- fuzz --------------------------------------------------------------------------------------
