@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import orjson
@@ -13,8 +14,9 @@ from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
 from proxy.fallback import ClientFacingError, Job, OpenedStream
+from proxy.health import HealthRegistry
 from proxy.routing import decide
-from proxy.security.limits import BODY
+from proxy.security.limits import BODY, off_loop
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
@@ -81,7 +83,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, ANTHROPIC, generation=False)
-    return json_response({"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)})
+    tokens = await off_loop(request, estimate_request_tokens, body, ANTHROPIC.format)
+    return json_response({"input_tokens": tokens})
 
 
 FinishBody = Callable[[JSONObject, JSONObject], JSONObject]
@@ -95,7 +98,7 @@ async def generate(
     body = await read_json(request, dialect)
     running = request.app[LIVE].current  # one snapshot for the whole request
     config = running.config
-    summary = summarize(body, dialect.format)
+    summary = await off_loop(request, summarize, body, dialect.format)
     try:
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
@@ -112,7 +115,7 @@ async def generate(
     except ClientFacingError as exc:
         return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
     except ChainExhaustedError as exc:
-        return _exhausted_response(dialect, exc)
+        return _exhausted_response(dialect, exc, request.app[HEALTH])
     answer = done.body if finish is None else finish(body, done.body)
     headers = llmproxy_headers(done.target, done.attempts, request.app[OPERATOR])
     return json_response(answer, headers=headers)
@@ -170,10 +173,16 @@ def _upstream_error_response(
     return json_response(body, status=status, headers=llmproxy_headers(error.target, attempts))
 
 
-def _exhausted_response(dialect: ClientDialect, exc: ChainExhaustedError) -> web.Response:
+def _exhausted_response(
+    dialect: ClientDialect, exc: ChainExhaustedError, health: HealthRegistry
+) -> web.Response:
     headers = llmproxy_headers(None, exc.attempts)
     if exc.last is not None and exc.last.retry_after is not None and exc.status == 429:
         headers["retry-after"] = str(max(1, round(exc.last.retry_after)))
+    elif exc.last is None and exc.attempts:  # nothing was sent: every target is cooling down
+        waits = [w for a in exc.attempts if (w := health.recovers_in(a.target)) > 0]
+        if waits:
+            headers["retry-after"] = str(max(1, math.ceil(min(waits))))
     body = dialect.error_body(
         exc.status,
         str(exc),

@@ -24,6 +24,7 @@ from proxy.management import install_management, management_guard
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
 from proxy.security.auth import CLIENT, ClientKeys, auth_middleware
+from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
 from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
@@ -175,6 +176,7 @@ def build_app(
     app[HEALTH] = HealthRegistry(config.proxy.health)
     app[OPERATOR] = operator
     app.on_response_prepare.append(_nosniff)
+    app.on_response_prepare.append(keepalive_cap(security.limits.keepalive_per_peer))
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         with redacted_logs(redactor) as log_filter:

@@ -33,6 +33,9 @@ from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
 
 log = logging.getLogger("llmproxy.upstream")
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+MIN_SECRET = 8
+"""Shorter values are not searched for: they would mask ordinary words."""
 ERROR_BODY_BYTES = 1024 * 1024
 """An error body longer than this is not read: its first megabyte would say all it has to."""
 
@@ -102,6 +105,18 @@ class HttpTransport:
         if self._dialect.body_error(payload) is not None:
             raise self._status_error(request, response.status, raw, response.headers)
         return payload
+
+    def _credentials(self, request: UpstreamRequest) -> list[bytes]:
+        """The secrets this request carried: what an upstream must never echo to a client."""
+        sent = self._dialect.headers(request)
+        found = []
+        for name, value in sent.items():
+            lower = name.lower()
+            if lower in CREDENTIAL_HEADERS or name in request.provider.headers:
+                found.append(value.removeprefix("Bearer ").removeprefix("bearer ").strip())
+        if request.provider.api_key:
+            found.append(request.provider.api_key)
+        return [s.encode() for s in found if len(s) >= MIN_SECRET]
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]:
         """A streaming call: neutral events until Finish, or an UpstreamError.
@@ -231,10 +246,11 @@ class HttpTransport:
             raise self._status_error(request, response.status, raw, response.headers)
         return response
 
-    @staticmethod
     def _status_error(
-        request: UpstreamRequest, status: int, raw: bytes, headers: object
+        self, request: UpstreamRequest, status: int, raw: bytes, headers: object
     ) -> UpstreamError:
+        for secret in self._credentials(request):  # e.g. "Incorrect API key provided: sk-..."
+            raw = raw.replace(secret, b"[REDACTED]")
         header_map = {k.lower(): v for k, v in dict(headers).items()} if headers else {}  # type: ignore[call-overload]
         found = classify(status, raw, header_map)
         return UpstreamStatusError(
