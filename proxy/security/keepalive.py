@@ -30,6 +30,7 @@ def keepalive_cap(per_peer: int) -> Hook:
         if transport not in open_ones:
             if len(open_ones) >= per_peer:
                 response.force_close()
+                response.headers["connection"] = "close"  # computed before this hook runs
                 return
             open_ones.add(transport)
         kept[peer] = open_ones
