@@ -41,6 +41,30 @@ def check_model_name(model: str) -> None:
         )
 
 
+TAG_KEYS = ("type", "role")
+SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema", "json_schema", "properties",
+                         "items", "metadata"})
+"""Subtrees that are JSON schemas or free-form data, where `type` may be a list."""
+
+
+def check_tags(value: object, path: str = "") -> None:
+    """400 for a `type` or `role` that is not a string, anywhere a translator reads one: they
+    are compared with sets of known values, and a list or object there is the client's
+    mistake, not the server's."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_tags(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key in TAG_KEYS:
+            tag = value.get(key)
+            if tag is not None and not isinstance(tag, str):
+                where = f"{path}.{key}" if path else key
+                raise ClientRequestError(f"'{where}' must be a string", param=where)
+        for key, item in value.items():
+            if key not in SCHEMA_KEYS and isinstance(item, dict | list):
+                check_tags(item, f"{path}.{key}" if path else str(key))
+
+
 class StreamEncoder(Protocol):
     def encode(self, event: StreamEvent) -> bytes: ...
 
@@ -88,6 +112,7 @@ class ClientDialect:
         if self.format == WireFormat.RESPONSES:
             body = validate_responses_request(body)
             check_model_name(body["model"])
+            check_tags(body)
             return body
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
@@ -119,6 +144,7 @@ class ClientDialect:
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ClientRequestError("'stream' must be a boolean", param="stream")
+        check_tags(body)
         return body
 
     def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:

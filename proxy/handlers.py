@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 
 import orjson
 from aiohttp import web
@@ -46,7 +47,7 @@ async def read_json(
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
             raise ClientRequestError(f"request body is not valid JSON: {exc}") from exc
-    return dialect.validate(body, generation=generation)
+    return await off_loop(request, partial(dialect.validate, generation=generation), body)
 
 
 _UNPARSED = object()

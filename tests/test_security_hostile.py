@@ -5,23 +5,19 @@ Ends with a bounded hypothesis fuzz run against both endpoints."""
 from __future__ import annotations
 
 import asyncio
-import http.client
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from raw_http import RawResponse, post
-from security_support import Apps, anthropic_error, openai_error
+from security_support import Apps, DaemonThread, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
 from proxy.config import parse_config
-from proxy.server import build_app
 from proxy.simulate import SimulatedProvider, run_simulated
 
 LIMITS = "[security.limits]\nmax_body_bytes = 65536\nbody_read_timeout_ms = 300\n"
@@ -153,63 +149,9 @@ async def test_huge_strings_are_fine_within_the_limit(apps: Apps) -> None:
 # --- fuzz --------------------------------------------------------------------------------------
 
 
-class DaemonThread:
-    """Simulators and the daemon on their own loop, for synchronous hypothesis tests."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            self._ready.set()
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with run_simulated(sims()) as running:
-            runner = web.AppRunner(build_app(parse_config(daemon_text(running), {})),
-                                   handler_cancellation=True, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
-
-    def __enter__(self) -> DaemonThread:
-        self._thread.start()
-        assert self._ready.wait(10) and self.port, "daemon did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def send(self, path: str, body: bytes | None, method: str = "POST") -> tuple[int, str, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        try:
-            connection.request(method, path, body=body, headers={
-                "content-type": "application/json", "x-api-key": CLIENT_KEY,
-                "anthropic-version": "2023-06-01"})
-            response = connection.getresponse()
-            return response.status, response.getheader("content-type", ""), response.read()
-        finally:
-            connection.close()
-
-
 @pytest.fixture(scope="module")
 def fuzz_daemon() -> Iterator[DaemonThread]:
-    with DaemonThread() as running:
+    with DaemonThread(sims(), daemon_text) as running:
         yield running
 
 

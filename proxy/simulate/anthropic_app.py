@@ -167,7 +167,12 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
-    prefill = read_anthropic(body).prefill
+    try:
+        prefill = read_anthropic(body).prefill
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # docs.anthropic.com/en/api/errors: "400 - invalid_request_error: There was an issue
+        # with the format or content of your request" (whatever is wrong in it).
+        return f"Invalid request body: {exc}"
     if prefill is not None:
         if not sim.accepts_prefill:
             return (

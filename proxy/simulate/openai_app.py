@@ -137,7 +137,13 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "[] is too short - 'messages'"
-    if read_openai(body).prefill is not None and not sim.accepts_prefill:
+    try:
+        conversation = read_openai(body)
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # A body that does not fit the request schema is a 400 invalid_request_error, whatever
+        # is wrong in it (platform.openai.com/docs/guides/error-codes: "400 - Invalid request").
+        return f"Invalid request body: {exc}"
+    if conversation.prefill is not None and not sim.accepts_prefill:
         return (
             "This model does not support assistant message prefill. The conversation must end "
             "with a user or tool message."
