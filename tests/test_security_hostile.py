@@ -5,6 +5,8 @@ Ends with a bounded hypothesis fuzz run against both endpoints."""
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from security_support import Apps, DaemonThread, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
 from proxy.config import parse_config
+from proxy.security.limits import BODY_SIZE, LARGE_BODY, off_loop
 from proxy.simulate import SimulatedProvider, run_simulated
 
 LIMITS = "[security.limits]\nmax_body_bytes = 65536\nbody_read_timeout_ms = 300\n"
@@ -229,3 +232,36 @@ def test_fuzz_finding_unhashable_tool_type(fuzz_daemon: DaemonThread) -> None:
            b'"input_schema": {}, "type": []}]}'
     status, _, raw = fuzz_daemon.send("/v1/messages", body)
     assert status < 500, raw
+
+
+# --- large bodies off the event loop ------------------------------------------------------------
+
+
+async def test_large_bodies_are_worked_on_off_the_loop() -> None:
+    here = threading.get_ident()
+    small: Any = {BODY_SIZE: LARGE_BODY - 1}  # off_loop reads the request like a mapping
+    large: Any = {BODY_SIZE: LARGE_BODY}
+    assert await off_loop(small, threading.get_ident) == here
+    assert await off_loop(large, threading.get_ident) != here
+
+
+async def test_four_large_bodies_and_small_requests_are_all_served(apps: Apps) -> None:
+    async with run_simulated(sims()) as running:
+        proxy = await apps.start(parse_config(config_text(running, {"default": "zai,glm-5"}), {}))
+        content = "All work and no play. " * (6 * 1024 * 1024 // 22)  # about 6 MiB each
+        body = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": content}]})
+
+        async def send_large() -> RawResponse:
+            async with aiohttp.ClientSession() as session, session.post(
+                proxy.url + "/v1/chat/completions", data=io.BytesIO(body),
+                headers={"content-type": "application/json", "x-api-key": CLIENT_KEY},
+            ) as response:
+                return RawResponse(response.status, response.content_type,
+                                   await response.read(), dict(response.headers))
+
+        large = [send_large() for _ in range(4)]
+        small = [post(proxy.url + "/v1/messages/count_tokens", {
+            "model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+            for _ in range(20)]
+        answers = await asyncio.gather(*large, *small)
+    assert [a.status for a in answers] == [200] * 24

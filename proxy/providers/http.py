@@ -8,6 +8,7 @@ client request closes the upstream connection at once.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
 
 log = logging.getLogger("llmproxy.upstream")
 
+LARGE_PAYLOAD = 1024 * 1024
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
 MIN_SECRET = 8
 """Shorter values are not searched for: they would mask ordinary words."""
@@ -197,11 +199,13 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
+        payload = orjson.dumps(request.body)
         try:
             async with asyncio.timeout(headers_timeout):
                 response = await self._session.post(
                     self._dialect.url(provider),
-                    data=orjson.dumps(request.body),
+                    # aiohttp writes a large bytes body in one piece; a stream goes in chunks.
+                    data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
                     headers=self._dialect.headers(request),
                     timeout=timeout,
                     allow_redirects=False,
