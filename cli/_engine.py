@@ -20,7 +20,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from proxy.affinity import AFFINITY_HEADER
 from proxy.config import Config
+from proxy.conversation import SESSION_HEADER
 from proxy.daemon_client import (
     ATTEMPTS_HEADER,
     AttemptNote,
@@ -59,6 +61,8 @@ class TurnInfo:
     attempts: tuple[AttemptNote, ...]
     latency_ms: float
     via: str
+    affinity: str | None = None
+    """What prompt-cache affinity decided for this turn (`x-llmproxy-affinity`)."""
 
     @property
     def served_by(self) -> str | None:
@@ -116,13 +120,18 @@ class DaemonBackend:
         self.api_key = api_key
         self.label = f"daemon {self.url}"
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo:
         started = time.monotonic()
+        headers = client_headers(fmt, self.api_key)
+        if session is not None:
+            headers[SESSION_HEADER] = session
         try:
             async with self.session.post(self.url + client_path(fmt), data=orjson.dumps(body),
-                                         headers=client_headers(fmt, self.api_key)) as response:
+                                         headers=headers) as response:
                 attempts = (attempts_from_details(response.headers.get(ATTEMPT_DETAILS, ""))
                             or parse_attempts(response.headers.get(ATTEMPTS_HEADER, "")))
+                affinity = response.headers.get(AFFINITY_HEADER)
                 if response.status != 200:
                     raw = await response.read()
                     payload = _json(raw)
@@ -148,7 +157,7 @@ class DaemonBackend:
         except aiohttp.ClientError as exc:
             raise TurnError(f"cannot reach the daemon at {self.url}: {exc}",
                             latency_ms=_ms(started)) from exc
-        return TurnInfo(attempts, _ms(started), self.label)
+        return TurnInfo(attempts, _ms(started), self.label, affinity)
 
     async def aclose(self) -> None:
         await self.session.close()

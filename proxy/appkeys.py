@@ -1,7 +1,8 @@
 """Typed keys for what the app owns (aiohttp `web.AppKey`): no module-level state elsewhere.
 
 The config and the fallback runner built from it live in `LIVE` (they can be replaced while the
-daemon runs); the health registry and the upstream session outlive every config change.
+daemon runs); the health registry, the affinity table and the upstream session outlive every
+config change.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from proxy.affinity import Affinity
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
+AFFINITY = web.AppKey("affinity", Affinity)
 OPERATOR = web.AppKey("operator", bool)
 """Every client of this app is its operator (the CLI's in-process app): responses carry each
 attempt's full detail (`x-llmproxy-attempt-details`)."""

@@ -89,6 +89,10 @@ class Decision:
     unfit: tuple[SkippedTarget, ...] = ()
     """When no target passed the capability checks, the chain is kept whole and the findings
     are here instead of in `skipped`."""
+    affinity: str | None = None
+    """What prompt-cache affinity decided and why (`proxy.affinity`); None when not applied."""
+    sticky: Target | None = None
+    """The conversation's previous target, moved to the head of `chain` by affinity."""
 
 
 class ErrorClass(StrEnum):

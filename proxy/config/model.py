@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from proxy.affinity import AffinitySettings
 from proxy.capabilities import (
     EMPTY_CATALOG,
     CapabilityOverride,
@@ -143,6 +144,8 @@ class ProviderConfig:
     api_key: str = field(default="", repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     prefill: bool = False
+    prompt_cache_key: bool = False
+    """Send the conversation's key as `prompt_cache_key` (OpenAI's cache routing hint)."""
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""
@@ -173,6 +176,7 @@ class Config:
     """Provider model lists cached by `llmproxy providers refresh` (`with_catalog`)."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
+    affinity: AffinitySettings = field(default_factory=AffinitySettings)
     _capabilities: dict[Target, ModelCapabilities] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -1,4 +1,5 @@
-"""The `[proxy]` and `[[providers]]` sections, and the timeout keys `[router]` shares."""
+"""The `[proxy]`, `[affinity]` and `[[providers]]` sections, and the timeout keys `[router]`
+shares."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from proxy.affinity import AffinitySettings
 from proxy.capabilities import OVERRIDE_KEYS, CapabilityOverride, capabilities_from_toml
 from proxy.config.model import (
     PROVIDER_FORMATS,
@@ -52,6 +54,7 @@ PROVIDER_KEYS = (
     "headers",
     "timeouts",
     "prefill",
+    "prompt_cache_key",
     "allow_private_network",
     "capabilities",
     "auth_file",
@@ -108,6 +111,21 @@ def _health(t: TableReader | None) -> HealthSettings:
     )
 
 
+_AFFINITY_KEYS = ("enabled", "ttl_ms", "max_entries")
+
+
+def parse_affinity(top: TableReader) -> AffinitySettings:
+    t = top.table("affinity", _AFFINITY_KEYS)
+    if t is None:
+        return AffinitySettings()
+    defaults = AffinitySettings()
+    return AffinitySettings(
+        enabled=t.boolean("enabled", True),
+        ttl=t.millis("ttl_ms", defaults.ttl * 1000),
+        max_entries=t.integer("max_entries", defaults.max_entries, low=1),
+    )
+
+
 def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
     name = t.string("name")
     if not PROVIDER_NAME.fullmatch(name):
@@ -152,6 +170,7 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         api_key=t.string("api_key", ""),
         headers=MappingProxyType(header_map),
         prefill=t.boolean("prefill", fmt is WireFormat.ANTHROPIC),
+        prompt_cache_key=_prompt_cache_key(t, fmt),
         allow_private_network=t.boolean("allow_private_network", False),
         capabilities=_capability_overrides(t, models, globs),
         auth_file=_codex_key(t, "auth_file", fmt),
@@ -159,6 +178,16 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         _exact_models=frozenset(m for m in models if not GLOB_CHARS.intersection(m)),
         _model_globs=tuple(globs),
     )
+
+
+def _prompt_cache_key(t: TableReader, fmt: WireFormat) -> bool:
+    """On for codex providers (the ChatGPT backend takes the key, as the Codex CLI sends it);
+    opt-in for OpenAI-compatible ones, since strict servers refuse fields they do not know."""
+    value: bool = t.boolean("prompt_cache_key", fmt is WireFormat.CODEX)
+    if value and fmt is WireFormat.ANTHROPIC:
+        raise ConfigError(t.key("prompt_cache_key"), "Anthropic-format providers cache at "
+                          "cache_control breakpoints and take no prompt_cache_key")
+    return value
 
 
 def _codex_key(t: TableReader, key: str, fmt: WireFormat) -> str:

@@ -8,6 +8,8 @@ checks the proxy's translators instead of sharing their mistakes.
 
 from proxy.simulate.faults import (
     CutAfter,
+    DropAfterFinish,
+    EndWithoutFinish,
     Fault,
     FaultPlan,
     Hang,
@@ -52,6 +54,8 @@ from proxy.simulate.runner import SimulatedProvider, SimulatorThread, run_simula
 
 __all__ = [
     "CutAfter",
+    "DropAfterFinish",
+    "EndWithoutFinish",
     "Fault",
     "FaultPlan",
     "Hang",

@@ -6,7 +6,7 @@ its role) or as one JSON payload; this module decides when and whether each byte
 Non-streaming requests get the nearest JSON equivalent of a stream fault: `CutAfter` sends the
 headers and half the body and closes; `MidStreamError` becomes an error status; `MalformedChunk`
 a 200 with a truncated body; `StallAfter` and `SlowFirstToken` delay the whole body; `NoDone`
-changes nothing.
+and `DropAfterFinish` change nothing; `EndWithoutFinish` is `CutAfter`'s half body.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from aiohttp import web
 
 from proxy.simulate.faults import (
     CutAfter,
+    DropAfterFinish,
+    EndWithoutFinish,
     Fault,
     Hang,
     MalformedChunk,
@@ -180,7 +182,7 @@ class Delivery:
         body = orjson.dumps(payload)
         if fault is not None:
             self.ex.outcome = fault.label
-        if isinstance(fault, CutAfter | MalformedChunk):
+        if isinstance(fault, CutAfter | MalformedChunk | EndWithoutFinish):
             half = body[: max(1, len(body) // 2)]
             if isinstance(fault, MalformedChunk):
                 self.ex.status = 200
@@ -238,6 +240,8 @@ class Delivery:
                     return stop
             if frame.kind is FrameKind.DONE and isinstance(fault, NoDone):
                 continue
+            if frame.kind is FrameKind.DONE and isinstance(fault, DropAfterFinish):
+                return self._drop(response, reset=False)
             if frame.kind is FrameKind.CONTENT:
                 await self._pause(
                     self._timing.first_token_delay if sent == 0 else self._timing.chunk_delay
@@ -254,6 +258,9 @@ class Delivery:
     ) -> web.StreamResponse | None:
         if isinstance(fault, CutAfter):
             return self._drop(response, reset=False)
+        if isinstance(fault, EndWithoutFinish):
+            await response.write_eof()
+            return response
         if isinstance(fault, StallAfter):
             await self._pause(fault.seconds)
         elif isinstance(fault, MidStreamError):
@@ -266,7 +273,7 @@ class Delivery:
 
 
 def _count_trigger(fault: Fault | None) -> int | None:
-    if isinstance(fault, CutAfter | StallAfter | MidStreamError):
+    if isinstance(fault, CutAfter | StallAfter | MidStreamError | EndWithoutFinish):
         return max(0, fault.chunks)
     if isinstance(fault, MalformedChunk):
         return max(0, fault.after)

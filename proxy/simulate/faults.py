@@ -141,6 +141,27 @@ class NoDone:
         return "NoDone"
 
 
+@dataclass(frozen=True, slots=True)
+class DropAfterFinish:
+    """Send the whole answer with its finish reason and usage, then drop the connection instead
+    of ending the body (no `[DONE]` / `message_stop`, no chunked terminator)."""
+
+    @property
+    def label(self) -> str:
+        return "DropAfterFinish"
+
+
+@dataclass(frozen=True, slots=True)
+class EndWithoutFinish:
+    """Stream `chunks` content chunks, then end the body cleanly without any finish reason."""
+
+    chunks: int
+
+    @property
+    def label(self) -> str:
+        return "EndWithoutFinish"
+
+
 Fault: TypeAlias = (
     Status
     | Reset
@@ -152,6 +173,8 @@ Fault: TypeAlias = (
     | MidStreamError
     | MalformedChunk
     | NoDone
+    | DropAfterFinish
+    | EndWithoutFinish
 )
 
 

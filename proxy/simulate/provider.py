@@ -17,6 +17,7 @@ from proxy.simulate.codex_app import TOKEN_PATH, CodexAccount, build_codex_app, 
 from proxy.simulate.delivery import Delivery, Timing
 from proxy.simulate.faults import FaultPlan
 from proxy.simulate.openai_app import build_openai_app
+from proxy.simulate.prompt_cache import DEFAULT_TTL, MIN_CACHEABLE_TOKENS, CacheUsage, PromptCache
 from proxy.simulate.records import Exchange, RequestLog, RequestRecord
 from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, Reply, plan_reply
 from proxy.types import JSONObject, WireFormat
@@ -70,6 +71,8 @@ class SimulatedProvider:
         check_signatures: bool = True,
         base_path: str | None = None,
         persona: str | None = None,
+        cache_ttl: float = DEFAULT_TTL,
+        cache_min_tokens: int = MIN_CACHEABLE_TOKENS,
     ) -> None:
         self.format = WireFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
@@ -95,6 +98,8 @@ class SimulatedProvider:
         self.check_signatures = check_signatures
         self.base_path = (base_path or DEFAULT_BASE_PATHS[self.format]).rstrip("/")
         self.log = RequestLog()
+        # Cached tokens for prefixes seen recently, in the format's own usage fields.
+        self.prompt_cache = PromptCache(cache_ttl, cache_min_tokens)
         # The ChatGPT account a codex provider serves (its tokens); unused by other formats.
         self.account = CodexAccount(f"acct-{name}")
         self._running: _Running | None = None
@@ -162,6 +167,10 @@ class SimulatedProvider:
             text_before_tool=self.text_before_tool,
             parallel_tool_calls=self.parallel_tool_calls,
         )
+
+    def cache_usage(self, body: JSONObject, reply: Reply) -> CacheUsage:
+        """How much of this request's prompt the provider's cache served (and now holds)."""
+        return self.prompt_cache.account(body, self.format, reply.input_tokens)
 
     def expected_text(self, body: JSONObject) -> str:
         return self.reply_for(body).full_text

@@ -335,12 +335,13 @@ _DONE = b"data: [DONE]\n\n"
 class OpenAIStreamEncoder:
     """Neutral events -> the client's `chat.completion.chunk` SSE.
 
-    Every chunk carries the same `id`, `created` and `model`; `system_fingerprint` is omitted
-    (optional in the schema, and we have none to report). With `include_usage`, non-final chunks
-    carry `"usage": null` and `finish()` sends the `choices: []` usage chunk, as OpenAI does.
-    The first event of any kind produces the role chunk; later MessageStarts (a mid-stream
-    failover) are absorbed. Reasoning goes out as `delta.reasoning_content`; signatures and
-    redacted reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
+    Every chunk carries the same `id` and `created`, and the `model` that wrote it;
+    `system_fingerprint` is omitted (optional in the schema, and we have none to report). With
+    `include_usage`, non-final chunks carry `"usage": null` and `finish()` sends the
+    `choices: []` usage chunk, as OpenAI does. The first event of any kind produces the role
+    chunk; a later MessageStart (a mid-stream takeover) only changes the `model` the following
+    chunks name. Reasoning goes out as `delta.reasoning_content`; signatures and redacted
+    reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
 
     Only the delta is serialized per chunk: the envelope is pre-encoded once.
     """
@@ -379,7 +380,8 @@ class OpenAIStreamEncoder:
                 self._usage = event.usage
             return b""
         out = b""
-        if not self._started:
+        first = not self._started
+        if first:
             self._started = True
             out = self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, TextDelta):
@@ -410,9 +412,21 @@ class OpenAIStreamEncoder:
             return out
         if isinstance(event, Finish):
             return out + self._finish_chunk(event)
-        if isinstance(event, MessageStart | ReasoningSignature | RedactedReasoning):
+        if isinstance(event, MessageStart):
+            if not first and event.model and event.model != self._head["model"]:
+                self._name_model(event.model)
+            return out
+        if isinstance(event, ReasoningSignature | RedactedReasoning):
             return out
         raise TypeError(f"not a stream event: {event!r}")
+
+    def _name_model(self, model: str) -> None:
+        """A mid-stream takeover by another model: every chunk names its model, so the chunks
+        from here on name the one that writes them."""
+        self._head = {**self._head, "model": model}
+        envelope = orjson.dumps(self._head)[:-1]
+        self._prefix = b"data: " + envelope + b',"choices":[{"index":0,"delta":'
+
 
     def finish(self) -> bytes:
         """The end of a complete answer: the usage chunk (if asked for) and `[DONE]`."""
