@@ -202,3 +202,17 @@ def test_settings() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(BASE + bad, {})
         assert info.value.key == key
+
+
+async def test_count_tokens_is_not_charged_tokens(apps: Apps) -> None:
+    clock = Clock()
+    long_prompt = {**ANTHROPIC_BODY, "messages": [{"role": "user", "content": "word " * 4000}]}
+    async with run_simulated([zai()]) as sims:
+        config = parse_config(limited(sims, "tokens_per_minute = 2000"), {})
+        proxy = await apps.start(config, rate_limiter=MemoryRateLimiter(
+            config.security.rate_limiting, clock))
+        for _ in range(3):  # each estimate alone is over the minute's allowance
+            counted = await post(proxy.url + "/v1/messages/count_tokens", long_prompt)
+            assert counted.status == 200
+            assert counted.json()["input_tokens"] > 2000
+        assert (await post(proxy.url + "/v1/messages", ANTHROPIC_BODY)).status == 200
