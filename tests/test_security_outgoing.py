@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import openai
 import orjson
 import pytest
 from aiohttp import web
@@ -212,3 +213,31 @@ async def test_codex_refresh_never_follows_a_redirect(
     assert raw.headers["x-llmproxy-attempts"].startswith("codex,gpt-5.2=")
     assert redirector.hits == []
     assert sims["codex"].account.refreshes == 0
+
+
+async def test_codex_refresh_never_echoes_what_the_endpoint_sent(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path
+) -> None:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="<html>internal admin page: db password hunter2")
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", page)
+    endpoint = TestServer(app, host="127.0.0.1")
+    await endpoint.start_server()
+    codex = SimulatedProvider("codex", "codex", ["gpt-5.2"])
+    try:
+        async with run_simulated([codex]) as sims:
+            store = seed_store(sims["codex"], tmp_path / "auth.json", expires_in=-60)
+            extra = {"codex": f'auth_file = "{store}"\n'
+                              f'token_endpoint = "{endpoint.make_url("/oauth/token")}"'}
+            proxy = await daemon(config_text(sims, {"default": "codex,gpt-5.2"},
+                                             provider_extra=extra))
+            with pytest.raises(openai.APIStatusError) as failed:
+                await clients.openai(proxy).chat.completions.create(
+                    model="auto", messages=[{"role": "user", "content": "Hello"}])
+    finally:
+        await endpoint.close()
+    body = failed.value.response.text
+    assert "refreshing the ChatGPT sign-in failed (500" in body
+    assert "hunter2" not in body and "admin page" not in body
