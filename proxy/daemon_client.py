@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
 from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
 from proxy.translate.reasons import (
@@ -31,6 +32,7 @@ from proxy.types import (
     JSONObject,
     StopReason,
     StreamEvent,
+    UpstreamFault,
     Usage,
     WireFormat,
 )
@@ -179,7 +181,10 @@ class StreamReader:
             if isinstance(payload, dict):
                 if (payload.get("type") or sse_event.event) == "message_stop":
                     self.ended = True
-                out.extend(self._decoder.feed(sse_event.event, payload))
+                for event in self._decoder.feed(sse_event.event, payload):
+                    if isinstance(event, UpstreamFault):
+                        raise fault_error(event, None)  # the daemon's own error event
+                    out.append(event)
         return out
 
     def _scan_comments(self, chunk: bytes) -> None:

@@ -40,6 +40,8 @@ from proxy.exchange import Pair, pair
 from proxy.health import HealthRegistry
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
+from proxy.translate.prefill import mark_prefill
+from proxy.translate.request_to_openai import client_user_id
 from proxy.types import (
     Attempt,
     Decision,
@@ -213,8 +215,12 @@ class Walk:
         body: JSONObject | None = None,
         accept: Accept | None = None,
         settles: bool = True,
+        prefill: bool = False,
     ) -> tuple[Plan, T]:
         """Try the remaining targets in order until `call` succeeds on one.
+
+        `prefill=True` means `body` ends with a partial answer to continue: each target gets it
+        in its own prefill style (`accept` must skip targets without one).
 
         `settles=False` means the call's success is not the end of the answer (a stream's
         head): the target's health hears of the outcome only when the stream ends
@@ -243,7 +249,7 @@ class Walk:
                     continue
             try:
                 sent = self.job.body if body is None else body
-                return plan, await self._try(plan, call, sent, settles)
+                return plan, await self._try(plan, call, sent, settles, prefill)
             except UpstreamError as error:
                 if not self._falls_back(error):
                     raise ClientFacingError(error, plan.pair, self.ledger.snapshot()) from error
@@ -290,12 +296,14 @@ class Walk:
     def _skip(self, target: Target, reason: str) -> None:
         self.ledger.add(Attempt(target, None, ErrorClass.UNAVAILABLE, 0.0, reason))
 
-    async def _try(self, plan: Plan, call: Call[T], body: JSONObject, settles: bool) -> T:
+    async def _try(
+        self, plan: Plan, call: Call[T], body: JSONObject, settles: bool, prefill: bool = False
+    ) -> T:
         """One target, with at most one same-target retry (see the module docstring)."""
         health = self.runner.health
         retried = False
         while True:
-            request = self.build_request(plan, body)
+            request = self.build_request(plan, body, prefill=prefill)
             started = time.monotonic()
             self._reached_upstream = True
             try:
@@ -343,10 +351,15 @@ class Walk:
                 raise
             raise UpstreamTimeoutError("request deadline reached", target=plan.target) from exc
 
-    def build_request(self, plan: Plan, body: JSONObject) -> UpstreamRequest:
+    def build_request(
+        self, plan: Plan, body: JSONObject, *, prefill: bool = False
+    ) -> UpstreamRequest:
         job, config = self.job, self.runner.config
+        capabilities = config.capabilities(plan.target)
         upstream_body = plan.pair.request(body, plan.target.model)
-        cap = output_cap(config.capabilities(plan.target), job.summary.token_estimate)
+        if prefill and plan.provider.format == WireFormat.OPENAI and capabilities.prefill:
+            upstream_body = mark_prefill(upstream_body, capabilities.prefill)
+        cap = output_cap(capabilities, job.summary.token_estimate)
         upstream_body = clamp_max_tokens(upstream_body, plan.provider.format, cap)
         if job.stream:
             upstream_body["stream"] = True
@@ -354,6 +367,10 @@ class Walk:
                 upstream_body["stream_options"] = {"include_usage": True}
         if job.cache_key and plan.provider.prompt_cache_key:
             upstream_body.setdefault("prompt_cache_key", job.cache_key)
+        if plan.provider.forward_user_id and "user" in upstream_body:
+            raw_user = client_user_id(body) if job.client_format == WireFormat.ANTHROPIC else None
+            if raw_user is not None:  # the operator trusts this provider with the client's id
+                upstream_body["user"] = raw_user
         provider = plan.provider
         if self.options.timeouts:
             provider = replace(provider, timeouts=provider.timeouts.merged(self.options.timeouts))

@@ -141,7 +141,8 @@ async def generate(
         return _exhausted_response(dialect, exc, request.app[HEALTH])
     affinity.served(conversation, done.target, config.affinity)
     answer = done.body if finish is None else finish(body, done.body)
-    headers = llmproxy_headers(done.target, done.attempts, decision, request.app[OPERATOR])
+    operator = request.app.get(OPERATOR, False)
+    headers = llmproxy_headers(done.target, done.attempts, decision, operator)
     return json_response(answer, headers=headers)
 
 
@@ -156,7 +157,7 @@ async def _stream(
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
             **llmproxy_headers(life.target, life.attempts(), job.decision,
-                               request.app[OPERATOR]),
+                               request.app.get(OPERATOR, False)),
         }
     )
     encoder = dialect.stream_encoder(life.target.model, job.body, job.summary.token_estimate)
@@ -175,7 +176,7 @@ async def _stream(
         except Exception:  # after the commit point only an error event may say what went wrong
             log.exception("stream for %s failed inside llmproxy", life.target)
             ending = dialect.stream_error(encoder, 500, INTERNAL, ErrorClass.SERVER_ERROR)
-        await response.write(_trailer(life, request.app[OPERATOR]) + ending)
+        await response.write(_trailer(life, request.app.get(OPERATOR, False)) + ending)
     finally:
         await life.aclose()
     await response.write_eof()

@@ -13,9 +13,10 @@ When the current upstream fails it picks how to go on:
 - only reasoning sent: restart on the next target, hiding its reasoning, so thoughts are never
   shown twice.
 - visible text sent: continue on the next target that accepts an assistant prefill, sending the
-  original request plus the partial answer as a trailing assistant message (without what a
-  prefill may not carry: thinking, and the context edits that need thinking), and stream only
-  what follows. Targets that do not accept a prefill are skipped (and never sent one).
+  original request plus the partial answer as a trailing assistant message in the target's own
+  prefill style (`PrefillStyle`), without what a prefill may not carry (thinking, and the
+  context edits that need thinking), and stream only what follows. Targets that do not accept a
+  prefill are skipped (and never sent one).
 - a tool call already sent: the answer cannot be continued faithfully; honest error.
 
 An upstream error after its finish event does not undo a complete answer. A stream is reported
@@ -34,6 +35,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from proxy.capabilities import PrefillStyle
 from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
 from proxy.fallback import ClientFacingError, FallbackRunner, Job, Plan, Walk, close_stream
 from proxy.tokens import tokens_for_chars
@@ -149,7 +151,6 @@ class StreamLife:
     async def open(self) -> Target:
         """Walk the chain until a target produces its first content: the commit point."""
         walk = self._walk
-        self._started = time.monotonic()
         if walk.options.buffer:
             plan, events = await walk.first_success(self._runner.read_whole_stream)
             self._head, self._upstream = events, _no_events()
@@ -160,8 +161,14 @@ class StreamLife:
             self._settled = False
         self._plan, self._committed = plan, plan.target
         self._announced_model = plan.target.model
-        self._ttft_ms = (time.monotonic() - self._started) * 1000.0
+        self._time_attempt()
         return plan.target
+
+    def _time_attempt(self) -> None:
+        """The attempt that just succeeded (the last in the ledger) started this stream part:
+        its time to first content, and its start for the latency reported at the finish."""
+        self._ttft_ms = self.attempts()[-1].elapsed_ms
+        self._started = time.monotonic() - self._ttft_ms / 1000.0
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
@@ -188,12 +195,15 @@ class StreamLife:
                     await close_stream(self._upstream)
                     await self._recover(error)
         finally:
-            await close_stream(self._upstream)
-            if not self._settled and self._plan is not None:
-                self._walk.release(self._plan)
+            await self.aclose()
 
     async def aclose(self) -> None:
+        """Release the upstream; a stream left before its end (the client went away) reports
+        no outcome, but frees its target's half-open probe slot."""
         await close_stream(self._upstream)
+        if not self._settled and self._plan is not None:
+            self._settled = True
+            self._walk.release(self._plan)
 
     def _current(self) -> Plan:
         if self._plan is None:
@@ -278,7 +288,9 @@ class StreamLife:
             capabilities = self._runner.config.capabilities
 
             def accept(plan: Plan) -> str | None:
-                if capabilities(plan.target).prefill:
+                style = capabilities(plan.target).prefill
+                if style and (style is PrefillStyle.ASSISTANT or plan.provider.format is
+                              WireFormat.OPENAI):
                     return None
                 return "does not accept an assistant prefill"
 
@@ -289,10 +301,13 @@ class StreamLife:
         self._attempt_chars = 0
         self._index_offset = self._tool_calls_sent
         what = "continue the answer" if partial else "take over the answer"
-        started = time.monotonic()
         try:
             plan, (head, rest) = await self._walk.first_success(
-                self._runner.read_stream_head, body=body, accept=accept, settles=False
+                self._runner.read_stream_head,
+                body=body,
+                accept=accept,
+                settles=False,
+                prefill=bool(partial),
             )
         except ChainExhaustedError as exhausted:
             raise StreamCutError(
@@ -309,8 +324,7 @@ class StreamLife:
                 target=failed,
             ) from refused
         self._plan, self._head, self._upstream = plan, head, rest
-        self._started = started
-        self._ttft_ms = (time.monotonic() - started) * 1000.0
+        self._time_attempt()
         self._settled = False
 
     def _attempt_usage(self) -> Usage:

@@ -267,3 +267,18 @@ StreamEvent: TypeAlias = (
     | UsageUpdate
     | Finish
 )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFault:
+    """An error the upstream reported inside its stream (an `error` event, an error chunk, a
+    failed response), as its decoder read it: `status` is the HTTP status the error's type or
+    code stands for, when the wire format says. Not classified here (the provider layer does
+    that), and never sent to a client."""
+
+    status: int | None
+    body: JSONObject
+
+
+Decoded: TypeAlias = StreamEvent | UpstreamFault
+"""What a stream decoder reports: neutral events, or the upstream's own error."""

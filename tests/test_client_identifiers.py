@@ -41,3 +41,21 @@ async def test_claude_codes_user_id_reaches_an_openai_provider_only_as_a_stable_
     assert first == second != other  # stable per user, different between users
     assert b"device_id" not in raw and b"4f1c2a9be0d84c7f" not in raw and b"0b7e4a52" not in raw
     assert first.startswith("llmproxy-") and len(first) == len("llmproxy-") + 32
+
+
+async def test_a_provider_trusted_with_forward_user_id_gets_the_id_unchanged(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    trusted = SimulatedProvider("vllm", "openai", ["glm-5"])
+    async with run_simulated([trusted]) as sims:
+        proxy = await daemon(config_text(
+            sims, {"default": "vllm,glm-5"}, provider_extra={"vllm": "forward_user_id = true"}
+        ))
+        await clients.anthropic(proxy).messages.create(
+            model="auto",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "hi"}],
+            metadata={"user_id": CLAUDE_CODE_USER_ID},
+        )
+        (record,) = sims["vllm"].requests
+    assert record.body["user"] == CLAUDE_CODE_USER_ID

@@ -19,6 +19,7 @@ from proxy.simulate import (
     CutAfter,
     DropAfterFinish,
     EndWithoutFinish,
+    ErrorAfterFinish,
     FaultPlan,
     SimulatedProvider,
     Status,
@@ -247,6 +248,39 @@ async def test_a_claude_code_request_is_continued_without_its_thinking_only_edit
     assert message.stop_reason == "end_turn"
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"context_management": {"edits": [{"type": "clear_thinking_20251015"}]}},
+         "`clear_thinking_20251015` strategy requires `thinking` to be enabled"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024},
+          "messages": [*HELLO, {"role": "assistant", "content": "[glm/glm-5] You"}]},
+         "When `thinking` is enabled, a final `assistant` message must start with a thinking"),
+        ({"messages": [*HELLO, {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "hm", "signature": "forged"},
+            {"type": "text", "text": "Hi"}]}, {"role": "user", "content": "again"}]},
+         "Invalid `signature` in `thinking` block"),
+    ],
+    ids=["clear-thinking-without-thinking", "prefill-with-thinking", "foreign-signature"],
+)
+async def test_the_anthropic_simulator_refuses_what_anthropic_refuses(
+    extra: dict[str, object], expected: str
+) -> None:
+    async with run_simulated([mirror("anthropic")]) as sims:
+        client = anthropic.AsyncAnthropic(
+            base_url=sims["zai-mirror"].base_url, api_key="sim-key", max_retries=0
+        )
+        body: dict[str, object] = {"messages": HELLO, **extra}
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(
+                model="glm-5", max_tokens=4096,
+                messages=body.pop("messages"),  # type: ignore[arg-type]
+                extra_body=body,
+            )
+        await client.close()
+    assert expected in refused.value.message
+
+
 # --- 5. the finish decides: a drop after it is complete, a clean end without it is a cut --------
 
 
@@ -266,6 +300,24 @@ async def test_a_connection_dropped_after_the_finish_is_a_complete_answer(
     assert attempts == "zai,glm-5=ok"
     assert trailer(raw, "x-llmproxy-attempts") == "zai,glm-5=ok"
     assert b'"error"' not in raw
+    assert state["zai,glm-5"]["success_rate"] == 1.0
+
+
+@pytest.mark.parametrize("fmt", ["openai", "anthropic"])
+async def test_an_error_event_after_the_finish_is_a_complete_answer(
+    clients: Clients, daemon: StartDaemon, fmt: str
+) -> None:
+    async with run_simulated(
+        [zai(FaultPlan.always(ErrorAfterFinish()), fmt), mirror(), cerebras()]
+    ) as sims:
+        proxy = await daemon(config_text(sims, MIRRORED, provider_extra=PREFILL))
+        text, attempts, chunks = await ask_stream(clients.openai(proxy))
+        state = await health(proxy)
+        assert attempts == "zai,glm-5=ok"
+        assert sims["zai-mirror"].requests == ()
+        assert sims["zai"].requests[0].outcome == "ErrorAfterFinish"
+    assert text == FULL_GLM_TEXT
+    assert chunks[-1].choices[0].finish_reason == "stop"  # type: ignore[attr-defined]
     assert state["zai,glm-5"]["success_rate"] == 1.0
 
 

@@ -15,6 +15,7 @@ from proxy.capabilities import (
     CapabilityOverride,
     Catalog,
     ModelCapabilities,
+    Prefill,
     resolve_capabilities,
 )
 from proxy.health import HealthSettings
@@ -143,9 +144,12 @@ class ProviderConfig:
     """Resolved: this provider's `timeouts` table over `[proxy.timeouts]`."""
     api_key: str = field(default="", repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    prefill: bool = False
+    prefill: Prefill = False
+    """How this provider continues a partial answer (`PrefillStyle`), or False."""
     prompt_cache_key: bool = False
     """Send the conversation's key as `prompt_cache_key` (OpenAI's cache routing hint)."""
+    forward_user_id: bool = False
+    """Send an Anthropic client's `metadata.user_id` as `user` unchanged, not as its hash."""
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""

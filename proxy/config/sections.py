@@ -10,7 +10,13 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from proxy.affinity import AffinitySettings
-from proxy.capabilities import OVERRIDE_KEYS, CapabilityOverride, capabilities_from_toml
+from proxy.capabilities import (
+    OVERRIDE_KEYS,
+    CapabilityOverride,
+    capabilities_from_toml,
+    default_prefill,
+    parse_prefill,
+)
 from proxy.config.model import (
     PROVIDER_FORMATS,
     ProviderConfig,
@@ -54,6 +60,7 @@ PROVIDER_KEYS = (
     "headers",
     "timeouts",
     "prefill",
+    "forward_user_id",
     "prompt_cache_key",
     "allow_private_network",
     "capabilities",
@@ -169,10 +176,15 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         timeouts=defaults.merged(timeout_overrides(timeouts)),
         api_key=t.string("api_key", ""),
         headers=MappingProxyType(header_map),
-        prefill=t.boolean("prefill", fmt is WireFormat.ANTHROPIC),
+        prefill=(
+            default_prefill(fmt, url)
+            if t.data.get("prefill", MISSING) is MISSING
+            else parse_prefill(t.data["prefill"], fmt, t.key("prefill"))
+        ),
         prompt_cache_key=_prompt_cache_key(t, fmt),
+        forward_user_id=t.boolean("forward_user_id", False),
         allow_private_network=t.boolean("allow_private_network", False),
-        capabilities=_capability_overrides(t, models, globs),
+        capabilities=_capability_overrides(t, models, globs, fmt),
         auth_file=_codex_key(t, "auth_file", fmt),
         token_endpoint=_codex_key(t, "token_endpoint", fmt),
         _exact_models=frozenset(m for m in models if not GLOB_CHARS.intersection(m)),
@@ -202,7 +214,7 @@ def _codex_key(t: TableReader, key: str, fmt: WireFormat) -> str:
 
 
 def _capability_overrides(
-    t: TableReader, models: list[str], globs: list[re.Pattern[str]]
+    t: TableReader, models: list[str], globs: list[re.Pattern[str]], fmt: WireFormat
 ) -> tuple[CapabilityOverride, ...]:
     exact: list[CapabilityOverride] = []
     globbed: list[CapabilityOverride] = []
@@ -218,7 +230,7 @@ def _capability_overrides(
                 "unknown key (a provider key written after a [providers.capabilities.<model>] "
                 "table lands in that table: move it above the first one)",
             )
-        caps = capabilities_from_toml(values, key)
+        caps = capabilities_from_toml(values, key, fmt)
         if GLOB_CHARS.intersection(pattern):
             globbed.append(
                 CapabilityOverride(pattern, caps, compile_glob_at(pattern, key, ignore_case=True))

@@ -26,11 +26,11 @@ from proxy.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from proxy.providers.base import Dialect, UpstreamRequest
+from proxy.providers.base import Dialect, UpstreamRequest, fault_error
 from proxy.security.outgoing import AnswerTooLarge, read_capped, refusal_in
 from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
-from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
+from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent, UpstreamFault
 
 log = logging.getLogger("llmproxy.upstream")
 
@@ -176,6 +176,10 @@ class HttpTransport:
                         log.warning("%s: skipped a non-object stream chunk", request.target)
                         continue
                     for event in decoder.feed(sse_event.event, payload):
+                        if isinstance(event, UpstreamFault):
+                            if finished:
+                                break  # after the finish: the answer is complete
+                            raise fault_error(event, request.target)
                         got_event = True
                         if isinstance(event, Finish):
                             finished = True

@@ -5,8 +5,9 @@ its role) or as one JSON payload; this module decides when and whether each byte
 
 Non-streaming requests get the nearest JSON equivalent of a stream fault: `CutAfter` sends the
 headers and half the body and closes; `MidStreamError` becomes an error status; `MalformedChunk`
-a 200 with a truncated body; `StallAfter` and `SlowFirstToken` delay the whole body; `NoDone`
-and `DropAfterFinish` change nothing; `EndWithoutFinish` is `CutAfter`'s half body.
+a 200 with a truncated body; `StallAfter` and `SlowFirstToken` delay the whole body; `NoDone`,
+`DropAfterFinish` and `ErrorAfterFinish` change nothing; `EndWithoutFinish` sends half the body
+like `CutAfter`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from proxy.simulate.faults import (
     CutAfter,
     DropAfterFinish,
     EndWithoutFinish,
+    ErrorAfterFinish,
     Fault,
     Hang,
     MalformedChunk,
@@ -228,7 +230,7 @@ class Delivery:
         if isinstance(fault, SlowFirstToken):
             await self._pause(fault.seconds)
         sent = 0
-        at_count = _count_trigger(fault)
+        at_count = _count_trigger(fault, sum(f.kind is FrameKind.CONTENT for f in frames))
         triggered = False
         for frame in frames:
             due = frame.kind in (FrameKind.CONTENT, FrameKind.FINAL, FrameKind.DONE)
@@ -242,6 +244,10 @@ class Delivery:
                 continue
             if frame.kind is FrameKind.DONE and isinstance(fault, DropAfterFinish):
                 return self._drop(response, reset=False)
+            if frame.kind is FrameKind.DONE and isinstance(fault, ErrorAfterFinish):
+                await response.write(stream_error_frame(self.fmt, MidStreamError(0, fault.status)))
+                await response.write_eof()
+                return response
             if frame.kind is FrameKind.CONTENT:
                 await self._pause(
                     self._timing.first_token_delay if sent == 0 else self._timing.chunk_delay
@@ -272,7 +278,9 @@ class Delivery:
         return None
 
 
-def _count_trigger(fault: Fault | None) -> int | None:
+def _count_trigger(fault: Fault | None, content_chunks: int) -> int | None:
+    if isinstance(fault, MidStreamError) and fault.fraction is not None:
+        return min(content_chunks - 1, max(0, math.floor(fault.fraction * content_chunks)))
     if isinstance(fault, CutAfter | StallAfter | MidStreamError | EndWithoutFinish):
         return max(0, fault.chunks)
     if isinstance(fault, MalformedChunk):

@@ -142,16 +142,53 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "[] is too short - 'messages'"
     try:
-        conversation = read_openai(body)
+        read_openai(body)  # what the reply is built from
     except (TypeError, AttributeError, KeyError, ValueError) as exc:
         # A body that does not fit the request schema is a 400 invalid_request_error, whatever
         # is wrong in it (platform.openai.com/docs/guides/error-codes: "400 - Invalid request").
         return f"Invalid request body: {exc}"
-    if conversation.prefill is not None and not sim.accepts_prefill:
+    return _prefill_problem(sim.prefill_style, body, messages)
+
+
+PREFILL_STYLES = ("assistant", "prefix", "partial", "continue_final_message")
+_MESSAGE_FLAGS = ("prefix", "partial")
+
+
+def _prefill_problem(accepted: str | None, body: JSONObject, messages: list[Any]) -> str | None:
+    """How a provider that takes only the `accepted` prefill style (or none) answers a request
+    in another one. The styles: a plain trailing assistant message (OpenRouter, llama.cpp),
+    `"prefix": true` on it (DeepSeek beta, Mistral), `"partial": true` (Moonshot), or
+    `continue_final_message: true` with `add_generation_prompt: false` (vLLM, SGLang)."""
+    for i, message in enumerate(messages):
+        for flag in _MESSAGE_FLAGS:
+            if isinstance(message, dict) and flag in message and accepted != flag:
+                # Strict schema validation, as OpenAI itself answers unknown message fields.
+                return (
+                    f"Additional properties are not allowed ('{flag}' was unexpected) - "
+                    f"'messages.{i}'"
+                )
+    if "continue_final_message" in body and accepted != "continue_final_message":
+        return "Unrecognized request argument supplied: continue_final_message"
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    if last.get("role") != "assistant":
+        if body.get("continue_final_message"):
+            return "continue_final_message is set but the final message is not an assistant one"
+        return None
+    if accepted is None:
         return (
             "This model does not support assistant message prefill. The conversation must end "
             "with a user or tool message."
         )
+    if accepted in _MESSAGE_FLAGS and last.get(accepted) is not True:
+        return (
+            "The last message must be a user message, or an assistant message with "
+            f"{accepted} mode on ('{accepted}': true)"
+        )
+    if accepted == "continue_final_message":
+        if body.get("continue_final_message") is not True:
+            return "a final assistant message is continued only with continue_final_message"
+        if body.get("add_generation_prompt", True) is not False:
+            return "continue_final_message and add_generation_prompt cannot both be true"
     return None
 
 

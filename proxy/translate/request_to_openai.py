@@ -14,7 +14,7 @@ For OpenAI-compatible providers (Z.ai, Cerebras, DeepSeek, Groq...). Decisions, 
   `redacted_thinking` and signatures are dropped.
 - `metadata.user_id` (Claude Code's is a JSON string with device and session ids) becomes
   `user` only as a stable hash: enough for a provider's abuse tracking, and no client
-  identifier reaches a third party.
+  identifier reaches a third party (a provider with `forward_user_id = true` gets it as is).
 - Fields with no OpenAI counterpart are listed, with reasons, in `dropped.py`.
 """
 
@@ -360,3 +360,12 @@ def opaque_user(user_id: str) -> str:
     """A stable stand-in for a client's user id: the same id always gives the same value, and
     the value says nothing about the id."""
     return "llmproxy-" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+def client_user_id(body: JSONObject) -> str | None:
+    """The Anthropic request's own `metadata.user_id`, for a provider trusted with it
+    (`forward_user_id = true`); `anthropic_to_openai_request` otherwise sends only its hash."""
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        return str(metadata["user_id"])
+    return None
