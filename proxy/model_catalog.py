@@ -23,9 +23,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 import platformdirs
 
@@ -41,6 +40,9 @@ from proxy.errors import ConfigError
 from proxy.security.outgoing import read_capped, refusal_in
 from proxy.security.ssrf import DestinationRefused
 from proxy.types import JSONObject, WireFormat
+
+if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
+    import aiohttp
 
 log = logging.getLogger("llmproxy.catalog")
 
@@ -132,6 +134,8 @@ async def _refresh_one(
     if provider.format is WireFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
+    import aiohttp
+
     try:
         models = await _fetch(provider, session, request_seconds, max_bytes)
     except (aiohttp.ClientError, DestinationRefused, TimeoutError, ValueError) as exc:
@@ -155,6 +159,8 @@ async def _fetch(
     max_bytes: int,
 ) -> dict[str, ModelCapabilities]:
     """Raises aiohttp.ClientError, TimeoutError, or ValueError for a non-200 or odd body."""
+    import aiohttp
+
     models: dict[str, ModelCapabilities] = {}
     url, headers = _request(provider)
     limit = aiohttp.ClientTimeout(total=request_seconds)
