@@ -26,13 +26,13 @@ from proxy.logging_setup import Redactor
 from proxy.management import install_management, management_guard
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
-from proxy.security.auth import CLIENT, ClientKeys, auth_middleware
+from proxy.security.auth import CLIENT, ClientKeys, auth_middleware, is_loopback_address
 from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
 from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
 from proxy.security.responses import error_response
-from proxy.types import Target
+from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
 SWITCH_INTERVAL = 0.0005
@@ -126,19 +126,21 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness, the pid and the config's state (`llmproxy stop`, `reload`); plus the providers
-    and the live health of every target that has seen traffic for a client with a valid key
-    (anyone, when no key is configured). The registry is bounded, so is this."""
+    """Liveness; for this machine's peers the pid and the last reload (`llmproxy stop`,
+    `reload`); for a client with a valid key (anyone, when no key is configured) the providers
+    and the live health of every target that has seen traffic. The registry is bounded, so is
+    this."""
     live = request.app[LIVE]
     config = live.config
-    last = live.last_reload
-    body: dict[str, object] = {
-        "status": "ok",
-        "pid": os.getpid(),  # `llmproxy stop` and `reload` reach a foreground daemon by it
-        "config": {"source": config.source, "applied_at": round(live.current.since, 3),
-                   "last_reload": last.to_json() if last else None},
-    }
-    if CLIENT in request:
+    body: JSONObject = {"status": "ok"}
+    if is_loopback_address(request.remote):
+        # For `llmproxy stop` and `reload` on this machine: the pid they signal, and the last
+        # reload's outcome (its message names files and keys, which other peers need not see).
+        last = live.last_reload
+        body["pid"] = os.getpid()
+        body["config"] = {"applied_at": round(live.current.since, 3),
+                          "last_reload": last.to_json() if last else None}
+    if CLIENT in request:  # a key holder (anyone, without keys): the bounded detail
         body["providers"] = [p.name for p in config.providers]
         body["targets"] = [
             {
