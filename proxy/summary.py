@@ -27,7 +27,7 @@ _TEXT_PART_TYPES = frozenset({"text", "input_text"})
 
 
 def summarize(
-    body: JSONObject, fmt: WireFormat, *, token_estimate: int | None = None
+    body: JSONObject, fmt: WireFormat, token_estimate: int | None = None
 ) -> RequestSummary:
     """What routing needs to know about a request. `token_estimate`: this body's estimate, when
     something (the rate limiter) already made it."""
