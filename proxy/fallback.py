@@ -308,7 +308,7 @@ class Walk:
             started = time.monotonic()
             self._reached_upstream = True
             try:
-                result = await self._within(plan, call(plan, request))
+                result = await self._within(plan, call, request)
             except UpstreamError as error:
                 self.record_failure(plan, error, started)
                 delay = None if retried else self._retry_delay(error)
@@ -340,13 +340,18 @@ class Walk:
             return self.runner.rng.uniform(0.05, 0.25)
         return None
 
-    async def _within(self, plan: Plan, awaitable: Awaitable[T]) -> T:
+    async def _within(self, plan: Plan, call: Call[T], request: UpstreamRequest) -> T:
+        """The transports bound every wait before the first content by the request's deadline
+        (`UpstreamRequest.deadline`), inside the one timer of each wait. Buffer mode reads the
+        whole answer before the client sees anything, so all of it is bounded here."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise UpstreamTimeoutError("request deadline reached", target=plan.target)
+        if not (self.job.stream and self.options.buffer):
+            return await call(plan, request)
         try:
             async with asyncio.timeout(remaining):
-                return await awaitable
+                return await call(plan, request)
         except TimeoutError as exc:
             if isinstance(exc, UpstreamError):
                 raise
@@ -382,6 +387,7 @@ class Walk:
             stream=job.stream,
             forward_headers=job.forward_headers if plan.pair.same_format else {},
             input_tokens=job.summary.token_estimate,
+            deadline=self.deadline,
         )
 
     # --- outcomes reported by a stream's owner after the commit point --------------------------

@@ -190,6 +190,27 @@ async def test_whole_chain_deadline_bounds_retries(clients: Clients, daemon: Sta
     assert caught.value.status_code == 504
 
 
+async def test_whole_chain_deadline_bounds_a_stream_before_its_first_token(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """The request's deadline is folded into each wait's own timer (issue 16: one timer per
+    wait, not one per layer): a stream whose providers stall before their first token ends at
+    the deadline, not at the longer first-token limit."""
+    timeouts = "response_headers_ms = 5000\nfirst_token_ms = 5000"
+    async with run_simulated(
+        [zai(FaultPlan.always(SlowFirstToken(5.0))), cerebras(FaultPlan.always(Hang()))]
+    ) as sims:
+        proxy = await daemon(
+            config_text(sims, DEFAULT, proxy="timeout_ms = 800", timeouts=timeouts)
+        )
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as caught:
+            await ask_stream(clients.openai(proxy))
+        assert time.monotonic() - started < 2.0
+        assert sims["cerebras"].requests == ()
+    assert caught.value.status_code == 504
+
+
 async def test_first_token_too_slow_falls_back(clients: Clients, daemon: StartDaemon) -> None:
     timeouts = "first_token_ms = 400\nfirst_token_ms_per_1k_input = 0"
     async with run_simulated([zai(FaultPlan.always(SlowFirstToken(3.0))), cerebras()]) as sims:

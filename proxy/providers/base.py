@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +26,10 @@ class UpstreamRequest:
     # Client headers that must reach a same-format provider (anthropic-beta, anthropic-version).
     forward_headers: Mapping[str, str] = field(default_factory=dict)
     input_tokens: int = 0
+    deadline: float = math.inf
+    """The whole request's deadline (`time.monotonic()`): every wait before the answer's first
+    content ends by then. The transport folds it into its own limits, so an attempt runs under
+    one timer, not one per layer."""
 
 
 EventBatch = list[StreamEvent]

@@ -30,7 +30,7 @@ from proxy.providers.base import Dialect, EventBatch, UpstreamRequest, fault_err
 from proxy.security.outgoing import AnswerTooLarge, read_capped, refusal_in
 from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
-from proxy.types import ErrorClass, Finish, JSONObject, UpstreamFault
+from proxy.types import ErrorClass, Finish, JSONObject, MessageStart, UpstreamFault, UsageUpdate
 
 log = logging.getLogger("llmproxy.upstream")
 
@@ -63,8 +63,9 @@ class HttpTransport:
     async def complete(self, request: UpstreamRequest) -> JSONObject:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
         within `response_headers` (a non-streaming provider sends its headers with it)."""
+        limit = _within(request, request.provider.timeouts.response_headers)
         try:
-            async with asyncio.timeout(request.provider.timeouts.response_headers):
+            async with asyncio.timeout(limit):
                 response = await self._send(request, None)
                 try:
                     raw = await read_capped(response, self._max_answer)
@@ -133,13 +134,16 @@ class HttpTransport:
         limits = request.provider.timeouts
         first_token = limits.first_token_for(request.input_tokens)
         started = time.monotonic()
-        response = await self._send(request, min(limits.response_headers, first_token))
+        response = await self._send(
+            request, _within(request, min(limits.response_headers, first_token))
+        )
         try:
             sse = SSEDecoder()
             decoder = self._dialect.new_decoder()
             broken: StreamCutError | None = None
             finished = False
             got_event = False
+            got_content = False  # until the first content, the request's deadline applies too
             content = response.content
             while True:
                 stage = "stream idle gap" if got_event else "first token"
@@ -153,6 +157,8 @@ class HttpTransport:
                             if got_event
                             else max(0.05, first_token - (time.monotonic() - started))
                         )
+                        if not got_content:
+                            budget = _within(request, budget)
                         async with asyncio.timeout(budget):
                             chunk = await content.readany()
                 except TimeoutError as exc:
@@ -192,6 +198,8 @@ class HttpTransport:
                         got_event = True
                         if isinstance(event, Finish):
                             finished = True
+                        elif not got_content:
+                            got_content = not isinstance(event, MessageStart | UsageUpdate)
                         batch.append(event)
                 if batch:
                     yield batch
@@ -301,4 +309,16 @@ class HttpTransport:
 
     @staticmethod
     def _timeout(request: UpstreamRequest, stage: str) -> UpstreamError:
+        if time.monotonic() >= request.deadline - DEADLINE_SLACK:
+            return UpstreamTimeoutError("request deadline reached", target=request.target)
         return UpstreamTimeoutError(f"no answer in time ({stage})", target=request.target)
+
+
+DEADLINE_SLACK = 0.005
+"""Timers fire up to a few milliseconds early or late: a timeout this close to the request's
+deadline is the deadline's."""
+
+
+def _within(request: UpstreamRequest, seconds: float) -> float:
+    """`seconds`, cut to what is left of the request's deadline."""
+    return max(0.0, min(seconds, request.deadline - time.monotonic()))
