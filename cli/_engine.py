@@ -1,9 +1,11 @@
 """Where a CLI request goes: a running daemon over HTTP, or the same routing and fallback code
 in this process. Both hand neutral stream events to a sink and report the attempts.
 
-In-process runs build exactly what `proxy.server.build_app` builds (one session, `Upstreams`,
-`HealthRegistry`, `FallbackRunner`) and walk the chain with a `Job`, so they behave like the
-daemon except for live health, which starts fresh.
+In-process runs walk the chain with the daemon's own routing, `Job`, `FallbackRunner`,
+`StreamLife` and `Affinity` over a `HealthRegistry` of their own, so answers and failover match
+the daemon's. What `proxy.server.build_app` adds around that is absent here: the HTTP edge and
+its middleware (client keys, body and rate limits), the SSRF-guarded upstream session and the
+log redaction; live health starts fresh.
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ from proxy.daemon_client import (
     parse_attempts,
     served_by,
 )
-from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
-from proxy.fallback import ClientFacingError, FallbackRunner, Job
+from proxy.errors import (
+    ChainExhaustedError,
+    ClientFacingError,
+    ClientRequestError,
+    RoutingError,
+    UpstreamError,
+)
+from proxy.fallback import FallbackRunner, Job
 from proxy.health import HealthRegistry
 from proxy.midstream import StreamLife
 from proxy.providers.registry import Upstreams

@@ -1,6 +1,11 @@
 """Upstream failure classification: status + body (+ headers) -> ErrorClass.
 
-All provider quirks live in the tables below, so the fallback loop never looks at message text.
+The only reader of upstream error wording, so the fallback loop never looks at message text.
+Wording and status quirks are the tables below (`BODY_PATTERNS`, `EMBEDDED_STATUS`,
+`STATUS_CLASSES`); a few quirks of shape are code: the retry-after fields of a body
+(`retry_after_seconds`), MiniMax's `base_resp` message (`_error_message`), and the rule that a
+5xx stays a server error whatever its text says. Which 2xx bodies are errors is each provider
+dialect's `body_error`; an error inside a stream comes here through `providers.base.fault_error`.
 """
 
 from __future__ import annotations
