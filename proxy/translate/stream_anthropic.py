@@ -316,8 +316,9 @@ class AnthropicStreamEncoder:
         self._closed = True
         return _MESSAGE_STOP
 
-    def error(self, message: str, error_type: str) -> bytes:
-        """An `error` event and nothing after it, never `message_stop`."""
+    def error(self, message: str, error_type: str, code: str | None = None) -> bytes:
+        """An `error` event and nothing after it, never `message_stop`. Anthropic's error event
+        has no `code`: the error class is left out."""
         self._closed = True
         body = {"type": "error", "error": {"type": error_type, "message": message}}
         return _event(b"error", body)
