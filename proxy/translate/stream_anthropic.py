@@ -19,6 +19,7 @@ from proxy.translate.reasons import (
     stop_to_anthropic,
     usage_from_anthropic,
     usage_to_anthropic,
+    with_tool_calls,
 )
 from proxy.types import (
     Decoded,
@@ -415,9 +416,7 @@ class AnthropicStreamEncoder:
     def _finish_event(self, event: Finish) -> bytes:
         out = self._close_block()
         self._finish = event
-        reason = event.reason
-        if reason is StopReason.END_TURN and self._any_tool:
-            reason = StopReason.TOOL_USE
+        reason = with_tool_calls(event.reason, self._any_tool)
         if self._usage is not None:
             usage: JSONObject = usage_to_anthropic(self._usage)
         else:
@@ -426,7 +425,7 @@ class AnthropicStreamEncoder:
             "type": "message_delta",
             "delta": {
                 "stop_reason": stop_to_anthropic(reason),
-                "stop_sequence": event.stop_sequence,
+                "stop_sequence": None if reason is StopReason.TOOL_USE else event.stop_sequence,
             },
             "usage": usage,
         }

@@ -21,6 +21,7 @@ from proxy.translate.reasons import (
     stop_to_openai_finish,
     usage_from_openai,
     usage_to_openai,
+    with_tool_calls,
 )
 from proxy.types import (
     Decoded,
@@ -30,7 +31,6 @@ from proxy.types import (
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
-    StopReason,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -264,10 +264,9 @@ class OpenAIStreamDecoder:
                 self._tool_fragment({"index": 0, "function": function_call}, out)
         finish_reason = choice.get("finish_reason")
         if finish_reason and self._finish is None:
-            reason = openai_finish_to_stop(str(finish_reason))
-            if reason is StopReason.END_TURN and self._calls:
-                reason = StopReason.TOOL_USE
-            self._finish = Finish(reason)
+            self._finish = Finish(
+                with_tool_calls(openai_finish_to_stop(str(finish_reason)), bool(self._calls))
+            )
 
     def _tool_fragment(self, fragment: Mapping[str, Any], out: list[StreamEvent]) -> None:
         # Text held to look for a <think> tag is settled: the text part is over.
@@ -455,9 +454,7 @@ class OpenAIStreamEncoder:
             if not seen:
                 call = {"index": index, "function": {"arguments": "{}"}}
                 out += self._chunk({"tool_calls": [call]})
-        reason = event.reason
-        if reason is StopReason.END_TURN and self._args_seen:
-            reason = StopReason.TOOL_USE
+        reason = with_tool_calls(event.reason, bool(self._args_seen))
         finish_reason = orjson.dumps(stop_to_openai_finish(reason))
         return (
             out
