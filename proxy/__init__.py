@@ -1,6 +1,6 @@
-"""llmproxy: a local LLM routing proxy. The package map, by layer, top to bottom; a module imports
-only from its own layer or the ones below it (tests/test_architecture.py checks there is no
-import cycle, and that this map names every module).
+"""llmproxy: a local LLM routing proxy. The package map, by layer, from the client's side
+inward (tests/test_architecture.py checks that this map names every module and that `proxy/`
+has no import cycle).
 
 HTTP edge        server.py (build_app: routes, middleware, the one upstream session),
                  handlers.py, responses_handler.py (thin handlers), client_dialects.py (one class
@@ -11,10 +11,10 @@ routing          summary.py (what routing reads of a request), routing.py, keywo
                  affinity.py
 walk/failover    fallback.py (Walk: the loop over an immutable chain, its Ledger of attempts),
                  midstream.py (StreamLife: a stream's one owner, takeover and continuation),
-                 health.py (breakers, cooldowns, live latency), classify.py (status and body ->
-                 ErrorClass, the only reader of error wording)
+                 health.py (breakers, cooldowns, live latency)
 providers        providers/ (one transport per provider format over the shared session; the
-                 aiohttp boundary), codex_auth.py
+                 aiohttp boundary), classify.py (status and body -> ErrorClass, the only
+                 reader of error wording), codex_auth.py
 wire formats     exchange.py (the client x provider matrix), translate/ (pure translators, the
                  neutral stream events' decoders, encoders and accumulator), sse.py (framing)
 config           config/ (load, expand $VAR, validate), config_writer.py

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycle inside `proxy/`.
+"""The package's shape: no import cycle inside `proxy/`, and a package map that names every
+module.
 
 Every `import` counts, at module level or inside a function: a cycle hidden in a function body
 is still a cycle, only a later one. `if TYPE_CHECKING:` imports are left out (they never run).
@@ -99,6 +100,16 @@ def test_the_checker_sees_imports_and_finds_a_cycle() -> None:
 def test_no_import_cycle_in_proxy() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_package_map_names_every_module() -> None:
+    import proxy
+
+    doc = proxy.__doc__ or ""
+    names = {path.name for path in PACKAGE.glob("*.py")} - {"__init__.py"}
+    names |= {f"{path.parent.name}/" for path in PACKAGE.glob("*/__init__.py")}
+    missing = sorted(name for name in names if name not in doc)
+    assert not missing, f"proxy/__init__.py's package map does not name {missing}"
 
 
 if __name__ == "__main__":
