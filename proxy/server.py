@@ -25,12 +25,12 @@ from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
 from proxy.management import install_management, management_guard
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
-from proxy.security.auth import ClientKeys, auth_middleware
+from proxy.security.auth import ClientKeys, auth_middleware, is_loopback_address
 from proxy.security.limits import limits_middleware
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
 from proxy.security.resolver import GuardedResolver, url_guard
 from proxy.security.responses import error_response
-from proxy.types import Target
+from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
 
@@ -142,15 +142,18 @@ async def health(request: web.Request) -> web.Response:
         }
         for status in request.app[HEALTH].snapshot()
     ]
-    last = live.last_reload
-    body = {
+    body: JSONObject = {
         "status": "ok",
-        "pid": os.getpid(),  # `llmproxy stop` and `reload` reach a foreground daemon by it
-        "config": {"source": config.source, "applied_at": round(live.current.since, 3),
-                   "last_reload": last.to_json() if last else None},
         "providers": [p.name for p in config.providers],
         "targets": targets,
     }
+    if is_loopback_address(request.remote):
+        # For `llmproxy stop` and `reload` on this machine: the pid they signal, and the last
+        # reload's outcome (its message names files and keys, which other peers need not see).
+        last = live.last_reload
+        body["pid"] = os.getpid()
+        body["config"] = {"applied_at": round(live.current.since, 3),
+                          "last_reload": last.to_json() if last else None}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
