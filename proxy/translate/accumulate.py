@@ -192,7 +192,8 @@ class MessageAccumulator:
         self, model: str, *, completion_id: str | None = None, created: int | None = None
     ) -> JSONObject:
         """A `chat.completion`. Text blocks that tool calls or reasoning split are joined with
-        `common.TEXT_SEPARATOR`, as the non-streaming translator does; reasoning goes to the
+        `common.TEXT_SEPARATOR` (`replies.anthropic_to_openai_response` joins them without one,
+        as a stream shows them: the two rules are still separate); reasoning goes to the
         `reasoning_content` extension field; `created` defaults to now."""
         text = join_text(["".join(b.parts) for b in self._blocks if b.kind == "text"])
         reasoning = join_text(["".join(b.parts) for b in self._blocks if b.kind == "thinking"])
