@@ -38,11 +38,10 @@ import platformdirs
 
 from proxy.errors import (
     ConfigError,
-    UpstreamConnectionError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
     UpstreamUnavailable,
 )
+from proxy.providers.boundary import upstream_errors
 from proxy.types import ErrorClass, JSONObject
 
 log = logging.getLogger("llmproxy.codex_auth")
@@ -346,7 +345,7 @@ class CodexAuth:
             "refresh_token": tokens.refresh_token,
             "scope": "openid profile email",
         }
-        try:
+        with upstream_errors(None, "token refresh", peer="the token endpoint"):
             async with self._session.post(
                 self._endpoint,
                 data=orjson.dumps(body),
@@ -355,10 +354,6 @@ class CodexAuth:
             ) as response:
                 raw = await response.read()
                 status = response.status
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError("the token endpoint did not answer in time") from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectionError(f"cannot reach the token endpoint: {exc}") from exc
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -36,7 +36,7 @@ from proxy.capabilities import (
     capabilities_from_toml,
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, UpstreamError
 from proxy.types import JSONObject, WireFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
@@ -130,11 +130,12 @@ async def _refresh_one(
     if provider.format is WireFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
-    import aiohttp
+    from proxy.providers.boundary import upstream_errors  # aiohttp: only when fetching
 
     try:
-        models = await _fetch(provider, session, request_seconds)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        with upstream_errors(None, "model list"):
+            models = await _fetch(provider, session, request_seconds)
+    except (UpstreamError, ValueError) as exc:
         message = str(exc) or type(exc).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
     configured = [m for m in provider.models if not GLOB_CHARS.intersection(m)]
@@ -153,7 +154,8 @@ async def _refresh_one(
 async def _fetch(
     provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
 ) -> dict[str, ModelCapabilities]:
-    """Raises aiohttp.ClientError, TimeoutError, or ValueError for a non-200 or odd body."""
+    """Raises ValueError for a non-200 or odd body; aiohttp's and the socket's exceptions
+    escape to the caller's `upstream_errors`."""
     import aiohttp
 
     models: dict[str, ModelCapabilities] = {}

@@ -102,6 +102,32 @@ def test_no_import_cycle_in_proxy() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+# Modules that catch aiohttp's exceptions for a reason other than calling a provider: the e2e
+# matrix is a client of the daemon, the simulators are servers.
+NOT_UPSTREAM = ("proxy/e2e.py", "proxy/simulate/")
+
+
+def _catches_aiohttp(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            for name in ast.walk(node.type):
+                if isinstance(name, ast.Name) and name.id == "aiohttp":
+                    return True
+    return False
+
+
+def test_one_module_maps_aiohttp_errors_on_the_way_to_a_provider() -> None:
+    catching = sorted(
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        if _catches_aiohttp(ast.parse(path.read_text(encoding="utf-8")))
+    )
+    assert "proxy/providers/boundary.py" in catching  # the checker sees what it looks for
+    assert [p for p in catching if not p.startswith(NOT_UPSTREAM)] == [
+        "proxy/providers/boundary.py"
+    ]
+
+
 def test_the_package_map_names_every_module() -> None:
     import proxy
 

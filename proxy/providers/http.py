@@ -1,5 +1,8 @@
 """The HTTP half of every transport: send, classify failures, read SSE under time limits.
 
+Every call down into aiohttp goes through `boundary.upstream_errors`, the one place its
+exceptions become llmproxy's.
+
 One pooled `aiohttp.ClientSession` serves all providers; nothing here is created per request
 except the request itself. Every exit path releases the upstream response, so a cancelled
 client request closes the upstream connection at once.
@@ -18,14 +21,11 @@ import orjson
 from proxy.classify import classify
 from proxy.errors import (
     StreamCutError,
-    UpstreamConnectionError,
     UpstreamError,
-    UpstreamRefusedError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
 )
 from proxy.providers.base import Dialect, UpstreamRequest, fault_error
-from proxy.security.ssrf import DestinationRefused
+from proxy.providers.boundary import upstream_errors
 from proxy.sse import SSEDecoder
 from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent, UpstreamFault
 
@@ -44,23 +44,13 @@ class HttpTransport:
     async def complete(self, request: UpstreamRequest) -> JSONObject:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
         within `response_headers` (a non-streaming provider sends its headers with it)."""
-        try:
+        with upstream_errors(request.target, "response"):
             async with asyncio.timeout(request.provider.timeouts.response_headers):
                 response = await self._send(request, None)
                 try:
                     raw = await response.read()
                 finally:
                     response.release()
-        except TimeoutError as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise self._timeout(request, "response") from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise UpstreamConnectionError(
-                f"connection lost while reading the response: {exc}", target=request.target
-            ) from exc
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -108,20 +98,15 @@ class HttpTransport:
                     budget = max(0.05, first_token - (time.monotonic() - started))
                     stage = "first token"
                 try:
-                    async with asyncio.timeout(budget):
-                        chunk = await content.readany()
-                except TimeoutError as exc:
+                    with upstream_errors(request.target, stage):
+                        async with asyncio.timeout(budget):
+                            chunk = await content.readany()
+                except UpstreamError as error:
                     if not got_event:
-                        raise self._timeout(request, stage) from exc
-                    broken = StreamCutError(f"stream stalled ({stage})", target=request.target)
-                    chunk = b""
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    if not got_event:
-                        raise UpstreamConnectionError(
-                            f"connection lost before the first event: {exc}",
-                            target=request.target,
-                        ) from exc
-                    broken = StreamCutError(f"stream broke: {exc}", target=request.target)
+                        raise
+                    # Events arrived: the answer is cut (or, after its finish, complete).
+                    broken = StreamCutError(f"stream broke: {error.message}",
+                                            target=request.target)
                     chunk = b""
                 events = sse.feed(chunk) if chunk else sse.close()
                 for sse_event in events:
@@ -176,7 +161,7 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
-        try:
+        with upstream_errors(request.target, "response headers"):
             async with asyncio.timeout(headers_timeout):
                 response = await self._session.post(
                     self._dialect.url(provider),
@@ -185,27 +170,13 @@ class HttpTransport:
                     timeout=timeout,
                     allow_redirects=False,
                 )
-        except TimeoutError as exc:
-            raise self._timeout(request, "response headers") from exc
-        except DestinationRefused as exc:  # the SSRF guard: never retried, never reached
-            raise UpstreamRefusedError(
-                f"destination refused: {exc}", target=request.target
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamRefusedError(
-                f"cannot connect: {exc.os_error}", target=request.target
-            ) from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectionError(
-                f"connection failed: {exc}", target=request.target
-            ) from exc
         if response.status >= 300:
             try:
-                try:
+                with upstream_errors(request.target, "error body"):
                     async with asyncio.timeout(limits.stream_idle):
                         raw = await response.read()
-                except (TimeoutError, aiohttp.ClientError, ConnectionError):
-                    raw = b""
+            except UpstreamError:
+                raw = b""  # the status alone is classified
             finally:
                 response.release()
             raise self._status_error(request, response.status, raw, response.headers)
@@ -226,7 +197,3 @@ class HttpTransport:
             headers=header_map,
             retry_after=found.retry_after,
         )
-
-    @staticmethod
-    def _timeout(request: UpstreamRequest, stage: str) -> UpstreamError:
-        return UpstreamTimeoutError(f"no answer in time ({stage})", target=request.target)
