@@ -18,3 +18,6 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
 AFFINITY = web.AppKey("affinity", Affinity)
+OPERATOR = web.AppKey("operator", bool)
+"""Every client of this app is its operator (the CLI's in-process app): responses carry each
+attempt's full detail (`x-llmproxy-attempt-details`)."""

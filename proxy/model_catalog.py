@@ -37,6 +37,8 @@ from proxy.capabilities import (
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
+from proxy.providers.boundary import upstream_errors
+from proxy.security.outgoing import read_capped
 from proxy.types import JSONObject, WireFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
@@ -108,7 +110,8 @@ async def refresh_catalog(
     path = directory / CACHE_FILE
     previous = _read_raw(path)
     results = await asyncio.gather(
-        *(_refresh_one(p, session, request_seconds) for p in config.providers)
+        *(_refresh_one(p, session, request_seconds, config.security.limits.max_answer_bytes)
+          for p in config.providers)
     )
     entries: dict[str, Any] = dict(previous.get("providers", {}))
     reports: list[ProviderRefresh] = []
@@ -125,16 +128,15 @@ async def refresh_catalog(
 
 
 async def _refresh_one(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
+    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    max_bytes: int,
 ) -> tuple[ProviderRefresh, dict[str, ModelCapabilities] | None]:
     if provider.format is WireFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
-    from proxy.providers.boundary import upstream_errors  # aiohttp: only when fetching
-
     try:
         with upstream_errors(None, "model list"):
-            models = await _fetch(provider, session, request_seconds)
+            models = await _fetch(provider, session, request_seconds, max_bytes)
     except (UpstreamError, ValueError) as exc:
         message = str(exc) or type(exc).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
@@ -152,7 +154,8 @@ async def _refresh_one(
 
 
 async def _fetch(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
+    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    max_bytes: int,
 ) -> dict[str, ModelCapabilities]:
     """Raises ValueError for a non-200 or odd body; aiohttp's and the socket's exceptions
     escape to the caller's `upstream_errors`."""
@@ -164,9 +167,9 @@ async def _fetch(
     params: dict[str, str] = {"limit": "1000"} if provider.format is WireFormat.ANTHROPIC else {}
     for _ in range(MAX_PAGES):
         async with session.get(
-            url, headers=headers, params=params, timeout=limit
+            url, headers=headers, params=params, timeout=limit, allow_redirects=False
         ) as response:
-            raw = await response.read()
+            raw = await read_capped(response, max_bytes)
             if response.status != 200:
                 text = raw[:200].decode("utf-8", "replace").strip()
                 raise ValueError(f"HTTP {response.status} from {url}: {text}")

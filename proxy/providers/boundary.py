@@ -5,9 +5,13 @@ and the socket layer (sending, reading a body, reading a stream, refreshing a si
 what escapes into the error tree (`proxy.errors`):
 
     TimeoutError                          -> UpstreamTimeoutError   (the stage that timed out)
-    DestinationRefused (the SSRF guard)   -> UpstreamRefusedError   (never retried)
+    DestinationRefused (the SSRF guard,   -> UpstreamRefusedError   (never retried)
+      also behind the guarded resolver)
     aiohttp.ClientConnectorError          -> UpstreamRefusedError   (nobody listens, DNS)
     aiohttp.ClientError, ConnectionError  -> UpstreamConnectionError
+
+The exceptions' own text names hosts and addresses: it is logged, and reaches an attempt's
+detail (which clients see) only while the daemon logs at debug level.
 
 An UpstreamError raised inside passes unchanged. Nothing else in `proxy/` catches aiohttp's or
 the socket layer's exceptions on the way to a provider; translators and decoders only report
@@ -16,6 +20,8 @@ what they saw (`UpstreamFault`), and `proxy.classify` reads status and wording.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,8 +33,10 @@ from proxy.errors import (
     UpstreamRefusedError,
     UpstreamTimeoutError,
 )
-from proxy.security.ssrf import DestinationRefused
+from proxy.security.outgoing import refusal_in
 from proxy.types import Target
+
+log = logging.getLogger("llmproxy.upstream")
 
 
 @contextmanager
@@ -43,13 +51,23 @@ def upstream_errors(
         raise
     except TimeoutError as exc:
         raise UpstreamTimeoutError(f"no answer in time ({stage})", target=target) from exc
-    except DestinationRefused as exc:
-        raise UpstreamRefusedError(f"destination refused: {exc}", target=target) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamRefusedError(
-            f"cannot connect to {peer}: {exc.os_error}", target=target
-        ) from exc
     except (aiohttp.ClientError, ConnectionError) as exc:
-        raise UpstreamConnectionError(
-            f"connection to {peer} lost ({stage}): {exc}", target=target
-        ) from exc
+        refused = refusal_in(exc)  # the SSRF guard's, itself or wrapped by the resolver
+        if refused is not None:
+            summary = "destination refused by llmproxy's SSRF rules"
+            raise UpstreamRefusedError(_for_client(summary, refused), target=target) from exc
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            errno = exc.os_error.errno
+            reason = os.strerror(errno).lower() if errno else "failed"
+            summary = f"cannot connect to {peer} ({reason})"
+            raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
+        summary = f"connection to {peer} failed ({stage})"
+        raise UpstreamConnectionError(_for_client(summary, exc), target=target) from exc
+
+
+def _for_client(summary: str, exc: BaseException) -> str:
+    """What an attempt's detail says about a failure below HTTP. The exception's text names
+    host names and internal addresses: it goes to the operator's log, and into the detail sent
+    to clients only while the daemon logs at debug level (the operator is debugging)."""
+    log.warning("%s: %s", summary, exc)
+    return f"{summary}: {exc}" if log.isEnabledFor(logging.DEBUG) else summary
