@@ -38,7 +38,7 @@ from proxy.capabilities import (
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
 from proxy.providers.boundary import upstream_errors
-from proxy.security.outgoing import read_capped
+from proxy.security.outgoing import read_capped, refusal_in
 from proxy.types import JSONObject, WireFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
@@ -138,7 +138,10 @@ async def _refresh_one(
         with upstream_errors(None, "model list"):
             models = await _fetch(provider, session, request_seconds, max_bytes)
     except (UpstreamError, ValueError) as exc:
-        message = str(exc) or type(exc).__name__
+        # The operator refreshing wants the lower layer's own words (the address a name
+        # resolved to, the redirect), which the boundary keeps from clients.
+        cause = exc.__cause__ if isinstance(exc, UpstreamError) and exc.__cause__ else exc
+        message = str(refusal_in(cause) or cause) or type(cause).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
     configured = [m for m in provider.models if not GLOB_CHARS.intersection(m)]
     return (

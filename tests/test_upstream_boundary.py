@@ -35,9 +35,9 @@ def _refused_connector() -> aiohttp.ClientConnectorError:
          "destination refused"),
         (_refused_connector(), UpstreamRefusedError, ErrorClass.CONNECTION, "cannot connect"),
         (aiohttp.ServerDisconnectedError(), UpstreamConnectionError, ErrorClass.CONNECTION,
-         "lost (first token)"),
+         "failed (first token)"),
         (ConnectionResetError(104, "reset"), UpstreamConnectionError, ErrorClass.CONNECTION,
-         "lost (first token)"),
+         "failed (first token)"),
     ],
 )
 def test_lower_layer_exceptions_become_upstream_errors(
