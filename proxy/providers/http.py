@@ -11,6 +11,7 @@ import asyncio
 import io
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -40,6 +41,13 @@ MIN_SECRET = 8
 """Shorter values are not searched for: they would mask ordinary words."""
 ERROR_BODY_BYTES = 1024 * 1024
 """An error body longer than this is not read: its first megabyte would say all it has to."""
+
+
+def _connect_failure(error: OSError) -> str:
+    """Why connecting failed, without the address aiohttp puts in the message."""
+    if isinstance(error, socket.gaierror):
+        return "its host name does not resolve"
+    return os.strerror(error.errno) if error.errno else "failed"
 
 
 def _for_client(summary: str, exc: BaseException) -> str:
@@ -239,7 +247,7 @@ class HttpTransport:
                     _for_client("destination refused by llmproxy's SSRF rules", refused),
                     target=request.target,
                 ) from exc
-            reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else "failed"
+            reason = _connect_failure(exc.os_error)
             raise UpstreamRefusedError(
                 _for_client(f"cannot connect to the provider ({reason.lower()})", exc),
                 target=request.target,
