@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,12 +58,17 @@ def upstream_errors(
             summary = "destination refused by llmproxy's SSRF rules"
             raise UpstreamRefusedError(_for_client(summary, refused), target=target) from exc
         if isinstance(exc, aiohttp.ClientConnectorError):
-            errno = exc.os_error.errno
-            reason = os.strerror(errno).lower() if errno else "failed"
-            summary = f"cannot connect to {peer} ({reason})"
+            summary = f"cannot connect to {peer} ({_connect_failure(exc.os_error).lower()})"
             raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
         summary = f"connection to {peer} failed ({stage})"
         raise UpstreamConnectionError(_for_client(summary, exc), target=target) from exc
+
+
+def _connect_failure(error: OSError) -> str:
+    """Why connecting failed, without the address aiohttp puts in the message."""
+    if isinstance(error, socket.gaierror):
+        return "its host name does not resolve"
+    return os.strerror(error.errno) if error.errno else "failed"
 
 
 def _for_client(summary: str, exc: BaseException) -> str:
