@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -402,12 +403,17 @@ def measure(
         [t.first_ms for t in base], 50
     )
     result.proxy_cpu_c1 = proxy_c1
-    result.ratio_c1 = proxy_c1 / (2 * upstream_c1)
+    result.ratio_c1 = _ratio(proxy_c1, 2 * upstream_c1)
     result.proxy_cpu = proxy_cpu
     result.floor = 2 * upstream_cpu
-    result.ratio = proxy_cpu / result.floor
+    result.ratio = _ratio(proxy_cpu, result.floor)
     result.rps = done / seconds
     return result
+
+
+def _ratio(cpu: float, floor: float) -> float:
+    """NaN when too few requests ran for /proc's 10 ms CPU ticks to see the upstream."""
+    return cpu / floor if floor > 0 else math.nan
 
 
 def _rss_phase(daemon: str, pid: int, concurrency: int) -> tuple[float, float, float]:
