@@ -20,7 +20,7 @@ from security_support import Apps, DaemonThread, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
 from proxy.config import parse_config
-from proxy.security.limits import BODY_SIZE, LARGE_BODY, off_loop
+from proxy.security.limits import BODY_SIZE, LARGE_BODY, exceeds_depth, nests_deeper, off_loop
 from proxy.simulate import SimulatedProvider, run_simulated
 
 LIMITS = "[security.limits]\nmax_body_bytes = 65536\nbody_read_timeout_ms = 300\n"
@@ -265,3 +265,15 @@ async def test_four_large_bodies_and_small_requests_are_all_served(apps: Apps) -
             for _ in range(20)]
         answers = await asyncio.gather(*large, *small)
     assert [a.status for a in answers] == [200] * 24
+
+
+@pytest.mark.parametrize("depth", [1, 2, 127, 128, 129, 200, 1000])
+def test_the_parsed_body_walk_judges_depth_as_the_byte_passes_do(depth: int) -> None:
+    """Issue 16: bodies with up to 1024 containers are judged on the parsed value (cheaper than
+    the passes over every byte); both checks agree, whatever strings hold."""
+    for text in (
+        nested(depth),
+        b'{"a": ' + b'{"k": "[[{{\\"", "v": ' * depth + b"1" + b"}" * depth + b"}",
+    ):
+        for limit in (depth - 1, depth, depth + 1):
+            assert nests_deeper(orjson.loads(text), limit) == exceeds_depth(text, limit)
