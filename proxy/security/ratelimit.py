@@ -24,7 +24,7 @@ from aiohttp.typedefs import Middleware
 
 from proxy.security.auth import ANONYMOUS, CLIENT
 from proxy.security.limits import BODY, off_loop
-from proxy.security.responses import dialect_for, error_response
+from proxy.security.refusals import dialect_for, error_response
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.tokens import estimate_request_tokens
 from proxy.types import WireFormat
@@ -203,6 +203,6 @@ def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middle
 
 def _estimate(request: web.Request) -> TokenCount:
     body = request.get(BODY)
-    fmt = WireFormat.RESPONSES if request.path == "/v1/responses" else dialect_for(request).format
+    fmt = dialect_for(request).format
     return TokenCount(body, fmt, estimate_request_tokens(body, fmt) if isinstance(body, dict)
                       else 0)
