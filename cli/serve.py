@@ -10,13 +10,13 @@ from pathlib import Path
 import typer
 from aiohttp import web
 
-from cli._config import CONFIG_OPTION, load
+from cli._config import CONFIG_OPTION, load, state_dir
 from cli._engine import reachable_url
 from cli._output import fail, stderr
 from cli.daemon import start_detached
 from proxy.config import Config
 from proxy.errors import ConfigError
-from proxy.logging_setup import Redactor, configure_logging
+from proxy.logging_setup import LOG_FORMATS, Redactor, configure_logging
 from proxy.model_catalog import load_catalog
 from proxy.security.auth import check_bind
 from proxy.server import build_app
@@ -37,6 +37,8 @@ def serve_run(
     host: str | None = typer.Option(None, "--host", help="Address to bind (overrides config)."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port (overrides config)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_format: str = typer.Option("text", "--log-format", help="text, or json: one JSON "
+                                   "object per line (each request's line carries its record)."),
     simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
                                   "reference deployment (offline, no keys, no config needed)."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="With --simulate: the fault "
@@ -52,13 +54,16 @@ def serve_run(
       llmproxy serve --detach && llmproxy status
       ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude
     """
+    if log_format not in LOG_FORMATS:
+        fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     settings = None if simulate else load(config)
     bind_host = host or (settings.proxy.host if settings else DEFAULT_HOST)
     bind_port = port or (settings.proxy.port if settings else DEFAULT_PORT)
     if settings is not None:
         _check_bind(settings, bind_host)
     if detach:
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level]
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level,
+                "--log-format", log_format]
         args += ["--simulate", "--seed", str(seed)] if simulate else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
         state = start_detached(args, reachable_url(bind_host, bind_port))
@@ -67,7 +72,7 @@ def serve_run(
         return
     if settings is not None:
         stderr().print(f"llmproxy listening on http://{bind_host}:{bind_port}")
-        _run(settings, bind_host, bind_port, log_level)
+        _run(settings, bind_host, bind_port, log_level, log_format)
         return
     # Latency makes the demo's streams visibly stream.
     sims = SimulatorThread(reference_providers(seed, chunk_delay=0.02, first_token_delay=0.2))
@@ -79,7 +84,7 @@ def serve_run(
                                          seed=seed)
             _check_bind(simulated, bind_host)
             _banner(bind_host, bind_port, seed)
-            _run(simulated, bind_host, bind_port, log_level)
+            _run(simulated, bind_host, bind_port, log_level, log_format)
     finally:
         sims.stop()
 
@@ -91,10 +96,11 @@ def _check_bind(config: Config, host: str) -> None:
         fail(f"config error: {exc}")
 
 
-def _run(config: Config, host: str, port: int, log_level: str) -> None:
-    configure_logging(log_level, Redactor.from_config(config))
+def _run(config: Config, host: str, port: int, log_level: str, log_format: str) -> None:
+    configure_logging(log_level, Redactor.from_config(config), log_format)
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
-    web.run_app(build_app(config), host=host, port=port, print=None, loop=_event_loop(),
+    app = build_app(config, state_dir=state_dir())
+    web.run_app(app, host=host, port=port, print=None, loop=_event_loop(),
                 handler_cancellation=True, access_log=None, shutdown_timeout=30)
 
 

@@ -1,7 +1,8 @@
 """Typed keys for what the app owns (aiohttp `web.AppKey`): no module-level state elsewhere.
 
 The config and the fallback runner built from it live in `LIVE` (they can be replaced while the
-daemon runs); the health registry and the upstream session outlive every config change.
+daemon runs); the health registry, the upstream session and the observer (log line, journal,
+metrics, recent requests) outlive every config change.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from aiohttp import web
 
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
+from proxy.observe.observer import Observer
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
+OBSERVER = web.AppKey("observer", Observer)

@@ -13,6 +13,10 @@ from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
 from proxy.fallback import ClientFacingError, Job, OpenedStream
+from proxy.observe.cost import cost_value
+from proxy.observe.observer import trace_of
+from proxy.observe.record import Trace
+from proxy.observe.usage import usage_of_answer
 from proxy.routing import decide
 from proxy.security.limits import BODY
 from proxy.sse import encode_comment
@@ -22,6 +26,8 @@ from proxy.types import Attempt, JSONObject, Target, WireFormat, attempts_header
 
 log = logging.getLogger("llmproxy.server")
 
+COST_HEADER = "x-llmproxy-cost"
+"""USD, from the served model's prices (`unknown` when they are not known)."""
 # Client headers a same-format Anthropic provider must see; nothing else is forwarded.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 
@@ -93,22 +99,29 @@ async def generate(
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
     log.debug("route %s: %s", decision.scenario.value, decision.reason)
+    trace = trace_of(request)
+    trace.routed(summary.model, job.stream, decision, config.capabilities)
     runner = running.runner
     try:
         if job.stream:
             opened = await runner.open_stream(job)
-            return await _stream(request, dialect, job, opened)
+            return await _stream(request, dialect, job, opened, trace)
         done = await runner.complete(job)
     except ClientFacingError as exc:
+        trace.ended(exc.error.target, exc.attempts, error=exc.error.error_class.value)
         return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
     except ChainExhaustedError as exc:
+        trace.ended(None, exc.attempts, error=exc.error_class.value)
         return _exhausted_response(dialect, exc)
     answer = done.body if finish is None else finish(body, done.body)
-    return json_response(answer, headers=llmproxy_headers(done.target, done.attempts))
+    trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
+    headers = llmproxy_headers(done.target, done.attempts)
+    headers[COST_HEADER] = cost_value(trace.cost())
+    return json_response(answer, headers=headers)
 
 
 async def _stream(
-    request: web.Request, dialect: ClientDialect, job: Job, opened: OpenedStream
+    request: web.Request, dialect: ClientDialect, job: Job, opened: OpenedStream, trace: Trace
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
@@ -122,24 +135,31 @@ async def _stream(
     try:
         await response.prepare(request)  # the commit point: from here on, errors go in-stream
         async for event in opened.events:
+            trace.saw(event)
             await response.write(encoder.encode(event))
-        await response.write(_attempts_trailer(opened) + encoder.finish())
+        trace.ended(opened.target, opened.attempts)
+        await response.write(_attempts_trailer(opened, trace) + encoder.finish())
     except (UpstreamError, ChainExhaustedError) as exc:
         message = exc.message if isinstance(exc, UpstreamError) else str(exc)
         log.warning("stream for %s ended with an error: %s", opened.target, message)
+        trace.ended(opened.target, opened.attempts, error=exc.error_class.value)
         await response.write(
-            _attempts_trailer(opened) + dialect.stream_error(encoder, 502, message, exc.error_class)
+            _attempts_trailer(opened, trace)
+            + dialect.stream_error(encoder, 502, message, exc.error_class)
         )
     finally:
+        trace.ended(opened.target, opened.attempts)  # also when the client went away
         await opened.aclose()
     await response.write_eof()
     return response
 
 
-def _attempts_trailer(opened: OpenedStream) -> bytes:
+def _attempts_trailer(opened: OpenedStream, trace: Trace) -> bytes:
     """The headers went out at the commit point; attempts made after it (a mid-stream failover)
-    are reported in an SSE comment, which clients ignore and `llmproxy` tools read."""
-    return encode_comment(f"x-llmproxy-attempts {attempts_header(opened.attempts)}")
+    and the cost are reported in SSE comments, which clients ignore and `llmproxy` tools read."""
+    return encode_comment(
+        f"x-llmproxy-attempts {attempts_header(opened.attempts)}"
+    ) + encode_comment(f"{COST_HEADER} {cost_value(trace.cost())}")
 
 
 def _upstream_error_response(

@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
+
 from proxy.config import Config
 
 REDACTED = "[REDACTED]"
@@ -129,10 +131,35 @@ def attach_redaction(log_filter: RedactingFilter) -> Callable[[], None]:
     return detach
 
 
-def configure_logging(level: str, redactor: Redactor) -> None:
-    """Console logging for the daemon: `llmproxy` at `level`, every line redacted."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message; a request line adds its record's
+    fields (`request`, see `proxy.observe.logline`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request = getattr(record, "request", None)
+        if isinstance(request, dict):
+            out["request"] = request
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        return orjson.dumps(out).decode()
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def configure_logging(level: str, redactor: Redactor, log_format: str = "text") -> None:
+    """Console logging for the daemon: `llmproxy` at `level`, every line redacted; `json` makes
+    each line one JSON object."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
     handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
     root.addHandler(handler)

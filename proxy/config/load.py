@@ -17,12 +17,15 @@ from proxy.config.reader import TableReader, type_name
 from proxy.config.router import parse_router
 from proxy.config.sections import PROVIDER_KEYS, parse_provider, parse_proxy
 from proxy.errors import ConfigError
+from proxy.observe.settings import parse_journal
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
 
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
-_TOP_KEYS = ("proxy", "router", "providers", "security", "management", "oauth", "webhooks")
+_TOP_KEYS = (
+    "proxy", "router", "providers", "security", "management", "journal", "oauth", "webhooks"
+)
 _RAW_SECTIONS = ("oauth", "webhooks")
 
 
@@ -54,7 +57,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(name, f"expected table, got {type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
     return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
-                  security=security, management=management)
+                  security=security, management=management, journal=parse_journal(top))
 
 
 def _check_destination(
