@@ -11,6 +11,7 @@ import typer
 from cli._output import fail
 from proxy.config import Config, find_config_path, load_config
 from proxy.errors import ConfigError
+from proxy.observe.settings import JOURNAL_FILE
 
 CONFIG_OPTION = typer.Option(
     None, "--config", "-c", help="Config file (default: $LLMPROXY_CONFIG, the user config dir, "
@@ -47,3 +48,12 @@ def state_dir() -> Path:
     """Pid, log and history files: `$LLMPROXY_STATE_DIR`, else the platform's user state dir."""
     named = os.environ.get("LLMPROXY_STATE_DIR")
     return Path(named).expanduser() if named else platformdirs.user_state_path("llmproxy")
+
+
+def journal_file(explicit: Path | None) -> Path:
+    """The daemon's request journal: `[journal] path` of the config when one is found, else
+    `requests.db` in the state dir (where `llmproxy serve` writes it)."""
+    config = load_optional(explicit)
+    if config is not None and config.journal.path:
+        return Path(config.journal.path).expanduser()
+    return state_dir() / JOURNAL_FILE

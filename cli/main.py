@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import auth, chat, daemon, e2e, init, providers, route, serve
+from cli import auth, chat, daemon, e2e, init, logs, providers, route, serve, statusline, usage
 
 app = typer.Typer(
     name="llmproxy",
@@ -22,6 +22,9 @@ app.command("status")(daemon.daemon_status)
 app.command("stop")(daemon.daemon_stop)
 app.add_typer(providers.app, name="providers")
 app.add_typer(auth.app, name="auth")
+app.command("logs")(logs.logs_show)
+app.command("usage")(usage.usage_show)
+app.command("statusline")(statusline.statusline_show)
 
 
 def run() -> None:

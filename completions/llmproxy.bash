@@ -6,11 +6,11 @@ _llmproxy() {
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${path:+$path }${COMP_WORDS[i]}"
-        case "$word" in "auth"|"auth import-codex"|"auth status"|"chat"|"e2e"|"init"|"providers"|"providers refresh"|"providers status"|"route"|"route test"|"serve"|"status"|"stop") path="$word" ;; esac
+        case "$word" in "auth"|"auth import-codex"|"auth status"|"chat"|"e2e"|"init"|"logs"|"providers"|"providers refresh"|"providers status"|"route"|"route test"|"serve"|"status"|"statusline"|"stop"|"usage") path="$word" ;; esac
     done
     case "$path" in
         "")
-            subs="auth chat e2e init providers route serve status stop"; opts="--help"; files=""; values="" ;;
+            subs="auth chat e2e init logs providers route serve status statusline stop usage"; opts="--help"; files=""; values="" ;;
         "auth")
             subs="import-codex status"; opts="--help"; files=""; values="" ;;
         "auth import-codex")
@@ -23,6 +23,8 @@ _llmproxy() {
             subs=""; opts="--simulate --seed --route -r --json --markdown --url --api-key --timeout --verbose -v --config -c --help"; files="--json --markdown --config -c"; values="--seed --route -r --url --api-key --timeout" ;;
         "init")
             subs=""; opts="--path --force --help"; files="--path"; values="" ;;
+        "logs")
+            subs=""; opts="-n --count --follow -f --json --since --route --failed --config -c --help"; files="--config -c"; values="-n --count --since --route" ;;
         "providers")
             subs="refresh status"; opts="--help"; files=""; values="" ;;
         "providers refresh")
@@ -34,11 +36,15 @@ _llmproxy() {
         "route test")
             subs=""; opts="--prompt --thinking --tools --image --tokens --json --send --stream --url --api-key --config -c --help"; files="--config -c"; values="--prompt --tokens --url --api-key" ;;
         "serve")
-            subs=""; opts="--config -c --host --port -p --log-level --simulate --seed --detach -d --help"; files="--config -c"; values="--host --port -p --log-level --seed" ;;
+            subs=""; opts="--config -c --host --port -p --log-level --log-format --simulate --seed --detach -d --help"; files="--config -c"; values="--host --port -p --log-level --log-format --seed" ;;
         "status")
             subs=""; opts="--json --url --config -c --help"; files="--config -c"; values="--url" ;;
+        "statusline")
+            subs=""; opts="--config -c --help"; files="--config -c"; values="" ;;
         "stop")
             subs=""; opts="--timeout --help"; files=""; values="--timeout" ;;
+        "usage")
+            subs=""; opts="--by --since --json --config -c --help"; files="--config -c"; values="--by --since" ;;
     esac
     if [[ " $files " == *" $prev "* ]]; then
         COMPREPLY=($(compgen -f -- "$cur")); return

@@ -20,11 +20,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from proxy.observe.record import RequestRecord, attempts_path
 from proxy.observe.settings import JournalSettings
+from proxy.types import JSONObject
 
 log = logging.getLogger("llmproxy.journal")
 
@@ -261,39 +262,84 @@ def _data_bytes(db: sqlite3.Connection) -> int:
 class Query:
     limit: int = 20
     since: float | None = None
-    after: float | None = None
+    after_row: int | None = None
+    """Only rows written after this one (`logs --follow`)."""
     route: str | None = None
     failed: bool = False
+    """Only requests that failed, or needed a fallback on the way."""
 
 
-def read_requests(path: Path, query: Query) -> list[dict[str, object]]:
-    """Recent requests, newest last, each with its `attempts` list."""
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One `requests` row with its `attempts` rows."""
+
+    id: str
+    ts: float
+    client_api: str
+    stream: bool
+    model: str
+    route: str
+    reason: str
+    provider: str | None
+    served_model: str | None
+    path: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+    ttft_ms: float | None
+    total_ms: float
+    status: int
+    outcome: str
+    error: str
+    attempts: tuple[JSONObject, ...] = ()
+    row: int = 0
+    """SQLite's rowid: the order rows were written in."""
+
+    @property
+    def served(self) -> str | None:
+        return f"{self.provider},{self.served_model}" if self.provider else None
+
+    def to_json(self) -> JSONObject:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "row"}
+        out["attempts"] = list(self.attempts)
+        out["served"] = self.served
+        return out
+
+
+def read_requests(path: Path, query: Query) -> list[JournalEntry]:
+    """The newest `query.limit` matching requests, oldest first."""
+    where: list[str] = ["1=1"]
+    args: list[object] = []
+    if query.since is not None:
+        where.append("ts >= ?")
+        args.append(query.since)
+    if query.after_row is not None:
+        where.append("rowid > ?")
+        args.append(query.after_row)
+    if query.route:
+        where.append("route = ?")
+        args.append(query.route)
+    if query.failed:
+        where.append("(outcome != 'ok' OR EXISTS (SELECT 1 FROM attempts a "
+                     "WHERE a.request_id = requests.id AND a.error_class IS NOT NULL))")
     with _reader(path) as db:
-        where: list[str] = ["1=1"]
-        args: list[object] = []
-        if query.since is not None:
-            where.append("ts >= ?")
-            args.append(query.since)
-        if query.after is not None:
-            where.append("ts > ?")
-            args.append(query.after)
-        if query.route:
-            where.append("route = ?")
-            args.append(query.route)
-        if query.failed:
-            where.append("(outcome != 'ok' OR EXISTS (SELECT 1 FROM attempts a "
-                         "WHERE a.request_id = requests.id AND a.error_class IS NOT NULL))")
         rows = db.execute(
-            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT ?",
+            f"SELECT rowid AS row, * FROM requests WHERE {' AND '.join(where)} "
+            f"ORDER BY {'rowid' if query.after_row is not None else 'ts'} DESC LIMIT ?",
             (*args, query.limit),
         ).fetchall()
-        out = [dict(row) for row in reversed(rows)]
-        for item in out:
-            item["attempts"] = [
+        out = []
+        for row in reversed(rows):
+            attempts = tuple(
                 dict(a) for a in db.execute(
                     "SELECT provider, model, status, error_class, elapsed_ms, detail "
-                    "FROM attempts WHERE request_id = ? ORDER BY seq", (item["id"],))
-            ]
+                    "FROM attempts WHERE request_id = ? ORDER BY seq", (row["id"],))
+            )
+            values = dict(row)
+            values["stream"] = bool(values["stream"])
+            out.append(JournalEntry(**values, attempts=attempts))
         return out
 
 
@@ -305,21 +351,40 @@ USAGE_GROUPS = {
 }
 
 
-def usage_summary(path: Path, by: str, since: float | None) -> list[dict[str, object]]:
-    """Requests, tokens and cost per group (`provider`, `model`, `route` or `day`)."""
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    name: str
+    requests: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    unpriced: int
+    """Served requests whose model has no known price (not in `cost_usd`)."""
+
+    def to_json(self) -> JSONObject:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def usage_summary(path: Path, by: str, since: float | None) -> list[UsageRow]:
+    """Requests, tokens and cost per `provider`, `model`, `route` or `day`."""
     key = USAGE_GROUPS[by]
     with _reader(path) as db:
         rows = db.execute(
-            f"SELECT {key} AS name, COUNT(*) AS requests, "
-            "SUM(outcome != 'ok') AS failed, SUM(input_tokens) AS input_tokens, "
-            "SUM(output_tokens) AS output_tokens, SUM(cache_read_tokens) AS cache_read_tokens, "
-            "SUM(cache_write_tokens) AS cache_write_tokens, "
-            "ROUND(COALESCE(SUM(cost_usd), 0), 6) AS cost_usd, "
-            "SUM(cost_usd IS NULL AND provider IS NOT NULL) AS unpriced "
+            f"SELECT {key} AS name, COUNT(*), SUM(outcome != 'ok'), SUM(input_tokens), "
+            "SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
+            "ROUND(COALESCE(SUM(cost_usd), 0), 6), "
+            "SUM(cost_usd IS NULL AND provider IS NOT NULL) "
             "FROM requests WHERE ts >= ? GROUP BY name ORDER BY name",
             (since or 0.0,),
         ).fetchall()
-        return [dict(row) for row in rows]
+        return [
+            UsageRow(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
+                     int(r[5] or 0), int(r[6] or 0), float(r[7] or 0.0), int(r[8] or 0))
+            for r in rows
+        ]
 
 
 @contextlib.contextmanager
