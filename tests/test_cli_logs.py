@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import openai
 import pytest
 from aiohttp.test_utils import TestServer
 from cli_support import Cli, subprocess_env
 from support import CLIENT_KEY, config_text
 
-import openai
 from proxy.appkeys import OBSERVER
 from proxy.config import parse_config
 from proxy.server import build_app
@@ -91,13 +91,16 @@ async def test_usage_by_provider_route_and_day(journaled: Cli) -> None:
 async def test_statusline_prints_the_latest_request_in_one_line(journaled: Cli) -> None:
     # As Claude Code runs it: a separate process with the session JSON on stdin.
     session = {"session_id": "abc", "model": {"id": "claude-sonnet-4-5", "display_name": "S"}}
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", "statusline"], input=json.dumps(session), text=True,
-        capture_output=True, cwd=REPO, env=subprocess_env(journaled.home), timeout=60,
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "statusline", cwd=REPO, env=subprocess_env(journaled.home),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.count("\n") == 1
-    assert done.stdout.startswith("llmproxy: cerebras,llama-3.3-70b · think · $")
+    out, err = await asyncio.wait_for(process.communicate(json.dumps(session).encode()), 60)
+    assert process.returncode == 0, err
+    line = out.decode()
+    assert line.count("\n") == 1
+    assert line.startswith("llmproxy: cerebras,llama-3.3-70b · think · $")
 
 
 def test_statusline_and_logs_without_a_journal(tmp_path: Path) -> None:
