@@ -56,9 +56,10 @@ class Page:
                 raise TimeoutError(f"never true: {expression}")
             await asyncio.sleep(0.1)
 
-    async def screenshot(self, path: Path) -> None:
+    async def screenshot(self) -> bytes:
+        """The page as PNG."""
         data = await self.call("Page.captureScreenshot", format="png")
-        path.write_bytes(base64.b64decode(data["data"]))
+        return base64.b64decode(data["data"])
 
 
 @contextlib.asynccontextmanager

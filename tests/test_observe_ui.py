@@ -29,8 +29,8 @@ LLMPROXY_UPDATE_SCREENSHOT=1 is set."""
 
 @pytest.fixture
 async def daemon_url() -> AsyncIterator[str]:
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan([Status(500), Status(500)]),
-                              chunk_delay=0.01),
+    sims = [SimulatedProvider("zai", "openai", ["glm-5"], chunk_delay=0.01,
+                              plan=FaultPlan([Status(500), Status(500)])),
             SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
     async with run_simulated(sims) as running:
         text = config_text(running, {"default": "zai,glm-5|cerebras,llama-3.3-70b"})
@@ -76,9 +76,9 @@ async def test_the_status_page_updates_live_and_escapes_everything(
         assert targets == {"zai,glm-5": "healthy", "cerebras,llama-3.3-70b": "healthy"}
         dialogs = [e for e in page.events if e.get("method") == "Page.javascriptDialogOpening"]
         assert dialogs == []
-        await page.screenshot(tmp_path / "ui.png")
-    picture = (tmp_path / "ui.png").read_bytes()
+        picture = await page.screenshot()
     assert picture.startswith(b"\x89PNG")
+    (tmp_path / "ui.png").write_bytes(picture)
     if os.environ.get("LLMPROXY_UPDATE_SCREENSHOT"):  # how the README's picture is made
         SCREENSHOT.write_bytes(picture)
     assert SCREENSHOT.is_file()
