@@ -89,7 +89,7 @@ class Tracer:
                 child.set_status(self._trace.Status(self._trace.StatusCode.ERROR,
                                                     attempt.detail[:200]))
             offset += int(attempt.elapsed_ms * 1e6)
-            child.end(end_time=min(offset, end) if offset > start else offset)
+            child.end(end_time=min(offset, end))
         span.end(end_time=end)
 
 
@@ -99,15 +99,22 @@ def tracer_from_env(env: Mapping[str, str]) -> Tracer | None:
     if not env.get(ENDPOINT_VARIABLE):
         return None
     try:
-        from opentelemetry import trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
         log.warning("%s is set but the otel extra is not installed "
                     "(pip install 'llmproxy[otel]'); no spans are exported", ENDPOINT_VARIABLE)
         return None
+    return make_tracer(BatchSpanProcessor(OTLPSpanExporter()))
+
+
+def make_tracer(processor: Any) -> Tracer:
+    """A tracer whose spans go to `processor` (an OpenTelemetry SDK span processor): batched
+    OTLP export in the daemon, an in-memory exporter in tests."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
     provider = TracerProvider(resource=Resource.create({"service.name": "llmproxy"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(processor)
     return Tracer(provider.get_tracer("llmproxy"), trace, provider.shutdown)
