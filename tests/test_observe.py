@@ -123,13 +123,24 @@ async def test_one_line_per_request_with_route_attempts_tokens_cost_and_request_
     assert float(raw.headers["x-llmproxy-cost"]) == pytest.approx(cost, rel=1e-6)
 
 
-def test_the_json_log_format_carries_the_record() -> None:
-    record = logging.LogRecord("llmproxy.requests", logging.INFO, __file__, 1, "line", None, None)
-    record.request = {"id": "req_1", "route": "think", "cost_usd": 0.5}
-    parsed = json.loads(JsonFormatter().format(record))
+async def test_the_json_log_format_carries_the_record(
+    observed: list[Observed], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmproxy.requests")
+    async with run_simulated(sims_for_fallback(FaultPlan())) as sims:
+        proxy = await start(observed, config_text(sims, FALLBACK), None)
+        async with proxy.openai() as client:
+            await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": PROMPT}])
+    (line,) = [r for r in caplog.records if r.name == "llmproxy.requests"]
+    parsed = json.loads(JsonFormatter().format(line))
     assert parsed["level"] == "info" and parsed["logger"] == "llmproxy.requests"
-    assert parsed["message"] == "line"
-    assert parsed["request"] == {"id": "req_1", "route": "think", "cost_usd": 0.5}
+    assert parsed["message"].startswith(parsed["request"]["id"])
+    request = parsed["request"]
+    assert request["route"] == "default" and request["served"] == "zai,glm-5"
+    assert request["path"] == "zai" and request["status"] == 200 and request["cost_usd"] > 0
+    assert request["attempts"][0]["target"] == "zai,glm-5"
+    assert PROMPT not in json.dumps(parsed)
 
 
 async def test_every_response_has_a_request_id(observed: list[Observed]) -> None:
@@ -333,3 +344,36 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
 
+
+
+def test_cache_reads_and_writes_are_priced_at_their_own_rates() -> None:
+    from proxy.capabilities import builtin_capabilities
+    from proxy.observe.cost import usage_cost
+    from proxy.types import Usage
+
+    sonnet = builtin_capabilities("claude-sonnet-4-5")  # $3 in, $15 out per million
+    usage = Usage(input_tokens=1000, output_tokens=100, cache_read_input_tokens=10_000,
+                  cache_creation_input_tokens=2000)
+    expected = (1000 * 3 + 100 * 15 + 10_000 * 0.3 + 2000 * 3.75) / 1e6
+    assert usage_cost(usage, sonnet) == pytest.approx(expected)
+    # a model whose cache rates nobody knows: cached input is charged as input, never less
+    llama = builtin_capabilities("llama-3.3-70b")
+    assert usage_cost(usage, llama) == pytest.approx(
+        (13_000 * LLAMA_PRICE[0] + 100 * LLAMA_PRICE[1]) / 1e6)
+    assert usage_cost(usage, builtin_capabilities("some-unknown-model")) is None
+
+
+def test_the_config_overrides_prices_including_cache_rates() -> None:
+    text = (
+        '[router]\ndefault = "local,m"\n[[providers]]\nname = "local"\n'
+        'api_base_url = "https://example.invalid/v1"\nmodels = ["m"]\n'
+        '[providers.capabilities.m]\nprice_in = 2.0\nprice_out = 4.0\n'
+        "price_cache_read = 0.5\nprice_cache_write = 2.5\n"
+    )
+    from proxy.observe.cost import usage_cost
+    from proxy.types import Target, Usage
+
+    caps = parse_config(text, env={}).capabilities(Target("local", "m"))
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000,
+                  cache_read_input_tokens=1_000_000, cache_creation_input_tokens=1_000_000)
+    assert usage_cost(usage, caps) == pytest.approx(2.0 + 4.0 + 0.5 + 2.5)

@@ -16,8 +16,8 @@ log = logging.getLogger("llmproxy.requests")
 def log_request(record: RequestRecord) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
-    # The JSON formatter (`--log-format json`) puts `request` out as fields of its own.
-    log.info("%s", LazyLine(record), extra={"request": record.to_json()})
+    # The JSON formatter (`--log-format json`) writes the record itself under `request`.
+    log.info("%s", LazyLine(record), extra={"request": record})
 
 
 class LazyLine:

@@ -14,6 +14,7 @@ updated for them on the request path.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -21,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from proxy.health import BreakerState, TargetStatus
 from proxy.observe.record import REFUSED, RequestRecord
+from proxy.types import Attempt, Target
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # OpenTelemetry's advised buckets for these histograms (gen-ai-metrics.md).
@@ -30,6 +32,8 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
                 5.0, 7.5, 10.0)
 BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
+SERIES_LIMIT = 2000
+OTHER = "other"
 GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
          "gen_ai_response_model")
 
@@ -73,45 +77,101 @@ class Metrics:
             "(OpenTelemetry gen_ai.server.time_to_first_token).", GENAI, registry=r,
             buckets=TTFT_BUCKETS)
         r.register(_HealthCollector(health))
+        self._series: dict[tuple[object, ...], _Series] = {}
+        self._attempts: dict[tuple[Target, str], Counter] = {}
 
     def observe(self, record: RequestRecord) -> None:
-        status = str(record.status)
         if record.outcome == REFUSED and record.status == 429:
             self.refusals.labels(record.client_api).inc()
         served = record.served
         provider, model = (served.provider, served.model) if served else ("", "")
-        self.requests.labels(record.route, record.client_api, provider, model, status,
-                             record.outcome).inc()
+        requested = record.requested_model
+        key = (record.route, record.client_api, provider, model, record.status, record.outcome,
+               requested, record.error)
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) >= SERIES_LIMIT:
+                # The requested model is the client's to choose: bound what it can create.
+                key = (*key[:6], OTHER, key[7])
+                requested = OTHER
+                series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = self._bind(record, provider, model, requested)
+        series.requests.inc()
         for attempt in record.attempts:
-            self.attempts.labels(attempt.target.provider, attempt.target.model,
-                                 "ok" if attempt.error_class is None
-                                 else attempt.error_class.value).inc()
+            self._attempt(attempt).inc()
         if not record.route:
             return
         if record.fallbacks:
-            self.fallbacks.labels(record.route).inc(record.fallbacks)
+            series.fallbacks.inc(record.fallbacks)
         if record.takeovers:
-            self.takeovers.labels(record.route).inc(record.takeovers)
-        genai = ("chat", provider, record.requested_model, model)
-        self.duration.labels(*genai, record.error).observe(record.total_ms / 1000.0)
+            series.takeovers.inc(record.takeovers)
+        series.duration.observe(record.total_ms / 1000.0)
         if served is None:
             return
         usage = record.usage
-        self.token_usage.labels(*genai, "input").observe(
+        series.input_usage.observe(
             usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens)
-        self.token_usage.labels(*genai, "output").observe(usage.output_tokens)
-        tokens = self.tokens
-        tokens.labels(provider, model, "input").inc(usage.input_tokens)
-        tokens.labels(provider, model, "output").inc(usage.output_tokens)
-        tokens.labels(provider, model, "cache_read").inc(usage.cache_read_input_tokens)
-        tokens.labels(provider, model, "cache_write").inc(usage.cache_creation_input_tokens)
+        series.output_usage.observe(usage.output_tokens)
+        series.input_tokens.inc(usage.input_tokens)
+        series.output_tokens.inc(usage.output_tokens)
+        if usage.cache_read_input_tokens:
+            series.cache_read_tokens.inc(usage.cache_read_input_tokens)
+        if usage.cache_creation_input_tokens:
+            series.cache_write_tokens.inc(usage.cache_creation_input_tokens)
         if record.cost:
-            self.cost.labels(provider, model).inc(record.cost)
+            series.cost.inc(record.cost)
         if record.ttft_ms is not None:
-            self.ttft.labels(*genai).observe(record.ttft_ms / 1000.0)
+            series.ttft.observe(record.ttft_ms / 1000.0)
+
+    def _bind(self, record: RequestRecord, provider: str, model: str, requested: str) -> _Series:
+        """Every labelled child one kind of request touches, looked up once (prometheus-client's
+        `labels()` costs more than the increment itself)."""
+        route = record.route
+        genai = ("chat", provider, requested, model)
+        return _Series(
+            requests=self.requests.labels(route, record.client_api, provider, model,
+                                          str(record.status), record.outcome),
+            fallbacks=self.fallbacks.labels(route),
+            takeovers=self.takeovers.labels(route),
+            duration=self.duration.labels(*genai, record.error),
+            input_usage=self.token_usage.labels(*genai, "input"),
+            output_usage=self.token_usage.labels(*genai, "output"),
+            ttft=self.ttft.labels(*genai),
+            input_tokens=self.tokens.labels(provider, model, "input"),
+            output_tokens=self.tokens.labels(provider, model, "output"),
+            cache_read_tokens=self.tokens.labels(provider, model, "cache_read"),
+            cache_write_tokens=self.tokens.labels(provider, model, "cache_write"),
+            cost=self.cost.labels(provider, model),
+        )
+
+    def _attempt(self, attempt: Attempt) -> Counter:
+        outcome = "ok" if attempt.error_class is None else attempt.error_class.value
+        key = (attempt.target, outcome)
+        child = self._attempts.get(key)
+        if child is None:
+            child = self._attempts[key] = self.attempts.labels(
+                attempt.target.provider, attempt.target.model, outcome)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    requests: Counter
+    fallbacks: Counter
+    takeovers: Counter
+    duration: Histogram
+    input_usage: Histogram
+    output_usage: Histogram
+    ttft: Histogram
+    input_tokens: Counter
+    output_tokens: Counter
+    cache_read_tokens: Counter
+    cache_write_tokens: Counter
+    cost: Counter
 
 
 class _HealthCollector(Collector):
