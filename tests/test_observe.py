@@ -377,3 +377,38 @@ def test_the_config_overrides_prices_including_cache_rates() -> None:
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000,
                   cache_read_input_tokens=1_000_000, cache_creation_input_tokens=1_000_000)
     assert usage_cost(usage, caps) == pytest.approx(2.0 + 4.0 + 0.5 + 2.5)
+
+
+async def test_the_status_data_says_target_health_in_plain_words(
+    observed: list[Observed]
+) -> None:
+    import re
+
+    sims = [
+        SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan.always(Status(500))),
+        SimulatedProvider("kimi", "openai", ["kimi-k2"],
+                          plan=FaultPlan.always(openai_rate_limit(retry_after=600))),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+    ]
+    routes = {"default": "zai,glm-5|kimi,kimi-k2|cerebras,llama-3.3-70b"}
+    async with run_simulated(sims) as running:
+        proxy = await start(observed, config_text(running, routes), None)
+        async with proxy.openai() as client:
+            for _ in range(2):  # 2 x (500, retried 500): the breaker opens at the third
+                await client.chat.completions.create(
+                    model="auto", messages=[{"role": "user", "content": PROMPT}])
+        async with aiohttp.ClientSession() as http:
+            async with http.get(proxy.url + "/ui/api/status") as refused:
+                assert refused.status == 401
+            async with http.get(proxy.url + "/ui/api/status",
+                                headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response:
+                data = await response.json()
+    words = {t["target"]: t["health"] for t in data["targets"]}
+    clock = r"\d\d:\d\d:\d\d"
+    assert re.fullmatch(rf"failing since {clock}, retry at {clock} \(server_error.*\)",
+                        words["zai,glm-5"]), words
+    assert re.fullmatch(rf"resting until {clock} \(rate_limited.*\)", words["kimi,kimi-k2"])
+    assert words["cerebras,llama-3.3-70b"] == "healthy"
+    assert [r["path"] for r in data["requests"]] == [
+        "zai 500 -> zai 500 -> kimi skipped -> cerebras",  # newest first
+        "zai 500 -> zai 500 -> kimi 429 -> cerebras"]
