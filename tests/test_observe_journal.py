@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import openai
@@ -98,6 +99,83 @@ async def test_a_locked_journal_never_slows_a_request_and_recovers(
     assert len([m for m in messages if DEGRADED in m and "locked" in m]) == 1
     assert any("written again" in m for m in messages)
     assert len(read_requests(journal, Query(limit=100))) == writer.written
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real, tiny filesystem (tmpfs, 96 KiB) to fill up or make read-only; needs root, as CI
+    and the development machines have."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def _serve_with_journal(path: Path) -> tuple[web.Application, TestServer, SimulatedProvider]:
+    sim = SimulatedProvider("zai", "openai", ["glm-5"])
+    await sim.start()
+    text = config_text({"zai": sim}, {"default": "zai,glm-5"}) + f'[journal]\npath = "{path}"\n'
+    app = build_app(parse_config(text, env={}), env={})
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return app, server, sim
+
+
+async def test_a_full_disk_never_fails_a_request(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, server, sim = await _serve_with_journal(small_disk / "requests.db")
+    writer = app[OBSERVER].journal
+    assert writer is not None
+    try:
+        base = str(server.make_url("/v1"))
+        for _ in range(40):  # until the 96 KiB are full
+            await _ask(base, 20)
+            await asyncio.sleep(0.3)
+            if writer.dropped:
+                break
+        slowest = await _ask(base, 5)
+    finally:
+        await server.close()
+        await sim.stop()
+    assert writer.dropped > 0 and writer.written > 0
+    assert slowest < 1.0
+    messages = [r.getMessage() for r in caplog.records if DEGRADED in r.getMessage()]
+    assert len(messages) == 1 and "full" in messages[0]
+
+
+async def test_a_read_only_disk_never_fails_a_request(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = small_disk / "requests.db"
+    app, server, sim = await _serve_with_journal(journal)  # a first daemon makes the journal
+    try:
+        await _ask(str(server.make_url("/v1")), 1)
+    finally:
+        await server.close()
+        await sim.stop()
+    assert app[OBSERVER].journal.written == 1  # type: ignore[union-attr]
+    remount = await asyncio.create_subprocess_exec("mount", "-o", "remount,ro", str(small_disk))
+    assert await remount.wait() == 0
+    caplog.clear()
+    app, server, sim = await _serve_with_journal(journal)  # the next finds the disk read-only
+    writer = app[OBSERVER].journal
+    assert writer is not None
+    try:
+        slowest = await _ask(str(server.make_url("/v1")), 3)
+        await _until(lambda: writer.dropped == 3)
+    finally:
+        await server.close()
+        await sim.stop()
+    assert slowest < 1.0
+    messages = [r.getMessage() for r in caplog.records if DEGRADED in r.getMessage()]
+    assert len(messages) == 1 and "readonly" in messages[0].replace("read-only", "readonly")
 
 
 def _record(started: float, n: int) -> RequestRecord:
