@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import orjson
+
 from proxy.observe.record import RequestRecord, attempts_path
 from proxy.observe.settings import JournalSettings
 from proxy.types import JSONObject
@@ -183,23 +185,28 @@ def open_journal(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _columns(n: int) -> str:
+    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(n))
+
+
+# One statement per table per batch: the rows travel as one JSON array and SQLite unpacks it
+# (json_each). sqlite3 lets go of the GIL around every step of a statement, and with a row per
+# step the writer and the event loop would hand the GIL back and forth for each row.
+_INSERT_REQUESTS = f"INSERT INTO requests SELECT {_columns(20)} FROM json_each(?)"
+_INSERT_ATTEMPTS = f"INSERT INTO attempts SELECT {_columns(8)} FROM json_each(?)"
+
+
 def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
+    attempts = [
+        (r.id, seq, a.target.provider, a.target.model, a.status,
+         a.error_class.value if a.error_class else None, round(a.elapsed_ms, 1), a.detail)
+        for r in batch
+        for seq, a in enumerate(r.attempts)
+    ]
     with db:
-        db.executemany(
-            "INSERT OR REPLACE INTO requests VALUES "
-            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [_request_row(r) for r in batch],
-        )
-        db.executemany(
-            "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?,?,?)",
-            [
-                (r.id, seq, a.target.provider, a.target.model, a.status,
-                 a.error_class.value if a.error_class else None, round(a.elapsed_ms, 1),
-                 a.detail)
-                for r in batch
-                for seq, a in enumerate(r.attempts)
-            ],
-        )
+        db.execute(_INSERT_REQUESTS, (orjson.dumps([_request_row(r) for r in batch]).decode(),))
+        if attempts:
+            db.execute(_INSERT_ATTEMPTS, (orjson.dumps(attempts).decode(),))
 
 
 def _request_row(r: RequestRecord) -> tuple[object, ...]:

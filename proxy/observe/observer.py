@@ -25,9 +25,9 @@ from proxy.observe.record import (
     ERROR,
     OK,
     REFUSED,
+    RequestIds,
     RequestRecord,
     Trace,
-    new_request_id,
 )
 from proxy.observe.tracing import Tracer
 
@@ -54,6 +54,7 @@ class Observer:
         self.journal = journal
         self.tracer = tracer
         self.recent = recent or RecentRequests()
+        self.ids = RequestIds()
 
     def finish(self, record: RequestRecord) -> None:
         log_request(record)
@@ -69,7 +70,7 @@ def trace_of(request: web.Request) -> Trace:
     """The request's trace; a detached one where no middleware made it (nothing records it)."""
     trace = request.get(TRACE)
     if trace is None:
-        trace = request[TRACE] = Trace(new_request_id(), "")
+        trace = request[TRACE] = Trace("", "")
     return trace
 
 
@@ -78,7 +79,7 @@ def observe_middleware(observer: Observer) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request[REQUEST_ID] = new_request_id()
+        request_id = request[REQUEST_ID] = observer.ids.next()
         api = CLIENT_APIS.get(request.path) if request.method == "POST" else None
         if api is None:
             return await handler(request)

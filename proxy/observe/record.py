@@ -7,6 +7,7 @@ observe middleware turns it into a `RequestRecord` when the request ends, whatev
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -122,9 +123,17 @@ def attempts_path(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
     return " -> ".join(parts)
 
 
-def new_request_id() -> str:
-    """`req_` and 24 hex digits: unique enough to grep for, short enough for a log line."""
-    return "req_" + os.urandom(12).hex()
+class RequestIds:
+    """`req_` and 24 hex digits: a random prefix drawn once per app, then a counter. Unique
+    across restarts (the prefix) without a system call per request (os.urandom is one), and
+    increasing, so the journal's index only ever appends."""
+
+    def __init__(self) -> None:
+        self._prefix = "req_" + os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):012x}"
 
 
 class Trace:
