@@ -11,6 +11,7 @@ With a client key, open `/ui#key=<key>`: the fragment never leaves the browser.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 
 import orjson
@@ -43,8 +44,8 @@ def install_observe_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
-    for path in _STATIC:
-        app.router.add_get(path, static)
+    for path, (name, content_type) in _STATIC.items():
+        app.router.add_get(path, _static(name, content_type))
     app.router.add_get("/ui/api/status", status)
 
 
@@ -74,11 +75,15 @@ async def ready(request: web.Request) -> web.Response:
     return _json(body, status=200 if usable else 503)
 
 
-async def static(request: web.Request) -> web.Response:
-    name, content_type = _STATIC[request.path]
+def _static(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The page's files, read once when the app is built (no disk reads while serving)."""
     data = resources.files("proxy.observe").joinpath("static", name).read_bytes()
-    return web.Response(body=data, content_type=content_type, charset="utf-8",
-                        headers=UI_HEADERS)
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=data, content_type=content_type, charset="utf-8",
+                            headers=UI_HEADERS)
+
+    return serve
 
 
 async def status(request: web.Request) -> web.Response:
