@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from proxy.affinity import AFFINITY_HEADER, Affinity
 from proxy.config import Config
+from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.daemon_client import (
     ATTEMPTS_HEADER,
     AttemptNote,
@@ -32,6 +34,7 @@ from proxy.daemon_client import (
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.fallback import ClientFacingError, FallbackRunner, Job
 from proxy.health import HealthRegistry
+from proxy.midstream import StreamLife
 from proxy.providers.registry import Upstreams
 from proxy.routing import decide
 from proxy.summary import summarize
@@ -57,6 +60,8 @@ class TurnInfo:
     attempts: tuple[AttemptNote, ...]
     latency_ms: float
     via: str
+    affinity: str | None = None
+    """What prompt-cache affinity decided for this turn (`x-llmproxy-affinity`)."""
 
     @property
     def served_by(self) -> str | None:
@@ -112,12 +117,17 @@ class DaemonBackend:
         self.api_key = api_key
         self.label = f"daemon {self.url}"
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo:
         started = time.monotonic()
+        headers = client_headers(fmt, self.api_key)
+        if session is not None:
+            headers[SESSION_HEADER] = session
         try:
             async with self.session.post(self.url + client_path(fmt), data=orjson.dumps(body),
-                                         headers=client_headers(fmt, self.api_key)) as response:
+                                         headers=headers) as response:
                 attempts = parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
+                affinity = response.headers.get(AFFINITY_HEADER)
                 if response.status != 200:
                     raw = await response.read()
                     payload = _json(raw)
@@ -143,7 +153,7 @@ class DaemonBackend:
         except aiohttp.ClientError as exc:
             raise TurnError(f"cannot reach the daemon at {self.url}: {exc}",
                             latency_ms=_ms(started)) from exc
-        return TurnInfo(attempts, _ms(started), self.label)
+        return TurnInfo(attempts, _ms(started), self.label, affinity)
 
     async def aclose(self) -> None:
         await self.session.close()
@@ -155,29 +165,40 @@ class InProcessBackend:
         self.config = config
         self.health = HealthRegistry(config.proxy.health)
         self.runner = FallbackRunner(config, Upstreams(session), self.health)
+        self.affinity = Affinity.in_memory(config.affinity)
         self.label = "in-process"
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink) -> TurnInfo:
+    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+                  session: str | None = None) -> TurnInfo:
         started = time.monotonic()
         try:
             summary = summarize(body, fmt)
             decision = decide(summary, self.config)
         except (ClientRequestError, RoutingError) as exc:
             raise TurnError(str(exc), status=400) from exc
-        job = Job(fmt, body, summary, decision, bool(body.get("stream")))
+        headers = {SESSION_HEADER: session} if session is not None else {}
+        conversation = conversation_of(body, headers, fmt)
+        settings = self.config.affinity
+        decision = self.affinity.route(decision, conversation, settings, self.health)
+        job = Job(fmt, body, summary, decision, bool(body.get("stream")),
+                  cache_key=conversation.key if conversation is not None else None)
         attempts: list[AttemptNote] = []
         try:
             if job.stream:
-                opened = await self.runner.open_stream(job)
+                life = StreamLife(self.runner, job)
+                await life.open()
                 try:
-                    async for event in opened.events:
+                    async for event in life.events():
                         sink(event)
                 finally:
-                    await opened.aclose()
-                    attempts = [AttemptNote.from_attempt(a) for a in opened.attempts]
+                    await life.aclose()
+                    attempts = [AttemptNote.from_attempt(a) for a in life.attempts()]
+                if life.report().finished:
+                    self.affinity.served(conversation, life.served, settings)
             else:
                 done = await self.runner.complete(job)
                 attempts = [AttemptNote.from_attempt(a) for a in done.attempts]
+                self.affinity.served(conversation, done.target, settings)
                 for event in events_from_body(done.body, fmt):
                     sink(event)
         except ClientFacingError as exc:
@@ -188,7 +209,7 @@ class InProcessBackend:
             raise TurnError(str(exc), notes, exc.status, _ms(started)) from exc
         except UpstreamError as exc:  # the stream could not be completed anywhere
             raise TurnError(exc.message, tuple(attempts), exc.status, _ms(started)) from exc
-        return TurnInfo(tuple(attempts), _ms(started), self.label)
+        return TurnInfo(tuple(attempts), _ms(started), self.label, decision.affinity)
 
     async def aclose(self) -> None:
         await self.session.close()

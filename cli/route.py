@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cli._config import CONFIG_OPTION, load
 from cli._output import fail, print_json, stdout
-from cli._route_send import print_sent, route_send
+from cli._route_send import Sent, print_sent, route_send
+from proxy.affinity import Affinity
 from proxy.capabilities import ModelCapabilities
+from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.errors import RoutingError
+from proxy.health import HealthRegistry
 from proxy.model_catalog import load_catalog
 from proxy.routing import decide
 from proxy.summary import summarize
@@ -60,6 +64,11 @@ def route_test(
                                    "this URL (default: in-process, with per-attempt timing)."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY",
                                        help="Client key for --url."),
+    session: str | None = typer.Option(None, "--session", help="A conversation id (sent as "
+                                       "x-llmproxy-session); default: the prompt identifies "
+                                       "the conversation."),
+    turns: int = typer.Option(1, "--turns", min=1, max=50, help="With --send: send N turns of "
+                              "one conversation and show what prompt-cache affinity decided."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Print the routing decision for a request: scenario, why, and the chain in order.
@@ -71,6 +80,7 @@ def route_test(
       llmproxy route test auto --tokens 80000 --json
       llmproxy route test claude-sonnet-4-5 --thinking --send
       llmproxy route test auto --send --url http://127.0.0.1:3456
+      llmproxy route test auto --send --turns 3 --session demo
     """
     settings = load(config)
     settings = settings.with_catalog(load_catalog(settings))
@@ -81,7 +91,18 @@ def route_test(
         decision = decide(summary, settings)
     except RoutingError as exc:
         fail(str(exc))
-    sent = route_send(settings, body, stream=stream, url=url, api_key=api_key) if send else None
+    headers = {SESSION_HEADER: session} if session is not None else {}
+    conversation = conversation_of(body, headers, WireFormat.ANTHROPIC)
+    # This process has no conversation history: the first turn's view. `--send --turns N`
+    # (or a daemon with --url) shows the later turns.
+    health = HealthRegistry(settings.proxy.health)
+    decision = Affinity.in_memory(settings.affinity).route(
+        decision, conversation, settings.affinity, health)
+    sent: list[Sent] = []
+    if send:
+        sent = route_send(settings, body, stream=stream, url=url, api_key=api_key, turns=turns,
+                          session=session)
+    failed = bool(sent) and not all(s.ok for s in sent)
     if as_json:
         print_json({
             "model": model,
@@ -96,9 +117,12 @@ def route_test(
             "unfit": [{"target": str(s.target), "reason": s.reason} for s in decision.unfit],
             "capabilities": {str(t): settings.capabilities(t).to_json()
                              for t in (*decision.chain, *(s.target for s in decision.skipped))},
-            **({"send": sent.to_json()} if sent is not None else {}),
+            "conversation": conversation.source if conversation is not None else None,
+            "affinity": decision.affinity,
+            **({"send": sent[0].to_json()} if len(sent) == 1 else {}),
+            **({"turns": [s.to_json() for s in sent]} if len(sent) > 1 else {}),
         })
-        if sent is not None and not sent.ok:
+        if failed:
             raise typer.Exit(1)
         return
     out = stdout()
@@ -115,10 +139,13 @@ def route_test(
         out.print(f"  [dim]skipped {skipped.target}: {skipped.reason}[/]")
     for unfit in decision.unfit:
         out.print(f"  [yellow]unfit[/] {unfit.target}: {unfit.reason} (tried anyway)")
-    if sent is not None:
-        print_sent(sent)
-        if not sent.ok:
-            raise typer.Exit(1)
+    if conversation is not None and decision.affinity is not None:
+        out.print(f"[bold]affinity[/]  {escape(decision.affinity)} "
+                  f"[dim](conversation from {conversation.source})[/]")
+    for turn, one in enumerate(sent, 1):
+        print_sent(one, turn if len(sent) > 1 else None)
+    if failed:
+        raise typer.Exit(1)
 
 
 def capability_line(caps: ModelCapabilities) -> str:

@@ -34,7 +34,7 @@ _llmproxy() {
         "route")
             subs="test"; opts="--help"; files=""; values="" ;;
         "route test")
-            subs=""; opts="--prompt --thinking --tools --image --tokens --json --send --stream --url --api-key --config -c --help"; files="--config -c"; values="--prompt --tokens --url --api-key" ;;
+            subs=""; opts="--prompt --thinking --tools --image --tokens --json --send --stream --url --api-key --session --turns --config -c --help"; files="--config -c"; values="--prompt --tokens --url --api-key --session --turns" ;;
         "serve")
             subs=""; opts="--config -c --host --port -p --log-level --log-format --simulate --seed --detach -d --help"; files="--config -c"; values="--host --port -p --log-level --log-format --seed" ;;
         "status")

@@ -96,6 +96,8 @@ complete -c llmproxy -n '__llmproxy_at \'route test\'' -l send -d 'Also send the
 complete -c llmproxy -n '__llmproxy_at \'route test\'' -l stream -d 'With --send: stream the answer'
 complete -c llmproxy -n '__llmproxy_at \'route test\'' -l url -r -d 'With --send: go through the daemon at this URL (default: in-process…'
 complete -c llmproxy -n '__llmproxy_at \'route test\'' -l api-key -r -d 'Client key for --url'
+complete -c llmproxy -n '__llmproxy_at \'route test\'' -l session -r -d 'A conversation id (sent as x-llmproxy-session); default: the prompt…'
+complete -c llmproxy -n '__llmproxy_at \'route test\'' -l turns -r -d 'With --send: send N turns of one conversation and show what…'
 complete -c llmproxy -n '__llmproxy_at \'route test\'' -l config -s c -r -F -d 'Config file (default: $LLMPROXY_CONFIG, the user config dir, then…'
 complete -c llmproxy -n '__llmproxy_at \'route test\'' -l help -d 'Show the help and exit'
 complete -c llmproxy -n '__llmproxy_at \'serve\'' -l config -s c -r -F -d 'Config file (default: $LLMPROXY_CONFIG, the user config dir, then…'

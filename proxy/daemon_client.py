@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
 from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
 from proxy.translate.reasons import (
@@ -25,7 +26,15 @@ from proxy.translate.reasons import (
 )
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
-from proxy.types import Attempt, JSONObject, StopReason, StreamEvent, Usage, WireFormat
+from proxy.types import (
+    Attempt,
+    JSONObject,
+    StopReason,
+    StreamEvent,
+    UpstreamFault,
+    Usage,
+    WireFormat,
+)
 
 ATTEMPTS_HEADER = "x-llmproxy-attempts"
 # An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
@@ -155,7 +164,10 @@ class StreamReader:
             if isinstance(payload, dict):
                 if (payload.get("type") or sse_event.event) == "message_stop":
                     self.ended = True
-                out.extend(self._decoder.feed(sse_event.event, payload))
+                for event in self._decoder.feed(sse_event.event, payload):
+                    if isinstance(event, UpstreamFault):
+                        raise fault_error(event, None)  # the daemon's own error event
+                    out.append(event)
         return out
 
     def _scan_comments(self, chunk: bytes) -> None:

@@ -15,11 +15,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
-from proxy.appkeys import HEALTH, LIVE, OBSERVER, SESSION
+from proxy.affinity import Affinity
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, SESSION
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
-from proxy.handlers import chat_completions, count_tokens, messages
+from proxy.handlers import STREAM_STARTED, chat_completions, count_tokens, messages
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
@@ -61,6 +62,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except Exception:  # the one catch-all: log it, answer in the client's dialect
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.get(STREAM_STARTED):
+            # The headers went out: a second response inside the open body would corrupt it.
+            # The stream's owner ends streams; here there is nothing left to write.
+            raise
         return error_response(request, 500, "internal error in llmproxy")
 
 
@@ -189,6 +194,7 @@ def build_app(
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
     app[HEALTH] = registry
     app[OBSERVER] = observer
+    app[AFFINITY] = Affinity.in_memory(config.affinity)
     app.on_response_prepare.append(_nosniff)
     app.on_response_prepare.append(stamp_request_id)
 

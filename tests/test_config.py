@@ -248,7 +248,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     (
         ROUTER + PROVIDERS + 'prefill = "yes"\n',
         "providers[2].prefill",
-        "expected boolean, got string",
+        "expected true, false or one of assistant, prefix, partial, continue_final_message",
     ),
     (
         ROUTER + PROVIDERS + 'transformers = "openai"\n',
@@ -458,7 +458,7 @@ def test_format_defaults_from_known_names(name: str, fmt: WireFormat) -> None:
     text = f'[router]\ndefault = "{name},m"\n' + _provider_block(name)
     provider = parse_config(text, {}).providers[0]
     assert provider.format is fmt
-    assert provider.prefill is (fmt is WireFormat.ANTHROPIC)
+    assert provider.prefill == ("assistant" if fmt is WireFormat.ANTHROPIC else False)
     assert provider.api_key == ""
 
 
@@ -468,7 +468,7 @@ def test_explicit_format_and_prefill_override_the_defaults() -> None:
     )
     provider = parse_config(text, {}).providers[0]
     assert provider.format is WireFormat.OPENAI
-    assert provider.prefill is True
+    assert provider.prefill == "assistant"
     assert provider.allow_private_network is True
 
 

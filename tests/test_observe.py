@@ -410,5 +410,5 @@ async def test_the_status_data_says_target_health_in_plain_words(
     assert re.fullmatch(rf"resting until {clock} \(rate_limited.*\)", words["kimi,kimi-k2"])
     assert words["cerebras,llama-3.3-70b"] == "healthy"
     assert [r["path"] for r in data["requests"]] == [
-        "zai 500 -> zai 500 -> kimi skipped -> cerebras",  # newest first
+        "zai 500 -> kimi skipped -> cerebras",  # newest first; no retry into an open breaker
         "zai 500 -> zai 500 -> kimi 429 -> cerebras"]

@@ -15,7 +15,7 @@ from proxy.config.env import expand_env
 from proxy.config.model import Config, ProviderConfig
 from proxy.config.reader import TableReader, type_name
 from proxy.config.router import parse_router
-from proxy.config.sections import PROVIDER_KEYS, parse_provider, parse_proxy
+from proxy.config.sections import PROVIDER_KEYS, parse_affinity, parse_provider, parse_proxy
 from proxy.errors import ConfigError
 from proxy.observe.settings import parse_journal
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
@@ -24,7 +24,8 @@ from proxy.security.ssrf import url_refusal
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
 _TOP_KEYS = (
-    "proxy", "router", "providers", "security", "management", "journal", "oauth", "webhooks"
+    "proxy", "router", "providers", "security", "management", "affinity", "journal", "oauth",
+    "webhooks",
 )
 _RAW_SECTIONS = ("oauth", "webhooks")
 
@@ -57,7 +58,8 @@ def _build(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(name, f"expected table, got {type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
     return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
-                  security=security, management=management, journal=parse_journal(top))
+                  security=security, management=management, affinity=parse_affinity(top),
+                  journal=parse_journal(top))
 
 
 def _check_destination(

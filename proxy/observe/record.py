@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from proxy.capabilities import ModelCapabilities
 from proxy.observe.cost import usage_cost
@@ -26,6 +27,9 @@ from proxy.types import (
     UsageUpdate,
     WireFormat,
 )
+
+if TYPE_CHECKING:
+    from proxy.midstream import StreamReport
 
 OK = "ok"
 ERROR = "error"
@@ -201,13 +205,21 @@ class Trace:
         error: str = "",
     ) -> None:
         self.attempts = tuple(attempts)
-        # After a mid-stream takeover the answer was finished by the last target that answered.
-        answered = [a.target for a in self.attempts if a.ok]
-        self.served = answered[-1] if answered else served
+        self.served = served
         if usage is not None:
             self.usage = usage
         if error:
             self.error = error
+
+    def stream_ended(self, report: StreamReport) -> None:
+        """A stream's outcome from its owner's snapshot: after a mid-stream takeover the target
+        that wrote the end of the answer is the one that served it, and the usage includes what
+        the cut attempts produced."""
+        self.ended(report.served or report.committed, report.attempts, report.usage)
+
+    def failed(self, error_class: str) -> None:
+        """The answer ended with an error after its headers went out."""
+        self.error = error_class
 
     def cost(self) -> float | None:
         """The request's cost, priced at the served target's rates (cut attempts of a takeover

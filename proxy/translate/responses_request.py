@@ -13,6 +13,9 @@ Responses -> chat (for OpenAI- and Anthropic-format providers):
 - `reasoning` items are dropped: their text is a summary, and their encrypted content is
   readable only by OpenAI.
 - Hosted tools and the items they leave in the history (`web_search_call`, ...) are dropped.
+- `additional_tools` items add their tools to the request's tools. Every other input item type
+  of the current Responses API is either translated or listed as dropped with its reason
+  (`DROPPED_RESPONSES_ITEM_TYPES`); an unknown type is a 400 that names it.
 - Fields with no chat counterpart are listed, with reasons, in `responses_dropped.py`.
 
 Chat -> Responses (for codex providers):
@@ -28,7 +31,14 @@ from typing import Any
 
 from proxy.errors import ClientRequestError
 from proxy.translate.common import join_text
-from proxy.translate.responses_tools import custom_arguments, flat_name, function_tools
+from proxy.translate.responses_dropped import DROPPED_RESPONSES_ITEM_TYPES
+from proxy.translate.responses_tools import (
+    ADDITIONAL_TOOLS_ITEM,
+    custom_arguments,
+    declared_tools,
+    flat_name,
+    function_tools,
+)
 from proxy.types import JSONObject
 
 _SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -56,7 +66,7 @@ def responses_to_chat_request(body: JSONObject, model: str) -> JSONObject:
     out["messages"] = ([{"role": "system", "content": system_text}] if system_text else []) + (
         messages
     )
-    tools = function_tools(body.get("tools"))
+    tools = function_tools(declared_tools(body))
     if tools:
         out["tools"] = tools
         choice = _chat_tool_choice(body.get("tool_choice"), {t["function"]["name"] for t in tools})
@@ -144,7 +154,16 @@ def _append_item(
                 "content": _output_text(item.get("output")),
             }
         )
-    # Everything else (reasoning, hosted tool calls, item references, compaction) is dropped.
+    elif kind == ADDITIONAL_TOOLS_ITEM:
+        pass  # its tools join the request's tools (`declared_tools`)
+    elif kind not in DROPPED_RESPONSES_ITEM_TYPES:
+        # An item type this translation does not know: dropping it could leave the model
+        # without what the client meant it to have (the way Codex's tools once vanished).
+        raise ClientRequestError(
+            f"input[{index}]: item type {kind!r} is not supported by llmproxy", param="input"
+        )
+    # The dropped types (reasoning, hosted tool calls, item references, compaction) are listed
+    # with their reasons in responses_dropped.py.
 
 
 def _assistant(messages: list[JSONObject]) -> JSONObject:
