@@ -129,7 +129,7 @@ async def generate(
         if job.stream:
             life = StreamLife(runner, job)
             await life.open()
-            response = await _stream(request, dialect, job, life, trace)
+            response = await _stream(request, dialect, job, life)
             if life.report().finished:
                 affinity.served(conversation, life.served, config.affinity)
             return response
@@ -149,10 +149,11 @@ async def generate(
 
 
 async def _stream(
-    request: web.Request, dialect: ClientDialect, job: Job, life: StreamLife, trace: Trace
+    request: web.Request, dialect: ClientDialect, job: Job, life: StreamLife
 ) -> web.StreamResponse:
     """Write a committed stream. After `prepare()` nothing but SSE events is ever written: every
     failure, expected or not, ends the stream with the client dialect's own error event."""
+    trace = trace_of(request)
     response = web.StreamResponse(
         headers={
             "content-type": "text/event-stream; charset=utf-8",
