@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cli._engine import Backend, TurnError, open_backend
-from cli._output import fail, stderr, stdout
+from cli._client import Backend, TurnError, open_backend
+from cli._output import dim, fail, stderr, stdout, styled
 from cli._render import AnswerView
 from proxy.config import Config
 from proxy.daemon_client import AttemptNote, served_by
@@ -92,7 +91,7 @@ def _next_turn(body: JSONObject, answer: str, turn: int) -> JSONObject:
 def print_sent(sent: Sent, turn: int | None = None) -> None:
     out = stdout()
     if turn is not None:
-        out.print(f"[bold]turn {turn}[/]")
+        out.print(Text(f"turn {turn}", style="bold"))
     table = Table(box=box.SIMPLE, title=f"attempts ({sent.via})", title_justify="left",
                   header_style="bold")
     for column in ("#", "target", "status", "error class", "time", "detail"):
@@ -107,17 +106,17 @@ def print_sent(sent: Sent, turn: int | None = None) -> None:
         out.print(table)
     hops = max(0, len(sent.attempts) - 1)
     if sent.ok:
-        who = escape(sent.served_by or "?")
-        out.print(f"[bold green]verdict[/]  answered by {who} after {hops} fallback "
-                  f"hop{'' if hops == 1 else 's'} in {sent.latency_ms:.0f} ms")
+        out.print(styled(("verdict", "bold green"), f"  answered by {sent.served_by or '?'} "
+                         f"after {hops} fallback hop{'' if hops == 1 else 's'} in "
+                         f"{sent.latency_ms:.0f} ms"))
         answer = sent.text.strip().replace("\n", " ")
         if answer:
             more = "…" if len(answer) > 100 else ""
-            out.print(f"[dim]answer   {escape(answer[:100])}{more}[/]")
+            out.print(dim(f"answer   {answer[:100]}{more}"))
         for call in sent.tool_calls:
-            out.print(f"[dim]tool     {escape(call['name'])}({escape(call['arguments'])})[/]")
+            out.print(dim(f"tool     {call['name']}({call['arguments']})"))
     else:
         status = f" ({sent.status})" if sent.status else ""
-        out.print(f"[bold red]verdict[/]  failed{status}: {escape(sent.error or '')}")
+        out.print(styled(("verdict", "bold red"), f"  failed{status}: {sent.error or ''}"))
     if sent.affinity is not None:
-        out.print(f"[bold]affinity[/] {escape(sent.affinity)}")
+        out.print(styled(("affinity", "bold"), f" {sent.affinity}"))

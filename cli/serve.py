@@ -4,20 +4,24 @@ or in front of the built-in simulated providers (--simulate)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import tempfile
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 from aiohttp import web
 
+from cli._address import health, reachable_url
 from cli._config import CONFIG_OPTION, load, state_dir
-from cli._engine import reachable_url
 from cli._output import fail, stderr
 from cli.daemon import start_detached
 from proxy.config import Config
 from proxy.errors import ConfigError
-from proxy.logging_setup import LOG_FORMATS, Redactor, configure_logging
+from proxy.logging_setup import Redactor, configure_logging
 from proxy.model_catalog import load_catalog
+from proxy.reload import config_file, install_reload
 from proxy.security.auth import check_bind
 from proxy.server import build_app
 from proxy.simulate.deployment import (
@@ -28,51 +32,74 @@ from proxy.simulate.deployment import (
 )
 from proxy.simulate.runner import SimulatorThread
 
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LOG_LEVEL_OPTION = typer.Option(LogLevel.INFO, "--log-level", help="How much to log.")
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LOG_FORMAT_OPTION = typer.Option(LogFormat.TEXT, "--log-format", help="json: one JSON object "
+                                 "per line (a request's line carries its whole record).")
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3456
+WATCH_INTERVAL = 1.0  # seconds between looks at the config file's modification time
 
 
 def serve_run(
     config: Path | None = CONFIG_OPTION,
     host: str | None = typer.Option(None, "--host", help="Address to bind (overrides config)."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port (overrides config)."),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
-    log_format: str = typer.Option("text", "--log-format", help="text, or json: one JSON "
-                                   "object per line (each request's line carries its record)."),
+    log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
     simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
                                   "reference deployment (offline, no keys, no config needed)."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="With --simulate: the fault "
                              "schedule's seed."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; pid and "
                                 "log in the state dir. Manage with `llmproxy status` / `stop`."),
+    watch: bool = typer.Option(False, "--watch", help="Reload the config when the file (or the "
+                               ".env next to it) changes. `llmproxy reload` and SIGHUP always "
+                               "work."),
 ) -> None:
     """Run the proxy daemon (foreground by default, e.g. under systemd).
 
+    \b
     Examples:
       llmproxy serve --config ~/.config/llmproxy/config.toml
       llmproxy serve --simulate            # offline demo: codex 429s, zai 500s, fallbacks
       llmproxy serve --detach && llmproxy status
+      llmproxy serve --watch               # edits to the config apply without a restart
       ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude
     """
-    if log_format not in LOG_FORMATS:
-        fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     settings = None if simulate else load(config)
     bind_host = host or (settings.proxy.host if settings else DEFAULT_HOST)
     bind_port = port or (settings.proxy.port if settings else DEFAULT_PORT)
     if settings is not None:
         _check_bind(settings, bind_host)
     if detach:
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level,
-                "--log-format", log_format]
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
+                "--log-format", log_format.value]
         args += ["--simulate", "--seed", str(seed)] if simulate else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
+        args += ["--watch"] if watch else []
         state = start_detached(args, reachable_url(bind_host, bind_port))
         stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
     if settings is not None:
-        stderr().print(f"llmproxy listening on http://{bind_host}:{bind_port}")
-        _run(settings, bind_host, bind_port, log_level, log_format)
+        _run(settings, bind_host, bind_port, log_level.value, log_format.value, watch=watch)
         return
     # Latency makes the demo's streams visibly stream.
     sims = SimulatorThread(reference_providers(seed, chunk_delay=0.02, first_token_delay=0.2))
@@ -83,8 +110,8 @@ def serve_run(
             simulated = reference_config(providers, sign_ins, host=bind_host, port=bind_port,
                                          seed=seed)
             _check_bind(simulated, bind_host)
-            _banner(bind_host, bind_port, seed)
-            _run(simulated, bind_host, bind_port, log_level, log_format)
+            _run(simulated, bind_host, bind_port, log_level.value, log_format.value,
+                 banner=lambda: _banner(bind_host, bind_port, seed))
     finally:
         sims.stop()
 
@@ -96,12 +123,43 @@ def _check_bind(config: Config, host: str) -> None:
         fail(f"config error: {exc}")
 
 
-def _run(config: Config, host: str, port: int, log_level: str, log_format: str) -> None:
+def _run(config: Config, host: str, port: int, log_level: str, log_format: str, *,
+         watch: bool = False, banner: Callable[[], None] | None = None) -> None:
     configure_logging(log_level, Redactor.from_config(config), log_format)
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
-    app = build_app(config, state_dir=state_dir())
-    web.run_app(app, host=host, port=port, print=None, loop=_event_loop(),
-                handler_cancellation=True, access_log=None, shutdown_timeout=30)
+    app = build_app(config, state_dir=state_dir())  # the request journal lives there
+    if (path := config_file(config)) is not None:
+        install_reload(app, path, watch_interval=WATCH_INTERVAL if watch else None)
+
+    def listening(_: str) -> None:  # called once the socket is bound, not before
+        if banner is not None:
+            banner()
+        else:
+            stderr().print(f"llmproxy listening on http://{host}:{port}")
+
+    try:
+        web.run_app(app, host=host, port=port, print=listening, loop=_event_loop(),
+                    handler_cancellation=True, access_log=None, shutdown_timeout=30)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        fail(bind_problem(exc.errno, host, port), code=1)
+
+
+def bind_problem(code: int, host: str, port: int) -> str:
+    """One line: what, who holds the port if we can tell, what to do."""
+    if code == errno.EACCES:
+        return (f"not allowed to listen on port {port} (ports below 1024 need privileges); "
+                "choose another with --port")
+    if code == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; fix [proxy] host or pass --host"
+    answer = health(reachable_url(host, port))
+    if answer is not None:
+        holder = f"another llmproxy (pid {answer.get('pid', '?')}) already listens there; " \
+                 "`llmproxy stop` stops it"
+    else:
+        holder = (f"another program listens there (`ss -ltnp 'sport = :{port}'` shows which)")
+    return f"port {port} on {host} is in use: {holder}; or choose another port with --port"
 
 
 def _banner(host: str, port: int, seed: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -324,17 +325,22 @@ BUILTIN: tuple[tuple[str, ModelCapabilities], ...] = (
     ("gemini-*", _m(1_048_576, 65_536, None, vision=True, approx=True)),
 )
 
-_COMPILED: tuple[tuple[re.Pattern[str], ModelCapabilities], ...] = tuple(
-    (re.compile(fnmatch.translate(glob), re.IGNORECASE), replace(caps, source=f"builtin:{glob}"))
-    for glob, caps in BUILTIN
-)
+@functools.cache
+def _compiled() -> tuple[tuple[re.Pattern[str], ModelCapabilities], ...]:
+    """The table's globs, compiled once on first use: a constant, built lazily because every
+    CLI command imports this module and most never look a model up."""
+    return tuple(
+        (re.compile(fnmatch.translate(glob), re.IGNORECASE),
+         replace(caps, source=f"builtin:{glob}"))
+        for glob, caps in BUILTIN
+    )
 
 
 def builtin_capabilities(model: str) -> ModelCapabilities:
     """The first built-in entry matching `model` (or its last `/` segment), else UNKNOWN."""
     names = (model, model.rsplit("/", 1)[-1]) if "/" in model else (model,)
     for name in names:
-        for regex, caps in _COMPILED:
+        for regex, caps in _compiled():
             if regex.fullmatch(name):
                 return caps
     return UNKNOWN

@@ -44,6 +44,7 @@ from proxy.daemon_client import (
     parse_attempts,
     served_by,
 )
+from proxy.daemon_client import path_text as path_text  # its home; e2e reports use it
 from proxy.e2e_judge import wire_problem
 from proxy.errors import RoutingError, UpstreamError
 from proxy.routing import decide
@@ -344,11 +345,6 @@ async def run_matrix(
 
 
 # --- reports ------------------------------------------------------------------------------------
-
-
-def path_text(attempts: Sequence[AttemptNote]) -> str:
-    """`openai-codex 429 → zai 500 → cerebras`: the providers tried, in order."""
-    return " → ".join(a.provider if a.ok else f"{a.provider} {a.outcome}" for a in attempts)
 
 
 def report_json(results: Sequence[Result], meta: Mapping[str, Any] | None = None) -> JSONObject:

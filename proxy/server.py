@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -86,8 +86,11 @@ def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
 async def models(request: web.Request) -> web.Response:
     """Ids a client can put in `model`: every `provider,model` and every mapping alias, in a
     shape both SDKs accept (OpenAI's list and Anthropic's page share `data`)."""
-    config = request.app[LIVE].config
-    created = int(time.time())
+    running = request.app[LIVE].current
+    config = running.config
+    # When this list last changed: a fixed 0 reads as "1970" in clients that show it.
+    created = int(running.since)
+    created_at = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
     entries: list[tuple[str, str, Target | None]] = []
     for provider in config.providers:
         entries.extend(
@@ -110,7 +113,7 @@ async def models(request: web.Request) -> web.Response:
                 "owned_by": owner,
                 "type": "model",
                 "display_name": model_id,
-                "created_at": "1970-01-01T00:00:00Z",
+                "created_at": created_at,
                 "max_input_tokens": caps.context_window if caps else None,
                 "max_tokens": caps.max_output_tokens if caps else None,
                 "capabilities": None,
@@ -128,7 +131,8 @@ async def models(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     """Liveness plus the live health of every target that has seen traffic."""
-    config = request.app[LIVE].config
+    live = request.app[LIVE]
+    config = live.config
     targets = [
         {
             "target": str(status.target),
@@ -145,7 +149,15 @@ async def health(request: web.Request) -> web.Response:
         }
         for status in request.app[HEALTH].snapshot()
     ]
-    body = {"status": "ok", "providers": [p.name for p in config.providers], "targets": targets}
+    last = live.last_reload
+    body = {
+        "status": "ok",
+        "pid": os.getpid(),  # `llmproxy stop` and `reload` reach a foreground daemon by it
+        "config": {"source": config.source, "applied_at": round(live.current.since, 3),
+                   "last_reload": last.to_json() if last else None},
+        "providers": [p.name for p in config.providers],
+        "targets": targets,
+    }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -108,3 +109,14 @@ def test_statusline_and_logs_without_a_journal(tmp_path: Path) -> None:
     assert cli("statusline", input="{}").stdout == "llmproxy: no requests yet\n"
     missing = cli("logs")
     assert missing.exit_code == 1 and "no request journal" in missing.output
+
+
+def test_statusline_loads_no_daemon_code(tmp_path: Path) -> None:
+    """Claude Code runs it after every message: it reads the journal and nothing else."""
+    from test_cli_startup import HEAVY, PROBE
+
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "statusline"],
+                          cwd=REPO, env=subprocess_env(tmp_path), capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    assert done.stdout == "llmproxy: no requests yet\n"
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []

@@ -329,10 +329,15 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
         ("$$A", "$A"),
         ("$INDIRECT", "$A"),  # expanded text is not expanded again
         ("no dollars", "no dollars"),
+        ("${A:-fallback}", "alpha"),
+        ("${UNSET:-fallback}", "fallback"),  # unset or empty: the default, as in sh
+        ("${EMPTY:-fallback}", "fallback"),
+        ("${UNSET:-}", ""),
+        ("http://${HOST:-127.0.0.1}:${PORT:-8080}/v1", "http://127.0.0.1:8080/v1"),
     ],
 )
 def test_expand_string(raw: str, expanded: str) -> None:
-    env = {"A": "alpha", "B_2": "beta", "A_suffix": "x", "INDIRECT": "$A"}
+    env = {"A": "alpha", "B_2": "beta", "A_suffix": "x", "INDIRECT": "$A", "EMPTY": ""}
     assert expand_string(raw, env, "k") == expanded
 
 
@@ -340,6 +345,19 @@ def test_expand_string(raw: str, expanded: str) -> None:
 def test_stray_dollar_is_an_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="stray"):
         expand_string(raw, {"A": "x"}, "proxy.host")
+
+
+def test_unset_variables_can_be_collected_instead_of_failing() -> None:
+    unset: dict[str, str] = {}
+    assert expand_env({"p": [{"k": "$KEY"}], "h": "$HOST"}, {"HOST": "h"}, unset=unset) == {
+        "p": [{"k": ""}], "h": "h"}
+    assert unset == {"p[0].k": "KEY"}
+
+
+def test_a_misspelt_format_gets_a_did_you_mean() -> None:
+    text = ROUTER + PROVIDERS.replace('name = "zai"', 'name = "zai"\nformat = "anthropc"', 1)
+    with pytest.raises(ConfigError, match="did you mean 'anthropic'"):
+        parse_config(text, {})
 
 
 def test_expand_env_walks_lists_and_tables_with_paths() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 from proxy.affinity import AffinitySettings
@@ -24,7 +26,8 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
     example = re.search(r"```toml\n(.*?)```", section, re.S)
     assert example is not None
     (tmp_path / "taxonomy" / "routing_scenarios").mkdir(parents=True)
-    env = {"LLMPROXY_KEY": "k", "ZAI_API_KEY": "z", "CEREBRAS_API_KEY": "c", "MINIMAX_API_KEY": "m"}
+    env = {"LLMPROXY_API_KEY": "k", "ZAI_API_KEY": "z", "CEREBRAS_API_KEY": "c",
+           "MINIMAX_API_KEY": "m"}
     path = tmp_path / "config.toml"
     path.write_text(example.group(1))
     config = load_config(path, env)
@@ -32,6 +35,33 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
     assert config.router.route_options(Scenario.THINK).buffer
     assert [p.name for p in config.providers] == ["zai", "cerebras", "minimax", "openai-codex"]
     assert (config.journal.retention_days, config.journal.max_mb) == (30, 100)
+
+
+def test_the_client_key_variable_is_the_one_the_cli_reads() -> None:
+    """`init` writes `$LLMPROXY_API_KEY`, `chat --api-key` reads it: the README says the same."""
+    from cli.init import STARTER_CONFIG
+
+    assert "$LLMPROXY_API_KEY" in STARTER_CONFIG
+    assert "$LLMPROXY_KEY" not in README and '"$LLMPROXY_API_KEY"' in README
+
+
+def test_the_completion_install_lines_work_on_a_fresh_home(tmp_path: Path) -> None:
+    block = re.search(r"```sh\n(mkdir -p [^\n]*completions.*?)```", README, re.S)
+    assert block is not None
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run(["bash", "-euc", block.group(1)], cwd=repo, check=True, timeout=30,
+                   env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    assert (tmp_path / ".local/share/bash-completion/completions/llmproxy").is_file()
+    assert (tmp_path / ".zfunc/_llmproxy").is_file()
+    assert (tmp_path / ".config/fish/completions/llmproxy.fish").is_file()
+
+
+def test_the_command_table_lists_every_command() -> None:
+    from cli.main import COMMANDS
+
+    table = README.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
+    for name in COMMANDS:
+        assert f"`llmproxy {name}" in table, name
 
 
 def test_the_configuration_example_states_the_affinity_defaults(tmp_path: Path) -> None:

@@ -86,8 +86,10 @@ async def test_an_unknown_input_item_type_is_refused_with_a_400_that_names_it(
 
 
 def test_every_input_item_type_of_the_current_responses_api_has_a_decision() -> None:
-    # The `type` of every member of the OpenAPI spec's `InputItem` / `Item` unions (OpenAI
-    # openapi.yaml, with `AdditionalToolsItemParam`); each is translated or listed as dropped.
+    # The `type` of every member of the current `ResponseInputItem` union (OpenAI's OpenAPI
+    # spec as the official SDKs generate it, with `AdditionalToolsItemParam`,
+    # `ResponseConfigurationUpdateItemParam`, `CompactionTrigger`, `Program` and
+    # `ProgramOutput`); each is translated or listed as dropped with its reason.
     spec_item_types = {
         "message", "function_call", "function_call_output", "custom_tool_call",
         "custom_tool_call_output", "additional_tools", "reasoning", "item_reference",
@@ -96,8 +98,31 @@ def test_every_input_item_type_of_the_current_responses_api_has_a_decision() -> 
         "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output",
         "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
         "mcp_approval_request", "mcp_approval_response", "mcp_call", "tool_search_call",
-        "tool_search_output",
+        "tool_search_output", "configuration_update", "compaction_trigger", "program",
+        "program_output",
     }
     translated = {"message", "function_call", "function_call_output", "custom_tool_call",
-                  "custom_tool_call_output", "additional_tools"}
+                  "custom_tool_call_output", "additional_tools", "configuration_update"}
     assert spec_item_types - translated <= DROPPED_RESPONSES_ITEM_TYPES
+
+
+async def test_tools_loaded_by_a_tool_search_and_a_configuration_update_reach_the_model(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    items = [
+        {"type": "configuration_update", "reasoning": {"effort": "high"}},
+        {"type": "tool_search_call", "id": "ts1", "call_id": "ts1", "execution": "server",
+         "arguments": {"query": "shell"}, "status": "completed"},
+        {"type": "tool_search_output", "id": "tso1", "call_id": "ts1", "execution": "server",
+         "status": "completed", "tools": [SHELL]},
+        *codex_input()[1:],
+    ]
+    async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
+        await clients.openai(proxy).responses.create(
+            model="auto", tools=[], input=items, reasoning={"effort": "low"},  # type: ignore[arg-type]
+            store=False,
+        )
+        (sent,) = sims["zai"].requests
+    assert [t["function"]["name"] for t in sent.body["tools"]] == ["shell"]
+    assert sent.body["reasoning_effort"] == "high"  # the conversation's latest setting

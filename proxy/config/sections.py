@@ -146,8 +146,12 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         raise ConfigError(t.key("api_base_url"), f"expected an http(s) URL, got {url!r}")
     fmt_name = t.string("format", default_format(name).value)
     if fmt_name not in PROVIDER_FORMATS:
+        known = [f.value for f in PROVIDER_FORMATS]
+        close = difflib.get_close_matches(fmt_name.lower(), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
-            t.key("format"), f"unknown format {fmt_name!r} (known: openai, anthropic, codex)"
+            t.key("format"),
+            f"unknown format {fmt_name!r} ({hint}known: openai, anthropic, codex)",
         )
     fmt = WireFormat(fmt_name)
     models: list[str] = t.strings("models")

@@ -74,6 +74,7 @@ class SimulatedProvider:
         check_signatures: bool = True,
         base_path: str | None = None,
         persona: str | None = None,
+        extra_text: str = "",
         cache_ttl: float = DEFAULT_TTL,
         cache_min_tokens: int = MIN_CACHEABLE_TOKENS,
     ) -> None:
@@ -86,6 +87,7 @@ class SimulatedProvider:
         # The name replies are signed with: two providers serving the same model with one
         # persona give identical answers, so a continuation on the second one can be checked.
         self.persona = persona or name
+        self.extra_text = extra_text  # appended to every plain answer (long-answer tests)
         self.models = tuple(models)
         self.api_key = api_key
         self.reasoning = reasoning
@@ -170,6 +172,7 @@ class SimulatedProvider:
                 chunk_chars=self.chunk_chars,
                 text_before_tool=self.text_before_tool,
                 parallel_tool_calls=self.parallel_tool_calls,
+                extra_text=self.extra_text,
             )
         return plan_reply(
             body,
@@ -179,6 +182,7 @@ class SimulatedProvider:
             chunk_chars=self.chunk_chars,
             text_before_tool=self.text_before_tool,
             parallel_tool_calls=self.parallel_tool_calls,
+            extra_text=self.extra_text,
         )
 
     def cache_usage(self, body: JSONObject, reply: Reply) -> CacheUsage:
