@@ -93,12 +93,16 @@ def _cells(e: JournalEntry) -> list[str]:
     tokens = e.input_tokens + e.cache_read_tokens + e.cache_write_tokens
     return [
         clock(e.ts),
-        e.id[:12],
+        e.id,
         e.route or "-",
         e.path or "-",
         e.served or "-",
         status,
         f"{tokens}/{e.output_tokens}",
         format_cost(e.cost_usd),
-        f"{e.total_ms / 1000:.2f}s",
+        _duration(e.total_ms),
     ]
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:.0f}ms" if ms < 1000 else f"{ms / 1000:.1f}s"

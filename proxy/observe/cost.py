@@ -7,6 +7,8 @@ for want of a discount. Unknown input or output prices make the cost unknown (No
 
 from __future__ import annotations
 
+import math
+
 from proxy.capabilities import ModelCapabilities
 from proxy.types import Usage
 
@@ -28,12 +30,13 @@ def usage_cost(usage: Usage, caps: ModelCapabilities) -> float | None:
 
 
 def format_cost(cost: float | None) -> str:
-    """`$0.0123`; small amounts keep four significant digits, unknown is `-`."""
+    """`$0.0123`, `$0.0000271` (three significant digits below a cent), `-` when unknown."""
     if cost is None:
         return "-"
     if cost == 0 or cost >= 0.01:
         return f"${cost:.4f}"
-    return f"${cost:.4g}" if cost >= 1e-6 else f"${cost:.2e}"
+    decimals = min(12, 2 - math.floor(math.log10(cost)))
+    return f"${cost:.{decimals}f}"
 
 
 def cost_value(cost: float | None) -> str:

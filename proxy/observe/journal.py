@@ -375,7 +375,7 @@ def usage_summary(path: Path, by: str, since: float | None) -> list[UsageRow]:
         rows = db.execute(
             f"SELECT {key} AS name, COUNT(*), SUM(outcome != 'ok'), SUM(input_tokens), "
             "SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
-            "ROUND(COALESCE(SUM(cost_usd), 0), 6), "
+            "ROUND(COALESCE(SUM(cost_usd), 0), 10), "
             "SUM(cost_usd IS NULL AND provider IS NOT NULL) "
             "FROM requests WHERE ts >= ? GROUP BY name ORDER BY name",
             (since or 0.0,),

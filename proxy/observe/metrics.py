@@ -122,6 +122,8 @@ class Metrics:
         if record.cost:
             series.cost.inc(record.cost)
         if record.ttft_ms is not None:
+            if series.ttft is None:  # bound on the first stream: no empty series for the rest
+                series.ttft = self.ttft.labels("chat", provider, requested, model)
             series.ttft.observe(record.ttft_ms / 1000.0)
 
     def _bind(self, record: RequestRecord, provider: str, model: str, requested: str) -> _Series:
@@ -137,7 +139,6 @@ class Metrics:
             duration=self.duration.labels(*genai, record.error),
             input_usage=self.token_usage.labels(*genai, "input"),
             output_usage=self.token_usage.labels(*genai, "output"),
-            ttft=self.ttft.labels(*genai),
             input_tokens=self.tokens.labels(provider, model, "input"),
             output_tokens=self.tokens.labels(provider, model, "output"),
             cache_read_tokens=self.tokens.labels(provider, model, "cache_read"),
@@ -158,7 +159,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Series:
     requests: Counter
     fallbacks: Counter
@@ -166,12 +167,12 @@ class _Series:
     duration: Histogram
     input_usage: Histogram
     output_usage: Histogram
-    ttft: Histogram
     input_tokens: Counter
     output_tokens: Counter
     cache_read_tokens: Counter
     cache_write_tokens: Counter
     cost: Counter
+    ttft: Histogram | None = None
 
 
 class _HealthCollector(Collector):

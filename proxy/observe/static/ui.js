@@ -20,7 +20,8 @@ function ms(value) {
 
 function cost(value) {
   if (value === null || value === undefined) return "-";
-  return value >= 0.01 ? "$" + value.toFixed(4) : "$" + value.toPrecision(3);
+  if (value >= 0.01 || value === 0) return "$" + value.toFixed(4);
+  return "$" + value.toFixed(Math.min(12, 2 - Math.floor(Math.log10(value))));
 }
 
 function fill(tableId, items, render) {
@@ -45,7 +46,7 @@ function renderTarget(row, t) {
 function renderRequest(row, r) {
   row.id = r.id;
   cell(row, new Date(r.time * 1000).toLocaleTimeString());
-  cell(row, r.id.slice(0, 12), "quiet");
+  cell(row, r.id, "quiet");
   cell(row, r.model, "wrap model");
   cell(row, r.route || "-");
   cell(row, r.path || "-", "wrap");
