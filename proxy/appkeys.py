@@ -20,3 +20,6 @@ HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
 OBSERVER = web.AppKey("observer", Observer)
 AFFINITY = web.AppKey("affinity", Affinity)
+OPERATOR = web.AppKey("operator", bool)
+"""Every client of this app is its operator (the CLI's in-process app): responses carry each
+attempt's full detail (`x-llmproxy-attempt-details`)."""

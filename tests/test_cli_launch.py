@@ -51,8 +51,12 @@ def test_code_runs_claude_against_the_daemon_with_args_and_exit_status(tmp_path:
         config.write_text(running.config)
         done = _launch(tmp_path, config, "code", "-p", "explain", "--model", "x",
                        path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+        seen = orjson.loads(record.read_bytes())
+        # after `--`, even llmproxy's own options reach the agent
+        helped = _launch(tmp_path, config, "code", "--", "--help",
+                         path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     assert done.returncode == 7, done.stderr
-    seen = orjson.loads(record.read_bytes())
+    assert helped.returncode == 7 and orjson.loads(record.read_bytes())["argv"] == ["--help"]
     assert seen["argv"] == ["-p", "explain", "--model", "x"]
     assert seen["env"]["ANTHROPIC_BASE_URL"] == running.url
     assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == CLIENT_KEY

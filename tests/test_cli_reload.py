@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx2
 import pytest
 from cli_support import Cli, serving, subprocess_env
+from security_support import Apps, call
 from support import CLIENT_KEY
 
 from cli.daemon import health
-from proxy.config import load_config
+from proxy.config import load_config, parse_config
 from proxy.errors import ConfigError
 from proxy.simulate import SimulatedProvider
 
@@ -144,3 +145,18 @@ def test_reload_says_which_changes_need_a_restart(daemon: tuple[str, Path, Cli])
     assert "a restart is needed to change proxy.api_keys" in " ".join(done.stderr.split())
     # the client key in force is still the one the daemon started with
     assert _models(url)
+
+
+@pytest.mark.parametrize(("peer", "told"), [("127.0.0.1", True), ("203.0.113.9", False)])
+async def test_health_tells_pid_and_reload_outcome_to_this_machine_only(
+        peer: str, told: bool) -> None:
+    text = ('[proxy]\napi_key = "k"\n[router]\ndefault = "zai,glm-5"\n[[providers]]\n'
+            'name = "zai"\napi_base_url = "https://api.z.ai/v1"\nmodels = ["glm-5"]\n')
+    apps = Apps()
+    try:
+        served = await apps.start(parse_config(text, {}), peer=peer)
+        body = (await call("GET", served.url + "/health")).json()
+    finally:
+        await apps.close()
+    assert body["status"] == "ok"
+    assert ("pid" in body and "config" in body) is told
