@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from codex_sims import codex_keys, seed_store
 from raw_http import post
-from security_support import Apps, openai_error
+from security_support import Apps, FakeDNS, openai_error
 from support import CLIENT_KEY, config_text
 
 from proxy.config import parse_config
@@ -179,3 +179,16 @@ async def test_idle_keep_alive_connections_are_capped_per_peer(apps: Apps) -> No
     assert verdicts == [False, False, True, True]
     assert closed == [True, True]
     assert again == [True, True]  # the first two stayed open for the next request
+
+
+async def test_an_unresolvable_host_is_named_in_no_detail(apps: Apps) -> None:
+    dns = FakeDNS({})  # every name fails like NXDOMAIN
+    text = (f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "p,m"\n'
+            '[[providers]]\nname = "p"\napi_base_url = "https://internal-llm.corp.example/v1"\n'
+            'api_key = "k"\nmodels = ["m"]\n')
+    proxy = await apps.start(parse_config(text, {}), dns=dns)
+    answer = await post(proxy.url + "/v1/chat/completions", {**CHAT, "model": "p,m"})
+    assert answer.status == 502
+    detail = openai_error(answer)["attempts"][-1]["detail"]
+    assert detail.startswith("cannot connect to the provider")
+    assert "internal-llm" not in answer.body.decode()
