@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from aiohttp import web
 
-from cli._config import CONFIG_OPTION, load
+from cli._config import CONFIG_OPTION, load, state_dir
 from cli._output import fail, stderr
 from proxy.config import Config
 from proxy.errors import ConfigError
@@ -37,6 +37,15 @@ class LogLevel(StrEnum):
 LOG_LEVEL_OPTION = typer.Option(LogLevel.INFO, "--log-level", help="How much to log.")
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LOG_FORMAT_OPTION = typer.Option(LogFormat.TEXT, "--log-format", help="json: one JSON object "
+                                 "per line (a request's line carries its whole record).")
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3456
 WATCH_INTERVAL = 1.0  # seconds between looks at the config file's modification time
@@ -47,6 +56,7 @@ def serve_run(
     host: str | None = typer.Option(None, "--host", help="Address to bind (overrides config)."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port (overrides config)."),
     log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
     simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
                                   "reference deployment (offline, no keys, no config needed)."),
     seed: int | None = typer.Option(None, "--seed", help="With --simulate: the fault "
@@ -76,7 +86,8 @@ def serve_run(
         from cli._address import reachable_url
         from cli.daemon import start_detached
 
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value]
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
+                "--log-format", log_format.value]
         args += ["--simulate"] if simulate else []
         args += ["--seed", str(seed)] if simulate and seed is not None else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
@@ -86,7 +97,7 @@ def serve_run(
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
     if settings is not None:
-        _run(settings, bind_host, bind_port, log_level.value, watch=watch)
+        _run(settings, bind_host, bind_port, log_level.value, log_format.value, watch=watch)
         return
     from proxy.simulate.deployment import (
         DEFAULT_SEED,
@@ -106,7 +117,7 @@ def serve_run(
             simulated = reference_config(providers, sign_ins, host=bind_host, port=bind_port,
                                          seed=seed)
             _check_bind(simulated, bind_host)
-            _run(simulated, bind_host, bind_port, log_level.value,
+            _run(simulated, bind_host, bind_port, log_level.value, log_format.value,
                  banner=lambda: _banner(bind_host, bind_port, seed))
     finally:
         sims.stop()
@@ -119,11 +130,11 @@ def _check_bind(config: Config, host: str) -> None:
         fail(f"config error: {exc}")
 
 
-def _run(config: Config, host: str, port: int, log_level: str, *, watch: bool = False,
-         banner: Callable[[], None] | None = None) -> None:
-    configure_logging(log_level, Redactor.from_config(config))
+def _run(config: Config, host: str, port: int, log_level: str, log_format: str, *,
+         watch: bool = False, banner: Callable[[], None] | None = None) -> None:
+    configure_logging(log_level, Redactor.from_config(config), log_format)
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
-    app = build_app(config)
+    app = build_app(config, state_dir=state_dir())  # the request journal lives there
     if (path := config_file(config)) is not None:
         install_reload(app, path, watch_interval=WATCH_INTERVAL if watch else None)
 

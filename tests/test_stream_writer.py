@@ -16,6 +16,7 @@ from support import CLIENT_KEY, Daemon, config_text
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.fallback import Job
 from proxy.handlers import INTERNAL, STREAM_STARTED, _stream
+from proxy.midstream import StreamReport
 from proxy.server import errors_middleware
 from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.summary import summarize
@@ -27,6 +28,7 @@ from proxy.types import (
     StreamEvent,
     Target,
     TextDelta,
+    Usage,
     WireFormat,
 )
 
@@ -48,6 +50,9 @@ class BrokenLife:
     async def batches(self) -> AsyncIterator[list[StreamEvent]]:
         yield [MessageStart("m1", "glm-5"), TextDelta("Hello")]
         raise RuntimeError("a bug in llmproxy")
+
+    def report(self) -> StreamReport:
+        return StreamReport(self.attempts(), TARGET, TARGET, Usage(), 1.0, finished=False)
 
     async def aclose(self) -> None:
         return None

@@ -539,6 +539,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="with --against: rounds per case")
     parser.add_argument("--observe", default="",
                         help="TOML appended to the daemon's config (e.g. observability sections)")
+    parser.add_argument("--log-level", default="info",
+                        help="the daemon's; at info (a daemon's default) it writes one line per "
+                        "request, to /dev/null here")
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -552,9 +555,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(_config(upstream, args.observe))
-        daemons = [_start_daemon(REPO, config, Path(tmp))]
+        daemons = [_start_daemon(REPO, config, Path(tmp), args.log_level)]
         if args.against is not None:
-            daemons.insert(0, _start_daemon(args.against.resolve(), config, Path(tmp)))
+            daemons.insert(
+                0, _start_daemon(args.against.resolve(), config, Path(tmp), args.log_level)
+            )
         try:
             if args.against is not None:
                 _compare(cases, daemons, upstream, upstream_process.pid, args)
@@ -569,15 +574,20 @@ def main() -> None:
     sys.exit(0 if met else 1)
 
 
-def _start_daemon(tree: Path, config: Path, tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """`llmproxy serve` from `tree` (`python -m cli` imports that checkout's code first)."""
+def _start_daemon(
+    tree: Path, config: Path, tmp: Path, log_level: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """`llmproxy serve` from `tree` (`python -m cli` imports that checkout's code first), with
+    its own state dir: the request journal goes there, as a daemon's goes to its state dir."""
     port = _free_port()
+    state = tmp / f"state-{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
-         "--log-level", "warning"],
+         "--log-level", log_level],
         cwd=tree,
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "XDG_STATE_HOME": str(tmp), "XDG_DATA_HOME": str(tmp)},
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LLMPROXY_STATE_DIR": str(state), "XDG_DATA_HOME": str(tmp)},
     )
     _wait_for(port)
     return f"http://127.0.0.1:{port}", process
