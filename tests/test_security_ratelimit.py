@@ -19,7 +19,7 @@ from proxy.security.ratelimit import MemoryRateLimiter, RateLimited
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.tokens import estimate_request_tokens
-from proxy.types import JSONObject, WireFormat
+from proxy.types import ClientAPI, JSONObject
 
 PROMPT = [{"role": "user", "content": "Hello there"}]
 OPENAI_BODY = {"model": "auto", "messages": PROMPT}
@@ -215,7 +215,7 @@ async def test_the_limiter_s_token_estimate_is_the_one_routing_uses(
     count is what routing reads), for each dialect. The estimator is wrapped, not replaced."""
     estimates: list[int] = []
 
-    def counted(body: JSONObject, fmt: WireFormat) -> int:
+    def counted(body: JSONObject, fmt: ClientAPI) -> int:
         estimates.append(estimate_request_tokens(body, fmt))
         return estimates[-1]
 

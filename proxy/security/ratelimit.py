@@ -27,7 +27,7 @@ from proxy.security.limits import BODY, off_loop
 from proxy.security.refusals import dialect_for, error_response
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.tokens import estimate_request_tokens
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
@@ -162,10 +162,10 @@ class TokenCount:
     as translating it."""
 
     body: object
-    fmt: WireFormat
+    fmt: ClientAPI
     tokens: int
 
-    def of(self, body: object, fmt: WireFormat) -> int | None:
+    def of(self, body: object, fmt: ClientAPI) -> int | None:
         return self.tokens if body is self.body and fmt is self.fmt else None
 
 
