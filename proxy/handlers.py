@@ -195,9 +195,10 @@ STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
 
 
 def _trailer(life: StreamLife, operator: bool) -> bytes:
-    """The headers went out at the commit point; attempts made after it (a mid-stream failover)
-    and the target that wrote the end of the answer are reported in SSE comments, which clients
-    ignore and `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
+    """The headers went out at the commit point, naming the committed try `streaming`; the
+    final attempts (each try once, as it ended, mid-stream failovers included) and the target
+    that wrote the end of the answer are reported in SSE comments, which clients ignore and
+    `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
     `message_start`, the Responses API) keep naming the committed model; this names the one that
     finished."""
     served = life.served or life.target
