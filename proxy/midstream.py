@@ -48,9 +48,11 @@ from proxy.providers.base import UpstreamRequest
 from proxy.tokens import tokens_for_chars
 from proxy.types import (
     Attempt,
+    ClientAPI,
     Finish,
     JSONObject,
     MessageStart,
+    ProviderFormat,
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
@@ -61,7 +63,6 @@ from proxy.types import (
     ToolCallStart,
     Usage,
     UsageUpdate,
-    WireFormat,
 )
 
 log = logging.getLogger("llmproxy.fallback")
@@ -90,6 +91,10 @@ class StreamReport:
     the request cost."""
     elapsed_ms: float
     finished: bool
+    fallbacks: int = 0
+    """Tries given up on before the committed one (skips included)."""
+    takeovers: int = 0
+    """Tries that carried on the answer after an earlier one was cut past the commit point."""
 
 
 async def _no_events() -> AsyncIterator[StreamEvent]:
@@ -133,6 +138,8 @@ class StreamLife:
         self._usage_now = Usage()
         self._attempt_chars = 0  # visible and reasoning text this attempt produced
         self._attempt_sent = False  # some of this attempt's output reached the client
+        self._fallbacks = 0
+        self._takeovers = 0
 
     # --- read-outs ------------------------------------------------------------------------------
 
@@ -165,6 +172,8 @@ class StreamLife:
             billed=self._billed_done + self._usage_now,
             elapsed_ms=(time.monotonic() - self._created) * 1000.0,
             finished=self._finished,
+            fallbacks=self._fallbacks,
+            takeovers=self._takeovers,
         )
 
     # --- the life -------------------------------------------------------------------------------
@@ -182,6 +191,7 @@ class StreamLife:
             self._settled = False
         self._plan, self._committed = plan, plan.target
         self._announced_model = plan.target.model
+        self._fallbacks = sum(1 for a in walk.ledger.snapshot() if not a.ok)
         return plan.target
 
     async def _read_head(
@@ -316,7 +326,7 @@ class StreamLife:
             def accept(plan: Plan) -> str | None:
                 style = capabilities(plan.target).prefill
                 if style and (style is PrefillStyle.ASSISTANT or plan.provider.format is
-                              WireFormat.OPENAI):
+                              ProviderFormat.OPENAI):
                     return None
                 return "does not accept an assistant prefill"
 
@@ -349,6 +359,7 @@ class StreamLife:
             ) from refused
         self._plan, self._head, self._upstream = plan, head, rest
         self._settled = False
+        self._takeovers += 1
 
     def _client_usage(self, now: Usage) -> Usage:
         """The answer's usage for the client, given the current try's latest."""
@@ -388,7 +399,7 @@ def _prompt_of(usage: Usage) -> Usage:
     )
 
 
-def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONObject:
+def continuation_body(fmt: ClientAPI, body: JSONObject, prefill: str) -> JSONObject:
     """The client's request plus the partial answer as a trailing assistant message."""
     continued = {k: v for k, v in body.items() if k not in REASONING_REQUEST_FIELDS}
     if "context_management" in body:
@@ -397,7 +408,7 @@ def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONOb
             del continued["context_management"]
         else:
             continued["context_management"] = context
-    if fmt == WireFormat.RESPONSES:
+    if fmt is ClientAPI.RESPONSES:
         items = body.get("input")
         if isinstance(items, str):
             items = [{"role": "user", "content": items}]
@@ -412,7 +423,7 @@ def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONOb
         return continued
     messages = list(body.get("messages") or [])
     last = messages[-1] if messages else None
-    if fmt == WireFormat.OPENAI:
+    if fmt is ClientAPI.OPENAI:
         if (
             isinstance(last, dict)
             and last.get("role") == "assistant"
