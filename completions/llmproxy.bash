@@ -46,7 +46,7 @@ _llmproxy() {
             subs=""; opts="--probe --json --url --timeout --config -c --help"; files="--config -c"; values="--url --timeout"
             ;;
         "reload")
-            subs=""; opts="--url --timeout --config -c --help"; files="--config -c"; values="--url --timeout"
+            subs=""; opts="--url --timeout --config -c --api-key --help"; files="--config -c"; values="--url --timeout --api-key"
             ;;
         "route")
             subs="test"; opts="--help"; files=""; values=""
@@ -59,7 +59,7 @@ _llmproxy() {
             [[ " --log-level " == *" $prev "* ]] && choices="debug info warning error"
             ;;
         "status")
-            subs=""; opts="--json --url --config -c --help"; files="--config -c"; values="--url"
+            subs=""; opts="--json --url --config -c --api-key --help"; files="--config -c"; values="--url --api-key"
             ;;
         "stop")
             subs=""; opts="--timeout --url --config -c --help"; files="--config -c"; values="--timeout --url"
