@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from proxy.logging_setup import Redactor, log_body
 from proxy.security.responses import error_response
 from proxy.security.settings import RequestLimits
+from proxy.serving import parser_reason
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,6 +83,10 @@ def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
             ))
         except web.HTTPRequestEntityTooLarge:
             return await _too_large(request, limits)
+        except web.RequestPayloadError as exc:  # broken chunks, a body that does not decompress
+            return await _closing(request, error_response(
+                request, 400, f"malformed request body: {parser_reason(str(exc))}",
+                code="malformed_request"))
         if not raw.strip() and management:
             request[BODY] = None
             return await handler(request)
