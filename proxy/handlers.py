@@ -14,9 +14,15 @@ from proxy.affinity import AFFINITY_HEADER
 from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.conversation import conversation_of
-from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
+from proxy.errors import (
+    ChainExhaustedError,
+    ClientFacingError,
+    ClientRequestError,
+    RoutingError,
+    UpstreamError,
+)
 from proxy.exchange import upstream_error_for_client
-from proxy.fallback import ClientFacingError, Job
+from proxy.fallback import Job
 from proxy.health import HealthRegistry
 from proxy.midstream import StreamLife
 from proxy.routing import decide
@@ -136,7 +142,7 @@ async def generate(
             return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
-        return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
+        return _upstream_error_response(dialect, exc.error, exc.provider, exc.attempts)
     except ChainExhaustedError as exc:
         return _exhausted_response(dialect, exc, request.app[HEALTH])
     affinity.served(conversation, done.target, config.affinity)

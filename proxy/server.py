@@ -31,7 +31,7 @@ from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
 from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
-from proxy.security.responses import error_response
+from proxy.security.refusals import error_response
 from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
