@@ -46,12 +46,12 @@ def test_daemon_only_commands_load_no_daemon_code(tmp_path: Path) -> None:
 
 SERVE_PROBE = """
 import json, sys
-import aiohttp.web
+import proxy.serving
 
-def run_app(app, **kwargs):  # the point where the daemon would start serving
+async def serve_until_signalled(app, host, port, **kwargs):  # where the daemon would serve
     print(json.dumps(sorted(m for m in {banned!r} if m in sys.modules)), file=sys.__stderr__)
 
-aiohttp.web.run_app = run_app
+proxy.serving.serve_until_signalled = serve_until_signalled
 from cli.main import app
 try:
     app(sys.argv[1:], prog_name="llmproxy")
