@@ -11,7 +11,10 @@ from aiohttp import web
 
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
+from proxy.state.backend import SharedState
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
+STATE: web.AppKey[SharedState] = web.AppKey("state")
+"""Where what several instances share lives: this process (memory) or Redis."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
-from proxy.appkeys import HEALTH, LIVE, SESSION
+from proxy.appkeys import HEALTH, LIVE, SESSION, STATE
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
@@ -20,17 +21,21 @@ from proxy.handlers import chat_completions, count_tokens, messages
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
-from proxy.management import install_management, management_guard
+from proxy.management import apply_published, install_management, management_guard
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
 from proxy.security.auth import ClientKeys, auth_middleware
 from proxy.security.limits import limits_middleware
-from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
+from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
 from proxy.security.resolver import GuardedResolver, url_guard
 from proxy.security.responses import error_response
+from proxy.state.backend import open_state
 from proxy.types import Target
 
 log = logging.getLogger("llmproxy.server")
+
+WORKER_ENV = "LLMPROXY_WORKER"
+"""Set by `serve --workers N` in each worker's environment: its index, from 1."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -132,7 +137,8 @@ async def health(request: web.Request) -> web.Response:
         }
         for status in request.app[HEALTH].snapshot()
     ]
-    body = {"status": "ok", "providers": [p.name for p in config.providers], "targets": targets}
+    body = {"status": "ok", "providers": [p.name for p in config.providers], "targets": targets,
+            "state": request.app[STATE].status(), **_worker()}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -160,14 +166,17 @@ def build_app(
     if config.management.enabled:
         middlewares.append(management_guard(config.management))
     middlewares.append(limits_middleware(security.limits, redactor))
+    state = open_state(config.state)
     limits = security.rate_limiting
     if rate_limiter is None and limits.active:
-        rate_limiter = MemoryRateLimiter(limits)
+        rate_limiter = state.limiter(limits)
     if rate_limiter is not None:
         by_tokens = bool(limits.per_client.tokens_per_minute or limits.overall.tokens_per_minute)
         middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
     app[HEALTH] = HealthRegistry(config.proxy.health)
+    app[STATE] = state
+    state.watch(app[HEALTH])
     app.on_response_prepare.append(_nosniff)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
@@ -199,7 +208,15 @@ def build_app(
             await session.close()
             detach()
 
+    async def shared_state(app: web.Application) -> AsyncIterator[None]:
+        await state.start(lambda change: apply_published(app, change))
+        try:
+            yield
+        finally:
+            await state.close()
+
     app.cleanup_ctx.append(upstream_session)
+    app.cleanup_ctx.append(shared_state)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
@@ -210,6 +227,14 @@ def build_app(
     if config.management.enabled:
         install_management(app, config, env)
     return app
+
+
+def _worker() -> dict[str, int]:
+    """Under `serve --workers N`: which worker answered, and its supervisor (for `status`)."""
+    index = os.environ.get(WORKER_ENV)
+    if not index:
+        return {}
+    return {"pid": os.getpid(), "worker": int(index), "supervisor": os.getppid()}
 
 
 async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:

@@ -19,10 +19,13 @@ from proxy.config.sections import PROVIDER_KEYS, parse_provider, parse_proxy
 from proxy.errors import ConfigError
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
+from proxy.state.settings import parse_state
 
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
-_TOP_KEYS = ("proxy", "router", "providers", "security", "management", "oauth", "webhooks")
+_TOP_KEYS = (
+    "proxy", "router", "providers", "security", "management", "state", "oauth", "webhooks"
+)
 _RAW_SECTIONS = ("oauth", "webhooks")
 
 
@@ -54,7 +57,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(name, f"expected table, got {type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
     return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
-                  security=security, management=management)
+                  security=security, management=management, state=parse_state(top))
 
 
 def _check_destination(

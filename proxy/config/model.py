@@ -20,6 +20,7 @@ from proxy.health import HealthSettings
 from proxy.keywords import KeywordRule
 from proxy.ranking import Ranking
 from proxy.security.settings import ManagementSettings, SecuritySettings
+from proxy.state.settings import StateSettings
 from proxy.types import Chain, Scenario, Target, WireFormat
 
 # The one place where a provider's name means anything: the default of its `format`.
@@ -173,6 +174,7 @@ class Config:
     """Provider model lists cached by `llmproxy providers refresh` (`with_catalog`)."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
+    state: StateSettings = field(default_factory=StateSettings)
     _capabilities: dict[Target, ModelCapabilities] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
