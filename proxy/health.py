@@ -308,7 +308,8 @@ class HealthRegistry:
         )
 
     def snapshot(self) -> list[TargetStatus]:
-        return [self.status(target) for target in self._targets]
+        seen = dict.fromkeys([*self._targets, *self._peer_outcomes])
+        return [self.status(target) for target in seen]
 
 
 def _median(values: list[float]) -> float | None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import orjson
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from proxy.health import HealthRegistry
@@ -118,9 +119,11 @@ class RedisState:
     async def start(self, on_config: ConfigHandler) -> None:
         self._on_config = on_config
         await self._link.start()
+        # Subscribed before the daemon serves: a change published once it answers is heard.
+        pubsub = await self._subscribe() if self._link.up else None
         if self._health is not None:
             self._spawn(self._health.run())
-        self._spawn(self._listen())
+        self._spawn(self._listen(pubsub))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -136,16 +139,28 @@ class RedisState:
         except RedisError as exc:
             self._link.failed(exc)
 
-    async def _listen(self) -> None:
+    async def _subscribe(self) -> PubSub | None:
+        pubsub = self._link.client.pubsub()
+        try:
+            await pubsub.subscribe(self._link.key("events"))
+        except RedisError as exc:
+            self._link.failed(exc)
+            await _close(pubsub)
+            return None
+        return pubsub
+
+    async def _listen(self, pubsub: PubSub | None) -> None:
+        """Listen on the events channel; after an outage, subscribe again and catch up."""
         while True:
-            if not self._link.up:
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
-            pubsub = self._link.client.pubsub()
-            try:
-                await pubsub.subscribe(self._link.key("events"))
+            if pubsub is None:
+                if self._link.up:
+                    pubsub = await self._subscribe()
+                if pubsub is None:
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
                 if self._health is not None:
                     self._health.poke()  # what changed while we were not listening
+            try:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=LISTEN_POLL_SECONDS)
@@ -154,8 +169,8 @@ class RedisState:
             except RedisError as exc:
                 self._link.failed(exc)
             finally:
-                with contextlib.suppress(RedisError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _close(pubsub)
+            pubsub = None
 
     def _dispatch(self, data: bytes) -> None:
         try:
@@ -176,6 +191,11 @@ class RedisState:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _close(pubsub: PubSub) -> None:
+    with contextlib.suppress(RedisError):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def open_state(settings: StateSettings) -> SharedState:
