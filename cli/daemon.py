@@ -22,6 +22,7 @@ import typer
 from cli._config import CONFIG_OPTION, load_optional, state_dir
 from cli._engine import DEFAULT_DAEMON_URL, daemon_url
 from cli._output import fail, print_json, stderr, stdout
+from cli.workers import read_workers
 
 PID_FILE = "llmproxy.pid"
 STATE_FILE = "daemon.json"
@@ -180,6 +181,8 @@ def daemon_status(
         "log": managed.log if managed else None,
         "providers": found.get("providers", []) if found else [],
         "targets": found.get("targets", []) if found else [],
+        "state": found.get("state") if found else None,
+        **_workers(found),
     }
     if as_json:
         print_json(report)
@@ -187,6 +190,17 @@ def daemon_status(
         _print_status(report)
     if found is None:
         raise typer.Exit(1 if managed else EXIT_NOT_RUNNING)
+
+
+def _workers(found: dict[str, Any] | None) -> dict[str, Any]:
+    """Under `serve --workers N`: the supervisor and each worker, alive or not."""
+    supervisor = found.get("supervisor") if found else None
+    port = found.get("port") if found else None
+    listed = read_workers(port) if isinstance(port, int) else None
+    if listed is None or listed[0] != supervisor:
+        return {}
+    return {"supervisor": supervisor,
+            "workers": [{"pid": pid, "alive": pid_alive(pid)} for pid in listed[1]]}
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -199,6 +213,15 @@ def _print_status(report: dict[str, Any]) -> None:
     out.print(f"{state}  {report['url']}{pid}", highlight=False)
     if report["uptime_s"] is not None:
         out.print(f"uptime     {report['uptime_s']} s")
+    if report.get("workers"):
+        pids = ", ".join(f"{w['pid']}" + ("" if w["alive"] else " (gone)")
+                         for w in report["workers"])
+        out.print(f"workers    {len(report['workers'])} (supervisor pid "
+                  f"{report['supervisor']}): {pids}", markup=False, highlight=False)
+    if report.get("state"):
+        state = report["state"]
+        shared = f"redis, {state.get('redis')}" if state.get("backend") == "redis" else "memory"
+        out.print(f"state      {shared}", markup=False, highlight=False)
     if report["providers"]:
         out.print(f"providers  {', '.join(report['providers'])}", markup=False)
     unhealthy = [t for t in report["targets"] if t.get("state") != "closed"

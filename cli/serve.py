@@ -4,6 +4,7 @@ or in front of the built-in simulated providers (--simulate)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 
@@ -14,12 +15,13 @@ from cli._config import CONFIG_OPTION, load
 from cli._engine import reachable_url
 from cli._output import fail, stderr
 from cli.daemon import start_detached
+from cli.workers import run_workers
 from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.logging_setup import Redactor, configure_logging
 from proxy.model_catalog import load_catalog
 from proxy.security.auth import check_bind
-from proxy.server import build_app
+from proxy.server import WORKER_ENV, build_app
 from proxy.simulate.deployment import (
     DEFAULT_SEED,
     reference_config,
@@ -43,6 +45,9 @@ def serve_run(
                              "schedule's seed."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; pid and "
                                 "log in the state dir. Manage with `llmproxy status` / `stop`."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Processes serving "
+                                "the port (SO_REUSEPORT); they share limits and health through "
+                                '[state] backend = "redis".'),
 ) -> None:
     """Run the proxy daemon (foreground by default, e.g. under systemd).
 
@@ -50,6 +55,7 @@ def serve_run(
       llmproxy serve --config ~/.config/llmproxy/config.toml
       llmproxy serve --simulate            # offline demo: codex 429s, zai 500s, fallbacks
       llmproxy serve --detach && llmproxy status
+      llmproxy serve --workers 4           # one port, four processes (Linux)
       ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude
     """
     settings = None if simulate else load(config)
@@ -57,14 +63,22 @@ def serve_run(
     bind_port = port or (settings.proxy.port if settings else DEFAULT_PORT)
     if settings is not None:
         _check_bind(settings, bind_host)
+    if workers > 1 and settings is None:
+        fail("--workers serves a config file; --simulate runs one process")
     if detach:
         args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level]
+        args += ["--workers", str(workers)] if workers > 1 else []
         args += ["--simulate", "--seed", str(seed)] if simulate else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
         state = start_detached(args, reachable_url(bind_host, bind_port))
         stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
+    if settings is not None and workers > 1:
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level,
+                "--config", str(Path(settings.source).resolve())]
+        stderr().print(f"llmproxy: {workers} workers on http://{bind_host}:{bind_port}")
+        raise typer.Exit(run_workers(workers, args, bind_port, shared=settings.state.shared))
     if settings is not None:
         stderr().print(f"llmproxy listening on http://{bind_host}:{bind_port}")
         _run(settings, bind_host, bind_port, log_level)
@@ -95,7 +109,8 @@ def _run(config: Config, host: str, port: int, log_level: str) -> None:
     configure_logging(log_level, Redactor.from_config(config))
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
     web.run_app(build_app(config), host=host, port=port, print=None, loop=_event_loop(),
-                handler_cancellation=True, access_log=None, shutdown_timeout=30)
+                handler_cancellation=True, access_log=None, shutdown_timeout=30,
+                reuse_port=bool(os.environ.get(WORKER_ENV)))  # one of `--workers N`
 
 
 def _banner(host: str, port: int, seed: int) -> None:

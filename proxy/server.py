@@ -138,7 +138,7 @@ async def health(request: web.Request) -> web.Response:
         for status in request.app[HEALTH].snapshot()
     ]
     body = {"status": "ok", "providers": [p.name for p in config.providers], "targets": targets,
-            "state": request.app[STATE].status(), **_worker()}
+            "state": request.app[STATE].status(), **_worker(request)}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -229,12 +229,14 @@ def build_app(
     return app
 
 
-def _worker() -> dict[str, int]:
+def _worker(request: web.Request) -> dict[str, int]:
     """Under `serve --workers N`: which worker answered, and its supervisor (for `status`)."""
     index = os.environ.get(WORKER_ENV)
     if not index:
         return {}
-    return {"pid": os.getpid(), "worker": int(index), "supervisor": os.getppid()}
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return {"pid": os.getpid(), "worker": int(index), "supervisor": os.getppid(),
+            "port": sockname[1] if sockname else 0}
 
 
 async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger("llmproxy.state")
 ConfigHandler = Callable[[JSONObject], Coroutine[Any, Any, None]]
 LISTEN_POLL_SECONDS = 0.4
 """Below the link's command timeout, so an idle subscription is not taken for a dead one."""
+CLOSE_SECONDS = 2.0
 
 
 class SharedState(Protocol):
@@ -126,11 +127,14 @@ class RedisState:
         self._spawn(self._listen(pubsub))
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._health is not None:
-            await self._health.close()
+        # Shutdown must not wait on Redis: whatever has not finished in time is dropped.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_SECONDS):
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                if self._health is not None:
+                    await self._health.close()
         await self._link.close()
 
     async def _publish(self, message: bytes) -> None:

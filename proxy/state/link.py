@@ -77,7 +77,9 @@ class RedisLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         if self._client is not None:
-            await self._client.aclose()
+            with contextlib.suppress(TimeoutError, RedisError, OSError):
+                async with asyncio.timeout(TIMEOUT_SECONDS * 2):
+                    await self._client.aclose()
 
     def failed(self, exc: BaseException) -> None:
         """A Redis call failed: go local until the watcher sees Redis answer again."""

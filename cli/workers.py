@@ -1,0 +1,98 @@
+"""`llmproxy serve --workers N`: N daemon processes on one port, watched by one supervisor.
+
+Each worker is `llmproxy serve` itself, started with `LLMPROXY_WORKER=<index>` in its
+environment, which makes it bind with SO_REUSEPORT (the kernel spreads new connections across
+the workers) and report its index and supervisor in `/health`. Workers share rate limits,
+breakers and health through `[state] backend = "redis"`; without it each keeps its own, and
+the supervisor says so at start.
+
+SIGTERM or SIGINT to the supervisor is passed to every worker, each of which drains its
+in-flight requests and exits; the supervisor exits when all have. A worker that dies on its
+own takes the others down with it (exit status 1), so systemd's `Restart=` restarts the set
+whole instead of leaving it short of a worker. The supervisor writes the workers' pids to
+`workers-<port>.json` in the state dir for `llmproxy status`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import orjson
+
+from cli._config import state_dir
+from cli._output import stderr
+from proxy.server import WORKER_ENV
+
+POLL_SECONDS = 0.2
+
+
+def workers_file(port: int) -> Path:
+    return state_dir() / f"workers-{port}.json"
+
+
+def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -> int:
+    """Start `count` workers of `llmproxy serve <serve_args>` and supervise them; the exit code."""
+    if not shared:
+        stderr().print(f"[yellow]warning:[/] {count} workers without [state] backend = "
+                       '"redis": each worker keeps its own rate limits, cooldowns and health '
+                       "(they do not share them)")
+    command = [sys.executable, "-m", "cli", "serve", *serve_args]
+    workers = [
+        subprocess.Popen(command, env={**os.environ, WORKER_ENV: str(index)})
+        for index in range(1, count + 1)
+    ]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        _signal_all(workers)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    path = workers_file(port)
+    _write(path, workers)
+    failed = False
+    try:
+        while any(worker.poll() is None for worker in workers):
+            if not stopping and (dead := next((w for w in workers if w.poll() is not None),
+                                              None)) is not None:
+                stderr().print(f"[red]worker pid {dead.pid} exited with status "
+                               f"{dead.returncode}; stopping the others[/]")
+                failed = stopping = True
+                _signal_all(workers)
+            time.sleep(POLL_SECONDS)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return 1 if failed or any(w.returncode not in (0, -signal.SIGTERM) for w in workers) else 0
+
+
+def _signal_all(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.send_signal(signal.SIGTERM)
+
+
+def _write(path: Path, workers: list[subprocess.Popen[bytes]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_bytes(orjson.dumps({"supervisor": os.getpid(),
+                                   "workers": [w.pid for w in workers]}))
+
+
+def read_workers(port: int) -> tuple[int, list[int]] | None:
+    """The supervisor's pid and its workers' pids, if a supervisor on `port` wrote them."""
+    try:
+        data = orjson.loads(workers_file(port).read_bytes())
+        return int(data["supervisor"]), [int(pid) for pid in data["workers"]]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
