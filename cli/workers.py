@@ -7,7 +7,10 @@ breakers and health through `[state] backend = "redis"`; without it each keeps i
 the supervisor says so at start.
 
 SIGTERM or SIGINT to the supervisor is passed to every worker, each of which drains its
-in-flight requests and exits; the supervisor exits when all have. A worker that dies on its
+in-flight requests and exits; the supervisor exits when all have. Workers run in their own
+process group, so a terminal's Ctrl-C reaches them once, through the supervisor (a second
+signal would cut the drain short; under systemd, `KillMode=mixed` does the same), and they get
+SIGTERM if the supervisor dies. A worker that dies on its
 own takes the others down with it (exit status 1), so systemd's `Restart=` restarts the set
 whole instead of leaving it short of a worker. The supervisor writes the workers' pids to
 `workers-<port>.json` in the state dir for `llmproxy status`.
@@ -16,6 +19,7 @@ whole instead of leaving it short of a worker. The supervisor writes the workers
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -31,6 +35,7 @@ from cli._output import stderr
 from proxy.server import WORKER_ENV
 
 POLL_SECONDS = 0.2
+PR_SET_PDEATHSIG = 1
 
 
 def workers_file(port: int) -> Path:
@@ -45,7 +50,8 @@ def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -
                        "(they do not share them)")
     command = [sys.executable, "-m", "cli", "serve", *serve_args]
     workers = [
-        subprocess.Popen(command, env={**os.environ, WORKER_ENV: str(index)})
+        subprocess.Popen(command, env={**os.environ, WORKER_ENV: str(index)},
+                         process_group=0, preexec_fn=_end_with_parent)
         for index in range(1, count + 1)
     ]
     stopping = False
@@ -74,6 +80,12 @@ def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return 1 if failed or any(w.returncode not in (0, -signal.SIGTERM) for w in workers) else 0
+
+
+def _end_with_parent() -> None:
+    """In the worker before exec: SIGTERM when the supervisor dies, however it dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_all(workers: list[subprocess.Popen[bytes]]) -> None:

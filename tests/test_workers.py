@@ -123,15 +123,15 @@ async def test_two_workers_share_one_port_show_in_status_and_drain_on_sigterm(
     assert not (tmp_path / "state" / f"workers-{port}.json").exists()
 
 
-async def test_workers_without_redis_say_they_do_not_share(tmp_path: Path) -> None:
+async def test_workers_without_redis_warn_and_one_dying_stops_the_set(tmp_path: Path) -> None:
     async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
         config = tmp_path / "config.toml"
         config.write_text(config_text(sims, {"default": "zai,glm-5"}))
         port = free_port()
         supervisor = await start(config, port, tmp_path / "state")
         try:
-            assert len(await worker_pids(f"http://127.0.0.1:{port}")) == 2
-            supervisor.send_signal(signal.SIGTERM)
+            first, second = await worker_pids(f"http://127.0.0.1:{port}")
+            os.kill(first, signal.SIGKILL)
             code = await asyncio.wait_for(supervisor.wait(), 30)
         finally:
             if supervisor.returncode is None:
@@ -139,5 +139,8 @@ async def test_workers_without_redis_say_they_do_not_share(tmp_path: Path) -> No
                 await supervisor.wait()
         assert supervisor.stderr is not None
         errors = (await supervisor.stderr.read()).decode()
-    assert code == 0
+    assert code == 1  # so systemd's Restart= brings the whole set back
     assert "each worker keeps its own rate limits, cooldowns and health" in errors
+    assert f"worker pid {first} exited" in errors
+    with pytest.raises(ProcessLookupError):
+        os.kill(second, 0)
