@@ -16,8 +16,10 @@ body is read, whatever address the daemon listens on) and carry the secret in
 A change is made on the file's own text (comments and `$VAR` references kept), validated by
 the real config parser, written atomically with mode 0600, and only then applied to the running
 app. A secret shown as "[REDACTED]" and sent back unchanged keeps its current value. Settings
-fixed at startup (listen address, client keys, health settings, [security], [management]) keep
-their running values and are listed under `restart_required` when the file changes them.
+fixed at startup (listen address, client keys, health settings, [security], [management],
+[state]) keep their running values and are listed under `restart_required` when the file
+changes them. With `[state] backend = "redis"` a change validated and applied here is
+published, and every other instance applies the same edit to its own file (`apply_published`).
 """
 
 from __future__ import annotations

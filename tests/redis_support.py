@@ -5,6 +5,7 @@ it), started on a free port in a temporary directory with persistence off, and s
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -57,6 +58,15 @@ class RedisServer:
         except OSError:
             return False
 
+    def pause(self) -> None:
+        """A hung Redis: the socket stays open and nothing answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """An outage: SIGKILL, no goodbye to the clients."""
         if self._process is not None:
@@ -66,6 +76,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
             self._process.terminate()
             try:
                 self._process.wait(10)

@@ -364,3 +364,36 @@ async def test_rate_limits_fail_closed_when_configured(fleet: Fleet) -> None:
     assert status == 503
     assert body["error"]["code"] == "rate_limits_unavailable"
     assert (state["backend"], state["redis"]) == ("redis", "down")
+
+
+async def test_a_hung_redis_costs_requests_at_most_one_timeout_then_local_limits_apply(
+    redis_server: RedisServer, fleet: Fleet
+) -> None:
+    limits = "[security.rate_limiting]\nrequests_per_minute = 3\nconcurrent_requests = 0\n"
+    async with run_simulated(sims()) as running:
+        (daemon,) = await fleet.start({"a": shared_config(running, redis_server.url, "a",
+                                                          route="good,m", extra=limits)})
+        async with aiohttp.ClientSession() as session:
+            assert (await post(session, daemon))[0] == 200  # one of 3, counted in Redis
+            redis_server.pause()
+            try:
+                started = time.monotonic()
+                first = (await post(session, daemon))[0]
+                waited = time.monotonic() - started
+                state = (await health(session, daemon))["state"]
+                # Now local buckets decide, with the whole allowance of this instance.
+                rest = [(await post(session, daemon))[0] for _ in range(3)]
+            finally:
+                redis_server.resume()
+
+            async def back() -> bool:
+                return (await health(session, daemon))["state"]["redis"] == "up"
+
+            await eventually(back, within=3.0)
+            again = [(await post(session, daemon))[0] for _ in range(3)]
+    assert first == 200 and waited < 1.0
+    assert state["redis"] == "down"
+    assert rest == [200, 200, 429]
+    # Redis decides again: the local bucket is empty, Redis's has a request or two left (the
+    # command that timed out may still have run when Redis woke up).
+    assert again[0] == 200 and again[-1] == 429
