@@ -1,46 +1,66 @@
-"""The one factory for what every command shares: finding and loading the config."""
+"""The one factory for what every command shares: finding and loading the config.
+
+Commands that only talk to a running daemon (`chat` through it, `status`, `stop`, `reload`,
+`route test`, `providers status`) load it with `secrets=False`: an unset `$VAR` becomes ""
+instead of an error, because the daemon has its own environment (a systemd `EnvironmentFile`)
+and this shell need not hold any provider key. Commands that call providers themselves load it
+with the secrets, and say why when one is missing.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 import typer
 
 from cli._output import fail
-from proxy.config import Config, find_config_path, load_config
-from proxy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from proxy.config import Config
 
 CONFIG_OPTION = typer.Option(
     None, "--config", "-c", help="Config file (default: $LLMPROXY_CONFIG, the user config dir, "
     "then /etc/llmproxy/config.toml).", dir_okay=False,
 )
+NO_CONFIG = ("no config file found. Create one with `llmproxy init`, pass --config, set "
+             "$LLMPROXY_CONFIG, or try everything offline with `llmproxy serve --simulate`.")
 
 
-def load(explicit: Path | None) -> Config:
-    """Load the config or exit with a message that names the file and the key."""
+def load(explicit: Path | None, *, secrets: bool = True, why: str = "") -> Config:
+    """Load the config or exit with a message that names the file and the key. `why` says
+    what needs the secrets, for the message about a missing one."""
+    config = load_optional(explicit, secrets=secrets, why=why)
+    if config is None:
+        fail(NO_CONFIG)
+    return config
+
+
+def load_optional(explicit: Path | None, *, secrets: bool = True,
+                  why: str = "") -> Config | None:
+    """The config when one is found; None when there is none (a named file must exist)."""
+    config, _ = load_reporting_unset(explicit, secrets=secrets, why=why)
+    return config
+
+
+def load_reporting_unset(explicit: Path | None, *, secrets: bool = True, why: str = ""
+                         ) -> tuple[Config | None, dict[str, str]]:
+    """Also the `key path -> variable` of every unset variable (secrets=False only)."""
+    from proxy.config import find_config_path, load_config  # `--url` commands never get here
+    from proxy.errors import ConfigError
+
     env = dict(os.environ)
+    unset: dict[str, str] = {}
     try:
         path = find_config_path(explicit, env)
         if path is None:
-            fail(
-                "no config file found. Create one with `llmproxy init`, pass --config, set "
-                "$LLMPROXY_CONFIG, or try everything offline with `llmproxy serve --simulate`."
-            )
-        return load_config(path, env)
+            return None, unset
+        return load_config(path, env, unset=None if secrets else unset), unset
     except ConfigError as exc:
-        fail(f"config error: {exc}")
-
-
-def load_optional(explicit: Path | None) -> Config | None:
-    """The config when one is found; None when there is none (a named file must exist)."""
-    env = dict(os.environ)
-    try:
-        path = find_config_path(explicit, env)
-        return None if path is None else load_config(path, env)
-    except ConfigError as exc:
-        fail(f"config error: {exc}")
+        because = f" ({why})" if why and "is not set" in str(exc) else ""
+        fail(f"config error: {exc}{because}")
 
 
 def state_dir() -> Path:

@@ -1,5 +1,11 @@
 """Showing answers as they stream: Markdown in a live region on a terminal, plain text when
-piped. Reasoning is dimmed and kept apart from the answer; the footer goes to stderr."""
+piped. Reasoning is dimmed and kept apart from the answer; the footer goes to stderr.
+
+On a terminal the live region shows the newest lines of the answer, wrapped to the width and
+never taller than the screen (a region that scrolls off cannot be redrawn, and a line wider
+than the screen is cut by it); once the answer is complete it is printed whole, once, so the
+scrollback holds all of it.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,14 @@ import sys
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
-from rich.markdown import Markdown
 from rich.padding import Padding
+from rich.segment import Segment
 from rich.text import Text
 
-from cli._engine import TurnError, TurnInfo
-from proxy.daemon_client import AttemptNote
-from proxy.e2e import path_text
+from cli._client import TurnError, TurnInfo
+from proxy.daemon_client import AttemptNote, path_text
 from proxy.types import (
     Finish,
     MessageStart,
@@ -27,6 +32,20 @@ from proxy.types import (
     Usage,
     UsageUpdate,
 )
+
+
+class _Tail:
+    """The last lines of a renderable that fit in `height` rows."""
+
+    def __init__(self, renderable: RenderableType, height: int) -> None:
+        self.renderable = renderable
+        self.height = height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = console.render_lines(self.renderable, options, pad=False)
+        for line in lines[-self.height:]:
+            yield from line
+            yield Segment.line()
 
 
 @dataclass(slots=True)
@@ -55,21 +74,25 @@ class AnswerView:
         self.model = ""
         self.finish: Finish | None = None
         self._live: Live | None = None
+        self._screen = out
         self._reasoning_open = False
 
     def __enter__(self) -> AnswerView:
         if self.live and not self.quiet:
-            self._live = Live(self._renderable(), console=self.out, refresh_per_second=12,
-                              vertical_overflow="visible")
+            # Wrapping on: the data console's soft_wrap would leave each line to the live
+            # region, which cuts it at the screen's edge.
+            self._screen = Console(file=self.out.file, highlight=False, markup=False)
+            self._live = Live(self._tail(), console=self._screen, refresh_per_second=12,
+                              transient=True, vertical_overflow="crop")
             self._live.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._live is not None:
-            self._live.update(self._renderable(), refresh=True)
             self._live.stop()
             self._live = None
+            self._screen.print(self._renderable())
         elif not self.quiet:
             self._end_reasoning()
             if self.text and not self.text.endswith("\n"):
@@ -99,7 +122,7 @@ class AnswerView:
         elif isinstance(event, Finish):
             self.finish = event
         if self._live is not None:
-            self._live.update(self._renderable())
+            self._live.update(self._tail())
 
     def tool_calls(self) -> list[dict[str, str]]:
         return [{"name": c.name, "arguments": "".join(c.arguments)} for c in self.calls.values()]
@@ -109,11 +132,16 @@ class AnswerView:
             self.err.print()
             self._reasoning_open = False
 
+    def _tail(self) -> _Tail:
+        return _Tail(self._renderable(), max(1, self._screen.size.height - 1))
+
     def _renderable(self) -> RenderableType:
         parts: list[RenderableType] = []
         if self.reasoning.strip():
             parts.append(Padding(Text(self.reasoning.strip(), style="dim italic"), (0, 0, 1, 2)))
         if self.text:
+            from rich.markdown import Markdown  # a terminal's view only; a pipe gets the text
+
             parts.append(Markdown(self.text))
         for call in self.calls.values():
             parts.append(Text(f"→ tool call {call.name}({''.join(call.arguments)})",

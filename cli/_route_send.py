@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cli._engine import TurnError, open_backend
-from cli._output import fail, stderr, stdout
+from cli._client import Backend, TurnError, open_backend
+from cli._output import dim, fail, stderr, stdout, styled
 from cli._render import AnswerView
 from proxy.config import Config
 from proxy.daemon_client import AttemptNote, served_by
@@ -29,6 +28,7 @@ class Sent:
     status: int | None = None
     text: str = ""
     tool_calls: list[dict[str, str]] = field(default_factory=list)
+    affinity: str | None = None
 
     @property
     def served_by(self) -> str | None:
@@ -38,37 +38,60 @@ class Sent:
         return {"ok": self.ok, "served_by": self.served_by, "status": self.status,
                 "error": self.error, "latency_ms": round(self.latency_ms, 1), "via": self.via,
                 "attempts": [a.to_json() for a in self.attempts], "text": self.text,
-                "tool_calls": self.tool_calls}
+                "tool_calls": self.tool_calls, "affinity": self.affinity}
 
 
 def route_send(config: Config, body: JSONObject, *, stream: bool, url: str | None,
-               api_key: str | None) -> Sent:
-    """Send an Anthropic-format request in-process (or through the daemon at `url`)."""
+               api_key: str | None, turns: int = 1, session: str | None = None) -> list[Sent]:
+    """Send an Anthropic-format request in-process (or through the daemon at `url`); with
+    `turns` > 1, as the turns of one conversation (each resends the earlier ones), so the
+    prompt-cache affinity of the later turns shows."""
     request = {**body, "stream": True} if stream else body
-    return asyncio.run(_send(config, request, url=url, api_key=api_key))
+    return asyncio.run(_send(config, request, url=url, api_key=api_key, turns=turns,
+                             session=session))
 
 
-async def _send(config: Config, body: JSONObject, *, url: str | None,
-                api_key: str | None) -> Sent:
+async def _send(config: Config, body: JSONObject, *, url: str | None, api_key: str | None,
+                turns: int, session: str | None) -> list[Sent]:
     try:
         backend = await open_backend(config, url=url, in_process=url is None, api_key=api_key)
     except TurnError as exc:
         fail(exc.message)
+    sent: list[Sent] = []
+    try:
+        for turn in range(1, turns + 1):
+            if turn > 1:
+                body = _next_turn(body, sent[-1].text, turn)
+            sent.append(await _one(backend, body, session))
+            if not sent[-1].ok:
+                break
+    finally:
+        await backend.aclose()
+    return sent
+
+
+async def _one(backend: Backend, body: JSONObject, session: str | None) -> Sent:
     view = AnswerView(stdout(), stderr(), live=False, quiet=True)
     try:
         with view:
-            info = await backend.run(WireFormat.ANTHROPIC, body, view.add)
+            info = await backend.run(WireFormat.ANTHROPIC, body, view.add, session)
     except TurnError as exc:
         return Sent(False, exc.attempts, exc.latency_ms, backend.label, exc.message, exc.status,
                     view.text, view.tool_calls())
-    finally:
-        await backend.aclose()
     return Sent(True, info.attempts, info.latency_ms, info.via, None, 200, view.text,
-                view.tool_calls())
+                view.tool_calls(), info.affinity)
 
 
-def print_sent(sent: Sent) -> None:
+def _next_turn(body: JSONObject, answer: str, turn: int) -> JSONObject:
+    messages = [*body["messages"], {"role": "assistant", "content": answer or "(no text)"},
+                {"role": "user", "content": f"Turn {turn}: go on."}]
+    return {**body, "messages": messages}
+
+
+def print_sent(sent: Sent, turn: int | None = None) -> None:
     out = stdout()
+    if turn is not None:
+        out.print(Text(f"turn {turn}", style="bold"))
     table = Table(box=box.SIMPLE, title=f"attempts ({sent.via})", title_justify="left",
                   header_style="bold")
     for column in ("#", "target", "status", "error class", "time", "detail"):
@@ -83,15 +106,17 @@ def print_sent(sent: Sent) -> None:
         out.print(table)
     hops = max(0, len(sent.attempts) - 1)
     if sent.ok:
-        who = escape(sent.served_by or "?")
-        out.print(f"[bold green]verdict[/]  answered by {who} after {hops} fallback "
-                  f"hop{'' if hops == 1 else 's'} in {sent.latency_ms:.0f} ms")
+        out.print(styled(("verdict", "bold green"), f"  answered by {sent.served_by or '?'} "
+                         f"after {hops} fallback hop{'' if hops == 1 else 's'} in "
+                         f"{sent.latency_ms:.0f} ms"))
         answer = sent.text.strip().replace("\n", " ")
         if answer:
             more = "…" if len(answer) > 100 else ""
-            out.print(f"[dim]answer   {escape(answer[:100])}{more}[/]")
+            out.print(dim(f"answer   {answer[:100]}{more}"))
         for call in sent.tool_calls:
-            out.print(f"[dim]tool     {escape(call['name'])}({escape(call['arguments'])})[/]")
+            out.print(dim(f"tool     {call['name']}({call['arguments']})"))
     else:
         status = f" ({sent.status})" if sent.status else ""
-        out.print(f"[bold red]verdict[/]  failed{status}: {escape(sent.error or '')}")
+        out.print(styled(("verdict", "bold red"), f"  failed{status}: {sent.error or ''}"))
+    if sent.affinity is not None:
+        out.print(styled(("affinity", "bold"), f" {sent.affinity}"))

@@ -67,6 +67,7 @@ def auth_import_codex(
     nested `tokens` shape and the older flat shape are read; the account id comes from the
     token claims when the file does not give it.
 
+    \b
     Examples:
       llmproxy auth import-codex
       llmproxy auth import-codex ~/.codex/auth.json
@@ -86,10 +87,10 @@ def auth_import_codex(
         print_json(summary)
         return
     who = summary["email"] or summary["account_id"] or "unknown account"
-    stderr().print(f"imported the ChatGPT sign-in of {who} into {target}", markup=False)
+    stderr().print(f"imported the ChatGPT sign-in of {who} into {target}")
     if tokens.account_id is None:
         stderr().print("warning: no account id in the file or its tokens; requests will be "
-                       "sent without chatgpt-account-id", markup=False)
+                       "sent without chatgpt-account-id")
 
 
 @app.command("status")
@@ -100,6 +101,7 @@ def auth_status(
     """Show the stored sign-in: account, plan, expiry, last refresh (never the tokens).
     Exit status 1 when nothing is stored.
 
+    \b
     Examples:
       llmproxy auth status
       llmproxy auth status --json
@@ -115,7 +117,7 @@ def auth_status(
             print_json({"store": str(target), "signed_in": False})
         else:
             stderr().print(f"no ChatGPT sign-in stored in {target}: run `llmproxy auth "
-                           "import-codex`", markup=False)
+                           "import-codex`")
         raise typer.Exit(1)
     summary = describe(tokens, target)
     if as_json:
@@ -123,6 +125,9 @@ def auth_status(
         return
     out = stdout()
     for key, value in summary.items():
-        if key == "expires_in_seconds" and value is not None:
-            value = f"{value // 60} min" if value > 0 else "expired (refreshed on next use)"
-        out.print(f"{key.replace('_', ' ')}: {'-' if value is None else value}", markup=False)
+        label = key.replace("_", " ")
+        if key == "expires_in_seconds":
+            label = "expires in"  # the value is shown in minutes
+            if value is not None:
+                value = f"{value // 60} min" if value > 0 else "expired (refreshed on next use)"
+        out.print(f"{label}: {'-' if value is None else value}")

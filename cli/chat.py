@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from cli._config import CONFIG_OPTION, load_optional, state_dir
-from cli._engine import Backend, TurnError, TurnInfo, open_backend
-from cli._output import fail, print_json, stderr, stdout
+from cli._client import Backend, DaemonBackend, TurnError, TurnInfo, open_backend
+from cli._config import CONFIG_OPTION, load, load_optional, state_dir
+from cli._models import check_model
+from cli._output import dim, fail, print_json, stderr, stdout
 from cli._render import (
     AnswerView,
     footer,
@@ -77,40 +80,70 @@ def chat(
     routing and fallback in-process. The footer (stderr) says who answered, the fallback hops,
     tokens and latency.
 
+    \b
     Examples:
       llmproxy chat "What is a circuit breaker?"
       git diff | llmproxy chat -m thinking --system "Review this diff"
       llmproxy chat --json "2+2?" | jq .served_by
       llmproxy chat            # interactive; /help inside
     """
-    settings = load_optional(config)
-    question = prompt
-    if question is None and not sys.stdin.isatty():
-        question = sys.stdin.read().strip()
-        if not question:
-            fail("nothing to ask: the piped input is empty")
+    settings = load_optional(config, secrets=False)  # the daemon holds the provider keys
+    question = combine(prompt, None if sys.stdin.isatty() else sys.stdin.read())
+    if question == "":
+        fail("nothing to ask: the piped input is empty")
+    checked = check_model(model, settings)
+    if checked.error:
+        fail(checked.error)
+    if checked.warning:
+        stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
     options = Settings(model, system, stream=not no_stream, think=think)
+    target = Target(settings, url, in_process, api_key, config)
     if question is None:
         if as_json:
             fail("--json needs a prompt (an argument or piped input)")
-        _interactive(settings, options, url=url, in_process=in_process, api_key=api_key)
+        _interactive(target, options)
         return
     try:
-        code = asyncio.run(_one_shot(settings, options, question, url=url,
-                                     in_process=in_process, api_key=api_key, as_json=as_json))
+        code = asyncio.run(_one_shot(target, options, question, as_json=as_json))
     except KeyboardInterrupt:
-        stderr().print("[dim]interrupted[/]")
+        stderr().print(dim("interrupted"))
         raise typer.Exit(130) from None
     if code:
         raise typer.Exit(code)
 
 
-async def _one_shot(config: Config | None, options: Settings, question: str, *, url: str | None,
-                    in_process: bool, api_key: str | None, as_json: bool) -> int:
-    try:
-        backend = await open_backend(config, url=url, in_process=in_process, api_key=api_key)
-    except TurnError as exc:
-        fail(exc.message)
+def combine(prompt: str | None, piped: str | None) -> str | None:
+    """Like `llm`: the piped content, then the prompt. None: nothing given (interactive);
+    "": only empty input was piped."""
+    content = (piped or "").strip()
+    if prompt is None:
+        return None if piped is None else content
+    return f"{content}\n\n{prompt}" if content else prompt
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the turns go: the config read without secrets, and the flags that choose."""
+
+    config: Config | None
+    url: str | None
+    in_process: bool
+    api_key: str | None
+    config_path: Path | None
+
+    async def open(self) -> Backend:
+        why = "no daemon answers, so this process calls the providers itself"
+        try:
+            return await open_backend(
+                self.config, url=self.url, in_process=self.in_process, api_key=self.api_key,
+                full_config=lambda: load(self.config_path, why=why),
+            )
+        except TurnError as exc:
+            fail(exc.message)
+
+
+async def _one_shot(target: Target, options: Settings, question: str, *, as_json: bool) -> int:
+    backend = await target.open()
     err = stderr()
     view = AnswerView(stdout(), err, live=stdout_is_terminal(), quiet=as_json)
     try:
@@ -155,8 +188,11 @@ def _answer_json(view: AnswerView, info: TurnInfo) -> dict[str, Any]:
 class Session:
     """One conversation: input with history and multi-line entry, one answer at a time."""
 
-    def __init__(self, backend: Backend, options: Settings, out: Console, err: Console) -> None:
+    def __init__(self, backend: Backend, options: Settings, out: Console, err: Console,
+                 config: Config | None = None, listed: Sequence[str] = ()) -> None:
         self.backend = backend
+        self.config = config
+        self.listed = listed  # the daemon's model ids, to check `/model` without a config
         self.options = options
         self.out = out
         self.err = err
@@ -185,16 +221,23 @@ class Session:
             return False
         if name in ("reset", "new", "clear"):
             self.messages.clear()
-            self.err.print("[dim]conversation cleared[/]")
+            self.err.print(dim("conversation cleared"))
         elif name == "model" and arg:
+            checked = check_model(arg, self.config, self.listed)
+            if checked.error:
+                self.err.print(Text(f"error: {checked.error}; the model stays "
+                                    f"{self.options.model}", style="red"))
+                return True
+            if checked.warning:
+                self.err.print(Text(f"warning: {checked.warning}", style="yellow"))
             self.options.model = arg
-            self.err.print(f"[dim]model: {arg}[/]", markup=True)
+            self.err.print(dim(f"model: {arg}"))
         elif name == "system":
             self.options.system = arg or None
-            self.err.print(f"[dim]system prompt {'set' if arg else 'cleared'}[/]")
+            self.err.print(dim(f"system prompt {'set' if arg else 'cleared'}"))
         elif name == "think":
             self.options.think = not self.options.think
-            self.err.print(f"[dim]reasoning {'on' if self.options.think else 'off'}[/]")
+            self.err.print(dim(f"reasoning {'on' if self.options.think else 'off'}"))
         else:
             self.err.print(HELP, markup=False, highlight=False)
         return True
@@ -222,19 +265,16 @@ class Session:
         print_footer(self.err, footer(info, view.usage))
 
 
-def _interactive(config: Config | None, options: Settings, *, url: str | None, in_process: bool,
-                 api_key: str | None) -> None:
+def _interactive(target: Target, options: Settings) -> None:
     err = stderr()
     history = _load_history(state_dir() / "chat_history")
     with asyncio.Runner() as runner:
-        try:
-            backend = runner.run(open_backend(config, url=url, in_process=in_process,
-                                              api_key=api_key))
-        except TurnError as exc:
-            fail(exc.message)
-        session = Session(backend, options, stdout(), err)
-        err.print(f"[dim]llmproxy chat · {backend.label} · model {options.model} · /help for "
-                  "commands, Ctrl-D to quit[/]")
+        backend = runner.run(target.open())
+        listed = (runner.run(backend.model_ids()) if target.config is None
+                  and isinstance(backend, DaemonBackend) else [])
+        session = Session(backend, options, stdout(), err, target.config, listed)
+        err.print(dim(f"llmproxy chat · {backend.label} · model {options.model} · /help for "
+                      "commands, Ctrl-D to quit"))
         try:
             while True:
                 try:

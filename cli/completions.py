@@ -31,6 +31,7 @@ class Opt:
     help: str
     takes_value: bool
     is_path: bool
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,10 @@ def _option(param: Any) -> Opt | None:
         return None
     annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
     is_path = isinstance(annotation, type) and issubclass(annotation, Path)
+    descriptor = getattr(param, "type_descriptor", None) or getattr(param, "type", None)
+    choices = tuple(str(c) for c in getattr(descriptor, "choices", None) or ())
     return Opt(tuple(param.opts) + tuple(param.secondary_opts), _first_line(param.help),
-               not param.is_flag, is_path)
+               not param.is_flag, is_path, choices)
 
 
 def walk(app: typer.Typer) -> list[Node]:
@@ -64,7 +67,8 @@ def walk(app: typer.Typer) -> list[Node]:
     nodes: list[Node] = []
 
     def visit(command: Any, path: str) -> None:
-        children = dict(sorted(getattr(command, "commands", {}).items()))
+        loaded = getattr(command, "loaded_commands", None)  # the root imports lazily
+        children = dict(sorted((loaded() if loaded else getattr(command, "commands", {})).items()))
         options = [o for p in command.params if (o := _option(p)) is not None]
         options.append(Opt(("--help",), "Show the help and exit", False, False))
         subs = tuple((name, _first_line(child.help)) for name, child in children.items()
@@ -91,7 +95,7 @@ def bash(nodes: Sequence[Node]) -> str:
         f"# Install: source it, or copy it to ~/.local/share/bash-completion/completions/{PROG}",
         f"_{PROG}() {{",
         '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"',
-        '    local path="" word i subs="" opts="" files="" values=""',
+        '    local path="" word i subs="" opts="" files="" values="" choices=""',
         "    COMPREPLY=()",
         "    for ((i = 1; i < COMP_CWORD; i++)); do",
         '        word="${path:+$path }${COMP_WORDS[i]}"',
@@ -107,14 +111,21 @@ def bash(nodes: Sequence[Node]) -> str:
         subs = " ".join(name for name, _ in node.subcommands)
         lines += [
             f'        "{node.path}")',
-            f'            subs="{subs}"; opts="{opts}"; files="{files}"; values="{values}" ;;',
+            f'            subs="{subs}"; opts="{opts}"; files="{files}"; values="{values}"',
+            *(f'            [[ " {" ".join(o.names)} " == *" $prev "* ]] && '
+              f'choices="{" ".join(o.choices)}"' for o in node.options if o.choices),
+            "            ;;",
         ]
     lines += [
         "    esac",
         '    if [[ " $files " == *" $prev "* ]]; then',
         '        COMPREPLY=($(compgen -f -- "$cur")); return',
         "    fi",
-        '    [[ " $values " == *" $prev "* ]] && return',
+        # a value: its choices when known, never file names (the `-o default` fallback)
+        '    if [[ " $values " == *" $prev "* ]]; then',
+        "        compopt +o default 2>/dev/null",
+        '        COMPREPLY=($(compgen -W "$choices" -- "$cur")); return',
+        "    fi",
         '    if [[ "$cur" == -* ]]; then',
         '        COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
         "    else",
@@ -141,7 +152,7 @@ def zsh(nodes: Sequence[Node]) -> str:
         "# Install: put it on $fpath as _llmproxy, or source it after compinit.",
         f"_{PROG}() {{",
         "  local path_='' word prev=${words[CURRENT-1]}",
-        "  local -a subs opts files values",
+        "  local -a subs opts files values choices",
         "  local i",
         "  for (( i = 2; i < CURRENT; i++ )); do",
         '    word="${path_:+$path_ }${words[i]}"',
@@ -159,12 +170,18 @@ def zsh(nodes: Sequence[Node]) -> str:
             f'    ("{node.path}")',
             f"      subs=({subs})",
             f"      opts=({opts})",
-            f"      files=({files}) values=({values}) ;;",
+            f"      files=({files}) values=({values})",
+            *(f"      [[ ' {' '.join(o.names)} ' == *' '$prev' '* ]] && "
+              f"choices=({' '.join(o.choices)})" for o in node.options if o.choices),
+            "      ;;",
         ]
     lines += [
         "  esac",
         "  if (( ${files[(Ie)$prev]} )); then _files; return; fi",
-        "  if (( ${values[(Ie)$prev]} )); then _message value; return; fi",
+        "  if (( ${values[(Ie)$prev]} )); then",
+        "    if (( ${#choices} )); then compadd -- $choices; else _message value; fi",
+        "    return",
+        "  fi",
         "  if [[ $PREFIX == -* ]]; then",
         "    _describe -t options option opts",
         "  elif (( ${#subs} )); then",
@@ -218,6 +235,8 @@ def fish(nodes: Sequence[Node]) -> str:
             for name in option.names:
                 flags.append(f"-l {name[2:]}" if name.startswith("--") else f"-s {name[1:]}")
             kind = " -r -F" if option.is_path else " -r" if option.takes_value else ""
+            if option.choices:
+                kind += f" -a {_fq(' '.join(option.choices))}"
             lines.append(f"complete -c {PROG} {where} {' '.join(flags)}{kind} "
                          f"-d {_fq(option.help)}")
     return "\n".join(lines) + "\n"

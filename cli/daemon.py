@@ -10,18 +10,24 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import typer
+from rich.text import Text
 
+from cli._address import (
+    DEFAULT_DAEMON_URL,
+    START_HINT,
+    daemon_url,
+    health,
+    normalize_url,
+    url_option,
+)
 from cli._config import CONFIG_OPTION, load_optional, state_dir
-from cli._engine import DEFAULT_DAEMON_URL, daemon_url
-from cli._output import fail, print_json, stderr, stdout
+from cli._output import fail, print_json, stderr, stdout, styled
 from cli.workers import read_workers
 
 PID_FILE = "llmproxy.pid"
@@ -71,17 +77,6 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def health(url: str, timeout: float = 0.5) -> dict[str, Any] | None:
-    """`GET /health` without the environment's HTTP proxy; None unless llmproxy answers."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url.rstrip("/") + "/health", timeout=timeout) as response:
-            body = orjson.loads(response.read())
-    except (urllib.error.URLError, OSError, orjson.JSONDecodeError, ValueError):
-        return None
-    return body if isinstance(body, dict) and body.get("status") == "ok" else None
-
-
 def start_detached(serve_args: list[str], url: str, *, wait: float = 20.0) -> DaemonState:
     """Start `llmproxy serve <serve_args>` in its own session, logging to the state dir, and
     return once it answers on `url` (or exit with the log's last lines)."""
@@ -89,9 +84,13 @@ def start_detached(serve_args: list[str], url: str, *, wait: float = 20.0) -> Da
     if current is not None and pid_alive(current.pid):
         fail(f"llmproxy is already running (pid {current.pid}) at {current.url}; "
              "`llmproxy stop` first")
+    if (other := health(url)) is not None:
+        fail(f"another llmproxy (pid {other.get('pid', '?')}) already answers at {url}; "
+             "`llmproxy stop` it first, or pass --port")
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = directory / LOG_FILE
+    started_at = log_path.stat().st_size if log_path.exists() else 0
     command = [sys.executable, "-m", "cli", "serve", *serve_args]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -102,11 +101,11 @@ def start_detached(serve_args: list[str], url: str, *, wait: float = 20.0) -> Da
     (directory / PID_FILE).write_text(f"{process.pid}\n")
     (directory / STATE_FILE).write_bytes(orjson.dumps(asdict(state)))
     deadline = time.monotonic() + wait
-    while health(url) is None:
+    while (answer := health(url)) is None or answer.get("pid") not in (None, process.pid):
         if process.poll() is not None:
             _clear_state()
-            fail(f"the daemon exited with status {process.returncode}; last lines of "
-                 f"{log_path}:\n{_tail(log_path)}", code=1)
+            fail(f"the daemon exited with status {process.returncode}: "
+                 f"{_last_error(log_path, started_at)}\n(log: {log_path})", code=1)
         if time.monotonic() > deadline:
             fail(f"the daemon (pid {process.pid}) did not answer on {url} within {wait:.0f}s; "
                  f"see {log_path}", code=1)
@@ -121,74 +120,189 @@ def _detached() -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
+def _last_error(path: Path, offset: int) -> str:
+    """What this start wrote to the log: its `error:` line when there is one (the daemon's own
+    one-line diagnosis), else its last lines."""
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return "(the log cannot be read)"
+    errors = [line for line in lines if line.startswith("error:")]
+    return errors[-1].removeprefix("error:").strip() if errors else "\n".join(lines[-15:])
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The daemon at one address: what answers there, and our record of it if we started it."""
+
+    url: str
+    answer: dict[str, Any] | None
+    managed: DaemonState | None
+
+    @property
+    def pid(self) -> int | None:
+        if self.managed is not None:
+            return self.managed.pid
+        pid = (self.answer or {}).get("pid")
+        return pid if isinstance(pid, int) else None
+
+
+URL_OPTION = typer.Option(None, "--url", help="The daemon at this URL (default: the one "
+                          "`serve --detach` started, else the configured address).")
+
+
+def find_daemon(url: str | None, config: Path | None) -> Found:
+    """`--url`, else the detached daemon, else the configured address, else the default one.
+    Reads the config for its address only: no provider secret is needed."""
+    state = read_state()
+    managed = state if state is not None and pid_alive(state.pid) else None
+    if url is not None:
+        url = url_option(url)
+        if managed is not None and normalize_url(managed.url) != url:
+            managed = None  # another daemon's pid and log are not this one's
+    elif managed is not None:
+        url = managed.url
+    else:
+        settings = load_optional(config, secrets=False)
+        url = daemon_url(settings) if settings else DEFAULT_DAEMON_URL
+    return Found(url, health(url), managed)
 
 
 def daemon_stop(
     timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for a graceful "
                                   "shutdown before the process is killed."),
+    url: str | None = URL_OPTION,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Stop the daemon started with `llmproxy serve --detach`.
+    """Stop the daemon: the one `llmproxy serve --detach` started, or one running in the
+    foreground on this machine.
 
+    \b
     Examples:
       llmproxy stop
+      llmproxy stop --url http://127.0.0.1:4000
     """
-    state = read_state()
-    if state is None or not pid_alive(state.pid):
+    found = find_daemon(url, config)
+    pid = found.pid
+    if pid is None or (found.managed is None and found.answer is None):
         _clear_state()
-        stderr().print("llmproxy is not running")
+        stderr().print(f"llmproxy is not running (nothing answers at {found.url})")
         return
-    os.kill(state.pid, signal.SIGTERM)  # aiohttp drains in-flight requests, then exits
+    try:
+        os.kill(pid, signal.SIGTERM)  # aiohttp drains in-flight requests, then exits
+    except ProcessLookupError:
+        fail(f"the daemon at {found.url} (pid {pid}) runs on another machine or in another "
+             "container; stop it there", code=1)
+    except PermissionError:
+        fail(f"the daemon at {found.url} (pid {pid}) belongs to another user; stop it as that "
+             "user (e.g. `sudo systemctl stop llmproxy`)", code=1)
     deadline = time.monotonic() + timeout
-    while pid_alive(state.pid) and time.monotonic() < deadline:
+    while _running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if pid_alive(state.pid):
-        os.kill(state.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-        stderr().print(f"[yellow]killed pid {state.pid} after {timeout:.0f}s[/]")
-    _clear_state()
-    stderr().print(f"stopped llmproxy (pid {state.pid})")
+    if _running(pid):
+        os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        stderr().print(Text(f"killed pid {pid} after {timeout:.0f}s", style="yellow"))
+    if found.managed is not None:
+        _clear_state()
+    how = "" if found.managed is not None else ", running in the foreground"
+    stderr().print(f"stopped llmproxy (pid {pid}{how})")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid_alive(pid)
+
+
+def daemon_reload(
+    url: str | None = URL_OPTION,
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the outcome."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Re-read the running daemon's config file without a restart (it is sent SIGHUP).
+
+    A config that does not load is refused with its key path and the running one is kept
+    (exit status 1). Requests in flight finish on the config they started with.
+
+    \b
+    Examples:
+      llmproxy reload
+      kill -HUP "$(cat ~/.local/state/llmproxy/llmproxy.pid)"   # the same
+    """
+    found = find_daemon(url, config)
+    if found.answer is None or found.pid is None:
+        fail(f"nothing answers at {found.url}; {START_HINT}", code=EXIT_NOT_RUNNING)
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None:
+        fail("this platform has no SIGHUP; restart the daemon instead", code=1)
+    before = _reload_number(found.answer)
+    try:
+        os.kill(found.pid, hup)
+    except OSError as exc:
+        fail(f"cannot signal the daemon at {found.url} (pid {found.pid}): {exc.strerror}", code=1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = health(found.url)
+        last = (answer or {}).get("config", {}).get("last_reload")
+        if isinstance(last, dict) and _reload_number(answer) > before:
+            if not last.get("ok"):
+                fail(str(last.get("message")), code=1)
+            restart = ", ".join(last.get("restart_required") or [])
+            stderr().print(str(last.get("message")) + (
+                f"; a restart is needed to change {restart}" if restart else ""))
+            return
+        time.sleep(0.1)
+    fail(f"the daemon at {found.url} did not report a reload within {timeout:.0f}s; see its log",
+         code=1)
+
+
+def _reload_number(answer: dict[str, Any] | None) -> int:
+    config = (answer or {}).get("config")
+    last = config.get("last_reload") if isinstance(config, dict) else None
+    number = last.get("number") if isinstance(last, dict) else None
+    return number if isinstance(number, int) else 0
 
 
 def daemon_status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    url: str | None = typer.Option(None, "--url", help="Ask the daemon at this URL."),
+    url: str | None = URL_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Show whether the daemon runs and answers.
 
     Exit status 0 when it answers, 3 when nothing runs, 1 when a started daemon does not answer.
 
+    \b
     Examples:
       llmproxy status
       llmproxy status --json
     """
-    state = read_state()
-    managed = state if state is not None and pid_alive(state.pid) else None
-    if url is None:
-        settings = load_optional(config) if managed is None else None
-        url = managed.url if managed else daemon_url(settings) if settings else DEFAULT_DAEMON_URL
-    found = health(url)
+    found = find_daemon(url, config)
+    answer, managed = found.answer, found.managed
     report = {
-        "running": found is not None or managed is not None,
-        "answering": found is not None,
-        "url": url,
-        "pid": managed.pid if managed else None,
+        "running": answer is not None or managed is not None,
+        "answering": answer is not None,
+        "url": found.url,
+        "pid": found.pid,
         "detached": managed is not None,
         "uptime_s": round(time.time() - managed.started) if managed else None,
         "log": managed.log if managed else None,
-        "providers": found.get("providers", []) if found else [],
-        "targets": found.get("targets", []) if found else [],
-        "state": found.get("state") if found else None,
-        **_workers(found),
+        "providers": answer.get("providers", []) if answer else [],
+        "targets": answer.get("targets", []) if answer else [],
+        "state": answer.get("state") if answer else None,
+        **_workers(answer),
     }
     if as_json:
         print_json(report)
     else:
         _print_status(report)
-    if found is None:
+    if answer is None:
         raise typer.Exit(1 if managed else EXIT_NOT_RUNNING)
 
 
@@ -208,9 +322,10 @@ def _print_status(report: dict[str, Any]) -> None:
     if not report["running"]:
         out.print(f"not running (nothing answers at {report['url']})")
         return
-    state = "[green]running[/]" if report["answering"] else "[red]not answering[/]"
-    pid = f"  pid {report['pid']}" if report["pid"] else "  (not started by --detach)"
-    out.print(f"{state}  {report['url']}{pid}", highlight=False)
+    state = ("running", "green") if report["answering"] else ("not answering", "red")
+    pid = f"  pid {report['pid']}" if report["pid"] else ""
+    how = "" if report["detached"] else "  (in the foreground, not started by --detach)"
+    out.print(styled(state, f"  {report['url']}{pid}{how}"))
     if report["uptime_s"] is not None:
         out.print(f"uptime     {report['uptime_s']} s")
     if report.get("workers"):
@@ -223,13 +338,12 @@ def _print_status(report: dict[str, Any]) -> None:
         shared = f"redis, {state.get('redis')}" if state.get("backend") == "redis" else "memory"
         out.print(f"state      {shared}", markup=False, highlight=False)
     if report["providers"]:
-        out.print(f"providers  {', '.join(report['providers'])}", markup=False)
+        out.print(f"providers  {', '.join(report['providers'])}")
     unhealthy = [t for t in report["targets"] if t.get("state") != "closed"
                  or (t.get("cooldown_left") or 0) > 0]
     for target in unhealthy:
         cooling = float(target.get("cooldown_left") or 0)
-        state = f"{target.get('state')}" + (f", cooling {cooling:.0f}s" if cooling else "")
-        out.print(f"  {target.get('target')}: {state}  {target.get('reason') or ''}".rstrip(),
-                  markup=False, highlight=False)
+        state_text = f"{target.get('state')}" + (f", cooling {cooling:.0f}s" if cooling else "")
+        out.print(f"  {target.get('target')}: {state_text}  {target.get('reason') or ''}".rstrip())
     if report["log"]:
-        out.print(f"log        {report['log']}", markup=False)
+        out.print(f"log        {report['log']}")

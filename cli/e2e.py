@@ -18,9 +18,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from cli._address import daemon_url
 from cli._config import CONFIG_OPTION, load
-from cli._engine import daemon_url, probe_daemon
-from cli._output import fail, stderr, stdout
+from cli._engine import probe_daemon
+from cli._output import dim, fail, stderr, stdout
 from proxy.config import Config
 from proxy.e2e import (
     Case,
@@ -65,6 +66,7 @@ def e2e_run(
     model mapping: non-streaming plain. Each is triggered as a real client triggers it. Exit
     status 1 when any test fails.
 
+    \b
     Examples:
       llmproxy e2e --simulate
       llmproxy e2e --simulate --seed 7 --markdown report.md
@@ -74,7 +76,7 @@ def e2e_run(
     to_stdout = "-" in (str(json_file), str(markdown_file))
     console = stderr() if to_stdout else stdout()
     if not console.is_terminal:  # a file or pipe: room for the whole table, no wrapping
-        console = Console(file=console.file, width=160, highlight=False)
+        console = Console(file=console.file, width=160, highlight=False, markup=False)
     wanted = list(routes or [])
     with _daemon_logs(verbose):
         if simulate:
@@ -108,7 +110,7 @@ async def _simulated(seed: int, wanted: list[str], console: Console, time_limit:
                      ) -> list[Result]:
     async with simulated_deployment(seed) as deployment:
         _check_routes(deployment.config, wanted)
-        stderr().print(f"[dim]simulated deployment (seed {seed}) at {deployment.url}[/]")
+        stderr().print(dim(f"simulated deployment (seed {seed}) at {deployment.url}"))
         cases = build_matrix(deployment.config, wanted)
         return await _run(deployment.url, None, cases, console, time_limit)
 
@@ -130,12 +132,12 @@ async def _daemon_for(config: Config, url: str | None) -> AsyncIterator[str]:
     async with aiohttp.ClientSession(trust_env=False) as session:
         found = await probe_daemon(session, configured)
     if found is not None:
-        stderr().print(f"[dim]testing through the daemon at {configured}[/]")
+        stderr().print(dim(f"testing through the daemon at {configured}"))
         yield configured
         return
     async with running_daemon(config, "127.0.0.1", 0) as local:
-        stderr().print(f"[dim]no daemon at {configured}; testing through one started here "
-                       f"({local})[/]")
+        stderr().print(dim(f"no daemon at {configured}; testing through one started here "
+                           f"({local})"))
         yield local
 
 
@@ -201,7 +203,7 @@ def _write(target: Path | None, text: str) -> None:
         stdout().file.write(text)
         return
     target.write_text(text, encoding="utf-8")
-    stderr().print(f"[dim]wrote {target}[/]")
+    stderr().print(dim(f"wrote {target}"))
 
 
 @contextlib.contextmanager

@@ -85,6 +85,7 @@ def init_config(
     Mode 0600 (it will hold keys), written atomically, never over an existing file without
     --force. Prints its path.
 
+    \b
     Examples:
       llmproxy init
       llmproxy init --path ./llmproxy.toml --force

@@ -7,25 +7,27 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from cli._config import CONFIG_OPTION, load
-from cli._engine import daemon_url, probe_daemon
-from cli._output import print_json, stderr, stdout
+from cli._address import daemon_url, health, url_option
+from cli._config import CONFIG_OPTION, load, load_reporting_unset
+from cli._output import dim, print_json, stderr, stdout
 from cli.providers_refresh import providers_refresh
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
-from proxy.errors import UpstreamError
+from proxy.errors import ConfigError, UpstreamError
 from proxy.exchange import pair
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
 from proxy.types import ErrorClass, JSONObject, Target, WireFormat
+
+if TYPE_CHECKING:
+    import aiohttp
 
 app = typer.Typer(help="Inspect and check the configured providers.", no_args_is_help=True)
 app.command("refresh")(providers_refresh)
@@ -77,37 +79,68 @@ def providers_status(
     live health the running daemon reports (breaker state, cooldown, success rate, latency).
     With --probe, exit status 1 when any target is not reachable.
 
+    \b
     Examples:
       llmproxy providers status
       llmproxy providers status --probe
       llmproxy providers status --json | jq '.providers[] | select(.key == "missing")'
     """
-    settings = load(config)
-    health, probes = asyncio.run(_gather(settings, url, probe, timeout, show=not as_json))
-    rows = [_row(provider, health) for provider in settings.providers]
+    if probe:  # this process calls every provider: it needs their keys
+        settings = load(config, why="--probe calls the providers from this shell")
+        unset: dict[str, str] = {}
+    else:
+        found, unset = load_reporting_unset(config, secrets=False)
+        settings = found if found is not None else load(config)
+    address = url_option(url) if url else daemon_url(settings)
+    live = health(address)
+    probes = asyncio.run(_probe_all(settings, timeout, show=not as_json)) if probe else []
+    rows = [_row(index, provider, live, unset) for index, provider in
+            enumerate(settings.providers)]
     if as_json:
-        print_json({"daemon": health is not None, "providers": rows,
+        print_json({"daemon": live is not None, "providers": rows,
                     **({"probes": [p.to_json() for p in probes]} if probe else {})})
     else:
         stdout().print(_table(rows))
         if probe:
             stdout().print(_probe_table(probes))
-    if health is None and not as_json:
-        stderr().print(f"[dim]no daemon answered at {url or daemon_url(settings)}: live health "
-                       "unavailable (start one with `llmproxy serve`)[/]")
+    if live is None and not as_json:
+        stderr().print(dim(f"no daemon answered at {address}: live health unavailable "
+                           "(start one with `llmproxy serve --detach`)"))
     if probe and not all(p.reachable for p in probes):
         raise typer.Exit(1)
 
 
-async def _gather(config: Config, url: str | None, probe: bool, time_limit: float, *,
-                  show: bool) -> tuple[JSONObject | None, list[Probe]]:
+async def _probe_all(config: Config, time_limit: float, *, show: bool) -> list[Probe]:
+    import aiohttp  # only probing calls providers from this process
+
     async with aiohttp.ClientSession(trust_env=False) as session:
-        health = await probe_daemon(session, url or daemon_url(config))
-        probes = await probe_all(session, config, time_limit, show=show) if probe else []
-    return health, probes
+        return await probe_all(session, config, time_limit, show=show)
 
 
-def _row(provider: ProviderConfig, health: JSONObject | None) -> dict[str, Any]:
+def key_state(index: int, provider: ProviderConfig, unset: dict[str, str]) -> str:
+    """`present`; `sign-in` / `no sign-in` (codex: a ChatGPT sign-in, no key); `none` (no key
+    configured: a local model); `unset here` (its variable is not set in this shell, which the
+    daemon's environment may well set)."""
+    if provider.format is WireFormat.CODEX:
+        from proxy.codex_auth import TokenStore, default_store_path
+
+        store = Path(provider.auth_file).expanduser() if provider.auth_file else None
+        try:
+            tokens = TokenStore(store or default_store_path()).load()
+        except ConfigError:
+            tokens = None
+        return "sign-in" if tokens is not None else "no sign-in"
+    if f"providers[{index}].api_key" in unset:
+        return "unset here"
+    return "present" if provider.api_key else "none"
+
+
+KEY_STYLES = {"present": "green", "sign-in": "green", "none": "dim", "unset here": "yellow",
+              "no sign-in": "red"}
+
+
+def _row(index: int, provider: ProviderConfig, health: JSONObject | None,
+         unset: dict[str, str]) -> dict[str, Any]:
     targets = [t for t in (health or {}).get("targets", []) if isinstance(t, dict)
                and t.get("provider") == provider.name]
     requests = sum(int(t.get("requests") or 0) for t in targets)
@@ -122,7 +155,7 @@ def _row(provider: ProviderConfig, health: JSONObject | None) -> dict[str, Any]:
         "format": provider.format.value,
         "base_url": provider.api_base_url,
         "models": list(provider.models),
-        "key": "present" if provider.api_key else "missing",
+        "key": key_state(index, provider, unset),
         "state": state if health is not None else None,
         "cooldown_left": max((float(t.get("cooldown_left") or 0) for t in targets), default=0.0),
         "requests": requests,
@@ -138,7 +171,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> Table:
                    "latency"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        key = Text(row["key"], style="green" if row["key"] == "present" else "red")
+        key = Text(row["key"], style=KEY_STYLES.get(row["key"], ""))
         table.add_row(Text(row["name"], style="bold"), row["format"], Text(row["base_url"]),
                       Text(", ".join(row["models"])), key, _health_text(row),
                       "—" if row["success_rate"] is None else f"{row['success_rate']:.0%}",

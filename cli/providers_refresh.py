@@ -10,10 +10,9 @@ from pathlib import Path
 
 import aiohttp
 import typer
-from rich.markup import escape
 
 from cli._config import CONFIG_OPTION, load
-from cli._output import fail, print_json, stderr, stdout
+from cli._output import dim, fail, print_json, stderr, stdout, styled
 from proxy.config import Config
 from proxy.model_catalog import RefreshReport, default_cache_dir, refresh_catalog
 
@@ -35,6 +34,7 @@ def providers_refresh(
     still win). The daemon reads the cache when it starts; nothing is fetched otherwise.
     Exits 1 when a provider's list could not be fetched.
 
+    \b
     Examples:
       llmproxy providers refresh
       llmproxy providers refresh --json
@@ -62,15 +62,15 @@ def _render(report: RefreshReport) -> None:
     out = stdout()
     for p in report.providers:
         if p.ok:
-            out.print(f"[green]ok[/]       {p.provider}: {p.models} models")
+            out.print(styled(("ok", "green"), f"       {p.provider}: {p.models} models"))
         elif p.skipped:
-            out.print(f"[dim]skipped  {p.provider}: {p.skipped}[/]")
+            out.print(dim(f"skipped  {p.provider}: {p.skipped}"))
         else:
-            out.print(f"[red]failed[/]   {p.provider}: {escape(p.error)}")
+            out.print(styled(("failed", "red"), f"   {p.provider}: {p.error}"))
         for model in p.unlisted:
-            out.print(f"  [yellow]warning[/] {p.provider},{model} is configured but not in the "
-                      "published list (retired, renamed or misspelled?)")
+            out.print(styled("  ", ("warning", "yellow"), f" {p.provider},{model} is configured "
+                             "but not in the published list (retired, renamed or misspelled?)"))
         for model in p.retired:
-            out.print(f"  [yellow]warning[/] {p.provider},{model} is marked retired: routing "
-                      "will skip it")
+            out.print(styled("  ", ("warning", "yellow"), f" {p.provider},{model} is marked "
+                             "retired: routing will skip it"))
     stderr().print(f"model cache written to {report.path}")

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.text import Text
 
 from cli._config import CONFIG_OPTION, load
-from cli._output import fail, print_json, stdout
-from cli._route_send import print_sent, route_send
+from cli._models import check_model
+from cli._output import dim, fail, print_json, stderr, stdout, styled
+from proxy.affinity import Affinity
 from proxy.capabilities import ModelCapabilities
+from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.errors import RoutingError
+from proxy.health import HealthRegistry
 from proxy.model_catalog import load_catalog
 from proxy.routing import decide
 from proxy.summary import summarize
 from proxy.types import JSONObject, WireFormat
+
+if TYPE_CHECKING:
+    from cli._route_send import Sent
 
 app = typer.Typer(help="Inspect routing decisions.", no_args_is_help=True)
 
@@ -25,8 +34,24 @@ _TINY_PNG = (
 
 def sample_request(model: str, prompt: str, *, thinking: bool, tools: bool, image: bool,
                    tokens: int | None) -> JSONObject:
-    """An Anthropic-format request with the features routing looks at."""
-    text = prompt if tokens is None else prompt + " " + "word " * (tokens * 3 // 4)
+    """An Anthropic-format request with the features routing looks at; `tokens`: padded so
+    that the router's own estimate of it is about that many tokens."""
+    build = partial(_request, model, thinking=thinking, tools=tools, image=image)
+    if tokens is None:
+        return build(prompt)
+    # The estimate is linear in the padding, so two measurements give the length to use.
+    sample = 1000
+    base = _estimate(build(prompt))
+    per_word = (_estimate(build(prompt + " word" * sample)) - base) / sample
+    words = max(0, round((tokens - base) / per_word)) if per_word > 0 else 0
+    return build(prompt + " word" * words)
+
+
+def _estimate(body: JSONObject) -> int:
+    return summarize(body, WireFormat.ANTHROPIC).token_estimate
+
+
+def _request(model: str, text: str, *, thinking: bool, tools: bool, image: bool) -> JSONObject:
     content: list[JSONObject] = [{"type": "text", "text": text}]
     if image:
         content.append({"type": "image", "source": {"type": "base64", "media_type": "image/png",
@@ -60,20 +85,33 @@ def route_test(
                                    "this URL (default: in-process, with per-attempt timing)."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY",
                                        help="Client key for --url."),
+    session: str | None = typer.Option(None, "--session", help="A conversation id (sent as "
+                                       "x-llmproxy-session); default: the prompt identifies "
+                                       "the conversation."),
+    turns: int = typer.Option(1, "--turns", min=1, max=50, help="With --send: send N turns of "
+                              "one conversation and show what prompt-cache affinity decided."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Print the routing decision for a request: scenario, why, and the chain in order.
     With --send, perform it too (exit status 1 when it fails).
 
+    \b
     Examples:
       llmproxy route test claude-haiku-4-5
       llmproxy route test thinking --tools
       llmproxy route test auto --tokens 80000 --json
       llmproxy route test claude-sonnet-4-5 --thinking --send
       llmproxy route test auto --send --url http://127.0.0.1:3456
+      llmproxy route test auto --send --turns 3 --session demo
     """
-    settings = load(config)
+    # Routing reads no provider key; sending in this process needs them.
+    in_process = send and url is None
+    settings = load(config, secrets=in_process,
+                    why="--send without --url calls the providers from this shell")
     settings = settings.with_catalog(load_catalog(settings))
+    checked = check_model(model, settings)
+    if checked.warning:
+        stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
     body = sample_request(model, prompt, thinking=thinking, tools=tools, image=image,
                           tokens=tokens)
     summary = summarize(body, WireFormat.ANTHROPIC)
@@ -81,7 +119,20 @@ def route_test(
         decision = decide(summary, settings)
     except RoutingError as exc:
         fail(str(exc))
-    sent = route_send(settings, body, stream=stream, url=url, api_key=api_key) if send else None
+    headers = {SESSION_HEADER: session} if session is not None else {}
+    conversation = conversation_of(body, headers, WireFormat.ANTHROPIC)
+    # This process has no conversation history: the first turn's view. `--send --turns N`
+    # (or a daemon with --url) shows the later turns.
+    health = HealthRegistry(settings.proxy.health)
+    decision = Affinity.in_memory(settings.affinity).route(
+        decision, conversation, settings.affinity, health)
+    sent: list[Sent] = []
+    if send:  # the HTTP client and the providers only when something is sent
+        from cli._route_send import route_send
+
+        sent = route_send(settings, body, stream=stream, url=url, api_key=api_key, turns=turns,
+                          session=session)
+    failed = bool(sent) and not all(s.ok for s in sent)
     if as_json:
         print_json({
             "model": model,
@@ -96,29 +147,39 @@ def route_test(
             "unfit": [{"target": str(s.target), "reason": s.reason} for s in decision.unfit],
             "capabilities": {str(t): settings.capabilities(t).to_json()
                              for t in (*decision.chain, *(s.target for s in decision.skipped))},
-            **({"send": sent.to_json()} if sent is not None else {}),
+            "conversation": conversation.source if conversation is not None else None,
+            "affinity": decision.affinity,
+            **({"send": sent[0].to_json()} if len(sent) == 1 else {}),
+            **({"turns": [s.to_json() for s in sent]} if len(sent) > 1 else {}),
         })
-        if sent is not None and not sent.ok:
+        if failed:
             raise typer.Exit(1)
         return
     out = stdout()
-    out.print(f"[bold]scenario[/]  {decision.scenario.value}")
-    out.print(f"[bold]why[/]       {decision.reason}")
-    out.print(f"[bold]tokens[/]    ~{summary.token_estimate}")
+    out.print(styled(("scenario", "bold"), f"  {decision.scenario.value}"))
+    out.print(styled(("why", "bold"), f"       {decision.reason}"))
+    out.print(styled(("tokens", "bold"), f"    ~{summary.token_estimate}"))
     if decision.rule is not None:
-        out.print(f"[bold]rule[/]      {decision.rule}")
-    out.print("[bold]chain[/]")
+        out.print(styled(("rule", "bold"), f"      {decision.rule}"))
+    out.print(styled(("chain", "bold")))
     for position, target in enumerate(decision.chain, 1):
         caps = capability_line(settings.capabilities(target))
-        out.print(f"  {position}. {target}  [dim]{caps}[/]")
+        out.print(styled(f"  {position}. {target}  ", (caps, "dim")))
     for skipped in decision.skipped:
-        out.print(f"  [dim]skipped {skipped.target}: {skipped.reason}[/]")
+        out.print(dim(f"  skipped {skipped.target}: {skipped.reason}"))
     for unfit in decision.unfit:
-        out.print(f"  [yellow]unfit[/] {unfit.target}: {unfit.reason} (tried anyway)")
-    if sent is not None:
-        print_sent(sent)
-        if not sent.ok:
-            raise typer.Exit(1)
+        out.print(styled("  ", ("unfit", "yellow"),
+                         f" {unfit.target}: {unfit.reason} (tried anyway)"))
+    if conversation is not None and decision.affinity is not None:
+        out.print(styled(("affinity", "bold"), f"  {decision.affinity} ",
+                         (f"(conversation from {conversation.source})", "dim")))
+    if sent:
+        from cli._route_send import print_sent
+
+        for turn, one in enumerate(sent, 1):
+            print_sent(one, turn if len(sent) > 1 else None)
+    if failed:
+        raise typer.Exit(1)
 
 
 def capability_line(caps: ModelCapabilities) -> str:

@@ -4,15 +4,18 @@ or in front of the built-in simulated providers (--simulate)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import tempfile
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 from aiohttp import web
 
+from cli._address import health, reachable_url
 from cli._config import CONFIG_OPTION, load
-from cli._engine import reachable_url
 from cli._output import fail, stderr
 from cli.daemon import start_detached
 from cli.workers import run_workers
@@ -20,6 +23,7 @@ from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.logging_setup import Redactor, configure_logging
 from proxy.model_catalog import load_catalog
+from proxy.reload import config_file, install_reload
 from proxy.security.auth import check_bind
 from proxy.server import WORKER_ENV, build_app
 from proxy.simulate.deployment import (
@@ -30,15 +34,27 @@ from proxy.simulate.deployment import (
 )
 from proxy.simulate.runner import SimulatorThread
 
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LOG_LEVEL_OPTION = typer.Option(LogLevel.INFO, "--log-level", help="How much to log.")
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3456
+WATCH_INTERVAL = 1.0  # seconds between looks at the config file's modification time
 
 
 def serve_run(
     config: Path | None = CONFIG_OPTION,
     host: str | None = typer.Option(None, "--host", help="Address to bind (overrides config)."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port (overrides config)."),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_level: LogLevel = LOG_LEVEL_OPTION,
     simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
                                   "reference deployment (offline, no keys, no config needed)."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="With --simulate: the fault "
@@ -48,14 +64,19 @@ def serve_run(
     workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Processes serving "
                                 "the port (SO_REUSEPORT); they share limits and health through "
                                 '[state] backend = "redis".'),
+    watch: bool = typer.Option(False, "--watch", help="Reload the config when the file (or the "
+                               ".env next to it) changes. `llmproxy reload` and SIGHUP always "
+                               "work."),
 ) -> None:
     """Run the proxy daemon (foreground by default, e.g. under systemd).
 
+    \b
     Examples:
       llmproxy serve --config ~/.config/llmproxy/config.toml
       llmproxy serve --simulate            # offline demo: codex 429s, zai 500s, fallbacks
       llmproxy serve --detach && llmproxy status
       llmproxy serve --workers 4           # one port, four processes (Linux)
+      llmproxy serve --watch               # edits to the config apply without a restart
       ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude
     """
     settings = None if simulate else load(config)
@@ -66,22 +87,23 @@ def serve_run(
     if workers > 1 and settings is None:
         fail("--workers serves a config file; --simulate runs one process")
     if detach:
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level]
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value]
         args += ["--workers", str(workers)] if workers > 1 else []
         args += ["--simulate", "--seed", str(seed)] if simulate else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
+        args += ["--watch"] if watch else []
         state = start_detached(args, reachable_url(bind_host, bind_port))
         stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
     if settings is not None and workers > 1:
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level,
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
                 "--config", str(Path(settings.source).resolve())]
+        args += ["--watch"] if watch else []
         stderr().print(f"llmproxy: {workers} workers on http://{bind_host}:{bind_port}")
         raise typer.Exit(run_workers(workers, args, bind_port, shared=settings.state.shared))
     if settings is not None:
-        stderr().print(f"llmproxy listening on http://{bind_host}:{bind_port}")
-        _run(settings, bind_host, bind_port, log_level)
+        _run(settings, bind_host, bind_port, log_level.value, watch=watch)
         return
     # Latency makes the demo's streams visibly stream.
     sims = SimulatorThread(reference_providers(seed, chunk_delay=0.02, first_token_delay=0.2))
@@ -92,8 +114,8 @@ def serve_run(
             simulated = reference_config(providers, sign_ins, host=bind_host, port=bind_port,
                                          seed=seed)
             _check_bind(simulated, bind_host)
-            _banner(bind_host, bind_port, seed)
-            _run(simulated, bind_host, bind_port, log_level)
+            _run(simulated, bind_host, bind_port, log_level.value,
+                 banner=lambda: _banner(bind_host, bind_port, seed))
     finally:
         sims.stop()
 
@@ -105,12 +127,44 @@ def _check_bind(config: Config, host: str) -> None:
         fail(f"config error: {exc}")
 
 
-def _run(config: Config, host: str, port: int, log_level: str) -> None:
+def _run(config: Config, host: str, port: int, log_level: str, *, watch: bool = False,
+         banner: Callable[[], None] | None = None) -> None:
     configure_logging(log_level, Redactor.from_config(config))
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
-    web.run_app(build_app(config), host=host, port=port, print=None, loop=_event_loop(),
-                handler_cancellation=True, access_log=None, shutdown_timeout=30,
-                reuse_port=bool(os.environ.get(WORKER_ENV)))  # one of `--workers N`
+    app = build_app(config)
+    if (path := config_file(config)) is not None:
+        install_reload(app, path, watch_interval=WATCH_INTERVAL if watch else None)
+
+    def listening(_: str) -> None:  # called once the socket is bound, not before
+        if banner is not None:
+            banner()
+        else:
+            stderr().print(f"llmproxy listening on http://{host}:{port}")
+
+    try:
+        web.run_app(app, host=host, port=port, print=listening, loop=_event_loop(),
+                    handler_cancellation=True, access_log=None, shutdown_timeout=30,
+                    reuse_port=bool(os.environ.get(WORKER_ENV)))  # one of `--workers N`
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        fail(bind_problem(exc.errno, host, port), code=1)
+
+
+def bind_problem(code: int, host: str, port: int) -> str:
+    """One line: what, who holds the port if we can tell, what to do."""
+    if code == errno.EACCES:
+        return (f"not allowed to listen on port {port} (ports below 1024 need privileges); "
+                "choose another with --port")
+    if code == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; fix [proxy] host or pass --host"
+    answer = health(reachable_url(host, port))
+    if answer is not None:
+        holder = f"another llmproxy (pid {answer.get('pid', '?')}) already listens there; " \
+                 "`llmproxy stop` stops it"
+    else:
+        holder = (f"another program listens there (`ss -ltnp 'sport = :{port}'` shows which)")
+    return f"port {port} on {host} is in use: {holder}; or choose another port with --port"
 
 
 def _banner(host: str, port: int, seed: int) -> None:

@@ -2,48 +2,76 @@
 # Install: source it, or copy it to ~/.local/share/bash-completion/completions/llmproxy
 _llmproxy() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
-    local path="" word i subs="" opts="" files="" values=""
+    local path="" word i subs="" opts="" files="" values="" choices=""
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${path:+$path }${COMP_WORDS[i]}"
-        case "$word" in "auth"|"auth import-codex"|"auth status"|"chat"|"e2e"|"init"|"providers"|"providers refresh"|"providers status"|"route"|"route test"|"serve"|"status"|"stop") path="$word" ;; esac
+        case "$word" in "auth"|"auth import-codex"|"auth status"|"chat"|"code"|"codex"|"e2e"|"init"|"providers"|"providers refresh"|"providers status"|"reload"|"route"|"route test"|"serve"|"status"|"stop") path="$word" ;; esac
     done
     case "$path" in
         "")
-            subs="auth chat e2e init providers route serve status stop"; opts="--help"; files=""; values="" ;;
+            subs="auth chat code codex e2e init providers reload route serve status stop"; opts="--version -V --help"; files=""; values=""
+            ;;
         "auth")
-            subs="import-codex status"; opts="--help"; files=""; values="" ;;
+            subs="import-codex status"; opts="--help"; files=""; values=""
+            ;;
         "auth import-codex")
-            subs=""; opts="--store --json --help"; files="--store"; values="" ;;
+            subs=""; opts="--store --json --help"; files="--store"; values=""
+            ;;
         "auth status")
-            subs=""; opts="--store --json --help"; files="--store"; values="" ;;
+            subs=""; opts="--store --json --help"; files="--store"; values=""
+            ;;
         "chat")
-            subs=""; opts="--model -m --system -s --think --no-stream --json --url --in-process --api-key --config -c --help"; files="--config -c"; values="--model -m --system -s --url --api-key" ;;
+            subs=""; opts="--model -m --system -s --think --no-stream --json --url --in-process --api-key --config -c --help"; files="--config -c"; values="--model -m --system -s --url --api-key"
+            ;;
+        "code")
+            subs=""; opts="--help"; files=""; values=""
+            ;;
+        "codex")
+            subs=""; opts="--help"; files=""; values=""
+            ;;
         "e2e")
-            subs=""; opts="--simulate --seed --route -r --json --markdown --url --api-key --timeout --verbose -v --config -c --help"; files="--json --markdown --config -c"; values="--seed --route -r --url --api-key --timeout" ;;
+            subs=""; opts="--simulate --seed --route -r --json --markdown --url --api-key --timeout --verbose -v --config -c --help"; files="--json --markdown --config -c"; values="--seed --route -r --url --api-key --timeout"
+            ;;
         "init")
-            subs=""; opts="--path --force --help"; files="--path"; values="" ;;
+            subs=""; opts="--path --force --help"; files="--path"; values=""
+            ;;
         "providers")
-            subs="refresh status"; opts="--help"; files=""; values="" ;;
+            subs="refresh status"; opts="--help"; files=""; values=""
+            ;;
         "providers refresh")
-            subs=""; opts="--config -c --cache-dir --json --help"; files="--config -c --cache-dir"; values="" ;;
+            subs=""; opts="--config -c --cache-dir --json --help"; files="--config -c --cache-dir"; values=""
+            ;;
         "providers status")
-            subs=""; opts="--probe --json --url --timeout --config -c --help"; files="--config -c"; values="--url --timeout" ;;
+            subs=""; opts="--probe --json --url --timeout --config -c --help"; files="--config -c"; values="--url --timeout"
+            ;;
+        "reload")
+            subs=""; opts="--url --timeout --config -c --help"; files="--config -c"; values="--url --timeout"
+            ;;
         "route")
-            subs="test"; opts="--help"; files=""; values="" ;;
+            subs="test"; opts="--help"; files=""; values=""
+            ;;
         "route test")
-            subs=""; opts="--prompt --thinking --tools --image --tokens --json --send --stream --url --api-key --config -c --help"; files="--config -c"; values="--prompt --tokens --url --api-key" ;;
+            subs=""; opts="--prompt --thinking --tools --image --tokens --json --send --stream --url --api-key --session --turns --config -c --help"; files="--config -c"; values="--prompt --tokens --url --api-key --session --turns"
+            ;;
         "serve")
-            subs=""; opts="--config -c --host --port -p --log-level --simulate --seed --detach -d --help"; files="--config -c"; values="--host --port -p --log-level --seed" ;;
+            subs=""; opts="--config -c --host --port -p --log-level --simulate --seed --detach -d --watch --help"; files="--config -c"; values="--host --port -p --log-level --seed"
+            [[ " --log-level " == *" $prev "* ]] && choices="debug info warning error"
+            ;;
         "status")
-            subs=""; opts="--json --url --config -c --help"; files="--config -c"; values="--url" ;;
+            subs=""; opts="--json --url --config -c --help"; files="--config -c"; values="--url"
+            ;;
         "stop")
-            subs=""; opts="--timeout --help"; files=""; values="--timeout" ;;
+            subs=""; opts="--timeout --url --config -c --help"; files="--config -c"; values="--timeout --url"
+            ;;
     esac
     if [[ " $files " == *" $prev "* ]]; then
         COMPREPLY=($(compgen -f -- "$cur")); return
     fi
-    [[ " $values " == *" $prev "* ]] && return
+    if [[ " $values " == *" $prev "* ]]; then
+        compopt +o default 2>/dev/null
+        COMPREPLY=($(compgen -W "$choices" -- "$cur")); return
+    fi
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     else

@@ -3,76 +3,110 @@
 # Install: put it on $fpath as _llmproxy, or source it after compinit.
 _llmproxy() {
   local path_='' word prev=${words[CURRENT-1]}
-  local -a subs opts files values
+  local -a subs opts files values choices
   local i
   for (( i = 2; i < CURRENT; i++ )); do
     word="${path_:+$path_ }${words[i]}"
-    case "$word" in ("auth"|"auth import-codex"|"auth status"|"chat"|"e2e"|"init"|"providers"|"providers refresh"|"providers status"|"route"|"route test"|"serve"|"status"|"stop") path_="$word" ;; esac
+    case "$word" in ("auth"|"auth import-codex"|"auth status"|"chat"|"code"|"codex"|"e2e"|"init"|"providers"|"providers refresh"|"providers status"|"reload"|"route"|"route test"|"serve"|"status"|"stop") path_="$word" ;; esac
   done
   case "$path_" in
     ("")
-      subs=('auth:Manage the ChatGPT sign-in of codex providers' 'chat:Chat with your routes: one-shot, piped, or an interactive session' 'e2e:Test every route end to end, the way real clients use them' 'init:Write a commented starter config' 'providers:Inspect and check the configured providers' 'route:Inspect routing decisions' 'serve:Run the proxy daemon (foreground by default, e.g. under systemd)' 'status:Show whether the daemon runs and answers' 'stop:Stop the daemon started with llmproxy serve --detach')
-      opts=('--help:Show the help and exit')
-      files=() values=() ;;
+      subs=('auth:Manage the ChatGPT sign-in of codex providers' 'chat:Chat with your routes: one-shot, piped, or an interactive session' 'code:Run Claude Code through llmproxy (starts the daemon if none answers)' 'codex:Run the Codex CLI through llmproxy (starts the daemon if none answers)' 'e2e:Test every route end to end, the way real clients use them' 'init:Write a commented starter config' 'providers:Inspect and check the configured providers' 'reload:Re-read the running daemon'\''s config file without a restart (it is sent…' 'route:Inspect routing decisions' 'serve:Run the proxy daemon (foreground by default, e.g. under systemd)' 'status:Show whether the daemon runs and answers' 'stop:Stop the daemon: the one llmproxy serve --detach started, or one…')
+      opts=('--version:Print the version and exit' '-V:Print the version and exit' '--help:Show the help and exit')
+      files=() values=()
+      ;;
     ("auth")
       subs=('import-codex:Copy the Codex CLI'\''s ChatGPT sign-in into llmproxy'\''s own token store…' 'status:Show the stored sign-in: account, plan, expiry, last refresh (never the…')
       opts=('--help:Show the help and exit')
-      files=() values=() ;;
+      files=() values=()
+      ;;
     ("auth import-codex")
       subs=()
       opts=('--store:llmproxy'\''s token store (default: the user data dir; a codex provider'\''s…' '--json:Print what was imported as JSON' '--help:Show the help and exit')
-      files=(--store) values=() ;;
+      files=(--store) values=()
+      ;;
     ("auth status")
       subs=()
       opts=('--store:llmproxy'\''s token store (default: the user data dir; a codex provider'\''s…' '--json:Print the status as JSON' '--help:Show the help and exit')
-      files=(--store) values=() ;;
+      files=(--store) values=()
+      ;;
     ("chat")
       subs=()
       opts=('--model:A model name, mapping alias (thinking) or target (zai,glm-5); auto…' '-m:A model name, mapping alias (thinking) or target (zai,glm-5); auto…' '--system:System prompt' '-s:System prompt' '--think:Ask for reasoning (the think route)' '--no-stream:Wait for the whole answer' '--json:Print the answer and how it was served as JSON (one-shot only)' '--url:Talk to the daemon at this URL' '--in-process:Do not use a daemon: route and call the providers from this process' '--api-key:Client key for the daemon (default: the config'\''s first proxy.api_key)' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--config -c) values=(--model -m --system -s --url --api-key) ;;
+      files=(--config -c) values=(--model -m --system -s --url --api-key)
+      ;;
+    ("code")
+      subs=()
+      opts=('--help:Show the help and exit')
+      files=() values=()
+      ;;
+    ("codex")
+      subs=()
+      opts=('--help:Show the help and exit')
+      files=() values=()
+      ;;
     ("e2e")
       subs=()
       opts=('--simulate:Test the built-in simulated reference deployment instead of your config…' '--seed:With --simulate: the fault schedule'\''s seed (the same seed replays the…' '--route:Only this route (repeatable): default, think, background, a mapping'\''s…' '-r:Only this route (repeatable): default, think, background, a mapping'\''s…' '--json:Also write the results as JSON to this file (- for stdout)' '--markdown:Also write a Markdown report to this file (- for stdout)' '--url:Test through the daemon at this URL (default: the configured daemon if…' '--api-key:Client key for the daemon' '--timeout:Seconds per test' '--verbose:Show the daemon'\''s log' '-v:Show the daemon'\''s log' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--json --markdown --config -c) values=(--seed --route -r --url --api-key --timeout) ;;
+      files=(--json --markdown --config -c) values=(--seed --route -r --url --api-key --timeout)
+      ;;
     ("init")
       subs=()
       opts=('--path:Where to write (default: the user config dir, where llmproxy looks…' '--force:Replace an existing file' '--help:Show the help and exit')
-      files=(--path) values=() ;;
+      files=(--path) values=()
+      ;;
     ("providers")
       subs=('refresh:Fetch every provider'\''s published model list into the local cache' 'status:Show the providers, their keys and live health; --probe checks each…')
       opts=('--help:Show the help and exit')
-      files=() values=() ;;
+      files=() values=()
+      ;;
     ("providers refresh")
       subs=()
       opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--cache-dir:Where to keep the model cache (default: the user cache dir)' '--json:Print the report as JSON' '--help:Show the help and exit')
-      files=(--config -c --cache-dir) values=() ;;
+      files=(--config -c --cache-dir) values=()
+      ;;
     ("providers status")
       subs=()
       opts=('--probe:Send a tiny request to every configured (provider, model)…' '--json:Print JSON instead of a table' '--url:The daemon to ask for live health (default: the configured address)' '--timeout:Seconds per probe' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--config -c) values=(--url --timeout) ;;
+      files=(--config -c) values=(--url --timeout)
+      ;;
+    ("reload")
+      subs=()
+      opts=('--url:The daemon at this URL (default: the one serve --detach started, else…' '--timeout:Seconds to wait for the outcome' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=(--url --timeout)
+      ;;
     ("route")
       subs=('test:Print the routing decision for a request: scenario, why, and the chain…')
       opts=('--help:Show the help and exit')
-      files=() values=() ;;
+      files=() values=()
+      ;;
     ("route test")
       subs=()
-      opts=('--prompt:The user text' '--thinking:Ask for reasoning' '--tools:Include a tool definition' '--image:Include an image' '--tokens:Pad the prompt to about N tokens' '--json:Print the decision as JSON' '--send:Also send the request and show every attempt: status, error class…' '--stream:With --send: stream the answer' '--url:With --send: go through the daemon at this URL (default: in-process…' '--api-key:Client key for --url' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--config -c) values=(--prompt --tokens --url --api-key) ;;
+      opts=('--prompt:The user text' '--thinking:Ask for reasoning' '--tools:Include a tool definition' '--image:Include an image' '--tokens:Pad the prompt to about N tokens' '--json:Print the decision as JSON' '--send:Also send the request and show every attempt: status, error class…' '--stream:With --send: stream the answer' '--url:With --send: go through the daemon at this URL (default: in-process…' '--api-key:Client key for --url' '--session:A conversation id (sent as x-llmproxy-session); default: the prompt…' '--turns:With --send: send N turns of one conversation and show what…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=(--prompt --tokens --url --api-key --session --turns)
+      ;;
     ("serve")
       subs=()
-      opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--host:Address to bind (overrides config)' '--port:Port (overrides config)' '-p:Port (overrides config)' '--log-level:debug, info, warning or error' '--simulate:Serve the built-in simulated reference deployment (offline, no keys, no…' '--seed:With --simulate: the fault schedule'\''s seed' '--detach:Run in the background; pid and log in the state dir. Manage with…' '-d:Run in the background; pid and log in the state dir. Manage with…' '--help:Show the help and exit')
-      files=(--config -c) values=(--host --port -p --log-level --seed) ;;
+      opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--host:Address to bind (overrides config)' '--port:Port (overrides config)' '-p:Port (overrides config)' '--log-level:How much to log' '--simulate:Serve the built-in simulated reference deployment (offline, no keys, no…' '--seed:With --simulate: the fault schedule'\''s seed' '--detach:Run in the background; pid and log in the state dir. Manage with…' '-d:Run in the background; pid and log in the state dir. Manage with…' '--watch:Reload the config when the file (or the .env next to it) changes.…' '--help:Show the help and exit')
+      files=(--config -c) values=(--host --port -p --log-level --seed)
+      [[ ' --log-level ' == *' '$prev' '* ]] && choices=(debug info warning error)
+      ;;
     ("status")
       subs=()
-      opts=('--json:Print JSON' '--url:Ask the daemon at this URL' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--config -c) values=(--url) ;;
+      opts=('--json:Print JSON' '--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=(--url)
+      ;;
     ("stop")
       subs=()
-      opts=('--timeout:Seconds to wait for a graceful shutdown before the process is killed' '--help:Show the help and exit')
-      files=() values=(--timeout) ;;
+      opts=('--timeout:Seconds to wait for a graceful shutdown before the process is killed' '--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=(--timeout --url)
+      ;;
   esac
   if (( ${files[(Ie)$prev]} )); then _files; return; fi
-  if (( ${values[(Ie)$prev]} )); then _message value; return; fi
+  if (( ${values[(Ie)$prev]} )); then
+    if (( ${#choices} )); then compadd -- $choices; else _message value; fi
+    return
+  fi
   if [[ $PREFIX == -* ]]; then
     _describe -t options option opts
   elif (( ${#subs} )); then

@@ -1,7 +1,8 @@
 """Typed keys for what the app owns (aiohttp `web.AppKey`): no module-level state elsewhere.
 
 The config and the fallback runner built from it live in `LIVE` (they can be replaced while the
-daemon runs); the health registry and the upstream session outlive every config change.
+daemon runs); the health registry, the affinity table and the upstream session outlive every
+config change.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from proxy.affinity import Affinity
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.state.backend import SharedState
@@ -18,3 +20,4 @@ HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
 STATE: web.AppKey[SharedState] = web.AppKey("state")
 """Where what several instances share lives: this process (memory) or Redis."""
+AFFINITY = web.AppKey("affinity", Affinity)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, get_args
+from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
 from proxy.translate.common import MIN_THINKING_BUDGET
@@ -28,6 +31,69 @@ from proxy.types import JSONObject, RequestSummary, Target, WireFormat
 
 ReasoningField: TypeAlias = Literal["reasoning_content", "thinking", "reasoning"]
 REASONING_FIELDS: tuple[str, ...] = get_args(ReasoningField)
+
+
+
+class PrefillStyle(StrEnum):
+    """How a provider continues a partial assistant answer (what a mid-stream continuation
+    sends). Each is what the provider documents; a provider refuses the others."""
+
+    ASSISTANT = "assistant"
+    """A trailing assistant message is continued (Anthropic, OpenRouter, llama.cpp server)."""
+    PREFIX = "prefix"
+    """The trailing assistant message carries `"prefix": true` (DeepSeek's beta endpoint,
+    Mistral)."""
+    PARTIAL = "partial"
+    """The trailing assistant message carries `"partial": true` (Moonshot Kimi)."""
+    CONTINUE_FINAL_MESSAGE = "continue_final_message"
+    """A trailing assistant message plus `continue_final_message: true` and
+    `add_generation_prompt: false` (vLLM, SGLang)."""
+
+
+Prefill: TypeAlias = PrefillStyle | Literal[False]
+"""A provider's prefill capability: its style, or False when it continues nothing."""
+PREFILL_VALUES: tuple[str, ...] = tuple(style.value for style in PrefillStyle)
+
+# Known styles of public OpenAI-compatible APIs, by host and path prefix: what a provider there
+# gets when its config does not say `prefill`.
+PREFILL_BY_HOST: tuple[tuple[str, str, PrefillStyle], ...] = (
+    ("api.deepseek.com", "/beta", PrefillStyle.PREFIX),  # "Chat Prefix Completion (Beta)"
+    ("api.mistral.ai", "", PrefillStyle.PREFIX),
+    ("api.moonshot.ai", "", PrefillStyle.PARTIAL),  # "Partial Mode"
+    ("api.moonshot.cn", "", PrefillStyle.PARTIAL),
+    ("openrouter.ai", "", PrefillStyle.ASSISTANT),
+)
+
+
+def default_prefill(fmt: WireFormat, api_base_url: str) -> Prefill:
+    """What a provider continues when its config does not say: Anthropic-format providers take
+    a trailing assistant message; OpenAI-compatible ones only where their host is known."""
+    if fmt is WireFormat.ANTHROPIC:
+        return PrefillStyle.ASSISTANT
+    if fmt is not WireFormat.OPENAI:
+        return False
+    parts = urlsplit(api_base_url)
+    host, path = (parts.hostname or "").lower(), parts.path or "/"
+    for known, prefix, style in PREFILL_BY_HOST:
+        if host == known and path.startswith(prefix):
+            return style
+    return False
+
+
+def parse_prefill(value: object, fmt: WireFormat, key: str) -> Prefill:
+    """A `prefill` config value: true (the trailing assistant message), false, or a style."""
+    if value is True:
+        return PrefillStyle.ASSISTANT
+    if value is False:
+        return False
+    if not isinstance(value, str) or value not in PREFILL_VALUES:
+        raise ConfigError(key, f"expected true, false or one of {', '.join(PREFILL_VALUES)}")
+    style = PrefillStyle(value)
+    if fmt is not WireFormat.OPENAI and style is not PrefillStyle.ASSISTANT:
+        raise ConfigError(key, f"'{value}' is a style of OpenAI-compatible APIs; a {fmt} "
+                               "provider takes true or false")
+    return style
+
 
 MIN_OUTPUT_ROOM = 1024
 """A target must leave room for at least this many output tokens (or the request's own
@@ -50,8 +116,8 @@ class ModelCapabilities:
     reasoning_field: ReasoningField | None = None
     """Where its chain of thought arrives: OpenAI-compatible `reasoning_content`, Anthropic
     `thinking` blocks, or Responses `reasoning` items."""
-    prefill: bool | None = None
-    """Whether a trailing assistant message is continued (Anthropic) rather than refused."""
+    prefill: Prefill | None = None
+    """How a partial answer is continued (`PrefillStyle`), or False when it is not."""
     price_in: float | None = None
     """USD per million input tokens."""
     price_out: float | None = None
@@ -242,17 +308,22 @@ BUILTIN: tuple[tuple[str, ModelCapabilities], ...] = (
     ("gemini-*", _m(1_048_576, 65_536, None, vision=True, approx=True)),
 )
 
-_COMPILED: tuple[tuple[re.Pattern[str], ModelCapabilities], ...] = tuple(
-    (re.compile(fnmatch.translate(glob), re.IGNORECASE), replace(caps, source=f"builtin:{glob}"))
-    for glob, caps in BUILTIN
-)
+@functools.cache
+def _compiled() -> tuple[tuple[re.Pattern[str], ModelCapabilities], ...]:
+    """The table's globs, compiled once on first use: a constant, built lazily because every
+    CLI command imports this module and most never look a model up."""
+    return tuple(
+        (re.compile(fnmatch.translate(glob), re.IGNORECASE),
+         replace(caps, source=f"builtin:{glob}"))
+        for glob, caps in BUILTIN
+    )
 
 
 def builtin_capabilities(model: str) -> ModelCapabilities:
     """The first built-in entry matching `model` (or its last `/` segment), else UNKNOWN."""
     names = (model, model.rsplit("/", 1)[-1]) if "/" in model else (model,)
     for name in names:
-        for regex, caps in _COMPILED:
+        for regex, caps in _compiled():
             if regex.fullmatch(name):
                 return caps
     return UNKNOWN
@@ -304,13 +375,17 @@ class CapabilityOverride:
         return self.regex.fullmatch(model) is not None
 
 
-_BOOL_KEYS = ("tools", "vision", "reasoning", "prefill", "retired")
+_BOOL_KEYS = ("tools", "vision", "reasoning", "retired")
 _INT_KEYS = ("context_window", "max_output_tokens")
 _PRICE_KEYS = ("price_in", "price_out")
-OVERRIDE_KEYS: tuple[str, ...] = (*_INT_KEYS, *_BOOL_KEYS, "reasoning_field", *_PRICE_KEYS)
+OVERRIDE_KEYS: tuple[str, ...] = (
+    *_INT_KEYS, *_BOOL_KEYS, "prefill", "reasoning_field", *_PRICE_KEYS
+)
 
 
-def capabilities_from_toml(values: Any, key: str) -> ModelCapabilities:
+def capabilities_from_toml(
+    values: Any, key: str, fmt: WireFormat = WireFormat.OPENAI
+) -> ModelCapabilities:
     """Validate one override table; errors name the offending key under `key`."""
     if not isinstance(values, dict):
         raise ConfigError(key, f"expected table, got {type(values).__name__}")
@@ -321,7 +396,9 @@ def capabilities_from_toml(values: Any, key: str) -> ModelCapabilities:
             close = difflib.get_close_matches(name, OVERRIDE_KEYS, n=1, cutoff=0.6)
             raise ConfigError(at, f"unknown key (did you mean '{close[0]}'?)" if close
                               else f"unknown key (known: {', '.join(OVERRIDE_KEYS)})")
-        if name in _BOOL_KEYS:
+        if name == "prefill":
+            value = parse_prefill(value, fmt, at)
+        elif name in _BOOL_KEYS:
             if not isinstance(value, bool):
                 raise ConfigError(at, "expected boolean")
         elif name in _INT_KEYS:
@@ -343,7 +420,7 @@ def resolve_capabilities(
     model: str,
     overrides: tuple[CapabilityOverride, ...] = (),
     catalog: ModelCapabilities | None = None,
-    prefill: bool | None = None,
+    prefill: Prefill | None = None,
 ) -> ModelCapabilities:
     """Config overrides (in order), then the catalog entry, then the built-in table; `prefill`
     (the provider's own setting) answers last for the prefill field."""

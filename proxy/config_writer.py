@@ -44,9 +44,17 @@ def _toml_value(value: Any, key: str) -> Any:
     if value is None:
         raise ConfigError(key, "null is only allowed as a whole value, to remove a key")
     if isinstance(value, dict):
+        if not any(isinstance(item, dict | list) for item in value.values()):
+            # `headers = { ... }` stays on its provider's lines, where a reader looks for it
+            inline = tomlkit.inline_table()
+            for name, item in value.items():
+                inline[name] = _toml_value(item, f"{key}.{name}")
+            return inline
         table = tomlkit.table()
+        table.trivia.indent = "\n"  # its header apart from what comes before...
         for name, item in value.items():
             table[name] = _toml_value(item, f"{key}.{name}")
+        table.add(tomlkit.nl())  # ...and from the header that follows
         return table
     if isinstance(value, list):
         items = [_toml_value(v, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -61,6 +69,19 @@ def _aot(tables: list[Table]) -> AoT:
     for table in tables:
         array.append(table)
     return array
+
+
+def _set(table: Table, name: str, value: Any) -> None:
+    """Set a key; a new one goes right after the table's last key, not at its end, where the
+    comments that introduce the next table (or commented-out examples) sit."""
+    body = table.value.body
+    after = 1 + max((i for i, (key, item) in enumerate(body)
+                     if key is not None and not isinstance(item, Table | AoT)), default=-1)
+    if name in table or isinstance(value, Table | AoT) or after >= len(body):
+        table[name] = value
+        return
+    # tomlkit has no public insert; `_insert_at` keeps its key index right
+    table.value._insert_at(after, name, value)
 
 
 def _merge(table: Table, changes: Mapping[str, Any], path: str) -> None:
@@ -80,7 +101,7 @@ def _merge(table: Table, changes: Mapping[str, Any], path: str) -> None:
                 elif header_value != REDACTED:
                     current[header] = _toml_value(header_value, f"{key}.{header}")
         else:
-            table[name] = _toml_value(value, key)
+            _set(table, name, _toml_value(value, key))
 
 
 def set_router(document: TOMLDocument, changes: Mapping[str, Any]) -> None:
@@ -109,6 +130,7 @@ def upsert_provider(document: TOMLDocument, name: str, changes: Mapping[str, Any
     index = _index(providers, name)
     if providers is None or index is None:
         table = tomlkit.table()
+        table.trivia.indent = "\n"  # a blank line before its header, like the others
         table["name"] = name
         _merge(table, {k: v for k, v in changes.items() if k != "name"}, "providers")
         if providers is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
 from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
 from proxy.translate.reasons import (
@@ -25,7 +26,22 @@ from proxy.translate.reasons import (
 )
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
-from proxy.types import Attempt, JSONObject, StopReason, StreamEvent, Usage, WireFormat
+from proxy.types import (
+    Attempt,
+    Finish,
+    JSONObject,
+    MessageStart,
+    ReasoningDelta,
+    StopReason,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UpstreamFault,
+    Usage,
+    UsageUpdate,
+    WireFormat,
+)
 
 ATTEMPTS_HEADER = "x-llmproxy-attempts"
 # An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
@@ -64,6 +80,11 @@ class AttemptNote:
                 "elapsed_ms": self.elapsed_ms, "detail": self.detail}
 
 
+def path_text(attempts: Sequence[AttemptNote]) -> str:
+    """`openai-codex 429 → zai 500 → cerebras`: the providers tried, in order."""
+    return " → ".join(a.provider if a.ok else f"{a.provider} {a.outcome}" for a in attempts)
+
+
 def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
     """`openai-codex,gpt-5.2=429;zai,glm-5=ok` -> notes, in order."""
     notes = []
@@ -72,6 +93,14 @@ def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
         if sep and target:
             notes.append(AttemptNote(target, outcome))
     return tuple(notes)
+
+
+def settled(notes: Sequence[AttemptNote]) -> tuple[AttemptNote, ...]:
+    """One note per try: a stream that started (`ok` at its commit point) and was then cut is
+    recorded again with how it ended; the cut is what happened to that try, not `ok`."""
+    return tuple(note for note, following in zip(notes, (*notes[1:], None), strict=True)
+                 if not (note.ok and following is not None and not following.ok
+                         and following.target == note.target))
 
 
 def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
@@ -155,7 +184,10 @@ class StreamReader:
             if isinstance(payload, dict):
                 if (payload.get("type") or sse_event.event) == "message_stop":
                     self.ended = True
-                out.extend(self._decoder.feed(sse_event.event, payload))
+                for event in self._decoder.feed(sse_event.event, payload):
+                    if isinstance(event, UpstreamFault):
+                        raise fault_error(event, None)  # the daemon's own error event
+                    out.append(event)
         return out
 
     def _scan_comments(self, chunk: bytes) -> None:
@@ -166,7 +198,7 @@ class StreamReader:
         for line in lines:
             if line.startswith(ATTEMPTS_TRAILER):
                 text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
-                self.trailer = parse_attempts(text)
+                self.trailer = settled(parse_attempts(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,3 +262,21 @@ def _anthropic_answer(body: JSONObject) -> Answer:
     return Answer("".join(texts), "".join(thoughts), tuple(calls),
                   anthropic_stop_to_stop(body.get("stop_reason")),
                   usage_from_anthropic(body.get("usage")), str(body.get("model") or ""))
+
+
+def events_from_body(body: object, fmt: WireFormat) -> list[StreamEvent]:
+    """A non-streaming answer as the events a stream of it would carry, so one renderer serves
+    both."""
+    answer = answer_from_body(body, fmt)
+    events: list[StreamEvent] = [MessageStart("", answer.model, answer.usage)]
+    if answer.reasoning:
+        events.append(ReasoningDelta(answer.reasoning))
+    if answer.text:
+        events.append(TextDelta(answer.text))
+    for call in answer.tool_calls:
+        events += [ToolCallStart(call.index, call.id, call.name),
+                   ToolCallDelta(call.index, call.arguments)]
+    events.append(UsageUpdate(answer.usage))
+    if answer.stop is not None:
+        events.append(Finish(answer.stop))
+    return events

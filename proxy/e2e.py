@@ -8,9 +8,11 @@ Claude-Code-style Anthropic request with `thinking` enabled; `background` is a h
 name from an Anthropic client; a mapping is its alias from an OpenAI client.
 
 A plain test passes on a non-empty answer; a tool test only on a well-formed call of the offered
-tool (a JSON object carrying its required `city` string); a streaming test also needs the
-stream's proper end (`[DONE]` / `message_stop`). Every test that names who answered must have
-been answered by a target of the chain routing gives it.
+tool (a JSON object carrying its required `city` string) with the stop reason that says so; a
+streaming test also needs the stream's proper end (`[DONE]` / `message_stop`). Answers are
+judged twice: through the daemon's decoders, and on the wire as strictly as the official SDKs
+read it (`proxy.e2e_judge`), so nothing those decoders forgive passes. Every test that names
+who answered must have been answered by a target of the chain routing gives it.
 
 The client half (headers, reading the daemon's SSE, the attempts) is `proxy.daemon_client`.
 """
@@ -42,6 +44,8 @@ from proxy.daemon_client import (
     parse_attempts,
     served_by,
 )
+from proxy.daemon_client import path_text as path_text  # its home; e2e reports use it
+from proxy.e2e_judge import wire_problem
 from proxy.errors import RoutingError, UpstreamError
 from proxy.routing import decide
 from proxy.summary import summarize
@@ -243,18 +247,19 @@ async def run_case(session: aiohttp.ClientSession, base_url: str, case: Case, *,
                     attempts = attempts_from_error(body) or attempts
                     return _result(case, False, f"HTTP {status}: {error_message(body, raw)}",
                                    status, attempts, started)
+                raw = await response.read()
                 if case.stream:
                     reader = StreamReader(case.client)
-                    events: list[StreamEvent] = []
-                    async for chunk in response.content.iter_any():
-                        events += reader.feed(chunk)
-                    events += reader.close()
+                    events: list[StreamEvent] = reader.feed(raw) + reader.close()
                     attempts = reader.trailer or attempts
                     answer = answer_from_events(events)
                     verdict = judge(case, answer, attempts, ended=reader.ended)
                 else:
-                    answer = answer_from_body(_json_or_none(await response.read()), case.client)
+                    answer = answer_from_body(_json_or_none(raw), case.client)
                     verdict = judge(case, answer, attempts, ended=True)
+                # What the daemon's own decoders forgive, a strict client does not.
+                verdict = verdict or wire_problem(case.client, raw, stream=case.stream,
+                                                  tools=case.tools, tool_check=tool_call_problem)
     except TimeoutError:
         return _result(case, False, f"no complete answer within {time_limit:.0f}s", status,
                        attempts, started)
@@ -291,18 +296,26 @@ def judge_tool_call(answer: Answer) -> str | None:
     if not answer.tool_calls:
         return "no tool call came back" + (f" (text: {answer.text[:60]!r})" if answer.text else "")
     call = answer.tool_calls[0]
-    if call.name != TOOL_NAME:
-        return f"called {call.name!r}, not {TOOL_NAME!r}"
     if not call.id:
         return "the tool call has no id"
-    try:
-        arguments = orjson.loads(call.arguments or "null")
-    except orjson.JSONDecodeError:
-        return f"tool arguments are not JSON: {call.arguments[:60]!r}"
-    if not isinstance(arguments, dict) or not isinstance(arguments.get("city"), str):
-        return f"tool arguments lack the required 'city' string: {call.arguments[:60]!r}"
+    problem = tool_call_problem(call.name, call.arguments)
+    if problem is not None:
+        return problem
     if answer.stop is not StopReason.TOOL_USE:
         return f"stop reason is {answer.stop.value if answer.stop else 'missing'}, not tool use"
+    return None
+
+
+def tool_call_problem(name: str, arguments: str) -> str | None:
+    """Why a call is not a well-formed call of the offered tool, or None."""
+    if name != TOOL_NAME:
+        return f"called {name!r}, not {TOOL_NAME!r}"
+    try:
+        parsed = orjson.loads(arguments or "null")
+    except orjson.JSONDecodeError:
+        return f"tool arguments are not JSON: {arguments[:60]!r}"
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("city"), str):
+        return f"tool arguments lack the required 'city' string: {arguments[:60]!r}"
     return None
 
 
@@ -332,11 +345,6 @@ async def run_matrix(
 
 
 # --- reports ------------------------------------------------------------------------------------
-
-
-def path_text(attempts: Sequence[AttemptNote]) -> str:
-    """`openai-codex 429 → zai 500 → cerebras`: the providers tried, in order."""
-    return " → ".join(a.provider if a.ok else f"{a.provider} {a.outcome}" for a in attempts)
 
 
 def report_json(results: Sequence[Result], meta: Mapping[str, Any] | None = None) -> JSONObject:

@@ -1,17 +1,20 @@
 """The fallback loop: walk an immutable chain, one attempt record per try, never recursion.
 
-Per target (see `_Walk._try`): a 429 whose Retry-After is within the configured cap is retried
+Per target (see `Walk._try`): a 429 whose Retry-After is within the configured cap is retried
 once after exactly that wait; a transient failure before any byte (5xx, 529, connection reset)
-is retried once after a short jitter; everything else moves on at once. Which failures move on
-is decided by `ErrorClass` alone (`classify.FALLBACK_CLASSES`); a plain invalid request, or a
-content-filter refusal on a route that did not opt in, goes back to the client unchanged.
+is retried once after a short jitter; everything else moves on at once. A failure that leaves the
+target's breaker open is never retried into it. Which failures move on is decided by
+`ErrorClass` alone (`classify.FALLBACK_CLASSES`); a plain invalid request, or a content-filter
+refusal on a route that did not opt in, goes back to the client unchanged.
 
 Health (`proxy.health`) is consulted before each target: open breakers and cooling targets are
-skipped (the reason lands in the attempts) while another target can serve.
+skipped (the reason lands in the attempts) while another target can serve. A non-streaming
+answer (or a buffered stream) is a success when it arrives; a stream's success is recorded by
+its owner only when the stream finishes (`proxy.midstream.StreamLife`).
 
-Commit point: for streams, nothing is sent to the client until a target has produced its first
-content event (`open_stream` returns only then). After that, failures are handled by
-`proxy.midstream.RecoveringStream`, which continues the same answer on the next capable target.
+`Walk` is the one place that decides retry, fallback, cooldown and breaker, for the
+non-streaming path, the pre-commit path of streams and their continuations alike. Its attempts
+are an append-only `Ledger`; readers get snapshots.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -37,6 +40,8 @@ from proxy.exchange import Pair, pair
 from proxy.health import HealthRegistry
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
+from proxy.translate.prefill import mark_prefill
+from proxy.translate.request_to_openai import client_user_id
 from proxy.types import (
     Attempt,
     Decision,
@@ -68,6 +73,9 @@ class Job:
     decision: Decision
     stream: bool
     forward_headers: Mapping[str, str] = field(default_factory=dict)
+    cache_key: str | None = None
+    """The conversation's digest (`proxy.conversation`): sent as `prompt_cache_key` to the
+    providers that route requests to their prompt caches by it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,21 +87,24 @@ class Completed:
     attempts: tuple[Attempt, ...]
 
 
-@dataclass(slots=True)
-class OpenedStream:
-    """A stream that has produced its first content: nothing has been sent to the client yet.
+class Ledger:
+    """A request's attempts, in order. Append-only: nothing is ever changed or removed, so a
+    snapshot taken at any moment (the headers at the commit point, the trailer, a log line at
+    the end) is a true prefix of the final record."""
 
-    `events` yields client-safe neutral events from the first one on; it recovers from
-    upstream failures itself and raises an `LLMProxyError` only when the answer cannot be
-    completed. `attempts` grows while the stream recovers.
-    """
+    __slots__ = ("_attempts",)
 
-    target: Target
-    events: AsyncIterator[StreamEvent]
-    attempts: list[Attempt]
+    def __init__(self, first: Iterable[Attempt] = ()) -> None:
+        self._attempts: list[Attempt] = list(first)
 
-    async def aclose(self) -> None:
-        await close_stream(self.events)
+    def add(self, attempt: Attempt) -> None:
+        self._attempts.append(attempt)
+
+    def snapshot(self) -> tuple[Attempt, ...]:
+        return tuple(self._attempts)
+
+    def __len__(self) -> int:
+        return len(self._attempts)
 
 
 class ClientFacingError(Exception):
@@ -120,7 +131,10 @@ Accept = Callable[[Plan], str | None]
 
 
 class FallbackRunner:
-    """Walks chains for one app: holds the config, the pooled transports and the health."""
+    """Walks chains for one app: holds the config, the pooled transports and the health.
+
+    Streams are served by their own owner, `proxy.midstream.StreamLife(runner, job)`, which
+    walks with the same `Walk`."""
 
     def __init__(
         self,
@@ -143,19 +157,7 @@ class FallbackRunner:
 
         plan, upstream_body = await walk.first_success(call)
         body = plan.pair.response(upstream_body, plan.target.model)
-        return Completed(plan.target, body, tuple(walk.attempts))
-
-    async def open_stream(self, job: Job) -> OpenedStream:
-        from proxy.midstream import RecoveringStream  # it builds on Walk: import at use
-
-
-        walk = Walk(self, job)
-        if walk.options.buffer:
-            plan, events = await walk.first_success(self.read_whole_stream)
-            return OpenedStream(plan.target, _replay(events), walk.attempts)
-        plan, (head, rest) = await walk.first_success(self.read_stream_head)
-        recovering = RecoveringStream(walk, plan, head, rest)
-        return OpenedStream(plan.target, recovering.events(), walk.attempts)
+        return Completed(plan.target, body, walk.ledger.snapshot())
 
     async def read_stream_head(
         self, plan: Plan, request: UpstreamRequest
@@ -181,43 +183,23 @@ class FallbackRunner:
         finally:
             await close_stream(events)
 
-    def build_request(self, job: Job, plan: Plan, body: JSONObject) -> UpstreamRequest:
-        upstream_body = plan.pair.request(body, plan.target.model)
-        cap = output_cap(self.config.capabilities(plan.target), job.summary.token_estimate)
-        upstream_body = clamp_max_tokens(upstream_body, plan.provider.format, cap)
-        if job.stream:
-            upstream_body["stream"] = True
-            if plan.provider.format == WireFormat.OPENAI:
-                upstream_body["stream_options"] = {"include_usage": True}
-        route_timeouts = self.config.router.route_options(job.decision.scenario).timeouts
-        provider = plan.provider
-        if route_timeouts:
-            provider = replace(provider, timeouts=provider.timeouts.merged(route_timeouts))
-        return UpstreamRequest(
-            target=plan.target,
-            provider=provider,
-            body=upstream_body,
-            stream=job.stream,
-            forward_headers=job.forward_headers if plan.pair.same_format else {},
-            input_tokens=job.summary.token_estimate,
-        )
-
 
 class Walk:
     """One request's progress along its chain: the position, the attempts, the deadline.
 
     A stream that fails after its commit point asks the same walk for the next target, so a
-    continuation never goes back to a target already tried in this request.
+    continuation never goes back to a target already tried in this request. The walk owns the
+    attempts ledger; everyone else reads snapshots.
     """
 
     def __init__(self, runner: FallbackRunner, job: Job) -> None:
         self.runner = runner
         self.job = job
         # Targets routing left out (too small a context, no tools...) are reported first.
-        self.attempts: list[Attempt] = [
+        self.ledger = Ledger(
             Attempt(s.target, None, ErrorClass.UNAVAILABLE, 0.0, f"skipped: {s.reason}")
             for s in job.decision.skipped
-        ]
+        )
         self.last: UpstreamError | None = None
         self.deadline = time.monotonic() + runner.config.proxy.total_timeout
         self.options: RouteOptions = runner.config.router.route_options(job.decision.scenario)
@@ -227,9 +209,23 @@ class Walk:
         self._last_resort: set[Target] = set()
 
     async def first_success(
-        self, call: Call[T], *, body: JSONObject | None = None, accept: Accept | None = None
+        self,
+        call: Call[T],
+        *,
+        body: JSONObject | None = None,
+        accept: Accept | None = None,
+        settles: bool = True,
+        prefill: bool = False,
     ) -> tuple[Plan, T]:
         """Try the remaining targets in order until `call` succeeds on one.
+
+        `prefill=True` means `body` ends with a partial answer to continue: each target gets it
+        in its own prefill style (`accept` must skip targets without one).
+
+        `settles=False` means the call's success is not the end of the answer (a stream's
+        head): the target's health hears of the outcome only when the stream ends
+        (`record_stream_success`, `record_failure` or `release`), and a half-open probe stays
+        reserved until then.
 
         Raises ClientFacingError for answers that go back as they are, and ChainExhaustedError
         when no target is left.
@@ -237,7 +233,7 @@ class Walk:
         while True:
             target = self._next_target()
             if target is None:
-                raise ChainExhaustedError(tuple(self.attempts), self.last)
+                raise ChainExhaustedError(self.ledger.snapshot(), self.last)
             plan = self._plan(target)
             if plan is None:
                 continue
@@ -252,14 +248,15 @@ class Walk:
                         self._deferred.append(target)
                     continue
             try:
-                return plan, await self._try(plan, call, self.job.body if body is None else body)
+                sent = self.job.body if body is None else body
+                return plan, await self._try(plan, call, sent, settles, prefill)
             except UpstreamError as error:
                 if not self._falls_back(error):
-                    raise ClientFacingError(error, plan.pair, tuple(self.attempts)) from error
+                    raise ClientFacingError(error, plan.pair, self.ledger.snapshot()) from error
                 if error.error_class == ErrorClass.CONTEXT_LENGTH:
                     self._prefer_larger_contexts(target)
                 if time.monotonic() >= self.deadline:
-                    raise ChainExhaustedError(tuple(self.attempts), self.last) from error
+                    raise ChainExhaustedError(self.ledger.snapshot(), self.last) from error
 
     def _next_target(self) -> Target | None:
         if self._pending:
@@ -297,36 +294,28 @@ class Walk:
         return Plan(target, provider, translators)
 
     def _skip(self, target: Target, reason: str) -> None:
-        self.attempts.append(Attempt(target, None, ErrorClass.UNAVAILABLE, 0.0, reason))
+        self.ledger.add(Attempt(target, None, ErrorClass.UNAVAILABLE, 0.0, reason))
 
-    async def _try(self, plan: Plan, call: Call[T], body: JSONObject) -> T:
+    async def _try(
+        self, plan: Plan, call: Call[T], body: JSONObject, settles: bool, prefill: bool = False
+    ) -> T:
         """One target, with at most one same-target retry (see the module docstring)."""
         health = self.runner.health
         retried = False
         while True:
-            request = self.runner.build_request(self.job, plan, body)
+            request = self.build_request(plan, body, prefill=prefill)
             started = time.monotonic()
             self._reached_upstream = True
             try:
                 result = await self._within(plan, call(plan, request))
             except UpstreamError as error:
-                elapsed = _ms(started)
-                self.last = error
-                self.attempts.append(
-                    Attempt(
-                        plan.target, error.status, error.error_class, elapsed, error.message[:200]
-                    )
-                )
-                health.record_failure(
-                    plan.target,
-                    error.error_class,
-                    latency_ms=elapsed,
-                    retry_after=error.retry_after,
-                    detail=error.message[:120],
-                )
-                _log_failure(plan.target, error)
+                self.record_failure(plan, error, started)
                 delay = None if retried else self._retry_delay(error)
                 if delay is None or time.monotonic() + delay >= self.deadline:
+                    raise
+                if health.is_open(plan.target):
+                    # This failure opened the breaker (or re-opened it after a half-open probe):
+                    # a retry would walk straight into it.
                     raise
                 retried = True
                 await asyncio.sleep(delay)
@@ -335,10 +324,9 @@ class Walk:
                 health.release_probe(plan.target)
                 raise
             elapsed = _ms(started)
-            self.attempts.append(Attempt(plan.target, 200, None, elapsed))
-            health.record_success(
-                plan.target, elapsed, ttft_ms=elapsed if self.job.stream else None
-            )
+            self.ledger.add(Attempt(plan.target, 200, None, elapsed))
+            if settles:
+                health.record_success(plan.target, elapsed)
             return result
 
     def _retry_delay(self, error: UpstreamError) -> float | None:
@@ -363,17 +351,63 @@ class Walk:
                 raise
             raise UpstreamTimeoutError("request deadline reached", target=plan.target) from exc
 
-    def record_stream_failure(self, plan: Plan, error: UpstreamError, started: float) -> None:
-        """A failure after the commit point, reported by the recovering stream."""
+    def build_request(
+        self, plan: Plan, body: JSONObject, *, prefill: bool = False
+    ) -> UpstreamRequest:
+        job, config = self.job, self.runner.config
+        capabilities = config.capabilities(plan.target)
+        upstream_body = plan.pair.request(body, plan.target.model)
+        if prefill and plan.provider.format == WireFormat.OPENAI and capabilities.prefill:
+            upstream_body = mark_prefill(upstream_body, capabilities.prefill)
+        cap = output_cap(capabilities, job.summary.token_estimate)
+        upstream_body = clamp_max_tokens(upstream_body, plan.provider.format, cap)
+        if job.stream:
+            upstream_body["stream"] = True
+            if plan.provider.format == WireFormat.OPENAI:
+                upstream_body["stream_options"] = {"include_usage": True}
+        if job.cache_key and plan.provider.prompt_cache_key:
+            upstream_body.setdefault("prompt_cache_key", job.cache_key)
+        if plan.provider.forward_user_id and "user" in upstream_body:
+            raw_user = client_user_id(body) if job.client_format == WireFormat.ANTHROPIC else None
+            if raw_user is not None:  # the operator trusts this provider with the client's id
+                upstream_body["user"] = raw_user
+        provider = plan.provider
+        if self.options.timeouts:
+            provider = replace(provider, timeouts=provider.timeouts.merged(self.options.timeouts))
+        return UpstreamRequest(
+            target=plan.target,
+            provider=provider,
+            body=upstream_body,
+            stream=job.stream,
+            forward_headers=job.forward_headers if plan.pair.same_format else {},
+            input_tokens=job.summary.token_estimate,
+        )
+
+    # --- outcomes reported by a stream's owner after the commit point --------------------------
+
+    def record_failure(self, plan: Plan, error: UpstreamError, started: float) -> None:
+        """One failed attempt: in the ledger, in the target's health, in the log."""
         elapsed = _ms(started)
         self.last = error
-        self.attempts.append(
+        self.ledger.add(
             Attempt(plan.target, error.status, error.error_class, elapsed, error.message[:200])
         )
         self.runner.health.record_failure(
-            plan.target, error.error_class, latency_ms=elapsed, detail=error.message[:120]
+            plan.target,
+            error.error_class,
+            latency_ms=elapsed,
+            retry_after=error.retry_after,
+            detail=error.message[:120],
         )
         _log_failure(plan.target, error)
+
+    def record_stream_success(self, plan: Plan, started: float, ttft_ms: float) -> None:
+        """A stream reached its finish: only now does its target's health count a success."""
+        self.runner.health.record_success(plan.target, _ms(started), ttft_ms=ttft_ms)
+
+    def release(self, plan: Plan) -> None:
+        """The client left before the stream ended: no outcome, but free a probe slot."""
+        self.runner.health.release_probe(plan.target)
 
 
 async def close_stream(events: AsyncIterator[StreamEvent]) -> None:
@@ -381,11 +415,6 @@ async def close_stream(events: AsyncIterator[StreamEvent]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def _replay(events: list[StreamEvent]) -> AsyncIterator[StreamEvent]:
-    for event in events:
-        yield event
 
 
 def _log_failure(target: Target, error: UpstreamError) -> None:

@@ -8,17 +8,28 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from proxy.appkeys import HEALTH, LIVE
+from proxy.affinity import AFFINITY_HEADER
+from proxy.appkeys import AFFINITY, HEALTH, LIVE
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
+from proxy.conversation import conversation_of
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
-from proxy.fallback import ClientFacingError, Job, OpenedStream
+from proxy.fallback import ClientFacingError, Job
+from proxy.midstream import StreamLife
 from proxy.routing import decide
 from proxy.security.limits import BODY
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
-from proxy.types import Attempt, JSONObject, Target, WireFormat, attempts_header
+from proxy.types import (
+    Attempt,
+    Decision,
+    ErrorClass,
+    JSONObject,
+    Target,
+    WireFormat,
+    attempts_header,
+)
 
 log = logging.getLogger("llmproxy.server")
 
@@ -52,13 +63,19 @@ def json_response(
 
 
 def llmproxy_headers(
-    target: Target | None, attempts: list[Attempt] | tuple[Attempt, ...]
+    target: Target | None,
+    attempts: list[Attempt] | tuple[Attempt, ...],
+    decision: Decision | None = None,
 ) -> dict[str, str]:
     headers = {"x-llmproxy-attempts": attempts_header(attempts)}
     if target is not None:
         headers["x-llmproxy-provider"] = target.provider
         headers["x-llmproxy-model"] = target.model
+    if decision is not None and decision.affinity is not None:
+        # Model names come from the config and may be non-ASCII; header values must be latin-1.
+        headers[AFFINITY_HEADER] = decision.affinity.encode("ascii", "replace").decode()
     return headers
+
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -90,56 +107,86 @@ async def generate(
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
         raise ClientRequestError(str(exc), param="model") from exc
+    conversation = conversation_of(body, request.headers, dialect.format)
+    affinity = request.app[AFFINITY]
+    decision = affinity.route(decision, conversation, config.affinity, request.app[HEALTH])
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
-    job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward)
-    log.debug("route %s: %s", decision.scenario.value, decision.reason)
+    cache_key = conversation.key if conversation is not None else None
+    job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward,
+              cache_key)
+    log.debug("route %s: %s; affinity: %s", decision.scenario.value, decision.reason,
+              decision.affinity)
     runner = running.runner
     try:
         if job.stream:
-            opened = await runner.open_stream(job)
-            return await _stream(request, dialect, job, opened)
+            life = StreamLife(runner, job)
+            await life.open()
+            response = await _stream(request, dialect, job, life)
+            if life.report().finished:
+                affinity.served(conversation, life.served, config.affinity)
+            return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
         return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
     except ChainExhaustedError as exc:
         return _exhausted_response(dialect, exc)
+    affinity.served(conversation, done.target, config.affinity)
     answer = done.body if finish is None else finish(body, done.body)
-    return json_response(answer, headers=llmproxy_headers(done.target, done.attempts))
+    headers = llmproxy_headers(done.target, done.attempts, decision)
+    return json_response(answer, headers=headers)
 
 
 async def _stream(
-    request: web.Request, dialect: ClientDialect, job: Job, opened: OpenedStream
+    request: web.Request, dialect: ClientDialect, job: Job, life: StreamLife
 ) -> web.StreamResponse:
+    """Write a committed stream. After `prepare()` nothing but SSE events is ever written: every
+    failure, expected or not, ends the stream with the client dialect's own error event."""
     response = web.StreamResponse(
         headers={
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
-            **llmproxy_headers(opened.target, opened.attempts),
+            **llmproxy_headers(life.target, life.attempts(), job.decision),
         }
     )
-    encoder = dialect.stream_encoder(opened.target.model, job.body, job.summary.token_estimate)
+    encoder = dialect.stream_encoder(life.target.model, job.body, job.summary.token_estimate)
     try:
         await response.prepare(request)  # the commit point: from here on, errors go in-stream
-        async for event in opened.events:
-            await response.write(encoder.encode(event))
-        await response.write(_attempts_trailer(opened) + encoder.finish())
-    except (UpstreamError, ChainExhaustedError) as exc:
-        message = exc.message if isinstance(exc, UpstreamError) else str(exc)
-        log.warning("stream for %s ended with an error: %s", opened.target, message)
-        await response.write(
-            _attempts_trailer(opened) + dialect.stream_error(encoder, 502, message, exc.error_class)
-        )
+        request[STREAM_STARTED] = True
+        try:
+            async for event in life.events():
+                await response.write(encoder.encode(event))
+            ending = encoder.finish()
+        except UpstreamError as exc:
+            log.warning("stream for %s ended with an error: %s", life.target, exc.message)
+            ending = dialect.stream_error(encoder, 502, exc.message, exc.error_class)
+        except ConnectionError:
+            raise  # the client is gone: nobody left to tell
+        except Exception:  # after the commit point only an error event may say what went wrong
+            log.exception("stream for %s failed inside llmproxy", life.target)
+            ending = dialect.stream_error(encoder, 500, INTERNAL, ErrorClass.SERVER_ERROR)
+        await response.write(_trailer(life) + ending)
     finally:
-        await opened.aclose()
+        await life.aclose()
     await response.write_eof()
     return response
 
 
-def _attempts_trailer(opened: OpenedStream) -> bytes:
+INTERNAL = "internal error in llmproxy; the answer is incomplete"
+# Set once a stream's headers are out: the errors middleware then only logs.
+STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
+
+
+def _trailer(life: StreamLife) -> bytes:
     """The headers went out at the commit point; attempts made after it (a mid-stream failover)
-    are reported in an SSE comment, which clients ignore and `llmproxy` tools read."""
-    return encode_comment(f"x-llmproxy-attempts {attempts_header(opened.attempts)}")
+    and the target that wrote the end of the answer are reported in SSE comments, which clients
+    ignore and `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
+    `message_start`, the Responses API) keep naming the committed model; this names the one that
+    finished."""
+    served = life.served or life.target
+    return encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}") + (
+        encode_comment(f"x-llmproxy-served-by {served}")
+    )
 
 
 def _upstream_error_response(

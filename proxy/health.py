@@ -5,8 +5,11 @@ Rules:
   target's consecutive failures; at `failure_threshold` the breaker opens for `open_seconds`.
 - Cooldowns come from the provider itself (Retry-After on a 429, a quota reset time) or from a
   config error (401/403/404: long cooldown). A cooling target is skipped like an open one.
-- After `open_seconds` the breaker is half-open: exactly one request is let through as a probe;
-  its success closes the breaker, its failure re-opens it.
+- After `open_seconds` the breaker is half-open: exactly one request is let through as a probe,
+  with one attempt; its success closes the breaker, its failure re-opens it. A failure that
+  opens the breaker is never followed by a same-target retry.
+- A stream is a success only when it finishes: a target that always dies after its first token
+  accumulates failures like any other broken target.
 - Skipping is advisory: when every target of a chain is unhealthy the loop still tries the one
   that recovers soonest, so a request is never refused only because of past failures.
 
@@ -170,6 +173,13 @@ class HealthRegistry:
         if health.opened_at is not None:
             wait = max(wait, self.settings.open_seconds - (now - health.opened_at))
         return wait
+
+    def is_open(self, target: Target) -> bool:
+        """The breaker is open now (not half-open): nothing may be sent to `target`."""
+        health = self._targets.get(target)
+        if health is None or health.opened_at is None:
+            return False
+        return self._clock() - health.opened_at < self.settings.open_seconds
 
     def release_probe(self, target: Target) -> None:
         """A probe slot was reserved but no request went out (e.g. the deadline passed)."""

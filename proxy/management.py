@@ -43,7 +43,7 @@ from aiohttp.typedefs import Middleware
 from tomlkit.toml_document import TOMLDocument
 
 from proxy.appkeys import HEALTH, LIVE, STATE
-from proxy.config import TIMEOUT_KEYS, Config, parse_config
+from proxy.config import TIMEOUT_KEYS, Config
 from proxy.config_writer import (
     REDACTED,
     parse_document,
@@ -54,11 +54,11 @@ from proxy.config_writer import (
     write_atomic,
 )
 from proxy.errors import ConfigError
+from proxy.live import replacement
 from proxy.security.auth import is_loopback_address
 from proxy.security.limits import BODY
 from proxy.security.responses import error_response
 from proxy.security.settings import ManagementSettings
-from proxy.security.ssrf import url_refusal
 from proxy.types import Chain, JSONObject, Target
 
 log = logging.getLogger("llmproxy.management")
@@ -68,7 +68,6 @@ ROUTE_PREFIX = "management:"
 LOGGER = "llmproxy"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
-STARTUP_PROXY_FIELDS = ("host", "port", "api_keys", "health")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Edit = Callable[[TOMLDocument], list[str]]
@@ -296,9 +295,7 @@ async def apply_change(app: web.Application, change: JSONObject) -> Applied:
                 notes = edit(document)
                 new_text = render(document)
             env = state.env if state.env is not None else os.environ
-            parsed = parse_config(new_text, env, source=str(state.path))
-            config, restart = _keep_startup_settings(parsed, live.config)
-            _check_destinations(config)
+            config, restart = replacement(new_text, state.path, env, live.config)
         except ConfigError as exc:
             raise ChangeRefused(400, f"config rejected, nothing changed: {exc}",
                                 code="invalid_config", param=exc.key or None) from exc
@@ -312,33 +309,6 @@ async def apply_change(app: web.Application, change: JSONObject) -> Applied:
                                     "changed", code="write_failed") from exc
         live.replace(config)
     return Applied(written, notes, restart, config)
-
-
-def _keep_startup_settings(new: Config, running: Config) -> tuple[Config, list[str]]:
-    """`new` with the settings that only a restart can change put back to their running values;
-    also the names of those that differ."""
-    changed = [f"proxy.{name}" for name in STARTUP_PROXY_FIELDS
-               if getattr(new.proxy, name) != getattr(running.proxy, name)]
-    changed += [name for name in ("security", "management", "state")
-                if getattr(new, name) != getattr(running, name)]
-    proxy = dataclasses.replace(
-        new.proxy, **{name: getattr(running.proxy, name) for name in STARTUP_PROXY_FIELDS})
-    kept = dataclasses.replace(new, proxy=proxy, security=running.security,
-                               management=running.management, state=running.state,
-                               catalog=running.catalog)
-    return kept, changed
-
-
-def _check_destinations(config: Config) -> None:
-    """Provider URLs against the [security] in force (the file's may differ until restart)."""
-    ssrf = config.security.ssrf
-    for index, provider in enumerate(config.providers):
-        local = provider.allow_private_network
-        problem = url_refusal(provider.api_base_url, allow_loopback=local or ssrf.allow_localhost,
-                              allow_private=local or ssrf.allow_private_ips)
-        if problem is not None:
-            raise ConfigError(f"providers[{index}].api_base_url",
-                              f"{problem} (the running [security] settings apply until restart)")
 
 
 # --- rendering ---------------------------------------------------------------------------------

@@ -1,31 +1,46 @@
-"""Streaming failover after the commit point: one well-formed answer, or an honest error.
+"""A streaming request's life, owned by one object: `StreamLife`.
 
-`RecoveringStream` sits between the upstream attempts and the client's stream encoder. It keeps
-a ledger of what the client has seen and, when the current upstream fails, picks how to go on:
+It walks the chain up to the commit point (the first content event; nothing has reached the
+client before it), then hands out client-safe events, recovers when the current upstream fails,
+and ends honestly. After the commit point it never raises anything but `StreamCutError`: every
+other outcome (a continuation target answering 400 or a refusal, the chain running out) becomes
+that one error, which the writer turns into the client dialect's own error event.
+
+When the current upstream fails it picks how to go on:
 
 - nothing visible sent yet (only a held tool call, or nothing): a clean restart on the next
   target; the client never notices.
 - only reasoning sent: restart on the next target, hiding its reasoning, so thoughts are never
   shown twice.
 - visible text sent: continue on the next target that accepts an assistant prefill, sending the
-  original request plus the partial answer as a trailing assistant message, and stream only what
-  follows. Targets that do not accept a prefill are skipped (and never sent one).
+  original request plus the partial answer as a trailing assistant message in the target's own
+  prefill style (`PrefillStyle`), without what a prefill may not carry (thinking, and the
+  context edits that need thinking), and stream only what follows. Targets that do not accept a
+  prefill are skipped (and never sent one).
 - a tool call already sent: the answer cannot be continued faithfully; honest error.
 
-Tool calls are held until complete (the next event of another kind, or the finish), so a failure
-inside a call's arguments is invisible. Tool-call indexes continue across upstreams and usage is
-added up over the attempts that produced the answer.
+An upstream error after its finish event does not undo a complete answer. A stream is reported
+to health as a success only when it finishes; a failure after the commit point counts like any
+other. Tool calls are held until complete (the next event of another kind, or the finish), so a
+failure inside a call's arguments is invisible. Tool-call indexes continue across upstreams,
+usage is added up over the attempts that produced the answer, and after a takeover a
+`MessageStart` naming the new model is passed on (encoders whose wire format names the model per
+chunk switch to it; the others keep their first one).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 
+from proxy.capabilities import PrefillStyle
 from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
-from proxy.fallback import Plan, Walk, close_stream
+from proxy.fallback import ClientFacingError, FallbackRunner, Job, Plan, Walk, close_stream
 from proxy.tokens import tokens_for_chars
 from proxy.types import (
+    Attempt,
     Finish,
     JSONObject,
     MessageStart,
@@ -33,6 +48,7 @@ from proxy.types import (
     ReasoningSignature,
     RedactedReasoning,
     StreamEvent,
+    Target,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
@@ -41,24 +57,57 @@ from proxy.types import (
     WireFormat,
 )
 
+log = logging.getLogger("llmproxy.fallback")
+
 REASONING_EVENTS = (ReasoningDelta, ReasoningSignature, RedactedReasoning)
 # Continuations must not think again (Anthropic also rejects a prefill with thinking enabled).
 REASONING_REQUEST_FIELDS = ("thinking", "reasoning_effort", "reasoning")
+# Anthropic context edits that are refused without thinking ("`clear_thinking_20251015`
+# strategy requires `thinking` to be enabled"); Claude Code sends one on every request.
+THINKING_EDIT_PREFIX = "clear_thinking_"
 
 
-class RecoveringStream:
-    def __init__(
-        self,
-        walk: Walk,
-        plan: Plan,
-        head: list[StreamEvent],
-        rest: AsyncIterator[StreamEvent],
-    ) -> None:
-        self._walk = walk
-        self._plan = plan
-        self._head = head
-        self._upstream = rest
-        self._started = time.monotonic()
+@dataclass(frozen=True, slots=True)
+class StreamReport:
+    """What a stream's life came to so far: a read-only snapshot for logs and metrics."""
+
+    attempts: tuple[Attempt, ...]
+    committed: Target | None
+    """The target whose first content was the commit point (named in the response headers)."""
+    served: Target | None
+    """The target that wrote the last part of the answer."""
+    usage: Usage
+    elapsed_ms: float
+    finished: bool
+
+
+async def _no_events() -> AsyncIterator[StreamEvent]:
+    return
+    yield  # an async generator that yields nothing
+
+
+class StreamLife:
+    """One streaming request, from its first attempt to its last event.
+
+    `open()` walks to the commit point (raising `ClientFacingError` or `ChainExhaustedError`
+    before it); `events()` then yields the answer and raises only `StreamCutError`. `report()`
+    is a snapshot at any time.
+    """
+
+    def __init__(self, runner: FallbackRunner, job: Job) -> None:
+        self._runner = runner
+        self._walk = Walk(runner, job)
+        self._job = job
+        self._created = time.monotonic()
+        self._plan: Plan | None = None
+        self._committed: Target | None = None
+        self._head: list[StreamEvent] = []
+        self._upstream: AsyncIterator[StreamEvent] = _no_events()
+        self._started = self._created
+        self._ttft_ms = 0.0
+        self._settled = True  # the current target's health has heard the outcome
+        self._finished = False
+        self._announced_model = ""
         self._held_call: list[StreamEvent] = []
         self._text: list[str] = []
         self._sent_reasoning = False
@@ -71,6 +120,56 @@ class RecoveringStream:
         self._usage_now = Usage()
         self._attempt_chars = 0  # visible and reasoning text this attempt produced
 
+    # --- read-outs ------------------------------------------------------------------------------
+
+    @property
+    def target(self) -> Target:
+        """The committed target (after `open()`)."""
+        if self._committed is None:
+            raise RuntimeError("the stream has not been opened")
+        return self._committed
+
+    @property
+    def served(self) -> Target | None:
+        return self._plan.target if self._plan is not None else None
+
+    def attempts(self) -> tuple[Attempt, ...]:
+        return self._walk.ledger.snapshot()
+
+    def report(self) -> StreamReport:
+        return StreamReport(
+            attempts=self.attempts(),
+            committed=self._committed,
+            served=self.served,
+            usage=self._usage_done + self._usage_now,
+            elapsed_ms=(time.monotonic() - self._created) * 1000.0,
+            finished=self._finished,
+        )
+
+    # --- the life -------------------------------------------------------------------------------
+
+    async def open(self) -> Target:
+        """Walk the chain until a target produces its first content: the commit point."""
+        walk = self._walk
+        if walk.options.buffer:
+            plan, events = await walk.first_success(self._runner.read_whole_stream)
+            self._head, self._upstream = events, _no_events()
+        else:
+            plan, (self._head, self._upstream) = await walk.first_success(
+                self._runner.read_stream_head, settles=False
+            )
+            self._settled = False
+        self._plan, self._committed = plan, plan.target
+        self._announced_model = plan.target.model
+        self._time_attempt()
+        return plan.target
+
+    def _time_attempt(self) -> None:
+        """The attempt that just succeeded (the last in the ledger) started this stream part:
+        its time to first content, and its start for the latency reported at the finish."""
+        self._ttft_ms = self.attempts()[-1].elapsed_ms
+        self._started = time.monotonic() - self._ttft_ms / 1000.0
+
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
             while True:
@@ -82,16 +181,39 @@ class RecoveringStream:
                     async for event in self._upstream:
                         for out in self._filter(event):
                             yield out
+                    self._settle_success()
                     return
                 except UpstreamError as error:
-                    self._walk.record_stream_failure(self._plan, error, self._started)
-                    await self._close_upstream()
+                    if self._finished:
+                        # The answer was complete: a broken connection after it costs nothing.
+                        log.info("%s: error after the finish ignored: %s", self.served, error)
+                        self._settle_success()
+                        return
+                    plan = self._current()
+                    self._walk.record_failure(plan, error, self._started)
+                    self._settled = True
+                    await close_stream(self._upstream)
                     await self._recover(error)
         finally:
-            await self._close_upstream()
+            await self.aclose()
 
-    async def _close_upstream(self) -> None:
+    async def aclose(self) -> None:
+        """Release the upstream; a stream left before its end (the client went away) reports
+        no outcome, but frees its target's half-open probe slot."""
         await close_stream(self._upstream)
+        if not self._settled and self._plan is not None:
+            self._settled = True
+            self._walk.release(self._plan)
+
+    def _current(self) -> Plan:
+        if self._plan is None:
+            raise RuntimeError("the stream has not been opened")
+        return self._plan
+
+    def _settle_success(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._walk.record_stream_success(self._current(), self._started, self._ttft_ms)
 
     def _filter(self, event: StreamEvent) -> Iterable[StreamEvent]:
         """Turn one upstream event into what the client may see now."""
@@ -106,6 +228,9 @@ class RecoveringStream:
             if not self._sent_start:
                 self._sent_start = True
                 out.append(event)
+            elif self._current().target.model != self._announced_model:
+                self._announced_model = self._current().target.model
+                out.append(MessageStart(event.id, self._announced_model))
         elif isinstance(event, UsageUpdate):
             self._usage_now = event.usage
             out.append(UsageUpdate(self._usage_done + event.usage))
@@ -131,6 +256,7 @@ class RecoveringStream:
                 self._sent_reasoning = True
                 out.append(event)
         elif isinstance(event, Finish):
+            self._finished = True
             out.append(event)
         return out
 
@@ -143,26 +269,28 @@ class RecoveringStream:
 
     async def _recover(self, error: UpstreamError) -> None:
         """Open the next target that can carry on, or raise the honest error."""
+        failed = self._current().target
         self._held_call = []
         partial = "".join(self._text)
-        body = self._walk.job.body
+        body = self._job.body
         accept = None
         if self._tool_calls_sent:
             raise StreamCutError(
                 f"{error.message}; the answer already contains a tool call, so it cannot be "
                 "continued on another provider",
-                target=self._plan.target,
+                target=failed,
             ) from error
         if partial:
             prefill = partial.rstrip()
             self._strip_leading_space = prefill != partial
-            body = continuation_body(self._walk.job.client_format, body, prefill)
+            body = continuation_body(self._job.client_format, body, prefill)
             self._hide_reasoning = True
-
-            capabilities = self._walk.runner.config.capabilities
+            capabilities = self._runner.config.capabilities
 
             def accept(plan: Plan) -> str | None:
-                if capabilities(plan.target).prefill:
+                style = capabilities(plan.target).prefill
+                if style and (style is PrefillStyle.ASSISTANT or plan.provider.format is
+                              WireFormat.OPENAI):
                     return None
                 return "does not accept an assistant prefill"
 
@@ -172,20 +300,32 @@ class RecoveringStream:
         self._usage_now = Usage()
         self._attempt_chars = 0
         self._index_offset = self._tool_calls_sent
+        what = "continue the answer" if partial else "take over the answer"
         try:
             plan, (head, rest) = await self._walk.first_success(
-                self._walk.runner.read_stream_head, body=body, accept=accept
+                self._runner.read_stream_head,
+                body=body,
+                accept=accept,
+                settles=False,
+                prefill=bool(partial),
             )
         except ChainExhaustedError as exhausted:
-            what = "continue the answer" if partial else "take over the answer"
             raise StreamCutError(
                 f"{error.message}; no remaining target could {what} "
                 f"({len(partial)} characters were already sent)",
-                target=self._plan.target,
+                target=failed,
             ) from exhausted
+        except ClientFacingError as refused:
+            # A refusal or an invalid request from the target asked to carry on: the client
+            # cannot be handed that answer any more, only the stream's honest end.
+            raise StreamCutError(
+                f"{error.message}; {refused.error.target} could not {what}: "
+                f"{refused.error.message[:200]}",
+                target=failed,
+            ) from refused
         self._plan, self._head, self._upstream = plan, head, rest
-        self._started = time.monotonic()
-
+        self._time_attempt()
+        self._settled = False
 
     def _attempt_usage(self) -> Usage:
         """What the failed attempt produced. A cut stream never reports its usage, so its output
@@ -198,6 +338,12 @@ class RecoveringStream:
 def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONObject:
     """The client's request plus the partial answer as a trailing assistant message."""
     continued = {k: v for k, v in body.items() if k not in REASONING_REQUEST_FIELDS}
+    if "context_management" in body:
+        context = _without_thinking_edits(body["context_management"])
+        if context is None:
+            del continued["context_management"]
+        else:
+            continued["context_management"] = context
     if fmt == WireFormat.RESPONSES:
         items = body.get("input")
         if isinstance(items, str):
@@ -233,3 +379,19 @@ def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONOb
         messages.append({"role": "assistant", "content": [{"type": "text", "text": prefill}]})
     continued["messages"] = messages
     return continued
+
+
+def _without_thinking_edits(context: object) -> object | None:
+    """Anthropic's `context_management` minus the edits that require thinking (None if
+    nothing is left)."""
+    if not isinstance(context, dict) or not isinstance(context.get("edits"), list):
+        return context
+    edits = [
+        e
+        for e in context["edits"]
+        if not (isinstance(e, dict) and str(e.get("type", "")).startswith(THINKING_EDIT_PREFIX))
+    ]
+    if edits:
+        return {**context, "edits": edits}
+    rest = {k: v for k, v in context.items() if k != "edits"}
+    return rest or None

@@ -23,9 +23,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 import platformdirs
 
@@ -39,6 +38,9 @@ from proxy.capabilities import (
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError
 from proxy.types import JSONObject, WireFormat
+
+if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
+    import aiohttp
 
 log = logging.getLogger("llmproxy.catalog")
 
@@ -128,6 +130,8 @@ async def _refresh_one(
     if provider.format is WireFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
+    import aiohttp
+
     try:
         models = await _fetch(provider, session, request_seconds)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -150,6 +154,8 @@ async def _fetch(
     provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
 ) -> dict[str, ModelCapabilities]:
     """Raises aiohttp.ClientError, TimeoutError, or ValueError for a non-200 or odd body."""
+    import aiohttp
+
     models: dict[str, ModelCapabilities] = {}
     url, headers = _request(provider)
     limit = aiohttp.ClientTimeout(total=request_seconds)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 
 import aiohttp
 import orjson
@@ -13,24 +13,25 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
-from proxy.appkeys import HEALTH, LIVE, SESSION, STATE
+from proxy.affinity import Affinity
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, SESSION, STATE
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
-from proxy.handlers import chat_completions, count_tokens, messages
+from proxy.handlers import STREAM_STARTED, chat_completions, count_tokens, messages
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
 from proxy.management import apply_published, install_management, management_guard
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
-from proxy.security.auth import ClientKeys, auth_middleware
+from proxy.security.auth import ClientKeys, auth_middleware, is_loopback_address
 from proxy.security.limits import limits_middleware
 from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
 from proxy.security.resolver import GuardedResolver, url_guard
 from proxy.security.responses import error_response
 from proxy.state.backend import open_state
-from proxy.types import Target
+from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
 
@@ -58,6 +59,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except Exception:  # the one catch-all: log it, answer in the client's dialect
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.get(STREAM_STARTED):
+            # The headers went out: a second response inside the open body would corrupt it.
+            # The stream's owner ends streams; here there is nothing left to write.
+            raise
         return error_response(request, 500, "internal error in llmproxy")
 
 
@@ -78,8 +83,11 @@ def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
 async def models(request: web.Request) -> web.Response:
     """Ids a client can put in `model`: every `provider,model` and every mapping alias, in a
     shape both SDKs accept (OpenAI's list and Anthropic's page share `data`)."""
-    config = request.app[LIVE].config
-    created = int(time.time())
+    running = request.app[LIVE].current
+    config = running.config
+    # When this list last changed: a fixed 0 reads as "1970" in clients that show it.
+    created = int(running.since)
+    created_at = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
     entries: list[tuple[str, str, Target | None]] = []
     for provider in config.providers:
         entries.extend(
@@ -102,7 +110,7 @@ async def models(request: web.Request) -> web.Response:
                 "owned_by": owner,
                 "type": "model",
                 "display_name": model_id,
-                "created_at": "1970-01-01T00:00:00Z",
+                "created_at": created_at,
                 "max_input_tokens": caps.context_window if caps else None,
                 "max_tokens": caps.max_output_tokens if caps else None,
                 "capabilities": None,
@@ -120,7 +128,8 @@ async def models(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     """Liveness plus the live health of every target that has seen traffic."""
-    config = request.app[LIVE].config
+    live = request.app[LIVE]
+    config = live.config
     targets = [
         {
             "target": str(status.target),
@@ -137,8 +146,21 @@ async def health(request: web.Request) -> web.Response:
         }
         for status in request.app[HEALTH].snapshot()
     ]
-    body = {"status": "ok", "providers": [p.name for p in config.providers], "targets": targets,
-            "state": request.app[STATE].status(), **_worker(request)}
+    body: JSONObject = {
+        "status": "ok",
+        "providers": [p.name for p in config.providers],
+        "targets": targets,
+        "state": _public(request.app[STATE].status()),
+    }
+    if is_loopback_address(request.remote):
+        # For `llmproxy stop` and `reload` on this machine: the pid they signal, and the last
+        # reload's outcome (its message names files and keys, which other peers need not see).
+        last = live.last_reload
+        body["pid"] = os.getpid()
+        body["config"] = {"applied_at": round(live.current.since, 3),
+                          "last_reload": last.to_json() if last else None}
+        body["state"] = request.app[STATE].status()
+        body.update(_worker(request))
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -177,6 +199,7 @@ def build_app(
     app[HEALTH] = HealthRegistry(config.proxy.health)
     app[STATE] = state
     state.watch(app[HEALTH])
+    app[AFFINITY] = Affinity.in_memory(config.affinity)
     app.on_response_prepare.append(_nosniff)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
@@ -227,6 +250,11 @@ def build_app(
     if config.management.enabled:
         install_management(app, config, env)
     return app
+
+
+def _public(state: JSONObject) -> JSONObject:
+    """What any peer may see of the state backend: which, and whether Redis answers."""
+    return {key: state[key] for key in ("backend", "redis") if key in state}
 
 
 def _worker(request: web.Request) -> dict[str, int]:

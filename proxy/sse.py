@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
+if TYPE_CHECKING:  # the CLI's daemon client decodes SSE without loading aiohttp
+    import aiohttp
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -157,7 +159,7 @@ async def iter_sse(
 ) -> AsyncIterator[SSEEvent]:
     """Events of a byte stream as they complete, then the unterminated last one if any."""
     decoder = SSEDecoder()
-    chunks = stream.iter_any() if isinstance(stream, aiohttp.StreamReader) else stream
+    chunks = stream.iter_any() if hasattr(stream, "iter_any") else stream
     async for chunk in chunks:
         for event in decoder.feed(chunk):
             yield event

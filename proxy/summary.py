@@ -17,6 +17,7 @@ from typing import Any
 
 from proxy.errors import ClientRequestError
 from proxy.tokens import estimate_request_tokens
+from proxy.translate.responses_tools import declared_tools
 from proxy.types import JSONObject, RequestSummary, WireFormat
 
 WEB_SEARCH_TOOL_NAMES = frozenset({"web_search", "brave_web_search", "google_search"})
@@ -33,7 +34,8 @@ def summarize(body: JSONObject, fmt: WireFormat) -> RequestSummary:
         raise ClientRequestError("'model' must be a non-empty string", param="model")
     responses = fmt in (WireFormat.RESPONSES, WireFormat.CODEX)
     messages = _responses_messages(body.get("input")) if responses else body.get("messages")
-    tools = body.get("tools")
+    # Codex may declare every tool in an `additional_tools` input item and send `tools: []`.
+    tools = declared_tools(body) if responses else body.get("tools")
     has_images, last_user = _scan_messages(messages if isinstance(messages, list) else [])
     return RequestSummary(
         model=model,

@@ -88,6 +88,10 @@ class Decision:
     unfit: tuple[SkippedTarget, ...] = ()
     """When no target passed the capability checks, the chain is kept whole and the findings
     are here instead of in `skipped`."""
+    affinity: str | None = None
+    """What prompt-cache affinity decided and why (`proxy.affinity`); None when not applied."""
+    sticky: Target | None = None
+    """The conversation's previous target, moved to the head of `chain` by affinity."""
 
 
 class ErrorClass(StrEnum):
@@ -254,3 +258,18 @@ StreamEvent: TypeAlias = (
     | UsageUpdate
     | Finish
 )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFault:
+    """An error the upstream reported inside its stream (an `error` event, an error chunk, a
+    failed response), as its decoder read it: `status` is the HTTP status the error's type or
+    code stands for, when the wire format says. Not classified here (the provider layer does
+    that), and never sent to a client."""
+
+    status: int | None
+    body: JSONObject
+
+
+Decoded: TypeAlias = StreamEvent | UpstreamFault
+"""What a stream decoder reports: neutral events, or the upstream's own error."""

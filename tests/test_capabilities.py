@@ -113,7 +113,7 @@ def test_prefill_comes_from_the_provider_unless_the_model_says_otherwise() -> No
     config = parse()
     assert config.capabilities(Target("zai", "glm-5")).prefill is False  # OpenAI format default
     config = parse('[providers.capabilities."llama3.1-8b"]\nprefill = true\n')
-    assert config.capabilities(Target("cerebras", "llama3.1-8b")).prefill is True
+    assert config.capabilities(Target("cerebras", "llama3.1-8b")).prefill == "assistant"
 
 
 @pytest.mark.parametrize(

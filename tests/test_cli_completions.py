@@ -11,7 +11,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from cli.completions import DEFAULT_DIR, main, render, walk
-from cli.main import app
+from cli.main import COMMANDS, all_commands, app
 
 SHELLS = {"llmproxy.bash": ["bash", "-n"], "llmproxy.zsh": ["zsh", "-n"],
           "llmproxy.fish": ["fish", "--no-execute"]}
@@ -94,5 +94,25 @@ def test_every_command_has_help_with_examples(path: str) -> None:
 
 def test_the_app_has_the_documented_commands() -> None:
     group = typer.main.get_command(app)
-    assert {"serve", "chat", "e2e", "init", "status", "stop", "route", "providers"} <= set(
-        group.commands)  # type: ignore[attr-defined]
+    assert {"serve", "chat", "e2e", "init", "status", "stop", "reload", "route", "providers",
+            "code", "codex"} <= set(group.list_commands(None))  # type: ignore[attr-defined]
+
+
+def test_help_lists_each_command_with_its_own_first_help_line() -> None:
+    """The top-level help is drawn from a table (so it imports no command); it must say what
+    each command's own help says."""
+    for name, command in all_commands().items():
+        own = " ".join((command.help or "").split("\n\n")[0].split()).rstrip(".")
+        assert COMMANDS[name].summary == own, name
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_value_completion_offers_choices_never_file_names() -> None:
+    assert _complete(["llmproxy", "serve", "--log-level", ""]) == [
+        "debug", "info", "warning", "error"]
+    assert _complete(["llmproxy", "serve", "--log-level", "w"]) == ["warning"]
+    # `complete -o default` would fall back to file names for an empty answer: the value
+    # branch turns that off for this completion
+    script = (DEFAULT_DIR / "llmproxy.bash").read_text()
+    value_branch = script.split('if [[ " $values " == *" $prev "* ]]; then', 1)[1]
+    assert value_branch.lstrip().startswith("compopt +o default")

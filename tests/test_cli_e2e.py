@@ -15,16 +15,18 @@ from cli_support import Cli, serving
 from proxy.config import parse_config
 from proxy.daemon_client import Answer, AttemptNote, StreamReader, parse_attempts
 from proxy.e2e import Case, build_matrix, glob_example, judge, run_matrix
-from proxy.simulate import FaultPlan, SimulatedProvider, Status
+from proxy.simulate import FaultPlan, MidStreamError, SimulatedProvider, Status, run_simulated
 from proxy.simulate.deployment import (
     DEFAULT_SEED,
+    MID_STREAM_POSITIONS,
     REFERENCE_MAPPINGS,
     REFERENCE_ROUTES,
+    ZAI_500_BODY,
     reference_providers,
     simulated_deployment,
 )
 from proxy.translate.accumulate import ToolCallSnapshot
-from proxy.types import StopReason, TextDelta, Usage, WireFormat
+from proxy.types import Scenario, StopReason, TextDelta, Usage, WireFormat
 
 REFERENCE_TESTS = [
     "default · non-stream · plain", "default · non-stream · tools",
@@ -80,7 +82,13 @@ async def test_default_seed_fails_zai_mid_stream_on_the_streaming_plain_default_
                     assert result.answer.text.startswith("[cerebras/llama-3.3-70b]")
                     # the trailer reports the failover the headers could not
                     assert result.served_by == "cerebras,llama-3.3-70b"
+                if case.name == "think · stream · plain":
+                    assert result.answer is not None
+                    # zai died inside its answer text: minimax continued what had been shown
+                    assert result.answer.text.startswith("[zai/glm-5]")
+                    assert result.served_by == "minimax,MiniMax-M2.5"
     assert (True, "MidStreamError") in seen["default · stream · plain"]
+    assert (True, "MidStreamError") in seen["think · stream · plain"]
     assert any(fault == "Status(500)" for faults in seen.values() for _, fault in faults)
 
 
@@ -226,6 +234,12 @@ async def test_simulated_deployment_conditions() -> None:
             ("openai-codex", "codex"), ("zai", "openai"), ("cerebras", "openai"),
             ("minimax", "anthropic")]
         assert config.proxy.api_keys == ()  # loopback demo: chat works without a key
+        # the default route ends with a target that can continue a partial answer; cerebras,
+        # before it, can only take over
+        default = config.router.routes[Scenario.DEFAULT]
+        assert [str(t) for t in default][-2:] == ["cerebras,llama-3.3-70b",
+                                                  "minimax,MiniMax-M2.5"]
+        assert [config.capabilities(t).prefill for t in default[-2:]] == [False, "assistant"]
         codex = config.provider("openai-codex")
         assert codex is not None
         assert await asyncio.to_thread(os.path.isfile, codex.auth_file)  # its ChatGPT sign-in
@@ -239,3 +253,32 @@ async def test_simulated_deployment_conditions() -> None:
         assert record.path.endswith("/responses") and record.fault == "Status(429)"
     # the sign-in lived only as long as the demo
     assert not await asyncio.to_thread(os.path.exists, codex.auth_file)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "tools", "falls_in"),
+    [(0.1, False, "reasoning"), (0.7, False, "text"), (0.9, True, "tool arguments")],
+)
+async def test_zais_mid_stream_fault_falls_where_its_drawn_position_lands(
+    fraction: float, tools: bool, falls_in: str
+) -> None:
+    assert fraction in MID_STREAM_POSITIONS
+    fault = MidStreamError(chunks=0, status=500, body=ZAI_500_BODY, fraction=fraction)
+    zai = SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True, plan=FaultPlan([fault]))
+    body: dict[str, object] = {"model": "glm-5", "stream": True, "messages": [
+        {"role": "user", "content": "What is the weather in Paris right now?"}]}
+    if tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": "get_weather", "parameters": {
+                "type": "object", "required": ["city"],
+                "properties": {"city": {"type": "string"}}}}}]
+    async with run_simulated([zai]) as sims, aiohttp.ClientSession() as session, session.post(
+            sims["zai"].base_url + "/chat/completions", json=body) as response:
+        raw = await response.read()
+    deltas = [orjson.loads(line[6:])["choices"][0]["delta"]
+              for line in raw.split(b"\n") if line.startswith(b"data: {\"id\"")]
+    kinds = ["reasoning" if d.get("reasoning_content") else "text" if d.get("content")
+             else "tool arguments" for d in deltas
+             if d.get("reasoning_content") or d.get("content") or d.get("tool_calls")]
+    assert kinds[-1] == falls_in  # the last content before the 500 is of that kind
+    assert b'"HTTP 500' in raw

@@ -43,7 +43,8 @@ def test_status_lists_providers_and_never_prints_a_key(cli: Cli) -> None:
     assert table.exit_code == 0, table.output
     assert "zai-secret-value" not in table.output + data.output
     rows = {r["name"]: r for r in orjson.loads(data.stdout)["providers"]}
-    assert rows["zai"]["key"] == "present" and rows["cerebras"]["key"] == "missing"
+    # no key configured: a key-less (local) provider, not a missing key
+    assert rows["zai"]["key"] == "present" and rows["cerebras"]["key"] == "none"
     assert rows["zai"]["base_url"] == zai_url
     assert rows["zai"]["models"] == ["glm-5"] and rows["zai"]["format"] == "openai"
     assert rows["zai"]["state"] is None  # no daemon: no live health

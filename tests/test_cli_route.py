@@ -64,3 +64,37 @@ def test_send_through_a_daemon(cli: Cli) -> None:
     assert f"attempts (daemon {running.url})" in result.stdout
     assert "answered by minimax,MiniMax-M2.5 after 1 fallback hop" in result.stdout
     assert any("zai,glm-5" in line and "404" in line for line in result.stdout.splitlines())
+
+
+def test_route_test_shows_affinity_decide_over_turns(cli: Cli) -> None:
+    """Turn 1 on zai; zai fails at turn 2 and minimax serves; zai is healthy again at turn 3,
+    yet the conversation stays on minimax, and `route test` says so and why."""
+    zai = FaultPlan([None, Status(500), Status(500)])
+    with serving(providers(zai=zai), ROUTES, daemon=False) as running:
+        config = str(cli.config(running.config))
+        first = cli("route", "test", "auto", "--session", "demo", "--config", config)
+        result = cli("route", "test", "auto", "--send", "--turns", "3", "--session", "demo",
+                     "--json", "--config", config)
+    assert first.exit_code == 0, first.output
+    assert "affinity  new conversation: routed as below; the target that serves it is kept " \
+           "(conversation from x-llmproxy-session)" in " ".join(first.stdout.split("\n"))
+    assert result.exit_code == 0, result.output
+    turns = orjson.loads(result.stdout)["turns"]
+    assert [t["served_by"] for t in turns] == [
+        "zai,glm-5", "minimax,MiniMax-M2.5", "minimax,MiniMax-M2.5"]
+    assert turns[0]["affinity"].startswith("new conversation")
+    assert turns[1]["affinity"].startswith("kept zai,glm-5: it served the last turn")
+    assert turns[2]["affinity"].startswith("kept minimax,MiniMax-M2.5: it served the last turn")
+    assert [a["target"] for a in turns[2]["attempts"]] == ["minimax,MiniMax-M2.5"]
+
+
+def test_route_test_turns_through_a_daemon_report_its_affinity(cli: Cli) -> None:
+    with serving(providers(), ROUTES) as running:
+        config = cli.config(running.config)
+        result = cli("route", "test", "auto", "--send", "--turns", "2", "--url", running.url,
+                     "--config", str(config), "--api-key", "sk-client-test-key")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "turn 1" in out and "turn 2" in out
+    assert "affinity new conversation" in out
+    assert "affinity kept zai,glm-5: it served the last turn" in out

@@ -117,5 +117,8 @@ def test_init_default_path_is_where_serve_looks(cli: Cli, tmp_path: Path) -> Non
     result = cli("init")
     assert result.exit_code == 0, result.output
     assert Path(result.stdout.strip()) == tmp_path / "config" / "llmproxy" / "config.toml"
-    routed = cli("route", "test", "auto")  # found without --config, env vars missing
-    assert routed.exit_code == 2 and "ZAI_API_KEY is not set" in routed.stderr
+    # found without --config; routing needs no provider key, serving does
+    routed = cli("route", "test", "auto")
+    assert routed.exit_code == 0 and "zai,glm-5" in routed.stdout
+    served = cli("serve")
+    assert served.exit_code == 2 and "ZAI_API_KEY is not set" in served.stderr

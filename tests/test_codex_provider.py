@@ -202,8 +202,10 @@ async def test_backend_request_follows_the_chatgpt_rules(
         )
         (record,) = sims["codex"].requests
     body = record.body
-    # max_output_tokens, temperature and top_p make the backend answer 400: never sent.
-    assert set(body) == {"model", "instructions", "input", "reasoning", "store", "stream"}
+    # max_output_tokens, temperature and top_p make the backend answer 400: never sent. The
+    # conversation's key goes as prompt_cache_key, as the Codex CLI sends its thread id.
+    assert set(body) == {"model", "instructions", "input", "reasoning", "store", "stream",
+                         "prompt_cache_key"}
     assert body["instructions"] == "Be brief."
     assert body["reasoning"] == {"effort": "high", "summary": "auto"}
     headers = record.headers

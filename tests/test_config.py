@@ -248,7 +248,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     (
         ROUTER + PROVIDERS + 'prefill = "yes"\n',
         "providers[2].prefill",
-        "expected boolean, got string",
+        "expected true, false or one of assistant, prefix, partial, continue_final_message",
     ),
     (
         ROUTER + PROVIDERS + 'transformers = "openai"\n',
@@ -329,10 +329,15 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
         ("$$A", "$A"),
         ("$INDIRECT", "$A"),  # expanded text is not expanded again
         ("no dollars", "no dollars"),
+        ("${A:-fallback}", "alpha"),
+        ("${UNSET:-fallback}", "fallback"),  # unset or empty: the default, as in sh
+        ("${EMPTY:-fallback}", "fallback"),
+        ("${UNSET:-}", ""),
+        ("http://${HOST:-127.0.0.1}:${PORT:-8080}/v1", "http://127.0.0.1:8080/v1"),
     ],
 )
 def test_expand_string(raw: str, expanded: str) -> None:
-    env = {"A": "alpha", "B_2": "beta", "A_suffix": "x", "INDIRECT": "$A"}
+    env = {"A": "alpha", "B_2": "beta", "A_suffix": "x", "INDIRECT": "$A", "EMPTY": ""}
     assert expand_string(raw, env, "k") == expanded
 
 
@@ -340,6 +345,19 @@ def test_expand_string(raw: str, expanded: str) -> None:
 def test_stray_dollar_is_an_error(raw: str) -> None:
     with pytest.raises(ConfigError, match="stray"):
         expand_string(raw, {"A": "x"}, "proxy.host")
+
+
+def test_unset_variables_can_be_collected_instead_of_failing() -> None:
+    unset: dict[str, str] = {}
+    assert expand_env({"p": [{"k": "$KEY"}], "h": "$HOST"}, {"HOST": "h"}, unset=unset) == {
+        "p": [{"k": ""}], "h": "h"}
+    assert unset == {"p[0].k": "KEY"}
+
+
+def test_a_misspelt_format_gets_a_did_you_mean() -> None:
+    text = ROUTER + PROVIDERS.replace('name = "zai"', 'name = "zai"\nformat = "anthropc"', 1)
+    with pytest.raises(ConfigError, match="did you mean 'anthropic'"):
+        parse_config(text, {})
 
 
 def test_expand_env_walks_lists_and_tables_with_paths() -> None:
@@ -458,7 +476,7 @@ def test_format_defaults_from_known_names(name: str, fmt: WireFormat) -> None:
     text = f'[router]\ndefault = "{name},m"\n' + _provider_block(name)
     provider = parse_config(text, {}).providers[0]
     assert provider.format is fmt
-    assert provider.prefill is (fmt is WireFormat.ANTHROPIC)
+    assert provider.prefill == ("assistant" if fmt is WireFormat.ANTHROPIC else False)
     assert provider.api_key == ""
 
 
@@ -468,7 +486,7 @@ def test_explicit_format_and_prefill_override_the_defaults() -> None:
     )
     provider = parse_config(text, {}).providers[0]
     assert provider.format is WireFormat.OPENAI
-    assert provider.prefill is True
+    assert provider.prefill == "assistant"
     assert provider.allow_private_network is True
 
 

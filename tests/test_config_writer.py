@@ -107,3 +107,25 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
         write_atomic(path, "bad \udc80 surrogate")
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_new_keys_and_tables_go_where_a_reader_expects_them() -> None:
+    """The starter config as `llmproxy init` writes it: a new router key joins the router's
+    keys (not the comment that introduces the next table), a new provider gets a blank line
+    before its header, and flat `headers` stay on their provider's lines."""
+    from cli.init import STARTER_CONFIG
+
+    document = parse_document(STARTER_CONFIG)
+    set_router(document, {"think": "zai,glm-5"})
+    upsert_provider(document, "minimax", {"api_base_url": "https://api.minimax.io/anthropic",
+                                          "models": ["MiniMax-M2.5"]})
+    upsert_provider(document, "zai", {"headers": {"X-Title": "llmproxy"}})
+    text = render(document)
+    lines = text.splitlines()
+    default = lines.index('default = "zai,glm-5|cerebras,llama-3.3-70b"')
+    assert lines[default + 1] == 'think = "zai,glm-5"'
+    header = len(lines) - 1 - lines[::-1].index("[[providers]]")
+    assert lines[header - 1] == "" and lines[header + 1] == 'name = "minimax"'
+    assert 'headers = {X-Title = "llmproxy"}' in lines
+    assert "[providers.headers]" not in text
+    parse_config(text, {"ZAI_API_KEY": "z", "CEREBRAS_API_KEY": "c"})

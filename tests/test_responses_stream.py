@@ -3,16 +3,19 @@ encoder writes reads back as what it was given."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import pytest
 
 from proxy.errors import UpstreamStatusError
+from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
 from proxy.translate.stream_responses import ResponsesStreamDecoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
 from proxy.types import (
+    Decoded,
     ErrorClass,
     Finish,
     MessageStart,
@@ -22,6 +25,7 @@ from proxy.types import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamFault,
     Usage,
     UsageUpdate,
 )
@@ -42,11 +46,19 @@ def completed(output: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
 
 
 def decode(*payloads: dict[str, Any]) -> list[StreamEvent]:
+    """Decode as the provider layer does: an upstream fault raises its classified error."""
     decoder = ResponsesStreamDecoder()
     events: list[StreamEvent] = []
     for payload in payloads:
-        events += decoder.feed(payload["type"], payload)
+        events += raise_faults(decoder.feed(payload["type"], payload))
     return events + decoder.close()
+
+
+def raise_faults(decoded: Sequence[Decoded]) -> list[StreamEvent]:
+    for event in decoded:
+        if isinstance(event, UpstreamFault):
+            raise fault_error(event, None)
+    return [e for e in decoded if not isinstance(e, UpstreamFault)]
 
 
 def content(events: list[StreamEvent]) -> list[StreamEvent]:
@@ -183,7 +195,7 @@ def test_failures_are_classified(
 def test_an_openai_style_error_chunk_raises() -> None:
     decoder = ResponsesStreamDecoder()
     with pytest.raises(UpstreamStatusError):
-        decoder.feed(None, {"error": {"message": "HTTP 500 - boom"}})
+        raise_faults(decoder.feed(None, {"error": {"message": "HTTP 500 - boom"}}))
 
 
 # --- the encoder ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from proxy.errors import UpstreamStatusError
+from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder, SSEEvent
 from proxy.translate.accumulate import MessageAccumulator
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder, AnthropicStreamEncoder
@@ -35,6 +36,7 @@ from proxy.types import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamFault,
     Usage,
     UsageUpdate,
 )
@@ -267,8 +269,10 @@ def test_error_event_raises_a_classified_upstream_error(
     decoder = AnthropicStreamDecoder()
     decoder.feed(*START)
     payload = {"type": "error", "error": {"type": error_type, "message": message}}
+    (fault,) = decoder.feed("error", payload)
+    assert isinstance(fault, UpstreamFault)  # reported, not classified, by the decoder
     with pytest.raises(UpstreamStatusError) as caught:
-        decoder.feed("error", payload)
+        raise fault_error(fault, None)
     assert caught.value.status == status
     assert caught.value.error_class is error_class
     assert caught.value.body == payload

@@ -14,10 +14,12 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
 from proxy.errors import UpstreamStatusError
+from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder, OpenAIStreamEncoder
 from proxy.types import (
+    Decoded,
     ErrorClass,
     Finish,
     JSONObject,
@@ -30,6 +32,7 @@ from proxy.types import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamFault,
     Usage,
     UsageUpdate,
 )
@@ -45,11 +48,21 @@ def sse_payloads(name: str) -> list[tuple[str | None, JSONObject]]:
 
 
 def decode_openai(payloads: Iterable[JSONObject]) -> list[StreamEvent]:
+    """Decode as the provider layer does: an upstream fault raises its classified error."""
     decoder = OpenAIStreamDecoder()
     out: list[StreamEvent] = []
     for payload in payloads:
-        out.extend(decoder.feed(None, payload))
+        out.extend(raise_faults(decoder.feed(None, payload)))
     return out + decoder.close()
+
+
+def raise_faults(decoded: Iterable[Decoded]) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    for event in decoded:
+        if isinstance(event, UpstreamFault):
+            raise fault_error(event, None)
+        events.append(event)
+    return events
 
 
 def chunk(delta: JSONObject, finish: str | None = None, **extra: object) -> JSONObject:
@@ -297,7 +310,7 @@ def test_error_chunks_raise_classified_upstream_errors(
     decoder = OpenAIStreamDecoder()
     decoder.feed(None, chunk({"content": "par"}))
     with pytest.raises(UpstreamStatusError) as caught:
-        decoder.feed(None, payload)
+        raise_faults(decoder.feed(None, payload))
     assert caught.value.status == status
     assert caught.value.error_class is error_class
     assert caught.value.body == payload

@@ -4,8 +4,10 @@ The shape is the reference proxy's (`[proxy]`, `[router]`, `[[providers]]`), so 
 bring their file, but nothing is silently ignored: every problem raises `ConfigError` whose `key`
 is the dotted path of the offending value (`router.think[2]`, `providers[1].api_key`).
 
-`$NAME` and `${NAME}` expand in every string value; `$$` is a literal `$`. Globs (`*`, `?`,
-`[...]`, `{a,b}`) are compiled once here so that routing never compiles anything per request.
+`$NAME`, `${NAME}` and `${NAME:-default}` expand in every string value; `$$` is a literal
+`$`; a `.env` file next to the config supplies variables the environment does not set.
+Globs (`*`, `?`, `[...]`, `{a,b}`) are compiled once here so that routing never compiles
+anything per request.
 
 Layout: `model` (the frozen values), `targets` (globs, `provider,model`, chains), `env` ($VAR
 expansion), `reader` (`TableReader`: typed reads that name the key), `sections` (`[proxy]`,
@@ -15,7 +17,7 @@ that `proxy.config` itself imports (e.g. `proxy.security.settings`) import the s
 
 from __future__ import annotations
 
-from proxy.config.env import expand_env, expand_string
+from proxy.config.env import Unset, expand_env, expand_string, read_dotenv, with_dotenv
 from proxy.config.load import SYSTEM_CONFIG_PATH, find_config_path, load_config, parse_config
 from proxy.config.model import (
     CAPABILITY_CACHE_SIZE,
@@ -54,6 +56,7 @@ __all__ = [
     "RouterConfig",
     "TableReader",
     "Timeouts",
+    "Unset",
     "compile_glob",
     "default_format",
     "expand_env",
@@ -63,4 +66,6 @@ __all__ = [
     "parse_chain",
     "parse_config",
     "parse_target",
+    "read_dotenv",
+    "with_dotenv",
 ]

@@ -11,11 +11,11 @@ from typing import Any
 
 import platformdirs
 
-from proxy.config.env import expand_env
+from proxy.config.env import Unset, expand_env, with_dotenv
 from proxy.config.model import Config, ProviderConfig
 from proxy.config.reader import TableReader, type_name
 from proxy.config.router import parse_router
-from proxy.config.sections import PROVIDER_KEYS, parse_provider, parse_proxy
+from proxy.config.sections import PROVIDER_KEYS, parse_affinity, parse_provider, parse_proxy
 from proxy.errors import ConfigError
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
@@ -24,7 +24,8 @@ from proxy.state.settings import parse_state
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
 _TOP_KEYS = (
-    "proxy", "router", "providers", "security", "management", "state", "oauth", "webhooks"
+    "proxy", "router", "providers", "security", "management", "state", "affinity", "oauth",
+    "webhooks",
 )
 _RAW_SECTIONS = ("oauth", "webhooks")
 
@@ -57,7 +58,8 @@ def _build(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(name, f"expected table, got {type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
     return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
-                  security=security, management=management, state=parse_state(top))
+                  security=security, management=management, state=parse_state(top),
+                  affinity=parse_affinity(top))
 
 
 def _check_destination(
@@ -77,15 +79,20 @@ def _check_destination(
 # --- entry points ------------------------------------------------------------------------------
 
 
-def parse_config(text: str, env: Mapping[str, str], source: str = "<string>") -> Config:
+def parse_config(text: str, env: Mapping[str, str], source: str = "<string>", *,
+                 unset: Unset | None = None) -> Config:
+    """`unset`: collect unset variables there (as "") instead of failing on them."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", f"{source}: invalid TOML: {e}") from None
-    return _build(expand_env(raw, env), source)
+    return _build(expand_env(raw, env, unset=unset), source)
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: Path, env: Mapping[str, str] | None = None, *,
+                unset: Unset | None = None) -> Config:
+    """The file at `path`, its `$VAR`s expanded from `env` (default: the process environment)
+    over the `.env` file next to it."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -94,7 +101,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("", f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise ConfigError("", f"{path}: cannot read: {e.strerror}") from None
-    return parse_config(text, os.environ if env is None else env, str(path))
+    variables = with_dotenv(path, os.environ if env is None else env)
+    return parse_config(text, variables, str(path), unset=unset)
 
 
 def find_config_path(

@@ -9,11 +9,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from proxy.affinity import AffinitySettings
 from proxy.capabilities import (
     EMPTY_CATALOG,
     CapabilityOverride,
     Catalog,
     ModelCapabilities,
+    Prefill,
     resolve_capabilities,
 )
 from proxy.health import HealthSettings
@@ -143,7 +145,12 @@ class ProviderConfig:
     """Resolved: this provider's `timeouts` table over `[proxy.timeouts]`."""
     api_key: str = field(default="", repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    prefill: bool = False
+    prefill: Prefill = False
+    """How this provider continues a partial answer (`PrefillStyle`), or False."""
+    prompt_cache_key: bool = False
+    """Send the conversation's key as `prompt_cache_key` (OpenAI's cache routing hint)."""
+    forward_user_id: bool = False
+    """Send an Anthropic client's `metadata.user_id` as `user` unchanged, not as its hash."""
     allow_private_network: bool = False
     capabilities: tuple[CapabilityOverride, ...] = ()
     """`[providers.capabilities."<model or glob>"]`: exact ids first, then globs in file order."""
@@ -175,6 +182,7 @@ class Config:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    affinity: AffinitySettings = field(default_factory=AffinitySettings)
     _capabilities: dict[Target, ModelCapabilities] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

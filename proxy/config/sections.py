@@ -1,4 +1,5 @@
-"""The `[proxy]` and `[[providers]]` sections, and the timeout keys `[router]` shares."""
+"""The `[proxy]`, `[affinity]` and `[[providers]]` sections, and the timeout keys `[router]`
+shares."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from proxy.capabilities import OVERRIDE_KEYS, CapabilityOverride, capabilities_from_toml
+from proxy.affinity import AffinitySettings
+from proxy.capabilities import (
+    OVERRIDE_KEYS,
+    CapabilityOverride,
+    capabilities_from_toml,
+    default_prefill,
+    parse_prefill,
+)
 from proxy.config.model import (
     PROVIDER_FORMATS,
     ProviderConfig,
@@ -52,6 +60,8 @@ PROVIDER_KEYS = (
     "headers",
     "timeouts",
     "prefill",
+    "forward_user_id",
+    "prompt_cache_key",
     "allow_private_network",
     "capabilities",
     "auth_file",
@@ -108,6 +118,21 @@ def _health(t: TableReader | None) -> HealthSettings:
     )
 
 
+_AFFINITY_KEYS = ("enabled", "ttl_ms", "max_entries")
+
+
+def parse_affinity(top: TableReader) -> AffinitySettings:
+    t = top.table("affinity", _AFFINITY_KEYS)
+    if t is None:
+        return AffinitySettings()
+    defaults = AffinitySettings()
+    return AffinitySettings(
+        enabled=t.boolean("enabled", True),
+        ttl=t.millis("ttl_ms", defaults.ttl * 1000),
+        max_entries=t.integer("max_entries", defaults.max_entries, low=1),
+    )
+
+
 def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
     name = t.string("name")
     if not PROVIDER_NAME.fullmatch(name):
@@ -121,8 +146,12 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         raise ConfigError(t.key("api_base_url"), f"expected an http(s) URL, got {url!r}")
     fmt_name = t.string("format", default_format(name).value)
     if fmt_name not in PROVIDER_FORMATS:
+        known = [f.value for f in PROVIDER_FORMATS]
+        close = difflib.get_close_matches(fmt_name.lower(), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
-            t.key("format"), f"unknown format {fmt_name!r} (known: openai, anthropic, codex)"
+            t.key("format"),
+            f"unknown format {fmt_name!r} ({hint}known: openai, anthropic, codex)",
         )
     fmt = WireFormat(fmt_name)
     models: list[str] = t.strings("models")
@@ -151,14 +180,30 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         timeouts=defaults.merged(timeout_overrides(timeouts)),
         api_key=t.string("api_key", ""),
         headers=MappingProxyType(header_map),
-        prefill=t.boolean("prefill", fmt is WireFormat.ANTHROPIC),
+        prefill=(
+            default_prefill(fmt, url)
+            if t.data.get("prefill", MISSING) is MISSING
+            else parse_prefill(t.data["prefill"], fmt, t.key("prefill"))
+        ),
+        prompt_cache_key=_prompt_cache_key(t, fmt),
+        forward_user_id=t.boolean("forward_user_id", False),
         allow_private_network=t.boolean("allow_private_network", False),
-        capabilities=_capability_overrides(t, models, globs),
+        capabilities=_capability_overrides(t, models, globs, fmt),
         auth_file=_codex_key(t, "auth_file", fmt),
         token_endpoint=_codex_key(t, "token_endpoint", fmt),
         _exact_models=frozenset(m for m in models if not GLOB_CHARS.intersection(m)),
         _model_globs=tuple(globs),
     )
+
+
+def _prompt_cache_key(t: TableReader, fmt: WireFormat) -> bool:
+    """On for codex providers (the ChatGPT backend takes the key, as the Codex CLI sends it);
+    opt-in for OpenAI-compatible ones, since strict servers refuse fields they do not know."""
+    value: bool = t.boolean("prompt_cache_key", fmt is WireFormat.CODEX)
+    if value and fmt is WireFormat.ANTHROPIC:
+        raise ConfigError(t.key("prompt_cache_key"), "Anthropic-format providers cache at "
+                          "cache_control breakpoints and take no prompt_cache_key")
+    return value
 
 
 def _codex_key(t: TableReader, key: str, fmt: WireFormat) -> str:
@@ -173,7 +218,7 @@ def _codex_key(t: TableReader, key: str, fmt: WireFormat) -> str:
 
 
 def _capability_overrides(
-    t: TableReader, models: list[str], globs: list[re.Pattern[str]]
+    t: TableReader, models: list[str], globs: list[re.Pattern[str]], fmt: WireFormat
 ) -> tuple[CapabilityOverride, ...]:
     exact: list[CapabilityOverride] = []
     globbed: list[CapabilityOverride] = []
@@ -189,7 +234,7 @@ def _capability_overrides(
                 "unknown key (a provider key written after a [providers.capabilities.<model>] "
                 "table lands in that table: move it above the first one)",
             )
-        caps = capabilities_from_toml(values, key)
+        caps = capabilities_from_toml(values, key, fmt)
         if GLOB_CHARS.intersection(pattern):
             globbed.append(
                 CapabilityOverride(pattern, caps, compile_glob_at(pattern, key, ignore_case=True))

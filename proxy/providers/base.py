@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import orjson
+
+from proxy.classify import classify
 from proxy.config import ProviderConfig
-from proxy.types import JSONObject, StreamEvent, Target
+from proxy.errors import UpstreamStatusError
+from proxy.types import Decoded, JSONObject, StreamEvent, Target, UpstreamFault
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +28,26 @@ class UpstreamRequest:
 
 
 class StreamDecoder(Protocol):
-    """Upstream SSE payloads -> neutral stream events."""
+    """Upstream SSE payloads -> neutral stream events, and the upstream's own errors as
+    `UpstreamFault`s (which `fault_error` classifies)."""
 
-    def feed(self, event: str | None, payload: JSONObject) -> list[StreamEvent]: ...
+    def feed(self, event: str | None, payload: JSONObject) -> Sequence[Decoded]: ...
 
     def close(self) -> list[StreamEvent]: ...
+
+
+def fault_error(fault: UpstreamFault, target: Target | None) -> UpstreamStatusError:
+    """An error reported inside a stream, classified like an error response. Without a status
+    the stream's own 200 says nothing, so it is taken as the server's failure (500); message
+    wording (rate limit, quota...) still decides."""
+    found = classify(fault.status or 500, orjson.dumps(fault.body), {})
+    return UpstreamStatusError(
+        f"error inside the stream: {found.message}",
+        target=target,
+        status=fault.status,
+        error_class=found.error_class,
+        body=fault.body,
+    )
 
 
 class Dialect(Protocol):

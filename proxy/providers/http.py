@@ -24,10 +24,10 @@ from proxy.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from proxy.providers.base import Dialect, UpstreamRequest
+from proxy.providers.base import Dialect, UpstreamRequest, fault_error
 from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
-from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent
+from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent, UpstreamFault
 
 log = logging.getLogger("llmproxy.upstream")
 
@@ -84,9 +84,10 @@ class HttpTransport:
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]:
         """A streaming call: neutral events until Finish, or an UpstreamError.
 
-        Raises StreamCutError when the body ends (or the connection drops) before the provider's
-        finish reason: a truncated answer is never reported as complete. An unparseable chunk is
-        logged and skipped.
+        Raises StreamCutError when the body ends (or the connection drops, or stalls) before the
+        provider's finish reason: a truncated answer is never reported as complete. After the
+        finish reason, a drop or a stall ends a complete answer. An unparseable chunk is logged
+        and skipped.
         """
         limits = request.provider.timeouts
         first_token = limits.first_token_for(request.input_tokens)
@@ -95,6 +96,7 @@ class HttpTransport:
         try:
             sse = SSEDecoder()
             decoder = self._dialect.new_decoder()
+            broken: StreamCutError | None = None
             finished = False
             got_event = False
             content = response.content
@@ -109,13 +111,18 @@ class HttpTransport:
                     async with asyncio.timeout(budget):
                         chunk = await content.readany()
                 except TimeoutError as exc:
-                    raise self._timeout(request, stage, cut=got_event) from exc
+                    if not got_event:
+                        raise self._timeout(request, stage) from exc
+                    broken = StreamCutError(f"stream stalled ({stage})", target=request.target)
+                    chunk = b""
                 except (aiohttp.ClientError, ConnectionError) as exc:
-                    if got_event:
-                        raise StreamCutError(f"stream broke: {exc}", target=request.target) from exc
-                    raise UpstreamConnectionError(
-                        f"connection lost before the first event: {exc}", target=request.target
-                    ) from exc
+                    if not got_event:
+                        raise UpstreamConnectionError(
+                            f"connection lost before the first event: {exc}",
+                            target=request.target,
+                        ) from exc
+                    broken = StreamCutError(f"stream broke: {exc}", target=request.target)
+                    chunk = b""
                 events = sse.feed(chunk) if chunk else sse.close()
                 for sse_event in events:
                     if sse_event.data == "[DONE]":
@@ -130,6 +137,10 @@ class HttpTransport:
                         log.warning("%s: skipped a non-object stream chunk", request.target)
                         continue
                     for event in decoder.feed(sse_event.event, payload):
+                        if isinstance(event, UpstreamFault):
+                            if finished:
+                                break  # after the finish: the answer is complete
+                            raise fault_error(event, request.target)
                         got_event = True
                         if isinstance(event, Finish):
                             finished = True
@@ -141,11 +152,16 @@ class HttpTransport:
                     finished = True
                 yield event
             if not finished:
-                raise StreamCutError(
+                raise broken or StreamCutError(
                     "stream ended before the provider's finish reason", target=request.target
                 )
+            if broken is not None:
+                # The finish reason had arrived: what broke afterwards (the `[DONE]`, the end of
+                # the body) cost the client nothing, so the answer is complete.
+                log.info("%s: %s after the finish reason; answer complete", request.target,
+                         broken.message)
         finally:
-            if finished:
+            if finished and broken is None:
                 response.release()
             else:  # abandoned or broken: drop the connection so the upstream stops generating
                 response.close()
@@ -212,7 +228,5 @@ class HttpTransport:
         )
 
     @staticmethod
-    def _timeout(request: UpstreamRequest, stage: str, cut: bool = False) -> UpstreamError:
-        if cut:
-            return StreamCutError(f"stream stalled ({stage})", target=request.target)
+    def _timeout(request: UpstreamRequest, stage: str) -> UpstreamError:
         return UpstreamTimeoutError(f"no answer in time ({stage})", target=request.target)

@@ -8,6 +8,9 @@ checks the proxy's translators instead of sharing their mistakes.
 
 from proxy.simulate.faults import (
     CutAfter,
+    DropAfterFinish,
+    EndWithoutFinish,
+    ErrorAfterFinish,
     Fault,
     FaultPlan,
     Hang,
@@ -52,6 +55,9 @@ from proxy.simulate.runner import SimulatedProvider, SimulatorThread, run_simula
 
 __all__ = [
     "CutAfter",
+    "DropAfterFinish",
+    "EndWithoutFinish",
+    "ErrorAfterFinish",
     "Fault",
     "FaultPlan",
     "Hang",

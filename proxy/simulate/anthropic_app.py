@@ -5,6 +5,10 @@ sequence `message_start`, `ping`, per block `content_block_start` / `content_blo
 `content_block_stop` (thinking with a closing `signature_delta`, text, tool_use with
 `input_json_delta` fragments), `message_delta` with stop_reason and usage, `message_stop`.
 A trailing assistant message is a prefill: the reply continues it.
+
+Validation follows the rules a continuation can trip (Anthropic's documented answers): a prefill
+is refused while thinking is on, `clear_thinking_*` context edits are refused while thinking is
+off, and thinking blocks must carry this provider's signature (`check_signatures`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from aiohttp import web
 
 from proxy.simulate.delivery import Delivery, Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
+from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
 from proxy.simulate.replies import (
     Reply,
     estimate_input_tokens,
@@ -31,11 +36,12 @@ if TYPE_CHECKING:
 FMT = WireFormat.ANTHROPIC
 
 
-def _usage(reply: Reply, output_tokens: int) -> JSONObject:
+def _usage(reply: Reply, output_tokens: int, cache: CacheUsage) -> JSONObject:
+    # `input_tokens` is only what was neither read from nor written to the cache.
     return {
-        "input_tokens": reply.input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": max(0, reply.input_tokens - cache.read - cache.written),
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
@@ -64,7 +70,7 @@ def _loads_or_empty(text: str) -> JSONObject:
     return value if isinstance(value, dict) else {}
 
 
-def message_json(reply: Reply) -> JSONObject:
+def message_json(reply: Reply, cache: CacheUsage = NO_CACHE) -> JSONObject:
     return {
         "id": reply.id,
         "type": "message",
@@ -73,11 +79,11 @@ def message_json(reply: Reply) -> JSONObject:
         "content": _blocks(reply),
         "stop_reason": reply.stop.value,
         "stop_sequence": None,
-        "usage": _usage(reply, reply.output_tokens),
+        "usage": _usage(reply, reply.output_tokens, cache),
     }
 
 
-def message_frames(reply: Reply) -> list[Frame]:
+def message_frames(reply: Reply, cache: CacheUsage = NO_CACHE) -> list[Frame]:
     start = {
         "type": "message_start",
         "message": {
@@ -88,7 +94,7 @@ def message_frames(reply: Reply) -> list[Frame]:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": _usage(reply, 1),
+            "usage": _usage(reply, 1, cache),
         },
     }
     frames = [
@@ -167,7 +173,24 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
+    thinking = body.get("thinking")
+    thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    edits = (body.get("context_management") or {}).get("edits") or []
+    for edit in edits if isinstance(edits, list) else ():
+        kind = str(edit.get("type", "")) if isinstance(edit, dict) else ""
+        if kind.startswith("clear_thinking_") and not thinking_on:
+            # What Anthropic answers Claude Code's edit when thinking is off.
+            return f"`{kind}` strategy requires `thinking` to be enabled or adaptive"
     prefill = read_anthropic(body).prefill
+    if prefill is not None and thinking_on:
+        # Extended thinking docs: with thinking on, a final assistant turn must open with its
+        # thinking block, so a plain text prefill is refused.
+        return (
+            f"messages.{len(messages) - 1}.content.0.type: Expected `thinking` or "
+            "`redacted_thinking`, but found `text`. When `thinking` is enabled, a final "
+            "`assistant` message must start with a thinking block. To avoid this requirement, "
+            "disable `thinking`."
+        )
     if prefill is not None:
         if not sim.accepts_prefill:
             return (
@@ -216,9 +239,10 @@ def build_anthropic_app(sim: SimulatedProvider) -> web.Application:
             if sim.models and model not in sim.models:
                 return delivery.reject(model_not_found(FMT, model))
             reply = sim.reply_for(body)
+            cache = sim.cache_usage(body, reply)
             if ex.stream:
-                return await delivery.stream(message_frames(reply), fault)
-            return await delivery.json(message_json(reply), fault, reply.output_tokens)
+                return await delivery.stream(message_frames(reply, cache), fault)
+            return await delivery.json(message_json(reply, cache), fault, reply.output_tokens)
 
     async def count_tokens(request: web.Request) -> web.StreamResponse:
         async with sim.log.open(request) as ex:

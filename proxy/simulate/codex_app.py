@@ -24,6 +24,7 @@ import base64
 import itertools
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -31,7 +32,8 @@ from aiohttp import web
 
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import Status, invalid_request
-from proxy.simulate.replies import Reply, chunk
+from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
+from proxy.simulate.replies import Reply, chunk, estimate_input_tokens
 from proxy.simulate.wire import digest, json_response, sse_event
 from proxy.types import JSONObject, StopReason
 
@@ -278,17 +280,19 @@ def _validate(body: Any) -> str | None:
 # --- the answer ----------------------------------------------------------------------------------
 
 
-def _usage(reply: Reply) -> JSONObject:
+def _usage(reply: Reply, cache: CacheUsage) -> JSONObject:
     return {
         "input_tokens": reply.input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cache.read},
         "output_tokens": reply.output_tokens,
         "output_tokens_details": {"reasoning_tokens": len(reply.reasoning)},
         "total_tokens": reply.input_tokens + reply.output_tokens,
     }
 
 
-def response_frames(reply: Reply, body: JSONObject, created: int) -> list[Frame]:
+def response_frames(
+    reply: Reply, body: JSONObject, created: int, cache: CacheUsage = NO_CACHE
+) -> list[Frame]:
     """The SSE of one answer, as chatgpt.com streams it."""
     base = reply.id.removeprefix("chatcmpl-")
     response_id = f"resp_{base}"
@@ -392,9 +396,11 @@ def response_frames(reply: Reply, body: JSONObject, created: int) -> list[Frame]
         output.append(item)
         emit("response.output_item.done", meta, output_index=index, item=item)
     if reply.stop is StopReason.MAX_TOKENS:
-        emit("response.incomplete", FrameKind.DONE, response=response("incomplete", _usage(reply)))
+        emit("response.incomplete", FrameKind.DONE,
+             response=response("incomplete", _usage(reply, cache)))
     else:
-        emit("response.completed", FrameKind.DONE, response=response("completed", _usage(reply)))
+        emit("response.completed", FrameKind.DONE,
+             response=response("completed", _usage(reply, cache)))
     return frames
 
 
@@ -441,8 +447,12 @@ def build_codex_app(sim: SimulatedProvider) -> web.Application:
                     "account."
                 )
                 return delivery.reject(Status(400, {"detail": detail}))
-            reply = sim.reply_for(body)
-            return await delivery.stream(response_frames(reply, body, int(time.time())), fault)
+            # Planned on the chat view, but billed for the whole prompt, instructions included.
+            reply = replace(sim.reply_for(body), input_tokens=estimate_input_tokens(
+                {"system": body.get("instructions"), "messages": body.get("input"),
+                 "tools": body.get("tools")}))
+            frames = response_frames(reply, body, int(time.time()), sim.cache_usage(body, reply))
+            return await delivery.stream(frames, fault)
 
     async def token(request: web.Request) -> web.Response:
         raw = await request.read()

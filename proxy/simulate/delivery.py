@@ -5,8 +5,9 @@ its role) or as one JSON payload; this module decides when and whether each byte
 
 Non-streaming requests get the nearest JSON equivalent of a stream fault: `CutAfter` sends the
 headers and half the body and closes; `MidStreamError` becomes an error status; `MalformedChunk`
-a 200 with a truncated body; `StallAfter` and `SlowFirstToken` delay the whole body; `NoDone`
-changes nothing.
+a 200 with a truncated body; `StallAfter` and `SlowFirstToken` delay the whole body; `NoDone`,
+`DropAfterFinish` and `ErrorAfterFinish` change nothing; `EndWithoutFinish` sends half the body
+like `CutAfter`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from aiohttp import web
 
 from proxy.simulate.faults import (
     CutAfter,
+    DropAfterFinish,
+    EndWithoutFinish,
+    ErrorAfterFinish,
     Fault,
     Hang,
     MalformedChunk,
@@ -180,7 +184,7 @@ class Delivery:
         body = orjson.dumps(payload)
         if fault is not None:
             self.ex.outcome = fault.label
-        if isinstance(fault, CutAfter | MalformedChunk):
+        if isinstance(fault, CutAfter | MalformedChunk | EndWithoutFinish):
             half = body[: max(1, len(body) // 2)]
             if isinstance(fault, MalformedChunk):
                 self.ex.status = 200
@@ -226,7 +230,7 @@ class Delivery:
         if isinstance(fault, SlowFirstToken):
             await self._pause(fault.seconds)
         sent = 0
-        at_count = _count_trigger(fault)
+        at_count = _count_trigger(fault, sum(f.kind is FrameKind.CONTENT for f in frames))
         triggered = False
         for frame in frames:
             due = frame.kind in (FrameKind.CONTENT, FrameKind.FINAL, FrameKind.DONE)
@@ -238,6 +242,12 @@ class Delivery:
                     return stop
             if frame.kind is FrameKind.DONE and isinstance(fault, NoDone):
                 continue
+            if frame.kind is FrameKind.DONE and isinstance(fault, DropAfterFinish):
+                return self._drop(response, reset=False)
+            if frame.kind is FrameKind.DONE and isinstance(fault, ErrorAfterFinish):
+                await response.write(stream_error_frame(self.fmt, MidStreamError(0, fault.status)))
+                await response.write_eof()
+                return response
             if frame.kind is FrameKind.CONTENT:
                 await self._pause(
                     self._timing.first_token_delay if sent == 0 else self._timing.chunk_delay
@@ -254,6 +264,9 @@ class Delivery:
     ) -> web.StreamResponse | None:
         if isinstance(fault, CutAfter):
             return self._drop(response, reset=False)
+        if isinstance(fault, EndWithoutFinish):
+            await response.write_eof()
+            return response
         if isinstance(fault, StallAfter):
             await self._pause(fault.seconds)
         elif isinstance(fault, MidStreamError):
@@ -265,8 +278,10 @@ class Delivery:
         return None
 
 
-def _count_trigger(fault: Fault | None) -> int | None:
-    if isinstance(fault, CutAfter | StallAfter | MidStreamError):
+def _count_trigger(fault: Fault | None, content_chunks: int) -> int | None:
+    if isinstance(fault, MidStreamError) and fault.fraction is not None:
+        return min(content_chunks - 1, max(0, math.floor(fault.fraction * content_chunks)))
+    if isinstance(fault, CutAfter | StallAfter | MidStreamError | EndWithoutFinish):
         return max(0, fault.chunks)
     if isinstance(fault, MalformedChunk):
         return max(0, fault.after)

@@ -4,14 +4,20 @@ lived with in February 2026, reproduced offline, plus the config that routes ove
 - `openai-codex` (the ChatGPT backend, signed in through a token store the deployment writes):
   every request is a 429 `usage_limit_reached` (a quota window, not a blip);
 - `zai` (OpenAI format, GLM-5 with `reasoning_content`): intermittent 500s, some before the
-  response and some in the middle of a stream (while the model is still thinking), drawn from a
-  seeded random generator so a seed replays the same faults for the same request sequence;
+  response and some in the middle of a stream (wherever the drawn position falls: while the
+  model thinks, in its answer text, or inside a tool call's arguments), drawn from a seeded
+  random generator so a seed replays the same faults for the same request sequence;
 - `cerebras` (OpenAI format): healthy;
 - `minimax` (Anthropic format, thinking and tools): healthy.
 
+The routes are what a careful user would configure: the default route ends with a target that
+can continue a partial answer (minimax), because cerebras can take over a stream that died early
+but cannot continue one that already showed text.
+
 `DEFAULT_SEED` is chosen so that the 12-test e2e matrix, run in order, meets a pre-stream 500 and
-a mid-stream 500 on zai, the latter on the streaming plain default test (the one the reference
-failed). Which request draws which fault depends on how many requests reach zai before it (the
+mid-stream 500s on zai: on the streaming plain default test (the one the reference failed),
+while zai thinks, and on the streaming plain think test, inside its answer text (continued on
+minimax). Which request draws which fault depends on how many requests reach zai before it (the
 fallback loop's retries count), so `tests/test_cli_e2e.py` pins this property: when the retry
 policy changes, pick a new seed there. Used by `llmproxy serve --simulate`, `llmproxy e2e
 --simulate` and the tests.
@@ -39,18 +45,19 @@ from proxy.simulate.provider import SimulatedProvider
 from proxy.simulate.runner import run_simulated
 from proxy.types import WireFormat
 
-DEFAULT_SEED = 1
+DEFAULT_SEED = 29
 PRE_STREAM_500_RATE = 0.2
 MID_STREAM_500_RATE = 0.25
-# Content chunks zai streams before its mid-stream 500: inside its reasoning, which always runs
-# longer ("[zai/glm-5] Thinking about: ..." is over four 8-character chunks). That is where the
-# reference deployment's GLM-5 failed, and it is recoverable: once answer text has been sent, a
-# stream can only be continued on a target that accepts an assistant prefill, and the default
-# route's one fallback (cerebras, OpenAI format) does not.
-MID_STREAM_AFTER_CHUNKS = 3
+# Where in a reply zai's mid-stream 500 falls, as a share of its content chunks: each mid-stream
+# fault draws one of these (seeded), so it lands where it lands: in the reasoning, the answer
+# text or a tool call's arguments, not only where recovery is easy.
+MID_STREAM_POSITIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 REFERENCE_ROUTES: Mapping[str, str] = {
-    "default": "zai,glm-5|cerebras,llama-3.3-70b",
+    # A careful user's default route: cerebras takes over what zai could not start, but it
+    # cannot continue a partial answer (no prefill), so minimax (Anthropic format, which can)
+    # comes last for a zai stream that dies after its answer text began.
+    "default": "zai,glm-5|cerebras,llama-3.3-70b|minimax,MiniMax-M2.5",
     "think": "openai-codex,gpt-5.2|zai,glm-5|minimax,MiniMax-M2.5",
     "background": "openai-codex,gpt-5.2-codex",
 }
@@ -73,10 +80,13 @@ def zai_fault_plan(seed: int = DEFAULT_SEED) -> FaultPlan:
     A non-streaming request that draws the mid-stream fault gets a 500 status instead (the
     simulator's nearest equivalent), which is what Z.ai does too.
     """
-    mid_stream = MidStreamError(chunks=MID_STREAM_AFTER_CHUNKS, status=500, body=ZAI_500_BODY)
+    share = MID_STREAM_500_RATE / len(MID_STREAM_POSITIONS)
+    mid_stream = [
+        (share, MidStreamError(chunks=0, status=500, body=ZAI_500_BODY, fraction=position))
+        for position in MID_STREAM_POSITIONS
+    ]
     return FaultPlan(
-        random_faults=[(PRE_STREAM_500_RATE, zai_http_500()), (MID_STREAM_500_RATE, mid_stream)],
-        seed=seed,
+        random_faults=[(PRE_STREAM_500_RATE, zai_http_500()), *mid_stream], seed=seed
     )
 
 

@@ -110,11 +110,15 @@ class StallAfter:
 @dataclass(frozen=True, slots=True)
 class MidStreamError:
     """Stream `chunks` content chunks, then an in-stream error event in the provider's dialect,
-    then end the body. `body=None` uses the provider-shaped default for `status`."""
+    then end the body. `body=None` uses the provider-shaped default for `status`.
+
+    With `fraction`, the error comes after that share of the reply's content chunks instead, so
+    it falls wherever that is: in the reasoning, the answer text or a tool call's arguments."""
 
     chunks: int
     status: int = 500
     body: JSONObject | None = None
+    fraction: float | None = None
 
     @property
     def label(self) -> str:
@@ -141,6 +145,39 @@ class NoDone:
         return "NoDone"
 
 
+@dataclass(frozen=True, slots=True)
+class DropAfterFinish:
+    """Send the whole answer with its finish reason and usage, then drop the connection instead
+    of ending the body (no `[DONE]` / `message_stop`, no chunked terminator)."""
+
+    @property
+    def label(self) -> str:
+        return "DropAfterFinish"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAfterFinish:
+    """Send the whole answer with its finish reason and usage, then an in-stream error event
+    instead of `[DONE]` / `message_stop`, and end the body."""
+
+    status: int = 500
+
+    @property
+    def label(self) -> str:
+        return "ErrorAfterFinish"
+
+
+@dataclass(frozen=True, slots=True)
+class EndWithoutFinish:
+    """Stream `chunks` content chunks, then end the body cleanly without any finish reason."""
+
+    chunks: int
+
+    @property
+    def label(self) -> str:
+        return "EndWithoutFinish"
+
+
 Fault: TypeAlias = (
     Status
     | Reset
@@ -152,6 +189,9 @@ Fault: TypeAlias = (
     | MidStreamError
     | MalformedChunk
     | NoDone
+    | DropAfterFinish
+    | ErrorAfterFinish
+    | EndWithoutFinish
 )
 
 

@@ -16,7 +16,8 @@ from aiohttp import web
 
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
-from proxy.simulate.replies import Reply, read_openai
+from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
+from proxy.simulate.replies import Reply
 from proxy.simulate.wire import json_response, sse_data
 from proxy.types import JSONObject, StopReason, WireFormat
 
@@ -30,17 +31,18 @@ FINISH_REASONS: dict[StopReason, str] = {
 }
 
 
-def _usage(reply: Reply) -> JSONObject:
+def _usage(reply: Reply, cache: CacheUsage) -> JSONObject:
+    # `prompt_tokens` counts every prompt token; the cached ones are a part of it.
     return {
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": reply.output_tokens,
         "total_tokens": reply.input_tokens + reply.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cache.read},
         "completion_tokens_details": {"reasoning_tokens": len(reply.reasoning)},
     }
 
 
-def completion_json(reply: Reply, created: int) -> JSONObject:
+def completion_json(reply: Reply, created: int, cache: CacheUsage = NO_CACHE) -> JSONObject:
     message: JSONObject = {
         "role": "assistant",
         "content": reply.full_text if reply.text or not reply.tool_calls else None,
@@ -71,11 +73,13 @@ def completion_json(reply: Reply, created: int) -> JSONObject:
                 "finish_reason": FINISH_REASONS[reply.stop],
             }
         ],
-        "usage": _usage(reply),
+        "usage": _usage(reply, cache),
     }
 
 
-def completion_frames(reply: Reply, created: int, include_usage: bool) -> list[Frame]:
+def completion_frames(
+    reply: Reply, created: int, include_usage: bool, cache: CacheUsage = NO_CACHE
+) -> list[Frame]:
     def chunk(delta: JSONObject, finish: str | None = None) -> bytes:
         payload: JSONObject = {
             "id": reply.id,
@@ -117,7 +121,7 @@ def completion_frames(reply: Reply, created: int, include_usage: bool) -> list[F
             "model": reply.model,
             "system_fingerprint": "fp_sim",
             "choices": [],
-            "usage": _usage(reply),
+            "usage": _usage(reply, cache),
         }
         frames.append(Frame(sse_data(usage_chunk), FrameKind.FINAL))
     frames.append(Frame(b"data: [DONE]\n\n", FrameKind.DONE))
@@ -137,11 +141,48 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "[] is too short - 'messages'"
-    if read_openai(body).prefill is not None and not sim.accepts_prefill:
+    return _prefill_problem(sim.prefill_style, body, messages)
+
+
+PREFILL_STYLES = ("assistant", "prefix", "partial", "continue_final_message")
+_MESSAGE_FLAGS = ("prefix", "partial")
+
+
+def _prefill_problem(accepted: str | None, body: JSONObject, messages: list[Any]) -> str | None:
+    """How a provider that takes only the `accepted` prefill style (or none) answers a request
+    in another one. The styles: a plain trailing assistant message (OpenRouter, llama.cpp),
+    `"prefix": true` on it (DeepSeek beta, Mistral), `"partial": true` (Moonshot), or
+    `continue_final_message: true` with `add_generation_prompt: false` (vLLM, SGLang)."""
+    for i, message in enumerate(messages):
+        for flag in _MESSAGE_FLAGS:
+            if isinstance(message, dict) and flag in message and accepted != flag:
+                # Strict schema validation, as OpenAI itself answers unknown message fields.
+                return (
+                    f"Additional properties are not allowed ('{flag}' was unexpected) - "
+                    f"'messages.{i}'"
+                )
+    if "continue_final_message" in body and accepted != "continue_final_message":
+        return "Unrecognized request argument supplied: continue_final_message"
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    if last.get("role") != "assistant":
+        if body.get("continue_final_message"):
+            return "continue_final_message is set but the final message is not an assistant one"
+        return None
+    if accepted is None:
         return (
             "This model does not support assistant message prefill. The conversation must end "
             "with a user or tool message."
         )
+    if accepted in _MESSAGE_FLAGS and last.get(accepted) is not True:
+        return (
+            "The last message must be a user message, or an assistant message with "
+            f"{accepted} mode on ('{accepted}': true)"
+        )
+    if accepted == "continue_final_message":
+        if body.get("continue_final_message") is not True:
+            return "a final assistant message is continued only with continue_final_message"
+        if body.get("add_generation_prompt", True) is not False:
+            return "continue_final_message and add_generation_prompt cannot both be true"
     return None
 
 
@@ -169,13 +210,15 @@ def build_openai_app(sim: SimulatedProvider) -> web.Application:
             if sim.models and model not in sim.models:
                 return delivery.reject(model_not_found(fmt, model))
             reply = sim.reply_for(body)
+            cache = sim.cache_usage(body, reply)
             created = int(time.time())
             if ex.stream:
                 options = body.get("stream_options") or {}
                 include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-                frames = completion_frames(reply, created, include_usage)
+                frames = completion_frames(reply, created, include_usage, cache)
                 return await delivery.stream(frames, fault)
-            return await delivery.json(completion_json(reply, created), fault, reply.output_tokens)
+            answer = completion_json(reply, created, cache)
+            return await delivery.json(answer, fault, reply.output_tokens)
 
     async def list_models(request: web.Request) -> web.StreamResponse:
         async with sim.log.open(request) as ex:

@@ -16,7 +16,8 @@ from proxy.simulate.anthropic_app import build_anthropic_app
 from proxy.simulate.codex_app import TOKEN_PATH, CodexAccount, build_codex_app, chat_view
 from proxy.simulate.delivery import Delivery, Timing
 from proxy.simulate.faults import FaultPlan
-from proxy.simulate.openai_app import build_openai_app
+from proxy.simulate.openai_app import PREFILL_STYLES, build_openai_app
+from proxy.simulate.prompt_cache import DEFAULT_TTL, MIN_CACHEABLE_TOKENS, CacheUsage, PromptCache
 from proxy.simulate.records import Exchange, RequestLog, RequestRecord
 from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, Reply, plan_reply
 from proxy.types import JSONObject, WireFormat
@@ -41,8 +42,10 @@ class SimulatedProvider:
 
     `models` empty means any model is served; otherwise an unknown model gets the provider's 404.
     `accepts_prefill` defaults to True for Anthropic and False for OpenAI format (a trailing
-    assistant message is then a 400). `reasoning` makes the model think first (Z.ai-style
-    `reasoning_content`, or Anthropic thinking blocks signed for this provider; with
+    assistant message is then a 400). An OpenAI-format sim may instead take exactly one
+    `prefill_style` (`assistant`, `prefix`, `partial`, `continue_final_message`) and refuse the
+    others, as the providers documenting each style do. `reasoning` makes the model think first
+    (Z.ai-style `reasoning_content`, or Anthropic thinking blocks signed for this provider; with
     `check_signatures` an Anthropic sim rejects thinking blocks it did not sign). Latency
     (`first_token_delay`, `chunk_delay`) and `plan` can be changed while it runs.
 
@@ -61,6 +64,7 @@ class SimulatedProvider:
         api_key: str | None = None,
         reasoning: bool = False,
         accepts_prefill: bool | None = None,
+        prefill_style: str | None = None,
         plan: FaultPlan | None = None,
         chunk_delay: float = 0.0,
         first_token_delay: float = 0.0,
@@ -70,6 +74,9 @@ class SimulatedProvider:
         check_signatures: bool = True,
         base_path: str | None = None,
         persona: str | None = None,
+        extra_text: str = "",
+        cache_ttl: float = DEFAULT_TTL,
+        cache_min_tokens: int = MIN_CACHEABLE_TOKENS,
     ) -> None:
         self.format = WireFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
@@ -80,12 +87,19 @@ class SimulatedProvider:
         # The name replies are signed with: two providers serving the same model with one
         # persona give identical answers, so a continuation on the second one can be checked.
         self.persona = persona or name
+        self.extra_text = extra_text  # appended to every plain answer (long-answer tests)
         self.models = tuple(models)
         self.api_key = api_key
         self.reasoning = reasoning
-        self.accepts_prefill = (
+        accepts = (
             accepts_prefill if accepts_prefill is not None else self.format is WireFormat.ANTHROPIC
         )
+        # The one prefill style this provider takes (None: it continues nothing).
+        self.prefill_style: str | None = prefill_style or ("assistant" if accepts else None)
+        if self.prefill_style not in (None, *PREFILL_STYLES) or (
+            self.format is not WireFormat.OPENAI and self.prefill_style not in (None, "assistant")
+        ):
+            raise ValueError(f"no such prefill style for {self.format}: {prefill_style!r}")
         self.plan = plan if plan is not None else FaultPlan()
         self.chunk_delay = chunk_delay
         self.first_token_delay = first_token_delay
@@ -95,9 +109,15 @@ class SimulatedProvider:
         self.check_signatures = check_signatures
         self.base_path = (base_path or DEFAULT_BASE_PATHS[self.format]).rstrip("/")
         self.log = RequestLog()
+        # Cached tokens for prefixes seen recently, in the format's own usage fields.
+        self.prompt_cache = PromptCache(cache_ttl, cache_min_tokens)
         # The ChatGPT account a codex provider serves (its tokens); unused by other formats.
         self.account = CodexAccount(f"acct-{name}")
         self._running: _Running | None = None
+
+    @property
+    def accepts_prefill(self) -> bool:
+        return self.prefill_style is not None
 
     def __repr__(self) -> str:
         where = self.base_url if self._running else "stopped"
@@ -152,6 +172,7 @@ class SimulatedProvider:
                 chunk_chars=self.chunk_chars,
                 text_before_tool=self.text_before_tool,
                 parallel_tool_calls=self.parallel_tool_calls,
+                extra_text=self.extra_text,
             )
         return plan_reply(
             body,
@@ -161,7 +182,12 @@ class SimulatedProvider:
             chunk_chars=self.chunk_chars,
             text_before_tool=self.text_before_tool,
             parallel_tool_calls=self.parallel_tool_calls,
+            extra_text=self.extra_text,
         )
+
+    def cache_usage(self, body: JSONObject, reply: Reply) -> CacheUsage:
+        """How much of this request's prompt the provider's cache served (and now holds)."""
+        return self.prompt_cache.account(body, self.format, reply.input_tokens)
 
     def expected_text(self, body: JSONObject) -> str:
         return self.reply_for(body).full_text

@@ -337,6 +337,7 @@ def plan_reply(
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     text_before_tool: bool = False,
     parallel_tool_calls: int = 1,
+    extra_text: str = "",
 ) -> Reply:
     conv = read_conversation(body, fmt)
     head = f"[{provider}/{conv.model}]"
@@ -353,7 +354,7 @@ def plan_reply(
             calls.append((name, orjson.dumps(example_arguments(schema)).decode()))
         text = f"{head} Calling {chosen[0][0]}." if text_before_tool else ""
     else:
-        text = reply_text(provider, conv.model, conv.user_text)
+        text = reply_text(provider, conv.model, conv.user_text) + extra_text
     if conv.prefill is not None and text.startswith(conv.prefill):
         text = text[len(conv.prefill) :]
 

@@ -21,7 +21,7 @@ TRANSLATED_ANTHROPIC_REQUEST: frozenset[str] = frozenset(
         "messages",
         "system",  # -> the leading system message (with role:system messages hoisted into it)
         "max_tokens",
-        "metadata",  # metadata.user_id -> user
+        "metadata",  # metadata.user_id -> user, hashed
         "stop_sequences",  # -> stop
         "stream",  # -> stream, plus stream_options.include_usage
         "temperature",

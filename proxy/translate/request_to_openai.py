@@ -12,11 +12,15 @@ For OpenAI-compatible providers (Z.ai, Cerebras, DeepSeek, Groq...). Decisions, 
   OpenAI tool message cannot hold).
 - Assistant `thinking` blocks become `reasoning_content` (the Z.ai / DeepSeek convention);
   `redacted_thinking` and signatures are dropped.
+- `metadata.user_id` (Claude Code's is a JSON string with device and session ids) becomes
+  `user` only as a stable hash: enough for a provider's abuse tracking, and no client
+  identifier reaches a third party (a provider with `forward_user_id = true` gets it as is).
 - Fields with no OpenAI counterpart are listed, with reasons, in `dropped.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from proxy.errors import ClientRequestError
@@ -93,7 +97,7 @@ def anthropic_to_openai_request(
         out["response_format"] = response_format
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
+        out["user"] = opaque_user(metadata["user_id"])
     if body.get("stream") is True:
         out["stream"] = True
         # Without it an OpenAI stream carries no usage at all.
@@ -350,3 +354,18 @@ def _response_format(output_config: Any) -> JSONObject | None:
         "type": "json_schema",
         "json_schema": {"name": RESPONSE_FORMAT_NAME, "schema": fmt["schema"]},
     }
+
+
+def opaque_user(user_id: str) -> str:
+    """A stable stand-in for a client's user id: the same id always gives the same value, and
+    the value says nothing about the id."""
+    return "llmproxy-" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+def client_user_id(body: JSONObject) -> str | None:
+    """The Anthropic request's own `metadata.user_id`, for a provider trusted with it
+    (`forward_user_id = true`); `anthropic_to_openai_request` otherwise sends only its hash."""
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        return str(metadata["user_id"])
+    return None

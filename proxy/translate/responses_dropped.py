@@ -77,6 +77,7 @@ DROPPED_RESPONSES_ITEM_TYPES: frozenset[str] = frozenset(
         "item_reference",  # points at a stored item
         "compaction",  # Codex remote compaction: encrypted, OpenAI-only
         "compaction_summary",
+        "compaction_trigger",  # asks OpenAI's servers to compact: nothing a chat provider does
         # Results of OpenAI-hosted tools the chat provider never had.
         "web_search_call",
         "file_search_call",
@@ -95,7 +96,9 @@ DROPPED_RESPONSES_ITEM_TYPES: frozenset[str] = frozenset(
         "mcp_approval_response",
         "mcp_call",
         "tool_search_call",
-        "tool_search_output",
+        "tool_search_output",  # its tools join the request's tools (`declared_tools`)
+        "program",  # programmatic tool calling runs on OpenAI's servers
+        "program_output",
     }
 )
 

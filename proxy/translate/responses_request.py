@@ -13,6 +13,10 @@ Responses -> chat (for OpenAI- and Anthropic-format providers):
 - `reasoning` items are dropped: their text is a summary, and their encrypted content is
   readable only by OpenAI.
 - Hosted tools and the items they leave in the history (`web_search_call`, ...) are dropped.
+- `additional_tools` (and `tool_search_output`) items add their tools to the request's tools; a
+  `configuration_update` item's reasoning effort becomes `reasoning_effort`. Every other input
+  item type of the current Responses API is either translated or listed as dropped with its
+  reason (`DROPPED_RESPONSES_ITEM_TYPES`); an unknown type is a 400 that names it.
 - Fields with no chat counterpart are listed, with reasons, in `responses_dropped.py`.
 
 Chat -> Responses (for codex providers):
@@ -28,10 +32,18 @@ from typing import Any
 
 from proxy.errors import ClientRequestError
 from proxy.translate.common import join_text
-from proxy.translate.responses_tools import custom_arguments, flat_name, function_tools
+from proxy.translate.responses_dropped import DROPPED_RESPONSES_ITEM_TYPES
+from proxy.translate.responses_tools import (
+    TOOL_CARRYING_ITEMS,
+    custom_arguments,
+    declared_tools,
+    flat_name,
+    function_tools,
+)
 from proxy.types import JSONObject
 
 _SYSTEM_ROLES = frozenset({"system", "developer"})
+CONFIGURATION_UPDATE_ITEM = "configuration_update"
 _CHAT_TOOL_TYPES = frozenset({"function", "custom"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text", "refusal"})
 
@@ -56,7 +68,7 @@ def responses_to_chat_request(body: JSONObject, model: str) -> JSONObject:
     out["messages"] = ([{"role": "system", "content": system_text}] if system_text else []) + (
         messages
     )
-    tools = function_tools(body.get("tools"))
+    tools = function_tools(declared_tools(body))
     if tools:
         out["tools"] = tools
         choice = _chat_tool_choice(body.get("tool_choice"), {t["function"]["name"] for t in tools})
@@ -74,6 +86,9 @@ def responses_to_chat_request(body: JSONObject, model: str) -> JSONObject:
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
         out["reasoning_effort"] = reasoning["effort"]
+    effort = _configured_effort(_input_items(body.get("input")))
+    if effort is not None:
+        out["reasoning_effort"] = effort
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         out["response_format"] = response_format
@@ -144,7 +159,29 @@ def _append_item(
                 "content": _output_text(item.get("output")),
             }
         )
-    # Everything else (reasoning, hosted tool calls, item references, compaction) is dropped.
+    elif kind in TOOL_CARRYING_ITEMS:
+        pass  # its tools join the request's tools (`declared_tools`)
+    elif kind == CONFIGURATION_UPDATE_ITEM:
+        pass  # its reasoning effort applies to the request (`_configured_effort`)
+    elif kind not in DROPPED_RESPONSES_ITEM_TYPES:
+        # An item type this translation does not know: dropping it could leave the model
+        # without what the client meant it to have (the way Codex's tools once vanished).
+        raise ClientRequestError(
+            f"input[{index}]: item type {kind!r} is not supported by llmproxy", param="input"
+        )
+    # The dropped types (reasoning, hosted tool calls, item references, compaction) are listed
+    # with their reasons in responses_dropped.py.
+
+
+def _configured_effort(items: list[JSONObject]) -> str | None:
+    """The reasoning effort the last `configuration_update` item set, if any: it holds for
+    every later response of the conversation, so for this one too."""
+    effort = None
+    for item in items:
+        reasoning = item.get("reasoning") if item.get("type") == CONFIGURATION_UPDATE_ITEM else None
+        if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+            effort = reasoning["effort"]
+    return effort
 
 
 def _assistant(messages: list[JSONObject]) -> JSONObject:

@@ -56,7 +56,7 @@ class ToolIndex:
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ToolIndex:
         special: dict[str, RestoredCall] = {}
-        for tool in _dicts(body.get("tools")):
+        for tool in declared_tools(body):
             kind = tool.get("type")
             name = tool.get("name")
             if kind == "custom" and isinstance(name, str):
@@ -72,6 +72,23 @@ class ToolIndex:
 
     def restore(self, name: str) -> RestoredCall:
         return self.special.get(name) or RestoredCall(name)
+
+
+def declared_tools(body: Mapping[str, Any]) -> list[JSONObject]:
+    """Every tool a Responses request declares: `tools`, then the tools of each input item that
+    carries some: `additional_tools` (OpenAI's `AdditionalToolsItemParam`; Codex CLI 0.169 sends
+    `tools: []` and puts all its tools there for `gpt-6.1-sol`, `gpt-5.6-*` and `gpt-6-*`) and
+    `tool_search_output` (tools a tool search loaded mid-conversation)."""
+    tools = list(_dicts(body.get("tools")))
+    items = body.get("input")
+    if isinstance(items, list):
+        for item in _dicts(items):
+            if item.get("type") in TOOL_CARRYING_ITEMS:
+                tools.extend(_dicts(item.get("tools")))
+    return tools
+
+
+TOOL_CARRYING_ITEMS = frozenset({"additional_tools", "tool_search_output"})
 
 
 def function_tools(tools: Any) -> list[JSONObject]:

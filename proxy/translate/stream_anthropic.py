@@ -6,14 +6,12 @@ writes the client's SSE. Both are pure state machines: no I/O, no clock, no rand
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-from proxy.classify import classify
-from proxy.errors import UpstreamStatusError
 from proxy.tokens import tokens_for_chars
 from proxy.translate.common import anthropic_tool_id
 from proxy.translate.reasons import (
@@ -23,6 +21,7 @@ from proxy.translate.reasons import (
     usage_to_anthropic,
 )
 from proxy.types import (
+    Decoded,
     Finish,
     JSONObject,
     MessageStart,
@@ -34,6 +33,7 @@ from proxy.types import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamFault,
     Usage,
     UsageUpdate,
 )
@@ -53,18 +53,12 @@ ERROR_TYPE_STATUS: Mapping[str, int] = {
 }
 
 
-def raise_stream_error(payload: JSONObject) -> None:
-    """Raise the UpstreamStatusError for an Anthropic `error` event."""
+def stream_fault(payload: JSONObject) -> UpstreamFault:
+    """An Anthropic `error` event, with the status its error type stands for."""
     error = payload.get("error")
     error_type = error.get("type") if isinstance(error, Mapping) else None
     status = ERROR_TYPE_STATUS.get(error_type) if isinstance(error_type, str) else None
-    found = classify(status or 500, orjson.dumps(payload), {})
-    raise UpstreamStatusError(
-        f"error inside the stream: {found.message}",
-        status=status,
-        error_class=found.error_class,
-        body=payload,
-    )
+    return UpstreamFault(status, payload)
 
 
 def _merge_usage(base: Usage, usage: Mapping[str, Any]) -> Usage:
@@ -103,7 +97,7 @@ class AnthropicStreamDecoder:
     def finished(self) -> bool:
         return self._finished
 
-    def feed(self, event: str | None, payload: JSONObject) -> list[StreamEvent]:
+    def feed(self, event: str | None, payload: JSONObject) -> Sequence[Decoded]:
         kind = payload.get("type") or event
         if kind == "content_block_delta":
             return self._delta(payload)
@@ -125,7 +119,7 @@ class AnthropicStreamDecoder:
         if kind == "message_stop":
             return self._finish(Finish(StopReason.END_TURN))
         if kind == "error":
-            raise_stream_error(payload)
+            return [stream_fault(payload)]
         return []
 
     def close(self) -> list[StreamEvent]:

@@ -8,14 +8,13 @@ Only choice 0 is read: the proxy never asks upstreams for `n > 1`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from proxy.classify import EMBEDDED_STATUS, classify
-from proxy.errors import UpstreamStatusError
+from proxy.classify import EMBEDDED_STATUS
 from proxy.tokens import tokens_for_chars
 from proxy.translate.reasons import (
     openai_finish_to_stop,
@@ -24,6 +23,7 @@ from proxy.translate.reasons import (
     usage_to_openai,
 )
 from proxy.types import (
+    Decoded,
     Finish,
     JSONObject,
     MessageStart,
@@ -35,6 +35,7 @@ from proxy.types import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamFault,
     Usage,
     UsageUpdate,
 )
@@ -71,23 +72,13 @@ def stream_error_status(error: Mapping[str, Any]) -> int | None:
     return None
 
 
-def raise_stream_error(payload: JSONObject) -> None:
-    """Raise the UpstreamStatusError for a chunk that carries `error` instead of choices.
-
-    The stream itself was a 200, so an error without any status hint is taken as the server's
-    failure (500) for classification; message wording (rate limit, quota...) still overrides.
-    """
+def stream_fault(payload: JSONObject) -> UpstreamFault:
+    """A chunk that carries `error` instead of choices. The stream itself was a 200, so an error
+    without any status hint is left without one (the provider layer takes it as a failure)."""
     error = payload.get("error")
     if not isinstance(error, Mapping):
         error = {"message": str(error)}
-    status = stream_error_status(error)
-    found = classify(status or 500, orjson.dumps(payload), {})
-    raise UpstreamStatusError(
-        f"error inside the stream: {found.message}",
-        status=status,
-        error_class=found.error_class,
-        body=payload,
-    )
+    return UpstreamFault(stream_error_status(error), payload)
 
 
 _THINK_OPEN = "<think>"
@@ -201,10 +192,10 @@ class OpenAIStreamDecoder:
         """Finish has been emitted."""
         return self._finished
 
-    def feed(self, event: str | None, payload: JSONObject) -> list[StreamEvent]:
+    def feed(self, event: str | None, payload: JSONObject) -> Sequence[Decoded]:
         """One upstream chunk. `event` (the SSE event name) is unused by this dialect."""
         if payload.get("error"):
-            raise_stream_error(payload)
+            return [stream_fault(payload)]
         out: list[StreamEvent] = []
         if not self._started:
             self._started = True
@@ -214,6 +205,11 @@ class OpenAIStreamDecoder:
         if isinstance(choices, list) and not self._finished:
             for choice in choices:
                 if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
+                    if choice.get("finish_reason") == "error" and self._finish is None:
+                        # OpenRouter: the provider behind it failed mid-stream.
+                        self._choice({**choice, "finish_reason": None}, out)
+                        failed = {"error": {"message": "upstream finished with an error"}}
+                        return [*out, stream_fault(failed)]
                     self._choice(choice, out)
                     break
         usage = payload.get("usage")
@@ -268,8 +264,6 @@ class OpenAIStreamDecoder:
                 self._tool_fragment({"index": 0, "function": function_call}, out)
         finish_reason = choice.get("finish_reason")
         if finish_reason and self._finish is None:
-            if finish_reason == "error":  # OpenRouter: the provider failed mid-stream
-                raise_stream_error({"error": {"message": "upstream finished with an error"}})
             reason = openai_finish_to_stop(str(finish_reason))
             if reason is StopReason.END_TURN and self._calls:
                 reason = StopReason.TOOL_USE
@@ -335,12 +329,13 @@ _DONE = b"data: [DONE]\n\n"
 class OpenAIStreamEncoder:
     """Neutral events -> the client's `chat.completion.chunk` SSE.
 
-    Every chunk carries the same `id`, `created` and `model`; `system_fingerprint` is omitted
-    (optional in the schema, and we have none to report). With `include_usage`, non-final chunks
-    carry `"usage": null` and `finish()` sends the `choices: []` usage chunk, as OpenAI does.
-    The first event of any kind produces the role chunk; later MessageStarts (a mid-stream
-    failover) are absorbed. Reasoning goes out as `delta.reasoning_content`; signatures and
-    redacted reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
+    Every chunk carries the same `id` and `created`, and the `model` that wrote it;
+    `system_fingerprint` is omitted (optional in the schema, and we have none to report). With
+    `include_usage`, non-final chunks carry `"usage": null` and `finish()` sends the
+    `choices: []` usage chunk, as OpenAI does. The first event of any kind produces the role
+    chunk; a later MessageStart (a mid-stream takeover) only changes the `model` the following
+    chunks name. Reasoning goes out as `delta.reasoning_content`; signatures and redacted
+    reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
 
     Only the delta is serialized per chunk: the envelope is pre-encoded once.
     """
@@ -379,7 +374,8 @@ class OpenAIStreamEncoder:
                 self._usage = event.usage
             return b""
         out = b""
-        if not self._started:
+        first = not self._started
+        if first:
             self._started = True
             out = self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, TextDelta):
@@ -410,9 +406,21 @@ class OpenAIStreamEncoder:
             return out
         if isinstance(event, Finish):
             return out + self._finish_chunk(event)
-        if isinstance(event, MessageStart | ReasoningSignature | RedactedReasoning):
+        if isinstance(event, MessageStart):
+            if not first and event.model and event.model != self._head["model"]:
+                self._name_model(event.model)
+            return out
+        if isinstance(event, ReasoningSignature | RedactedReasoning):
             return out
         raise TypeError(f"not a stream event: {event!r}")
+
+    def _name_model(self, model: str) -> None:
+        """A mid-stream takeover by another model: every chunk names its model, so the chunks
+        from here on name the one that writes them."""
+        self._head = {**self._head, "model": model}
+        envelope = orjson.dumps(self._head)[:-1]
+        self._prefix = b"data: " + envelope + b',"choices":[{"index":0,"delta":'
+
 
     def finish(self) -> bytes:
         """The end of a complete answer: the usage chunk (if asked for) and `[DONE]`."""

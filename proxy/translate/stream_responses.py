@@ -12,14 +12,10 @@ proxy emitted text four times before it learnt this).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from proxy.classify import classify
-from proxy.errors import UpstreamStatusError
 from proxy.translate.responses_response import (
     output_text,
     reasoning_text,
@@ -28,6 +24,7 @@ from proxy.translate.responses_response import (
 )
 from proxy.translate.responses_tools import custom_arguments, flat_name
 from proxy.types import (
+    Decoded,
     Finish,
     JSONObject,
     MessageStart,
@@ -36,6 +33,7 @@ from proxy.types import (
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    UpstreamFault,
     UsageUpdate,
 )
 
@@ -54,18 +52,12 @@ ERROR_CODE_STATUS: Mapping[str, int] = {
 _CALL_TYPES = frozenset({"function_call", "custom_tool_call"})
 
 
-def raise_stream_error(error: Any, payload: JSONObject) -> None:
-    """Raise the UpstreamStatusError for an `error` event or a failed response."""
+def stream_fault(error: Any) -> UpstreamFault:
+    """An `error` event or a failed response, with the status its code stands for."""
     error = error if isinstance(error, Mapping) else {"message": str(error)}
     code = error.get("code") or error.get("type")
     status = ERROR_CODE_STATUS.get(code) if isinstance(code, str) else None
-    found = classify(status or 500, orjson.dumps(payload), {})
-    raise UpstreamStatusError(
-        f"error inside the stream: {found.message}",
-        status=status,
-        error_class=found.error_class,
-        body={"error": dict(error)},
-    )
+    return UpstreamFault(status, {"error": dict(error)})
 
 
 @dataclass(slots=True)
@@ -98,14 +90,14 @@ class ResponsesStreamDecoder:
     def finished(self) -> bool:
         return self._finished
 
-    def feed(self, event: str | None, payload: JSONObject) -> list[StreamEvent]:
+    def feed(self, event: str | None, payload: JSONObject) -> Sequence[Decoded]:
         kind = payload.get("type") or event
         if kind == "error" or (kind is None and payload.get("error")):
-            raise_stream_error(payload.get("error") or payload, payload)
+            return [stream_fault(payload.get("error") or payload)]
         if kind == "response.failed":
             response = payload.get("response")
             error = response.get("error") if isinstance(response, Mapping) else None
-            raise_stream_error(error or {"message": "the response failed"}, payload)
+            return [stream_fault(error or {"message": "the response failed"})]
         out: list[StreamEvent] = []
         if not self._started:
             self._started = True

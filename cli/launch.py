@@ -1,0 +1,117 @@
+"""`llmproxy code` and `llmproxy codex`: run a coding agent through the proxy.
+
+Like claude-code-router's `ccr code`: make sure a daemon answers (start one in the background
+with the user's config when none does), then run the agent with its base URL and the client
+key pointing at it, every argument passed through, and its exit status handed back. The agent
+replaces nothing of the user's own configuration: Claude Code gets environment variables,
+the Codex CLI a provider given on its command line (`-c`), so its config file is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from cli._address import daemon_url, health
+from cli._config import NO_CONFIG, load_optional
+from cli._output import fail, stderr
+from cli.daemon import start_detached
+
+ARGS = typer.Argument(None, help="Passed to the agent as given (`--` first for options "
+                      "llmproxy would read, e.g. `llmproxy code -- --help`).")
+PROVIDER_ID = "llmproxy"  # the Codex CLI reserves `openai`, `ollama` and `lmstudio`
+KEY_VARIABLE = "LLMPROXY_API_KEY"
+ANY_KEY = "llmproxy"  # a daemon without client keys takes any; the agents insist on one
+
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    url: str
+    key: str
+
+
+def ensure_daemon() -> Daemon:
+    """The configured daemon's URL and a client key for it, starting it if nothing answers.
+    No provider secret is read here: a daemon that is started reads them itself."""
+    config = load_optional(None, secrets=False)
+    if config is None:
+        fail(NO_CONFIG)
+    url = daemon_url(config)
+    if health(url) is None:
+        source = str(Path(config.source).resolve())
+        stderr().print(f"starting llmproxy in the background on {url} ({source})")
+        start_detached(["--config", source], url)
+    key = os.environ.get(KEY_VARIABLE) or next((k for k in config.proxy.api_keys if k), ANY_KEY)
+    return Daemon(url, key)
+
+
+def claude_environment(daemon: Daemon, env: Mapping[str, str]) -> dict[str, str]:
+    """Claude Code sends `ANTHROPIC_AUTH_TOKEN` as a bearer token (no "use this API key?"
+    prompt); a real Anthropic key in the environment would be sent to the proxy instead of the
+    client key, so it is left out."""
+    child = {k: v for k, v in env.items() if k != "ANTHROPIC_API_KEY"}
+    child.update(ANTHROPIC_BASE_URL=daemon.url, ANTHROPIC_AUTH_TOKEN=daemon.key)
+    return child
+
+
+def codex_arguments(daemon: Daemon) -> list[str]:
+    """A provider for this run only: the Responses API at the daemon, the key from
+    $LLMPROXY_API_KEY (values are TOML, as in the Codex CLI's config file)."""
+    provider = (f'{{ name = "llmproxy", base_url = "{daemon.url}/v1", wire_api = "responses", '
+                f'env_key = "{KEY_VARIABLE}" }}')
+    return ["-c", f'model_provider="{PROVIDER_ID}"',
+            "-c", f"model_providers.{PROVIDER_ID}={provider}"]
+
+
+def launch_code(args: list[str] | None = ARGS) -> None:
+    """Run Claude Code through llmproxy (starts the daemon if none answers).
+
+    Sets ANTHROPIC_BASE_URL and the client key (as ANTHROPIC_AUTH_TOKEN) for `claude` only;
+    the exit status is claude's.
+
+    \b
+    Examples:
+      llmproxy code
+      llmproxy code -p "explain this repository"
+      llmproxy code -- --help
+    """
+    daemon = ensure_daemon()
+    _run("claude", list(args or ()), claude_environment(daemon, os.environ),
+         "Claude Code (`npm install -g @anthropic-ai/claude-code`)")
+
+
+def launch_codex(args: list[str] | None = ARGS) -> None:
+    """Run the Codex CLI through llmproxy (starts the daemon if none answers).
+
+    Adds a `llmproxy` model provider on codex's command line (Responses API at the daemon,
+    key from $LLMPROXY_API_KEY); ~/.codex/config.toml is not changed. The exit status is codex's.
+
+    \b
+    Examples:
+      llmproxy codex
+      llmproxy codex exec "fix the failing test"
+      llmproxy codex -m thinking
+    """
+    daemon = ensure_daemon()
+    env = {**os.environ, KEY_VARIABLE: daemon.key}
+    _run("codex", codex_arguments(daemon) + list(args or ()), env,
+         "the Codex CLI (`npm install -g @openai/codex`)")
+
+
+def _run(program: str, args: list[str], env: dict[str, str], install: str) -> NoReturn:
+    executable = shutil.which(program, path=env.get("PATH"))
+    if executable is None:
+        fail(f"`{program}` is not installed (not on PATH); install {install}, then run this "
+             "again", code=127)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The agent takes this process's place: the terminal, Ctrl-C and the exit status are its
+    # own, with nothing in between (the daemon runs detached).
+    os.execve(executable, [program, *args], env)

@@ -1,0 +1,131 @@
+"""Benchmark: how long the CLI takes to start, as a ratio to a bare `python -c pass` measured
+in the same run (so a slow or busy machine moves both).
+
+Not a test (nothing here is timed inside pytest). Run:
+
+    .venv/bin/python tests/bench/bench_startup.py [--runs 10]
+
+Each command runs `--runs` times in a fresh process; the median wall time is reported:
+
+- `llmproxy --help`
+- `llmproxy route test auto` on a config with two providers (no network)
+- `llmproxy chat` against a local daemon: the time to the answer's first byte on stdout,
+  the daemon running in its own process in front of a simulated provider that answers at once
+- `llmproxy status` against that daemon
+
+Targets: `--help` and `route test` within 4x of the bare interpreter, `chat` within 6x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+PYTHON = sys.executable
+LLMPROXY = [PYTHON, "-m", "cli"]
+TARGETS = {"--help": 4.0, "route test": 4.0, "chat (first byte)": 6.0, "status": None}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wall(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True, cwd=REPO)
+    return time.perf_counter() - started
+
+
+def _first_byte(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, cwd=REPO)
+    assert process.stdout is not None
+    first = process.stdout.read(1)
+    elapsed = time.perf_counter() - started
+    process.stdout.read()
+    if process.wait() != 0 or not first:
+        raise RuntimeError(f"{' '.join(command)} failed")
+    return elapsed
+
+
+def _median(runs: int, measure: Callable[[], float]) -> float:
+    measure()  # warm the file cache once
+    return statistics.median(measure() for _ in range(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+
+    from proxy.simulate import SimulatedProvider
+    from proxy.simulate.runner import SimulatorThread
+
+    sims = SimulatorThread([SimulatedProvider("zai", "openai", ["glm-5"]),
+                            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])])
+    urls = {name: sim.base_url for name, sim in sims.start().items()}
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="llmproxy-bench-") as directory:
+        config = Path(directory) / "config.toml"
+        config.write_text(
+            f"[proxy]\nport = {port}\n[security.ssrf_protection]\nallow_localhost = true\n"
+            '[router]\ndefault = "zai,glm-5|cerebras,llama-3.3-70b"\n'
+            + "".join(f'[[providers]]\nname = "{name}"\napi_base_url = "{base}"\n'
+                      f'api_key = "$KEY"\nmodels = ["{model}"]\n'
+                      for (name, base), model in zip(urls.items(), ["glm-5", "llama-3.3-70b"],
+                                                     strict=True)))
+        env = {**os.environ, "LLMPROXY_CONFIG": str(config), "LLMPROXY_STATE_DIR": directory,
+               "KEY": "bench-key", "COLUMNS": "100"}
+        daemon = subprocess.Popen([*LLMPROXY, "serve"], env=env, cwd=REPO,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            from cli._address import health
+
+            deadline = time.monotonic() + 30
+            while health(url) is None:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the daemon did not start")
+                time.sleep(0.05)
+            client_env = {k: v for k, v in env.items() if k != "KEY"}  # no provider key here
+            results = {
+                "bare python": _median(args.runs, lambda: _wall([PYTHON, "-c", "pass"], env)),
+                "--help": _median(args.runs, lambda: _wall([*LLMPROXY, "--help"], env)),
+                "route test": _median(args.runs, lambda: _wall(
+                    [*LLMPROXY, "route", "test", "auto"], client_env)),
+                "chat (first byte)": _median(args.runs, lambda: _first_byte(
+                    [*LLMPROXY, "chat", "Hello"], client_env)),
+                "status": _median(args.runs, lambda: _wall([*LLMPROXY, "status"], client_env)),
+            }
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+            sims.stop()
+    bare = results["bare python"]
+    print(f"median of {args.runs} runs each, {PYTHON}")
+    print(f"{'command':<20} {'median':>9} {'ratio':>7}  target")
+    for name, seconds in results.items():
+        target = TARGETS.get(name)
+        verdict = "" if target is None else (
+            f"<= {target:.0f}x " + ("met" if seconds / bare <= target else "MISSED"))
+        print(f"{name:<20} {seconds * 1000:7.0f} ms {seconds / bare:6.1f}x  {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Cached input tokens, read from every provider format and shown in each client dialect's own
+usage fields (official SDK parsers), and `cache_control` across formats.
+
+The simulated providers report cached tokens for a prefix they saw recently (see
+`proxy.simulate.prompt_cache`), so the second turn of a conversation is the one to look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import orjson
+import pytest
+from codex_sims import codex_keys, seed_store
+from conftest import Clients
+from support import Daemon, config_text
+
+from proxy.config import parse_config
+from proxy.errors import ConfigError
+from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.translate.dropped import DROPPED_ANTHROPIC_TO_OPENAI, DROPPED_ANTHROPIC_TOOL_FIELDS
+
+StartDaemon = Callable[[str], Awaitable[Daemon]]
+SYSTEM = "You are a careful coding assistant. Answer briefly and precisely. " * 120
+BREAKPOINT = {"type": "ephemeral"}
+
+
+def sim(fmt: str) -> SimulatedProvider:
+    model = {"openai": "glm-5", "anthropic": "MiniMax-M2.5", "codex": "gpt-5.2"}[fmt]
+    name = {"openai": "zai", "anthropic": "minimax", "codex": "openai-codex"}[fmt]
+    return SimulatedProvider(name, fmt, [model])
+
+
+def route(provider: SimulatedProvider) -> dict[str, str]:
+    return {"default": f"{provider.name},{provider.models[0]}"}
+
+
+def one_provider(sims: dict[str, SimulatedProvider], tmp_path: Path) -> str:
+    """The config for the one simulated provider in `sims` (a codex one signed in)."""
+    provider = next(iter(sims.values()))
+    extra = {}
+    if provider.format == "codex":
+        extra[provider.name] = codex_keys(provider, seed_store(provider, tmp_path / "auth.json"))
+    return config_text(sims, route(provider), provider_extra=extra)
+
+
+TURNS = ("Question 2", "Question 3")  # the same length: the same prompt size
+
+
+def anthropic_request(turn: str, stream: bool = False) -> dict[str, Any]:
+    return {
+        "model": "auto",
+        "max_tokens": 128,
+        "system": [{"type": "text", "text": SYSTEM, "cache_control": BREAKPOINT}],
+        "messages": [
+            {"role": "user", "content": "First question"},
+            {"role": "assistant", "content": "First answer"},
+            {"role": "user", "content": [{"type": "text", "text": turn,
+                                          "cache_control": BREAKPOINT}]},
+        ],
+        **({"stream": True} if stream else {}),
+    }
+
+
+async def anthropic_turn(
+    client: anthropic.AsyncAnthropic, turn: str, stream: bool
+) -> anthropic.types.Usage:
+    request = anthropic_request(turn)
+    if stream:
+        async with client.messages.stream(**request) as events:
+            return (await events.get_final_message()).usage
+    return (await client.messages.create(**request)).usage
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("fmt", ["anthropic", "openai", "codex"])
+async def test_anthropic_client_sees_cache_reads(
+    clients: Clients, daemon: StartDaemon, fmt: str, stream: bool, tmp_path: Path
+) -> None:
+    """`cache_read_input_tokens` from an Anthropic provider as is; from OpenAI's
+    `prompt_tokens_details.cached_tokens` and Responses' `input_tokens_details.cached_tokens`
+    with `input_tokens` excluding them (Anthropic's meaning)."""
+    async with run_simulated([sim(fmt)]) as sims:
+        proxy = await daemon(one_provider(sims, tmp_path))
+        client = clients.anthropic(proxy)
+        cold = await anthropic_turn(client, TURNS[0], stream)
+        warm = await anthropic_turn(client, TURNS[1], stream)
+    assert cold.cache_read_input_tokens == 0
+    assert (warm.cache_read_input_tokens or 0) > 1024
+    if fmt == "anthropic":  # the breakpoints' prefix is written, then read
+        assert (cold.cache_creation_input_tokens or 0) > 1024
+        assert warm.input_tokens == cold.input_tokens  # after the last breakpoint
+        return
+    # OpenAI formats report no cache writes; the cached part leaves `input_tokens`.
+    assert cold.cache_creation_input_tokens == warm.cache_creation_input_tokens == 0
+    assert warm.input_tokens + (warm.cache_read_input_tokens or 0) == cold.input_tokens
+
+
+def openai_messages(turn: str, breakpoint: bool) -> list[dict[str, Any]]:
+    last: Any = turn
+    if breakpoint:  # the OpenRouter/LiteLLM convention, kept for Anthropic providers
+        last = [{"type": "text", "text": turn, "cache_control": BREAKPOINT}]
+    system: Any = SYSTEM
+    if breakpoint:
+        system = [{"type": "text", "text": SYSTEM, "cache_control": BREAKPOINT}]
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": "First question"},
+            {"role": "assistant", "content": "First answer"},
+            {"role": "user", "content": last}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("fmt", ["openai", "anthropic", "codex"])
+async def test_openai_client_sees_cached_tokens(
+    clients: Clients, daemon: StartDaemon, fmt: str, stream: bool, tmp_path: Path
+) -> None:
+    """`usage.prompt_tokens_details.cached_tokens`, with `prompt_tokens` counting every prompt
+    token (OpenAI's meaning), whatever the provider's format."""
+    async with run_simulated([sim(fmt)]) as sims:
+        proxy = await daemon(one_provider(sims, tmp_path))
+        client = clients.openai(proxy)
+        usages = []
+        for turn in TURNS:
+            messages = openai_messages(turn, breakpoint=fmt == "anthropic")
+            if stream:
+                chunks = await client.chat.completions.create(
+                    model="auto", messages=messages,  # type: ignore[arg-type]
+                    stream=True, stream_options={"include_usage": True})
+                usage = None
+                async for chunk in chunks:
+                    usage = chunk.usage or usage
+            else:
+                completion = await client.chat.completions.create(
+                    model="auto", messages=messages)  # type: ignore[arg-type]
+                usage = completion.usage
+            assert usage is not None and usage.prompt_tokens_details is not None
+            usages.append(usage)
+    cold, warm = usages
+    assert cold.prompt_tokens_details is not None and warm.prompt_tokens_details is not None
+    assert cold.prompt_tokens_details.cached_tokens == 0
+    assert (warm.prompt_tokens_details.cached_tokens or 0) > 1024
+    assert warm.prompt_tokens >= (warm.prompt_tokens_details.cached_tokens or 0)
+    assert warm.prompt_tokens == cold.prompt_tokens
+
+
+@pytest.mark.parametrize("fmt", ["openai", "anthropic", "codex"])
+async def test_responses_client_sees_cached_tokens(
+    clients: Clients, daemon: StartDaemon, fmt: str, tmp_path: Path
+) -> None:
+    """`usage.input_tokens_details.cached_tokens` for the Responses API (`responses.create`)."""
+    async with run_simulated([sim(fmt)]) as sims:
+        proxy = await daemon(one_provider(sims, tmp_path))
+        client = clients.openai(proxy)
+        usages = []
+        for turn in TURNS:
+            content: Any = turn
+            if fmt == "anthropic":
+                content = [{"type": "input_text", "text": turn, "cache_control": BREAKPOINT}]
+            response = await client.responses.create(
+                model="auto", instructions=SYSTEM,
+                input=[{"role": "user", "content": "First question"},
+                       {"role": "assistant", "content": "First answer"},
+                       {"role": "user", "content": content}],  # type: ignore[list-item]
+            )
+            assert response.usage is not None
+            usages.append(response.usage)
+    cold, warm = usages
+    assert cold.input_tokens_details.cached_tokens == 0
+    if fmt == "anthropic":
+        # The Responses -> Anthropic translation has no breakpoints to carry: nothing cached.
+        assert warm.input_tokens_details.cached_tokens == 0
+        return
+    assert warm.input_tokens_details.cached_tokens > 1024
+    assert warm.input_tokens == cold.input_tokens
+
+
+async def test_cache_control_passes_through_to_anthropic_format_unchanged(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    async with run_simulated([sim("anthropic")]) as sims:
+        proxy = await daemon(config_text(sims, route(sims["minimax"])))
+        await clients.anthropic(proxy).messages.create(**anthropic_request("Hi"))  # type: ignore[call-overload]
+        sent = sims["minimax"].requests[-1].body
+    request = anthropic_request("Hi")
+    assert sent["system"] == request["system"]
+    assert sent["messages"] == request["messages"]
+
+
+async def test_cache_control_is_dropped_for_openai_format(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """OpenAI-compatible providers cache by prefix on their own and have no breakpoint field:
+    every `cache_control` is dropped (listed in `proxy/translate/dropped.py`)."""
+    async with run_simulated([sim("openai")]) as sims:
+        proxy = await daemon(config_text(sims, route(sims["zai"])))
+        request = anthropic_request("Hi")
+        request["cache_control"] = BREAKPOINT
+        request["tools"] = [{"name": "run", "input_schema": {"type": "object"},
+                             "cache_control": BREAKPOINT}]
+        await clients.anthropic(proxy).messages.create(**request)
+        sent = sims["zai"].requests[-1].body
+    assert b"cache_control" not in orjson.dumps(sent)
+    assert "cache_control" in DROPPED_ANTHROPIC_TO_OPENAI
+    assert "cache_control" in DROPPED_ANTHROPIC_TOOL_FIELDS
+
+
+async def test_the_conversation_key_becomes_prompt_cache_key_where_a_provider_takes_it(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """Breakpoints cannot reach an OpenAI-format provider, but the conversation can be named:
+    OpenAI routes requests with one `prompt_cache_key` to the same cache. Codex providers always
+    get it (the Codex CLI sends it too); an OpenAI-compatible one when configured
+    (`prompt_cache_key = true`), since strict servers refuse unknown fields. The key is the
+    conversation's digest, never the client's session id."""
+    sims_list = [sim("codex"), sim("openai"), SimulatedProvider("cerebras", "openai", ["llama"])]
+    async with run_simulated(sims_list) as sims:
+        codex = sims["openai-codex"]
+        extra = {"openai-codex": codex_keys(codex, seed_store(codex, tmp_path / "auth.json")),
+                 "zai": "prompt_cache_key = true"}
+        text = config_text(sims, {"default": "openai-codex,gpt-5.2"}, provider_extra=extra)
+        proxy = await daemon(text)
+        client = clients.anthropic(proxy)
+        for session, model in (("s-1", "auto"), ("s-1", "auto"), ("s-2", "auto"),
+                               ("s-1", "zai,glm-5"), ("s-1", "cerebras,llama")):
+            request = anthropic_request("Hi")
+            request["model"] = model
+            request["metadata"] = {"user_id": f'{{"session_id": "{session}"}}'}
+            await client.messages.create(**request)
+        first, again, other = (r.body["prompt_cache_key"] for r in codex.requests)
+        assert first == again != other and len(first) == 32
+        assert "s-1" not in first
+        assert len(sims["zai"].requests[0].body["prompt_cache_key"]) == 32
+        assert "prompt_cache_key" not in sims["cerebras"].requests[0].body
+
+
+def test_prompt_cache_key_is_refused_for_anthropic_format() -> None:
+    text = ('[router]\ndefault = "m,x"\n[[providers]]\nname = "m"\nformat = "anthropic"\n'
+            'api_base_url = "https://m.example/anthropic"\nmodels = ["x"]\n'
+            'prompt_cache_key = true\n')
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, {})
+    assert error.value.key == "providers[0].prompt_cache_key"

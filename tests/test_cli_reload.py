@@ -1,0 +1,162 @@
+"""Reload without a restart: `llmproxy reload` (SIGHUP), the opt-in file watch, `.env` next to
+the config; a config that does not load is refused with its key path and the running one kept."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from cli_support import Cli, serving, subprocess_env
+from security_support import Apps, call
+from support import CLIENT_KEY
+
+from cli.daemon import health
+from proxy.config import load_config, parse_config
+from proxy.errors import ConfigError
+from proxy.simulate import SimulatedProvider
+
+REPO = Path(__file__).resolve().parent.parent
+ROUTES = {"default": "zai,glm-5"}
+ALIAS = '\n[[router.model_mappings]]\nfrom = "quick"\nto = "zai,glm-5"\n'
+
+
+def _models(url: str) -> set[str]:
+    response = httpx2.get(url + "/v1/models", headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                          trust_env=False)
+    return {m["id"] for m in response.json()["data"]}
+
+
+def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _foreground(tmp_path: Path, *extra: str) -> Iterator[tuple[str, Path, Cli]]:
+    """A foreground daemon on a config file: its URL, the file, a CLI beside it."""
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
+                 daemon=False) as running:
+        config = tmp_path / "config.toml"
+        config.write_text(running.config)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--config", str(config), *extra],
+            cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        try:
+            _until(lambda: health(running.url) is not None or process.poll() is not None, 20)
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            yield running.url, config, Cli(tmp_path)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=15)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[str, Path, Cli]]:
+    with _foreground(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> Iterator[tuple[str, Path, Cli]]:
+    with _foreground(tmp_path, "--watch") as running:
+        yield running
+
+
+def test_reload_applies_a_new_config_without_a_restart(daemon: tuple[str, Path, Cli]) -> None:
+    url, config, cli = daemon
+    pid = health(url)["pid"]  # type: ignore[index]
+    assert "quick" not in _models(url)
+    config.write_text(config.read_text() + ALIAS)
+    done = cli("reload", "--url", url)
+    assert done.exit_code == 0, done.output
+    assert f"reloaded {config}" in done.stderr
+    assert "quick" in _models(url)
+    assert health(url)["pid"] == pid  # type: ignore[index]
+
+
+def test_an_invalid_config_is_refused_and_the_running_one_kept(
+        daemon: tuple[str, Path, Cli]) -> None:
+    url, config, cli = daemon
+    good = config.read_text()
+    config.write_text(good.replace('default = "zai,glm-5"', 'default = "nosuch,glm-5"'))
+    done = cli("reload", "--url", url)
+    assert done.exit_code == 1
+    message = " ".join(done.stderr.split())
+    assert "config rejected, the running one is kept" in message and "router.default" in message
+    assert "zai,glm-5" in _models(url)  # still serving the old config
+    config.write_text(good + ALIAS)
+    assert cli("reload", "--url", url).exit_code == 0
+    assert "quick" in _models(url)
+
+
+def test_reload_without_a_daemon_says_so(tmp_path: Path) -> None:
+    done = Cli(tmp_path)("reload", "--url", "http://127.0.0.1:9")
+    assert done.exit_code == 3 and "llmproxy serve --detach" in done.stderr
+
+
+@pytest.mark.slow
+def test_watch_reloads_when_the_file_or_its_env_changes(watched: tuple[str, Path, Cli]) -> None:
+    url, config, _ = watched
+    config.write_text(config.read_text() + ALIAS)
+    _until(lambda: "quick" in _models(url))
+    # a variable from the .env next to the config, picked up on change
+    config.write_text(config.read_text() + ALIAS.replace('"quick"', '"${ALIAS_NAME:-none}"'))
+    _until(lambda: "none" in _models(url))
+    (config.parent / ".env").write_text("ALIAS_NAME=fromenv\n")
+    _until(lambda: "fromenv" in _models(url))
+
+
+# --- .env and ${VAR:-default} ------------------------------------------------------------
+
+
+def test_dotenv_next_to_the_config_fills_what_the_environment_lacks(tmp_path: Path) -> None:
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
+                 daemon=False) as running:
+        text = running.config.replace('api_key = "sim-key"', 'api_key = "$ZAI_API_KEY"')
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    (tmp_path / ".env").write_text(
+        "# keys\nexport ZAI_API_KEY='from-dotenv'\nOTHER=\"x y\"  \n\nPLAIN=a # note\n")
+    assert load_config(path, {}).providers[0].api_key == "from-dotenv"
+    # the environment wins over the file
+    assert load_config(path, {"ZAI_API_KEY": "from-env"}).providers[0].api_key == "from-env"
+    (tmp_path / ".env").write_text("this is not a line\n")
+    with pytest.raises(ConfigError, match=r"\.env, line 1: expected NAME=value"):
+        load_config(path, {})
+
+
+def test_reload_says_which_changes_need_a_restart(daemon: tuple[str, Path, Cli]) -> None:
+    url, config, cli = daemon
+    text = config.read_text()
+    config.write_text(text.replace("[proxy]\n", "[proxy]\ntimeout_ms = 123000\n", 1)
+                      .replace(f'api_key = "{CLIENT_KEY}"', 'api_key = "another-key"', 1))
+    done = cli("reload", "--url", url)
+    assert done.exit_code == 0, done.output
+    assert "a restart is needed to change proxy.api_keys" in " ".join(done.stderr.split())
+    # the client key in force is still the one the daemon started with
+    assert _models(url)
+
+
+@pytest.mark.parametrize(("peer", "told"), [("127.0.0.1", True), ("203.0.113.9", False)])
+async def test_health_tells_pid_and_reload_outcome_to_this_machine_only(
+        peer: str, told: bool) -> None:
+    text = ('[proxy]\napi_key = "k"\n[router]\ndefault = "zai,glm-5"\n[[providers]]\n'
+            'name = "zai"\napi_base_url = "https://api.z.ai/v1"\nmodels = ["glm-5"]\n')
+    apps = Apps()
+    try:
+        served = await apps.start(parse_config(text, {}), peer=peer)
+        body = (await call("GET", served.url + "/health")).json()
+    finally:
+        await apps.close()
+    assert body["status"] == "ok"
+    assert ("pid" in body and "config" in body) is told

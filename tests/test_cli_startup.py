@@ -1,0 +1,44 @@
+"""Each command imports what it uses: the commands that only talk to the daemon load neither
+aiohttp nor the routing code (the timing itself is `tests/bench/bench_startup.py`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+from cli_support import free_port, serving, subprocess_env
+from support import CLIENT_KEY
+
+from proxy.simulate import SimulatedProvider
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("aiohttp", "proxy.routing", "proxy.fallback", "proxy.server", "rich.markdown")
+PROBE = """
+import sys
+from cli.main import app
+try:
+    app(sys.argv[1:], prog_name="llmproxy")
+except SystemExit:
+    pass
+import json
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.__stderr__)
+"""
+
+
+def _loaded(home: Path, *args: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], cwd=REPO,
+                          env=subprocess_env(home, LLMPROXY_API_KEY=CLIENT_KEY),
+                          capture_output=True, text=True, timeout=60)
+    return list(orjson.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_daemon_only_commands_load_no_daemon_code(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert _loaded(tmp_path, "--help") == []
+    assert _loaded(tmp_path, "status", "--url", dead) == []
+    assert _loaded(tmp_path, "stop", "--url", dead) == []
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])],
+                 {"default": "zai,glm-5"}) as running:
+        assert _loaded(tmp_path, "chat", "--url", running.url, "Hello") == []

@@ -1,0 +1,107 @@
+"""The simulators' prompt cache follows the providers' documented rules (see
+`proxy.simulate.prompt_cache`): minimum size, breakpoints for Anthropic, 128-token increments
+for OpenAI, expiry after the TTL from the last use, one cache per model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.simulate.prompt_cache import CacheUsage, PromptCache
+from proxy.simulate.replies import estimate_input_tokens
+from proxy.types import WireFormat
+
+LONG = "A stable system prompt that every turn repeats, word for word. " * 100
+BREAKPOINT = {"type": "ephemeral"}
+
+
+def chat(*turns: str, model: str = "glm-5") -> dict[str, Any]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": LONG}]
+    for turn in turns:
+        messages += [{"role": "user", "content": turn}, {"role": "assistant", "content": "ok"}]
+    return {"model": model, "messages": messages[:-1]}
+
+
+def account(cache: PromptCache, body: dict[str, Any], fmt: WireFormat) -> CacheUsage:
+    return cache.account(body, fmt, estimate_input_tokens(body))
+
+
+def test_openai_caches_prefixes_automatically_in_128_token_steps() -> None:
+    cache = PromptCache()
+    assert account(cache, chat("one"), WireFormat.OPENAI) == CacheUsage()
+    warm = account(cache, chat("one", "two"), WireFormat.OPENAI)
+    assert warm.read >= 1024 and (warm.read - 1024) % 128 == 0 and warm.written == 0
+    assert warm.read <= estimate_input_tokens(chat("one", "two"))
+
+
+def test_short_prompts_are_never_cached() -> None:
+    cache = PromptCache()
+    short = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    account(cache, short, WireFormat.OPENAI)
+    assert account(cache, short, WireFormat.OPENAI) == CacheUsage()
+
+
+def test_entries_expire_after_the_ttl_from_their_last_use_and_per_model() -> None:
+    now = [0.0]
+    cache = PromptCache(ttl=300.0, clock=lambda: now[0])
+    account(cache, chat("one"), WireFormat.OPENAI)
+    now[0] = 299.0
+    assert account(cache, chat("one", "two"), WireFormat.OPENAI).read > 0  # refreshes it
+    now[0] = 598.0
+    assert account(cache, chat("one", "two", "three"), WireFormat.OPENAI).read > 0
+    now[0] = 1000.0
+    assert account(cache, chat("one", "two", "three"), WireFormat.OPENAI).read == 0
+    other_model = chat("one", "two", "three", model="glm-4.6")
+    assert account(cache, other_model, WireFormat.OPENAI).read == 0
+
+
+def anthropic_body(*turns: str, breakpoints: bool = True) -> dict[str, Any]:
+    system: dict[str, Any] = {"type": "text", "text": LONG}
+    messages: list[dict[str, Any]] = []
+    for turn in turns:
+        messages += [{"role": "user", "content": [{"type": "text", "text": turn}]},
+                     {"role": "assistant", "content": "ok"}]
+    messages.pop()
+    if breakpoints:
+        system["cache_control"] = BREAKPOINT
+        messages[-1]["content"][-1]["cache_control"] = BREAKPOINT
+    return {"model": "MiniMax-M2.5", "max_tokens": 64, "system": [system], "messages": messages}
+
+
+def test_anthropic_caches_only_up_to_breakpoints() -> None:
+    cache = PromptCache()
+    plain = anthropic_body("one", breakpoints=False)
+    account(cache, plain, WireFormat.ANTHROPIC)
+    assert account(cache, plain, WireFormat.ANTHROPIC) == CacheUsage()
+    first = account(cache, anthropic_body("one"), WireFormat.ANTHROPIC)
+    assert first.read == 0 and first.written > 1024
+    second = account(cache, anthropic_body("one", "two"), WireFormat.ANTHROPIC)
+    assert second.read >= first.written  # the previous turn's prefix, found by the lookback
+    assert 0 < second.written < 100  # only the new turn is written
+
+
+async def test_simulators_report_the_cache_in_their_own_fields() -> None:
+    sims = [SimulatedProvider("zai", "openai", ["glm-5"]),
+            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"])]
+    async with run_simulated(sims) as running, aiohttp.ClientSession() as http:
+        zai, minimax = running["zai"], running["minimax"]
+        usages = []
+        for body in (chat("one"), chat("one", "two")):
+            async with http.post(zai.base_url + "/chat/completions", json=body) as reply:
+                usages.append((await reply.json())["usage"])
+        assert usages[0]["prompt_tokens_details"] == {"cached_tokens": 0}
+        assert usages[1]["prompt_tokens_details"]["cached_tokens"] > 1024
+        headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+        usages = []
+        for body in (anthropic_body("one"), anthropic_body("one", "two")):
+            async with http.post(minimax.base_url + "/v1/messages", json=body,
+                                 headers=headers) as reply:
+                usages.append((await reply.json())["usage"])
+        assert usages[0]["cache_read_input_tokens"] == 0
+        assert usages[0]["cache_creation_input_tokens"] > 1024
+        assert usages[1]["cache_read_input_tokens"] > 1024
+        total = estimate_input_tokens(anthropic_body("one", "two"))
+        assert sum(usages[1][k] for k in ("input_tokens", "cache_read_input_tokens",
+                                          "cache_creation_input_tokens")) == total

@@ -1,0 +1,101 @@
+"""After `prepare()`, only the stream's owner writes, and only SSE events (issue 11, item 3):
+an unexpected exception inside llmproxy ends the stream with the dialect's error event, and the
+errors middleware never writes a second response into an open body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
+from proxy.fallback import Job
+from proxy.handlers import INTERNAL, STREAM_STARTED, _stream
+from proxy.server import errors_middleware
+from proxy.summary import summarize
+from proxy.types import (
+    Attempt,
+    Decision,
+    MessageStart,
+    Scenario,
+    StreamEvent,
+    Target,
+    TextDelta,
+    WireFormat,
+)
+
+TARGET = Target("zai", "glm-5")
+
+
+class BrokenLife:
+    """A stream owner whose events hit a bug after some text (a fake, not a mock: it has the
+    owner's read-outs and an event source)."""
+
+    target = TARGET
+    served = TARGET
+
+    def attempts(self) -> tuple[Attempt, ...]:
+        return (Attempt(TARGET, 200, None, 1.0),)
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        yield MessageStart("m1", "glm-5")
+        yield TextDelta("Hello")
+        raise RuntimeError("a bug in llmproxy")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def job_for(fmt: WireFormat) -> Job:
+    body = {"model": "auto", "max_tokens": 64, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    decision = Decision(Scenario.DEFAULT, "test", (TARGET,))
+    return Job(fmt, body, summarize(body, fmt), decision, True)
+
+
+async def serve(handler: web.Handler) -> tuple[TestServer, bytes, int]:
+    app = web.Application(middlewares=[errors_middleware])
+    app.router.add_post("/", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as session, session.post(server.make_url("/")) as response:
+        try:
+            raw = await response.read()
+        except aiohttp.ClientPayloadError:
+            raw = b"<payload error>"
+        return server, raw, response.status
+
+
+async def test_an_unexpected_exception_after_prepare_ends_the_stream_with_an_error_event(
+) -> None:
+    for dialect, fmt in ((OPENAI, WireFormat.OPENAI), (ANTHROPIC, WireFormat.ANTHROPIC)):
+
+        async def handler(request: web.Request, d: ClientDialect = dialect,
+                          f: WireFormat = fmt) -> web.StreamResponse:
+            return await _stream(request, d, job_for(f), BrokenLife())  # type: ignore[arg-type]
+
+        server, raw, status = await serve(handler)
+        await server.close()
+        assert status == 200
+        assert b"HTTP/1.1" not in raw and b"Hello" in raw
+        assert INTERNAL.encode() in raw
+        if fmt is WireFormat.OPENAI:
+            assert b"[DONE]" not in raw
+        else:
+            assert b"event: error" in raw and b"message_stop" not in raw
+
+
+async def test_the_errors_middleware_never_writes_into_a_started_stream() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        request[STREAM_STARTED] = True
+        await response.write(b"data: {}\n\n")
+        raise RuntimeError("escaped after the commit point")
+
+    server, raw, status = await serve(handler)
+    await server.close()
+    assert status == 200
+    assert b"HTTP/1.1" not in raw and b"internal error" not in raw
