@@ -199,7 +199,7 @@ def build_app(
     app[HEALTH] = HealthRegistry(config.proxy.health)
     app[STATE] = state
     state.watch(app[HEALTH])
-    app[AFFINITY] = Affinity.in_memory(config.affinity)
+    app[AFFINITY] = Affinity(state.affinity_table(config.affinity))
     app.on_response_prepare.append(_nosniff)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:

@@ -397,3 +397,31 @@ async def test_a_hung_redis_costs_requests_at_most_one_timeout_then_local_limits
     # Redis decides again: the local bucket is empty, Redis's has a request or two left (the
     # command that timed out may still have run when Redis woke up).
     assert again[0] == 200 and again[-1] == 429
+
+
+async def test_a_conversation_keeps_its_warm_target_on_another_daemon(
+    redis_server: RedisServer, fleet: Fleet
+) -> None:
+    bad, good = sims()
+    bad.plan.push(Status(500), Status(500))  # turn one fails over to good (and its retry)
+    system = {"role": "system", "content": "You are a careful assistant. " * 20}
+    turn1 = {"model": "auto", "messages": [system, {"role": "user", "content": "Turn one"}]}
+    async with run_simulated([bad, good]) as running:
+        a, b = await fleet.start({n: shared_config(running, redis_server.url, n)
+                                  for n in NAMES[:2]})
+        async with aiohttp.ClientSession() as session:
+            async with session.post(a.url + "/v1/chat/completions", json=turn1,
+                                    headers=AUTH) as response:
+                assert response.headers["x-llmproxy-provider"] == "good"
+                answer = (await response.json())["choices"][0]["message"]["content"]
+            await asyncio.sleep(0.5)  # the entry is announced in the background
+            turn2 = {**turn1, "messages": [*turn1["messages"],
+                                           {"role": "assistant", "content": answer},
+                                           {"role": "user", "content": "Turn two"}]}
+            async with session.post(b.url + "/v1/chat/completions", json=turn2,
+                                    headers=AUTH) as response:
+                assert response.status == 200
+                # b never saw turn one: alone, it would route to bad, healthy there
+                assert response.headers["x-llmproxy-provider"] == "good"
+                assert response.headers["x-llmproxy-affinity"].startswith("kept good,m")
+    assert len(running["bad"].requests) == 2

@@ -4,9 +4,10 @@
 hands it the health registry, publishes management changes through it and starts and stops it
 with its own lifecycle. The memory backend is the single-process behaviour, unchanged.
 
-With Redis, one events channel carries two kinds of message: `health` (re-read the shared
-breakers now, see `health_sync`) and `config` (a management change validated and applied on
-the instance that received it, to apply here as well). Pub/sub is fire-and-forget: a config
+With Redis, one events channel carries three kinds of message: `health` (re-read the shared
+breakers now, see `health_sync`), `affinity` (conversations' last targets, see
+`affinity_sync`) and `config` (a management change validated and applied on the instance that
+received it, to apply here as well). Pub/sub is fire-and-forget: a config
 change made while Redis is unreachable applies on its own instance only.
 """
 
@@ -25,9 +26,11 @@ import orjson
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from proxy.affinity import AffinitySettings, AffinityTable, MemoryAffinityTable
 from proxy.health import HealthRegistry
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter
 from proxy.security.settings import RateLimitSettings
+from proxy.state.affinity_sync import SharedAffinityTable
 from proxy.state.health_sync import HealthSync
 from proxy.state.link import RETRY_SECONDS, RedisLink
 from proxy.state.ratelimit import SharedRateLimiter
@@ -52,6 +55,8 @@ class SharedState(Protocol):
         """Share `registry`'s breakers, cooldowns, probes and figures."""
         ...
 
+    def affinity_table(self, settings: AffinitySettings) -> AffinityTable: ...
+
     def publish_config(self, change: JSONObject) -> None:
         """Send a management change, applied here already, to the other instances."""
         ...
@@ -71,6 +76,9 @@ class MemoryState:
 
     def watch(self, registry: HealthRegistry) -> None:
         return None
+
+    def affinity_table(self, settings: AffinitySettings) -> AffinityTable:
+        return MemoryAffinityTable(settings.max_entries)
 
     def publish_config(self, change: JSONObject) -> None:
         return None
@@ -93,6 +101,7 @@ class RedisState:
         instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._link = RedisLink(settings, instance)
         self._health: HealthSync | None = None
+        self._affinity: SharedAffinityTable | None = None
         self._on_config: ConfigHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -102,6 +111,11 @@ class RedisState:
     def watch(self, registry: HealthRegistry) -> None:
         self._health = HealthSync(self._link, registry)
         registry.peers = self._health
+
+    def affinity_table(self, settings: AffinitySettings) -> AffinityTable:
+        self._affinity = SharedAffinityTable(MemoryAffinityTable(settings.max_entries),
+                                             self._link)
+        return self._affinity
 
     def publish_config(self, change: JSONObject) -> None:
         if self._link.up:
@@ -124,6 +138,8 @@ class RedisState:
         pubsub = await self._subscribe() if self._link.up else None
         if self._health is not None:
             self._spawn(self._health.run())
+        if self._affinity is not None:
+            self._spawn(self._affinity.run())
         self._spawn(self._listen(pubsub))
 
     async def close(self) -> None:
@@ -186,6 +202,8 @@ class RedisState:
         kind = message.get("kind")
         if kind == "health" and self._health is not None:
             self._health.poke()
+        elif kind == "affinity" and self._affinity is not None:
+            self._affinity.apply(message.get("entries"))
         elif kind == "config" and self._on_config is not None:
             change = message.get("change")
             if isinstance(change, dict):
