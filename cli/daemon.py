@@ -308,7 +308,7 @@ def daemon_status(
 
 def _workers(found: dict[str, Any] | None) -> dict[str, Any]:
     """Under `serve --workers N`: the supervisor and each worker, alive or not."""
-    supervisor = found.get("supervisor") if found else None
+    supervisor = found.get("pid") if found and found.get("worker") else None
     port = found.get("port") if found else None
     listed = read_workers(port) if isinstance(port, int) else None
     if listed is None or listed[0] != supervisor:

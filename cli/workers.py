@@ -6,7 +6,8 @@ the workers) and report its index and supervisor in `/health`. Workers share rat
 breakers and health through `[state] backend = "redis"`; without it each keeps its own, and
 the supervisor says so at start.
 
-SIGTERM or SIGINT to the supervisor is passed to every worker, each of which drains its
+SIGHUP (`llmproxy reload`) is passed to every worker. SIGTERM or SIGINT to the supervisor is
+passed to every worker, each of which drains its
 in-flight requests and exits; the supervisor exits when all have. Workers run in their own
 process group, so a terminal's Ctrl-C reaches them once, through the supervisor (a second
 signal would cut the drain short; under systemd, `KillMode=mixed` does the same), and they get
@@ -61,7 +62,12 @@ def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -
         stopping = True
         _signal_all(workers)
 
+    def reload(signum: int, frame: FrameType | None) -> None:
+        _signal_all(workers, signal.SIGHUP)  # `llmproxy reload`: each worker re-reads the file
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if (hup := getattr(signal, "SIGHUP", None)) is not None:
+        previous[hup] = signal.signal(hup, reload)
     path = workers_file(port)
     _write(path, workers)
     failed = False
@@ -88,11 +94,12 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _signal_all(workers: list[subprocess.Popen[bytes]]) -> None:
+def _signal_all(workers: list[subprocess.Popen[bytes]],
+                sig: signal.Signals = signal.SIGTERM) -> None:
     for worker in workers:
         if worker.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                worker.send_signal(signal.SIGTERM)
+                worker.send_signal(sig)
 
 
 def _write(path: Path, workers: list[subprocess.Popen[bytes]]) -> None:

@@ -257,13 +257,14 @@ def _public(state: JSONObject) -> JSONObject:
     return {key: state[key] for key in ("backend", "redis") if key in state}
 
 
-def _worker(request: web.Request) -> dict[str, int]:
-    """Under `serve --workers N`: which worker answered, and its supervisor (for `status`)."""
+def _worker(request: web.Request) -> JSONObject:
+    """Under `serve --workers N`, `pid` is the supervisor's (what `stop` and `reload` signal:
+    it passes the signal to every worker), and `worker` says which worker answered."""
     index = os.environ.get(WORKER_ENV)
     if not index:
         return {}
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    return {"pid": os.getpid(), "worker": int(index), "supervisor": os.getppid(),
+    return {"pid": os.getppid(), "worker": {"index": int(index), "pid": os.getpid()},
             "port": sockname[1] if sockname else 0}
 
 

@@ -52,7 +52,7 @@ async def worker_pids(url: str, connections: int = 40) -> set[int]:
             for _ in range(connections):
                 try:
                     async with session.get(url + "/health") as response:
-                        seen.add((await response.json())["pid"])
+                        seen.add((await response.json())["worker"]["pid"])
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.1)
         if len(seen) >= 2:

@@ -102,11 +102,14 @@ class RedisState:
         self._link = RedisLink(settings, instance)
         self._health: HealthSync | None = None
         self._affinity: SharedAffinityTable | None = None
+        self._limiter: SharedRateLimiter | None = None
         self._on_config: ConfigHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def limiter(self, settings: RateLimitSettings) -> RateLimiter:
-        return SharedRateLimiter(settings, self._link, fail_closed=self._settings.fail_closed)
+        self._limiter = SharedRateLimiter(settings, self._link,
+                                          fail_closed=self._settings.fail_closed)
+        return self._limiter
 
     def watch(self, registry: HealthRegistry) -> None:
         self._health = HealthSync(self._link, registry)
@@ -151,6 +154,8 @@ class RedisState:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 if self._health is not None:
                     await self._health.close()
+                if self._limiter is not None:
+                    await self._limiter.close()
         await self._link.close()
 
     async def _publish(self, message: bytes) -> None:

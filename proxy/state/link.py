@@ -40,6 +40,7 @@ class RedisLink:
         self._client: Redis | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._on_up: list[Callable[[], None]] = []
+        self._closed = False
 
     @property
     def client(self) -> Redis:
@@ -72,6 +73,7 @@ class RedisLink:
         self._mark_up()
 
     async def close(self) -> None:
+        self._closed = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -83,7 +85,7 @@ class RedisLink:
 
     def failed(self, exc: BaseException) -> None:
         """A Redis call failed: go local until the watcher sees Redis answer again."""
-        if not self.up and self._watcher is not None:
+        if self._closed or (not self.up and self._watcher is not None):
             return
         was_up = self.up
         self.up = False

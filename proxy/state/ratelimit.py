@@ -105,6 +105,11 @@ class SharedRateLimiter:
         self._frees.add(task)
         task.add_done_callback(self._frees.discard)
 
+    async def close(self) -> None:
+        for task in list(self._frees):
+            task.cancel()
+        await asyncio.gather(*self._frees, return_exceptions=True)
+
     async def _free(self, keys: tuple[str, ...], lease_id: str) -> None:
         try:
             async with self._link.client.pipeline(transaction=False) as pipe:
