@@ -25,7 +25,7 @@ from proxy.logging_setup import Redactor, configure_logging
 from proxy.model_catalog import load_catalog
 from proxy.reload import config_file, install_reload
 from proxy.security.auth import check_bind
-from proxy.server import WORKER_ENV, build_app
+from proxy.server import build_app
 from proxy.simulate.deployment import (
     DEFAULT_SEED,
     reference_config,
@@ -33,6 +33,7 @@ from proxy.simulate.deployment import (
     write_sign_ins,
 )
 from proxy.simulate.runner import SimulatorThread
+from proxy.state import WORKER_ENV
 
 
 class LogLevel(StrEnum):

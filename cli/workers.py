@@ -33,7 +33,7 @@ import orjson
 
 from cli._config import state_dir
 from cli._output import stderr
-from proxy.server import WORKER_ENV
+from proxy.state import WORKER_ENV
 
 POLL_SECONDS = 0.2
 PR_SET_PDEATHSIG = 1

@@ -30,13 +30,11 @@ from proxy.security.limits import limits_middleware
 from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
 from proxy.security.resolver import GuardedResolver, url_guard
 from proxy.security.responses import error_response
+from proxy.state import WORKER_ENV
 from proxy.state.backend import open_state
 from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
-
-WORKER_ENV = "LLMPROXY_WORKER"
-"""Set by `serve --workers N` in each worker's environment: its index, from 1."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
