@@ -92,7 +92,7 @@ def providers_status(
         found, unset = load_reporting_unset(config, secrets=False)
         settings = found if found is not None else load(config)
     address = url_option(url) if url else daemon_url(settings)
-    live = health(address)
+    live = health(address, api_key=next((k for k in settings.proxy.api_keys if k), None))
     probes = asyncio.run(_probe_all(settings, timeout, show=not as_json)) if probe else []
     rows = [_row(index, provider, live, unset) for index, provider in
             enumerate(settings.providers)]
@@ -111,9 +111,11 @@ def providers_status(
 
 
 async def _probe_all(config: Config, time_limit: float, *, show: bool) -> list[Probe]:
-    import aiohttp  # only probing calls providers from this process
+    # Only probing calls providers from this process, through a session guarded like the
+    # daemon's (aiohttp is loaded only now).
+    from proxy.security.outgoing import config_session
 
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    async with config_session(config) as session:
         return await probe_all(session, config, time_limit, show=show)
 
 
@@ -217,7 +219,7 @@ def probe_targets(config: Config) -> list[tuple[ProviderConfig, Target]]:
 async def probe_all(session: aiohttp.ClientSession, config: Config, time_limit: float, *,
                     show: bool = True) -> list[Probe]:
     targets = probe_targets(config)
-    upstreams = Upstreams(session)
+    upstreams = Upstreams(session, config.security.limits.max_answer_bytes)
     progress = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), console=stderr(), transient=True,
                         disable=not show)

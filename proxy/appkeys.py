@@ -21,3 +21,6 @@ LIVE = web.AppKey("live", LiveConfig)
 STATE: web.AppKey[SharedState] = web.AppKey("state")
 """Where what several instances share lives: this process (memory) or Redis."""
 AFFINITY = web.AppKey("affinity", Affinity)
+OPERATOR = web.AppKey("operator", bool)
+"""Every client of this app is its operator (the CLI's in-process app): responses carry each
+attempt's full detail (`x-llmproxy-attempt-details`)."""

@@ -5,6 +5,7 @@ Every error a client sees, ours or an upstream's, is shaped here in the client's
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,50 @@ from proxy.translate.stream_anthropic import AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamEncoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
 from proxy.types import ErrorClass, JSONObject, StreamEvent, WireFormat
+
+MAX_MODEL_NAME = 256
+"""Longer than any provider's model id (with a `provider,` prefix); a model name travels into
+headers, logs and the health registry, so it is bounded before anything else sees it."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_model_name(model: str) -> None:
+    """400 for a model name no provider uses: too long, or holding control characters (CR, LF
+    and NUL would break the headers it is echoed in). Checked before any upstream call."""
+    if len(model) > MAX_MODEL_NAME:
+        raise ClientRequestError(
+            f"'model' is {len(model)} characters long; at most {MAX_MODEL_NAME} are accepted",
+            param="model",
+        )
+    if (bad := _CONTROL.search(model)) is not None:
+        raise ClientRequestError(
+            f"'model' contains the control character U+{ord(bad.group()):04X} at offset "
+            f"{bad.start()}", param="model",
+        )
+
+
+TAG_KEYS = ("type", "role")
+SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema", "json_schema", "properties",
+                         "items", "metadata"})
+"""Subtrees that are JSON schemas or free-form data, where `type` may be a list."""
+
+
+def check_tags(value: object, path: str = "") -> None:
+    """400 for a `type` or `role` that is not a string, anywhere a translator reads one: they
+    are compared with sets of known values, and a list or object there is the client's
+    mistake, not the server's."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_tags(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key in TAG_KEYS:
+            tag = value.get(key)
+            if tag is not None and not isinstance(tag, str):
+                where = f"{path}.{key}" if path else key
+                raise ClientRequestError(f"'{where}' must be a string", param=where)
+        for key, item in value.items():
+            if key not in SCHEMA_KEYS and isinstance(item, dict | list):
+                check_tags(item, f"{path}.{key}" if path else str(key))
 
 
 class StreamEncoder(Protocol):
@@ -65,12 +110,16 @@ class ClientDialect:
         if not isinstance(body, dict):
             raise ClientRequestError("request body must be a JSON object")
         if self.format == WireFormat.RESPONSES:
-            return validate_responses_request(body)
+            body = validate_responses_request(body)
+            check_model_name(body["model"])
+            check_tags(body)
+            return body
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise ClientRequestError(
                 "'model' is required and must be a non-empty string", param="model"
             )
+        check_model_name(model)
         messages = body.get("messages")
         if not isinstance(messages, list):
             raise ClientRequestError(
@@ -95,6 +144,7 @@ class ClientDialect:
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ClientRequestError("'stream' must be a boolean", param="stream")
+        check_tags(body)
         return body
 
     def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:

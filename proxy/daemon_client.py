@@ -27,6 +27,7 @@ from proxy.translate.reasons import (
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import (
+    ATTEMPT_DETAILS,
     Attempt,
     Finish,
     JSONObject,
@@ -47,6 +48,7 @@ ATTEMPTS_HEADER = "x-llmproxy-attempts"
 # An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
 # failed over after its headers went out has more attempts than its header says).
 ATTEMPTS_TRAILER = b": x-llmproxy-attempts "
+DETAILS_TRAILER = b": " + ATTEMPT_DETAILS.encode() + b" "
 ANTHROPIC_VERSION = "2023-06-01"
 
 
@@ -106,7 +108,21 @@ def settled(notes: Sequence[AttemptNote]) -> tuple[AttemptNote, ...]:
 def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
     """The `error.attempts` list of a daemon error body (either dialect), with timings."""
     error = body.get("error") if isinstance(body, dict) else None
-    entries = error.get("attempts") if isinstance(error, dict) else None
+    return attempts_from_list(error.get("attempts") if isinstance(error, dict) else None)
+
+
+def attempts_from_details(value: str) -> tuple[AttemptNote, ...] | None:
+    """An `x-llmproxy-attempt-details` value (header or trailer), or None when absent."""
+    if not value:
+        return None
+    try:
+        return attempts_from_list(orjson.loads(value))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def attempts_from_list(entries: Any) -> tuple[AttemptNote, ...]:
+    """Attempts in their JSON form (`Attempt.to_json`) -> notes; odd entries are skipped."""
     notes = []
     for item in entries if isinstance(entries, list) else []:
         if not isinstance(item, dict) or not isinstance(item.get("target"), str):
@@ -165,6 +181,7 @@ class StreamReader:
         self._line = b""
         self.ended = False
         self.trailer: tuple[AttemptNote, ...] | None = None
+        self._details: tuple[AttemptNote, ...] | None = None
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         self._scan_comments(chunk)
@@ -196,9 +213,14 @@ class StreamReader:
         lines = (self._line + chunk).split(b"\n")
         self._line = lines.pop()
         for line in lines:
-            if line.startswith(ATTEMPTS_TRAILER):
+            if line.startswith(ATTEMPTS_TRAILER) and self._details is None:
                 text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
                 self.trailer = settled(parse_attempts(text))
+            elif line.startswith(DETAILS_TRAILER):
+                text = line[len(DETAILS_TRAILER):].decode("utf-8", "replace").strip()
+                details = attempts_from_details(text)
+                self._details = settled(details) if details else None
+                self.trailer = self._details or self.trailer
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from functools import partial
 
 import orjson
 from aiohttp import web
 
 from proxy.affinity import AFFINITY_HEADER
-from proxy.appkeys import AFFINITY, HEALTH, LIVE
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.conversation import conversation_of
 from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
 from proxy.exchange import upstream_error_for_client
 from proxy.fallback import ClientFacingError, Job
+from proxy.health import HealthRegistry
 from proxy.midstream import StreamLife
 from proxy.routing import decide
-from proxy.security.limits import BODY
+from proxy.security.limits import BODY, off_loop
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
 from proxy.types import (
+    ATTEMPT_DETAILS,
     Attempt,
     Decision,
     ErrorClass,
     JSONObject,
     Target,
     WireFormat,
+    attempt_details,
     attempts_header,
 )
 
@@ -47,7 +52,7 @@ async def read_json(
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
             raise ClientRequestError(f"request body is not valid JSON: {exc}") from exc
-    return dialect.validate(body, generation=generation)
+    return await off_loop(request, partial(dialect.validate, generation=generation), body)
 
 
 _UNPARSED = object()
@@ -66,8 +71,11 @@ def llmproxy_headers(
     target: Target | None,
     attempts: list[Attempt] | tuple[Attempt, ...],
     decision: Decision | None = None,
+    operator: bool = False,
 ) -> dict[str, str]:
     headers = {"x-llmproxy-attempts": attempts_header(attempts)}
+    if operator:
+        headers[ATTEMPT_DETAILS] = attempt_details(attempts)
     if target is not None:
         headers["x-llmproxy-provider"] = target.provider
         headers["x-llmproxy-model"] = target.model
@@ -88,7 +96,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, ANTHROPIC, generation=False)
-    return json_response({"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)})
+    tokens = await off_loop(request, estimate_request_tokens, body, ANTHROPIC.format)
+    return json_response({"input_tokens": tokens})
 
 
 FinishBody = Callable[[JSONObject, JSONObject], JSONObject]
@@ -102,7 +111,7 @@ async def generate(
     body = await read_json(request, dialect)
     running = request.app[LIVE].current  # one snapshot for the whole request
     config = running.config
-    summary = summarize(body, dialect.format)
+    summary = await off_loop(request, summarize, body, dialect.format)
     try:
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
@@ -129,10 +138,11 @@ async def generate(
     except ClientFacingError as exc:
         return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
     except ChainExhaustedError as exc:
-        return _exhausted_response(dialect, exc)
+        return _exhausted_response(dialect, exc, request.app[HEALTH])
     affinity.served(conversation, done.target, config.affinity)
     answer = done.body if finish is None else finish(body, done.body)
-    headers = llmproxy_headers(done.target, done.attempts, decision)
+    operator = request.app.get(OPERATOR, False)
+    headers = llmproxy_headers(done.target, done.attempts, decision, operator)
     return json_response(answer, headers=headers)
 
 
@@ -146,7 +156,8 @@ async def _stream(
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
-            **llmproxy_headers(life.target, life.attempts(), job.decision),
+            **llmproxy_headers(life.target, life.attempts(), job.decision,
+                               request.app.get(OPERATOR, False)),
         }
     )
     encoder = dialect.stream_encoder(life.target.model, job.body, job.summary.token_estimate)
@@ -165,7 +176,7 @@ async def _stream(
         except Exception:  # after the commit point only an error event may say what went wrong
             log.exception("stream for %s failed inside llmproxy", life.target)
             ending = dialect.stream_error(encoder, 500, INTERNAL, ErrorClass.SERVER_ERROR)
-        await response.write(_trailer(life) + ending)
+        await response.write(_trailer(life, request.app.get(OPERATOR, False)) + ending)
     finally:
         await life.aclose()
     await response.write_eof()
@@ -177,16 +188,19 @@ INTERNAL = "internal error in llmproxy; the answer is incomplete"
 STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
 
 
-def _trailer(life: StreamLife) -> bytes:
+def _trailer(life: StreamLife, operator: bool) -> bytes:
     """The headers went out at the commit point; attempts made after it (a mid-stream failover)
     and the target that wrote the end of the answer are reported in SSE comments, which clients
     ignore and `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
     `message_start`, the Responses API) keep naming the committed model; this names the one that
     finished."""
     served = life.served or life.target
-    return encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}") + (
+    trailer = encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}") + (
         encode_comment(f"x-llmproxy-served-by {served}")
     )
+    if operator:
+        trailer += encode_comment(f"{ATTEMPT_DETAILS} {attempt_details(life.attempts())}")
+    return trailer
 
 
 def _upstream_error_response(
@@ -202,10 +216,16 @@ def _upstream_error_response(
     return json_response(body, status=status, headers=llmproxy_headers(error.target, attempts))
 
 
-def _exhausted_response(dialect: ClientDialect, exc: ChainExhaustedError) -> web.Response:
+def _exhausted_response(
+    dialect: ClientDialect, exc: ChainExhaustedError, health: HealthRegistry
+) -> web.Response:
     headers = llmproxy_headers(None, exc.attempts)
     if exc.last is not None and exc.last.retry_after is not None and exc.status == 429:
         headers["retry-after"] = str(max(1, round(exc.last.retry_after)))
+    elif exc.last is None and exc.attempts:  # nothing was sent: every target is cooling down
+        waits = [w for a in exc.attempts if (w := health.recovers_in(a.target)) > 0]
+        if waits:
+            headers["retry-after"] = str(max(1, math.ceil(min(waits))))
     body = dialect.error_body(
         exc.status,
         str(exc),

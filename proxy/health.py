@@ -118,6 +118,11 @@ class _Health:
     """Wall-clock time of the last breaker or cooldown change, here or applied from a peer."""
 
 
+MAX_TRACKED = 1000
+"""Targets whose health is kept: a `"*"` provider lets clients name any model, and each name
+would otherwise be kept forever."""
+
+
 class HealthRegistry:
     def __init__(
         self,
@@ -135,8 +140,20 @@ class HealthRegistry:
     def _get(self, target: Target) -> _Health:
         health = self._targets.get(target)
         if health is None:
+            if len(self._targets) >= MAX_TRACKED:
+                self._forget_one()
             health = self._targets[target] = _Health(recent=deque(maxlen=self.settings.window))
         return health
+
+    def _forget_one(self) -> None:
+        """Drop the oldest target that is neither cooling nor open (the oldest of all when every
+        one is), so a flood of new names cannot push a failing target back into rotation."""
+        now = self._clock()
+        for target, health in self._targets.items():
+            if health.cooldown_until <= now and health.opened_at is None:
+                del self._targets[target]
+                return
+        del self._targets[next(iter(self._targets))]
 
     # --- consulted by routing / the fallback loop ---------------------------------------------
 

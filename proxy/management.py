@@ -13,6 +13,9 @@ body is read, whatever address the daemon listens on) and carry the secret in
     GET    /v0/management/logs/level         the `llmproxy` logger's level
     PUT    /v0/management/logs/level         {"level": "debug"} changes it at once
 
+What a change may not do (read the environment, move a stored key to a new URL, name a file
+outside llmproxy's directories) is decided in `proxy.management_rules`.
+
 A change is made on the file's own text (comments and `$VAR` references kept), validated by
 the real config parser, written atomically with mode 0600, and only then applied to the running
 app. A secret shown as "[REDACTED]" and sent back unchanged keeps its current value. Settings
@@ -55,6 +58,7 @@ from proxy.config_writer import (
 )
 from proxy.errors import ConfigError
 from proxy.live import replacement
+from proxy.management_rules import check_credentials, check_provider_change, check_router_change
 from proxy.security.auth import is_loopback_address
 from proxy.security.limits import BODY
 from proxy.security.responses import error_response
@@ -71,6 +75,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Edit = Callable[[TOMLDocument], list[str]]
+Vet = Callable[[Config, Config], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,20 +208,23 @@ async def put_log_level(request: web.Request) -> web.Response:
 # --- applying a change -------------------------------------------------------------------------
 
 
-def _edit_for(change: JSONObject) -> Edit | None:
-    """The file edit a change stands for (None: re-read the file as it is)."""
+def _edit_for(change: JSONObject) -> tuple[Edit | None, Vet | None]:
+    """The file edit a change stands for (None: re-read the file as it is), and the check of
+    the config it makes against the running one."""
     op, name, changes = change.get("op"), str(change.get("name", "")), change.get("changes", {})
     if not isinstance(changes, dict):
         raise ChangeRefused(400, "a change's 'changes' must be an object")
     if op == "reload":
-        return None
+        return None, None
     if op == "router":
         def router(document: TOMLDocument) -> list[str]:
+            check_router_change(changes)
             set_router(document, changes)
             return []
-        return router
+        return router, None
     if op == "provider":
         def provider(document: TOMLDocument) -> list[str]:
+            check_provider_change(document, name, changes)
             created = upsert_provider(document, name, changes)
             key = changes.get("api_key")
             warnings = []
@@ -225,12 +233,15 @@ def _edit_for(change: JSONObject) -> Edit | None:
                                 "a $VAR reference would keep the key itself out of the file")
             return [f"provider {name!r} added" if created else f"provider {name!r} updated",
                     *warnings]
-        return provider
+
+        def vet(old: Config, new: Config) -> None:
+            check_credentials(old, new, name, changes)
+        return provider, vet
     if op == "delete_provider":
         def delete(document: TOMLDocument) -> list[str]:
             remove_provider(document, name)
             return [f"provider {name!r} removed"]
-        return delete
+        return delete, None
     raise ChangeRefused(400, f"unknown change {op!r}")
 
 
@@ -288,7 +299,7 @@ async def apply_change(app: web.Application, change: JSONObject) -> Applied:
             raise ChangeRefused(409, f"cannot read {state.path}: {exc}",
                                 code="config_unreadable") from exc
         try:
-            edit = _edit_for(change)
+            edit, vet = _edit_for(change)
             new_text, notes = text, []
             if edit is not None:
                 document = parse_document(text)
@@ -296,6 +307,8 @@ async def apply_change(app: web.Application, change: JSONObject) -> Applied:
                 new_text = render(document)
             env = state.env if state.env is not None else os.environ
             config, restart = replacement(new_text, state.path, env, live.config)
+            if vet is not None:
+                vet(live.config, config)
         except ConfigError as exc:
             raise ChangeRefused(400, f"config rejected, nothing changed: {exc}",
                                 code="invalid_config", param=exc.key or None) from exc

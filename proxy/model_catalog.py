@@ -37,6 +37,8 @@ from proxy.capabilities import (
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError
+from proxy.security.outgoing import read_capped, refusal_in
+from proxy.security.ssrf import DestinationRefused
 from proxy.types import JSONObject, WireFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
@@ -108,7 +110,8 @@ async def refresh_catalog(
     path = directory / CACHE_FILE
     previous = _read_raw(path)
     results = await asyncio.gather(
-        *(_refresh_one(p, session, request_seconds) for p in config.providers)
+        *(_refresh_one(p, session, request_seconds, config.security.limits.max_answer_bytes)
+          for p in config.providers)
     )
     entries: dict[str, Any] = dict(previous.get("providers", {}))
     reports: list[ProviderRefresh] = []
@@ -125,7 +128,8 @@ async def refresh_catalog(
 
 
 async def _refresh_one(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
+    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    max_bytes: int,
 ) -> tuple[ProviderRefresh, dict[str, ModelCapabilities] | None]:
     if provider.format is WireFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
@@ -133,9 +137,9 @@ async def _refresh_one(
     import aiohttp
 
     try:
-        models = await _fetch(provider, session, request_seconds)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        message = str(exc) or type(exc).__name__
+        models = await _fetch(provider, session, request_seconds, max_bytes)
+    except (aiohttp.ClientError, DestinationRefused, TimeoutError, ValueError) as exc:
+        message = str(refusal_in(exc) or exc) or type(exc).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
     configured = [m for m in provider.models if not GLOB_CHARS.intersection(m)]
     return (
@@ -151,7 +155,8 @@ async def _refresh_one(
 
 
 async def _fetch(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
+    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    max_bytes: int,
 ) -> dict[str, ModelCapabilities]:
     """Raises aiohttp.ClientError, TimeoutError, or ValueError for a non-200 or odd body."""
     import aiohttp
@@ -162,9 +167,9 @@ async def _fetch(
     params: dict[str, str] = {"limit": "1000"} if provider.format is WireFormat.ANTHROPIC else {}
     for _ in range(MAX_PAGES):
         async with session.get(
-            url, headers=headers, params=params, timeout=limit
+            url, headers=headers, params=params, timeout=limit, allow_redirects=False
         ) as response:
-            raw = await response.read()
+            raw = await read_capped(response, max_bytes)
             if response.status != 200:
                 text = raw[:200].decode("utf-8", "replace").strip()
                 raise ValueError(f"HTTP {response.status} from {url}: {text}")

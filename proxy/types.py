@@ -6,6 +6,7 @@ the fallback loop and the stream state machines exchange is one of these frozen 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -147,6 +148,14 @@ class Attempt:
 def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
     """`openai-codex,gpt-5.2=429;zai,glm-5=ok`: what `x-llmproxy-attempts` carries."""
     return ";".join(f"{a.target}={a.outcome}" for a in attempts)
+
+
+ATTEMPT_DETAILS = "x-llmproxy-attempt-details"
+
+
+def attempt_details(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
+    """Every attempt in full, as one line of ASCII JSON (a header value or an SSE comment)."""
+    return json.dumps([a.to_json() for a in attempts], ensure_ascii=True)
 
 
 # --- The common stream model -------------------------------------------------------------------

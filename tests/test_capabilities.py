@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 from conftest import Clients
-from support import Daemon, config_text
+from support import CLIENT_KEY, Daemon, config_text
 from typer import Typer
 from typer.testing import CliRunner
 
@@ -454,7 +454,10 @@ async def test_retired_model_is_cooled_down_and_skipped(
             attempts = headers["x-llmproxy-attempts"]
             assert attempts.startswith("cerebras,llama-3.3-70b=") and "=404" not in attempts
         assert len(sims["cerebras"].requests) == 1  # asked once, then skipped
-        async with aiohttp.ClientSession() as session, session.get(proxy.url + "/health") as r:
+        detail = {"x-api-key": CLIENT_KEY}  # the targets' health is for key holders
+        async with aiohttp.ClientSession() as session, session.get(
+            proxy.url + "/health", headers=detail
+        ) as r:
             targets = {t["target"]: t for t in (await r.json())["targets"]}
         cooling = targets["cerebras,llama-3.3-70b"]
         assert cooling["cooldown_left"] > 60 and "not_found" in cooling["reason"]

@@ -95,7 +95,7 @@ async def post(session: aiohttp.ClientSession, daemon: Daemon, model: str = "aut
 
 
 async def health(session: aiohttp.ClientSession, daemon: Daemon) -> Any:
-    async with session.get(daemon.url + "/health") as response:
+    async with session.get(daemon.url + "/health", headers=AUTH) as response:
         return await response.json()
 
 

@@ -8,7 +8,10 @@ client request closes the upstream connection at once.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -25,21 +28,45 @@ from proxy.errors import (
     UpstreamTimeoutError,
 )
 from proxy.providers.base import Dialect, UpstreamRequest, fault_error
+from proxy.security.outgoing import AnswerTooLarge, read_capped, refusal_in
 from proxy.security.ssrf import DestinationRefused
 from proxy.sse import SSEDecoder
 from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent, UpstreamFault
 
 log = logging.getLogger("llmproxy.upstream")
 
-_READ_SIZE = 65536
+LARGE_PAYLOAD = 1024 * 1024
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+MIN_SECRET = 8
+"""Shorter values are not searched for: they would mask ordinary words."""
+ERROR_BODY_BYTES = 1024 * 1024
+"""An error body longer than this is not read: its first megabyte would say all it has to."""
+
+
+def _connect_failure(error: OSError) -> str:
+    """Why connecting failed, without the address aiohttp puts in the message."""
+    if isinstance(error, socket.gaierror):
+        return "its host name does not resolve"
+    return os.strerror(error.errno) if error.errno else "failed"
+
+
+def _for_client(summary: str, exc: BaseException) -> str:
+    """What an attempt's detail says about a failure below HTTP. The exception's text names
+    host names and internal addresses: it goes to the operator's log, and into the detail sent
+    to clients only while the daemon logs at debug level (the operator is debugging)."""
+    log.warning("%s: %s", summary, exc)
+    return f"{summary}: {exc}" if log.isEnabledFor(logging.DEBUG) else summary
 
 
 class HttpTransport:
     """Sends UpstreamRequests of one dialect over the shared session."""
 
-    def __init__(self, session: aiohttp.ClientSession, dialect: Dialect) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, dialect: Dialect, max_answer_bytes: int
+    ) -> None:
         self._session = session
         self._dialect = dialect
+        self._max_answer = max_answer_bytes
 
     async def complete(self, request: UpstreamRequest) -> JSONObject:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
@@ -48,9 +75,17 @@ class HttpTransport:
             async with asyncio.timeout(request.provider.timeouts.response_headers):
                 response = await self._send(request, None)
                 try:
-                    raw = await response.read()
+                    raw = await read_capped(response, self._max_answer)
                 finally:
                     response.release()
+        except AnswerTooLarge as exc:
+            raise UpstreamStatusError(
+                f"the answer is larger than llmproxy reads ({self._max_answer} bytes, "
+                "[security.limits] max_answer_bytes)",
+                target=request.target,
+                status=response.status,
+                error_class=ErrorClass.BAD_RESPONSE,
+            ) from exc
         except TimeoutError as exc:
             if isinstance(exc, UpstreamError):
                 raise
@@ -80,6 +115,18 @@ class HttpTransport:
         if self._dialect.body_error(payload) is not None:
             raise self._status_error(request, response.status, raw, response.headers)
         return payload
+
+    def _credentials(self, request: UpstreamRequest) -> list[bytes]:
+        """The secrets this request carried: what an upstream must never echo to a client."""
+        sent = self._dialect.headers(request)
+        found = []
+        for name, value in sent.items():
+            lower = name.lower()
+            if lower in CREDENTIAL_HEADERS or name in request.provider.headers:
+                found.append(value.removeprefix("Bearer ").removeprefix("bearer ").strip())
+        if request.provider.api_key:
+            found.append(request.provider.api_key)
+        return [s.encode() for s in found if len(s) >= MIN_SECRET]
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]:
         """A streaming call: neutral events until Finish, or an UpstreamError.
@@ -176,11 +223,13 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
+        payload = orjson.dumps(request.body)
         try:
             async with asyncio.timeout(headers_timeout):
                 response = await self._session.post(
                     self._dialect.url(provider),
-                    data=orjson.dumps(request.body),
+                    # aiohttp writes a large bytes body in one piece; a stream goes in chunks.
+                    data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
                     headers=self._dialect.headers(request),
                     timeout=timeout,
                     allow_redirects=False,
@@ -189,21 +238,35 @@ class HttpTransport:
             raise self._timeout(request, "response headers") from exc
         except DestinationRefused as exc:  # the SSRF guard: never retried, never reached
             raise UpstreamRefusedError(
-                f"destination refused: {exc}", target=request.target
+                _for_client("destination refused by llmproxy's SSRF rules", exc),
+                target=request.target,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
+            if (refused := refusal_in(exc)) is not None:  # by the guarded resolver
+                raise UpstreamRefusedError(
+                    _for_client("destination refused by llmproxy's SSRF rules", refused),
+                    target=request.target,
+                ) from exc
+            reason = _connect_failure(exc.os_error)
             raise UpstreamRefusedError(
-                f"cannot connect: {exc.os_error}", target=request.target
+                _for_client(f"cannot connect to the provider ({reason.lower()})", exc),
+                target=request.target,
             ) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamConnectionError(
-                f"connection failed: {exc}", target=request.target
+                _for_client("connection to the provider failed", exc), target=request.target
+            ) from exc
+        except ValueError as exc:  # aiohttp refuses a header value with CR or LF in it
+            raise UpstreamRefusedError(
+                "the provider's key or headers hold a line break (CR/LF); fix the config",
+                target=request.target,
+                error_class=ErrorClass.AUTH,
             ) from exc
         if response.status >= 300:
             try:
                 try:
                     async with asyncio.timeout(limits.stream_idle):
-                        raw = await response.read()
+                        raw = await read_capped(response, ERROR_BODY_BYTES)
                 except (TimeoutError, aiohttp.ClientError, ConnectionError):
                     raw = b""
             finally:
@@ -211,10 +274,11 @@ class HttpTransport:
             raise self._status_error(request, response.status, raw, response.headers)
         return response
 
-    @staticmethod
     def _status_error(
-        request: UpstreamRequest, status: int, raw: bytes, headers: object
+        self, request: UpstreamRequest, status: int, raw: bytes, headers: object
     ) -> UpstreamError:
+        for secret in self._credentials(request):  # e.g. "Incorrect API key provided: sk-..."
+            raw = raw.replace(secret, b"[REDACTED]")
         header_map = {k.lower(): v for k, v in dict(headers).items()} if headers else {}  # type: ignore[call-overload]
         found = classify(status, raw, header_map)
         return UpstreamStatusError(

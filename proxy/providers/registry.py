@@ -25,11 +25,13 @@ class Transport(Protocol):
 
 
 class Upstreams:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, max_answer_bytes: int) -> None:
+        """`session` comes from `proxy.security.outgoing`; `max_answer_bytes` bounds every
+        upstream body read whole."""
         self._transports: dict[WireFormat, Transport] = {
-            WireFormat.OPENAI: HttpTransport(session, OpenAIDialect()),
-            WireFormat.ANTHROPIC: HttpTransport(session, AnthropicDialect()),
-            WireFormat.CODEX: CodexTransport(session),
+            WireFormat.OPENAI: HttpTransport(session, OpenAIDialect(), max_answer_bytes),
+            WireFormat.ANTHROPIC: HttpTransport(session, AnthropicDialect(), max_answer_bytes),
+            WireFormat.CODEX: CodexTransport(session, max_answer_bytes),
         }
 
     def has(self, provider: ProviderConfig) -> bool:

@@ -82,6 +82,10 @@ def auth_middleware(keys: ClientKeys) -> Middleware:
         if not keys.configured and (problem := _browser_problem(request)) is not None:
             return error_response(request, 403, problem, code="not_local")
         if not request.path.startswith("/v1/"):
+            # Elsewhere a key is optional; a valid one unlocks details (`GET /health`).
+            client = keys.match(presented_keys(request)) if keys.configured else ANONYMOUS
+            if client is not None:
+                request[CLIENT] = client
             return await handler(request)
         if not keys.configured:
             request[CLIENT] = ANONYMOUS
