@@ -8,6 +8,7 @@ processes or hosts would be (the app holds no module-level state).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -291,8 +292,9 @@ async def test_a_management_change_on_one_daemon_applies_on_all(
 
 
 async def test_killing_redis_under_load_fails_no_request_and_state_comes_back(
-    redis_server: RedisServer, fleet: Fleet
+    redis_server: RedisServer, fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "llmproxy.state")
     bad, good = sims()
     limits = ("[security.rate_limiting]\nrequests_per_minute = 100000\n"
               "concurrent_requests = 1000\n")
@@ -348,6 +350,9 @@ async def test_killing_redis_under_load_fails_no_request_and_state_comes_back(
             await client.aclose()
     assert len(statuses) > 30
     assert set(statuses) == {200}, [s for s in statuses if s != 200][:5]
+    outage = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(outage) == 3  # once per daemon
+    assert len([r for r in caplog.records if "Redis answers" in r.getMessage()]) == 6
     assert limit_keys  # the limits are decided in Redis again
 
 

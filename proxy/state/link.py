@@ -103,6 +103,9 @@ class RedisLink:
         while True:
             await asyncio.sleep(RETRY_SECONDS)
             try:
+                # Idle pooled connections may be to the Redis that went away: drop them, or
+                # their first use would fail and take us down again.
+                await self.client.connection_pool.disconnect(inuse_connections=False)
                 await self.client.ping()
             except (RedisError, OSError) as exc:
                 self.problem = _describe(exc)
