@@ -128,10 +128,10 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness; for this machine's peers the pid and the last reload (`llmproxy stop`,
-    `reload`); for a client with a valid key (anyone, when no key is configured) the providers
-    and the live health of every target that has seen traffic. The registry is bounded, so is
-    this."""
+    """Liveness; for this machine's peers the pid, the last reload and the state backend
+    (`llmproxy stop`, `reload`, `status`); for a client with a valid key (anyone, when no key
+    is configured) the providers, whether Redis answers, and the live health of every target
+    that has seen traffic. The registry is bounded, so is this."""
     live = request.app[LIVE]
     config = live.config
     body: JSONObject = {"status": "ok"}
@@ -142,7 +142,7 @@ async def health(request: web.Request) -> web.Response:
         body["pid"] = os.getpid()
         body["config"] = {"applied_at": round(live.current.since, 3),
                           "last_reload": last.to_json() if last else None}
-        body["state"] = request.app[STATE].status()
+        body["state"] = request.app[STATE].status()  # Redis, and why not (`llmproxy status`)
         body.update(_worker(request))
     if CLIENT in request:  # a key holder (anyone, without keys): the bounded detail
         body["providers"] = [p.name for p in config.providers]

@@ -98,7 +98,8 @@ async def test_two_workers_share_one_port_show_in_status_and_drain_on_sigterm(
 
             status = await asyncio.to_thread(
                 CliRunner().invoke, app, ["status", "--json", "--url", url],
-                env={"LLMPROXY_STATE_DIR": str(tmp_path / "state")})
+                env={"LLMPROXY_STATE_DIR": str(tmp_path / "state"),
+                     "LLMPROXY_API_KEY": CLIENT_KEY})
             report = orjson.loads(status.stdout)
             assert report["supervisor"] == supervisor.pid
             assert {w["pid"] for w in report["workers"]} == pids

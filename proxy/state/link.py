@@ -1,7 +1,8 @@
 """The process's one Redis client (one connection pool) and whether Redis answers.
 
 Every shared-state user calls Redis through this link and reports a failure with `failed`. The
-first failure marks Redis down (logged once, with the reason): from then on nobody waits on it,
+first failure marks Redis down (logged once, with the reason; a relapse within `QUIET_SECONDS`
+of recovering is the same outage, logged at debug level): from then on nobody waits on it,
 state is local, and a watcher pings every `RETRY_SECONDS` until it answers again, which is
 logged once too and triggers the resync callbacks. Commands time out after `TIMEOUT_SECONDS`, so
 a slow Redis is treated as a down one within a second.
@@ -27,6 +28,7 @@ log = logging.getLogger("llmproxy.state")
 TIMEOUT_SECONDS = 0.5
 RETRY_SECONDS = 0.5
 MAX_CONNECTIONS = 64
+QUIET_SECONDS = 10.0
 
 
 class RedisLink:
@@ -41,6 +43,8 @@ class RedisLink:
         self._watcher: asyncio.Task[None] | None = None
         self._on_up: list[Callable[[], None]] = []
         self._closed = False
+        self._quiet = False
+        self._recovered_at = 0.0
 
     @property
     def client(self) -> Redis:
@@ -88,15 +92,19 @@ class RedisLink:
         if self._closed or (not self.up and self._watcher is not None):
             return
         was_up = self.up
+        now = time.time()
+        # A Redis that flaps (back, then a timeout under load) is one outage: said once.
+        self._quiet = was_up and now - self._recovered_at < QUIET_SECONDS
         self.up = False
-        self.since = time.time()
+        self.since = now
         self.problem = _describe(exc)
+        level = logging.DEBUG if self._quiet else logging.WARNING
         if was_up:
-            log.warning("shared state: Redis unreachable (%s); using local state until it "
-                        "answers again", self.problem)
+            log.log(level, "shared state: Redis unreachable (%s); using local state until it "
+                    "answers again", self.problem)
         else:
-            log.warning("shared state: cannot reach Redis (%s); using local state until it "
-                        "answers", self.problem)
+            log.log(level, "shared state: cannot reach Redis (%s); using local state until it "
+                    "answers", self.problem)
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -111,6 +119,7 @@ class RedisLink:
                 self.problem = _describe(exc)
                 continue
             self._watcher = None
+            self._recovered_at = time.time()
             self._mark_up()
             return
 
@@ -118,7 +127,8 @@ class RedisLink:
         self.up = True
         self.since = time.time()
         self.problem = ""
-        log.info("shared state: Redis answers; sharing limits, health and config changes")
+        log.log(logging.DEBUG if self._quiet else logging.INFO,
+                "shared state: Redis answers; sharing limits, health and config changes")
         for callback in self._on_up:
             callback()
 
