@@ -122,6 +122,10 @@ class ModelCapabilities:
     """USD per million input tokens."""
     price_out: float | None = None
     """USD per million output tokens."""
+    price_cache_read: float | None = None
+    """USD per million input tokens read from the provider's prompt cache."""
+    price_cache_write: float | None = None
+    """USD per million input tokens written to the prompt cache (Anthropic bills these)."""
     retired: bool | None = None
     """The provider's model list says it no longer serves this model."""
     approximate: bool = False
@@ -164,6 +168,8 @@ CAPABILITY_FIELDS: tuple[str, ...] = (
     "prefill",
     "price_in",
     "price_out",
+    "price_cache_read",
+    "price_cache_write",
     "retired",
 )
 UNKNOWN = ModelCapabilities()
@@ -207,15 +213,26 @@ def _m(
     )
 
 
+def _cached(caps: ModelCapabilities, read: float, write: float | None) -> ModelCapabilities:
+    """Cache rates as multiples of the input price, as the maker publishes them."""
+    if caps.price_in is None:
+        return caps
+    return replace(caps, price_cache_read=caps.price_in * read,
+                   price_cache_write=None if write is None else caps.price_in * write)
+
+
 def _claude(out: int, price: Price, *, thinking: bool = True, approx: bool = False,
             vision: bool = True) -> ModelCapabilities:
-    return _m(200_000, out, price, vision=vision, reasoning=_ANTHROPIC if thinking else False,
-              approx=approx)
+    # Anthropic: cache hits cost 0.1x input, 5-minute cache writes 1.25x.
+    return _cached(_m(200_000, out, price, vision=vision,
+                      reasoning=_ANTHROPIC if thinking else False, approx=approx), 0.1, 1.25)
 
 
 def _gpt5(price: Price, *, approx: bool = False) -> ModelCapabilities:
-    # 400k is the whole window (272k input + 128k output) on the Responses API.
-    return _m(400_000, 128_000, price, vision=True, reasoning=_OPENAI, approx=approx)
+    # 400k is the whole window (272k input + 128k output) on the Responses API; cached input
+    # is billed at a tenth of the input price.
+    return _cached(_m(400_000, 128_000, price, vision=True, reasoning=_OPENAI, approx=approx),
+                   0.1, None)
 
 
 def _glm(window: int, out: int, price: Price, *, approx: bool = False) -> ModelCapabilities:
@@ -377,7 +394,7 @@ class CapabilityOverride:
 
 _BOOL_KEYS = ("tools", "vision", "reasoning", "retired")
 _INT_KEYS = ("context_window", "max_output_tokens")
-_PRICE_KEYS = ("price_in", "price_out")
+_PRICE_KEYS = ("price_in", "price_out", "price_cache_read", "price_cache_write")
 OVERRIDE_KEYS: tuple[str, ...] = (
     *_INT_KEYS, *_BOOL_KEYS, "prefill", "reasoning_field", *_PRICE_KEYS
 )

@@ -38,13 +38,11 @@ import platformdirs
 
 from proxy.errors import (
     ConfigError,
-    UpstreamConnectionError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
     UpstreamUnavailable,
 )
+from proxy.providers.boundary import upstream_errors
 from proxy.security.outgoing import read_capped
-from proxy.security.ssrf import DestinationRefused
 from proxy.types import ErrorClass, JSONObject
 
 log = logging.getLogger("llmproxy.codex_auth")
@@ -356,7 +354,7 @@ class CodexAuth:
             "refresh_token": tokens.refresh_token,
             "scope": "openid profile email",
         }
-        try:
+        with upstream_errors(None, "token refresh", peer="the token endpoint"):
             async with self._session.post(
                 self._endpoint,
                 data=orjson.dumps(body),
@@ -366,17 +364,6 @@ class CodexAuth:
             ) as response:
                 status = response.status
                 raw = await read_capped(response, MAX_TOKEN_ANSWER_BYTES)
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError("the token endpoint did not answer in time") from exc
-        except DestinationRefused as exc:  # includes a redirect, which is never followed
-            log.warning("refreshing the ChatGPT sign-in: %s", exc)
-            raise UpstreamConnectionError(
-                "the token endpoint is refused by llmproxy's SSRF rules or answered with a "
-                "redirect (never followed)"
-            ) from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            log.warning("refreshing the ChatGPT sign-in: %s", exc)
-            raise UpstreamConnectionError("cannot reach the token endpoint") from exc
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:

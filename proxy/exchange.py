@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.translate import errors_wire, requests, responses, responses_api
+from proxy.translate import errors_wire, replies, requests, responses_api
 from proxy.types import JSONObject, WireFormat
 
 Translate = Callable[[JSONObject, str], JSONObject]
@@ -38,19 +38,19 @@ _TRANSLATORS: dict[tuple[WireFormat, WireFormat], tuple[Translate, Translate]] =
     # (client, provider): (request translator, response translator)
     (WireFormat.OPENAI, WireFormat.OPENAI): (
         requests.passthrough_request,
-        responses.passthrough_response,
+        replies.passthrough_response,
     ),
     (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): (
         _anthropic_passthrough,
-        responses.passthrough_response,
+        replies.passthrough_response,
     ),
     (WireFormat.OPENAI, WireFormat.ANTHROPIC): (
         requests.openai_to_anthropic_request,
-        responses.anthropic_to_openai_response,
+        replies.anthropic_to_openai_response,
     ),
     (WireFormat.ANTHROPIC, WireFormat.OPENAI): (
         requests.anthropic_to_openai_request,
-        responses.openai_to_anthropic_response,
+        replies.openai_to_anthropic_response,
     ),
     # The Responses API (Codex CLI, the openai SDK's `responses`) and codex providers (the
     # ChatGPT backend, which speaks Responses): see translate/responses_api.py.
@@ -64,7 +64,7 @@ _TRANSLATORS: dict[tuple[WireFormat, WireFormat], tuple[Translate, Translate]] =
     ),
     (WireFormat.RESPONSES, WireFormat.CODEX): (
         responses_api.responses_to_codex_request,
-        responses.passthrough_response,
+        replies.passthrough_response,
     ),
     (WireFormat.OPENAI, WireFormat.CODEX): (
         responses_api.openai_to_codex_request,

@@ -32,6 +32,7 @@ from proxy.classify import FALLBACK_CLASSES
 from proxy.config import Config, ProviderConfig, RouteOptions
 from proxy.errors import (
     ChainExhaustedError,
+    ClientFacingError,
     UpstreamError,
     UpstreamRefusedError,
     UpstreamTimeoutError,
@@ -105,16 +106,6 @@ class Ledger:
 
     def __len__(self) -> int:
         return len(self._attempts)
-
-
-class ClientFacingError(Exception):
-    """An upstream answer that goes back to the client as-is (invalid request, refusal)."""
-
-    def __init__(self, error: UpstreamError, pair: Pair, attempts: tuple[Attempt, ...]) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.pair = pair
-        self.attempts = attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +243,9 @@ class Walk:
                 return plan, await self._try(plan, call, sent, settles, prefill)
             except UpstreamError as error:
                 if not self._falls_back(error):
-                    raise ClientFacingError(error, plan.pair, self.ledger.snapshot()) from error
+                    raise ClientFacingError(
+                        error, plan.provider.format, self.ledger.snapshot()
+                    ) from error
                 if error.error_class == ErrorClass.CONTEXT_LENGTH:
                     self._prefer_larger_contexts(target)
                 if time.monotonic() >= self.deadline:

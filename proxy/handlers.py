@@ -14,11 +14,21 @@ from proxy.affinity import AFFINITY_HEADER
 from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.conversation import conversation_of
-from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
+from proxy.errors import (
+    ChainExhaustedError,
+    ClientFacingError,
+    ClientRequestError,
+    RoutingError,
+    UpstreamError,
+)
 from proxy.exchange import upstream_error_for_client
-from proxy.fallback import ClientFacingError, Job
+from proxy.fallback import Job
 from proxy.health import HealthRegistry
 from proxy.midstream import StreamLife
+from proxy.observe.cost import cost_value
+from proxy.observe.observer import trace_of
+from proxy.observe.record import Trace
+from proxy.observe.usage import usage_of_answer
 from proxy.routing import decide
 from proxy.security.limits import BODY, off_loop
 from proxy.sse import encode_comment
@@ -38,6 +48,8 @@ from proxy.types import (
 
 log = logging.getLogger("llmproxy.server")
 
+COST_HEADER = "x-llmproxy-cost"
+"""USD, from the served model's prices (`unknown` when they are not known)."""
 # Client headers a same-format Anthropic provider must see; nothing else is forwarded.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 
@@ -125,6 +137,8 @@ async def generate(
               cache_key)
     log.debug("route %s: %s; affinity: %s", decision.scenario.value, decision.reason,
               decision.affinity)
+    trace = trace_of(request)
+    trace.routed(summary.model, job.stream, decision, config.capabilities)
     runner = running.runner
     try:
         if job.stream:
@@ -136,13 +150,17 @@ async def generate(
             return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
-        return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
+        trace.ended(exc.error.target, exc.attempts, error=exc.error.error_class.value)
+        return _upstream_error_response(dialect, exc.error, exc.provider, exc.attempts)
     except ChainExhaustedError as exc:
+        trace.ended(None, exc.attempts, error=exc.error_class.value)
         return _exhausted_response(dialect, exc, request.app[HEALTH])
     affinity.served(conversation, done.target, config.affinity)
     answer = done.body if finish is None else finish(body, done.body)
+    trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
     operator = request.app.get(OPERATOR, False)
     headers = llmproxy_headers(done.target, done.attempts, decision, operator)
+    headers[COST_HEADER] = cost_value(trace.cost())
     return json_response(answer, headers=headers)
 
 
@@ -151,6 +169,7 @@ async def _stream(
 ) -> web.StreamResponse:
     """Write a committed stream. After `prepare()` nothing but SSE events is ever written: every
     failure, expected or not, ends the stream with the client dialect's own error event."""
+    trace = trace_of(request)
     response = web.StreamResponse(
         headers={
             "content-type": "text/event-stream; charset=utf-8",
@@ -166,18 +185,23 @@ async def _stream(
         request[STREAM_STARTED] = True
         try:
             async for event in life.events():
+                trace.saw(event)
                 await response.write(encoder.encode(event))
             ending = encoder.finish()
         except UpstreamError as exc:
             log.warning("stream for %s ended with an error: %s", life.target, exc.message)
+            trace.failed(exc.error_class.value)
             ending = dialect.stream_error(encoder, 502, exc.message, exc.error_class)
         except ConnectionError:
             raise  # the client is gone: nobody left to tell
         except Exception:  # after the commit point only an error event may say what went wrong
             log.exception("stream for %s failed inside llmproxy", life.target)
+            trace.failed(ErrorClass.SERVER_ERROR.value)
             ending = dialect.stream_error(encoder, 500, INTERNAL, ErrorClass.SERVER_ERROR)
-        await response.write(_trailer(life, request.app.get(OPERATOR, False)) + ending)
+        trace.stream_ended(life.report())
+        await response.write(_trailer(life, request.app.get(OPERATOR, False), trace) + ending)
     finally:
+        trace.stream_ended(life.report())  # also when the client went away
         await life.aclose()
     await response.write_eof()
     return response
@@ -188,15 +212,17 @@ INTERNAL = "internal error in llmproxy; the answer is incomplete"
 STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
 
 
-def _trailer(life: StreamLife, operator: bool) -> bytes:
-    """The headers went out at the commit point; attempts made after it (a mid-stream failover)
-    and the target that wrote the end of the answer are reported in SSE comments, which clients
-    ignore and `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
-    `message_start`, the Responses API) keep naming the committed model; this names the one that
-    finished."""
+def _trailer(life: StreamLife, operator: bool, trace: Trace) -> bytes:
+    """The headers went out at the commit point; attempts made after it (a mid-stream failover),
+    the target that wrote the end of the answer and the cost are reported in SSE comments, which
+    clients ignore and `llmproxy` tools read. Wire formats that name the model only once
+    (Anthropic's `message_start`, the Responses API) keep naming the committed model; this names
+    the one that finished."""
     served = life.served or life.target
-    trailer = encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}") + (
-        encode_comment(f"x-llmproxy-served-by {served}")
+    trailer = (
+        encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}")
+        + encode_comment(f"x-llmproxy-served-by {served}")
+        + encode_comment(f"{COST_HEADER} {cost_value(trace.cost())}")
     )
     if operator:
         trailer += encode_comment(f"{ATTEMPT_DETAILS} {attempt_details(life.attempts())}")

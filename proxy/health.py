@@ -71,6 +71,8 @@ class TargetStatus:
     latency_ms: float | None
     ttft_ms: float | None
     tokens_per_second: float | None
+    failing_for: float | None = None
+    """Seconds since the breaker opened; None while it is closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +334,7 @@ class HealthRegistry:
             tokens_per_second=_median(
                 [o.tokens_per_second for o in successes if o.tokens_per_second is not None]
             ),
+            failing_for=None if health.opened_at is None else now - health.opened_at,
         )
 
     def snapshot(self) -> list[TargetStatus]:

@@ -36,8 +36,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from proxy.capabilities import PrefillStyle
-from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
-from proxy.fallback import ClientFacingError, FallbackRunner, Job, Plan, Walk, close_stream
+from proxy.errors import ChainExhaustedError, ClientFacingError, StreamCutError, UpstreamError
+from proxy.fallback import FallbackRunner, Job, Plan, Walk, close_stream
 from proxy.tokens import tokens_for_chars
 from proxy.types import (
     Attempt,

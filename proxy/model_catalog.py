@@ -36,9 +36,9 @@ from proxy.capabilities import (
     capabilities_from_toml,
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, UpstreamError
+from proxy.providers.boundary import upstream_errors
 from proxy.security.outgoing import read_capped, refusal_in
-from proxy.security.ssrf import DestinationRefused
 from proxy.types import JSONObject, WireFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
@@ -134,12 +134,14 @@ async def _refresh_one(
     if provider.format is WireFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
-    import aiohttp
-
     try:
-        models = await _fetch(provider, session, request_seconds, max_bytes)
-    except (aiohttp.ClientError, DestinationRefused, TimeoutError, ValueError) as exc:
-        message = str(refusal_in(exc) or exc) or type(exc).__name__
+        with upstream_errors(None, "model list"):
+            models = await _fetch(provider, session, request_seconds, max_bytes)
+    except (UpstreamError, ValueError) as exc:
+        # The operator refreshing wants the lower layer's own words (the address a name
+        # resolved to, the redirect), which the boundary keeps from clients.
+        cause = exc.__cause__ if isinstance(exc, UpstreamError) and exc.__cause__ else exc
+        message = str(refusal_in(cause) or cause) or type(cause).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
     configured = [m for m in provider.models if not GLOB_CHARS.intersection(m)]
     return (
@@ -158,7 +160,8 @@ async def _fetch(
     provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
     max_bytes: int,
 ) -> dict[str, ModelCapabilities]:
-    """Raises aiohttp.ClientError, TimeoutError, or ValueError for a non-200 or odd body."""
+    """Raises ValueError for a non-200 or odd body; aiohttp's and the socket's exceptions
+    escape to the caller's `upstream_errors`."""
     import aiohttp
 
     models: dict[str, ModelCapabilities] = {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -15,7 +17,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
 from proxy.affinity import Affinity
-from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR, SESSION, STATE
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, SESSION, STATE
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
@@ -24,6 +26,11 @@ from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.logging_setup import Redactor
 from proxy.management import apply_published, install_management, management_guard
+from proxy.observe.journal import Journal
+from proxy.observe.metrics import Metrics
+from proxy.observe.observer import Observer, observe_middleware, stamp_request_id
+from proxy.observe.tracing import tracer_from_env
+from proxy.observe.web import install_observe_routes
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
 from proxy.security.auth import CLIENT, ClientKeys, auth_middleware, is_loopback_address
@@ -31,7 +38,7 @@ from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
 from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
-from proxy.security.responses import error_response
+from proxy.security.refusals import error_response
 from proxy.state import WORKER_ENV
 from proxy.state.backend import open_state
 from proxy.types import JSONObject, Target
@@ -172,20 +179,32 @@ def build_app(
     env: Mapping[str, str] | None = None,
     rate_limiter: RateLimiter | None = None,
     dns: AbstractResolver | None = None,
+    state_dir: Path | None = None,
     operator: bool = False,
 ) -> web.Application:
     """The daemon. `env`: where a management reload expands `$VAR`s (default: the process
     environment at that moment); `rate_limiter` replaces the in-memory limiter (a shared
     backend, or a test clock); `dns` is the resolver behind the SSRF guard (tests pass a fake);
+    `state_dir` holds the request journal unless `[journal] path` names a file (with neither,
+    nothing is journaled).
     `operator`: every client is the operator, who gets each attempt's full detail back.
 
-    Middleware, outermost first: errors (everything leaves as JSON in the client's dialect) ->
-    client keys -> management peer+secret -> body limits -> rate limits. Both auth layers come
-    before the body is read, so an unauthenticated peer cannot make us buffer or parse it.
+    Middleware, outermost first: observe (request id, the request record) -> errors (everything
+    leaves as JSON in the client's dialect) -> client keys -> management peer+secret -> body
+    limits -> rate limits. Both auth layers come before the body is read, so an unauthenticated
+    peer cannot make us buffer or parse it.
     """
     security = config.security
     redactor = Redactor.from_config(config)
+    registry = HealthRegistry(config.proxy.health)
+    journal_path = config.journal.location(state_dir)
+    observer = Observer(
+        Metrics(registry.snapshot),
+        Journal(journal_path, config.journal) if journal_path is not None else None,
+        tracer_from_env(os.environ if env is None else env),
+    )
     middlewares: list[Middleware] = [
+        observe_middleware(observer),
         errors_middleware,
         auth_middleware(ClientKeys(config.proxy.api_keys)),
     ]
@@ -200,13 +219,16 @@ def build_app(
         by_tokens = bool(limits.per_client.tokens_per_minute or limits.overall.tokens_per_minute)
         middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
-    app[HEALTH] = HealthRegistry(config.proxy.health)
+    app[HEALTH] = registry
+    app[OBSERVER] = observer
     app[STATE] = state
-    state.watch(app[HEALTH])
+    state.watch(registry)
+    observer.metrics.watch_state(lambda: state.status().get("redis", "up") == "up")
     app[AFFINITY] = Affinity(state.affinity_table(config.affinity))
     app[OPERATOR] = operator
     app.on_startup.append(_responsive_loop)
     app.on_response_prepare.append(_nosniff)
+    app.on_response_prepare.append(stamp_request_id)
     app.on_response_prepare.append(keepalive_cap(security.limits.keepalive_per_peer))
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
@@ -235,6 +257,7 @@ def build_app(
 
     app.cleanup_ctx.append(upstream_session)
     app.cleanup_ctx.append(shared_state)
+    app.cleanup_ctx.append(_observer_lifecycle)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
@@ -242,6 +265,7 @@ def build_app(
     app.router.add_get("/v1/responses", responses_websocket)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
+    install_observe_routes(app)
     if config.management.enabled:
         install_management(app, config, env)
     return app
@@ -261,6 +285,21 @@ def _worker(request: web.Request) -> JSONObject:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     return {"pid": os.getppid(), "worker": {"index": int(index), "pid": os.getpid()},
             "port": sockname[1] if sockname else 0}
+
+
+async def _observer_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """The journal's writer thread runs while the app serves; at shutdown what is queued is
+    written (off the event loop) and queued spans are flushed."""
+    observer = app[OBSERVER]
+    if observer.journal is not None:
+        observer.journal.start()
+    try:
+        yield
+    finally:
+        if observer.journal is not None:
+            await asyncio.to_thread(observer.journal.close)
+        if observer.tracer is not None:
+            await asyncio.to_thread(observer.tracer.close)
 
 
 async def _responsive_loop(app: web.Application) -> None:

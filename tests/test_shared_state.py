@@ -325,6 +325,12 @@ async def test_killing_redis_under_load_fails_no_request_and_state_comes_back(
                     return await redis_everywhere(session) == {"down"}
 
                 assert await eventually(reported_down, within=1.5) < 1.5
+                async with session.get(a.url + "/health/ready", headers=AUTH) as response:
+                    assert response.status == 200  # still ready: local state serves
+                    assert (await response.json())["state"] == {"backend": "redis",
+                                                                "redis": "down"}
+                async with session.get(a.url + "/metrics", headers=AUTH) as response:
+                    assert "llmproxy_shared_state_up 0.0" in await response.text()
                 await asyncio.sleep(0.5)  # requests keep flowing on local state
                 bad.plan = FaultPlan.always(openai_rate_limit(retry_after=60))
                 assert (await post(session, a))[0] == 200  # a learns of a cooldown alone
@@ -339,6 +345,8 @@ async def test_killing_redis_under_load_fails_no_request_and_state_comes_back(
                     return up and state.get("cooldown_left", 0) > 50
 
                 await eventually(resynced, within=3.0)
+                async with session.get(a.url + "/metrics", headers=AUTH) as response:
+                    assert "llmproxy_shared_state_up 1.0" in await response.text()
                 await asyncio.sleep(0.3)
             finally:
                 stop.set()

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.fallback import Job
 from proxy.handlers import INTERNAL, STREAM_STARTED, _stream
+from proxy.midstream import StreamReport
 from proxy.server import errors_middleware
 from proxy.summary import summarize
 from proxy.types import (
@@ -23,6 +24,7 @@ from proxy.types import (
     StreamEvent,
     Target,
     TextDelta,
+    Usage,
     WireFormat,
 )
 
@@ -43,6 +45,9 @@ class BrokenLife:
         yield MessageStart("m1", "glm-5")
         yield TextDelta("Hello")
         raise RuntimeError("a bug in llmproxy")
+
+    def report(self) -> StreamReport:
+        return StreamReport(self.attempts(), TARGET, TARGET, Usage(), 1.0, finished=False)
 
     async def aclose(self) -> None:
         return None

@@ -17,6 +17,7 @@ from proxy.config.reader import TableReader, type_name
 from proxy.config.router import parse_router
 from proxy.config.sections import PROVIDER_KEYS, parse_affinity, parse_provider, parse_proxy
 from proxy.errors import ConfigError
+from proxy.observe.settings import parse_journal
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
 from proxy.state.settings import parse_state
@@ -24,7 +25,8 @@ from proxy.state.settings import parse_state
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
 _TOP_KEYS = (
-    "proxy", "router", "providers", "security", "management", "state", "affinity", "oauth",
+    "proxy", "router", "providers", "security", "management", "state", "affinity", "journal",
+    "oauth",
     "webhooks",
 )
 _RAW_SECTIONS = ("oauth", "webhooks")
@@ -59,7 +61,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
             extra[name] = MappingProxyType(data[name])
     return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
                   security=security, management=management, state=parse_state(top),
-                  affinity=parse_affinity(top))
+                  affinity=parse_affinity(top), journal=parse_journal(top))
 
 
 def _check_destination(

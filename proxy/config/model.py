@@ -20,6 +20,7 @@ from proxy.capabilities import (
 )
 from proxy.health import HealthSettings
 from proxy.keywords import KeywordRule
+from proxy.observe.settings import JournalSettings
 from proxy.ranking import Ranking
 from proxy.security.settings import ManagementSettings, SecuritySettings
 from proxy.state.settings import StateSettings
@@ -183,6 +184,7 @@ class Config:
     management: ManagementSettings = field(default_factory=ManagementSettings)
     state: StateSettings = field(default_factory=StateSettings)
     affinity: AffinitySettings = field(default_factory=AffinitySettings)
+    journal: JournalSettings = field(default_factory=JournalSettings)
     _capabilities: dict[Target, ModelCapabilities] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -1,5 +1,8 @@
 """The HTTP half of every transport: send, classify failures, read SSE under time limits.
 
+Every call down into aiohttp goes through `boundary.upstream_errors`, the one place its
+exceptions become llmproxy's.
+
 One pooled `aiohttp.ClientSession` serves all providers; nothing here is created per request
 except the request itself. Every exit path releases the upstream response, so a cancelled
 client request closes the upstream connection at once.
@@ -10,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -21,15 +22,13 @@ import orjson
 from proxy.classify import classify
 from proxy.errors import (
     StreamCutError,
-    UpstreamConnectionError,
     UpstreamError,
     UpstreamRefusedError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
 )
 from proxy.providers.base import Dialect, UpstreamRequest, fault_error
-from proxy.security.outgoing import AnswerTooLarge, read_capped, refusal_in
-from proxy.security.ssrf import DestinationRefused
+from proxy.providers.boundary import upstream_errors
+from proxy.security.outgoing import AnswerTooLarge, read_capped
 from proxy.sse import SSEDecoder
 from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent, UpstreamFault
 
@@ -41,21 +40,6 @@ MIN_SECRET = 8
 """Shorter values are not searched for: they would mask ordinary words."""
 ERROR_BODY_BYTES = 1024 * 1024
 """An error body longer than this is not read: its first megabyte would say all it has to."""
-
-
-def _connect_failure(error: OSError) -> str:
-    """Why connecting failed, without the address aiohttp puts in the message."""
-    if isinstance(error, socket.gaierror):
-        return "its host name does not resolve"
-    return os.strerror(error.errno) if error.errno else "failed"
-
-
-def _for_client(summary: str, exc: BaseException) -> str:
-    """What an attempt's detail says about a failure below HTTP. The exception's text names
-    host names and internal addresses: it goes to the operator's log, and into the detail sent
-    to clients only while the daemon logs at debug level (the operator is debugging)."""
-    log.warning("%s: %s", summary, exc)
-    return f"{summary}: {exc}" if log.isEnabledFor(logging.DEBUG) else summary
 
 
 class HttpTransport:
@@ -71,31 +55,21 @@ class HttpTransport:
     async def complete(self, request: UpstreamRequest) -> JSONObject:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
         within `response_headers` (a non-streaming provider sends its headers with it)."""
-        try:
+        with upstream_errors(request.target, "response"):
             async with asyncio.timeout(request.provider.timeouts.response_headers):
                 response = await self._send(request, None)
                 try:
                     raw = await read_capped(response, self._max_answer)
+                except AnswerTooLarge as exc:  # ours, not a transport failure
+                    raise UpstreamStatusError(
+                        f"the answer is larger than llmproxy reads ({self._max_answer} bytes, "
+                        "[security.limits] max_answer_bytes)",
+                        target=request.target,
+                        status=response.status,
+                        error_class=ErrorClass.BAD_RESPONSE,
+                    ) from exc
                 finally:
                     response.release()
-        except AnswerTooLarge as exc:
-            raise UpstreamStatusError(
-                f"the answer is larger than llmproxy reads ({self._max_answer} bytes, "
-                "[security.limits] max_answer_bytes)",
-                target=request.target,
-                status=response.status,
-                error_class=ErrorClass.BAD_RESPONSE,
-            ) from exc
-        except TimeoutError as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise self._timeout(request, "response") from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise UpstreamConnectionError(
-                f"connection lost while reading the response: {exc}", target=request.target
-            ) from exc
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -155,20 +129,15 @@ class HttpTransport:
                     budget = max(0.05, first_token - (time.monotonic() - started))
                     stage = "first token"
                 try:
-                    async with asyncio.timeout(budget):
-                        chunk = await content.readany()
-                except TimeoutError as exc:
+                    with upstream_errors(request.target, stage):
+                        async with asyncio.timeout(budget):
+                            chunk = await content.readany()
+                except UpstreamError as error:
                     if not got_event:
-                        raise self._timeout(request, stage) from exc
-                    broken = StreamCutError(f"stream stalled ({stage})", target=request.target)
-                    chunk = b""
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    if not got_event:
-                        raise UpstreamConnectionError(
-                            f"connection lost before the first event: {exc}",
-                            target=request.target,
-                        ) from exc
-                    broken = StreamCutError(f"stream broke: {exc}", target=request.target)
+                        raise
+                    # Events arrived: the answer is cut (or, after its finish, complete).
+                    broken = StreamCutError(f"stream broke: {error.message}",
+                                            target=request.target)
                     chunk = b""
                 events = sse.feed(chunk) if chunk else sse.close()
                 for sse_event in events:
@@ -225,37 +194,16 @@ class HttpTransport:
         )
         payload = orjson.dumps(request.body)
         try:
-            async with asyncio.timeout(headers_timeout):
-                response = await self._session.post(
-                    self._dialect.url(provider),
-                    # aiohttp writes a large bytes body in one piece; a stream goes in chunks.
-                    data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
-                    headers=self._dialect.headers(request),
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-        except TimeoutError as exc:
-            raise self._timeout(request, "response headers") from exc
-        except DestinationRefused as exc:  # the SSRF guard: never retried, never reached
-            raise UpstreamRefusedError(
-                _for_client("destination refused by llmproxy's SSRF rules", exc),
-                target=request.target,
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            if (refused := refusal_in(exc)) is not None:  # by the guarded resolver
-                raise UpstreamRefusedError(
-                    _for_client("destination refused by llmproxy's SSRF rules", refused),
-                    target=request.target,
-                ) from exc
-            reason = _connect_failure(exc.os_error)
-            raise UpstreamRefusedError(
-                _for_client(f"cannot connect to the provider ({reason.lower()})", exc),
-                target=request.target,
-            ) from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectionError(
-                _for_client("connection to the provider failed", exc), target=request.target
-            ) from exc
+            with upstream_errors(request.target, "response headers"):
+                async with asyncio.timeout(headers_timeout):
+                    response = await self._session.post(
+                        self._dialect.url(provider),
+                        # aiohttp writes a large bytes body in one piece; a stream in chunks.
+                        data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
+                        headers=self._dialect.headers(request),
+                        timeout=timeout,
+                        allow_redirects=False,
+                    )
         except ValueError as exc:  # aiohttp refuses a header value with CR or LF in it
             raise UpstreamRefusedError(
                 "the provider's key or headers hold a line break (CR/LF); fix the config",
@@ -264,11 +212,11 @@ class HttpTransport:
             ) from exc
         if response.status >= 300:
             try:
-                try:
+                with upstream_errors(request.target, "error body"):
                     async with asyncio.timeout(limits.stream_idle):
                         raw = await read_capped(response, ERROR_BODY_BYTES)
-                except (TimeoutError, aiohttp.ClientError, ConnectionError):
-                    raw = b""
+            except UpstreamError:
+                raw = b""  # the status alone is classified
             finally:
                 response.release()
             raise self._status_error(request, response.status, raw, response.headers)
@@ -290,7 +238,3 @@ class HttpTransport:
             headers=header_map,
             retry_after=found.retry_after,
         )
-
-    @staticmethod
-    def _timeout(request: UpstreamRequest, stage: str) -> UpstreamError:
-        return UpstreamTimeoutError(f"no answer in time ({stage})", target=request.target)

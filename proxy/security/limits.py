@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from proxy.logging_setup import Redactor, log_body
-from proxy.security.responses import error_response
+from proxy.security.refusals import error_response
 from proxy.security.settings import RequestLimits
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

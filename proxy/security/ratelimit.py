@@ -25,10 +25,9 @@ from aiohttp.typedefs import Middleware
 
 from proxy.security.auth import ANONYMOUS, CLIENT
 from proxy.security.limits import BODY, off_loop
-from proxy.security.responses import dialect_for, error_response
+from proxy.security.refusals import dialect_for, error_response
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.tokens import estimate_request_tokens
-from proxy.types import WireFormat
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
@@ -193,5 +192,5 @@ def _estimate(request: web.Request) -> int:
     body = request.get(BODY)
     if not isinstance(body, dict):
         return 0
-    fmt = WireFormat.RESPONSES if request.path == "/v1/responses" else dialect_for(request).format
+    fmt = dialect_for(request).format
     return estimate_request_tokens(body, fmt)
