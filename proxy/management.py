@@ -35,7 +35,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,9 +208,9 @@ async def put_log_level(request: web.Request) -> web.Response:
 # --- applying a change -------------------------------------------------------------------------
 
 
-def _edit_for(change: JSONObject) -> tuple[Edit | None, Vet | None]:
+def _edit_for(change: JSONObject, listed: Collection[str]) -> tuple[Edit | None, Vet | None]:
     """The file edit a change stands for (None: re-read the file as it is), and the check of
-    the config it makes against the running one."""
+    the config it makes against the running one; `listed`: the running secret variables."""
     op, name, changes = change.get("op"), str(change.get("name", "")), change.get("changes", {})
     if not isinstance(changes, dict):
         raise ChangeRefused(400, "a change's 'changes' must be an object")
@@ -224,7 +224,7 @@ def _edit_for(change: JSONObject) -> tuple[Edit | None, Vet | None]:
         return router, None
     if op == "provider":
         def provider(document: TOMLDocument) -> list[str]:
-            check_provider_change(document, name, changes)
+            check_provider_change(document, name, changes, listed)
             created = upsert_provider(document, name, changes)
             key = changes.get("api_key")
             warnings = []
@@ -299,7 +299,7 @@ async def apply_change(app: web.Application, change: JSONObject) -> Applied:
             raise ChangeRefused(409, f"cannot read {state.path}: {exc}",
                                 code="config_unreadable") from exc
         try:
-            edit, vet = _edit_for(change)
+            edit, vet = _edit_for(change, live.config.management.secret_variables)
             new_text, notes = text, []
             if edit is not None:
                 document = parse_document(text)
@@ -367,6 +367,7 @@ def redacted_config(config: Config) -> JSONObject:
             "enabled": config.management.enabled,
             "allow_remote": config.management.allow_remote,
             "secret_key": REDACTED if config.management.secret_key else "",
+            "secret_variables": list(config.management.secret_variables),
         },
     }
 
