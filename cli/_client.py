@@ -42,7 +42,7 @@ from proxy.daemon_client import (
     served_by,
 )
 from proxy.errors import UpstreamError
-from proxy.types import ATTEMPT_DETAILS, JSONObject, StreamEvent, WireFormat
+from proxy.types import ATTEMPT_DETAILS, ClientAPI, JSONObject, StreamEvent
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -78,7 +78,7 @@ class TurnError(Exception):
 class Backend(Protocol):
     label: str
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
                   session: str | None = None) -> TurnInfo: ...
 
     async def aclose(self) -> None: ...
@@ -100,7 +100,7 @@ class DaemonBackend:
                                          timeout=httpx2.Timeout(None, connect=10.0),
                                          transport=transport)
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
                   session: str | None = None) -> TurnInfo:
         started = time.monotonic()
         attempts: tuple[AttemptNote, ...] = ()
@@ -147,7 +147,7 @@ class DaemonBackend:
         """`GET /v1/models`: every target and alias the daemon serves ([] if it will not say)."""
         try:
             response = await self.client.get(self.url + "/v1/models",
-                                              headers=client_headers(WireFormat.OPENAI,
+                                              headers=client_headers(ClientAPI.OPENAI,
                                                                      self.api_key))
             data = orjson.loads(response.content).get("data")
         except (httpx2.HTTPError, orjson.JSONDecodeError, AttributeError):

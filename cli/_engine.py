@@ -24,7 +24,7 @@ from aiohttp import web
 from cli._client import DaemonBackend, Sink, TurnInfo
 from proxy.config import Config
 from proxy.server import build_app
-from proxy.types import JSONObject, WireFormat
+from proxy.types import ClientAPI, JSONObject
 
 
 async def probe_daemon(session: aiohttp.ClientSession, url: str, wait: float = 0.5,
@@ -54,7 +54,7 @@ class InProcessBackend:
         self._directory: str | None = None
         self._client: DaemonBackend | None = None
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
                   session: str | None = None) -> TurnInfo:
         if self._client is None:
             self._client = await self._start()

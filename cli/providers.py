@@ -24,7 +24,7 @@ from proxy.errors import ConfigError, UpstreamError
 from proxy.exchange import pair
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
-from proxy.types import ErrorClass, JSONObject, Target, WireFormat
+from proxy.types import ClientAPI, ErrorClass, JSONObject, ProviderFormat, Target
 
 if TYPE_CHECKING:
     import aiohttp
@@ -123,7 +123,7 @@ def key_state(index: int, provider: ProviderConfig, unset: dict[str, str]) -> st
     """`present`; `sign-in` / `no sign-in` (codex: a ChatGPT sign-in, no key); `none` (no key
     configured: a local model); `unset here` (its variable is not set in this shell, which the
     daemon's environment may well set)."""
-    if provider.format is WireFormat.CODEX:
+    if provider.format is ProviderFormat.CODEX:
         from proxy.codex_auth import TokenStore, default_store_path
 
         store = Path(provider.auth_file).expanduser() if provider.auth_file else None
@@ -238,7 +238,7 @@ async def probe_target(upstreams: Upstreams, provider: ProviderConfig, target: T
                        time_limit: float) -> Probe:
     """One tiny non-streaming request, translated like any client request, classified like any
     upstream failure."""
-    translators = pair(WireFormat.OPENAI, provider.format)
+    translators = pair(ClientAPI.OPENAI, provider.format)
     if translators is None or not upstreams.has(provider):
         return Probe(target, "unsupported", None, 0.0,
                      f"format '{provider.format}' cannot be probed yet")

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
 from proxy.translate.common import MIN_THINKING_BUDGET
-from proxy.types import JSONObject, RequestSummary, Target, WireFormat
+from proxy.types import JSONObject, ProviderFormat, RequestSummary, Target
 
 ReasoningField: TypeAlias = Literal["reasoning_content", "thinking", "reasoning"]
 REASONING_FIELDS: tuple[str, ...] = get_args(ReasoningField)
@@ -65,12 +65,12 @@ PREFILL_BY_HOST: tuple[tuple[str, str, PrefillStyle], ...] = (
 )
 
 
-def default_prefill(fmt: WireFormat, api_base_url: str) -> Prefill:
+def default_prefill(fmt: ProviderFormat, api_base_url: str) -> Prefill:
     """What a provider continues when its config does not say: Anthropic-format providers take
     a trailing assistant message; OpenAI-compatible ones only where their host is known."""
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ProviderFormat.ANTHROPIC:
         return PrefillStyle.ASSISTANT
-    if fmt is not WireFormat.OPENAI:
+    if fmt is not ProviderFormat.OPENAI:
         return False
     parts = urlsplit(api_base_url)
     host, path = (parts.hostname or "").lower(), parts.path or "/"
@@ -80,7 +80,7 @@ def default_prefill(fmt: WireFormat, api_base_url: str) -> Prefill:
     return False
 
 
-def parse_prefill(value: object, fmt: WireFormat, key: str) -> Prefill:
+def parse_prefill(value: object, fmt: ProviderFormat, key: str) -> Prefill:
     """A `prefill` config value: true (the trailing assistant message), false, or a style."""
     if value is True:
         return PrefillStyle.ASSISTANT
@@ -89,7 +89,7 @@ def parse_prefill(value: object, fmt: WireFormat, key: str) -> Prefill:
     if not isinstance(value, str) or value not in PREFILL_VALUES:
         raise ConfigError(key, f"expected true, false or one of {', '.join(PREFILL_VALUES)}")
     style = PrefillStyle(value)
-    if fmt is not WireFormat.OPENAI and style is not PrefillStyle.ASSISTANT:
+    if fmt is not ProviderFormat.OPENAI and style is not PrefillStyle.ASSISTANT:
         raise ConfigError(key, f"'{value}' is a style of OpenAI-compatible APIs; a {fmt} "
                                "provider takes true or false")
     return style
@@ -401,7 +401,7 @@ OVERRIDE_KEYS: tuple[str, ...] = (
 
 
 def capabilities_from_toml(
-    values: Any, key: str, fmt: WireFormat = WireFormat.OPENAI
+    values: Any, key: str, fmt: ProviderFormat = ProviderFormat.OPENAI
 ) -> ModelCapabilities:
     """Validate one override table; errors name the offending key under `key`."""
     if not isinstance(values, dict):
@@ -487,17 +487,16 @@ def output_cap(caps: ModelCapabilities, input_tokens: int) -> int | None:
     return max(1, min(limits)) if limits else None
 
 
-_OUTPUT_KEYS: Mapping[WireFormat, tuple[str, ...]] = MappingProxyType(
+_OUTPUT_KEYS: Mapping[ProviderFormat, tuple[str, ...]] = MappingProxyType(
     {
-        WireFormat.ANTHROPIC: ("max_tokens",),
-        WireFormat.OPENAI: ("max_completion_tokens", "max_tokens"),
-        WireFormat.RESPONSES: ("max_output_tokens",),
-        WireFormat.CODEX: ("max_output_tokens",),
+        ProviderFormat.ANTHROPIC: ("max_tokens",),
+        ProviderFormat.OPENAI: ("max_completion_tokens", "max_tokens"),
+        ProviderFormat.CODEX: ("max_output_tokens",),
     }
 )
 
 
-def clamp_max_tokens(body: JSONObject, fmt: WireFormat, cap: int | None) -> JSONObject:
+def clamp_max_tokens(body: JSONObject, fmt: ProviderFormat, cap: int | None) -> JSONObject:
     """`body` (in the provider's format `fmt`) with its output limit lowered to `cap`.
 
     Returns `body` itself when nothing changes; otherwise a shallow copy. An Anthropic thinking
@@ -513,7 +512,7 @@ def clamp_max_tokens(body: JSONObject, fmt: WireFormat, cap: int | None) -> JSON
         if isinstance(value, int) and not isinstance(value, bool) and value > cap:
             out = out if out is not None else dict(body)
             out[key] = cap
-    if out is None or fmt is not WireFormat.ANTHROPIC:
+    if out is None or fmt is not ProviderFormat.ANTHROPIC:
         return body if out is None else out
     thinking = out.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None

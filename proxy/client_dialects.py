@@ -22,7 +22,7 @@ from proxy.translate.responses_response import new_response_id
 from proxy.translate.stream_anthropic import AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamEncoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
-from proxy.types import ErrorClass, JSONObject, StreamEvent, WireFormat
+from proxy.types import ClientAPI, ErrorClass, JSONObject, StreamEvent
 
 MAX_MODEL_NAME = 256
 """Longer than any provider's model id (with a `provider,` prefix); a model name travels into
@@ -85,7 +85,7 @@ class ClientDialect(ABC):
     """One client API. Instances hold no state; the module's three constants are the only
     ones."""
 
-    format: ClassVar[WireFormat]
+    format: ClassVar[ClientAPI]
 
     @abstractmethod
     def error_type(self, status: int) -> str:
@@ -153,7 +153,7 @@ class _OpenAIShaped(ClientDialect):
 class OpenAIChat(_OpenAIShaped):
     """`POST /v1/chat/completions`."""
 
-    format = WireFormat.OPENAI
+    format = ClientAPI.OPENAI
 
     def validate(self, body: object, *, generation: bool = True) -> JSONObject:
         return _messages_request(body, non_empty=True)
@@ -172,7 +172,7 @@ class OpenAIChat(_OpenAIShaped):
 class AnthropicMessages(ClientDialect):
     """`POST /v1/messages` (and `/v1/messages/count_tokens`, which generates nothing)."""
 
-    format = WireFormat.ANTHROPIC
+    format = ClientAPI.ANTHROPIC
 
     def error_type(self, status: int) -> str:
         return errors_wire.anthropic_error_type_for_status(status)
@@ -209,7 +209,7 @@ class AnthropicMessages(ClientDialect):
 class ResponsesAPI(_OpenAIShaped):
     """`POST /v1/responses` (Codex CLI, the openai SDK's `responses`)."""
 
-    format = WireFormat.RESPONSES
+    format = ClientAPI.RESPONSES
 
     def validate(self, body: object, *, generation: bool = True) -> JSONObject:
         if not isinstance(body, dict):

@@ -29,6 +29,7 @@ from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import (
     ATTEMPT_DETAILS,
     Attempt,
+    ClientAPI,
     Finish,
     JSONObject,
     MessageStart,
@@ -41,7 +42,6 @@ from proxy.types import (
     UpstreamFault,
     Usage,
     UsageUpdate,
-    WireFormat,
 )
 
 ATTEMPTS_HEADER = "x-llmproxy-attempts"
@@ -150,13 +150,13 @@ def served_by(attempts: Sequence[AttemptNote]) -> str | None:
     return next((a.target for a in reversed(attempts) if a.ok), None)
 
 
-def client_path(fmt: WireFormat) -> str:
-    return "/v1/messages" if fmt is WireFormat.ANTHROPIC else "/v1/chat/completions"
+def client_path(fmt: ClientAPI) -> str:
+    return "/v1/messages" if fmt is ClientAPI.ANTHROPIC else "/v1/chat/completions"
 
 
-def client_headers(fmt: WireFormat, api_key: str | None) -> dict[str, str]:
+def client_headers(fmt: ClientAPI, api_key: str | None) -> dict[str, str]:
     headers = {"content-type": "application/json"}
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ClientAPI.ANTHROPIC:
         headers["anthropic-version"] = ANTHROPIC_VERSION
         if api_key:
             headers["x-api-key"] = api_key
@@ -173,10 +173,10 @@ class StreamReader:
     `message_stop`) arrived; `trailer` holds the attempts a final comment reported, if any.
     """
 
-    def __init__(self, fmt: WireFormat) -> None:
+    def __init__(self, fmt: ClientAPI) -> None:
         self._sse = SSEDecoder()
         self._decoder = (
-            AnthropicStreamDecoder() if fmt is WireFormat.ANTHROPIC else OpenAIStreamDecoder()
+            AnthropicStreamDecoder() if fmt is ClientAPI.ANTHROPIC else OpenAIStreamDecoder()
         )
         self._line = b""
         self.ended = False
@@ -244,11 +244,11 @@ def answer_from_events(events: Iterable[StreamEvent]) -> Answer:
                   snap.usage, snap.model)
 
 
-def answer_from_body(body: Any, fmt: WireFormat) -> Answer:
+def answer_from_body(body: Any, fmt: ClientAPI) -> Answer:
     """A non-streaming response body (chat.completion or Anthropic message) -> Answer."""
     if not isinstance(body, dict):
         return Answer("", "", (), None, Usage())
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ClientAPI.ANTHROPIC:
         return _anthropic_answer(body)
     choices = body.get("choices") or [{}]
     choice: JSONObject = choices[0] if isinstance(choices[0], dict) else {}
@@ -286,7 +286,7 @@ def _anthropic_answer(body: JSONObject) -> Answer:
                   usage_from_anthropic(body.get("usage")), str(body.get("model") or ""))
 
 
-def events_from_body(body: object, fmt: WireFormat) -> list[StreamEvent]:
+def events_from_body(body: object, fmt: ClientAPI) -> list[StreamEvent]:
     """A non-streaming answer as the events a stream of it would carry, so one renderer serves
     both."""
     answer = answer_from_body(body, fmt)

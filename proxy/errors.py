@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.types import Attempt, ErrorClass, JSONObject, Target, WireFormat
+from proxy.types import Attempt, ErrorClass, JSONObject, ProviderFormat, Target
 
 
 class LLMProxyError(Exception):
@@ -121,7 +121,7 @@ class ClientFacingError(LLMProxyError):
     client's dialect; `provider` is the format the upstream's error body is in."""
 
     def __init__(
-        self, error: UpstreamError, provider: WireFormat, attempts: tuple[Attempt, ...]
+        self, error: UpstreamError, provider: ProviderFormat, attempts: tuple[Attempt, ...]
     ) -> None:
         super().__init__(error.message)
         self.error = error

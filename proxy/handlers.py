@@ -40,8 +40,8 @@ from proxy.types import (
     Decision,
     ErrorClass,
     JSONObject,
+    ProviderFormat,
     Target,
-    WireFormat,
     attempt_details,
     attempts_header,
 )
@@ -232,7 +232,7 @@ def _trailer(life: StreamLife, operator: bool, trace: Trace) -> bytes:
 def _upstream_error_response(
     dialect: ClientDialect,
     error: UpstreamError,
-    provider_format: WireFormat,
+    provider_format: ProviderFormat,
     attempts: tuple[Attempt, ...],
 ) -> web.Response:
     status = error.status or 502

@@ -29,7 +29,7 @@ from proxy.config import Config
 from proxy.config.env import references
 from proxy.config_writer import REDACTED
 from proxy.errors import ConfigError
-from proxy.types import WireFormat
+from proxy.types import ProviderFormat
 
 SECRET_FIELDS = frozenset({"api_key", "headers"})
 URL_FIELDS = ("api_base_url", "token_endpoint")
@@ -63,7 +63,7 @@ def check_credentials(old: Config, new: Config, name: str, changes: Mapping[str,
     if after.auth_file and (before is None or before.auth_file != after.auth_file):
         _check_auth_file(after.auth_file)
     if before is None:
-        if after.format is WireFormat.CODEX:
+        if after.format is ProviderFormat.CODEX:
             raise ConfigError("providers.format", "codex providers use a ChatGPT sign-in the "
                               "management API cannot give; add them in the config file")
         return
@@ -71,7 +71,7 @@ def check_credentials(old: Config, new: Config, name: str, changes: Mapping[str,
     if not moved:
         return
     field = moved[0]
-    if after.format is WireFormat.CODEX:
+    if after.format is ProviderFormat.CODEX:
         raise ConfigError(f"providers.{field}", "a codex provider's URLs receive its ChatGPT "
                           "sign-in; change them in the config file")
     if before.api_key and not _given(changes.get("api_key")):

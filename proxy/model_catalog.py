@@ -39,7 +39,7 @@ from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
 from proxy.providers.boundary import upstream_errors
 from proxy.security.outgoing import read_capped, refusal_in
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
     import aiohttp
@@ -131,7 +131,7 @@ async def _refresh_one(
     provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
     max_bytes: int,
 ) -> tuple[ProviderRefresh, dict[str, ModelCapabilities] | None]:
-    if provider.format is WireFormat.CODEX:
+    if provider.format is ProviderFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
     try:
@@ -167,7 +167,8 @@ async def _fetch(
     models: dict[str, ModelCapabilities] = {}
     url, headers = _request(provider)
     limit = aiohttp.ClientTimeout(total=request_seconds)
-    params: dict[str, str] = {"limit": "1000"} if provider.format is WireFormat.ANTHROPIC else {}
+    anthropic = provider.format is ProviderFormat.ANTHROPIC
+    params: dict[str, str] = {"limit": "1000"} if anthropic else {}
     for _ in range(MAX_PAGES):
         async with session.get(
             url, headers=headers, params=params, timeout=limit, allow_redirects=False
@@ -194,7 +195,7 @@ async def _fetch(
 def _request(provider: ProviderConfig) -> tuple[str, dict[str, str]]:
     base = provider.api_base_url.rstrip("/")
     headers = {"accept": "application/json"}
-    if provider.format is WireFormat.ANTHROPIC:
+    if provider.format is ProviderFormat.ANTHROPIC:
         for suffix in ("/v1/messages", "/v1"):
             base = base.removesuffix(suffix)
         headers["anthropic-version"] = ANTHROPIC_VERSION

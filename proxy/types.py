@@ -14,13 +14,21 @@ from typing import Any, TypeAlias
 JSONObject: TypeAlias = dict[str, Any]
 
 
-class WireFormat(StrEnum):
-    """The API dialect a client or a provider speaks."""
+class ClientAPI(StrEnum):
+    """An API llmproxy serves to its clients (`proxy.client_dialects` has one class each)."""
 
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
-    CODEX = "codex"
-    RESPONSES = "responses"
+    OPENAI = "openai"  # chat completions
+    ANTHROPIC = "anthropic"  # Messages
+    RESPONSES = "responses"  # the Responses API
+
+
+class ProviderFormat(StrEnum):
+    """A wire format llmproxy speaks to upstream providers (`proxy.providers` has one transport
+    each). Shared names with `ClientAPI` mean the same wire format seen from the other side."""
+
+    OPENAI = "openai"  # chat completions, every OpenAI-compatible service
+    ANTHROPIC = "anthropic"  # Messages
+    CODEX = "codex"  # the ChatGPT backend's Responses endpoint, with a subscription sign-in
 
 
 @dataclass(frozen=True, slots=True)

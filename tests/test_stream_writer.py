@@ -18,6 +18,7 @@ from proxy.server import errors_middleware
 from proxy.summary import summarize
 from proxy.types import (
     Attempt,
+    ClientAPI,
     Decision,
     MessageStart,
     Scenario,
@@ -25,7 +26,6 @@ from proxy.types import (
     Target,
     TextDelta,
     Usage,
-    WireFormat,
 )
 
 TARGET = Target("zai", "glm-5")
@@ -53,7 +53,7 @@ class BrokenLife:
         return None
 
 
-def job_for(fmt: WireFormat) -> Job:
+def job_for(fmt: ClientAPI) -> Job:
     body = {"model": "auto", "max_tokens": 64, "stream": True,
             "messages": [{"role": "user", "content": "hi"}]}
     decision = Decision(Scenario.DEFAULT, "test", (TARGET,))
@@ -75,10 +75,10 @@ async def serve(handler: web.Handler) -> tuple[TestServer, bytes, int]:
 
 async def test_an_unexpected_exception_after_prepare_ends_the_stream_with_an_error_event(
 ) -> None:
-    for dialect, fmt in ((OPENAI, WireFormat.OPENAI), (ANTHROPIC, WireFormat.ANTHROPIC)):
+    for dialect, fmt in ((OPENAI, ClientAPI.OPENAI), (ANTHROPIC, ClientAPI.ANTHROPIC)):
 
         async def handler(request: web.Request, d: ClientDialect = dialect,
-                          f: WireFormat = fmt) -> web.StreamResponse:
+                          f: ClientAPI = fmt) -> web.StreamResponse:
             return await _stream(request, d, job_for(f), BrokenLife())  # type: ignore[arg-type]
 
         server, raw, status = await serve(handler)
@@ -86,7 +86,7 @@ async def test_an_unexpected_exception_after_prepare_ends_the_stream_with_an_err
         assert status == 200
         assert b"HTTP/1.1" not in raw and b"Hello" in raw
         assert INTERNAL.encode() in raw
-        if fmt is WireFormat.OPENAI:
+        if fmt is ClientAPI.OPENAI:
             assert b"[DONE]" not in raw
         else:
             assert b"event: error" in raw and b"message_stop" not in raw

@@ -18,6 +18,7 @@ from proxy.capabilities import ModelCapabilities
 from proxy.observe.cost import usage_cost
 from proxy.types import (
     Attempt,
+    ClientAPI,
     Decision,
     JSONObject,
     MessageStart,
@@ -25,7 +26,6 @@ from proxy.types import (
     Target,
     Usage,
     UsageUpdate,
-    WireFormat,
 )
 
 if TYPE_CHECKING:
@@ -253,9 +253,9 @@ class Trace:
 
 
 CLIENT_APIS = {
-    "/v1/chat/completions": WireFormat.OPENAI.value,
-    "/v1/messages": WireFormat.ANTHROPIC.value,
-    "/v1/responses": WireFormat.RESPONSES.value,
+    "/v1/chat/completions": ClientAPI.OPENAI.value,
+    "/v1/messages": ClientAPI.ANTHROPIC.value,
+    "/v1/responses": ClientAPI.RESPONSES.value,
 }
 
 

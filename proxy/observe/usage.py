@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from proxy.translate.reasons import usage_from_anthropic, usage_from_openai
 from proxy.translate.responses_response import usage_from_responses
-from proxy.types import JSONObject, Usage, WireFormat
+from proxy.types import ClientAPI, JSONObject, Usage
 
 
-def usage_of_answer(body: JSONObject, fmt: WireFormat) -> Usage:
+def usage_of_answer(body: JSONObject, fmt: ClientAPI) -> Usage:
     usage = body.get("usage")
     if not isinstance(usage, dict):
         return Usage()
-    if fmt == WireFormat.ANTHROPIC:
+    if fmt == ClientAPI.ANTHROPIC:
         return usage_from_anthropic(usage)
-    if fmt == WireFormat.OPENAI:
+    if fmt == ClientAPI.OPENAI:
         return usage_from_openai(usage)
     return usage_from_responses(usage)

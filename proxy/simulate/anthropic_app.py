@@ -28,12 +28,12 @@ from proxy.simulate.replies import (
     thinking_signature,
 )
 from proxy.simulate.wire import json_response, sse_event
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 if TYPE_CHECKING:
     from proxy.simulate.provider import SimulatedProvider
 
-FMT = WireFormat.ANTHROPIC
+FMT = ProviderFormat.ANTHROPIC
 
 
 def _usage(reply: Reply, output_tokens: int, cache: CacheUsage) -> JSONObject:

@@ -19,7 +19,7 @@ from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
 from proxy.simulate.replies import Reply, read_openai
 from proxy.simulate.wire import json_response, sse_data
-from proxy.types import JSONObject, StopReason, WireFormat
+from proxy.types import JSONObject, ProviderFormat, StopReason
 
 if TYPE_CHECKING:
     from proxy.simulate.provider import SimulatedProvider
@@ -193,7 +193,7 @@ def _prefill_problem(accepted: str | None, body: JSONObject, messages: list[Any]
 
 
 def build_openai_app(sim: SimulatedProvider) -> web.Application:
-    fmt = WireFormat.OPENAI
+    fmt = ProviderFormat.OPENAI
 
     async def chat_completions(request: web.Request) -> web.StreamResponse:
         async with sim.log.open(request) as ex:
