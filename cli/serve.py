@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import tempfile
 from collections.abc import Callable
 from enum import StrEnum
@@ -14,6 +15,7 @@ import typer
 
 from cli._config import CONFIG_OPTION, load, state_dir
 from cli._output import fail, stderr
+from cli.workers import run_workers
 from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.logging_setup import Redactor, configure_logging
@@ -22,6 +24,7 @@ from proxy.reload import config_file, install_reload
 from proxy.security.auth import check_bind
 from proxy.server import build_app
 from proxy.serving import serve_until_signalled
+from proxy.state import WORKER_ENV
 
 # The daemon imports what serving needs: the simulators (--simulate) and the daemon client
 # (--detach, a busy port) are imported where they are used, so a daemon holds neither.
@@ -63,6 +66,9 @@ def serve_run(
                              "schedule's seed."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; pid and "
                                 "log in the state dir. Manage with `llmproxy status` / `stop`."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Processes serving "
+                                "the port (SO_REUSEPORT); they share limits and health through "
+                                '[state] backend = "redis".'),
     watch: bool = typer.Option(False, "--watch", help="Reload the config when the file (or the "
                                ".env next to it) changes. `llmproxy reload` and SIGHUP always "
                                "work."),
@@ -74,6 +80,7 @@ def serve_run(
       llmproxy serve --config ~/.config/llmproxy/config.toml
       llmproxy serve --simulate            # offline demo: codex 429s, zai 500s, fallbacks
       llmproxy serve --detach && llmproxy status
+      llmproxy serve --workers 4           # one port, four processes (Linux)
       llmproxy serve --watch               # edits to the config apply without a restart
       ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude
     """
@@ -82,12 +89,15 @@ def serve_run(
     bind_port = port or (settings.proxy.port if settings else DEFAULT_PORT)
     if settings is not None:
         _check_bind(settings, bind_host)
+    if workers > 1 and settings is None:
+        fail("--workers serves a config file; --simulate runs one process")
     if detach:
         from cli._address import reachable_url
         from cli.daemon import start_detached
 
         args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
                 "--log-format", log_format.value]
+        args += ["--workers", str(workers)] if workers > 1 else []
         args += ["--simulate"] if simulate else []
         args += ["--seed", str(seed)] if simulate and seed is not None else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
@@ -96,6 +106,12 @@ def serve_run(
         stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
+    if settings is not None and workers > 1:
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
+                "--config", str(Path(settings.source).resolve())]
+        args += ["--watch"] if watch else []
+        stderr().print(f"llmproxy: {workers} workers on http://{bind_host}:{bind_port}")
+        raise typer.Exit(run_workers(workers, args, bind_port, shared=settings.state.shared))
     if settings is not None:
         _run(settings, bind_host, bind_port, log_level.value, log_format.value, watch=watch)
         return
@@ -147,7 +163,9 @@ def _run(config: Config, host: str, port: int, log_level: str, log_format: str, 
     try:
         with asyncio.Runner(loop_factory=_event_loop) as runner:
             runner.run(serve_until_signalled(app, host, port, on_listening=listening,
-                                             shutdown_timeout=30))
+                                             shutdown_timeout=30,
+                                             # one of `--workers N`: the port is shared
+                                             reuse_port=bool(os.environ.get(WORKER_ENV))))
     except KeyboardInterrupt:  # only where signals cannot be handled in the loop (Windows)
         pass
     except OSError as exc:
