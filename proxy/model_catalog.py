@@ -15,7 +15,6 @@ others only ids.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -104,6 +103,8 @@ async def refresh_catalog(
 ) -> RefreshReport:
     """Ask every provider for its model list and write the cache; never raises for a provider
     that fails (the report says why), only OSError when the cache cannot be written."""
+    import asyncio  # here, not at the top: `route test` reads the catalog and runs no loop
+
     directory = cache_dir or default_cache_dir()
     path = directory / CACHE_FILE
     previous = _read_raw(path)

@@ -14,6 +14,12 @@ Each command runs `--runs` times in a fresh process; the median wall time is rep
 - `llmproxy status` against that daemon
 
 Targets: `--help` and `route test` within 4x of the bare interpreter, `chat` within 6x.
+
+Every command runs with its bytecode cached, as after any install (pip compiles what it
+installs; an editable checkout writes `__pycache__` on first use): `PYTHONDONTWRITEBYTECODE`
+is dropped and `PYTHONPYCACHEPREFIX` points into the run's temp dir, so the checkout is left
+untouched and the warm-up run writes the cache. Without it every run compiles llmproxy's own
+modules from source again (about 0.2 s of the CLI's start-up on this machine).
 """
 
 from __future__ import annotations
@@ -91,8 +97,10 @@ def main() -> None:
                       f'api_key = "$KEY"\nmodels = ["{model}"]\n'
                       for (name, base), model in zip(urls.items(), ["glm-5", "llama-3.3-70b"],
                                                      strict=True)))
-        env = {**os.environ, "LLMPROXY_CONFIG": str(config), "LLMPROXY_STATE_DIR": directory,
-               "KEY": "bench-key", "COLUMNS": "100"}
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env = {**inherited, "LLMPROXY_CONFIG": str(config), "LLMPROXY_STATE_DIR": directory,
+               "KEY": "bench-key", "COLUMNS": "100",
+               "PYTHONPYCACHEPREFIX": str(Path(directory) / "pycache")}
         daemon = subprocess.Popen([*LLMPROXY, "serve"], env=env, cwd=REPO,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
