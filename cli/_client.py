@@ -32,6 +32,7 @@ from proxy.daemon_client import (
     ATTEMPTS_HEADER,
     AttemptNote,
     StreamReader,
+    attempts_from_details,
     attempts_from_error,
     client_headers,
     client_path,
@@ -41,7 +42,7 @@ from proxy.daemon_client import (
     served_by,
 )
 from proxy.errors import UpstreamError
-from proxy.types import JSONObject, StreamEvent, WireFormat
+from proxy.types import ATTEMPT_DETAILS, ClientAPI, JSONObject, StreamEvent
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -78,7 +79,7 @@ class TurnError(Exception):
 class Backend(Protocol):
     label: str
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
                   session: str | None = None) -> TurnInfo: ...
 
     async def aclose(self) -> None: ...
@@ -88,15 +89,19 @@ class Backend(Protocol):
 
 
 class DaemonBackend:
-    def __init__(self, url: str, api_key: str | None) -> None:
+    def __init__(self, url: str, api_key: str | None, *,
+                 transport: httpx2.AsyncBaseTransport | None = None) -> None:
+        """`transport`: how to reach the daemon when not by `url`'s address (the in-process
+        app's Unix socket)."""
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.label = f"daemon {self.url}"
         # One client for the whole session; no read timeout: a long answer may think for minutes.
         self.client = httpx2.AsyncClient(trust_env=False, verify=needs_tls(self.url),
-                                         timeout=httpx2.Timeout(None, connect=10.0))
+                                         timeout=httpx2.Timeout(None, connect=10.0),
+                                         transport=transport)
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
                   session: str | None = None) -> TurnInfo:
         started = time.monotonic()
         attempts: tuple[AttemptNote, ...] = ()
@@ -107,7 +112,8 @@ class DaemonBackend:
             async with self.client.stream("POST", self.url + client_path(fmt),
                                           content=orjson.dumps(body),
                                           headers=headers) as response:
-                attempts = parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
+                attempts = (attempts_from_details(response.headers.get(ATTEMPT_DETAILS, ""))
+                            or parse_attempts(response.headers.get(ATTEMPTS_HEADER, "")))
                 affinity = response.headers.get(AFFINITY_HEADER)
                 if response.status_code != 200:
                     raw = await response.aread()
@@ -142,7 +148,7 @@ class DaemonBackend:
         """`GET /v1/models`: every target and alias the daemon serves ([] if it will not say)."""
         try:
             response = await self.client.get(self.url + "/v1/models",
-                                              headers=client_headers(WireFormat.OPENAI,
+                                              headers=client_headers(ClientAPI.OPENAI,
                                                                      self.api_key))
             data = orjson.loads(response.content).get("data")
         except (httpx2.HTTPError, orjson.JSONDecodeError, AttributeError):
@@ -193,7 +199,7 @@ async def open_backend(config: Config | None, *, url: str | None, in_process: bo
         raise TurnError("--in-process needs a config file (see `llmproxy init`)")
     from cli._engine import in_process_backend  # routing, providers and aiohttp: only now
 
-    return in_process_backend(full_config() if full_config is not None else config)
+    return in_process_backend(full_config() if full_config is not None else config, api_key)
 
 
 def _json(raw: bytes) -> object:

@@ -67,3 +67,14 @@ def state_dir() -> Path:
     """Pid, log and history files: `$LLMPROXY_STATE_DIR`, else the platform's user state dir."""
     named = os.environ.get("LLMPROXY_STATE_DIR")
     return Path(named).expanduser() if named else platformdirs.user_state_path("llmproxy")
+
+
+def journal_file(explicit: Path | None) -> Path:
+    """The daemon's request journal: `[journal] path` of the config when one is found, else
+    `requests.db` in the state dir (where `llmproxy serve` writes it)."""
+    from proxy.observe.settings import JOURNAL_FILE
+
+    config = load_optional(explicit, secrets=False)
+    if config is not None and config.journal.path:
+        return Path(config.journal.path).expanduser()
+    return state_dir() / JOURNAL_FILE

@@ -1,43 +1,40 @@
-"""Where a CLI request goes: a running daemon over HTTP, or the same routing and fallback code
-in this process. Both hand neutral stream events to a sink and report the attempts.
+"""A CLI request served in this process: the daemon's own app (`proxy.server.build_app`) on a
+private Unix socket, reached by the same client as a running daemon (`cli._client`).
 
-In-process runs build exactly what `proxy.server.build_app` builds (one session, `Upstreams`,
-`HealthRegistry`, `FallbackRunner`) and walk the chain with a `Job`, so they behave like the
-daemon except for live health, which starts fresh.
+So `chat --in-process`, `chat` when no daemon answers and `route test --send` behave like the
+daemon in every respect (client keys, limits, model-name checks, the guarded upstream session,
+routing, fallback), except for live health, which starts fresh; nothing listens on the network.
+Imported only when a command must call the providers itself (it loads aiohttp and the routing
+code).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import dataclasses
+import os
+import shutil
+import tempfile
 
 import aiohttp
+import httpx2
 import orjson
+from aiohttp import web
 
-from cli._client import Sink, TurnError, TurnInfo
-from proxy.affinity import Affinity
+from cli._client import DaemonBackend, Sink, TurnInfo
 from proxy.config import Config
-from proxy.conversation import SESSION_HEADER, conversation_of
-from proxy.daemon_client import AttemptNote, events_from_body, settled
-from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
-from proxy.fallback import ClientFacingError, FallbackRunner, Job
-from proxy.health import HealthRegistry
-from proxy.midstream import StreamLife
-from proxy.providers.registry import Upstreams
-from proxy.routing import decide
-from proxy.summary import summarize
-from proxy.types import (
-    JSONObject,
-    WireFormat,
-)
+from proxy.server import build_app
+from proxy.types import ClientAPI, JSONObject
 
 
-async def probe_daemon(session: aiohttp.ClientSession, url: str, wait: float = 0.5
-                       ) -> JSONObject | None:
-    """`GET /health` of a daemon, or None when nothing llmproxy-like answers in time."""
+async def probe_daemon(session: aiohttp.ClientSession, url: str, wait: float = 0.5,
+                       api_key: str | None = None) -> JSONObject | None:
+    """`GET /health` of a daemon, or None when nothing llmproxy-like answers in time. With a
+    daemon that has client keys, only a valid `api_key` gets the targets' health."""
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         async with asyncio.timeout(wait):
-            async with session.get(url.rstrip("/") + "/health") as response:
+            async with session.get(url.rstrip("/") + "/health", headers=headers) as response:
                 if response.status != 200:
                     return None
                 body = orjson.loads(await response.read())
@@ -47,66 +44,44 @@ async def probe_daemon(session: aiohttp.ClientSession, url: str, wait: float = 0
 
 
 class InProcessBackend:
-    def __init__(self, session: aiohttp.ClientSession, config: Config) -> None:
-        self.session = session
-        self.config = config
-        self.health = HealthRegistry(config.proxy.health)
-        self.runner = FallbackRunner(config, Upstreams(session), self.health)
-        self.affinity = Affinity.in_memory(config.affinity)
-        self.label = "in-process"
+    """Starts the app at the first turn and stops it at `aclose`."""
 
-    async def run(self, fmt: WireFormat, body: JSONObject, sink: Sink,
+    def __init__(self, config: Config, api_key: str | None) -> None:
+        self.config = config
+        self.api_key = api_key
+        self.label = "in-process"
+        self._runner: web.AppRunner | None = None
+        self._directory: str | None = None
+        self._client: DaemonBackend | None = None
+
+    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
                   session: str | None = None) -> TurnInfo:
-        started = time.monotonic()
-        try:
-            summary = summarize(body, fmt)
-            decision = decide(summary, self.config)
-        except (ClientRequestError, RoutingError) as exc:
-            raise TurnError(str(exc), status=400) from exc
-        headers = {SESSION_HEADER: session} if session is not None else {}
-        conversation = conversation_of(body, headers, fmt)
-        settings = self.config.affinity
-        decision = self.affinity.route(decision, conversation, settings, self.health)
-        job = Job(fmt, body, summary, decision, bool(body.get("stream")),
-                  cache_key=conversation.key if conversation is not None else None)
-        attempts: list[AttemptNote] = []
-        try:
-            if job.stream:
-                life = StreamLife(self.runner, job)
-                await life.open()
-                try:
-                    async for event in life.events():
-                        sink(event)
-                finally:
-                    await life.aclose()
-                    attempts = list(settled([AttemptNote.from_attempt(a)
-                                             for a in life.attempts()]))
-                if life.report().finished:
-                    self.affinity.served(conversation, life.served, settings)
-            else:
-                done = await self.runner.complete(job)
-                attempts = [AttemptNote.from_attempt(a) for a in done.attempts]
-                self.affinity.served(conversation, done.target, settings)
-                for event in events_from_body(done.body, fmt):
-                    sink(event)
-        except ClientFacingError as exc:
-            notes = tuple(AttemptNote.from_attempt(a) for a in exc.attempts)
-            raise TurnError(exc.error.message, notes, exc.error.status, _ms(started)) from exc
-        except ChainExhaustedError as exc:
-            notes = tuple(AttemptNote.from_attempt(a) for a in exc.attempts)
-            raise TurnError(str(exc), notes, exc.status, _ms(started)) from exc
-        except UpstreamError as exc:  # the stream could not be completed anywhere
-            raise TurnError(exc.message, tuple(attempts), exc.status, _ms(started)) from exc
-        return TurnInfo(tuple(attempts), _ms(started), self.label, decision.affinity)
+        if self._client is None:
+            self._client = await self._start()
+        info = await self._client.run(fmt, body, sink, session)
+        return dataclasses.replace(info, via=self.label)
+
+    async def _start(self) -> DaemonBackend:
+        runner = web.AppRunner(build_app(self.config, operator=True), access_log=None,
+                               handle_signals=False)
+        await runner.setup()
+        self._runner = runner
+        self._directory = tempfile.mkdtemp(prefix="llmproxy-")  # mode 0700: this user only
+        path = os.path.join(self._directory, "daemon.sock")
+        await web.UnixSite(runner, path).start()
+        # The Host header names loopback, as a local client's would.
+        return DaemonBackend("http://localhost", self.api_key,
+                             transport=httpx2.AsyncHTTPTransport(uds=path))
 
     async def aclose(self) -> None:
-        await self.session.close()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
 
-def in_process_backend(config: Config) -> InProcessBackend:
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10))
-    return InProcessBackend(session, config)
-
-
-def _ms(started: float) -> float:
-    return (time.monotonic() - started) * 1000.0
+def in_process_backend(config: Config, api_key: str | None = None) -> InProcessBackend:
+    key = api_key or next((k for k in config.proxy.api_keys if k), None)
+    return InProcessBackend(config, key)

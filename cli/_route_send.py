@@ -15,7 +15,7 @@ from cli._output import dim, fail, stderr, stdout, styled
 from cli._render import AnswerView
 from proxy.config import Config
 from proxy.daemon_client import AttemptNote, served_by
-from proxy.types import JSONObject, WireFormat
+from proxy.types import ClientAPI, JSONObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ async def _one(backend: Backend, body: JSONObject, session: str | None) -> Sent:
     view = AnswerView(stdout(), stderr(), live=False, quiet=True)
     try:
         with view:
-            info = await backend.run(WireFormat.ANTHROPIC, body, view.add, session)
+            info = await backend.run(ClientAPI.ANTHROPIC, body, view.add, session)
     except TurnError as exc:
         return Sent(False, exc.attempts, exc.latency_ms, backend.label, exc.message, exc.status,
                     view.text, view.tool_calls())

@@ -26,7 +26,7 @@ from cli._render import (
     stdout_is_terminal,
 )
 from proxy.config import Config
-from proxy.types import JSONObject, WireFormat
+from proxy.types import ClientAPI, JSONObject
 
 PROMPT = "> "
 CONTINUATION = ". "
@@ -148,7 +148,7 @@ async def _one_shot(target: Target, options: Settings, question: str, *, as_json
     view = AnswerView(stdout(), err, live=stdout_is_terminal(), quiet=as_json)
     try:
         with view:
-            info = await backend.run(WireFormat.OPENAI,
+            info = await backend.run(ClientAPI.OPENAI,
                                      options.body([{"role": "user", "content": question}]),
                                      view.add)
     except TurnError as exc:
@@ -248,7 +248,7 @@ class Session:
         view = AnswerView(self.out, self.err, live=stdout_is_terminal())
         try:
             with view:
-                info = runner.run(self.backend.run(WireFormat.OPENAI,
+                info = runner.run(self.backend.run(ClientAPI.OPENAI,
                                                    self.options.body(self.messages), view.add))
         except KeyboardInterrupt:
             print_footer(self.err, "interrupted")

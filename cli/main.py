@@ -48,6 +48,12 @@ COMMANDS: dict[str, Lazy] = {
     "e2e": Lazy("cli.e2e", "e2e_run", "Test every route end to end, the way real clients use them"),
     "auth": Lazy("cli.auth", "app", "Manage the ChatGPT sign-in of codex providers"),
     "init": Lazy("cli.init", "init_config", "Write a commented starter config"),
+    "logs": Lazy("cli.logs", "logs_show", "Recent requests: route, attempts path "
+                 "(zai 500 -> cerebras), served by, tokens, cost"),
+    "usage": Lazy("cli.usage", "usage_show", "Tokens and cost of the recorded requests (prices "
+                  "from the capability table and config)"),
+    "statusline": Lazy("cli.statusline", "statusline_show", "The latest request's served model, "
+                       "route, hops and cost, for Claude Code's statusLine"),
 }
 
 

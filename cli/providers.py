@@ -24,7 +24,7 @@ from proxy.errors import ConfigError, UpstreamError
 from proxy.exchange import pair
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
-from proxy.types import ErrorClass, JSONObject, Target, WireFormat
+from proxy.types import ClientAPI, ErrorClass, JSONObject, ProviderFormat, Target
 
 if TYPE_CHECKING:
     import aiohttp
@@ -92,7 +92,7 @@ def providers_status(
         found, unset = load_reporting_unset(config, secrets=False)
         settings = found if found is not None else load(config)
     address = url_option(url) if url else daemon_url(settings)
-    live = health(address)
+    live = health(address, api_key=next((k for k in settings.proxy.api_keys if k), None))
     probes = asyncio.run(_probe_all(settings, timeout, show=not as_json)) if probe else []
     rows = [_row(index, provider, live, unset) for index, provider in
             enumerate(settings.providers)]
@@ -111,9 +111,11 @@ def providers_status(
 
 
 async def _probe_all(config: Config, time_limit: float, *, show: bool) -> list[Probe]:
-    import aiohttp  # only probing calls providers from this process
+    # Only probing calls providers from this process, through a session guarded like the
+    # daemon's (aiohttp is loaded only now).
+    from proxy.security.outgoing import config_session
 
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    async with config_session(config) as session:
         return await probe_all(session, config, time_limit, show=show)
 
 
@@ -121,7 +123,7 @@ def key_state(index: int, provider: ProviderConfig, unset: dict[str, str]) -> st
     """`present`; `sign-in` / `no sign-in` (codex: a ChatGPT sign-in, no key); `none` (no key
     configured: a local model); `unset here` (its variable is not set in this shell, which the
     daemon's environment may well set)."""
-    if provider.format is WireFormat.CODEX:
+    if provider.format is ProviderFormat.CODEX:
         from proxy.codex_auth import TokenStore, default_store_path
 
         store = Path(provider.auth_file).expanduser() if provider.auth_file else None
@@ -217,7 +219,7 @@ def probe_targets(config: Config) -> list[tuple[ProviderConfig, Target]]:
 async def probe_all(session: aiohttp.ClientSession, config: Config, time_limit: float, *,
                     show: bool = True) -> list[Probe]:
     targets = probe_targets(config)
-    upstreams = Upstreams(session)
+    upstreams = Upstreams(session, config.security.limits.max_answer_bytes)
     progress = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), console=stderr(), transient=True,
                         disable=not show)
@@ -236,7 +238,7 @@ async def probe_target(upstreams: Upstreams, provider: ProviderConfig, target: T
                        time_limit: float) -> Probe:
     """One tiny non-streaming request, translated like any client request, classified like any
     upstream failure."""
-    translators = pair(WireFormat.OPENAI, provider.format)
+    translators = pair(ClientAPI.OPENAI, provider.format)
     if translators is None or not upstreams.has(provider):
         return Probe(target, "unsupported", None, 0.0,
                      f"format '{provider.format}' cannot be probed yet")

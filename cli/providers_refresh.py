@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import aiohttp
 import typer
 
 from cli._config import CONFIG_OPTION, load
 from cli._output import dim, fail, print_json, stderr, stdout, styled
 from proxy.config import Config
 from proxy.model_catalog import RefreshReport, default_cache_dir, refresh_catalog
+from proxy.security.outgoing import config_session
 
 CACHE_DIR_OPTION = typer.Option(
     None, "--cache-dir", file_okay=False,
@@ -54,7 +54,7 @@ def providers_refresh(
 
 
 async def _refresh(config: Config, cache_dir: Path) -> RefreshReport:
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    async with config_session(config) as session:
         return await refresh_catalog(config, session, cache_dir)
 
 

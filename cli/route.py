@@ -20,7 +20,7 @@ from proxy.health import HealthRegistry
 from proxy.model_catalog import load_catalog
 from proxy.routing import decide
 from proxy.summary import summarize
-from proxy.types import JSONObject, WireFormat
+from proxy.types import ClientAPI, JSONObject
 
 if TYPE_CHECKING:
     from cli._route_send import Sent
@@ -48,7 +48,7 @@ def sample_request(model: str, prompt: str, *, thinking: bool, tools: bool, imag
 
 
 def _estimate(body: JSONObject) -> int:
-    return summarize(body, WireFormat.ANTHROPIC).token_estimate
+    return summarize(body, ClientAPI.ANTHROPIC).token_estimate
 
 
 def _request(model: str, text: str, *, thinking: bool, tools: bool, image: bool) -> JSONObject:
@@ -114,13 +114,13 @@ def route_test(
         stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
     body = sample_request(model, prompt, thinking=thinking, tools=tools, image=image,
                           tokens=tokens)
-    summary = summarize(body, WireFormat.ANTHROPIC)
+    summary = summarize(body, ClientAPI.ANTHROPIC)
     try:
         decision = decide(summary, settings)
     except RoutingError as exc:
         fail(str(exc))
     headers = {SESSION_HEADER: session} if session is not None else {}
-    conversation = conversation_of(body, headers, WireFormat.ANTHROPIC)
+    conversation = conversation_of(body, headers, ClientAPI.ANTHROPIC)
     # This process has no conversation history: the first turn's view. `--send --turns N`
     # (or a daemon with --url) shows the later turns.
     health = HealthRegistry(settings.proxy.health)

@@ -14,7 +14,7 @@ import typer
 from aiohttp import web
 
 from cli._address import health, reachable_url
-from cli._config import CONFIG_OPTION, load
+from cli._config import CONFIG_OPTION, load, state_dir
 from cli._output import fail, stderr
 from cli.daemon import start_detached
 from proxy.config import Config
@@ -43,6 +43,15 @@ class LogLevel(StrEnum):
 LOG_LEVEL_OPTION = typer.Option(LogLevel.INFO, "--log-level", help="How much to log.")
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LOG_FORMAT_OPTION = typer.Option(LogFormat.TEXT, "--log-format", help="json: one JSON object "
+                                 "per line (a request's line carries its whole record).")
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3456
 WATCH_INTERVAL = 1.0  # seconds between looks at the config file's modification time
@@ -53,6 +62,7 @@ def serve_run(
     host: str | None = typer.Option(None, "--host", help="Address to bind (overrides config)."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port (overrides config)."),
     log_level: LogLevel = LOG_LEVEL_OPTION,
+    log_format: LogFormat = LOG_FORMAT_OPTION,
     simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
                                   "reference deployment (offline, no keys, no config needed)."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="With --simulate: the fault "
@@ -79,7 +89,8 @@ def serve_run(
     if settings is not None:
         _check_bind(settings, bind_host)
     if detach:
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value]
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
+                "--log-format", log_format.value]
         args += ["--simulate", "--seed", str(seed)] if simulate else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
         args += ["--watch"] if watch else []
@@ -88,7 +99,7 @@ def serve_run(
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
     if settings is not None:
-        _run(settings, bind_host, bind_port, log_level.value, watch=watch)
+        _run(settings, bind_host, bind_port, log_level.value, log_format.value, watch=watch)
         return
     # Latency makes the demo's streams visibly stream.
     sims = SimulatorThread(reference_providers(seed, chunk_delay=0.02, first_token_delay=0.2))
@@ -99,7 +110,7 @@ def serve_run(
             simulated = reference_config(providers, sign_ins, host=bind_host, port=bind_port,
                                          seed=seed)
             _check_bind(simulated, bind_host)
-            _run(simulated, bind_host, bind_port, log_level.value,
+            _run(simulated, bind_host, bind_port, log_level.value, log_format.value,
                  banner=lambda: _banner(bind_host, bind_port, seed))
     finally:
         sims.stop()
@@ -112,11 +123,11 @@ def _check_bind(config: Config, host: str) -> None:
         fail(f"config error: {exc}")
 
 
-def _run(config: Config, host: str, port: int, log_level: str, *, watch: bool = False,
-         banner: Callable[[], None] | None = None) -> None:
-    configure_logging(log_level, Redactor.from_config(config))
+def _run(config: Config, host: str, port: int, log_level: str, log_format: str, *,
+         watch: bool = False, banner: Callable[[], None] | None = None) -> None:
+    configure_logging(log_level, Redactor.from_config(config), log_format)
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
-    app = build_app(config)
+    app = build_app(config, state_dir=state_dir())  # the request journal lives there
     if (path := config_file(config)) is not None:
         install_reload(app, path, watch_interval=WATCH_INTERVAL if watch else None)
 

@@ -6,11 +6,11 @@ _llmproxy() {
     COMPREPLY=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${path:+$path }${COMP_WORDS[i]}"
-        case "$word" in "auth"|"auth import-codex"|"auth status"|"chat"|"code"|"codex"|"e2e"|"init"|"providers"|"providers refresh"|"providers status"|"reload"|"route"|"route test"|"serve"|"status"|"stop") path="$word" ;; esac
+        case "$word" in "auth"|"auth import-codex"|"auth status"|"chat"|"code"|"codex"|"e2e"|"init"|"logs"|"providers"|"providers refresh"|"providers status"|"reload"|"route"|"route test"|"serve"|"status"|"statusline"|"stop"|"usage") path="$word" ;; esac
     done
     case "$path" in
         "")
-            subs="auth chat code codex e2e init providers reload route serve status stop"; opts="--version -V --help"; files=""; values=""
+            subs="auth chat code codex e2e init logs providers reload route serve status statusline stop usage"; opts="--version -V --help"; files=""; values=""
             ;;
         "auth")
             subs="import-codex status"; opts="--help"; files=""; values=""
@@ -36,6 +36,9 @@ _llmproxy() {
         "init")
             subs=""; opts="--path --force --help"; files="--path"; values=""
             ;;
+        "logs")
+            subs=""; opts="-n --count --follow -f --json --since --route --failed --config -c --help"; files="--config -c"; values="-n --count --since --route"
+            ;;
         "providers")
             subs="refresh status"; opts="--help"; files=""; values=""
             ;;
@@ -55,14 +58,21 @@ _llmproxy() {
             subs=""; opts="--prompt --thinking --tools --image --tokens --json --send --stream --url --api-key --session --turns --config -c --help"; files="--config -c"; values="--prompt --tokens --url --api-key --session --turns"
             ;;
         "serve")
-            subs=""; opts="--config -c --host --port -p --log-level --simulate --seed --detach -d --watch --help"; files="--config -c"; values="--host --port -p --log-level --seed"
+            subs=""; opts="--config -c --host --port -p --log-level --log-format --simulate --seed --detach -d --watch --help"; files="--config -c"; values="--host --port -p --log-level --log-format --seed"
             [[ " --log-level " == *" $prev "* ]] && choices="debug info warning error"
+            [[ " --log-format " == *" $prev "* ]] && choices="text json"
             ;;
         "status")
             subs=""; opts="--json --url --config -c --help"; files="--config -c"; values="--url"
             ;;
+        "statusline")
+            subs=""; opts="--config -c --help"; files="--config -c"; values=""
+            ;;
         "stop")
             subs=""; opts="--timeout --url --config -c --help"; files="--config -c"; values="--timeout --url"
+            ;;
+        "usage")
+            subs=""; opts="--by --since --json --config -c --help"; files="--config -c"; values="--by --since"
             ;;
     esac
     if [[ " $files " == *" $prev "* ]]; then

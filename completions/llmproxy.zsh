@@ -7,11 +7,11 @@ _llmproxy() {
   local i
   for (( i = 2; i < CURRENT; i++ )); do
     word="${path_:+$path_ }${words[i]}"
-    case "$word" in ("auth"|"auth import-codex"|"auth status"|"chat"|"code"|"codex"|"e2e"|"init"|"providers"|"providers refresh"|"providers status"|"reload"|"route"|"route test"|"serve"|"status"|"stop") path_="$word" ;; esac
+    case "$word" in ("auth"|"auth import-codex"|"auth status"|"chat"|"code"|"codex"|"e2e"|"init"|"logs"|"providers"|"providers refresh"|"providers status"|"reload"|"route"|"route test"|"serve"|"status"|"statusline"|"stop"|"usage") path_="$word" ;; esac
   done
   case "$path_" in
     ("")
-      subs=('auth:Manage the ChatGPT sign-in of codex providers' 'chat:Chat with your routes: one-shot, piped, or an interactive session' 'code:Run Claude Code through llmproxy (starts the daemon if none answers)' 'codex:Run the Codex CLI through llmproxy (starts the daemon if none answers)' 'e2e:Test every route end to end, the way real clients use them' 'init:Write a commented starter config' 'providers:Inspect and check the configured providers' 'reload:Re-read the running daemon'\''s config file without a restart (it is sent…' 'route:Inspect routing decisions' 'serve:Run the proxy daemon (foreground by default, e.g. under systemd)' 'status:Show whether the daemon runs and answers' 'stop:Stop the daemon: the one llmproxy serve --detach started, or one…')
+      subs=('auth:Manage the ChatGPT sign-in of codex providers' 'chat:Chat with your routes: one-shot, piped, or an interactive session' 'code:Run Claude Code through llmproxy (starts the daemon if none answers)' 'codex:Run the Codex CLI through llmproxy (starts the daemon if none answers)' 'e2e:Test every route end to end, the way real clients use them' 'init:Write a commented starter config' 'logs:Recent requests: route, attempts path (zai 500 -> cerebras), served by…' 'providers:Inspect and check the configured providers' 'reload:Re-read the running daemon'\''s config file without a restart (it is sent…' 'route:Inspect routing decisions' 'serve:Run the proxy daemon (foreground by default, e.g. under systemd)' 'status:Show whether the daemon runs and answers' 'statusline:The latest request'\''s served model, route, hops and cost, for Claude…' 'stop:Stop the daemon: the one llmproxy serve --detach started, or one…' 'usage:Tokens and cost of the recorded requests (prices from the capability…')
       opts=('--version:Print the version and exit' '-V:Print the version and exit' '--help:Show the help and exit')
       files=() values=()
       ;;
@@ -55,6 +55,11 @@ _llmproxy() {
       opts=('--path:Where to write (default: the user config dir, where llmproxy looks…' '--force:Replace an existing file' '--help:Show the help and exit')
       files=(--path) values=()
       ;;
+    ("logs")
+      subs=()
+      opts=('-n:How many requests' '--count:How many requests' '--follow:Keep printing new requests (Ctrl-C stops)' '-f:Keep printing new requests (Ctrl-C stops)' '--json:JSON with every attempt; with --follow, one object per line' '--since:Only requests since T: 30m, 2h, 7d, or a date/time (2026-12-01T09:00)' '--route:Only this route (default, think, background...)' '--failed:Only requests that failed or needed a fallback' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=(-n --count --since --route)
+      ;;
     ("providers")
       subs=('refresh:Fetch every provider'\''s published model list into the local cache' 'status:Show the providers, their keys and live health; --probe checks each…')
       opts=('--help:Show the help and exit')
@@ -87,19 +92,30 @@ _llmproxy() {
       ;;
     ("serve")
       subs=()
-      opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--host:Address to bind (overrides config)' '--port:Port (overrides config)' '-p:Port (overrides config)' '--log-level:How much to log' '--simulate:Serve the built-in simulated reference deployment (offline, no keys, no…' '--seed:With --simulate: the fault schedule'\''s seed' '--detach:Run in the background; pid and log in the state dir. Manage with…' '-d:Run in the background; pid and log in the state dir. Manage with…' '--watch:Reload the config when the file (or the .env next to it) changes.…' '--help:Show the help and exit')
-      files=(--config -c) values=(--host --port -p --log-level --seed)
+      opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--host:Address to bind (overrides config)' '--port:Port (overrides config)' '-p:Port (overrides config)' '--log-level:How much to log' '--log-format:json: one JSON object per line (a request'\''s line carries its whole…' '--simulate:Serve the built-in simulated reference deployment (offline, no keys, no…' '--seed:With --simulate: the fault schedule'\''s seed' '--detach:Run in the background; pid and log in the state dir. Manage with…' '-d:Run in the background; pid and log in the state dir. Manage with…' '--watch:Reload the config when the file (or the .env next to it) changes.…' '--help:Show the help and exit')
+      files=(--config -c) values=(--host --port -p --log-level --log-format --seed)
       [[ ' --log-level ' == *' '$prev' '* ]] && choices=(debug info warning error)
+      [[ ' --log-format ' == *' '$prev' '* ]] && choices=(text json)
       ;;
     ("status")
       subs=()
       opts=('--json:Print JSON' '--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
       files=(--config -c) values=(--url)
       ;;
+    ("statusline")
+      subs=()
+      opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=()
+      ;;
     ("stop")
       subs=()
       opts=('--timeout:Seconds to wait for a graceful shutdown before the process is killed' '--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
       files=(--config -c) values=(--timeout --url)
+      ;;
+    ("usage")
+      subs=()
+      opts=('--by:Group by provider, model, route or day' '--since:Only requests since T: 30m, 2h, 7d, or a date/time (2026-12-01T09:00)' '--json:JSON: one object per group' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config -c) values=(--by --since)
       ;;
   esac
   if (( ${files[(Ie)$prev]} )); then _files; return; fi

@@ -1,8 +1,8 @@
 """Typed keys for what the app owns (aiohttp `web.AppKey`): no module-level state elsewhere.
 
 The config and the fallback runner built from it live in `LIVE` (they can be replaced while the
-daemon runs); the health registry, the affinity table and the upstream session outlive every
-config change.
+daemon runs); the health registry, the affinity table, the upstream session and the observer
+(log line, journal, metrics, recent requests) outlive every config change.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ from aiohttp import web
 from proxy.affinity import Affinity
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
+from proxy.observe.observer import Observer
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
+OBSERVER = web.AppKey("observer", Observer)
 AFFINITY = web.AppKey("affinity", Affinity)
+OPERATOR = web.AppKey("operator", bool)
+"""Every client of this app is its operator (the CLI's in-process app): responses carry each
+attempt's full detail (`x-llmproxy-attempt-details`)."""

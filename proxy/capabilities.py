@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
 from proxy.translate.common import MIN_THINKING_BUDGET
-from proxy.types import JSONObject, RequestSummary, Target, WireFormat
+from proxy.types import JSONObject, ProviderFormat, RequestSummary, Target
 
 ReasoningField: TypeAlias = Literal["reasoning_content", "thinking", "reasoning"]
 REASONING_FIELDS: tuple[str, ...] = get_args(ReasoningField)
@@ -65,12 +65,12 @@ PREFILL_BY_HOST: tuple[tuple[str, str, PrefillStyle], ...] = (
 )
 
 
-def default_prefill(fmt: WireFormat, api_base_url: str) -> Prefill:
+def default_prefill(fmt: ProviderFormat, api_base_url: str) -> Prefill:
     """What a provider continues when its config does not say: Anthropic-format providers take
     a trailing assistant message; OpenAI-compatible ones only where their host is known."""
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ProviderFormat.ANTHROPIC:
         return PrefillStyle.ASSISTANT
-    if fmt is not WireFormat.OPENAI:
+    if fmt is not ProviderFormat.OPENAI:
         return False
     parts = urlsplit(api_base_url)
     host, path = (parts.hostname or "").lower(), parts.path or "/"
@@ -80,7 +80,7 @@ def default_prefill(fmt: WireFormat, api_base_url: str) -> Prefill:
     return False
 
 
-def parse_prefill(value: object, fmt: WireFormat, key: str) -> Prefill:
+def parse_prefill(value: object, fmt: ProviderFormat, key: str) -> Prefill:
     """A `prefill` config value: true (the trailing assistant message), false, or a style."""
     if value is True:
         return PrefillStyle.ASSISTANT
@@ -89,7 +89,7 @@ def parse_prefill(value: object, fmt: WireFormat, key: str) -> Prefill:
     if not isinstance(value, str) or value not in PREFILL_VALUES:
         raise ConfigError(key, f"expected true, false or one of {', '.join(PREFILL_VALUES)}")
     style = PrefillStyle(value)
-    if fmt is not WireFormat.OPENAI and style is not PrefillStyle.ASSISTANT:
+    if fmt is not ProviderFormat.OPENAI and style is not PrefillStyle.ASSISTANT:
         raise ConfigError(key, f"'{value}' is a style of OpenAI-compatible APIs; a {fmt} "
                                "provider takes true or false")
     return style
@@ -122,6 +122,10 @@ class ModelCapabilities:
     """USD per million input tokens."""
     price_out: float | None = None
     """USD per million output tokens."""
+    price_cache_read: float | None = None
+    """USD per million input tokens read from the provider's prompt cache."""
+    price_cache_write: float | None = None
+    """USD per million input tokens written to the prompt cache (Anthropic bills these)."""
     retired: bool | None = None
     """The provider's model list says it no longer serves this model."""
     approximate: bool = False
@@ -164,6 +168,8 @@ CAPABILITY_FIELDS: tuple[str, ...] = (
     "prefill",
     "price_in",
     "price_out",
+    "price_cache_read",
+    "price_cache_write",
     "retired",
 )
 UNKNOWN = ModelCapabilities()
@@ -207,15 +213,26 @@ def _m(
     )
 
 
+def _cached(caps: ModelCapabilities, read: float, write: float | None) -> ModelCapabilities:
+    """Cache rates as multiples of the input price, as the maker publishes them."""
+    if caps.price_in is None:
+        return caps
+    return replace(caps, price_cache_read=caps.price_in * read,
+                   price_cache_write=None if write is None else caps.price_in * write)
+
+
 def _claude(out: int, price: Price, *, thinking: bool = True, approx: bool = False,
             vision: bool = True) -> ModelCapabilities:
-    return _m(200_000, out, price, vision=vision, reasoning=_ANTHROPIC if thinking else False,
-              approx=approx)
+    # Anthropic: cache hits cost 0.1x input, 5-minute cache writes 1.25x.
+    return _cached(_m(200_000, out, price, vision=vision,
+                      reasoning=_ANTHROPIC if thinking else False, approx=approx), 0.1, 1.25)
 
 
 def _gpt5(price: Price, *, approx: bool = False) -> ModelCapabilities:
-    # 400k is the whole window (272k input + 128k output) on the Responses API.
-    return _m(400_000, 128_000, price, vision=True, reasoning=_OPENAI, approx=approx)
+    # 400k is the whole window (272k input + 128k output) on the Responses API; cached input
+    # is billed at a tenth of the input price.
+    return _cached(_m(400_000, 128_000, price, vision=True, reasoning=_OPENAI, approx=approx),
+                   0.1, None)
 
 
 def _glm(window: int, out: int, price: Price, *, approx: bool = False) -> ModelCapabilities:
@@ -377,14 +394,14 @@ class CapabilityOverride:
 
 _BOOL_KEYS = ("tools", "vision", "reasoning", "retired")
 _INT_KEYS = ("context_window", "max_output_tokens")
-_PRICE_KEYS = ("price_in", "price_out")
+_PRICE_KEYS = ("price_in", "price_out", "price_cache_read", "price_cache_write")
 OVERRIDE_KEYS: tuple[str, ...] = (
     *_INT_KEYS, *_BOOL_KEYS, "prefill", "reasoning_field", *_PRICE_KEYS
 )
 
 
 def capabilities_from_toml(
-    values: Any, key: str, fmt: WireFormat = WireFormat.OPENAI
+    values: Any, key: str, fmt: ProviderFormat = ProviderFormat.OPENAI
 ) -> ModelCapabilities:
     """Validate one override table; errors name the offending key under `key`."""
     if not isinstance(values, dict):
@@ -470,17 +487,16 @@ def output_cap(caps: ModelCapabilities, input_tokens: int) -> int | None:
     return max(1, min(limits)) if limits else None
 
 
-_OUTPUT_KEYS: Mapping[WireFormat, tuple[str, ...]] = MappingProxyType(
+_OUTPUT_KEYS: Mapping[ProviderFormat, tuple[str, ...]] = MappingProxyType(
     {
-        WireFormat.ANTHROPIC: ("max_tokens",),
-        WireFormat.OPENAI: ("max_completion_tokens", "max_tokens"),
-        WireFormat.RESPONSES: ("max_output_tokens",),
-        WireFormat.CODEX: ("max_output_tokens",),
+        ProviderFormat.ANTHROPIC: ("max_tokens",),
+        ProviderFormat.OPENAI: ("max_completion_tokens", "max_tokens"),
+        ProviderFormat.CODEX: ("max_output_tokens",),
     }
 )
 
 
-def clamp_max_tokens(body: JSONObject, fmt: WireFormat, cap: int | None) -> JSONObject:
+def clamp_max_tokens(body: JSONObject, fmt: ProviderFormat, cap: int | None) -> JSONObject:
     """`body` (in the provider's format `fmt`) with its output limit lowered to `cap`.
 
     Returns `body` itself when nothing changes; otherwise a shallow copy. An Anthropic thinking
@@ -496,7 +512,7 @@ def clamp_max_tokens(body: JSONObject, fmt: WireFormat, cap: int | None) -> JSON
         if isinstance(value, int) and not isinstance(value, bool) and value > cap:
             out = out if out is not None else dict(body)
             out[key] = cap
-    if out is None or fmt is not WireFormat.ANTHROPIC:
+    if out is None or fmt is not ProviderFormat.ANTHROPIC:
         return body if out is None else out
     thinking = out.get("thinking")
     budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None

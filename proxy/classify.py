@@ -1,6 +1,12 @@
 """Upstream failure classification: status + body (+ headers) -> ErrorClass.
 
-All provider quirks live in the tables below, so the fallback loop never looks at message text.
+The only reader of upstream error wording, so the fallback loop never looks at message text.
+Wording and status quirks are the tables below (`BODY_PATTERNS`, `EMBEDDED_STATUS`,
+`ZAI_CODE_STATUS`, `STATUS_CLASSES`); a few quirks of shape are code: the retry-after fields of
+a body (`retry_after_seconds`), MiniMax's `base_resp` message (`_error_message`), and the rule
+that a 5xx stays a server error whatever its text says. Which 2xx bodies are errors is each
+provider dialect's `body_error`; an error inside a stream comes here through
+`providers.base.fault_error`.
 """
 
 from __future__ import annotations
@@ -51,6 +57,19 @@ BODY_PATTERNS: tuple[tuple[re.Pattern[str], ErrorClass], ...] = (
 # Providers that answer 200 or 400 but put the real status into the text: Z.ai's `HTTP 500 - ...`.
 EMBEDDED_STATUS = re.compile(r"\bhttp[ /]?(\d{3})\b|\bstatus(?: code)?[ :=]+(\d{3})\b")
 
+# Z.ai/Zhipu business codes (`{"error": {"code": "1302", ...}}`) inside a stream -> the HTTP
+# status they stand for, so that an in-stream error is classified like the response it means.
+ZAI_CODE_STATUS: Mapping[str, int] = {
+    **dict.fromkeys(("1000", "1001", "1002", "1003", "1004"), 401),
+    **dict.fromkeys(("1113", "1304", "1308", "1309", "1310"), 402),
+    **dict.fromkeys(("1210", "1213", "1214", "1215", "1301"), 400),
+    "1211": 404,
+    "1261": 413,
+    **dict.fromkeys(("1302", "1303", "1305", "1312"), 429),
+    **dict.fromkeys(("1230", "1234"), 500),
+}
+_HTTP_STATUS = re.compile(r"^[1-5]\d\d$")
+
 STATUS_CLASSES: Mapping[int, ErrorClass] = {
     400: ErrorClass.INVALID_REQUEST,
     401: ErrorClass.AUTH,
@@ -90,6 +109,29 @@ class Classification:
     message: str
     retry_after: float | None = None
     body: JSONObject | None = None
+
+
+def fault_status(body: JSONObject) -> int | None:
+    """The HTTP status an in-stream error body stands for when its format pairs none with it
+    (OpenAI-style error chunks): a numeric `code` or `status`, a Z.ai business code, or a status
+    named in the message."""
+    error = body.get("error")
+    if not isinstance(error, Mapping):
+        error = {"message": str(error)}
+    code = error.get("code", error.get("status"))
+    if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+        return code
+    if isinstance(code, str):
+        if _HTTP_STATUS.match(code):
+            return int(code)
+        if code in ZAI_CODE_STATUS:
+            return ZAI_CODE_STATUS[code]
+    message = error.get("message")
+    if isinstance(message, str):
+        embedded = EMBEDDED_STATUS.search(message.lower())
+        if embedded:
+            return int(embedded.group(1) or embedded.group(2))
+    return None
 
 
 def classify_status(status: int) -> ErrorClass:

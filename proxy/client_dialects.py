@@ -1,14 +1,19 @@
-"""What differs between the client-facing APIs: validation, error bodies, stream encoders.
+"""The client APIs llmproxy serves, one class each: OpenAI chat completions, Anthropic Messages
+and the Responses API.
 
-Every error a client sees, ours or an upstream's, is shaped here in the client's own dialect.
+A dialect validates its requests, renders its errors (the `type` for a status and the body's
+shape), opens its stream encoder and ends a stream with its own error event. Every error a client
+sees, ours or an upstream's, is shaped by one of these. Provider formats (which upstreams speak)
+are another matter: see `proxy.exchange`.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Protocol
+from abc import ABC, abstractmethod
+from typing import ClassVar, Protocol
 
 from proxy.errors import ClientRequestError
 from proxy.translate import errors_wire
@@ -17,24 +22,112 @@ from proxy.translate.responses_response import new_response_id
 from proxy.translate.stream_anthropic import AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamEncoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
-from proxy.types import ErrorClass, JSONObject, StreamEvent, WireFormat
+from proxy.types import ClientAPI, ErrorClass, JSONObject, StreamEvent
+
+MAX_MODEL_NAME = 256
+"""Longer than any provider's model id (with a `provider,` prefix); a model name travels into
+headers, logs and the health registry, so it is bounded before anything else sees it."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_model_name(model: str) -> None:
+    """400 for a model name no provider uses: too long, or holding control characters (CR, LF
+    and NUL would break the headers it is echoed in). Checked before any upstream call."""
+    if len(model) > MAX_MODEL_NAME:
+        raise ClientRequestError(
+            f"'model' is {len(model)} characters long; at most {MAX_MODEL_NAME} are accepted",
+            param="model",
+        )
+    if (bad := _CONTROL.search(model)) is not None:
+        raise ClientRequestError(
+            f"'model' contains the control character U+{ord(bad.group()):04X} at offset "
+            f"{bad.start()}", param="model",
+        )
+
+
+TAG_KEYS = ("type", "role")
+SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema", "json_schema", "properties",
+                         "items", "metadata"})
+"""Subtrees that are JSON schemas or free-form data, where `type` may be a list."""
+
+
+def check_tags(value: object, path: str = "") -> None:
+    """400 for a `type` or `role` that is not a string, anywhere a translator reads one: they
+    are compared with sets of known values, and a list or object there is the client's
+    mistake, not the server's."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_tags(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key in TAG_KEYS:
+            tag = value.get(key)
+            if tag is not None and not isinstance(tag, str):
+                where = f"{path}.{key}" if path else key
+                raise ClientRequestError(f"'{where}' must be a string", param=where)
+        for key, item in value.items():
+            if key not in SCHEMA_KEYS and isinstance(item, dict | list):
+                check_tags(item, f"{path}.{key}" if path else str(key))
 
 
 class StreamEncoder(Protocol):
+    """Neutral events -> one client API's SSE bytes."""
+
     def encode(self, event: StreamEvent) -> bytes: ...
 
     def finish(self) -> bytes: ...
 
+    def error(self, message: str, error_type: str, code: str | None = None) -> bytes:
+        """The stream's last bytes when it cannot be completed: the API's own error event."""
+        ...
 
-@dataclass(frozen=True, slots=True)
-class ClientDialect:
-    format: WireFormat
+
+class ClientDialect(ABC):
+    """One client API. Instances hold no state; the module's three constants are the only
+    ones."""
+
+    format: ClassVar[ClientAPI]
+
+    @abstractmethod
+    def error_type(self, status: int) -> str:
+        """The error `type` for `status`, from the dialect's one table in `errors_wire`."""
+
+    @abstractmethod
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        extra: JSONObject | None = None,
+    ) -> JSONObject: ...
+
+    @abstractmethod
+    def validate(self, body: object, *, generation: bool = True) -> JSONObject:
+        """Shape checks that every request must pass before routing; details are left to the
+        provider, whose 400 comes back unchanged. `generation=False` is a request that only
+        counts tokens."""
+
+    @abstractmethod
+    def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:
+        ...
+
+    def stream_error(
+        self,
+        encoder: StreamEncoder,
+        status: int,
+        message: str,
+        error_class: ErrorClass | None = None,
+    ) -> bytes:
+        """The standards-shaped ending of a stream that cannot be completed."""
+        code = error_class.value if error_class else None
+        return encoder.error(message, self.error_type(status), code)
+
+
+class _OpenAIShaped(ClientDialect):
+    """Errors as `{"error": {"type", "message", "param", "code"}}` (chat and Responses)."""
 
     def error_type(self, status: int) -> str:
-        """The error `type` for `status`, from the one table per dialect in `errors_wire`
-        (Responses errors have the OpenAI shape)."""
-        if self.format == WireFormat.ANTHROPIC:
-            return errors_wire.anthropic_error_type_for_status(status)
         return errors_wire.openai_error_type_for_status(status)[0]
 
     def error_body(
@@ -46,92 +139,130 @@ class ClientDialect:
         param: str | None = None,
         extra: JSONObject | None = None,
     ) -> JSONObject:
+        error: JSONObject = {
+            "type": self.error_type(status),
+            "message": message,
+            "param": param,
+            "code": code,
+        }
+        if extra:
+            error.update(extra)
+        return {"error": error}
+
+
+class OpenAIChat(_OpenAIShaped):
+    """`POST /v1/chat/completions`."""
+
+    format = ClientAPI.OPENAI
+
+    def validate(self, body: object, *, generation: bool = True) -> JSONObject:
+        return _messages_request(body, non_empty=True)
+
+    def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return OpenAIStreamEncoder(
+            model=model,
+            include_usage=include_usage,
+            created=int(time.time()),
+            completion_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        )
+
+
+class AnthropicMessages(ClientDialect):
+    """`POST /v1/messages` (and `/v1/messages/count_tokens`, which generates nothing)."""
+
+    format = ClientAPI.ANTHROPIC
+
+    def error_type(self, status: int) -> str:
+        return errors_wire.anthropic_error_type_for_status(status)
+
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        extra: JSONObject | None = None,
+    ) -> JSONObject:
+        """`{"type": "error", "error": {"type", "message"}}`; Anthropic has no `param`, and a
+        `code` is kept as an extra field (the anthropic SDK ignores it)."""
         error: JSONObject = {"type": self.error_type(status), "message": message}
-        openai_shape = self.format != WireFormat.ANTHROPIC
-        if openai_shape:
-            error["param"] = param
-            error["code"] = code
-        elif code is not None:
+        if code is not None:
             error["code"] = code
         if extra:
             error.update(extra)
-        if openai_shape:
-            return {"error": error}
         return {"type": "error", "error": error}
 
     def validate(self, body: object, *, generation: bool = True) -> JSONObject:
-        """Shape checks that every request must pass before routing; details are left to the
-        provider, whose 400 comes back unchanged."""
-        if not isinstance(body, dict):
-            raise ClientRequestError("request body must be a JSON object")
-        if self.format == WireFormat.RESPONSES:
-            return validate_responses_request(body)
-        model = body.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise ClientRequestError(
-                "'model' is required and must be a non-empty string", param="model"
-            )
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            raise ClientRequestError(
-                "'messages' is required and must be an array", param="messages"
-            )
-        if self.format == WireFormat.OPENAI and not messages:
-            raise ClientRequestError(
-                "'messages' must contain at least one message", param="messages"
-            )
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise ClientRequestError(
-                    f"messages[{index}] must be an object with a string 'role'",
-                    param=f"messages[{index}]",
-                )
-        if self.format == WireFormat.ANTHROPIC and generation:
-            max_tokens = body.get("max_tokens")
-            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-                raise ClientRequestError(
-                    "'max_tokens' is required and must be a positive integer", param="max_tokens"
-                )
-        stream = body.get("stream", False)
-        if stream is not None and not isinstance(stream, bool):
-            raise ClientRequestError("'stream' must be a boolean", param="stream")
-        return body
+        return _messages_request(body, max_tokens=generation)
 
     def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:
-        if self.format == WireFormat.OPENAI:
-            options = body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return OpenAIStreamEncoder(
-                model=model,
-                include_usage=include_usage,
-                created=int(time.time()),
-                completion_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            )
-        if self.format == WireFormat.RESPONSES:
-            return ResponsesStreamEncoder(
-                model, body, new_response_id(), int(time.time()), input_tokens_hint=input_tokens
-            )
         return AnthropicStreamEncoder(
             model=model,
             message_id=f"msg_{uuid.uuid4().hex[:24]}",
             input_tokens_hint=input_tokens,
         )
 
-    def stream_error(
-        self,
-        encoder: StreamEncoder,
-        status: int,
-        message: str,
-        error_class: ErrorClass | None = None,
-    ) -> bytes:
-        """The standards-shaped ending of a stream that cannot be completed."""
-        code = error_class.value if error_class else None
-        if isinstance(encoder, OpenAIStreamEncoder | ResponsesStreamEncoder):
-            return encoder.error(message, self.error_type(status), code)
-        assert isinstance(encoder, AnthropicStreamEncoder)
-        return encoder.error(message, self.error_type(status))
+
+class ResponsesAPI(_OpenAIShaped):
+    """`POST /v1/responses` (Codex CLI, the openai SDK's `responses`)."""
+
+    format = ClientAPI.RESPONSES
+
+    def validate(self, body: object, *, generation: bool = True) -> JSONObject:
+        if not isinstance(body, dict):
+            raise ClientRequestError("request body must be a JSON object")
+        body = validate_responses_request(body)
+        check_model_name(body["model"])
+        check_tags(body)
+        return body
+
+    def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:
+        return ResponsesStreamEncoder(
+            model, body, new_response_id(), int(time.time()), input_tokens_hint=input_tokens
+        )
 
 
-OPENAI = ClientDialect(WireFormat.OPENAI)
-ANTHROPIC = ClientDialect(WireFormat.ANTHROPIC)
-RESPONSES = ClientDialect(WireFormat.RESPONSES)
+def _messages_request(
+    body: object, *, non_empty: bool = False, max_tokens: bool = False
+) -> JSONObject:
+    """What chat completions and Messages requests share: a model, a list of role-tagged
+    messages (`non_empty`: at least one), a positive `max_tokens` where `max_tokens` says it is
+    required, a boolean `stream`."""
+    if not isinstance(body, dict):
+        raise ClientRequestError("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ClientRequestError(
+            "'model' is required and must be a non-empty string", param="model"
+        )
+    check_model_name(model)
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise ClientRequestError("'messages' is required and must be an array", param="messages")
+    if non_empty and not messages:
+        raise ClientRequestError("'messages' must contain at least one message", param="messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ClientRequestError(
+                f"messages[{index}] must be an object with a string 'role'",
+                param=f"messages[{index}]",
+            )
+    if max_tokens:
+        limit = body.get("max_tokens")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ClientRequestError(
+                "'max_tokens' is required and must be a positive integer", param="max_tokens"
+            )
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise ClientRequestError("'stream' must be a boolean", param="stream")
+    check_tags(body)
+    return body
+
+
+OPENAI = OpenAIChat()
+ANTHROPIC = AnthropicMessages()
+RESPONSES = ResponsesAPI()

@@ -38,11 +38,11 @@ import platformdirs
 
 from proxy.errors import (
     ConfigError,
-    UpstreamConnectionError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
     UpstreamUnavailable,
 )
+from proxy.providers.boundary import upstream_errors
+from proxy.security.outgoing import read_capped
 from proxy.types import ErrorClass, JSONObject
 
 log = logging.getLogger("llmproxy.codex_auth")
@@ -53,6 +53,7 @@ DEFAULT_TOKEN_ENDPOINT = "https://auth.openai.com/oauth/token"
 REFRESH_MARGIN = 300.0
 """Refresh this many seconds before the access token's `exp`."""
 REFRESH_TIMEOUT = 30.0
+MAX_TOKEN_ANSWER_BYTES = 1024 * 1024
 AUTH_CLAIMS = "https://api.openai.com/auth"
 PROFILE_CLAIMS = "https://api.openai.com/profile"
 STORE_VERSION = 1
@@ -318,7 +319,14 @@ class CodexAuth:
         return await self._refresh(rejected, force=True)
 
     def _load(self) -> CodexTokens:
-        tokens = self.store.load()
+        try:
+            tokens = self.store.load()
+        except ConfigError as exc:  # a damaged store fails this target over, nothing more
+            log.warning("cannot use the ChatGPT token store: %s", exc)
+            raise UpstreamUnavailable(
+                f"the ChatGPT token store {self.store.path} is damaged: run "
+                "`llmproxy auth import-codex` again"
+            ) from exc
         if tokens is None:  # known before sending anything: the target is skipped
             raise UpstreamUnavailable(
                 f"no ChatGPT sign-in in {self.store.path}: run `llmproxy auth import-codex`"
@@ -346,26 +354,23 @@ class CodexAuth:
             "refresh_token": tokens.refresh_token,
             "scope": "openid profile email",
         }
-        try:
+        with upstream_errors(None, "token refresh", peer="the token endpoint"):
             async with self._session.post(
                 self._endpoint,
                 data=orjson.dumps(body),
                 headers={"content-type": "application/json", "accept": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=REFRESH_TIMEOUT),
+                allow_redirects=False,
             ) as response:
-                raw = await response.read()
                 status = response.status
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError("the token endpoint did not answer in time") from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectionError(f"cannot reach the token endpoint: {exc}") from exc
+                raw = await read_capped(response, MAX_TOKEN_ANSWER_BYTES)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             data = None
         if status != 200 or not isinstance(data, dict) or not _field(data, "access_token"):
             raise UpstreamStatusError(
-                f"refreshing the ChatGPT sign-in failed ({status}: {_refresh_error(data, raw)}); "
+                f"refreshing the ChatGPT sign-in failed ({status}: {_refresh_error(data)}); "
                 "sign in with `codex login` and run `llmproxy auth import-codex` again",
                 status=status,
                 error_class=ErrorClass.AUTH,
@@ -383,11 +388,12 @@ class CodexAuth:
         )
 
 
-def _refresh_error(data: Any, raw: bytes) -> str:
+def _refresh_error(data: Any) -> str:
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
-            return str(error.get("code") or error.get("message") or error)
+            return str(error.get("code") or error.get("message") or "unknown error")[:200]
         if isinstance(error, str):
-            return str(data.get("error_description") or error)
-    return raw[:200].decode("utf-8", "replace") or "no body"
+            return str(data.get("error_description") or error)[:200]
+    # Never the body itself: it may be anything the endpoint chose to send back.
+    return "no OAuth error in the answer"

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from proxy.types import JSONObject, WireFormat
+from proxy.types import ClientAPI, JSONObject
 
 SESSION_HEADER = "x-llmproxy-session"
 _CLAUDE_CODE_HEADER = "x-claude-code-session-id"
@@ -51,7 +51,7 @@ class Conversation:
 
 
 def conversation_of(
-    body: JSONObject, headers: Mapping[str, str], fmt: WireFormat
+    body: JSONObject, headers: Mapping[str, str], fmt: ClientAPI
 ) -> Conversation | None:
     """The conversation of a generation request, or None when nothing identifies one (a body
     with neither a session id nor any prompt text)."""
@@ -95,10 +95,10 @@ _ANSWER_ITEMS = frozenset({"function_call", "function_call_output", "custom_tool
                            "custom_tool_call_output", "reasoning"})
 
 
-def _opening(body: JSONObject, fmt: WireFormat) -> tuple[str, bool]:
+def _opening(body: JSONObject, fmt: ClientAPI) -> tuple[str, bool]:
     """The system prompt and the first user message as text (what every turn repeats), and
     whether the request carries an earlier answer."""
-    if fmt in (WireFormat.RESPONSES, WireFormat.CODEX):
+    if fmt is ClientAPI.RESPONSES:
         system: Any = body.get("instructions")
         messages = body.get("input")
     else:

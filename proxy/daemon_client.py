@@ -27,7 +27,9 @@ from proxy.translate.reasons import (
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import (
+    ATTEMPT_DETAILS,
     Attempt,
+    ClientAPI,
     Finish,
     JSONObject,
     MessageStart,
@@ -40,13 +42,13 @@ from proxy.types import (
     UpstreamFault,
     Usage,
     UsageUpdate,
-    WireFormat,
 )
 
 ATTEMPTS_HEADER = "x-llmproxy-attempts"
 # An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
 # failed over after its headers went out has more attempts than its header says).
 ATTEMPTS_TRAILER = b": x-llmproxy-attempts "
+DETAILS_TRAILER = b": " + ATTEMPT_DETAILS.encode() + b" "
 ANTHROPIC_VERSION = "2023-06-01"
 
 
@@ -106,7 +108,21 @@ def settled(notes: Sequence[AttemptNote]) -> tuple[AttemptNote, ...]:
 def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
     """The `error.attempts` list of a daemon error body (either dialect), with timings."""
     error = body.get("error") if isinstance(body, dict) else None
-    entries = error.get("attempts") if isinstance(error, dict) else None
+    return attempts_from_list(error.get("attempts") if isinstance(error, dict) else None)
+
+
+def attempts_from_details(value: str) -> tuple[AttemptNote, ...] | None:
+    """An `x-llmproxy-attempt-details` value (header or trailer), or None when absent."""
+    if not value:
+        return None
+    try:
+        return attempts_from_list(orjson.loads(value))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def attempts_from_list(entries: Any) -> tuple[AttemptNote, ...]:
+    """Attempts in their JSON form (`Attempt.to_json`) -> notes; odd entries are skipped."""
     notes = []
     for item in entries if isinstance(entries, list) else []:
         if not isinstance(item, dict) or not isinstance(item.get("target"), str):
@@ -134,13 +150,13 @@ def served_by(attempts: Sequence[AttemptNote]) -> str | None:
     return next((a.target for a in reversed(attempts) if a.ok), None)
 
 
-def client_path(fmt: WireFormat) -> str:
-    return "/v1/messages" if fmt is WireFormat.ANTHROPIC else "/v1/chat/completions"
+def client_path(fmt: ClientAPI) -> str:
+    return "/v1/messages" if fmt is ClientAPI.ANTHROPIC else "/v1/chat/completions"
 
 
-def client_headers(fmt: WireFormat, api_key: str | None) -> dict[str, str]:
+def client_headers(fmt: ClientAPI, api_key: str | None) -> dict[str, str]:
     headers = {"content-type": "application/json"}
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ClientAPI.ANTHROPIC:
         headers["anthropic-version"] = ANTHROPIC_VERSION
         if api_key:
             headers["x-api-key"] = api_key
@@ -157,14 +173,15 @@ class StreamReader:
     `message_stop`) arrived; `trailer` holds the attempts a final comment reported, if any.
     """
 
-    def __init__(self, fmt: WireFormat) -> None:
+    def __init__(self, fmt: ClientAPI) -> None:
         self._sse = SSEDecoder()
         self._decoder = (
-            AnthropicStreamDecoder() if fmt is WireFormat.ANTHROPIC else OpenAIStreamDecoder()
+            AnthropicStreamDecoder() if fmt is ClientAPI.ANTHROPIC else OpenAIStreamDecoder()
         )
         self._line = b""
         self.ended = False
         self.trailer: tuple[AttemptNote, ...] | None = None
+        self._details: tuple[AttemptNote, ...] | None = None
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         self._scan_comments(chunk)
@@ -196,9 +213,14 @@ class StreamReader:
         lines = (self._line + chunk).split(b"\n")
         self._line = lines.pop()
         for line in lines:
-            if line.startswith(ATTEMPTS_TRAILER):
+            if line.startswith(ATTEMPTS_TRAILER) and self._details is None:
                 text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
                 self.trailer = settled(parse_attempts(text))
+            elif line.startswith(DETAILS_TRAILER):
+                text = line[len(DETAILS_TRAILER):].decode("utf-8", "replace").strip()
+                details = attempts_from_details(text)
+                self._details = settled(details) if details else None
+                self.trailer = self._details or self.trailer
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,11 +244,11 @@ def answer_from_events(events: Iterable[StreamEvent]) -> Answer:
                   snap.usage, snap.model)
 
 
-def answer_from_body(body: Any, fmt: WireFormat) -> Answer:
+def answer_from_body(body: Any, fmt: ClientAPI) -> Answer:
     """A non-streaming response body (chat.completion or Anthropic message) -> Answer."""
     if not isinstance(body, dict):
         return Answer("", "", (), None, Usage())
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ClientAPI.ANTHROPIC:
         return _anthropic_answer(body)
     choices = body.get("choices") or [{}]
     choice: JSONObject = choices[0] if isinstance(choices[0], dict) else {}
@@ -264,7 +286,7 @@ def _anthropic_answer(body: JSONObject) -> Answer:
                   usage_from_anthropic(body.get("usage")), str(body.get("model") or ""))
 
 
-def events_from_body(body: object, fmt: WireFormat) -> list[StreamEvent]:
+def events_from_body(body: object, fmt: ClientAPI) -> list[StreamEvent]:
     """A non-streaming answer as the events a stream of it would carry, so one renderer serves
     both."""
     answer = answer_from_body(body, fmt)

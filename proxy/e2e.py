@@ -49,7 +49,7 @@ from proxy.e2e_judge import wire_problem
 from proxy.errors import RoutingError, UpstreamError
 from proxy.routing import decide
 from proxy.summary import summarize
-from proxy.types import Chain, JSONObject, Scenario, StopReason, StreamEvent, WireFormat
+from proxy.types import Chain, ClientAPI, JSONObject, Scenario, StopReason, StreamEvent
 
 PLAIN_PROMPT = "In one short sentence: why is the sky blue?"
 TOOL_PROMPT = "What is the weather in Paris right now? Use the get_weather tool."
@@ -70,7 +70,7 @@ BACKGROUND_MODELS = ("claude-haiku-4-5", "claude-3-5-haiku-latest")
 @dataclass(frozen=True, slots=True)
 class Case:
     route: str
-    client: WireFormat
+    client: ClientAPI
     stream: bool
     tools: bool
     body: JSONObject = field(repr=False)
@@ -98,19 +98,19 @@ def build_matrix(config: Config, routes: Sequence[str] = ()) -> list[Case]:
         model = _ordinary_model(config, DEFAULT_MODEL)
         for stream, tools in shapes:
             body = _openai_body(model, PLAIN_PROMPT if not tools else TOOL_PROMPT, stream, tools)
-            cases.append(_case(config, "default", WireFormat.OPENAI, stream, tools, body,
+            cases.append(_case(config, "default", ClientAPI.OPENAI, stream, tools, body,
                                f"model '{model}'"))
     if Scenario.THINK in router.routes and keep("think"):
         model = _ordinary_model(config, CLAUDE_MAIN_MODEL)
         for stream, tools in shapes:
             body = _anthropic_body(model, PLAIN_PROMPT if not tools else TOOL_PROMPT, stream,
                                    tools, thinking=True)
-            cases.append(_case(config, "think", WireFormat.ANTHROPIC, stream, tools, body,
+            cases.append(_case(config, "think", ClientAPI.ANTHROPIC, stream, tools, body,
                                "Anthropic thinking enabled"))
     if Scenario.BACKGROUND in router.routes and keep("background"):
         model = _background_model(config)
         body = _anthropic_body(model, PLAIN_PROMPT, False, False, thinking=False)
-        cases.append(_case(config, "background", WireFormat.ANTHROPIC, False, False, body,
+        cases.append(_case(config, "background", ClientAPI.ANTHROPIC, False, False, body,
                            f"model '{model}'"))
     for mapping in router.model_mappings:
         if not keep(mapping.pattern, mapping=True):
@@ -119,7 +119,7 @@ def build_matrix(config: Config, routes: Sequence[str] = ()) -> list[Case]:
         if not mapping.matches(alias):
             continue
         body = _openai_body(alias, PLAIN_PROMPT, False, False)
-        cases.append(_case(config, mapping.pattern, WireFormat.OPENAI, False, False, body,
+        cases.append(_case(config, mapping.pattern, ClientAPI.OPENAI, False, False, body,
                            f"alias '{alias}'"))
     return cases
 
@@ -130,7 +130,7 @@ def route_names(config: Config) -> list[str]:
     return names + [m.pattern for m in config.router.model_mappings]
 
 
-def _case(config: Config, route: str, client: WireFormat, stream: bool, tools: bool,
+def _case(config: Config, route: str, client: ClientAPI, stream: bool, tools: bool,
           body: JSONObject, trigger: str) -> Case:
     try:
         chain = decide(summarize(body, client), config).chain

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from proxy.sse import SSEDecoder, SSEEvent
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 OPENAI_FINISH = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 ANTHROPIC_STOP = frozenset(
@@ -50,12 +50,12 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
 
-def wire_problem(client: WireFormat, raw: bytes, *, stream: bool, tools: bool,
+def wire_problem(client: ClientAPI, raw: bytes, *, stream: bool, tools: bool,
                  tool_check: ToolCheck) -> str | None:
     """Why a strict client of `client`'s API would reject (or an agent misread) the answer in
     `raw`, or None. `tool_check(name, arguments)` judges the first tool call of a tool test."""
     try:
-        if client is WireFormat.ANTHROPIC:
+        if client is ClientAPI.ANTHROPIC:
             check = _anthropic_stream if stream else _anthropic_message
         else:
             check = _openai_stream if stream else _openai_completion

@@ -12,17 +12,21 @@
     │   │   └── UpstreamRefusedError             refused, DNS: no same-target retry
     │   ├── UpstreamUnavailable              skipped before sending (format unsupported, breaker)
     │   └── StreamCutError                   stream ended before its finish reason
+    ├── ClientFacingError                    an upstream answer that goes back to the client
+    │                                        as it is (invalid request, refusal); wraps it
     └── ChainExhaustedError                  every target failed; carries the attempts
 
-Handlers turn ClientRequestError and ChainExhaustedError into the client's own error dialect;
-the fallback loop decides only from UpstreamError.error_class, never from message text.
+Handlers turn ClientRequestError, ClientFacingError and ChainExhaustedError into the client's
+own error dialect; the fallback loop decides only from UpstreamError.error_class, never from
+message text. Lower-layer exceptions (aiohttp, sockets) become UpstreamErrors in one place,
+`proxy.providers.boundary`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.types import Attempt, ErrorClass, JSONObject, Target
+from proxy.types import Attempt, ErrorClass, JSONObject, ProviderFormat, Target
 
 
 class LLMProxyError(Exception):
@@ -110,6 +114,19 @@ class UpstreamUnavailable(UpstreamError):
 
 class StreamCutError(UpstreamError):
     error_class = ErrorClass.STREAM_CUT
+
+
+class ClientFacingError(LLMProxyError):
+    """An upstream answer that goes back to the client as-is (invalid request, refusal), in the
+    client's dialect; `provider` is the format the upstream's error body is in."""
+
+    def __init__(
+        self, error: UpstreamError, provider: ProviderFormat, attempts: tuple[Attempt, ...]
+    ) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.provider = provider
+        self.attempts = attempts
 
 
 class ChainExhaustedError(LLMProxyError):

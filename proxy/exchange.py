@@ -1,4 +1,4 @@
-"""The (client format x provider format) matrix in one place.
+"""The (client API x provider format) matrix in one place.
 
 Everything that depends on which pair of dialects meet is chosen here: the request translator,
 the non-streaming response translator and the error-body translator. Same format in and out is a
@@ -10,22 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.translate import errors_wire, requests, responses, responses_api
-from proxy.types import JSONObject, WireFormat
+from proxy.translate import errors_wire, replies, requests, responses_api
+from proxy.types import ClientAPI, JSONObject, ProviderFormat
 
 Translate = Callable[[JSONObject, str], JSONObject]
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    client: WireFormat
-    provider: WireFormat
+    client: ClientAPI
+    provider: ProviderFormat
     request: Translate
     response: Translate
 
     @property
     def same_format(self) -> bool:
-        return self.client == self.provider
+        """The provider speaks the client's own wire format (chat to chat, Messages to
+        Messages)."""
+        return self.client.value == self.provider.value
 
 
 def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
@@ -34,76 +36,73 @@ def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
     return requests.drop_unsigned_thinking(requests.passthrough_request(body, model))
 
 
-_TRANSLATORS: dict[tuple[WireFormat, WireFormat], tuple[Translate, Translate]] = {
+_TRANSLATORS: dict[tuple[ClientAPI, ProviderFormat], tuple[Translate, Translate]] = {
     # (client, provider): (request translator, response translator)
-    (WireFormat.OPENAI, WireFormat.OPENAI): (
+    (ClientAPI.OPENAI, ProviderFormat.OPENAI): (
         requests.passthrough_request,
-        responses.passthrough_response,
+        replies.passthrough_response,
     ),
-    (WireFormat.ANTHROPIC, WireFormat.ANTHROPIC): (
+    (ClientAPI.ANTHROPIC, ProviderFormat.ANTHROPIC): (
         _anthropic_passthrough,
-        responses.passthrough_response,
+        replies.passthrough_response,
     ),
-    (WireFormat.OPENAI, WireFormat.ANTHROPIC): (
+    (ClientAPI.OPENAI, ProviderFormat.ANTHROPIC): (
         requests.openai_to_anthropic_request,
-        responses.anthropic_to_openai_response,
+        replies.anthropic_to_openai_response,
     ),
-    (WireFormat.ANTHROPIC, WireFormat.OPENAI): (
+    (ClientAPI.ANTHROPIC, ProviderFormat.OPENAI): (
         requests.anthropic_to_openai_request,
-        responses.openai_to_anthropic_response,
+        replies.openai_to_anthropic_response,
     ),
     # The Responses API (Codex CLI, the openai SDK's `responses`) and codex providers (the
     # ChatGPT backend, which speaks Responses): see translate/responses_api.py.
-    (WireFormat.RESPONSES, WireFormat.OPENAI): (
+    (ClientAPI.RESPONSES, ProviderFormat.OPENAI): (
         responses_api.responses_to_chat_request,
         responses_api.openai_to_responses_response,
     ),
-    (WireFormat.RESPONSES, WireFormat.ANTHROPIC): (
+    (ClientAPI.RESPONSES, ProviderFormat.ANTHROPIC): (
         responses_api.responses_to_anthropic_request,
         responses_api.anthropic_to_responses_response,
     ),
-    (WireFormat.RESPONSES, WireFormat.CODEX): (
+    (ClientAPI.RESPONSES, ProviderFormat.CODEX): (
         responses_api.responses_to_codex_request,
-        responses.passthrough_response,
+        replies.passthrough_response,
     ),
-    (WireFormat.OPENAI, WireFormat.CODEX): (
+    (ClientAPI.OPENAI, ProviderFormat.CODEX): (
         responses_api.openai_to_codex_request,
         responses_api.responses_to_chat_response,
     ),
-    (WireFormat.ANTHROPIC, WireFormat.CODEX): (
+    (ClientAPI.ANTHROPIC, ProviderFormat.CODEX): (
         responses_api.anthropic_to_codex_request,
         responses_api.codex_to_anthropic_response,
     ),
 }
-_PAIRS: dict[tuple[WireFormat, WireFormat], Pair] = {
+_PAIRS: dict[tuple[ClientAPI, ProviderFormat], Pair] = {
     (client, provider): Pair(client, provider, request, response)
     for (client, provider), (request, response) in _TRANSLATORS.items()
 }
 
 
-def pair(client: WireFormat, provider: WireFormat) -> Pair | None:
+def pair(client: ClientAPI, provider: ProviderFormat) -> Pair | None:
     """The translators for this pair, or None when the provider's format is not served yet."""
     return _PAIRS.get((client, provider))
 
 
 def upstream_error_for_client(
-    client: WireFormat, provider: WireFormat, status: int, body: JSONObject | None, message: str
+    client: ClientAPI, provider: ProviderFormat, status: int, body: JSONObject | None, message: str
 ) -> JSONObject:
     """An upstream error body re-expressed in the client's dialect (unchanged when they match)."""
-    if provider == WireFormat.CODEX and not isinstance((body or {}).get("error"), dict):
+    if provider is ProviderFormat.CODEX and not isinstance((body or {}).get("error"), dict):
         body = None  # the ChatGPT backend's `{"detail": ...}` is no client dialect's shape
     # Responses and codex errors have the OpenAI shape.
-    client, provider = _error_shape(client), _error_shape(provider)
-    if body is not None and client == provider:
+    anthropic_client = client is ClientAPI.ANTHROPIC
+    anthropic_provider = provider is ProviderFormat.ANTHROPIC
+    if body is not None and anthropic_client == anthropic_provider:
         return body
-    if client == WireFormat.ANTHROPIC:
-        if body is not None and provider == WireFormat.OPENAI:
+    if anthropic_client:
+        if body is not None:
             return errors_wire.openai_error_to_anthropic(status, body)
         return errors_wire.anthropic_error_body(status, message)
-    if body is not None and provider == WireFormat.ANTHROPIC:
+    if body is not None:
         return errors_wire.anthropic_error_to_openai(status, body)
     return errors_wire.openai_error_body(status, message)
-
-
-def _error_shape(fmt: WireFormat) -> WireFormat:
-    return WireFormat.ANTHROPIC if fmt == WireFormat.ANTHROPIC else WireFormat.OPENAI

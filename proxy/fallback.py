@@ -32,6 +32,7 @@ from proxy.classify import FALLBACK_CLASSES
 from proxy.config import Config, ProviderConfig, RouteOptions
 from proxy.errors import (
     ChainExhaustedError,
+    ClientFacingError,
     UpstreamError,
     UpstreamRefusedError,
     UpstreamTimeoutError,
@@ -44,15 +45,16 @@ from proxy.translate.prefill import mark_prefill
 from proxy.translate.request_to_openai import client_user_id
 from proxy.types import (
     Attempt,
+    ClientAPI,
     Decision,
     ErrorClass,
     JSONObject,
     MessageStart,
+    ProviderFormat,
     RequestSummary,
     StreamEvent,
     Target,
     UsageUpdate,
-    WireFormat,
 )
 
 log = logging.getLogger("llmproxy.fallback")
@@ -67,7 +69,7 @@ TRANSIENT_RETRY = frozenset({ErrorClass.SERVER_ERROR, ErrorClass.CONNECTION})
 class Job:
     """One client request, parsed and routed, ready to walk its chain."""
 
-    client_format: WireFormat
+    client_format: ClientAPI
     body: JSONObject
     summary: RequestSummary
     decision: Decision
@@ -105,16 +107,6 @@ class Ledger:
 
     def __len__(self) -> int:
         return len(self._attempts)
-
-
-class ClientFacingError(Exception):
-    """An upstream answer that goes back to the client as-is (invalid request, refusal)."""
-
-    def __init__(self, error: UpstreamError, pair: Pair, attempts: tuple[Attempt, ...]) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.pair = pair
-        self.attempts = attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +244,9 @@ class Walk:
                 return plan, await self._try(plan, call, sent, settles, prefill)
             except UpstreamError as error:
                 if not self._falls_back(error):
-                    raise ClientFacingError(error, plan.pair, self.ledger.snapshot()) from error
+                    raise ClientFacingError(
+                        error, plan.provider.format, self.ledger.snapshot()
+                    ) from error
                 if error.error_class == ErrorClass.CONTEXT_LENGTH:
                     self._prefer_larger_contexts(target)
                 if time.monotonic() >= self.deadline:
@@ -357,18 +351,18 @@ class Walk:
         job, config = self.job, self.runner.config
         capabilities = config.capabilities(plan.target)
         upstream_body = plan.pair.request(body, plan.target.model)
-        if prefill and plan.provider.format == WireFormat.OPENAI and capabilities.prefill:
+        if prefill and plan.provider.format is ProviderFormat.OPENAI and capabilities.prefill:
             upstream_body = mark_prefill(upstream_body, capabilities.prefill)
         cap = output_cap(capabilities, job.summary.token_estimate)
         upstream_body = clamp_max_tokens(upstream_body, plan.provider.format, cap)
         if job.stream:
             upstream_body["stream"] = True
-            if plan.provider.format == WireFormat.OPENAI:
+            if plan.provider.format is ProviderFormat.OPENAI:
                 upstream_body["stream_options"] = {"include_usage": True}
         if job.cache_key and plan.provider.prompt_cache_key:
             upstream_body.setdefault("prompt_cache_key", job.cache_key)
         if plan.provider.forward_user_id and "user" in upstream_body:
-            raw_user = client_user_id(body) if job.client_format == WireFormat.ANTHROPIC else None
+            raw_user = client_user_id(body) if job.client_format is ClientAPI.ANTHROPIC else None
             if raw_user is not None:  # the operator trusts this provider with the client's id
                 upstream_body["user"] = raw_user
         provider = plan.provider

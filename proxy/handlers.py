@@ -3,36 +3,53 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from functools import partial
 
 import orjson
 from aiohttp import web
 
 from proxy.affinity import AFFINITY_HEADER
-from proxy.appkeys import AFFINITY, HEALTH, LIVE
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.conversation import conversation_of
-from proxy.errors import ChainExhaustedError, ClientRequestError, RoutingError, UpstreamError
+from proxy.errors import (
+    ChainExhaustedError,
+    ClientFacingError,
+    ClientRequestError,
+    RoutingError,
+    UpstreamError,
+)
 from proxy.exchange import upstream_error_for_client
-from proxy.fallback import ClientFacingError, Job
+from proxy.fallback import Job
+from proxy.health import HealthRegistry
 from proxy.midstream import StreamLife
+from proxy.observe.cost import cost_value
+from proxy.observe.observer import trace_of
+from proxy.observe.record import Trace
+from proxy.observe.usage import usage_of_answer
 from proxy.routing import decide
-from proxy.security.limits import BODY
+from proxy.security.limits import BODY, off_loop
 from proxy.sse import encode_comment
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
 from proxy.types import (
+    ATTEMPT_DETAILS,
     Attempt,
     Decision,
     ErrorClass,
     JSONObject,
+    ProviderFormat,
     Target,
-    WireFormat,
+    attempt_details,
     attempts_header,
 )
 
 log = logging.getLogger("llmproxy.server")
 
+COST_HEADER = "x-llmproxy-cost"
+"""USD, from the served model's prices (`unknown` when they are not known)."""
 # Client headers a same-format Anthropic provider must see; nothing else is forwarded.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 
@@ -47,7 +64,7 @@ async def read_json(
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
             raise ClientRequestError(f"request body is not valid JSON: {exc}") from exc
-    return dialect.validate(body, generation=generation)
+    return await off_loop(request, partial(dialect.validate, generation=generation), body)
 
 
 _UNPARSED = object()
@@ -66,8 +83,11 @@ def llmproxy_headers(
     target: Target | None,
     attempts: list[Attempt] | tuple[Attempt, ...],
     decision: Decision | None = None,
+    operator: bool = False,
 ) -> dict[str, str]:
     headers = {"x-llmproxy-attempts": attempts_header(attempts)}
+    if operator:
+        headers[ATTEMPT_DETAILS] = attempt_details(attempts)
     if target is not None:
         headers["x-llmproxy-provider"] = target.provider
         headers["x-llmproxy-model"] = target.model
@@ -88,7 +108,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, ANTHROPIC, generation=False)
-    return json_response({"input_tokens": estimate_request_tokens(body, ANTHROPIC.format)})
+    tokens = await off_loop(request, estimate_request_tokens, body, ANTHROPIC.format)
+    return json_response({"input_tokens": tokens})
 
 
 FinishBody = Callable[[JSONObject, JSONObject], JSONObject]
@@ -102,7 +123,7 @@ async def generate(
     body = await read_json(request, dialect)
     running = request.app[LIVE].current  # one snapshot for the whole request
     config = running.config
-    summary = summarize(body, dialect.format)
+    summary = await off_loop(request, summarize, body, dialect.format)
     try:
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
@@ -116,6 +137,8 @@ async def generate(
               cache_key)
     log.debug("route %s: %s; affinity: %s", decision.scenario.value, decision.reason,
               decision.affinity)
+    trace = trace_of(request)
+    trace.routed(summary.model, job.stream, decision, config.capabilities)
     runner = running.runner
     try:
         if job.stream:
@@ -127,12 +150,17 @@ async def generate(
             return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
-        return _upstream_error_response(dialect, exc.error, exc.pair.provider, exc.attempts)
+        trace.ended(exc.error.target, exc.attempts, error=exc.error.error_class.value)
+        return _upstream_error_response(dialect, exc.error, exc.provider, exc.attempts)
     except ChainExhaustedError as exc:
-        return _exhausted_response(dialect, exc)
+        trace.ended(None, exc.attempts, error=exc.error_class.value)
+        return _exhausted_response(dialect, exc, request.app[HEALTH])
     affinity.served(conversation, done.target, config.affinity)
     answer = done.body if finish is None else finish(body, done.body)
-    headers = llmproxy_headers(done.target, done.attempts, decision)
+    trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
+    operator = request.app.get(OPERATOR, False)
+    headers = llmproxy_headers(done.target, done.attempts, decision, operator)
+    headers[COST_HEADER] = cost_value(trace.cost())
     return json_response(answer, headers=headers)
 
 
@@ -141,12 +169,14 @@ async def _stream(
 ) -> web.StreamResponse:
     """Write a committed stream. After `prepare()` nothing but SSE events is ever written: every
     failure, expected or not, ends the stream with the client dialect's own error event."""
+    trace = trace_of(request)
     response = web.StreamResponse(
         headers={
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
-            **llmproxy_headers(life.target, life.attempts(), job.decision),
+            **llmproxy_headers(life.target, life.attempts(), job.decision,
+                               request.app.get(OPERATOR, False)),
         }
     )
     encoder = dialect.stream_encoder(life.target.model, job.body, job.summary.token_estimate)
@@ -155,18 +185,23 @@ async def _stream(
         request[STREAM_STARTED] = True
         try:
             async for event in life.events():
+                trace.saw(event)
                 await response.write(encoder.encode(event))
             ending = encoder.finish()
         except UpstreamError as exc:
             log.warning("stream for %s ended with an error: %s", life.target, exc.message)
+            trace.failed(exc.error_class.value)
             ending = dialect.stream_error(encoder, 502, exc.message, exc.error_class)
         except ConnectionError:
             raise  # the client is gone: nobody left to tell
         except Exception:  # after the commit point only an error event may say what went wrong
             log.exception("stream for %s failed inside llmproxy", life.target)
+            trace.failed(ErrorClass.SERVER_ERROR.value)
             ending = dialect.stream_error(encoder, 500, INTERNAL, ErrorClass.SERVER_ERROR)
-        await response.write(_trailer(life) + ending)
+        trace.stream_ended(life.report())
+        await response.write(_trailer(life, request.app.get(OPERATOR, False), trace) + ending)
     finally:
+        trace.stream_ended(life.report())  # also when the client went away
         await life.aclose()
     await response.write_eof()
     return response
@@ -177,22 +212,27 @@ INTERNAL = "internal error in llmproxy; the answer is incomplete"
 STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
 
 
-def _trailer(life: StreamLife) -> bytes:
-    """The headers went out at the commit point; attempts made after it (a mid-stream failover)
-    and the target that wrote the end of the answer are reported in SSE comments, which clients
-    ignore and `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
-    `message_start`, the Responses API) keep naming the committed model; this names the one that
-    finished."""
+def _trailer(life: StreamLife, operator: bool, trace: Trace) -> bytes:
+    """The headers went out at the commit point; attempts made after it (a mid-stream failover),
+    the target that wrote the end of the answer and the cost are reported in SSE comments, which
+    clients ignore and `llmproxy` tools read. Wire formats that name the model only once
+    (Anthropic's `message_start`, the Responses API) keep naming the committed model; this names
+    the one that finished."""
     served = life.served or life.target
-    return encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}") + (
-        encode_comment(f"x-llmproxy-served-by {served}")
+    trailer = (
+        encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}")
+        + encode_comment(f"x-llmproxy-served-by {served}")
+        + encode_comment(f"{COST_HEADER} {cost_value(trace.cost())}")
     )
+    if operator:
+        trailer += encode_comment(f"{ATTEMPT_DETAILS} {attempt_details(life.attempts())}")
+    return trailer
 
 
 def _upstream_error_response(
     dialect: ClientDialect,
     error: UpstreamError,
-    provider_format: WireFormat,
+    provider_format: ProviderFormat,
     attempts: tuple[Attempt, ...],
 ) -> web.Response:
     status = error.status or 502
@@ -202,10 +242,16 @@ def _upstream_error_response(
     return json_response(body, status=status, headers=llmproxy_headers(error.target, attempts))
 
 
-def _exhausted_response(dialect: ClientDialect, exc: ChainExhaustedError) -> web.Response:
+def _exhausted_response(
+    dialect: ClientDialect, exc: ChainExhaustedError, health: HealthRegistry
+) -> web.Response:
     headers = llmproxy_headers(None, exc.attempts)
     if exc.last is not None and exc.last.retry_after is not None and exc.status == 429:
         headers["retry-after"] = str(max(1, round(exc.last.retry_after)))
+    elif exc.last is None and exc.attempts:  # nothing was sent: every target is cooling down
+        waits = [w for a in exc.attempts if (w := health.recovers_in(a.target)) > 0]
+        if waits:
+            headers["retry-after"] = str(max(1, math.ceil(min(waits))))
     body = dialect.error_body(
         exc.status,
         str(exc),

@@ -67,6 +67,8 @@ class TargetStatus:
     latency_ms: float | None
     ttft_ms: float | None
     tokens_per_second: float | None
+    failing_for: float | None = None
+    """Seconds since the breaker opened; None while it is closed."""
 
 
 @dataclass(slots=True)
@@ -88,6 +90,11 @@ class _Health:
     recent: deque[_Outcome] = field(default_factory=deque)
 
 
+MAX_TRACKED = 1000
+"""Targets whose health is kept: a `"*"` provider lets clients name any model, and each name
+would otherwise be kept forever."""
+
+
 class HealthRegistry:
     def __init__(
         self,
@@ -101,8 +108,20 @@ class HealthRegistry:
     def _get(self, target: Target) -> _Health:
         health = self._targets.get(target)
         if health is None:
+            if len(self._targets) >= MAX_TRACKED:
+                self._forget_one()
             health = self._targets[target] = _Health(recent=deque(maxlen=self.settings.window))
         return health
+
+    def _forget_one(self) -> None:
+        """Drop the oldest target that is neither cooling nor open (the oldest of all when every
+        one is), so a flood of new names cannot push a failing target back into rotation."""
+        now = self._clock()
+        for target, health in self._targets.items():
+            if health.cooldown_until <= now and health.opened_at is None:
+                del self._targets[target]
+                return
+        del self._targets[next(iter(self._targets))]
 
     # --- consulted by routing / the fallback loop ---------------------------------------------
 
@@ -231,6 +250,7 @@ class HealthRegistry:
             tokens_per_second=_median(
                 [o.tokens_per_second for o in successes if o.tokens_per_second is not None]
             ),
+            failing_for=None if health.opened_at is None else now - health.opened_at,
         )
 
     def snapshot(self) -> list[TargetStatus]:

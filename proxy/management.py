@@ -13,6 +13,9 @@ body is read, whatever address the daemon listens on) and carry the secret in
     GET    /v0/management/logs/level         the `llmproxy` logger's level
     PUT    /v0/management/logs/level         {"level": "debug"} changes it at once
 
+What a change may not do (read the environment, move a stored key to a new URL, name a file
+outside llmproxy's directories) is decided in `proxy.management_rules`.
+
 A change is made on the file's own text (comments and `$VAR` references kept), validated by
 the real config parser, written atomically with mode 0600, and only then applied to the running
 app. A secret shown as "[REDACTED]" and sent back unchanged keeps its current value. Settings
@@ -53,9 +56,10 @@ from proxy.config_writer import (
 )
 from proxy.errors import ConfigError
 from proxy.live import replacement
+from proxy.management_rules import check_credentials, check_provider_change, check_router_change
 from proxy.security.auth import is_loopback_address
 from proxy.security.limits import BODY
-from proxy.security.responses import error_response
+from proxy.security.refusals import error_response
 from proxy.security.settings import ManagementSettings
 from proxy.types import Chain, JSONObject, Target
 
@@ -152,6 +156,7 @@ async def put_router(request: web.Request) -> web.Response:
     changes = _object_body(request)
 
     def edit(document: TOMLDocument) -> list[str]:
+        check_router_change(changes)
         set_router(document, changes)
         return []
 
@@ -163,6 +168,7 @@ async def put_provider(request: web.Request) -> web.Response:
     changes = _object_body(request)
 
     def edit(document: TOMLDocument) -> list[str]:
+        check_provider_change(document, name, changes)
         created = upsert_provider(document, name, changes)
         key = changes.get("api_key")
         warnings = []
@@ -172,7 +178,10 @@ async def put_provider(request: web.Request) -> web.Response:
         return [f"provider {name!r} added" if created else f"provider {name!r} updated",
                 *warnings]
 
-    return await _apply(request, edit, f"provider {name} set")
+    def vet(old: Config, new: Config) -> None:
+        check_credentials(old, new, name, changes)
+
+    return await _apply(request, edit, f"provider {name} set", vet)
 
 
 async def delete_provider(request: web.Request) -> web.Response:
@@ -221,7 +230,8 @@ async def put_log_level(request: web.Request) -> web.Response:
 # --- applying a change -------------------------------------------------------------------------
 
 
-async def _apply(request: web.Request, edit: Edit | None, what: str) -> web.Response:
+async def _apply(request: web.Request, edit: Edit | None, what: str,
+                 vet: Callable[[Config, Config], None] | None = None) -> web.Response:
     state = request.app[MANAGEMENT]
     if state.path is None:
         return error_response(request, 409, "the daemon was not started from a config file: "
@@ -241,6 +251,8 @@ async def _apply(request: web.Request, edit: Edit | None, what: str) -> web.Resp
                 new_text = render(document)
             env = state.env if state.env is not None else os.environ
             config, restart = replacement(new_text, state.path, env, live.config)
+            if vet is not None:
+                vet(live.config, config)
         except ConfigError as exc:
             return error_response(request, 400, f"config rejected, nothing changed: {exc}",
                                   code="invalid_config", param=exc.key or None)

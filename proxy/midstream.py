@@ -36,14 +36,16 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from proxy.capabilities import PrefillStyle
-from proxy.errors import ChainExhaustedError, StreamCutError, UpstreamError
-from proxy.fallback import ClientFacingError, FallbackRunner, Job, Plan, Walk, close_stream
+from proxy.errors import ChainExhaustedError, ClientFacingError, StreamCutError, UpstreamError
+from proxy.fallback import FallbackRunner, Job, Plan, Walk, close_stream
 from proxy.tokens import tokens_for_chars
 from proxy.types import (
     Attempt,
+    ClientAPI,
     Finish,
     JSONObject,
     MessageStart,
+    ProviderFormat,
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
@@ -54,7 +56,6 @@ from proxy.types import (
     ToolCallStart,
     Usage,
     UsageUpdate,
-    WireFormat,
 )
 
 log = logging.getLogger("llmproxy.fallback")
@@ -290,7 +291,7 @@ class StreamLife:
             def accept(plan: Plan) -> str | None:
                 style = capabilities(plan.target).prefill
                 if style and (style is PrefillStyle.ASSISTANT or plan.provider.format is
-                              WireFormat.OPENAI):
+                              ProviderFormat.OPENAI):
                     return None
                 return "does not accept an assistant prefill"
 
@@ -335,7 +336,7 @@ class StreamLife:
         return Usage(output_tokens=tokens_for_chars(self._attempt_chars))
 
 
-def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONObject:
+def continuation_body(fmt: ClientAPI, body: JSONObject, prefill: str) -> JSONObject:
     """The client's request plus the partial answer as a trailing assistant message."""
     continued = {k: v for k, v in body.items() if k not in REASONING_REQUEST_FIELDS}
     if "context_management" in body:
@@ -344,7 +345,7 @@ def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONOb
             del continued["context_management"]
         else:
             continued["context_management"] = context
-    if fmt == WireFormat.RESPONSES:
+    if fmt is ClientAPI.RESPONSES:
         items = body.get("input")
         if isinstance(items, str):
             items = [{"role": "user", "content": items}]
@@ -359,7 +360,7 @@ def continuation_body(fmt: WireFormat, body: JSONObject, prefill: str) -> JSONOb
         return continued
     messages = list(body.get("messages") or [])
     last = messages[-1] if messages else None
-    if fmt == WireFormat.OPENAI:
+    if fmt is ClientAPI.OPENAI:
         if (
             isinstance(last, dict)
             and last.get("role") == "assistant"

@@ -35,8 +35,10 @@ from proxy.capabilities import (
     capabilities_from_toml,
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
-from proxy.errors import ConfigError
-from proxy.types import JSONObject, WireFormat
+from proxy.errors import ConfigError, UpstreamError
+from proxy.providers.boundary import upstream_errors
+from proxy.security.outgoing import read_capped, refusal_in
+from proxy.types import JSONObject, ProviderFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
     import aiohttp
@@ -109,7 +111,8 @@ async def refresh_catalog(
     path = directory / CACHE_FILE
     previous = _read_raw(path)
     results = await asyncio.gather(
-        *(_refresh_one(p, session, request_seconds) for p in config.providers)
+        *(_refresh_one(p, session, request_seconds, config.security.limits.max_answer_bytes)
+          for p in config.providers)
     )
     entries: dict[str, Any] = dict(previous.get("providers", {}))
     reports: list[ProviderRefresh] = []
@@ -126,17 +129,20 @@ async def refresh_catalog(
 
 
 async def _refresh_one(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
+    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    max_bytes: int,
 ) -> tuple[ProviderRefresh, dict[str, ModelCapabilities] | None]:
-    if provider.format is WireFormat.CODEX:
+    if provider.format is ProviderFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
-    import aiohttp
-
     try:
-        models = await _fetch(provider, session, request_seconds)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        message = str(exc) or type(exc).__name__
+        with upstream_errors(None, "model list"):
+            models = await _fetch(provider, session, request_seconds, max_bytes)
+    except (UpstreamError, ValueError) as exc:
+        # The operator refreshing wants the lower layer's own words (the address a name
+        # resolved to, the redirect), which the boundary keeps from clients.
+        cause = exc.__cause__ if isinstance(exc, UpstreamError) and exc.__cause__ else exc
+        message = str(refusal_in(cause) or cause) or type(cause).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
     configured = [m for m in provider.models if not GLOB_CHARS.intersection(m)]
     return (
@@ -152,20 +158,23 @@ async def _refresh_one(
 
 
 async def _fetch(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float
+    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    max_bytes: int,
 ) -> dict[str, ModelCapabilities]:
-    """Raises aiohttp.ClientError, TimeoutError, or ValueError for a non-200 or odd body."""
+    """Raises ValueError for a non-200 or odd body; aiohttp's and the socket's exceptions
+    escape to the caller's `upstream_errors`."""
     import aiohttp
 
     models: dict[str, ModelCapabilities] = {}
     url, headers = _request(provider)
     limit = aiohttp.ClientTimeout(total=request_seconds)
-    params: dict[str, str] = {"limit": "1000"} if provider.format is WireFormat.ANTHROPIC else {}
+    anthropic = provider.format is ProviderFormat.ANTHROPIC
+    params: dict[str, str] = {"limit": "1000"} if anthropic else {}
     for _ in range(MAX_PAGES):
         async with session.get(
-            url, headers=headers, params=params, timeout=limit
+            url, headers=headers, params=params, timeout=limit, allow_redirects=False
         ) as response:
-            raw = await response.read()
+            raw = await read_capped(response, max_bytes)
             if response.status != 200:
                 text = raw[:200].decode("utf-8", "replace").strip()
                 raise ValueError(f"HTTP {response.status} from {url}: {text}")
@@ -187,7 +196,7 @@ async def _fetch(
 def _request(provider: ProviderConfig) -> tuple[str, dict[str, str]]:
     base = provider.api_base_url.rstrip("/")
     headers = {"accept": "application/json"}
-    if provider.format is WireFormat.ANTHROPIC:
+    if provider.format is ProviderFormat.ANTHROPIC:
         for suffix in ("/v1/messages", "/v1"):
             base = base.removesuffix(suffix)
         headers["anthropic-version"] = ANTHROPIC_VERSION

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -14,25 +17,32 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
 from proxy.affinity import Affinity
-from proxy.appkeys import AFFINITY, HEALTH, LIVE, SESSION
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, SESSION
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
 from proxy.handlers import STREAM_STARTED, chat_completions, count_tokens, messages
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
-from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
+from proxy.logging_setup import Redactor
 from proxy.management import install_management, management_guard
+from proxy.observe.journal import Journal
+from proxy.observe.metrics import Metrics
+from proxy.observe.observer import Observer, observe_middleware, stamp_request_id
+from proxy.observe.tracing import tracer_from_env
+from proxy.observe.web import install_observe_routes
 from proxy.providers.registry import Upstreams
 from proxy.responses_handler import create_response, responses_websocket
-from proxy.security.auth import ClientKeys, auth_middleware, is_loopback_address
+from proxy.security.auth import CLIENT, ClientKeys, auth_middleware, is_loopback_address
+from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
+from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
-from proxy.security.resolver import GuardedResolver, url_guard
-from proxy.security.responses import error_response
+from proxy.security.refusals import error_response
 from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
+SWITCH_INTERVAL = 0.0005
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -123,30 +133,13 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness plus the live health of every target that has seen traffic."""
+    """Liveness; for this machine's peers the pid and the last reload (`llmproxy stop`,
+    `reload`); for a client with a valid key (anyone, when no key is configured) the providers
+    and the live health of every target that has seen traffic. The registry is bounded, so is
+    this."""
     live = request.app[LIVE]
     config = live.config
-    targets = [
-        {
-            "target": str(status.target),
-            "provider": status.target.provider,
-            "model": status.target.model,
-            "state": status.state.value,
-            "cooldown_left": round(status.cooldown_left, 1),
-            "reason": status.reason,
-            "requests": status.requests,
-            "success_rate": status.success_rate,
-            "latency_ms": status.latency_ms,
-            "ttft_ms": status.ttft_ms,
-            "tokens_per_second": status.tokens_per_second,
-        }
-        for status in request.app[HEALTH].snapshot()
-    ]
-    body: JSONObject = {
-        "status": "ok",
-        "providers": [p.name for p in config.providers],
-        "targets": targets,
-    }
+    body: JSONObject = {"status": "ok"}
     if is_loopback_address(request.remote):
         # For `llmproxy stop` and `reload` on this machine: the pid they signal, and the last
         # reload's outcome (its message names files and keys, which other peers need not see).
@@ -154,6 +147,24 @@ async def health(request: web.Request) -> web.Response:
         body["pid"] = os.getpid()
         body["config"] = {"applied_at": round(live.current.since, 3),
                           "last_reload": last.to_json() if last else None}
+    if CLIENT in request:  # a key holder (anyone, without keys): the bounded detail
+        body["providers"] = [p.name for p in config.providers]
+        body["targets"] = [
+            {
+                "target": str(status.target),
+                "provider": status.target.provider,
+                "model": status.target.model,
+                "state": status.state.value,
+                "cooldown_left": round(status.cooldown_left, 1),
+                "reason": status.reason,
+                "requests": status.requests,
+                "success_rate": status.success_rate,
+                "latency_ms": status.latency_ms,
+                "ttft_ms": status.ttft_ms,
+                "tokens_per_second": status.tokens_per_second,
+            }
+            for status in request.app[HEALTH].snapshot()
+        ]
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -163,18 +174,32 @@ def build_app(
     env: Mapping[str, str] | None = None,
     rate_limiter: RateLimiter | None = None,
     dns: AbstractResolver | None = None,
+    state_dir: Path | None = None,
+    operator: bool = False,
 ) -> web.Application:
     """The daemon. `env`: where a management reload expands `$VAR`s (default: the process
     environment at that moment); `rate_limiter` replaces the in-memory limiter (a shared
-    backend, or a test clock); `dns` is the resolver behind the SSRF guard (tests pass a fake).
+    backend, or a test clock); `dns` is the resolver behind the SSRF guard (tests pass a fake);
+    `state_dir` holds the request journal unless `[journal] path` names a file (with neither,
+    nothing is journaled).
+    `operator`: every client is the operator, who gets each attempt's full detail back.
 
-    Middleware, outermost first: errors (everything leaves as JSON in the client's dialect) ->
-    client keys -> management peer+secret -> body limits -> rate limits. Both auth layers come
-    before the body is read, so an unauthenticated peer cannot make us buffer or parse it.
+    Middleware, outermost first: observe (request id, the request record) -> errors (everything
+    leaves as JSON in the client's dialect) -> client keys -> management peer+secret -> body
+    limits -> rate limits. Both auth layers come before the body is read, so an unauthenticated
+    peer cannot make us buffer or parse it.
     """
     security = config.security
     redactor = Redactor.from_config(config)
+    registry = HealthRegistry(config.proxy.health)
+    journal_path = config.journal.location(state_dir)
+    observer = Observer(
+        Metrics(registry.snapshot),
+        Journal(journal_path, config.journal) if journal_path is not None else None,
+        tracer_from_env(os.environ if env is None else env),
+    )
     middlewares: list[Middleware] = [
+        observe_middleware(observer),
         errors_middleware,
         auth_middleware(ClientKeys(config.proxy.api_keys)),
     ]
@@ -188,40 +213,34 @@ def build_app(
         by_tokens = bool(limits.per_client.tokens_per_minute or limits.overall.tokens_per_minute)
         middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
-    app[HEALTH] = HealthRegistry(config.proxy.health)
+    app[HEALTH] = registry
+    app[OBSERVER] = observer
     app[AFFINITY] = Affinity.in_memory(config.affinity)
+    app[OPERATOR] = operator
+    app.on_startup.append(_responsive_loop)
     app.on_response_prepare.append(_nosniff)
+    app.on_response_prepare.append(stamp_request_id)
+    app.on_response_prepare.append(keepalive_cap(security.limits.keepalive_per_peer))
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        log_filter = RedactingFilter(redactor)
-        detach = attach_redaction(log_filter)
-        resolver = GuardedResolver(lambda: app[LIVE].current.policy, dns)
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, ttl_dns_cache=300, resolver=resolver
-        )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=True,
-            trust_env=False,
-            trace_configs=[url_guard(lambda: app[LIVE].current.policy)],
-        )
-        app[SESSION] = session
-        upstreams = Upstreams(session)
+        with redacted_logs(redactor) as log_filter:
+            session = outgoing_session(lambda: app[LIVE].current.policy, dns=dns)
+            async with session:
+                app[SESSION] = session
+                upstreams = Upstreams(session, security.limits.max_answer_bytes)
 
-        def replaced() -> None:
-            connector.clear_dns_cache()  # answers judged under the previous policy
-            log_filter.redactor = log_filter.redactor.with_config(app[LIVE].config)
+                def replaced() -> None:
+                    if isinstance(session.connector, aiohttp.TCPConnector):
+                        session.connector.clear_dns_cache()  # judged under the previous policy
+                    log_filter.redactor = log_filter.redactor.with_config(app[LIVE].config)
 
-        app[LIVE] = LiveConfig(
-            config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), replaced
-        )
-        try:
-            yield
-        finally:
-            await session.close()
-            detach()
+                app[LIVE] = LiveConfig(
+                    config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), replaced
+                )
+                yield
 
     app.cleanup_ctx.append(upstream_session)
+    app.cleanup_ctx.append(_observer_lifecycle)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
@@ -229,9 +248,33 @@ def build_app(
     app.router.add_get("/v1/responses", responses_websocket)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
+    install_observe_routes(app)
     if config.management.enabled:
         install_management(app, config, env)
     return app
+
+
+async def _observer_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """The journal's writer thread runs while the app serves; at shutdown what is queued is
+    written (off the event loop) and queued spans are flushed."""
+    observer = app[OBSERVER]
+    if observer.journal is not None:
+        observer.journal.start()
+    try:
+        yield
+    finally:
+        if observer.journal is not None:
+            await asyncio.to_thread(observer.journal.close)
+        if observer.tracer is not None:
+            await asyncio.to_thread(observer.tracer.close)
+
+
+async def _responsive_loop(app: web.Application) -> None:
+    """Large bodies are parsed in worker threads (`limits.off_loop`); with CPython's default
+    5 ms GIL switch interval each busy worker delays every step of the loop by up to 5 ms,
+    which made small requests' median 267 ms while four 20 MiB bodies were handled (36 ms at
+    0.5 ms; `tests/bench/bench_large_bodies.py`). The setting is per process: the daemon's."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:

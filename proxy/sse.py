@@ -17,12 +17,7 @@ sequence, so a character split across two chunks is always reassembled before it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the CLI's daemon client decodes SSE without loading aiohttp
-    import aiohttp
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -152,19 +147,6 @@ class SSEDecoder:
             elif name == b"retry" and value.isdigit():
                 self._retry = int(value)
         return events
-
-
-async def iter_sse(
-    stream: aiohttp.StreamReader | AsyncIterator[bytes],
-) -> AsyncIterator[SSEEvent]:
-    """Events of a byte stream as they complete, then the unterminated last one if any."""
-    decoder = SSEDecoder()
-    chunks = stream.iter_any() if hasattr(stream, "iter_any") else stream
-    async for chunk in chunks:
-        for event in decoder.feed(chunk):
-            yield event
-    for event in decoder.close():
-        yield event
 
 
 def encode_event(data: bytes | str, event: str | None = None) -> bytes:

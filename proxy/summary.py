@@ -18,7 +18,7 @@ from typing import Any
 from proxy.errors import ClientRequestError
 from proxy.tokens import estimate_request_tokens
 from proxy.translate.responses_tools import declared_tools
-from proxy.types import JSONObject, RequestSummary, WireFormat
+from proxy.types import ClientAPI, JSONObject, RequestSummary
 
 WEB_SEARCH_TOOL_NAMES = frozenset({"web_search", "brave_web_search", "google_search"})
 _NO_REASONING_EFFORTS = frozenset({"none", "minimal"})
@@ -26,13 +26,13 @@ _IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
 _TEXT_PART_TYPES = frozenset({"text", "input_text"})
 
 
-def summarize(body: JSONObject, fmt: WireFormat) -> RequestSummary:
+def summarize(body: JSONObject, fmt: ClientAPI) -> RequestSummary:
     if not isinstance(body, dict):
         raise ClientRequestError("request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ClientRequestError("'model' must be a non-empty string", param="model")
-    responses = fmt in (WireFormat.RESPONSES, WireFormat.CODEX)
+    responses = fmt is ClientAPI.RESPONSES
     messages = _responses_messages(body.get("input")) if responses else body.get("messages")
     # Codex may declare every tool in an `additional_tools` input item and send `tools: []`.
     tools = declared_tools(body) if responses else body.get("tools")
@@ -116,10 +116,10 @@ def _tool_names(tools: Iterable[Any]) -> Iterable[tuple[str, str]]:
         yield (kind if isinstance(kind, str) else "", name if isinstance(name, str) else "")
 
 
-def _has_web_search(body: JSONObject, tools: Any, fmt: WireFormat) -> bool:
+def _has_web_search(body: JSONObject, tools: Any, fmt: ClientAPI) -> bool:
     if body.get("web_search_options") is not None:
         return True
-    if fmt is WireFormat.RESPONSES:
+    if fmt is ClientAPI.RESPONSES:
         # Codex declares its `web_search` tool on every request: only forcing it asks for search.
         choice = body.get("tool_choice")
         return isinstance(choice, dict) and str(choice.get("type", "")).startswith("web_search")
@@ -133,8 +133,8 @@ def _has_web_search(body: JSONObject, tools: Any, fmt: WireFormat) -> bool:
     )
 
 
-def _wants_reasoning(body: JSONObject, fmt: WireFormat) -> bool:
-    if fmt is WireFormat.ANTHROPIC:
+def _wants_reasoning(body: JSONObject, fmt: ClientAPI) -> bool:
+    if fmt is ClientAPI.ANTHROPIC:
         thinking = body.get("thinking")
         return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
     effort = body.get("reasoning_effort")
@@ -150,10 +150,10 @@ def _wants_reasoning(body: JSONObject, fmt: WireFormat) -> bool:
     return isinstance(effort, str) and effort not in _NO_REASONING_EFFORTS
 
 
-def _max_output_tokens(body: JSONObject, fmt: WireFormat) -> int | None:
-    if fmt is WireFormat.ANTHROPIC:
+def _max_output_tokens(body: JSONObject, fmt: ClientAPI) -> int | None:
+    if fmt is ClientAPI.ANTHROPIC:
         keys: tuple[str, ...] = ("max_tokens",)
-    elif fmt in (WireFormat.RESPONSES, WireFormat.CODEX):
+    elif fmt is ClientAPI.RESPONSES:
         keys = ("max_output_tokens",)
     else:
         keys = ("max_completion_tokens", "max_tokens")

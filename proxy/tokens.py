@@ -9,7 +9,7 @@ residue left once the letters are deleted: a 45 KB Claude Code request takes abo
 Strings longer than `SAMPLE_ABOVE` characters are estimated from evenly spaced windows, which
 keeps a multi-megabyte tool result from costing more than a small one.
 
-`estimate_request_tokens` walks a request body of any `WireFormat` and never raises on odd
+`estimate_request_tokens` walks a request body of any `ClientAPI` and never raises on odd
 shapes: unknown parts contribute their strings, wrong types contribute nothing. It reads
 strings only; base64 payloads (images, documents) are priced from their header or size and
 never decoded in full, and only tool schemas and tool-call inputs (plain JSON, never payloads)
@@ -28,9 +28,9 @@ from typing import Any
 
 import orjson
 
-from proxy.types import JSONObject, WireFormat
+from proxy.types import ClientAPI, JSONObject
 
-ANTHROPIC = WireFormat.ANTHROPIC
+ANTHROPIC = ClientAPI.ANTHROPIC
 
 # Feature names and the tokens each unit of a feature costs, fitted by
 # `tests/bench/calibrate_tokens.py`. `symbol` and `astral` are pinned rather than fitted: the
@@ -180,7 +180,7 @@ class RequestText:
     fixed_tokens: int
 
 
-def estimate_request_tokens(body: JSONObject, fmt: WireFormat) -> int:
+def estimate_request_tokens(body: JSONObject, fmt: ClientAPI) -> int:
     """Estimated input tokens of a request body in the client's dialect `fmt`; never raises."""
     request = request_text(body, fmt)
     return request.fixed_tokens + count_texts(request.texts)
@@ -209,12 +209,12 @@ def count_texts(texts: Iterable[str]) -> int:
     return max(non_empty, round(total))
 
 
-def request_text(body: JSONObject, fmt: WireFormat) -> RequestText:
+def request_text(body: JSONObject, fmt: ClientAPI) -> RequestText:
     tally = _Tally()
     if isinstance(body, dict):
         if fmt is ANTHROPIC:
             _anthropic_request(body, tally)
-        elif fmt is WireFormat.OPENAI:
+        elif fmt is ClientAPI.OPENAI:
             _openai_request(body, tally)
         else:
             _responses_request(body, tally)
@@ -384,7 +384,7 @@ def _openai_content(content: object, tally: _Tally) -> None:
             url, detail = image, part.get("detail")
             if isinstance(image, dict):
                 url, detail = image.get("url"), image.get("detail")
-            tally.fixed += _image_tokens(_data_url_payload(url), detail, WireFormat.OPENAI)
+            tally.fixed += _image_tokens(_data_url_payload(url), detail, ClientAPI.OPENAI)
         elif kind == "input_audio":
             audio = part.get("input_audio")
             data = audio.get("data") if isinstance(audio, dict) else None
@@ -441,7 +441,7 @@ def _data_url_payload(url: object) -> str | None:
     return None
 
 
-def _image_tokens(data: str | None, detail: object, fmt: WireFormat) -> int:
+def _image_tokens(data: str | None, detail: object, fmt: ClientAPI) -> int:
     if fmt is not ANTHROPIC and detail == "low":
         return 85
     size = _image_size(data) if data else None

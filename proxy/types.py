@@ -6,6 +6,7 @@ the fallback loop and the stream state machines exchange is one of these frozen 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -13,13 +14,21 @@ from typing import Any, TypeAlias
 JSONObject: TypeAlias = dict[str, Any]
 
 
-class WireFormat(StrEnum):
-    """The API dialect a client or a provider speaks."""
+class ClientAPI(StrEnum):
+    """An API llmproxy serves to its clients (`proxy.client_dialects` has one class each)."""
 
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
-    CODEX = "codex"
-    RESPONSES = "responses"
+    OPENAI = "openai"  # chat completions
+    ANTHROPIC = "anthropic"  # Messages
+    RESPONSES = "responses"  # the Responses API
+
+
+class ProviderFormat(StrEnum):
+    """A wire format llmproxy speaks to upstream providers (`proxy.providers` has one transport
+    each). Shared names with `ClientAPI` mean the same wire format seen from the other side."""
+
+    OPENAI = "openai"  # chat completions, every OpenAI-compatible service
+    ANTHROPIC = "anthropic"  # Messages
+    CODEX = "codex"  # the ChatGPT backend's Responses endpoint, with a subscription sign-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +156,14 @@ class Attempt:
 def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
     """`openai-codex,gpt-5.2=429;zai,glm-5=ok`: what `x-llmproxy-attempts` carries."""
     return ";".join(f"{a.target}={a.outcome}" for a in attempts)
+
+
+ATTEMPT_DETAILS = "x-llmproxy-attempt-details"
+
+
+def attempt_details(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
+    """Every attempt in full, as one line of ASCII JSON (a header value or an SSE comment)."""
+    return json.dumps([a.to_json() for a in attempts], ensure_ascii=True)
 
 
 # --- The common stream model -------------------------------------------------------------------

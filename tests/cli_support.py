@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from support import config_text
 from typer.testing import CliRunner, Result
 
@@ -24,6 +25,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def default_address_unused(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the CLI's default daemon address (127.0.0.1:3456) at a free port for one test, so
+    that a daemon the developer runs there cannot answer it. Returns that address."""
+    url = f"http://127.0.0.1:{free_port()}"
+    for module in ("cli._address", "cli._client", "cli.daemon"):
+        monkeypatch.setattr(f"{module}.DEFAULT_DAEMON_URL", url)
+    return url
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@ resolver, an injected rate limiter, a pretended peer address), and raw HTTP with
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import socket
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -14,9 +17,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 from raw_http import RawResponse
+from support import CLIENT_KEY
 
-from proxy.config import Config
+from proxy.config import Config, parse_config
 from proxy.server import build_app
+from proxy.simulate import SimulatedProvider, run_simulated
 
 
 class FakeDNS(AbstractResolver):
@@ -121,3 +126,60 @@ def anthropic_error(response: RawResponse) -> dict[str, Any]:
     error: dict[str, Any] = body["error"]
     assert {"type", "message"} <= set(error), error
     return error
+
+
+class DaemonThread:
+    """Simulators and the daemon on their own loop, for synchronous hypothesis tests."""
+
+    def __init__(self, sims: Sequence[SimulatedProvider],
+                 config: Callable[[dict[str, SimulatedProvider]], str]) -> None:
+        self._sims = sims
+        self._config = config
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with run_simulated(self._sims) as running:
+            runner = web.AppRunner(build_app(parse_config(self._config(running), {})),
+                                   handler_cancellation=True, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+    def __enter__(self) -> DaemonThread:
+        self._thread.start()
+        assert self._ready.wait(10) and self.port, "daemon did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def send(self, path: str, body: bytes | None, method: str = "POST") -> tuple[int, str, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            connection.request(method, path, body=body, headers={
+                "content-type": "application/json", "x-api-key": CLIENT_KEY,
+                "anthropic-version": "2023-06-01"})
+            response = connection.getresponse()
+            return response.status, response.getheader("content-type", ""), response.read()
+        finally:
+            connection.close()

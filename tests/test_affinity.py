@@ -25,7 +25,7 @@ from proxy.config import parse_config
 from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.health import HealthRegistry
 from proxy.simulate import CutAfter, FaultPlan, SimulatedProvider, Status, run_simulated
-from proxy.types import Decision, ErrorClass, Scenario, SkippedTarget, Target, WireFormat
+from proxy.types import ClientAPI, Decision, ErrorClass, Scenario, SkippedTarget, Target
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 StartDaemon = Callable[[str], Awaitable[Daemon]]
@@ -46,9 +46,9 @@ def test_claude_code_session_from_metadata_user_id_and_header() -> None:
     """Claude Code 2.1 puts its session id in `metadata.user_id` (a JSON string) and in the
     `x-claude-code-session-id` header; count_tokens calls carry only the header."""
     body, headers = capture("claude-code-2.1.332_print-mode_first-request.json")
-    conversation = conversation_of(body, {}, WireFormat.ANTHROPIC)
+    conversation = conversation_of(body, {}, ClientAPI.ANTHROPIC)
     assert conversation is not None and conversation.source == "claude-code"
-    only_header = conversation_of({"model": body["model"]}, headers, WireFormat.ANTHROPIC)
+    only_header = conversation_of({"model": body["model"]}, headers, ClientAPI.ANTHROPIC)
     assert only_header == conversation
     # The key is a digest: neither the session id nor any prompt text is in it.
     session = json.loads(body["metadata"]["user_id"])["session_id"]
@@ -59,10 +59,10 @@ def test_claude_code_turns_of_one_session_share_a_key_and_models_do_not() -> Non
     body, _ = capture("claude-code-2.1.332_print-mode_first-request.json")
     later = {**body, "messages": [*body["messages"], {"role": "assistant", "content": "ok"},
                                   {"role": "user", "content": "and now?"}]}
-    first = conversation_of(body, {}, WireFormat.ANTHROPIC)
-    assert first == conversation_of(later, {}, WireFormat.ANTHROPIC)
+    first = conversation_of(body, {}, ClientAPI.ANTHROPIC)
+    assert first == conversation_of(later, {}, ClientAPI.ANTHROPIC)
     # Claude Code sends its small-model requests in the same session; they route elsewhere.
-    haiku = conversation_of({**body, "model": "claude-haiku-4-5"}, {}, WireFormat.ANTHROPIC)
+    haiku = conversation_of({**body, "model": "claude-haiku-4-5"}, {}, ClientAPI.ANTHROPIC)
     assert haiku is not None and first is not None and haiku.key != first.key
 
 
@@ -70,25 +70,25 @@ def test_legacy_claude_code_user_id() -> None:
     user_id = "user_abc123_account_0000_session_5a7da8ff-90b0-4aff-b5d6-14caf3b44b06"
     body = {"model": "m", "metadata": {"user_id": user_id},
             "messages": [{"role": "user", "content": "x"}]}
-    conversation = conversation_of(body, {}, WireFormat.ANTHROPIC)
+    conversation = conversation_of(body, {}, ClientAPI.ANTHROPIC)
     assert conversation is not None and conversation.source == "claude-code"
 
 
 def test_codex_prompt_cache_key_and_session_header() -> None:
     body, headers = capture("codex-0.169.0_exec_first-request.json")
-    conversation = conversation_of(body, headers, WireFormat.RESPONSES)
+    conversation = conversation_of(body, headers, ClientAPI.RESPONSES)
     assert conversation is not None and conversation.source == "prompt_cache_key"
     followup, _ = capture("codex-0.169.0_exec_function-call-output-followup.json")
-    assert conversation_of(followup, {}, WireFormat.RESPONSES) != conversation  # another thread
+    assert conversation_of(followup, {}, ClientAPI.RESPONSES) != conversation  # another thread
     without_key = {k: v for k, v in body.items() if k != "prompt_cache_key"}
-    from_header = conversation_of(without_key, headers, WireFormat.RESPONSES)
+    from_header = conversation_of(without_key, headers, ClientAPI.RESPONSES)
     assert from_header is not None and from_header.source == "codex-session"
 
 
 def test_explicit_header_wins_and_separates_identical_prompts() -> None:
     body = {"model": "auto", "messages": [{"role": "user", "content": "same words"}]}
-    one = conversation_of(body, {SESSION_HEADER: "one"}, WireFormat.OPENAI)
-    two = conversation_of(body, {SESSION_HEADER: "two"}, WireFormat.OPENAI)
+    one = conversation_of(body, {SESSION_HEADER: "one"}, ClientAPI.OPENAI)
+    two = conversation_of(body, {SESSION_HEADER: "two"}, ClientAPI.OPENAI)
     assert one is not None and one.source == SESSION_HEADER
     assert two is not None and one.key != two.key
 
@@ -101,14 +101,14 @@ def test_fallback_hash_of_system_and_first_user_message() -> None:
                                            {"role": "user", "content": "more"}]}
     other = {"model": "auto", "messages": [
         {"role": "system", "content": "be verbose"}, {"role": "user", "content": "hi"}]}
-    first = conversation_of(turn1, {}, WireFormat.OPENAI)
+    first = conversation_of(turn1, {}, ClientAPI.OPENAI)
     assert first is not None and first.source == "prompt"
-    second = conversation_of(turn2, {}, WireFormat.OPENAI)
+    second = conversation_of(turn2, {}, ClientAPI.OPENAI)
     assert second is not None and second.key == first.key
     # Unrelated one-shot requests may share an opening: only a continuation looks it up.
     assert not first.continued and second.continued
-    assert conversation_of(other, {}, WireFormat.OPENAI) != first
-    assert conversation_of({"model": "auto", "messages": []}, {}, WireFormat.OPENAI) is None
+    assert conversation_of(other, {}, ClientAPI.OPENAI) != first
+    assert conversation_of({"model": "auto", "messages": []}, {}, ClientAPI.OPENAI) is None
 
 
 # --- the table and the pure choice ---------------------------------------------------------------

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 from conftest import Clients
-from support import Daemon, config_text
+from support import CLIENT_KEY, Daemon, config_text
 from typer import Typer
 from typer.testing import CliRunner
 
@@ -35,7 +35,7 @@ from proxy.simulate import (
     model_not_found,
     run_simulated,
 )
-from proxy.types import RequestSummary, Target, WireFormat
+from proxy.types import ProviderFormat, RequestSummary, Target
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 CATALOG_DATA = Path(__file__).parent / "data" / "catalog"
@@ -180,30 +180,30 @@ def test_output_cap_is_the_smaller_of_model_cap_and_room_left() -> None:
 def test_clamp_anthropic_body_keeps_a_valid_thinking_budget() -> None:
     body = {"model": "m", "max_tokens": 64000, "thinking": {"type": "enabled", "budget_tokens":
                                                            31999}}
-    clamped = clamp_max_tokens(body, WireFormat.ANTHROPIC, 8192)
+    clamped = clamp_max_tokens(body, ProviderFormat.ANTHROPIC, 8192)
     assert clamped["max_tokens"] == 8192
     assert clamped["thinking"] == {"type": "enabled", "budget_tokens": 4096}
     assert body["max_tokens"] == 64000  # the client's body is not touched
-    tiny = clamp_max_tokens(body, WireFormat.ANTHROPIC, 1500)
+    tiny = clamp_max_tokens(body, ProviderFormat.ANTHROPIC, 1500)
     assert tiny["max_tokens"] == 1500 and "thinking" not in tiny  # below Anthropic's minimum
     adaptive = {"model": "m", "max_tokens": 64000, "thinking": {"type": "adaptive"}}
-    assert clamp_max_tokens(adaptive, WireFormat.ANTHROPIC, 8192)["thinking"] == {
+    assert clamp_max_tokens(adaptive, ProviderFormat.ANTHROPIC, 8192)["thinking"] == {
         "type": "adaptive"
     }
 
 
 def test_clamp_other_formats_and_no_op_cases() -> None:
     both = {"model": "m", "max_tokens": 9000, "max_completion_tokens": 9000}
-    assert clamp_max_tokens(both, WireFormat.OPENAI, 8192) == {
+    assert clamp_max_tokens(both, ProviderFormat.OPENAI, 8192) == {
         "model": "m", "max_tokens": 8192, "max_completion_tokens": 8192
     }
     responses = {"model": "m", "max_output_tokens": 100_000}
-    assert clamp_max_tokens(responses, WireFormat.RESPONSES, 65536)["max_output_tokens"] == 65536
+    assert clamp_max_tokens(responses, ProviderFormat.CODEX, 65536)["max_output_tokens"] == 65536
     within = {"model": "m", "max_tokens": 100}
-    assert clamp_max_tokens(within, WireFormat.ANTHROPIC, 8192) is within
-    assert clamp_max_tokens(within, WireFormat.ANTHROPIC, None) is within
+    assert clamp_max_tokens(within, ProviderFormat.ANTHROPIC, 8192) is within
+    assert clamp_max_tokens(within, ProviderFormat.ANTHROPIC, None) is within
     unset = {"model": "m"}
-    assert clamp_max_tokens(unset, WireFormat.OPENAI, 10) is unset
+    assert clamp_max_tokens(unset, ProviderFormat.OPENAI, 10) is unset
 
 
 # --- routing with capabilities -----------------------------------------------------------------
@@ -454,7 +454,10 @@ async def test_retired_model_is_cooled_down_and_skipped(
             attempts = headers["x-llmproxy-attempts"]
             assert attempts.startswith("cerebras,llama-3.3-70b=") and "=404" not in attempts
         assert len(sims["cerebras"].requests) == 1  # asked once, then skipped
-        async with aiohttp.ClientSession() as session, session.get(proxy.url + "/health") as r:
+        detail = {"x-api-key": CLIENT_KEY}  # the targets' health is for key holders
+        async with aiohttp.ClientSession() as session, session.get(
+            proxy.url + "/health", headers=detail
+        ) as r:
             targets = {t["target"]: t for t in (await r.json())["targets"]}
         cooling = targets["cerebras,llama-3.3-70b"]
         assert cooling["cooldown_left"] > 60 and "not_found" in cooling["reason"]

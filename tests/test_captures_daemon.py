@@ -22,7 +22,7 @@ from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.simulate import SimulatedProvider, run_simulated, tool_result_text
 from proxy.tokens import estimate_request_tokens
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 
@@ -212,7 +212,7 @@ async def test_count_tokens_capture(daemon: StartDaemon, name: str) -> None:
     assert response.content_type == "application/json"
     counted = response.json()
     assert set(counted) == {"input_tokens"}
-    assert counted["input_tokens"] == estimate_request_tokens(capture["body"], WireFormat.ANTHROPIC)
+    assert counted["input_tokens"] == estimate_request_tokens(capture["body"], ClientAPI.ANTHROPIC)
     # The text alone is `text_tokens` (pinned reference count); message framing adds a few.
     assert text_tokens < counted["input_tokens"] <= text_tokens + 50
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pexpect  # the pseudo-terminal tests
 import pytest
-from cli_support import Cli, serving, subprocess_env
+from cli_support import Cli, default_address_unused, serving, subprocess_env
 from support import CLIENT_KEY
 
 from proxy.simulate import FaultPlan, SimulatedProvider, Status, reasoning_text, reply_text
@@ -90,9 +90,13 @@ def test_a_failed_request_lists_its_attempts_and_exits_1(cli: Cli) -> None:
     assert "error:" in result.stderr and "zai,glm-5  401  auth_error" in result.stderr
 
 
-def test_without_config_or_daemon_it_points_at_init_and_simulate(cli: Cli) -> None:
+def test_without_config_or_daemon_it_points_at_init_and_simulate(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = default_address_unused(monkeypatch)
     result = cli("chat", "Hi")
     assert result.exit_code == 2
+    assert f"no daemon at {nowhere}" in result.stderr
     assert "llmproxy init" in result.stderr and "serve --simulate" in result.stderr
 
 

@@ -26,7 +26,7 @@ from proxy.simulate.deployment import (
     simulated_deployment,
 )
 from proxy.translate.accumulate import ToolCallSnapshot
-from proxy.types import Scenario, StopReason, TextDelta, Usage, WireFormat
+from proxy.types import ClientAPI, Scenario, StopReason, TextDelta, Usage
 
 REFERENCE_TESTS = [
     "default · non-stream · plain", "default · non-stream · tools",
@@ -107,13 +107,13 @@ def test_matrix_triggers_each_route_as_a_client_would() -> None:
     assert [c.name for c in cases] == REFERENCE_TESTS
     by_name = {c.name: c for c in cases}
     think = by_name["think · stream · tools"]
-    assert think.client is WireFormat.ANTHROPIC and think.body["thinking"]["type"] == "enabled"
+    assert think.client is ClientAPI.ANTHROPIC and think.body["thinking"]["type"] == "enabled"
     assert [str(t) for t in think.chain][:3] == REFERENCE_ROUTES["think"].split("|")
     background = by_name["background · non-stream · plain"]
     assert "haiku" in background.body["model"]
     assert str(background.chain[0]) == "openai-codex,gpt-5.2-codex"
     default = by_name["default · stream · plain"]
-    assert default.client is WireFormat.OPENAI and default.body["stream"] is True
+    assert default.client is ClientAPI.OPENAI and default.body["stream"] is True
     assert "|".join(str(t) for t in default.chain) == REFERENCE_ROUTES["default"]
     for source, target in REFERENCE_MAPPINGS:
         case = by_name[f"{source} · non-stream · plain"]
@@ -143,7 +143,7 @@ def test_glob_example_is_matched_by_its_glob(pattern: str) -> None:
 
 
 def _tool_case() -> Case:
-    return Case("default", WireFormat.OPENAI, False, True, {}, (), "test")
+    return Case("default", ClientAPI.OPENAI, False, True, {}, (), "test")
 
 
 def _answer(arguments: str, name: str = "get_weather", stop: StopReason = StopReason.TOOL_USE,
@@ -167,18 +167,18 @@ def test_a_tool_test_passes_only_on_a_well_formed_call(answer: Answer, verdict: 
 
 
 def test_a_stream_without_its_end_fails_and_a_stranger_cannot_serve() -> None:
-    case = Case("default", WireFormat.OPENAI, True, False, {}, (), "test")
+    case = Case("default", ClientAPI.OPENAI, True, False, {}, (), "test")
     answer = Answer("hi", "", (), StopReason.END_TURN, Usage())
     assert judge(case, answer, [], ended=False) == "the stream ended without its final event"
     from proxy.types import Target
 
-    chained = Case("default", WireFormat.OPENAI, False, False, {}, (Target("zai", "glm-5"),), "t")
+    chained = Case("default", ClientAPI.OPENAI, False, False, {}, (Target("zai", "glm-5"),), "t")
     assert "not on the route's chain" in (
         judge(chained, answer, [AttemptNote("other,m", "ok")], ended=True) or "")
 
 
 def test_stream_reader_takes_final_attempts_from_a_trailing_comment() -> None:
-    reader = StreamReader(WireFormat.OPENAI)
+    reader = StreamReader(ClientAPI.OPENAI)
     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
              "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
     events = reader.feed(b"data: " + orjson.dumps(chunk) + b"\n\n: x-llmproxy-att")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from cli_support import Cli, free_port, subprocess_env
+from cli_support import Cli, default_address_unused, free_port, subprocess_env
 
 from cli.daemon import health
 from cli.init import STARTER_CONFIG
@@ -64,7 +64,8 @@ def test_serve_simulate_in_the_foreground_answers_and_stops_on_sigterm(tmp_path:
     assert b"simulated reference deployment" in err and url.encode() in err
 
 
-def test_detach_status_stop(tmp_path: Path, cli: Cli) -> None:
+def test_detach_status_stop(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    nowhere = default_address_unused(monkeypatch)  # once stopped, `status` asks it
     port = free_port()
     env = subprocess_env(tmp_path)
     started = subprocess.run(
@@ -92,6 +93,7 @@ def test_detach_status_stop(tmp_path: Path, cli: Cli) -> None:
     assert "simulated reference deployment" in (state / "llmproxy.log").read_text()
     after = cli("status")
     assert after.exit_code == 3 and "not running" in after.stdout
+    assert nowhere in after.stdout
     assert cli("stop").exit_code == 0  # stopping nothing is not an error
 
 

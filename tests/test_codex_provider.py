@@ -29,7 +29,7 @@ from proxy.simulate import (
     tool_result_text,
 )
 from proxy.simulate.codex_app import RATE_LIMIT_HEADERS
-from proxy.types import WireFormat
+from proxy.types import ProviderFormat
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 WEATHER = {
@@ -373,7 +373,7 @@ def provider_config(extra: str) -> ProviderConfig:
 
 def test_codex_config_keys_and_urls() -> None:
     default = provider_config("")
-    assert default.format is WireFormat.CODEX
+    assert default.format is ProviderFormat.CODEX
     assert codex_url(default) == "https://chatgpt.com/backend-api/codex/responses"
     # The reference proxy's configs name api.openai.com as a placeholder for this provider.
     placeholder = provider_config('api_base_url = "https://api.openai.com/v1"')

@@ -18,7 +18,7 @@ from proxy.config import (
 )
 from proxy.errors import ConfigError
 from proxy.security.settings import ManagementSettings
-from proxy.types import Scenario, Target, WireFormat
+from proxy.types import ProviderFormat, Scenario, Target
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
 ENV = {
@@ -73,10 +73,10 @@ def test_reference_deployment_loads_unchanged() -> None:
     ]
     formats = {p.name: p.format for p in config.providers}
     assert formats == {
-        "openai-codex": WireFormat.CODEX,
-        "zai": WireFormat.OPENAI,
-        "cerebras": WireFormat.OPENAI,
-        "minimax": WireFormat.ANTHROPIC,
+        "openai-codex": ProviderFormat.CODEX,
+        "zai": ProviderFormat.OPENAI,
+        "cerebras": ProviderFormat.OPENAI,
+        "minimax": ProviderFormat.ANTHROPIC,
     }
     zai = config.provider("zai")
     assert zai is not None and zai.api_key == "zai-secret-2"
@@ -464,19 +464,19 @@ def _provider_block(name: str, extra: str = "") -> str:
 @pytest.mark.parametrize(
     ("name", "fmt"),
     [
-        ("openai-codex", WireFormat.CODEX),
-        ("minimax", WireFormat.ANTHROPIC),
-        ("kimi", WireFormat.ANTHROPIC),
-        ("anthropic", WireFormat.ANTHROPIC),
-        ("zai", WireFormat.OPENAI),
-        ("my-local-llm", WireFormat.OPENAI),
+        ("openai-codex", ProviderFormat.CODEX),
+        ("minimax", ProviderFormat.ANTHROPIC),
+        ("kimi", ProviderFormat.ANTHROPIC),
+        ("anthropic", ProviderFormat.ANTHROPIC),
+        ("zai", ProviderFormat.OPENAI),
+        ("my-local-llm", ProviderFormat.OPENAI),
     ],
 )
-def test_format_defaults_from_known_names(name: str, fmt: WireFormat) -> None:
+def test_format_defaults_from_known_names(name: str, fmt: ProviderFormat) -> None:
     text = f'[router]\ndefault = "{name},m"\n' + _provider_block(name)
     provider = parse_config(text, {}).providers[0]
     assert provider.format is fmt
-    assert provider.prefill == ("assistant" if fmt is WireFormat.ANTHROPIC else False)
+    assert provider.prefill == ("assistant" if fmt is ProviderFormat.ANTHROPIC else False)
     assert provider.api_key == ""
 
 
@@ -485,7 +485,7 @@ def test_explicit_format_and_prefill_override_the_defaults() -> None:
         "minimax", 'format = "openai"\nprefill = true\nallow_private_network = true\n'
     )
     provider = parse_config(text, {}).providers[0]
-    assert provider.format is WireFormat.OPENAI
+    assert provider.format is ProviderFormat.OPENAI
     assert provider.prefill == "assistant"
     assert provider.allow_private_network is True
 

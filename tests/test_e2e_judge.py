@@ -11,7 +11,7 @@ import pytest
 from proxy.daemon_client import StreamReader, answer_from_events
 from proxy.e2e import judge_tool_call, tool_call_problem
 from proxy.e2e_judge import wire_problem
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 
 def openai_stream(finish: str, *extra: dict[str, Any]) -> bytes:
@@ -49,46 +49,46 @@ def anthropic_stream(stop: str, delta_type: str = "input_json_delta") -> bytes:
                     for name, data in events)
 
 
-def problem(client: WireFormat, raw: bytes, *, tools: bool = True) -> str | None:
+def problem(client: ClientAPI, raw: bytes, *, tools: bool = True) -> str | None:
     return wire_problem(client, raw, stream=True, tools=tools, tool_check=tool_call_problem)
 
 
 def test_a_stop_after_tool_calls_fails_the_tool_test_though_the_lenient_decoder_forgives_it(
 ) -> None:
     raw = openai_stream("stop")
-    reader = StreamReader(WireFormat.OPENAI)
+    reader = StreamReader(ClientAPI.OPENAI)
     lenient = answer_from_events(reader.feed(raw) + reader.close())
     assert judge_tool_call(lenient) is None  # the daemon's decoder calls it tool use
-    found = problem(WireFormat.OPENAI, raw)
+    found = problem(ClientAPI.OPENAI, raw)
     assert found is not None and "stop reason 'stop'" in found
-    assert problem(WireFormat.OPENAI, openai_stream("tool_calls")) is None
+    assert problem(ClientAPI.OPENAI, openai_stream("tool_calls")) is None
 
 
 def test_an_anthropic_tool_call_needs_stop_reason_tool_use() -> None:
-    assert problem(WireFormat.ANTHROPIC, anthropic_stream("tool_use")) is None
-    found = problem(WireFormat.ANTHROPIC, anthropic_stream("end_turn"))
+    assert problem(ClientAPI.ANTHROPIC, anthropic_stream("tool_use")) is None
+    found = problem(ClientAPI.ANTHROPIC, anthropic_stream("end_turn"))
     assert found is not None and "'end_turn'" in found
 
 
 @pytest.mark.parametrize(
     ("client", "raw", "expected"),
     [
-        (WireFormat.OPENAI, openai_stream("tool_calls")[: -len(b"data: [DONE]\n\n")],
+        (ClientAPI.OPENAI, openai_stream("tool_calls")[: -len(b"data: [DONE]\n\n")],
          "does not end with [DONE]"),
-        (WireFormat.OPENAI,
+        (ClientAPI.OPENAI,
          openai_stream("tool_calls", {"error": {"message": "boom"}}), "error chunk: boom"),
-        (WireFormat.OPENAI, openai_stream("tool_calls", {
+        (ClientAPI.OPENAI, openai_stream("tool_calls", {
             "id": "c2", "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}),
          "the id changed"),
-        (WireFormat.ANTHROPIC, anthropic_stream("tool_use", delta_type="text_delta"),
+        (ClientAPI.ANTHROPIC, anthropic_stream("tool_use", delta_type="text_delta"),
          "a text_delta in a tool_use block"),
-        (WireFormat.ANTHROPIC, anthropic_stream("tool_use").replace(
+        (ClientAPI.ANTHROPIC, anthropic_stream("tool_use").replace(
             b"event: message_stop", b"event: error"), "error event"),
     ],
     ids=["no-done", "error-chunk", "id-changed", "wrong-delta", "error-event"],
 )
-def test_what_a_strict_client_rejects_fails(client: WireFormat, raw: bytes, expected: str
+def test_what_a_strict_client_rejects_fails(client: ClientAPI, raw: bytes, expected: str
                                             ) -> None:
     found = problem(client, raw)
     assert found is not None and expected in found
@@ -100,9 +100,9 @@ def test_non_streaming_answers_are_checked_too() -> None:
                       "role": "assistant", "content": None, "tool_calls": [
                           {"id": "call_1", "type": "function", "function": {
                               "name": "get_weather", "arguments": '{"city":"Paris"}'}}]}}]}
-    found = wire_problem(WireFormat.OPENAI, orjson.dumps(completion), stream=False, tools=True,
+    found = wire_problem(ClientAPI.OPENAI, orjson.dumps(completion), stream=False, tools=True,
                          tool_check=tool_call_problem)
     assert found is not None and "stop reason 'stop'" in found
     completion["choices"][0]["finish_reason"] = "tool_calls"  # type: ignore[index]
-    assert wire_problem(WireFormat.OPENAI, orjson.dumps(completion), stream=False, tools=True,
+    assert wire_problem(ClientAPI.OPENAI, orjson.dumps(completion), stream=False, tools=True,
                         tool_check=tool_call_problem) is None

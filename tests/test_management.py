@@ -350,3 +350,89 @@ async def test_keys_added_live_are_redacted_from_logs(
         logging.getLogger("llmproxy.fallback").warning("careless: %s %s", CEREBRAS_KEY, ZAI_KEY)
     assert CEREBRAS_KEY not in caplog.text and ZAI_KEY not in caplog.text
     assert "careless: [REDACTED] [REDACTED]" in caplog.text
+
+
+# --- the secret cannot read secrets ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "change"), [
+    ("/providers/zai", {"models": ["$ZAI_API_KEY"]}),
+    ("/providers/zai", {"api_base_url": "http://127.0.0.1:1/${ZAI_API_KEY}"}),
+    ("/providers/zai", {"timeouts": {"connect_ms": "$ZAI_API_KEY"}}),
+    ("/router", {"default": "$ZAI_API_KEY"}),
+    ("/router", {"model_mappings": [{"from": "$ZAI_API_KEY", "to": "zai,glm-5"}]}),
+], ids=["models", "url", "nested", "route", "mapping"])
+async def test_variables_are_refused_outside_secret_fields(
+    running: Running, path: str, change: dict[str, Any]
+) -> None:
+    before = running.path.read_text()
+    refused = await running.mgmt("PUT", path, change)
+    assert refused.status == 400
+    assert "expanded only in api_key and headers" in openai_error(refused)["message"]
+    assert ZAI_KEY not in refused.body.decode()
+    assert running.path.read_text() == before
+    models = await get(running.url + "/v1/models")
+    assert ZAI_KEY not in models.body.decode()
+
+
+async def test_whether_a_variable_is_set_cannot_be_probed(running: Running) -> None:
+    unset = await running.mgmt("PUT", "/providers/zai", {"models": ["$NO_SUCH_VARIABLE"]})
+    present = await running.mgmt("PUT", "/providers/zai", {"models": ["$ZAI_API_KEY"]})
+    assert unset.status == present.status == 400
+    assert openai_error(unset)["message"] == openai_error(present)["message"]
+
+
+async def test_a_stored_key_never_follows_a_changed_url(running: Running) -> None:
+    cerebras = running.sims["cerebras"]
+    moved = await running.mgmt("PUT", "/providers/zai", {
+        "api_base_url": cerebras.base_url, "api_key": "[REDACTED]"})
+    assert moved.status == 400
+    assert "give api_key again" in openai_error(moved)["message"]
+    borrowed = await running.mgmt("PUT", "/providers/evil", {
+        "api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY", "models": ["m"]})
+    assert borrowed.status == 400
+    assert "holds provider 'zai'" in openai_error(borrowed)["message"]
+    # The same move with the key given again is a plain change.
+    rekeyed = await running.mgmt("PUT", "/providers/zai", {
+        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
+        "models": ["glm-5", "llama-3.3-70b"]})
+    assert rekeyed.status == 200, rekeyed.body
+    answer = await post(running.url + "/v1/chat/completions", {"model": "zai,llama-3.3-70b",
+                                                                "messages": PROMPT})
+    assert answer.status == 200
+    assert all(r.headers.get("authorization") != f"Bearer {ZAI_KEY}" for r in cerebras.requests)
+
+
+async def test_token_stores_stay_in_llmproxy_directories(
+    apps: Apps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    path = tmp_path / "config.toml"
+    path.write_text(f"""[proxy]
+api_key = "{CLIENT_KEY}"
+[management]
+enabled = true
+secret_key = "$LLMPROXY_MGMT_KEY"
+[router]
+default = "openai-codex,gpt-5.2"
+[[providers]]
+name = "openai-codex"
+api_base_url = "https://chatgpt.com/backend-api/codex"
+models = ["gpt-5.2"]
+auth_file = "{tmp_path / 'by-hand.json'}"
+""")
+    proxy = await apps.start(load_config(path, ENV), env=ENV)
+    url = f"{proxy.url}/v0/management/providers/openai-codex"
+    for outside in ("/etc/passwd", str(tmp_path / "data" / ".." / "elsewhere.json")):
+        refused = await call("PUT", url, json={"auth_file": outside}, headers=AUTH)
+        assert refused.status == 400, outside
+        assert "must lie under llmproxy's" in openai_error(refused)["message"]
+    inside = str(tmp_path / "data" / "llmproxy" / "codex" / "work.json")
+    accepted = await call("PUT", url, json={"auth_file": inside}, headers=AUTH)
+    assert accepted.status == 200, accepted.body
+    moved = await call("PUT", url, json={"api_base_url": "https://example.com/codex"},
+                       headers=AUTH)
+    assert moved.status == 400
+    added = await call("PUT", f"{proxy.url}/v0/management/providers/other-codex",
+                       json={"format": "codex", "models": ["gpt-5.2"]}, headers=AUTH)
+    assert added.status == 400

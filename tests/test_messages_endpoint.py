@@ -16,7 +16,7 @@ from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.simulate import SimulatedProvider, reply_text, run_simulated
 from proxy.tokens import estimate_request_tokens
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 
@@ -139,12 +139,12 @@ async def test_count_tokens_through_both_sdk_paths(
         )
         assert sims["zai"].requests == ()
     assert bare.input_tokens == estimate_request_tokens(
-        {"model": MODEL, "messages": PROMPT}, WireFormat.ANTHROPIC
+        {"model": MODEL, "messages": PROMPT}, ClientAPI.ANTHROPIC
     )
     assert 5 <= bare.input_tokens <= 30
     assert full.input_tokens == estimate_request_tokens(
         {"model": MODEL, "messages": PROMPT, "system": system, "tools": tools},
-        WireFormat.ANTHROPIC,
+        ClientAPI.ANTHROPIC,
     )
     assert full.input_tokens > bare.input_tokens + 100  # the system prompt is ~140 tokens
 

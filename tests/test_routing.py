@@ -11,7 +11,7 @@ from proxy.errors import ClientRequestError, RoutingError
 from proxy.routing import SCENARIO_PRECEDENCE, decide, explicit_target
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
-from proxy.types import RequestSummary, Scenario, Target, WireFormat
+from proxy.types import ClientAPI, RequestSummary, Scenario, Target
 
 DATA = Path(__file__).parent / "data"
 ENV = {"PROXY_API_KEY": "p", "ZAI_API_KEY": "z", "CEREBRAS_API_KEY": "c", "MINIMAX_API_KEY": "m"}
@@ -259,13 +259,13 @@ def test_custom_background_pattern() -> None:
 # --- the reference deployment with real client captures ----------------------------------------
 
 
-def _route(deployment: Config, name: str, fmt: WireFormat = WireFormat.ANTHROPIC) -> Any:
+def _route(deployment: Config, name: str, fmt: ClientAPI = ClientAPI.ANTHROPIC) -> Any:
     return decide(summarize(capture(name), fmt), deployment)
 
 
 def test_haiku_capture_routes_to_background(deployment: Config) -> None:
     summary = summarize(
-        capture("claude-code-2.1.197_print-mode_model-haiku.json"), WireFormat.ANTHROPIC
+        capture("claude-code-2.1.197_print-mode_model-haiku.json"), ClientAPI.ANTHROPIC
     )
     assert summary.model == "claude-haiku-4-5-20251001"
     assert summary.wants_reasoning  # thinking enabled with a budget, yet still background
@@ -300,7 +300,7 @@ def test_mappings_of_the_deployment(deployment: Config) -> None:
         ("cheapest", L8),
         ("fastest", L70),
     ]:
-        d = decide(summarize({"model": model, "messages": []}, WireFormat.OPENAI), deployment)
+        d = decide(summarize({"model": model, "messages": []}, ClientAPI.OPENAI), deployment)
         assert d.chain[0] == head and d.mapping == model
     assert decide(RequestSummary(model="thinking"), deployment).chain == (CODEX, GLM5, L70)
     assert decide(RequestSummary(model="fastest"), deployment).chain == (L70, GLM5)
@@ -311,7 +311,7 @@ def test_mappings_of_the_deployment(deployment: Config) -> None:
 
 def test_summary_of_claude_code_captures() -> None:
     first = summarize(
-        capture("claude-code-2.1.197_print-mode_first-request.json"), WireFormat.ANTHROPIC
+        capture("claude-code-2.1.197_print-mode_first-request.json"), ClientAPI.ANTHROPIC
     )
     assert first.model == "claude-opus-4-8"
     assert first.has_tools and not first.has_images
@@ -320,11 +320,11 @@ def test_summary_of_claude_code_captures() -> None:
     assert first.max_output_tokens == 64000
     assert first.last_user_text.endswith("Say hi")
     followup = summarize(
-        capture("claude-code-2.1.197_print-mode_tool-result-followup.json"), WireFormat.ANTHROPIC
+        capture("claude-code-2.1.197_print-mode_tool-result-followup.json"), ClientAPI.ANTHROPIC
     )
     assert followup.last_user_text == ""  # the last user turn carries only a tool_result
     title = summarize(
-        capture("claude-code-2.1.197_interactive_title-generation.json"), WireFormat.ANTHROPIC
+        capture("claude-code-2.1.197_interactive_title-generation.json"), ClientAPI.ANTHROPIC
     )
     assert not title.wants_reasoning and not title.has_tools
 
@@ -332,10 +332,10 @@ def test_summary_of_claude_code_captures() -> None:
 def test_summary_of_python_client_captures() -> None:
     requests = orjson.loads((DATA / "captures" / "python-clients_requests.json").read_bytes())
     by_path = {
-        "/v1/chat/completions": WireFormat.OPENAI,
-        "/v1/messages": WireFormat.ANTHROPIC,
-        "/v1/messages/count_tokens": WireFormat.ANTHROPIC,
-        "/v1/responses": WireFormat.RESPONSES,
+        "/v1/chat/completions": ClientAPI.OPENAI,
+        "/v1/messages": ClientAPI.ANTHROPIC,
+        "/v1/messages/count_tokens": ClientAPI.ANTHROPIC,
+        "/v1/responses": ClientAPI.RESPONSES,
     }
     summaries = [summarize(r["body"], by_path[r["path"]]) for r in requests["requests"]]
     assert [s.last_user_text for s in summaries] == [
@@ -355,7 +355,7 @@ def test_summary_of_python_client_captures() -> None:
 
 def test_summary_of_codex_capture() -> None:
     body = capture("codex-0.169.0_exec_first-request.json")
-    s = summarize(body, WireFormat.RESPONSES)
+    s = summarize(body, ClientAPI.RESPONSES)
     assert s.model == "gpt-5.1-codex"
     assert s.last_user_text == "Say hi"
     # `reasoning: {summary: auto}` and the always-declared hosted web_search tool are on every
@@ -363,15 +363,15 @@ def test_summary_of_codex_capture() -> None:
     assert not s.wants_reasoning
     assert not s.has_web_search
     forced = {**body, "tool_choice": {"type": "web_search"}, "reasoning": {"effort": "high"}}
-    assert summarize(forced, WireFormat.RESPONSES).has_web_search
-    assert summarize(forced, WireFormat.RESPONSES).wants_reasoning
-    assert s.token_estimate == estimate_request_tokens(body, WireFormat.RESPONSES)
+    assert summarize(forced, ClientAPI.RESPONSES).has_web_search
+    assert summarize(forced, ClientAPI.RESPONSES).wants_reasoning
+    assert s.token_estimate == estimate_request_tokens(body, ClientAPI.RESPONSES)
 
 
 def test_token_estimate_comes_from_tokens_module() -> None:
     body = capture("claude-code-2.1.197_print-mode_first-request.json")
-    assert summarize(body, WireFormat.ANTHROPIC).token_estimate == estimate_request_tokens(
-        body, WireFormat.ANTHROPIC
+    assert summarize(body, ClientAPI.ANTHROPIC).token_estimate == estimate_request_tokens(
+        body, ClientAPI.ANTHROPIC
     )
 
 
@@ -406,19 +406,19 @@ def _user(content: Any) -> dict[str, Any]:
                     )
                 ],
             },
-            WireFormat.ANTHROPIC,
+            ClientAPI.ANTHROPIC,
         ),
         (
             {"model": "m", "messages": [_user([{"type": "image_url", "image_url": {"url": "u"}}])]},
-            WireFormat.OPENAI,
+            ClientAPI.OPENAI,
         ),
         (
             {"model": "m", "input": [{"role": "user", "content": [{"type": "input_image"}]}]},
-            WireFormat.RESPONSES,
+            ClientAPI.RESPONSES,
         ),
     ],
 )
-def test_images_anywhere(body: dict[str, Any], fmt: WireFormat) -> None:
+def test_images_anywhere(body: dict[str, Any], fmt: ClientAPI) -> None:
     assert summarize(body, fmt).has_images
 
 
@@ -427,69 +427,69 @@ def test_images_anywhere(body: dict[str, Any], fmt: WireFormat) -> None:
     [
         (
             {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
-            WireFormat.ANTHROPIC,
+            ClientAPI.ANTHROPIC,
             True,
         ),
-        ({"tools": [{"name": "brave_web_search", "input_schema": {}}]}, WireFormat.ANTHROPIC, True),
-        ({"tools": [{"name": "WebSearch", "input_schema": {}}]}, WireFormat.ANTHROPIC, False),
+        ({"tools": [{"name": "brave_web_search", "input_schema": {}}]}, ClientAPI.ANTHROPIC, True),
+        ({"tools": [{"name": "WebSearch", "input_schema": {}}]}, ClientAPI.ANTHROPIC, False),
         (
             {"tools": [{"type": "function", "function": {"name": "google_search"}}]},
-            WireFormat.OPENAI,
+            ClientAPI.OPENAI,
             True,
         ),
         (
             {"tools": [{"type": "function", "function": {"name": "get_weather"}}]},
-            WireFormat.OPENAI,
+            ClientAPI.OPENAI,
             False,
         ),
-        ({"web_search_options": {}}, WireFormat.OPENAI, True),
-        ({"tools": [{"type": "web_search_preview"}]}, WireFormat.RESPONSES, False),
-        ({"tool_choice": {"type": "web_search_preview"}}, WireFormat.RESPONSES, True),
-        ({"tools": ["junk", None]}, WireFormat.OPENAI, False),
+        ({"web_search_options": {}}, ClientAPI.OPENAI, True),
+        ({"tools": [{"type": "web_search_preview"}]}, ClientAPI.RESPONSES, False),
+        ({"tool_choice": {"type": "web_search_preview"}}, ClientAPI.RESPONSES, True),
+        ({"tools": ["junk", None]}, ClientAPI.OPENAI, False),
     ],
 )
-def test_web_search_detection(extra: dict[str, Any], fmt: WireFormat, expected: bool) -> None:
+def test_web_search_detection(extra: dict[str, Any], fmt: ClientAPI, expected: bool) -> None:
     assert summarize({"model": "m", "messages": [], **extra}, fmt).has_web_search is expected
 
 
 @pytest.mark.parametrize(
     ("extra", "fmt", "expected"),
     [
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, WireFormat.ANTHROPIC, True),
-        ({"thinking": {"type": "adaptive"}}, WireFormat.ANTHROPIC, True),
-        ({"thinking": {"type": "disabled"}}, WireFormat.ANTHROPIC, False),
-        ({"thinking": "yes"}, WireFormat.ANTHROPIC, False),
-        ({"reasoning_effort": "high"}, WireFormat.OPENAI, True),
-        ({"reasoning_effort": "low"}, WireFormat.OPENAI, True),
-        ({"reasoning_effort": "minimal"}, WireFormat.OPENAI, False),
-        ({"reasoning_effort": "none"}, WireFormat.OPENAI, False),
-        ({"reasoning": {"effort": "medium"}}, WireFormat.OPENAI, True),
-        ({"reasoning": {"enabled": False}}, WireFormat.OPENAI, False),
-        ({"reasoning": {"effort": "none"}}, WireFormat.RESPONSES, False),
-        ({}, WireFormat.OPENAI, False),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, ClientAPI.ANTHROPIC, True),
+        ({"thinking": {"type": "adaptive"}}, ClientAPI.ANTHROPIC, True),
+        ({"thinking": {"type": "disabled"}}, ClientAPI.ANTHROPIC, False),
+        ({"thinking": "yes"}, ClientAPI.ANTHROPIC, False),
+        ({"reasoning_effort": "high"}, ClientAPI.OPENAI, True),
+        ({"reasoning_effort": "low"}, ClientAPI.OPENAI, True),
+        ({"reasoning_effort": "minimal"}, ClientAPI.OPENAI, False),
+        ({"reasoning_effort": "none"}, ClientAPI.OPENAI, False),
+        ({"reasoning": {"effort": "medium"}}, ClientAPI.OPENAI, True),
+        ({"reasoning": {"enabled": False}}, ClientAPI.OPENAI, False),
+        ({"reasoning": {"effort": "none"}}, ClientAPI.RESPONSES, False),
+        ({}, ClientAPI.OPENAI, False),
     ],
 )
-def test_reasoning_detection(extra: dict[str, Any], fmt: WireFormat, expected: bool) -> None:
+def test_reasoning_detection(extra: dict[str, Any], fmt: ClientAPI, expected: bool) -> None:
     assert summarize({"model": "m", "messages": [], **extra}, fmt).wants_reasoning is expected
 
 
 @pytest.mark.parametrize(
     ("extra", "fmt", "expected"),
     [
-        ({"max_tokens": 10, "max_completion_tokens": 20}, WireFormat.OPENAI, 20),
-        ({"max_tokens": 10}, WireFormat.OPENAI, 10),
-        ({"max_tokens": 10}, WireFormat.ANTHROPIC, 10),
-        ({"max_output_tokens": 30}, WireFormat.RESPONSES, 30),
-        ({"max_tokens": True}, WireFormat.ANTHROPIC, None),
-        ({"max_tokens": "10"}, WireFormat.ANTHROPIC, None),
+        ({"max_tokens": 10, "max_completion_tokens": 20}, ClientAPI.OPENAI, 20),
+        ({"max_tokens": 10}, ClientAPI.OPENAI, 10),
+        ({"max_tokens": 10}, ClientAPI.ANTHROPIC, 10),
+        ({"max_output_tokens": 30}, ClientAPI.RESPONSES, 30),
+        ({"max_tokens": True}, ClientAPI.ANTHROPIC, None),
+        ({"max_tokens": "10"}, ClientAPI.ANTHROPIC, None),
     ],
 )
-def test_max_output_tokens(extra: dict[str, Any], fmt: WireFormat, expected: int | None) -> None:
+def test_max_output_tokens(extra: dict[str, Any], fmt: ClientAPI, expected: int | None) -> None:
     assert summarize({"model": "m", "messages": [], **extra}, fmt).max_output_tokens == expected
 
 
-@pytest.mark.parametrize("fmt", [WireFormat.OPENAI, WireFormat.ANTHROPIC])
-def test_odd_but_valid_shapes_do_not_crash(fmt: WireFormat) -> None:
+@pytest.mark.parametrize("fmt", [ClientAPI.OPENAI, ClientAPI.ANTHROPIC])
+def test_odd_but_valid_shapes_do_not_crash(fmt: ClientAPI) -> None:
     body = {
         "model": "m",
         "messages": [
@@ -519,4 +519,4 @@ def test_odd_but_valid_shapes_do_not_crash(fmt: WireFormat) -> None:
 @pytest.mark.parametrize("body", [{"messages": []}, {"model": 3}, {"model": ""}, []])
 def test_unroutable_body_is_a_client_error(body: Any) -> None:
     with pytest.raises(ClientRequestError):
-        summarize(body, WireFormat.OPENAI)
+        summarize(body, ClientAPI.OPENAI)

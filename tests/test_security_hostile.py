@@ -5,7 +5,7 @@ Ends with a bounded hypothesis fuzz run against both endpoints."""
 from __future__ import annotations
 
 import asyncio
-import http.client
+import io
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -13,15 +13,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from raw_http import RawResponse, post
-from security_support import Apps, anthropic_error, openai_error
+from security_support import Apps, DaemonThread, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
 from proxy.config import parse_config
-from proxy.server import build_app
+from proxy.security.limits import BODY_SIZE, LARGE_BODY, off_loop
 from proxy.simulate import SimulatedProvider, run_simulated
 
 LIMITS = "[security.limits]\nmax_body_bytes = 65536\nbody_read_timeout_ms = 300\n"
@@ -139,72 +138,23 @@ async def test_huge_strings_are_fine_within_the_limit(apps: Apps) -> None:
         ok = await post(proxy.url + "/v1/chat/completions", {
             "model": "auto", "messages": [{"role": "user", "content": content}]})
         assert ok.status == 200
-        long_model = await post(proxy.url + "/v1/messages", {
-            "model": "m" * 60000, "max_tokens": 5, "messages": [{"role": "user",
-                                                                  "content": "hi"}]})
-        assert long_model.status == 200  # an unknown model name takes the default route
+        longest = await post(proxy.url + "/v1/messages", {
+            "model": "m" * 256, "max_tokens": 5, "messages": [{"role": "user",
+                                                               "content": "hi"}]})
+        assert longest.status == 200  # an unknown model name takes the default route
+        too_long = await post(proxy.url + "/v1/messages", {
+            "model": "m" * 257, "max_tokens": 5, "messages": [{"role": "user",
+                                                               "content": "hi"}]})
+        assert too_long.status == 400
+        assert orjson.loads(too_long.body)["error"]["message"].startswith("'model' is 257")
 
 
 # --- fuzz --------------------------------------------------------------------------------------
 
 
-class DaemonThread:
-    """Simulators and the daemon on their own loop, for synchronous hypothesis tests."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            self._ready.set()
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with run_simulated(sims()) as running:
-            runner = web.AppRunner(build_app(parse_config(daemon_text(running), {})),
-                                   handler_cancellation=True, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
-
-    def __enter__(self) -> DaemonThread:
-        self._thread.start()
-        assert self._ready.wait(10) and self.port, "daemon did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def send(self, path: str, body: bytes | None, method: str = "POST") -> tuple[int, str, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        try:
-            connection.request(method, path, body=body, headers={
-                "content-type": "application/json", "x-api-key": CLIENT_KEY,
-                "anthropic-version": "2023-06-01"})
-            response = connection.getresponse()
-            return response.status, response.getheader("content-type", ""), response.read()
-        finally:
-            connection.close()
-
-
 @pytest.fixture(scope="module")
 def fuzz_daemon() -> Iterator[DaemonThread]:
-    with DaemonThread() as running:
+    with DaemonThread(sims(), daemon_text) as running:
         yield running
 
 
@@ -282,3 +232,36 @@ def test_fuzz_finding_unhashable_tool_type(fuzz_daemon: DaemonThread) -> None:
            b'"input_schema": {}, "type": []}]}'
     status, _, raw = fuzz_daemon.send("/v1/messages", body)
     assert status < 500, raw
+
+
+# --- large bodies off the event loop ------------------------------------------------------------
+
+
+async def test_large_bodies_are_worked_on_off_the_loop() -> None:
+    here = threading.get_ident()
+    small: Any = {BODY_SIZE: LARGE_BODY - 1}  # off_loop reads the request like a mapping
+    large: Any = {BODY_SIZE: LARGE_BODY}
+    assert await off_loop(small, threading.get_ident) == here
+    assert await off_loop(large, threading.get_ident) != here
+
+
+async def test_four_large_bodies_and_small_requests_are_all_served(apps: Apps) -> None:
+    async with run_simulated(sims()) as running:
+        proxy = await apps.start(parse_config(config_text(running, {"default": "zai,glm-5"}), {}))
+        content = "All work and no play. " * (6 * 1024 * 1024 // 22)  # about 6 MiB each
+        body = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": content}]})
+
+        async def send_large() -> RawResponse:
+            async with aiohttp.ClientSession() as session, session.post(
+                proxy.url + "/v1/chat/completions", data=io.BytesIO(body),
+                headers={"content-type": "application/json", "x-api-key": CLIENT_KEY},
+            ) as response:
+                return RawResponse(response.status, response.content_type,
+                                   await response.read(), dict(response.headers))
+
+        large = [send_large() for _ in range(4)]
+        small = [post(proxy.url + "/v1/messages/count_tokens", {
+            "model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+            for _ in range(20)]
+        answers = await asyncio.gather(*large, *small)
+    assert [a.status for a in answers] == [200] * 24

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from raw_http import post
+from raw_http import get, post
 from security_support import Apps, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
@@ -112,16 +112,20 @@ async def test_concurrent_requests(apps: Apps) -> None:
         assert (await post(chat, OPENAI_BODY)).status == 200  # the slot was released
 
 
-async def test_count_tokens_and_models_are_not_limited(apps: Apps) -> None:
+async def test_count_tokens_is_limited_like_generation_and_models_is_not(apps: Apps) -> None:
     clock = Clock()
     async with run_simulated([zai()]) as sims:
-        config = parse_config(limited(sims, "requests_per_minute = 1"), {})
+        config = parse_config(limited(sims, "requests_per_minute = 2"), {})
         proxy = await apps.start(config, rate_limiter=MemoryRateLimiter(
             config.security.rate_limiting, clock))
         assert (await post(proxy.url + "/v1/chat/completions", OPENAI_BODY)).status == 200
+        counted = await post(proxy.url + "/v1/messages/count_tokens", ANTHROPIC_BODY)
+        assert counted.status == 200
+        refused = await post(proxy.url + "/v1/messages/count_tokens", ANTHROPIC_BODY)
+        assert refused.status == 429 and refused.headers["Retry-After"]
+        assert anthropic_error(refused)["type"] == "rate_limit_error"
         for _ in range(3):
-            counted = await post(proxy.url + "/v1/messages/count_tokens", ANTHROPIC_BODY)
-            assert counted.status == 200
+            assert (await get(proxy.url + "/v1/models")).status == 200
 
 
 async def test_tokens_per_minute() -> None:
@@ -198,3 +202,17 @@ def test_settings() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(BASE + bad, {})
         assert info.value.key == key
+
+
+async def test_count_tokens_is_not_charged_tokens(apps: Apps) -> None:
+    clock = Clock()
+    long_prompt = {**ANTHROPIC_BODY, "messages": [{"role": "user", "content": "word " * 4000}]}
+    async with run_simulated([zai()]) as sims:
+        config = parse_config(limited(sims, "tokens_per_minute = 2000"), {})
+        proxy = await apps.start(config, rate_limiter=MemoryRateLimiter(
+            config.security.rate_limiting, clock))
+        for _ in range(3):  # each estimate alone is over the minute's allowance
+            counted = await post(proxy.url + "/v1/messages/count_tokens", long_prompt)
+            assert counted.status == 200
+            assert counted.json()["input_tokens"] > 2000
+        assert (await post(proxy.url + "/v1/messages", ANTHROPIC_BODY)).status == 200

@@ -17,7 +17,7 @@ from support import CLIENT_KEY
 from proxy.appkeys import LIVE
 from proxy.config import parse_config
 from proxy.errors import ConfigError
-from proxy.security.resolver import GuardedResolver
+from proxy.security.resolver import GuardedResolver, policy_for
 from proxy.security.ssrf import (
     DestinationRefused,
     NetworkPolicy,
@@ -308,3 +308,13 @@ async def test_upstream_redirect_is_not_followed(apps: Apps) -> None:
     assert response.status != 200
     assert "location" not in {k.lower() for k in response.headers}
     assert b"internal data" not in response.body
+
+
+def test_a_local_codex_provider_allows_its_token_endpoint() -> None:
+    text = (f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "c,gpt-5.2"\n'
+            '[[providers]]\nname = "c"\nformat = "codex"\nmodels = ["gpt-5.2"]\n'
+            'api_base_url = "http://backend.lan/codex"\nallow_private_network = true\n'
+            'token_endpoint = "http://auth.lan/oauth/token"\n')
+    policy = policy_for(parse_config(text, {}))
+    assert policy.address_refusal("192.168.1.5", "auth.lan") is None
+    assert policy.address_refusal("192.168.1.5", "other.lan") is not None

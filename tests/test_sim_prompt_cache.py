@@ -11,7 +11,7 @@ import aiohttp
 from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.simulate.prompt_cache import CacheUsage, PromptCache
 from proxy.simulate.replies import estimate_input_tokens
-from proxy.types import WireFormat
+from proxy.types import ProviderFormat
 
 LONG = "A stable system prompt that every turn repeats, word for word. " * 100
 BREAKPOINT = {"type": "ephemeral"}
@@ -24,14 +24,14 @@ def chat(*turns: str, model: str = "glm-5") -> dict[str, Any]:
     return {"model": model, "messages": messages[:-1]}
 
 
-def account(cache: PromptCache, body: dict[str, Any], fmt: WireFormat) -> CacheUsage:
+def account(cache: PromptCache, body: dict[str, Any], fmt: ProviderFormat) -> CacheUsage:
     return cache.account(body, fmt, estimate_input_tokens(body))
 
 
 def test_openai_caches_prefixes_automatically_in_128_token_steps() -> None:
     cache = PromptCache()
-    assert account(cache, chat("one"), WireFormat.OPENAI) == CacheUsage()
-    warm = account(cache, chat("one", "two"), WireFormat.OPENAI)
+    assert account(cache, chat("one"), ProviderFormat.OPENAI) == CacheUsage()
+    warm = account(cache, chat("one", "two"), ProviderFormat.OPENAI)
     assert warm.read >= 1024 and (warm.read - 1024) % 128 == 0 and warm.written == 0
     assert warm.read <= estimate_input_tokens(chat("one", "two"))
 
@@ -39,22 +39,22 @@ def test_openai_caches_prefixes_automatically_in_128_token_steps() -> None:
 def test_short_prompts_are_never_cached() -> None:
     cache = PromptCache()
     short = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    account(cache, short, WireFormat.OPENAI)
-    assert account(cache, short, WireFormat.OPENAI) == CacheUsage()
+    account(cache, short, ProviderFormat.OPENAI)
+    assert account(cache, short, ProviderFormat.OPENAI) == CacheUsage()
 
 
 def test_entries_expire_after_the_ttl_from_their_last_use_and_per_model() -> None:
     now = [0.0]
     cache = PromptCache(ttl=300.0, clock=lambda: now[0])
-    account(cache, chat("one"), WireFormat.OPENAI)
+    account(cache, chat("one"), ProviderFormat.OPENAI)
     now[0] = 299.0
-    assert account(cache, chat("one", "two"), WireFormat.OPENAI).read > 0  # refreshes it
+    assert account(cache, chat("one", "two"), ProviderFormat.OPENAI).read > 0  # refreshes it
     now[0] = 598.0
-    assert account(cache, chat("one", "two", "three"), WireFormat.OPENAI).read > 0
+    assert account(cache, chat("one", "two", "three"), ProviderFormat.OPENAI).read > 0
     now[0] = 1000.0
-    assert account(cache, chat("one", "two", "three"), WireFormat.OPENAI).read == 0
+    assert account(cache, chat("one", "two", "three"), ProviderFormat.OPENAI).read == 0
     other_model = chat("one", "two", "three", model="glm-4.6")
-    assert account(cache, other_model, WireFormat.OPENAI).read == 0
+    assert account(cache, other_model, ProviderFormat.OPENAI).read == 0
 
 
 def anthropic_body(*turns: str, breakpoints: bool = True) -> dict[str, Any]:
@@ -73,11 +73,11 @@ def anthropic_body(*turns: str, breakpoints: bool = True) -> dict[str, Any]:
 def test_anthropic_caches_only_up_to_breakpoints() -> None:
     cache = PromptCache()
     plain = anthropic_body("one", breakpoints=False)
-    account(cache, plain, WireFormat.ANTHROPIC)
-    assert account(cache, plain, WireFormat.ANTHROPIC) == CacheUsage()
-    first = account(cache, anthropic_body("one"), WireFormat.ANTHROPIC)
+    account(cache, plain, ProviderFormat.ANTHROPIC)
+    assert account(cache, plain, ProviderFormat.ANTHROPIC) == CacheUsage()
+    first = account(cache, anthropic_body("one"), ProviderFormat.ANTHROPIC)
     assert first.read == 0 and first.written > 1024
-    second = account(cache, anthropic_body("one", "two"), WireFormat.ANTHROPIC)
+    second = account(cache, anthropic_body("one", "two"), ProviderFormat.ANTHROPIC)
     assert second.read >= first.written  # the previous turn's prefix, found by the lookback
     assert 0 < second.written < 100  # only the new turn is written
 

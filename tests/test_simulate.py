@@ -45,7 +45,7 @@ from proxy.simulate import (
     tool_result_text,
     zai_http_500,
 )
-from proxy.types import StopReason, WireFormat
+from proxy.types import ProviderFormat, StopReason
 
 ZAI_KEY = "zai-test-key"
 MM_KEY = "minimax-test-key"
@@ -769,4 +769,4 @@ def test_reply_rules_for_anthropic_server_tools_and_max_tokens() -> None:
     assert reply.tool_calls == () and reply.stop is StopReason.MAX_TOKENS
     assert reply.full_text == reply_text("mm", "m", "two")[:12]
     assert reply.text == ("[mm/", "m] Y", "ou s")
-    assert sim.reply_for(body) == reply and sim.format is WireFormat.ANTHROPIC
+    assert sim.reply_for(body) == reply and sim.format is ProviderFormat.ANTHROPIC

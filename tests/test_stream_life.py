@@ -30,7 +30,7 @@ from proxy.simulate import (
     run_simulated,
 )
 from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, chunk
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 QUESTION = "Please tell me a long story about failover"
@@ -155,8 +155,8 @@ async def test_the_failure_that_opens_the_breaker_is_not_retried_into_it_and_a_p
 
 @pytest.mark.parametrize(
     "refusal",
-    [invalid_request(WireFormat.OPENAI, "This model does not accept that"),
-     content_filter(WireFormat.OPENAI)],
+    [invalid_request(ClientAPI.OPENAI, "This model does not accept that"),
+     content_filter(ClientAPI.OPENAI)],
     ids=["400", "content-filter"],
 )
 async def test_an_error_from_the_continuation_target_ends_the_stream_with_an_error_event(
@@ -191,7 +191,7 @@ async def test_an_error_from_the_continuation_target_ends_the_stream_with_an_err
 async def test_an_anthropic_client_gets_an_error_event_when_the_continuation_refuses(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    refusal = invalid_request(WireFormat.ANTHROPIC, "messages: something is wrong")
+    refusal = invalid_request(ClientAPI.ANTHROPIC, "messages: something is wrong")
     async with run_simulated(
         [zai(FaultPlan.always(CutAfter(3))), mirror("anthropic", plan=FaultPlan.always(refusal))]
     ) as sims:

@@ -13,17 +13,19 @@ from aiohttp.test_utils import TestServer
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.fallback import Job
 from proxy.handlers import INTERNAL, STREAM_STARTED, _stream
+from proxy.midstream import StreamReport
 from proxy.server import errors_middleware
 from proxy.summary import summarize
 from proxy.types import (
     Attempt,
+    ClientAPI,
     Decision,
     MessageStart,
     Scenario,
     StreamEvent,
     Target,
     TextDelta,
-    WireFormat,
+    Usage,
 )
 
 TARGET = Target("zai", "glm-5")
@@ -44,11 +46,14 @@ class BrokenLife:
         yield TextDelta("Hello")
         raise RuntimeError("a bug in llmproxy")
 
+    def report(self) -> StreamReport:
+        return StreamReport(self.attempts(), TARGET, TARGET, Usage(), 1.0, finished=False)
+
     async def aclose(self) -> None:
         return None
 
 
-def job_for(fmt: WireFormat) -> Job:
+def job_for(fmt: ClientAPI) -> Job:
     body = {"model": "auto", "max_tokens": 64, "stream": True,
             "messages": [{"role": "user", "content": "hi"}]}
     decision = Decision(Scenario.DEFAULT, "test", (TARGET,))
@@ -70,10 +75,10 @@ async def serve(handler: web.Handler) -> tuple[TestServer, bytes, int]:
 
 async def test_an_unexpected_exception_after_prepare_ends_the_stream_with_an_error_event(
 ) -> None:
-    for dialect, fmt in ((OPENAI, WireFormat.OPENAI), (ANTHROPIC, WireFormat.ANTHROPIC)):
+    for dialect, fmt in ((OPENAI, ClientAPI.OPENAI), (ANTHROPIC, ClientAPI.ANTHROPIC)):
 
         async def handler(request: web.Request, d: ClientDialect = dialect,
-                          f: WireFormat = fmt) -> web.StreamResponse:
+                          f: ClientAPI = fmt) -> web.StreamResponse:
             return await _stream(request, d, job_for(f), BrokenLife())  # type: ignore[arg-type]
 
         server, raw, status = await serve(handler)
@@ -81,7 +86,7 @@ async def test_an_unexpected_exception_after_prepare_ends_the_stream_with_an_err
         assert status == 200
         assert b"HTTP/1.1" not in raw and b"Hello" in raw
         assert INTERNAL.encode() in raw
-        if fmt is WireFormat.OPENAI:
+        if fmt is ClientAPI.OPENAI:
             assert b"[DONE]" not in raw
         else:
             assert b"event: error" in raw and b"message_stop" not in raw

@@ -31,28 +31,28 @@ from proxy.tokens import (
     estimate_request_tokens,
     request_text,
 )
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 DATA = Path(__file__).parent / "data"
 SAMPLES: dict[str, dict[str, Any]] = orjson.loads((DATA / "tokens" / "samples.json").read_bytes())
 CAPTURE_REFS: dict[str, int] = orjson.loads((DATA / "tokens" / "captures.json").read_bytes())
-ANTHROPIC, OPENAI = WireFormat.ANTHROPIC, WireFormat.OPENAI
+ANTHROPIC, OPENAI = ClientAPI.ANTHROPIC, ClientAPI.OPENAI
 PATH_FORMATS = {
     "/v1/messages": ANTHROPIC,
     "/v1/messages/count_tokens": ANTHROPIC,
     "/v1/chat/completions": OPENAI,
-    "/v1/responses": WireFormat.RESPONSES,
+    "/v1/responses": ClientAPI.RESPONSES,
 }
 
 
-def captured_requests() -> list[tuple[str, dict[str, Any], WireFormat]]:
+def captured_requests() -> list[tuple[str, dict[str, Any], ClientAPI]]:
     found = []
     for path in sorted((DATA / "captures").glob("*.json")):
         capture = orjson.loads(path.read_bytes())
         for i, request in enumerate(capture.get("requests", [capture])):
-            fmt = PATH_FORMATS.get(request.get("path", ""), WireFormat.CODEX)
+            fmt = PATH_FORMATS.get(request.get("path", ""), ClientAPI.RESPONSES)
             if path.name.startswith("codex"):
-                fmt = WireFormat.CODEX
+                fmt = ClientAPI.RESPONSES
             found.append((f"{path.stem}#{i}", request["body"], fmt))
     return found
 
@@ -196,7 +196,7 @@ def image_block(data: str, media_type: str = "image/png") -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
-def fixed_of(body: dict[str, Any], fmt: WireFormat = ANTHROPIC) -> int:
+def fixed_of(body: dict[str, Any], fmt: ClientAPI = ANTHROPIC) -> int:
     return request_text(body, fmt).fixed_tokens
 
 
@@ -351,15 +351,14 @@ def test_responses_and_codex_bodies() -> None:
                    "parameters": {"type": "object"}},
                   {"type": "web_search"}],
     }
-    for fmt in (WireFormat.RESPONSES, WireFormat.CODEX):
-        parts = request_text(body, fmt)
-        assert parts.texts == ("Be brief.", "run ls", "use shell", "shell",
-                               '{"cmd":["ls"]}', "a.txt", "shell", "Run a command",
-                               '{"type":"object"}')
-        assert parts.fixed_tokens == (2 * PER_MESSAGE + tokens.PER_TOOL_CALL
-                                      + tokens.PER_TOOL_RESULT + 2 * tokens.PER_TOOL
-                                      + REPLY_PRIMING)
-    assert request_text({"input": "just a string"}, WireFormat.RESPONSES).texts == (
+    parts = request_text(body, ClientAPI.RESPONSES)  # codex requests are Responses requests
+    assert parts.texts == ("Be brief.", "run ls", "use shell", "shell",
+                           '{"cmd":["ls"]}', "a.txt", "shell", "Run a command",
+                           '{"type":"object"}')
+    assert parts.fixed_tokens == (2 * PER_MESSAGE + tokens.PER_TOOL_CALL
+                                  + tokens.PER_TOOL_RESULT + 2 * tokens.PER_TOOL
+                                  + REPLY_PRIMING)
+    assert request_text({"input": "just a string"}, ClientAPI.RESPONSES).texts == (
         "just a string",)
 
 
@@ -404,9 +403,9 @@ ODD_BODIES: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("fmt", list(WireFormat))
+@pytest.mark.parametrize("fmt", list(ClientAPI))
 @pytest.mark.parametrize("body", ODD_BODIES, ids=range(len(ODD_BODIES)))
-def test_odd_shapes_never_raise(body: Any, fmt: WireFormat) -> None:
+def test_odd_shapes_never_raise(body: Any, fmt: ClientAPI) -> None:
     assert estimate_request_tokens(body, fmt) >= 0
 
 
@@ -420,7 +419,7 @@ def test_deep_nesting_never_raises() -> None:
         nested = {"k": [nested]}
     odd = {"messages": [{"role": "user", "content": [{"type": "tool_use", "input": nested},
                                                       {"type": "mystery", "v": nested}]}]}
-    for fmt in WireFormat:
+    for fmt in ClientAPI:
         assert estimate_request_tokens(body, fmt) >= 0
         assert estimate_request_tokens(odd, fmt) >= 0
     assert "bottom" in request_text(body, ANTHROPIC).texts
@@ -445,8 +444,8 @@ JSON = st.recursive(
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.dictionaries(KEYS, JSON, max_size=6), st.sampled_from(list(WireFormat)))
-def test_random_shapes_never_raise(body: dict[str, Any], fmt: WireFormat) -> None:
+@given(st.dictionaries(KEYS, JSON, max_size=6), st.sampled_from(list(ClientAPI)))
+def test_random_shapes_never_raise(body: dict[str, Any], fmt: ClientAPI) -> None:
     assert estimate_request_tokens(body, fmt) >= 0
 
 

@@ -18,6 +18,7 @@ import pytest
 from anthropic.types import message_create_params as anthropic_params
 from openai.types.chat import completion_create_params as openai_params
 
+from proxy.capabilities import clamp_max_tokens
 from proxy.errors import ClientRequestError
 from proxy.translate.common import RAW_ARGUMENTS_KEY, TOOL_ERROR_PREFIX
 from proxy.translate.dropped import (
@@ -34,6 +35,7 @@ from proxy.translate.requests import (
     openai_to_anthropic_request,
     passthrough_request,
 )
+from proxy.types import ProviderFormat
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = DATA / "captures"
@@ -211,7 +213,9 @@ def test_claude_code_haiku_budget_maps_to_high_effort() -> None:
 def test_max_output_tokens_caps_claude_codes_large_max_tokens() -> None:
     body = load_capture("claude-code-2.1.332_print-mode_first-request.json")["body"]
     assert body["max_tokens"] == 128000
-    out = anthropic_to_openai_request(body, "deepseek-chat", max_output_tokens=8192)
+    out = clamp_max_tokens(
+        anthropic_to_openai_request(body, "deepseek-chat"), ProviderFormat.OPENAI, 8192
+    )
     assert out["max_tokens"] == 8192
 
 
@@ -405,9 +409,7 @@ def test_tool_error_is_a_prefix_for_openai() -> None:
 def test_default_max_tokens_when_the_openai_client_gave_none() -> None:
     out = openai_to_anthropic_request({"messages": [{"role": "user", "content": "hi"}]}, "m")
     assert out["max_tokens"] == DEFAULT_MAX_TOKENS
-    capped = openai_to_anthropic_request(
-        {"messages": [{"role": "user", "content": "hi"}]}, "m", max_output_tokens=1000
-    )
+    capped = clamp_max_tokens(out, ProviderFormat.ANTHROPIC, 1000)
     assert capped["max_tokens"] == 1000
 
 

@@ -35,7 +35,7 @@ from proxy.translate.reasons import (
     usage_to_anthropic,
     usage_to_openai,
 )
-from proxy.translate.responses import (
+from proxy.translate.replies import (
     anthropic_to_openai_response,
     openai_to_anthropic_response,
     passthrough_response,

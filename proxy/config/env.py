@@ -60,6 +60,13 @@ def expand_string(value: str, env: Mapping[str, str], key: str, *,
     return "".join(out)
 
 
+def references(value: str) -> list[str]:
+    """The variable names `value` refers to (`$$` is a literal, not a reference)."""
+    if "$" not in value:
+        return []
+    return [m.group(2) or m.group(4) for m in _VAR.finditer(value) if not m.group(1)]
+
+
 def expand_env(data: Any, env: Mapping[str, str], key: str = "", *,
                unset: Unset | None = None) -> Any:
     """A copy of a parsed TOML tree with every string value expanded (keys are not)."""

@@ -17,13 +17,15 @@ from proxy.config.reader import TableReader, type_name
 from proxy.config.router import parse_router
 from proxy.config.sections import PROVIDER_KEYS, parse_affinity, parse_provider, parse_proxy
 from proxy.errors import ConfigError
+from proxy.observe.settings import parse_journal
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
 
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
 _TOP_KEYS = (
-    "proxy", "router", "providers", "security", "management", "affinity", "oauth", "webhooks"
+    "proxy", "router", "providers", "security", "management", "affinity", "journal", "oauth",
+    "webhooks",
 )
 _RAW_SECTIONS = ("oauth", "webhooks")
 
@@ -56,7 +58,8 @@ def _build(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(name, f"expected table, got {type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
     return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
-                  security=security, management=management, affinity=parse_affinity(top))
+                  security=security, management=management, affinity=parse_affinity(top),
+                  journal=parse_journal(top))
 
 
 def _check_destination(

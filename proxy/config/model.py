@@ -20,24 +20,25 @@ from proxy.capabilities import (
 )
 from proxy.health import HealthSettings
 from proxy.keywords import KeywordRule
+from proxy.observe.settings import JournalSettings
 from proxy.ranking import Ranking
 from proxy.security.settings import ManagementSettings, SecuritySettings
-from proxy.types import Chain, Scenario, Target, WireFormat
+from proxy.types import Chain, ProviderFormat, Scenario, Target
 
 # The one place where a provider's name means anything: the default of its `format`.
-FORMAT_BY_PROVIDER_NAME: Mapping[str, WireFormat] = MappingProxyType(
+FORMAT_BY_PROVIDER_NAME: Mapping[str, ProviderFormat] = MappingProxyType(
     {
-        "anthropic": WireFormat.ANTHROPIC,
-        "minimax": WireFormat.ANTHROPIC,
-        "kimi": WireFormat.ANTHROPIC,
-        "openai-codex": WireFormat.CODEX,
+        "anthropic": ProviderFormat.ANTHROPIC,
+        "minimax": ProviderFormat.ANTHROPIC,
+        "kimi": ProviderFormat.ANTHROPIC,
+        "openai-codex": ProviderFormat.CODEX,
     }
 )
-PROVIDER_FORMATS = (WireFormat.OPENAI, WireFormat.ANTHROPIC, WireFormat.CODEX)
+PROVIDER_FORMATS = (ProviderFormat.OPENAI, ProviderFormat.ANTHROPIC, ProviderFormat.CODEX)
 
 
-def default_format(provider_name: str) -> WireFormat:
-    return FORMAT_BY_PROVIDER_NAME.get(provider_name.lower(), WireFormat.OPENAI)
+def default_format(provider_name: str) -> ProviderFormat:
+    return FORMAT_BY_PROVIDER_NAME.get(provider_name.lower(), ProviderFormat.OPENAI)
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class RouterConfig:
 class ProviderConfig:
     name: str
     api_base_url: str
-    format: WireFormat
+    format: ProviderFormat
     models: tuple[str, ...]
     timeouts: Timeouts
     """Resolved: this provider's `timeouts` table over `[proxy.timeouts]`."""
@@ -181,6 +182,7 @@ class Config:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
     affinity: AffinitySettings = field(default_factory=AffinitySettings)
+    journal: JournalSettings = field(default_factory=JournalSettings)
     _capabilities: dict[Target, ModelCapabilities] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -28,7 +28,7 @@ from proxy.config.reader import MISSING, TableReader
 from proxy.config.targets import GLOB_CHARS, PROVIDER_NAME, compile_glob_at
 from proxy.errors import ConfigError
 from proxy.health import HealthSettings
-from proxy.types import WireFormat
+from proxy.types import ProviderFormat
 
 _PROXY_KEYS = (
     "host",
@@ -139,7 +139,7 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         raise ConfigError(
             t.key("name"), f"invalid provider name {name!r}: use letters, digits, '.', '_', '-'"
         )
-    codex = t.data.get("format", default_format(name).value) == WireFormat.CODEX.value
+    codex = t.data.get("format", default_format(name).value) == ProviderFormat.CODEX.value
     url = t.string("api_base_url", CODEX_BASE_URL if codex else MISSING)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -153,7 +153,7 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
             t.key("format"),
             f"unknown format {fmt_name!r} ({hint}known: openai, anthropic, codex)",
         )
-    fmt = WireFormat(fmt_name)
+    fmt = ProviderFormat(fmt_name)
     models: list[str] = t.strings("models")
     if not models:
         raise ConfigError(t.key("models"), "must list at least one model id or glob ('*' = any)")
@@ -196,19 +196,19 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
     )
 
 
-def _prompt_cache_key(t: TableReader, fmt: WireFormat) -> bool:
+def _prompt_cache_key(t: TableReader, fmt: ProviderFormat) -> bool:
     """On for codex providers (the ChatGPT backend takes the key, as the Codex CLI sends it);
     opt-in for OpenAI-compatible ones, since strict servers refuse fields they do not know."""
-    value: bool = t.boolean("prompt_cache_key", fmt is WireFormat.CODEX)
-    if value and fmt is WireFormat.ANTHROPIC:
+    value: bool = t.boolean("prompt_cache_key", fmt is ProviderFormat.CODEX)
+    if value and fmt is ProviderFormat.ANTHROPIC:
         raise ConfigError(t.key("prompt_cache_key"), "Anthropic-format providers cache at "
                           "cache_control breakpoints and take no prompt_cache_key")
     return value
 
 
-def _codex_key(t: TableReader, key: str, fmt: WireFormat) -> str:
+def _codex_key(t: TableReader, key: str, fmt: ProviderFormat) -> str:
     value: str = t.string(key, "")
-    if value and fmt is not WireFormat.CODEX:
+    if value and fmt is not ProviderFormat.CODEX:
         raise ConfigError(t.key(key), "only codex providers take this key")
     if key == "token_endpoint" and value:
         parts = urlsplit(value)
@@ -218,7 +218,7 @@ def _codex_key(t: TableReader, key: str, fmt: WireFormat) -> str:
 
 
 def _capability_overrides(
-    t: TableReader, models: list[str], globs: list[re.Pattern[str]], fmt: WireFormat
+    t: TableReader, models: list[str], globs: list[re.Pattern[str]], fmt: ProviderFormat
 ) -> tuple[CapabilityOverride, ...]:
     exact: list[CapabilityOverride] = []
     globbed: list[CapabilityOverride] = []

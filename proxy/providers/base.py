@@ -8,7 +8,7 @@ from typing import Protocol
 
 import orjson
 
-from proxy.classify import classify
+from proxy.classify import classify, fault_status
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamStatusError
 from proxy.types import Decoded, JSONObject, StreamEvent, Target, UpstreamFault
@@ -37,14 +37,16 @@ class StreamDecoder(Protocol):
 
 
 def fault_error(fault: UpstreamFault, target: Target | None) -> UpstreamStatusError:
-    """An error reported inside a stream, classified like an error response. Without a status
-    the stream's own 200 says nothing, so it is taken as the server's failure (500); message
-    wording (rate limit, quota...) still decides."""
-    found = classify(fault.status or 500, orjson.dumps(fault.body), {})
+    """An error reported inside a stream, classified like an error response. The status is the
+    one the wire format pairs with the error, else what its code or text stands for; without
+    any, the stream's own 200 says nothing, so it is taken as the server's failure (500) and
+    message wording (rate limit, quota...) still decides."""
+    status = fault.status if fault.status is not None else fault_status(fault.body)
+    found = classify(status or 500, orjson.dumps(fault.body), {})
     return UpstreamStatusError(
         f"error inside the stream: {found.message}",
         target=target,
-        status=fault.status,
+        status=status,
         error_class=found.error_class,
         body=fault.body,
     )

@@ -86,8 +86,9 @@ class CodexDialect:
 class CodexTransport:
     """Sends codex UpstreamRequests; one `CodexAuth` per token store, shared by its providers."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, max_answer_bytes: int) -> None:
         self._session = session
+        self._max_answer = max_answer_bytes
         self._auth: dict[tuple[Path, str], CodexAuth] = {}
 
     def auth_for(self, provider: ProviderConfig) -> CodexAuth:
@@ -121,7 +122,8 @@ class CodexTransport:
             raise _for_target(exc, request) from exc
         retried = False
         while True:
-            events = HttpTransport(self._session, CodexDialect(tokens)).stream(upstream)
+            transport = HttpTransport(self._session, CodexDialect(tokens), self._max_answer)
+            events = transport.stream(upstream)
             try:
                 first = await anext(events)
             except UpstreamStatusError as exc:

@@ -1,5 +1,8 @@
 """The HTTP half of every transport: send, classify failures, read SSE under time limits.
 
+Every call down into aiohttp goes through `boundary.upstream_errors`, the one place its
+exceptions become llmproxy's.
+
 One pooled `aiohttp.ClientSession` serves all providers; nothing here is created per request
 except the request itself. Every exit path releases the upstream response, so a cancelled
 client request closes the upstream connection at once.
@@ -8,6 +11,7 @@ client request closes the upstream connection at once.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,49 +22,54 @@ import orjson
 from proxy.classify import classify
 from proxy.errors import (
     StreamCutError,
-    UpstreamConnectionError,
     UpstreamError,
     UpstreamRefusedError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
 )
 from proxy.providers.base import Dialect, UpstreamRequest, fault_error
-from proxy.security.ssrf import DestinationRefused
+from proxy.providers.boundary import upstream_errors
+from proxy.security.outgoing import AnswerTooLarge, read_capped
 from proxy.sse import SSEDecoder
 from proxy.types import ErrorClass, Finish, JSONObject, StreamEvent, UpstreamFault
 
 log = logging.getLogger("llmproxy.upstream")
 
-_READ_SIZE = 65536
+LARGE_PAYLOAD = 1024 * 1024
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+MIN_SECRET = 8
+"""Shorter values are not searched for: they would mask ordinary words."""
+ERROR_BODY_BYTES = 1024 * 1024
+"""An error body longer than this is not read: its first megabyte would say all it has to."""
 
 
 class HttpTransport:
     """Sends UpstreamRequests of one dialect over the shared session."""
 
-    def __init__(self, session: aiohttp.ClientSession, dialect: Dialect) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, dialect: Dialect, max_answer_bytes: int
+    ) -> None:
         self._session = session
         self._dialect = dialect
+        self._max_answer = max_answer_bytes
 
     async def complete(self, request: UpstreamRequest) -> JSONObject:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
         within `response_headers` (a non-streaming provider sends its headers with it)."""
-        try:
+        with upstream_errors(request.target, "response"):
             async with asyncio.timeout(request.provider.timeouts.response_headers):
                 response = await self._send(request, None)
                 try:
-                    raw = await response.read()
+                    raw = await read_capped(response, self._max_answer)
+                except AnswerTooLarge as exc:  # ours, not a transport failure
+                    raise UpstreamStatusError(
+                        f"the answer is larger than llmproxy reads ({self._max_answer} bytes, "
+                        "[security.limits] max_answer_bytes)",
+                        target=request.target,
+                        status=response.status,
+                        error_class=ErrorClass.BAD_RESPONSE,
+                    ) from exc
                 finally:
                     response.release()
-        except TimeoutError as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise self._timeout(request, "response") from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            if isinstance(exc, UpstreamError):
-                raise
-            raise UpstreamConnectionError(
-                f"connection lost while reading the response: {exc}", target=request.target
-            ) from exc
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -80,6 +89,18 @@ class HttpTransport:
         if self._dialect.body_error(payload) is not None:
             raise self._status_error(request, response.status, raw, response.headers)
         return payload
+
+    def _credentials(self, request: UpstreamRequest) -> list[bytes]:
+        """The secrets this request carried: what an upstream must never echo to a client."""
+        sent = self._dialect.headers(request)
+        found = []
+        for name, value in sent.items():
+            lower = name.lower()
+            if lower in CREDENTIAL_HEADERS or name in request.provider.headers:
+                found.append(value.removeprefix("Bearer ").removeprefix("bearer ").strip())
+        if request.provider.api_key:
+            found.append(request.provider.api_key)
+        return [s.encode() for s in found if len(s) >= MIN_SECRET]
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[StreamEvent]:
         """A streaming call: neutral events until Finish, or an UpstreamError.
@@ -108,20 +129,15 @@ class HttpTransport:
                     budget = max(0.05, first_token - (time.monotonic() - started))
                     stage = "first token"
                 try:
-                    async with asyncio.timeout(budget):
-                        chunk = await content.readany()
-                except TimeoutError as exc:
+                    with upstream_errors(request.target, stage):
+                        async with asyncio.timeout(budget):
+                            chunk = await content.readany()
+                except UpstreamError as error:
                     if not got_event:
-                        raise self._timeout(request, stage) from exc
-                    broken = StreamCutError(f"stream stalled ({stage})", target=request.target)
-                    chunk = b""
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    if not got_event:
-                        raise UpstreamConnectionError(
-                            f"connection lost before the first event: {exc}",
-                            target=request.target,
-                        ) from exc
-                    broken = StreamCutError(f"stream broke: {exc}", target=request.target)
+                        raise
+                    # Events arrived: the answer is cut (or, after its finish, complete).
+                    broken = StreamCutError(f"stream broke: {error.message}",
+                                            target=request.target)
                     chunk = b""
                 events = sse.feed(chunk) if chunk else sse.close()
                 for sse_event in events:
@@ -176,45 +192,41 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
+        payload = orjson.dumps(request.body)
         try:
-            async with asyncio.timeout(headers_timeout):
-                response = await self._session.post(
-                    self._dialect.url(provider),
-                    data=orjson.dumps(request.body),
-                    headers=self._dialect.headers(request),
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-        except TimeoutError as exc:
-            raise self._timeout(request, "response headers") from exc
-        except DestinationRefused as exc:  # the SSRF guard: never retried, never reached
+            with upstream_errors(request.target, "response headers"):
+                async with asyncio.timeout(headers_timeout):
+                    response = await self._session.post(
+                        self._dialect.url(provider),
+                        # aiohttp writes a large bytes body in one piece; a stream in chunks.
+                        data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
+                        headers=self._dialect.headers(request),
+                        timeout=timeout,
+                        allow_redirects=False,
+                    )
+        except ValueError as exc:  # aiohttp refuses a header value with CR or LF in it
             raise UpstreamRefusedError(
-                f"destination refused: {exc}", target=request.target
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamRefusedError(
-                f"cannot connect: {exc.os_error}", target=request.target
-            ) from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectionError(
-                f"connection failed: {exc}", target=request.target
+                "the provider's key or headers hold a line break (CR/LF); fix the config",
+                target=request.target,
+                error_class=ErrorClass.AUTH,
             ) from exc
         if response.status >= 300:
             try:
-                try:
+                with upstream_errors(request.target, "error body"):
                     async with asyncio.timeout(limits.stream_idle):
-                        raw = await response.read()
-                except (TimeoutError, aiohttp.ClientError, ConnectionError):
-                    raw = b""
+                        raw = await read_capped(response, ERROR_BODY_BYTES)
+            except UpstreamError:
+                raw = b""  # the status alone is classified
             finally:
                 response.release()
             raise self._status_error(request, response.status, raw, response.headers)
         return response
 
-    @staticmethod
     def _status_error(
-        request: UpstreamRequest, status: int, raw: bytes, headers: object
+        self, request: UpstreamRequest, status: int, raw: bytes, headers: object
     ) -> UpstreamError:
+        for secret in self._credentials(request):  # e.g. "Incorrect API key provided: sk-..."
+            raw = raw.replace(secret, b"[REDACTED]")
         header_map = {k.lower(): v for k, v in dict(headers).items()} if headers else {}  # type: ignore[call-overload]
         found = classify(status, raw, header_map)
         return UpstreamStatusError(
@@ -226,7 +238,3 @@ class HttpTransport:
             headers=header_map,
             retry_after=found.retry_after,
         )
-
-    @staticmethod
-    def _timeout(request: UpstreamRequest, stage: str) -> UpstreamError:
-        return UpstreamTimeoutError(f"no answer in time ({stage})", target=request.target)

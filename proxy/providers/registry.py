@@ -13,7 +13,7 @@ from proxy.providers.base import UpstreamRequest
 from proxy.providers.codex import CodexTransport
 from proxy.providers.http import HttpTransport
 from proxy.providers.openai import OpenAIDialect
-from proxy.types import JSONObject, StreamEvent, WireFormat
+from proxy.types import JSONObject, ProviderFormat, StreamEvent
 
 
 class Transport(Protocol):
@@ -25,11 +25,13 @@ class Transport(Protocol):
 
 
 class Upstreams:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._transports: dict[WireFormat, Transport] = {
-            WireFormat.OPENAI: HttpTransport(session, OpenAIDialect()),
-            WireFormat.ANTHROPIC: HttpTransport(session, AnthropicDialect()),
-            WireFormat.CODEX: CodexTransport(session),
+    def __init__(self, session: aiohttp.ClientSession, max_answer_bytes: int) -> None:
+        """`session` comes from `proxy.security.outgoing`; `max_answer_bytes` bounds every
+        upstream body read whole."""
+        self._transports: dict[ProviderFormat, Transport] = {
+            ProviderFormat.OPENAI: HttpTransport(session, OpenAIDialect(), max_answer_bytes),
+            ProviderFormat.ANTHROPIC: HttpTransport(session, AnthropicDialect(), max_answer_bytes),
+            ProviderFormat.CODEX: CodexTransport(session, max_answer_bytes),
         }
 
     def has(self, provider: ProviderConfig) -> bool:

@@ -18,7 +18,7 @@ from yarl import URL
 
 from proxy.config import Config
 from proxy.errors import AuthenticationError, ConfigError
-from proxy.security.responses import error_response
+from proxy.security.refusals import error_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Compare = Callable[[bytes, bytes], bool]
@@ -68,8 +68,13 @@ def presented_keys(request: web.BaseRequest) -> list[str]:
     return keys
 
 
+GUARDED_PATHS = ("/v1/", "/metrics", "/ui/api/")
+"""The API and what it reveals about traffic (metrics, the status page's data)."""
+
+
 def auth_middleware(keys: ClientKeys) -> Middleware:
-    """401 in the client's dialect for `/v1/` requests without a configured key.
+    """401 in the client's dialect for `/v1/`, `/metrics` and `/ui/api/` requests without a
+    configured key.
 
     Without keys the daemon is for this machine only, and a web page in the user's browser
     is the remaining way in: a cross-site request (a page posting to 127.0.0.1) or a DNS
@@ -81,7 +86,11 @@ def auth_middleware(keys: ClientKeys) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not keys.configured and (problem := _browser_problem(request)) is not None:
             return error_response(request, 403, problem, code="not_local")
-        if not request.path.startswith("/v1/"):
+        if not request.path.startswith(GUARDED_PATHS):
+            # Elsewhere a key is optional; a valid one unlocks details (`GET /health`).
+            client = keys.match(presented_keys(request)) if keys.configured else ANONYMOUS
+            if client is not None:
+                request[CLIENT] = client
             return await handler(request)
         if not keys.configured:
             request[CLIENT] = ANONYMOUS

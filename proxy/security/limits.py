@@ -10,19 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from proxy.logging_setup import Redactor, log_body
-from proxy.security.responses import error_response
+from proxy.security.refusals import error_response
 from proxy.security.settings import RequestLimits
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BODY = web.RequestKey("body", object)
 """The request's parsed JSON body (None for an empty management request)."""
+BODY_SIZE = web.RequestKey("body_size", int)
+LARGE_BODY = 256 * 1024
+"""From this size on, work on a body happens off the event loop (`off_loop`)."""
+T = TypeVar("T")
 
 log = logging.getLogger("llmproxy.requests")
 
@@ -80,16 +85,10 @@ def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
         if not raw.strip() and management:
             request[BODY] = None
             return await handler(request)
-        if exceeds_depth(raw, limits.max_json_depth):
-            return error_response(
-                request, 400,
-                f"request body nests deeper than {limits.max_json_depth} levels",
-                code="invalid_json",
-            )
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return error_response(request, 400, _json_problem(raw, exc), code="invalid_json")
+        request[BODY_SIZE] = len(raw)
+        body, problem = await off_loop(request, _parse, raw, limits.max_json_depth)
+        if problem is not None:
+            return error_response(request, 400, problem, code="invalid_json")
         request[BODY] = body
         log_body(log, f"{request.method} {request.path} request body", raw, redactor)
         response = await handler(request)
@@ -116,6 +115,25 @@ async def _closing(request: web.Request, response: web.Response) -> web.StreamRe
     await response.write_eof()
     request.protocol.force_close()  # flushes what was written, then closes
     return response
+
+
+def _parse(raw: bytes, depth: int) -> tuple[object, str | None]:
+    """The parsed body, or why it cannot be parsed."""
+    if exceeds_depth(raw, depth):
+        return None, f"request body nests deeper than {depth} levels"
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        return None, _json_problem(raw, exc)
+
+
+async def off_loop(request: web.Request, work: Callable[..., T], *args: object) -> T:
+    """`work(*args)`, in a worker thread when the request's body is large: parsing, summarising
+    or estimating 20 MiB takes long enough to stall every other client on the loop, while a
+    thread hop would only slow small requests down."""
+    if request.get(BODY_SIZE, 0) >= LARGE_BODY:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
 
 
 def _json_problem(raw: bytes, exc: orjson.JSONDecodeError) -> str:

@@ -23,16 +23,18 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from proxy.security.auth import ANONYMOUS, CLIENT
-from proxy.security.limits import BODY
-from proxy.security.responses import dialect_for, error_response
+from proxy.security.limits import BODY, off_loop
+from proxy.security.refusals import dialect_for, error_response
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.tokens import estimate_request_tokens
-from proxy.types import WireFormat
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
 
-LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
+LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses",
+                           "/v1/messages/count_tokens"})
+UNBILLED_PATHS = frozenset({"/v1/messages/count_tokens"})
+"""Limited by requests and concurrency, not tokens: no provider is asked."""
 CONCURRENCY_RETRY_AFTER = 1.0
 
 
@@ -157,7 +159,8 @@ def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middle
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method != "POST" or request.path not in LIMITED_PATHS:
             return await handler(request)
-        tokens = _estimate(request) if count_tokens else 0
+        billed = count_tokens and request.path not in UNBILLED_PATHS
+        tokens = await off_loop(request, _estimate, request) if billed else 0
         try:
             lease = await limiter.acquire(request.get(CLIENT, ANONYMOUS), tokens)
         except RateLimited as exc:
@@ -181,5 +184,5 @@ def _estimate(request: web.Request) -> int:
     body = request.get(BODY)
     if not isinstance(body, dict):
         return 0
-    fmt = WireFormat.RESPONSES if request.path == "/v1/responses" else dialect_for(request).format
+    fmt = dialect_for(request).format
     return estimate_request_tokens(body, fmt)

@@ -1,17 +1,15 @@
 """The SSRF rules applied where it counts: on the addresses actually connected to.
 
 A host name checked once at config load could resolve elsewhere later (DNS rebinding), so the
-pooled session resolves every upstream host through `GuardedResolver`, which refuses the whole
-answer if any address in it is refused. aiohttp never asks the resolver about IP literals; the
-`url_guard` trace hook checks those (and every URL) before each request. Redirects are not
-followed (the transport sends `allow_redirects=False`), so no second URL is ever fetched.
+session of `proxy.security.outgoing` resolves every upstream host through `GuardedResolver`,
+which refuses the whole answer if any address in it is refused. aiohttp never asks the resolver
+about IP literals; the session's URL guard checks those (and every URL) before each request.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -26,7 +24,9 @@ def policy_for(config: Config) -> NetworkPolicy:
     return NetworkPolicy.build(
         config.security.ssrf.allow_localhost,
         config.security.ssrf.allow_private_ips,
-        (p.api_base_url for p in config.providers if p.allow_private_network),
+        # A codex provider's token endpoint shares its provider's allowance (local test rigs).
+        (url for p in config.providers if p.allow_private_network
+         for url in (p.api_base_url, p.token_endpoint) if url),
     )
 
 
@@ -51,34 +51,3 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
-
-
-def url_guard(policy: PolicySource) -> aiohttp.TraceConfig:
-    """A trace hook refusing any request whose URL breaks the policy (IP literals included).
-
-    Verdicts are remembered per policy and origin (scheme, host, port): the same few provider
-    origins come back on every request, and judging one parses addresses."""
-    verdicts: dict[tuple[str, str | None, int | None], str | None] = {}
-    judged_under: list[NetworkPolicy] = []  # the policy `verdicts` belong to
-
-    async def on_request_start(
-        session: aiohttp.ClientSession,
-        context: SimpleNamespace,
-        params: aiohttp.TraceRequestStartParams,
-    ) -> None:
-        current = policy()
-        if not judged_under or judged_under[0] is not current or len(verdicts) > 1024:
-            verdicts.clear()
-            judged_under[:] = [current]
-        url = params.url
-        key = (url.scheme, url.host, url.port)
-        if key in verdicts:
-            problem = verdicts[key]
-        else:
-            problem = verdicts[key] = current.url_refusal(str(url))
-        if problem is not None:
-            raise DestinationRefused(f"{url.host}: {problem}")
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_request_start)
-    return trace

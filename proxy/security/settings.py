@@ -79,6 +79,10 @@ class RequestLimits:
     """Deep enough for any real request; shallow enough that no recursive walker can overflow."""
     body_read_timeout: float = 30.0
     """Seconds a client may take to send its whole body (slow-client protection)."""
+    keepalive_per_peer: int = 100
+    """Connections one peer may keep open between requests."""
+    max_answer_bytes: int = 64 * 1024 * 1024
+    """The largest upstream body read whole (a non-streaming answer, an error, a model list)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,8 @@ class ManagementSettings:
 _SECURITY_KEYS = ("rate_limiting", "ssrf_protection", "limits")
 _RATE_KEYS = ("requests_per_minute", "concurrent_requests", "tokens_per_minute")
 _SSRF_KEYS = ("enabled", "allow_localhost", "allow_private_ips")
-_LIMIT_KEYS = ("max_body_bytes", "max_json_depth", "body_read_timeout_ms")
+_LIMIT_KEYS = ("max_body_bytes", "max_json_depth", "body_read_timeout_ms", "max_answer_bytes",
+               "keepalive_per_peer")
 _MANAGEMENT_KEYS = ("enabled", "secret_key", "allow_remote")
 
 
@@ -153,6 +158,10 @@ def _limits(security: TableReader) -> RequestLimits:
                                  high=1024**3),
         max_json_depth=t.integer("max_json_depth", default.max_json_depth, low=8, high=1000),
         body_read_timeout=t.millis("body_read_timeout_ms", default.body_read_timeout * 1000),
+        keepalive_per_peer=t.integer("keepalive_per_peer", default.keepalive_per_peer, low=1,
+                                     high=100000),
+        max_answer_bytes=t.integer("max_answer_bytes", default.max_answer_bytes, low=1024,
+                                   high=1024**3),
     )
 
 

@@ -28,12 +28,12 @@ from proxy.simulate.replies import (
     thinking_signature,
 )
 from proxy.simulate.wire import json_response, sse_event
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 if TYPE_CHECKING:
     from proxy.simulate.provider import SimulatedProvider
 
-FMT = WireFormat.ANTHROPIC
+FMT = ProviderFormat.ANTHROPIC
 
 
 def _usage(reply: Reply, output_tokens: int, cache: CacheUsage) -> JSONObject:
@@ -175,13 +175,19 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
         return "messages: at least one message is required"
     thinking = body.get("thinking")
     thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
-    edits = (body.get("context_management") or {}).get("edits") or []
+    management = body.get("context_management")
+    edits = (management.get("edits") if isinstance(management, dict) else None) or []
     for edit in edits if isinstance(edits, list) else ():
         kind = str(edit.get("type", "")) if isinstance(edit, dict) else ""
         if kind.startswith("clear_thinking_") and not thinking_on:
             # What Anthropic answers Claude Code's edit when thinking is off.
             return f"`{kind}` strategy requires `thinking` to be enabled or adaptive"
-    prefill = read_anthropic(body).prefill
+    try:
+        prefill = read_anthropic(body).prefill
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # docs.anthropic.com/en/api/errors: "400 - invalid_request_error: There was an issue
+        # with the format or content of your request" (whatever is wrong in it).
+        return f"Invalid request body: {exc}"
     if prefill is not None and thinking_on:
         # Extended thinking docs: with thinking on, a final assistant turn must open with its
         # thinking block, so a plain text prefill is refused.

@@ -41,7 +41,7 @@ from proxy.simulate.faults import (
 )
 from proxy.simulate.records import CLIENT_DISCONNECTED, SERVER_STOPPED, Exchange
 from proxy.simulate.wire import SSE_CONTENT_TYPE, default_error_body, sse_data, sse_event
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 
 class FrameKind(StrEnum):
@@ -73,7 +73,7 @@ def _retry_after_value(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
-def error_response(fmt: WireFormat, status: Status) -> web.Response:
+def error_response(fmt: ProviderFormat, status: Status) -> web.Response:
     headers = dict(status.headers)
     if status.retry_after is not None:
         headers["retry-after"] = _retry_after_value(status.retry_after)
@@ -90,15 +90,15 @@ def error_response(fmt: WireFormat, status: Status) -> web.Response:
     )
 
 
-def stream_error_frame(fmt: WireFormat, fault: MidStreamError) -> bytes:
+def stream_error_frame(fmt: ProviderFormat, fault: MidStreamError) -> bytes:
     body = fault.body if fault.body is not None else default_error_body(fmt, fault.status)
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ProviderFormat.ANTHROPIC:
         return sse_event("error", body)
     return sse_data(body)
 
 
-def malformed_frame(fmt: WireFormat) -> bytes:
-    if fmt is WireFormat.ANTHROPIC:
+def malformed_frame(fmt: ProviderFormat) -> bytes:
+    if fmt is ProviderFormat.ANTHROPIC:
         return b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": \n\n'
     return b'data: {"id": "chatcmpl-broken", "choices": [{"delta": \n\n'
 
@@ -108,7 +108,9 @@ class Delivery:
     should finish; after a deliberate drop that response can no longer be written, which aiohttp
     treats as a quiet premature disconnection."""
 
-    def __init__(self, ex: Exchange, fmt: WireFormat, stop: asyncio.Event, timing: Timing) -> None:
+    def __init__(
+        self, ex: Exchange, fmt: ProviderFormat, stop: asyncio.Event, timing: Timing
+    ) -> None:
         self.ex = ex
         self.fmt = fmt
         self._stop = stop

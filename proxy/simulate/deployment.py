@@ -43,7 +43,7 @@ from proxy.server import build_app
 from proxy.simulate.faults import FaultPlan, MidStreamError, codex_usage_limit, zai_http_500
 from proxy.simulate.provider import SimulatedProvider
 from proxy.simulate.runner import run_simulated
-from proxy.types import WireFormat
+from proxy.types import ProviderFormat
 
 DEFAULT_SEED = 29
 PRE_STREAM_500_RATE = 0.2
@@ -96,19 +96,19 @@ def reference_providers(
     """Fresh simulators for the four providers (not started). Delays make streams look live."""
     sims = [
         SimulatedProvider(
-            "openai-codex", WireFormat.CODEX, ["gpt-5.2", "gpt-5.2-codex"],
+            "openai-codex", ProviderFormat.CODEX, ["gpt-5.2", "gpt-5.2-codex"],
             plan=FaultPlan.always(codex_usage_limit()),
         ),
         SimulatedProvider(
-            "zai", WireFormat.OPENAI, ["glm-5", "glm-4.7"], api_key="sim-zai-key",
+            "zai", ProviderFormat.OPENAI, ["glm-5", "glm-4.7"], api_key="sim-zai-key",
             reasoning=True, plan=zai_fault_plan(seed),
         ),
         SimulatedProvider(
-            "cerebras", WireFormat.OPENAI, ["llama-3.3-70b", "llama3.1-8b"],
+            "cerebras", ProviderFormat.OPENAI, ["llama-3.3-70b", "llama3.1-8b"],
             api_key="sim-cerebras-key",
         ),
         SimulatedProvider(
-            "minimax", WireFormat.ANTHROPIC, ["MiniMax-M2.5"], api_key="sim-minimax-key",
+            "minimax", ProviderFormat.ANTHROPIC, ["MiniMax-M2.5"], api_key="sim-minimax-key",
             reasoning=True,
         ),
     ]
@@ -123,7 +123,7 @@ def write_sign_ins(sims: Mapping[str, SimulatedProvider], directory: Path) -> di
     after a real sign-in), so the codex transport authenticates against the simulator."""
     stores = {}
     for sim in sims.values():
-        if sim.format is WireFormat.CODEX:
+        if sim.format is ProviderFormat.CODEX:
             path = directory / f"{sim.name}-auth.json"
             TokenStore(path).save(parse_codex_auth(sim.account.codex_auth_json()))
             stores[sim.name] = path
@@ -164,7 +164,7 @@ def reference_config_text(
             f"models = [{models}]",
             "allow_private_network = true",
         ]
-        if sim.format is WireFormat.CODEX:
+        if sim.format is ProviderFormat.CODEX:
             lines += [f'auth_file = "{sign_ins[sim.name]}"',
                       f'token_endpoint = "{sim.token_endpoint}"']
         else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from proxy.simulate.wire import anthropic_error, openai_error
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,8 +381,8 @@ def openai_content_filter() -> Status:
     return Status(400, body)
 
 
-def unauthorized(fmt: WireFormat | str) -> Status:
-    if WireFormat(fmt) is WireFormat.ANTHROPIC:
+def unauthorized(fmt: ProviderFormat | str) -> Status:
+    if ProviderFormat(fmt) is ProviderFormat.ANTHROPIC:
         return Status(401, anthropic_error("authentication_error", "invalid x-api-key"))
     return Status(
         401,
@@ -395,32 +395,32 @@ def unauthorized(fmt: WireFormat | str) -> Status:
     )
 
 
-def model_not_found(fmt: WireFormat | str, model: str) -> Status:
-    if WireFormat(fmt) is WireFormat.ANTHROPIC:
+def model_not_found(fmt: ProviderFormat | str, model: str) -> Status:
+    if ProviderFormat(fmt) is ProviderFormat.ANTHROPIC:
         return Status(404, anthropic_error("not_found_error", f"model: {model}"))
     message = f"The model `{model}` does not exist or you do not have access to it."
     return Status(404, openai_error(message, "invalid_request_error", code="model_not_found"))
 
 
-def invalid_request(fmt: WireFormat | str, message: str = "Invalid request") -> Status:
-    if WireFormat(fmt) is WireFormat.ANTHROPIC:
+def invalid_request(fmt: ProviderFormat | str, message: str = "Invalid request") -> Status:
+    if ProviderFormat(fmt) is ProviderFormat.ANTHROPIC:
         return Status(400, anthropic_error("invalid_request_error", message))
     return Status(400, openai_error(message, "invalid_request_error"))
 
 
-def context_length(fmt: WireFormat | str) -> Status:
-    if WireFormat(fmt) is WireFormat.ANTHROPIC:
+def context_length(fmt: ProviderFormat | str) -> Status:
+    if ProviderFormat(fmt) is ProviderFormat.ANTHROPIC:
         return anthropic_prompt_too_long()
     return openai_context_length()
 
 
-def content_filter(fmt: WireFormat | str) -> Status:
-    if WireFormat(fmt) is WireFormat.ANTHROPIC:
+def content_filter(fmt: ProviderFormat | str) -> Status:
+    if ProviderFormat(fmt) is ProviderFormat.ANTHROPIC:
         return minimax_content_filter()
     return openai_content_filter()
 
 
-def rate_limit(fmt: WireFormat | str, *, retry_after: float | None = 1.0) -> Status:
-    if WireFormat(fmt) is WireFormat.ANTHROPIC:
+def rate_limit(fmt: ProviderFormat | str, *, retry_after: float | None = 1.0) -> Status:
+    if ProviderFormat(fmt) is ProviderFormat.ANTHROPIC:
         return anthropic_rate_limit(retry_after=retry_after)
     return openai_rate_limit(retry_after=retry_after)

@@ -17,9 +17,9 @@ from aiohttp import web
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import Reply
+from proxy.simulate.replies import Reply, read_openai
 from proxy.simulate.wire import json_response, sse_data
-from proxy.types import JSONObject, StopReason, WireFormat
+from proxy.types import JSONObject, ProviderFormat, StopReason
 
 if TYPE_CHECKING:
     from proxy.simulate.provider import SimulatedProvider
@@ -141,6 +141,12 @@ def _validate(sim: SimulatedProvider, body: Any) -> str | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "[] is too short - 'messages'"
+    try:
+        read_openai(body)  # what the reply is built from
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # A body that does not fit the request schema is a 400 invalid_request_error, whatever
+        # is wrong in it (platform.openai.com/docs/guides/error-codes: "400 - Invalid request").
+        return f"Invalid request body: {exc}"
     return _prefill_problem(sim.prefill_style, body, messages)
 
 
@@ -187,7 +193,7 @@ def _prefill_problem(accepted: str | None, body: JSONObject, messages: list[Any]
 
 
 def build_openai_app(sim: SimulatedProvider) -> web.Application:
-    fmt = WireFormat.OPENAI
+    fmt = ProviderFormat.OPENAI
 
     async def chat_completions(request: web.Request) -> web.StreamResponse:
         async with sim.log.open(request) as ex:

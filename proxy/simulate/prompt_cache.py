@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 MIN_CACHEABLE_TOKENS = 1024
 OPENAI_INCREMENT = 128
@@ -73,13 +73,13 @@ class PromptCache:
         """Forget everything (a provider restart, or a test that wants a cold cache)."""
         self._entries.clear()
 
-    def account(self, body: JSONObject, fmt: WireFormat, prompt_tokens: int) -> CacheUsage:
+    def account(self, body: JSONObject, fmt: ProviderFormat, prompt_tokens: int) -> CacheUsage:
         """The cache's share of a request's `prompt_tokens`, and remember its prefixes."""
         model = str(body.get("model", ""))
-        if fmt is WireFormat.ANTHROPIC:
+        if fmt is ProviderFormat.ANTHROPIC:
             units, end = _anthropic_units(body)
         else:
-            units = _codex_units(body) if fmt is WireFormat.CODEX else _openai_units(body)
+            units = _codex_units(body) if fmt is ProviderFormat.CODEX else _openai_units(body)
             end = len(units)
         prefixes = _prefixes(units[:end])
         cacheable = [p for p in prefixes if p.tokens >= self.min_tokens]
@@ -90,7 +90,7 @@ class PromptCache:
         for prefix in cacheable:
             self._remember(model, prefix.digest, now)
         read = min(hit.tokens if hit is not None else 0, prompt_tokens)
-        if fmt is WireFormat.ANTHROPIC:
+        if fmt is ProviderFormat.ANTHROPIC:
             written = min(cacheable[-1].tokens, prompt_tokens) - read
             return CacheUsage(read, max(0, written))
         if read:

@@ -20,12 +20,12 @@ from proxy.simulate.openai_app import PREFILL_STYLES, build_openai_app
 from proxy.simulate.prompt_cache import DEFAULT_TTL, MIN_CACHEABLE_TOKENS, CacheUsage, PromptCache
 from proxy.simulate.records import Exchange, RequestLog, RequestRecord
 from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, Reply, plan_reply
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 DEFAULT_BASE_PATHS = {
-    WireFormat.OPENAI: "/v1",
-    WireFormat.ANTHROPIC: "/anthropic",
-    WireFormat.CODEX: "/backend-api/codex",
+    ProviderFormat.OPENAI: "/v1",
+    ProviderFormat.ANTHROPIC: "/anthropic",
+    ProviderFormat.CODEX: "/backend-api/codex",
 }
 
 
@@ -58,7 +58,7 @@ class SimulatedProvider:
     def __init__(
         self,
         name: str,
-        format: WireFormat | str = WireFormat.OPENAI,
+        format: ProviderFormat | str = ProviderFormat.OPENAI,
         models: Iterable[str] = (),
         *,
         api_key: str | None = None,
@@ -78,7 +78,7 @@ class SimulatedProvider:
         cache_ttl: float = DEFAULT_TTL,
         cache_min_tokens: int = MIN_CACHEABLE_TOKENS,
     ) -> None:
-        self.format = WireFormat(format)
+        self.format = ProviderFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
             raise ValueError(
                 f"simulated providers speak openai, anthropic or codex, not {format!r}"
@@ -91,13 +91,13 @@ class SimulatedProvider:
         self.models = tuple(models)
         self.api_key = api_key
         self.reasoning = reasoning
-        accepts = (
-            accepts_prefill if accepts_prefill is not None else self.format is WireFormat.ANTHROPIC
-        )
+        anthropic = self.format is ProviderFormat.ANTHROPIC
+        accepts = accepts_prefill if accepts_prefill is not None else anthropic
         # The one prefill style this provider takes (None: it continues nothing).
         self.prefill_style: str | None = prefill_style or ("assistant" if accepts else None)
+        chat = self.format is ProviderFormat.OPENAI
         if self.prefill_style not in (None, *PREFILL_STYLES) or (
-            self.format is not WireFormat.OPENAI and self.prefill_style not in (None, "assistant")
+            not chat and self.prefill_style not in (None, "assistant")
         ):
             raise ValueError(f"no such prefill style for {self.format}: {prefill_style!r}")
         self.plan = plan if plan is not None else FaultPlan()
@@ -163,10 +163,10 @@ class SimulatedProvider:
 
     def reply_for(self, body: JSONObject) -> Reply:
         """The reply this provider gives to `body` (pure: same body, same reply)."""
-        if self.format is WireFormat.CODEX:  # planned like the same question in chat form
+        if self.format is ProviderFormat.CODEX:  # planned like the same question in chat form
             return plan_reply(
                 chat_view(body),
-                WireFormat.OPENAI,
+                ProviderFormat.OPENAI,
                 provider=self.persona,
                 reasoning=self.reasoning,
                 chunk_chars=self.chunk_chars,
@@ -227,9 +227,9 @@ class SimulatedProvider:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        if self.format is WireFormat.ANTHROPIC:
+        if self.format is ProviderFormat.ANTHROPIC:
             return build_anthropic_app(self)
-        if self.format is WireFormat.CODEX:
+        if self.format is ProviderFormat.CODEX:
             return build_codex_app(self)
         return build_openai_app(self)
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import orjson
 
 from proxy.simulate.wire import digest
-from proxy.types import JSONObject, StopReason, WireFormat
+from proxy.types import JSONObject, ProviderFormat, StopReason
 
 ECHO_CHARS = 60
 DEFAULT_CHUNK_CHARS = 8
@@ -268,8 +268,8 @@ def read_anthropic(body: JSONObject) -> Conversation:
     )
 
 
-def read_conversation(body: JSONObject, fmt: WireFormat) -> Conversation:
-    return read_anthropic(body) if fmt is WireFormat.ANTHROPIC else read_openai(body)
+def read_conversation(body: JSONObject, fmt: ProviderFormat) -> Conversation:
+    return read_anthropic(body) if fmt is ProviderFormat.ANTHROPIC else read_openai(body)
 
 
 # --- Tool arguments ----------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def _wants_tools(conv: Conversation) -> bool:
 
 def plan_reply(
     body: JSONObject,
-    fmt: WireFormat,
+    fmt: ProviderFormat,
     *,
     provider: str,
     reasoning: bool = False,
@@ -369,7 +369,7 @@ def plan_reply(
     pieces_text = chunk(text, chunk_chars)[: max(0, budget)]
     budget -= len(pieces_text)
     tool_calls: list[SimToolCall] = []
-    prefix = "toolu_" if fmt is WireFormat.ANTHROPIC else "call_"
+    prefix = "toolu_" if fmt is ProviderFormat.ANTHROPIC else "call_"
     for index, (name, arguments) in enumerate(calls):
         if budget <= 0:
             break
@@ -389,7 +389,7 @@ def plan_reply(
         stop = StopReason.TOOL_USE
     else:
         stop = StopReason.END_TURN
-    id_prefix = "msg_" if fmt is WireFormat.ANTHROPIC else "chatcmpl-"
+    id_prefix = "msg_" if fmt is ProviderFormat.ANTHROPIC else "chatcmpl-"
     return Reply(
         id=id_prefix + key[:24],
         model=conv.model,

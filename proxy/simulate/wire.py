@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.types import JSONObject, WireFormat
+from proxy.types import JSONObject, ProviderFormat
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
@@ -95,9 +95,9 @@ _OPENAI_TYPES: dict[int, tuple[str | None, str, str | None]] = {
 }
 
 
-def default_error_body(fmt: WireFormat, status: int) -> JSONObject:
+def default_error_body(fmt: ProviderFormat, status: int) -> JSONObject:
     """The body a real provider of `fmt` sends with `status` when nothing more specific applies."""
-    if fmt is WireFormat.ANTHROPIC:
+    if fmt is ProviderFormat.ANTHROPIC:
         type_, message = _ANTHROPIC_TYPES.get(
             status, ("api_error" if status >= 500 else "invalid_request_error", f"HTTP {status}")
         )

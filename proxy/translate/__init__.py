@@ -1,11 +1,13 @@
 """Pure translators between the OpenAI chat, Anthropic Messages and Responses wire formats
-(dict in, dict out, no I/O), and the stream state machines.
+(dict in, dict out, no I/O), and the stream state machines. "responses" in a module name always
+means the Responses API.
 
 requests.py               request entry points (+ request_to_openai.py, request_to_anthropic.py)
-responses.py              non-streaming chat <-> messages responses
+replies.py                non-streaming chat <-> messages replies; the chat.completion envelope
 responses_api.py          Responses API entry points (+ responses_request.py,
                           responses_response.py, responses_tools.py, responses_dropped.py)
-reasons.py                stop reasons and usage, shared with the stream state machines
+reasons.py                stop reasons (the tool-call rule) and usage, shared with the stream
+                          state machines
 errors_wire.py            error bodies in each dialect
 dropped.py                what each direction leaves behind on purpose, and why
 common.py                 helpers every direction shares

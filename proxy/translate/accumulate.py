@@ -14,10 +14,10 @@ from proxy.tokens import tokens_for_chars
 from proxy.translate.common import anthropic_tool_id, join_text, parse_tool_arguments
 from proxy.translate.reasons import (
     stop_to_anthropic,
-    stop_to_openai_finish,
     usage_to_anthropic,
-    usage_to_openai,
+    with_tool_calls,
 )
+from proxy.translate.replies import chat_completion
 from proxy.types import (
     Finish,
     JSONObject,
@@ -192,7 +192,8 @@ class MessageAccumulator:
         self, model: str, *, completion_id: str | None = None, created: int | None = None
     ) -> JSONObject:
         """A `chat.completion`. Text blocks that tool calls or reasoning split are joined with
-        `common.TEXT_SEPARATOR`, as the non-streaming translator does; reasoning goes to the
+        `common.TEXT_SEPARATOR` (`replies.anthropic_to_openai_response` joins them without one,
+        as a stream shows them: the two rules are still separate); reasoning goes to the
         `reasoning_content` extension field; `created` defaults to now."""
         text = join_text(["".join(b.parts) for b in self._blocks if b.kind == "text"])
         reasoning = join_text(["".join(b.parts) for b in self._blocks if b.kind == "thinking"])
@@ -211,21 +212,14 @@ class MessageAccumulator:
             ]
             if not text:
                 message["content"] = None
-        return {
-            "id": completion_id or self._openai_id(),
-            "object": "chat.completion",
-            "created": int(time.time()) if created is None else created,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": stop_to_openai_finish(self._stop_reason()),
-                }
-            ],
-            "usage": usage_to_openai(self.usage),
-        }
+        return chat_completion(
+            completion_id or self._openai_id(),
+            int(time.time()) if created is None else created,
+            model,
+            message,
+            self._stop_reason(),
+            self.usage,
+        )
 
     def to_anthropic(self, model: str, *, message_id: str | None = None) -> JSONObject:
         """An Anthropic `message`, blocks in stream order. Tool ids are made Anthropic-safe and
@@ -285,10 +279,7 @@ class MessageAccumulator:
 
     def _stop_reason(self) -> StopReason:
         reason = self._finish.reason if self._finish is not None else StopReason.END_TURN
-        # Some upstreams say "stop" after calling tools; the client must still run them.
-        if reason is StopReason.END_TURN and self._tools:
-            return StopReason.TOOL_USE
-        return reason
+        return with_tool_calls(reason, bool(self._tools))
 
     def _openai_id(self) -> str:
         if self._id.startswith("chatcmpl-"):

@@ -155,7 +155,7 @@ _KNOWN: dict[tuple[str, str], frozenset[str]] = {
 def unknown_request_fields(body: Mapping[str, Any], source: str, target: str) -> frozenset[str]:
     """Top-level fields of `body` that translating from `source` to `target` does not know.
 
-    `source`/`target` are WireFormat values ("openai", "anthropic"). Same-format pairs lose
+    `source`/`target` are ClientAPI values ("openai", "anthropic"). Same-format pairs lose
     nothing and return an empty set. Meant for a warning log, so new client fields get noticed.
     """
     if source == target:

@@ -79,6 +79,16 @@ def stop_to_openai_finish(reason: StopReason) -> str:
     return _STOP_TO_OPENAI_FINISH[reason]
 
 
+def with_tool_calls(reason: StopReason, has_tool_calls: bool) -> StopReason:
+    """The one rule for answers that call tools: they end with TOOL_USE whatever ordinary end
+    the provider reported (several OpenAI-compatible servers say `stop`, a stop sequence may
+    follow the call), because agent loops run the tools only when told so. A limit or a
+    refusal keeps its own reason."""
+    if has_tool_calls and reason in (StopReason.END_TURN, StopReason.STOP_SEQUENCE):
+        return StopReason.TOOL_USE
+    return reason
+
+
 def anthropic_stop_to_stop(stop_reason: str | None) -> StopReason:
     """Anthropic `stop_reason` -> StopReason. Unknown or missing values count as a normal end."""
     if stop_reason is None:

@@ -37,13 +37,12 @@ budget is added on top, since thinking counts against max_tokens."""
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
 
-def openai_to_anthropic_request(
-    body: JSONObject, model: str, *, max_output_tokens: int | None = None
-) -> JSONObject:
+def openai_to_anthropic_request(body: JSONObject, model: str) -> JSONObject:
     """Translate an OpenAI chat completions request for an Anthropic-format provider.
 
-    `max_output_tokens`, when given, caps `max_tokens`. Raises ClientRequestError for a body whose
-    shape cannot be a chat completions request.
+    The walk caps `max_tokens` to the target's output limit afterwards
+    (`capabilities.clamp_max_tokens`). Raises ClientRequestError for a body whose shape cannot
+    be a chat completions request.
     """
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -87,7 +86,7 @@ def openai_to_anthropic_request(
         # Anthropic refuses a forced tool while thinking; the forced call is the firmer wish.
         thinking = None
     budget = thinking.get("budget_tokens", 0) if thinking else 0
-    out["max_tokens"] = _max_tokens(body, budget, max_output_tokens)
+    out["max_tokens"] = _max_tokens(body, budget)
     if thinking is not None and budget >= out["max_tokens"]:
         # Anthropic needs budget < max_tokens; a client cap that small splits the tokens evenly
         # between thinking and answer, or leaves thinking off when that is below the minimum.
@@ -349,13 +348,13 @@ def _thinking(effort: Any) -> JSONObject | None:
     return None
 
 
-def _max_tokens(body: JSONObject, budget: int, cap: int | None) -> int:
+def _max_tokens(body: JSONObject, budget: int) -> int:
     value = body.get("max_completion_tokens")
     if not isinstance(value, int) or isinstance(value, bool):
         value = body.get("max_tokens")
     if not isinstance(value, int) or isinstance(value, bool):
         value = DEFAULT_MAX_TOKENS + budget
-    return min(value, cap) if cap is not None else value
+    return value
 
 
 def _copy_sampling(body: JSONObject, out: JSONObject, *, thinking_on: bool) -> None:

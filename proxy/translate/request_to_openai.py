@@ -43,13 +43,12 @@ def anthropic_to_openai_request(
     body: JSONObject,
     model: str,
     *,
-    max_output_tokens: int | None = None,
     reasoning_history: bool = True,
 ) -> JSONObject:
     """Translate an Anthropic Messages request for an OpenAI-compatible provider.
 
-    `max_output_tokens`, when given, caps `max_tokens` (Claude Code asks for 32k-128k, more than
-    many OpenAI-compatible models accept). `reasoning_history=False` leaves earlier thinking out
+    `max_tokens` is copied as asked: the walk caps it to the target's output limit
+    (`capabilities.clamp_max_tokens`). `reasoning_history=False` leaves earlier thinking out
     of assistant messages, for providers that reject the non-standard `reasoning_content` field.
     Raises ClientRequestError for a body whose shape cannot be a Messages request.
     """
@@ -84,7 +83,7 @@ def anthropic_to_openai_request(
         out_messages
     )
 
-    _copy_sampling(body, out, max_output_tokens)
+    _copy_sampling(body, out)
     tools = _tools(body.get("tools"))
     if tools:
         out["tools"] = tools
@@ -256,11 +255,9 @@ def _assistant_message(content: Any, with_reasoning: bool) -> JSONObject | None:
     return message
 
 
-def _copy_sampling(body: JSONObject, out: JSONObject, max_output_tokens: int | None) -> None:
+def _copy_sampling(body: JSONObject, out: JSONObject) -> None:
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        if max_output_tokens is not None:
-            max_tokens = min(max_tokens, max_output_tokens)
         # `max_tokens`, not `max_completion_tokens`: every OpenAI-compatible server knows it.
         out["max_tokens"] = max_tokens
     # Anthropic's 0..1 temperature range lies inside OpenAI's 0..2: copied unchanged.

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.errors import ClientRequestError
+from proxy.translate.replies import anthropic_to_openai_response, openai_to_anthropic_response
 from proxy.translate.request_to_anthropic import openai_to_anthropic_request
 from proxy.translate.request_to_openai import anthropic_to_openai_request
-from proxy.translate.responses import anthropic_to_openai_response, openai_to_anthropic_response
 from proxy.translate.responses_dropped import CODEX_BACKEND_FIELDS, REJECTED_RESPONSES_FIELDS
 from proxy.translate.responses_request import chat_to_responses_request, responses_to_chat_request
 from proxy.translate.responses_response import (

@@ -20,10 +20,10 @@ from typing import Any
 from proxy.translate.common import join_text, split_think_tags
 from proxy.translate.reasons import (
     openai_finish_to_stop,
-    stop_to_openai_finish,
     usage_from_openai,
-    usage_to_openai,
+    with_tool_calls,
 )
+from proxy.translate.replies import chat_completion
 from proxy.translate.responses_tools import custom_arguments, flat_name
 from proxy.types import JSONObject, StopReason, Usage
 
@@ -108,7 +108,7 @@ def stop_for(response: Mapping[str, Any], has_calls: bool) -> StopReason:
     reason = details.get("reason") if isinstance(details, Mapping) else None
     if response.get("status") == "incomplete" and isinstance(reason, str):
         return _INCOMPLETE_STOP.get(reason, StopReason.MAX_TOKENS)
-    return StopReason.TOOL_USE if has_calls else StopReason.END_TURN
+    return with_tool_calls(StopReason.END_TURN, has_calls)
 
 
 def response_object(
@@ -217,21 +217,14 @@ def responses_to_chat_response(body: JSONObject, model: str) -> JSONObject:
     stop = stop_for(body, bool(tool_calls))
     created = body.get("created_at")
     response_id = str(body.get("id") or "")
-    return {
-        "id": "chatcmpl-" + (response_id.removeprefix("resp_") or uuid.uuid4().hex),
-        "object": "chat.completion",
-        "created": int(created) if isinstance(created, int | float) else int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": stop_to_openai_finish(stop),
-            }
-        ],
-        "usage": usage_to_openai(usage_from_responses(body.get("usage"))),
-    }
+    return chat_completion(
+        "chatcmpl-" + (response_id.removeprefix("resp_") or uuid.uuid4().hex),
+        int(created) if isinstance(created, int | float) else int(time.time()),
+        model,
+        message,
+        stop,
+        usage_from_responses(body.get("usage")),
+    )
 
 
 def output_text(item: Mapping[str, Any]) -> str:
@@ -330,9 +323,8 @@ def chat_to_responses_response(
             }
         )
     has_calls = any(item["type"] != "message" and item["type"] != "reasoning" for item in output)
-    stop = openai_finish_to_stop(_str(choice.get("finish_reason")) or None)
-    if has_calls and stop is StopReason.END_TURN:
-        stop = StopReason.TOOL_USE
+    stop = with_tool_calls(openai_finish_to_stop(_str(choice.get("finish_reason")) or None),
+                           has_calls)
     status, incomplete = status_for(stop)
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     created = body.get("created")

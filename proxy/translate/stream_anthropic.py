@@ -19,6 +19,7 @@ from proxy.translate.reasons import (
     stop_to_anthropic,
     usage_from_anthropic,
     usage_to_anthropic,
+    with_tool_calls,
 )
 from proxy.types import (
     Decoded,
@@ -316,8 +317,9 @@ class AnthropicStreamEncoder:
         self._closed = True
         return _MESSAGE_STOP
 
-    def error(self, message: str, error_type: str) -> bytes:
-        """An `error` event and nothing after it, never `message_stop`."""
+    def error(self, message: str, error_type: str, code: str | None = None) -> bytes:
+        """An `error` event and nothing after it, never `message_stop`. Anthropic's error event
+        has no `code`: the error class is left out."""
         self._closed = True
         body = {"type": "error", "error": {"type": error_type, "message": message}}
         return _event(b"error", body)
@@ -414,9 +416,7 @@ class AnthropicStreamEncoder:
     def _finish_event(self, event: Finish) -> bytes:
         out = self._close_block()
         self._finish = event
-        reason = event.reason
-        if reason is StopReason.END_TURN and self._any_tool:
-            reason = StopReason.TOOL_USE
+        reason = with_tool_calls(event.reason, self._any_tool)
         if self._usage is not None:
             usage: JSONObject = usage_to_anthropic(self._usage)
         else:
@@ -425,7 +425,7 @@ class AnthropicStreamEncoder:
             "type": "message_delta",
             "delta": {
                 "stop_reason": stop_to_anthropic(reason),
-                "stop_sequence": event.stop_sequence,
+                "stop_sequence": None if reason is StopReason.TOOL_USE else event.stop_sequence,
             },
             "usage": usage,
         }

@@ -7,20 +7,19 @@ Only choice 0 is read: the proxy never asks upstreams for `n > 1`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from proxy.classify import EMBEDDED_STATUS
 from proxy.tokens import tokens_for_chars
 from proxy.translate.reasons import (
     openai_finish_to_stop,
     stop_to_openai_finish,
     usage_from_openai,
     usage_to_openai,
+    with_tool_calls,
 )
 from proxy.types import (
     Decoded,
@@ -30,7 +29,6 @@ from proxy.types import (
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
-    StopReason,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -40,45 +38,12 @@ from proxy.types import (
     UsageUpdate,
 )
 
-# Z.ai/Zhipu business codes (`{"error": {"code": "1302", ...}}`) -> the HTTP status they stand
-# for, so that `classify` sees what the code means rather than a bare stream error.
-_ZAI_CODE_STATUS: Mapping[str, int] = {
-    **dict.fromkeys(("1000", "1001", "1002", "1003", "1004"), 401),
-    **dict.fromkeys(("1113", "1304", "1308", "1309", "1310"), 402),
-    **dict.fromkeys(("1210", "1213", "1214", "1215", "1301"), 400),
-    "1211": 404,
-    "1261": 413,
-    **dict.fromkeys(("1302", "1303", "1305", "1312"), 429),
-    **dict.fromkeys(("1230", "1234"), 500),
-}
-_HTTP_STATUS = re.compile(r"^[1-5]\d\d$")
-
-
-def stream_error_status(error: Mapping[str, Any]) -> int | None:
-    """The HTTP status an in-stream OpenAI-style error stands for, when it says so."""
-    code = error.get("code", error.get("status"))
-    if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
-        return code
-    if isinstance(code, str):
-        if _HTTP_STATUS.match(code):
-            return int(code)
-        if code in _ZAI_CODE_STATUS:
-            return _ZAI_CODE_STATUS[code]
-    message = error.get("message")
-    if isinstance(message, str):
-        embedded = EMBEDDED_STATUS.search(message.lower())
-        if embedded:
-            return int(embedded.group(1) or embedded.group(2))
-    return None
-
 
 def stream_fault(payload: JSONObject) -> UpstreamFault:
-    """A chunk that carries `error` instead of choices. The stream itself was a 200, so an error
-    without any status hint is left without one (the provider layer takes it as a failure)."""
-    error = payload.get("error")
-    if not isinstance(error, Mapping):
-        error = {"message": str(error)}
-    return UpstreamFault(stream_error_status(error), payload)
+    """A chunk that carries `error` instead of choices. OpenAI's wire format pairs no status with
+    an in-stream error; what its code or wording stands for (Z.ai's business codes, a status in
+    the text) is the classifier's reading (`classify.fault_status`)."""
+    return UpstreamFault(None, payload)
 
 
 _THINK_OPEN = "<think>"
@@ -264,10 +229,9 @@ class OpenAIStreamDecoder:
                 self._tool_fragment({"index": 0, "function": function_call}, out)
         finish_reason = choice.get("finish_reason")
         if finish_reason and self._finish is None:
-            reason = openai_finish_to_stop(str(finish_reason))
-            if reason is StopReason.END_TURN and self._calls:
-                reason = StopReason.TOOL_USE
-            self._finish = Finish(reason)
+            self._finish = Finish(
+                with_tool_calls(openai_finish_to_stop(str(finish_reason)), bool(self._calls))
+            )
 
     def _tool_fragment(self, fragment: Mapping[str, Any], out: list[StreamEvent]) -> None:
         # Text held to look for a <think> tag is settled: the text part is over.
@@ -455,9 +419,7 @@ class OpenAIStreamEncoder:
             if not seen:
                 call = {"index": index, "function": {"arguments": "{}"}}
                 out += self._chunk({"tool_calls": [call]})
-        reason = event.reason
-        if reason is StopReason.END_TURN and self._args_seen:
-            reason = StopReason.TOOL_USE
+        reason = with_tool_calls(event.reason, bool(self._args_seen))
         finish_reason = orjson.dumps(stop_to_openai_finish(reason))
         return (
             out

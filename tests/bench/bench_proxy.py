@@ -123,6 +123,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--log-level", default="warning",
+                        help="the daemon's; at info it writes one line per request (to "
+                        "/dev/null here), as a daemon does by default")
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -151,11 +154,13 @@ def main() -> None:
                 "--port",
                 str(port),
                 "--log-level",
-                "warning",
+                args.log_level,
             ],
             cwd=REPO,
+            # the request journal goes to the temp dir, as a daemon's goes to its state dir
+            env={**os.environ, "LLMPROXY_STATE_DIR": tmp},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         try:
             url = f"http://127.0.0.1:{port}"

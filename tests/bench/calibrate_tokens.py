@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from proxy import tokens
-from proxy.types import WireFormat
+from proxy.types import ClientAPI
 
 ROOT = Path(__file__).resolve().parents[2]
 PINS = ROOT / "tests" / "data" / "tokens"
@@ -264,17 +264,17 @@ def evaluate_long(count: Callable[[str], int]) -> None:
     report("long documents", [(tokens.count_text(t) - count(t)) / count(t) for _, t in docs])
 
 
-def capture_bodies() -> list[tuple[str, dict[str, Any], WireFormat]]:
-    formats = {"/v1/messages": WireFormat.ANTHROPIC, "/v1/messages/count_tokens":
-               WireFormat.ANTHROPIC, "/v1/chat/completions": WireFormat.OPENAI,
-               "/v1/responses": WireFormat.RESPONSES}
+def capture_bodies() -> list[tuple[str, dict[str, Any], ClientAPI]]:
+    formats = {"/v1/messages": ClientAPI.ANTHROPIC, "/v1/messages/count_tokens":
+               ClientAPI.ANTHROPIC, "/v1/chat/completions": ClientAPI.OPENAI,
+               "/v1/responses": ClientAPI.RESPONSES}
     found = []
     for path in sorted(CAPTURES.glob("*.json")):
         capture = orjson.loads(path.read_bytes())
         for i, request in enumerate(capture.get("requests", [capture])):
-            fmt = formats.get(request.get("path", ""), WireFormat.CODEX)
+            fmt = formats.get(request.get("path", ""), ClientAPI.RESPONSES)
             if path.name.startswith("codex"):
-                fmt = WireFormat.CODEX
+                fmt = ClientAPI.RESPONSES
             if isinstance(request.get("body"), dict):
                 found.append((f"{path.stem}#{i}", request["body"], fmt))
     return found

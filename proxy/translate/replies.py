@@ -1,4 +1,5 @@
-"""Non-streaming response translation, one function per direction.
+"""Non-streaming replies: translation between chat completions and Messages, one function per
+direction, and the one `chat.completion` envelope every non-streaming OpenAI answer is built in.
 
 Decisions:
 - OpenAI-compatible reasoning (`reasoning_content`, or `reasoning` from OpenRouter/vLLM, or a
@@ -36,12 +37,14 @@ from proxy.translate.reasons import (
     usage_from_openai,
     usage_to_anthropic,
     usage_to_openai,
+    with_tool_calls,
 )
-from proxy.types import JSONObject, StopReason
+from proxy.types import JSONObject, StopReason, Usage
 
 __all__ = [
     "anthropic_message_id",
     "anthropic_to_openai_response",
+    "chat_completion",
     "openai_completion_id",
     "openai_to_anthropic_response",
     "passthrough_response",
@@ -65,6 +68,32 @@ def openai_completion_id(upstream_id: Any) -> str:
     if not isinstance(upstream_id, str) or not upstream_id:
         return f"chatcmpl-{uuid.uuid4().hex}"
     return "chatcmpl-" + upstream_id.removeprefix("msg_")
+
+
+def chat_completion(
+    completion_id: str,
+    created: int,
+    model: str,
+    message: JSONObject,
+    stop: StopReason,
+    usage: Usage,
+) -> JSONObject:
+    """A `chat.completion` with one choice: the envelope, in one place."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": stop_to_openai_finish(stop),
+            }
+        ],
+        "usage": usage_to_openai(usage),
+    }
 
 
 # --- OpenAI chat.completion -> Anthropic message -----------------------------------------------
@@ -95,11 +124,9 @@ def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
     stop_sequence = _matched_stop(choice) if stop is StopReason.END_TURN else None
     if stop_sequence is not None:
         stop = StopReason.STOP_SEQUENCE
-    if any(block["type"] == "tool_use" for block in content) and stop in (
-        StopReason.END_TURN,
-        StopReason.STOP_SEQUENCE,
-    ):
-        stop, stop_sequence = StopReason.TOOL_USE, None
+    stop = with_tool_calls(stop, any(block["type"] == "tool_use" for block in content))
+    if stop is StopReason.TOOL_USE:
+        stop_sequence = None
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     return {
         "id": message_id,
@@ -208,22 +235,15 @@ def anthropic_to_openai_response(
     if tool_calls:
         message["tool_calls"] = tool_calls
 
-    stop = anthropic_stop_to_stop(_str(body.get("stop_reason")) or None)
-    if tool_calls and stop in (StopReason.END_TURN, StopReason.STOP_SEQUENCE):
-        stop = StopReason.TOOL_USE
+    stop = with_tool_calls(
+        anthropic_stop_to_stop(_str(body.get("stop_reason")) or None), bool(tool_calls)
+    )
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    return {
-        "id": openai_completion_id(body.get("id")),
-        "object": "chat.completion",
-        "created": int(time.time()) if created is None else created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": stop_to_openai_finish(stop),
-            }
-        ],
-        "usage": usage_to_openai(usage_from_anthropic(usage)),
-    }
+    return chat_completion(
+        openai_completion_id(body.get("id")),
+        int(time.time()) if created is None else created,
+        model,
+        message,
+        stop,
+        usage_from_anthropic(usage),
+    )

@@ -7,13 +7,16 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
-from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
+from proxy.client_dialects import ANTHROPIC, OPENAI, RESPONSES, ClientDialect
 
 
 def dialect_for(request: web.BaseRequest) -> ClientDialect:
-    """Anthropic's shape for its endpoints, OpenAI's for everything else (the management API
-    included: `{"error": {"type", "message", ...}}` is what generic clients expect)."""
-    return ANTHROPIC if request.path.startswith("/v1/messages") else OPENAI
+    """The client API of the endpoint asked: Anthropic's for its endpoints, the Responses API's
+    for `/v1/responses`, OpenAI's for everything else (the management API included:
+    `{"error": {"type", "message", ...}}` is what generic clients expect)."""
+    if request.path.startswith("/v1/messages"):
+        return ANTHROPIC
+    return RESPONSES if request.path == "/v1/responses" else OPENAI
 
 
 def error_response(

@@ -1,0 +1,397 @@
+"""The request journal: one SQLite row per request and one per attempt, written off the request
+path.
+
+The request path only appends a record to a bounded queue (`add`, never blocks). One background
+thread takes what has queued up every FLUSH_SECONDS and writes it in one transaction, in WAL mode so
+`llmproxy logs` can read while the daemon writes. Retention (age, then size) runs at start and
+every few minutes in the same thread.
+
+A journal that cannot be written (read-only or full disk, a path that cannot be created, a
+database another process holds locked) never fails a request: records are dropped, a warning
+says so once, and a line says so again when writing works again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import orjson
+
+from proxy.observe.record import RequestRecord, attempts_path
+from proxy.observe.settings import JournalSettings
+from proxy.types import JSONObject
+
+log = logging.getLogger("llmproxy.journal")
+
+QUEUE_LIMIT = 10_000
+"""Records waiting to be written; past this they are dropped (the disk cannot keep up)."""
+FLUSH_SECONDS = 0.2
+RETENTION_EVERY = 600.0
+LOCK_TIMEOUT = 2.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    client_api TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    route TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    provider TEXT,
+    served_model TEXT,
+    path TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_usd REAL,
+    ttft_ms REAL,
+    total_ms REAL NOT NULL,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE TABLE IF NOT EXISTS attempts (
+    request_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status INTEGER,
+    error_class TEXT,
+    elapsed_ms REAL NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (request_id, seq)
+);
+"""
+
+
+class Journal:
+    """Owns the writer thread. `start` and `close` come from the app's lifecycle."""
+
+    def __init__(self, path: Path, settings: JournalSettings) -> None:
+        self.path = path
+        self.settings = settings
+        # A deque's append is one C call under the GIL: the request path takes no lock and
+        # wakes no one; the writer looks every FLUSH_SECONDS.
+        self._pending: deque[RequestRecord] = deque()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmproxy-journal", daemon=True)
+        self._degraded = False
+        self.written = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, record: RequestRecord) -> None:
+        """Queue `record`; never blocks, never raises."""
+        if len(self._pending) >= QUEUE_LIMIT:
+            self.dropped += 1
+            self._problem("the writer cannot keep up; records are being dropped")
+            return
+        self._pending.append(record)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (within `timeout`) and stop the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        next_retention = 0.0
+        stopping = False
+        while not stopping:
+            stopping = self._stop.wait(FLUSH_SECONDS)
+            batch = self._take()
+            if db is None and batch:
+                db = self._open()
+            if db is None:
+                self.dropped += len(batch)
+                continue
+            if not batch and time.monotonic() < next_retention:
+                continue
+            try:
+                if batch:
+                    _write(db, batch)
+                    self.written += len(batch)
+                if time.monotonic() >= next_retention:
+                    next_retention = time.monotonic() + RETENTION_EVERY
+                    apply_retention(db, self.settings)
+            except (sqlite3.Error, OSError) as exc:
+                self.dropped += len(batch)
+                self._problem(str(exc))
+                with contextlib.suppress(sqlite3.Error):
+                    db.rollback()
+                continue
+            self._recovered()
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    def _take(self) -> list[RequestRecord]:
+        batch: list[RequestRecord] = []
+        pending = self._pending
+        while pending:
+            batch.append(pending.popleft())
+        return batch
+
+    def _open(self) -> sqlite3.Connection | None:
+        try:
+            return open_journal(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            self._problem(f"cannot open {self.path}: {exc}")
+            return None
+
+    def _problem(self, what: str) -> None:
+        if not self._degraded:
+            self._degraded = True
+            log.warning("request journal degraded, requests are served but not recorded: %s",
+                        what)
+
+    def _recovered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            log.warning("request journal is being written again (%s)", self.path)
+
+
+def open_journal(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=LOCK_TIMEOUT, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+    except sqlite3.Error:
+        db.close()
+        raise
+    with contextlib.suppress(OSError):
+        path.chmod(0o600)  # prompts are never stored, but models, costs and times are private
+    return db
+
+
+def _columns(n: int) -> str:
+    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(n))
+
+
+# One statement per table per batch: the rows travel as one JSON array and SQLite unpacks it
+# (json_each). sqlite3 lets go of the GIL around every step of a statement, and with a row per
+# step the writer and the event loop would hand the GIL back and forth for each row.
+_INSERT_REQUESTS = f"INSERT INTO requests SELECT {_columns(20)} FROM json_each(?)"
+_INSERT_ATTEMPTS = f"INSERT INTO attempts SELECT {_columns(8)} FROM json_each(?)"
+
+
+def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
+    attempts = [
+        (r.id, seq, a.target.provider, a.target.model, a.status,
+         a.error_class.value if a.error_class else None, round(a.elapsed_ms, 1), a.detail)
+        for r in batch
+        for seq, a in enumerate(r.attempts)
+    ]
+    with db:
+        db.execute(_INSERT_REQUESTS, (orjson.dumps([_request_row(r) for r in batch]).decode(),))
+        if attempts:
+            db.execute(_INSERT_ATTEMPTS, (orjson.dumps(attempts).decode(),))
+
+
+def _request_row(r: RequestRecord) -> tuple[object, ...]:
+    u = r.usage
+    return (
+        r.id, r.started, r.client_api, int(r.stream), r.requested_model, r.route, r.reason,
+        r.served.provider if r.served else None, r.served.model if r.served else None,
+        attempts_path(r.attempts), u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
+        u.cache_creation_input_tokens, r.cost, r.ttft_ms, round(r.total_ms, 1), r.status,
+        r.outcome, r.error,
+    )
+
+
+def apply_retention(db: sqlite3.Connection, settings: JournalSettings, now: float | None = None
+                    ) -> None:
+    """Delete rows older than `retention_days`, then the oldest tenth while the data is larger
+    than `max_mb`."""
+    cutoff = (time.time() if now is None else now) - settings.retention_days * 86400
+    with db:
+        _delete_before(db, cutoff)
+    limit = settings.max_mb * 1024 * 1024
+    for _ in range(20):
+        if _data_bytes(db) <= limit:
+            break
+        row = db.execute(
+            "SELECT ts FROM requests ORDER BY ts LIMIT 1 OFFSET "
+            "(SELECT COUNT(*) / 10 FROM requests)"
+        ).fetchone()
+        if row is None:
+            break
+        with db:
+            _delete_before(db, row[0] + 1e-6)
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _delete_before(db: sqlite3.Connection, cutoff: float) -> None:
+    db.execute("DELETE FROM attempts WHERE request_id IN (SELECT id FROM requests WHERE ts < ?)",
+               (cutoff,))
+    db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
+
+
+def _data_bytes(db: sqlite3.Connection) -> int:
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    return int((pages - free) * size)
+
+
+# --- reading (the CLI) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    limit: int = 20
+    since: float | None = None
+    after_row: int | None = None
+    """Only rows written after this one (`logs --follow`)."""
+    route: str | None = None
+    failed: bool = False
+    """Only requests that failed, or needed a fallback on the way."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One `requests` row with its `attempts` rows."""
+
+    id: str
+    ts: float
+    client_api: str
+    stream: bool
+    model: str
+    route: str
+    reason: str
+    provider: str | None
+    served_model: str | None
+    path: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+    ttft_ms: float | None
+    total_ms: float
+    status: int
+    outcome: str
+    error: str
+    attempts: tuple[JSONObject, ...] = ()
+    row: int = 0
+    """SQLite's rowid: the order rows were written in."""
+
+    @property
+    def served(self) -> str | None:
+        return f"{self.provider},{self.served_model}" if self.provider else None
+
+    def to_json(self) -> JSONObject:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "row"}
+        out["attempts"] = list(self.attempts)
+        out["served"] = self.served
+        return out
+
+
+def read_requests(path: Path, query: Query) -> list[JournalEntry]:
+    """The newest `query.limit` matching requests, oldest first."""
+    where: list[str] = ["1=1"]
+    args: list[object] = []
+    if query.since is not None:
+        where.append("ts >= ?")
+        args.append(query.since)
+    if query.after_row is not None:
+        where.append("rowid > ?")
+        args.append(query.after_row)
+    if query.route:
+        where.append("route = ?")
+        args.append(query.route)
+    if query.failed:
+        where.append("(outcome != 'ok' OR EXISTS (SELECT 1 FROM attempts a "
+                     "WHERE a.request_id = requests.id AND a.error_class IS NOT NULL))")
+    with _reader(path) as db:
+        rows = db.execute(
+            f"SELECT rowid AS row, * FROM requests WHERE {' AND '.join(where)} "
+            f"ORDER BY {'rowid' if query.after_row is not None else 'ts'} DESC LIMIT ?",
+            (*args, query.limit),
+        ).fetchall()
+        out = []
+        for row in reversed(rows):
+            attempts = tuple(
+                dict(a) for a in db.execute(
+                    "SELECT provider, model, status, error_class, elapsed_ms, detail "
+                    "FROM attempts WHERE request_id = ? ORDER BY seq", (row["id"],))
+            )
+            values = dict(row)
+            values["stream"] = bool(values["stream"])
+            out.append(JournalEntry(**values, attempts=attempts))
+        return out
+
+
+USAGE_GROUPS = {
+    "provider": "COALESCE(provider, '-')",
+    "model": "COALESCE(provider || ',' || served_model, '-')",
+    "route": "CASE route WHEN '' THEN '-' ELSE route END",
+    "day": "date(ts, 'unixepoch', 'localtime')",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    name: str
+    requests: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    unpriced: int
+    """Served requests whose model has no known price (not in `cost_usd`)."""
+
+    def to_json(self) -> JSONObject:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def usage_summary(path: Path, by: str, since: float | None) -> list[UsageRow]:
+    """Requests, tokens and cost per `provider`, `model`, `route` or `day`."""
+    key = USAGE_GROUPS[by]
+    with _reader(path) as db:
+        rows = db.execute(
+            f"SELECT {key} AS name, COUNT(*), SUM(outcome != 'ok'), SUM(input_tokens), "
+            "SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
+            "ROUND(COALESCE(SUM(cost_usd), 0), 10), "
+            "SUM(cost_usd IS NULL AND provider IS NOT NULL) "
+            "FROM requests WHERE ts >= ? GROUP BY name ORDER BY name",
+            (since or 0.0,),
+        ).fetchall()
+        return [
+            UsageRow(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
+                     int(r[5] or 0), int(r[6] or 0), float(r[7] or 0.0), int(r[8] or 0))
+            for r in rows
+        ]
+
+
+@contextlib.contextmanager
+def _reader(path: Path) -> Iterator[sqlite3.Connection]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=LOCK_TIMEOUT)
+    db.row_factory = sqlite3.Row
+    try:
+        yield db
+    finally:
+        db.close()

@@ -1,0 +1,116 @@
+"""The one hook at the end of every generation request, and the sinks it feeds.
+
+`observe_middleware` wraps the generation endpoints: it gives each request an id (returned as
+`x-request-id` on every response, by `stamp_request_id`) and a `Trace`, and when the request
+ends, whatever happened (an answer, an upstream error, a refusal, a client that went away), it
+builds the `RequestRecord` and hands it to `Observer.finish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from proxy.observe.journal import Journal
+from proxy.observe.logline import log_request
+from proxy.observe.metrics import Metrics
+from proxy.observe.recent import RecentRequests
+from proxy.observe.record import (
+    CLIENT_APIS,
+    DISCONNECTED,
+    ERROR,
+    OK,
+    REFUSED,
+    RequestIds,
+    RequestRecord,
+    Trace,
+)
+from proxy.observe.tracing import Tracer
+
+log = logging.getLogger("llmproxy.observe")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TRACE = web.RequestKey("trace", Trace)
+REQUEST_ID = web.RequestKey("request_id", str)
+DISCONNECTED_STATUS = 499
+"""nginx's code for a client that closed the connection first: never sent, only recorded."""
+
+
+class Observer:
+    """The sinks of request records; owned by the app (`proxy.appkeys.OBSERVER`)."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        journal: Journal | None = None,
+        tracer: Tracer | None = None,
+        recent: RecentRequests | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.journal = journal
+        self.tracer = tracer
+        self.recent = recent or RecentRequests()
+        self.ids = RequestIds()
+
+    def finish(self, record: RequestRecord) -> None:
+        log_request(record)
+        self.recent.add(record)
+        self.metrics.observe(record)
+        if self.journal is not None:
+            self.journal.add(record)
+        if self.tracer is not None:
+            self.tracer.export(record)
+
+
+def trace_of(request: web.Request) -> Trace:
+    """The request's trace; a detached one where no middleware made it (nothing records it)."""
+    trace = request.get(TRACE)
+    if trace is None:
+        trace = request[TRACE] = Trace("", "")
+    return trace
+
+
+def observe_middleware(observer: Observer) -> Middleware:
+    """Outermost: it sees the final status of everything the inner layers answered."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request[REQUEST_ID] = observer.ids.next()
+        api = CLIENT_APIS.get(request.path) if request.method == "POST" else None
+        if api is None:
+            return await handler(request)
+        trace = request[TRACE] = Trace(request_id, api)
+        status, outcome = 500, ERROR
+        try:
+            response = await handler(request)
+            status = response.status
+            if status >= 400:
+                outcome = ERROR if trace.decision is not None else REFUSED
+            else:
+                outcome = ERROR if trace.error else OK
+            return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            status, outcome = DISCONNECTED_STATUS, DISCONNECTED
+            raise
+        except web.HTTPException as exc:
+            status, outcome = exc.status, REFUSED if trace.decision is None else ERROR
+            raise
+        finally:
+            if outcome == DISCONNECTED and not trace.error:
+                trace.error = DISCONNECTED
+            try:
+                observer.finish(trace.record(status, outcome))
+            except Exception:  # seeing a request must never fail it
+                log.exception("could not record request %s", request_id)
+
+    return middleware
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["x-request-id"] = request_id

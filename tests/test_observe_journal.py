@@ -1,0 +1,213 @@
+"""The journal never fails a request: a path it cannot create and a database another process
+holds locked degrade it (said once), and it recovers; retention by age and by size."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from support import CLIENT_KEY, config_text
+
+from proxy.appkeys import OBSERVER
+from proxy.config import parse_config
+from proxy.observe.journal import Journal, Query, _data_bytes, apply_retention, read_requests
+from proxy.observe.record import RequestRecord
+from proxy.observe.settings import JournalSettings
+from proxy.server import build_app
+from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.types import Attempt, Target, Usage
+
+DEGRADED = "request journal degraded"
+
+
+@pytest.fixture
+async def proxy_with_journal(tmp_path: Path) -> AsyncIterator[tuple[web.Application, str, Path]]:
+    """A daemon whose `[journal] path` the test chooses by creating (or blocking) it first."""
+    journal = tmp_path / "journal" / "requests.db"
+    async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        text = config_text(sims, {"default": "zai,glm-5"}) + f'[journal]\npath = "{journal}"\n'
+        app = build_app(parse_config(text, env={}), env={})
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            yield app, str(server.make_url("/v1")), journal
+        finally:
+            await server.close()
+
+
+async def _ask(base: str, n: int) -> float:
+    """Seconds the slowest of `n` requests took."""
+    slowest = 0.0
+    async with openai.AsyncOpenAI(base_url=base, api_key=CLIENT_KEY, max_retries=0) as client:
+        for _ in range(n):
+            started = time.monotonic()
+            await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "hi"}])
+            slowest = max(slowest, time.monotonic() - started)
+    return slowest
+
+
+async def _until(condition: object, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_journal_that_cannot_be_created_degrades_once(
+    proxy_with_journal: tuple[web.Application, str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, base, journal = proxy_with_journal
+    journal.parent.parent.mkdir(parents=True, exist_ok=True)
+    journal.parent.write_text("a file where the journal's directory should be")
+    await _ask(base, 3)
+    observer_journal = app[OBSERVER].journal
+    assert observer_journal is not None
+    await _until(lambda: observer_journal.dropped == 3)
+    warnings = [r for r in caplog.records if DEGRADED in r.getMessage()]
+    assert len(warnings) == 1 and str(journal) in warnings[0].getMessage()
+
+
+async def test_a_locked_journal_never_slows_a_request_and_recovers(
+    proxy_with_journal: tuple[web.Application, str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, base, journal = proxy_with_journal
+    writer = app[OBSERVER].journal
+    assert writer is not None
+    await _ask(base, 1)
+    await _until(lambda: writer.written == 1)
+    holder = sqlite3.connect(journal, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        slowest = await _ask(base, 3)
+        await _until(lambda: writer.dropped >= 1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert slowest < 1.0  # the writer waits for the lock (2 s), requests never do
+    await _ask(base, 1)
+    await _until(lambda: not writer.degraded and writer.written >= 2)
+    messages = [r.getMessage() for r in caplog.records if r.name == "llmproxy.journal"]
+    assert len([m for m in messages if DEGRADED in m and "locked" in m]) == 1
+    assert any("written again" in m for m in messages)
+    assert len(read_requests(journal, Query(limit=100))) == writer.written
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real, tiny filesystem (tmpfs, 96 KiB) to fill up or make read-only; needs root, as CI
+    and the development machines have."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def _serve_with_journal(path: Path) -> tuple[web.Application, TestServer, SimulatedProvider]:
+    sim = SimulatedProvider("zai", "openai", ["glm-5"])
+    await sim.start()
+    text = config_text({"zai": sim}, {"default": "zai,glm-5"}) + f'[journal]\npath = "{path}"\n'
+    app = build_app(parse_config(text, env={}), env={})
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return app, server, sim
+
+
+async def test_a_full_disk_never_fails_a_request(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, server, sim = await _serve_with_journal(small_disk / "requests.db")
+    writer = app[OBSERVER].journal
+    assert writer is not None
+    try:
+        base = str(server.make_url("/v1"))
+        for _ in range(40):  # until the 96 KiB are full
+            await _ask(base, 20)
+            await asyncio.sleep(0.3)
+            if writer.dropped:
+                break
+        slowest = await _ask(base, 5)
+    finally:
+        await server.close()
+        await sim.stop()
+    assert writer.dropped > 0 and writer.written > 0
+    assert slowest < 1.0
+    messages = [r.getMessage() for r in caplog.records if DEGRADED in r.getMessage()]
+    assert len(messages) == 1 and "full" in messages[0]
+
+
+async def test_a_read_only_disk_never_fails_a_request(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = small_disk / "requests.db"
+    app, server, sim = await _serve_with_journal(journal)  # a first daemon makes the journal
+    try:
+        await _ask(str(server.make_url("/v1")), 1)
+    finally:
+        await server.close()
+        await sim.stop()
+    assert app[OBSERVER].journal.written == 1  # type: ignore[union-attr]
+    remount = await asyncio.create_subprocess_exec("mount", "-o", "remount,ro", str(small_disk))
+    assert await remount.wait() == 0
+    caplog.clear()
+    app, server, sim = await _serve_with_journal(journal)  # the next finds the disk read-only
+    writer = app[OBSERVER].journal
+    assert writer is not None
+    try:
+        slowest = await _ask(str(server.make_url("/v1")), 3)
+        await _until(lambda: writer.dropped == 3)
+    finally:
+        await server.close()
+        await sim.stop()
+    assert slowest < 1.0
+    messages = [r.getMessage() for r in caplog.records if DEGRADED in r.getMessage()]
+    assert len(messages) == 1 and "readonly" in messages[0].replace("read-only", "readonly")
+
+
+def _record(started: float, n: int) -> RequestRecord:
+    target = Target("zai", "glm-5")
+    return RequestRecord(
+        id=f"req_{n:08d}", started=started, client_api="openai", stream=False,
+        requested_model="auto", route="default", reason="default route " + "x" * 200,
+        served=target, attempts=(Attempt(target, 200, None, 12.0),), usage=Usage(10, 5),
+        cost=0.001, ttft_ms=None, total_ms=20.0, status=200, outcome="ok",
+    )
+
+
+def test_retention_by_age_then_by_size(tmp_path: Path) -> None:
+    path = tmp_path / "requests.db"
+    settings = JournalSettings(retention_days=30, max_mb=1)
+    journal = Journal(path, settings)
+    journal.start()
+    now = time.time()
+    for n in range(10):
+        journal.add(_record(now - 40 * 86400 + n, n))  # older than 30 days
+    for n in range(10, 6010):
+        journal.add(_record(now - 6010 + n, n))
+    journal.close()
+    with sqlite3.connect(path) as db:
+        # retention ran at start, before these rows came: apply it as the next pass would
+        apply_retention(db, settings, now)
+        ids = [row[0] for row in db.execute("SELECT id FROM requests ORDER BY ts")]
+        assert ids and all(int(i[4:]) >= 10 for i in ids)  # the old ones are gone
+        assert len(ids) < 6000 and ids[-1] == "req_00006009"  # the oldest went first
+        assert _data_bytes(db) <= 1024 * 1024
+        orphans = db.execute("SELECT COUNT(*) FROM attempts WHERE request_id NOT IN "
+                             "(SELECT id FROM requests)").fetchone()[0]
+        assert orphans == 0
+
+
