@@ -24,6 +24,7 @@ from aiohttp import web
 from cli._client import DaemonBackend, Sink, TurnInfo
 from proxy.config import Config
 from proxy.server import build_app
+from proxy.serving import DaemonRunner
 from proxy.types import ClientAPI, JSONObject
 
 
@@ -50,7 +51,7 @@ class InProcessBackend:
         self.config = config
         self.api_key = api_key
         self.label = "in-process"
-        self._runner: web.AppRunner | None = None
+        self._runner: DaemonRunner | None = None
         self._directory: str | None = None
         self._client: DaemonBackend | None = None
 
@@ -62,8 +63,7 @@ class InProcessBackend:
         return dataclasses.replace(info, via=self.label)
 
     async def _start(self) -> DaemonBackend:
-        runner = web.AppRunner(build_app(self.config, operator=True), access_log=None,
-                               handle_signals=False)
+        runner = DaemonRunner(build_app(self.config, operator=True))
         await runner.setup()
         self._runner = runner
         self._directory = tempfile.mkdtemp(prefix="llmproxy-")  # mode 0700: this user only

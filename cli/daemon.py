@@ -10,9 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -28,6 +28,9 @@ from cli._address import (
 )
 from cli._config import CONFIG_OPTION, load_optional, state_dir
 from cli._output import fail, print_json, stderr, stdout, styled
+
+if TYPE_CHECKING:
+    from proxy.config import Config
 
 PID_FILE = "llmproxy.pid"
 STATE_FILE = "daemon.json"
@@ -139,6 +142,7 @@ class Found:
     url: str
     answer: dict[str, Any] | None
     managed: DaemonState | None
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -152,11 +156,17 @@ URL_OPTION = typer.Option(None, "--url", help="The daemon at this URL (default: 
                           "`serve --detach` started, else the configured address).")
 
 
-def find_daemon(url: str | None, config: Path | None) -> Found:
+API_KEY_OPTION = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY", help="The client "
+                              "key (default: the config's); a daemon with client keys lists "
+                              "its providers and targets only to a key holder.")
+
+
+def find_daemon(url: str | None, config: Path | None, api_key: str | None = None) -> Found:
     """`--url`, else the detached daemon, else the configured address, else the default one.
-    Reads the config for its address only: no provider secret is needed."""
+    Reads the config for its address and client key only: no provider secret is needed."""
     state = read_state()
     managed = state if state is not None and pid_alive(state.pid) else None
+    settings = None
     if url is not None:
         url = url_option(url)
         if managed is not None and normalize_url(managed.url) != url:
@@ -166,7 +176,24 @@ def find_daemon(url: str | None, config: Path | None) -> Found:
     else:
         settings = load_optional(config, secrets=False)
         url = daemon_url(settings) if settings else DEFAULT_DAEMON_URL
-    return Found(url, health(url), managed)
+    key = api_key or _configured_key(settings, config)
+    return Found(url, health(url, api_key=key), managed, key)
+
+
+def _configured_key(settings: Config | None, config: Path | None) -> str | None:
+    """The config's first client key. A config that does not load only costs the detail (the
+    pid and the reload outcome need no key), so `stop` and `status` still work beside it."""
+    if settings is None:
+        from proxy.config import find_config_path, load_config
+        from proxy.errors import ConfigError
+
+        env = dict(os.environ)
+        try:
+            path = find_config_path(config, env)
+            settings = load_config(path, env, unset={}) if path is not None else None
+        except ConfigError:
+            return None
+    return next((k for k in settings.proxy.api_keys if k), None) if settings else None
 
 
 def daemon_stop(
@@ -223,6 +250,7 @@ def daemon_reload(
     url: str | None = URL_OPTION,
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the outcome."),
     config: Path | None = CONFIG_OPTION,
+    api_key: str | None = API_KEY_OPTION,
 ) -> None:
     """Re-read the running daemon's config file without a restart (it is sent SIGHUP).
 
@@ -234,7 +262,7 @@ def daemon_reload(
       llmproxy reload
       kill -HUP "$(cat ~/.local/state/llmproxy/llmproxy.pid)"   # the same
     """
-    found = find_daemon(url, config)
+    found = find_daemon(url, config, api_key)
     if found.answer is None or found.pid is None:
         fail(f"nothing answers at {found.url}; {START_HINT}", code=EXIT_NOT_RUNNING)
     hup = getattr(signal, "SIGHUP", None)
@@ -247,7 +275,7 @@ def daemon_reload(
         fail(f"cannot signal the daemon at {found.url} (pid {found.pid}): {exc.strerror}", code=1)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = health(found.url)
+        answer = health(found.url, api_key=found.api_key)
         last = (answer or {}).get("config", {}).get("last_reload")
         if isinstance(last, dict) and _reload_number(answer) > before:
             if not last.get("ok"):
@@ -272,6 +300,7 @@ def daemon_status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     url: str | None = URL_OPTION,
     config: Path | None = CONFIG_OPTION,
+    api_key: str | None = API_KEY_OPTION,
 ) -> None:
     """Show whether the daemon runs and answers.
 
@@ -282,7 +311,7 @@ def daemon_status(
       llmproxy status
       llmproxy status --json
     """
-    found = find_daemon(url, config)
+    found = find_daemon(url, config, api_key)
     answer, managed = found.answer, found.managed
     report = {
         "running": answer is not None or managed is not None,

@@ -11,7 +11,6 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
-from aiohttp import web
 
 from cli._address import health, reachable_url
 from cli._config import CONFIG_OPTION, load, state_dir
@@ -24,6 +23,7 @@ from proxy.model_catalog import load_catalog
 from proxy.reload import config_file, install_reload
 from proxy.security.auth import check_bind
 from proxy.server import build_app
+from proxy.serving import serve_until_signalled
 from proxy.simulate.deployment import (
     DEFAULT_SEED,
     reference_config,
@@ -131,15 +131,18 @@ def _run(config: Config, host: str, port: int, log_level: str, log_format: str, 
     if (path := config_file(config)) is not None:
         install_reload(app, path, watch_interval=WATCH_INTERVAL if watch else None)
 
-    def listening(_: str) -> None:  # called once the socket is bound, not before
+    def listening() -> None:  # called once the socket is bound, not before
         if banner is not None:
             banner()
         else:
             stderr().print(f"llmproxy listening on http://{host}:{port}")
 
     try:
-        web.run_app(app, host=host, port=port, print=listening, loop=_event_loop(),
-                    handler_cancellation=True, access_log=None, shutdown_timeout=30)
+        with asyncio.Runner(loop_factory=_event_loop) as runner:
+            runner.run(serve_until_signalled(app, host, port, on_listening=listening,
+                                             shutdown_timeout=30))
+    except KeyboardInterrupt:  # only where signals cannot be handled in the loop (Windows)
+        pass
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             raise

@@ -49,7 +49,7 @@ _llmproxy() {
             subs=""; opts="--probe --json --url --timeout --config -c --help"; files="--config -c"; values="--url --timeout"
             ;;
         "reload")
-            subs=""; opts="--url --timeout --config -c --help"; files="--config -c"; values="--url --timeout"
+            subs=""; opts="--url --timeout --config -c --api-key --help"; files="--config -c"; values="--url --timeout --api-key"
             ;;
         "route")
             subs="test"; opts="--help"; files=""; values=""
@@ -63,7 +63,7 @@ _llmproxy() {
             [[ " --log-format " == *" $prev "* ]] && choices="text json"
             ;;
         "status")
-            subs=""; opts="--json --url --config -c --help"; files="--config -c"; values="--url"
+            subs=""; opts="--json --url --config -c --api-key --help"; files="--config -c"; values="--url --api-key"
             ;;
         "statusline")
             subs=""; opts="--config -c --help"; files="--config -c"; values=""

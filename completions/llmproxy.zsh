@@ -77,8 +77,8 @@ _llmproxy() {
       ;;
     ("reload")
       subs=()
-      opts=('--url:The daemon at this URL (default: the one serve --detach started, else…' '--timeout:Seconds to wait for the outcome' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--config -c) values=(--url --timeout)
+      opts=('--url:The daemon at this URL (default: the one serve --detach started, else…' '--timeout:Seconds to wait for the outcome' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--api-key:The client key (default: the config'\''s); a daemon with client keys lists…' '--help:Show the help and exit')
+      files=(--config -c) values=(--url --timeout --api-key)
       ;;
     ("route")
       subs=('test:Print the routing decision for a request: scenario, why, and the chain…')
@@ -99,8 +99,8 @@ _llmproxy() {
       ;;
     ("status")
       subs=()
-      opts=('--json:Print JSON' '--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
-      files=(--config -c) values=(--url)
+      opts=('--json:Print JSON' '--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--api-key:The client key (default: the config'\''s); a daemon with client keys lists…' '--help:Show the help and exit')
+      files=(--config -c) values=(--url --api-key)
       ;;
     ("statusline")
       subs=()

@@ -167,8 +167,10 @@ async def put_provider(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     changes = _object_body(request)
 
+    listed = request.app[LIVE].config.management.secret_variables
+
     def edit(document: TOMLDocument) -> list[str]:
-        check_provider_change(document, name, changes)
+        check_provider_change(document, name, changes, listed)
         created = upsert_provider(document, name, changes)
         key = changes.get("api_key")
         warnings = []
@@ -314,6 +316,7 @@ def redacted_config(config: Config) -> JSONObject:
             "enabled": config.management.enabled,
             "allow_remote": config.management.allow_remote,
             "secret_key": REDACTED if config.management.secret_key else "",
+            "secret_variables": list(config.management.secret_variables),
         },
     }
 

@@ -7,18 +7,24 @@ made through the API (a file edited by hand or reloaded is the operator's own, a
 - `$VAR` references are accepted only where secrets go (`api_key`, `headers` values), which
   are never shown; anywhere else a variable would come back expanded (in the config, in
   `/v1/models`). A literal `$` is written `$$`.
-- a reference may not name a variable another provider's secret uses: that would move that
+- a reference may name only a variable this provider's secrets already name in the config
+  file, or one the operator listed in `[management] secret_variables` (read at start, like the
+  rest of `[management]`). Anything else would send an arbitrary variable of the daemon's
+  environment to a URL of the caller's choosing. The refusal reads the same whether or not the
+  variable exists.
+- even a listed variable may not be one another provider's secret uses: that would move that
   provider's key to this provider's URL.
 - a changed `api_base_url` (or `token_endpoint`) needs the credentials again in the same
-  change: a key stored for one host never follows the URL to another. A codex provider's
-  credential is its token store, which the API cannot give: its URLs are changed in the file.
+  change, as values or listed variables: a key stored for one host never follows the URL to
+  another, not even by naming its variable again. A codex provider's credential is its token
+  store, which the API cannot give: its URLs are changed in the file.
 - `auth_file` must lie under llmproxy's own config, data or state directories.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +45,29 @@ def check_router_change(changes: Mapping[str, Any]) -> None:
     _no_references(changes, "router")
 
 
-def check_provider_change(document: TOMLDocument, name: str, changes: Mapping[str, Any]) -> None:
-    """Before the edit: where references may go, and which variables they may name."""
+def check_provider_change(document: TOMLDocument, name: str, changes: Mapping[str, Any],
+                          listed: Collection[str]) -> None:
+    """Before the edit: where references may go, and which variables they may name (`listed`:
+    the running `[management] secret_variables`)."""
     _no_references({k: v for k, v in changes.items() if k not in SECRET_FIELDS}, "providers")
-    taken = _secret_variables(document, besides=name)
+    named = _secret_variables(document)
+    own = {variable for variable, provider in named if provider == name}
+    taken = {variable: provider for variable, provider in reversed(named) if provider != name}
     for key, value in _secret_values(changes):
         for variable in references(value):
+            if variable not in own and variable not in listed:
+                raise ConfigError(f"providers.{key}", _UNLISTED)
             if variable in taken:
                 raise ConfigError(
                     f"providers.{key}",
                     f"${variable} holds provider {taken[variable]!r}'s secret: a key stays with "
                     "its provider's URL (give this provider its own)",
                 )
+
+
+_UNLISTED = ("through the management API a secret may name only a variable this provider's "
+             "secrets already use, or one listed in the config file's [management] "
+             "secret_variables; give the value itself, or list the variable and restart")
 
 
 def check_credentials(old: Config, new: Config, name: str, changes: Mapping[str, Any]) -> None:
@@ -74,18 +91,24 @@ def check_credentials(old: Config, new: Config, name: str, changes: Mapping[str,
     if after.format is ProviderFormat.CODEX:
         raise ConfigError(f"providers.{field}", "a codex provider's URLs receive its ChatGPT "
                           "sign-in; change them in the config file")
-    if before.api_key and not _given(changes.get("api_key")):
+    listed = old.management.secret_variables
+    if before.api_key and not _given(changes.get("api_key"), listed):
         raise ConfigError("providers.api_key", f"{field} changed: give api_key again in the "
-                          "same change (the stored key stays with the old URL)")
+                          "same change, as a value or a variable listed in [management] "
+                          "secret_variables (the stored key stays with the old URL)")
     headers = changes.get("headers")
     for header in before.headers:
-        if not _given(headers.get(header) if isinstance(headers, dict) else None):
+        if not _given(headers.get(header) if isinstance(headers, dict) else None, listed):
             raise ConfigError(f"providers.headers.{header}", f"{field} changed: give every "
                               "header again in the same change (they may hold credentials)")
 
 
-def _given(value: Any) -> bool:
-    return isinstance(value, str) and bool(value) and value != REDACTED
+def _given(value: Any, listed: Collection[str]) -> bool:
+    """Given anew: not the redacted placeholder, and not a reference to the variable that
+    already held it (which would carry the old key along) unless the operator listed it."""
+    if not isinstance(value, str) or not value or value == REDACTED:
+        return False
+    return all(variable in listed for variable in references(value))
 
 
 def _check_auth_file(path: str) -> None:
@@ -132,16 +155,12 @@ def _secret_values(table: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
         yield from ((f"headers.{h}", v) for h, v in headers.items() if isinstance(v, str))
 
 
-def _secret_variables(document: TOMLDocument, *, besides: str) -> dict[str, str]:
-    """Variable -> the provider whose secret names it, for every provider but `besides`."""
-    found: dict[str, str] = {}
+def _secret_variables(document: TOMLDocument) -> list[tuple[str, str]]:
+    """(variable, provider) for every variable a provider's secrets name in the file."""
+    found: list[tuple[str, str]] = []
     providers = document.get("providers")
     for table in providers if isinstance(providers, list) else []:
         name = str(table.get("name", ""))
-        if name == besides:
-            continue
         for _, value in _secret_values(table):
-            for variable in references(str(value)):
-                found.setdefault(variable, name)
+            found += [(variable, name) for variable in references(str(value))]
     return found
-

@@ -17,10 +17,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 from raw_http import RawResponse
-from support import CLIENT_KEY
+from support import CLIENT_KEY, DaemonTestServer
 
 from proxy.config import Config, parse_config
 from proxy.server import build_app
+from proxy.serving import listening
 from proxy.simulate import SimulatedProvider, run_simulated
 
 
@@ -83,7 +84,7 @@ class Apps:
         app = build_app(config, **build)
         if peer is not None:
             pretend_peer(app, peer)
-        server = TestServer(app, host=host)
+        server = DaemonTestServer(app, host=host)
         await server.start_server()
         self._servers.append(server)
         return Served(server)
@@ -153,15 +154,11 @@ class DaemonThread:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         async with run_simulated(self._sims) as running:
-            runner = web.AppRunner(build_app(parse_config(self._config(running), {})),
-                                   handler_cancellation=True, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
+            app = build_app(parse_config(self._config(running), {}))
+            async with listening(app, "127.0.0.1", 0) as runner:
+                self.port = runner.addresses[0][1]
+                self._ready.set()
+                await self._stop.wait()
 
     def __enter__(self) -> DaemonThread:
         self._thread.start()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 
 from proxy.config import Config, parse_config
 from proxy.server import build_app
+from proxy.serving import DaemonRunner
 from proxy.simulate import SimulatedProvider
 
 CLIENT_KEY = "sk-client-test-key"
@@ -71,9 +74,17 @@ class Daemon:
         return self.url + "/v1"
 
 
+class DaemonTestServer(TestServer):
+    """aiohttp's test server, running the app the way `llmproxy serve` does."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        assert self.app is not None
+        return DaemonRunner(self.app, **kwargs)
+
+
 async def start_daemon(text: str) -> Daemon:
     config = parse_config(text, env={})
     app: web.Application = build_app(config)
-    server = TestServer(app, host="127.0.0.1")
+    server = DaemonTestServer(app, host="127.0.0.1")
     await server.start_server()
     return Daemon(server, config)

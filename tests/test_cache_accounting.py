@@ -7,6 +7,7 @@ The simulated providers report cached tokens for a prefix they saw recently (see
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,31 @@ def test_prompt_cache_key_is_refused_for_anthropic_format() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(text, {})
     assert error.value.key == "providers[0].prompt_cache_key"
+
+
+async def test_the_request_log_shows_cached_tokens_and_prices_them_at_the_cached_rate(
+    clients: Clients, daemon: StartDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The second turn reads the first one's prefix from the provider's cache: the log line
+    says so (`cache=read/written`) and the cost prices reads and writes at their own rates."""
+    caplog.set_level(logging.INFO, logger="llmproxy.requests")
+    prices = ('[providers.capabilities."MiniMax-M2.5"]\nprice_in = 1.0\nprice_out = 4.0\n'
+              'price_cache_read = 0.1\nprice_cache_write = 1.25')
+    async with run_simulated([sim("anthropic")]) as sims:
+        proxy = await daemon(config_text(sims, route(sims["minimax"]),
+                                         provider_extra={"minimax": prices}))
+        client = clients.anthropic(proxy)
+        answers = []
+        for turn in TURNS:
+            raw = await client.messages.with_raw_response.create(**anthropic_request(turn))
+            answers.append((await raw.parse(), raw.headers["x-llmproxy-cost"]))
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmproxy.requests"]
+    assert len(lines) == 2
+    for line, (message, cost) in zip(lines, answers, strict=True):
+        usage = message.usage
+        read, written = usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
+        assert f"in={usage.input_tokens} out={usage.output_tokens} cache={read}/{written}" in line
+        expected = (usage.input_tokens * 1.0 + usage.output_tokens * 4.0 + read * 0.1
+                    + written * 1.25) / 1e6
+        assert float(cost) == pytest.approx(expected, rel=1e-6)
+    assert (answers[1][0].usage.cache_read_input_tokens or 0) > 1024

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2
+import orjson
 import pytest
 from cli_support import Cli, serving, subprocess_env
 from security_support import Apps, call
@@ -160,3 +161,33 @@ async def test_health_tells_pid_and_reload_outcome_to_this_machine_only(
         await apps.close()
     assert body["status"] == "ok"
     assert ("pid" in body and "config" in body) is told
+
+
+def test_status_and_reload_show_targets_to_the_client_key_they_know(
+        daemon: tuple[str, Path, Cli]) -> None:
+    """The daemon has client keys: `/health` lists providers and targets only to a key holder,
+    so `status` sends the config's key, or `--api-key` / `$LLMPROXY_API_KEY`."""
+    url, config, cli = daemon
+    assert "zai,glm-5" in _models(url)
+    chat = cli("chat", "--url", url, "--api-key", CLIENT_KEY, "-m", "zai,glm-5", "Hello")
+    assert chat.exit_code == 0, chat.output  # the target has seen traffic: it is listed
+
+    def report(*args: str, key: str | None = None) -> dict[str, object]:
+        cli.env["LLMPROXY_API_KEY"] = key
+        done = cli("status", "--json", "--url", url, *args)
+        assert done.exit_code == 0, done.output
+        return dict(orjson.loads(done.stdout))
+
+    for shown in (report("--config", str(config)), report(key=CLIENT_KEY),
+                  report("--api-key", CLIENT_KEY)):
+        assert shown["providers"] == ["zai"]
+        assert [t["target"] for t in shown["targets"]] == ["zai,glm-5"]  # type: ignore[attr-defined]
+    for hidden in (report(), report(key="not-the-key")):  # no config found, or a wrong key
+        assert hidden["answering"] and hidden["providers"] == [] and hidden["targets"] == []
+    cli.env["LLMPROXY_API_KEY"] = None
+    text = cli("status", "--url", url, "--config", str(config))
+    assert text.exit_code == 0 and "providers  zai" in text.stdout
+    config.write_text(config.read_text() + ALIAS)
+    done = cli("reload", "--url", url, "--config", str(config))
+    assert done.exit_code == 0, done.output
+    assert report("--config", str(config))["providers"] == ["zai"]

@@ -24,6 +24,9 @@ ZAI_KEY = "zai-real-key-must-stay-off-disk"
 CEREBRAS_KEY = "cerebras-real-key-also-secret"
 ENV = {"ZAI_API_KEY": ZAI_KEY, "CEREBRAS_API_KEY": CEREBRAS_KEY, "LLMPROXY_MGMT_KEY": SECRET}
 AUTH = {"x-management-key": SECRET}
+# the operator lets the API name this variable in any provider's secrets
+LISTED = 'secret_variables = ["CEREBRAS_API_KEY"]'
+
 PROMPT = [{"role": "user", "content": "Hello there"}]
 
 
@@ -87,7 +90,7 @@ class Running:
 async def running(apps: Apps, tmp_path: Path) -> AsyncIterator[Running]:
     async with run_simulated(sims()) as started:
         path = tmp_path / "config.toml"
-        path.write_text(config_file(started["zai"].base_url))
+        path.write_text(config_file(started["zai"].base_url, LISTED))
         path.chmod(0o644)
         proxy = await apps.start(load_config(path, ENV), env=ENV)
         yield Running(proxy.url, path, started)
@@ -181,7 +184,8 @@ async def test_config_is_redacted(running: Running) -> None:
     assert config["proxy"]["api_keys"] == ["[REDACTED]"]
     assert config["providers"][0]["api_key"] == "[REDACTED]"
     assert config["management"] == {"enabled": True, "allow_remote": False,
-                                    "secret_key": "[REDACTED]"}
+                                    "secret_key": "[REDACTED]",
+                                    "secret_variables": ["CEREBRAS_API_KEY"]}
     assert config["router"]["default"] == "zai,glm-5"
     assert response.headers["Cache-Control"] == "no-store"
 
@@ -258,7 +262,7 @@ async def test_redacted_secret_sent_back_keeps_the_reference(running: Running) -
                                 "models": ["m"]}, "providers[1].api_base_url"),
     ("PUT", "/providers/zai", {"api_base_url": "http://[::ffff:a9fe:a9fe]/"},
      "providers[0].api_base_url"),
-    ("PUT", "/providers/zai", {"api_key": "$UNSET_VARIABLE"}, "providers[0].api_key"),
+    ("PUT", "/providers/zai", {"api_key": "$UNSET_VARIABLE"}, "providers.api_key"),
     ("PUT", "/providers/zai", {"name": "other"}, "providers.name"),
     ("DELETE", "/providers/zai", None, "providers"),
     ("DELETE", "/providers/ghost", None, "providers"),
@@ -391,7 +395,12 @@ async def test_a_stored_key_never_follows_a_changed_url(running: Running) -> Non
     borrowed = await running.mgmt("PUT", "/providers/evil", {
         "api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY", "models": ["m"]})
     assert borrowed.status == 400
-    assert "holds provider 'zai'" in openai_error(borrowed)["message"]
+    assert "may name only a variable" in openai_error(borrowed)["message"]
+    # Naming its own variable again is not giving the key again: the key would follow.
+    same = await running.mgmt("PUT", "/providers/zai", {
+        "api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY"})
+    assert same.status == 400
+    assert "give api_key again" in openai_error(same)["message"]
     # The same move with the key given again is a plain change.
     rekeyed = await running.mgmt("PUT", "/providers/zai", {
         "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
@@ -436,3 +445,81 @@ auth_file = "{tmp_path / 'by-hand.json'}"
     added = await call("PUT", f"{proxy.url}/v0/management/providers/other-codex",
                        json={"format": "codex", "models": ["gpt-5.2"]}, headers=AUTH)
     assert added.status == 400
+
+
+UNLISTED = "may name only a variable this provider's secrets already use"
+
+
+@pytest.mark.parametrize("change", [
+    {"api_key": "$LLMPROXY_MGMT_KEY"},
+    {"api_key": "$NO_SUCH_VARIABLE"},
+    {"api_key": "${LLMPROXY_MGMT_KEY:-x}"},
+    {"headers": {"authorization": "Bearer $LLMPROXY_MGMT_KEY"}},
+], ids=["set", "unset", "with-default", "header"])
+async def test_a_secret_may_not_name_any_other_variable(
+    running: Running, change: dict[str, Any]
+) -> None:
+    """The management secret itself, or any variable of the daemon's environment, cannot be
+    sent to a URL of the caller's choosing; set or not, the refusal reads the same."""
+    cerebras = running.sims["cerebras"]
+    before = running.path.read_text()
+    for name in ("evil", "zai"):  # a new provider, and an existing one on its own URL
+        url = cerebras.base_url if name == "evil" else running.sims["zai"].base_url
+        refused = await running.mgmt("PUT", f"/providers/{name}", {
+            "api_base_url": url, "models": ["glm-5"], **change})
+        assert refused.status == 400, refused.body
+        error = openai_error(refused)
+        assert UNLISTED in error["message"] and "not set" not in error["message"]
+        assert error["param"] in ("providers.api_key", "providers.headers.authorization")
+    assert running.path.read_text() == before
+    config = (await running.mgmt("GET", "/config")).json()["config"]
+    assert [p["name"] for p in config["providers"]] == ["zai"]
+    sent = await post(running.url + "/v1/chat/completions", {"model": "evil,glm-5",
+                                                              "messages": PROMPT})
+    assert sent.status == 400 and not cerebras.requests
+
+
+async def test_a_secret_may_name_its_own_or_a_listed_variable(running: Running) -> None:
+    # zai's secrets already name $ZAI_API_KEY: it may name it again, in a header too
+    again = await running.mgmt("PUT", "/providers/zai", {
+        "api_key": "$ZAI_API_KEY", "headers": {"x-zai-key": "$ZAI_API_KEY"}})
+    assert again.status == 200, again.body
+    assert 'x-zai-key = "$ZAI_API_KEY"' in running.path.read_text()
+    answer = await post(running.url + "/v1/chat/completions", {"model": "zai,glm-5",
+                                                                "messages": PROMPT})
+    assert answer.status == 200
+    assert running.sims["zai"].requests[-1].headers.get("x-zai-key") == ZAI_KEY
+    # $CEREBRAS_API_KEY is in [management] secret_variables: any provider may name it ...
+    cerebras = running.sims["cerebras"]
+    added = await running.mgmt("PUT", "/providers/cerebras", {
+        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
+        "models": ["llama-3.3-70b"]})
+    assert added.status == 200, added.body
+    # ... but only one: a listed variable another provider uses stays with that provider
+    shared = await running.mgmt("PUT", "/providers/other", {
+        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY", "models": ["m"]})
+    assert shared.status == 400
+    assert "holds provider 'cerebras'" in openai_error(shared)["message"]
+
+
+def test_secret_variables_are_names_and_never_echo_a_value() -> None:
+    text = config_file("https://api.z.ai/v1", 'secret_variables = ["$ZAI_API_KEY"]')
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text, ENV)
+    assert refused.value.key == "management.secret_variables[0]"
+    assert ZAI_KEY not in str(refused.value)
+    assert parse_config(config_file("https://api.z.ai/v1", LISTED), ENV).management \
+        .secret_variables == ("CEREBRAS_API_KEY",)
+
+
+async def test_the_list_is_read_at_start_like_the_rest_of_management(running: Running) -> None:
+    """Listing a variable in the file and reloading does not let the API name it."""
+    text = running.path.read_text()
+    running.path.write_text(text.replace(LISTED, 'secret_variables = ["CEREBRAS_API_KEY", '
+                                                 '"LLMPROXY_MGMT_KEY"]'))
+    reloaded = await running.mgmt("POST", "/config/reload")
+    assert reloaded.status == 200 and "management" in reloaded.json()["restart_required"]
+    refused = await running.mgmt("PUT", "/providers/evil", {
+        "api_base_url": running.sims["cerebras"].base_url, "api_key": "$LLMPROXY_MGMT_KEY",
+        "models": ["m"]})
+    assert refused.status == 400 and UNLISTED in openai_error(refused)["message"]

@@ -14,11 +14,13 @@ from typing import TypeVar
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from proxy.logging_setup import Redactor, log_body
 from proxy.security.refusals import error_response
 from proxy.security.settings import RequestLimits
+from proxy.serving import parser_reason
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,6 +84,12 @@ def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
             ))
         except web.HTTPRequestEntityTooLarge:
             return await _too_large(request, limits)
+        except (web.RequestPayloadError, HttpProcessingError) as exc:
+            # broken chunks, a body that does not decompress (aiohttp's C parser raises the
+            # first, its pure-Python one the second)
+            return await _closing(request, error_response(
+                request, 400, f"malformed request body: {parser_reason(str(exc))}",
+                code="malformed_request"))
         if not raw.strip() and management:
             request[BODY] = None
             return await handler(request)

@@ -20,11 +20,14 @@
     enabled = false
     secret_key = "$LLMPROXY_MANAGEMENT_KEY"   required when enabled
     allow_remote = false              non-loopback peers get 403 unless true
+    secret_variables = []             variables the API may name in a provider's secrets,
+                                      besides those that provider's secrets already name
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -97,6 +100,8 @@ class ManagementSettings:
     enabled: bool = False
     secret_key: str = field(default="", repr=False)
     allow_remote: bool = False
+    secret_variables: tuple[str, ...] = ()
+    """Environment variables a management change may reference in any provider's secrets."""
 
 
 _SECURITY_KEYS = ("rate_limiting", "ssrf_protection", "limits")
@@ -104,7 +109,8 @@ _RATE_KEYS = ("requests_per_minute", "concurrent_requests", "tokens_per_minute")
 _SSRF_KEYS = ("enabled", "allow_localhost", "allow_private_ips")
 _LIMIT_KEYS = ("max_body_bytes", "max_json_depth", "body_read_timeout_ms", "max_answer_bytes",
                "keepalive_per_peer")
-_MANAGEMENT_KEYS = ("enabled", "secret_key", "allow_remote")
+_MANAGEMENT_KEYS = ("enabled", "secret_key", "allow_remote", "secret_variables")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_security(top: TableReader) -> SecuritySettings:
@@ -180,4 +186,9 @@ def parse_management(top: TableReader) -> ManagementSettings:
     if enabled and len(secret) < MIN_SECRET_LENGTH:
         log.warning("%s: shorter than %d characters; use a long random secret",
                     t.key("secret_key"), MIN_SECRET_LENGTH)
-    return ManagementSettings(enabled, secret, t.boolean("allow_remote", False))
+    names: list[str] = t.strings("secret_variables", [])
+    for index, name in enumerate(names):
+        if not _VARIABLE_NAME.fullmatch(name):  # the text itself may be an expanded secret
+            raise ConfigError(f"{t.key('secret_variables')}[{index}]", "expected a variable "
+                              'name without "$", e.g. "NEW_PROVIDER_KEY"')
+    return ManagementSettings(enabled, secret, t.boolean("allow_remote", False), tuple(names))

@@ -35,11 +35,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from aiohttp import web
-
 from proxy.codex_auth import TokenStore, parse_codex_auth
 from proxy.config import Config, parse_config
 from proxy.server import build_app
+from proxy.serving import listening
 from proxy.simulate.faults import FaultPlan, MidStreamError, codex_usage_limit, zai_http_500
 from proxy.simulate.provider import SimulatedProvider
 from proxy.simulate.runner import run_simulated
@@ -188,17 +187,9 @@ async def running_daemon(
     config: Config, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[str]:
     """The real daemon on `host:port` (0: an ephemeral port) in the running loop; yields its URL."""
-    runner = web.AppRunner(
-        build_app(config), handler_cancellation=True, access_log=None, shutdown_timeout=1.0
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+    async with listening(build_app(config), host, port) as runner:
         bound_host, bound_port = runner.addresses[0][:2]
         yield f"http://{bound_host}:{bound_port}"
-    finally:
-        await runner.cleanup()
 
 
 @dataclass(frozen=True, slots=True)

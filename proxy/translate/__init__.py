@@ -3,7 +3,8 @@
 means the Responses API.
 
 requests.py               request entry points (+ request_to_openai.py, request_to_anthropic.py)
-replies.py                non-streaming chat <-> messages replies; the chat.completion envelope
+replies.py                non-streaming chat <-> messages replies (a chat.completion is read as
+                          neutral events and rendered by the accumulator)
 responses_api.py          Responses API entry points (+ responses_request.py,
                           responses_response.py, responses_tools.py, responses_dropped.py)
 reasons.py                stop reasons (the tool-call rule) and usage, shared with the stream
@@ -12,5 +13,6 @@ errors_wire.py            error bodies in each dialect
 dropped.py                what each direction leaves behind on purpose, and why
 common.py                 helpers every direction shares
 stream_*.py               streaming state machines (decoders and encoders per dialect)
-accumulate.py             neutral events -> one complete response (buffer mode, codex)
+accumulate.py             neutral events -> one complete response, and the chat.completion
+                          envelope (whole replies, codex)
 """

@@ -14,10 +14,11 @@ from proxy.tokens import tokens_for_chars
 from proxy.translate.common import anthropic_tool_id, join_text, parse_tool_arguments
 from proxy.translate.reasons import (
     stop_to_anthropic,
+    stop_to_openai_finish,
     usage_to_anthropic,
+    usage_to_openai,
     with_tool_calls,
 )
-from proxy.translate.replies import chat_completion
 from proxy.types import (
     Finish,
     JSONObject,
@@ -33,6 +34,33 @@ from proxy.types import (
     Usage,
     UsageUpdate,
 )
+
+
+def chat_completion(
+    completion_id: str,
+    created: int,
+    model: str,
+    message: JSONObject,
+    stop: StopReason,
+    usage: Usage,
+) -> JSONObject:
+    """A `chat.completion` with one choice: the envelope every non-streaming OpenAI answer is
+    built in, in one place."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": stop_to_openai_finish(stop),
+            }
+        ],
+        "usage": usage_to_openai(usage),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +253,7 @@ class MessageAccumulator:
         """An Anthropic `message`, blocks in stream order. Tool ids are made Anthropic-safe and
         arguments parsed with `common.parse_tool_arguments` (broken JSON is wrapped, not lost)."""
         msg_id = message_id or self._id or "msg_llmproxy"
+        base = msg_id.removeprefix("msg_")
         content: list[JSONObject] = []
         for block in self._blocks:
             if block.kind == "text":
@@ -243,20 +272,25 @@ class MessageAccumulator:
                 content.append(
                     {
                         "type": "tool_use",
-                        "id": anthropic_tool_id(call.id, f"toolu_{msg_id}_{call.index}"),
+                        "id": anthropic_tool_id(call.id, f"toolu_{base}_{call.index}"),
                         "name": call.name,
                         "input": parse_tool_arguments(call.arguments),
                     }
                 )
         finish = self._finish
+        stop = self._stop_reason()
+        # A stop sequence that a tool call overrode is not reported.
+        stop_sequence = None if finish is None or stop is StopReason.TOOL_USE else (
+            finish.stop_sequence
+        )
         return {
             "id": msg_id,
             "type": "message",
             "role": "assistant",
             "model": model,
             "content": content,
-            "stop_reason": stop_to_anthropic(self._stop_reason()),
-            "stop_sequence": finish.stop_sequence if finish is not None else None,
+            "stop_reason": stop_to_anthropic(stop),
+            "stop_sequence": stop_sequence,
             "usage": usage_to_anthropic(self.usage),
         }
 

@@ -1,5 +1,7 @@
-"""Non-streaming replies: translation between chat completions and Messages, one function per
-direction, and the one `chat.completion` envelope every non-streaming OpenAI answer is built in.
+"""Non-streaming replies between chat completions and Messages, one function per direction.
+
+A chat.completion is read as neutral events (`openai_reply_events`) and rendered by the
+accumulator, like a stream; an Anthropic message is still translated dict to dict.
 
 Decisions:
 - OpenAI-compatible reasoning (`reasoning_content`, or `reasoning` from OpenRouter/vLLM, or a
@@ -22,30 +24,35 @@ import time
 import uuid
 from typing import Any
 
-from proxy.translate.common import (
-    anthropic_tool_id,
-    dump_tool_input,
-    parse_tool_arguments,
-    split_think_tags,
-)
+import orjson
+
+from proxy.translate.accumulate import MessageAccumulator, chat_completion
+from proxy.translate.common import dump_tool_input, split_think_tags
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
     openai_finish_to_stop,
-    stop_to_anthropic,
-    stop_to_openai_finish,
     usage_from_anthropic,
     usage_from_openai,
-    usage_to_anthropic,
-    usage_to_openai,
     with_tool_calls,
 )
-from proxy.types import JSONObject, StopReason, Usage
+from proxy.types import (
+    Finish,
+    JSONObject,
+    MessageStart,
+    ReasoningDelta,
+    StopReason,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UsageUpdate,
+)
 
 __all__ = [
     "anthropic_message_id",
     "anthropic_to_openai_response",
-    "chat_completion",
     "openai_completion_id",
+    "openai_reply_events",
     "openai_to_anthropic_response",
     "passthrough_response",
 ]
@@ -70,41 +77,24 @@ def openai_completion_id(upstream_id: Any) -> str:
     return "chatcmpl-" + upstream_id.removeprefix("msg_")
 
 
-def chat_completion(
-    completion_id: str,
-    created: int,
-    model: str,
-    message: JSONObject,
-    stop: StopReason,
-    usage: Usage,
-) -> JSONObject:
-    """A `chat.completion` with one choice: the envelope, in one place."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": stop_to_openai_finish(stop),
-            }
-        ],
-        "usage": usage_to_openai(usage),
-    }
-
-
 # --- OpenAI chat.completion -> Anthropic message -----------------------------------------------
 
 
 def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
-    """Translate an OpenAI chat.completion into an Anthropic `message` reporting `model`."""
-    message_id = anthropic_message_id(body.get("id"))
+    """Translate an OpenAI chat.completion into an Anthropic `message` reporting `model`: the
+    reply is read as the neutral events a stream of it would carry, and the accumulator renders
+    them, so a streamed and a whole answer follow the same rules."""
+    accumulator = MessageAccumulator()
+    accumulator.extend(openai_reply_events(body))
+    return accumulator.to_anthropic(model, message_id=anthropic_message_id(body.get("id")))
+
+
+def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
+    """A whole chat.completion as neutral events: reasoning, text, tool calls, finish, usage."""
     choices = body.get("choices")
     choice = _obj(choices[0]) if isinstance(choices, list) and choices else {}
     message = _obj(choice.get("message"))
+    events: list[StreamEvent] = [MessageStart(_str(body.get("id")), _str(body.get("model")))]
 
     reasoning = _str(message.get("reasoning_content")) or _str(message.get("reasoning"))
     text = _openai_text(message.get("content"))
@@ -112,32 +102,39 @@ def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
         reasoning, text = split_think_tags(text)
     if not text and isinstance(message.get("refusal"), str):
         text = message["refusal"]
-
-    content: list[JSONObject] = []
     if reasoning:
-        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+        events.append(ReasoningDelta(reasoning))
     if text:
-        content.append({"type": "text", "text": text})
-    content.extend(_tool_use_blocks(message, message_id))
+        events.append(TextDelta(text))
+
+    calls = message.get("tool_calls")
+    calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict):
+        calls.append({"function": legacy})
+    for index, call in enumerate(calls):
+        function = _obj(call.get("function"))
+        events.append(ToolCallStart(index, _str(call.get("id")), _str(function.get("name"))))
+        events.append(ToolCallDelta(index, _raw_arguments(function.get("arguments"))))
 
     stop = openai_finish_to_stop(_str(choice.get("finish_reason")) or None)
     stop_sequence = _matched_stop(choice) if stop is StopReason.END_TURN else None
     if stop_sequence is not None:
         stop = StopReason.STOP_SEQUENCE
-    stop = with_tool_calls(stop, any(block["type"] == "tool_use" for block in content))
-    if stop is StopReason.TOOL_USE:
-        stop_sequence = None
+    events.append(Finish(stop, stop_sequence))
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_to_anthropic(stop),
-        "stop_sequence": stop_sequence,
-        "usage": usage_to_anthropic(usage_from_openai(usage)),
-    }
+    events.append(UsageUpdate(usage_from_openai(usage)))
+    return events
+
+
+def _raw_arguments(arguments: Any) -> str:
+    """`function.arguments` as the JSON text a stream would carry (a few servers send an
+    object)."""
+    if isinstance(arguments, str):
+        return arguments
+    if isinstance(arguments, dict):
+        return orjson.dumps(arguments).decode()
+    return "" if arguments is None else str(arguments)
 
 
 def _obj(value: Any) -> JSONObject:
@@ -166,27 +163,6 @@ def _matched_stop(choice: JSONObject) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-def _tool_use_blocks(message: JSONObject, message_id: str) -> list[JSONObject]:
-    calls = message.get("tool_calls")
-    calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
-    legacy = message.get("function_call")
-    if isinstance(legacy, dict):
-        calls.append({"function": legacy})
-    blocks: list[JSONObject] = []
-    for index, call in enumerate(calls):
-        function = _obj(call.get("function"))
-        fallback_id = f"toolu_{message_id.removeprefix('msg_')}_{index}"
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": anthropic_tool_id(call.get("id"), fallback_id),
-                "name": _str(function.get("name")),
-                "input": parse_tool_arguments(function.get("arguments")),
-            }
-        )
-    return blocks
 
 
 # --- Anthropic message -> OpenAI chat.completion -----------------------------------------------

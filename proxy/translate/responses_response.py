@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from proxy.translate.accumulate import chat_completion
 from proxy.translate.common import join_text, split_think_tags
 from proxy.translate.reasons import (
     openai_finish_to_stop,
     usage_from_openai,
     with_tool_calls,
 )
-from proxy.translate.replies import chat_completion
 from proxy.translate.responses_tools import custom_arguments, flat_name
 from proxy.types import JSONObject, StopReason, Usage
 
