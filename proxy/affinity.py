@@ -24,11 +24,13 @@ returning to the first target as soon as it recovers from a blip throws it away 
 What is kept: a conversation key (a digest, see `proxy.conversation`) with a route name, a target
 and a time, never a prompt. Entries expire `ttl` seconds after the turn that last used them
 (about the providers' own cache lifetime: Anthropic's default cache lives 5 minutes from its
-last use), and the table holds at most `max_entries`, dropping the least recently used.
+last use), and the table holds at most `max_entries` entries (two for a conversation on one
+route), dropping the least recently used.
 
 The table is behind `AffinityTable`, synchronous on purpose, so the request path never waits on
-the network. This process's table is `MemoryAffinityTable`; a table shared between instances
-implements the same protocol with a local tier that is kept in step in the background.
+the network. The daemon uses `MemoryAffinityTable`, this process's own; a table shared between
+instances is meant to implement the same protocol over such a local tier, kept in step in the
+background (there is none on this branch yet).
 """
 
 from __future__ import annotations
