@@ -28,6 +28,7 @@ from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import (
     ATTEMPT_DETAILS,
+    STREAMING,
     Attempt,
     ClientAPI,
     Finish,
@@ -45,8 +46,9 @@ from proxy.types import (
 )
 
 ATTEMPTS_HEADER = "x-llmproxy-attempts"
-# An SSE comment a daemon may send at the end of a stream with the final attempts (a stream that
-# failed over after its headers went out has more attempts than its header says).
+# The SSE comment a daemon sends at the end of a stream with the final attempts, each settled:
+# the headers went out while the committed try was still `streaming`, and a stream that failed
+# over after them has more tries than they say.
 ATTEMPTS_TRAILER = b": x-llmproxy-attempts "
 DETAILS_TRAILER = b": " + ATTEMPT_DETAILS.encode() + b" "
 ANTHROPIC_VERSION = "2023-06-01"
@@ -97,14 +99,6 @@ def parse_attempts(value: str) -> tuple[AttemptNote, ...]:
     return tuple(notes)
 
 
-def settled(notes: Sequence[AttemptNote]) -> tuple[AttemptNote, ...]:
-    """One note per try: a stream that started (`ok` at its commit point) and was then cut is
-    recorded again with how it ended; the cut is what happened to that try, not `ok`."""
-    return tuple(note for note, following in zip(notes, (*notes[1:], None), strict=True)
-                 if not (note.ok and following is not None and not following.ok
-                         and following.target == note.target))
-
-
 def attempts_from_error(body: Any) -> tuple[AttemptNote, ...]:
     """The `error.attempts` list of a daemon error body (either dialect), with timings."""
     error = body.get("error") if isinstance(body, dict) else None
@@ -129,6 +123,8 @@ def attempts_from_list(entries: Any) -> tuple[AttemptNote, ...]:
             continue
         status, error_class = item.get("status"), item.get("error_class")
         outcome = "ok" if error_class is None else str(status or error_class)
+        if item.get(STREAMING) is True:
+            outcome = STREAMING
         elapsed = item.get("elapsed_ms")
         notes.append(AttemptNote(
             item["target"], outcome, error_class if isinstance(error_class, str) else None,
@@ -215,11 +211,11 @@ class StreamReader:
         for line in lines:
             if line.startswith(ATTEMPTS_TRAILER) and self._details is None:
                 text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
-                self.trailer = settled(parse_attempts(text))
+                self.trailer = parse_attempts(text)
             elif line.startswith(DETAILS_TRAILER):
                 text = line[len(DETAILS_TRAILER):].decode("utf-8", "replace").strip()
                 details = attempts_from_details(text)
-                self._details = settled(details) if details else None
+                self._details = details or None
                 self.trailer = self._details or self.trailer
 
 

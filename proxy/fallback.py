@@ -14,7 +14,8 @@ its owner only when the stream finishes (`proxy.midstream.StreamLife`).
 
 `Walk` is the one place that decides retry, fallback, cooldown and breaker, for the
 non-streaming path, the pre-commit path of streams and their continuations alike. Its attempts
-are an append-only `Ledger`; readers get snapshots.
+are an append-only `Ledger` with one entry per upstream try, added when the try ends: a stream
+that started is entered when it finishes, is cut, or is closed, never at its commit point.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ T = TypeVar("T")
 # Failures that say the operator's config is wrong rather than the request: logged loudly.
 CONFIG_FAILURES = frozenset({ErrorClass.AUTH, ErrorClass.NOT_FOUND})
 TRANSIENT_RETRY = frozenset({ErrorClass.SERVER_ERROR, ErrorClass.CONNECTION})
+CLOSED_EARLY = "closed before its end (the client left)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +92,9 @@ class Completed:
 
 
 class Ledger:
-    """A request's attempts, in order. Append-only: nothing is ever changed or removed, so a
-    snapshot taken at any moment (the headers at the commit point, the trailer, a log line at
-    the end) is a true prefix of the final record."""
+    """A request's settled attempts, in order. Append-only: nothing is ever changed or removed,
+    so a snapshot taken at any moment is a true prefix of the final record. A try still
+    streaming is not in it yet (its owner reports it as `streaming` beside a snapshot)."""
 
     __slots__ = ("_attempts",)
 
@@ -215,9 +217,9 @@ class Walk:
         in its own prefill style (`accept` must skip targets without one).
 
         `settles=False` means the call's success is not the end of the answer (a stream's
-        head): the target's health hears of the outcome only when the stream ends
-        (`record_stream_success`, `record_failure` or `release`), and a half-open probe stays
-        reserved until then.
+        head): the try enters the ledger, and the target's health hears of its outcome, only
+        when the stream ends (`record_stream_success`, `record_failure` or `release`); a
+        half-open probe stays reserved until then.
 
         Raises ClientFacingError for answers that go back as they are, and ChainExhaustedError
         when no target is left.
@@ -317,9 +319,9 @@ class Walk:
             except BaseException:
                 health.release_probe(plan.target)
                 raise
-            elapsed = _ms(started)
-            self.ledger.add(Attempt(plan.target, 200, None, elapsed))
             if settles:
+                elapsed = _ms(started)
+                self.ledger.add(Attempt(plan.target, 200, None, elapsed))
                 health.record_success(plan.target, elapsed)
             return result
 
@@ -396,11 +398,16 @@ class Walk:
         _log_failure(plan.target, error)
 
     def record_stream_success(self, plan: Plan, started: float, ttft_ms: float) -> None:
-        """A stream reached its finish: only now does its target's health count a success."""
-        self.runner.health.record_success(plan.target, _ms(started), ttft_ms=ttft_ms)
+        """A stream reached its finish: only now is the try `ok`, in the ledger and in its
+        target's health."""
+        elapsed = _ms(started)
+        self.ledger.add(Attempt(plan.target, 200, None, elapsed))
+        self.runner.health.record_success(plan.target, elapsed, ttft_ms=ttft_ms)
 
-    def release(self, plan: Plan) -> None:
-        """The client left before the stream ended: no outcome, but free a probe slot."""
+    def release(self, plan: Plan, started: float) -> None:
+        """A stream closed before it ended (the client left): no outcome for its target's
+        health, but its probe slot is freed, and the ledger says the try never ended."""
+        self.ledger.add(Attempt(plan.target, 200, None, _ms(started), CLOSED_EARLY, True))
         self.runner.health.release_probe(plan.target)
 
 

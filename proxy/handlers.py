@@ -214,11 +214,12 @@ STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
 
 
 def _trailer(life: StreamLife, operator: bool, trace: Trace) -> bytes:
-    """The headers went out at the commit point; attempts made after it (a mid-stream failover),
-    the target that wrote the end of the answer and the cost are reported in SSE comments, which
-    clients ignore and `llmproxy` tools read. Wire formats that name the model only once
-    (Anthropic's `message_start`, the Responses API) keep naming the committed model; this names
-    the one that finished."""
+    """The headers went out at the commit point, naming the committed try `streaming`; the
+    final attempts (each try once, as it ended, mid-stream failovers included), the target that
+    wrote the end of the answer and the cost are reported in SSE comments, which clients ignore
+    and `llmproxy` tools read. Wire formats that name the model only once (Anthropic's
+    `message_start`, the Responses API) keep naming the committed model; this names the one that
+    finished."""
     served = life.served or life.target
     trailer = (
         encode_comment(f"x-llmproxy-attempts {attempts_header(life.attempts())}")

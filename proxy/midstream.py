@@ -22,10 +22,16 @@ When the current upstream fails it picks how to go on:
 An upstream error after its finish event does not undo a complete answer. A stream is reported
 to health as a success only when it finishes; a failure after the commit point counts like any
 other. Tool calls are held until complete (the next event of another kind, or the finish), so a
-failure inside a call's arguments is invisible. Tool-call indexes continue across upstreams,
-usage is added up over the attempts that produced the answer, and after a takeover a
-`MessageStart` naming the new model is passed on (encoders whose wire format names the model per
-chunk switch to it; the others keep their first one).
+failure inside a call's arguments is invisible. Tool-call indexes continue across upstreams, and
+after a takeover a `MessageStart` naming the new model is passed on (encoders whose wire format
+names the model per chunk switch to it; the others keep their first one).
+
+Each upstream try enters the walk's ledger once, when it ends; until then `attempts()` shows it
+as `streaming`. The usage the client sees describes one answer to one prompt: the prompt (input
+and cache counters) as the first try that reported it counted it, and the output of every try
+whose output reached the client, added up (clients such as Claude Code size their context from
+these fields, and a continuation's prompt repeats the original one). What every try cost,
+including restarts the client never saw, is `StreamReport.billed`.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.capabilities import PrefillStyle
 from proxy.errors import ChainExhaustedError, ClientFacingError, StreamCutError, UpstreamError
 from proxy.fallback import FallbackRunner, Job, Plan, Walk, close_stream
+from proxy.providers.base import UpstreamRequest
 from proxy.tokens import tokens_for_chars
 from proxy.types import (
     Attempt,
@@ -78,8 +85,16 @@ class StreamReport:
     served: Target | None
     """The target that wrote the last part of the answer."""
     usage: Usage
+    """What the client was told: the prompt once, the output of the answer's parts added up."""
+    billed: Usage
+    """Every try's usage added up (a cut try's output estimated from what it streamed): what
+    the request cost."""
     elapsed_ms: float
     finished: bool
+    fallbacks: int = 0
+    """Tries given up on before the committed one (skips included)."""
+    takeovers: int = 0
+    """Tries that carried on the answer after an earlier one was cut past the commit point."""
 
 
 async def _no_events() -> AsyncIterator[StreamEvent]:
@@ -117,9 +132,14 @@ class StreamLife:
         self._index_offset = 0
         self._hide_reasoning = False
         self._strip_leading_space = False
-        self._usage_done = Usage()  # usage of earlier attempts that produced part of the answer
+        self._prompt: Usage | None = None  # the prompt's counters, once an ended try gave them
+        self._answer_done = Usage()  # output of ended tries whose output reached the client
+        self._billed_done = Usage()  # everything ended tries used
         self._usage_now = Usage()
         self._attempt_chars = 0  # visible and reasoning text this attempt produced
+        self._attempt_sent = False  # some of this attempt's output reached the client
+        self._fallbacks = 0
+        self._takeovers = 0
 
     # --- read-outs ------------------------------------------------------------------------------
 
@@ -135,16 +155,25 @@ class StreamLife:
         return self._plan.target if self._plan is not None else None
 
     def attempts(self) -> tuple[Attempt, ...]:
-        return self._walk.ledger.snapshot()
+        """Every try so far: the ended ones as the ledger has them, then the one still
+        streaming, if any (at the commit point: the committed try)."""
+        settled = self._walk.ledger.snapshot()
+        if self._settled or self._plan is None:
+            return settled
+        live = Attempt(self._plan.target, 200, None, self._ttft_ms, streaming=True)
+        return (*settled, live)
 
     def report(self) -> StreamReport:
         return StreamReport(
             attempts=self.attempts(),
             committed=self._committed,
             served=self.served,
-            usage=self._usage_done + self._usage_now,
+            usage=self._client_usage(self._usage_now),
+            billed=self._billed_done + self._usage_now,
             elapsed_ms=(time.monotonic() - self._created) * 1000.0,
             finished=self._finished,
+            fallbacks=self._fallbacks,
+            takeovers=self._takeovers,
         )
 
     # --- the life -------------------------------------------------------------------------------
@@ -157,19 +186,23 @@ class StreamLife:
             self._head, self._upstream = events, _no_events()
         else:
             plan, (self._head, self._upstream) = await walk.first_success(
-                self._runner.read_stream_head, settles=False
+                self._read_head, settles=False
             )
             self._settled = False
         self._plan, self._committed = plan, plan.target
         self._announced_model = plan.target.model
-        self._time_attempt()
+        self._fallbacks = sum(1 for a in walk.ledger.snapshot() if not a.ok)
         return plan.target
 
-    def _time_attempt(self) -> None:
-        """The attempt that just succeeded (the last in the ledger) started this stream part:
-        its time to first content, and its start for the latency reported at the finish."""
-        self._ttft_ms = self.attempts()[-1].elapsed_ms
-        self._started = time.monotonic() - self._ttft_ms / 1000.0
+    async def _read_head(
+        self, plan: Plan, request: UpstreamRequest
+    ) -> tuple[list[StreamEvent], AsyncIterator[StreamEvent]]:
+        """One try up to its first content, timed: the try that succeeds starts this part of
+        the stream (its time to first content, its start for the latency at its end)."""
+        started = time.monotonic()
+        head = await self._runner.read_stream_head(plan, request)
+        self._started, self._ttft_ms = started, (time.monotonic() - started) * 1000.0
+        return head
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
@@ -204,7 +237,7 @@ class StreamLife:
         await close_stream(self._upstream)
         if not self._settled and self._plan is not None:
             self._settled = True
-            self._walk.release(self._plan)
+            self._walk.release(self._plan, self._started)
 
     def _current(self) -> Plan:
         if self._plan is None:
@@ -234,7 +267,7 @@ class StreamLife:
                 out.append(MessageStart(event.id, self._announced_model))
         elif isinstance(event, UsageUpdate):
             self._usage_now = event.usage
-            out.append(UsageUpdate(self._usage_done + event.usage))
+            out.append(UsageUpdate(self._client_usage(event.usage)))
         elif isinstance(event, ToolCallStart):
             self._held_call = [
                 ToolCallStart(event.index + self._index_offset, event.id, event.name)
@@ -248,13 +281,14 @@ class StreamLife:
                 self._strip_leading_space = not text
             if text:
                 self._attempt_chars += len(text)
+                self._attempt_sent = True
                 self._text.append(text)
                 out.append(TextDelta(text))
         elif isinstance(event, REASONING_EVENTS):
             if isinstance(event, ReasoningDelta):
                 self._attempt_chars += len(event.text)
             if not self._hide_reasoning:
-                self._sent_reasoning = True
+                self._sent_reasoning = self._attempt_sent = True
                 out.append(event)
         elif isinstance(event, Finish):
             self._finished = True
@@ -266,6 +300,7 @@ class StreamLife:
             return []
         released, self._held_call = self._held_call, []
         self._tool_calls_sent += 1
+        self._attempt_sent = True
         return released
 
     async def _recover(self, error: UpstreamError) -> None:
@@ -297,9 +332,7 @@ class StreamLife:
 
         elif self._sent_reasoning:
             self._hide_reasoning = True
-        self._usage_done = self._usage_done + self._attempt_usage()
-        self._usage_now = Usage()
-        self._attempt_chars = 0
+        self._close_attempt_usage()
         self._index_offset = self._tool_calls_sent
         what = "continue the answer" if partial else "take over the answer"
         try:
@@ -325,15 +358,45 @@ class StreamLife:
                 target=failed,
             ) from refused
         self._plan, self._head, self._upstream = plan, head, rest
-        self._time_attempt()
         self._settled = False
+        self._takeovers += 1
 
-    def _attempt_usage(self) -> Usage:
-        """What the failed attempt produced. A cut stream never reports its usage, so its output
-        is estimated from the text it streamed (about four characters per token)."""
-        if self._usage_now != Usage():
-            return self._usage_now
-        return Usage(output_tokens=tokens_for_chars(self._attempt_chars))
+    def _client_usage(self, now: Usage) -> Usage:
+        """The answer's usage for the client, given the current try's latest."""
+        prompt = self._prompt or now
+        return Usage(
+            input_tokens=prompt.input_tokens,
+            output_tokens=self._answer_done.output_tokens + now.output_tokens,
+            cache_read_input_tokens=prompt.cache_read_input_tokens,
+            cache_creation_input_tokens=prompt.cache_creation_input_tokens,
+            reasoning_tokens=self._answer_done.reasoning_tokens + now.reasoning_tokens,
+        )
+
+    def _close_attempt_usage(self) -> None:
+        """Book a cut try's usage. A cut stream rarely reports its output (OpenAI-format usage
+        comes last, Anthropic's `message_start` says 1), so it is at least what the try
+        streamed, at about four characters per token."""
+        now = self._usage_now
+        used = replace(now, output_tokens=max(now.output_tokens,
+                                              tokens_for_chars(self._attempt_chars)))
+        self._billed_done = self._billed_done + used
+        if self._prompt is None and _prompt_of(used) != Usage():
+            self._prompt = _prompt_of(used)
+        if self._attempt_sent:
+            self._answer_done = self._answer_done + Usage(
+                output_tokens=used.output_tokens, reasoning_tokens=used.reasoning_tokens
+            )
+        self._usage_now = Usage()
+        self._attempt_chars = 0
+        self._attempt_sent = False
+
+
+def _prompt_of(usage: Usage) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+    )
 
 
 def continuation_body(fmt: ClientAPI, body: JSONObject, prefill: str) -> JSONObject:

@@ -130,20 +130,27 @@ class ErrorClass(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One try of one target, as recorded in the attempts header and error bodies."""
+    """One try of one target, as recorded in the attempts header and error bodies.
+
+    A streamed try is recorded once, when it ends: `ok` when it reached its finish, its error
+    class when it was cut. `streaming` marks a try that had not ended when the record was read
+    (a stream's commit-point headers; a stream closed before its end)."""
 
     target: Target
     status: int | None
     error_class: ErrorClass | None
     elapsed_ms: float
     detail: str = ""
+    streaming: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.error_class is None
+        return self.error_class is None and not self.streaming
 
     @property
     def outcome(self) -> str:
+        if self.streaming:
+            return STREAMING
         if self.error_class is None:
             return "ok"
         if self.status is not None:
@@ -151,13 +158,20 @@ class Attempt:
         return self.error_class.value
 
     def to_json(self) -> JSONObject:
-        return {
+        entry: JSONObject = {
             "target": str(self.target),
             "status": self.status,
             "error_class": self.error_class.value if self.error_class else None,
             "elapsed_ms": round(self.elapsed_ms, 1),
             "detail": self.detail,
         }
+        if self.streaming:
+            entry[STREAMING] = True
+        return entry
+
+
+STREAMING = "streaming"
+"""The outcome of a try still streaming when it was reported."""
 
 
 def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:

@@ -122,9 +122,9 @@ def test_blocks_follow_kind_changes_and_signatures() -> None:
     assert (rendered["stop_reason"], rendered["stop_sequence"]) == ("stop_sequence", "###")
     Message.model_validate(rendered)
     openai_message = acc.to_openai("m", created=0)["choices"][0]["message"]
-    # Split text blocks are joined as the non-streaming translator joins them.
-    assert openai_message["content"] == "a\n\nbc"
-    assert openai_message["reasoning_content"] == "t1\n\nt2"
+    # Split text blocks are joined as a client reading the stream sees them: without separator.
+    assert openai_message["content"] == "abc"
+    assert openai_message["reasoning_content"] == "t1t2"
 
 
 def test_broken_and_empty_arguments_and_unsafe_ids() -> None:

@@ -162,7 +162,7 @@ async def test_streaming_falls_back_before_the_first_byte(
         chunks = [chunk async for chunk in raw.parse()]
     assert (
         raw.headers["x-llmproxy-attempts"]
-        == "zai,glm-5=500;zai,glm-5=500;cerebras,llama-3.3-70b=ok"
+        == "zai,glm-5=500;zai,glm-5=500;cerebras,llama-3.3-70b=streaming"
     )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1

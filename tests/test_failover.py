@@ -199,7 +199,7 @@ async def test_first_token_too_slow_falls_back(clients: Clients, daemon: StartDa
         assert time.monotonic() - started < 2.0
         assert len(sims["zai"].requests) == 1
     assert text == CEREBRAS_TEXT
-    assert attempts == "zai,glm-5=timeout;cerebras,llama-3.3-70b=ok"
+    assert attempts == "zai,glm-5=timeout;cerebras,llama-3.3-70b=streaming"
 
 
 # --- mid-stream failover -----------------------------------------------------------------------
@@ -227,7 +227,7 @@ async def test_stream_failing_after_text_is_completed_by_prefill_on_a_capable_fa
         text, attempts, chunks = await ask_stream(clients.openai(proxy))
         continuation = sims["zai-mirror"].requests[0].body
     assert text == FULL_GLM_TEXT  # the whole answer, and no part of it twice
-    assert attempts == "zai,glm-5=ok"  # the header was sent at the commit point
+    assert attempts == "zai,glm-5=streaming"  # the header was sent at the commit point
     assert len({c.id for c in chunks}) == 1  # type: ignore[attr-defined]
     assert chunks[-1].choices[0].finish_reason == "stop"  # type: ignore[attr-defined]
     assert sims["cerebras"].requests == ()
@@ -331,7 +331,7 @@ async def test_malformed_chunk_is_skipped_and_logged(
         with caplog.at_level(logging.WARNING, logger="llmproxy.upstream"):
             text, attempts, _ = await ask_stream(clients.openai(proxy))
     assert text == FULL_GLM_TEXT
-    assert attempts == "zai,glm-5=ok"
+    assert attempts == "zai,glm-5=streaming"
     assert "unparseable stream chunk" in caplog.text
 
 
@@ -343,7 +343,7 @@ async def test_finish_reason_without_done_is_a_complete_answer(
         text, attempts, chunks = await ask_stream(clients.openai(proxy))
         assert sims["cerebras"].requests == ()
     assert text == FULL_GLM_TEXT
-    assert attempts == "zai,glm-5=ok"
+    assert attempts == "zai,glm-5=streaming"
     assert chunks[-1].choices[0].finish_reason == "stop"  # type: ignore[attr-defined]
 
 
@@ -509,7 +509,7 @@ async def test_route_timeouts_override_the_providers(clients: Clients, daemon: S
         answer, attempts, _ = await ask_stream(clients.openai(proxy))
         assert time.monotonic() - started < 2.0
     assert answer == CEREBRAS_TEXT
-    assert attempts == "zai,glm-5=timeout;cerebras,llama-3.3-70b=ok"
+    assert attempts == "zai,glm-5=timeout;cerebras,llama-3.3-70b=streaming"
 
 
 def test_time_to_first_token_allowance_grows_with_the_prompt() -> None:

@@ -181,7 +181,8 @@ async def test_streams_record_time_to_first_token_usage_and_the_cost_trailer(
 async def test_a_mid_stream_takeover_is_counted_and_priced_with_the_cut_attempt(
     observed: list[Observed], tmp_path: Path
 ) -> None:
-    zai = SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan([CutAfter(4)]),
+    # Anthropic format: the cut try reports its prompt (in `message_start`) before it dies.
+    zai = SimulatedProvider("zai", "anthropic", ["glm-5"], plan=FaultPlan([CutAfter(4)]),
                             persona="glm")
     mirror = SimulatedProvider("zai-mirror", "anthropic", ["glm-5"], persona="glm")
     async with run_simulated([zai, mirror]) as sims:
@@ -197,9 +198,14 @@ async def test_a_mid_stream_takeover_is_counted_and_priced_with_the_cut_attempt(
             metrics = await response.text()
     record = proxy.records()[-1]
     assert record.takeovers == 1 and str(record.served) == "zai-mirror,glm-5"
+    assert record.fallbacks == 0  # the cut try answered first: it was taken over, not skipped
+    assert [(str(a.target), a.outcome) for a in record.attempts] == [
+        ("zai,glm-5", "stream_cut"), ("zai-mirror,glm-5", "ok")]  # one entry per try
     # the cut attempt's output is part of the answer's usage, so part of its cost
     assert record.usage.output_tokens == message.usage.output_tokens
     assert record.usage.output_tokens > 0 and record.cost is not None
+    # the client sees the prompt once; the record bills it for each try that was sent it
+    assert record.usage.input_tokens > message.usage.input_tokens > 0
     samples = _samples(metrics)
     assert samples[("llmproxy_midstream_takeovers_total", (("route", "default"),))] == 1
 

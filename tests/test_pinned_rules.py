@@ -46,22 +46,34 @@ async def sse_payloads(proxy: Daemon, body: dict[str, object]) -> list[dict[str,
 
 
 async def test_a_reasoning_to_reasoning_takeover_hides_the_new_reasoning(
-    daemon: StartDaemon,
+    clients: Clients, daemon: StartDaemon
 ) -> None:
     first = SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True,
                               plan=FaultPlan([CutAfter(2)]))
     second = SimulatedProvider("deepseek", "openai", ["deepseek-r1"], reasoning=True)
     async with run_simulated([first, second]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5|deepseek,deepseek-r1"}))
-        payloads = await sse_payloads(proxy, {"model": "auto", "messages": HELLO, "stream": True})
+        # The official SDK's stream helper parses every chunk and folds them into one
+        # completion (it raises on a malformed chunk or a broken tool-call sequence).
+        reasoning, text = [], []
+        async with clients.openai(proxy).chat.completions.stream(
+            model="auto", messages=HELLO  # type: ignore[arg-type]
+        ) as stream:
+            async for event in stream:
+                if event.type == "chunk" and event.chunk.choices:
+                    thought = getattr(event.chunk.choices[0].delta, "reasoning_content", None)
+                    reasoning.append(thought or "")
+                elif event.type == "content.delta":
+                    text.append(event.delta)
+            completion = await stream.get_final_completion()
         (takeover,) = sims["deepseek"].requests
-    deltas = [p["choices"][0]["delta"] for p in payloads if p.get("choices")]  # type: ignore[index]
-    reasoning = "".join(d.get("reasoning_content") or "" for d in deltas)  # type: ignore[union-attr]
-    text = "".join(d.get("content") or "" for d in deltas)  # type: ignore[union-attr]
     zai_thought = reasoning_text("zai", "glm-5", QUESTION)
-    assert reasoning == "".join(chunk(zai_thought, DEFAULT_CHUNK_CHARS)[:2])  # only the first's
-    assert text == reply_text("deepseek", "deepseek-r1", QUESTION)
-    assert takeover.chunks_sent > len(chunk(text, DEFAULT_CHUNK_CHARS))  # it did think, unseen
+    answer = reply_text("deepseek", "deepseek-r1", QUESTION)
+    assert "".join(reasoning) == "".join(chunk(zai_thought, DEFAULT_CHUNK_CHARS)[:2])  # the first's
+    assert "".join(text) == answer
+    assert completion.choices[0].message.content == answer
+    assert completion.choices[0].finish_reason == "stop"
+    assert takeover.chunks_sent > len(chunk(answer, DEFAULT_CHUNK_CHARS))  # it did think, unseen
 
 
 async def test_max_tokens_above_the_models_cap_is_clamped_through_the_daemon(

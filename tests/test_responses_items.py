@@ -5,16 +5,24 @@ or refused with a 400 that names it."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
+import orjson
 import pytest
 from conftest import Clients
-from support import Daemon, config_text
+from raw_http import post
+from support import CLIENT_KEY, Daemon, config_text
+from test_responses_endpoint import FOLLOWUP, capture, fold
 
 from proxy.simulate import SimulatedProvider, run_simulated
-from proxy.translate.responses_dropped import DROPPED_RESPONSES_ITEM_TYPES
+from proxy.translate.responses_dropped import (
+    COMPACTION_NOTE,
+    DROPPED_RESPONSES_ITEM_TYPES,
+    REJECTED_RESPONSES_ITEM_TYPES,
+)
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 SHELL = {
@@ -102,8 +110,14 @@ def test_every_input_item_type_of_the_current_responses_api_has_a_decision() -> 
         "program_output",
     }
     translated = {"message", "function_call", "function_call_output", "custom_tool_call",
-                  "custom_tool_call_output", "additional_tools", "configuration_update"}
-    assert spec_item_types - translated <= DROPPED_RESPONSES_ITEM_TYPES
+                  "custom_tool_call_output", "additional_tools", "configuration_update",
+                  "shell_call", "shell_call_output", "local_shell_call",
+                  "local_shell_call_output", "apply_patch_call", "apply_patch_call_output",
+                  "compaction"}
+    rejected = set(REJECTED_RESPONSES_ITEM_TYPES)
+    assert rejected == {"item_reference", "computer_call", "computer_call_output"}
+    assert spec_item_types - translated - rejected <= DROPPED_RESPONSES_ITEM_TYPES
+    assert not (translated | rejected) & DROPPED_RESPONSES_ITEM_TYPES
 
 
 async def test_tools_loaded_by_a_tool_search_and_a_configuration_update_reach_the_model(
@@ -126,3 +140,103 @@ async def test_tools_loaded_by_a_tool_search_and_a_configuration_update_reach_th
         (sent,) = sims["zai"].requests
     assert [t["function"]["name"] for t in sent.body["tools"]] == ["shell"]
     assert sent.body["reasoning_effort"] == "high"  # the conversation's latest setting
+
+
+# What Codex's own tools leave in a conversation (OpenAI's `ShellCall`, `ShellCallOutput`,
+# `LocalShellCall`, `LocalShellCallOutput`, `ApplyPatchCall`, `ApplyPatchCallOutput`), appended
+# to the captured Codex follow-up turn, and a remote compaction before them.
+SHELL_ITEMS = [
+    {"type": "shell_call", "call_id": "call_sh", "status": "completed",
+     "action": {"commands": ["ls", "cat notes.txt"], "timeout_ms": 5000}},
+    {"type": "shell_call_output", "call_id": "call_sh", "output": [
+        {"stdout": "notes.txt\n", "stderr": "", "outcome": {"type": "exit", "exit_code": 0}},
+        {"stdout": "", "stderr": "cat: denied", "outcome": {"type": "exit", "exit_code": 1}}]},
+    {"type": "local_shell_call", "id": "lsh_1", "call_id": "call_lsh", "status": "completed",
+     "action": {"type": "exec", "command": ["pwd"], "env": {}}},
+    {"type": "local_shell_call_output", "id": "call_lsh", "output": '{"output": "/work"}'},
+    {"type": "apply_patch_call", "call_id": "call_ap", "status": "completed",
+     "operation": {"type": "update_file", "path": "notes.txt", "diff": "@@\n-a\n+b\n"}},
+    {"type": "apply_patch_call_output", "call_id": "call_ap", "status": "completed",
+     "output": "Updated notes.txt"},
+]
+COMPACTION = {"type": "compaction", "id": "cmp_1", "encrypted_content": "gAAAAABo-secret"}
+
+
+def codex_turn_with_shell_items() -> dict[str, Any]:
+    captured = capture(FOLLOWUP)
+    body: dict[str, Any] = captured["body"]
+    body["input"] = [COMPACTION, *body["input"], *SHELL_ITEMS]
+    return body
+
+
+async def send_codex_turn(proxy: Daemon, body: dict[str, Any]) -> Any:
+    return await post(proxy.url + "/v1/responses", body,
+                      headers={"authorization": f"Bearer {CLIENT_KEY}"}, key=None)
+
+
+async def test_shell_and_patch_items_reach_an_openai_provider_as_tool_calls_and_results(
+    daemon: StartDaemon,
+) -> None:
+    async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
+        answer = fold(await send_codex_turn(proxy, codex_turn_with_shell_items()))
+        (sent,) = sims["zai"].requests
+    assert answer["status"] == "completed"
+    messages = sent.body["messages"]
+    assert COMPACTION_NOTE in messages[0]["content"]  # the system prompt says what is missing
+    assert "gAAAA" not in str(sent.body)
+    calls = [(c["id"], c["function"]["name"], orjson.loads(c["function"]["arguments"]))
+             for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert calls[-3:] == [
+        ("call_sh", "shell", SHELL_ITEMS[0]["action"]),
+        ("call_lsh", "local_shell", SHELL_ITEMS[2]["action"]),
+        ("call_ap", "apply_patch", SHELL_ITEMS[4]["operation"]),
+    ]
+    results = {m["tool_call_id"]: m["content"] for m in messages if m["role"] == "tool"}
+    assert results["call_sh"] == "notes.txt\n\n[exit code 0]\n[stderr]\ncat: denied\n[exit code 1]"
+    assert results["call_lsh"] == '{"output": "/work"}'
+    assert results["call_ap"] == "status: completed\nUpdated notes.txt"
+    # each result follows the assistant message holding its call
+    roles = [m["role"] for m in messages[-6:]]
+    assert roles == ["assistant", "tool", "assistant", "tool", "assistant", "tool"]
+
+
+async def test_shell_and_patch_items_reach_an_anthropic_provider_as_tool_use_pairs(
+    daemon: StartDaemon,
+) -> None:
+    async with run_simulated([SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "minimax,MiniMax-M2"}))
+        answer = fold(await send_codex_turn(proxy, codex_turn_with_shell_items()))
+        (sent,) = sims["minimax"].requests
+    assert answer["status"] == "completed"
+    assert COMPACTION_NOTE in sent.body["system"]
+    pairs = []
+    for assistant, user in itertools.pairwise(sent.body["messages"]):
+        if assistant["role"] != "assistant":
+            continue
+        uses = [b for b in assistant["content"] if b["type"] == "tool_use"]
+        (result,) = [b for b in user["content"] if b["type"] == "tool_result"]
+        pairs.append((uses[0]["name"], uses[0]["input"], result["tool_use_id"] == uses[0]["id"]))
+    assert pairs[0][0] == "exec_command"  # the capture's own round trip
+    assert pairs[1:] == [("shell", SHELL_ITEMS[0]["action"], True),
+                     ("local_shell", SHELL_ITEMS[2]["action"], True),
+                     ("apply_patch", SHELL_ITEMS[4]["operation"], True)]
+
+
+@pytest.mark.parametrize("item", [
+    {"type": "item_reference", "id": "msg_stored"},
+    {"type": "computer_call_output", "call_id": "call_pc",
+     "output": {"type": "computer_screenshot", "image_url": "https://example.com/s.png"}},
+])
+async def test_items_no_chat_provider_can_be_given_are_refused_with_a_400_naming_them(
+    clients: Clients, daemon: StartDaemon, item: dict[str, Any]
+) -> None:
+    async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
+        with pytest.raises(openai.BadRequestError) as caught:
+            await clients.openai(proxy).responses.create(
+                model="auto", input=[*codex_input(SHELL), item], store=False  # type: ignore[arg-type]
+            )
+        assert sims["zai"].requests == ()
+    assert f"item type {item['type']!r}" in caught.value.message
+    assert REJECTED_RESPONSES_ITEM_TYPES[item["type"]] in caught.value.message

@@ -30,6 +30,7 @@ from proxy.simulate import (
     run_simulated,
 )
 from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, chunk
+from proxy.tokens import tokens_for_chars
 from proxy.types import ClientAPI
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
@@ -110,12 +111,12 @@ async def test_a_target_that_always_dies_after_its_first_token_trips_its_breaker
         for _ in range(3):
             text, attempts, _ = await ask_stream(client)
             assert text == FULL_GLM_TEXT  # each one continued on the mirror
-            assert attempts == "zai,glm-5=ok"
+            assert attempts == "zai,glm-5=streaming"  # the headers: the try has not ended
         text, attempts, _ = await ask_stream(client)
         state = await health(proxy)
         assert len(sims["zai"].requests) == 3
     assert text == FULL_GLM_TEXT
-    assert attempts == "zai,glm-5=unavailable;zai-mirror,glm-5=ok"
+    assert attempts == "zai,glm-5=unavailable;zai-mirror,glm-5=streaming"
     assert state["zai,glm-5"]["state"] == "open"
 
 
@@ -297,7 +298,7 @@ async def test_a_connection_dropped_after_the_finish_is_a_complete_answer(
         assert sims["zai-mirror"].requests == ()  # no extra, billed continuation
     assert text == FULL_GLM_TEXT
     assert chunks[-1].choices[0].finish_reason == "stop"  # type: ignore[attr-defined]
-    assert attempts == "zai,glm-5=ok"
+    assert attempts == "zai,glm-5=streaming"
     assert trailer(raw, "x-llmproxy-attempts") == "zai,glm-5=ok"
     assert b'"error"' not in raw
     assert state["zai,glm-5"]["success_rate"] == 1.0
@@ -312,8 +313,10 @@ async def test_an_error_event_after_the_finish_is_a_complete_answer(
     ) as sims:
         proxy = await daemon(config_text(sims, MIRRORED, provider_extra=PREFILL))
         text, attempts, chunks = await ask_stream(clients.openai(proxy))
+        _, _, raw = await raw_stream(proxy, {"model": "auto", "messages": HELLO, "stream": True})
         state = await health(proxy)
-        assert attempts == "zai,glm-5=ok"
+        assert attempts == "zai,glm-5=streaming"
+        assert trailer(raw, "x-llmproxy-attempts") == "zai,glm-5=ok"
         assert sims["zai-mirror"].requests == ()
         assert sims["zai"].requests[0].outcome == "ErrorAfterFinish"
     assert text == FULL_GLM_TEXT
@@ -333,9 +336,43 @@ async def test_a_body_that_ends_cleanly_without_a_finish_is_a_cut(
         assert len(sims["zai-mirror"].requests) == 1
     text = "".join(re.findall(r'"content":"([^"]*)"', raw.decode()))
     assert text == FULL_GLM_TEXT
-    assert trailer(raw, "x-llmproxy-attempts") == (
-        "zai,glm-5=ok;zai,glm-5=stream_cut;zai-mirror,glm-5=ok"
-    )
+    # One entry per try, as it ended (the cut try was once recorded twice: `ok` at its commit
+    # point, then `stream_cut`).
+    assert trailer(raw, "x-llmproxy-attempts") == "zai,glm-5=stream_cut;zai-mirror,glm-5=ok"
+
+
+# --- the usage a client sees after a takeover ----------------------------------------------------
+
+
+async def test_a_takeover_reports_the_prompt_once_and_adds_up_the_output(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    # Claude Code sizes its context from these fields: a takeover must not double the prompt.
+    async with run_simulated(
+        [zai(FaultPlan([CutAfter(3)]), "anthropic"), mirror("anthropic"), cerebras()]
+    ) as sims:
+        proxy = await daemon(config_text(sims, MIRRORED))
+        client = clients.anthropic(proxy)
+        answers = []
+        for _ in range(2):  # the first is cut and taken over, the second is not
+            async with client.messages.stream(
+                model="auto", max_tokens=512, messages=HELLO  # type: ignore[arg-type]
+            ) as stream:
+                answers.append(await stream.get_final_message())
+        cut_try, _ = sims["zai"].requests
+        (takeover,) = sims["zai-mirror"].requests
+    taken_over, clean = answers
+    assert taken_over.content[0].text == clean.content[0].text == FULL_GLM_TEXT  # type: ignore[union-attr]
+
+    def prompt(usage: anthropic.types.Usage) -> tuple[int, int, int]:
+        return (usage.input_tokens, usage.cache_read_input_tokens or 0,
+                usage.cache_creation_input_tokens or 0)
+
+    assert prompt(taken_over.usage) == prompt(clean.usage)
+    assert clean.usage.input_tokens > 0
+    partial = "".join(chunk(FULL_GLM_TEXT, DEFAULT_CHUNK_CHARS)[: cut_try.chunks_sent])
+    # the cut try's output (never reported: estimated from what it streamed) and the rest's
+    assert taken_over.usage.output_tokens == tokens_for_chars(len(partial)) + takeover.chunks_sent
 
 
 # --- 6. the served model ----------------------------------------------------------------------

@@ -47,7 +47,7 @@ class BrokenLife:
         raise RuntimeError("a bug in llmproxy")
 
     def report(self) -> StreamReport:
-        return StreamReport(self.attempts(), TARGET, TARGET, Usage(), 1.0, finished=False)
+        return StreamReport(self.attempts(), TARGET, TARGET, Usage(), Usage(), 1.0, finished=False)
 
     async def aclose(self) -> None:
         return None

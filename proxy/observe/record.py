@@ -62,22 +62,10 @@ class RequestRecord:
     """`ok`, `error`, `client_disconnected` or `refused`."""
     error: str = ""
     """The error class of a failed request (`rate_limited`, `server_error`...)."""
-
-    @property
-    def fallbacks(self) -> int:
-        """Targets given up on before the one that first answered."""
-        count = 0
-        for attempt in self.attempts:
-            if attempt.ok:
-                break
-            count += 1
-        return count
-
-    @property
-    def takeovers(self) -> int:
-        """Mid-stream takeovers: each successful attempt after the first one continued a cut
-        answer on another target."""
-        return max(0, sum(1 for a in self.attempts if a.ok) - 1)
+    fallbacks: int = 0
+    """Tries given up on before the one that first answered (for a stream: the committed one)."""
+    takeovers: int = 0
+    """Mid-stream takeovers: tries that carried on a stream cut after its commit point."""
 
     def to_json(self) -> JSONObject:
         """The log line's and the API's shape (no prompt, no answer, no key)."""
@@ -103,6 +91,16 @@ class RequestRecord:
             "outcome": self.outcome,
             "error": self.error,
         }
+
+
+def fallbacks_before_answer(attempts: tuple[Attempt, ...] | list[Attempt]) -> int:
+    """Tries given up on before the first that answered (all of them when none did)."""
+    count = 0
+    for attempt in attempts:
+        if attempt.ok:
+            break
+        count += 1
+    return count
 
 
 def attempts_path(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
@@ -149,12 +147,14 @@ class Trace:
         "client_api",
         "decision",
         "error",
+        "fallbacks",
         "id",
         "model",
         "served",
         "started",
         "started_wall",
         "stream",
+        "takeovers",
         "ttft_ms",
         "usage",
     )
@@ -172,6 +172,8 @@ class Trace:
         self.usage = Usage()
         self.ttft_ms: float | None = None
         self.error = ""
+        self.fallbacks = 0
+        self.takeovers = 0
         self._capabilities: Callable[[Target], ModelCapabilities] | None = None
 
     # --- written by the handler -----------------------------------------------------------------
@@ -205,6 +207,7 @@ class Trace:
         error: str = "",
     ) -> None:
         self.attempts = tuple(attempts)
+        self.fallbacks = fallbacks_before_answer(self.attempts)
         self.served = served
         if usage is not None:
             self.usage = usage
@@ -213,9 +216,11 @@ class Trace:
 
     def stream_ended(self, report: StreamReport) -> None:
         """A stream's outcome from its owner's snapshot: after a mid-stream takeover the target
-        that wrote the end of the answer is the one that served it, and the usage includes what
-        the cut attempts produced."""
-        self.ended(report.served or report.committed, report.attempts, report.usage)
+        that wrote the end of the answer is the one that served it, and the usage is what every
+        try cost (`billed`: a cut try's too, and the prompt each try was sent), not the answer's
+        usage the client was shown."""
+        self.ended(report.served or report.committed, report.attempts, report.billed)
+        self.fallbacks, self.takeovers = report.fallbacks, report.takeovers
 
     def failed(self, error_class: str) -> None:
         """The answer ended with an error after its headers went out."""
@@ -249,6 +254,8 @@ class Trace:
             status=status,
             outcome=outcome,
             error=self.error,
+            fallbacks=self.fallbacks,
+            takeovers=self.takeovers,
         )
 
 

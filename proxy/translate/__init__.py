@@ -6,7 +6,8 @@ requests.py               request entry points (+ request_to_openai.py, request_
 replies.py                non-streaming chat <-> messages replies (a chat.completion is read as
                           neutral events and rendered by the accumulator)
 responses_api.py          Responses API entry points (+ responses_request.py,
-                          responses_response.py, responses_tools.py, responses_dropped.py)
+                          responses_response.py, responses_tools.py, responses_dropped.py,
+                          responses_shell.py: Codex's own tools' items as tool calls)
 reasons.py                stop reasons (the tool-call rule) and usage, shared with the stream
                           state machines
 errors_wire.py            error bodies in each dialect

@@ -1,7 +1,8 @@
 """Neutral stream events -> one complete message, in either client dialect.
 
-Serves buffer mode (stream from the upstream, answer the client in one piece), providers that
-only stream, and mid-stream failover, which needs to know what was already produced.
+The renderer of every non-streaming chat or Messages answer: whole upstream replies read as
+events (`replies`), providers that only stream (codex), and mid-stream failover, which needs to
+know what was already produced. The `chat.completion` envelope is built here only.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from proxy.tokens import tokens_for_chars
-from proxy.translate.common import anthropic_tool_id, join_text, parse_tool_arguments
+from proxy.translate.common import anthropic_tool_id, parse_tool_arguments
 from proxy.translate.reasons import (
     stop_to_anthropic,
     stop_to_openai_finish,
@@ -219,13 +220,12 @@ class MessageAccumulator:
     def to_openai(
         self, model: str, *, completion_id: str | None = None, created: int | None = None
     ) -> JSONObject:
-        """A `chat.completion`. Text blocks that tool calls or reasoning split are joined with
-        `common.TEXT_SEPARATOR` (`replies.anthropic_to_openai_response` joins them without one,
-        as a stream shows them: the two rules are still separate); reasoning goes to the
-        `reasoning_content` extension field; `created` defaults to now."""
-        text = join_text(["".join(b.parts) for b in self._blocks if b.kind == "text"])
-        reasoning = join_text(["".join(b.parts) for b in self._blocks if b.kind == "thinking"])
-        message: JSONObject = {"role": "assistant", "content": text, "refusal": None}
+        """A `chat.completion`. Text and reasoning are the exact concatenation of their deltas,
+        as a client reading the stream sees them; reasoning goes to the `reasoning_content`
+        extension field; `content` is null when there is no text; `created` defaults to now."""
+        text = self.text_so_far
+        reasoning = self.reasoning_so_far
+        message: JSONObject = {"role": "assistant", "content": text or None, "refusal": None}
         if reasoning:
             message["reasoning_content"] = reasoning
         if self._tools:
@@ -238,8 +238,6 @@ class MessageAccumulator:
                 }
                 for call in (self._snapshot(i) for i in sorted(self._tools))
             ]
-            if not text:
-                message["content"] = None
         return chat_completion(
             completion_id or self._openai_id(),
             int(time.time()) if created is None else created,

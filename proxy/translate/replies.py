@@ -1,7 +1,8 @@
 """Non-streaming replies between chat completions and Messages, one function per direction.
 
-A chat.completion is read as neutral events (`openai_reply_events`) and rendered by the
-accumulator, like a stream; an Anthropic message is still translated dict to dict.
+A reply is read as the neutral events a stream of it would carry (`openai_reply_events`,
+`anthropic_reply_events`) and rendered once by the accumulator, so the rules for stop reasons,
+usage and tool calls are the stream's own.
 
 Decisions:
 - OpenAI-compatible reasoning (`reasoning_content`, or `reasoning` from OpenRouter/vLLM, or a
@@ -20,20 +21,18 @@ Decisions:
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import orjson
 
-from proxy.translate.accumulate import MessageAccumulator, chat_completion
+from proxy.translate.accumulate import MessageAccumulator
 from proxy.translate.common import dump_tool_input, split_think_tags
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
     openai_finish_to_stop,
     usage_from_anthropic,
     usage_from_openai,
-    with_tool_calls,
 )
 from proxy.types import (
     Finish,
@@ -171,55 +170,37 @@ def _matched_stop(choice: JSONObject) -> str | None:
 def anthropic_to_openai_response(
     body: JSONObject, model: str, *, created: int | None = None
 ) -> JSONObject:
-    """Translate an Anthropic `message` into an OpenAI chat.completion reporting `model`.
+    """Translate an Anthropic `message` into an OpenAI chat.completion reporting `model`, through
+    the neutral events and the accumulator, like `openai_to_anthropic_response`.
 
     `created` defaults to now (Anthropic messages carry no timestamp).
     """
-    texts: list[str] = []
-    reasoning: list[str] = []
-    tool_calls: list[JSONObject] = []
+    accumulator = MessageAccumulator()
+    accumulator.extend(anthropic_reply_events(body))
+    return accumulator.to_openai(
+        model, completion_id=openai_completion_id(body.get("id")), created=created
+    )
+
+
+def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:
+    """A whole Anthropic `message` as neutral events, blocks in order. `redacted_thinking` and
+    server-tool blocks have no place in a chat.completion and are left out."""
+    events: list[StreamEvent] = [MessageStart(_str(body.get("id")), _str(body.get("model")))]
     content = body.get("content")
+    tools = 0
     for block in content if isinstance(content, list) else []:
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
-            texts.append(_str(block.get("text")))
+            events.append(TextDelta(_str(block.get("text"))))
         elif kind == "thinking":
-            reasoning.append(_str(block.get("thinking")))
+            events.append(ReasoningDelta(_str(block.get("thinking"))))
         elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": _str(block.get("id")),
-                    "type": "function",
-                    "function": {
-                        "name": _str(block.get("name")),
-                        "arguments": dump_tool_input(block.get("input")),
-                    },
-                }
-            )
-
-    # `refusal` is required (nullable) in OpenAI's schema; Anthropic refusals arrive as text.
-    message: JSONObject = {
-        "role": "assistant",
-        "content": "".join(texts) or None,
-        "refusal": None,
-    }
-    reasoning_text = "".join(reasoning)
-    if reasoning_text:
-        message["reasoning_content"] = reasoning_text
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-
-    stop = with_tool_calls(
-        anthropic_stop_to_stop(_str(body.get("stop_reason")) or None), bool(tool_calls)
-    )
+            events.append(ToolCallStart(tools, _str(block.get("id")), _str(block.get("name"))))
+            events.append(ToolCallDelta(tools, dump_tool_input(block.get("input"))))
+            tools += 1
+    events.append(Finish(anthropic_stop_to_stop(_str(body.get("stop_reason")) or None)))
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    return chat_completion(
-        openai_completion_id(body.get("id")),
-        int(time.time()) if created is None else created,
-        model,
-        message,
-        stop,
-        usage_from_anthropic(usage),
-    )
+    events.append(UsageUpdate(usage_from_anthropic(usage)))
+    return events

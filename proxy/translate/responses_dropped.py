@@ -69,13 +69,37 @@ REJECTED_RESPONSES_FIELDS: Mapping[str, str] = MappingProxyType(
 )
 """Fields no provider of a chain can honour: a non-null value is answered with a 400."""
 
+REJECTED_RESPONSES_ITEM_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        # Its content is stored by OpenAI, so no other provider can be given it, and leaving it
+        # out could strand what refers to it (a tool output without its call).
+        "item_reference": "it points at an item stored by OpenAI, and llmproxy stores none: "
+        "send the item itself",
+        # Computer use needs OpenAI's computer-use model and its `computer_use_preview` tool,
+        # which a chat provider does not have: it could neither read the screenshots nor act.
+        "computer_call": "computer use runs only on OpenAI's computer-use models: route this "
+        "conversation to a codex provider",
+        "computer_call_output": "computer use runs only on OpenAI's computer-use models: route "
+        "this conversation to a codex provider",
+    }
+)
+"""Input items no chat provider can be given: answered with a 400 that names the type."""
+
+COMPACTION_NOTE = (
+    "[llmproxy: the earlier part of this conversation was compacted by OpenAI into an "
+    "encrypted summary that only OpenAI can read; it is not available here]"
+)
+"""What a `compaction` item (Codex remote compaction: the conversation so far, encrypted)
+becomes for a chat provider: a note in the system prompt, so the model knows the earlier turns
+exist but were not shown, instead of missing them silently. Refusing the request would end a
+compacted Codex session on any fallback; the user messages Codex keeps after a compaction
+still state the task."""
+
 DROPPED_RESPONSES_ITEM_TYPES: frozenset[str] = frozenset(
     {
         # Reasoning: the summary is not what the model thought, and the encrypted content is
         # readable only by OpenAI. (A codex provider keeps items that carry encrypted content.)
         "reasoning",
-        "item_reference",  # points at a stored item
-        "compaction",  # Codex remote compaction: encrypted, OpenAI-only
         "compaction_summary",
         "compaction_trigger",  # asks OpenAI's servers to compact: nothing a chat provider does
         # Results of OpenAI-hosted tools the chat provider never had.
@@ -83,14 +107,6 @@ DROPPED_RESPONSES_ITEM_TYPES: frozenset[str] = frozenset(
         "file_search_call",
         "code_interpreter_call",
         "image_generation_call",
-        "computer_call",
-        "computer_call_output",
-        "local_shell_call",
-        "local_shell_call_output",
-        "shell_call",
-        "shell_call_output",
-        "apply_patch_call",
-        "apply_patch_call_output",
         "mcp_list_tools",
         "mcp_approval_request",
         "mcp_approval_response",

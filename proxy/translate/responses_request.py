@@ -10,8 +10,14 @@ Responses -> chat (for OpenAI- and Anthropic-format providers):
 - `function_call` and `custom_tool_call` items join the assistant message before them as
   `tool_calls`; `function_call_output` and `custom_tool_call_output` become `tool` messages.
   Namespaced and custom tools are flattened as `responses_tools.py` describes.
+- `shell_call`, `local_shell_call` and `apply_patch_call` items and their outputs become tool
+  calls and tool results (`responses_shell.py`), so what a client did with them stays in the
+  history.
 - `reasoning` items are dropped: their text is a summary, and their encrypted content is
-  readable only by OpenAI.
+  readable only by OpenAI. A `compaction` item (encrypted too) becomes a note in the system
+  prompt saying the earlier turns were compacted out of reach (`COMPACTION_NOTE`);
+  `item_reference` and computer-use items are refused with a 400 that names them
+  (`REJECTED_RESPONSES_ITEM_TYPES`).
 - Hosted tools and the items they leave in the history (`web_search_call`, ...) are dropped.
 - `additional_tools` (and `tool_search_output`) items add their tools to the request's tools; a
   `configuration_update` item's reasoning effort becomes `reasoning_effort`. Every other input
@@ -31,8 +37,13 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.errors import ClientRequestError
+from proxy.translate import responses_shell
 from proxy.translate.common import join_text
-from proxy.translate.responses_dropped import DROPPED_RESPONSES_ITEM_TYPES
+from proxy.translate.responses_dropped import (
+    COMPACTION_NOTE,
+    DROPPED_RESPONSES_ITEM_TYPES,
+    REJECTED_RESPONSES_ITEM_TYPES,
+)
 from proxy.translate.responses_tools import (
     TOOL_CARRYING_ITEMS,
     custom_arguments,
@@ -159,6 +170,21 @@ def _append_item(
                 "content": _output_text(item.get("output")),
             }
         )
+    elif kind in responses_shell.CALLS:
+        _assistant(messages).setdefault("tool_calls", []).append(
+            responses_shell.tool_call(item, index)
+        )
+    elif kind in responses_shell.OUTPUTS:
+        messages.append(responses_shell.tool_result(item, index))
+    elif kind == "compaction":
+        if COMPACTION_NOTE not in system:
+            system.append(COMPACTION_NOTE)
+    elif isinstance(kind, str) and kind in REJECTED_RESPONSES_ITEM_TYPES:
+        raise ClientRequestError(
+            f"input[{index}]: item type {kind!r} cannot be sent to this provider: "
+            f"{REJECTED_RESPONSES_ITEM_TYPES[kind]}",
+            param="input",
+        )
     elif kind in TOOL_CARRYING_ITEMS:
         pass  # its tools join the request's tools (`declared_tools`)
     elif kind == CONFIGURATION_UPDATE_ITEM:
@@ -169,8 +195,8 @@ def _append_item(
         raise ClientRequestError(
             f"input[{index}]: item type {kind!r} is not supported by llmproxy", param="input"
         )
-    # The dropped types (reasoning, hosted tool calls, item references, compaction) are listed
-    # with their reasons in responses_dropped.py.
+    # The dropped types (reasoning, results of OpenAI-hosted tools) are listed with their
+    # reasons in responses_dropped.py.
 
 
 def _configured_effort(items: list[JSONObject]) -> str | None:
