@@ -28,9 +28,10 @@ last use), and the table holds at most `max_entries` entries (two for a conversa
 route), dropping the least recently used.
 
 The table is behind `AffinityTable`, synchronous on purpose, so the request path never waits on
-the network. The daemon uses `MemoryAffinityTable`, this process's own; a table shared between
-instances is meant to implement the same protocol over such a local tier, kept in step in the
-background (there is none on this branch yet).
+the network. A single daemon uses `MemoryAffinityTable`; with the Redis state backend
+(`[state]`), `proxy.state.affinity_sync.SharedAffinityTable` wraps one and announces every entry
+it records to the other instances in the background, so a conversation's next turn finds its
+target on whichever instance serves it.
 """
 
 from __future__ import annotations
