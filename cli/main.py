@@ -8,6 +8,7 @@ without importing anything. A test checks that each summary is its command's fir
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 from typer.models import CommandInfo
 
 Command = Any  # click's, which typer vendors in recent versions and imports in older ones
+PYTHON_TYPE = re.compile(r"<(str|int|float|list\[[^>]*\])>(\.\.\.)?")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                "help_option_names": ["--help"]}
 
@@ -106,6 +108,8 @@ def _hide_flag_types(command: Command) -> None:
     for param in command.params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
+        elif hasattr(param, "display_type_rich"):
+            param.display_type_rich = _without_python_types(param)
     make_help = command.get_help_option
 
     def help_option(ctx: Any) -> Any:
@@ -117,6 +121,22 @@ def _hide_flag_types(command: Command) -> None:
     command.get_help_option = help_option
     for child in getattr(command, "commands", {}).values():
         _hide_flag_types(child)
+
+
+def _without_python_types(param: Any) -> Any:
+    """typer shows a value's annotation (`<str>`, `args... <list[str]>`): an option shows its
+    name instead (`--url URL`), an argument its name alone. Files and choices stay as they are."""
+    shown = param.display_type_rich
+
+    def display(ctx: Any) -> str | None:
+        text = shown(ctx)
+        if not text or not PYTHON_TYPE.fullmatch(text):
+            return text  # type: ignore[no-any-return]
+        if param.param_type_name == "argument":
+            return None
+        return str(param.name).upper() + ("..." if text.endswith("...") else "")
+
+    return display
 
 
 def all_commands() -> dict[str, Command]:
