@@ -75,8 +75,16 @@ def health(url: str, timeout: float = 0.5, api_key: str | None = None
     try:
         response = httpx2.get(url.rstrip("/") + "/health", timeout=timeout, trust_env=False,
                               verify=needs_tls(url), headers=headers)
+    except httpx2.HTTPError:
+        return None
+    return health_answer(response)
+
+
+def health_answer(response: httpx2.Response) -> dict[str, Any] | None:
+    """The body of a `GET /health` response when it is llmproxy's, else None."""
+    try:
         body = orjson.loads(response.content)
-    except (httpx2.HTTPError, orjson.JSONDecodeError, ValueError):
+    except orjson.JSONDecodeError:
         return None
     ok = response.status_code == 200 and isinstance(body, dict) and body.get("status") == "ok"
     return body if ok else None

@@ -21,7 +21,7 @@ from cli._address import (
     DEFAULT_DAEMON_URL,
     BadURL,
     daemon_url,
-    health,
+    health_answer,
     needs_tls,
     normalize_url,
     unreachable,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from proxy.config import Config
 
 Sink = Callable[[StreamEvent], None]
+PROBE_SECONDS = 0.5  # a local daemon answers /health at once; none answering means none is up
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,15 @@ class DaemonBackend:
         return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] \
             if isinstance(data, list) else []
 
+    async def answers(self) -> bool:
+        """Whether llmproxy answers `GET /health` here: asked with this client, so a chat's
+        first turn reuses the connection and no second (sync) HTTP stack is loaded."""
+        try:
+            response = await self.client.get(self.url + "/health", timeout=PROBE_SECONDS)
+        except httpx2.HTTPError:
+            return False
+        return health_answer(response) is not None
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
@@ -175,9 +185,11 @@ async def open_backend(config: Config | None, *, url: str | None, in_process: bo
         except BadURL as exc:
             raise TurnError(f"--url: {exc}") from None
     if not in_process:
-        candidate = daemon_url(config) if config is not None else DEFAULT_DAEMON_URL
-        if health(candidate) is not None:
-            return DaemonBackend(candidate, key)
+        candidate = DaemonBackend(daemon_url(config) if config is not None
+                                  else DEFAULT_DAEMON_URL, key)
+        if await candidate.answers():
+            return candidate
+        await candidate.aclose()
         if config is None:
             raise TurnError(
                 f"no config file found and no daemon at {DEFAULT_DAEMON_URL}. Create a config "

@@ -54,10 +54,9 @@ def _first_line(text: str | None, limit: int = 72) -> str:
 def _option(param: Any) -> Opt | None:
     if param.param_type_name != "option" or getattr(param, "hidden", False):
         return None
-    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    is_path = isinstance(annotation, type) and issubclass(annotation, Path)
-    descriptor = getattr(param, "type_descriptor", None) or getattr(param, "type", None)
-    choices = tuple(str(c) for c in getattr(descriptor, "choices", None) or ())
+    # click's Path type, which a `Path` annotation becomes, names itself by what it accepts
+    is_path = getattr(param.type, "name", None) in ("file", "directory", "path")
+    choices = tuple(str(c) for c in getattr(param.type, "choices", None) or ())
     return Opt(tuple(param.opts) + tuple(param.secondary_opts), _first_line(param.help),
                not param.is_flag, is_path, choices)
 

@@ -28,6 +28,7 @@ from cli._address import (
 )
 from cli._config import CONFIG_OPTION, load_optional, state_dir
 from cli._output import fail, print_json, stderr, stdout, styled
+from cli.workers import read_workers
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -327,6 +328,8 @@ def daemon_status(
         "log": managed.log if managed else None,
         "providers": answer.get("providers", []) if answer else [],
         "targets": answer.get("targets", []) if answer else [],
+        "state": answer.get("state") if answer else None,
+        **_workers(answer),
     }
     if as_json:
         print_json(report)
@@ -334,6 +337,17 @@ def daemon_status(
         _print_status(report)
     if answer is None:
         raise typer.Exit(1 if managed else EXIT_NOT_RUNNING)
+
+
+def _workers(found: dict[str, Any] | None) -> dict[str, Any]:
+    """Under `serve --workers N`: the supervisor and each worker, alive or not."""
+    supervisor = found.get("pid") if found and found.get("worker") else None
+    port = found.get("port") if found else None
+    listed = read_workers(port) if isinstance(port, int) else None
+    if listed is None or listed[0] != supervisor:
+        return {}
+    return {"supervisor": supervisor,
+            "workers": [{"pid": pid, "alive": pid_alive(pid)} for pid in listed[1]]}
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -347,6 +361,15 @@ def _print_status(report: dict[str, Any]) -> None:
     out.print(styled(state, f"  {report['url']}{pid}{how}"))
     if report["uptime_s"] is not None:
         out.print(f"uptime     {report['uptime_s']} s")
+    if report.get("workers"):
+        pids = ", ".join(f"{w['pid']}" + ("" if w["alive"] else " (gone)")
+                         for w in report["workers"])
+        out.print(f"workers    {len(report['workers'])} (supervisor pid "
+                  f"{report['supervisor']}): {pids}", markup=False, highlight=False)
+    if report.get("state"):
+        state = report["state"]
+        shared = f"redis, {state.get('redis')}" if state.get("backend") == "redis" else "memory"
+        out.print(f"state      {shared}", markup=False, highlight=False)
     if report["providers"]:
         out.print(f"providers  {', '.join(report['providers'])}")
     unhealthy = [t for t in report["targets"] if t.get("state") != "closed"

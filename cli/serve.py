@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import tempfile
 from collections.abc import Callable
 from enum import StrEnum
@@ -16,6 +17,7 @@ from cli._address import health, reachable_url
 from cli._config import CONFIG_OPTION, load, state_dir
 from cli._output import fail, stderr
 from cli.daemon import start_detached
+from cli.workers import run_workers
 from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.logging_setup import Redactor, configure_logging
@@ -31,6 +33,7 @@ from proxy.simulate.deployment import (
     write_sign_ins,
 )
 from proxy.simulate.runner import SimulatorThread
+from proxy.state import WORKER_ENV
 
 
 class LogLevel(StrEnum):
@@ -69,6 +72,9 @@ def serve_run(
                              "schedule's seed."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; pid and "
                                 "log in the state dir. Manage with `llmproxy status` / `stop`."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Processes serving "
+                                "the port (SO_REUSEPORT); they share limits and health through "
+                                '[state] backend = "redis".'),
     watch: bool = typer.Option(False, "--watch", help="Reload the config when the file (or the "
                                ".env next to it) changes. `llmproxy reload` and SIGHUP always "
                                "work."),
@@ -80,6 +86,7 @@ def serve_run(
       llmproxy serve --config ~/.config/llmproxy/config.toml
       llmproxy serve --simulate            # offline demo: codex 429s, zai 500s, fallbacks
       llmproxy serve --detach && llmproxy status
+      llmproxy serve --workers 4           # one port, four processes (Linux)
       llmproxy serve --watch               # edits to the config apply without a restart
       ANTHROPIC_BASE_URL=http://127.0.0.1:3456 claude
     """
@@ -88,9 +95,12 @@ def serve_run(
     bind_port = port or (settings.proxy.port if settings else DEFAULT_PORT)
     if settings is not None:
         _check_bind(settings, bind_host)
+    if workers > 1 and settings is None:
+        fail("--workers serves a config file; --simulate runs one process")
     if detach:
         args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
                 "--log-format", log_format.value]
+        args += ["--workers", str(workers)] if workers > 1 else []
         args += ["--simulate", "--seed", str(seed)] if simulate else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
         args += ["--watch"] if watch else []
@@ -98,6 +108,12 @@ def serve_run(
         stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
                        f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
         return
+    if settings is not None and workers > 1:
+        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
+                "--config", str(Path(settings.source).resolve())]
+        args += ["--watch"] if watch else []
+        stderr().print(f"llmproxy: {workers} workers on http://{bind_host}:{bind_port}")
+        raise typer.Exit(run_workers(workers, args, bind_port, shared=settings.state.shared))
     if settings is not None:
         _run(settings, bind_host, bind_port, log_level.value, log_format.value, watch=watch)
         return
@@ -142,7 +158,9 @@ def _run(config: Config, host: str, port: int, log_level: str, log_format: str, 
     try:
         with asyncio.Runner(loop_factory=_event_loop) as runner:
             runner.run(serve_until_signalled(app, host, port, on_listening=listening,
-                                             shutdown_timeout=30))
+                                             shutdown_timeout=30,
+                                             # one of `--workers N`: the port is shared
+                                             reuse_port=bool(os.environ.get(WORKER_ENV))))
     except KeyboardInterrupt:  # only where signals cannot be handled in the loop (Windows)
         pass
     except OSError as exc:

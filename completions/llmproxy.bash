@@ -58,7 +58,7 @@ _llmproxy() {
             subs=""; opts="--prompt --thinking --tools --image --tokens --json --send --stream --url --api-key --session --turns --config -c --help"; files="--config -c"; values="--prompt --tokens --url --api-key --session --turns"
             ;;
         "serve")
-            subs=""; opts="--config -c --host --port -p --log-level --log-format --simulate --seed --detach -d --watch --help"; files="--config -c"; values="--host --port -p --log-level --log-format --seed"
+            subs=""; opts="--config -c --host --port -p --log-level --log-format --simulate --seed --detach -d --workers -w --watch --help"; files="--config -c"; values="--host --port -p --log-level --log-format --seed --workers -w"
             [[ " --log-level " == *" $prev "* ]] && choices="debug info warning error"
             [[ " --log-format " == *" $prev "* ]] && choices="text json"
             ;;

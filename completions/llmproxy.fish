@@ -119,6 +119,7 @@ complete -c llmproxy -n '__llmproxy_at \'serve\'' -l log-format -r -a 'text json
 complete -c llmproxy -n '__llmproxy_at \'serve\'' -l simulate -d 'Serve the built-in simulated reference deployment (offline, no keys, no…'
 complete -c llmproxy -n '__llmproxy_at \'serve\'' -l seed -r -d 'With --simulate: the fault schedule\'s seed'
 complete -c llmproxy -n '__llmproxy_at \'serve\'' -l detach -s d -d 'Run in the background; pid and log in the state dir. Manage with…'
+complete -c llmproxy -n '__llmproxy_at \'serve\'' -l workers -s w -r -d 'Processes serving the port (SO_REUSEPORT); they share limits and health…'
 complete -c llmproxy -n '__llmproxy_at \'serve\'' -l watch -d 'Reload the config when the file (or the .env next to it) changes.…'
 complete -c llmproxy -n '__llmproxy_at \'serve\'' -l help -d 'Show the help and exit'
 complete -c llmproxy -n '__llmproxy_at \'status\'' -l json -d 'Print JSON'

@@ -92,8 +92,8 @@ _llmproxy() {
       ;;
     ("serve")
       subs=()
-      opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--host:Address to bind (overrides config)' '--port:Port (overrides config)' '-p:Port (overrides config)' '--log-level:How much to log' '--log-format:json: one JSON object per line (a request'\''s line carries its whole…' '--simulate:Serve the built-in simulated reference deployment (offline, no keys, no…' '--seed:With --simulate: the fault schedule'\''s seed' '--detach:Run in the background; pid and log in the state dir. Manage with…' '-d:Run in the background; pid and log in the state dir. Manage with…' '--watch:Reload the config when the file (or the .env next to it) changes.…' '--help:Show the help and exit')
-      files=(--config -c) values=(--host --port -p --log-level --log-format --seed)
+      opts=('--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '-c:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--host:Address to bind (overrides config)' '--port:Port (overrides config)' '-p:Port (overrides config)' '--log-level:How much to log' '--log-format:json: one JSON object per line (a request'\''s line carries its whole…' '--simulate:Serve the built-in simulated reference deployment (offline, no keys, no…' '--seed:With --simulate: the fault schedule'\''s seed' '--detach:Run in the background; pid and log in the state dir. Manage with…' '-d:Run in the background; pid and log in the state dir. Manage with…' '--workers:Processes serving the port (SO_REUSEPORT); they share limits and health…' '-w:Processes serving the port (SO_REUSEPORT); they share limits and health…' '--watch:Reload the config when the file (or the .env next to it) changes.…' '--help:Show the help and exit')
+      files=(--config -c) values=(--host --port -p --log-level --log-format --seed --workers -w)
       [[ ' --log-level ' == *' '$prev' '* ]] && choices=(debug info warning error)
       [[ ' --log-format ' == *' '$prev' '* ]] && choices=(text json)
       ;;

@@ -14,6 +14,8 @@ routing          summary.py (what routing reads of a request), routing.py, keywo
 walk/failover    fallback.py (Walk: the loop over an immutable chain, its Ledger of attempts),
                  midstream.py (StreamLife: a stream's one owner, takeover and continuation),
                  health.py (breakers, cooldowns, live latency)
+shared state     state/ ([state]: memory, or Redis shared by every instance: the Lua rate-limit
+                 script, breaker/cooldown/probe/figure sync, affinity and config pub/sub)
 providers        providers/ (one transport per provider format over the shared session; the
                  aiohttp boundary), classify.py (status and body -> ErrorClass, the only
                  reader of error wording), codex_auth.py

@@ -14,10 +14,13 @@ from proxy.affinity import Affinity
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.observe.observer import Observer
+from proxy.state.backend import SharedState
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
+STATE: web.AppKey[SharedState] = web.AppKey("state")
+"""Where what several instances share lives: this process (memory) or Redis."""
 OBSERVER = web.AppKey("observer", Observer)
 AFFINITY = web.AppKey("affinity", Affinity)
 OPERATOR = web.AppKey("operator", bool)

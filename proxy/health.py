@@ -14,15 +14,19 @@ Rules:
   that recovers soonest, so a request is never refused only because of past failures.
 
 All state belongs to one `HealthRegistry`, owned by the app; the clock is injectable for tests.
+With a shared backend (`proxy.state`), `peers` hears of every breaker or cooldown change and
+decides which instance may send a half-open probe; what other instances saw arrives through
+`apply_shared` and `set_peer_outcomes`. Routing reads local memory only, never the network.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from proxy.types import ErrorClass, Target
 
@@ -71,12 +75,36 @@ class TargetStatus:
     """Seconds since the breaker opened; None while it is closed."""
 
 
-@dataclass(slots=True)
-class _Outcome:
+@dataclass(frozen=True, slots=True)
+class Outcome:
     ok: bool
     latency_ms: float
     ttft_ms: float | None
     tokens_per_second: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedHealth:
+    """One target's breaker and cooldown as other instances see it, in wall-clock seconds.
+
+    `version` is when the state last changed (wall clock): the newer state wins."""
+
+    version: float
+    opened_at: float | None
+    cooldown_until: float
+    reason: str
+
+
+class HealthPeers(Protocol):
+    """The other instances sharing this registry's targets (see `proxy.state`)."""
+
+    def changed(self, target: Target) -> None:
+        """`target`'s breaker or cooldown changed here; tell the others (never blocks)."""
+        ...
+
+    def may_probe(self, target: Target) -> bool:
+        """Whether this instance holds the one half-open probe of `target`."""
+        ...
 
 
 @dataclass(slots=True)
@@ -87,7 +115,9 @@ class _Health:
     reason: str = ""
     probe_in_flight: bool = False
     requests: int = 0
-    recent: deque[_Outcome] = field(default_factory=deque)
+    recent: deque[Outcome] = field(default_factory=deque)
+    version: float = 0.0
+    """Wall-clock time of the last breaker or cooldown change, here or applied from a peer."""
 
 
 MAX_TRACKED = 1000
@@ -100,10 +130,14 @@ class HealthRegistry:
         self,
         settings: HealthSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings or HealthSettings()
         self._clock = clock
+        self._wall = wall
         self._targets: dict[Target, _Health] = {}
+        self._peer_outcomes: Mapping[Target, tuple[Outcome, ...]] = {}
+        self.peers: HealthPeers | None = None
 
     def _get(self, target: Target) -> _Health:
         health = self._targets.get(target)
@@ -143,6 +177,8 @@ class HealthRegistry:
             return f"circuit open: {health.reason}"
         if health.probe_in_flight:
             return "circuit half-open: probe in flight"
+        if self.peers is not None and not self.peers.may_probe(target):
+            return "circuit half-open: another instance probes"
         health.probe_in_flight = True
         return None
 
@@ -181,13 +217,16 @@ class HealthRegistry:
         tokens_per_second: float | None = None,
     ) -> None:
         health = self._get(target)
+        unsettled = health.opened_at is not None or health.cooldown_until > 0 or health.reason
         health.requests += 1
         health.consecutive_failures = 0
         health.opened_at = None
         health.probe_in_flight = False
         health.cooldown_until = 0.0
         health.reason = ""
-        health.recent.append(_Outcome(True, latency_ms, ttft_ms, tokens_per_second))
+        health.recent.append(Outcome(True, latency_ms, ttft_ms, tokens_per_second))
+        if unsettled:
+            self._changed(target, health)
 
     def record_failure(
         self,
@@ -201,9 +240,10 @@ class HealthRegistry:
         health = self._get(target)
         health.requests += 1
         health.probe_in_flight = False
-        health.recent.append(_Outcome(False, latency_ms, None, None))
+        health.recent.append(Outcome(False, latency_ms, None, None))
         reason = f"{error_class.value}{': ' + detail if detail else ''}"
         now = self._clock()
+        before = (health.opened_at, health.cooldown_until)
         if error_class == ErrorClass.RATE_LIMITED and retry_after:
             self._cool(health, now + retry_after, reason)
         elif error_class == ErrorClass.QUOTA_EXHAUSTED:
@@ -218,12 +258,55 @@ class HealthRegistry:
             ):
                 health.opened_at = now
                 health.reason = reason
+        if (health.opened_at, health.cooldown_until) != before:
+            self._changed(target, health)
+
+    def _changed(self, target: Target, health: _Health) -> None:
+        health.version = self._wall()
+        if self.peers is not None:
+            self.peers.changed(target)
 
     @staticmethod
     def _cool(health: _Health, until: float, reason: str) -> None:
         if until > health.cooldown_until:
             health.cooldown_until = until
             health.reason = reason
+
+    # --- shared with other instances (proxy.state) ----------------------------------------------
+
+    def shared(self, target: Target) -> SharedHealth:
+        health = self._targets.get(target) or _Health()
+        offset = self._wall() - self._clock()
+        opened = None if health.opened_at is None else health.opened_at + offset
+        cooling = health.cooldown_until + offset if health.cooldown_until else 0.0
+        return SharedHealth(health.version, opened, cooling, health.reason)
+
+    def apply_shared(self, target: Target, shared: SharedHealth) -> bool:
+        """Take another instance's newer state of `target`; False when ours is as new."""
+        health = self._targets.get(target)
+        if health is not None and health.version >= shared.version:
+            return False
+        health = self._get(target)
+        offset = self._wall() - self._clock()
+        health.version = shared.version
+        health.opened_at = None if shared.opened_at is None else shared.opened_at - offset
+        health.cooldown_until = max(0.0, shared.cooldown_until - offset)
+        health.reason = shared.reason
+        health.consecutive_failures = self.settings.failure_threshold if shared.opened_at else 0
+        return True
+
+    def unsettled(self) -> list[Target]:
+        """Targets with an open breaker or a cooldown (what a resync must publish again)."""
+        return [t for t, h in self._targets.items() if h.opened_at is not None or h.reason]
+
+    def outcomes(self) -> dict[Target, tuple[Outcome, ...]]:
+        """This instance's recent outcomes per target, for the others' figures."""
+        return {t: tuple(h.recent) for t, h in self._targets.items() if h.recent}
+
+    def set_peer_outcomes(self, outcomes: Mapping[Target, Iterable[Outcome]]) -> None:
+        """Other instances' recent outcomes: they join ours in `status` (success rate, speed)."""
+        window = self.settings.window
+        self._peer_outcomes = {t: tuple(o)[-window:] for t, o in outcomes.items()}
 
     # --- read-outs ------------------------------------------------------------------------------
 
@@ -236,14 +319,15 @@ class HealthRegistry:
             state = BreakerState.OPEN
         else:
             state = BreakerState.HALF_OPEN
-        recent = list(health.recent)
+        peer = self._peer_outcomes.get(target, ())
+        recent = [*health.recent, *peer]
         successes = [o for o in recent if o.ok]
         return TargetStatus(
             target=target,
             state=state,
             cooldown_left=max(0.0, health.cooldown_until - now),
             reason=health.reason,
-            requests=health.requests,
+            requests=health.requests + len(peer),
             success_rate=len(successes) / len(recent) if recent else None,
             latency_ms=_median([o.latency_ms for o in successes]),
             ttft_ms=_median([o.ttft_ms for o in successes if o.ttft_ms is not None]),
@@ -254,7 +338,8 @@ class HealthRegistry:
         )
 
     def snapshot(self) -> list[TargetStatus]:
-        return [self.status(target) for target in self._targets]
+        seen = dict.fromkeys([*self._targets, *self._peer_outcomes])
+        return [self.status(target) for target in seen]
 
 
 def _median(values: list[float]) -> float | None:

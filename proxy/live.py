@@ -122,12 +122,13 @@ def replacement(text: str, path: Path, env: Mapping[str, str], running: Config
 def _keep_startup_settings(new: Config, running: Config) -> tuple[Config, list[str]]:
     changed = [f"proxy.{name}" for name in STARTUP_PROXY_FIELDS
                if getattr(new.proxy, name) != getattr(running.proxy, name)]
-    changed += [name for name in ("security", "management")
+    changed += [name for name in ("security", "management", "state")
                 if getattr(new, name) != getattr(running, name)]
     proxy = dataclasses.replace(
         new.proxy, **{name: getattr(running.proxy, name) for name in STARTUP_PROXY_FIELDS})
     kept = dataclasses.replace(new, proxy=proxy, security=running.security,
-                               management=running.management, catalog=running.catalog)
+                               management=running.management, state=running.state,
+                               catalog=running.catalog)
     return kept, changed
 
 

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -73,6 +74,7 @@ class Redactor:
 
 def _config_secrets(config: Config) -> list[str]:
     secrets: list[str] = [*config.proxy.api_keys, config.management.secret_key]
+    secrets.append(urlsplit(config.state.url).password or "")
     for provider in config.providers:
         secrets.append(provider.api_key)
         secrets.extend(provider.headers.values())

@@ -19,8 +19,10 @@ outside llmproxy's directories) is decided in `proxy.management_rules`.
 A change is made on the file's own text (comments and `$VAR` references kept), validated by
 the real config parser, written atomically with mode 0600, and only then applied to the running
 app. A secret shown as "[REDACTED]" and sent back unchanged keeps its current value. Settings
-fixed at startup (listen address, client keys, health settings, [security], [management]) keep
-their running values and are listed under `restart_required` when the file changes them.
+fixed at startup (listen address, client keys, health settings, [security], [management],
+[state]) keep their running values and are listed under `restart_required` when the file
+changes them. With `[state] backend = "redis"` a change validated and applied here is
+published, and every other instance applies the same edit to its own file (`apply_published`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from tomlkit.toml_document import TOMLDocument
 
-from proxy.appkeys import HEALTH, LIVE
+from proxy.appkeys import HEALTH, LIVE, STATE
 from proxy.config import TIMEOUT_KEYS, Config
 from proxy.config_writer import (
     REDACTED,
@@ -73,6 +75,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Edit = Callable[[TOMLDocument], list[str]]
+Vet = Callable[[Config, Config], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,51 +156,24 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def put_router(request: web.Request) -> web.Response:
-    changes = _object_body(request)
-
-    def edit(document: TOMLDocument) -> list[str]:
-        check_router_change(changes)
-        set_router(document, changes)
-        return []
-
-    return await _apply(request, edit, "router updated")
+    change = {"op": "router", "changes": _object_body(request)}
+    return await _apply(request, change, "router updated")
 
 
 async def put_provider(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    changes = _object_body(request)
-
-    listed = request.app[LIVE].config.management.secret_variables
-
-    def edit(document: TOMLDocument) -> list[str]:
-        check_provider_change(document, name, changes, listed)
-        created = upsert_provider(document, name, changes)
-        key = changes.get("api_key")
-        warnings = []
-        if isinstance(key, str) and key and key != REDACTED and not key.startswith("$"):
-            warnings.append(f"provider {name!r}: api_key is written to the file as given; a "
-                            "$VAR reference would keep the key itself out of the file")
-        return [f"provider {name!r} added" if created else f"provider {name!r} updated",
-                *warnings]
-
-    def vet(old: Config, new: Config) -> None:
-        check_credentials(old, new, name, changes)
-
-    return await _apply(request, edit, f"provider {name} set", vet)
+    change = {"op": "provider", "name": name, "changes": _object_body(request)}
+    return await _apply(request, change, f"provider {name} set")
 
 
 async def delete_provider(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-
-    def edit(document: TOMLDocument) -> list[str]:
-        remove_provider(document, name)
-        return [f"provider {name!r} removed"]
-
-    return await _apply(request, edit, f"provider {name} removed")
+    return await _apply(request, {"op": "delete_provider", "name": name},
+                        f"provider {name} removed")
 
 
 async def reload_config(request: web.Request) -> web.Response:
-    return await _apply(request, None, "reloaded from disk")
+    return await _apply(request, {"op": "reload"}, "reloaded from disk")
 
 
 async def get_health(request: web.Request) -> web.Response:
@@ -232,20 +208,98 @@ async def put_log_level(request: web.Request) -> web.Response:
 # --- applying a change -------------------------------------------------------------------------
 
 
-async def _apply(request: web.Request, edit: Edit | None, what: str,
-                 vet: Callable[[Config, Config], None] | None = None) -> web.Response:
-    state = request.app[MANAGEMENT]
+def _edit_for(change: JSONObject, listed: Collection[str]) -> tuple[Edit | None, Vet | None]:
+    """The file edit a change stands for (None: re-read the file as it is), and the check of
+    the config it makes against the running one; `listed`: the running secret variables."""
+    op, name, changes = change.get("op"), str(change.get("name", "")), change.get("changes", {})
+    if not isinstance(changes, dict):
+        raise ChangeRefused(400, "a change's 'changes' must be an object")
+    if op == "reload":
+        return None, None
+    if op == "router":
+        def router(document: TOMLDocument) -> list[str]:
+            check_router_change(changes)
+            set_router(document, changes)
+            return []
+        return router, None
+    if op == "provider":
+        def provider(document: TOMLDocument) -> list[str]:
+            check_provider_change(document, name, changes, listed)
+            created = upsert_provider(document, name, changes)
+            key = changes.get("api_key")
+            warnings = []
+            if isinstance(key, str) and key and key != REDACTED and not key.startswith("$"):
+                warnings.append(f"provider {name!r}: api_key is written to the file as given; "
+                                "a $VAR reference would keep the key itself out of the file")
+            return [f"provider {name!r} added" if created else f"provider {name!r} updated",
+                    *warnings]
+
+        def vet(old: Config, new: Config) -> None:
+            check_credentials(old, new, name, changes)
+        return provider, vet
+    if op == "delete_provider":
+        def delete(document: TOMLDocument) -> list[str]:
+            remove_provider(document, name)
+            return [f"provider {name!r} removed"]
+        return delete, None
+    raise ChangeRefused(400, f"unknown change {op!r}")
+
+
+class ChangeRefused(Exception):
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    written: bool
+    notes: list[str]
+    restart: list[str]
+    config: Config
+
+
+async def _apply(request: web.Request, change: JSONObject, what: str) -> web.Response:
+    try:
+        applied = await apply_change(request.app, change)
+    except ChangeRefused as exc:
+        return error_response(request, exc.status, exc.message, code=exc.code, param=exc.param)
+    request.app[STATE].publish_config(change)  # validated here; the others apply it too
+    restart = applied.restart
+    log.info("management: %s (%s)%s", what, request.app[MANAGEMENT].path,
+             f"; restart needed for {', '.join(restart)}" if restart else "")
+    return _json({"status": "applied", "written": applied.written, "notes": applied.notes,
+                  "restart_required": restart, "config": redacted_config(applied.config)})
+
+
+async def apply_published(app: web.Application, change: JSONObject) -> None:
+    """A change another instance validated and applied: the same edit, on this file."""
+    try:
+        applied = await apply_change(app, change)
+    except ChangeRefused as exc:
+        log.error("management: a change from another instance was not applied here: %s",
+                  exc.message)
+        return
+    log.info("management: applied a %s change from another instance%s", change.get("op"),
+             " (file written)" if applied.written else "")
+
+
+async def apply_change(app: web.Application, change: JSONObject) -> Applied:
+    """Edit the config file, validate, write it atomically, then swap the running config."""
+    state = app[MANAGEMENT]
     if state.path is None:
-        return error_response(request, 409, "the daemon was not started from a config file: "
-                              "there is nothing to edit or reload", code="no_config_file")
-    live = request.app[LIVE]
+        raise ChangeRefused(409, "the daemon was not started from a config file: there is "
+                            "nothing to edit or reload", code="no_config_file")
+    live = app[LIVE]
     async with state.lock:  # one read-edit-write at a time, so no change is lost
         try:
             text = state.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            return error_response(request, 409, f"cannot read {state.path}: {exc}",
-                                  code="config_unreadable")
+            raise ChangeRefused(409, f"cannot read {state.path}: {exc}",
+                                code="config_unreadable") from exc
         try:
+            edit, vet = _edit_for(change, live.config.management.secret_variables)
             new_text, notes = text, []
             if edit is not None:
                 document = parse_document(text)
@@ -256,21 +310,18 @@ async def _apply(request: web.Request, edit: Edit | None, what: str,
             if vet is not None:
                 vet(live.config, config)
         except ConfigError as exc:
-            return error_response(request, 400, f"config rejected, nothing changed: {exc}",
-                                  code="invalid_config", param=exc.key or None)
+            raise ChangeRefused(400, f"config rejected, nothing changed: {exc}",
+                                code="invalid_config", param=exc.key or None) from exc
         written = new_text != text
         if written:
             try:
                 write_atomic(state.path, new_text)
             except OSError as exc:
                 log.error("management: cannot write %s: %s", state.path, exc.strerror)
-                return error_response(request, 500, f"cannot write {state.path}: "
-                                      f"{exc.strerror}; nothing changed", code="write_failed")
+                raise ChangeRefused(500, f"cannot write {state.path}: {exc.strerror}; nothing "
+                                    "changed", code="write_failed") from exc
         live.replace(config)
-    log.info("management: %s (%s)%s", what, state.path,
-             f"; restart needed for {', '.join(restart)}" if restart else "")
-    return _json({"status": "applied", "written": written, "notes": notes,
-                  "restart_required": restart, "config": redacted_config(config)})
+    return Applied(written, notes, restart, config)
 
 
 # --- rendering ---------------------------------------------------------------------------------

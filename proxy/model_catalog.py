@@ -15,7 +15,6 @@ others only ids.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -37,8 +36,6 @@ from proxy.capabilities import (
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
-from proxy.providers.boundary import upstream_errors
-from proxy.security.outgoing import read_capped, refusal_in
 from proxy.types import JSONObject, ProviderFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
@@ -106,6 +103,10 @@ async def refresh_catalog(
 ) -> RefreshReport:
     """Ask every provider for its model list and write the cache; never raises for a provider
     that fails (the report says why), only OSError when the cache cannot be written."""
+    # Fetching imports asyncio and aiohttp where it runs, not at the top: `llmproxy route test`
+    # reads the catalog and needs neither (tests/test_cli_startup.py).
+    import asyncio
+
     directory = cache_dir or default_cache_dir()
     path = directory / CACHE_FILE
     previous = _read_raw(path)
@@ -131,6 +132,9 @@ async def _refresh_one(
     provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
     max_bytes: int,
 ) -> tuple[ProviderRefresh, dict[str, ModelCapabilities] | None]:
+    from proxy.providers.boundary import upstream_errors
+    from proxy.security.outgoing import refusal_in
+
     if provider.format is ProviderFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
@@ -163,6 +167,8 @@ async def _fetch(
     """Raises ValueError for a non-200 or odd body; aiohttp's and the socket's exceptions
     escape to the caller's `upstream_errors`."""
     import aiohttp
+
+    from proxy.security.outgoing import read_capped
 
     models: dict[str, ModelCapabilities] = {}
     url, headers = _request(provider)

@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
 from proxy.affinity import Affinity
-from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, SESSION
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, SESSION, STATE
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
@@ -25,7 +25,7 @@ from proxy.handlers import STREAM_STARTED, chat_completions, count_tokens, messa
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.logging_setup import Redactor
-from proxy.management import install_management, management_guard
+from proxy.management import apply_published, install_management, management_guard
 from proxy.observe.journal import Journal
 from proxy.observe.metrics import Metrics
 from proxy.observe.observer import Observer, observe_middleware, stamp_request_id
@@ -37,8 +37,10 @@ from proxy.security.auth import CLIENT, ClientKeys, auth_middleware, is_loopback
 from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
 from proxy.security.outgoing import outgoing_session, redacted_logs
-from proxy.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limit_middleware
+from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
 from proxy.security.refusals import error_response
+from proxy.state import WORKER_ENV
+from proxy.state.backend import open_state
 from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
@@ -133,10 +135,10 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness; for this machine's peers the pid and the last reload (`llmproxy stop`,
-    `reload`); for a client with a valid key (anyone, when no key is configured) the providers
-    and the live health of every target that has seen traffic. The registry is bounded, so is
-    this."""
+    """Liveness; for this machine's peers the pid, the last reload and the state backend
+    (`llmproxy stop`, `reload`, `status`); for a client with a valid key (anyone, when no key
+    is configured) the providers, whether Redis answers, and the live health of every target
+    that has seen traffic. The registry is bounded, so is this."""
     live = request.app[LIVE]
     config = live.config
     body: JSONObject = {"status": "ok"}
@@ -147,8 +149,11 @@ async def health(request: web.Request) -> web.Response:
         body["pid"] = os.getpid()
         body["config"] = {"applied_at": round(live.current.since, 3),
                           "last_reload": last.to_json() if last else None}
+        body["state"] = request.app[STATE].status()  # Redis, and why not (`llmproxy status`)
+        body.update(_worker(request))
     if CLIENT in request:  # a key holder (anyone, without keys): the bounded detail
         body["providers"] = [p.name for p in config.providers]
+        body.setdefault("state", _public(request.app[STATE].status()))
         body["targets"] = [
             {
                 "target": str(status.target),
@@ -206,16 +211,20 @@ def build_app(
     if config.management.enabled:
         middlewares.append(management_guard(config.management))
     middlewares.append(limits_middleware(security.limits, redactor))
+    state = open_state(config.state)
     limits = security.rate_limiting
     if rate_limiter is None and limits.active:
-        rate_limiter = MemoryRateLimiter(limits)
+        rate_limiter = state.limiter(limits)
     if rate_limiter is not None:
         by_tokens = bool(limits.per_client.tokens_per_minute or limits.overall.tokens_per_minute)
         middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
     app[HEALTH] = registry
     app[OBSERVER] = observer
-    app[AFFINITY] = Affinity.in_memory(config.affinity)
+    app[STATE] = state
+    state.watch(registry)
+    observer.metrics.watch_state(lambda: state.status().get("redis", "up") == "up")
+    app[AFFINITY] = Affinity(state.affinity_table(config.affinity))
     app[OPERATOR] = operator
     app.on_startup.append(_responsive_loop)
     app.on_response_prepare.append(_nosniff)
@@ -239,7 +248,15 @@ def build_app(
                 )
                 yield
 
+    async def shared_state(app: web.Application) -> AsyncIterator[None]:
+        await state.start(lambda change: apply_published(app, change))
+        try:
+            yield
+        finally:
+            await state.close()
+
     app.cleanup_ctx.append(upstream_session)
+    app.cleanup_ctx.append(shared_state)
     app.cleanup_ctx.append(_observer_lifecycle)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
@@ -252,6 +269,22 @@ def build_app(
     if config.management.enabled:
         install_management(app, config, env)
     return app
+
+
+def _public(state: JSONObject) -> JSONObject:
+    """What any peer may see of the state backend: which, and whether Redis answers."""
+    return {key: state[key] for key in ("backend", "redis") if key in state}
+
+
+def _worker(request: web.Request) -> JSONObject:
+    """Under `serve --workers N`, `pid` is the supervisor's (what `stop` and `reload` signal:
+    it passes the signal to every worker), and `worker` says which worker answered."""
+    index = os.environ.get(WORKER_ENV)
+    if not index:
+        return {}
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return {"pid": os.getppid(), "worker": {"index": int(index), "pid": os.getpid()},
+            "port": sockname[1] if sockname else 0}
 
 
 async def _observer_lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -102,14 +102,14 @@ class DaemonRunner(web.AppRunner):
 
 
 @contextlib.asynccontextmanager
-async def listening(app: web.Application, host: str, port: int, **runner: Any
-                    ) -> AsyncIterator[DaemonRunner]:
+async def listening(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
+                    **runner: Any) -> AsyncIterator[DaemonRunner]:
     """The app on `host:port` (0: an ephemeral port, see `runner.addresses`) until the block
     ends; then in-flight requests get the runner's `shutdown_timeout` to finish."""
     daemon = DaemonRunner(app, **runner)
     await daemon.setup()
     try:
-        await web.TCPSite(daemon, host, port).start()
+        await web.TCPSite(daemon, host, port, reuse_port=reuse_port or None).start()
         yield daemon
     finally:
         await daemon.cleanup()
@@ -117,11 +117,12 @@ async def listening(app: web.Application, host: str, port: int, **runner: Any
 
 async def serve_until_signalled(app: web.Application, host: str, port: int, *,
                                 on_listening: Callable[[], None],
-                                shutdown_timeout: float) -> None:
+                                shutdown_timeout: float, reuse_port: bool = False) -> None:
     """`llmproxy serve`: listen until SIGINT or SIGTERM, then drain and return."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with listening(app, host, port, shutdown_timeout=shutdown_timeout):
+    async with listening(app, host, port, reuse_port=reuse_port,
+                         shutdown_timeout=shutdown_timeout):
         handled = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C still interrupts

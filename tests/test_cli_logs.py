@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -120,3 +121,34 @@ def test_statusline_loads_no_daemon_code(tmp_path: Path) -> None:
                           text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
     assert done.stdout == "llmproxy: no requests yet\n"
     assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
+async def test_logs_follow_prints_requests_as_they_are_recorded(journaled: Cli) -> None:
+    from proxy.observe.journal import Journal
+    from proxy.observe.record import RequestRecord
+    from proxy.observe.settings import JournalSettings
+    from proxy.types import Attempt, Target, Usage
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "logs", "--follow", "--json", "-n", "1", cwd=REPO,
+        env=subprocess_env(journaled.home), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(await asyncio.wait_for(process.stdout.readline(), 60))
+        assert first["route"] == "think"  # the newest recorded request
+        target = Target("minimax", "MiniMax-M2.5")
+        writer = Journal(journaled.home / "state" / "requests.db", JournalSettings())
+        writer.start()  # as a running daemon would
+        writer.add(RequestRecord(
+            id="req_follow", started=time.time(), client_api="anthropic", stream=True,
+            requested_model="claude-sonnet-4-5", route="think", reason="test", served=target,
+            attempts=(Attempt(target, 200, None, 5.0),), usage=Usage(10, 2), cost=None,
+            ttft_ms=3.0, total_ms=9.0, status=200, outcome="ok"))
+        await asyncio.to_thread(writer.close)
+        fresh = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        assert fresh["id"] == "req_follow" and fresh["served"] == "minimax,MiniMax-M2.5"
+    finally:
+        process.terminate()
+        await process.wait()

@@ -27,8 +27,8 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.__s
 """
 
 
-def _loaded(home: Path, *args: str) -> list[str]:
-    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], cwd=REPO,
+def _loaded(home: Path, *args: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=heavy), *args], cwd=REPO,
                           env=subprocess_env(home, LLMPROXY_API_KEY=CLIENT_KEY),
                           capture_output=True, text=True, timeout=60)
     return list(orjson.loads(done.stderr.strip().splitlines()[-1]))
@@ -42,3 +42,15 @@ def test_daemon_only_commands_load_no_daemon_code(tmp_path: Path) -> None:
     with serving([SimulatedProvider("zai", "openai", ["glm-5"])],
                  {"default": "zai,glm-5"}) as running:
         assert _loaded(tmp_path, "chat", "--url", running.url, "Hello") == []
+
+
+def test_route_test_runs_no_event_loop_and_loads_no_http_client(tmp_path: Path) -> None:
+    """`route test` decides in this process: reading the model catalog must not bring in what
+    refreshing it needs (asyncio, aiohttp), nor the daemon's client."""
+    config = tmp_path / "config.toml"
+    config.write_text('[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
+                      'api_base_url = "https://api.z.ai/api/paas/v4"\napi_key = "$ZAI_KEY"\n'
+                      'models = ["glm-5"]\n')
+    heavy = ("asyncio", "aiohttp", "httpx2", "proxy.fallback", "proxy.server", "pydantic")
+    assert _loaded(tmp_path, "route", "test", "auto", "--config", str(config),
+                   heavy=heavy) == []

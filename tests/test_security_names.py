@@ -79,7 +79,8 @@ async def test_health_is_small_without_a_key_and_detailed_with_one(apps: Apps) -
         holder = await get(proxy.url + "/health", key=CLIENT_KEY)
     assert anonymous.status == wrong.status == 200
     for public in (anonymous.json(), wrong.json()):
-        assert set(public) == {"status", "pid", "config"}  # what `llmproxy stop`/`reload` need
+        # what `llmproxy stop`/`reload`/`status` on this machine need
+        assert set(public) == {"status", "pid", "config", "state"}
         assert public["status"] == "ok"
     assert len(anonymous.body) < 300
     detailed = holder.json()

@@ -20,11 +20,13 @@ from proxy.errors import ConfigError
 from proxy.observe.settings import parse_journal
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
+from proxy.state.settings import parse_state
 
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
 _TOP_KEYS = (
-    "proxy", "router", "providers", "security", "management", "affinity", "journal", "oauth",
+    "proxy", "router", "providers", "security", "management", "state", "affinity", "journal",
+    "oauth",
     "webhooks",
 )
 _RAW_SECTIONS = ("oauth", "webhooks")
@@ -58,8 +60,8 @@ def _build(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(name, f"expected table, got {type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
     return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
-                  security=security, management=management, affinity=parse_affinity(top),
-                  journal=parse_journal(top))
+                  security=security, management=management, state=parse_state(top),
+                  affinity=parse_affinity(top), journal=parse_journal(top))
 
 
 def _check_destination(

@@ -23,6 +23,7 @@ from proxy.keywords import KeywordRule
 from proxy.observe.settings import JournalSettings
 from proxy.ranking import Ranking
 from proxy.security.settings import ManagementSettings, SecuritySettings
+from proxy.state.settings import StateSettings
 from proxy.types import Chain, ProviderFormat, Scenario, Target
 
 # The one place where a provider's name means anything: the default of its `format`.
@@ -181,6 +182,7 @@ class Config:
     """Provider model lists cached by `llmproxy providers refresh` (`with_catalog`)."""
     security: SecuritySettings = field(default_factory=SecuritySettings)
     management: ManagementSettings = field(default_factory=ManagementSettings)
+    state: StateSettings = field(default_factory=StateSettings)
     affinity: AffinitySettings = field(default_factory=AffinitySettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
     _capabilities: dict[Target, ModelCapabilities] = field(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -154,6 +154,13 @@ class Metrics:
             child = self._attempts[key] = self.attempts.labels(
                 attempt.target.provider, attempt.target.model, outcome)
         return child
+
+    def watch_state(self, up: Callable[[], bool]) -> None:
+        """`[state]`: whether the shared backend answers (`proxy.state`)."""
+        gauge = Gauge("llmproxy_shared_state_up", "1 while the state backend answers (memory "
+                      "always does); 0 while Redis does not and this instance runs on local "
+                      "state.", registry=self.registry)
+        gauge.set_function(lambda: 1.0 if up() else 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

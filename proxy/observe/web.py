@@ -17,7 +17,7 @@ from importlib import resources
 import orjson
 from aiohttp import web
 
-from proxy.appkeys import HEALTH, LIVE, OBSERVER
+from proxy.appkeys import HEALTH, LIVE, OBSERVER, STATE
 from proxy.config import Config
 from proxy.health import BreakerState, TargetStatus
 from proxy.types import Chain, JSONObject, Target
@@ -71,6 +71,9 @@ async def ready(request: web.Request) -> web.Response:
         "config": config.source,
         "targets": len(targets),
         "usable_targets": len(usable),
+        # Not a readiness condition: without Redis requests flow on local state.
+        "state": {k: v for k, v in request.app[STATE].status().items()
+                  if k in ("backend", "redis")},
     }
     return _json(body, status=200 if usable else 503)
 

@@ -7,8 +7,9 @@ than a bucket holds passes when the bucket is full and leaves it in debt, so it 
 never refused forever. A refused request costs nothing: every bucket is checked before any is
 charged.
 
-`RateLimiter` is the seam for a shared backend (Redis...); `MemoryRateLimiter` serves one
-process. Excess requests get 429 with `Retry-After` (whole seconds) in the client's dialect.
+`RateLimiter` is the seam for a shared backend (`proxy.state.ratelimit` keeps the same
+buckets in Redis); `MemoryRateLimiter` serves one process. Excess requests get 429 with
+`Retry-After` (whole seconds) in the client's dialect.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class RateLimited(Exception):
         self.scope = scope
         self.dimension = dimension
         self.retry_after = retry_after
+
+
+class LimitsUnavailable(Exception):
+    """The shared limits cannot be consulted and the config says to refuse meanwhile."""
 
 
 class Lease(Protocol):
@@ -172,6 +177,9 @@ def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middle
                 code="rate_limit_exceeded",
                 headers={"retry-after": str(seconds)},
             )
+        except LimitsUnavailable as exc:
+            return error_response(request, 503, f"llmproxy: {exc}; retry shortly",
+                                  code="rate_limits_unavailable", headers={"retry-after": "1"})
         try:
             return await handler(request)
         finally:
