@@ -19,6 +19,7 @@ from typer.models import CommandInfo
 
 Command = Any  # click's, which typer vendors in recent versions and imports in older ones
 PYTHON_TYPE = re.compile(r"<(str|int|float|list\[[^>]*\])>(\.\.\.)?")
+PYTHON_TYPES = {"str", "int", "float", "text", "integer"}  # click's own names for these too
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                "help_option_names": ["--help"]}
 
@@ -108,7 +109,10 @@ def _hide_flag_types(command: Command) -> None:
     for param in command.params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
-        elif hasattr(param, "display_type_rich"):
+        elif param.param_type_name == "option":
+            if param.metavar is None and param.type.name in PYTHON_TYPES:
+                param.metavar = str(param.name).upper()  # `--url URL`, not `--url <str>`
+        elif hasattr(param, "display_type_rich"):  # typer >= 0.29 types arguments too
             param.display_type_rich = _without_python_types(param)
     make_help = command.get_help_option
 
@@ -124,17 +128,13 @@ def _hide_flag_types(command: Command) -> None:
 
 
 def _without_python_types(param: Any) -> Any:
-    """typer shows a value's annotation (`<str>`, `args... <list[str]>`): an option shows its
-    name instead (`--url URL`), an argument its name alone. Files and choices stay as they are."""
+    """An argument shows its name alone (`args...`, not `args... <list[str]>`); files and
+    choices stay as they are."""
     shown = param.display_type_rich
 
     def display(ctx: Any) -> str | None:
         text = shown(ctx)
-        if not text or not PYTHON_TYPE.fullmatch(text):
-            return text  # type: ignore[no-any-return]
-        if param.param_type_name == "argument":
-            return None
-        return str(param.name).upper() + ("..." if text.endswith("...") else "")
+        return None if text and PYTHON_TYPE.fullmatch(text) else text  # type: ignore[no-any-return]
 
     return display
 
