@@ -133,8 +133,8 @@ def _without_python_types(param: Any) -> Any:
     shown = param.display_type_rich
 
     def display(ctx: Any) -> str | None:
-        text = shown(ctx)
-        return None if text and PYTHON_TYPE.fullmatch(text) else text  # type: ignore[no-any-return]
+        text: str | None = shown(ctx)
+        return None if text and PYTHON_TYPE.fullmatch(text) else text
 
     return display
 
