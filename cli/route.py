@@ -139,6 +139,7 @@ def route_test(
             "scenario": decision.scenario.value,
             "explicit": decision.explicit,
             "mapping": decision.mapping,
+            "route": decision.route,
             "reason": decision.reason,
             "token_estimate": summary.token_estimate,
             "chain": [str(t) for t in decision.chain],
@@ -158,6 +159,7 @@ def route_test(
     out = stdout()
     out.print(styled(("scenario", "bold"), f"  {decision.scenario.value}"))
     out.print(styled(("why", "bold"), f"       {decision.reason}"))
+    out.print(styled(("route", "bold"), f"     {decision.route}"))
     out.print(styled(("tokens", "bold"), f"    ~{summary.token_estimate}"))
     if decision.rule is not None:
         out.print(styled(("rule", "bold"), f"      {decision.rule}"))

@@ -1,25 +1,37 @@
-"""Prompt-cache affinity: a conversation keeps the target that served its last turn.
+"""Prompt-cache affinity: a conversation keeps the target that served its last turn on the route
+its new turn takes.
 
 Providers discount (or skip) the prefix of a prompt they saw recently, and a coding agent's turns
 share almost all of their prompt. Moving a conversation between targets throws that cache away;
 returning to the first target as soon as it recovers from a blip throws it away twice. So:
 
-- `choose` (pure) puts the target that served the conversation's last turn at the head of the
-  request's chain, when that target is still on the chain (routing has already removed the
-  targets that cannot serve this request: context, tools, images) and health would send it
-  traffic. Otherwise the chain is left as routed and the reason is recorded. An explicit
+- Routing decides first (`proxy.routing`): a turn that asks for something else ("think hard",
+  a web search tool, an image) follows its own route. Affinity then chooses only among the
+  targets that route names itself (`Decision.route_targets`: its own chain, not the `default`
+  chain appended behind it).
+- `choose` (pure) puts the target that served the conversation's last turn *on the same route*
+  at the head of the request's chain, when that target is still on the chain (routing has
+  already removed the targets that cannot serve this request: context, tools, images) and
+  health would send it traffic. Otherwise the chain is left as routed and the reason is
+  recorded: a turn routed elsewhere says its route differs from the conversation's. When a later
+  turn takes the first route again, that route's entry applies again. An explicit
   `provider,model` from the client is never overridden. A ranked alias (`@fastest`) therefore
   ranks a conversation's first turn; later turns stay where it landed.
-- `Affinity.served` records the target that completed a turn. After a failover that is the new
-  target, so the conversation stays there rather than jumping back to a cold cache.
+- `Affinity.served` records the target that completed a turn, under the conversation's key and
+  under the key of the conversation on that route. After a failover that is the new target, so
+  the conversation stays there rather than jumping back to a cold cache.
 
-What is kept: a conversation key (a digest, see `proxy.conversation`), a target and a time,
-never a prompt. Entries expire `ttl` seconds after the turn that last used them (about the
-providers' own cache lifetime: Anthropic's default cache lives 5 minutes from its last use), and
-the table holds at most `max_entries`, dropping the least recently used.
+What is kept: a conversation key (a digest, see `proxy.conversation`) with a route name, a target
+and a time, never a prompt. Entries expire `ttl` seconds after the turn that last used them
+(about the providers' own cache lifetime: Anthropic's default cache lives 5 minutes from its
+last use), and the table holds at most `max_entries` entries (two for a conversation on one
+route), dropping the least recently used.
 
-The table is behind `AffinityTable`, synchronous on purpose: a shared backend (Redis) keeps a
-local tier and synchronises in the background, so the request path never waits on the network.
+The table is behind `AffinityTable`, synchronous on purpose, so the request path never waits on
+the network. A single daemon uses `MemoryAffinityTable`; with the Redis state backend
+(`[state]`), `proxy.state.affinity_sync.SharedAffinityTable` wraps one and announces every entry
+it records to the other instances in the background, so a conversation's next turn finds its
+target on whichever instance serves it.
 """
 
 from __future__ import annotations
@@ -116,14 +128,25 @@ def unhealthy(health: HealthView) -> SkipReason:
 
 
 def choose(
-    decision: Decision, entry: AffinityEntry | None, age: float, unavailable: SkipReason
+    decision: Decision,
+    entry: AffinityEntry | None,
+    age: float,
+    unavailable: SkipReason,
+    elsewhere: AffinityEntry | None = None,
 ) -> Decision:
-    """The decision with the conversation's last target first when it can serve, and
-    `affinity` saying what was decided and why. `age`: seconds since that last turn;
-    `unavailable(target)`: why health would not send it traffic, or None."""
+    """The decision with the conversation's last target on this route first when it can serve,
+    and `affinity` saying what was decided and why. `entry`: the conversation's entry for
+    `decision.route`; `age`: seconds since that turn; `unavailable(target)`: why health would
+    not send it traffic, or None; `elsewhere`: when there is no entry for this route, the
+    conversation's last turn on another route."""
     if decision.explicit:
         return replace(decision, affinity="the client named a target: affinity not applied")
     if entry is None:
+        if elsewhere is not None:
+            return replace(decision, affinity=(
+                f"route {decision.route} differs from the conversation's route (its last turn "
+                f"went to {elsewhere.target}): routed as below; the target that serves it is "
+                "kept for this route"))
         return replace(
             decision,
             affinity="new conversation: routed as below; the target that serves it is kept",
@@ -134,9 +157,9 @@ def choose(
     if unfit is not None:
         return replace(decision, affinity=f"{last} {since} but cannot serve this request "
                                           f"({unfit}): routed as below")
-    if last not in decision.chain:
-        return replace(decision, affinity=f"{last} {since} but is not on this request's chain: "
-                                          "routed as below")
+    if last not in decision.chain or last not in decision.route_targets:
+        return replace(decision, affinity=f"{last} {since} but is not among route "
+                                          f"{decision.route}'s targets: routed as below")
     why_not = unavailable(last)
     if why_not is not None:
         return replace(decision, affinity=f"{last} {since} but is unavailable ({why_not}): "
@@ -145,9 +168,15 @@ def choose(
     return replace(
         decision,
         chain=chain,
-        affinity=f"kept {last}: it {since} (its prompt cache is warm)",
+        affinity=f"kept {last}: it {since} on route {decision.route} (its prompt cache is warm)",
         sticky=last,
     )
+
+
+def route_key(conversation: Conversation, route: str) -> str:
+    """The table key of `conversation` on `route`; the conversation's own key holds its last
+    turn on any route."""
+    return f"{conversation.key}/{route}"
 
 
 class Affinity:
@@ -175,13 +204,23 @@ class Affinity:
         if not settings.enabled or conversation is None:
             return decision
         now = self._clock()
-        entry = self.table.get(conversation.key, now) if conversation.continued else None
+        entry = elsewhere = None
+        if conversation.continued:
+            entry = self.table.get(route_key(conversation, decision.route), now)
+            if entry is None:
+                elsewhere = self.table.get(conversation.key, now)
         age = now - entry.served_at if entry is not None else 0.0
-        return choose(decision, entry, age, unhealthy(health))
+        return choose(decision, entry, age, unhealthy(health), elsewhere)
 
     def served(
-        self, conversation: Conversation | None, target: Target | None, settings: AffinitySettings
+        self,
+        conversation: Conversation | None,
+        target: Target | None,
+        settings: AffinitySettings,
+        route: str,
     ) -> None:
-        """Record the target that completed a turn of `conversation`."""
+        """Record the target that completed a turn of `conversation` routed by `route`."""
         if settings.enabled and conversation is not None and target is not None:
-            self.table.put(conversation.key, target, self._clock(), settings.ttl)
+            now = self._clock()
+            self.table.put(route_key(conversation, route), target, now, settings.ttl)
+            self.table.put(conversation.key, target, now, settings.ttl)

@@ -146,7 +146,8 @@ async def generate(
             await life.open()
             response = await _stream(request, dialect, job, life)
             if life.report().finished:
-                affinity.served(conversation, life.served, config.affinity)
+                affinity.served(conversation, life.served, config.affinity,
+                                 decision.route)
             return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
@@ -155,7 +156,7 @@ async def generate(
     except ChainExhaustedError as exc:
         trace.ended(None, exc.attempts, error=exc.error_class.value)
         return _exhausted_response(dialect, exc, request.app[HEALTH])
-    affinity.served(conversation, done.target, config.affinity)
+    affinity.served(conversation, done.target, config.affinity, decision.route)
     answer = done.body if finish is None else finish(body, done.body)
     trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
     operator = request.app.get(OPERATOR, False)

@@ -15,9 +15,10 @@ made through the API (a file edited by hand or reloaded is the operator's own, a
 - even a listed variable may not be one another provider's secret uses: that would move that
   provider's key to this provider's URL.
 - a changed `api_base_url` (or `token_endpoint`) needs the credentials again in the same
-  change, as values or listed variables: a key stored for one host never follows the URL to
-  another, not even by naming its variable again. A codex provider's credential is its token
-  store, which the API cannot give: its URLs are changed in the file.
+  change, as values or listed variables, and no secret in that change (the key, or any header,
+  old or new) may name a variable that is not listed: a key stored for one host never follows
+  the URL to another, not even by naming its variable again. A codex provider's credential is
+  its token store, which the API cannot give: its URLs are changed in the file.
 - `auth_file` must lie under llmproxy's own config, data or state directories.
 """
 
@@ -101,6 +102,13 @@ def check_credentials(old: Config, new: Config, name: str, changes: Mapping[str,
         if not _given(headers.get(header) if isinstance(headers, dict) else None, listed):
             raise ConfigError(f"providers.headers.{header}", f"{field} changed: give every "
                               "header again in the same change (they may hold credentials)")
+    # A header added in the same change is checked too: naming the provider's own variable
+    # there would carry the stored key to the new URL just as well.
+    for key, value in _secret_values(changes):
+        if any(variable not in listed for variable in references(value)):
+            raise ConfigError(f"providers.{key}", f"{field} changed: a secret may name only a "
+                              "variable listed in [management] secret_variables (the stored "
+                              "key stays with the old URL)")
 
 
 def _given(value: Any, listed: Collection[str]) -> bool:

@@ -71,6 +71,8 @@ def decide(
     else:
         middle = router.routes[scenario]
         why.append(f"{because} -> {scenario.value} chain; then default")
+    route, route_targets = _route_of(explicit is not None, mapping, hits, scenario, head, middle,
+                                     router.default)
     chain = _dedup((head, middle, router.default))
     kept, skipped = filter_chain(chain, summary, config)
     unfit: tuple[SkippedTarget, ...] = ()
@@ -86,7 +88,26 @@ def decide(
         skipped=skipped,
         rule=_serving_rule(hits, kept),
         unfit=unfit,
+        route=route,
+        route_targets=route_targets,
     )
+
+
+def _route_of(
+    explicit: bool, mapping: str | None, hits: tuple[RuleMatch, ...], scenario: Scenario,
+    head: Chain, middle: Chain, default: Chain,
+) -> tuple[str, Chain]:
+    """The route that decided the request and the targets it names itself: the head's source
+    when there is a head, else the detected scenario, else default."""
+    if explicit:
+        return "explicit", head
+    if mapping is not None:
+        return f"mapping '{mapping}'", head
+    if hits:
+        return f"keyword rule '{hits[0].rule.name}'", head
+    if scenario is not Scenario.DEFAULT:
+        return scenario.value, middle
+    return "default", default
 
 
 def filter_chain(

@@ -101,6 +101,13 @@ class Decision:
     """What prompt-cache affinity decided and why (`proxy.affinity`); None when not applied."""
     sticky: Target | None = None
     """The conversation's previous target, moved to the head of `chain` by affinity."""
+    route: str = "default"
+    """Which route decided the head of `chain`: "explicit", "mapping 'glob'", "keyword rule
+    'name'", a scenario ("think") or "default". Affinity keeps a conversation's target only
+    while its turns take the same route."""
+    route_targets: Chain = ()
+    """The targets that route itself names (before capability filtering), without the chains
+    appended behind it: affinity chooses only among these."""
 
 
 class ErrorClass(StrEnum):

@@ -3,7 +3,9 @@ keeping a conversation on its target through a failover (official SDKs, simulate
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from proxy.affinity import (
     MemoryAffinityTable,
     choose,
 )
+from proxy.appkeys import AFFINITY
 from proxy.config import parse_config
 from proxy.conversation import SESSION_HEADER, conversation_of
 from proxy.health import HealthRegistry
@@ -136,6 +139,8 @@ def test_table_is_bounded_least_recently_used_first() -> None:
 
 
 def decision(chain: tuple[Target, ...], **extra: Any) -> Decision:
+    """A decision on the default route, which names every target of the chain."""
+    extra.setdefault("route_targets", (A, B, C))
     return Decision(scenario=Scenario.DEFAULT, reason="routed", chain=chain, **extra)
 
 
@@ -148,7 +153,7 @@ def test_choose_moves_the_last_target_to_the_head() -> None:
     assert chosen.chain == (B, A, C)
     assert chosen.sticky == B
     assert chosen.affinity == (
-        f"kept {B}: it served the last turn 12s ago (its prompt cache is warm)")
+        f"kept {B}: it served the last turn 12s ago on route default (its prompt cache is warm)")
 
 
 def test_choose_new_conversation_keeps_the_routed_chain() -> None:
@@ -180,7 +185,23 @@ def test_choose_leaves_an_unhealthy_or_absent_target() -> None:
     assert chosen.affinity is not None and "is unavailable (cooling down 30s" in chosen.affinity
     absent = choose(decision((A, C)), AffinityEntry(B, 0.0, 60.0), 3.0, healthy)
     assert absent.chain == (A, C)
-    assert absent.affinity is not None and "is not on this request's chain" in absent.affinity
+    assert absent.affinity is not None and "is not among route default's targets" in (
+        absent.affinity)
+
+
+def test_choose_stays_within_the_targets_the_route_names() -> None:
+    """B is on the chain only as the default tail appended behind the think route: a think turn
+    goes to think's own target, not to the conversation's previous one."""
+    think = Decision(scenario=Scenario.THINK, reason="routed", chain=(A, B), route="think",
+                     route_targets=(A,))
+    chosen = choose(think, AffinityEntry(B, 0.0, 60.0), 3.0, healthy)
+    assert chosen.chain == (A, B) and chosen.sticky is None
+    assert chosen.affinity == (f"{B} served the last turn 3s ago but is not among route think's "
+                               "targets: routed as below")
+    other = choose(think, None, 0.0, healthy, elsewhere=AffinityEntry(B, 0.0, 60.0))
+    assert other.chain == (A, B) and other.sticky is None
+    assert other.affinity is not None and other.affinity.startswith(
+        f"route think differs from the conversation's route (its last turn went to {B})")
 
 
 def test_route_reads_health_without_taking_the_probe_slot() -> None:
@@ -191,9 +212,9 @@ def test_route_reads_health_without_taking_the_probe_slot() -> None:
         health.record_failure(B, ErrorClass.SERVER_ERROR)
     now[0] = 100.0  # the breaker is half-open now
     affinity = Affinity(MemoryAffinityTable(), clock=lambda: now[0])
-    affinity.table.put("k", B, now[0], 60.0)
     from proxy.conversation import Conversation
 
+    affinity.served(Conversation("k", "test"), B, AffinitySettings(), "default")
     chosen = affinity.route(decision((A, B)), Conversation("k", "test"), AffinitySettings(),
                             health)
     assert chosen.chain == (A, B)
@@ -322,6 +343,59 @@ async def test_without_affinity_the_conversation_jumps_back(
         assert AFFINITY_HEADER not in headers
 
 
+ROUTED = """
+[[router.keyword_rules]]
+name = "deep"
+phrases = ["think hard"]
+route = "kimi,kimi-k2"
+priority = 80
+"""
+
+
+async def test_a_turn_routed_elsewhere_follows_its_route_and_affinity_resumes_after(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """Routing decides first: a "think hard" turn (a keyword rule) and a turn with a web search
+    tool (the web_search route) go to kimi although zai served the conversation and is on their
+    chains as the default behind them; the next plain turn is back on the default route, and
+    affinity keeps zai again. A second "think hard" turn finds the rule's own entry."""
+    sims_list = [SimulatedProvider("zai", "anthropic", ["glm-5"]), *anthropic_sims()]
+    async with run_simulated(sims_list) as sims:
+        routes = {"default": "zai,glm-5|kimi,kimi-k2", "web_search": "kimi,kimi-k2"}
+        proxy = await daemon(config_text(sims, routes).replace("[[providers]]", ROUTED + (
+            "[[providers]]"), 1))
+        chat = Conversation(clients.anthropic(proxy), "session-1")
+        _, headers = await chat.turn("Hello")
+        assert headers["x-llmproxy-provider"] == "zai"
+
+        _, headers = await chat.turn("Please think hard about this")
+        assert headers["x-llmproxy-provider"] == "kimi"
+        assert headers[AFFINITY_HEADER].startswith(
+            "route keyword rule 'deep' differs from the conversation's route (its last turn "
+            "went to zai,glm-5)")
+
+        _, headers = await chat.turn("Thanks")
+        assert headers["x-llmproxy-provider"] == "zai"
+        assert headers[AFFINITY_HEADER].startswith("kept zai,glm-5: it served the last turn")
+        assert "on route default" in headers[AFFINITY_HEADER]
+
+        _, headers = await chat.turn("Now think hard again")
+        assert headers["x-llmproxy-provider"] == "kimi"
+        assert headers[AFFINITY_HEADER].startswith("kept kimi,kimi-k2")
+        assert "on route keyword rule 'deep'" in headers[AFFINITY_HEADER]
+
+        search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+        raw = await clients.anthropic(proxy).messages.with_raw_response.create(
+            model="auto", max_tokens=64, tools=search,  # type: ignore[list-item]
+            metadata={"user_id": json.dumps({"session_id": "session-1"})},
+            system=[{"type": "text", "text": SYSTEM}],
+            messages=[*chat.history, {"role": "user", "content": "search the news"}],
+        )
+        assert raw.headers["x-llmproxy-provider"] == "kimi"
+        assert raw.headers[AFFINITY_HEADER].startswith(
+            "route web_search differs from the conversation's route")
+
+
 async def test_separate_sessions_route_independently(
     clients: Clients, daemon: StartDaemon
 ) -> None:
@@ -382,11 +456,25 @@ async def test_an_explicit_target_is_not_overridden(
 
 
 async def test_entries_expire(clients: Clients, daemon: StartDaemon) -> None:
+    """An entry lives `ttl_ms` after the turn that last used it: the second turn finds it (and
+    renews it), a turn after that expiry finds nothing."""
     async with run_simulated(anthropic_sims()) as sims:
-        proxy = await daemon(config_text(sims, CHAIN) + "[affinity]\nttl_ms = 1\n")
+        proxy = await daemon(config_text(sims, CHAIN) + "[affinity]\nttl_ms = 3000\n")
+        table = proxy.server.app[AFFINITY].table
         chat = Conversation(clients.anthropic(proxy), "session-1")
         await chat.turn("Hello")
         _, headers = await chat.turn("Again")
+        assert headers[AFFINITY_HEADER].startswith("kept kimi,kimi-k2")
+        user_id = json.dumps({"session_id": "session-1"})
+        conversation = conversation_of({"model": "auto", "metadata": {"user_id": user_id}}, {},
+                                       ClientAPI.ANTHROPIC)
+        assert conversation is not None
+        key = conversation.key
+        entry = table.get(key, time.monotonic())
+        assert entry is not None and entry.expires_at - entry.served_at == 3.0
+        await asyncio.sleep(entry.expires_at - time.monotonic() + 0.05)
+        assert table.get(key, time.monotonic()) is None
+        _, headers = await chat.turn("Once more")
         assert headers[AFFINITY_HEADER].startswith("new conversation")
 
 

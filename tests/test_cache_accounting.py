@@ -30,6 +30,11 @@ BREAKPOINT = {"type": "ephemeral"}
 
 
 def sim(fmt: str) -> SimulatedProvider:
+    """A provider of `fmt`; "deepseek" and "kimi" are OpenAI-format ones reporting cached tokens
+    their own way (`prompt_cache_hit_tokens`; a top-level `cached_tokens`)."""
+    if fmt in ("deepseek", "kimi"):
+        model = {"deepseek": "deepseek-chat", "kimi": "kimi-k2"}[fmt]
+        return SimulatedProvider(fmt, "openai", [model], usage_style=fmt)
     model = {"openai": "glm-5", "anthropic": "MiniMax-M2.5", "codex": "gpt-5.2"}[fmt]
     name = {"openai": "zai", "anthropic": "minimax", "codex": "openai-codex"}[fmt]
     return SimulatedProvider(name, fmt, [model])
@@ -77,13 +82,14 @@ async def anthropic_turn(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-@pytest.mark.parametrize("fmt", ["anthropic", "openai", "codex"])
+@pytest.mark.parametrize("fmt", ["anthropic", "openai", "codex", "deepseek", "kimi"])
 async def test_anthropic_client_sees_cache_reads(
     clients: Clients, daemon: StartDaemon, fmt: str, stream: bool, tmp_path: Path
 ) -> None:
     """`cache_read_input_tokens` from an Anthropic provider as is; from OpenAI's
-    `prompt_tokens_details.cached_tokens` and Responses' `input_tokens_details.cached_tokens`
-    with `input_tokens` excluding them (Anthropic's meaning)."""
+    `prompt_tokens_details.cached_tokens` (DeepSeek's `prompt_cache_hit_tokens`, Kimi's
+    `cached_tokens`) and Responses' `input_tokens_details.cached_tokens` with `input_tokens`
+    excluding them (Anthropic's meaning)."""
     async with run_simulated([sim(fmt)]) as sims:
         proxy = await daemon(one_provider(sims, tmp_path))
         client = clients.anthropic(proxy)

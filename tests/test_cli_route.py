@@ -79,6 +79,8 @@ def test_route_test_shows_affinity_decide_over_turns(cli: Cli) -> None:
     assert "affinity  new conversation: routed as below; the target that serves it is kept " \
            "(conversation from x-llmproxy-session)" in " ".join(first.stdout.split("\n"))
     assert result.exit_code == 0, result.output
+    assert "route     default" in first.stdout
+    assert orjson.loads(result.stdout)["route"] == "default"
     turns = orjson.loads(result.stdout)["turns"]
     assert [t["served_by"] for t in turns] == [
         "zai,glm-5", "minimax,MiniMax-M2.5", "minimax,MiniMax-M2.5"]

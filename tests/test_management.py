@@ -401,6 +401,12 @@ async def test_a_stored_key_never_follows_a_changed_url(running: Running) -> Non
         "api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY"})
     assert same.status == 400
     assert "give api_key again" in openai_error(same)["message"]
+    # A header added in the same move may not name the provider's own variable either.
+    smuggled = await running.mgmt("PUT", "/providers/zai", {
+        "api_base_url": cerebras.base_url, "api_key": "anything",
+        "headers": {"X-Steal": "$ZAI_API_KEY"}, "models": ["glm-5", "llama-3.3-70b"]})
+    assert smuggled.status == 400, smuggled.body
+    assert "headers.X-Steal" in openai_error(smuggled)["message"]
     # The same move with the key given again is a plain change.
     rekeyed = await running.mgmt("PUT", "/providers/zai", {
         "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
@@ -410,6 +416,7 @@ async def test_a_stored_key_never_follows_a_changed_url(running: Running) -> Non
                                                                 "messages": PROMPT})
     assert answer.status == 200
     assert all(r.headers.get("authorization") != f"Bearer {ZAI_KEY}" for r in cerebras.requests)
+    assert all(ZAI_KEY not in r.headers.values() for r in cerebras.requests)
 
 
 async def test_token_stores_stay_in_llmproxy_directories(

@@ -3,14 +3,16 @@ registry is bounded, and the unauthenticated `GET /health` stays small."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import openai
 import pytest
 from conftest import Clients
 from raw_http import get, post
 from security_support import Apps
-from support import CLIENT_KEY, Daemon, config_text
+from support import ALLOW_LOCALHOST, CLIENT_KEY, Daemon, config_text
 
 from proxy.config import parse_config
 from proxy.health import MAX_TRACKED, HealthRegistry
@@ -99,3 +101,32 @@ def test_the_health_registry_is_bounded_and_keeps_failing_targets() -> None:
     assert len(snapshot) == MAX_TRACKED
     assert failing in {s.target for s in snapshot}  # a flood cannot un-cool a target
     assert registry.skip_reason(failing) is not None
+
+
+async def test_a_flood_of_model_names_through_the_daemon_keeps_health_bounded(apps: Apps) -> None:
+    async with run_simulated(sims()) as running:
+        text = config_text(running, {"default": "zai,glm-5"},
+                           security=ALLOW_LOCALHOST + "\n[security.rate_limiting]\n"
+                           "requests_per_minute = 100000\nconcurrent_requests = 64",
+                           provider_extra={"zai": 'models = ["*"]'})
+        proxy = await apps.start(parse_config(text.replace('models = ["glm-5"]\n', ""), {}))
+        limit = asyncio.Semaphore(16)
+        names = [f"zai,flood-{n}" for n in range(MAX_TRACKED + 200)]
+
+        async def ask(session: aiohttp.ClientSession, model: str) -> int:
+            async with limit, session.post(
+                proxy.url + "/v1/chat/completions", headers={"x-api-key": CLIENT_KEY},
+                json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            ) as response:
+                await response.read()
+                return response.status
+
+        async with aiohttp.ClientSession() as session:
+            statuses = await asyncio.gather(*(ask(session, name) for name in names))
+        anonymous = await get(proxy.url + "/health", key="")
+        holder = await get(proxy.url + "/health", key=CLIENT_KEY)
+    assert set(statuses) == {200}, set(statuses)
+    assert len(anonymous.body) < 300
+    targets = holder.json()["targets"]
+    assert len(targets) == MAX_TRACKED  # every name was tried; the registry kept the bound
+    assert len(holder.body) < MAX_TRACKED * 600

@@ -196,6 +196,19 @@ def test_probe_never_follows_a_redirect(cli: Cli, redirector_thread: Redirector)
     assert redirector_thread.hits == []
 
 
+async def test_the_daemon_reports_a_provider_redirect_as_one(
+    clients: Clients, daemon: StartDaemon, redirector: Redirector
+) -> None:
+    proxy = await daemon(_redirecting_config(redirector.url))
+    with pytest.raises(openai.APIStatusError) as failed:
+        await clients.openai(proxy).chat.completions.create(
+            model="p,m", messages=[{"role": "user", "content": "Hello"}])
+    body = failed.value.response.text
+    assert "answered with a redirect, which llmproxy never follows" in body
+    assert "SSRF" not in body
+    assert redirector.hits == []
+
+
 async def test_codex_refresh_never_follows_a_redirect(
     clients: Clients, daemon: StartDaemon, tmp_path: Path, redirector: Redirector
 ) -> None:

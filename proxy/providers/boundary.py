@@ -34,7 +34,7 @@ from proxy.errors import (
     UpstreamRefusedError,
     UpstreamTimeoutError,
 )
-from proxy.security.outgoing import refusal_in
+from proxy.security.outgoing import RedirectRefused, refusal_in
 from proxy.types import Target
 
 log = logging.getLogger("llmproxy.upstream")
@@ -54,6 +54,9 @@ def upstream_errors(
         raise UpstreamTimeoutError(f"no answer in time ({stage})", target=target) from exc
     except (aiohttp.ClientError, ConnectionError) as exc:
         refused = refusal_in(exc)  # the SSRF guard's, itself or wrapped by the resolver
+        if isinstance(refused, RedirectRefused):
+            summary = f"{peer} answered with a redirect, which llmproxy never follows"
+            raise UpstreamRefusedError(_for_client(summary, refused), target=target) from exc
         if refused is not None:
             summary = "destination refused by llmproxy's SSRF rules"
             raise UpstreamRefusedError(_for_client(summary, refused), target=target) from exc

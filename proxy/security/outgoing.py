@@ -8,8 +8,11 @@ their own process (`chat --in-process` and `route test --send` run the daemon's 
 build such a session would be the next hole, so there is none.
 
 What every such session guarantees, whatever its caller asks:
-- host names resolve through `GuardedResolver`: every address is checked when connecting
-  (DNS rebinding), under the policy in force at that moment;
+- host names resolve through `GuardedResolver`: every address is checked when resolving for a
+  new connection (DNS rebinding), under the policy in force at that moment. Answers are cached
+  for 300 s and connections are pooled, so a reload that stops allowing loopback or private
+  addresses applies to a host name's address at its next lookup or new connection, not at
+  once (URLs with an IP literal are judged on every request, below);
 - every URL is checked where the request is sent (`_guard`, a client middleware that runs for
   each hop), so IP literals, which never reach a resolver, are checked too;
 - a redirect is never followed: a 3xx answer raises `RedirectRefused` before aiohttp could
@@ -53,8 +56,9 @@ class AnswerTooLarge(aiohttp.ClientPayloadError):
 def outgoing_session(
     policy: PolicySource, *, dns: AbstractResolver | None = None
 ) -> aiohttp.ClientSession:
-    """A guarded session; `policy` is asked at every connection and request, so a config
-    replaced at run time applies at once. `dns` replaces the system resolver (tests)."""
+    """A guarded session; `policy` is asked at every DNS lookup and request: a replaced config
+    applies at once to URLs, and to a host name's addresses once its cached answer (300 s) or
+    pooled connection is gone. `dns` replaces the system resolver (tests)."""
     connector = aiohttp.TCPConnector(
         limit=0, limit_per_host=0, ttl_dns_cache=300, resolver=GuardedResolver(policy, dns)
     )
@@ -129,9 +133,12 @@ def _guard(policy: PolicySource) -> aiohttp.ClientMiddlewareType:
 
 def refusal_in(exc: BaseException) -> DestinationRefused | None:
     """The guard's refusal behind an aiohttp error (the resolver's is wrapped in a
-    ClientConnectorError), or None."""
+    ClientConnectorError; one raised by the guard once the request is under way, a redirect,
+    becomes the cause of a ClientOSError), or None."""
     if isinstance(exc, DestinationRefused):
         return exc
+    if isinstance(exc, aiohttp.ClientOSError) and isinstance(exc.__cause__, DestinationRefused):
+        return exc.__cause__
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
         exc.os_error, DestinationRefused
     ):

@@ -31,18 +31,27 @@ FINISH_REASONS: dict[StopReason, str] = {
 }
 
 
-def _usage(reply: Reply, cache: CacheUsage) -> JSONObject:
+def _usage(reply: Reply, cache: CacheUsage, style: str = "openai") -> JSONObject:
     # `prompt_tokens` counts every prompt token; the cached ones are a part of it.
-    return {
+    usage: JSONObject = {
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": reply.output_tokens,
         "total_tokens": reply.input_tokens + reply.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": cache.read},
-        "completion_tokens_details": {"reasoning_tokens": len(reply.reasoning)},
     }
+    if style == "deepseek":  # https://api-docs.deepseek.com/guides/kv_cache
+        usage["prompt_cache_hit_tokens"] = cache.read
+        usage["prompt_cache_miss_tokens"] = reply.input_tokens - cache.read
+    elif style == "kimi":  # Moonshot's context caching: a top-level count
+        usage["cached_tokens"] = cache.read
+    else:
+        usage["prompt_tokens_details"] = {"cached_tokens": cache.read}
+    usage["completion_tokens_details"] = {"reasoning_tokens": len(reply.reasoning)}
+    return usage
 
 
-def completion_json(reply: Reply, created: int, cache: CacheUsage = NO_CACHE) -> JSONObject:
+def completion_json(
+    reply: Reply, created: int, cache: CacheUsage = NO_CACHE, usage_style: str = "openai"
+) -> JSONObject:
     message: JSONObject = {
         "role": "assistant",
         "content": reply.full_text if reply.text or not reply.tool_calls else None,
@@ -73,12 +82,16 @@ def completion_json(reply: Reply, created: int, cache: CacheUsage = NO_CACHE) ->
                 "finish_reason": FINISH_REASONS[reply.stop],
             }
         ],
-        "usage": _usage(reply, cache),
+        "usage": _usage(reply, cache, usage_style),
     }
 
 
 def completion_frames(
-    reply: Reply, created: int, include_usage: bool, cache: CacheUsage = NO_CACHE
+    reply: Reply,
+    created: int,
+    include_usage: bool,
+    cache: CacheUsage = NO_CACHE,
+    usage_style: str = "openai",
 ) -> list[Frame]:
     def chunk(delta: JSONObject, finish: str | None = None) -> bytes:
         payload: JSONObject = {
@@ -121,7 +134,7 @@ def completion_frames(
             "model": reply.model,
             "system_fingerprint": "fp_sim",
             "choices": [],
-            "usage": _usage(reply, cache),
+            "usage": _usage(reply, cache, usage_style),
         }
         frames.append(Frame(sse_data(usage_chunk), FrameKind.FINAL))
     frames.append(Frame(b"data: [DONE]\n\n", FrameKind.DONE))
@@ -221,9 +234,10 @@ def build_openai_app(sim: SimulatedProvider) -> web.Application:
             if ex.stream:
                 options = body.get("stream_options") or {}
                 include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-                frames = completion_frames(reply, created, include_usage, cache)
+                frames = completion_frames(reply, created, include_usage, cache,
+                                           sim.usage_style)
                 return await delivery.stream(frames, fault)
-            answer = completion_json(reply, created, cache)
+            answer = completion_json(reply, created, cache, sim.usage_style)
             return await delivery.json(answer, fault, reply.output_tokens)
 
     async def list_models(request: web.Request) -> web.StreamResponse:

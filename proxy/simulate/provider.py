@@ -17,7 +17,13 @@ from proxy.simulate.codex_app import TOKEN_PATH, CodexAccount, build_codex_app, 
 from proxy.simulate.delivery import Delivery, Timing
 from proxy.simulate.faults import FaultPlan
 from proxy.simulate.openai_app import PREFILL_STYLES, build_openai_app
-from proxy.simulate.prompt_cache import DEFAULT_TTL, MIN_CACHEABLE_TOKENS, CacheUsage, PromptCache
+from proxy.simulate.prompt_cache import (
+    DEFAULT_TTL,
+    MIN_CACHEABLE_TOKENS,
+    USAGE_STYLES,
+    CacheUsage,
+    PromptCache,
+)
 from proxy.simulate.records import Exchange, RequestLog, RequestRecord
 from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, Reply, plan_reply
 from proxy.types import JSONObject, ProviderFormat
@@ -77,6 +83,7 @@ class SimulatedProvider:
         extra_text: str = "",
         cache_ttl: float = DEFAULT_TTL,
         cache_min_tokens: int = MIN_CACHEABLE_TOKENS,
+        usage_style: str = "openai",
     ) -> None:
         self.format = ProviderFormat(format)
         if self.format not in DEFAULT_BASE_PATHS:
@@ -111,6 +118,11 @@ class SimulatedProvider:
         self.log = RequestLog()
         # Cached tokens for prefixes seen recently, in the format's own usage fields.
         self.prompt_cache = PromptCache(cache_ttl, cache_min_tokens)
+        # How an OpenAI-format provider reports cached tokens: OpenAI's
+        # `prompt_tokens_details`, DeepSeek's `prompt_cache_hit_tokens` or Kimi's `cached_tokens`.
+        if usage_style not in USAGE_STYLES or (usage_style != "openai" and not chat):
+            raise ValueError(f"no such usage style for {self.format}: {usage_style!r}")
+        self.usage_style = usage_style
         # The ChatGPT account a codex provider serves (its tokens); unused by other formats.
         self.account = CodexAccount(f"acct-{name}")
         self._running: _Running | None = None
