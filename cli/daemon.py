@@ -163,20 +163,24 @@ API_KEY_OPTION = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY", help
 
 
 def find_daemon(url: str | None, config: Path | None, api_key: str | None = None) -> Found:
-    """`--url`, else the detached daemon, else the configured address, else the default one.
+    """`--url`, else the address of an explicit `--config`, else the detached daemon, else the
+    configured address, else the default one.
     Reads the config for its address and client key only: no provider secret is needed."""
     state = read_state()
     managed = state if state is not None and pid_alive(state.pid) else None
     settings = None
     if url is not None:
         url = url_option(url)
-        if managed is not None and normalize_url(managed.url) != url:
-            managed = None  # another daemon's pid and log are not this one's
+    elif config is not None:  # named like --url: its address, whatever else was detached
+        settings = load_optional(config, secrets=False)
+        url = daemon_url(settings) if settings else DEFAULT_DAEMON_URL
     elif managed is not None:
         url = managed.url
     else:
         settings = load_optional(config, secrets=False)
         url = daemon_url(settings) if settings else DEFAULT_DAEMON_URL
+    if managed is not None and normalize_url(managed.url) != url:
+        managed = None  # another daemon's pid and log are not this one's
     key = api_key or _configured_key(settings, config)
     return Found(url, health(url, api_key=key), managed, key)
 

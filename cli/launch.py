@@ -19,13 +19,19 @@ from typing import NoReturn
 
 import typer
 
-from cli._address import daemon_url, health
+from cli._address import START_HINT, daemon_url
 from cli._config import NO_CONFIG, load_optional
 from cli._output import fail, stderr
-from cli.daemon import start_detached
+from cli.daemon import EXIT_NOT_RUNNING, find_daemon, start_detached
 
 ARGS = typer.Argument(None, help="Passed to the agent as given (`--` first for options "
                       "llmproxy would read, e.g. `llmproxy code -- --help`).")
+# Long names only: `-c` is the Codex CLI's own (`codex -c key=value`).
+LAUNCH_URL = typer.Option(None, "--url", help="The daemon at this URL (default: the one "
+                          "`serve --detach` started, else the configured address).")
+LAUNCH_CONFIG = typer.Option(None, "--config", dir_okay=False, help="Config file (default: "
+                             "$LLMPROXY_CONFIG, the user config dir, then "
+                             "/etc/llmproxy/config.toml); started with it when none answers.")
 PROVIDER_ID = "llmproxy"  # the Codex CLI reserves `openai`, `ollama` and `lmstudio`
 KEY_VARIABLE = "LLMPROXY_API_KEY"
 ANY_KEY = "llmproxy"  # a daemon without client keys takes any; the agents insist on one
@@ -37,19 +43,23 @@ class Daemon:
     key: str
 
 
-def ensure_daemon() -> Daemon:
-    """The configured daemon's URL and a client key for it, starting it if nothing answers.
-    No provider secret is read here: a daemon that is started reads them itself."""
-    config = load_optional(None, secrets=False)
-    if config is None:
-        fail(NO_CONFIG)
-    url = daemon_url(config)
-    if health(url) is None:
-        source = str(Path(config.source).resolve())
-        stderr().print(f"starting llmproxy in the background on {url} ({source})")
-        start_detached(["--config", source], url)
-    key = os.environ.get(KEY_VARIABLE) or next((k for k in config.proxy.api_keys if k), ANY_KEY)
-    return Daemon(url, key)
+def ensure_daemon(url: str | None, config: Path | None) -> Daemon:
+    """The daemon's URL (as `stop` and `status` find it) and a client key for it, starting the
+    configured one if nothing answers. A daemon that answers needs no config file here
+    (`serve --simulate`). No provider secret is read: a daemon that is started reads them."""
+    found = find_daemon(url, config, os.environ.get(KEY_VARIABLE))
+    if found.answer is None:
+        if url is not None:
+            fail(f"nothing answers at {found.url}; {START_HINT}", code=EXIT_NOT_RUNNING)
+        settings = load_optional(config, secrets=False)
+        if settings is None:
+            fail(f"no daemon answers at {found.url} and {NO_CONFIG}")
+        found_url = daemon_url(settings)
+        source = str(Path(settings.source).resolve())
+        stderr().print(f"starting llmproxy in the background on {found_url} ({source})")
+        start_detached(["--config", source], found_url)
+        return Daemon(found_url, found.api_key or ANY_KEY)
+    return Daemon(found.url, found.api_key or ANY_KEY)
 
 
 def claude_environment(daemon: Daemon, env: Mapping[str, str]) -> dict[str, str]:
@@ -70,7 +80,8 @@ def codex_arguments(daemon: Daemon) -> list[str]:
             "-c", f"model_providers.{PROVIDER_ID}={provider}"]
 
 
-def launch_code(args: list[str] | None = ARGS) -> None:
+def launch_code(args: list[str] | None = ARGS, url: str | None = LAUNCH_URL,
+                config: Path | None = LAUNCH_CONFIG) -> None:
     """Run Claude Code through llmproxy (starts the daemon if none answers).
 
     Sets ANTHROPIC_BASE_URL and the client key (as ANTHROPIC_AUTH_TOKEN) for `claude` only;
@@ -81,13 +92,15 @@ def launch_code(args: list[str] | None = ARGS) -> None:
       llmproxy code
       llmproxy code -p "explain this repository"
       llmproxy code -- --help
+      llmproxy code --url http://127.0.0.1:4000    # the daemon there, not the configured one
     """
-    daemon = ensure_daemon()
-    _run("claude", list(args or ()), claude_environment(daemon, os.environ),
-         "Claude Code (`npm install -g @anthropic-ai/claude-code`)")
+    claude = installed("claude", "Claude Code (`npm install -g @anthropic-ai/claude-code`)")
+    daemon = ensure_daemon(url, config)
+    _run(claude, list(args or ()), claude_environment(daemon, os.environ))
 
 
-def launch_codex(args: list[str] | None = ARGS) -> None:
+def launch_codex(args: list[str] | None = ARGS, url: str | None = LAUNCH_URL,
+                 config: Path | None = LAUNCH_CONFIG) -> None:
     """Run the Codex CLI through llmproxy (starts the daemon if none answers).
 
     Adds a `llmproxy` model provider on codex's command line (Responses API at the daemon,
@@ -99,17 +112,23 @@ def launch_codex(args: list[str] | None = ARGS) -> None:
       llmproxy codex exec "fix the failing test"
       llmproxy codex -m thinking
     """
-    daemon = ensure_daemon()
+    codex = installed("codex", "the Codex CLI (`npm install -g @openai/codex`)")
+    daemon = ensure_daemon(url, config)
     env = {**os.environ, KEY_VARIABLE: daemon.key}
-    _run("codex", codex_arguments(daemon) + list(args or ()), env,
-         "the Codex CLI (`npm install -g @openai/codex`)")
+    _run(codex, codex_arguments(daemon) + list(args or ()), env)
 
 
-def _run(program: str, args: list[str], env: dict[str, str], install: str) -> NoReturn:
-    executable = shutil.which(program, path=env.get("PATH"))
+def installed(program: str, install: str) -> str:
+    """The agent's executable, checked before any daemon is started for it."""
+    executable = shutil.which(program)
     if executable is None:
         fail(f"`{program}` is not installed (not on PATH); install {install}, then run this "
              "again", code=127)
+    return executable
+
+
+def _run(executable: str, args: list[str], env: dict[str, str]) -> NoReturn:
+    program = Path(executable).name
     sys.stdout.flush()
     sys.stderr.flush()
     # The agent takes this process's place: the terminal, Ctrl-C and the exit status are its

@@ -8,6 +8,7 @@ without importing anything. A test checks that each summary is its command's fir
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from typer.core import TyperCommand, TyperGroup
 from typer.models import CommandInfo
 
 Command = Any  # click's, which typer vendors in recent versions and imports in older ones
+PYTHON_TYPE = re.compile(r"<(str|int|float|list\[[^>]*\])>(\.\.\.)?")
+PYTHON_TYPES = {"str", "int", "float", "text", "integer"}  # click's own names for these too
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                "help_option_names": ["--help"]}
 
@@ -106,6 +109,11 @@ def _hide_flag_types(command: Command) -> None:
     for param in command.params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
+        elif param.param_type_name == "option":
+            if param.metavar is None and param.type.name in PYTHON_TYPES:
+                param.metavar = str(param.name).upper()  # `--url URL`, not `--url <str>`
+        elif hasattr(param, "display_type_rich"):  # typer >= 0.29 types arguments too
+            param.display_type_rich = _without_python_types(param)
     make_help = command.get_help_option
 
     def help_option(ctx: Any) -> Any:
@@ -117,6 +125,18 @@ def _hide_flag_types(command: Command) -> None:
     command.get_help_option = help_option
     for child in getattr(command, "commands", {}).values():
         _hide_flag_types(child)
+
+
+def _without_python_types(param: Any) -> Any:
+    """An argument shows its name alone (`args...`, not `args... <list[str]>`); files and
+    choices stay as they are."""
+    shown = param.display_type_rich
+
+    def display(ctx: Any) -> str | None:
+        text: str | None = shown(ctx)
+        return None if text and PYTHON_TYPE.fullmatch(text) else text
+
+    return display
 
 
 def all_commands() -> dict[str, Command]:

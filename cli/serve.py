@@ -133,7 +133,7 @@ def serve_run(
             simulated = reference_config(providers, sign_ins, host=bind_host, port=bind_port,
                                          seed=seed)
             _check_bind(simulated, bind_host)
-            _run(simulated, bind_host, bind_port, log_level.value, log_format.value,
+            _run(simulated, bind_host, bind_port, log_level.value, log_format.value, watch=watch,
                  banner=lambda: _banner(bind_host, bind_port, seed))
     finally:
         sims.stop()
@@ -151,8 +151,10 @@ def _run(config: Config, host: str, port: int, log_level: str, log_format: str, 
     configure_logging(log_level, Redactor.from_config(config), log_format)
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
     app = build_app(config, state_dir=state_dir())  # the request journal lives there
-    if (path := config_file(config)) is not None:
-        install_reload(app, path, watch_interval=WATCH_INTERVAL if watch else None)
+    path = config_file(config)
+    if watch and path is None:
+        stderr().print("--watch: nothing to watch, this daemon has no config file")
+    install_reload(app, path, watch_interval=WATCH_INTERVAL if watch else None)
 
     def listening() -> None:  # called once the socket is bound, not before
         if banner is not None:

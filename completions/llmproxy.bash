@@ -25,10 +25,10 @@ _llmproxy() {
             subs=""; opts="--model -m --system -s --think --no-stream --json --url --in-process --api-key --config -c --help"; files="--config -c"; values="--model -m --system -s --url --api-key"
             ;;
         "code")
-            subs=""; opts="--help"; files=""; values=""
+            subs=""; opts="--url --config --help"; files="--config"; values="--url"
             ;;
         "codex")
-            subs=""; opts="--help"; files=""; values=""
+            subs=""; opts="--url --config --help"; files="--config"; values="--url"
             ;;
         "e2e")
             subs=""; opts="--simulate --seed --route -r --json --markdown --url --api-key --timeout --verbose -v --config -c --help"; files="--json --markdown --config -c"; values="--seed --route -r --url --api-key --timeout"

@@ -37,13 +37,13 @@ _llmproxy() {
       ;;
     ("code")
       subs=()
-      opts=('--help:Show the help and exit')
-      files=() values=()
+      opts=('--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config) values=(--url)
       ;;
     ("codex")
       subs=()
-      opts=('--help:Show the help and exit')
-      files=() values=()
+      opts=('--url:The daemon at this URL (default: the one serve --detach started, else…' '--config:Config file (default: $LLMPROXY_CONFIG, the user config dir, then…' '--help:Show the help and exit')
+      files=(--config) values=(--url)
       ;;
     ("e2e")
       subs=()

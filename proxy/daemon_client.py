@@ -80,8 +80,13 @@ class AttemptNote:
                    attempt.detail)
 
     def to_json(self) -> JSONObject:
-        return {"target": self.target, "outcome": self.outcome, "error_class": self.error_class,
-                "elapsed_ms": self.elapsed_ms, "detail": self.detail}
+        """Without `elapsed_ms` when it is unknown: a daemon gives timings to its operator (the
+        in-process app) and in error bodies, not in a served answer's attempts header."""
+        entry: JSONObject = {"target": self.target, "outcome": self.outcome,
+                             "error_class": self.error_class, "detail": self.detail}
+        if self.elapsed_ms is not None:
+            entry["elapsed_ms"] = self.elapsed_ms
+        return entry
 
 
 def path_text(attempts: Sequence[AttemptNote]) -> str:

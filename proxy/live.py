@@ -83,9 +83,14 @@ class LiveConfig:
             self._on_replace()  # e.g. forget DNS answers judged under the previous policy
         return self._current
 
-    def reload(self, path: Path, env: Mapping[str, str]) -> ReloadOutcome:
-        """Read `path` again and apply it, or keep the running config and say why not."""
+    def reload(self, path: Path | None, env: Mapping[str, str]) -> ReloadOutcome:
+        """Read `path` again and apply it, or keep the running config and say why not (also
+        when there is no file: `serve --simulate`)."""
         number = (self.last_reload.number if self.last_reload else 0) + 1
+        if path is None:
+            self.last_reload = ReloadOutcome(number, time.time(), False,
+                                             "nothing to reload: no config file")
+            return self.last_reload
         try:
             text = path.read_text(encoding="utf-8")
             config, restart = replacement(text, path, env, self.config)

@@ -181,6 +181,9 @@ def configure_logging(level: str, redactor: Redactor, log_format: str = "text") 
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("llmproxy").setLevel(level.upper())
+    # The CLI's own calls to the daemon (the port check's `/health`) are not the daemon's news:
+    # httpx2 logs every request at INFO.
+    logging.getLogger("httpx2").setLevel(max(logging.WARNING, root.level))
 
 
 def log_body(logger: logging.Logger, label: str, raw: bytes, redactor: Redactor) -> None:

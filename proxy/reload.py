@@ -33,9 +33,11 @@ def config_file(config: Config) -> Path | None:
     return path if path.is_file() else None
 
 
-def install_reload(app: web.Application, path: Path, *, env: Mapping[str, str] | None = None,
+def install_reload(app: web.Application, path: Path | None, *,
+                   env: Mapping[str, str] | None = None,
                    watch_interval: float | None = None) -> None:
-    """Reload `path` on SIGHUP, and every `watch_interval` seconds when it changed."""
+    """Reload `path` on SIGHUP, and every `watch_interval` seconds when it changed. Without a
+    file SIGHUP is still handled (its default action would end the daemon): it says so."""
 
     def reload(reason: str) -> ReloadOutcome:
         outcome = app[LIVE].reload(path, os.environ if env is None else env)
@@ -53,7 +55,7 @@ def install_reload(app: web.Application, path: Path, *, env: Mapping[str, str] |
         if hup is not None:
             loop.add_signal_handler(hup, reload, "SIGHUP")
         watcher = (asyncio.create_task(_watch(path, watch_interval, reload))
-                   if watch_interval else None)
+                   if watch_interval and path is not None else None)
         try:
             yield
         finally:

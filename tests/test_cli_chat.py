@@ -65,6 +65,9 @@ def test_json_output_says_who_served_and_how(cli: Cli) -> None:
     assert data["reasoning"] == reasoning_text("zai", "glm-5", "Hi")
     assert data["served_by"] == "zai,glm-5" and data["stop"] == "end_turn"
     assert data["usage"]["output_tokens"] > 0 and data["via"] == f"daemon {running.url}"
+    # the daemon's attempts header carries no timing: no `"elapsed_ms": null` stands in for it
+    assert data["attempts"] == [{"target": "zai,glm-5", "outcome": "ok", "error_class": None,
+                                 "detail": ""}]
 
 
 def test_runs_in_process_when_no_daemon_answers(cli: Cli) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,6 +91,9 @@ def test_every_command_has_help_with_examples(path: str) -> None:
     result = CliRunner().invoke(app, [*path.split(), "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert "Examples" in result.stdout, f"`llmproxy {path} --help` shows no examples"
+    # typer would show annotations: `--url <str>`, `args... <list[str]>`, `--verbose <bool>`
+    python_types = re.findall(r"<(?:str|int|float|bool|list\[[^>]*\])>", result.stdout)
+    assert not python_types, f"`llmproxy {path} --help` shows {python_types}"
 
 
 def test_the_app_has_the_documented_commands() -> None:

@@ -155,8 +155,10 @@ def test_port_held_by_another_llmproxy_names_its_pid(tmp_path: Path) -> None:
             [sys.executable, "-m", "cli", "serve", "--simulate", "--port", str(running.port)],
             cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
-    assert f"another llmproxy (pid {os.getpid()})" in done.stderr
-    assert "llmproxy stop" in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"another llmproxy (pid {os.getpid()})" in lines[0]
+    assert "llmproxy stop" in lines[0]
 
 
 # --- 5. commands that only talk to the daemon need no provider key ---------------------------

@@ -119,3 +119,63 @@ def test_code_starts_the_daemon_when_none_answers(tmp_path: Path) -> None:
             deadline = time.monotonic() + 15
             while health(running.url) is not None and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+
+def _run_cli(home: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
+    """`llmproxy ARGS` with no config file anywhere it would look."""
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO,
+                          env=subprocess_env(home, PATH=path), capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_launchers_need_no_config_file_when_a_daemon_answers(tmp_path: Path) -> None:
+    """quickstart: `serve --simulate` writes no config file; `--url` and `--config` name the
+    daemon as they do for `chat`."""
+    record = tmp_path / "codex.json"
+    _fake(tmp_path / "bin", "codex", record)
+    _fake(tmp_path / "bin", "claude", tmp_path / "claude.json")
+    path = f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES) as running:
+        by_url = _run_cli(tmp_path, "codex", "--url", running.url + "/v1", "exec", "hi",
+                          path=path)
+        by_url_env = orjson.loads(record.read_bytes())["env"]
+        config = tmp_path / "elsewhere.toml"
+        config.write_text(running.config)
+        by_config = _run_cli(tmp_path, "code", "--config", str(config), "-p", "x", path=path)
+    assert by_url.returncode == 7, by_url.stderr
+    assert by_url_env["LLMPROXY_API_KEY"] == "llmproxy"  # no config: a daemon without keys
+    assert by_config.returncode == 7, by_config.stderr
+    seen = orjson.loads((tmp_path / "claude.json").read_bytes())
+    assert seen["argv"] == ["-p", "x"] and seen["env"]["ANTHROPIC_BASE_URL"] == running.url
+    assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == CLIENT_KEY
+
+
+def test_a_missing_codex_is_a_clear_message(tmp_path: Path) -> None:
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES) as running:
+        done = _run_cli(tmp_path, "codex", "--url", running.url, path=str(tmp_path / "empty"))
+    assert done.returncode == 127
+    assert "`codex` is not installed" in done.stderr and "@openai/codex" in done.stderr
+
+
+def test_no_daemon_and_no_agent_starts_nothing(tmp_path: Path) -> None:
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
+                 daemon=False) as running:
+        config = tmp_path / "config.toml"
+        config.write_text(running.config)
+        done = _launch(tmp_path, config, "code", path=str(tmp_path / "empty"))
+        assert health(running.url) is None
+    assert done.returncode == 127 and "`claude` is not installed" in done.stderr
+    assert "starting llmproxy" not in done.stderr
+    assert not (tmp_path / "state" / "llmproxy.pid").exists()
+
+
+def test_a_url_where_nothing_answers_is_an_error(tmp_path: Path) -> None:
+    _fake(tmp_path / "bin", "claude", tmp_path / "claude.json")
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
+                 daemon=False) as running:
+        done = _run_cli(tmp_path, "code", "--url", running.url,
+                        path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    assert done.returncode == 3
+    assert f"nothing answers at {running.url}" in done.stderr
+    assert "llmproxy serve --detach" in done.stderr
+    assert not (tmp_path / "claude.json").exists()

@@ -4,6 +4,7 @@ the config; a config that does not load is refused with its key path and the run
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx2
 import orjson
 import pytest
-from cli_support import Cli, serving, subprocess_env
+from cli_support import Cli, free_port, serving, subprocess_env
 from security_support import Apps, call
 from support import CLIENT_KEY
 
@@ -191,3 +192,71 @@ def test_status_and_reload_show_targets_to_the_client_key_they_know(
     done = cli("reload", "--url", url, "--config", str(config))
     assert done.exit_code == 0, done.output
     assert report("--config", str(config))["providers"] == ["zai"]
+
+
+@contextlib.contextmanager
+def _detached_simulation(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """`serve --simulate --detach` on a free port: its URL and pid; stopped afterwards."""
+    port = free_port()
+    started = subprocess.run(
+        [sys.executable, "-m", "cli", "serve", "--simulate", "--detach", "--port", str(port)],
+        cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, timeout=30)
+    assert started.returncode == 0, started.stderr.decode()
+    pid = int((tmp_path / "state" / "llmproxy.pid").read_text())
+    try:
+        yield f"http://127.0.0.1:{port}", pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_an_explicit_config_wins_over_the_detached_daemon(tmp_path: Path) -> None:
+    with _detached_simulation(tmp_path) as (detached, detached_pid), \
+            _foreground(tmp_path) as (url, config, cli):
+        status = cli("status", "--json", "--config", str(config))
+        report = orjson.loads(status.stdout)
+        assert report["url"] == url and not report["detached"]
+        foreground_pid = health(url)["pid"]  # type: ignore[index]
+        assert report["pid"] == foreground_pid != detached_pid
+        config.write_text(config.read_text() + ALIAS)
+        reloaded = cli("reload", "--config", str(config))
+        assert reloaded.exit_code == 0, reloaded.output
+        assert "quick" in _models(url)
+        stopped = cli("stop", "--config", str(config))
+        assert stopped.exit_code == 0, stopped.output
+        assert f"pid {foreground_pid}" in stopped.stderr
+        _until(lambda: health(url) is None)
+        assert _alive(detached_pid) and health(detached) is not None
+
+
+def test_reload_of_a_daemon_without_a_config_file_keeps_it_running(tmp_path: Path) -> None:
+    with _detached_simulation(tmp_path) as (url, pid):
+        done = Cli(tmp_path)("reload")
+        assert done.exit_code == 1
+        assert "nothing to reload: no config file" in done.stderr
+        assert _alive(pid) and health(url) is not None
+        assert "nothing to reload: no config file" in (
+            tmp_path / "state" / "llmproxy.log").read_text()
+
+
+def test_watch_without_a_config_file_says_it_has_nothing_to_watch(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--simulate", "--watch", "--port", str(port)],
+        cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        _until(lambda: health(f"http://127.0.0.1:{port}") is not None
+               or process.poll() is not None, 20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    assert b"--watch: nothing to watch, this daemon has no config file" in err
