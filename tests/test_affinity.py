@@ -471,7 +471,7 @@ async def test_entries_expire(clients: Clients, daemon: StartDaemon) -> None:
         assert conversation is not None
         key = conversation.key
         entry = table.get(key, time.monotonic())
-        assert entry is not None and entry.expires_at - entry.served_at == 3.0
+        assert entry is not None and entry.expires_at - entry.served_at == pytest.approx(3.0)
         await asyncio.sleep(entry.expires_at - time.monotonic() + 0.05)
         assert table.get(key, time.monotonic()) is None
         _, headers = await chat.turn("Once more")
