@@ -67,14 +67,18 @@ def url_option(url: str) -> str:
         fail(f"--url: {exc}")
 
 
-def health(url: str, timeout: float = 0.5, api_key: str | None = None
-           ) -> dict[str, Any] | None:
+def health(url: str, timeout: float = 0.5, api_key: str | None = None) -> dict[str, Any] | None:
     """`GET /health` without the environment's HTTP proxy; None unless llmproxy answers. A
     daemon with client keys lists providers and targets only for a valid `api_key`."""
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx2.get(url.rstrip("/") + "/health", timeout=timeout, trust_env=False,
-                              verify=needs_tls(url), headers=headers)
+        response = httpx2.get(
+            url.rstrip("/") + "/health",
+            timeout=timeout,
+            trust_env=False,
+            verify=needs_tls(url),
+            headers=headers,
+        )
     except httpx2.HTTPError:
         return None
     return health_answer(response)

@@ -67,8 +67,13 @@ class TurnInfo:
 class TurnError(Exception):
     """The request failed as a whole: every target failed, or the answer was refused."""
 
-    def __init__(self, message: str, attempts: tuple[AttemptNote, ...] = (),
-                 status: int | None = None, latency_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        message: str,
+        attempts: tuple[AttemptNote, ...] = (),
+        status: int | None = None,
+        latency_ms: float = 0.0,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.attempts = attempts
@@ -79,8 +84,9 @@ class TurnError(Exception):
 class Backend(Protocol):
     label: str
 
-    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
-                  session: str | None = None) -> TurnInfo: ...
+    async def run(
+        self, fmt: ClientAPI, body: JSONObject, sink: Sink, session: str | None = None
+    ) -> TurnInfo: ...
 
     async def aclose(self) -> None: ...
 
@@ -89,38 +95,47 @@ class Backend(Protocol):
 
 
 class DaemonBackend:
-    def __init__(self, url: str, api_key: str | None, *,
-                 transport: httpx2.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, url: str, api_key: str | None, *, transport: httpx2.AsyncBaseTransport | None = None
+    ) -> None:
         """`transport`: how to reach the daemon when not by `url`'s address (the in-process
         app's Unix socket)."""
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.label = f"daemon {self.url}"
         # One client for the whole session; no read timeout: a long answer may think for minutes.
-        self.client = httpx2.AsyncClient(trust_env=False, verify=needs_tls(self.url),
-                                         timeout=httpx2.Timeout(None, connect=10.0),
-                                         transport=transport)
+        self.client = httpx2.AsyncClient(
+            trust_env=False,
+            verify=needs_tls(self.url),
+            timeout=httpx2.Timeout(None, connect=10.0),
+            transport=transport,
+        )
 
-    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
-                  session: str | None = None) -> TurnInfo:
+    async def run(
+        self, fmt: ClientAPI, body: JSONObject, sink: Sink, session: str | None = None
+    ) -> TurnInfo:
         started = time.monotonic()
         attempts: tuple[AttemptNote, ...] = ()
         headers = client_headers(fmt, self.api_key)
         if session is not None:
             headers[SESSION_HEADER] = session
         try:
-            async with self.client.stream("POST", self.url + client_path(fmt),
-                                          content=orjson.dumps(body),
-                                          headers=headers) as response:
-                attempts = (attempts_from_details(response.headers.get(ATTEMPT_DETAILS, ""))
-                            or parse_attempts(response.headers.get(ATTEMPTS_HEADER, "")))
+            async with self.client.stream(
+                "POST", self.url + client_path(fmt), content=orjson.dumps(body), headers=headers
+            ) as response:
+                attempts = attempts_from_details(
+                    response.headers.get(ATTEMPT_DETAILS, "")
+                ) or parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
                 affinity = response.headers.get(AFFINITY_HEADER)
                 if response.status_code != 200:
                     raw = await response.aread()
                     payload = _json(raw)
-                    raise TurnError(error_message(payload, raw),
-                                    attempts_from_error(payload) or attempts,
-                                    response.status_code, _ms(started))
+                    raise TurnError(
+                        error_message(payload, raw),
+                        attempts_from_error(payload) or attempts,
+                        response.status_code,
+                        _ms(started),
+                    )
                 if body.get("stream"):
                     reader = StreamReader(fmt)
                     async for chunk in response.aiter_raw():
@@ -130,8 +145,12 @@ class DaemonBackend:
                         sink(event)
                     attempts = reader.trailer or attempts
                     if not reader.ended:
-                        raise TurnError("the stream ended before the answer was complete",
-                                        attempts, 200, _ms(started))
+                        raise TurnError(
+                            "the stream ended before the answer was complete",
+                            attempts,
+                            200,
+                            _ms(started),
+                        )
                 else:
                     for event in events_from_body(_json(await response.aread()), fmt):
                         sink(event)
@@ -140,21 +159,28 @@ class DaemonBackend:
         except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
             raise TurnError(unreachable(self.url, exc), latency_ms=_ms(started)) from exc
         except httpx2.HTTPError as exc:
-            raise TurnError(f"the daemon at {self.url} broke off the answer "
-                            f"({type(exc).__name__})", attempts, None, _ms(started)) from exc
+            raise TurnError(
+                f"the daemon at {self.url} broke off the answer ({type(exc).__name__})",
+                attempts,
+                None,
+                _ms(started),
+            ) from exc
         return TurnInfo(attempts, _ms(started), self.label, affinity)
 
     async def model_ids(self) -> list[str]:
         """`GET /v1/models`: every target and alias the daemon serves ([] if it will not say)."""
         try:
-            response = await self.client.get(self.url + "/v1/models",
-                                              headers=client_headers(ClientAPI.OPENAI,
-                                                                     self.api_key))
+            response = await self.client.get(
+                self.url + "/v1/models", headers=client_headers(ClientAPI.OPENAI, self.api_key)
+            )
             data = orjson.loads(response.content).get("data")
         except (httpx2.HTTPError, orjson.JSONDecodeError, AttributeError):
             return []
-        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] \
-            if isinstance(data, list) else []
+        return (
+            [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+            if isinstance(data, list)
+            else []
+        )
 
     async def answers(self) -> bool:
         """Whether llmproxy answers `GET /health` here: asked with this client, so a chat's
@@ -169,9 +195,14 @@ class DaemonBackend:
         await self.client.aclose()
 
 
-async def open_backend(config: Config | None, *, url: str | None, in_process: bool,
-                       api_key: str | None,
-                       full_config: Callable[[], Config] | None = None) -> Backend:
+async def open_backend(
+    config: Config | None,
+    *,
+    url: str | None,
+    in_process: bool,
+    api_key: str | None,
+    full_config: Callable[[], Config] | None = None,
+) -> Backend:
     """`--in-process` > `--url` > the configured daemon if it answers > in-process.
 
     `config` may have been read without the providers' secrets; `full_config` loads the config
@@ -185,8 +216,9 @@ async def open_backend(config: Config | None, *, url: str | None, in_process: bo
         except BadURL as exc:
             raise TurnError(f"--url: {exc}") from None
     if not in_process:
-        candidate = DaemonBackend(daemon_url(config) if config is not None
-                                  else DEFAULT_DAEMON_URL, key)
+        candidate = DaemonBackend(
+            daemon_url(config) if config is not None else DEFAULT_DAEMON_URL, key
+        )
         if await candidate.answers():
             return candidate
         await candidate.aclose()

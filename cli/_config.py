@@ -22,11 +22,17 @@ if TYPE_CHECKING:
     from proxy.config import Config
 
 CONFIG_OPTION = typer.Option(
-    None, "--config", "-c", help="Config file (default: $LLMPROXY_CONFIG, the user config dir, "
-    "then /etc/llmproxy/config.toml).", dir_okay=False,
+    None,
+    "--config",
+    "-c",
+    help="Config file (default: $LLMPROXY_CONFIG, the user config dir, "
+    "then /etc/llmproxy/config.toml).",
+    dir_okay=False,
 )
-NO_CONFIG = ("no config file found. Create one with `llmproxy init`, pass --config, set "
-             "$LLMPROXY_CONFIG, or try everything offline with `llmproxy serve --simulate`.")
+NO_CONFIG = (
+    "no config file found. Create one with `llmproxy init`, pass --config, set "
+    "$LLMPROXY_CONFIG, or try everything offline with `llmproxy serve --simulate`."
+)
 
 
 def load(explicit: Path | None, *, secrets: bool = True, why: str = "") -> Config:
@@ -38,15 +44,15 @@ def load(explicit: Path | None, *, secrets: bool = True, why: str = "") -> Confi
     return config
 
 
-def load_optional(explicit: Path | None, *, secrets: bool = True,
-                  why: str = "") -> Config | None:
+def load_optional(explicit: Path | None, *, secrets: bool = True, why: str = "") -> Config | None:
     """The config when one is found; None when there is none (a named file must exist)."""
     config, _ = load_reporting_unset(explicit, secrets=secrets, why=why)
     return config
 
 
-def load_reporting_unset(explicit: Path | None, *, secrets: bool = True, why: str = ""
-                         ) -> tuple[Config | None, dict[str, str]]:
+def load_reporting_unset(
+    explicit: Path | None, *, secrets: bool = True, why: str = ""
+) -> tuple[Config | None, dict[str, str]]:
     """Also the `key path -> variable` of every unset variable (secrets=False only)."""
     from proxy.config import find_config_path, load_config  # `--url` commands never get here
     from proxy.errors import ConfigError

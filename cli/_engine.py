@@ -28,8 +28,9 @@ from proxy.serving import DaemonRunner
 from proxy.types import ClientAPI, JSONObject
 
 
-async def probe_daemon(session: aiohttp.ClientSession, url: str, wait: float = 0.5,
-                       api_key: str | None = None) -> JSONObject | None:
+async def probe_daemon(
+    session: aiohttp.ClientSession, url: str, wait: float = 0.5, api_key: str | None = None
+) -> JSONObject | None:
     """`GET /health` of a daemon, or None when nothing llmproxy-like answers in time. With a
     daemon that has client keys, only a valid `api_key` gets the targets' health."""
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -55,8 +56,9 @@ class InProcessBackend:
         self._directory: str | None = None
         self._client: DaemonBackend | None = None
 
-    async def run(self, fmt: ClientAPI, body: JSONObject, sink: Sink,
-                  session: str | None = None) -> TurnInfo:
+    async def run(
+        self, fmt: ClientAPI, body: JSONObject, sink: Sink, session: str | None = None
+    ) -> TurnInfo:
         if self._client is None:
             self._client = await self._start()
         info = await self._client.run(fmt, body, sink, session)
@@ -70,8 +72,9 @@ class InProcessBackend:
         path = os.path.join(self._directory, "daemon.sock")
         await web.UnixSite(runner, path).start()
         # The Host header names loopback, as a local client's would.
-        return DaemonBackend("http://localhost", self.api_key,
-                             transport=httpx2.AsyncHTTPTransport(uds=path))
+        return DaemonBackend(
+            "http://localhost", self.api_key, transport=httpx2.AsyncHTTPTransport(uds=path)
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:

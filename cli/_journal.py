@@ -37,8 +37,11 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
 def existing_journal(config: Path | None) -> Path:
     path = journal_file(config)
     if not path.is_file():
-        fail(f"no request journal at {path} yet: requests are recorded while `llmproxy serve` "
-             "runs (see [journal] in the config)", code=1)
+        fail(
+            f"no request journal at {path} yet: requests are recorded while `llmproxy serve` "
+            "runs (see [journal] in the config)",
+            code=1,
+        )
     return path
 
 

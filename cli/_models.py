@@ -35,8 +35,10 @@ def check_model(name: str, config: Config | None, listed: Sequence[str] = ()) ->
     if "," in name:
         provider = name.partition(",")[0].strip()
         if provider not in providers:
-            return ModelCheck(error=f"model '{name}' names provider '{provider}', which is not "
-                                    f"configured (known: {', '.join(providers)})")
+            return ModelCheck(
+                error=f"model '{name}' names provider '{provider}', which is not "
+                f"configured (known: {', '.join(providers)})"
+            )
         return ModelCheck()
     return _typo(name, aliases)
 
@@ -61,5 +63,7 @@ def _typo(name: str, aliases: Sequence[str]) -> ModelCheck:
     close = difflib.get_close_matches(name, aliases, n=1, cutoff=0.75)
     if not close:
         return ModelCheck()
-    return ModelCheck(warning=f"model '{name}' is not an alias or a target, so it takes the "
-                              f"route its request calls for; did you mean '{close[0]}'?")
+    return ModelCheck(
+        warning=f"model '{name}' is not an alias or a target, so it takes the "
+        f"route its request calls for; did you mean '{close[0]}'?"
+    )

@@ -43,7 +43,7 @@ class _Tail:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         lines = console.render_lines(self.renderable, options, pad=False)
-        for line in lines[-self.height:]:
+        for line in lines[-self.height :]:
             yield from line
             yield Segment.line()
 
@@ -82,13 +82,22 @@ class AnswerView:
             # Wrapping on: the data console's soft_wrap would leave each line to the live
             # region, which cuts it at the screen's edge.
             self._screen = Console(file=self.out.file, highlight=False, markup=False)
-            self._live = Live(self._tail(), console=self._screen, refresh_per_second=12,
-                              transient=True, vertical_overflow="crop")
+            self._live = Live(
+                self._tail(),
+                console=self._screen,
+                refresh_per_second=12,
+                transient=True,
+                vertical_overflow="crop",
+            )
             self._live.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -144,8 +153,7 @@ class AnswerView:
 
             parts.append(Markdown(self.text))
         for call in self.calls.values():
-            parts.append(Text(f"→ tool call {call.name}({''.join(call.arguments)})",
-                              style="cyan"))
+            parts.append(Text(f"→ tool call {call.name}({''.join(call.arguments)})", style="cyan"))
         return Group(*parts)
 
 

@@ -35,24 +35,48 @@ class Sent:
         return served_by(self.attempts) if self.ok else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "served_by": self.served_by, "status": self.status,
-                "error": self.error, "latency_ms": round(self.latency_ms, 1), "via": self.via,
-                "attempts": [a.to_json() for a in self.attempts], "text": self.text,
-                "tool_calls": self.tool_calls, "affinity": self.affinity}
+        return {
+            "ok": self.ok,
+            "served_by": self.served_by,
+            "status": self.status,
+            "error": self.error,
+            "latency_ms": round(self.latency_ms, 1),
+            "via": self.via,
+            "attempts": [a.to_json() for a in self.attempts],
+            "text": self.text,
+            "tool_calls": self.tool_calls,
+            "affinity": self.affinity,
+        }
 
 
-def route_send(config: Config, body: JSONObject, *, stream: bool, url: str | None,
-               api_key: str | None, turns: int = 1, session: str | None = None) -> list[Sent]:
+def route_send(
+    config: Config,
+    body: JSONObject,
+    *,
+    stream: bool,
+    url: str | None,
+    api_key: str | None,
+    turns: int = 1,
+    session: str | None = None,
+) -> list[Sent]:
     """Send an Anthropic-format request in-process (or through the daemon at `url`); with
     `turns` > 1, as the turns of one conversation (each resends the earlier ones), so the
     prompt-cache affinity of the later turns shows."""
     request = {**body, "stream": True} if stream else body
-    return asyncio.run(_send(config, request, url=url, api_key=api_key, turns=turns,
-                             session=session))
+    return asyncio.run(
+        _send(config, request, url=url, api_key=api_key, turns=turns, session=session)
+    )
 
 
-async def _send(config: Config, body: JSONObject, *, url: str | None, api_key: str | None,
-                turns: int, session: str | None) -> list[Sent]:
+async def _send(
+    config: Config,
+    body: JSONObject,
+    *,
+    url: str | None,
+    api_key: str | None,
+    turns: int,
+    session: str | None,
+) -> list[Sent]:
     try:
         backend = await open_backend(config, url=url, in_process=url is None, api_key=api_key)
     except TurnError as exc:
@@ -76,15 +100,35 @@ async def _one(backend: Backend, body: JSONObject, session: str | None) -> Sent:
         with view:
             info = await backend.run(ClientAPI.ANTHROPIC, body, view.add, session)
     except TurnError as exc:
-        return Sent(False, exc.attempts, exc.latency_ms, backend.label, exc.message, exc.status,
-                    view.text, view.tool_calls())
-    return Sent(True, info.attempts, info.latency_ms, info.via, None, 200, view.text,
-                view.tool_calls(), info.affinity)
+        return Sent(
+            False,
+            exc.attempts,
+            exc.latency_ms,
+            backend.label,
+            exc.message,
+            exc.status,
+            view.text,
+            view.tool_calls(),
+        )
+    return Sent(
+        True,
+        info.attempts,
+        info.latency_ms,
+        info.via,
+        None,
+        200,
+        view.text,
+        view.tool_calls(),
+        info.affinity,
+    )
 
 
 def _next_turn(body: JSONObject, answer: str, turn: int) -> JSONObject:
-    messages = [*body["messages"], {"role": "assistant", "content": answer or "(no text)"},
-                {"role": "user", "content": f"Turn {turn}: go on."}]
+    messages = [
+        *body["messages"],
+        {"role": "assistant", "content": answer or "(no text)"},
+        {"role": "user", "content": f"Turn {turn}: go on."},
+    ]
     return {**body, "messages": messages}
 
 
@@ -92,8 +136,9 @@ def print_sent(sent: Sent, turn: int | None = None) -> None:
     out = stdout()
     if turn is not None:
         out.print(Text(f"turn {turn}", style="bold"))
-    table = Table(box=box.SIMPLE, title=f"attempts ({sent.via})", title_justify="left",
-                  header_style="bold")
+    table = Table(
+        box=box.SIMPLE, title=f"attempts ({sent.via})", title_justify="left", header_style="bold"
+    )
     for column in ("#", "target", "status", "error class", "time", "detail"):
         table.add_column(column, overflow="fold")
     for position, note in enumerate(sent.attempts, 1):
@@ -106,9 +151,14 @@ def print_sent(sent: Sent, turn: int | None = None) -> None:
         out.print(table)
     hops = max(0, len(sent.attempts) - 1)
     if sent.ok:
-        out.print(styled(("verdict", "bold green"), f"  answered by {sent.served_by or '?'} "
-                         f"after {hops} fallback hop{'' if hops == 1 else 's'} in "
-                         f"{sent.latency_ms:.0f} ms"))
+        out.print(
+            styled(
+                ("verdict", "bold green"),
+                f"  answered by {sent.served_by or '?'} "
+                f"after {hops} fallback hop{'' if hops == 1 else 's'} in "
+                f"{sent.latency_ms:.0f} ms",
+            )
+        )
         answer = sent.text.strip().replace("\n", " ")
         if answer:
             more = "…" if len(answer) > 100 else ""

@@ -23,13 +23,17 @@ from proxy.errors import ConfigError
 app = typer.Typer(help="Manage the ChatGPT sign-in of codex providers.", no_args_is_help=True)
 
 STORE_OPTION = typer.Option(
-    None, "--store", help="llmproxy's token store (default: the user data dir; a codex "
-    "provider's `auth_file` key names another).", dir_okay=False,
+    None,
+    "--store",
+    help="llmproxy's token store (default: the user data dir; a codex "
+    "provider's `auth_file` key names another).",
+    dir_okay=False,
 )
 
 PATH_ARGUMENT = typer.Argument(
-    None, help="The Codex CLI's auth.json (default: $CODEX_HOME/auth.json, else "
-    "~/.codex/auth.json).", dir_okay=False,
+    None,
+    help="The Codex CLI's auth.json (default: $CODEX_HOME/auth.json, else ~/.codex/auth.json).",
+    dir_okay=False,
 )
 
 
@@ -89,8 +93,10 @@ def auth_import_codex(
     who = summary["email"] or summary["account_id"] or "unknown account"
     stderr().print(f"imported the ChatGPT sign-in of {who} into {target}")
     if tokens.account_id is None:
-        stderr().print("warning: no account id in the file or its tokens; requests will be "
-                       "sent without chatgpt-account-id")
+        stderr().print(
+            "warning: no account id in the file or its tokens; requests will be "
+            "sent without chatgpt-account-id"
+        )
 
 
 @app.command("status")
@@ -116,8 +122,9 @@ def auth_status(
         if as_json:
             print_json({"store": str(target), "signed_in": False})
         else:
-            stderr().print(f"no ChatGPT sign-in stored in {target}: run `llmproxy auth "
-                           "import-codex`")
+            stderr().print(
+                f"no ChatGPT sign-in stored in {target}: run `llmproxy auth import-codex`"
+            )
         raise typer.Exit(1)
     summary = describe(tokens, target)
     if as_json:

@@ -46,8 +46,7 @@ class Settings:
 
     def body(self, messages: list[JSONObject]) -> JSONObject:
         head = [{"role": "system", "content": self.system}] if self.system else []
-        body: JSONObject = {"model": self.model, "messages": head + messages,
-                            "stream": self.stream}
+        body: JSONObject = {"model": self.model, "messages": head + messages, "stream": self.stream}
         if self.stream:
             body["stream_options"] = {"include_usage": True}
         if self.think:
@@ -56,22 +55,37 @@ class Settings:
 
 
 def chat(
-    prompt: str | None = typer.Argument(None, help="Ask once and exit. Without it (and with "
-                                        "nothing piped in) an interactive session starts."),
-    model: str = typer.Option("auto", "--model", "-m", help="A model name, mapping alias "
-                              "(`thinking`) or target (`zai,glm-5`); `auto` takes the default "
-                              "route."),
+    prompt: str | None = typer.Argument(
+        None,
+        help="Ask once and exit. Without it (and with "
+        "nothing piped in) an interactive session starts.",
+    ),
+    model: str = typer.Option(
+        "auto",
+        "--model",
+        "-m",
+        help="A model name, mapping alias "
+        "(`thinking`) or target (`zai,glm-5`); `auto` takes the default "
+        "route.",
+    ),
     system: str | None = typer.Option(None, "--system", "-s", help="System prompt."),
     think: bool = typer.Option(False, "--think", help="Ask for reasoning (the think route)."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole answer."),
-    as_json: bool = typer.Option(False, "--json", help="Print the answer and how it was served "
-                                 "as JSON (one-shot only)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the answer and how it was served as JSON (one-shot only)."
+    ),
     url: str | None = typer.Option(None, "--url", help="Talk to the daemon at this URL."),
-    in_process: bool = typer.Option(False, "--in-process", help="Do not use a daemon: route and "
-                                    "call the providers from this process."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY",
-                                       help="Client key for the daemon (default: the config's "
-                                       "first `proxy.api_key`)."),
+    in_process: bool = typer.Option(
+        False,
+        "--in-process",
+        help="Do not use a daemon: route and call the providers from this process.",
+    ),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        envvar="LLMPROXY_API_KEY",
+        help="Client key for the daemon (default: the config's first `proxy.api_key`).",
+    ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Chat with your routes: one-shot, piped, or an interactive session.
@@ -135,7 +149,10 @@ class Target:
         why = "no daemon answers, so this process calls the providers itself"
         try:
             return await open_backend(
-                self.config, url=self.url, in_process=self.in_process, api_key=self.api_key,
+                self.config,
+                url=self.url,
+                in_process=self.in_process,
+                api_key=self.api_key,
                 full_config=lambda: load(self.config_path, why=why),
             )
         except TurnError as exc:
@@ -148,13 +165,18 @@ async def _one_shot(target: Target, options: Settings, question: str, *, as_json
     view = AnswerView(stdout(), err, live=stdout_is_terminal(), quiet=as_json)
     try:
         with view:
-            info = await backend.run(ClientAPI.OPENAI,
-                                     options.body([{"role": "user", "content": question}]),
-                                     view.add)
+            info = await backend.run(
+                ClientAPI.OPENAI, options.body([{"role": "user", "content": question}]), view.add
+            )
     except TurnError as exc:
         if as_json:
-            print_json({"error": exc.message, "status": exc.status,
-                        "attempts": [a.to_json() for a in exc.attempts]})
+            print_json(
+                {
+                    "error": exc.message,
+                    "status": exc.status,
+                    "attempts": [a.to_json() for a in exc.attempts],
+                }
+            )
         print_turn_error(err, exc)
         return 1
     finally:
@@ -173,8 +195,9 @@ def _answer_json(view: AnswerView, info: TurnInfo) -> dict[str, Any]:
         "reasoning": view.reasoning,
         "tool_calls": view.tool_calls(),
         "stop": view.finish.reason.value if view.finish else None,
-        "usage": None if usage is None else {"input_tokens": usage.input_tokens,
-                                             "output_tokens": usage.output_tokens},
+        "usage": None
+        if usage is None
+        else {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
         "served_by": info.served_by,
         "attempts": [a.to_json() for a in info.attempts],
         "latency_ms": round(info.latency_ms, 1),
@@ -188,8 +211,15 @@ def _answer_json(view: AnswerView, info: TurnInfo) -> dict[str, Any]:
 class Session:
     """One conversation: input with history and multi-line entry, one answer at a time."""
 
-    def __init__(self, backend: Backend, options: Settings, out: Console, err: Console,
-                 config: Config | None = None, listed: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        options: Settings,
+        out: Console,
+        err: Console,
+        config: Config | None = None,
+        listed: Sequence[str] = (),
+    ) -> None:
         self.backend = backend
         self.config = config
         self.listed = listed  # the daemon's model ids, to check `/model` without a config
@@ -225,8 +255,11 @@ class Session:
         elif name == "model" and arg:
             checked = check_model(arg, self.config, self.listed)
             if checked.error:
-                self.err.print(Text(f"error: {checked.error}; the model stays "
-                                    f"{self.options.model}", style="red"))
+                self.err.print(
+                    Text(
+                        f"error: {checked.error}; the model stays {self.options.model}", style="red"
+                    )
+                )
                 return True
             if checked.warning:
                 self.err.print(Text(f"warning: {checked.warning}", style="yellow"))
@@ -248,8 +281,9 @@ class Session:
         view = AnswerView(self.out, self.err, live=stdout_is_terminal())
         try:
             with view:
-                info = runner.run(self.backend.run(ClientAPI.OPENAI,
-                                                   self.options.body(self.messages), view.add))
+                info = runner.run(
+                    self.backend.run(ClientAPI.OPENAI, self.options.body(self.messages), view.add)
+                )
         except KeyboardInterrupt:
             print_footer(self.err, "interrupted")
             if view.text:  # keep what was shown, so the conversation matches the screen
@@ -270,11 +304,18 @@ def _interactive(target: Target, options: Settings) -> None:
     history = _load_history(state_dir() / "chat_history")
     with asyncio.Runner() as runner:
         backend = runner.run(target.open())
-        listed = (runner.run(backend.model_ids()) if target.config is None
-                  and isinstance(backend, DaemonBackend) else [])
+        listed = (
+            runner.run(backend.model_ids())
+            if target.config is None and isinstance(backend, DaemonBackend)
+            else []
+        )
         session = Session(backend, options, stdout(), err, target.config, listed)
-        err.print(dim(f"llmproxy chat · {backend.label} · model {options.model} · /help for "
-                      "commands, Ctrl-D to quit"))
+        err.print(
+            dim(
+                f"llmproxy chat · {backend.label} · model {options.model} · /help for "
+                "commands, Ctrl-D to quit"
+            )
+        )
         try:
             while True:
                 try:

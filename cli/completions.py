@@ -57,8 +57,13 @@ def _option(param: Any) -> Opt | None:
     # click's Path type, which a `Path` annotation becomes, names itself by what it accepts
     is_path = getattr(param.type, "name", None) in ("file", "directory", "path")
     choices = tuple(str(c) for c in getattr(param.type, "choices", None) or ())
-    return Opt(tuple(param.opts) + tuple(param.secondary_opts), _first_line(param.help),
-               not param.is_flag, is_path, choices)
+    return Opt(
+        tuple(param.opts) + tuple(param.secondary_opts),
+        _first_line(param.help),
+        not param.is_flag,
+        is_path,
+        choices,
+    )
 
 
 def walk(app: typer.Typer) -> list[Node]:
@@ -70,8 +75,11 @@ def walk(app: typer.Typer) -> list[Node]:
         children = dict(sorted((loaded() if loaded else getattr(command, "commands", {})).items()))
         options = [o for p in command.params if (o := _option(p)) is not None]
         options.append(Opt(("--help",), "Show the help and exit", False, False))
-        subs = tuple((name, _first_line(child.help)) for name, child in children.items()
-                     if not getattr(child, "hidden", False))
+        subs = tuple(
+            (name, _first_line(child.help))
+            for name, child in children.items()
+            if not getattr(child, "hidden", False)
+        )
         nodes.append(Node(path, _first_line(command.help), subs, tuple(options)))
         for name, child in children.items():
             visit(child, f"{path} {name}".strip())
@@ -105,14 +113,19 @@ def bash(nodes: Sequence[Node]) -> str:
     for node in nodes:
         opts = " ".join(n for o in node.options for n in o.names)
         files = " ".join(n for o in node.options if o.is_path for n in o.names)
-        values = " ".join(n for o in node.options if o.takes_value and not o.is_path
-                          for n in o.names)
+        values = " ".join(
+            n for o in node.options if o.takes_value and not o.is_path for n in o.names
+        )
         subs = " ".join(name for name, _ in node.subcommands)
         lines += [
             f'        "{node.path}")',
             f'            subs="{subs}"; opts="{opts}"; files="{files}"; values="{values}"',
-            *(f'            [[ " {" ".join(o.names)} " == *" $prev "* ]] && '
-              f'choices="{" ".join(o.choices)}"' for o in node.options if o.choices),
+            *(
+                f'            [[ " {" ".join(o.names)} " == *" $prev "* ]] && '
+                f'choices="{" ".join(o.choices)}"'
+                for o in node.options
+                if o.choices
+            ),
             "            ;;",
         ]
     lines += [
@@ -163,15 +176,20 @@ def zsh(nodes: Sequence[Node]) -> str:
         subs = " ".join(_zq(f"{name}:{text}") for name, text in node.subcommands)
         opts = " ".join(_zq(f"{n}:{o.help}") for o in node.options for n in o.names)
         files = " ".join(n for o in node.options if o.is_path for n in o.names)
-        values = " ".join(n for o in node.options if o.takes_value and not o.is_path
-                          for n in o.names)
+        values = " ".join(
+            n for o in node.options if o.takes_value and not o.is_path for n in o.names
+        )
         lines += [
             f'    ("{node.path}")',
             f"      subs=({subs})",
             f"      opts=({opts})",
             f"      files=({files}) values=({values})",
-            *(f"      [[ ' {' '.join(o.names)} ' == *' '$prev' '* ]] && "
-              f"choices=({' '.join(o.choices)})" for o in node.options if o.choices),
+            *(
+                f"      [[ ' {' '.join(o.names)} ' == *' '$prev' '* ]] && "
+                f"choices=({' '.join(o.choices)})"
+                for o in node.options
+                if o.choices
+            ),
             "      ;;",
         ]
     lines += [
@@ -236,8 +254,9 @@ def fish(nodes: Sequence[Node]) -> str:
             kind = " -r -F" if option.is_path else " -r" if option.takes_value else ""
             if option.choices:
                 kind += f" -a {_fq(' '.join(option.choices))}"
-            lines.append(f"complete -c {PROG} {where} {' '.join(flags)}{kind} "
-                         f"-d {_fq(option.help)}")
+            lines.append(
+                f"complete -c {PROG} {where} {' '.join(flags)}{kind} -d {_fq(option.help)}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -272,16 +291,20 @@ def stale(directory: Path, app: typer.Typer) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     from cli.main import app
 
-    parser = argparse.ArgumentParser(prog="python -m cli.completions", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cli.completions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     if args.check:
         outdated = stale(args.directory, app)
         for name in outdated:
-            print(f"stale: {args.directory / name} (run `python -m cli.completions`)",
-                  file=sys.stderr)
+            print(
+                f"stale: {args.directory / name} (run `python -m cli.completions`)", file=sys.stderr
+            )
         return 1 if outdated else 0
     for path in write(args.directory, app):
         print(path)

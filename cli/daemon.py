@@ -50,8 +50,9 @@ class DaemonState:
 def read_state() -> DaemonState | None:
     try:
         data = orjson.loads((state_dir() / STATE_FILE).read_bytes())
-        return DaemonState(int(data["pid"]), str(data["url"]), str(data["log"]),
-                           float(data["started"]))
+        return DaemonState(
+            int(data["pid"]), str(data["url"]), str(data["log"]), float(data["started"])
+        )
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -85,11 +86,15 @@ def start_detached(serve_args: list[str], url: str, *, wait: float = 20.0) -> Da
     return once it answers on `url` (or exit with the log's last lines)."""
     current = read_state()
     if current is not None and pid_alive(current.pid):
-        fail(f"llmproxy is already running (pid {current.pid}) at {current.url}; "
-             "`llmproxy stop` first")
+        fail(
+            f"llmproxy is already running (pid {current.pid}) at {current.url}; "
+            "`llmproxy stop` first"
+        )
     if (other := health(url)) is not None:
-        fail(f"another llmproxy (pid {other.get('pid', '?')}) already answers at {url}; "
-             "`llmproxy stop` it first, or pass --port")
+        fail(
+            f"another llmproxy (pid {other.get('pid', '?')}) already answers at {url}; "
+            "`llmproxy stop` it first, or pass --port"
+        )
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = directory / LOG_FILE
@@ -97,8 +102,12 @@ def start_detached(serve_args: list[str], url: str, *, wait: float = 20.0) -> Da
     command = [sys.executable, "-m", "cli", "serve", *serve_args]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            close_fds=True, **_detached(),
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            **_detached(),
         )
     state = DaemonState(process.pid, url, str(log_path), time.time())
     (directory / PID_FILE).write_text(f"{process.pid}\n")
@@ -107,11 +116,17 @@ def start_detached(serve_args: list[str], url: str, *, wait: float = 20.0) -> Da
     while (answer := health(url)) is None or answer.get("pid") not in (None, process.pid):
         if process.poll() is not None:
             _clear_state()
-            fail(f"the daemon exited with status {process.returncode}: "
-                 f"{_last_error(log_path, started_at)}\n(log: {log_path})", code=1)
+            fail(
+                f"the daemon exited with status {process.returncode}: "
+                f"{_last_error(log_path, started_at)}\n(log: {log_path})",
+                code=1,
+            )
         if time.monotonic() > deadline:
-            fail(f"the daemon (pid {process.pid}) did not answer on {url} within {wait:.0f}s; "
-                 f"see {log_path}", code=1)
+            fail(
+                f"the daemon (pid {process.pid}) did not answer on {url} within {wait:.0f}s; "
+                f"see {log_path}",
+                code=1,
+            )
         time.sleep(0.1)
     return state
 
@@ -153,13 +168,22 @@ class Found:
         return pid if isinstance(pid, int) else None
 
 
-URL_OPTION = typer.Option(None, "--url", help="The daemon at this URL (default: the one "
-                          "`serve --detach` started, else the configured address).")
+URL_OPTION = typer.Option(
+    None,
+    "--url",
+    help="The daemon at this URL (default: the one "
+    "`serve --detach` started, else the configured address).",
+)
 
 
-API_KEY_OPTION = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY", help="The client "
-                              "key (default: the config's); a daemon with client keys lists "
-                              "its providers and targets only to a key holder.")
+API_KEY_OPTION = typer.Option(
+    None,
+    "--api-key",
+    envvar="LLMPROXY_API_KEY",
+    help="The client "
+    "key (default: the config's); a daemon with client keys lists "
+    "its providers and targets only to a key holder.",
+)
 
 
 def find_daemon(url: str | None, config: Path | None, api_key: str | None = None) -> Found:
@@ -202,8 +226,11 @@ def _configured_key(settings: Config | None, config: Path | None) -> str | None:
 
 
 def daemon_stop(
-    timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for a graceful "
-                                  "shutdown before the process is killed."),
+    timeout: float = typer.Option(
+        15.0,
+        "--timeout",
+        help="Seconds to wait for a graceful shutdown before the process is killed.",
+    ),
     url: str | None = URL_OPTION,
     config: Path | None = CONFIG_OPTION,
 ) -> None:
@@ -224,11 +251,17 @@ def daemon_stop(
     try:
         os.kill(pid, signal.SIGTERM)  # aiohttp drains in-flight requests, then exits
     except ProcessLookupError:
-        fail(f"the daemon at {found.url} (pid {pid}) runs on another machine or in another "
-             "container; stop it there", code=1)
+        fail(
+            f"the daemon at {found.url} (pid {pid}) runs on another machine or in another "
+            "container; stop it there",
+            code=1,
+        )
     except PermissionError:
-        fail(f"the daemon at {found.url} (pid {pid}) belongs to another user; stop it as that "
-             "user (e.g. `sudo systemctl stop llmproxy`)", code=1)
+        fail(
+            f"the daemon at {found.url} (pid {pid}) belongs to another user; stop it as that "
+            "user (e.g. `sudo systemctl stop llmproxy`)",
+            code=1,
+        )
     deadline = time.monotonic() + timeout
     while _running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -286,12 +319,16 @@ def daemon_reload(
             if not last.get("ok"):
                 fail(str(last.get("message")), code=1)
             restart = ", ".join(last.get("restart_required") or [])
-            stderr().print(str(last.get("message")) + (
-                f"; a restart is needed to change {restart}" if restart else ""))
+            stderr().print(
+                str(last.get("message"))
+                + (f"; a restart is needed to change {restart}" if restart else "")
+            )
             return
         time.sleep(0.1)
-    fail(f"the daemon at {found.url} did not report a reload within {timeout:.0f}s; see its log",
-         code=1)
+    fail(
+        f"the daemon at {found.url} did not report a reload within {timeout:.0f}s; see its log",
+        code=1,
+    )
 
 
 def _reload_number(answer: dict[str, Any] | None) -> int:
@@ -346,8 +383,10 @@ def _workers(found: dict[str, Any] | None) -> dict[str, Any]:
     listed = read_workers(port) if isinstance(port, int) else None
     if listed is None or listed[0] != supervisor:
         return {}
-    return {"supervisor": supervisor,
-            "workers": [{"pid": pid, "alive": pid_alive(pid)} for pid in listed[1]]}
+    return {
+        "supervisor": supervisor,
+        "workers": [{"pid": pid, "alive": pid_alive(pid)} for pid in listed[1]],
+    }
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -362,18 +401,25 @@ def _print_status(report: dict[str, Any]) -> None:
     if report["uptime_s"] is not None:
         out.print(f"uptime     {report['uptime_s']} s")
     if report.get("workers"):
-        pids = ", ".join(f"{w['pid']}" + ("" if w["alive"] else " (gone)")
-                         for w in report["workers"])
-        out.print(f"workers    {len(report['workers'])} (supervisor pid "
-                  f"{report['supervisor']}): {pids}", markup=False, highlight=False)
+        pids = ", ".join(
+            f"{w['pid']}" + ("" if w["alive"] else " (gone)") for w in report["workers"]
+        )
+        out.print(
+            f"workers    {len(report['workers'])} (supervisor pid {report['supervisor']}): {pids}",
+            markup=False,
+            highlight=False,
+        )
     if report.get("state"):
         state = report["state"]
         shared = f"redis, {state.get('redis')}" if state.get("backend") == "redis" else "memory"
         out.print(f"state      {shared}", markup=False, highlight=False)
     if report["providers"]:
         out.print(f"providers  {', '.join(report['providers'])}")
-    unhealthy = [t for t in report["targets"] if t.get("state") != "closed"
-                 or (t.get("cooldown_left") or 0) > 0]
+    unhealthy = [
+        t
+        for t in report["targets"]
+        if t.get("state") != "closed" or (t.get("cooldown_left") or 0) > 0
+    ]
     for target in unhealthy:
         cooling = float(target.get("cooldown_left") or 0)
         state_text = f"{target.get('state')}" + (f", cooling {cooling:.0f}s" if cooling else "")

@@ -35,27 +35,51 @@ from proxy.e2e import (
 )
 from proxy.simulate.deployment import DEFAULT_SEED, running_daemon, simulated_deployment
 
-ROUTE_OPTION = typer.Option(None, "--route", "-r", help="Only this route (repeatable): default, "
-                            "think, background, a mapping's name, or `mappings`.")
-JSON_OPTION = typer.Option(None, "--json", dir_okay=False,
-                           help="Also write the results as JSON to this file (`-` for stdout).")
-MARKDOWN_OPTION = typer.Option(None, "--markdown", dir_okay=False,
-                               help="Also write a Markdown report to this file (`-` for stdout).")
+ROUTE_OPTION = typer.Option(
+    None,
+    "--route",
+    "-r",
+    help="Only this route (repeatable): default, "
+    "think, background, a mapping's name, or `mappings`.",
+)
+JSON_OPTION = typer.Option(
+    None,
+    "--json",
+    dir_okay=False,
+    help="Also write the results as JSON to this file (`-` for stdout).",
+)
+MARKDOWN_OPTION = typer.Option(
+    None,
+    "--markdown",
+    dir_okay=False,
+    help="Also write a Markdown report to this file (`-` for stdout).",
+)
 
 
 def e2e_run(
-    simulate: bool = typer.Option(False, "--simulate", help="Test the built-in simulated "
-                                  "reference deployment instead of your config (offline)."),
-    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="With --simulate: the fault "
-                             "schedule's seed (the same seed replays the same faults)."),
+    simulate: bool = typer.Option(
+        False,
+        "--simulate",
+        help="Test the built-in simulated reference deployment instead of your config (offline).",
+    ),
+    seed: int = typer.Option(
+        DEFAULT_SEED,
+        "--seed",
+        help="With --simulate: the fault schedule's seed (the same seed replays the same faults).",
+    ),
     routes: list[str] | None = ROUTE_OPTION,
     json_file: Path | None = JSON_OPTION,
     markdown_file: Path | None = MARKDOWN_OPTION,
-    url: str | None = typer.Option(None, "--url", help="Test through the daemon at this URL "
-                                   "(default: the configured daemon if it answers, else one "
-                                   "started in-process)."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY",
-                                       help="Client key for the daemon."),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="Test through the daemon at this URL "
+        "(default: the configured daemon if it answers, else one "
+        "started in-process).",
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="LLMPROXY_API_KEY", help="Client key for the daemon."
+    ),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per test."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the daemon's log."),
     config: Path | None = CONFIG_OPTION,
@@ -89,8 +113,10 @@ def e2e_run(
             results = asyncio.run(_configured(settings, wanted, console, url, api_key, timeout))
     if not results:
         fail("no tests to run: the routes named with --route are not in the config")
-    _write(json_file, orjson.dumps(report_json(results, meta), option=orjson.OPT_INDENT_2)
-           .decode() + "\n")
+    _write(
+        json_file,
+        orjson.dumps(report_json(results, meta), option=orjson.OPT_INDENT_2).decode() + "\n",
+    )
     _write(markdown_file, report_markdown(results))
     passed = sum(r.passed for r in results)
     style = "bold green" if passed == len(results) else "bold red"
@@ -106,8 +132,9 @@ def _check_routes(config: Config, wanted: Sequence[str]) -> None:
         fail(f"unknown route {', '.join(unknown)} (known: {', '.join(known)})")
 
 
-async def _simulated(seed: int, wanted: list[str], console: Console, time_limit: float
-                     ) -> list[Result]:
+async def _simulated(
+    seed: int, wanted: list[str], console: Console, time_limit: float
+) -> list[Result]:
     async with simulated_deployment(seed) as deployment:
         _check_routes(deployment.config, wanted)
         stderr().print(dim(f"simulated deployment (seed {seed}) at {deployment.url}"))
@@ -115,8 +142,14 @@ async def _simulated(seed: int, wanted: list[str], console: Console, time_limit:
         return await _run(deployment.url, None, cases, console, time_limit)
 
 
-async def _configured(config: Config, wanted: list[str], console: Console, url: str | None,
-                      api_key: str | None, time_limit: float) -> list[Result]:
+async def _configured(
+    config: Config,
+    wanted: list[str],
+    console: Console,
+    url: str | None,
+    api_key: str | None,
+    time_limit: float,
+) -> list[Result]:
     key = api_key or (config.proxy.api_keys[0] if config.proxy.api_keys else None)
     cases = build_matrix(config, wanted)
     async with _daemon_for(config, url) as base:
@@ -136,13 +169,15 @@ async def _daemon_for(config: Config, url: str | None) -> AsyncIterator[str]:
         yield configured
         return
     async with running_daemon(config, "127.0.0.1", 0) as local:
-        stderr().print(dim(f"no daemon at {configured}; testing through one started here "
-                           f"({local})"))
+        stderr().print(
+            dim(f"no daemon at {configured}; testing through one started here ({local})")
+        )
         yield local
 
 
-async def _run(base_url: str, api_key: str | None, cases: list[Case], console: Console,
-               time_limit: float) -> list[Result]:
+async def _run(
+    base_url: str, api_key: str | None, cases: list[Case], console: Console, time_limit: float
+) -> list[Result]:
     done: dict[int, Result] = {}
     running: list[int] = []
     index = {id(case): i for i, case in enumerate(cases)}
@@ -165,9 +200,15 @@ async def _run(base_url: str, api_key: str | None, cases: list[Case], console: C
 
     async with aiohttp.ClientSession(trust_env=False) as session:
         with live if enabled else contextlib.nullcontext():
-            results = await run_matrix(session, base_url, cases, api_key=api_key,
-                                       time_limit=time_limit, on_start=on_start,
-                                       on_result=on_result)
+            results = await run_matrix(
+                session,
+                base_url,
+                cases,
+                api_key=api_key,
+                time_limit=time_limit,
+                on_start=on_start,
+                on_result=on_result,
+            )
     if not enabled:
         console.print(render())
     return results
@@ -187,12 +228,19 @@ def results_table(cases: Sequence[Case], done: dict[int, Result], running: int |
             state = Text("running…", style="yellow") if i == running else Text("·", style="dim")
             table.add_row(Text(case.name), state, "", "", "", "")
             continue
-        verdict = Text("PASS", style="bold green") if result.passed else Text("FAIL",
-                                                                               style="bold red")
+        verdict = (
+            Text("PASS", style="bold green") if result.passed else Text("FAIL", style="bold red")
+        )
         if not result.passed:
             verdict.append(f" {result.detail}", style="red")
-        table.add_row(Text(case.name), verdict, Text(result.served_by or "—"), str(result.hops),
-                      Text(path_text(result.attempts)), f"{result.latency_ms:.0f} ms")
+        table.add_row(
+            Text(case.name),
+            verdict,
+            Text(result.served_by or "—"),
+            str(result.hops),
+            Text(path_text(result.attempts)),
+            f"{result.latency_ms:.0f} ms",
+        )
     return table
 
 

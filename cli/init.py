@@ -72,8 +72,12 @@ def default_path() -> Path:
     return platformdirs.user_config_path("llmproxy") / "config.toml"
 
 
-PATH_OPTION = typer.Option(None, "--path", dir_okay=False, help="Where to write (default: the "
-                           "user config dir, where `llmproxy` looks first).")
+PATH_OPTION = typer.Option(
+    None,
+    "--path",
+    dir_okay=False,
+    help="Where to write (default: the user config dir, where `llmproxy` looks first).",
+)
 
 
 def init_config(
@@ -95,8 +99,11 @@ def init_config(
         fail(f"{target} exists; pass --force to replace it")
     write_private(target, STARTER_CONFIG)
     stdout().print(str(target), highlight=False, markup=False)
-    stderr().print("next: set ZAI_API_KEY and CEREBRAS_API_KEY (or edit the providers), then "
-                   "`llmproxy route test auto` and `llmproxy serve`", highlight=False)
+    stderr().print(
+        "next: set ZAI_API_KEY and CEREBRAS_API_KEY (or edit the providers), then "
+        "`llmproxy route test auto` and `llmproxy serve`",
+        highlight=False,
+    )
 
 
 def write_private(target: Path, text: str) -> None:

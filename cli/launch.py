@@ -24,14 +24,26 @@ from cli._config import NO_CONFIG, load_optional
 from cli._output import fail, stderr
 from cli.daemon import EXIT_NOT_RUNNING, find_daemon, start_detached
 
-ARGS = typer.Argument(None, help="Passed to the agent as given (`--` first for options "
-                      "llmproxy would read, e.g. `llmproxy code -- --help`).")
+ARGS = typer.Argument(
+    None,
+    help="Passed to the agent as given (`--` first for options "
+    "llmproxy would read, e.g. `llmproxy code -- --help`).",
+)
 # Long names only: `-c` is the Codex CLI's own (`codex -c key=value`).
-LAUNCH_URL = typer.Option(None, "--url", help="The daemon at this URL (default: the one "
-                          "`serve --detach` started, else the configured address).")
-LAUNCH_CONFIG = typer.Option(None, "--config", dir_okay=False, help="Config file (default: "
-                             "$LLMPROXY_CONFIG, the user config dir, then "
-                             "/etc/llmproxy/config.toml); started with it when none answers.")
+LAUNCH_URL = typer.Option(
+    None,
+    "--url",
+    help="The daemon at this URL (default: the one "
+    "`serve --detach` started, else the configured address).",
+)
+LAUNCH_CONFIG = typer.Option(
+    None,
+    "--config",
+    dir_okay=False,
+    help="Config file (default: "
+    "$LLMPROXY_CONFIG, the user config dir, then "
+    "/etc/llmproxy/config.toml); started with it when none answers.",
+)
 PROVIDER_ID = "llmproxy"  # the Codex CLI reserves `openai`, `ollama` and `lmstudio`
 KEY_VARIABLE = "LLMPROXY_API_KEY"
 ANY_KEY = "llmproxy"  # a daemon without client keys takes any; the agents insist on one
@@ -74,14 +86,21 @@ def claude_environment(daemon: Daemon, env: Mapping[str, str]) -> dict[str, str]
 def codex_arguments(daemon: Daemon) -> list[str]:
     """A provider for this run only: the Responses API at the daemon, the key from
     $LLMPROXY_API_KEY (values are TOML, as in the Codex CLI's config file)."""
-    provider = (f'{{ name = "llmproxy", base_url = "{daemon.url}/v1", wire_api = "responses", '
-                f'env_key = "{KEY_VARIABLE}" }}')
-    return ["-c", f'model_provider="{PROVIDER_ID}"',
-            "-c", f"model_providers.{PROVIDER_ID}={provider}"]
+    provider = (
+        f'{{ name = "llmproxy", base_url = "{daemon.url}/v1", wire_api = "responses", '
+        f'env_key = "{KEY_VARIABLE}" }}'
+    )
+    return [
+        "-c",
+        f'model_provider="{PROVIDER_ID}"',
+        "-c",
+        f"model_providers.{PROVIDER_ID}={provider}",
+    ]
 
 
-def launch_code(args: list[str] | None = ARGS, url: str | None = LAUNCH_URL,
-                config: Path | None = LAUNCH_CONFIG) -> None:
+def launch_code(
+    args: list[str] | None = ARGS, url: str | None = LAUNCH_URL, config: Path | None = LAUNCH_CONFIG
+) -> None:
     """Run Claude Code through llmproxy (starts the daemon if none answers).
 
     Sets ANTHROPIC_BASE_URL and the client key (as ANTHROPIC_AUTH_TOKEN) for `claude` only;
@@ -99,8 +118,9 @@ def launch_code(args: list[str] | None = ARGS, url: str | None = LAUNCH_URL,
     _run(claude, list(args or ()), claude_environment(daemon, os.environ))
 
 
-def launch_codex(args: list[str] | None = ARGS, url: str | None = LAUNCH_URL,
-                 config: Path | None = LAUNCH_CONFIG) -> None:
+def launch_codex(
+    args: list[str] | None = ARGS, url: str | None = LAUNCH_URL, config: Path | None = LAUNCH_CONFIG
+) -> None:
     """Run the Codex CLI through llmproxy (starts the daemon if none answers).
 
     Adds a `llmproxy` model provider on codex's command line (Responses API at the daemon,
@@ -122,8 +142,10 @@ def installed(program: str, install: str) -> str:
     """The agent's executable, checked before any daemon is started for it."""
     executable = shutil.which(program)
     if executable is None:
-        fail(f"`{program}` is not installed (not on PATH); install {install}, then run this "
-             "again", code=127)
+        fail(
+            f"`{program}` is not installed (not on PATH); install {install}, then run this again",
+            code=127,
+        )
     return executable
 
 

@@ -17,21 +17,34 @@ from proxy.observe.cost import format_cost
 from proxy.observe.journal import JournalEntry, Query, read_requests
 
 FOLLOW_POLL_SECONDS = 0.5
-COLUMNS = ("time", "id", "route", "attempts", "served by", "status", "tokens in/out", "cost",
-           "total")
+COLUMNS = (
+    "time",
+    "id",
+    "route",
+    "attempts",
+    "served by",
+    "status",
+    "tokens in/out",
+    "cost",
+    "total",
+)
 
 
 def logs_show(
     count: int = typer.Option(20, "-n", "--count", min=1, help="How many requests."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new requests "
-                                "(Ctrl-C stops)."),
-    as_json: bool = typer.Option(False, "--json", help="JSON with every attempt; with "
-                                 "--follow, one object per line."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing new requests (Ctrl-C stops)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="JSON with every attempt; with --follow, one object per line."
+    ),
     since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
-    route: str | None = typer.Option(None, "--route", help="Only this route (default, think, "
-                                     "background...)."),
-    failed: bool = typer.Option(False, "--failed", help="Only requests that failed or needed "
-                                "a fallback."),
+    route: str | None = typer.Option(
+        None, "--route", help="Only this route (default, think, background...)."
+    ),
+    failed: bool = typer.Option(
+        False, "--failed", help="Only requests that failed or needed a fallback."
+    ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Recent requests: route, attempts path (zai 500 -> cerebras), served by, tokens, cost.
@@ -52,8 +65,10 @@ def logs_show(
         last = max((e.row for e in entries), default=0)
         while follow:
             time.sleep(FOLLOW_POLL_SECONDS)
-            fresh = read_requests(path, Query(limit=1000, after_row=last, since=query.since,
-                                              route=route, failed=failed))
+            fresh = read_requests(
+                path,
+                Query(limit=1000, after_row=last, since=query.since, route=route, failed=failed),
+            )
             if fresh:
                 last = max(e.row for e in fresh)
                 _print(fresh, as_json, header=False)

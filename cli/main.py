@@ -20,8 +20,11 @@ from typer.models import CommandInfo
 Command = Any  # click's, which typer vendors in recent versions and imports in older ones
 PYTHON_TYPE = re.compile(r"<(str|int|float|list\[[^>]*\])>(\.\.\.)?")
 PYTHON_TYPES = {"str", "int", "float", "text", "integer"}  # click's own names for these too
-PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
-               "help_option_names": ["--help"]}
+PASSTHROUGH = {
+    "allow_extra_args": True,
+    "ignore_unknown_options": True,
+    "help_option_names": ["--help"],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,30 +36,56 @@ class Lazy:
 
 
 COMMANDS: dict[str, Lazy] = {
-    "serve": Lazy("cli.serve", "serve_run",
-                  "Run the proxy daemon (foreground by default, e.g. under systemd)"),
+    "serve": Lazy(
+        "cli.serve", "serve_run", "Run the proxy daemon (foreground by default, e.g. under systemd)"
+    ),
     "status": Lazy("cli.daemon", "daemon_status", "Show whether the daemon runs and answers"),
-    "stop": Lazy("cli.daemon", "daemon_stop", "Stop the daemon: the one `llmproxy serve "
-                 "--detach` started, or one running in the foreground on this machine"),
-    "reload": Lazy("cli.daemon", "daemon_reload", "Re-read the running daemon's config file "
-                   "without a restart (it is sent SIGHUP)"),
-    "chat": Lazy("cli.chat", "chat", "Chat with your routes: one-shot, piped, or an interactive "
-                 "session"),
-    "code": Lazy("cli.launch", "launch_code", "Run Claude Code through llmproxy (starts the "
-                 "daemon if none answers)", PASSTHROUGH),
-    "codex": Lazy("cli.launch", "launch_codex", "Run the Codex CLI through llmproxy (starts the "
-                  "daemon if none answers)", PASSTHROUGH),
+    "stop": Lazy(
+        "cli.daemon",
+        "daemon_stop",
+        "Stop the daemon: the one `llmproxy serve "
+        "--detach` started, or one running in the foreground on this machine",
+    ),
+    "reload": Lazy(
+        "cli.daemon",
+        "daemon_reload",
+        "Re-read the running daemon's config file without a restart (it is sent SIGHUP)",
+    ),
+    "chat": Lazy(
+        "cli.chat", "chat", "Chat with your routes: one-shot, piped, or an interactive session"
+    ),
+    "code": Lazy(
+        "cli.launch",
+        "launch_code",
+        "Run Claude Code through llmproxy (starts the daemon if none answers)",
+        PASSTHROUGH,
+    ),
+    "codex": Lazy(
+        "cli.launch",
+        "launch_codex",
+        "Run the Codex CLI through llmproxy (starts the daemon if none answers)",
+        PASSTHROUGH,
+    ),
     "route": Lazy("cli.route", "app", "Inspect routing decisions"),
     "providers": Lazy("cli.providers", "app", "Inspect and check the configured providers"),
     "e2e": Lazy("cli.e2e", "e2e_run", "Test every route end to end, the way real clients use them"),
     "auth": Lazy("cli.auth", "app", "Manage the ChatGPT sign-in of codex providers"),
     "init": Lazy("cli.init", "init_config", "Write a commented starter config"),
-    "logs": Lazy("cli.logs", "logs_show", "Recent requests: route, attempts path "
-                 "(zai 500 -> cerebras), served by, tokens, cost"),
-    "usage": Lazy("cli.usage", "usage_show", "Tokens and cost of the recorded requests (prices "
-                  "from the capability table and config)"),
-    "statusline": Lazy("cli.statusline", "statusline_show", "The latest request's served model, "
-                       "route, hops and cost, for Claude Code's statusLine"),
+    "logs": Lazy(
+        "cli.logs",
+        "logs_show",
+        "Recent requests: route, attempts path (zai 500 -> cerebras), served by, tokens, cost",
+    ),
+    "usage": Lazy(
+        "cli.usage",
+        "usage_show",
+        "Tokens and cost of the recorded requests (prices from the capability table and config)",
+    ),
+    "statusline": Lazy(
+        "cli.statusline",
+        "statusline_show",
+        "The latest request's served model, route, hops and cost, for Claude Code's statusLine",
+    ),
 }
 
 
@@ -74,14 +103,16 @@ class LazyGroup(TyperGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Command | None:
         lazy = COMMANDS.get(cmd_name)
-        return None if lazy is None else _Listed(cmd_name, short_help=lazy.summary,
-                                                 help=lazy.summary)
+        return (
+            None if lazy is None else _Listed(cmd_name, short_help=lazy.summary, help=lazy.summary)
+        )
 
     def loaded_commands(self) -> dict[str, Command]:
         return all_commands()
 
-    def resolve_command(self, ctx: Any, args: list[str]
-                        ) -> tuple[str | None, Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: Any, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
         name, _, rest = super().resolve_command(ctx, args)
         return name, None if name is None else load_command(name), rest
 
@@ -96,7 +127,8 @@ def load_command(name: str) -> Command:
     else:
         command = typer.main.get_command_from_info(
             CommandInfo(name=name, callback=target, context_settings=lazy.context_settings),
-            pretty_exceptions_short=True, rich_markup_mode=None,
+            pretty_exceptions_short=True,
+            rich_markup_mode=None,
         )
     _hide_flag_types(command)
     return command
@@ -171,8 +203,14 @@ app = typer.Typer(
 
 @app.callback()
 def main(
-    show_version: bool = typer.Option(False, "--version", "-V", callback=_version,
-                                      is_eager=True, help="Print the version and exit."),
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
 ) -> None:
     """A local LLM routing proxy: OpenAI and Anthropic APIs in, provider chains out."""
 

@@ -59,17 +59,27 @@ class Probe:
         return self.verdict == "reachable"
 
     def to_json(self) -> JSONObject:
-        return {"target": str(self.target), "verdict": self.verdict, "status": self.status,
-                "latency_ms": round(self.latency_ms, 1), "detail": self.detail}
+        return {
+            "target": str(self.target),
+            "verdict": self.verdict,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 1),
+            "detail": self.detail,
+        }
 
 
 @app.command("status")
 def providers_status(
-    probe: bool = typer.Option(False, "--probe", help="Send a tiny request to every configured "
-                               "(provider, model), concurrently, and classify the answer."),
+    probe: bool = typer.Option(
+        False,
+        "--probe",
+        help="Send a tiny request to every configured "
+        "(provider, model), concurrently, and classify the answer.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    url: str | None = typer.Option(None, "--url", help="The daemon to ask for live health "
-                                   "(default: the configured address)."),
+    url: str | None = typer.Option(
+        None, "--url", help="The daemon to ask for live health (default: the configured address)."
+    ),
     timeout: float = typer.Option(20.0, "--timeout", help="Seconds per probe."),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
@@ -94,18 +104,26 @@ def providers_status(
     address = url_option(url) if url else daemon_url(settings)
     live = health(address, api_key=next((k for k in settings.proxy.api_keys if k), None))
     probes = asyncio.run(_probe_all(settings, timeout, show=not as_json)) if probe else []
-    rows = [_row(index, provider, live, unset) for index, provider in
-            enumerate(settings.providers)]
+    rows = [_row(index, provider, live, unset) for index, provider in enumerate(settings.providers)]
     if as_json:
-        print_json({"daemon": live is not None, "providers": rows,
-                    **({"probes": [p.to_json() for p in probes]} if probe else {})})
+        print_json(
+            {
+                "daemon": live is not None,
+                "providers": rows,
+                **({"probes": [p.to_json() for p in probes]} if probe else {}),
+            }
+        )
     else:
         stdout().print(_table(rows))
         if probe:
             stdout().print(_probe_table(probes))
     if live is None and not as_json:
-        stderr().print(dim(f"no daemon answered at {address}: live health unavailable "
-                           "(start one with `llmproxy serve --detach`)"))
+        stderr().print(
+            dim(
+                f"no daemon answered at {address}: live health unavailable "
+                "(start one with `llmproxy serve --detach`)"
+            )
+        )
     if probe and not all(p.reachable for p in probes):
         raise typer.Exit(1)
 
@@ -137,20 +155,35 @@ def key_state(index: int, provider: ProviderConfig, unset: dict[str, str]) -> st
     return "present" if provider.api_key else "none"
 
 
-KEY_STYLES = {"present": "green", "sign-in": "green", "none": "dim", "unset here": "yellow",
-              "no sign-in": "red"}
+KEY_STYLES = {
+    "present": "green",
+    "sign-in": "green",
+    "none": "dim",
+    "unset here": "yellow",
+    "no sign-in": "red",
+}
 
 
-def _row(index: int, provider: ProviderConfig, health: JSONObject | None,
-         unset: dict[str, str]) -> dict[str, Any]:
-    targets = [t for t in (health or {}).get("targets", []) if isinstance(t, dict)
-               and t.get("provider") == provider.name]
+def _row(
+    index: int, provider: ProviderConfig, health: JSONObject | None, unset: dict[str, str]
+) -> dict[str, Any]:
+    targets = [
+        t
+        for t in (health or {}).get("targets", [])
+        if isinstance(t, dict) and t.get("provider") == provider.name
+    ]
     requests = sum(int(t.get("requests") or 0) for t in targets)
-    rated = [(t["success_rate"], int(t.get("requests") or 0)) for t in targets
-             if isinstance(t.get("success_rate"), int | float)]
+    rated = [
+        (t["success_rate"], int(t.get("requests") or 0))
+        for t in targets
+        if isinstance(t.get("success_rate"), int | float)
+    ]
     latencies = [t["latency_ms"] for t in targets if isinstance(t.get("latency_ms"), int | float)]
-    state = max((str(t.get("state", "closed")) for t in targets),
-                key=lambda s: STATE_RANK.get(s, 0), default=None)
+    state = max(
+        (str(t.get("state", "closed")) for t in targets),
+        key=lambda s: STATE_RANK.get(s, 0),
+        default=None,
+    )
     weight = sum(n for _, n in rated)
     return {
         "name": provider.name,
@@ -169,15 +202,29 @@ def _row(index: int, provider: ProviderConfig, health: JSONObject | None,
 
 def _table(rows: Sequence[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, header_style="bold")
-    for column in ("provider", "format", "base URL", "models", "key", "health", "success",
-                   "latency"):
+    for column in (
+        "provider",
+        "format",
+        "base URL",
+        "models",
+        "key",
+        "health",
+        "success",
+        "latency",
+    ):
         table.add_column(column, overflow="fold")
     for row in rows:
         key = Text(row["key"], style=KEY_STYLES.get(row["key"], ""))
-        table.add_row(Text(row["name"], style="bold"), row["format"], Text(row["base_url"]),
-                      Text(", ".join(row["models"])), key, _health_text(row),
-                      "—" if row["success_rate"] is None else f"{row['success_rate']:.0%}",
-                      "—" if row["latency_ms"] is None else f"{row['latency_ms']:.0f} ms")
+        table.add_row(
+            Text(row["name"], style="bold"),
+            row["format"],
+            Text(row["base_url"]),
+            Text(", ".join(row["models"])),
+            key,
+            _health_text(row),
+            "—" if row["success_rate"] is None else f"{row['success_rate']:.0%}",
+            "—" if row["latency_ms"] is None else f"{row['latency_ms']:.0f} ms",
+        )
     return table
 
 
@@ -199,11 +246,20 @@ def _probe_table(probes: Sequence[Probe]) -> Table:
     for column in ("target", "verdict", "status", "latency", "detail"):
         table.add_column(column, overflow="fold")
     for p in probes:
-        style = "green" if p.reachable else "yellow" if p.verdict in (
-            "rate limited", "quota exhausted") else "red"
-        table.add_row(Text(str(p.target)), Text(p.verdict, style=style),
-                      "—" if p.status is None else str(p.status), f"{p.latency_ms:.0f} ms",
-                      Text(p.detail[:120]))
+        style = (
+            "green"
+            if p.reachable
+            else "yellow"
+            if p.verdict in ("rate limited", "quota exhausted")
+            else "red"
+        )
+        table.add_row(
+            Text(str(p.target)),
+            Text(p.verdict, style=style),
+            "—" if p.status is None else str(p.status),
+            f"{p.latency_ms:.0f} ms",
+            Text(p.detail[:120]),
+        )
     return table
 
 
@@ -212,17 +268,28 @@ def _probe_table(probes: Sequence[Probe]) -> Table:
 
 def probe_targets(config: Config) -> list[tuple[ProviderConfig, Target]]:
     """Every concrete (provider, model) of the config; globs name no model to ask for."""
-    return [(p, Target(p.name, m)) for p in config.providers for m in p.models
-            if not GLOB_CHARS.intersection(m)]
+    return [
+        (p, Target(p.name, m))
+        for p in config.providers
+        for m in p.models
+        if not GLOB_CHARS.intersection(m)
+    ]
 
 
-async def probe_all(session: aiohttp.ClientSession, config: Config, time_limit: float, *,
-                    show: bool = True) -> list[Probe]:
+async def probe_all(
+    session: aiohttp.ClientSession, config: Config, time_limit: float, *, show: bool = True
+) -> list[Probe]:
     targets = probe_targets(config)
     upstreams = Upstreams(session, config.security.limits.max_answer_bytes)
-    progress = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.description}"), console=stderr(), transient=True,
-                        disable=not show)
+    progress = Progress(
+        TextColumn("probing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=stderr(),
+        transient=True,
+        disable=not show,
+    )
     with progress:
         task = progress.add_task("", total=len(targets))
 
@@ -234,25 +301,37 @@ async def probe_all(session: aiohttp.ClientSession, config: Config, time_limit: 
         return list(await asyncio.gather(*(one(p, t) for p, t in targets)))
 
 
-async def probe_target(upstreams: Upstreams, provider: ProviderConfig, target: Target,
-                       time_limit: float) -> Probe:
+async def probe_target(
+    upstreams: Upstreams, provider: ProviderConfig, target: Target, time_limit: float
+) -> Probe:
     """One tiny non-streaming request, translated like any client request, classified like any
     upstream failure."""
     translators = pair(ClientAPI.OPENAI, provider.format)
     if translators is None or not upstreams.has(provider):
-        return Probe(target, "unsupported", None, 0.0,
-                     f"format '{provider.format}' cannot be probed yet")
-    body = translators.request({"model": target.model, "max_tokens": 16,
-                                "messages": [{"role": "user", "content": PROBE_PROMPT}]},
-                               target.model)
+        return Probe(
+            target, "unsupported", None, 0.0, f"format '{provider.format}' cannot be probed yet"
+        )
+    body = translators.request(
+        {
+            "model": target.model,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": PROBE_PROMPT}],
+        },
+        target.model,
+    )
     request = UpstreamRequest(target=target, provider=provider, body=body, stream=False)
     started = time.monotonic()
     try:
         async with asyncio.timeout(time_limit):
             await upstreams.transport(provider).complete(request)
     except UpstreamError as exc:  # before TimeoutError: its timeouts are TimeoutErrors too
-        return Probe(target, VERDICTS.get(exc.error_class, "down"), exc.status, _ms(started),
-                     f"{exc.error_class.value}: {exc.message}")
+        return Probe(
+            target,
+            VERDICTS.get(exc.error_class, "down"),
+            exc.status,
+            _ms(started),
+            f"{exc.error_class.value}: {exc.message}",
+        )
     except TimeoutError:
         return Probe(target, "down", None, _ms(started), f"no answer in {time_limit:.0f}s")
     return Probe(target, "reachable", 200, _ms(started))

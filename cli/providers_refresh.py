@@ -17,7 +17,9 @@ from proxy.model_catalog import RefreshReport, default_cache_dir, refresh_catalo
 from proxy.security.outgoing import config_session
 
 CACHE_DIR_OPTION = typer.Option(
-    None, "--cache-dir", file_okay=False,
+    None,
+    "--cache-dir",
+    file_okay=False,
     help="Where to keep the model cache (default: the user cache dir).",
 )
 
@@ -68,9 +70,20 @@ def _render(report: RefreshReport) -> None:
         else:
             out.print(styled(("failed", "red"), f"   {p.provider}: {p.error}"))
         for model in p.unlisted:
-            out.print(styled("  ", ("warning", "yellow"), f" {p.provider},{model} is configured "
-                             "but not in the published list (retired, renamed or misspelled?)"))
+            out.print(
+                styled(
+                    "  ",
+                    ("warning", "yellow"),
+                    f" {p.provider},{model} is configured "
+                    "but not in the published list (retired, renamed or misspelled?)",
+                )
+            )
         for model in p.retired:
-            out.print(styled("  ", ("warning", "yellow"), f" {p.provider},{model} is marked "
-                             "retired: routing will skip it"))
+            out.print(
+                styled(
+                    "  ",
+                    ("warning", "yellow"),
+                    f" {p.provider},{model} is marked retired: routing will skip it",
+                )
+            )
     stderr().print(f"model cache written to {report.path}")

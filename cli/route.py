@@ -28,12 +28,14 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Inspect routing decisions.", no_args_is_help=True)
 
 _TINY_PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
+    "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 
 
-def sample_request(model: str, prompt: str, *, thinking: bool, tools: bool, image: bool,
-                   tokens: int | None) -> JSONObject:
+def sample_request(
+    model: str, prompt: str, *, thinking: bool, tools: bool, image: bool, tokens: int | None
+) -> JSONObject:
     """An Anthropic-format request with the features routing looks at; `tokens`: padded so
     that the router's own estimate of it is about that many tokens."""
     build = partial(_request, model, thinking=thinking, tools=tools, image=image)
@@ -54,42 +56,77 @@ def _estimate(body: JSONObject) -> int:
 def _request(model: str, text: str, *, thinking: bool, tools: bool, image: bool) -> JSONObject:
     content: list[JSONObject] = [{"type": "text", "text": text}]
     if image:
-        content.append({"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                                     "data": _TINY_PNG}})
-    body: JSONObject = {"model": model, "max_tokens": 1024,
-                        "messages": [{"role": "user", "content": content}]}
+        content.append(
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": "image/png", "data": _TINY_PNG},
+            }
+        )
+    body: JSONObject = {
+        "model": model,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": content}],
+    }
     if thinking:
         body["thinking"] = {"type": "enabled", "budget_tokens": 4096}
     if tools:
-        body["tools"] = [{"name": "get_weather", "description": "Weather for a city",
-                          "input_schema": {"type": "object",
-                                           "properties": {"city": {"type": "string"}},
-                                           "required": ["city"]}}]
+        body["tools"] = [
+            {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            }
+        ]
     return body
 
 
 @app.command("test")
 def route_test(
-    model: str = typer.Argument(..., help="The model a client would send, e.g. `claude-haiku-4-5`, "
-                                "`thinking` or `zai,glm-5`."),
+    model: str = typer.Argument(
+        ...,
+        help="The model a client would send, e.g. `claude-haiku-4-5`, `thinking` or `zai,glm-5`.",
+    ),
     prompt: str = typer.Option("Hello", "--prompt", help="The user text."),
     thinking: bool = typer.Option(False, "--thinking", help="Ask for reasoning."),
     tools: bool = typer.Option(False, "--tools", help="Include a tool definition."),
     image: bool = typer.Option(False, "--image", help="Include an image."),
     tokens: int | None = typer.Option(None, "--tokens", help="Pad the prompt to about N tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
-    send: bool = typer.Option(False, "--send", help="Also send the request and show every "
-                              "attempt: status, error class, timing, and a verdict."),
+    send: bool = typer.Option(
+        False,
+        "--send",
+        help="Also send the request and show every "
+        "attempt: status, error class, timing, and a verdict.",
+    ),
     stream: bool = typer.Option(False, "--stream", help="With --send: stream the answer."),
-    url: str | None = typer.Option(None, "--url", help="With --send: go through the daemon at "
-                                   "this URL (default: in-process, with per-attempt timing)."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="LLMPROXY_API_KEY",
-                                       help="Client key for --url."),
-    session: str | None = typer.Option(None, "--session", help="A conversation id (sent as "
-                                       "x-llmproxy-session); default: the prompt identifies "
-                                       "the conversation."),
-    turns: int = typer.Option(1, "--turns", min=1, max=50, help="With --send: send N turns of "
-                              "one conversation and show what prompt-cache affinity decided."),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="With --send: go through the daemon at "
+        "this URL (default: in-process, with per-attempt timing).",
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="LLMPROXY_API_KEY", help="Client key for --url."
+    ),
+    session: str | None = typer.Option(
+        None,
+        "--session",
+        help="A conversation id (sent as "
+        "x-llmproxy-session); default: the prompt identifies "
+        "the conversation.",
+    ),
+    turns: int = typer.Option(
+        1,
+        "--turns",
+        min=1,
+        max=50,
+        help="With --send: send N turns of "
+        "one conversation and show what prompt-cache affinity decided.",
+    ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Print the routing decision for a request: scenario, why, and the chain in order.
@@ -106,14 +143,14 @@ def route_test(
     """
     # Routing reads no provider key; sending in this process needs them.
     in_process = send and url is None
-    settings = load(config, secrets=in_process,
-                    why="--send without --url calls the providers from this shell")
+    settings = load(
+        config, secrets=in_process, why="--send without --url calls the providers from this shell"
+    )
     settings = settings.with_catalog(load_catalog(settings))
     checked = check_model(model, settings)
     if checked.warning:
         stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
-    body = sample_request(model, prompt, thinking=thinking, tools=tools, image=image,
-                          tokens=tokens)
+    body = sample_request(model, prompt, thinking=thinking, tools=tools, image=image, tokens=tokens)
     summary = summarize(body, ClientAPI.ANTHROPIC)
     try:
         decision = decide(summary, settings)
@@ -125,34 +162,42 @@ def route_test(
     # (or a daemon with --url) shows the later turns.
     health = HealthRegistry(settings.proxy.health)
     decision = Affinity.in_memory(settings.affinity).route(
-        decision, conversation, settings.affinity, health)
+        decision, conversation, settings.affinity, health
+    )
     sent: list[Sent] = []
     if send:  # the HTTP client and the providers only when something is sent
         from cli._route_send import route_send
 
-        sent = route_send(settings, body, stream=stream, url=url, api_key=api_key, turns=turns,
-                          session=session)
+        sent = route_send(
+            settings, body, stream=stream, url=url, api_key=api_key, turns=turns, session=session
+        )
     failed = bool(sent) and not all(s.ok for s in sent)
     if as_json:
-        print_json({
-            "model": model,
-            "scenario": decision.scenario.value,
-            "explicit": decision.explicit,
-            "mapping": decision.mapping,
-            "route": decision.route,
-            "reason": decision.reason,
-            "token_estimate": summary.token_estimate,
-            "chain": [str(t) for t in decision.chain],
-            "skipped": [{"target": str(s.target), "reason": s.reason} for s in decision.skipped],
-            "rule": decision.rule,
-            "unfit": [{"target": str(s.target), "reason": s.reason} for s in decision.unfit],
-            "capabilities": {str(t): settings.capabilities(t).to_json()
-                             for t in (*decision.chain, *(s.target for s in decision.skipped))},
-            "conversation": conversation.source if conversation is not None else None,
-            "affinity": decision.affinity,
-            **({"send": sent[0].to_json()} if len(sent) == 1 else {}),
-            **({"turns": [s.to_json() for s in sent]} if len(sent) > 1 else {}),
-        })
+        print_json(
+            {
+                "model": model,
+                "scenario": decision.scenario.value,
+                "explicit": decision.explicit,
+                "mapping": decision.mapping,
+                "route": decision.route,
+                "reason": decision.reason,
+                "token_estimate": summary.token_estimate,
+                "chain": [str(t) for t in decision.chain],
+                "skipped": [
+                    {"target": str(s.target), "reason": s.reason} for s in decision.skipped
+                ],
+                "rule": decision.rule,
+                "unfit": [{"target": str(s.target), "reason": s.reason} for s in decision.unfit],
+                "capabilities": {
+                    str(t): settings.capabilities(t).to_json()
+                    for t in (*decision.chain, *(s.target for s in decision.skipped))
+                },
+                "conversation": conversation.source if conversation is not None else None,
+                "affinity": decision.affinity,
+                **({"send": sent[0].to_json()} if len(sent) == 1 else {}),
+                **({"turns": [s.to_json() for s in sent]} if len(sent) > 1 else {}),
+            }
+        )
         if failed:
             raise typer.Exit(1)
         return
@@ -170,11 +215,17 @@ def route_test(
     for skipped in decision.skipped:
         out.print(dim(f"  skipped {skipped.target}: {skipped.reason}"))
     for unfit in decision.unfit:
-        out.print(styled("  ", ("unfit", "yellow"),
-                         f" {unfit.target}: {unfit.reason} (tried anyway)"))
+        out.print(
+            styled("  ", ("unfit", "yellow"), f" {unfit.target}: {unfit.reason} (tried anyway)")
+        )
     if conversation is not None and decision.affinity is not None:
-        out.print(styled(("affinity", "bold"), f"  {decision.affinity} ",
-                         (f"(conversation from {conversation.source})", "dim")))
+        out.print(
+            styled(
+                ("affinity", "bold"),
+                f"  {decision.affinity} ",
+                (f"(conversation from {conversation.source})", "dim"),
+            )
+        )
     if sent:
         from cli._route_send import print_sent
 

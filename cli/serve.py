@@ -45,8 +45,11 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
-LOG_FORMAT_OPTION = typer.Option(LogFormat.TEXT, "--log-format", help="json: one JSON object "
-                                 "per line (a request's line carries its whole record).")
+LOG_FORMAT_OPTION = typer.Option(
+    LogFormat.TEXT,
+    "--log-format",
+    help="json: one JSON object per line (a request's line carries its whole record).",
+)
 
 
 DEFAULT_HOST = "127.0.0.1"
@@ -60,18 +63,39 @@ def serve_run(
     port: int | None = typer.Option(None, "--port", "-p", help="Port (overrides config)."),
     log_level: LogLevel = LOG_LEVEL_OPTION,
     log_format: LogFormat = LOG_FORMAT_OPTION,
-    simulate: bool = typer.Option(False, "--simulate", help="Serve the built-in simulated "
-                                  "reference deployment (offline, no keys, no config needed)."),
-    seed: int | None = typer.Option(None, "--seed", help="With --simulate: the fault "
-                             "schedule's seed."),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; pid and "
-                                "log in the state dir. Manage with `llmproxy status` / `stop`."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64, help="Processes serving "
-                                "the port (SO_REUSEPORT); they share limits and health through "
-                                '[state] backend = "redis".'),
-    watch: bool = typer.Option(False, "--watch", help="Reload the config when the file (or the "
-                               ".env next to it) changes. `llmproxy reload` and SIGHUP always "
-                               "work."),
+    simulate: bool = typer.Option(
+        False,
+        "--simulate",
+        help="Serve the built-in simulated "
+        "reference deployment (offline, no keys, no config needed).",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="With --simulate: the fault schedule's seed."
+    ),
+    detach: bool = typer.Option(
+        False,
+        "--detach",
+        "-d",
+        help="Run in the background; pid and "
+        "log in the state dir. Manage with `llmproxy status` / `stop`.",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        min=1,
+        max=64,
+        help="Processes serving "
+        "the port (SO_REUSEPORT); they share limits and health through "
+        '[state] backend = "redis".',
+    ),
+    watch: bool = typer.Option(
+        False,
+        "--watch",
+        help="Reload the config when the file (or the "
+        ".env next to it) changes. `llmproxy reload` and SIGHUP always "
+        "work.",
+    ),
 ) -> None:
     """Run the proxy daemon (foreground by default, e.g. under systemd).
 
@@ -95,20 +119,39 @@ def serve_run(
         from cli._address import reachable_url
         from cli.daemon import start_detached
 
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
-                "--log-format", log_format.value]
+        args = [
+            "--host",
+            bind_host,
+            "--port",
+            str(bind_port),
+            "--log-level",
+            log_level.value,
+            "--log-format",
+            log_format.value,
+        ]
         args += ["--workers", str(workers)] if workers > 1 else []
         args += ["--simulate"] if simulate else []
         args += ["--seed", str(seed)] if simulate and seed is not None else []
         args += ["--config", str(Path(settings.source).resolve())] if settings else []
         args += ["--watch"] if watch else []
         state = start_detached(args, reachable_url(bind_host, bind_port))
-        stderr().print(f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
-                       f"log: {state.log}\nstop it with `llmproxy stop`", highlight=False)
+        stderr().print(
+            f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
+            f"log: {state.log}\nstop it with `llmproxy stop`",
+            highlight=False,
+        )
         return
     if settings is not None and workers > 1:
-        args = ["--host", bind_host, "--port", str(bind_port), "--log-level", log_level.value,
-                "--config", str(Path(settings.source).resolve())]
+        args = [
+            "--host",
+            bind_host,
+            "--port",
+            str(bind_port),
+            "--log-level",
+            log_level.value,
+            "--config",
+            str(Path(settings.source).resolve()),
+        ]
         args += ["--watch"] if watch else []
         stderr().print(f"llmproxy: {workers} workers on http://{bind_host}:{bind_port}")
         raise typer.Exit(run_workers(workers, args, bind_port, shared=settings.state.shared))
@@ -130,11 +173,19 @@ def serve_run(
     try:
         with tempfile.TemporaryDirectory(prefix="llmproxy-sim-") as directory:
             sign_ins = write_sign_ins(providers, Path(directory))
-            simulated = reference_config(providers, sign_ins, host=bind_host, port=bind_port,
-                                         seed=seed)
+            simulated = reference_config(
+                providers, sign_ins, host=bind_host, port=bind_port, seed=seed
+            )
             _check_bind(simulated, bind_host)
-            _run(simulated, bind_host, bind_port, log_level.value, log_format.value, watch=watch,
-                 banner=lambda: _banner(bind_host, bind_port, seed))
+            _run(
+                simulated,
+                bind_host,
+                bind_port,
+                log_level.value,
+                log_format.value,
+                watch=watch,
+                banner=lambda: _banner(bind_host, bind_port, seed),
+            )
     finally:
         sims.stop()
 
@@ -146,8 +197,16 @@ def _check_bind(config: Config, host: str) -> None:
         fail(f"config error: {exc}")
 
 
-def _run(config: Config, host: str, port: int, log_level: str, log_format: str, *,
-         watch: bool = False, banner: Callable[[], None] | None = None) -> None:
+def _run(
+    config: Config,
+    host: str,
+    port: int,
+    log_level: str,
+    log_format: str,
+    *,
+    watch: bool = False,
+    banner: Callable[[], None] | None = None,
+) -> None:
     configure_logging(log_level, Redactor.from_config(config), log_format)
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
     app = build_app(config, state_dir=state_dir())  # the request journal lives there
@@ -164,10 +223,17 @@ def _run(config: Config, host: str, port: int, log_level: str, log_format: str, 
 
     try:
         with asyncio.Runner(loop_factory=_event_loop) as runner:
-            runner.run(serve_until_signalled(app, host, port, on_listening=listening,
-                                             shutdown_timeout=30,
-                                             # one of `--workers N`: the port is shared
-                                             reuse_port=bool(os.environ.get(WORKER_ENV))))
+            runner.run(
+                serve_until_signalled(
+                    app,
+                    host,
+                    port,
+                    on_listening=listening,
+                    shutdown_timeout=30,
+                    # one of `--workers N`: the port is shared
+                    reuse_port=bool(os.environ.get(WORKER_ENV)),
+                )
+            )
     except KeyboardInterrupt:  # only where signals cannot be handled in the loop (Windows)
         pass
     except OSError as exc:
@@ -179,18 +245,22 @@ def _run(config: Config, host: str, port: int, log_level: str, log_format: str, 
 def bind_problem(code: int, host: str, port: int) -> str:
     """One line: what, who holds the port if we can tell, what to do."""
     if code == errno.EACCES:
-        return (f"not allowed to listen on port {port} (ports below 1024 need privileges); "
-                "choose another with --port")
+        return (
+            f"not allowed to listen on port {port} (ports below 1024 need privileges); "
+            "choose another with --port"
+        )
     if code == errno.EADDRNOTAVAIL:
         return f"{host} is not an address of this machine; fix [proxy] host or pass --host"
     from cli._address import health, reachable_url
 
     answer = health(reachable_url(host, port))
     if answer is not None:
-        holder = f"another llmproxy (pid {answer.get('pid', '?')}) already listens there; " \
-                 "`llmproxy stop` stops it"
+        holder = (
+            f"another llmproxy (pid {answer.get('pid', '?')}) already listens there; "
+            "`llmproxy stop` stops it"
+        )
     else:
-        holder = (f"another program listens there (`ss -ltnp 'sport = :{port}'` shows which)")
+        holder = f"another program listens there (`ss -ltnp 'sport = :{port}'` shows which)"
     return f"port {port} on {host} is in use: {holder}; or choose another port with --port"
 
 
@@ -209,7 +279,8 @@ def _banner(host: str, port: int, seed: int) -> None:
         f'  llmproxy chat{chat_url} "hello"          llmproxy e2e --simulate\n'
         f"  ANTHROPIC_BASE_URL={url} claude\n"
         f"  OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=unused <your OpenAI client>",
-        highlight=False, markup=False,
+        highlight=False,
+        markup=False,
     )
 
 

@@ -31,8 +31,9 @@ def usage_show(
       llmproxy usage --by model --json
     """
     if by not in USAGE_GROUPS:
-        raise typer.BadParameter(f"{by!r}: choose one of {', '.join(USAGE_GROUPS)}",
-                                 param_hint="--by")
+        raise typer.BadParameter(
+            f"{by!r}: choose one of {', '.join(USAGE_GROUPS)}", param_hint="--by"
+        )
     path = existing_journal(config)
     try:
         rows = usage_summary(path, by, parse_since(since))
@@ -44,9 +45,22 @@ def usage_show(
     if not rows:
         sys.stderr.write("no requests recorded in that time\n")
         return
-    total = UsageRow("total", *(sum(getattr(r, f) for r in rows) for f in (
-        "requests", "failed", "input_tokens", "output_tokens", "cache_read_tokens",
-        "cache_write_tokens", "cost_usd", "unpriced")))
+    total = UsageRow(
+        "total",
+        *(
+            sum(getattr(r, f) for r in rows)
+            for f in (
+                "requests",
+                "failed",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cost_usd",
+                "unpriced",
+            )
+        ),
+    )
     table = [[by, *COLUMNS]] + [_cells(r) for r in [*rows, total]]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:
@@ -54,11 +68,20 @@ def usage_show(
         rest = "  ".join(c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True))
         sys.stdout.write(f"{first}  {rest}\n")
     if total.unpriced:
-        sys.stderr.write(f"{total.unpriced} served request(s) have no known price and are not "
-                         "in the cost; set price_in/price_out under [providers.capabilities]\n")
+        sys.stderr.write(
+            f"{total.unpriced} served request(s) have no known price and are not "
+            "in the cost; set price_in/price_out under [providers.capabilities]\n"
+        )
 
 
 def _cells(r: UsageRow) -> list[str]:
-    return [r.name, str(r.requests), str(r.failed), f"{r.input_tokens:,}",
-            f"{r.cache_read_tokens:,}", f"{r.cache_write_tokens:,}", f"{r.output_tokens:,}",
-            format_cost(r.cost_usd)]
+    return [
+        r.name,
+        str(r.requests),
+        str(r.failed),
+        f"{r.input_tokens:,}",
+        f"{r.cache_read_tokens:,}",
+        f"{r.cache_write_tokens:,}",
+        f"{r.output_tokens:,}",
+        format_cost(r.cost_usd),
+    ]

@@ -46,13 +46,19 @@ def workers_file(port: int) -> Path:
 def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -> int:
     """Start `count` workers of `llmproxy serve <serve_args>` and supervise them; the exit code."""
     if not shared:
-        stderr().print(f"[yellow]warning:[/] {count} workers without [state] backend = "
-                       '"redis": each worker keeps its own rate limits, cooldowns and health '
-                       "(they do not share them)")
+        stderr().print(
+            f"[yellow]warning:[/] {count} workers without [state] backend = "
+            '"redis": each worker keeps its own rate limits, cooldowns and health '
+            "(they do not share them)"
+        )
     command = [sys.executable, "-m", "cli", "serve", *serve_args]
     workers = [
-        subprocess.Popen(command, env={**os.environ, WORKER_ENV: str(index)},
-                         process_group=0, preexec_fn=_end_with_parent)
+        subprocess.Popen(
+            command,
+            env={**os.environ, WORKER_ENV: str(index)},
+            process_group=0,
+            preexec_fn=_end_with_parent,
+        )
         for index in range(1, count + 1)
     ]
     stopping = False
@@ -73,10 +79,14 @@ def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -
     failed = False
     try:
         while any(worker.poll() is None for worker in workers):
-            if not stopping and (dead := next((w for w in workers if w.poll() is not None),
-                                              None)) is not None:
-                stderr().print(f"[red]worker pid {dead.pid} exited with status "
-                               f"{dead.returncode}; stopping the others[/]")
+            if (
+                not stopping
+                and (dead := next((w for w in workers if w.poll() is not None), None)) is not None
+            ):
+                stderr().print(
+                    f"[red]worker pid {dead.pid} exited with status "
+                    f"{dead.returncode}; stopping the others[/]"
+                )
                 failed = stopping = True
                 _signal_all(workers)
             time.sleep(POLL_SECONDS)
@@ -94,8 +104,9 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _signal_all(workers: list[subprocess.Popen[bytes]],
-                sig: signal.Signals = signal.SIGTERM) -> None:
+def _signal_all(
+    workers: list[subprocess.Popen[bytes]], sig: signal.Signals = signal.SIGTERM
+) -> None:
     for worker in workers:
         if worker.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -104,8 +115,7 @@ def _signal_all(workers: list[subprocess.Popen[bytes]],
 
 def _write(path: Path, workers: list[subprocess.Popen[bytes]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_bytes(orjson.dumps({"supervisor": os.getpid(),
-                                   "workers": [w.pid for w in workers]}))
+    path.write_bytes(orjson.dumps({"supervisor": os.getpid(), "workers": [w.pid for w in workers]}))
 
 
 def read_workers(port: int) -> tuple[int, list[int]] | None:

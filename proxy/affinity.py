@@ -143,10 +143,14 @@ def choose(
         return replace(decision, affinity="the client named a target: affinity not applied")
     if entry is None:
         if elsewhere is not None:
-            return replace(decision, affinity=(
-                f"route {decision.route} differs from the conversation's route (its last turn "
-                f"went to {elsewhere.target}): routed as below; the target that serves it is "
-                "kept for this route"))
+            return replace(
+                decision,
+                affinity=(
+                    f"route {decision.route} differs from the conversation's route (its last turn "
+                    f"went to {elsewhere.target}): routed as below; the target that serves it is "
+                    "kept for this route"
+                ),
+            )
         return replace(
             decision,
             affinity="new conversation: routed as below; the target that serves it is kept",
@@ -155,15 +159,21 @@ def choose(
     since = f"served the last turn {age:.0f}s ago"
     unfit = next((s.reason for s in decision.skipped if s.target == last), None)
     if unfit is not None:
-        return replace(decision, affinity=f"{last} {since} but cannot serve this request "
-                                          f"({unfit}): routed as below")
+        return replace(
+            decision,
+            affinity=f"{last} {since} but cannot serve this request ({unfit}): routed as below",
+        )
     if last not in decision.chain or last not in decision.route_targets:
-        return replace(decision, affinity=f"{last} {since} but is not among route "
-                                          f"{decision.route}'s targets: routed as below")
+        return replace(
+            decision,
+            affinity=f"{last} {since} but is not among route "
+            f"{decision.route}'s targets: routed as below",
+        )
     why_not = unavailable(last)
     if why_not is not None:
-        return replace(decision, affinity=f"{last} {since} but is unavailable ({why_not}): "
-                                          "routed as below")
+        return replace(
+            decision, affinity=f"{last} {since} but is unavailable ({why_not}): routed as below"
+        )
     chain = (last, *(t for t in decision.chain if t != last))
     return replace(
         decision,
@@ -183,9 +193,7 @@ class Affinity:
     """The app's affinity table and clock; outlives config reloads (like the health registry).
     `[affinity]` changes apply at once except `max_entries`, which sizes the table at start."""
 
-    def __init__(
-        self, table: AffinityTable, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, table: AffinityTable, clock: Callable[[], float] = time.monotonic) -> None:
         self.table = table
         self._clock = clock
 

@@ -33,7 +33,6 @@ ReasoningField: TypeAlias = Literal["reasoning_content", "thinking", "reasoning"
 REASONING_FIELDS: tuple[str, ...] = get_args(ReasoningField)
 
 
-
 class PrefillStyle(StrEnum):
     """How a provider continues a partial assistant answer (what a mid-stream continuation
     sends). Each is what the provider documents; a provider refuses the others."""
@@ -90,8 +89,10 @@ def parse_prefill(value: object, fmt: ProviderFormat, key: str) -> Prefill:
         raise ConfigError(key, f"expected true, false or one of {', '.join(PREFILL_VALUES)}")
     style = PrefillStyle(value)
     if fmt is not ProviderFormat.OPENAI and style is not PrefillStyle.ASSISTANT:
-        raise ConfigError(key, f"'{value}' is a style of OpenAI-compatible APIs; a {fmt} "
-                               "provider takes true or false")
+        raise ConfigError(
+            key,
+            f"'{value}' is a style of OpenAI-compatible APIs; a {fmt} provider takes true or false",
+        )
     return style
 
 
@@ -137,15 +138,19 @@ class ModelCapabilities:
         """These values, with the gaps filled from `lower`; `source` names the layers used."""
         if all(getattr(self, f) is None for f in CAPABILITY_FIELDS):
             return lower
-        if not any(getattr(self, f) is None and getattr(lower, f) is not None
-                   for f in CAPABILITY_FIELDS):
+        if not any(
+            getattr(self, f) is None and getattr(lower, f) is not None for f in CAPABILITY_FIELDS
+        ):
             return self
         merged = {
             f: getattr(self, f) if getattr(self, f) is not None else getattr(lower, f)
             for f in CAPABILITY_FIELDS
         }
-        return ModelCapabilities(**merged, approximate=self.approximate or lower.approximate,
-                                 source=f"{self.source}+{lower.source}")
+        return ModelCapabilities(
+            **merged,
+            approximate=self.approximate or lower.approximate,
+            source=f"{self.source}+{lower.source}",
+        )
 
     @property
     def blended_price(self) -> float | None:
@@ -217,22 +222,37 @@ def _cached(caps: ModelCapabilities, read: float, write: float | None) -> ModelC
     """Cache rates as multiples of the input price, as the maker publishes them."""
     if caps.price_in is None:
         return caps
-    return replace(caps, price_cache_read=caps.price_in * read,
-                   price_cache_write=None if write is None else caps.price_in * write)
+    return replace(
+        caps,
+        price_cache_read=caps.price_in * read,
+        price_cache_write=None if write is None else caps.price_in * write,
+    )
 
 
-def _claude(out: int, price: Price, *, thinking: bool = True, approx: bool = False,
-            vision: bool = True) -> ModelCapabilities:
+def _claude(
+    out: int, price: Price, *, thinking: bool = True, approx: bool = False, vision: bool = True
+) -> ModelCapabilities:
     # Anthropic: cache hits cost 0.1x input, 5-minute cache writes 1.25x.
-    return _cached(_m(200_000, out, price, vision=vision,
-                      reasoning=_ANTHROPIC if thinking else False, approx=approx), 0.1, 1.25)
+    return _cached(
+        _m(
+            200_000,
+            out,
+            price,
+            vision=vision,
+            reasoning=_ANTHROPIC if thinking else False,
+            approx=approx,
+        ),
+        0.1,
+        1.25,
+    )
 
 
 def _gpt5(price: Price, *, approx: bool = False) -> ModelCapabilities:
     # 400k is the whole window (272k input + 128k output) on the Responses API; cached input
     # is billed at a tenth of the input price.
-    return _cached(_m(400_000, 128_000, price, vision=True, reasoning=_OPENAI, approx=approx),
-                   0.1, None)
+    return _cached(
+        _m(400_000, 128_000, price, vision=True, reasoning=_OPENAI, approx=approx), 0.1, None
+    )
 
 
 def _glm(window: int, out: int, price: Price, *, approx: bool = False) -> ModelCapabilities:
@@ -263,8 +283,7 @@ BUILTIN: tuple[tuple[str, ModelCapabilities], ...] = (
     ("claude-*", _claude(64_000, None, approx=True)),
     # --- OpenAI ---------------------------------------------------------------------------------
     ("gpt-5*-pro*", _gpt5((15.0, 120.0), approx=True)),
-    ("gpt-5*-chat*", _m(128_000, 16_384, (1.25, 10.0), vision=True, reasoning=False,
-                        approx=True)),
+    ("gpt-5*-chat*", _m(128_000, 16_384, (1.25, 10.0), vision=True, reasoning=False, approx=True)),
     ("gpt-5*-nano*", _gpt5((0.05, 0.4))),
     ("gpt-5*-mini*", _gpt5((0.25, 2.0))),
     ("gpt-5.2*", _gpt5((1.75, 14.0), approx=True)),
@@ -319,19 +338,21 @@ BUILTIN: tuple[tuple[str, ModelCapabilities], ...] = (
     ("qwen*", _m(32_768, 8_192, None, approx=True)),
     # --- Google Gemini (through OpenRouter or an OpenAI-compatible endpoint) --------------------
     ("gemini-2.5-pro*", _m(1_048_576, 65_536, (1.25, 10.0), vision=True, reasoning=_OPENAI)),
-    ("gemini-2.5-flash-lite*", _m(1_048_576, 65_536, (0.1, 0.4), vision=True,
-                                  reasoning=_OPENAI)),
+    ("gemini-2.5-flash-lite*", _m(1_048_576, 65_536, (0.1, 0.4), vision=True, reasoning=_OPENAI)),
     ("gemini-2.5-flash*", _m(1_048_576, 65_536, (0.3, 2.5), vision=True, reasoning=_OPENAI)),
     ("gemini-*", _m(1_048_576, 65_536, None, vision=True, approx=True)),
 )
+
 
 @functools.cache
 def _compiled() -> tuple[tuple[re.Pattern[str], ModelCapabilities], ...]:
     """The table's globs, compiled once on first use: a constant, built lazily because every
     CLI command imports this module and most never look a model up."""
     return tuple(
-        (re.compile(fnmatch.translate(glob), re.IGNORECASE),
-         replace(caps, source=f"builtin:{glob}"))
+        (
+            re.compile(fnmatch.translate(glob), re.IGNORECASE),
+            replace(caps, source=f"builtin:{glob}"),
+        )
         for glob, caps in BUILTIN
     )
 
@@ -360,9 +381,7 @@ class ProviderCatalog:
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    providers: Mapping[str, ProviderCatalog] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    providers: Mapping[str, ProviderCatalog] = field(default_factory=lambda: MappingProxyType({}))
 
     def get(self, target: Target) -> ModelCapabilities | None:
         listing = self.providers.get(target.provider)
@@ -396,7 +415,11 @@ _BOOL_KEYS = ("tools", "vision", "reasoning", "retired")
 _INT_KEYS = ("context_window", "max_output_tokens")
 _PRICE_KEYS = ("price_in", "price_out", "price_cache_read", "price_cache_write")
 OVERRIDE_KEYS: tuple[str, ...] = (
-    *_INT_KEYS, *_BOOL_KEYS, "prefill", "reasoning_field", *_PRICE_KEYS
+    *_INT_KEYS,
+    *_BOOL_KEYS,
+    "prefill",
+    "reasoning_field",
+    *_PRICE_KEYS,
 )
 
 
@@ -411,8 +434,12 @@ def capabilities_from_toml(
         at = f"{key}.{name}"
         if name not in OVERRIDE_KEYS:
             close = difflib.get_close_matches(name, OVERRIDE_KEYS, n=1, cutoff=0.6)
-            raise ConfigError(at, f"unknown key (did you mean '{close[0]}'?)" if close
-                              else f"unknown key (known: {', '.join(OVERRIDE_KEYS)})")
+            raise ConfigError(
+                at,
+                f"unknown key (did you mean '{close[0]}'?)"
+                if close
+                else f"unknown key (known: {', '.join(OVERRIDE_KEYS)})",
+            )
         if name == "prefill":
             value = parse_prefill(value, fmt, at)
         elif name in _BOOL_KEYS:
@@ -422,8 +449,10 @@ def capabilities_from_toml(
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(at, "expected a positive integer (tokens)")
         elif name in _PRICE_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                math.isfinite(value) and value >= 0
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
             ):
                 raise ConfigError(at, "expected a number >= 0 (USD per million tokens)")
             value = float(value)

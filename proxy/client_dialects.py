@@ -41,13 +41,15 @@ def check_model_name(model: str) -> None:
     if (bad := _CONTROL.search(model)) is not None:
         raise ClientRequestError(
             f"'model' contains the control character U+{ord(bad.group()):04X} at offset "
-            f"{bad.start()}", param="model",
+            f"{bad.start()}",
+            param="model",
         )
 
 
 TAG_KEYS = ("type", "role")
-SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema", "json_schema", "properties",
-                         "items", "metadata"})
+SCHEMA_KEYS = frozenset(
+    {"parameters", "input_schema", "schema", "json_schema", "properties", "items", "metadata"}
+)
 """Subtrees that are JSON schemas or free-form data, where `type` may be a list."""
 
 
@@ -109,8 +111,7 @@ class ClientDialect(ABC):
         counts tokens."""
 
     @abstractmethod
-    def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder:
-        ...
+    def stream_encoder(self, model: str, body: JSONObject, input_tokens: int) -> StreamEncoder: ...
 
     def stream_error(
         self,

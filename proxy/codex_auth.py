@@ -109,8 +109,9 @@ class CodexTokens:
 
     @property
     def plan_type(self) -> str | None:
-        return next((p for c in self._claims() if (p := _claim(c, AUTH_CLAIMS,
-                                                                 "chatgpt_plan_type"))), None)
+        return next(
+            (p for c in self._claims() if (p := _claim(c, AUTH_CLAIMS, "chatgpt_plan_type"))), None
+        )
 
     @property
     def email(self) -> str | None:

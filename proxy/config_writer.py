@@ -75,8 +75,14 @@ def _set(table: Table, name: str, value: Any) -> None:
     """Set a key; a new one goes right after the table's last key, not at its end, where the
     comments that introduce the next table (or commented-out examples) sit."""
     body = table.value.body
-    after = 1 + max((i for i, (key, item) in enumerate(body)
-                     if key is not None and not isinstance(item, Table | AoT)), default=-1)
+    after = 1 + max(
+        (
+            i
+            for i, (key, item) in enumerate(body)
+            if key is not None and not isinstance(item, Table | AoT)
+        ),
+        default=-1,
+    )
     if name in table or isinstance(value, Table | AoT) or after >= len(body):
         table[name] = value
         return

@@ -91,8 +91,15 @@ def _claude_code_session(metadata: Any) -> str:
     return legacy.group(1) if legacy else ""
 
 
-_ANSWER_ITEMS = frozenset({"function_call", "function_call_output", "custom_tool_call",
-                           "custom_tool_call_output", "reasoning"})
+_ANSWER_ITEMS = frozenset(
+    {
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "reasoning",
+    }
+)
 
 
 def _opening(body: JSONObject, fmt: ClientAPI) -> tuple[str, bool]:

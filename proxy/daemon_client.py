@@ -76,14 +76,19 @@ class AttemptNote:
     @classmethod
     def from_attempt(cls, attempt: Attempt) -> AttemptNote:
         error_class = attempt.error_class.value if attempt.error_class else None
-        return cls(str(attempt.target), attempt.outcome, error_class, attempt.elapsed_ms,
-                   attempt.detail)
+        return cls(
+            str(attempt.target), attempt.outcome, error_class, attempt.elapsed_ms, attempt.detail
+        )
 
     def to_json(self) -> JSONObject:
         """Without `elapsed_ms` when it is unknown: a daemon gives timings to its operator (the
         in-process app) and in error bodies, not in a served answer's attempts header."""
-        entry: JSONObject = {"target": self.target, "outcome": self.outcome,
-                             "error_class": self.error_class, "detail": self.detail}
+        entry: JSONObject = {
+            "target": self.target,
+            "outcome": self.outcome,
+            "error_class": self.error_class,
+            "detail": self.detail,
+        }
         if self.elapsed_ms is not None:
             entry["elapsed_ms"] = self.elapsed_ms
         return entry
@@ -131,11 +136,15 @@ def attempts_from_list(entries: Any) -> tuple[AttemptNote, ...]:
         if item.get(STREAMING) is True:
             outcome = STREAMING
         elapsed = item.get("elapsed_ms")
-        notes.append(AttemptNote(
-            item["target"], outcome, error_class if isinstance(error_class, str) else None,
-            float(elapsed) if isinstance(elapsed, int | float) else None,
-            str(item.get("detail") or ""),
-        ))
+        notes.append(
+            AttemptNote(
+                item["target"],
+                outcome,
+                error_class if isinstance(error_class, str) else None,
+                float(elapsed) if isinstance(elapsed, int | float) else None,
+                str(item.get("detail") or ""),
+            )
+        )
     return tuple(notes)
 
 
@@ -215,10 +224,10 @@ class StreamReader:
         self._line = lines.pop()
         for line in lines:
             if line.startswith(ATTEMPTS_TRAILER) and self._details is None:
-                text = line[len(ATTEMPTS_TRAILER):].decode("utf-8", "replace").strip()
+                text = line[len(ATTEMPTS_TRAILER) :].decode("utf-8", "replace").strip()
                 self.trailer = parse_attempts(text)
             elif line.startswith(DETAILS_TRAILER):
-                text = line[len(DETAILS_TRAILER):].decode("utf-8", "replace").strip()
+                text = line[len(DETAILS_TRAILER) :].decode("utf-8", "replace").strip()
                 details = attempts_from_details(text)
                 self._details = details or None
                 self.trailer = self._details or self.trailer
@@ -241,8 +250,14 @@ def answer_from_events(events: Iterable[StreamEvent]) -> Answer:
     accumulator.extend(events)
     snap = accumulator.snapshot()
     calls = snap.tool_calls + ((snap.open_tool_call,) if snap.open_tool_call else ())
-    return Answer(snap.text, snap.reasoning, calls, snap.finish.reason if snap.finish else None,
-                  snap.usage, snap.model)
+    return Answer(
+        snap.text,
+        snap.reasoning,
+        calls,
+        snap.finish.reason if snap.finish else None,
+        snap.usage,
+        snap.model,
+    )
 
 
 def answer_from_body(body: Any, fmt: ClientAPI) -> Answer:
@@ -259,12 +274,22 @@ def answer_from_body(body: Any, fmt: ClientAPI) -> Answer:
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
-            calls.append(ToolCallSnapshot(index, str(call.get("id") or ""),
-                                          str(function.get("name") or ""),
-                                          str(function.get("arguments") or "")))
-    return Answer(str(message.get("content") or ""), str(message.get("reasoning_content") or ""),
-                  tuple(calls), openai_finish_to_stop(choice.get("finish_reason")),
-                  usage_from_openai(body.get("usage")), str(body.get("model") or ""))
+            calls.append(
+                ToolCallSnapshot(
+                    index,
+                    str(call.get("id") or ""),
+                    str(function.get("name") or ""),
+                    str(function.get("arguments") or ""),
+                )
+            )
+    return Answer(
+        str(message.get("content") or ""),
+        str(message.get("reasoning_content") or ""),
+        tuple(calls),
+        openai_finish_to_stop(choice.get("finish_reason")),
+        usage_from_openai(body.get("usage")),
+        str(body.get("model") or ""),
+    )
 
 
 def _anthropic_answer(body: JSONObject) -> Answer:
@@ -280,11 +305,19 @@ def _anthropic_answer(body: JSONObject) -> Answer:
             thoughts.append(str(block.get("thinking") or ""))
         elif block.get("type") == "tool_use":
             arguments = orjson.dumps(block.get("input")).decode()
-            calls.append(ToolCallSnapshot(len(calls), str(block.get("id") or ""),
-                                          str(block.get("name") or ""), arguments))
-    return Answer("".join(texts), "".join(thoughts), tuple(calls),
-                  anthropic_stop_to_stop(body.get("stop_reason")),
-                  usage_from_anthropic(body.get("usage")), str(body.get("model") or ""))
+            calls.append(
+                ToolCallSnapshot(
+                    len(calls), str(block.get("id") or ""), str(block.get("name") or ""), arguments
+                )
+            )
+    return Answer(
+        "".join(texts),
+        "".join(thoughts),
+        tuple(calls),
+        anthropic_stop_to_stop(body.get("stop_reason")),
+        usage_from_anthropic(body.get("usage")),
+        str(body.get("model") or ""),
+    )
 
 
 def events_from_body(body: object, fmt: ClientAPI) -> list[StreamEvent]:
@@ -297,8 +330,10 @@ def events_from_body(body: object, fmt: ClientAPI) -> list[StreamEvent]:
     if answer.text:
         events.append(TextDelta(answer.text))
     for call in answer.tool_calls:
-        events += [ToolCallStart(call.index, call.id, call.name),
-                   ToolCallDelta(call.index, call.arguments)]
+        events += [
+            ToolCallStart(call.index, call.id, call.name),
+            ToolCallDelta(call.index, call.arguments),
+        ]
     events.append(UsageUpdate(answer.usage))
     if answer.stop is not None:
         events.append(Finish(answer.stop))

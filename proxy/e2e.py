@@ -79,8 +79,10 @@ class Case:
 
     @property
     def name(self) -> str:
-        return (f"{self.route} · {'stream' if self.stream else 'non-stream'} · "
-                f"{'tools' if self.tools else 'plain'}")
+        return (
+            f"{self.route} · {'stream' if self.stream else 'non-stream'} · "
+            f"{'tools' if self.tools else 'plain'}"
+        )
 
 
 def build_matrix(config: Config, routes: Sequence[str] = ()) -> list[Case]:
@@ -98,20 +100,32 @@ def build_matrix(config: Config, routes: Sequence[str] = ()) -> list[Case]:
         model = _ordinary_model(config, DEFAULT_MODEL)
         for stream, tools in shapes:
             body = _openai_body(model, PLAIN_PROMPT if not tools else TOOL_PROMPT, stream, tools)
-            cases.append(_case(config, "default", ClientAPI.OPENAI, stream, tools, body,
-                               f"model '{model}'"))
+            cases.append(
+                _case(config, "default", ClientAPI.OPENAI, stream, tools, body, f"model '{model}'")
+            )
     if Scenario.THINK in router.routes and keep("think"):
         model = _ordinary_model(config, CLAUDE_MAIN_MODEL)
         for stream, tools in shapes:
-            body = _anthropic_body(model, PLAIN_PROMPT if not tools else TOOL_PROMPT, stream,
-                                   tools, thinking=True)
-            cases.append(_case(config, "think", ClientAPI.ANTHROPIC, stream, tools, body,
-                               "Anthropic thinking enabled"))
+            body = _anthropic_body(
+                model, PLAIN_PROMPT if not tools else TOOL_PROMPT, stream, tools, thinking=True
+            )
+            cases.append(
+                _case(
+                    config,
+                    "think",
+                    ClientAPI.ANTHROPIC,
+                    stream,
+                    tools,
+                    body,
+                    "Anthropic thinking enabled",
+                )
+            )
     if Scenario.BACKGROUND in router.routes and keep("background"):
         model = _background_model(config)
         body = _anthropic_body(model, PLAIN_PROMPT, False, False, thinking=False)
-        cases.append(_case(config, "background", ClientAPI.ANTHROPIC, False, False, body,
-                           f"model '{model}'"))
+        cases.append(
+            _case(config, "background", ClientAPI.ANTHROPIC, False, False, body, f"model '{model}'")
+        )
     for mapping in router.model_mappings:
         if not keep(mapping.pattern, mapping=True):
             continue
@@ -119,8 +133,9 @@ def build_matrix(config: Config, routes: Sequence[str] = ()) -> list[Case]:
         if not mapping.matches(alias):
             continue
         body = _openai_body(alias, PLAIN_PROMPT, False, False)
-        cases.append(_case(config, mapping.pattern, ClientAPI.OPENAI, False, False, body,
-                           f"alias '{alias}'"))
+        cases.append(
+            _case(config, mapping.pattern, ClientAPI.OPENAI, False, False, body, f"alias '{alias}'")
+        )
     return cases
 
 
@@ -130,8 +145,15 @@ def route_names(config: Config) -> list[str]:
     return names + [m.pattern for m in config.router.model_mappings]
 
 
-def _case(config: Config, route: str, client: ClientAPI, stream: bool, tools: bool,
-          body: JSONObject, trigger: str) -> Case:
+def _case(
+    config: Config,
+    route: str,
+    client: ClientAPI,
+    stream: bool,
+    tools: bool,
+    body: JSONObject,
+    trigger: str,
+) -> Case:
     try:
         chain = decide(summarize(body, client), config).chain
     except RoutingError:
@@ -141,8 +163,12 @@ def _case(config: Config, route: str, client: ClientAPI, stream: bool, tools: bo
 
 def _routes_to_default(config: Config, model: str) -> bool:
     router = config.router
-    return (router.mapping_for(model) is None and not router.is_background_model(model)
-            and "," not in model and config.provider(model.partition(":")[0]) is None)
+    return (
+        router.mapping_for(model) is None
+        and not router.is_background_model(model)
+        and "," not in model
+        and config.provider(model.partition(":")[0]) is None
+    )
 
 
 def _ordinary_model(config: Config, preferred: str) -> str:
@@ -170,29 +196,48 @@ def glob_example(pattern: str) -> str:
 
 
 def _openai_body(model: str, prompt: str, stream: bool, tools: bool) -> JSONObject:
-    body: JSONObject = {"model": model, "max_tokens": 1024,
-                        "messages": [{"role": "user", "content": prompt}]}
+    body: JSONObject = {
+        "model": model,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": prompt}],
+    }
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     if tools:
-        body["tools"] = [{"type": "function", "function": {
-            "name": TOOL_NAME, "description": "Current weather for a city",
-            "parameters": TOOL_SCHEMA}}]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": TOOL_NAME,
+                    "description": "Current weather for a city",
+                    "parameters": TOOL_SCHEMA,
+                },
+            }
+        ]
     return body
 
 
-def _anthropic_body(model: str, prompt: str, stream: bool, tools: bool, *,
-                    thinking: bool) -> JSONObject:
-    body: JSONObject = {"model": model, "max_tokens": 4096 if thinking else 1024,
-                        "messages": [{"role": "user", "content": prompt}]}
+def _anthropic_body(
+    model: str, prompt: str, stream: bool, tools: bool, *, thinking: bool
+) -> JSONObject:
+    body: JSONObject = {
+        "model": model,
+        "max_tokens": 4096 if thinking else 1024,
+        "messages": [{"role": "user", "content": prompt}],
+    }
     if thinking:
         body["thinking"] = {"type": "enabled", "budget_tokens": 1024}
     if stream:
         body["stream"] = True
     if tools:
-        body["tools"] = [{"name": TOOL_NAME, "description": "Current weather for a city",
-                          "input_schema": TOOL_SCHEMA}]
+        body["tools"] = [
+            {
+                "name": TOOL_NAME,
+                "description": "Current weather for a city",
+                "input_schema": TOOL_SCHEMA,
+            }
+        ]
     return body
 
 
@@ -220,33 +265,54 @@ class Result:
 
     def to_json(self) -> JSONObject:
         return {
-            "test": self.case.name, "route": self.case.route, "client": self.case.client.value,
-            "stream": self.case.stream, "tools": self.case.tools, "trigger": self.case.trigger,
-            "passed": self.passed, "detail": self.detail, "status": self.status,
-            "served_by": self.served_by, "hops": self.hops,
+            "test": self.case.name,
+            "route": self.case.route,
+            "client": self.case.client.value,
+            "stream": self.case.stream,
+            "tools": self.case.tools,
+            "trigger": self.case.trigger,
+            "passed": self.passed,
+            "detail": self.detail,
+            "status": self.status,
+            "served_by": self.served_by,
+            "hops": self.hops,
             "latency_ms": round(self.latency_ms, 1),
             "attempts": [a.to_json() for a in self.attempts],
         }
 
 
-async def run_case(session: aiohttp.ClientSession, base_url: str, case: Case, *,
-                   api_key: str | None = None, time_limit: float = 120.0) -> Result:
+async def run_case(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    case: Case,
+    *,
+    api_key: str | None = None,
+    time_limit: float = 120.0,
+) -> Result:
     started = time.monotonic()
     status: int | None = None
     attempts: tuple[AttemptNote, ...] = ()
     try:
         async with asyncio.timeout(time_limit):
-            async with session.post(base_url.rstrip("/") + client_path(case.client),
-                                    data=orjson.dumps(case.body),
-                                    headers=client_headers(case.client, api_key)) as response:
+            async with session.post(
+                base_url.rstrip("/") + client_path(case.client),
+                data=orjson.dumps(case.body),
+                headers=client_headers(case.client, api_key),
+            ) as response:
                 status = response.status
                 attempts = parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
                 if status != 200:
                     raw = await response.read()
                     body = _json_or_none(raw)
                     attempts = attempts_from_error(body) or attempts
-                    return _result(case, False, f"HTTP {status}: {error_message(body, raw)}",
-                                   status, attempts, started)
+                    return _result(
+                        case,
+                        False,
+                        f"HTTP {status}: {error_message(body, raw)}",
+                        status,
+                        attempts,
+                        started,
+                    )
                 raw = await response.read()
                 if case.stream:
                     reader = StreamReader(case.client)
@@ -258,11 +324,17 @@ async def run_case(session: aiohttp.ClientSession, base_url: str, case: Case, *,
                     answer = answer_from_body(_json_or_none(raw), case.client)
                     verdict = judge(case, answer, attempts, ended=True)
                 # What the daemon's own decoders forgive, a strict client does not.
-                verdict = verdict or wire_problem(case.client, raw, stream=case.stream,
-                                                  tools=case.tools, tool_check=tool_call_problem)
+                verdict = verdict or wire_problem(
+                    case.client,
+                    raw,
+                    stream=case.stream,
+                    tools=case.tools,
+                    tool_check=tool_call_problem,
+                )
     except TimeoutError:
-        return _result(case, False, f"no complete answer within {time_limit:.0f}s", status,
-                       attempts, started)
+        return _result(
+            case, False, f"no complete answer within {time_limit:.0f}s", status, attempts, started
+        )
     except UpstreamError as exc:  # an error event inside the stream
         return _result(case, False, f"stream error: {exc.message}", status, attempts, started)
     except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
@@ -270,15 +342,23 @@ async def run_case(session: aiohttp.ClientSession, base_url: str, case: Case, *,
     return _result(case, verdict is None, verdict or "ok", status, attempts, started, answer)
 
 
-def _result(case: Case, passed: bool, detail: str, status: int | None,
-            attempts: tuple[AttemptNote, ...], started: float,
-            answer: Answer | None = None) -> Result:
-    return Result(case, passed, detail, status, attempts, (time.monotonic() - started) * 1000,
-                  answer)
+def _result(
+    case: Case,
+    passed: bool,
+    detail: str,
+    status: int | None,
+    attempts: tuple[AttemptNote, ...],
+    started: float,
+    answer: Answer | None = None,
+) -> Result:
+    return Result(
+        case, passed, detail, status, attempts, (time.monotonic() - started) * 1000, answer
+    )
 
 
-def judge(case: Case, answer: Answer, attempts: Sequence[AttemptNote], *,
-           ended: bool) -> str | None:
+def judge(
+    case: Case, answer: Answer, attempts: Sequence[AttemptNote], *, ended: bool
+) -> str | None:
     """Why the answer fails the test, or None when it passes."""
     if case.stream and not ended:
         return "the stream ended without its final event"
@@ -327,8 +407,12 @@ def _json_or_none(raw: bytes) -> Any:
 
 
 async def run_matrix(
-    session: aiohttp.ClientSession, base_url: str, cases: Sequence[Case], *,
-    api_key: str | None = None, time_limit: float = 120.0,
+    session: aiohttp.ClientSession,
+    base_url: str,
+    cases: Sequence[Case],
+    *,
+    api_key: str | None = None,
+    time_limit: float = 120.0,
     on_start: Callable[[Case], Awaitable[None] | None] | None = None,
     on_result: Callable[[Result], Awaitable[None] | None] | None = None,
 ) -> list[Result]:
@@ -349,18 +433,31 @@ async def run_matrix(
 
 def report_json(results: Sequence[Result], meta: Mapping[str, Any] | None = None) -> JSONObject:
     passed = sum(r.passed for r in results)
-    return {**(meta or {}), "passed": passed, "failed": len(results) - passed,
-            "results": [r.to_json() for r in results]}
+    return {
+        **(meta or {}),
+        "passed": passed,
+        "failed": len(results) - passed,
+        "results": [r.to_json() for r in results],
+    }
 
 
 def report_markdown(results: Sequence[Result], title: str = "llmproxy e2e") -> str:
     passed = sum(r.passed for r in results)
-    lines = [f"# {title}: {passed}/{len(results)} passed", "",
-             "| test | result | served by | hops | path | latency | detail |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}: {passed}/{len(results)} passed",
+        "",
+        "| test | result | served by | hops | path | latency | detail |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        cells = [r.case.name, "PASS" if r.passed else "FAIL", r.served_by or "—", str(r.hops),
-                 path_text(r.attempts) or "—", f"{r.latency_ms:.0f} ms",
-                 r.detail.replace("|", "\\|")]
+        cells = [
+            r.case.name,
+            "PASS" if r.passed else "FAIL",
+            r.served_by or "—",
+            str(r.hops),
+            path_text(r.attempts) or "—",
+            f"{r.latency_ms:.0f} ms",
+            r.detail.replace("|", "\\|"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -98,7 +98,6 @@ def llmproxy_headers(
     return headers
 
 
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await generate(request, OPENAI)
 
@@ -136,10 +135,10 @@ async def generate(
     decision = affinity.route(decision, conversation, config.affinity, request.app[HEALTH])
     forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
     cache_key = conversation.key if conversation is not None else None
-    job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward,
-              cache_key)
-    log.debug("route %s: %s; affinity: %s", decision.scenario.value, decision.reason,
-              decision.affinity)
+    job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward, cache_key)
+    log.debug(
+        "route %s: %s; affinity: %s", decision.scenario.value, decision.reason, decision.affinity
+    )
     trace = trace_of(request)
     trace.routed(summary.model, job.stream, decision, config.capabilities)
     runner = running.runner
@@ -149,8 +148,7 @@ async def generate(
             await life.open()
             response = await _stream(request, dialect, job, life)
             if life.report().finished:
-                affinity.served(conversation, life.served, config.affinity,
-                                 decision.route)
+                affinity.served(conversation, life.served, config.affinity, decision.route)
             return response
         done = await runner.complete(job)
     except ClientFacingError as exc:
@@ -179,8 +177,9 @@ async def _stream(
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-accel-buffering": "no",
-            **llmproxy_headers(life.target, life.attempts(), job.decision,
-                               request.app.get(OPERATOR, False)),
+            **llmproxy_headers(
+                life.target, life.attempts(), job.decision, request.app.get(OPERATOR, False)
+            ),
         }
     )
     encoder = dialect.stream_encoder(life.target.model, job.body, job.summary.token_estimate)

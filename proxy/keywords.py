@@ -239,8 +239,14 @@ def taxonomy_rules(
         if chain is None:
             continue
         rules.append(
-            compile_rule(entry.name, entry.synonyms, chain, priority=entry.priority,
-                         route=entry.route or entry.name, origin=str(entry.path))
+            compile_rule(
+                entry.name,
+                entry.synonyms,
+                chain,
+                priority=entry.priority,
+                route=entry.route or entry.name,
+                origin=str(entry.path),
+            )
         )
     return tuple(rules)
 
@@ -253,8 +259,9 @@ def _entry_chain(
     if entry.route is not None:
         provider, _, model = entry.route.partition(",")
         provider, model = provider.strip().lower(), model.strip()
-        resolved = resolve(Target(provider, model)) if provider and model \
-            else "expected 'provider, model'"
+        resolved = (
+            resolve(Target(provider, model)) if provider and model else "expected 'provider, model'"
+        )
         if isinstance(resolved, str):
             log.warning("taxonomy %s: route %r skipped: %s", entry.path, entry.route, resolved)
             return None

@@ -49,8 +49,13 @@ class ReloadOutcome:
     restart_required: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"number": self.number, "at": round(self.at, 3), "ok": self.ok,
-                "message": self.message, "restart_required": list(self.restart_required)}
+        return {
+            "number": self.number,
+            "at": round(self.at, 3),
+            "ok": self.ok,
+            "message": self.message,
+            "restart_required": list(self.restart_required),
+        }
 
 
 class LiveConfig:
@@ -88,27 +93,29 @@ class LiveConfig:
         when there is no file: `serve --simulate`)."""
         number = (self.last_reload.number if self.last_reload else 0) + 1
         if path is None:
-            self.last_reload = ReloadOutcome(number, time.time(), False,
-                                             "nothing to reload: no config file")
+            self.last_reload = ReloadOutcome(
+                number, time.time(), False, "nothing to reload: no config file"
+            )
             return self.last_reload
         try:
             text = path.read_text(encoding="utf-8")
             config, restart = replacement(text, path, env, self.config)
         except ConfigError as exc:
-            outcome = ReloadOutcome(number, time.time(), False,
-                                    f"config rejected, the running one is kept: {exc}")
+            outcome = ReloadOutcome(
+                number, time.time(), False, f"config rejected, the running one is kept: {exc}"
+            )
         except (OSError, UnicodeDecodeError) as exc:
             outcome = ReloadOutcome(number, time.time(), False, f"cannot read {path}: {exc}")
         else:
             self.replace(config)
-            outcome = ReloadOutcome(number, time.time(), True, f"reloaded {path}",
-                                    tuple(restart))
+            outcome = ReloadOutcome(number, time.time(), True, f"reloaded {path}", tuple(restart))
         self.last_reload = outcome
         return outcome
 
 
-def replacement(text: str, path: Path, env: Mapping[str, str], running: Config
-                ) -> tuple[Config, list[str]]:
+def replacement(
+    text: str, path: Path, env: Mapping[str, str], running: Config
+) -> tuple[Config, list[str]]:
     """`text` (the file at `path`, possibly edited) as the config to apply instead of
     `running`: validated, `$VAR`s from `env` over the `.env` next to it, and the settings only a
     restart can change put back to their running values. Also the names of those that differ.
@@ -120,15 +127,27 @@ def replacement(text: str, path: Path, env: Mapping[str, str], running: Config
 
 
 def _keep_startup_settings(new: Config, running: Config) -> tuple[Config, list[str]]:
-    changed = [f"proxy.{name}" for name in STARTUP_PROXY_FIELDS
-               if getattr(new.proxy, name) != getattr(running.proxy, name)]
-    changed += [name for name in ("security", "management", "state")
-                if getattr(new, name) != getattr(running, name)]
+    changed = [
+        f"proxy.{name}"
+        for name in STARTUP_PROXY_FIELDS
+        if getattr(new.proxy, name) != getattr(running.proxy, name)
+    ]
+    changed += [
+        name
+        for name in ("security", "management", "state")
+        if getattr(new, name) != getattr(running, name)
+    ]
     proxy = dataclasses.replace(
-        new.proxy, **{name: getattr(running.proxy, name) for name in STARTUP_PROXY_FIELDS})
-    kept = dataclasses.replace(new, proxy=proxy, security=running.security,
-                               management=running.management, state=running.state,
-                               catalog=running.catalog)
+        new.proxy, **{name: getattr(running.proxy, name) for name in STARTUP_PROXY_FIELDS}
+    )
+    kept = dataclasses.replace(
+        new,
+        proxy=proxy,
+        security=running.security,
+        management=running.management,
+        state=running.state,
+        catalog=running.catalog,
+    )
     return kept, changed
 
 
@@ -137,8 +156,13 @@ def _check_destinations(config: Config) -> None:
     ssrf = config.security.ssrf
     for index, provider in enumerate(config.providers):
         local = provider.allow_private_network
-        problem = url_refusal(provider.api_base_url, allow_loopback=local or ssrf.allow_localhost,
-                              allow_private=local or ssrf.allow_private_ips)
+        problem = url_refusal(
+            provider.api_base_url,
+            allow_loopback=local or ssrf.allow_localhost,
+            allow_private=local or ssrf.allow_private_ips,
+        )
         if problem is not None:
-            raise ConfigError(f"providers[{index}].api_base_url",
-                              f"{problem} (the running [security] settings apply until restart)")
+            raise ConfigError(
+                f"providers[{index}].api_base_url",
+                f"{problem} (the running [security] settings apply until restart)",
+            )

@@ -29,8 +29,10 @@ MAX_MESSAGE_CHARS = 16384
 BODY_LOG_CHARS = 4096
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-_SECRET_NAMES = (r"(?:x-)?api[-_]?key|authorization|proxy-authorization|secret[-_]?key|secret"
-                 r"|client[-_]?secret|password|(?:access|refresh|id)[-_]?token")
+_SECRET_NAMES = (
+    r"(?:x-)?api[-_]?key|authorization|proxy-authorization|secret[-_]?key|secret"
+    r"|client[-_]?secret|password|(?:access|refresh|id)[-_]?token"
+)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"""(?i)(["']({_SECRET_NAMES})["']\s*:\s*["'])[^"']*"""), rf"\1{REDACTED}"),
     (re.compile(rf"(?i)\b((?:{_SECRET_NAMES}|key|token)=)[^&\s\"']+"), rf"\1{REDACTED}"),
@@ -43,8 +45,20 @@ _SECRET_KEY = re.compile(r"(?i)secret|key|token|password")
 # Every pattern above needs one of these (lower-cased) words: a line without any, most lines,
 # skips them. Substring tests are C loops; a case-insensitive regex alternation is ten times
 # slower on an ordinary line.
-_TRIGGERS = ("authorization", "secret", "password", "token", "key", "bearer", "basic", "sk-",
-             "pk-", "rk-", "aiza", "eyj")
+_TRIGGERS = (
+    "authorization",
+    "secret",
+    "password",
+    "token",
+    "key",
+    "bearer",
+    "basic",
+    "sk-",
+    "pk-",
+    "rk-",
+    "aiza",
+    "eyj",
+)
 
 
 class Redactor:
@@ -125,10 +139,18 @@ class RedactingFilter(logging.Filter):
 
 
 def _our_loggers() -> list[logging.Logger]:
-    names = {"llmproxy", "aiohttp", "aiohttp.server", "aiohttp.web", "aiohttp.access",
-             "aiohttp.client", "aiohttp.internal"}
-    names.update(n for n in logging.root.manager.loggerDict
-                 if n.startswith(("llmproxy.", "aiohttp.")))
+    names = {
+        "llmproxy",
+        "aiohttp",
+        "aiohttp.server",
+        "aiohttp.web",
+        "aiohttp.access",
+        "aiohttp.client",
+        "aiohttp.internal",
+    }
+    names.update(
+        n for n in logging.root.manager.loggerDict if n.startswith(("llmproxy.", "aiohttp."))
+    )
     return [logging.getLogger(n) for n in sorted(names)]
 
 

@@ -70,8 +70,13 @@ log = logging.getLogger("llmproxy.management")
 PREFIX = "/v0/management"
 ROUTE_PREFIX = "management:"
 LOGGER = "llmproxy"
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR, "critical": logging.CRITICAL}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Edit = Callable[[TOMLDocument], list[str]]
@@ -107,12 +112,16 @@ def management_guard(settings: ManagementSettings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route_name = request.match_info.route.name or ""
-        if not (route_name.startswith(ROUTE_PREFIX) or request.path == PREFIX
-                or request.path.startswith(PREFIX + "/")):
+        if not (
+            route_name.startswith(ROUTE_PREFIX)
+            or request.path == PREFIX
+            or request.path.startswith(PREFIX + "/")
+        ):
             return await handler(request)
         if not settings.allow_remote and not is_loopback_address(request.remote):
             return error_response(
-                request, 403,
+                request,
+                403,
                 "the management API answers loopback peers only "
                 "(set [management] allow_remote = true to change that)",
                 code="remote_not_allowed",
@@ -122,15 +131,17 @@ def management_guard(settings: ManagementSettings) -> Middleware:
         if not presented and scheme.lower() == "bearer":
             presented = token.strip()
         if not hmac.compare_digest(_digest(presented), secret) or not presented:
-            return error_response(request, 401, "invalid or missing management key",
-                                  code="invalid_management_key")
+            return error_response(
+                request, 401, "invalid or missing management key", code="invalid_management_key"
+            )
         return await handler(request)
 
     return middleware
 
 
-def install_management(app: web.Application, config: Config,
-                       env: Mapping[str, str] | None = None) -> None:
+def install_management(
+    app: web.Application, config: Config, env: Mapping[str, str] | None = None
+) -> None:
     app[MANAGEMENT] = ManagementState(config_path(config), env, asyncio.Lock(), time.monotonic())
     routes = (
         ("GET", "/config", get_config),
@@ -168,8 +179,9 @@ async def put_provider(request: web.Request) -> web.Response:
 
 async def delete_provider(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return await _apply(request, {"op": "delete_provider", "name": name},
-                        f"provider {name} removed")
+    return await _apply(
+        request, {"op": "delete_provider", "name": name}, f"provider {name} removed"
+    )
 
 
 async def reload_config(request: web.Request) -> web.Response:
@@ -179,14 +191,16 @@ async def reload_config(request: web.Request) -> web.Response:
 async def get_health(request: web.Request) -> web.Response:
     state = request.app[MANAGEMENT]
     running = request.app[LIVE].current
-    return _json({
-        "status": "ok",
-        "uptime_seconds": round(time.monotonic() - state.started, 1),
-        "config_source": running.config.source,
-        "config_applied_at": round(running.since, 3),
-        "providers": [p.name for p in running.config.providers],
-        "targets": [_plain(status) for status in request.app[HEALTH].snapshot()],
-    })
+    return _json(
+        {
+            "status": "ok",
+            "uptime_seconds": round(time.monotonic() - state.started, 1),
+            "config_source": running.config.source,
+            "config_applied_at": round(running.since, 3),
+            "providers": [p.name for p in running.config.providers],
+            "targets": [_plain(status) for status in request.app[HEALTH].snapshot()],
+        }
+    )
 
 
 async def get_log_level(request: web.Request) -> web.Response:
@@ -198,8 +212,9 @@ async def put_log_level(request: web.Request) -> web.Response:
     body = _object_body(request)
     level = body.get("level")
     if not isinstance(level, str) or level.lower() not in LEVELS:
-        return error_response(request, 400, f"'level' must be one of {', '.join(LEVELS)}",
-                              param="level")
+        return error_response(
+            request, 400, f"'level' must be one of {', '.join(LEVELS)}", param="level"
+        )
     logging.getLogger(LOGGER).setLevel(LEVELS[level.lower()])
     log.warning("log level set to %s through the management API", level.lower())
     return await get_log_level(request)
@@ -217,37 +232,48 @@ def _edit_for(change: JSONObject, listed: Collection[str]) -> tuple[Edit | None,
     if op == "reload":
         return None, None
     if op == "router":
+
         def router(document: TOMLDocument) -> list[str]:
             check_router_change(changes)
             set_router(document, changes)
             return []
+
         return router, None
     if op == "provider":
+
         def provider(document: TOMLDocument) -> list[str]:
             check_provider_change(document, name, changes, listed)
             created = upsert_provider(document, name, changes)
             key = changes.get("api_key")
             warnings = []
             if isinstance(key, str) and key and key != REDACTED and not key.startswith("$"):
-                warnings.append(f"provider {name!r}: api_key is written to the file as given; "
-                                "a $VAR reference would keep the key itself out of the file")
-            return [f"provider {name!r} added" if created else f"provider {name!r} updated",
-                    *warnings]
+                warnings.append(
+                    f"provider {name!r}: api_key is written to the file as given; "
+                    "a $VAR reference would keep the key itself out of the file"
+                )
+            return [
+                f"provider {name!r} added" if created else f"provider {name!r} updated",
+                *warnings,
+            ]
 
         def vet(old: Config, new: Config) -> None:
             check_credentials(old, new, name, changes)
+
         return provider, vet
     if op == "delete_provider":
+
         def delete(document: TOMLDocument) -> list[str]:
             remove_provider(document, name)
             return [f"provider {name!r} removed"]
+
         return delete, None
     raise ChangeRefused(400, f"unknown change {op!r}")
 
 
 class ChangeRefused(Exception):
-    def __init__(self, status: int, message: str, *, code: str | None = None,
-                 param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
 
@@ -267,10 +293,21 @@ async def _apply(request: web.Request, change: JSONObject, what: str) -> web.Res
         return error_response(request, exc.status, exc.message, code=exc.code, param=exc.param)
     request.app[STATE].publish_config(change)  # validated here; the others apply it too
     restart = applied.restart
-    log.info("management: %s (%s)%s", what, request.app[MANAGEMENT].path,
-             f"; restart needed for {', '.join(restart)}" if restart else "")
-    return _json({"status": "applied", "written": applied.written, "notes": applied.notes,
-                  "restart_required": restart, "config": redacted_config(applied.config)})
+    log.info(
+        "management: %s (%s)%s",
+        what,
+        request.app[MANAGEMENT].path,
+        f"; restart needed for {', '.join(restart)}" if restart else "",
+    )
+    return _json(
+        {
+            "status": "applied",
+            "written": applied.written,
+            "notes": applied.notes,
+            "restart_required": restart,
+            "config": redacted_config(applied.config),
+        }
+    )
 
 
 async def apply_published(app: web.Application, change: JSONObject) -> None:
@@ -278,26 +315,34 @@ async def apply_published(app: web.Application, change: JSONObject) -> None:
     try:
         applied = await apply_change(app, change)
     except ChangeRefused as exc:
-        log.error("management: a change from another instance was not applied here: %s",
-                  exc.message)
+        log.error(
+            "management: a change from another instance was not applied here: %s", exc.message
+        )
         return
-    log.info("management: applied a %s change from another instance%s", change.get("op"),
-             " (file written)" if applied.written else "")
+    log.info(
+        "management: applied a %s change from another instance%s",
+        change.get("op"),
+        " (file written)" if applied.written else "",
+    )
 
 
 async def apply_change(app: web.Application, change: JSONObject) -> Applied:
     """Edit the config file, validate, write it atomically, then swap the running config."""
     state = app[MANAGEMENT]
     if state.path is None:
-        raise ChangeRefused(409, "the daemon was not started from a config file: there is "
-                            "nothing to edit or reload", code="no_config_file")
+        raise ChangeRefused(
+            409,
+            "the daemon was not started from a config file: there is nothing to edit or reload",
+            code="no_config_file",
+        )
     live = app[LIVE]
     async with state.lock:  # one read-edit-write at a time, so no change is lost
         try:
             text = state.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ChangeRefused(409, f"cannot read {state.path}: {exc}",
-                                code="config_unreadable") from exc
+            raise ChangeRefused(
+                409, f"cannot read {state.path}: {exc}", code="config_unreadable"
+            ) from exc
         try:
             edit, vet = _edit_for(change, live.config.management.secret_variables)
             new_text, notes = text, []
@@ -310,16 +355,23 @@ async def apply_change(app: web.Application, change: JSONObject) -> Applied:
             if vet is not None:
                 vet(live.config, config)
         except ConfigError as exc:
-            raise ChangeRefused(400, f"config rejected, nothing changed: {exc}",
-                                code="invalid_config", param=exc.key or None) from exc
+            raise ChangeRefused(
+                400,
+                f"config rejected, nothing changed: {exc}",
+                code="invalid_config",
+                param=exc.key or None,
+            ) from exc
         written = new_text != text
         if written:
             try:
                 write_atomic(state.path, new_text)
             except OSError as exc:
                 log.error("management: cannot write %s: %s", state.path, exc.strerror)
-                raise ChangeRefused(500, f"cannot write {state.path}: {exc.strerror}; nothing "
-                                    "changed", code="write_failed") from exc
+                raise ChangeRefused(
+                    500,
+                    f"cannot write {state.path}: {exc.strerror}; nothing changed",
+                    code="write_failed",
+                ) from exc
         live.replace(config)
     return Applied(written, notes, restart, config)
 
@@ -339,15 +391,18 @@ def redacted_config(config: Config) -> JSONObject:
             "api_keys": [REDACTED for _ in proxy.api_keys],
             "timeout_ms": round(proxy.total_timeout * 1000),
             "retry_after_cap_ms": round(proxy.retry_after_cap * 1000),
-            "timeouts": {key: round(getattr(proxy.timeouts, name) * 1000)
-                         for key, name in TIMEOUT_KEYS.items()},
+            "timeouts": {
+                key: round(getattr(proxy.timeouts, name) * 1000)
+                for key, name in TIMEOUT_KEYS.items()
+            },
         },
         "router": {
             **routes,
             "long_context_threshold": router.long_context_threshold,
             "background_model_pattern": router.background_model_pattern,
-            "model_mappings": [{"from": m.pattern, "to": _chain(m.to)}
-                               for m in router.model_mappings],
+            "model_mappings": [
+                {"from": m.pattern, "to": _chain(m.to)} for m in router.model_mappings
+            ],
         },
         "providers": [
             {
@@ -381,8 +436,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Target):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.repr}
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, tuple | list):
@@ -398,5 +452,9 @@ def _object_body(request: web.Request) -> dict[str, Any]:
 
 
 def _json(body: JSONObject, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
-                        headers={"cache-control": "no-store"})
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={"cache-control": "no-store"},
+    )

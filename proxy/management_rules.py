@@ -46,8 +46,9 @@ def check_router_change(changes: Mapping[str, Any]) -> None:
     _no_references(changes, "router")
 
 
-def check_provider_change(document: TOMLDocument, name: str, changes: Mapping[str, Any],
-                          listed: Collection[str]) -> None:
+def check_provider_change(
+    document: TOMLDocument, name: str, changes: Mapping[str, Any], listed: Collection[str]
+) -> None:
     """Before the edit: where references may go, and which variables they may name (`listed`:
     the running `[management] secret_variables`)."""
     _no_references({k: v for k, v in changes.items() if k not in SECRET_FIELDS}, "providers")
@@ -66,9 +67,11 @@ def check_provider_change(document: TOMLDocument, name: str, changes: Mapping[st
                 )
 
 
-_UNLISTED = ("through the management API a secret may name only a variable this provider's "
-             "secrets already use, or one listed in the config file's [management] "
-             "secret_variables; give the value itself, or list the variable and restart")
+_UNLISTED = (
+    "through the management API a secret may name only a variable this provider's "
+    "secrets already use, or one listed in the config file's [management] "
+    "secret_variables; give the value itself, or list the variable and restart"
+)
 
 
 def check_credentials(old: Config, new: Config, name: str, changes: Mapping[str, Any]) -> None:
@@ -82,33 +85,47 @@ def check_credentials(old: Config, new: Config, name: str, changes: Mapping[str,
         _check_auth_file(after.auth_file)
     if before is None:
         if after.format is ProviderFormat.CODEX:
-            raise ConfigError("providers.format", "codex providers use a ChatGPT sign-in the "
-                              "management API cannot give; add them in the config file")
+            raise ConfigError(
+                "providers.format",
+                "codex providers use a ChatGPT sign-in the "
+                "management API cannot give; add them in the config file",
+            )
         return
     moved = [f for f in URL_FIELDS if getattr(before, f) != getattr(after, f)]
     if not moved:
         return
     field = moved[0]
     if after.format is ProviderFormat.CODEX:
-        raise ConfigError(f"providers.{field}", "a codex provider's URLs receive its ChatGPT "
-                          "sign-in; change them in the config file")
+        raise ConfigError(
+            f"providers.{field}",
+            "a codex provider's URLs receive its ChatGPT sign-in; change them in the config file",
+        )
     listed = old.management.secret_variables
     if before.api_key and not _given(changes.get("api_key"), listed):
-        raise ConfigError("providers.api_key", f"{field} changed: give api_key again in the "
-                          "same change, as a value or a variable listed in [management] "
-                          "secret_variables (the stored key stays with the old URL)")
+        raise ConfigError(
+            "providers.api_key",
+            f"{field} changed: give api_key again in the "
+            "same change, as a value or a variable listed in [management] "
+            "secret_variables (the stored key stays with the old URL)",
+        )
     headers = changes.get("headers")
     for header in before.headers:
         if not _given(headers.get(header) if isinstance(headers, dict) else None, listed):
-            raise ConfigError(f"providers.headers.{header}", f"{field} changed: give every "
-                              "header again in the same change (they may hold credentials)")
+            raise ConfigError(
+                f"providers.headers.{header}",
+                f"{field} changed: give every "
+                "header again in the same change (they may hold credentials)",
+            )
     # A header added in the same change is checked too: naming the provider's own variable
     # there would carry the stored key to the new URL just as well.
     for key, value in _secret_values(changes):
         if any(variable not in listed for variable in references(value)):
-            raise ConfigError(f"providers.{key}", f"{field} changed: a secret may name only a "
-                              "variable listed in [management] secret_variables (the stored "
-                              "key stays with the old URL)")
+            raise ConfigError(
+                f"providers.{key}",
+                f"{field} changed: a secret may name only a "
+                "variable listed in [management] secret_variables (the stored "
+                "key stays with the old URL)",
+            )
 
 
 def _given(value: Any, listed: Collection[str]) -> bool:
@@ -123,13 +140,19 @@ def _check_auth_file(path: str) -> None:
     resolved = Path(os.path.realpath(Path(path).expanduser()))
     allowed = [Path(os.path.realpath(p)) for p in allowed_auth_dirs()]
     if not any(resolved.is_relative_to(root) for root in allowed):
-        raise ConfigError("providers.auth_file", "a token store must lie under llmproxy's "
-                          f"config, data or state directory ({', '.join(map(str, allowed))})")
+        raise ConfigError(
+            "providers.auth_file",
+            "a token store must lie under llmproxy's "
+            f"config, data or state directory ({', '.join(map(str, allowed))})",
+        )
 
 
 def allowed_auth_dirs() -> list[Path]:
-    dirs = [platformdirs.user_config_path("llmproxy"), platformdirs.user_data_path("llmproxy"),
-            platformdirs.user_state_path("llmproxy")]
+    dirs = [
+        platformdirs.user_config_path("llmproxy"),
+        platformdirs.user_data_path("llmproxy"),
+        platformdirs.user_state_path("llmproxy"),
+    ]
     if named := os.environ.get("LLMPROXY_STATE_DIR"):
         dirs.append(Path(named).expanduser())
     return dirs
@@ -138,9 +161,12 @@ def allowed_auth_dirs() -> list[Path]:
 def _no_references(changes: Any, path: str) -> None:
     for key, value in _strings(changes, path):
         if references(value):
-            raise ConfigError(key, "environment variables ($NAME) are expanded only in api_key "
-                              "and headers through the management API; write the value itself "
-                              "($$ for a literal '$')")
+            raise ConfigError(
+                key,
+                "environment variables ($NAME) are expanded only in api_key "
+                "and headers through the management API; write the value itself "
+                "($$ for a literal '$')",
+            )
 
 
 def _strings(value: Any, path: str) -> Iterable[tuple[str, str]]:

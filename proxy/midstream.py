@@ -288,11 +288,15 @@ class StreamLife:
         elif isinstance(event, ToolCallStart):
             self._held_call = [
                 ToolCallStart(event.index + self._index_offset, event.id, event.name)
-                if self._index_offset else event
+                if self._index_offset
+                else event
             ]
         elif isinstance(event, ToolCallDelta):
-            out.append(ToolCallDelta(event.index + self._index_offset, event.arguments)
-                       if self._index_offset else event)
+            out.append(
+                ToolCallDelta(event.index + self._index_offset, event.arguments)
+                if self._index_offset
+                else event
+            )
         elif isinstance(event, TextDelta):
             text = event.text
             if self._strip_leading_space:
@@ -344,8 +348,9 @@ class StreamLife:
 
             def accept(plan: Plan) -> str | None:
                 style = capabilities(plan.target).prefill
-                if style and (style is PrefillStyle.ASSISTANT or plan.provider.format is
-                              ProviderFormat.OPENAI):
+                if style and (
+                    style is PrefillStyle.ASSISTANT or plan.provider.format is ProviderFormat.OPENAI
+                ):
                     return None
                 return "does not accept an assistant prefill"
 
@@ -396,8 +401,9 @@ class StreamLife:
         comes last, Anthropic's `message_start` says 1), so it is at least what the try
         streamed, at about four characters per token."""
         now = self._usage_now
-        used = replace(now, output_tokens=max(now.output_tokens,
-                                              tokens_for_chars(self._attempt_chars)))
+        used = replace(
+            now, output_tokens=max(now.output_tokens, tokens_for_chars(self._attempt_chars))
+        )
         self._billed_done = self._billed_done + used
         if self._prompt is None and _prompt_of(used) != Usage():
             self._prompt = _prompt_of(used)

@@ -111,8 +111,10 @@ async def refresh_catalog(
     path = directory / CACHE_FILE
     previous = _read_raw(path)
     results = await asyncio.gather(
-        *(_refresh_one(p, session, request_seconds, config.security.limits.max_answer_bytes)
-          for p in config.providers)
+        *(
+            _refresh_one(p, session, request_seconds, config.security.limits.max_answer_bytes)
+            for p in config.providers
+        )
     )
     entries: dict[str, Any] = dict(previous.get("providers", {}))
     reports: list[ProviderRefresh] = []
@@ -129,7 +131,9 @@ async def refresh_catalog(
 
 
 async def _refresh_one(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    provider: ProviderConfig,
+    session: aiohttp.ClientSession,
+    request_seconds: float,
     max_bytes: int,
 ) -> tuple[ProviderRefresh, dict[str, ModelCapabilities] | None]:
     from proxy.providers.boundary import upstream_errors
@@ -161,7 +165,9 @@ async def _refresh_one(
 
 
 async def _fetch(
-    provider: ProviderConfig, session: aiohttp.ClientSession, request_seconds: float,
+    provider: ProviderConfig,
+    session: aiohttp.ClientSession,
+    request_seconds: float,
     max_bytes: int,
 ) -> dict[str, ModelCapabilities]:
     """Raises ValueError for a non-200 or odd body; aiohttp's and the socket's exceptions
@@ -241,17 +247,26 @@ def _entry_capabilities(item: JSONObject) -> ModelCapabilities:
     thinking = _supported(caps.get("thinking"))
     price_in, price_out = _prices(_dict(item.get("pricing")))
     return ModelCapabilities(
-        context_window=_first_int(item.get("context_window"), item.get("context_length"),
-                                  item.get("max_input_tokens"), item.get("max_context_length"),
-                                  item.get("max_model_len"), top.get("context_length")),
-        max_output_tokens=_first_int(item.get("max_tokens"), item.get("max_output_tokens"),
-                                     item.get("max_completion_tokens"),
-                                     top.get("max_completion_tokens")),
-        tools=("tools" in params if params is not None
-               else _bool(caps.get("function_calling"))),
+        context_window=_first_int(
+            item.get("context_window"),
+            item.get("context_length"),
+            item.get("max_input_tokens"),
+            item.get("max_context_length"),
+            item.get("max_model_len"),
+            top.get("context_length"),
+        ),
+        max_output_tokens=_first_int(
+            item.get("max_tokens"),
+            item.get("max_output_tokens"),
+            item.get("max_completion_tokens"),
+            top.get("max_completion_tokens"),
+        ),
+        tools=("tools" in params if params is not None else _bool(caps.get("function_calling"))),
         vision=(
-            "image" in modalities if isinstance(modalities, list)
-            else _supported(caps.get("image_input")) if "image_input" in caps
+            "image" in modalities
+            if isinstance(modalities, list)
+            else _supported(caps.get("image_input"))
+            if "image_input" in caps
             else _bool(caps.get("vision"))
         ),
         reasoning=("reasoning" in params if params is not None else thinking),
@@ -323,8 +338,9 @@ def load_catalog(config: Config, cache_dir: Path | None = None) -> Catalog:
             continue
         try:
             models = {
-                model_id: replace(capabilities_from_toml(values, f"{path}:{provider.name}"),
-                                  source="catalog")
+                model_id: replace(
+                    capabilities_from_toml(values, f"{path}:{provider.name}"), source="catalog"
+                )
                 for model_id, values in _dict(entry.get("models")).items()
             }
         except ConfigError as exc:

@@ -33,9 +33,13 @@ def config_file(config: Config) -> Path | None:
     return path if path.is_file() else None
 
 
-def install_reload(app: web.Application, path: Path | None, *,
-                   env: Mapping[str, str] | None = None,
-                   watch_interval: float | None = None) -> None:
+def install_reload(
+    app: web.Application,
+    path: Path | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    watch_interval: float | None = None,
+) -> None:
     """Reload `path` on SIGHUP, and every `watch_interval` seconds when it changed. Without a
     file SIGHUP is still handled (its default action would end the daemon): it says so."""
 
@@ -43,8 +47,12 @@ def install_reload(app: web.Application, path: Path | None, *,
         outcome = app[LIVE].reload(path, os.environ if env is None else env)
         if outcome.ok:
             restart = ", ".join(outcome.restart_required)
-            log.info("%s: %s%s", reason, outcome.message,
-                     f"; restart needed for {restart}" if restart else "")
+            log.info(
+                "%s: %s%s",
+                reason,
+                outcome.message,
+                f"; restart needed for {restart}" if restart else "",
+            )
         else:
             log.error("%s: %s", reason, outcome.message)
         return outcome
@@ -54,8 +62,11 @@ def install_reload(app: web.Application, path: Path | None, *,
         hup = getattr(signal, "SIGHUP", None)  # not on Windows
         if hup is not None:
             loop.add_signal_handler(hup, reload, "SIGHUP")
-        watcher = (asyncio.create_task(_watch(path, watch_interval, reload))
-                   if watch_interval and path is not None else None)
+        watcher = (
+            asyncio.create_task(_watch(path, watch_interval, reload))
+            if watch_interval and path is not None
+            else None
+        )
         try:
             yield
         finally:

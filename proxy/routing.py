@@ -42,9 +42,7 @@ SCENARIO_PRECEDENCE: tuple[Scenario, ...] = (
 )
 
 
-def decide(
-    summary: RequestSummary, config: Config, health: HealthView | None = None
-) -> Decision:
+def decide(summary: RequestSummary, config: Config, health: HealthView | None = None) -> Decision:
     """Raises RoutingError for an explicit target naming an unknown provider or unserved model.
 
     `health` is only read (ranked mappings order by live latency and success rate).
@@ -71,8 +69,9 @@ def decide(
     else:
         middle = router.routes[scenario]
         why.append(f"{because} -> {scenario.value} chain; then default")
-    route, route_targets = _route_of(explicit is not None, mapping, hits, scenario, head, middle,
-                                     router.default)
+    route, route_targets = _route_of(
+        explicit is not None, mapping, hits, scenario, head, middle, router.default
+    )
     chain = _dedup((head, middle, router.default))
     kept, skipped = filter_chain(chain, summary, config)
     unfit: tuple[SkippedTarget, ...] = ()
@@ -94,8 +93,13 @@ def decide(
 
 
 def _route_of(
-    explicit: bool, mapping: str | None, hits: tuple[RuleMatch, ...], scenario: Scenario,
-    head: Chain, middle: Chain, default: Chain,
+    explicit: bool,
+    mapping: str | None,
+    hits: tuple[RuleMatch, ...],
+    scenario: Scenario,
+    head: Chain,
+    middle: Chain,
+    default: Chain,
 ) -> tuple[str, Chain]:
     """The route that decided the request and the targets it names itself: the head's source
     when there is a head, else the detected scenario, else default."""
@@ -136,15 +140,17 @@ def _mapped(
         why.append(f"model '{summary.model}' matched mapping '{m.pattern}'")
         return m.to, m.pattern
     ordered, because = rank(m.to, m.ranking, config.capabilities, health)
-    why.append(f"model '{summary.model}' matched mapping '{m.pattern}' ranked {m.ranking.value}: "
-               f"{because}")
+    why.append(
+        f"model '{summary.model}' matched mapping '{m.pattern}' ranked {m.ranking.value}: {because}"
+    )
     return ordered, m.pattern
 
 
 def _rules_phrase(hits: tuple[RuleMatch, ...]) -> str:
     best = hits[0]
-    phrase = (f"keyword rule '{best.rule.name}' (priority {best.rule.priority}) matched "
-              f"'{best.text}'")
+    phrase = (
+        f"keyword rule '{best.rule.name}' (priority {best.rule.priority}) matched '{best.text}'"
+    )
     if len(hits) > 1:
         phrase += "; then rules " + ", ".join(f"'{h.rule.name}'" for h in hits[1:])
     return phrase

@@ -147,8 +147,10 @@ async def health(request: web.Request) -> web.Response:
         # reload's outcome (its message names files and keys, which other peers need not see).
         last = live.last_reload
         body["pid"] = os.getpid()
-        body["config"] = {"applied_at": round(live.current.since, 3),
-                          "last_reload": last.to_json() if last else None}
+        body["config"] = {
+            "applied_at": round(live.current.since, 3),
+            "last_reload": last.to_json() if last else None,
+        }
         body["state"] = request.app[STATE].status()  # Redis, and why not (`llmproxy status`)
         body.update(_worker(request))
     if CLIENT in request:  # a key holder (anyone, without keys): the bounded detail
@@ -283,8 +285,11 @@ def _worker(request: web.Request) -> JSONObject:
     if not index:
         return {}
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    return {"pid": os.getppid(), "worker": {"index": int(index), "pid": os.getpid()},
-            "port": sockname[1] if sockname else 0}
+    return {
+        "pid": os.getppid(),
+        "worker": {"index": int(index), "pid": os.getpid()},
+        "port": sockname[1] if sockname else 0,
+    }
 
 
 async def _observer_lifecycle(app: web.Application) -> AsyncIterator[None]:

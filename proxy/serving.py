@@ -61,9 +61,13 @@ class JsonErrorHandler(RequestHandler):
             # bytes that never come; its pure-Python parser fails the body, as here.
             waiting.content.set_exception(web.RequestPayloadError(str(error.exc)), error.exc)
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500,
-                     exc: BaseException | None = None, message: str | None = None
-                     ) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         # aiohttp's own: logs, refuses once output was written, and keeps the status
         plain = super().handle_error(request, status, exc, message)
         if plain.status == 400:
@@ -71,8 +75,9 @@ class JsonErrorHandler(RequestHandler):
         else:
             text = "internal error" if plain.status >= 500 else f"HTTP {plain.status}"
         body = OPENAI.error_body(plain.status, text, code=_CODES.get(plain.status))
-        response = web.Response(body=orjson.dumps(body), status=plain.status,
-                                content_type="application/json")
+        response = web.Response(
+            body=orjson.dumps(body), status=plain.status, content_type="application/json"
+        )
         response.force_close()
         # aiohttp answers an unparsed request as HTTP/1.0, where closing goes unsaid
         response.headers["Connection"] = "close"
@@ -96,14 +101,19 @@ class DaemonRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
-        return _JsonErrorServer(plain.request_handler, request_factory=plain.request_factory,
-                                handler_cancellation=plain.handler_cancellation,
-                                loop=plain._loop, **plain._kwargs)
+        return _JsonErrorServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            **plain._kwargs,
+        )
 
 
 @contextlib.asynccontextmanager
-async def listening(app: web.Application, host: str, port: int, *, reuse_port: bool = False,
-                    **runner: Any) -> AsyncIterator[DaemonRunner]:
+async def listening(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False, **runner: Any
+) -> AsyncIterator[DaemonRunner]:
     """The app on `host:port` (0: an ephemeral port, see `runner.addresses`) until the block
     ends; then in-flight requests get the runner's `shutdown_timeout` to finish."""
     daemon = DaemonRunner(app, **runner)
@@ -115,14 +125,19 @@ async def listening(app: web.Application, host: str, port: int, *, reuse_port: b
         await daemon.cleanup()
 
 
-async def serve_until_signalled(app: web.Application, host: str, port: int, *,
-                                on_listening: Callable[[], None],
-                                shutdown_timeout: float, reuse_port: bool = False) -> None:
+async def serve_until_signalled(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    on_listening: Callable[[], None],
+    shutdown_timeout: float,
+    reuse_port: bool = False,
+) -> None:
     """`llmproxy serve`: listen until SIGINT or SIGTERM, then drain and return."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with listening(app, host, port, reuse_port=reuse_port,
-                         shutdown_timeout=shutdown_timeout):
+    async with listening(app, host, port, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout):
         handled = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C still interrupts

@@ -53,8 +53,23 @@ FEATURES = (
     "repeat",  # runs like '----' or '====' that BPE merges
     "blank_line",  # '\n\n'
 )
-WEIGHTS = (0.212, 0.009, 1.023, 2.117, 1.62, 0.346, 2.057, 0.484, 1.0, 1.068, 1.182, 2.0,
-           0.22, -0.329, -2.011)
+WEIGHTS = (
+    0.212,
+    0.009,
+    1.023,
+    2.117,
+    1.62,
+    0.346,
+    2.057,
+    0.484,
+    1.0,
+    1.068,
+    1.182,
+    2.0,
+    0.22,
+    -0.329,
+    -2.011,
+)
 PINNED = ("symbol", "astral")
 
 _LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
@@ -487,21 +502,26 @@ def _image_size(data: str) -> tuple[int, int] | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
         chunk = head[12:16]
         if chunk == b"VP8X":
-            return (1 + int.from_bytes(head[24:27], "little"),
-                    1 + int.from_bytes(head[27:30], "little"))
+            return (
+                1 + int.from_bytes(head[24:27], "little"),
+                1 + int.from_bytes(head[27:30], "little"),
+            )
         if chunk == b"VP8L":
             bits = int.from_bytes(head[21:25], "little")
             return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
         if chunk == b"VP8 ":
-            return (int.from_bytes(head[26:28], "little") & 0x3FFF,
-                    int.from_bytes(head[28:30], "little") & 0x3FFF)
+            return (
+                int.from_bytes(head[26:28], "little") & 0x3FFF,
+                int.from_bytes(head[28:30], "little") & 0x3FFF,
+            )
     if head.startswith(b"\xff\xd8"):
         return _jpeg_size(_b64_prefix(data, _JPEG_SCAN_CHARS))
     return None
 
 
-_JPEG_FRAMES = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC),
-                          *range(0xCD, 0xD0)})
+_JPEG_FRAMES = frozenset(
+    {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
+)
 
 
 def _jpeg_size(jpeg: bytes) -> tuple[int, int] | None:

@@ -45,9 +45,13 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def _serve(sims: Sequence[SimulatedProvider], routes: Mapping[str, str],
-                 mappings: Sequence[tuple[str, str]], port: int, daemon: bool
-                 ) -> AsyncIterator[Running]:
+async def _serve(
+    sims: Sequence[SimulatedProvider],
+    routes: Mapping[str, str],
+    mappings: Sequence[tuple[str, str]],
+    port: int,
+    daemon: bool,
+) -> AsyncIterator[Running]:
     async with run_simulated(sims) as running:
         text = config_text(running, routes, mappings=mappings, proxy=f"port = {port}")
         if not daemon:
@@ -58,8 +62,13 @@ async def _serve(sims: Sequence[SimulatedProvider], routes: Mapping[str, str],
 
 
 @contextlib.contextmanager
-def serving(sims: Sequence[SimulatedProvider], routes: Mapping[str, str], *,
-            mappings: Sequence[tuple[str, str]] = (), daemon: bool = True) -> Iterator[Running]:
+def serving(
+    sims: Sequence[SimulatedProvider],
+    routes: Mapping[str, str],
+    *,
+    mappings: Sequence[tuple[str, str]] = (),
+    daemon: bool = True,
+) -> Iterator[Running]:
     """Simulators, plus the daemon in front of them on the config's port unless `daemon` is
     False (then the config names a port where nothing listens)."""
     port = free_port()
@@ -92,6 +101,12 @@ class Cli:
 
 def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMPROXY_")}
-    env.update({"LLMPROXY_STATE_DIR": str(home / "state"), "XDG_CONFIG_HOME": str(home / "config"),
-                "PYTHONUNBUFFERED": "1", **extra})
+    env.update(
+        {
+            "LLMPROXY_STATE_DIR": str(home / "state"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
     return env

@@ -50,18 +50,20 @@ async def post(
         sent["x-api-key"] = key
     sent.update(headers or {})
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    async with aiohttp.ClientSession() as session, session.post(
-        url, data=data, headers=sent
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=data, headers=sent) as response,
+    ):
         return RawResponse(
             response.status, response.content_type, await response.read(), dict(response.headers)
         )
 
 
 async def get(url: str, *, key: str = CLIENT_KEY) -> RawResponse:
-    async with aiohttp.ClientSession() as session, session.get(
-        url, headers={"authorization": f"Bearer {key}"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers={"authorization": f"Bearer {key}"}) as response,
+    ):
         return RawResponse(
             response.status, response.content_type, await response.read(), dict(response.headers)
         )

@@ -38,16 +38,32 @@ class RedisServer:
     def start(self, within: float = 10.0) -> None:
         assert REDIS_SERVER is not None
         self._process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--save", "", "--appendonly", "no",
-             "--logfile", str(self.directory / "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + within
         while not self.answers():
             if self._process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not answer PING on {self.port}: "
-                                   + (self.directory / "redis.log").read_text(errors="replace"))
+                raise RuntimeError(
+                    f"redis-server did not answer PING on {self.port}: "
+                    + (self.directory / "redis.log").read_text(errors="replace")
+                )
             time.sleep(0.02)
 
     def answers(self) -> bool:

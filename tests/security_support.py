@@ -39,9 +39,14 @@ class FakeDNS(AbstractResolver):
         if host not in self.table:
             raise OSError(f"fake DNS: no such host {host}")
         return [
-            ResolveResult(hostname=host, host=address, port=port,
-                          family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                          proto=0, flags=socket.AI_NUMERICHOST)
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
             for address in self.table[host]
         ]
 
@@ -79,8 +84,9 @@ class Apps:
     def __init__(self) -> None:
         self._servers: list[TestServer] = []
 
-    async def start(self, config: Config, *, host: str = "127.0.0.1", peer: str | None = None,
-                    **build: Any) -> Served:
+    async def start(
+        self, config: Config, *, host: str = "127.0.0.1", peer: str | None = None, **build: Any
+    ) -> Served:
         app = build_app(config, **build)
         if peer is not None:
             pretend_peer(app, peer)
@@ -105,11 +111,13 @@ async def call(
     body = data if data is not None else (orjson.dumps(json) if json is not None else None)
     sent = {"content-type": "application/json"} if body is not None else {}
     sent.update(headers or {})
-    async with aiohttp.ClientSession() as session, session.request(
-        method, url, data=body, headers=sent
-    ) as response:
-        return RawResponse(response.status, response.content_type, await response.read(),
-                           dict(response.headers))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=body, headers=sent) as response,
+    ):
+        return RawResponse(
+            response.status, response.content_type, await response.read(), dict(response.headers)
+        )
 
 
 def openai_error(response: RawResponse) -> dict[str, Any]:
@@ -132,8 +140,11 @@ def anthropic_error(response: RawResponse) -> dict[str, Any]:
 class DaemonThread:
     """Simulators and the daemon on their own loop, for synchronous hypothesis tests."""
 
-    def __init__(self, sims: Sequence[SimulatedProvider],
-                 config: Callable[[dict[str, SimulatedProvider]], str]) -> None:
+    def __init__(
+        self,
+        sims: Sequence[SimulatedProvider],
+        config: Callable[[dict[str, SimulatedProvider]], str],
+    ) -> None:
         self._sims = sims
         self._config = config
         self.port = 0
@@ -173,9 +184,16 @@ class DaemonThread:
     def send(self, path: str, body: bytes | None, method: str = "POST") -> tuple[int, str, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         try:
-            connection.request(method, path, body=body, headers={
-                "content-type": "application/json", "x-api-key": CLIENT_KEY,
-                "anthropic-version": "2023-06-01"})
+            connection.request(
+                method,
+                path,
+                body=body,
+                headers={
+                    "content-type": "application/json",
+                    "x-api-key": CLIENT_KEY,
+                    "anthropic-version": "2023-06-01",
+                },
+            )
             response = connection.getresponse()
             return response.status, response.getheader("content-type", ""), response.read()
         finally:

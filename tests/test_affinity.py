@@ -60,8 +60,14 @@ def test_claude_code_session_from_metadata_user_id_and_header() -> None:
 
 def test_claude_code_turns_of_one_session_share_a_key_and_models_do_not() -> None:
     body, _ = capture("claude-code-2.1.332_print-mode_first-request.json")
-    later = {**body, "messages": [*body["messages"], {"role": "assistant", "content": "ok"},
-                                  {"role": "user", "content": "and now?"}]}
+    later = {
+        **body,
+        "messages": [
+            *body["messages"],
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "and now?"},
+        ],
+    }
     first = conversation_of(body, {}, ClientAPI.ANTHROPIC)
     assert first == conversation_of(later, {}, ClientAPI.ANTHROPIC)
     # Claude Code sends its small-model requests in the same session; they route elsewhere.
@@ -71,8 +77,11 @@ def test_claude_code_turns_of_one_session_share_a_key_and_models_do_not() -> Non
 
 def test_legacy_claude_code_user_id() -> None:
     user_id = "user_abc123_account_0000_session_5a7da8ff-90b0-4aff-b5d6-14caf3b44b06"
-    body = {"model": "m", "metadata": {"user_id": user_id},
-            "messages": [{"role": "user", "content": "x"}]}
+    body = {
+        "model": "m",
+        "metadata": {"user_id": user_id},
+        "messages": [{"role": "user", "content": "x"}],
+    }
     conversation = conversation_of(body, {}, ClientAPI.ANTHROPIC)
     assert conversation is not None and conversation.source == "claude-code"
 
@@ -97,13 +106,25 @@ def test_explicit_header_wins_and_separates_identical_prompts() -> None:
 
 
 def test_fallback_hash_of_system_and_first_user_message() -> None:
-    turn1 = {"model": "auto", "messages": [
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
-    turn2 = {"model": "auto", "messages": [*turn1["messages"],
-                                           {"role": "assistant", "content": "hello"},
-                                           {"role": "user", "content": "more"}]}
-    other = {"model": "auto", "messages": [
-        {"role": "system", "content": "be verbose"}, {"role": "user", "content": "hi"}]}
+    turn1 = {
+        "model": "auto",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    }
+    turn2 = {
+        "model": "auto",
+        "messages": [
+            *turn1["messages"],
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "more"},
+        ],
+    }
+    other = {
+        "model": "auto",
+        "messages": [
+            {"role": "system", "content": "be verbose"},
+            {"role": "user", "content": "hi"},
+        ],
+    }
     first = conversation_of(turn1, {}, ClientAPI.OPENAI)
     assert first is not None and first.source == "prompt"
     second = conversation_of(turn2, {}, ClientAPI.OPENAI)
@@ -153,7 +174,8 @@ def test_choose_moves_the_last_target_to_the_head() -> None:
     assert chosen.chain == (B, A, C)
     assert chosen.sticky == B
     assert chosen.affinity == (
-        f"kept {B}: it served the last turn 12s ago on route default (its prompt cache is warm)")
+        f"kept {B}: it served the last turn 12s ago on route default (its prompt cache is warm)"
+    )
 
 
 def test_choose_new_conversation_keeps_the_routed_chain() -> None:
@@ -172,8 +194,10 @@ def test_choose_leaves_a_target_that_no_longer_fits() -> None:
     skipped = (SkippedTarget(B, "text-only model, request has images"),)
     chosen = choose(decision((A, C), skipped=skipped), AffinityEntry(B, 0.0, 60.0), 3.0, healthy)
     assert chosen.chain == (A, C) and chosen.sticky is None
-    assert chosen.affinity == (f"{B} served the last turn 3s ago but cannot serve this request "
-                               "(text-only model, request has images): routed as below")
+    assert chosen.affinity == (
+        f"{B} served the last turn 3s ago but cannot serve this request "
+        "(text-only model, request has images): routed as below"
+    )
 
 
 def test_choose_leaves_an_unhealthy_or_absent_target() -> None:
@@ -186,22 +210,26 @@ def test_choose_leaves_an_unhealthy_or_absent_target() -> None:
     absent = choose(decision((A, C)), AffinityEntry(B, 0.0, 60.0), 3.0, healthy)
     assert absent.chain == (A, C)
     assert absent.affinity is not None and "is not among route default's targets" in (
-        absent.affinity)
+        absent.affinity
+    )
 
 
 def test_choose_stays_within_the_targets_the_route_names() -> None:
     """B is on the chain only as the default tail appended behind the think route: a think turn
     goes to think's own target, not to the conversation's previous one."""
-    think = Decision(scenario=Scenario.THINK, reason="routed", chain=(A, B), route="think",
-                     route_targets=(A,))
+    think = Decision(
+        scenario=Scenario.THINK, reason="routed", chain=(A, B), route="think", route_targets=(A,)
+    )
     chosen = choose(think, AffinityEntry(B, 0.0, 60.0), 3.0, healthy)
     assert chosen.chain == (A, B) and chosen.sticky is None
-    assert chosen.affinity == (f"{B} served the last turn 3s ago but is not among route think's "
-                               "targets: routed as below")
+    assert chosen.affinity == (
+        f"{B} served the last turn 3s ago but is not among route think's targets: routed as below"
+    )
     other = choose(think, None, 0.0, healthy, elsewhere=AffinityEntry(B, 0.0, 60.0))
     assert other.chain == (A, B) and other.sticky is None
     assert other.affinity is not None and other.affinity.startswith(
-        f"route think differs from the conversation's route (its last turn went to {B})")
+        f"route think differs from the conversation's route (its last turn went to {B})"
+    )
 
 
 def test_route_reads_health_without_taking_the_probe_slot() -> None:
@@ -215,17 +243,18 @@ def test_route_reads_health_without_taking_the_probe_slot() -> None:
     from proxy.conversation import Conversation
 
     affinity.served(Conversation("k", "test"), B, AffinitySettings(), "default")
-    chosen = affinity.route(decision((A, B)), Conversation("k", "test"), AffinitySettings(),
-                            health)
+    chosen = affinity.route(decision((A, B)), Conversation("k", "test"), AffinitySettings(), health)
     assert chosen.chain == (A, B)
     assert chosen.affinity is not None and "circuit half-open" in chosen.affinity
     assert health.skip_reason(B) is None  # the probe slot is still free
 
 
 def test_affinity_config_section() -> None:
-    text = ('[router]\ndefault = "p,m"\n[affinity]\nenabled = false\nttl_ms = 60000\n'
-            'max_entries = 50\n[[providers]]\nname = "p"\n'
-            'api_base_url = "https://p.example/v1"\nmodels = ["m"]\n')
+    text = (
+        '[router]\ndefault = "p,m"\n[affinity]\nenabled = false\nttl_ms = 60000\n'
+        'max_entries = 50\n[[providers]]\nname = "p"\n'
+        'api_base_url = "https://p.example/v1"\nmodels = ["m"]\n'
+    )
     assert parse_config(text, {}).affinity == AffinitySettings(False, 60.0, 50)
     defaults = parse_config(text.split("[affinity]")[0] + text.split("max_entries = 50\n")[1], {})
     assert defaults.affinity == AffinitySettings(True, 300.0, 10_000)
@@ -235,21 +264,30 @@ def test_affinity_config_section() -> None:
 
 SYSTEM = "You are a careful coding assistant. Answer briefly and precisely. " * 120
 CHAIN = {"default": "kimi,kimi-k2|minimax,MiniMax-M2.5"}
-PRICES = {"kimi": '[providers.capabilities."kimi-k2"]\nprice_in = 0.5\nprice_out = 1.0',
-          "minimax": '[providers.capabilities."MiniMax-M2.5"]\nprice_in = 2.0\nprice_out = 4.0'}
+PRICES = {
+    "kimi": '[providers.capabilities."kimi-k2"]\nprice_in = 0.5\nprice_out = 1.0',
+    "minimax": '[providers.capabilities."MiniMax-M2.5"]\nprice_in = 2.0\nprice_out = 4.0',
+}
 
 
 def anthropic_sims() -> list[SimulatedProvider]:
-    return [SimulatedProvider("kimi", "anthropic", ["kimi-k2"]),
-            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"])]
+    return [
+        SimulatedProvider("kimi", "anthropic", ["kimi-k2"]),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"]),
+    ]
 
 
 class Conversation:
     """A Claude Code-shaped conversation: a cached system prompt, the last user turn marked with
     a cache breakpoint, and the session id in `metadata.user_id`."""
 
-    def __init__(self, client: anthropic.AsyncAnthropic, session: str, model: str = "auto",
-                 stream: bool = False) -> None:
+    def __init__(
+        self,
+        client: anthropic.AsyncAnthropic,
+        session: str,
+        model: str = "auto",
+        stream: bool = False,
+    ) -> None:
         self.client = client
         self.session = session
         self.model = model
@@ -257,8 +295,12 @@ class Conversation:
         self.history: list[dict[str, Any]] = []
 
     async def turn(self, text: str) -> tuple[anthropic.types.Message, dict[str, str]]:
-        self.history.append({"role": "user", "content": [
-            {"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]})
+        self.history.append(
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}],
+            }
+        )
         user_id = json.dumps({"device_id": "d", "account_uuid": "", "session_id": self.session})
         request: dict[str, Any] = {
             "model": self.model,
@@ -292,12 +334,18 @@ async def test_conversation_stays_on_the_failover_target_with_a_warm_cache(
         text = config_text(sims, CHAIN)
         if mapping:  # without the ranking, minimax would come first
             text = config_text(
-                sims, {"default": "minimax,MiniMax-M2.5|kimi,kimi-k2"},
-                mappings=[("cheap", "@cheapest")], provider_extra=PRICES,
+                sims,
+                {"default": "minimax,MiniMax-M2.5|kimi,kimi-k2"},
+                mappings=[("cheap", "@cheapest")],
+                provider_extra=PRICES,
             ).replace('to = "@cheapest"', f'to = "@cheapest"\ncandidates = "{CHAIN["default"]}"')
         proxy = await daemon(text)
-        chat = Conversation(clients.anthropic(proxy), "session-1",
-                            model="cheap" if mapping else "auto", stream=stream)
+        chat = Conversation(
+            clients.anthropic(proxy),
+            "session-1",
+            model="cheap" if mapping else "auto",
+            stream=stream,
+        )
 
         first, headers = await chat.turn("Turn one")
         assert headers["x-llmproxy-provider"] == "kimi"
@@ -362,8 +410,9 @@ async def test_a_turn_routed_elsewhere_follows_its_route_and_affinity_resumes_af
     sims_list = [SimulatedProvider("zai", "anthropic", ["glm-5"]), *anthropic_sims()]
     async with run_simulated(sims_list) as sims:
         routes = {"default": "zai,glm-5|kimi,kimi-k2", "web_search": "kimi,kimi-k2"}
-        proxy = await daemon(config_text(sims, routes).replace("[[providers]]", ROUTED + (
-            "[[providers]]"), 1))
+        proxy = await daemon(
+            config_text(sims, routes).replace("[[providers]]", ROUTED + ("[[providers]]"), 1)
+        )
         chat = Conversation(clients.anthropic(proxy), "session-1")
         _, headers = await chat.turn("Hello")
         assert headers["x-llmproxy-provider"] == "zai"
@@ -372,7 +421,8 @@ async def test_a_turn_routed_elsewhere_follows_its_route_and_affinity_resumes_af
         assert headers["x-llmproxy-provider"] == "kimi"
         assert headers[AFFINITY_HEADER].startswith(
             "route keyword rule 'deep' differs from the conversation's route (its last turn "
-            "went to zai,glm-5)")
+            "went to zai,glm-5)"
+        )
 
         _, headers = await chat.turn("Thanks")
         assert headers["x-llmproxy-provider"] == "zai"
@@ -386,19 +436,20 @@ async def test_a_turn_routed_elsewhere_follows_its_route_and_affinity_resumes_af
 
         search = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
         raw = await clients.anthropic(proxy).messages.with_raw_response.create(
-            model="auto", max_tokens=64, tools=search,  # type: ignore[list-item]
+            model="auto",
+            max_tokens=64,
+            tools=search,  # type: ignore[list-item]
             metadata={"user_id": json.dumps({"session_id": "session-1"})},
             system=[{"type": "text", "text": SYSTEM}],
             messages=[*chat.history, {"role": "user", "content": "search the news"}],
         )
         assert raw.headers["x-llmproxy-provider"] == "kimi"
         assert raw.headers[AFFINITY_HEADER].startswith(
-            "route web_search differs from the conversation's route")
+            "route web_search differs from the conversation's route"
+        )
 
 
-async def test_separate_sessions_route_independently(
-    clients: Clients, daemon: StartDaemon
-) -> None:
+async def test_separate_sessions_route_independently(clients: Clients, daemon: StartDaemon) -> None:
     async with run_simulated(anthropic_sims()) as sims:
         proxy = await daemon(config_text(sims, CHAIN))
         client = clients.anthropic(proxy)
@@ -414,37 +465,48 @@ async def test_separate_sessions_route_independently(
         assert headers["x-llmproxy-provider"] == "minimax"
 
 
-async def test_a_target_that_no_longer_fits_is_left(
-    clients: Clients, daemon: StartDaemon
-) -> None:
+async def test_a_target_that_no_longer_fits_is_left(clients: Clients, daemon: StartDaemon) -> None:
     """The conversation's target is text-only; a turn with an image goes to one that sees."""
     async with run_simulated(anthropic_sims()) as sims:
-        extra = {"kimi": '[providers.capabilities."kimi-k2"]\nvision = false',
-                 "minimax": '[providers.capabilities."MiniMax-M2.5"]\nvision = true'}
+        extra = {
+            "kimi": '[providers.capabilities."kimi-k2"]\nvision = false',
+            "minimax": '[providers.capabilities."MiniMax-M2.5"]\nvision = true',
+        }
         proxy = await daemon(config_text(sims, CHAIN, provider_extra=extra))
         client = clients.anthropic(proxy)
         chat = Conversation(client, "session-1")
         await chat.turn("Hello")
-        png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
-               "AAAABJRU5ErkJggg==")
+        png = (
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+            "AAAABJRU5ErkJggg=="
+        )
         raw = await client.messages.with_raw_response.create(
-            model="auto", max_tokens=64,
+            model="auto",
+            max_tokens=64,
             metadata={"user_id": json.dumps({"session_id": "session-1"})},
             system=[{"type": "text", "text": SYSTEM}],
-            messages=[*chat.history, {"role": "user", "content": [
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                             "data": png}},
-                {"type": "text", "text": "what is this?"}]}],
+            messages=[
+                *chat.history,
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": png},
+                        },
+                        {"type": "text", "text": "what is this?"},
+                    ],
+                },
+            ],
         )
         assert raw.headers["x-llmproxy-provider"] == "minimax"
-        assert raw.headers[AFFINITY_HEADER].startswith(
-            "kimi,kimi-k2 served the last turn") and "cannot serve this request" in (
-            raw.headers[AFFINITY_HEADER])
+        assert (
+            raw.headers[AFFINITY_HEADER].startswith("kimi,kimi-k2 served the last turn")
+            and "cannot serve this request" in (raw.headers[AFFINITY_HEADER])
+        )
 
 
-async def test_an_explicit_target_is_not_overridden(
-    clients: Clients, daemon: StartDaemon
-) -> None:
+async def test_an_explicit_target_is_not_overridden(clients: Clients, daemon: StartDaemon) -> None:
     async with run_simulated(anthropic_sims()) as sims:
         proxy = await daemon(config_text(sims, CHAIN))
         client = clients.anthropic(proxy)
@@ -466,8 +528,9 @@ async def test_entries_expire(clients: Clients, daemon: StartDaemon) -> None:
         _, headers = await chat.turn("Again")
         assert headers[AFFINITY_HEADER].startswith("kept kimi,kimi-k2")
         user_id = json.dumps({"session_id": "session-1"})
-        conversation = conversation_of({"model": "auto", "metadata": {"user_id": user_id}}, {},
-                                       ClientAPI.ANTHROPIC)
+        conversation = conversation_of(
+            {"model": "auto", "metadata": {"user_id": user_id}}, {}, ClientAPI.ANTHROPIC
+        )
         assert conversation is not None
         key = conversation.key
         entry = table.get(key, time.monotonic())
@@ -518,8 +581,10 @@ async def test_a_conversation_without_an_id_is_known_by_its_opening(
 ) -> None:
     """The OpenAI SDK sends no session id: the system prompt and first user message identify
     the conversation. A repeated one-shot request is routed afresh; a continuation is kept."""
-    sims_list = [SimulatedProvider("zai", "openai", ["glm-5"]),
-                 SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
+    sims_list = [
+        SimulatedProvider("zai", "openai", ["glm-5"]),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+    ]
     async with run_simulated(sims_list) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5|cerebras,llama-3.3-70b"}))
         client = clients.openai(proxy)
@@ -527,7 +592,8 @@ async def test_a_conversation_without_an_id_is_known_by_its_opening(
 
         async def ask(messages: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
             raw = await client.chat.completions.with_raw_response.create(
-                model="auto", messages=messages)  # type: ignore[arg-type]
+                model="auto", messages=messages
+            )  # type: ignore[arg-type]
             return raw.parse().choices[0].message.content or "", dict(raw.headers)
 
         sims["zai"].plan = FaultPlan.always(Status(500))
@@ -537,7 +603,12 @@ async def test_a_conversation_without_an_id_is_known_by_its_opening(
         _, headers = await ask(opening)  # the same one-shot request again: routed afresh
         assert headers["x-llmproxy-provider"] == "zai"
         assert headers[AFFINITY_HEADER].startswith("new conversation")
-        _, headers = await ask([*opening, {"role": "assistant", "content": answer},
-                                {"role": "user", "content": "more"}])
+        _, headers = await ask(
+            [
+                *opening,
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": "more"},
+            ]
+        )
         assert headers["x-llmproxy-provider"] == "zai"  # the latest turn of it went to zai
         assert headers[AFFINITY_HEADER].startswith("kept zai,glm-5")

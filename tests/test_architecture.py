@@ -48,8 +48,9 @@ def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> s
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
             # `from pkg import sub` imports the submodule when there is one.
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
-                     for a in node.names]
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
         else:
             continue
         found.update(name for name in names if name in known and name != module)
@@ -60,8 +61,9 @@ def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     known = set(modules)
     return {
-        name: _imports(ast.parse(path.read_text(encoding="utf-8")), name,
-                       path.name == "__init__.py", known)
+        name: _imports(
+            ast.parse(path.read_text(encoding="utf-8")), name, path.name == "__init__.py", known
+        )
         for name, path in modules.items()
     }
 
@@ -76,7 +78,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)) is not None:
                 return cycle
         path.pop()

@@ -15,14 +15,31 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_the_benchmark_prints_each_case_beside_its_floor() -> None:
     done = subprocess.run(
-        [sys.executable, "tests/bench/bench_proxy.py", "--requests", "5", "--seconds", "0.3",
-         "--concurrency", "2", "--case", "claude-code>openai stream 20", "--no-rss",
-         "--markdown"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "tests/bench/bench_proxy.py",
+            "--requests",
+            "5",
+            "--seconds",
+            "0.3",
+            "--concurrency",
+            "2",
+            "--case",
+            "claude-code>openai stream 20",
+            "--no-rss",
+            "--markdown",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode in (0, 1), done.stderr  # 1: a target missed, which is not judged here
-    row = next(line for line in done.stdout.splitlines()
-               if line.startswith("| claude-code>openai stream 20 |"))
+    row = next(
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith("| claude-code>openai stream 20 |")
+    )
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[5].endswith("ms") and cells[6].endswith("x")  # the floor and the ratio to it
     assert "every target met" in done.stdout or "target missed" in done.stdout

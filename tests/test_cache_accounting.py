@@ -64,8 +64,10 @@ def anthropic_request(turn: str, stream: bool = False) -> dict[str, Any]:
         "messages": [
             {"role": "user", "content": "First question"},
             {"role": "assistant", "content": "First answer"},
-            {"role": "user", "content": [{"type": "text", "text": turn,
-                                          "cache_control": BREAKPOINT}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": turn, "cache_control": BREAKPOINT}],
+            },
         ],
         **({"stream": True} if stream else {}),
     }
@@ -113,10 +115,12 @@ def openai_messages(turn: str, breakpoint: bool) -> list[dict[str, Any]]:
     system: Any = SYSTEM
     if breakpoint:
         system = [{"type": "text", "text": SYSTEM, "cache_control": BREAKPOINT}]
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": "First question"},
-            {"role": "assistant", "content": "First answer"},
-            {"role": "user", "content": last}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": last},
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -134,14 +138,16 @@ async def test_openai_client_sees_cached_tokens(
             messages = openai_messages(turn, breakpoint=fmt == "anthropic")
             if stream:
                 chunks = await client.chat.completions.create(
-                    model="auto", messages=messages,  # type: ignore[arg-type]
-                    stream=True, stream_options={"include_usage": True})
+                    model="auto",
+                    messages=messages,  # type: ignore[arg-type]
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
                 usage = None
                 async for chunk in chunks:
                     usage = chunk.usage or usage
             else:
-                completion = await client.chat.completions.create(
-                    model="auto", messages=messages)  # type: ignore[arg-type]
+                completion = await client.chat.completions.create(model="auto", messages=messages)  # type: ignore[arg-type]
                 usage = completion.usage
             assert usage is not None and usage.prompt_tokens_details is not None
             usages.append(usage)
@@ -167,10 +173,13 @@ async def test_responses_client_sees_cached_tokens(
             if fmt == "anthropic":
                 content = [{"type": "input_text", "text": turn, "cache_control": BREAKPOINT}]
             response = await client.responses.create(
-                model="auto", instructions=SYSTEM,
-                input=[{"role": "user", "content": "First question"},
-                       {"role": "assistant", "content": "First answer"},
-                       {"role": "user", "content": content}],  # type: ignore[list-item]
+                model="auto",
+                instructions=SYSTEM,
+                input=[
+                    {"role": "user", "content": "First question"},
+                    {"role": "assistant", "content": "First answer"},
+                    {"role": "user", "content": content},
+                ],  # type: ignore[list-item]
             )
             assert response.usage is not None
             usages.append(response.usage)
@@ -205,8 +214,9 @@ async def test_cache_control_is_dropped_for_openai_format(
         proxy = await daemon(config_text(sims, route(sims["zai"])))
         request = anthropic_request("Hi")
         request["cache_control"] = BREAKPOINT
-        request["tools"] = [{"name": "run", "input_schema": {"type": "object"},
-                             "cache_control": BREAKPOINT}]
+        request["tools"] = [
+            {"name": "run", "input_schema": {"type": "object"}, "cache_control": BREAKPOINT}
+        ]
         await clients.anthropic(proxy).messages.create(**request)
         sent = sims["zai"].requests[-1].body
     assert b"cache_control" not in orjson.dumps(sent)
@@ -225,13 +235,20 @@ async def test_the_conversation_key_becomes_prompt_cache_key_where_a_provider_ta
     sims_list = [sim("codex"), sim("openai"), SimulatedProvider("cerebras", "openai", ["llama"])]
     async with run_simulated(sims_list) as sims:
         codex = sims["openai-codex"]
-        extra = {"openai-codex": codex_keys(codex, seed_store(codex, tmp_path / "auth.json")),
-                 "zai": "prompt_cache_key = true"}
+        extra = {
+            "openai-codex": codex_keys(codex, seed_store(codex, tmp_path / "auth.json")),
+            "zai": "prompt_cache_key = true",
+        }
         text = config_text(sims, {"default": "openai-codex,gpt-5.2"}, provider_extra=extra)
         proxy = await daemon(text)
         client = clients.anthropic(proxy)
-        for session, model in (("s-1", "auto"), ("s-1", "auto"), ("s-2", "auto"),
-                               ("s-1", "zai,glm-5"), ("s-1", "cerebras,llama")):
+        for session, model in (
+            ("s-1", "auto"),
+            ("s-1", "auto"),
+            ("s-2", "auto"),
+            ("s-1", "zai,glm-5"),
+            ("s-1", "cerebras,llama"),
+        ):
             request = anthropic_request("Hi")
             request["model"] = model
             request["metadata"] = {"user_id": f'{{"session_id": "{session}"}}'}
@@ -244,9 +261,11 @@ async def test_the_conversation_key_becomes_prompt_cache_key_where_a_provider_ta
 
 
 def test_prompt_cache_key_is_refused_for_anthropic_format() -> None:
-    text = ('[router]\ndefault = "m,x"\n[[providers]]\nname = "m"\nformat = "anthropic"\n'
-            'api_base_url = "https://m.example/anthropic"\nmodels = ["x"]\n'
-            'prompt_cache_key = true\n')
+    text = (
+        '[router]\ndefault = "m,x"\n[[providers]]\nname = "m"\nformat = "anthropic"\n'
+        'api_base_url = "https://m.example/anthropic"\nmodels = ["x"]\n'
+        "prompt_cache_key = true\n"
+    )
     with pytest.raises(ConfigError) as error:
         parse_config(text, {})
     assert error.value.key == "providers[0].prompt_cache_key"
@@ -258,11 +277,14 @@ async def test_the_request_log_shows_cached_tokens_and_prices_them_at_the_cached
     """The second turn reads the first one's prefix from the provider's cache: the log line
     says so (`cache=read/written`) and the cost prices reads and writes at their own rates."""
     caplog.set_level(logging.INFO, logger="llmproxy.requests")
-    prices = ('[providers.capabilities."MiniMax-M2.5"]\nprice_in = 1.0\nprice_out = 4.0\n'
-              'price_cache_read = 0.1\nprice_cache_write = 1.25')
+    prices = (
+        '[providers.capabilities."MiniMax-M2.5"]\nprice_in = 1.0\nprice_out = 4.0\n'
+        "price_cache_read = 0.1\nprice_cache_write = 1.25"
+    )
     async with run_simulated([sim("anthropic")]) as sims:
-        proxy = await daemon(config_text(sims, route(sims["minimax"]),
-                                         provider_extra={"minimax": prices}))
+        proxy = await daemon(
+            config_text(sims, route(sims["minimax"]), provider_extra={"minimax": prices})
+        )
         client = clients.anthropic(proxy)
         answers = []
         for turn in TURNS:
@@ -274,7 +296,8 @@ async def test_the_request_log_shows_cached_tokens_and_prices_them_at_the_cached
         usage = message.usage
         read, written = usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
         assert f"in={usage.input_tokens} out={usage.output_tokens} cache={read}/{written}" in line
-        expected = (usage.input_tokens * 1.0 + usage.output_tokens * 4.0 + read * 0.1
-                    + written * 1.25) / 1e6
+        expected = (
+            usage.input_tokens * 1.0 + usage.output_tokens * 4.0 + read * 0.1 + written * 1.25
+        ) / 1e6
         assert float(cost) == pytest.approx(expected, rel=1e-6)
     assert (answers[1][0].usage.cache_read_input_tokens or 0) > 1024

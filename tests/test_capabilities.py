@@ -40,7 +40,8 @@ from proxy.types import ProviderFormat, RequestSummary, Target
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 CATALOG_DATA = Path(__file__).parent / "data" / "catalog"
 TINY_PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
+    "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 
 BASE = """
@@ -119,20 +120,41 @@ def test_prefill_comes_from_the_provider_unless_the_model_says_otherwise() -> No
 @pytest.mark.parametrize(
     ("extra", "key", "message"),
     [
-        ('[providers.capabilities."llama3.1-8b"]\ncontext_windw = 1\n',
-         'providers[1].capabilities."llama3.1-8b".context_windw', "did you mean 'context_window'"),
-        ('[providers.capabilities."llama3.1-8b"]\ncontext_window = "8k"\n',
-         'providers[1].capabilities."llama3.1-8b".context_window', "positive integer"),
-        ('[providers.capabilities."llama3.1-8b"]\ntools = 1\n',
-         'providers[1].capabilities."llama3.1-8b".tools', "expected boolean"),
-        ('[providers.capabilities."llama3.1-8b"]\nprice_out = -1\n',
-         'providers[1].capabilities."llama3.1-8b".price_out', "number >= 0"),
-        ('[providers.capabilities."llama3.1-8b"]\nreasoning_field = "think"\n',
-         'providers[1].capabilities."llama3.1-8b".reasoning_field', "reasoning_content"),
-        ('[providers.capabilities."llama3.1-80b"]\ntools = true\n',
-         'providers[1].capabilities."llama3.1-80b"', "did you mean 'llama3.1-8b'"),
-        ('[providers.capabilities."llama3.1-8b"]\ntools = true\nheaders = {}\n',
-         'providers[1].capabilities."llama3.1-8b".headers', "move it above"),
+        (
+            '[providers.capabilities."llama3.1-8b"]\ncontext_windw = 1\n',
+            'providers[1].capabilities."llama3.1-8b".context_windw',
+            "did you mean 'context_window'",
+        ),
+        (
+            '[providers.capabilities."llama3.1-8b"]\ncontext_window = "8k"\n',
+            'providers[1].capabilities."llama3.1-8b".context_window',
+            "positive integer",
+        ),
+        (
+            '[providers.capabilities."llama3.1-8b"]\ntools = 1\n',
+            'providers[1].capabilities."llama3.1-8b".tools',
+            "expected boolean",
+        ),
+        (
+            '[providers.capabilities."llama3.1-8b"]\nprice_out = -1\n',
+            'providers[1].capabilities."llama3.1-8b".price_out',
+            "number >= 0",
+        ),
+        (
+            '[providers.capabilities."llama3.1-8b"]\nreasoning_field = "think"\n',
+            'providers[1].capabilities."llama3.1-8b".reasoning_field',
+            "reasoning_content",
+        ),
+        (
+            '[providers.capabilities."llama3.1-80b"]\ntools = true\n',
+            'providers[1].capabilities."llama3.1-80b"',
+            "did you mean 'llama3.1-8b'",
+        ),
+        (
+            '[providers.capabilities."llama3.1-8b"]\ntools = true\nheaders = {}\n',
+            'providers[1].capabilities."llama3.1-8b".headers',
+            "move it above",
+        ),
     ],
 )
 def test_bad_overrides_name_their_key(extra: str, key: str, message: str) -> None:
@@ -178,8 +200,11 @@ def test_output_cap_is_the_smaller_of_model_cap_and_room_left() -> None:
 
 
 def test_clamp_anthropic_body_keeps_a_valid_thinking_budget() -> None:
-    body = {"model": "m", "max_tokens": 64000, "thinking": {"type": "enabled", "budget_tokens":
-                                                           31999}}
+    body = {
+        "model": "m",
+        "max_tokens": 64000,
+        "thinking": {"type": "enabled", "budget_tokens": 31999},
+    }
     clamped = clamp_max_tokens(body, ProviderFormat.ANTHROPIC, 8192)
     assert clamped["max_tokens"] == 8192
     assert clamped["thinking"] == {"type": "enabled", "budget_tokens": 4096}
@@ -195,7 +220,9 @@ def test_clamp_anthropic_body_keeps_a_valid_thinking_budget() -> None:
 def test_clamp_other_formats_and_no_op_cases() -> None:
     both = {"model": "m", "max_tokens": 9000, "max_completion_tokens": 9000}
     assert clamp_max_tokens(both, ProviderFormat.OPENAI, 8192) == {
-        "model": "m", "max_tokens": 8192, "max_completion_tokens": 8192
+        "model": "m",
+        "max_tokens": 8192,
+        "max_completion_tokens": 8192,
     }
     responses = {"model": "m", "max_output_tokens": 100_000}
     assert clamp_max_tokens(responses, ProviderFormat.CODEX, 65536)["max_output_tokens"] == 65536
@@ -268,12 +295,12 @@ def catalog_config(sims: dict[str, SimulatedProvider], key: str = "right") -> Co
 default = "cerebras,llama3.1-8b"
 [[providers]]
 name = "cerebras"
-api_base_url = "{sims['cerebras'].base_url}"
+api_base_url = "{sims["cerebras"].base_url}"
 models = ["llama3.1-8b", "llama-3.3-70b"]
 allow_private_network = true
 [[providers]]
 name = "anthropic"
-api_base_url = "{sims['anthropic'].base_url}"
+api_base_url = "{sims["anthropic"].base_url}"
 api_key = "{key}"
 models = ["claude-sonnet-4-5"]
 allow_private_network = true
@@ -316,12 +343,21 @@ async def test_refresh_catalog_writes_the_cache_that_capabilities_read(tmp_path:
 def test_cached_lists_from_another_url_are_ignored(tmp_path: Path) -> None:
     config = parse()
     models = {"glm-5": {"context_window": 1234, "vision": True}}
-    cache = {"version": 1, "providers": {
-        "zai": {"api_base_url": "https://api.z.ai/api/paas/v4", "fetched_at": "t",
-                "models": models},
-        "cerebras": {"api_base_url": "https://elsewhere.example/v1", "fetched_at": "t",
-                     "models": {"llama3.1-8b": {"context_window": 1}}},
-    }}
+    cache = {
+        "version": 1,
+        "providers": {
+            "zai": {
+                "api_base_url": "https://api.z.ai/api/paas/v4",
+                "fetched_at": "t",
+                "models": models,
+            },
+            "cerebras": {
+                "api_base_url": "https://elsewhere.example/v1",
+                "fetched_at": "t",
+                "models": {"llama3.1-8b": {"context_window": 1}},
+            },
+        },
+    }
     (tmp_path / CACHE_FILE).write_bytes(orjson.dumps(cache))
     config = config.with_catalog(load_catalog(config, tmp_path))
     glm = config.capabilities(Target("zai", "glm-5"))
@@ -354,12 +390,12 @@ def catalog_config_text(sims: dict[str, SimulatedProvider]) -> str:
 default = "cerebras,llama3.1-8b"
 [[providers]]
 name = "cerebras"
-api_base_url = "{sims['cerebras'].base_url}"
+api_base_url = "{sims["cerebras"].base_url}"
 models = ["llama3.1-8b", "llama-3.3-70b"]
 allow_private_network = true
 [[providers]]
 name = "anthropic"
-api_base_url = "{sims['anthropic'].base_url}"
+api_base_url = "{sims["anthropic"].base_url}"
 api_key = "right"
 models = ["claude-sonnet-4-5"]
 allow_private_network = true
@@ -401,15 +437,20 @@ async def test_oversized_request_skips_the_small_context_model(
 async def test_tools_request_skips_a_model_without_tool_support(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    sims_list = [SimulatedProvider("local", "openai", ["tiny"]),
-                 SimulatedProvider("zai", "openai", ["glm-5"])]
+    sims_list = [
+        SimulatedProvider("local", "openai", ["tiny"]),
+        SimulatedProvider("zai", "openai", ["glm-5"]),
+    ]
     async with run_simulated(sims_list) as sims:
         no_tools = '[providers.capabilities."tiny"]\ntools = false\n'
-        text = config_text(sims, {"default": "local,tiny|zai,glm-5"},
-                           provider_extra={"local": no_tools})
+        text = config_text(
+            sims, {"default": "local,tiny|zai,glm-5"}, provider_extra={"local": no_tools}
+        )
         proxy = await daemon(text)
-        tool = {"type": "function", "function": {
-            "name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+        tool = {
+            "type": "function",
+            "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+        }
         provider, _ = await ask(clients, proxy, tools=[tool])
         assert provider == "zai"
         provider, _ = await ask(clients, proxy)
@@ -420,15 +461,25 @@ async def test_tools_request_skips_a_model_without_tool_support(
 async def test_image_request_reaches_only_vision_models(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    sims_list = [*small_and_large(),
-                 SimulatedProvider("anthropic", "anthropic", ["claude-sonnet-4-5"])]
+    sims_list = [
+        *small_and_large(),
+        SimulatedProvider("anthropic", "anthropic", ["claude-sonnet-4-5"]),
+    ]
     async with run_simulated(sims_list) as sims:
         chain = "cerebras,llama3.1-8b|zai,glm-5|anthropic,claude-sonnet-4-5"
         proxy = await daemon(config_text(sims, {"default": chain}))
-        image = [{"role": "user", "content": [
-            {"type": "text", "text": "What is in this picture?"},
-            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{TINY_PNG}"}},
-        ]}]
+        image = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this picture?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": f"data:image/png;base64,{TINY_PNG}"},
+                    },
+                ],
+            }
+        ]
         provider, _ = await ask(clients, proxy, messages=image)
         assert provider == "anthropic"
         assert not sims["cerebras"].requests and not sims["zai"].requests
@@ -441,8 +492,12 @@ async def test_retired_model_is_cooled_down_and_skipped(
 ) -> None:
     """A model the provider retired answers 404 `model_not_found`: the first request falls
     back, and later requests skip it without asking (health puts it on a long cooldown)."""
-    retired = SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"],
-                                plan=FaultPlan.always(model_not_found("openai", "llama-3.3-70b")))
+    retired = SimulatedProvider(
+        "cerebras",
+        "openai",
+        ["llama-3.3-70b"],
+        plan=FaultPlan.always(model_not_found("openai", "llama-3.3-70b")),
+    )
     async with run_simulated([retired, SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
         proxy = await daemon(config_text(sims, {"default": "cerebras,llama-3.3-70b|zai,glm-5"}))
         provider, headers = await ask(clients, proxy)
@@ -455,9 +510,10 @@ async def test_retired_model_is_cooled_down_and_skipped(
             assert attempts.startswith("cerebras,llama-3.3-70b=") and "=404" not in attempts
         assert len(sims["cerebras"].requests) == 1  # asked once, then skipped
         detail = {"x-api-key": CLIENT_KEY}  # the targets' health is for key holders
-        async with aiohttp.ClientSession() as session, session.get(
-            proxy.url + "/health", headers=detail
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(proxy.url + "/health", headers=detail) as r,
+        ):
             targets = {t["target"]: t for t in (await r.json())["targets"]}
         cooling = targets["cerebras,llama-3.3-70b"]
         assert cooling["cooldown_left"] > 60 and "not_found" in cooling["reason"]

@@ -31,8 +31,14 @@ CAPTURES = DATA / "captures"
 GOLDEN = DATA / "golden"
 # What a proxy must not copy from a captured request: hop-by-hop framing and the credential
 # (replaced by this daemon's client key, in the same header the capture used).
-NOT_REPLAYED = {"content-length", "connection", "accept-encoding", "host", "x-api-key",
-                "authorization"}
+NOT_REPLAYED = {
+    "content-length",
+    "connection",
+    "accept-encoding",
+    "host",
+    "x-api-key",
+    "authorization",
+}
 TRANSPORT_FIELDS = {"stream", "stream_options", "model"}
 
 
@@ -153,7 +159,9 @@ async def test_capture_to_openai_provider_sends_the_golden_translation(
 
     assert strip(sent) == strip(golden)
     assert (sent["model"], sent["stream"], sent["stream_options"]) == (
-        "glm-5", True, {"include_usage": True}
+        "glm-5",
+        True,
+        {"include_usage": True},
     )
     assert "anthropic-beta" not in record.headers
     assert record.headers["authorization"] == "Bearer sim-key"
@@ -167,9 +175,7 @@ async def test_capture_to_openai_provider_sends_the_golden_translation(
 
 
 @pytest.mark.parametrize("name", MESSAGES)
-async def test_capture_to_anthropic_provider_passes_through(
-    daemon: StartDaemon, name: str
-) -> None:
+async def test_capture_to_anthropic_provider_passes_through(daemon: StartDaemon, name: str) -> None:
     capture = load(name)
     # The captured thinking signatures are Anthropic's, which the simulator cannot verify.
     minimax = SimulatedProvider(
@@ -239,7 +245,9 @@ async def test_claude_code_tool_result_followup_to_zai(daemon: StartDaemon, name
     assert tool == {"role": "tool", "tool_call_id": use["id"], "content": tool_result["content"]}
     message = fold(response.events())
     assert visible(message) == [
-        {"type": "text",
-         "text": tool_result_text("zai", "glm-5", use["name"], tool_result["content"])}
+        {
+            "type": "text",
+            "text": tool_result_text("zai", "glm-5", use["name"], tool_result["content"]),
+        }
     ]
     assert message["stop_reason"] == "end_turn"

@@ -21,11 +21,13 @@ ROUTES = {"default": "zai,glm-5|cerebras,llama-3.3-70b"}
 REPO = Path(__file__).resolve().parent.parent
 
 
-def providers(zai_plan: FaultPlan | None = None, chunk_delay: float = 0.0
-              ) -> list[SimulatedProvider]:
+def providers(
+    zai_plan: FaultPlan | None = None, chunk_delay: float = 0.0
+) -> list[SimulatedProvider]:
     return [
-        SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True, plan=zai_plan,
-                          chunk_delay=chunk_delay),
+        SimulatedProvider(
+            "zai", "openai", ["glm-5"], reasoning=True, plan=zai_plan, chunk_delay=chunk_delay
+        ),
         SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
     ]
 
@@ -49,8 +51,13 @@ def test_one_shot_through_the_daemon_prints_the_answer_and_a_footer(cli: Cli) ->
 
 def test_piped_stdin_and_fallback_hops_in_the_footer(cli: Cli) -> None:
     with serving(providers(FaultPlan.always(Status(503))), ROUTES) as running:
-        result = cli("chat", "--config", str(cli.config(running.config)), "--no-stream",
-                     input="Summarise this\n")
+        result = cli(
+            "chat",
+            "--config",
+            str(cli.config(running.config)),
+            "--no-stream",
+            input="Summarise this\n",
+        )
     assert result.exit_code == 0, result.output
     assert result.stdout == reply_text("cerebras", "llama-3.3-70b", "Summarise this") + "\n"
     assert "cerebras,llama-3.3-70b · 2 hops: zai 503 → zai 503 → cerebras" in result.stderr
@@ -66,13 +73,13 @@ def test_json_output_says_who_served_and_how(cli: Cli) -> None:
     assert data["served_by"] == "zai,glm-5" and data["stop"] == "end_turn"
     assert data["usage"]["output_tokens"] > 0 and data["via"] == f"daemon {running.url}"
     # the daemon's attempts header carries no timing: no `"elapsed_ms": null` stands in for it
-    assert data["attempts"] == [{"target": "zai,glm-5", "outcome": "ok", "error_class": None,
-                                 "detail": ""}]
+    assert data["attempts"] == [
+        {"target": "zai,glm-5", "outcome": "ok", "error_class": None, "detail": ""}
+    ]
 
 
 def test_runs_in_process_when_no_daemon_answers(cli: Cli) -> None:
-    with serving(providers(FaultPlan([Status(500), Status(500)])), ROUTES,
-                 daemon=False) as running:
+    with serving(providers(FaultPlan([Status(500), Status(500)])), ROUTES, daemon=False) as running:
         result = cli("chat", "--config", str(cli.config(running.config)), "--json", "Hi")
         forced = cli("chat", "--config", str(cli.config(running.config)), "--in-process", "Yo")
     assert result.exit_code == 0, result.output
@@ -111,11 +118,16 @@ def _wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
 
 
 def _spawn(url: str, home: Path, *args: str) -> Any:
-    env = subprocess_env(home, TERM="xterm", COLUMNS="120", LINES="40",
-                         LLMPROXY_API_KEY=CLIENT_KEY)
-    child = pexpect.spawn(sys.executable, ["-m", "cli", "chat", "--url", url, *args],
-                          cwd=str(REPO), env=env, encoding="utf-8", timeout=15,
-                          dimensions=(40, 120))
+    env = subprocess_env(home, TERM="xterm", COLUMNS="120", LINES="40", LLMPROXY_API_KEY=CLIENT_KEY)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "cli", "chat", "--url", url, *args],
+        cwd=str(REPO),
+        env=env,
+        encoding="utf-8",
+        timeout=15,
+        dimensions=(40, 120),
+    )
     child.expect("/help for commands")
     child.expect("> ")
     return child
@@ -143,7 +155,10 @@ def test_interactive_session_keeps_history_and_takes_multiline_input(tmp_path: P
         zai = running.sims["zai"]
         # the conversation went along: the second question carried the first exchange
         assert [m["role"] for m in zai.requests[1].body["messages"]] == [
-            "user", "assistant", "user"]
+            "user",
+            "assistant",
+            "user",
+        ]
     assert child.exitstatus == 0
     assert "Hello there" in (tmp_path / "state" / "chat_history").read_text()
 

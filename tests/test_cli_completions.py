@@ -14,8 +14,11 @@ from typer.testing import CliRunner
 from cli.completions import DEFAULT_DIR, main, render, walk
 from cli.main import COMMANDS, all_commands, app
 
-SHELLS = {"llmproxy.bash": ["bash", "-n"], "llmproxy.zsh": ["zsh", "-n"],
-          "llmproxy.fish": ["fish", "--no-execute"]}
+SHELLS = {
+    "llmproxy.bash": ["bash", "-n"],
+    "llmproxy.zsh": ["zsh", "-n"],
+    "llmproxy.fish": ["fish", "--no-execute"],
+}
 
 
 def test_checked_in_completions_match_the_commands(tmp_path: Path) -> None:
@@ -63,10 +66,13 @@ def test_completion_scripts_parse(name: str) -> None:
 def _complete(words: list[str]) -> list[str]:
     script = DEFAULT_DIR / "llmproxy.bash"
     quoted = " ".join(f"'{w}'" for w in words)
-    program = (f"source '{script}'; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; "
-               '_llmproxy; printf "%s\\n" "${COMPREPLY[@]}"')
-    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True,
-                          timeout=10)
+    program = (
+        f"source '{script}'; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; "
+        '_llmproxy; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(
+        ["bash", "-c", program], capture_output=True, text=True, check=True, timeout=10
+    )
     return done.stdout.split()
 
 
@@ -98,8 +104,19 @@ def test_every_command_has_help_with_examples(path: str) -> None:
 
 def test_the_app_has_the_documented_commands() -> None:
     group = typer.main.get_command(app)
-    assert {"serve", "chat", "e2e", "init", "status", "stop", "reload", "route", "providers",
-            "code", "codex"} <= set(group.list_commands(None))  # type: ignore[attr-defined]
+    assert {
+        "serve",
+        "chat",
+        "e2e",
+        "init",
+        "status",
+        "stop",
+        "reload",
+        "route",
+        "providers",
+        "code",
+        "codex",
+    } <= set(group.list_commands(None))  # type: ignore[attr-defined]
 
 
 def test_help_lists_each_command_with_its_own_first_help_line() -> None:
@@ -113,7 +130,11 @@ def test_help_lists_each_command_with_its_own_first_help_line() -> None:
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_value_completion_offers_choices_never_file_names() -> None:
     assert _complete(["llmproxy", "serve", "--log-level", ""]) == [
-        "debug", "info", "warning", "error"]
+        "debug",
+        "info",
+        "warning",
+        "error",
+    ]
     assert _complete(["llmproxy", "serve", "--log-level", "w"]) == ["warning"]
     # `complete -o default` would fall back to file names for an empty answer: the value
     # branch turns that off for this completion

@@ -29,12 +29,17 @@ from proxy.translate.accumulate import ToolCallSnapshot
 from proxy.types import ClientAPI, Scenario, StopReason, TextDelta, Usage
 
 REFERENCE_TESTS = [
-    "default · non-stream · plain", "default · non-stream · tools",
-    "default · stream · plain", "default · stream · tools",
-    "think · non-stream · plain", "think · non-stream · tools",
-    "think · stream · plain", "think · stream · tools",
+    "default · non-stream · plain",
+    "default · non-stream · tools",
+    "default · stream · plain",
+    "default · stream · tools",
+    "think · non-stream · plain",
+    "think · non-stream · tools",
+    "think · stream · plain",
+    "think · stream · tools",
     "background · non-stream · plain",
-    "thinking · non-stream · plain", "cheapest · non-stream · plain",
+    "thinking · non-stream · plain",
+    "cheapest · non-stream · plain",
     "fastest · non-stream · plain",
 ]
 
@@ -119,7 +124,8 @@ def test_matrix_triggers_each_route_as_a_client_would() -> None:
         case = by_name[f"{source} · non-stream · plain"]
         assert case.body["model"] == source and str(case.chain[0]) == target
     assert [c.route for c in build_matrix(config, ["think", "cheapest"])] == ["think"] * 4 + [
-        "cheapest"]
+        "cheapest"
+    ]
     assert len(build_matrix(config, ["mappings"])) == 3
 
 
@@ -129,13 +135,19 @@ def _reference_text() -> str:
         lines += ["[[router.model_mappings]]", f'from = "{source}"', f'to = "{target}"']
     for sim in reference_providers():
         models = ", ".join(f'"{m}"' for m in sim.models)
-        lines += ["[[providers]]", f'name = "{sim.name}"', 'api_base_url = "http://x.invalid"',
-                  f'format = "{sim.format.value}"', f"models = [{models}]"]
+        lines += [
+            "[[providers]]",
+            f'name = "{sim.name}"',
+            'api_base_url = "http://x.invalid"',
+            f'format = "{sim.format.value}"',
+            f"models = [{models}]",
+        ]
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("pattern", ["claude-haiku-*", "gpt-?", "{fast,quick}-model",
-                                     "[abc]-x", "plain"])
+@pytest.mark.parametrize(
+    "pattern", ["claude-haiku-*", "gpt-?", "{fast,quick}-model", "[abc]-x", "plain"]
+)
 def test_glob_example_is_matched_by_its_glob(pattern: str) -> None:
     from proxy.config import compile_glob
 
@@ -146,22 +158,28 @@ def _tool_case() -> Case:
     return Case("default", ClientAPI.OPENAI, False, True, {}, (), "test")
 
 
-def _answer(arguments: str, name: str = "get_weather", stop: StopReason = StopReason.TOOL_USE,
-            call_id: str = "call_1") -> Answer:
+def _answer(
+    arguments: str,
+    name: str = "get_weather",
+    stop: StopReason = StopReason.TOOL_USE,
+    call_id: str = "call_1",
+) -> Answer:
     return Answer("", "", (ToolCallSnapshot(0, call_id, name, arguments),), stop, Usage())
 
 
-@pytest.mark.parametrize(("answer", "verdict"), [
-    (_answer('{"city": "Paris"}'), None),
-    (_answer('{"city": "Par'), "not JSON"),
-    (_answer('{"town": "Paris"}'), "lack the required 'city'"),
-    (_answer('{"city": "Paris"}', name="get_time"), "called 'get_time'"),
-    (_answer('{"city": "Paris"}', call_id=""), "no id"),
-    (_answer('{"city": "Paris"}', stop=StopReason.END_TURN), "not tool use"),
-    (Answer("It is sunny.", "", (), StopReason.END_TURN, Usage()), "no tool call"),
-])
-def test_a_tool_test_passes_only_on_a_well_formed_call(answer: Answer, verdict: str | None
-                                                       ) -> None:
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [
+        (_answer('{"city": "Paris"}'), None),
+        (_answer('{"city": "Par'), "not JSON"),
+        (_answer('{"town": "Paris"}'), "lack the required 'city'"),
+        (_answer('{"city": "Paris"}', name="get_time"), "called 'get_time'"),
+        (_answer('{"city": "Paris"}', call_id=""), "no id"),
+        (_answer('{"city": "Paris"}', stop=StopReason.END_TURN), "not tool use"),
+        (Answer("It is sunny.", "", (), StopReason.END_TURN, Usage()), "no tool call"),
+    ],
+)
+def test_a_tool_test_passes_only_on_a_well_formed_call(answer: Answer, verdict: str | None) -> None:
     found = judge(_tool_case(), answer, [AttemptNote("zai,glm-5", "ok")], ended=True)
     assert found == verdict or (verdict is not None and found is not None and verdict in found)
 
@@ -174,13 +192,19 @@ def test_a_stream_without_its_end_fails_and_a_stranger_cannot_serve() -> None:
 
     chained = Case("default", ClientAPI.OPENAI, False, False, {}, (Target("zai", "glm-5"),), "t")
     assert "not on the route's chain" in (
-        judge(chained, answer, [AttemptNote("other,m", "ok")], ended=True) or "")
+        judge(chained, answer, [AttemptNote("other,m", "ok")], ended=True) or ""
+    )
 
 
 def test_stream_reader_takes_final_attempts_from_a_trailing_comment() -> None:
     reader = StreamReader(ClientAPI.OPENAI)
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+    }
     events = reader.feed(b"data: " + orjson.dumps(chunk) + b"\n\n: x-llmproxy-att")
     events += reader.feed(b"empts zai,glm-5=500;cerebras,llama-3.3-70b=ok\n\ndata: [DONE]\n\n")
     events += reader.close()
@@ -188,40 +212,56 @@ def test_stream_reader_takes_final_attempts_from_a_trailing_comment() -> None:
     assert reader.trailer == parse_attempts("zai,glm-5=500;cerebras,llama-3.3-70b=ok")
 
 
-def test_configured_e2e_fails_loudly_and_names_the_attempts(cli: Cli, tmp_path: Path
-                                                                  ) -> None:
+def test_configured_e2e_fails_loudly_and_names_the_attempts(cli: Cli, tmp_path: Path) -> None:
     broken = SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan.always(Status(503)))
     with serving([broken], {"default": "zai,glm-5"}, daemon=False) as running:
         report = tmp_path / "r.json"
-        result = cli("e2e", "--config", str(cli.config(running.config)), "--json",
-                     str(report), "--timeout", "10")
+        result = cli(
+            "e2e",
+            "--config",
+            str(cli.config(running.config)),
+            "--json",
+            str(report),
+            "--timeout",
+            "10",
+        )
     assert result.exit_code == 1
     assert "0/4 passed" in result.stderr
     assert "started here" in result.stderr  # no daemon answered: one was started in-process
     rows = orjson.loads(report.read_bytes())["results"]
     assert [r["passed"] for r in rows] == [False] * 4
     assert all(r["detail"].startswith("HTTP 502: all targets failed") for r in rows)
-    assert rows[0]["attempts"][0] == {"target": "zai,glm-5", "outcome": "503",
-                                      "error_class": "server_error",
-                                      "elapsed_ms": rows[0]["attempts"][0]["elapsed_ms"],
-                                      "detail": "The server is overloaded or not ready yet."}
+    assert rows[0]["attempts"][0] == {
+        "target": "zai,glm-5",
+        "outcome": "503",
+        "error_class": "server_error",
+        "elapsed_ms": rows[0]["attempts"][0]["elapsed_ms"],
+        "detail": "The server is overloaded or not ready yet.",
+    }
 
 
 def test_e2e_through_a_running_daemon_and_route_selection(cli: Cli) -> None:
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True),
-            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"])]
+    sims = [
+        SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"]),
+    ]
     routes = {"default": "zai,glm-5", "think": "minimax,MiniMax-M2.5"}
     with serving(sims, routes, mappings=[("fast*", "zai,glm-5")]) as running:
         config = cli.config(running.config)
-        result = cli("e2e", "--config", str(config), "--route", "think", "--route", "fast*",
-                     "--json", "-")
+        result = cli(
+            "e2e", "--config", str(config), "--route", "think", "--route", "fast*", "--json", "-"
+        )
         unknown = cli("e2e", "--config", str(config), "--route", "nope")
     assert result.exit_code == 0, result.output
     assert "testing through the daemon" in result.stderr
     rows = orjson.loads(result.stdout)["results"]
     assert [r["test"] for r in rows] == [
-        "think · non-stream · plain", "think · non-stream · tools", "think · stream · plain",
-        "think · stream · tools", "fast* · non-stream · plain"]
+        "think · non-stream · plain",
+        "think · non-stream · tools",
+        "think · stream · plain",
+        "think · stream · tools",
+        "fast* · non-stream · plain",
+    ]
     assert {r["served_by"] for r in rows[:4]} == {"minimax,MiniMax-M2.5"}
     assert rows[4]["served_by"] == "zai,glm-5"
     assert unknown.exit_code == 2 and "unknown route nope" in unknown.stderr
@@ -231,21 +271,27 @@ async def test_simulated_deployment_conditions() -> None:
     async with simulated_deployment() as deployment:
         config = deployment.config
         assert [(p.name, p.format.value) for p in config.providers] == [
-            ("openai-codex", "codex"), ("zai", "openai"), ("cerebras", "openai"),
-            ("minimax", "anthropic")]
+            ("openai-codex", "codex"),
+            ("zai", "openai"),
+            ("cerebras", "openai"),
+            ("minimax", "anthropic"),
+        ]
         assert config.proxy.api_keys == ()  # loopback demo: chat works without a key
         # the default route ends with a target that can continue a partial answer; cerebras,
         # before it, can only take over
         default = config.router.routes[Scenario.DEFAULT]
-        assert [str(t) for t in default][-2:] == ["cerebras,llama-3.3-70b",
-                                                  "minimax,MiniMax-M2.5"]
+        assert [str(t) for t in default][-2:] == ["cerebras,llama-3.3-70b", "minimax,MiniMax-M2.5"]
         assert [config.capabilities(t).prefill for t in default[-2:]] == [False, "assistant"]
         codex = config.provider("openai-codex")
         assert codex is not None
         assert await asyncio.to_thread(os.path.isfile, codex.auth_file)  # its ChatGPT sign-in
-        async with aiohttp.ClientSession() as session, session.post(
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
                 deployment.url + "/v1/chat/completions",
-                json={"model": "thinking", "messages": [{"role": "user", "content": "hi"}]}) as r:
+                json={"model": "thinking", "messages": [{"role": "user", "content": "hi"}]},
+            ) as r,
+        ):
             assert r.status == 200
             assert r.headers["x-llmproxy-attempts"].startswith("openai-codex,gpt-5.2=429;")
         # the real codex transport signed in and met the plan's usage limit
@@ -265,20 +311,44 @@ async def test_zais_mid_stream_fault_falls_where_its_drawn_position_lands(
     assert fraction in MID_STREAM_POSITIONS
     fault = MidStreamError(chunks=0, status=500, body=ZAI_500_BODY, fraction=fraction)
     zai = SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True, plan=FaultPlan([fault]))
-    body: dict[str, object] = {"model": "glm-5", "stream": True, "messages": [
-        {"role": "user", "content": "What is the weather in Paris right now?"}]}
+    body: dict[str, object] = {
+        "model": "glm-5",
+        "stream": True,
+        "messages": [{"role": "user", "content": "What is the weather in Paris right now?"}],
+    }
     if tools:
-        body["tools"] = [{"type": "function", "function": {
-            "name": "get_weather", "parameters": {
-                "type": "object", "required": ["city"],
-                "properties": {"city": {"type": "string"}}}}}]
-    async with run_simulated([zai]) as sims, aiohttp.ClientSession() as session, session.post(
-            sims["zai"].base_url + "/chat/completions", json=body) as response:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {
+                        "type": "object",
+                        "required": ["city"],
+                        "properties": {"city": {"type": "string"}},
+                    },
+                },
+            }
+        ]
+    async with (
+        run_simulated([zai]) as sims,
+        aiohttp.ClientSession() as session,
+        session.post(sims["zai"].base_url + "/chat/completions", json=body) as response,
+    ):
         raw = await response.read()
-    deltas = [orjson.loads(line[6:])["choices"][0]["delta"]
-              for line in raw.split(b"\n") if line.startswith(b"data: {\"id\"")]
-    kinds = ["reasoning" if d.get("reasoning_content") else "text" if d.get("content")
-             else "tool arguments" for d in deltas
-             if d.get("reasoning_content") or d.get("content") or d.get("tool_calls")]
+    deltas = [
+        orjson.loads(line[6:])["choices"][0]["delta"]
+        for line in raw.split(b"\n")
+        if line.startswith(b'data: {"id"')
+    ]
+    kinds = [
+        "reasoning"
+        if d.get("reasoning_content")
+        else "text"
+        if d.get("content")
+        else "tool arguments"
+        for d in deltas
+        if d.get("reasoning_content") or d.get("content") or d.get("tool_calls")
+    ]
     assert kinds[-1] == falls_in  # the last content before the 500 is of that kind
     assert b'"HTTP 500' in raw

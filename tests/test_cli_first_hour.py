@@ -32,8 +32,10 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
 def providers(**zai: Any) -> list[SimulatedProvider]:
-    return [SimulatedProvider("zai", "openai", ["glm-5"], **zai),
-            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
+    return [
+        SimulatedProvider("zai", "openai", ["glm-5"], **zai),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+    ]
 
 
 @pytest.fixture
@@ -46,10 +48,18 @@ def _words(screen: str) -> set[str]:
 
 
 def _terminal(home: Path, *args: str) -> Any:
-    env = subprocess_env(home, TERM="xterm-256color", COLUMNS="80", LINES="24",
-                         LLMPROXY_API_KEY=CLIENT_KEY)
-    return pexpect.spawn(sys.executable, ["-m", "cli", *args], cwd=str(REPO), env=env,
-                         encoding="utf-8", timeout=20, dimensions=(24, 80))
+    env = subprocess_env(
+        home, TERM="xterm-256color", COLUMNS="80", LINES="24", LLMPROXY_API_KEY=CLIENT_KEY
+    )
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "cli", *args],
+        cwd=str(REPO),
+        env=env,
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(24, 80),
+    )
 
 
 # --- 1. a long answer on an 80-column terminal is shown whole --------------------------------
@@ -88,8 +98,15 @@ def test_interactive_answers_are_shown_whole_at_80_columns(tmp_path: Path) -> No
 
 def test_piped_content_comes_before_the_prompt(cli: Cli) -> None:
     with serving(providers(), ROUTES) as running:
-        result = cli("chat", "--url", running.url, "--api-key", CLIENT_KEY, "review this",
-                     input="diff --git a/x b/x\n+new line\n")
+        result = cli(
+            "chat",
+            "--url",
+            running.url,
+            "--api-key",
+            CLIENT_KEY,
+            "review this",
+            input="diff --git a/x b/x\n+new line\n",
+        )
         sent = running.sims["zai"].requests[0].body["messages"][-1]["content"]
     assert result.exit_code == 0, result.output
     assert sent == "diff --git a/x b/x\n+new line\n\nreview this"
@@ -131,14 +148,17 @@ def taken_port() -> Any:
         yield holder.getsockname()[1]
 
 
-def test_port_in_use_is_one_line_in_the_foreground_and_detached(tmp_path: Path,
-                                                                 taken_port: int) -> None:
+def test_port_in_use_is_one_line_in_the_foreground_and_detached(
+    tmp_path: Path, taken_port: int
+) -> None:
     env = subprocess_env(tmp_path)
     command = [sys.executable, "-m", "cli", "serve", "--simulate", "--port", str(taken_port)]
-    foreground = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                                timeout=30)
-    detached = subprocess.run([*command, "--detach"], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=60)
+    foreground = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    detached = subprocess.run(
+        [*command, "--detach"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert foreground.returncode == 1
     lines = foreground.stderr.strip().splitlines()
     assert len(lines) == 1, foreground.stderr
@@ -153,7 +173,12 @@ def test_port_held_by_another_llmproxy_names_its_pid(tmp_path: Path) -> None:
     with serving(providers(), ROUTES) as running:
         done = subprocess.run(
             [sys.executable, "-m", "cli", "serve", "--simulate", "--port", str(running.port)],
-            cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=30)
+            cwd=REPO,
+            env=subprocess_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -205,8 +230,7 @@ def test_providers_status_knows_sign_ins_and_keyless_providers(cli: Cli, tmp_pat
     local = SimulatedProvider("ollama", "openai", ["qwen"])
     with serving([codex, local], {"default": "ollama,qwen"}, daemon=False) as running:
         store = seed_store(running.sims["openai-codex"], tmp_path / "codex.json")
-        text = running.config.replace('api_key = "sim-key"\nmodels = ["qwen"]',
-                                      'models = ["qwen"]')
+        text = running.config.replace('api_key = "sim-key"\nmodels = ["qwen"]', 'models = ["qwen"]')
         text = text.replace('format = "codex"', f'format = "codex"\n{codex_keys(codex, store)}')
         rows = cli("providers", "status", "--config", str(cli.config(text)), "--json")
     assert rows.exit_code == 0, rows.output
@@ -219,9 +243,16 @@ def test_status_url_reports_that_daemon_only(cli: Cli, tmp_path: Path) -> None:
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "serve"])
     state = tmp_path / "state"
     state.mkdir()
-    (state / "daemon.json").write_bytes(orjson.dumps({
-        "pid": other.pid, "url": f"http://127.0.0.1:{free_port()}", "log": "/x/llmproxy.log",
-        "started": time.time()}))
+    (state / "daemon.json").write_bytes(
+        orjson.dumps(
+            {
+                "pid": other.pid,
+                "url": f"http://127.0.0.1:{free_port()}",
+                "log": "/x/llmproxy.log",
+                "started": time.time(),
+            }
+        )
+    )
     try:
         with serving(providers(), ROUTES) as running:
             report = orjson.loads(cli("status", "--url", running.url, "--json").stdout)
@@ -235,8 +266,16 @@ def test_status_url_reports_that_daemon_only(cli: Cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize("tokens", [2000, 20000])
 def test_route_test_tokens_pads_to_about_n_tokens(cli: Cli, tokens: int) -> None:
     with serving(providers(), ROUTES, daemon=False) as running:
-        result = cli("route", "test", "auto", "--tokens", str(tokens), "--json",
-                     "--config", str(cli.config(running.config)))
+        result = cli(
+            "route",
+            "test",
+            "auto",
+            "--tokens",
+            str(tokens),
+            "--json",
+            "--config",
+            str(cli.config(running.config)),
+        )
     estimate = orjson.loads(result.stdout)["token_estimate"]
     assert abs(estimate - tokens) <= tokens * 0.05, estimate
 
@@ -261,14 +300,19 @@ def test_daemon_down_says_what_to_do_in_plain_words(cli: Cli) -> None:
 
 
 def test_a_stream_cut_and_taken_over_shows_the_cut(cli: Cli) -> None:
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan([CutAfter(2)]),
-                              chunk_chars=4, persona="same"),
-            SimulatedProvider("minimax", "anthropic", ["glm-5"], persona="same")]
+    sims = [
+        SimulatedProvider(
+            "zai", "openai", ["glm-5"], plan=FaultPlan([CutAfter(2)]), chunk_chars=4, persona="same"
+        ),
+        SimulatedProvider("minimax", "anthropic", ["glm-5"], persona="same"),
+    ]
     with serving(sims, {"default": "zai,glm-5|minimax,glm-5"}) as running:
         result = cli("chat", "--url", running.url, "--api-key", CLIENT_KEY, "--json", "Hello")
     data = orjson.loads(result.stdout)
     assert [(a["target"], a["outcome"]) for a in data["attempts"]] == [
-        ("zai,glm-5", "stream_cut"), ("minimax,glm-5", "ok")]
+        ("zai,glm-5", "stream_cut"),
+        ("minimax,glm-5", "ok"),
+    ]
     assert data["served_by"] == "minimax,glm-5"
 
 
@@ -277,8 +321,11 @@ def test_stop_stops_a_foreground_daemon_that_status_reports(cli: Cli, tmp_path: 
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--simulate", "--port", str(port)],
-        cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while health(url) is None:

@@ -37,10 +37,20 @@ def _fake(bin_dir: Path, name: str, record: Path) -> None:
 
 
 def _launch(home: Path, config: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
-    env = subprocess_env(home, LLMPROXY_CONFIG=str(config), PATH=path,
-                         ANTHROPIC_API_KEY="sk-ant-real-key-of-the-user")
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = subprocess_env(
+        home,
+        LLMPROXY_CONFIG=str(config),
+        PATH=path,
+        ANTHROPIC_API_KEY="sk-ant-real-key-of-the-user",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_code_runs_claude_against_the_daemon_with_args_and_exit_status(tmp_path: Path) -> None:
@@ -49,12 +59,26 @@ def test_code_runs_claude_against_the_daemon_with_args_and_exit_status(tmp_path:
     with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES) as running:
         config = tmp_path / "config.toml"
         config.write_text(running.config)
-        done = _launch(tmp_path, config, "code", "-p", "explain", "--model", "x",
-                       path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+        done = _launch(
+            tmp_path,
+            config,
+            "code",
+            "-p",
+            "explain",
+            "--model",
+            "x",
+            path=f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        )
         seen = orjson.loads(record.read_bytes())
         # after `--`, even llmproxy's own options reach the agent
-        helped = _launch(tmp_path, config, "code", "--", "--help",
-                         path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+        helped = _launch(
+            tmp_path,
+            config,
+            "code",
+            "--",
+            "--help",
+            path=f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        )
     assert done.returncode == 7, done.stderr
     assert helped.returncode == 7 and orjson.loads(record.read_bytes())["argv"] == ["--help"]
     assert seen["argv"] == ["-p", "explain", "--model", "x"]
@@ -71,19 +95,30 @@ def test_codex_gets_a_responses_provider_on_its_command_line(tmp_path: Path) -> 
     with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES) as running:
         config = tmp_path / "config.toml"
         config.write_text(running.config)
-        done = _launch(tmp_path, config, "codex", "exec", "fix it",
-                       path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+        done = _launch(
+            tmp_path,
+            config,
+            "codex",
+            "exec",
+            "fix it",
+            path=f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        )
     assert done.returncode == 7, done.stderr
     seen = orjson.loads(record.read_bytes())
     argv = seen["argv"]
     assert argv[-2:] == ["exec", "fix it"]
-    overrides = dict(value.split("=", 1) for flag, value in itertools.pairwise(argv)
-                     if flag == "-c")
+    overrides = dict(
+        value.split("=", 1) for flag, value in itertools.pairwise(argv) if flag == "-c"
+    )
     # each -c value is TOML, as the Codex CLI reads it
     assert tomllib.loads(f"v = {overrides['model_provider']}")["v"] == "llmproxy"
     provider = tomllib.loads(f"v = {overrides['model_providers.llmproxy']}")["v"]
-    assert provider == {"name": "llmproxy", "base_url": running.url + "/v1",
-                        "wire_api": "responses", "env_key": "LLMPROXY_API_KEY"}
+    assert provider == {
+        "name": "llmproxy",
+        "base_url": running.url + "/v1",
+        "wire_api": "responses",
+        "env_key": "LLMPROXY_API_KEY",
+    }
     assert seen["env"]["LLMPROXY_API_KEY"] == CLIENT_KEY
 
 
@@ -100,12 +135,10 @@ def test_a_missing_agent_is_a_clear_message(tmp_path: Path) -> None:
 def test_code_starts_the_daemon_when_none_answers(tmp_path: Path) -> None:
     record = tmp_path / "claude.json"
     _fake(tmp_path / "bin", "claude", record)
-    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
-                 daemon=False) as running:
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES, daemon=False) as running:
         config = tmp_path / "config.toml"
         config.write_text(running.config)
-        done = _launch(tmp_path, config, "code",
-                       path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+        done = _launch(tmp_path, config, "code", path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
         pid = int((tmp_path / "state" / "llmproxy.pid").read_text())
         try:
             assert done.returncode == 7, done.stderr
@@ -123,9 +156,14 @@ def test_code_starts_the_daemon_when_none_answers(tmp_path: Path) -> None:
 
 def _run_cli(home: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
     """`llmproxy ARGS` with no config file anywhere it would look."""
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO,
-                          env=subprocess_env(home, PATH=path), capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=REPO,
+        env=subprocess_env(home, PATH=path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_launchers_need_no_config_file_when_a_daemon_answers(tmp_path: Path) -> None:
@@ -136,8 +174,7 @@ def test_launchers_need_no_config_file_when_a_daemon_answers(tmp_path: Path) -> 
     _fake(tmp_path / "bin", "claude", tmp_path / "claude.json")
     path = f"{tmp_path / 'bin'}:{os.environ['PATH']}"
     with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES) as running:
-        by_url = _run_cli(tmp_path, "codex", "--url", running.url + "/v1", "exec", "hi",
-                          path=path)
+        by_url = _run_cli(tmp_path, "codex", "--url", running.url + "/v1", "exec", "hi", path=path)
         by_url_env = orjson.loads(record.read_bytes())["env"]
         config = tmp_path / "elsewhere.toml"
         config.write_text(running.config)
@@ -158,8 +195,7 @@ def test_a_missing_codex_is_a_clear_message(tmp_path: Path) -> None:
 
 
 def test_no_daemon_and_no_agent_starts_nothing(tmp_path: Path) -> None:
-    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
-                 daemon=False) as running:
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES, daemon=False) as running:
         config = tmp_path / "config.toml"
         config.write_text(running.config)
         done = _launch(tmp_path, config, "code", path=str(tmp_path / "empty"))
@@ -171,10 +207,10 @@ def test_no_daemon_and_no_agent_starts_nothing(tmp_path: Path) -> None:
 
 def test_a_url_where_nothing_answers_is_an_error(tmp_path: Path) -> None:
     _fake(tmp_path / "bin", "claude", tmp_path / "claude.json")
-    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
-                 daemon=False) as running:
-        done = _run_cli(tmp_path, "code", "--url", running.url,
-                        path=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES, daemon=False) as running:
+        done = _run_cli(
+            tmp_path, "code", "--url", running.url, path=f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+        )
     assert done.returncode == 3
     assert f"nothing answers at {running.url}" in done.stderr
     assert "llmproxy serve --detach" in done.stderr

@@ -30,22 +30,26 @@ async def journaled(tmp_path: Path) -> AsyncIterator[Cli]:
     """Three requests through the daemon, journaled in the CLI's state dir: one that fell back
     (zai 500 twice, then cerebras), one plain, one on the think route."""
     cli = Cli(tmp_path)
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"],
-                              plan=FaultPlan([Status(500), Status(500)])),
-            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
+    sims = [
+        SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan([Status(500), Status(500)])),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+    ]
     async with run_simulated(sims) as running:
-        app = build_app(parse_config(config_text(running, ROUTES), env={}),
-                        state_dir=tmp_path / "state", env={})
+        app = build_app(
+            parse_config(config_text(running, ROUTES), env={}), state_dir=tmp_path / "state", env={}
+        )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         try:
             base = str(server.make_url("/v1"))
-            async with openai.AsyncOpenAI(base_url=base, api_key=CLIENT_KEY,
-                                          max_retries=0) as client:
+            async with openai.AsyncOpenAI(
+                base_url=base, api_key=CLIENT_KEY, max_retries=0
+            ) as client:
                 for model, effort in (("auto", None), ("auto", None), ("auto", "high")):
                     extra = {"reasoning_effort": effort} if effort else {}
                     await client.chat.completions.create(
-                        model=model, messages=[{"role": "user", "content": "hi"}], **extra)
+                        model=model, messages=[{"role": "user", "content": "hi"}], **extra
+                    )
         finally:
             await server.close()  # writes what the journal still holds
         assert app[OBSERVER].journal is not None and app[OBSERVER].journal.written == 3
@@ -85,8 +89,7 @@ async def test_usage_by_provider_route_and_day(journaled: Cli) -> None:
     rows = json.loads(journaled("usage", "--by", "route", "--json").stdout)
     assert {r["name"]: r["requests"] for r in rows} == {"default": 2, "think": 1}
     days = json.loads(journaled("usage", "--by", "day", "--json").stdout)
-    assert len(days) == 1 and days[0]["cost_usd"] == pytest.approx(
-        sum(r["cost_usd"] for r in rows))
+    assert len(days) == 1 and days[0]["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows))
     assert journaled("usage", "--by", "colour").exit_code == 2
 
 
@@ -94,8 +97,14 @@ async def test_statusline_prints_the_latest_request_in_one_line(journaled: Cli) 
     # As Claude Code runs it: a separate process with the session JSON on stdin.
     session = {"session_id": "abc", "model": {"id": "claude-sonnet-4-5", "display_name": "S"}}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "statusline", cwd=REPO, env=subprocess_env(journaled.home),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "cli",
+        "statusline",
+        cwd=REPO,
+        env=subprocess_env(journaled.home),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(json.dumps(session).encode()), 60)
@@ -116,9 +125,16 @@ def test_statusline_loads_no_daemon_code(tmp_path: Path) -> None:
     """Claude Code runs it after every message: it reads the journal and nothing else."""
     from test_cli_startup import HEAVY, PROBE
 
-    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "statusline"],
-                          cwd=REPO, env=subprocess_env(tmp_path), capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), "statusline"],
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert done.stdout == "llmproxy: no requests yet\n"
     assert json.loads(done.stderr.strip().splitlines()[-1]) == []
 
@@ -130,9 +146,19 @@ async def test_logs_follow_prints_requests_as_they_are_recorded(journaled: Cli) 
     from proxy.types import Attempt, Target, Usage
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "logs", "--follow", "--json", "-n", "1", cwd=REPO,
-        env=subprocess_env(journaled.home), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "cli",
+        "logs",
+        "--follow",
+        "--json",
+        "-n",
+        "1",
+        cwd=REPO,
+        env=subprocess_env(journaled.home),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None
@@ -141,11 +167,25 @@ async def test_logs_follow_prints_requests_as_they_are_recorded(journaled: Cli) 
         target = Target("minimax", "MiniMax-M2.5")
         writer = Journal(journaled.home / "state" / "requests.db", JournalSettings())
         writer.start()  # as a running daemon would
-        writer.add(RequestRecord(
-            id="req_follow", started=time.time(), client_api="anthropic", stream=True,
-            requested_model="claude-sonnet-4-5", route="think", reason="test", served=target,
-            attempts=(Attempt(target, 200, None, 5.0),), usage=Usage(10, 2), cost=None,
-            ttft_ms=3.0, total_ms=9.0, status=200, outcome="ok"))
+        writer.add(
+            RequestRecord(
+                id="req_follow",
+                started=time.time(),
+                client_api="anthropic",
+                stream=True,
+                requested_model="claude-sonnet-4-5",
+                route="think",
+                reason="test",
+                served=target,
+                attempts=(Attempt(target, 200, None, 5.0),),
+                usage=Usage(10, 2),
+                cost=None,
+                ttft_ms=3.0,
+                total_ms=9.0,
+                status=200,
+                outcome="ok",
+            )
+        )
         await asyncio.to_thread(writer.close)
         fresh = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
         assert fresh["id"] == "req_follow" and fresh["served"] == "minimax,MiniMax-M2.5"

@@ -29,8 +29,10 @@ def cli(tmp_path: Path) -> Cli:
 
 
 def _sims(zai: FaultPlan | None = None) -> list[SimulatedProvider]:
-    return [SimulatedProvider("zai", "openai", ["glm-5"], api_key="zai-secret-value", plan=zai),
-            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
+    return [
+        SimulatedProvider("zai", "openai", ["glm-5"], api_key="zai-secret-value", plan=zai),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+    ]
 
 
 def test_status_lists_providers_and_never_prints_a_key(cli: Cli) -> None:
@@ -70,8 +72,10 @@ def _ask(url: str) -> None:
     async def go() -> None:
         body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
         headers = {"authorization": f"Bearer {CLIENT_KEY}"}
-        async with aiohttp.ClientSession() as session, session.post(
-                url + "/v1/chat/completions", json=body, headers=headers) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url + "/v1/chat/completions", json=body, headers=headers) as response,
+        ):
             assert response.status == 200
 
     asyncio.run(go())
@@ -80,18 +84,19 @@ def _ask(url: str) -> None:
 def test_probe_classifies_every_configured_model(cli: Cli) -> None:
     sims = [
         SimulatedProvider("ok", "openai", ["m"]),
-        SimulatedProvider("busy", "openai", ["m"], plan=FaultPlan.always(
-            openai_rate_limit(retry_after=None))),
+        SimulatedProvider(
+            "busy", "openai", ["m"], plan=FaultPlan.always(openai_rate_limit(retry_after=None))
+        ),
         SimulatedProvider("spent", "openai", ["m"], plan=FaultPlan.always(codex_usage_limit())),
-        SimulatedProvider("locked", "anthropic", ["m"],
-                          plan=FaultPlan.always(unauthorized("anthropic"))),
+        SimulatedProvider(
+            "locked", "anthropic", ["m"], plan=FaultPlan.always(unauthorized("anthropic"))
+        ),
         SimulatedProvider("gone", "openai", ["m"], plan=FaultPlan.always(Status(503))),
         SimulatedProvider("renamed", "openai", ["other"]),
     ]
     with serving(sims, {"default": "ok,m"}, daemon=False) as running:
         text = running.config.replace('models = ["other"]', 'models = ["m", "*"]')
-        result = cli("providers", "status", "--probe", "--json", "--config",
-                     str(cli.config(text)))
+        result = cli("providers", "status", "--probe", "--json", "--config", str(cli.config(text)))
         table = cli("providers", "status", "--probe", "--config", str(cli.config(text)))
     assert result.exit_code == 1  # not everything is reachable
     verdicts = {p["target"]: p["verdict"] for p in orjson.loads(result.stdout)["probes"]}

@@ -30,8 +30,9 @@ ALIAS = '\n[[router.model_mappings]]\nfrom = "quick"\nto = "zai,glm-5"\n'
 
 
 def _models(url: str) -> set[str]:
-    response = httpx2.get(url + "/v1/models", headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                          trust_env=False)
+    response = httpx2.get(
+        url + "/v1/models", headers={"authorization": f"Bearer {CLIENT_KEY}"}, trust_env=False
+    )
     return {m["id"] for m in response.json()["data"]}
 
 
@@ -45,14 +46,16 @@ def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
 @contextlib.contextmanager
 def _foreground(tmp_path: Path, *extra: str) -> Iterator[tuple[str, Path, Cli]]:
     """A foreground daemon on a config file: its URL, the file, a CLI beside it."""
-    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
-                 daemon=False) as running:
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES, daemon=False) as running:
         config = tmp_path / "config.toml"
         config.write_text(running.config)
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--config", str(config), *extra],
-            cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
+            cwd=REPO,
+            env=subprocess_env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             _until(lambda: health(running.url) is not None or process.poll() is not None, 20)
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
@@ -87,7 +90,8 @@ def test_reload_applies_a_new_config_without_a_restart(daemon: tuple[str, Path, 
 
 
 def test_an_invalid_config_is_refused_and_the_running_one_kept(
-        daemon: tuple[str, Path, Cli]) -> None:
+    daemon: tuple[str, Path, Cli],
+) -> None:
     url, config, cli = daemon
     good = config.read_text()
     config.write_text(good.replace('default = "zai,glm-5"', 'default = "nosuch,glm-5"'))
@@ -122,13 +126,13 @@ def test_watch_reloads_when_the_file_or_its_env_changes(watched: tuple[str, Path
 
 
 def test_dotenv_next_to_the_config_fills_what_the_environment_lacks(tmp_path: Path) -> None:
-    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES,
-                 daemon=False) as running:
+    with serving([SimulatedProvider("zai", "openai", ["glm-5"])], ROUTES, daemon=False) as running:
         text = running.config.replace('api_key = "sim-key"', 'api_key = "$ZAI_API_KEY"')
     path = tmp_path / "config.toml"
     path.write_text(text)
     (tmp_path / ".env").write_text(
-        "# keys\nexport ZAI_API_KEY='from-dotenv'\nOTHER=\"x y\"  \n\nPLAIN=a # note\n")
+        "# keys\nexport ZAI_API_KEY='from-dotenv'\nOTHER=\"x y\"  \n\nPLAIN=a # note\n"
+    )
     assert load_config(path, {}).providers[0].api_key == "from-dotenv"
     # the environment wins over the file
     assert load_config(path, {"ZAI_API_KEY": "from-env"}).providers[0].api_key == "from-env"
@@ -140,8 +144,11 @@ def test_dotenv_next_to_the_config_fills_what_the_environment_lacks(tmp_path: Pa
 def test_reload_says_which_changes_need_a_restart(daemon: tuple[str, Path, Cli]) -> None:
     url, config, cli = daemon
     text = config.read_text()
-    config.write_text(text.replace("[proxy]\n", "[proxy]\ntimeout_ms = 123000\n", 1)
-                      .replace(f'api_key = "{CLIENT_KEY}"', 'api_key = "another-key"', 1))
+    config.write_text(
+        text.replace("[proxy]\n", "[proxy]\ntimeout_ms = 123000\n", 1).replace(
+            f'api_key = "{CLIENT_KEY}"', 'api_key = "another-key"', 1
+        )
+    )
     done = cli("reload", "--url", url)
     assert done.exit_code == 0, done.output
     assert "a restart is needed to change proxy.api_keys" in " ".join(done.stderr.split())
@@ -151,9 +158,12 @@ def test_reload_says_which_changes_need_a_restart(daemon: tuple[str, Path, Cli])
 
 @pytest.mark.parametrize(("peer", "told"), [("127.0.0.1", True), ("203.0.113.9", False)])
 async def test_health_tells_pid_and_reload_outcome_to_this_machine_only(
-        peer: str, told: bool) -> None:
-    text = ('[proxy]\napi_key = "k"\n[router]\ndefault = "zai,glm-5"\n[[providers]]\n'
-            'name = "zai"\napi_base_url = "https://api.z.ai/v1"\nmodels = ["glm-5"]\n')
+    peer: str, told: bool
+) -> None:
+    text = (
+        '[proxy]\napi_key = "k"\n[router]\ndefault = "zai,glm-5"\n[[providers]]\n'
+        'name = "zai"\napi_base_url = "https://api.z.ai/v1"\nmodels = ["glm-5"]\n'
+    )
     apps = Apps()
     try:
         served = await apps.start(parse_config(text, {}), peer=peer)
@@ -165,7 +175,8 @@ async def test_health_tells_pid_and_reload_outcome_to_this_machine_only(
 
 
 def test_status_and_reload_show_targets_to_the_client_key_they_know(
-        daemon: tuple[str, Path, Cli]) -> None:
+    daemon: tuple[str, Path, Cli],
+) -> None:
     """The daemon has client keys: `/health` lists providers and targets only to a key holder,
     so `status` sends the config's key, or `--api-key` / `$LLMPROXY_API_KEY`."""
     url, config, cli = daemon
@@ -179,8 +190,11 @@ def test_status_and_reload_show_targets_to_the_client_key_they_know(
         assert done.exit_code == 0, done.output
         return dict(orjson.loads(done.stdout))
 
-    for shown in (report("--config", str(config)), report(key=CLIENT_KEY),
-                  report("--api-key", CLIENT_KEY)):
+    for shown in (
+        report("--config", str(config)),
+        report(key=CLIENT_KEY),
+        report("--api-key", CLIENT_KEY),
+    ):
         assert shown["providers"] == ["zai"]
         assert [t["target"] for t in shown["targets"]] == ["zai,glm-5"]  # type: ignore[attr-defined]
     for hidden in (report(), report(key="not-the-key")):  # no config found, or a wrong key
@@ -200,7 +214,11 @@ def _detached_simulation(tmp_path: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     started = subprocess.run(
         [sys.executable, "-m", "cli", "serve", "--simulate", "--detach", "--port", str(port)],
-        cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, timeout=30)
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        capture_output=True,
+        timeout=30,
+    )
     assert started.returncode == 0, started.stderr.decode()
     pid = int((tmp_path / "state" / "llmproxy.pid").read_text())
     try:
@@ -219,8 +237,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_an_explicit_config_wins_over_the_detached_daemon(tmp_path: Path) -> None:
-    with _detached_simulation(tmp_path) as (detached, detached_pid), \
-            _foreground(tmp_path) as (url, config, cli):
+    with (
+        _detached_simulation(tmp_path) as (detached, detached_pid),
+        _foreground(tmp_path) as (url, config, cli),
+    ):
         status = cli("status", "--json", "--config", str(config))
         report = orjson.loads(status.stdout)
         assert report["url"] == url and not report["detached"]
@@ -243,19 +263,24 @@ def test_reload_of_a_daemon_without_a_config_file_keeps_it_running(tmp_path: Pat
         assert done.exit_code == 1
         assert "nothing to reload: no config file" in done.stderr
         assert _alive(pid) and health(url) is not None
-        assert "nothing to reload: no config file" in (
-            tmp_path / "state" / "llmproxy.log").read_text()
+        assert (
+            "nothing to reload: no config file" in (tmp_path / "state" / "llmproxy.log").read_text()
+        )
 
 
 def test_watch_without_a_config_file_says_it_has_nothing_to_watch(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--simulate", "--watch", "--port", str(port)],
-        cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        _until(lambda: health(f"http://127.0.0.1:{port}") is not None
-               or process.poll() is not None, 20)
+        _until(
+            lambda: health(f"http://127.0.0.1:{port}") is not None or process.poll() is not None, 20
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)

@@ -26,8 +26,9 @@ def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes] | None = None, within: float = 15.0
-              ) -> dict[str, object]:
+def _wait_for(
+    url: str, process: subprocess.Popen[bytes] | None = None, within: float = 15.0
+) -> dict[str, object]:
     deadline = time.monotonic() + within
     while (found := health(url)) is None:
         assert process is None or process.poll() is None, "the daemon exited"
@@ -44,13 +45,18 @@ def test_serve_without_a_config_says_what_to_do(cli: Cli) -> None:
     assert "llmproxy init" in message and "llmproxy serve --simulate" in message
 
 
-def test_serve_simulate_in_the_foreground_answers_and_stops_on_sigterm(tmp_path: Path,
-                                                                       cli: Cli) -> None:
+def test_serve_simulate_in_the_foreground_answers_and_stops_on_sigterm(
+    tmp_path: Path, cli: Cli
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--simulate", "--port", str(port)],
-        cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         found = _wait_for(url, process)
         assert found["providers"] == ["openai-codex", "zai", "cerebras", "minimax"]
@@ -70,7 +76,11 @@ def test_detach_status_stop(tmp_path: Path, cli: Cli, monkeypatch: pytest.Monkey
     env = subprocess_env(tmp_path)
     started = subprocess.run(
         [sys.executable, "-m", "cli", "serve", "--simulate", "--detach", "--port", str(port)],
-        cwd=REPO, env=env, capture_output=True, timeout=30)
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
     assert started.returncode == 0, started.stderr.decode()
     state = tmp_path / "state"
     pid = int((state / "llmproxy.pid").read_text())

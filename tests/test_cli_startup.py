@@ -28,9 +28,14 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.__s
 
 
 def _loaded(home: Path, *args: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
-    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=heavy), *args], cwd=REPO,
-                          env=subprocess_env(home, LLMPROXY_API_KEY=CLIENT_KEY),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=heavy), *args],
+        cwd=REPO,
+        env=subprocess_env(home, LLMPROXY_API_KEY=CLIENT_KEY),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return list(orjson.loads(done.stderr.strip().splitlines()[-1]))
 
 
@@ -39,8 +44,9 @@ def test_daemon_only_commands_load_no_daemon_code(tmp_path: Path) -> None:
     assert _loaded(tmp_path, "--help") == []
     assert _loaded(tmp_path, "status", "--url", dead) == []
     assert _loaded(tmp_path, "stop", "--url", dead) == []
-    with serving([SimulatedProvider("zai", "openai", ["glm-5"])],
-                 {"default": "zai,glm-5"}) as running:
+    with serving(
+        [SimulatedProvider("zai", "openai", ["glm-5"])], {"default": "zai,glm-5"}
+    ) as running:
         assert _loaded(tmp_path, "chat", "--url", running.url, "Hello") == []
 
 
@@ -48,12 +54,13 @@ def test_route_test_runs_no_event_loop_and_loads_no_http_client(tmp_path: Path) 
     """`route test` decides in this process: reading the model catalog must not bring in what
     refreshing it needs (asyncio, aiohttp), nor the daemon's client."""
     config = tmp_path / "config.toml"
-    config.write_text('[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
-                      'api_base_url = "https://api.z.ai/api/paas/v4"\napi_key = "$ZAI_KEY"\n'
-                      'models = ["glm-5"]\n')
+    config.write_text(
+        '[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
+        'api_base_url = "https://api.z.ai/api/paas/v4"\napi_key = "$ZAI_KEY"\n'
+        'models = ["glm-5"]\n'
+    )
     heavy = ("asyncio", "aiohttp", "httpx2", "proxy.fallback", "proxy.server", "pydantic")
-    assert _loaded(tmp_path, "route", "test", "auto", "--config", str(config),
-                   heavy=heavy) == []
+    assert _loaded(tmp_path, "route", "test", "auto", "--config", str(config), heavy=heavy) == []
 
 
 SERVE_PROBE = """
@@ -77,11 +84,25 @@ def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
     client (they are for --simulate, --detach and the other commands)."""
     banned = ("proxy.simulate", "cli.daemon", "cli._address", "httpx2")
     config = tmp_path / "config.toml"
-    config.write_text('[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
-                      'api_base_url = "https://api.example.com/v1"\nmodels = ["m"]\n')
+    config.write_text(
+        '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
+        'api_base_url = "https://api.example.com/v1"\nmodels = ["m"]\n'
+    )
     done = subprocess.run(
-        [sys.executable, "-c", SERVE_PROBE.format(banned=banned), "serve", "--config",
-         str(config), "--port", str(free_port())],
-        cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            SERVE_PROBE.format(banned=banned),
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(free_port()),
+        ],
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert orjson.loads(done.stderr.strip().splitlines()[-1]) == [], done.stderr

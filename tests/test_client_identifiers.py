@@ -48,9 +48,11 @@ async def test_a_provider_trusted_with_forward_user_id_gets_the_id_unchanged(
 ) -> None:
     trusted = SimulatedProvider("vllm", "openai", ["glm-5"])
     async with run_simulated([trusted]) as sims:
-        proxy = await daemon(config_text(
-            sims, {"default": "vllm,glm-5"}, provider_extra={"vllm": "forward_user_id = true"}
-        ))
+        proxy = await daemon(
+            config_text(
+                sims, {"default": "vllm,glm-5"}, provider_extra={"vllm": "forward_user_id = true"}
+            )
+        )
         await clients.anthropic(proxy).messages.create(
             model="auto",
             max_tokens=64,

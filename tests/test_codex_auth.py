@@ -190,8 +190,13 @@ async def test_refresh_across_processes_happens_once(tmp_path: Path) -> None:
             "asyncio.run(main())\n"
         )
         other = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", script, str(path), sim.token_endpoint,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-c",
+            script,
+            str(path),
+            sim.token_endpoint,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert other.stdout is not None
         assert await other.stdout.readline() == b"ready\n"  # both refresh at the same time
@@ -270,8 +275,9 @@ def test_cli_reports_bad_files_and_empty_stores(tmp_path: Path) -> None:
     bad = tmp_path / "auth.json"
     bad.write_text('{"OPENAI_API_KEY": "sk-test"}')
     runner = CliRunner()
-    result = runner.invoke(app, ["auth", "import-codex", str(bad), "--store",
-                                 str(tmp_path / "s.json")])
+    result = runner.invoke(
+        app, ["auth", "import-codex", str(bad), "--store", str(tmp_path / "s.json")]
+    )
     assert result.exit_code == 2 and "API-key login" in result.output
     empty = runner.invoke(app, ["auth", "status", "--store", str(tmp_path / "none.json")])
     assert empty.exit_code == 1 and "import-codex" in empty.output

@@ -68,8 +68,7 @@ async def start(
     expires_in: float | None = None,
     shape: str = "nested",
 ) -> Daemon:
-    store = seed_store(sims["codex"], tmp_path / "auth.json", expires_in=expires_in,
-                       shape=shape)  # type: ignore[arg-type]
+    store = seed_store(sims["codex"], tmp_path / "auth.json", expires_in=expires_in, shape=shape)  # type: ignore[arg-type]
     extra = {"codex": codex_keys(sims["codex"], store)}
     return await daemon(config_text(sims, {"default": chain}, provider_extra=extra))
 
@@ -93,9 +92,17 @@ async def test_openai_client_chat_and_tool_round_trip(
             ("get_weather", '{"city":"example city"}')
         ]
         messages += [
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": calls[0]["id"], "type": "function",
-                 "function": {"name": "get_weather", "arguments": calls[0]["arguments"]}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": calls[0]["id"],
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": calls[0]["arguments"]},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": calls[0]["id"], "content": "Sunny, 21C"},
         ]
         text, _ = await ask_openai(client, messages, stream, tools=[WEATHER])
@@ -104,8 +111,11 @@ async def test_openai_client_chat_and_tool_round_trip(
         sent = [r.body for r in sims["codex"].requests]
     last = sent[-1]
     assert last["stream"] is True and last["store"] is False
-    assert [i["type"] for i in last["input"]] == ["message", "function_call",
-                                                  "function_call_output"]
+    assert [i["type"] for i in last["input"]] == [
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
     assert last["input"][1]["call_id"] == last["input"][2]["call_id"] == calls[0]["id"]
     assert last["tools"][0]["name"] == "get_weather"
 
@@ -114,12 +124,13 @@ async def ask_openai(
     client: openai.AsyncOpenAI, messages: list[Any], stream: bool, **extra: Any
 ) -> tuple[str, list[dict[str, str]]]:
     if not stream:
-        completion = await client.chat.completions.create(
-            model="auto", messages=messages, **extra
-        )
+        completion = await client.chat.completions.create(model="auto", messages=messages, **extra)
         message = completion.choices[0].message
-        calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
-                 for c in message.tool_calls or [] if c.type == "function"]
+        calls = [
+            {"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+            for c in message.tool_calls or []
+            if c.type == "function"
+        ]
         return message.content or "", calls
     text: list[str] = []
     parts: dict[int, dict[str, str]] = {}
@@ -156,10 +167,18 @@ async def test_anthropic_client_chat_and_tool_round_trip(
         (call,) = [b for b in message.content if b.type == "tool_use"]
         assert (call.name, call.input) == ("get_weather", {"city": "example city"})
         messages += [
-            {"role": "assistant", "content": [
-                {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": call.id, "content": "Sunny, 21C"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call.id, "content": "Sunny, 21C"}
+                ],
+            },
         ]
         message = await ask_anthropic(client, messages, stream, tools=[ANTHROPIC_WEATHER])
         assert message.content[0].type == "text"
@@ -168,8 +187,11 @@ async def test_anthropic_client_chat_and_tool_round_trip(
         )
         last = sims["codex"].requests[-1].body
     # The reference proxy lost tool_use/tool_result history on this path; it must survive.
-    assert [i["type"] for i in last["input"]] == ["message", "function_call",
-                                                  "function_call_output"]
+    assert [i["type"] for i in last["input"]] == [
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
     assert last["input"][2]["output"] == "Sunny, 21C"
 
 
@@ -196,16 +218,28 @@ async def test_backend_request_follows_the_chatgpt_rules(
         proxy = await start(daemon, sims, tmp_path)
         await clients.openai(proxy).chat.completions.create(
             model="auto",
-            messages=[{"role": "system", "content": "Be brief."},
-                      {"role": "user", "content": "Hello"}],
-            max_tokens=100, temperature=0.2, top_p=0.9, reasoning_effort="high",
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hello"},
+            ],
+            max_tokens=100,
+            temperature=0.2,
+            top_p=0.9,
+            reasoning_effort="high",
         )
         (record,) = sims["codex"].requests
     body = record.body
     # max_output_tokens, temperature and top_p make the backend answer 400: never sent. The
     # conversation's key goes as prompt_cache_key, as the Codex CLI sends its thread id.
-    assert set(body) == {"model", "instructions", "input", "reasoning", "store", "stream",
-                         "prompt_cache_key"}
+    assert set(body) == {
+        "model",
+        "instructions",
+        "input",
+        "reasoning",
+        "store",
+        "stream",
+        "prompt_cache_key",
+    }
     assert body["instructions"] == "Be brief."
     assert body["reasoning"] == {"effort": "high", "summary": "auto"}
     headers = record.headers
@@ -239,12 +273,14 @@ async def test_expired_token_is_refreshed_once_for_concurrent_requests(
         sims["codex"].account.refresh_delay = 0.1
         proxy = await start(daemon, sims, tmp_path, expires_in=-60)
         client = clients.openai(proxy)
-        answers = await asyncio.gather(*(
-            client.chat.completions.create(
-                model="auto", messages=[{"role": "user", "content": f"Hello {n}"}]
+        answers = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    model="auto", messages=[{"role": "user", "content": f"Hello {n}"}]
+                )
+                for n in range(6)
             )
-            for n in range(6)
-        ))
+        )
         assert sims["codex"].account.refreshes == 1
         assert [a.choices[0].message.content for a in answers] == [
             reply_text("codex", "gpt-5.2", f"Hello {n}") for n in range(6)
@@ -295,9 +331,7 @@ async def test_usage_limit_falls_back_and_is_a_quota(
         raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
             model="auto", messages=[{"role": "user", "content": "Hello"}], stream=False
         )
-        assert raw.headers["x-llmproxy-attempts"] == (
-            "codex,gpt-5.2=429;cerebras,llama-3.3-70b=ok"
-        )
+        assert raw.headers["x-llmproxy-attempts"] == ("codex,gpt-5.2=429;cerebras,llama-3.3-70b=ok")
 
 
 async def test_usage_limit_alone_reaches_the_client_with_its_reset(
@@ -364,8 +398,10 @@ async def test_reasoning_summary_and_text_arrive_once(
 
 
 def provider_config(extra: str) -> ProviderConfig:
-    text = f'[router]\ndefault = "openai-codex,gpt-5.2"\n[[providers]]\nname = "openai-codex"\n' \
+    text = (
+        f'[router]\ndefault = "openai-codex,gpt-5.2"\n[[providers]]\nname = "openai-codex"\n'
         f'models = ["gpt-5.2"]\n{extra}\n'
+    )
     provider = parse_config(text, env={}).provider("openai-codex")
     assert provider is not None
     return provider
@@ -384,12 +420,16 @@ def test_codex_config_keys_and_urls() -> None:
     )
     assert codex_url(custom) == "https://gateway.example/codex/responses"
     assert (custom.auth_file, custom.token_endpoint) == (
-        "~/tokens/work.json", "https://auth.example/oauth/token"
+        "~/tokens/work.json",
+        "https://auth.example/oauth/token",
     )
     with pytest.raises(ConfigError) as wrong:
-        parse_config('[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
-                     'api_base_url = "https://api.z.ai/v4"\nmodels = ["glm-5"]\n'
-                     'auth_file = "x.json"\n', env={})
+        parse_config(
+            '[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
+            'api_base_url = "https://api.z.ai/v4"\nmodels = ["glm-5"]\n'
+            'auth_file = "x.json"\n',
+            env={},
+        )
     assert wrong.value.key == "providers[0].auth_file"
     with pytest.raises(ConfigError) as bad_url:
         provider_config('token_endpoint = "ftp://nope"')

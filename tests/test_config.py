@@ -350,7 +350,9 @@ def test_stray_dollar_is_an_error(raw: str) -> None:
 def test_unset_variables_can_be_collected_instead_of_failing() -> None:
     unset: dict[str, str] = {}
     assert expand_env({"p": [{"k": "$KEY"}], "h": "$HOST"}, {"HOST": "h"}, unset=unset) == {
-        "p": [{"k": ""}], "h": "h"}
+        "p": [{"k": ""}],
+        "h": "h",
+    }
     assert unset == {"p[0].k": "KEY"}
 
 

@@ -45,9 +45,17 @@ ENV = {"PROXY_KEY": "p-key-123456", "ZAI_API_KEY": "z-key-123456", "TEAM_TOKEN":
 
 def test_router_edit_keeps_everything_else() -> None:
     document = parse_document(ORIGINAL)
-    set_router(document, {"think": "zai,glm-5", "background": None,
-                          "model_mappings": [{"from": "fast", "to": "zai,glm-5"},
-                                             {"from": "cheap", "to": "zai,glm-5"}]})
+    set_router(
+        document,
+        {
+            "think": "zai,glm-5",
+            "background": None,
+            "model_mappings": [
+                {"from": "fast", "to": "zai,glm-5"},
+                {"from": "cheap", "to": "zai,glm-5"},
+            ],
+        },
+    )
     text = render(document)
     config = parse_config(text, ENV)
     assert [m.pattern for m in config.router.model_mappings] == ["fast", "cheap"]
@@ -60,9 +68,16 @@ def test_router_edit_keeps_everything_else() -> None:
 
 def test_provider_merge_keeps_secrets_and_subtables() -> None:
     document = parse_document(ORIGINAL)
-    created = upsert_provider(document, "zai", {
-        "api_key": REDACTED, "headers": {"X-Team": REDACTED, "X-New": "v"}, "prefill": False,
-        "models": ["glm-5", "glm-4.7"]})
+    created = upsert_provider(
+        document,
+        "zai",
+        {
+            "api_key": REDACTED,
+            "headers": {"X-Team": REDACTED, "X-New": "v"},
+            "prefill": False,
+            "models": ["glm-5", "glm-4.7"],
+        },
+    )
     assert created is False
     text = render(document)
     assert 'api_key = "${ZAI_API_KEY}"  # from env' in text
@@ -76,9 +91,16 @@ def test_provider_merge_keeps_secrets_and_subtables() -> None:
 
 def test_new_and_removed_providers() -> None:
     document = parse_document(ORIGINAL)
-    assert upsert_provider(document, "local", {
-        "api_base_url": "http://127.0.0.1:11434/v1", "models": ["*"],
-        "allow_private_network": True, "timeouts": {"connect_ms": 500}})
+    assert upsert_provider(
+        document,
+        "local",
+        {
+            "api_base_url": "http://127.0.0.1:11434/v1",
+            "models": ["*"],
+            "allow_private_network": True,
+            "timeouts": {"connect_ms": 500},
+        },
+    )
     config = parse_config(render(document), ENV)
     assert [p.name for p in config.providers] == ["zai", "local"]
     assert config.providers[1].timeouts.connect == 0.5
@@ -117,8 +139,11 @@ def test_new_keys_and_tables_go_where_a_reader_expects_them() -> None:
 
     document = parse_document(STARTER_CONFIG)
     set_router(document, {"think": "zai,glm-5"})
-    upsert_provider(document, "minimax", {"api_base_url": "https://api.minimax.io/anthropic",
-                                          "models": ["MiniMax-M2.5"]})
+    upsert_provider(
+        document,
+        "minimax",
+        {"api_base_url": "https://api.minimax.io/anthropic", "models": ["MiniMax-M2.5"]},
+    )
     upsert_provider(document, "zai", {"headers": {"X-Title": "llmproxy"}})
     text = render(document)
     lines = text.splitlines()

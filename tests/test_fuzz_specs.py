@@ -40,10 +40,14 @@ EXAMPLES = int(os.environ.get("LLMPROXY_FUZZ_EXAMPLES", "150"))
 """Per endpoint; set LLMPROXY_FUZZ_EXAMPLES for a longer run."""
 
 ANY_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
     | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -154,13 +158,16 @@ def _with_model(drawn: tuple[Any, str, bool]) -> Any:
 
 
 def _sims() -> list[SimulatedProvider]:
-    return [SimulatedProvider("zai", "openai", ["glm-5"]),
-            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"])]
+    return [
+        SimulatedProvider("zai", "openai", ["glm-5"]),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"]),
+    ]
 
 
 def _config(running: dict[str, SimulatedProvider]) -> str:
-    return config_text(running, {"default": "zai,glm-5"},
-                       mappings=[("claude-*", "minimax,MiniMax-M2")])
+    return config_text(
+        running, {"default": "zai,glm-5"}, mappings=[("claude-*", "minimax,MiniMax-M2")]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +178,13 @@ def spec_daemon() -> Iterator[DaemonThread]:
 
 @pytest.mark.parametrize("path", list(ENDPOINTS))
 def test_generated_requests_never_get_a_server_error(spec_daemon: DaemonThread, path: str) -> None:
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(body=request_bodies(path))
     def run(body: Any) -> None:
         status, content_type, raw = spec_daemon.send(path, orjson.dumps(body))
@@ -183,19 +195,44 @@ def test_generated_requests_never_get_a_server_error(spec_daemon: DaemonThread, 
     run()
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/responses", {"model": "auto", "input": "hi", "tools": [{"type": []}]}),
-    ("/v1/responses", {"model": "auto", "input": "hi", "tools": [{"type": {"a": 1}}]}),
-    ("/v1/responses", {"model": "auto", "input": "hi",
-                       "tool_choice": {"type": "function", "name": ["x"]}}),
-    ("/v1/chat/completions", {"model": "auto", "messages": [{"role": "user", "content": "hi"}],
-                              "tool_choice": {"type": "function", "function": {"name": 5}}}),
-    ("/v1/messages", {"model": "auto", "max_tokens": 5, "tool_choice": {"type": ["tool"]},
-                      "messages": [{"role": "user", "content": "hi"}]}),
-], ids=["tool-type-list", "tool-type-object", "responses-choice-name", "chat-choice-name",
-        "messages-choice-type"])
-def test_fuzz_findings_are_client_errors(spec_daemon: DaemonThread, path: str,
-                                         body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/responses", {"model": "auto", "input": "hi", "tools": [{"type": []}]}),
+        ("/v1/responses", {"model": "auto", "input": "hi", "tools": [{"type": {"a": 1}}]}),
+        (
+            "/v1/responses",
+            {"model": "auto", "input": "hi", "tool_choice": {"type": "function", "name": ["x"]}},
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "auto",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tool_choice": {"type": "function", "function": {"name": 5}},
+            },
+        ),
+        (
+            "/v1/messages",
+            {
+                "model": "auto",
+                "max_tokens": 5,
+                "tool_choice": {"type": ["tool"]},
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        ),
+    ],
+    ids=[
+        "tool-type-list",
+        "tool-type-object",
+        "responses-choice-name",
+        "chat-choice-name",
+        "messages-choice-type",
+    ],
+)
+def test_fuzz_findings_are_client_errors(
+    spec_daemon: DaemonThread, path: str, body: dict[str, Any]
+) -> None:
     status, content_type, raw = spec_daemon.send(path, orjson.dumps(body))
     assert status < 500, raw[:300]
     assert content_type.startswith("application/json")

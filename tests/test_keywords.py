@@ -142,16 +142,18 @@ def test_best_rule_heads_the_chain_then_the_next(config: Config) -> None:
     d = decide(RequestSummary("auto", last_user_text="Please reason step by step"), config)
     assert d.rule == "tiny"  # priority 90 beats 80
     assert d.chain == (L8, CODEX, M25, GLM5)
-    assert d.reason.startswith("keyword rule 'tiny' (priority 90) matched 'reason'; then rules "
-                               "'deep'")
+    assert d.reason.startswith(
+        "keyword rule 'tiny' (priority 90) matched 'reason'; then rules 'deep'"
+    )
     d = decide(RequestSummary("auto", last_user_text="that is reasonable"), config)
     assert d.rule is None and d.chain == (GLM5,)
 
 
 def test_the_best_rule_that_can_serve_wins(config: Config) -> None:
     """`tiny` matches first but its 8k model cannot take a 20k-token request: `deep` serves."""
-    big = RequestSummary("auto", last_user_text="reason", token_estimate=20_000,
-                         max_output_tokens=4096)
+    big = RequestSummary(
+        "auto", last_user_text="reason", token_estimate=20_000, max_output_tokens=4096
+    )
     d = decide(big, config)
     assert d.rule == "deep"
     assert d.chain == (CODEX, M25, GLM5)
@@ -178,23 +180,47 @@ def test_keyword_rule_then_scenario_chain(config: Config) -> None:
 @pytest.mark.parametrize(
     ("change", "key", "message"),
     [
-        (('route = "think"', 'route = "thinking"'), "router.keyword_rules[0].route",
-         "unknown route 'thinking'"),
-        (('route = "think"', 'route = "image"'), "router.keyword_rules[0].route",
-         "route 'image' is not set"),
-        (('route = "think"', 'route = "zai,glm-6"'), "router.keyword_rules[0].route[0]",
-         "did you mean 'glm-5'"),
-        (('priority = 80', 'priority = 101'), "router.keyword_rules[0].priority",
-         "between 0 and 100"),
-        (('phrases = ["think hard", "reason", "step by step"]', 'phrases = []'),
-         "router.keyword_rules[0].phrases", "at least one phrase"),
-        (('phrases = ["think hard", "reason", "step by step"]', 'phrases = "reason"'),
-         "router.keyword_rules[0].phrases", "expected array of strings"),
+        (
+            ('route = "think"', 'route = "thinking"'),
+            "router.keyword_rules[0].route",
+            "unknown route 'thinking'",
+        ),
+        (
+            ('route = "think"', 'route = "image"'),
+            "router.keyword_rules[0].route",
+            "route 'image' is not set",
+        ),
+        (
+            ('route = "think"', 'route = "zai,glm-6"'),
+            "router.keyword_rules[0].route[0]",
+            "did you mean 'glm-5'",
+        ),
+        (
+            ("priority = 80", "priority = 101"),
+            "router.keyword_rules[0].priority",
+            "between 0 and 100",
+        ),
+        (
+            ('phrases = ["think hard", "reason", "step by step"]', "phrases = []"),
+            "router.keyword_rules[0].phrases",
+            "at least one phrase",
+        ),
+        (
+            ('phrases = ["think hard", "reason", "step by step"]', 'phrases = "reason"'),
+            "router.keyword_rules[0].phrases",
+            "expected array of strings",
+        ),
         (('name = "tiny"', 'name = "deep"'), "router.keyword_rules[1].name", "duplicate rule"),
-        (('name = "tiny"', 'name = "tiny"\nlong_context_threshold = 5'),
-         "router.keyword_rules[1].long_context_threshold", "move 'long_context_threshold' above"),
-        (('name = "tiny"', 'name = "tiny"\nphrase = ["x"]'),
-         "router.keyword_rules[1].phrase", "did you mean 'phrases'"),
+        (
+            ('name = "tiny"', 'name = "tiny"\nlong_context_threshold = 5'),
+            "router.keyword_rules[1].long_context_threshold",
+            "move 'long_context_threshold' above",
+        ),
+        (
+            ('name = "tiny"', 'name = "tiny"\nphrase = ["x"]'),
+            "router.keyword_rules[1].phrase",
+            "did you mean 'phrases'",
+        ),
     ],
 )
 def test_bad_rules_name_their_key(change: tuple[str, str], key: str, message: str) -> None:
@@ -230,8 +256,10 @@ def test_reference_taxonomy_files_load(caplog: pytest.LogCaptureFixture) -> None
     assert rules["web_search_routing"].chain == (GLM5, M25)  # named after a configured route
     assert config.router.taxonomy_dir == TAXONOMY
     logged = caplog.text
-    assert "low_cost_routing.md: route 'openrouter, deepseek/deepseek-v3.1-terminus' skipped: " \
-           "provider 'openrouter' is not configured" in logged
+    assert (
+        "low_cost_routing.md: route 'openrouter, deepseek/deepseek-v3.1-terminus' skipped: "
+        "provider 'openrouter' is not configured" in logged
+    )
     assert "background_routing.md: no route:: line" in logged
 
 
@@ -288,8 +316,17 @@ def test_route_test_shows_the_rule_and_the_skipped_targets(tmp_path: Path) -> No
     path = tmp_path / "config.toml"
     path.write_text(RULES + PROVIDERS)
     runner = CliRunner(env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
-    args = ["route", "test", "auto", "--prompt", "reason about it", "--tokens", "12000",
-            "-c", str(path)]
+    args = [
+        "route",
+        "test",
+        "auto",
+        "--prompt",
+        "reason about it",
+        "--tokens",
+        "12000",
+        "-c",
+        str(path),
+    ]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     decision = orjson.loads(result.stdout)

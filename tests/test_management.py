@@ -56,8 +56,10 @@ models = ["glm-5"]
 
 
 def sims() -> list[SimulatedProvider]:
-    return [SimulatedProvider("zai", "openai", ["glm-5"], api_key=ZAI_KEY),
-            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"], api_key=CEREBRAS_KEY)]
+    return [
+        SimulatedProvider("zai", "openai", ["glm-5"], api_key=ZAI_KEY),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"], api_key=CEREBRAS_KEY),
+    ]
 
 
 @pytest.fixture
@@ -79,10 +81,15 @@ class Running:
     def __init__(self, url: str, path: Path, sims: dict[str, SimulatedProvider]) -> None:
         self.url, self.path, self.sims = url, path, sims
 
-    async def mgmt(self, method: str, path: str, json: Any = None,
-                   headers: dict[str, str] | None = None) -> Any:
-        response = await call(method, f"{self.url}/v0/management{path}", json=json,
-                              headers=AUTH if headers is None else headers)
+    async def mgmt(
+        self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        response = await call(
+            method,
+            f"{self.url}/v0/management{path}",
+            json=json,
+            headers=AUTH if headers is None else headers,
+        )
         return response
 
 
@@ -108,9 +115,14 @@ def test_enabled_without_secret_refuses_to_start() -> None:
 
 
 async def test_secret_is_required(running: Running) -> None:
-    for headers in ({}, {"x-management-key": "wrong"}, {"x-management-key": SECRET[:-1]},
-                    {"authorization": f"Bearer {SECRET}x"}, {"x-api-key": CLIENT_KEY},
-                    {"authorization": f"Bearer {CLIENT_KEY}"}):
+    for headers in (
+        {},
+        {"x-management-key": "wrong"},
+        {"x-management-key": SECRET[:-1]},
+        {"authorization": f"Bearer {SECRET}x"},
+        {"x-api-key": CLIENT_KEY},
+        {"authorization": f"Bearer {CLIENT_KEY}"},
+    ):
         response = await running.mgmt("GET", "/config", headers=headers)
         assert response.status == 401, headers
         assert openai_error(response)["code"] == "invalid_management_key"
@@ -120,23 +132,28 @@ async def test_secret_is_required(running: Running) -> None:
     assert (await running.mgmt("GET", "/nothing-here", headers={})).status == 401
 
 
-@pytest.mark.parametrize(("peer", "allow_remote", "status"), [
-    ("203.0.113.9", False, 403),
-    ("192.168.1.20", False, 403),
-    ("2001:db8::7", False, 403),
-    ("127.0.0.1", False, 200),
-    ("::1", False, 200),
-    ("::ffff:127.0.0.1", False, 200),
-    ("203.0.113.9", True, 200),
-])
-async def test_remote_peers_get_403(apps: Apps, tmp_path: Path, peer: str, allow_remote: bool,
-                                    status: int) -> None:
+@pytest.mark.parametrize(
+    ("peer", "allow_remote", "status"),
+    [
+        ("203.0.113.9", False, 403),
+        ("192.168.1.20", False, 403),
+        ("2001:db8::7", False, 403),
+        ("127.0.0.1", False, 200),
+        ("::1", False, 200),
+        ("::ffff:127.0.0.1", False, 200),
+        ("203.0.113.9", True, 200),
+    ],
+)
+async def test_remote_peers_get_403(
+    apps: Apps, tmp_path: Path, peer: str, allow_remote: bool, status: int
+) -> None:
     path = tmp_path / "config.toml"
     remote = "allow_remote = true" if allow_remote else ""
     path.write_text(config_file("https://api.z.ai/api/paas/v4", remote))
     proxy = await apps.start(load_config(path, ENV), env=ENV, peer=peer)
-    response = await call("PUT", proxy.url + "/v0/management/logs/level", json={"level": "x"},
-                          headers=AUTH)
+    response = await call(
+        "PUT", proxy.url + "/v0/management/logs/level", json={"level": "x"}, headers=AUTH
+    )
     if status == 403:
         assert response.status == 403
         assert openai_error(response)["type"] == "permission_error"
@@ -183,9 +200,12 @@ async def test_config_is_redacted(running: Running) -> None:
     config = response.json()["config"]
     assert config["proxy"]["api_keys"] == ["[REDACTED]"]
     assert config["providers"][0]["api_key"] == "[REDACTED]"
-    assert config["management"] == {"enabled": True, "allow_remote": False,
-                                    "secret_key": "[REDACTED]",
-                                    "secret_variables": ["CEREBRAS_API_KEY"]}
+    assert config["management"] == {
+        "enabled": True,
+        "allow_remote": False,
+        "secret_key": "[REDACTED]",
+        "secret_variables": ["CEREBRAS_API_KEY"],
+    }
     assert config["router"]["default"] == "zai,glm-5"
     assert response.headers["Cache-Control"] == "no-store"
 
@@ -195,21 +215,33 @@ async def test_changes_are_live_and_persisted_with_comments_and_var_references(
 ) -> None:
     original = running.path.read_text()
     cerebras = running.sims["cerebras"]
-    added = await running.mgmt("PUT", "/providers/cerebras", {
-        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
-        "models": ["llama-3.3-70b"], "timeouts": {"connect_ms": 2000},
-    })
+    added = await running.mgmt(
+        "PUT",
+        "/providers/cerebras",
+        {
+            "api_base_url": cerebras.base_url,
+            "api_key": "$CEREBRAS_API_KEY",
+            "models": ["llama-3.3-70b"],
+            "timeouts": {"connect_ms": 2000},
+        },
+    )
     assert added.status == 200, added.body
     assert added.json()["notes"] == ["provider 'cerebras' added"]
-    routed = await running.mgmt("PUT", "/router", {"default": "cerebras,llama-3.3-70b|zai,glm-5",
-                                                   "think": "zai,glm-5"})
+    routed = await running.mgmt(
+        "PUT", "/router", {"default": "cerebras,llama-3.3-70b|zai,glm-5", "think": "zai,glm-5"}
+    )
     assert routed.status == 200, routed.body
     assert routed.json()["config"]["router"]["think"] == "zai,glm-5"
 
     text = running.path.read_text()
-    for comment in ("# llmproxy test config: keep this comment", "# the client key",
-                    "# primary route", "# Z.ai: its key comes from the environment",
-                    "# never expanded on disk", "# simulators listen on loopback"):
+    for comment in (
+        "# llmproxy test config: keep this comment",
+        "# the client key",
+        "# primary route",
+        "# Z.ai: its key comes from the environment",
+        "# never expanded on disk",
+        "# simulators listen on loopback",
+    ):
         assert comment in text
     assert 'api_key = "$ZAI_API_KEY"' in text and 'api_key = "$CEREBRAS_API_KEY"' in text
     assert 'secret_key = "$LLMPROXY_MGMT_KEY"' in text
@@ -230,12 +262,17 @@ async def test_changes_are_live_and_persisted_with_comments_and_var_references(
 
 async def test_routing_follows_a_live_change(running: Running) -> None:
     cerebras = running.sims["cerebras"]
-    await running.mgmt("PUT", "/providers/cerebras", {
-        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
-        "models": ["llama-3.3-70b"]})
+    await running.mgmt(
+        "PUT",
+        "/providers/cerebras",
+        {
+            "api_base_url": cerebras.base_url,
+            "api_key": "$CEREBRAS_API_KEY",
+            "models": ["llama-3.3-70b"],
+        },
+    )
     await running.mgmt("PUT", "/router", {"default": "cerebras,llama-3.3-70b"})
-    answer = await post(running.url + "/v1/chat/completions", {"model": "auto",
-                                                                "messages": PROMPT})
+    answer = await post(running.url + "/v1/chat/completions", {"model": "auto", "messages": PROMPT})
     content = answer.json()["choices"][0]["message"]["content"]
     assert content == reply_text("cerebras", "llama-3.3-70b", "Hello there")
 
@@ -249,26 +286,39 @@ async def test_redacted_secret_sent_back_keeps_the_reference(running: Running) -
     text = running.path.read_text()
     assert 'api_key = "$ZAI_API_KEY"   # never expanded on disk' in text
     assert "[REDACTED]" not in text
-    answer = await post(running.url + "/v1/chat/completions", {"model": "zai,glm-5",
-                                                                "messages": PROMPT})
+    answer = await post(
+        running.url + "/v1/chat/completions", {"model": "zai,glm-5", "messages": PROMPT}
+    )
     assert answer.status == 200  # the provider still authenticates with the real key
 
 
-@pytest.mark.parametrize(("method", "path", "body", "param"), [
-    ("PUT", "/router", {"default": "nope,glm-5"}, "router.default[0]"),
-    ("PUT", "/router", {"thinkk": "zai,glm-5"}, "router.thinkk"),
-    ("PUT", "/router", {"default": None}, "router.default"),
-    ("PUT", "/providers/evil", {"api_base_url": "http://169.254.169.254/latest",
-                                "models": ["m"]}, "providers[1].api_base_url"),
-    ("PUT", "/providers/zai", {"api_base_url": "http://[::ffff:a9fe:a9fe]/"},
-     "providers[0].api_base_url"),
-    ("PUT", "/providers/zai", {"api_key": "$UNSET_VARIABLE"}, "providers.api_key"),
-    ("PUT", "/providers/zai", {"name": "other"}, "providers.name"),
-    ("DELETE", "/providers/zai", None, "providers"),
-    ("DELETE", "/providers/ghost", None, "providers"),
-])
-async def test_invalid_changes_change_nothing(running: Running, method: str, path: str,
-                                              body: Any, param: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param"),
+    [
+        ("PUT", "/router", {"default": "nope,glm-5"}, "router.default[0]"),
+        ("PUT", "/router", {"thinkk": "zai,glm-5"}, "router.thinkk"),
+        ("PUT", "/router", {"default": None}, "router.default"),
+        (
+            "PUT",
+            "/providers/evil",
+            {"api_base_url": "http://169.254.169.254/latest", "models": ["m"]},
+            "providers[1].api_base_url",
+        ),
+        (
+            "PUT",
+            "/providers/zai",
+            {"api_base_url": "http://[::ffff:a9fe:a9fe]/"},
+            "providers[0].api_base_url",
+        ),
+        ("PUT", "/providers/zai", {"api_key": "$UNSET_VARIABLE"}, "providers.api_key"),
+        ("PUT", "/providers/zai", {"name": "other"}, "providers.name"),
+        ("DELETE", "/providers/zai", None, "providers"),
+        ("DELETE", "/providers/ghost", None, "providers"),
+    ],
+)
+async def test_invalid_changes_change_nothing(
+    running: Running, method: str, path: str, body: Any, param: str
+) -> None:
     before = running.path.read_bytes()
     response = await running.mgmt(method, path, body)
     assert response.status == 400, response.body
@@ -282,8 +332,7 @@ async def test_invalid_changes_change_nothing(running: Running, method: str, pat
 
 async def test_bodies_must_be_json_objects(running: Running) -> None:
     for data in (b"[1, 2]", b"not json", b""):
-        response = await call("PUT", running.url + "/v0/management/router", data=data,
-                              headers=AUTH)
+        response = await call("PUT", running.url + "/v0/management/router", data=data, headers=AUTH)
         assert response.status == 400
         openai_error(response)
 
@@ -291,9 +340,11 @@ async def test_bodies_must_be_json_objects(running: Running) -> None:
 async def test_reload_from_disk(running: Running) -> None:
     text = running.path.read_text().replace(
         'default = "zai,glm-5"      # primary route',
-        'default = "zai,glm-5"      # primary route\nbackground = "zai,glm-5"')
-    text = text.replace("allow_localhost = true",
-                        "allow_localhost = true\nallow_private_ips = true")
+        'default = "zai,glm-5"      # primary route\nbackground = "zai,glm-5"',
+    )
+    text = text.replace(
+        "allow_localhost = true", "allow_localhost = true\nallow_private_ips = true"
+    )
     running.path.write_text(text)
     response = await running.mgmt("POST", "/config/reload")
     assert response.status == 200, response.body
@@ -311,8 +362,10 @@ async def test_reload_from_disk(running: Running) -> None:
 
 async def test_log_level_really_changes(running: Running, llmproxy_level: None) -> None:
     logging.getLogger("llmproxy").setLevel(logging.INFO)
-    assert (await running.mgmt("GET", "/logs/level")).json() == {"logger": "llmproxy",
-                                                                  "level": "info"}
+    assert (await running.mgmt("GET", "/logs/level")).json() == {
+        "logger": "llmproxy",
+        "level": "info",
+    }
     changed = await running.mgmt("PUT", "/logs/level", {"level": "DEBUG"})
     assert changed.json()["level"] == "debug"
     assert logging.getLogger("llmproxy").level == logging.DEBUG
@@ -331,9 +384,15 @@ async def test_daemon_without_a_file_cannot_persist(apps: Apps) -> None:
 
 async def test_delete_a_provider(running: Running) -> None:
     cerebras = running.sims["cerebras"]
-    added = await running.mgmt("PUT", "/providers/cerebras", {
-        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
-        "models": ["llama-3.3-70b"]})
+    added = await running.mgmt(
+        "PUT",
+        "/providers/cerebras",
+        {
+            "api_base_url": cerebras.base_url,
+            "api_key": "$CEREBRAS_API_KEY",
+            "models": ["llama-3.3-70b"],
+        },
+    )
     assert added.status == 200
     removed = await running.mgmt("DELETE", "/providers/cerebras")
     assert removed.status == 200, removed.body
@@ -346,9 +405,15 @@ async def test_keys_added_live_are_redacted_from_logs(
     running: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     cerebras = running.sims["cerebras"]
-    added = await running.mgmt("PUT", "/providers/cerebras", {
-        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
-        "models": ["llama-3.3-70b"]})
+    added = await running.mgmt(
+        "PUT",
+        "/providers/cerebras",
+        {
+            "api_base_url": cerebras.base_url,
+            "api_key": "$CEREBRAS_API_KEY",
+            "models": ["llama-3.3-70b"],
+        },
+    )
     assert added.status == 200
     with caplog.at_level(logging.INFO):
         logging.getLogger("llmproxy.fallback").warning("careless: %s %s", CEREBRAS_KEY, ZAI_KEY)
@@ -359,13 +424,17 @@ async def test_keys_added_live_are_redacted_from_logs(
 # --- the secret cannot read secrets ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "change"), [
-    ("/providers/zai", {"models": ["$ZAI_API_KEY"]}),
-    ("/providers/zai", {"api_base_url": "http://127.0.0.1:1/${ZAI_API_KEY}"}),
-    ("/providers/zai", {"timeouts": {"connect_ms": "$ZAI_API_KEY"}}),
-    ("/router", {"default": "$ZAI_API_KEY"}),
-    ("/router", {"model_mappings": [{"from": "$ZAI_API_KEY", "to": "zai,glm-5"}]}),
-], ids=["models", "url", "nested", "route", "mapping"])
+@pytest.mark.parametrize(
+    ("path", "change"),
+    [
+        ("/providers/zai", {"models": ["$ZAI_API_KEY"]}),
+        ("/providers/zai", {"api_base_url": "http://127.0.0.1:1/${ZAI_API_KEY}"}),
+        ("/providers/zai", {"timeouts": {"connect_ms": "$ZAI_API_KEY"}}),
+        ("/router", {"default": "$ZAI_API_KEY"}),
+        ("/router", {"model_mappings": [{"from": "$ZAI_API_KEY", "to": "zai,glm-5"}]}),
+    ],
+    ids=["models", "url", "nested", "route", "mapping"],
+)
 async def test_variables_are_refused_outside_secret_fields(
     running: Running, path: str, change: dict[str, Any]
 ) -> None:
@@ -388,32 +457,51 @@ async def test_whether_a_variable_is_set_cannot_be_probed(running: Running) -> N
 
 async def test_a_stored_key_never_follows_a_changed_url(running: Running) -> None:
     cerebras = running.sims["cerebras"]
-    moved = await running.mgmt("PUT", "/providers/zai", {
-        "api_base_url": cerebras.base_url, "api_key": "[REDACTED]"})
+    moved = await running.mgmt(
+        "PUT", "/providers/zai", {"api_base_url": cerebras.base_url, "api_key": "[REDACTED]"}
+    )
     assert moved.status == 400
     assert "give api_key again" in openai_error(moved)["message"]
-    borrowed = await running.mgmt("PUT", "/providers/evil", {
-        "api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY", "models": ["m"]})
+    borrowed = await running.mgmt(
+        "PUT",
+        "/providers/evil",
+        {"api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY", "models": ["m"]},
+    )
     assert borrowed.status == 400
     assert "may name only a variable" in openai_error(borrowed)["message"]
     # Naming its own variable again is not giving the key again: the key would follow.
-    same = await running.mgmt("PUT", "/providers/zai", {
-        "api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY"})
+    same = await running.mgmt(
+        "PUT", "/providers/zai", {"api_base_url": cerebras.base_url, "api_key": "$ZAI_API_KEY"}
+    )
     assert same.status == 400
     assert "give api_key again" in openai_error(same)["message"]
     # A header added in the same move may not name the provider's own variable either.
-    smuggled = await running.mgmt("PUT", "/providers/zai", {
-        "api_base_url": cerebras.base_url, "api_key": "anything",
-        "headers": {"X-Steal": "$ZAI_API_KEY"}, "models": ["glm-5", "llama-3.3-70b"]})
+    smuggled = await running.mgmt(
+        "PUT",
+        "/providers/zai",
+        {
+            "api_base_url": cerebras.base_url,
+            "api_key": "anything",
+            "headers": {"X-Steal": "$ZAI_API_KEY"},
+            "models": ["glm-5", "llama-3.3-70b"],
+        },
+    )
     assert smuggled.status == 400, smuggled.body
     assert "headers.X-Steal" in openai_error(smuggled)["message"]
     # The same move with the key given again is a plain change.
-    rekeyed = await running.mgmt("PUT", "/providers/zai", {
-        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
-        "models": ["glm-5", "llama-3.3-70b"]})
+    rekeyed = await running.mgmt(
+        "PUT",
+        "/providers/zai",
+        {
+            "api_base_url": cerebras.base_url,
+            "api_key": "$CEREBRAS_API_KEY",
+            "models": ["glm-5", "llama-3.3-70b"],
+        },
+    )
     assert rekeyed.status == 200, rekeyed.body
-    answer = await post(running.url + "/v1/chat/completions", {"model": "zai,llama-3.3-70b",
-                                                                "messages": PROMPT})
+    answer = await post(
+        running.url + "/v1/chat/completions", {"model": "zai,llama-3.3-70b", "messages": PROMPT}
+    )
     assert answer.status == 200
     assert all(r.headers.get("authorization") != f"Bearer {ZAI_KEY}" for r in cerebras.requests)
     assert all(ZAI_KEY not in r.headers.values() for r in cerebras.requests)
@@ -435,7 +523,7 @@ default = "openai-codex,gpt-5.2"
 name = "openai-codex"
 api_base_url = "https://chatgpt.com/backend-api/codex"
 models = ["gpt-5.2"]
-auth_file = "{tmp_path / 'by-hand.json'}"
+auth_file = "{tmp_path / "by-hand.json"}"
 """)
     proxy = await apps.start(load_config(path, ENV), env=ENV)
     url = f"{proxy.url}/v0/management/providers/openai-codex"
@@ -446,23 +534,30 @@ auth_file = "{tmp_path / 'by-hand.json'}"
     inside = str(tmp_path / "data" / "llmproxy" / "codex" / "work.json")
     accepted = await call("PUT", url, json={"auth_file": inside}, headers=AUTH)
     assert accepted.status == 200, accepted.body
-    moved = await call("PUT", url, json={"api_base_url": "https://example.com/codex"},
-                       headers=AUTH)
+    moved = await call("PUT", url, json={"api_base_url": "https://example.com/codex"}, headers=AUTH)
     assert moved.status == 400
-    added = await call("PUT", f"{proxy.url}/v0/management/providers/other-codex",
-                       json={"format": "codex", "models": ["gpt-5.2"]}, headers=AUTH)
+    added = await call(
+        "PUT",
+        f"{proxy.url}/v0/management/providers/other-codex",
+        json={"format": "codex", "models": ["gpt-5.2"]},
+        headers=AUTH,
+    )
     assert added.status == 400
 
 
 UNLISTED = "may name only a variable this provider's secrets already use"
 
 
-@pytest.mark.parametrize("change", [
-    {"api_key": "$LLMPROXY_MGMT_KEY"},
-    {"api_key": "$NO_SUCH_VARIABLE"},
-    {"api_key": "${LLMPROXY_MGMT_KEY:-x}"},
-    {"headers": {"authorization": "Bearer $LLMPROXY_MGMT_KEY"}},
-], ids=["set", "unset", "with-default", "header"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"api_key": "$LLMPROXY_MGMT_KEY"},
+        {"api_key": "$NO_SUCH_VARIABLE"},
+        {"api_key": "${LLMPROXY_MGMT_KEY:-x}"},
+        {"headers": {"authorization": "Bearer $LLMPROXY_MGMT_KEY"}},
+    ],
+    ids=["set", "unset", "with-default", "header"],
+)
 async def test_a_secret_may_not_name_any_other_variable(
     running: Running, change: dict[str, Any]
 ) -> None:
@@ -472,8 +567,9 @@ async def test_a_secret_may_not_name_any_other_variable(
     before = running.path.read_text()
     for name in ("evil", "zai"):  # a new provider, and an existing one on its own URL
         url = cerebras.base_url if name == "evil" else running.sims["zai"].base_url
-        refused = await running.mgmt("PUT", f"/providers/{name}", {
-            "api_base_url": url, "models": ["glm-5"], **change})
+        refused = await running.mgmt(
+            "PUT", f"/providers/{name}", {"api_base_url": url, "models": ["glm-5"], **change}
+        )
         assert refused.status == 400, refused.body
         error = openai_error(refused)
         assert UNLISTED in error["message"] and "not set" not in error["message"]
@@ -481,30 +577,44 @@ async def test_a_secret_may_not_name_any_other_variable(
     assert running.path.read_text() == before
     config = (await running.mgmt("GET", "/config")).json()["config"]
     assert [p["name"] for p in config["providers"]] == ["zai"]
-    sent = await post(running.url + "/v1/chat/completions", {"model": "evil,glm-5",
-                                                              "messages": PROMPT})
+    sent = await post(
+        running.url + "/v1/chat/completions", {"model": "evil,glm-5", "messages": PROMPT}
+    )
     assert sent.status == 400 and not cerebras.requests
 
 
 async def test_a_secret_may_name_its_own_or_a_listed_variable(running: Running) -> None:
     # zai's secrets already name $ZAI_API_KEY: it may name it again, in a header too
-    again = await running.mgmt("PUT", "/providers/zai", {
-        "api_key": "$ZAI_API_KEY", "headers": {"x-zai-key": "$ZAI_API_KEY"}})
+    again = await running.mgmt(
+        "PUT",
+        "/providers/zai",
+        {"api_key": "$ZAI_API_KEY", "headers": {"x-zai-key": "$ZAI_API_KEY"}},
+    )
     assert again.status == 200, again.body
     assert 'x-zai-key = "$ZAI_API_KEY"' in running.path.read_text()
-    answer = await post(running.url + "/v1/chat/completions", {"model": "zai,glm-5",
-                                                                "messages": PROMPT})
+    answer = await post(
+        running.url + "/v1/chat/completions", {"model": "zai,glm-5", "messages": PROMPT}
+    )
     assert answer.status == 200
     assert running.sims["zai"].requests[-1].headers.get("x-zai-key") == ZAI_KEY
     # $CEREBRAS_API_KEY is in [management] secret_variables: any provider may name it ...
     cerebras = running.sims["cerebras"]
-    added = await running.mgmt("PUT", "/providers/cerebras", {
-        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY",
-        "models": ["llama-3.3-70b"]})
+    added = await running.mgmt(
+        "PUT",
+        "/providers/cerebras",
+        {
+            "api_base_url": cerebras.base_url,
+            "api_key": "$CEREBRAS_API_KEY",
+            "models": ["llama-3.3-70b"],
+        },
+    )
     assert added.status == 200, added.body
     # ... but only one: a listed variable another provider uses stays with that provider
-    shared = await running.mgmt("PUT", "/providers/other", {
-        "api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY", "models": ["m"]})
+    shared = await running.mgmt(
+        "PUT",
+        "/providers/other",
+        {"api_base_url": cerebras.base_url, "api_key": "$CEREBRAS_API_KEY", "models": ["m"]},
+    )
     assert shared.status == 400
     assert "holds provider 'cerebras'" in openai_error(shared)["message"]
 
@@ -515,18 +625,26 @@ def test_secret_variables_are_names_and_never_echo_a_value() -> None:
         parse_config(text, ENV)
     assert refused.value.key == "management.secret_variables[0]"
     assert ZAI_KEY not in str(refused.value)
-    assert parse_config(config_file("https://api.z.ai/v1", LISTED), ENV).management \
-        .secret_variables == ("CEREBRAS_API_KEY",)
+    assert parse_config(
+        config_file("https://api.z.ai/v1", LISTED), ENV
+    ).management.secret_variables == ("CEREBRAS_API_KEY",)
 
 
 async def test_the_list_is_read_at_start_like_the_rest_of_management(running: Running) -> None:
     """Listing a variable in the file and reloading does not let the API name it."""
     text = running.path.read_text()
-    running.path.write_text(text.replace(LISTED, 'secret_variables = ["CEREBRAS_API_KEY", '
-                                                 '"LLMPROXY_MGMT_KEY"]'))
+    running.path.write_text(
+        text.replace(LISTED, 'secret_variables = ["CEREBRAS_API_KEY", "LLMPROXY_MGMT_KEY"]')
+    )
     reloaded = await running.mgmt("POST", "/config/reload")
     assert reloaded.status == 200 and "management" in reloaded.json()["restart_required"]
-    refused = await running.mgmt("PUT", "/providers/evil", {
-        "api_base_url": running.sims["cerebras"].base_url, "api_key": "$LLMPROXY_MGMT_KEY",
-        "models": ["m"]})
+    refused = await running.mgmt(
+        "PUT",
+        "/providers/evil",
+        {
+            "api_base_url": running.sims["cerebras"].base_url,
+            "api_key": "$LLMPROXY_MGMT_KEY",
+            "models": ["m"],
+        },
+    )
     assert refused.status == 400 and UNLISTED in openai_error(refused)["message"]

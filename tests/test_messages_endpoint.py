@@ -45,23 +45,31 @@ async def test_key_in_x_api_key_or_bearer(clients: Clients, daemon: StartDaemon)
     async with run_simulated([minimax()]) as sims:
         proxy = await daemon(config_text(sims, ROUTES["minimax"]))
         by_header = await clients.anthropic(proxy).messages.create(
-            model=MODEL, max_tokens=64, messages=PROMPT  # type: ignore[arg-type]
+            model=MODEL,
+            max_tokens=64,
+            messages=PROMPT,  # type: ignore[arg-type]
         )
         bearer, wrong = bearer_client(proxy), bearer_client(proxy, "wrong")
         try:
             by_bearer = await bearer.messages.create(
-                model=MODEL, max_tokens=64, messages=PROMPT  # type: ignore[arg-type]
+                model=MODEL,
+                max_tokens=64,
+                messages=PROMPT,  # type: ignore[arg-type]
             )
             with pytest.raises(anthropic.AuthenticationError) as wrong_bearer:
                 await wrong.messages.create(
-                    model=MODEL, max_tokens=64, messages=PROMPT  # type: ignore[arg-type]
+                    model=MODEL,
+                    max_tokens=64,
+                    messages=PROMPT,  # type: ignore[arg-type]
                 )
         finally:
             await bearer.close()
             await wrong.close()
         with pytest.raises(anthropic.AuthenticationError) as wrong_header:
             await clients.anthropic(proxy, "wrong").messages.create(
-                model=MODEL, max_tokens=64, messages=PROMPT  # type: ignore[arg-type]
+                model=MODEL,
+                max_tokens=64,
+                messages=PROMPT,  # type: ignore[arg-type]
             )
         assert len(sims["minimax"].requests) == 2
         upstream_headers = [r.headers for r in sims["minimax"].requests]
@@ -103,7 +111,10 @@ async def test_beta_endpoint_and_betas_header(
         proxy = await daemon(config_text(sims, ROUTES[provider]))
         client = clients.anthropic(proxy)
         params: dict[str, Any] = {
-            "model": MODEL, "max_tokens": 64, "messages": PROMPT, "betas": BETAS,
+            "model": MODEL,
+            "max_tokens": 64,
+            "messages": PROMPT,
+            "betas": BETAS,
         }
         if stream:
             async with client.beta.messages.stream(**params) as events:
@@ -122,19 +133,28 @@ async def test_beta_endpoint_and_betas_header(
         assert "anthropic-beta" not in record.headers
 
 
-async def test_count_tokens_through_both_sdk_paths(
-    clients: Clients, daemon: StartDaemon
-) -> None:
-    tools = [{"name": "read_file", "description": "Read a file",
-              "input_schema": {"type": "object", "properties": {"path": {"type": "string"}},
-                               "required": ["path"]}}]
+async def test_count_tokens_through_both_sdk_paths(clients: Clients, daemon: StartDaemon) -> None:
+    tools = [
+        {
+            "name": "read_file",
+            "description": "Read a file",
+            "input_schema": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+            },
+        }
+    ]
     system = "You are a careful coding agent. " * 20
     async with run_simulated([zai()]) as sims:
         proxy = await daemon(config_text(sims, ROUTES["zai"]))
         client = clients.anthropic(proxy)
         bare = await client.messages.count_tokens(model=MODEL, messages=PROMPT)  # type: ignore[arg-type]
         full = await client.beta.messages.count_tokens(
-            model=MODEL, messages=PROMPT, system=system, tools=tools,  # type: ignore[arg-type]
+            model=MODEL,
+            messages=PROMPT,
+            system=system,
+            tools=tools,  # type: ignore[arg-type]
             betas=["token-counting-2024-11-01"],
         )
         assert sims["zai"].requests == ()
@@ -163,8 +183,11 @@ async def test_count_tokens_needs_no_max_tokens_but_needs_messages(daemon: Start
 async def test_models_for_both_sdks(clients: Clients, daemon: StartDaemon) -> None:
     async with run_simulated([minimax(), zai()]) as sims:
         proxy = await daemon(
-            config_text(sims, ROUTES["zai"], mappings=[("claude-*", "minimax,MiniMax-M2"),
-                                                      ("fast", "zai,glm-5")])
+            config_text(
+                sims,
+                ROUTES["zai"],
+                mappings=[("claude-*", "minimax,MiniMax-M2"), ("fast", "zai,glm-5")],
+            )
         )
         openai_page = await clients.openai(proxy).models.list()
         anthropic_client = clients.anthropic(proxy)
@@ -186,12 +209,35 @@ async def test_models_for_both_sdks(clients: Clients, daemon: StartDaemon) -> No
 
 ODD_BODIES = {
     # JSON-valid shapes that once crashed a set lookup (`type` must be hashable there).
-    "tool-type-list": ("anthropic", {"tools": [{"type": ["custom"], "name": "t",
-                                                 "input_schema": {"type": "object"}}]}),
-    "part-type-list": ("anthropic", {"messages": [{"role": "user", "content": [
-        {"type": ["image"], "text": "x"}, {"type": "text", "text": "Hello"}]}]}),
-    "openai-part-type-object": ("openai", {"messages": [{"role": "user", "content": [
-        {"type": {"image_url": 1}}, {"type": "text", "text": "Hello"}]}]}),
+    "tool-type-list": (
+        "anthropic",
+        {"tools": [{"type": ["custom"], "name": "t", "input_schema": {"type": "object"}}]},
+    ),
+    "part-type-list": (
+        "anthropic",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": ["image"], "text": "x"},
+                        {"type": "text", "text": "Hello"},
+                    ],
+                }
+            ]
+        },
+    ),
+    "openai-part-type-object": (
+        "openai",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": {"image_url": 1}}, {"type": "text", "text": "Hello"}],
+                }
+            ]
+        },
+    ),
 }
 
 

@@ -111,14 +111,18 @@ async def test_one_line_per_request_with_route_attempts_tokens_cost_and_request_
     lines = [r for r in caplog.records if r.name == "llmproxy.requests"]
     assert len(lines) == 1
     line = lines[0].getMessage()
-    assert line.startswith(f"{request_id} openai once default [zai 429 -> cerebras] "
-                           "=> cerebras,llama-3.3-70b 200 ")
+    assert line.startswith(
+        f"{request_id} openai once default [zai 429 -> cerebras] => cerebras,llama-3.3-70b 200 "
+    )
     usage = completion.usage
     assert usage is not None
     assert f"in={usage.prompt_tokens} out={usage.completion_tokens} cache=0/0" in line
     assert "total=" in line and "(" in line  # the routing reason closes the line
-    assert PROMPT not in line and CLIENT_KEY not in line and completion.choices[0].message.content \
-        not in line
+    assert (
+        PROMPT not in line
+        and CLIENT_KEY not in line
+        and completion.choices[0].message.content not in line
+    )
     cost = (usage.prompt_tokens * LLAMA_PRICE[0] + usage.completion_tokens * LLAMA_PRICE[1]) / 1e6
     assert float(raw.headers["x-llmproxy-cost"]) == pytest.approx(cost, rel=1e-6)
 
@@ -131,7 +135,8 @@ async def test_the_json_log_format_carries_the_record(
         proxy = await start(observed, config_text(sims, FALLBACK), None)
         async with proxy.openai() as client:
             await client.chat.completions.create(
-                model="auto", messages=[{"role": "user", "content": PROMPT}])
+                model="auto", messages=[{"role": "user", "content": PROMPT}]
+            )
     (line,) = [r for r in caplog.records if r.name == "llmproxy.requests"]
     parsed = json.loads(JsonFormatter().format(line))
     assert parsed["level"] == "info" and parsed["logger"] == "llmproxy.requests"
@@ -148,10 +153,17 @@ async def test_every_response_has_a_request_id(observed: list[Observed]) -> None
         proxy = await start(observed, config_text(sims, FALLBACK), None)
         async with aiohttp.ClientSession() as http:
             ids = []
-            for method, path, body in [("GET", "/health/live", None), ("GET", "/nope", None),
-                                       ("POST", "/v1/chat/completions", b"{not json")]:
-                async with http.request(method, proxy.url + path, data=body,
-                                        headers={"authorization": f"Bearer {CLIENT_KEY}"}) as r:
+            for method, path, body in [
+                ("GET", "/health/live", None),
+                ("GET", "/nope", None),
+                ("POST", "/v1/chat/completions", b"{not json"),
+            ]:
+                async with http.request(
+                    method,
+                    proxy.url + path,
+                    data=body,
+                    headers={"authorization": f"Bearer {CLIENT_KEY}"},
+                ) as r:
                     ids.append(r.headers["x-request-id"])
     assert len(set(ids)) == 3 and all(i.startswith("req_") for i in ids)
     refused = proxy.records()[-1]
@@ -164,12 +176,18 @@ async def test_streams_record_time_to_first_token_usage_and_the_cost_trailer(
     async with run_simulated(sims_for_fallback(FaultPlan())) as sims:
         sims["zai"].first_token_delay = 0.15
         proxy = await start(observed, config_text(sims, FALLBACK), tmp_path)
-        async with aiohttp.ClientSession() as http, http.post(
-            proxy.url + "/v1/chat/completions",
-            json={"model": "auto", "stream": True, "messages": [{"role": "user",
-                                                                  "content": PROMPT}]},
-            headers={"authorization": f"Bearer {CLIENT_KEY}"},
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                proxy.url + "/v1/chat/completions",
+                json={
+                    "model": "auto",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                },
+                headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            ) as response,
+        ):
             text = (await response.read()).decode()
         record = proxy.records()[-1]
     assert record.stream and record.outcome == "ok" and record.served is not None
@@ -182,25 +200,35 @@ async def test_a_mid_stream_takeover_is_counted_and_priced_with_the_cut_attempt(
     observed: list[Observed], tmp_path: Path
 ) -> None:
     # Anthropic format: the cut try reports its prompt (in `message_start`) before it dies.
-    zai = SimulatedProvider("zai", "anthropic", ["glm-5"], plan=FaultPlan([CutAfter(4)]),
-                            persona="glm")
+    zai = SimulatedProvider(
+        "zai", "anthropic", ["glm-5"], plan=FaultPlan([CutAfter(4)]), persona="glm"
+    )
     mirror = SimulatedProvider("zai-mirror", "anthropic", ["glm-5"], persona="glm")
     async with run_simulated([zai, mirror]) as sims:
-        proxy = await start(observed, config_text(sims, {"default": "zai,glm-5|zai-mirror,glm-5"}),
-                            tmp_path)
-        async with proxy.anthropic() as client, client.messages.stream(
-            model="auto", max_tokens=512, messages=[{"role": "user", "content": PROMPT}]
-        ) as stream:
+        proxy = await start(
+            observed, config_text(sims, {"default": "zai,glm-5|zai-mirror,glm-5"}), tmp_path
+        )
+        async with (
+            proxy.anthropic() as client,
+            client.messages.stream(
+                model="auto", max_tokens=512, messages=[{"role": "user", "content": PROMPT}]
+            ) as stream,
+        ):
             message = await stream.get_final_message()
-        async with aiohttp.ClientSession() as http, http.get(
-            proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}
+            ) as response,
+        ):
             metrics = await response.text()
     record = proxy.records()[-1]
     assert record.takeovers == 1 and str(record.served) == "zai-mirror,glm-5"
     assert record.fallbacks == 0  # the cut try answered first: it was taken over, not skipped
     assert [(str(a.target), a.outcome) for a in record.attempts] == [
-        ("zai,glm-5", "stream_cut"), ("zai-mirror,glm-5", "ok")]  # one entry per try
+        ("zai,glm-5", "stream_cut"),
+        ("zai-mirror,glm-5", "ok"),
+    ]  # one entry per try
     # the cut attempt's output is part of the answer's usage, so part of its cost
     assert record.usage.output_tokens == message.usage.output_tokens
     assert record.usage.output_tokens > 0 and record.cost is not None
@@ -219,21 +247,26 @@ async def test_the_journal_has_one_row_per_request_and_per_attempt(
         async with proxy.openai() as client:
             for _ in range(3):
                 await client.chat.completions.create(
-                    model="auto", messages=[{"role": "user", "content": PROMPT}])
+                    model="auto", messages=[{"role": "user", "content": PROMPT}]
+                )
         await proxy.flush_journal()
     journal = tmp_path / "requests.db"
     entries = read_requests(journal, Query(limit=10))
     assert len(entries) == 3
     assert [e.path for e in entries] == ["zai 500 -> zai 500 -> cerebras", "zai", "zai"]
     assert [(a["provider"], a["status"], a["error_class"]) for a in entries[0].attempts] == [
-        ("zai", 500, "server_error"), ("zai", 500, "server_error"), ("cerebras", 200, None)]
+        ("zai", 500, "server_error"),
+        ("zai", 500, "server_error"),
+        ("cerebras", 200, None),
+    ]
     assert entries[0].served == "cerebras,llama-3.3-70b" and entries[0].route == "default"
     failed = read_requests(journal, Query(limit=10, failed=True))
     assert [e.id for e in failed] == [entries[0].id]
     by_provider = {row.name: row for row in usage_summary(journal, "provider", None)}
     assert by_provider["zai"].requests == 2 and by_provider["cerebras"].requests == 1
-    assert by_provider["zai"].cost_usd == pytest.approx(sum(
-        e.cost_usd or 0 for e in entries if e.provider == "zai"), abs=1e-6)
+    assert by_provider["zai"].cost_usd == pytest.approx(
+        sum(e.cost_usd or 0 for e in entries if e.provider == "zai"), abs=1e-6
+    )
     assert by_provider["zai"].cost_usd > 0
     mode = journal.stat().st_mode & 0o777
     assert mode == 0o600
@@ -242,7 +275,7 @@ async def test_the_journal_has_one_row_per_request_and_per_attempt(
 
 
 async def test_metrics_in_prometheus_text_guarded_by_the_client_key(
-    observed: list[Observed]
+    observed: list[Observed],
 ) -> None:
     # 1: zai fails twice, cerebras serves; 2: zai streams; 3: zai rate-limited, cerebras serves
     plan = FaultPlan([Status(500), Status(500), None, openai_rate_limit(retry_after=30)])
@@ -251,35 +284,65 @@ async def test_metrics_in_prometheus_text_guarded_by_the_client_key(
         async with proxy.openai() as client:
             for stream in (False, True, False):
                 result = await client.chat.completions.create(
-                    model="auto", messages=[{"role": "user", "content": PROMPT}],
-                    stream=stream)  # type: ignore[call-overload]
+                    model="auto", messages=[{"role": "user", "content": PROMPT}], stream=stream
+                )  # type: ignore[call-overload]
                 if stream:
                     [chunk async for chunk in result]
         async with aiohttp.ClientSession() as http:
             async with http.get(proxy.url + "/metrics") as refused:
                 assert refused.status == 401
-            async with http.get(proxy.url + "/metrics",
-                                headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response:
+            async with http.get(
+                proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}
+            ) as response:
                 assert response.headers["content-type"].startswith("text/plain")
                 text = await response.text()
     samples = _samples(text)
-    served = (("client_api", "openai"), ("model", "llama-3.3-70b"), ("outcome", "ok"),
-              ("provider", "cerebras"), ("route", "default"), ("status", "200"))
+    served = (
+        ("client_api", "openai"),
+        ("model", "llama-3.3-70b"),
+        ("outcome", "ok"),
+        ("provider", "cerebras"),
+        ("route", "default"),
+        ("status", "200"),
+    )
     assert samples[("llmproxy_requests_total", served)] == 2
-    assert samples[("llmproxy_attempts_total", (("model", "glm-5"), ("outcome", "server_error"),
-                                                ("provider", "zai")))] == 2
-    assert samples[("llmproxy_attempts_total", (("model", "glm-5"), ("outcome", "rate_limited"),
-                                                ("provider", "zai")))] == 1
+    assert (
+        samples[
+            (
+                "llmproxy_attempts_total",
+                (("model", "glm-5"), ("outcome", "server_error"), ("provider", "zai")),
+            )
+        ]
+        == 2
+    )
+    assert (
+        samples[
+            (
+                "llmproxy_attempts_total",
+                (("model", "glm-5"), ("outcome", "rate_limited"), ("provider", "zai")),
+            )
+        ]
+        == 1
+    )
     assert samples[("llmproxy_fallbacks_total", (("route", "default"),))] == 3
     assert samples[("llmproxy_cooldown_seconds", (("model", "glm-5"), ("provider", "zai")))] > 20
     assert samples[("llmproxy_breaker_state", (("model", "glm-5"), ("provider", "zai")))] == 0
-    genai = (("gen_ai_operation_name", "chat"), ("gen_ai_provider_name", "zai"),
-             ("gen_ai_request_model", "auto"), ("gen_ai_response_model", "glm-5"))
+    genai = (
+        ("gen_ai_operation_name", "chat"),
+        ("gen_ai_provider_name", "zai"),
+        ("gen_ai_request_model", "auto"),
+        ("gen_ai_response_model", "glm-5"),
+    )
     assert samples[("gen_ai_server_time_to_first_token_seconds_count", genai)] == 1
-    assert samples[("gen_ai_client_token_usage_count",
-                    (*genai, ("gen_ai_token_type", "output")))] == 1
-    assert samples[("llmproxy_tokens_total", (("model", "glm-5"), ("provider", "zai"),
-                                              ("type", "output")))] > 0
+    assert (
+        samples[("gen_ai_client_token_usage_count", (*genai, ("gen_ai_token_type", "output")))] == 1
+    )
+    assert (
+        samples[
+            ("llmproxy_tokens_total", (("model", "glm-5"), ("provider", "zai"), ("type", "output")))
+        ]
+        > 0
+    )
     assert samples[("llmproxy_cost_usd_total", (("model", "glm-5"), ("provider", "zai")))] > 0
 
 
@@ -290,13 +353,14 @@ async def test_rate_limit_refusals_are_counted(observed: list[Observed]) -> None
         proxy = await start(observed, text, None)
         async with proxy.openai() as client:
             await client.chat.completions.create(
-                model="auto", messages=[{"role": "user", "content": PROMPT}])
+                model="auto", messages=[{"role": "user", "content": PROMPT}]
+            )
             with pytest.raises(openai.RateLimitError):
                 await client.chat.completions.create(
-                    model="auto", messages=[{"role": "user", "content": PROMPT}])
+                    model="auto", messages=[{"role": "user", "content": PROMPT}]
+                )
         text = proxy.app[OBSERVER].metrics.render().decode()
-    assert _samples(text)[("llmproxy_rate_limit_refusals_total",
-                           (("client_api", "openai"),))] == 1
+    assert _samples(text)[("llmproxy_rate_limit_refusals_total", (("client_api", "openai"),))] == 1
 
 
 async def test_health_live_and_ready(observed: list[Observed]) -> None:
@@ -313,7 +377,8 @@ async def test_health_live_and_ready(observed: list[Observed]) -> None:
             async with proxy.openai() as client:
                 with pytest.raises(openai.APIStatusError):
                     await client.chat.completions.create(
-                        model="auto", messages=[{"role": "user", "content": PROMPT}])
+                        model="auto", messages=[{"role": "user", "content": PROMPT}]
+                    )
             async with http.get(proxy.url + "/health/ready") as ready:
                 body = await ready.json()
     # out of quota: the only target rests, so a load balancer should look elsewhere
@@ -328,8 +393,11 @@ async def test_a_client_that_goes_away_mid_stream_is_recorded(observed: list[Obs
         async with aiohttp.ClientSession() as http:
             response = await http.post(
                 proxy.url + "/v1/chat/completions",
-                json={"model": "auto", "stream": True,
-                      "messages": [{"role": "user", "content": PROMPT}]},
+                json={
+                    "model": "auto",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                },
                 headers={"authorization": f"Bearer {CLIENT_KEY}"},
             )
             await response.content.readline()
@@ -351,21 +419,25 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-
 def test_cache_reads_and_writes_are_priced_at_their_own_rates() -> None:
     from proxy.capabilities import builtin_capabilities
     from proxy.observe.cost import usage_cost
     from proxy.types import Usage
 
     sonnet = builtin_capabilities("claude-sonnet-4-5")  # $3 in, $15 out per million
-    usage = Usage(input_tokens=1000, output_tokens=100, cache_read_input_tokens=10_000,
-                  cache_creation_input_tokens=2000)
+    usage = Usage(
+        input_tokens=1000,
+        output_tokens=100,
+        cache_read_input_tokens=10_000,
+        cache_creation_input_tokens=2000,
+    )
     expected = (1000 * 3 + 100 * 15 + 10_000 * 0.3 + 2000 * 3.75) / 1e6
     assert usage_cost(usage, sonnet) == pytest.approx(expected)
     # a model whose cache rates nobody knows: cached input is charged as input, never less
     llama = builtin_capabilities("llama-3.3-70b")
     assert usage_cost(usage, llama) == pytest.approx(
-        (13_000 * LLAMA_PRICE[0] + 100 * LLAMA_PRICE[1]) / 1e6)
+        (13_000 * LLAMA_PRICE[0] + 100 * LLAMA_PRICE[1]) / 1e6
+    )
     assert usage_cost(usage, builtin_capabilities("some-unknown-model")) is None
 
 
@@ -373,27 +445,30 @@ def test_the_config_overrides_prices_including_cache_rates() -> None:
     text = (
         '[router]\ndefault = "local,m"\n[[providers]]\nname = "local"\n'
         'api_base_url = "https://example.invalid/v1"\nmodels = ["m"]\n'
-        '[providers.capabilities.m]\nprice_in = 2.0\nprice_out = 4.0\n'
+        "[providers.capabilities.m]\nprice_in = 2.0\nprice_out = 4.0\n"
         "price_cache_read = 0.5\nprice_cache_write = 2.5\n"
     )
     from proxy.observe.cost import usage_cost
     from proxy.types import Target, Usage
 
     caps = parse_config(text, env={}).capabilities(Target("local", "m"))
-    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000,
-                  cache_read_input_tokens=1_000_000, cache_creation_input_tokens=1_000_000)
+    usage = Usage(
+        input_tokens=1_000_000,
+        output_tokens=1_000_000,
+        cache_read_input_tokens=1_000_000,
+        cache_creation_input_tokens=1_000_000,
+    )
     assert usage_cost(usage, caps) == pytest.approx(2.0 + 4.0 + 0.5 + 2.5)
 
 
-async def test_the_status_data_says_target_health_in_plain_words(
-    observed: list[Observed]
-) -> None:
+async def test_the_status_data_says_target_health_in_plain_words(observed: list[Observed]) -> None:
     import re
 
     sims = [
         SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan.always(Status(500))),
-        SimulatedProvider("kimi", "openai", ["kimi-k2"],
-                          plan=FaultPlan.always(openai_rate_limit(retry_after=600))),
+        SimulatedProvider(
+            "kimi", "openai", ["kimi-k2"], plan=FaultPlan.always(openai_rate_limit(retry_after=600))
+        ),
         SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
     ]
     routes = {"default": "zai,glm-5|kimi,kimi-k2|cerebras,llama-3.3-70b"}
@@ -402,19 +477,23 @@ async def test_the_status_data_says_target_health_in_plain_words(
         async with proxy.openai() as client:
             for _ in range(2):  # 2 x (500, retried 500): the breaker opens at the third
                 await client.chat.completions.create(
-                    model="auto", messages=[{"role": "user", "content": PROMPT}])
+                    model="auto", messages=[{"role": "user", "content": PROMPT}]
+                )
         async with aiohttp.ClientSession() as http:
             async with http.get(proxy.url + "/ui/api/status") as refused:
                 assert refused.status == 401
-            async with http.get(proxy.url + "/ui/api/status",
-                                headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response:
+            async with http.get(
+                proxy.url + "/ui/api/status", headers={"authorization": f"Bearer {CLIENT_KEY}"}
+            ) as response:
                 data = await response.json()
     words = {t["target"]: t["health"] for t in data["targets"]}
     clock = r"\d\d:\d\d:\d\d"
-    assert re.fullmatch(rf"failing since {clock}, retry at {clock} \(server_error.*\)",
-                        words["zai,glm-5"]), words
+    assert re.fullmatch(
+        rf"failing since {clock}, retry at {clock} \(server_error.*\)", words["zai,glm-5"]
+    ), words
     assert re.fullmatch(rf"resting until {clock} \(rate_limited.*\)", words["kimi,kimi-k2"])
     assert words["cerebras,llama-3.3-70b"] == "healthy"
     assert [r["path"] for r in data["requests"]] == [
         "zai 500 -> kimi skipped -> cerebras",  # newest first; no retry into an open breaker
-        "zai 500 -> zai 500 -> kimi 429 -> cerebras"]
+        "zai 500 -> zai 500 -> kimi 429 -> cerebras",
+    ]

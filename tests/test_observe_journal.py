@@ -50,7 +50,8 @@ async def _ask(base: str, n: int) -> float:
         for _ in range(n):
             started = time.monotonic()
             await client.chat.completions.create(
-                model="auto", messages=[{"role": "user", "content": "hi"}])
+                model="auto", messages=[{"role": "user", "content": "hi"}]
+            )
             slowest = max(slowest, time.monotonic() - started)
     return slowest
 
@@ -107,8 +108,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     and the development machines have."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -181,10 +185,21 @@ async def test_a_read_only_disk_never_fails_a_request(
 def _record(started: float, n: int) -> RequestRecord:
     target = Target("zai", "glm-5")
     return RequestRecord(
-        id=f"req_{n:08d}", started=started, client_api="openai", stream=False,
-        requested_model="auto", route="default", reason="default route " + "x" * 200,
-        served=target, attempts=(Attempt(target, 200, None, 12.0),), usage=Usage(10, 5),
-        cost=0.001, ttft_ms=None, total_ms=20.0, status=200, outcome="ok",
+        id=f"req_{n:08d}",
+        started=started,
+        client_api="openai",
+        stream=False,
+        requested_model="auto",
+        route="default",
+        reason="default route " + "x" * 200,
+        served=target,
+        attempts=(Attempt(target, 200, None, 12.0),),
+        usage=Usage(10, 5),
+        cost=0.001,
+        ttft_ms=None,
+        total_ms=20.0,
+        status=200,
+        outcome="ok",
     )
 
 
@@ -206,8 +221,7 @@ def test_retention_by_age_then_by_size(tmp_path: Path) -> None:
         assert ids and all(int(i[4:]) >= 10 for i in ids)  # the old ones are gone
         assert len(ids) < 6000 and ids[-1] == "req_00006009"  # the oldest went first
         assert _data_bytes(db) <= 1024 * 1024
-        orphans = db.execute("SELECT COUNT(*) FROM attempts WHERE request_id NOT IN "
-                             "(SELECT id FROM requests)").fetchone()[0]
+        orphans = db.execute(
+            "SELECT COUNT(*) FROM attempts WHERE request_id NOT IN (SELECT id FROM requests)"
+        ).fetchone()[0]
         assert orphans == 0
-
-

@@ -17,8 +17,10 @@ from proxy.observe.tracing import Tracer, make_tracer, tracer_from_env
 from proxy.server import build_app
 from proxy.simulate import FaultPlan, SimulatedProvider, Status, run_simulated
 
-otel = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter",
-                           reason="the otel extra (part of the test extra) is not installed")
+otel = pytest.importorskip(
+    "opentelemetry.sdk.trace.export.in_memory_span_exporter",
+    reason="the otel extra (part of the test extra) is not installed",
+)
 
 
 def test_tracing_is_on_only_with_an_endpoint() -> None:
@@ -30,8 +32,10 @@ def test_tracing_is_on_only_with_an_endpoint() -> None:
 
 @pytest.fixture
 async def app_and_url() -> AsyncIterator[tuple[web.Application, str]]:
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan([Status(500)] * 2)),
-            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
+    sims = [
+        SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan([Status(500)] * 2)),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+    ]
     async with run_simulated(sims) as running:
         text = config_text(running, {"default": "zai,glm-5|cerebras,llama-3.3-70b"})
         app = build_app(parse_config(text, env={}), env={})
@@ -44,7 +48,7 @@ async def app_and_url() -> AsyncIterator[tuple[web.Application, str]]:
 
 
 async def test_a_span_per_request_and_per_attempt_with_genai_attributes(
-    app_and_url: tuple[web.Application, str]
+    app_and_url: tuple[web.Application, str],
 ) -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -53,7 +57,8 @@ async def test_a_span_per_request_and_per_attempt_with_genai_attributes(
     app[OBSERVER].tracer = make_tracer(SimpleSpanProcessor(exporter))
     async with openai.AsyncOpenAI(base_url=base, api_key=CLIENT_KEY, max_retries=0) as client:
         completion = await client.chat.completions.create(
-            model="auto", messages=[{"role": "user", "content": "hi"}])
+            model="auto", messages=[{"role": "user", "content": "hi"}]
+        )
     spans = {span.name: [] for span in exporter.get_finished_spans()}
     for span in exporter.get_finished_spans():
         spans[span.name].append(span)
@@ -67,11 +72,18 @@ async def test_a_span_per_request_and_per_attempt_with_genai_attributes(
     assert attrs["gen_ai.usage.input_tokens"] == usage.prompt_tokens
     assert attrs["gen_ai.usage.output_tokens"] == usage.completion_tokens
     assert attrs["llmproxy.attempts"] == "zai 500 -> zai 500 -> cerebras"
-    attempts = sorted([*spans["chat glm-5"], *spans["chat llama-3.3-70b"]],
-                      key=lambda s: s.start_time or 0)
+    attempts = sorted(
+        [*spans["chat glm-5"], *spans["chat llama-3.3-70b"]], key=lambda s: s.start_time or 0
+    )
     assert [dict(s.attributes or {}).get("error.type") for s in attempts] == [
-        "server_error", "server_error", None]
-    assert all(s.parent is not None and s.parent.span_id == request.context.span_id
-               for s in attempts)
-    assert all(request.start_time <= (s.start_time or 0) and (s.end_time or 0)
-               <= (request.end_time or 0) for s in attempts)
+        "server_error",
+        "server_error",
+        None,
+    ]
+    assert all(
+        s.parent is not None and s.parent.span_id == request.context.span_id for s in attempts
+    )
+    assert all(
+        request.start_time <= (s.start_time or 0) and (s.end_time or 0) <= (request.end_time or 0)
+        for s in attempts
+    )

@@ -19,8 +19,9 @@ from proxy.observe.web import UI_CSP
 from proxy.server import build_app
 from proxy.simulate import FaultPlan, SimulatedProvider, Status, run_simulated
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                                "(.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)"
+)
 HOSTILE = "<img src=x onerror=alert(1)>"
 SCREENSHOT = Path(__file__).parent / "data" / "ui-screenshot.png"
 """The README's picture of the page: this test's screenshot, kept when
@@ -29,9 +30,12 @@ LLMPROXY_UPDATE_SCREENSHOT=1 is set."""
 
 @pytest.fixture
 async def daemon_url() -> AsyncIterator[str]:
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"], chunk_delay=0.01,
-                              plan=FaultPlan([Status(500), Status(500)])),
-            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])]
+    sims = [
+        SimulatedProvider(
+            "zai", "openai", ["glm-5"], chunk_delay=0.01, plan=FaultPlan([Status(500), Status(500)])
+        ),
+        SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+    ]
     async with run_simulated(sims) as running:
         text = config_text(running, {"default": "zai,glm-5|cerebras,llama-3.3-70b"})
         app = build_app(parse_config(text, env={}), env={})
@@ -53,17 +57,21 @@ async def test_the_status_page_updates_live_and_escapes_everything(
         await page.call("Page.navigate", url=f"{daemon_url}/ui#key={CLIENT_KEY}")
         await page.wait_for("document.getElementById('state')?.textContent.startsWith('live')")
         assert await page.evaluate("document.querySelectorAll('#requests tbody tr').length") == 0
-        async with openai.AsyncOpenAI(base_url=daemon_url + "/v1", api_key=CLIENT_KEY,
-                                      max_retries=0) as client:
+        async with openai.AsyncOpenAI(
+            base_url=daemon_url + "/v1", api_key=CLIENT_KEY, max_retries=0
+        ) as client:
             await client.chat.completions.create(  # zai fails twice: cerebras serves
-                model="auto", messages=[{"role": "user", "content": "hello"}])
+                model="auto", messages=[{"role": "user", "content": "hello"}]
+            )
             stream = await client.chat.completions.create(
-                model=HOSTILE, messages=[{"role": "user", "content": "hello"}], stream=True)
+                model=HOSTILE, messages=[{"role": "user", "content": "hello"}], stream=True
+            )
             [chunk async for chunk in stream]
         await page.wait_for("document.querySelectorAll('#requests tbody tr').length === 2")
         cells = await page.evaluate(
             "[...document.querySelectorAll('#requests tbody tr')].map("
-            "r => [...r.cells].map(c => c.textContent))")
+            "r => [...r.cells].map(c => c.textContent))"
+        )
         newest, first = cells
         assert newest[2] == HOSTILE  # shown as text...
         assert await page.evaluate("document.querySelectorAll('img').length") == 0  # ...not run
@@ -72,7 +80,8 @@ async def test_the_status_page_updates_live_and_escapes_everything(
         assert newest[5] == "zai,glm-5" and newest[8].startswith("$")
         targets = await page.evaluate(
             "Object.fromEntries([...document.querySelectorAll('#targets tbody tr')].map("
-            "r => [r.cells[0].textContent, r.cells[1].textContent]))")
+            "r => [r.cells[0].textContent, r.cells[1].textContent]))"
+        )
         assert targets == {"zai,glm-5": "healthy", "cerebras,llama-3.3-70b": "healthy"}
         dialogs = [e for e in page.events if e.get("method") == "Page.javascriptDialogOpening"]
         assert dialogs == []
@@ -82,5 +91,3 @@ async def test_the_status_page_updates_live_and_escapes_everything(
     if os.environ.get("LLMPROXY_UPDATE_SCREENSHOT"):  # how the README's picture is made
         SCREENSHOT.write_bytes(picture)
     assert SCREENSHOT.is_file()
-
-

@@ -108,13 +108,19 @@ def specs() -> Iterator[dict[str, Spec]]:
 def test_the_specs_are_the_official_ones(specs: dict[str, Spec]) -> None:
     openai_spec, anthropic_spec = specs["openai"], specs["anthropic"]
     assert openai_spec.problems("ErrorResponse", {"error": {"message": "m"}})  # type etc. missing
-    assert anthropic_spec.problems("ErrorResponse", {"type": "error", "error": {"type": "nope",
-                                                                             "message": "m"}})
+    assert anthropic_spec.problems(
+        "ErrorResponse", {"type": "error", "error": {"type": "nope", "message": "m"}}
+    )
     example = {  # the spec's own Message example validates after the adjustments
         "content": [{"citations": None, "text": "Hi! My name is Claude.", "type": "text"}],
-        "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF", "model": "claude-opus-4-6", "role": "assistant",
-        "stop_details": None, "stop_reason": "end_turn", "stop_sequence": None,
-        "type": "message", "usage": {"input_tokens": 2095, "output_tokens": 503},
+        "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+        "model": "claude-opus-4-6",
+        "role": "assistant",
+        "stop_details": None,
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "type": "message",
+        "usage": {"input_tokens": 2095, "output_tokens": 503},
     }
     anthropic_spec.check("Message", example)
     assert anthropic_spec.problems("Message", {**example, "stop_reason": "finished"})
@@ -146,15 +152,28 @@ def tools(client: str) -> list[dict[str, Any]]:
 def tool_history(client: str) -> list[dict[str, Any]]:
     question = {"role": "user", "content": "Weather in Paris?"}
     if client == "openai":
-        call = {"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city":"Paris","days":1}'}}
-        return [question, {"role": "assistant", "content": None, "tool_calls": [call]},
-                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
-    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-           "input": {"city": "Paris", "days": 1}}
+        call = {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Paris","days":1}'},
+        }
+        return [
+            question,
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ]
+    use = {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "get_weather",
+        "input": {"city": "Paris", "days": 1},
+    }
     result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}
-    return [question, {"role": "assistant", "content": [use]},
-            {"role": "user", "content": [result]}]
+    return [
+        question,
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
 
 
 def request_body(client: str, scenario: str, stream: bool) -> dict[str, Any]:
@@ -205,12 +224,23 @@ SCENARIOS = ["plain", "tools", "cut", "tool_result"]
 @pytest.mark.parametrize("provider", ["openai", "anthropic"], ids=lambda p: f"{p}-provider")
 @pytest.mark.parametrize("client", ["openai", "anthropic"], ids=lambda c: f"{c}-client")
 async def test_answers_validate(
-    specs: dict[str, Spec], daemon: StartDaemon,
-    client: str, provider: str, stream: bool, scenario: str,
+    specs: dict[str, Spec],
+    daemon: StartDaemon,
+    client: str,
+    provider: str,
+    stream: bool,
+    scenario: str,
 ) -> None:
     name, model = PROVIDERS[provider]
-    sim = SimulatedProvider(name, provider, [model], reasoning=True, check_signatures=False,
-                            parallel_tool_calls=2, text_before_tool=True)
+    sim = SimulatedProvider(
+        name,
+        provider,
+        [model],
+        reasoning=True,
+        check_signatures=False,
+        parallel_tool_calls=2,
+        text_before_tool=True,
+    )
     async with run_simulated([sim]) as sims:
         proxy = await daemon(config_text(sims, {"default": f"{name},{model}"}))
         response = await post(proxy.url + PATHS[client], request_body(client, scenario, stream))
@@ -249,8 +279,9 @@ async def test_our_own_error_bodies_validate(
             (await get(url), 405),
         ]
         if client == "anthropic":
-            cases.append((await post(url, {k: v for k, v in good.items() if k != "max_tokens"}),
-                          400))
+            cases.append(
+                (await post(url, {k: v for k, v in good.items() if k != "max_tokens"}), 400)
+            )
         assert sims[name].requests == ()
     types = {401: "authentication_error", 404: "not_found_error"}
     for response, status in cases:
@@ -269,8 +300,12 @@ UPSTREAM_FAULTS = {
 @pytest.mark.parametrize("client", ["openai", "anthropic"], ids=lambda c: f"{c}-client")
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 async def test_upstream_error_bodies_validate(
-    specs: dict[str, Spec], daemon: StartDaemon,
-    client: str, provider: str, fault: str, stream: bool,
+    specs: dict[str, Spec],
+    daemon: StartDaemon,
+    client: str,
+    provider: str,
+    fault: str,
+    stream: bool,
 ) -> None:
     make, status = UPSTREAM_FAULTS[fault]
     name, model = PROVIDERS[provider]
@@ -330,9 +365,7 @@ async def test_openai_models_list_validates(specs: dict[str, Spec], daemon: Star
     specs["openai"].check("ListModelsResponse", response.json())
 
 
-async def test_anthropic_models_list_validates(
-    specs: dict[str, Spec], daemon: StartDaemon
-) -> None:
+async def test_anthropic_models_list_validates(specs: dict[str, Spec], daemon: StartDaemon) -> None:
     name, model = PROVIDERS["openai"]
     async with run_simulated([SimulatedProvider(name, "openai", [model])]) as sims:
         proxy = await daemon(config_text(sims, {"default": f"{name},{model}"}))

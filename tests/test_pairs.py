@@ -310,12 +310,13 @@ async def test_minimax_case_tool_calls_come_back_in_openai_shape(
             if index not in calls:  # the first delta of a call names it, exactly once
                 assert set(part) == {"index", "id", "type", "function"}
                 assert part["type"] == "function" and part["function"]["name"]
-                calls[index] = {"id": part["id"], "type": "function",
-                                "function": {"name": part["function"]["name"], "arguments": ""}}
-            else:
-                assert set(part) == {"index", "function"} and set(part["function"]) == {
-                    "arguments"
+                calls[index] = {
+                    "id": part["id"],
+                    "type": "function",
+                    "function": {"name": part["function"]["name"], "arguments": ""},
                 }
+            else:
+                assert set(part) == {"index", "function"} and set(part["function"]) == {"arguments"}
             calls[index]["function"]["arguments"] += part["function"].get("arguments", "")
     assert [calls[i] for i in sorted(calls)] == expected_calls
     assert sorted(calls) == [0, 1]
@@ -328,22 +329,39 @@ def test_provider_chunks_of_the_wrong_shape_are_skipped() -> None:
     a crash that would bypass fallback before the commit point or break a committed stream."""
     openai_side = OpenAIStreamDecoder()
     events = openai_side.feed(None, {"id": "c1", "model": "m", "choices": True})
-    events += openai_side.feed(None, {"id": "c1", "choices": [
-        {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]})
+    events += openai_side.feed(
+        None,
+        {
+            "id": "c1",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+        },
+    )
     events += openai_side.close()
     assert [type(e).__name__ for e in events] == ["MessageStart", "TextDelta", "Finish"]
 
     anthropic_side = AnthropicStreamDecoder()
-    start = {"type": "content_block_start", "index": 0,
-             "content_block": {"type": "text", "text": ""}}
-    odd = {"type": "content_block_delta", "index": [0], "delta": {"type": "text_delta",
-                                                                  "text": "lost"}}
-    good = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
-                                                                 "text": "kept"}}
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    odd = {
+        "type": "content_block_delta",
+        "index": [0],
+        "delta": {"type": "text_delta", "text": "lost"},
+    }
+    good = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "kept"},
+    }
     texts = [
         e.text
-        for name, payload in [("content_block_start", start), ("content_block_delta", odd),
-                              ("content_block_delta", good)]
+        for name, payload in [
+            ("content_block_start", start),
+            ("content_block_delta", odd),
+            ("content_block_delta", good),
+        ]
         for e in anthropic_side.feed(name, payload)
         if isinstance(e, TextDelta)
     ]

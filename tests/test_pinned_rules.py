@@ -38,18 +38,15 @@ async def sse_payloads(proxy: Daemon, body: dict[str, object]) -> list[dict[str,
         session.post(proxy.url + "/v1/chat/completions", json=body, headers=headers) as response,
     ):
         raw = await response.read()
-    return [
-        orjson.loads(line[6:])
-        for line in raw.split(b"\n")
-        if line.startswith(b"data: {")
-    ]
+    return [orjson.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
 
 
 async def test_a_reasoning_to_reasoning_takeover_hides_the_new_reasoning(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    first = SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True,
-                              plan=FaultPlan([CutAfter(2)]))
+    first = SimulatedProvider(
+        "zai", "openai", ["glm-5"], reasoning=True, plan=FaultPlan([CutAfter(2)])
+    )
     second = SimulatedProvider("deepseek", "openai", ["deepseek-r1"], reasoning=True)
     async with run_simulated([first, second]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5|deepseek,deepseek-r1"}))
@@ -57,7 +54,8 @@ async def test_a_reasoning_to_reasoning_takeover_hides_the_new_reasoning(
         # completion (it raises on a malformed chunk or a broken tool-call sequence).
         reasoning, text = [], []
         async with clients.openai(proxy).chat.completions.stream(
-            model="auto", messages=HELLO  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,  # type: ignore[arg-type]
         ) as stream:
             async for event in stream:
                 if event.type == "chunk" and event.chunk.choices:
@@ -85,7 +83,9 @@ async def test_max_tokens_above_the_models_cap_is_clamped_through_the_daemon(
             config_text(sims, {"default": "zai,glm-5"}, provider_extra={"zai": caps})
         )
         await clients.openai(proxy).chat.completions.create(
-            model="auto", messages=HELLO, max_tokens=100_000  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,
+            max_tokens=100_000,  # type: ignore[arg-type]
         )
         (sent,) = sims["zai"].requests
     assert sent.body["max_tokens"] == 8192
@@ -94,8 +94,9 @@ async def test_max_tokens_above_the_models_cap_is_clamped_through_the_daemon(
 async def test_a_context_length_refusal_with_three_targets_tries_the_largest_context_next(
     clients: Clients, daemon: StartDaemon
 ) -> None:
-    small = SimulatedProvider("zai", "openai", ["glm-5"],
-                              plan=FaultPlan.always(openai_context_length()))
+    small = SimulatedProvider(
+        "zai", "openai", ["glm-5"], plan=FaultPlan.always(openai_context_length())
+    )
     medium = SimulatedProvider("groq", "openai", ["llama-70b"])
     large = SimulatedProvider("gemini", "openai", ["gemini-pro"])
 
@@ -103,17 +104,20 @@ async def test_a_context_length_refusal_with_three_targets_tries_the_largest_con
         return f'[providers.capabilities."{model}"]\ncontext_window = {size}'
 
     async with run_simulated([small, medium, large]) as sims:
-        proxy = await daemon(config_text(
-            sims,
-            {"default": "zai,glm-5|groq,llama-70b|gemini,gemini-pro"},
-            provider_extra={
-                "zai": window("glm-5", 128_000),
-                "groq": window("llama-70b", 131_072),
-                "gemini": window("gemini-pro", 1_000_000),
-            },
-        ))
+        proxy = await daemon(
+            config_text(
+                sims,
+                {"default": "zai,glm-5|groq,llama-70b|gemini,gemini-pro"},
+                provider_extra={
+                    "zai": window("glm-5", 128_000),
+                    "groq": window("llama-70b", 131_072),
+                    "gemini": window("gemini-pro", 1_000_000),
+                },
+            )
+        )
         raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
-            model="auto", messages=HELLO  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,  # type: ignore[arg-type]
         )
         assert sims["groq"].requests == ()
     assert raw.headers["x-llmproxy-attempts"] == "zai,glm-5=400;gemini,gemini-pro=ok"
@@ -131,13 +135,19 @@ async def test_unsigned_thinking_never_reaches_an_anthropic_provider_that_checks
         if client_format == "anthropic":
             history = [
                 {"role": "user", "content": "hello"},
-                {"role": "assistant", "content": [
-                    {"type": "thinking", "thinking": thought, "signature": ""},
-                    {"type": "text", "text": "Hi!"}]},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": thought, "signature": ""},
+                        {"type": "text", "text": "Hi!"},
+                    ],
+                },
                 {"role": "user", "content": QUESTION},
             ]
             message = await clients.anthropic(proxy).messages.create(
-                model="auto", max_tokens=256, messages=history  # type: ignore[arg-type]
+                model="auto",
+                max_tokens=256,
+                messages=history,  # type: ignore[arg-type]
             )
             assert message.stop_reason == "end_turn"
         else:
@@ -147,7 +157,8 @@ async def test_unsigned_thinking_never_reaches_an_anthropic_provider_that_checks
                 {"role": "user", "content": QUESTION},
             ]
             completion = await clients.openai(proxy).chat.completions.create(
-                model="auto", messages=history  # type: ignore[arg-type]
+                model="auto",
+                messages=history,  # type: ignore[arg-type]
             )
             assert completion.choices[0].finish_reason == "stop"
         (sent,) = sims["minimax"].requests

@@ -27,8 +27,9 @@ FULL = reply_text("glm", "glm-5", QUESTION)
 
 
 def sim(name: str, style: str | None = None, plan: FaultPlan | None = None) -> SimulatedProvider:
-    return SimulatedProvider(name, "openai", ["glm-5"], persona="glm", prefill_style=style,
-                             plan=plan)
+    return SimulatedProvider(
+        name, "openai", ["glm-5"], persona="glm", prefill_style=style, plan=plan
+    )
 
 
 def marker(body: dict[str, Any]) -> str:
@@ -46,7 +47,9 @@ def marker(body: dict[str, Any]) -> str:
 
 async def stream_text(client: openai.AsyncOpenAI) -> str:
     stream = await client.chat.completions.create(
-        model="auto", messages=HELLO, stream=True  # type: ignore[arg-type]
+        model="auto",
+        messages=HELLO,
+        stream=True,  # type: ignore[arg-type]
     )
     return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
@@ -58,10 +61,13 @@ async def test_a_cut_stream_is_continued_in_the_fallbacks_own_style(
     async with run_simulated(
         [sim("zai", plan=FaultPlan([CutAfter(3)])), sim("mirror", style)]
     ) as sims:
-        proxy = await daemon(config_text(
-            sims, {"default": "zai,glm-5|mirror,glm-5"},
-            provider_extra={"mirror": f'prefill = "{style}"'},
-        ))
+        proxy = await daemon(
+            config_text(
+                sims,
+                {"default": "zai,glm-5|mirror,glm-5"},
+                provider_extra={"mirror": f'prefill = "{style}"'},
+            )
+        )
         text = await stream_text(clients.openai(proxy))
         (continuation,) = sims["mirror"].requests
     assert text == FULL
@@ -72,16 +78,23 @@ async def test_each_continuation_target_gets_only_its_own_style(
     clients: Clients, daemon: StartDaemon
 ) -> None:
     # Kimi-style first (cut again), then a vLLM-style server finishes the answer.
-    async with run_simulated([
-        sim("zai", plan=FaultPlan([CutAfter(2)])),
-        sim("kimi", "partial", plan=FaultPlan([CutAfter(2)])),
-        sim("vllm", "continue_final_message"),
-    ]) as sims:
-        proxy = await daemon(config_text(
-            sims, {"default": "zai,glm-5|kimi,glm-5|vllm,glm-5"},
-            provider_extra={"kimi": 'prefill = "partial"',
-                            "vllm": 'prefill = "continue_final_message"'},
-        ))
+    async with run_simulated(
+        [
+            sim("zai", plan=FaultPlan([CutAfter(2)])),
+            sim("kimi", "partial", plan=FaultPlan([CutAfter(2)])),
+            sim("vllm", "continue_final_message"),
+        ]
+    ) as sims:
+        proxy = await daemon(
+            config_text(
+                sims,
+                {"default": "zai,glm-5|kimi,glm-5|vllm,glm-5"},
+                provider_extra={
+                    "kimi": 'prefill = "partial"',
+                    "vllm": 'prefill = "continue_final_message"',
+                },
+            )
+        )
         text = await stream_text(clients.openai(proxy))
         (first,) = sims["kimi"].requests
         (second,) = sims["vllm"].requests
@@ -97,12 +110,17 @@ async def test_an_anthropic_client_is_continued_on_a_prefix_style_provider(
     async with run_simulated(
         [sim("zai", plan=FaultPlan([CutAfter(3)])), sim("deepseek", "prefix")]
     ) as sims:
-        proxy = await daemon(config_text(
-            sims, {"default": "zai,glm-5|deepseek,glm-5"},
-            provider_extra={"deepseek": 'prefill = "prefix"'},
-        ))
+        proxy = await daemon(
+            config_text(
+                sims,
+                {"default": "zai,glm-5|deepseek,glm-5"},
+                provider_extra={"deepseek": 'prefill = "prefix"'},
+            )
+        )
         async with clients.anthropic(proxy).messages.stream(
-            model="auto", max_tokens=512, messages=HELLO  # type: ignore[arg-type]
+            model="auto",
+            max_tokens=512,
+            messages=HELLO,  # type: ignore[arg-type]
         ) as stream:
             message = await stream.get_final_message()
         (continuation,) = sims["deepseek"].requests
@@ -110,9 +128,10 @@ async def test_an_anthropic_client_is_continued_on_a_prefix_style_provider(
     assert marker(continuation.body) == "prefix"
 
 
-@pytest.mark.parametrize(("accepted", "sent"), [
-    (a, s) for a, s in itertools.product(PREFILL_STYLES, PREFILL_STYLES) if a != s
-])
+@pytest.mark.parametrize(
+    ("accepted", "sent"),
+    [(a, s) for a, s in itertools.product(PREFILL_STYLES, PREFILL_STYLES) if a != s],
+)
 async def test_a_simulated_provider_refuses_every_style_but_its_own(
     accepted: str, sent: str
 ) -> None:
@@ -132,23 +151,30 @@ async def test_a_simulated_provider_refuses_every_style_but_its_own(
     assert error["error"]["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize(("url", "style"), [
-    ("https://api.deepseek.com/beta", PrefillStyle.PREFIX),
-    ("https://api.deepseek.com/v1", False),  # prefix completion is a beta-endpoint feature
-    ("https://api.mistral.ai/v1", PrefillStyle.PREFIX),
-    ("https://api.moonshot.ai/v1", PrefillStyle.PARTIAL),
-    ("https://openrouter.ai/api/v1", PrefillStyle.ASSISTANT),
-    ("https://api.cerebras.ai/v1", False),
-])
+@pytest.mark.parametrize(
+    ("url", "style"),
+    [
+        ("https://api.deepseek.com/beta", PrefillStyle.PREFIX),
+        ("https://api.deepseek.com/v1", False),  # prefix completion is a beta-endpoint feature
+        ("https://api.mistral.ai/v1", PrefillStyle.PREFIX),
+        ("https://api.moonshot.ai/v1", PrefillStyle.PARTIAL),
+        ("https://openrouter.ai/api/v1", PrefillStyle.ASSISTANT),
+        ("https://api.cerebras.ai/v1", False),
+    ],
+)
 def test_known_hosts_have_their_documented_prefill_style(url: str, style: object) -> None:
-    text = (f'[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\napi_base_url = "{url}"\n'
-            'models = ["m"]\n')
+    text = (
+        f'[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\napi_base_url = "{url}"\n'
+        'models = ["m"]\n'
+    )
     config = parse_config(text, {})
     assert config.capabilities(Target("p", "m")).prefill == style
 
 
 def test_a_style_an_anthropic_provider_does_not_speak_is_a_config_error() -> None:
-    text = ('[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\nformat = "anthropic"\n'
-            'api_base_url = "https://api.example.com"\nmodels = ["m"]\nprefill = "partial"\n')
+    text = (
+        '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\nformat = "anthropic"\n'
+        'api_base_url = "https://api.example.com"\nmodels = ["m"]\nprefill = "partial"\n'
+    )
     with pytest.raises(ValueError, match=r"providers\[0\]\.prefill"):
         parse_config(text, {})

@@ -70,8 +70,9 @@ class FakeHealth:
 
     def status(self, target: Target) -> TargetStatus:
         requests, rate, latency = self.figures.get(str(target), (0, None, None))
-        return TargetStatus(target, BreakerState.CLOSED, 0.0, "", requests, rate, latency,
-                            None, None)
+        return TargetStatus(
+            target, BreakerState.CLOSED, 0.0, "", requests, rate, latency, None, None
+        )
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -88,14 +89,26 @@ def test_ranked_mappings_parse(config: Config) -> None:
 @pytest.mark.parametrize(
     ("change", "key", "message"),
     [
-        (('to = "@cheapest"', 'to = "@quickest"'), "router.model_mappings[0].to",
-         "unknown ranking '@quickest' (known: @cheapest, @fastest, @best)"),
-        (('to = "@best"', 'to = "zai,glm-5"\ncandidates = "zai,glm-5"'),
-         "router.model_mappings[2].candidates", "only a ranked mapping has candidates"),
-        (('candidates = "cerebras,llama-3.3-70b|zai,glm-5"', 'candidates = "zai,glm-6"'),
-         "router.model_mappings[1].candidates[0]", "did you mean 'glm-5'"),
-        (('candidates = "cerebras,llama-3.3-70b|zai,glm-5"', 'candidates = ""'),
-         "router.model_mappings[1].candidates", "must not be empty"),
+        (
+            ('to = "@cheapest"', 'to = "@quickest"'),
+            "router.model_mappings[0].to",
+            "unknown ranking '@quickest' (known: @cheapest, @fastest, @best)",
+        ),
+        (
+            ('to = "@best"', 'to = "zai,glm-5"\ncandidates = "zai,glm-5"'),
+            "router.model_mappings[2].candidates",
+            "only a ranked mapping has candidates",
+        ),
+        (
+            ('candidates = "cerebras,llama-3.3-70b|zai,glm-5"', 'candidates = "zai,glm-6"'),
+            "router.model_mappings[1].candidates[0]",
+            "did you mean 'glm-5'",
+        ),
+        (
+            ('candidates = "cerebras,llama-3.3-70b|zai,glm-5"', 'candidates = ""'),
+            "router.model_mappings[1].candidates",
+            "must not be empty",
+        ),
     ],
 )
 def test_bad_ranked_mappings_name_their_key(
@@ -118,13 +131,17 @@ def test_cheapest_orders_by_blended_price(config: Config) -> None:
 
 
 def test_cheapest_puts_unknown_prices_last_and_breaks_ties_by_speed() -> None:
-    text = CONFIG.replace('models = ["glm-5"]', 'models = ["glm-5"]\n'
-                          '[providers.capabilities."glm-5"]\nprice_in = 0.1\nprice_out = 0.1')
+    text = CONFIG.replace(
+        'models = ["glm-5"]',
+        'models = ["glm-5"]\n[providers.capabilities."glm-5"]\nprice_in = 0.1\nprice_out = 0.1',
+    )
     text = text.replace('"anthropic,claude-sonnet-4-5|', '"cerebras,llama-mystery|')
     config = parse_config(text, {})
-    assert decide(RequestSummary("cheapest"), config).chain == (GLM5, L8,
-                                                                 Target("cerebras",
-                                                                        "llama-mystery"))
+    assert decide(RequestSummary("cheapest"), config).chain == (
+        GLM5,
+        L8,
+        Target("cerebras", "llama-mystery"),
+    )
     health = FakeHealth(**{"zai,glm-5": (5, 1.0, 900.0), "cerebras,llama3.1-8b": (5, 1.0, 80.0)})
     assert decide(RequestSummary("cheapest"), config, health).chain[:2] == (L8, GLM5)
 
@@ -133,13 +150,11 @@ def test_fastest_tries_untried_first_then_measured_then_failing(config: Config) 
     assert decide(RequestSummary("fastest"), config).chain == (L70, GLM5)  # no health view
     health = FakeHealth(**{"cerebras,llama-3.3-70b": (3, 1.0, 400.0)})
     assert decide(RequestSummary("fastest"), config, health).chain == (GLM5, L70)  # measure glm
-    health = FakeHealth(**{"cerebras,llama-3.3-70b": (3, 1.0, 400.0),
-                           "zai,glm-5": (3, 1.0, 900.0)})
+    health = FakeHealth(**{"cerebras,llama-3.3-70b": (3, 1.0, 400.0), "zai,glm-5": (3, 1.0, 900.0)})
     d = decide(RequestSummary("fastest"), config, health)
     assert d.chain == (L70, GLM5)
     assert "cerebras,llama-3.3-70b (400 ms), zai,glm-5 (900 ms)" in d.reason
-    failing = FakeHealth(**{"cerebras,llama-3.3-70b": (3, 0.0, None),
-                            "zai,glm-5": (3, 1.0, 900.0)})
+    failing = FakeHealth(**{"cerebras,llama-3.3-70b": (3, 0.0, None), "zai,glm-5": (3, 1.0, 900.0)})
     assert decide(RequestSummary("fastest"), config, failing).chain == (GLM5, L70)
 
 
@@ -154,8 +169,12 @@ def test_expected_time_combines_first_token_and_throughput() -> None:
     status = TargetStatus(L8, BreakerState.CLOSED, 0.0, "", 3, 1.0, 2000.0, 200.0, 1000.0)
     assert expected_ms(status) == 200.0 + 500.0
     slow_start = TargetStatus(L70, BreakerState.CLOSED, 0.0, "", 3, 1.0, 900.0, 600.0, 5000.0)
-    chain, _ = rank((L8, L70), Ranking.FASTEST, lambda t: parse_config(CONFIG, {})
-                    .capabilities(t), FakeStatuses({L8: status, L70: slow_start}))
+    chain, _ = rank(
+        (L8, L70),
+        Ranking.FASTEST,
+        lambda t: parse_config(CONFIG, {}).capabilities(t),
+        FakeStatuses({L8: status, L70: slow_start}),
+    )
     assert chain == (L8, L70)  # 700 ms against 700 ms: a tie keeps the candidates' order
 
 
@@ -205,11 +224,15 @@ candidates = "dear,model-d|slow,model-s|quick,model-q"
 
 
 def ranked_config(sims: dict[str, SimulatedProvider]) -> str:
-    text = config_text(sims, {"default": "slow,model-s"}, provider_extra={
-        "slow": SAME_PRICE.format(model="model-s"),
-        "quick": SAME_PRICE.format(model="model-q"),
-        "dear": '[providers.capabilities."model-d"]\nprice_in = 9.0\nprice_out = 9.0\n',
-    })
+    text = config_text(
+        sims,
+        {"default": "slow,model-s"},
+        provider_extra={
+            "slow": SAME_PRICE.format(model="model-s"),
+            "quick": SAME_PRICE.format(model="model-q"),
+            "dear": '[providers.capabilities."model-d"]\nprice_in = 9.0\nprice_out = 9.0\n',
+        },
+    )
     return text.replace("[[providers]]", MAPPINGS + "[[providers]]", 1)
 
 

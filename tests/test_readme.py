@@ -26,8 +26,12 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
     example = re.search(r"```toml\n(.*?)```", section, re.S)
     assert example is not None
     (tmp_path / "taxonomy" / "routing_scenarios").mkdir(parents=True)
-    env = {"LLMPROXY_API_KEY": "k", "ZAI_API_KEY": "z", "CEREBRAS_API_KEY": "c",
-           "MINIMAX_API_KEY": "m"}
+    env = {
+        "LLMPROXY_API_KEY": "k",
+        "ZAI_API_KEY": "z",
+        "CEREBRAS_API_KEY": "c",
+        "MINIMAX_API_KEY": "m",
+    }
     path = tmp_path / "config.toml"
     path.write_text(example.group(1))
     config = load_config(path, env)
@@ -49,8 +53,13 @@ def test_the_completion_install_lines_work_on_a_fresh_home(tmp_path: Path) -> No
     block = re.search(r"```sh\n(mkdir -p [^\n]*completions.*?)```", README, re.S)
     assert block is not None
     repo = Path(__file__).resolve().parent.parent
-    subprocess.run(["bash", "-euc", block.group(1)], cwd=repo, check=True, timeout=30,
-                   env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    subprocess.run(
+        ["bash", "-euc", block.group(1)],
+        cwd=repo,
+        check=True,
+        timeout=30,
+        env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]},
+    )
     assert (tmp_path / ".local/share/bash-completion/completions/llmproxy").is_file()
     assert (tmp_path / ".zfunc/_llmproxy").is_file()
     assert (tmp_path / ".config/fish/completions/llmproxy.fish").is_file()
@@ -69,8 +78,10 @@ def test_the_configuration_example_states_the_affinity_defaults(tmp_path: Path) 
     example = re.search(r"```toml\n(.*?)```", section, re.S)
     assert example is not None
     table = example.group(1).split("[affinity]", 1)[1].split("\n\n", 1)[0]
-    text = '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n' \
-           'api_base_url = "https://p.example/v1"\nmodels = ["m"]\n'
+    text = (
+        '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
+        'api_base_url = "https://p.example/v1"\nmodels = ["m"]\n'
+    )
     assert parse_config("[affinity]" + table + "\n" + text, {}).affinity == AffinitySettings()
 
 
@@ -81,8 +92,10 @@ async def test_the_affinity_benchmark_table_is_what_the_script_measures() -> Non
     without = await run_conversation(False, turns=20, outage=8, spacing=120.0)
     with_ = await run_conversation(True, turns=20, outage=8, spacing=120.0)
     for run, label in ((without, "without affinity"), (with_, "with affinity")):
-        row = f"| {label} | {run.cached_share:.1%} | ${run.cost:.4f} | " \
-              f"{', '.join(map(str, run.cold_turns))} | {run.path} |"
+        row = (
+            f"| {label} | {run.cached_share:.1%} | ${run.cost:.4f} | "
+            f"{', '.join(map(str, run.cold_turns))} | {run.path} |"
+        )
         assert row in README
     # The story the README tells: back to a cold zai at turn 10 without affinity...
     assert without.cold_turns == [1, 8, 10]

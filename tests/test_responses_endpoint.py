@@ -40,8 +40,11 @@ WEATHER = {
     "type": "function",
     "name": "get_weather",
     "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
 }
 
 
@@ -53,8 +56,9 @@ def capture(name: str) -> dict[str, Any]:
 async def replay(proxy: Daemon, name: str) -> RawResponse:
     """POST a captured Codex request as Codex sent it (its headers, our client key)."""
     captured = capture(name)
-    headers = {k: v for k, v in captured["headers"].items()
-               if k not in ("content-length", "authorization")}
+    headers = {
+        k: v for k, v in captured["headers"].items() if k not in ("content-length", "authorization")
+    }
     headers["authorization"] = f"Bearer {CLIENT_KEY}"
     return await post(proxy.url + "/v1/responses", captured["body"], headers=headers, key=None)
 
@@ -89,8 +93,10 @@ def fold(response: RawResponse) -> dict[str, Any]:
 def text_of(response: dict[str, Any]) -> str:
     return "".join(
         part["text"]
-        for item in response["output"] if item["type"] == "message"
-        for part in item["content"] if part["type"] == "output_text"
+        for item in response["output"]
+        if item["type"] == "message"
+        for part in item["content"]
+        if part["type"] == "output_text"
     )
 
 
@@ -111,7 +117,9 @@ async def test_codex_captures_to_an_openai_provider(daemon: StartDaemon) -> None
     # First turn: Codex's tools offered, so the simulated model calls the first one.
     (call,) = calls_of(first)
     assert (call["type"], call["name"], call["arguments"]) == (
-        "function_call", "exec_command", '{"cmd":"example cmd"}'
+        "function_call",
+        "exec_command",
+        '{"cmd":"example cmd"}',
     )
     assert first["status"] == "completed"
     messages = sent_first["messages"]
@@ -129,12 +137,18 @@ async def test_codex_captures_to_an_openai_provider(daemon: StartDaemon) -> None
     # Follow-up: the function call and its output become a tool round trip.
     captured = {i["type"]: i for i in capture(FOLLOWUP)["body"]["input"]}
     assistant, tool = sent_followup["messages"][-2:]
-    assert assistant["tool_calls"] == [{
-        "id": captured["function_call"]["call_id"], "type": "function",
-        "function": {"name": "exec_command", "arguments": '{"cmd":"echo hi-from-codex"}'},
-    }]
-    assert tool == {"role": "tool", "tool_call_id": captured["function_call"]["call_id"],
-                    "content": captured["function_call_output"]["output"]}
+    assert assistant["tool_calls"] == [
+        {
+            "id": captured["function_call"]["call_id"],
+            "type": "function",
+            "function": {"name": "exec_command", "arguments": '{"cmd":"echo hi-from-codex"}'},
+        }
+    ]
+    assert tool == {
+        "role": "tool",
+        "tool_call_id": captured["function_call"]["call_id"],
+        "content": captured["function_call_output"]["output"],
+    }
     assert text_of(followup) == tool_result_text(
         "zai", "glm-5", "exec_command", captured["function_call_output"]["output"]
     )
@@ -166,9 +180,13 @@ async def test_codex_captures_to_an_anthropic_provider(daemon: StartDaemon) -> N
 async def test_codex_captures_to_a_codex_provider(daemon: StartDaemon, tmp_path: Path) -> None:
     async with run_simulated([SimulatedProvider("codex", "codex", ["gpt-5.2"])]) as sims:
         store = seed_store(sims["codex"], tmp_path / "auth.json")
-        proxy = await daemon(config_text(sims, {"default": "codex,gpt-5.2"},
-                                         provider_extra={"codex": codex_keys(sims["codex"],
-                                                                              store)}))
+        proxy = await daemon(
+            config_text(
+                sims,
+                {"default": "codex,gpt-5.2"},
+                provider_extra={"codex": codex_keys(sims["codex"], store)},
+            )
+        )
         first = fold(await replay(proxy, FIRST))
         followup = fold(await replay(proxy, FOLLOWUP))
         sent_first, sent_followup = (r.body for r in sims["codex"].requests)
@@ -180,8 +198,9 @@ async def test_codex_captures_to_a_codex_provider(daemon: StartDaemon, tmp_path:
     assert sent_first["instructions"].startswith("You are a coding agent")
     assert sent_first["input"] == original["input"][2:]
     assert sent_first["tools"] == original["tools"]  # namespace and web_search included
-    assert {k: v for k, v in sent_first.items() if k not in ("model", "instructions", "input")} \
-        == {k: v for k, v in original.items() if k not in ("model", "input")}
+    assert {k: v for k, v in sent_first.items() if k not in ("model", "instructions", "input")} == {
+        k: v for k, v in original.items() if k not in ("model", "input")
+    }
     assert calls_of(first)[0]["name"] == "exec_command"
     assert sent_followup["input"][-1]["type"] == "function_call_output"
     assert text_of(followup).startswith("[codex/gpt-5.2] Tool exec_command returned:")
@@ -201,8 +220,9 @@ def providers() -> list[SimulatedProvider]:
 TARGETS = ["zai,glm-5", "minimax,MiniMax-M2", "codex,gpt-5.2"]
 
 
-async def sdk_daemon(daemon: StartDaemon, sims: dict[str, SimulatedProvider],
-                     tmp_path: Path) -> Daemon:
+async def sdk_daemon(
+    daemon: StartDaemon, sims: dict[str, SimulatedProvider], tmp_path: Path
+) -> Daemon:
     store = seed_store(sims["codex"], tmp_path / "auth.json")
     extra = {"codex": codex_keys(sims["codex"], store)}
     return await daemon(config_text(sims, {"default": "zai,glm-5"}, provider_extra=extra))
@@ -222,7 +242,9 @@ async def test_sdk_responses_create(
 
         # A tool round trip.
         first = await client.responses.create(
-            model=target, input="Weather?", tools=[WEATHER]  # type: ignore[list-item]
+            model=target,
+            input="Weather?",
+            tools=[WEATHER],  # type: ignore[list-item]
         )
         (call,) = [item for item in first.output if item.type == "function_call"]
         assert (call.name, call.arguments) == ("get_weather", '{"city":"example city"}')
@@ -230,8 +252,12 @@ async def test_sdk_responses_create(
             model=target,
             input=[
                 {"role": "user", "content": "Weather?"},
-                {"type": "function_call", "call_id": call.call_id, "name": call.name,
-                 "arguments": call.arguments},
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                },
                 {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"},
             ],
             tools=[WEATHER],  # type: ignore[list-item]
@@ -259,7 +285,9 @@ async def test_sdk_responses_stream(
         assert final is not None and final.output_text == expected
 
         async with client.responses.stream(
-            model=target, input="Weather?", tools=[WEATHER]  # type: ignore[list-item]
+            model=target,
+            input="Weather?",
+            tools=[WEATHER],  # type: ignore[list-item]
         ) as events:
             done = await events.get_final_response()
         (call,) = [i for i in done.output if i.type == "function_call"]
@@ -273,12 +301,25 @@ NAMESPACE = {
     "type": "namespace",
     "name": "crm",
     "description": "Customer records",
-    "tools": [{"type": "function", "name": "lookup", "description": "Find a customer",
-               "parameters": {"type": "object", "properties": {"email": {"type": "string"}},
-                              "required": ["email"]}}],
+    "tools": [
+        {
+            "type": "function",
+            "name": "lookup",
+            "description": "Find a customer",
+            "parameters": {
+                "type": "object",
+                "properties": {"email": {"type": "string"}},
+                "required": ["email"],
+            },
+        }
+    ],
 }
-CUSTOM = {"type": "custom", "name": "apply_patch", "description": "Apply a patch",
-          "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+CUSTOM = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Apply a patch",
+    "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"},
+}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -288,8 +329,12 @@ async def test_namespaced_and_custom_calls_come_back_as_declared(
     async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
         url = proxy.url + "/v1/responses"
-        body: dict[str, Any] = {"model": "auto", "input": "Find bob", "tools": [NAMESPACE],
-                                "stream": stream}
+        body: dict[str, Any] = {
+            "model": "auto",
+            "input": "Find bob",
+            "tools": [NAMESPACE],
+            "stream": stream,
+        }
         namespaced = await post(url, body)
         custom = await post(url, {**body, "tools": [CUSTOM]})
         sent = [r.body for r in sims["zai"].requests]
@@ -301,7 +346,9 @@ async def test_namespaced_and_custom_calls_come_back_as_declared(
     found = fold(custom) if stream else custom.json()
     (call,) = calls_of(found)
     assert (call["type"], call["name"], call["input"]) == (
-        "custom_tool_call", "apply_patch", "example input"
+        "custom_tool_call",
+        "apply_patch",
+        "example input",
     )
     assert sent[0]["tools"][0]["function"]["name"] == "crm__lookup"
     patch = sent[1]["tools"][0]["function"]
@@ -315,23 +362,30 @@ async def test_namespaced_and_custom_calls_come_back_as_declared(
 async def test_websocket_probe_is_refused_so_codex_uses_http(daemon: StartDaemon) -> None:
     async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
-        headers = {"authorization": f"Bearer {CLIENT_KEY}", "connection": "Upgrade",
-                   "upgrade": "websocket", "sec-websocket-version": "13",
-                   "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        headers = {
+            "authorization": f"Bearer {CLIENT_KEY}",
+            "connection": "Upgrade",
+            "upgrade": "websocket",
+            "sec-websocket-version": "13",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
         async with aiohttp.ClientSession() as session:
             async with session.get(proxy.url + "/v1/responses", headers=headers) as probe:
                 assert probe.status == 426
                 assert (await probe.json())["error"]["code"] == "websocket_not_supported"
-            async with session.get(proxy.url + "/v1/responses",
-                                   headers={"authorization": f"Bearer {CLIENT_KEY}"}) as plain:
+            async with session.get(
+                proxy.url + "/v1/responses", headers={"authorization": f"Bearer {CLIENT_KEY}"}
+            ) as plain:
                 assert plain.status == 405
 
 
 async def test_stored_responses_are_refused(daemon: StartDaemon) -> None:
     async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
-        answer = await post(proxy.url + "/v1/responses",
-                            {"model": "auto", "input": "Hi", "previous_response_id": "resp_1"})
+        answer = await post(
+            proxy.url + "/v1/responses",
+            {"model": "auto", "input": "Hi", "previous_response_id": "resp_1"},
+        )
         missing = await post(proxy.url + "/v1/responses", {"model": "auto"})
     assert answer.status == 400
     assert answer.json()["error"]["param"] == "previous_response_id"
@@ -351,12 +405,14 @@ async def test_exhausted_chain_answers_in_the_openai_shape(daemon: StartDaemon) 
 
 
 async def test_a_stream_that_breaks_ends_with_response_failed(daemon: StartDaemon) -> None:
-    zai = SimulatedProvider("zai", "openai", ["glm-5"],
-                            plan=FaultPlan.always(MidStreamError(chunks=2)))
+    zai = SimulatedProvider(
+        "zai", "openai", ["glm-5"], plan=FaultPlan.always(MidStreamError(chunks=2))
+    )
     async with run_simulated([zai]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
-        answer = await post(proxy.url + "/v1/responses",
-                            {"model": "auto", "input": "Hi", "stream": True})
+        answer = await post(
+            proxy.url + "/v1/responses", {"model": "auto", "input": "Hi", "stream": True}
+        )
     events = answer.events()
     name, data = events[-1]
     assert name == "response.failed"

@@ -30,19 +30,37 @@ from proxy.types import (
     UsageUpdate,
 )
 
-CREATED = {"type": "response.created",
-           "response": {"id": "resp_1", "model": "gpt-5.2", "status": "in_progress"}}
-USAGE = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4},
-         "output_tokens": 6, "output_tokens_details": {"reasoning_tokens": 2},
-         "total_tokens": 16}
-MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
-           "content": [{"type": "output_text", "text": "Hello world", "annotations": []}]}
+CREATED = {
+    "type": "response.created",
+    "response": {"id": "resp_1", "model": "gpt-5.2", "status": "in_progress"},
+}
+USAGE = {
+    "input_tokens": 10,
+    "input_tokens_details": {"cached_tokens": 4},
+    "output_tokens": 6,
+    "output_tokens_details": {"reasoning_tokens": 2},
+    "total_tokens": 16,
+}
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "status": "completed",
+    "content": [{"type": "output_text", "text": "Hello world", "annotations": []}],
+}
 
 
 def completed(output: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"type": "response.completed",
-            "response": {"id": "resp_1", "status": "completed", "output": output or [],
-                         "usage": USAGE, **extra}}
+    return {
+        "type": "response.completed",
+        "response": {
+            "id": "resp_1",
+            "status": "completed",
+            "output": output or [],
+            "usage": USAGE,
+            **extra,
+        },
+    }
 
 
 def decode(*payloads: dict[str, Any]) -> list[StreamEvent]:
@@ -69,21 +87,31 @@ def test_text_from_deltas_is_not_repeated_by_the_summary_events() -> None:
     at = {"item_id": "msg_1", "output_index": 0}
     events = decode(
         CREATED,
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {**MESSAGE, "status": "in_progress", "content": []}},
-        {"type": "response.content_part.added", **at, "content_index": 0,
-         "part": {"type": "output_text", "text": ""}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**MESSAGE, "status": "in_progress", "content": []},
+        },
+        {
+            "type": "response.content_part.added",
+            **at,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": ""},
+        },
         {"type": "response.output_text.delta", **at, "content_index": 0, "delta": "Hello"},
         {"type": "response.output_text.delta", **at, "content_index": 0, "delta": " world"},
         {"type": "response.output_text.done", **at, "content_index": 0, "text": "Hello world"},
-        {"type": "response.content_part.done", **at, "content_index": 0,
-         "part": {"type": "output_text", "text": "Hello world"}},
+        {
+            "type": "response.content_part.done",
+            **at,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": "Hello world"},
+        },
         {"type": "response.output_item.done", "output_index": 0, "item": MESSAGE},
         completed([MESSAGE]),
     )
     assert events[0] == MessageStart("resp_1", "gpt-5.2")
-    assert content(events) == [TextDelta("Hello"), TextDelta(" world"),
-                               Finish(StopReason.END_TURN)]
+    assert content(events) == [TextDelta("Hello"), TextDelta(" world"), Finish(StopReason.END_TURN)]
     assert events[-2] == UsageUpdate(Usage(6, 6, 4, 0, 2))
 
 
@@ -91,33 +119,72 @@ def test_text_from_deltas_is_not_repeated_by_the_summary_events() -> None:
 def test_text_only_in_summary_events_is_taken_once(first_summary: str) -> None:
     at = {"item_id": "msg_1", "output_index": 0}
     summaries = {
-        "text_done": {"type": "response.output_text.done", **at, "content_index": 0,
-                      "text": "Hello world"},
-        "part_done": {"type": "response.content_part.done", **at, "content_index": 0,
-                      "part": {"type": "output_text", "text": "Hello world"}},
+        "text_done": {
+            "type": "response.output_text.done",
+            **at,
+            "content_index": 0,
+            "text": "Hello world",
+        },
+        "part_done": {
+            "type": "response.content_part.done",
+            **at,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": "Hello world"},
+        },
         "item_done": {"type": "response.output_item.done", "output_index": 0, "item": MESSAGE},
     }
-    order = list(summaries)[list(summaries).index(first_summary):] if first_summary in summaries \
+    order = (
+        list(summaries)[list(summaries).index(first_summary) :]
+        if first_summary in summaries
         else []
+    )
     events = decode(CREATED, *(summaries[name] for name in order), completed([MESSAGE]))
     assert content(events) == [TextDelta("Hello world"), Finish(StopReason.END_TURN)]
 
 
 def test_function_calls_with_and_without_deltas() -> None:
-    streamed = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "lookup",
-                "namespace": "crm", "arguments": '{"q":"x"}', "status": "completed"}
-    quiet = {"id": "fc_2", "type": "function_call", "call_id": "call_2", "name": "w",
-             "arguments": "{}", "status": "completed"}
+    streamed = {
+        "id": "fc_1",
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "lookup",
+        "namespace": "crm",
+        "arguments": '{"q":"x"}',
+        "status": "completed",
+    }
+    quiet = {
+        "id": "fc_2",
+        "type": "function_call",
+        "call_id": "call_2",
+        "name": "w",
+        "arguments": "{}",
+        "status": "completed",
+    }
     events = decode(
         CREATED,
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {**streamed, "arguments": "", "status": "in_progress"}},
-        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0,
-         "delta": '{"q":'},
-        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0,
-         "delta": '"x"}'},
-        {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0,
-         "arguments": '{"q":"x"}'},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**streamed, "arguments": "", "status": "in_progress"},
+        },
+        {
+            "type": "response.function_call_arguments.delta",
+            "item_id": "fc_1",
+            "output_index": 0,
+            "delta": '{"q":',
+        },
+        {
+            "type": "response.function_call_arguments.delta",
+            "item_id": "fc_1",
+            "output_index": 0,
+            "delta": '"x"}',
+        },
+        {
+            "type": "response.function_call_arguments.done",
+            "item_id": "fc_1",
+            "output_index": 0,
+            "arguments": '{"q":"x"}',
+        },
         {"type": "response.output_item.done", "output_index": 0, "item": streamed},
         {"type": "response.output_item.done", "output_index": 1, "item": quiet},
         completed([streamed, quiet]),
@@ -133,25 +200,54 @@ def test_function_calls_with_and_without_deltas() -> None:
 
 
 def test_custom_calls_travel_as_input_json_and_reasoning_parts_as_paragraphs() -> None:
-    custom = {"id": "ctc_1", "type": "custom_tool_call", "call_id": "call_9",
-              "name": "apply_patch", "input": ""}
+    custom = {
+        "id": "ctc_1",
+        "type": "custom_tool_call",
+        "call_id": "call_9",
+        "name": "apply_patch",
+        "input": "",
+    }
     events = decode(
         CREATED,
-        {"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0,
-         "summary_index": 0, "delta": "First."},
-        {"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "output_index": 0,
-         "summary_index": 1, "delta": "Then."},
-        {"type": "response.reasoning_summary_text.done", "item_id": "rs_1", "output_index": 0,
-         "summary_index": 1, "text": "Then."},
+        {
+            "type": "response.reasoning_summary_text.delta",
+            "item_id": "rs_1",
+            "output_index": 0,
+            "summary_index": 0,
+            "delta": "First.",
+        },
+        {
+            "type": "response.reasoning_summary_text.delta",
+            "item_id": "rs_1",
+            "output_index": 0,
+            "summary_index": 1,
+            "delta": "Then.",
+        },
+        {
+            "type": "response.reasoning_summary_text.done",
+            "item_id": "rs_1",
+            "output_index": 0,
+            "summary_index": 1,
+            "text": "Then.",
+        },
         {"type": "response.output_item.added", "output_index": 1, "item": custom},
-        {"type": "response.custom_tool_call_input.delta", "item_id": "ctc_1",
-         "output_index": 1, "delta": '*** Begin "x"'},
-        {"type": "response.output_item.done", "output_index": 1,
-         "item": {**custom, "input": '*** Begin "x"'}},
+        {
+            "type": "response.custom_tool_call_input.delta",
+            "item_id": "ctc_1",
+            "output_index": 1,
+            "delta": '*** Begin "x"',
+        },
+        {
+            "type": "response.output_item.done",
+            "output_index": 1,
+            "item": {**custom, "input": '*** Begin "x"'},
+        },
         completed(),
     )
     assert content(events) == [
-        ReasoningDelta("First."), ReasoningDelta("\n\n"), ReasoningDelta("Then."),
+        ReasoningDelta("First."),
+        ReasoningDelta("\n\n"),
+        ReasoningDelta("Then."),
         ToolCallStart(0, "call_9", "apply_patch"),
         ToolCallDelta(0, orjson.dumps({"input": '*** Begin "x"'}).decode()),
         Finish(StopReason.TOOL_USE),
@@ -164,24 +260,56 @@ def test_output_only_in_the_final_response_is_not_lost() -> None:
 
 
 def test_incomplete_is_a_max_tokens_stop() -> None:
-    events = decode(CREATED, {"type": "response.incomplete", "response": {
-        "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}})
+    events = decode(
+        CREATED,
+        {
+            "type": "response.incomplete",
+            "response": {
+                "status": "incomplete",
+                "incomplete_details": {"reason": "max_output_tokens"},
+            },
+        },
+    )
     assert content(events) == [Finish(StopReason.MAX_TOKENS)]
 
 
 @pytest.mark.parametrize(
     ("payload", "error_class", "status"),
     [
-        ({"type": "response.failed", "response": {"error": {
-            "code": "usage_limit_reached", "message": "The usage limit has been reached"}}},
-         ErrorClass.QUOTA_EXHAUSTED, 429),
-        ({"type": "error", "code": "rate_limit_exceeded", "message": "Slow down",
-          "param": None}, ErrorClass.RATE_LIMITED, 429),
-        ({"type": "response.failed", "response": {"error": {
-            "code": "context_length_exceeded", "message": "Too long"}}},
-         ErrorClass.CONTEXT_LENGTH, 400),
-        ({"type": "response.failed", "response": {"error": {
-            "code": "server_error", "message": "oops"}}}, ErrorClass.SERVER_ERROR, 500),
+        (
+            {
+                "type": "response.failed",
+                "response": {
+                    "error": {
+                        "code": "usage_limit_reached",
+                        "message": "The usage limit has been reached",
+                    }
+                },
+            },
+            ErrorClass.QUOTA_EXHAUSTED,
+            429,
+        ),
+        (
+            {"type": "error", "code": "rate_limit_exceeded", "message": "Slow down", "param": None},
+            ErrorClass.RATE_LIMITED,
+            429,
+        ),
+        (
+            {
+                "type": "response.failed",
+                "response": {"error": {"code": "context_length_exceeded", "message": "Too long"}},
+            },
+            ErrorClass.CONTEXT_LENGTH,
+            400,
+        ),
+        (
+            {
+                "type": "response.failed",
+                "response": {"error": {"code": "server_error", "message": "oops"}},
+            },
+            ErrorClass.SERVER_ERROR,
+            500,
+        ),
     ],
 )
 def test_failures_are_classified(
@@ -201,8 +329,9 @@ def test_an_openai_style_error_chunk_raises() -> None:
 # --- the encoder ---------------------------------------------------------------------------------
 
 
-def encoded(events: list[StreamEvent], request: dict[str, Any] | None = None
-            ) -> list[tuple[str, dict[str, Any]]]:
+def encoded(
+    events: list[StreamEvent], request: dict[str, Any] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     encoder = ResponsesStreamEncoder("gpt-5.2", request or {}, "resp_t", 1700000000)
     raw = b"".join(encoder.encode(e) for e in events) + encoder.finish()
     return [(e.event or "", orjson.loads(e.data)) for e in SSEDecoder().feed(raw)]
@@ -222,11 +351,17 @@ STREAM: list[StreamEvent] = [
     UsageUpdate(Usage(6, 6, 4, 0, 2)),
     Finish(StopReason.TOOL_USE),
 ]
-TOOLS = {"tools": [
-    {"type": "namespace", "name": "crm", "description": "", "tools": [
-        {"type": "function", "name": "lookup"}]},
-    {"type": "custom", "name": "apply_patch"},
-]}
+TOOLS = {
+    "tools": [
+        {
+            "type": "namespace",
+            "name": "crm",
+            "description": "",
+            "tools": [{"type": "function", "name": "lookup"}],
+        },
+        {"type": "custom", "name": "apply_patch"},
+    ]
+}
 
 
 def test_encoder_writes_the_api_sequence_and_restores_tools() -> None:
@@ -237,14 +372,24 @@ def test_encoder_writes_the_api_sequence_and_restores_tools() -> None:
     assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
     final = events[-1][1]["response"]
     assert [i["type"] for i in final["output"]] == [
-        "reasoning", "message", "function_call", "custom_tool_call"]
+        "reasoning",
+        "message",
+        "function_call",
+        "custom_tool_call",
+    ]
     reasoning, message, lookup, patch = final["output"]
     assert reasoning["summary"] == [{"type": "summary_text", "text": "Thinking."}]
     assert message["content"][0]["text"] == "Hello"
     assert (lookup["namespace"], lookup["name"], lookup["arguments"]) == (
-        "crm", "lookup", '{"q":"x"}')
+        "crm",
+        "lookup",
+        '{"q":"x"}',
+    )
     assert (patch["name"], patch["input"], patch["call_id"]) == (
-        "apply_patch", "*** Begin", "call_b")
+        "apply_patch",
+        "*** Begin",
+        "call_b",
+    )
     assert final["usage"]["input_tokens"] == 10 and final["usage"]["output_tokens"] == 6
     # The custom call's input goes out whole; the function's arguments as they came.
     assert "response.custom_tool_call_input.done" in names
@@ -261,12 +406,17 @@ def test_what_the_encoder_writes_decodes_to_the_same_content() -> None:
     text = "".join(e.text for e in decoded if isinstance(e, TextDelta))
     reasoning = "".join(e.text for e in decoded if isinstance(e, ReasoningDelta))
     starts = [e for e in decoded if isinstance(e, ToolCallStart)]
-    arguments = {s.index: "".join(e.arguments for e in decoded
-                                  if isinstance(e, ToolCallDelta) and e.index == s.index)
-                 for s in starts}
+    arguments = {
+        s.index: "".join(
+            e.arguments for e in decoded if isinstance(e, ToolCallDelta) and e.index == s.index
+        )
+        for s in starts
+    }
     assert (text, reasoning) == ("Hello", "Thinking.")
-    assert [(s.id, s.name) for s in starts] == [("call_a", "crm__lookup"),
-                                                ("call_b", "apply_patch")]
+    assert [(s.id, s.name) for s in starts] == [
+        ("call_a", "crm__lookup"),
+        ("call_b", "apply_patch"),
+    ]
     assert arguments == {0: '{"q":"x"}', 1: '{"input":"*** Begin"}'}
     assert decoded[-1] == Finish(StopReason.TOOL_USE)
 
@@ -279,10 +429,11 @@ def test_max_tokens_ends_incomplete_and_errors_end_failed() -> None:
 
     encoder = ResponsesStreamEncoder("m", {}, "resp_e", 0)
     raw = encoder.error("quota used up", "rate_limit_error", ErrorClass.QUOTA_EXHAUSTED.value)
-    (created, _), (failed, body) = [
-        (e.event, orjson.loads(e.data)) for e in SSEDecoder().feed(raw)
-    ]
+    (created, _), (failed, body) = [(e.event, orjson.loads(e.data)) for e in SSEDecoder().feed(raw)]
     assert (created, failed) == ("response.created", "response.failed")
-    assert body["response"]["error"] == {"code": "insufficient_quota",
-                                         "message": "quota used up", "type": "rate_limit_error"}
+    assert body["response"]["error"] == {
+        "code": "insufficient_quota",
+        "message": "quota used up",
+        "type": "rate_limit_error",
+    }
     assert encoder.encode(TextDelta("late")) == b"" and encoder.error("x", "y") == b""

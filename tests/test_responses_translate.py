@@ -59,34 +59,67 @@ CONVERSATION: dict[str, Any] = {
     "model": "gpt-5",
     "instructions": "Be brief.",
     "input": [
-        {"type": "message", "role": "developer", "content": [
-            {"type": "input_text", "text": "Sandbox: read-only."}]},
-        {"role": "user", "content": [
-            {"type": "input_text", "text": "What is in this picture?"},
-            {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"}]},
+        {
+            "type": "message",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "Sandbox: read-only."}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "What is in this picture?"},
+                {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"},
+            ],
+        },
         {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},
-        {"type": "message", "role": "assistant", "content": [
-            {"type": "output_text", "text": "Let me look."}]},
-        {"type": "function_call", "call_id": "call_1", "name": "lookup", "namespace": "crm",
-         "arguments": '{"q":"x"}'},
-        {"type": "custom_tool_call", "call_id": "call_2", "name": "apply_patch",
-         "input": "*** Begin Patch"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Let me look."}],
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "lookup",
+            "namespace": "crm",
+            "arguments": '{"q":"x"}',
+        },
+        {
+            "type": "custom_tool_call",
+            "call_id": "call_2",
+            "name": "apply_patch",
+            "input": "*** Begin Patch",
+        },
         {"type": "web_search_call", "id": "ws_1", "status": "completed"},
         {"type": "function_call_output", "call_id": "call_1", "output": "found"},
-        {"type": "custom_tool_call_output", "call_id": "call_2", "output": [
-            {"type": "input_text", "text": "patched"}]},
+        {
+            "type": "custom_tool_call_output",
+            "call_id": "call_2",
+            "output": [{"type": "input_text", "text": "patched"}],
+        },
         {"type": "message", "role": "developer", "content": "Now answer."},
     ],
     "tools": [
-        {"type": "namespace", "name": "crm", "description": "CRM", "tools": [
-            {"type": "function", "name": "lookup", "parameters": {"type": "object"}}]},
+        {
+            "type": "namespace",
+            "name": "crm",
+            "description": "CRM",
+            "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}],
+        },
         {"type": "custom", "name": "apply_patch", "description": "Patch files"},
         {"type": "web_search", "external_web_access": False},
     ],
     "tool_choice": {"type": "function", "name": "lookup", "namespace": "crm"},
     "reasoning": {"effort": "high", "summary": "auto"},
-    "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"},
-                        "strict": True}, "verbosity": "low"},
+    "text": {
+        "format": {
+            "type": "json_schema",
+            "name": "out",
+            "schema": {"type": "object"},
+            "strict": True,
+        },
+        "verbosity": "low",
+    },
     "max_output_tokens": 500,
     "store": False,
     "include": ["reasoning.encrypted_content"],
@@ -97,27 +130,36 @@ CONVERSATION: dict[str, Any] = {
 def test_responses_to_chat() -> None:
     chat = responses_to_chat_request(CONVERSATION, "glm-5")
     system, user, assistant, tool1, tool2 = chat["messages"]
-    assert system == {"role": "system",
-                      "content": "Be brief.\n\nSandbox: read-only.\n\nNow answer."}
+    assert system == {
+        "role": "system",
+        "content": "Be brief.\n\nSandbox: read-only.\n\nNow answer.",
+    }
     assert user["content"] == [
         {"type": "text", "text": "What is in this picture?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA",
-                                            "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
     ]
     assert assistant["content"] == "Let me look."
     assert assistant["tool_calls"] == [
-        {"id": "call_1", "type": "function",
-         "function": {"name": "crm__lookup", "arguments": '{"q":"x"}'}},
-        {"id": "call_2", "type": "function",
-         "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'}},
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "crm__lookup", "arguments": '{"q":"x"}'},
+        },
+        {
+            "id": "call_2",
+            "type": "function",
+            "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'},
+        },
     ]
     assert tool1 == {"role": "tool", "tool_call_id": "call_1", "content": "found"}
     assert tool2 == {"role": "tool", "tool_call_id": "call_2", "content": "patched"}
     assert [t["function"]["name"] for t in chat["tools"]] == ["crm__lookup", "apply_patch"]
     assert chat["tool_choice"] == {"type": "function", "function": {"name": "crm__lookup"}}
     assert chat["reasoning_effort"] == "high"
-    assert chat["response_format"] == {"type": "json_schema", "json_schema": {
-        "name": "out", "schema": {"type": "object"}, "strict": True}}
+    assert chat["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True},
+    }
     assert chat["max_tokens"] == 500 and chat["stream"] is True
     assert not {"store", "include", "input", "instructions", "text"} & set(chat)
 
@@ -127,7 +169,10 @@ def test_responses_to_anthropic_goes_through_chat() -> None:
     assert anthropic["system"].startswith("Be brief.")
     assert anthropic["messages"][1]["content"][-1]["type"] == "tool_use"
     assert anthropic["messages"][2]["content"][0] == {
-        "type": "tool_result", "tool_use_id": "call_1", "content": "found"}
+        "type": "tool_result",
+        "tool_use_id": "call_1",
+        "content": "found",
+    }
     assert anthropic["tool_choice"] == {"type": "tool", "name": "crm__lookup"}
 
 
@@ -142,15 +187,35 @@ CHAT: dict[str, Any] = {
     "model": "auto",
     "messages": [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Look"},
-                                     {"type": "image_url", "image_url": {"url": "https://x/y"}}]},
-        {"role": "assistant", "content": "Calling.", "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Look"},
+                {"type": "image_url", "image_url": {"url": "https://x/y"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "Calling.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
     ],
-    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ],
     "tool_choice": "required",
     "reasoning_effort": "low",
     "response_format": {"type": "json_object"},
@@ -165,17 +230,35 @@ def test_chat_to_responses() -> None:
     body = chat_to_responses_request(CHAT, "gpt-5.2")
     assert body["instructions"] == "Be brief."
     assert body["input"] == [
-        {"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "Look"},
-            {"type": "input_image", "image_url": "https://x/y", "detail": "auto"}]},
-        {"type": "message", "role": "assistant", "content": [
-            {"type": "output_text", "text": "Calling.", "annotations": []}]},
-        {"type": "function_call", "call_id": "call_1", "name": "get_weather",
-         "arguments": '{"city":"Paris"}'},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "Look"},
+                {"type": "input_image", "image_url": "https://x/y", "detail": "auto"},
+            ],
+        },
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Calling.", "annotations": []}],
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+        },
         {"type": "function_call_output", "call_id": "call_1", "output": "Sunny"},
     ]
-    assert body["tools"] == [{"type": "function", "name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}, "strict": False}]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            "strict": False,
+        }
+    ]
     assert body["tool_choice"] == "required"
     assert body["reasoning"] == {"effort": "low", "summary": "auto"}
     assert body["text"] == {"format": {"type": "json_object"}}
@@ -184,23 +267,30 @@ def test_chat_to_responses() -> None:
 
 
 def test_the_chatgpt_backend_rules() -> None:
-    body = codex_backend_request({
-        **chat_to_responses_request(CHAT, "gpt-5.2"),
-        "temperature": 0.3, "top_p": 0.5, "user": "u", "metadata": {"a": "b"},
-    })
+    body = codex_backend_request(
+        {
+            **chat_to_responses_request(CHAT, "gpt-5.2"),
+            "temperature": 0.3,
+            "top_p": 0.5,
+            "user": "u",
+            "metadata": {"a": "b"},
+        }
+    )
     assert body["store"] is False and body["stream"] is True
     assert not set(DROPPED_BY_CODEX_BACKEND) & set(body)
-    passthrough = codex_backend_request({
-        "model": "gpt-5.2",
-        "input": [
-            {"type": "message", "role": "developer", "content": "System text"},
-            {"type": "reasoning", "id": "rs_1", "summary": []},
-            {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAA"},
-            {"type": "item_reference", "id": "msg_1"},
-            {"type": "message", "role": "user", "content": "Hi"},
-        ],
-        "store": True,
-    })
+    passthrough = codex_backend_request(
+        {
+            "model": "gpt-5.2",
+            "input": [
+                {"type": "message", "role": "developer", "content": "System text"},
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAA"},
+                {"type": "item_reference", "id": "msg_1"},
+                {"type": "message", "role": "user", "content": "Hi"},
+            ],
+            "store": True,
+        }
+    )
     assert passthrough["instructions"] == "System text"
     assert [i.get("id") for i in passthrough["input"]] == ["rs_2", None]
     assert codex_backend_request({"model": "m", "input": "Hi"})["instructions"] == (
@@ -209,20 +299,34 @@ def test_the_chatgpt_backend_rules() -> None:
 
 
 def test_anthropic_history_reaches_codex_with_its_tool_calls() -> None:
-    body = anthropic_to_codex_request({
-        "model": "claude", "max_tokens": 100, "system": "Sys",
-        "messages": [
-            {"role": "user", "content": "Weather?"},
-            {"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "hm", "signature": ""},
-                {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"c": 1}}]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]},
-        ],
-    }, "gpt-5.2")
+    body = anthropic_to_codex_request(
+        {
+            "model": "claude",
+            "max_tokens": 100,
+            "system": "Sys",
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "hm", "signature": ""},
+                        {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"c": 1}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}],
+                },
+            ],
+        },
+        "gpt-5.2",
+    )
     assert body["instructions"] == "Sys"
-    assert [i["type"] for i in body["input"]] == ["message", "function_call",
-                                                  "function_call_output"]
+    assert [i["type"] for i in body["input"]] == [
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
     assert body["input"][1]["arguments"] == '{"c":1}'
     assert "max_output_tokens" not in body
 
@@ -234,16 +338,38 @@ RESPONSE: dict[str, Any] = {
     "status": "completed",
     "model": "gpt-5.2",
     "output": [
-        {"type": "reasoning", "id": "rs_1", "summary": [
-            {"type": "summary_text", "text": "First."}, {"type": "summary_text", "text": "Then."}]},
-        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-         "content": [{"type": "output_text", "text": "Hello", "annotations": []}]},
-        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup",
-         "namespace": "crm", "arguments": "{}", "status": "completed"},
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [
+                {"type": "summary_text", "text": "First."},
+                {"type": "summary_text", "text": "Then."},
+            ],
+        },
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+        },
+        {
+            "type": "function_call",
+            "id": "fc_1",
+            "call_id": "call_1",
+            "name": "lookup",
+            "namespace": "crm",
+            "arguments": "{}",
+            "status": "completed",
+        },
     ],
-    "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 40},
-              "output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 5},
-              "total_tokens": 120},
+    "usage": {
+        "input_tokens": 100,
+        "input_tokens_details": {"cached_tokens": 40},
+        "output_tokens": 20,
+        "output_tokens_details": {"reasoning_tokens": 5},
+        "total_tokens": 120,
+    },
 }
 
 
@@ -258,8 +384,12 @@ def test_responses_to_chat_response() -> None:
     assert chat["usage"]["prompt_tokens"] == 100
     assert chat["usage"]["prompt_tokens_details"] == {"cached_tokens": 40}
     assert chat["usage"]["completion_tokens_details"] == {"reasoning_tokens": 5}
-    incomplete = {**RESPONSE, "status": "incomplete", "output": RESPONSE["output"][:2],
-                  "incomplete_details": {"reason": "max_output_tokens"}}
+    incomplete = {
+        **RESPONSE,
+        "status": "incomplete",
+        "output": RESPONSE["output"][:2],
+        "incomplete_details": {"reason": "max_output_tokens"},
+    }
     assert responses_to_chat_response(incomplete, "m")["choices"][0]["finish_reason"] == "length"
 
 
@@ -273,8 +403,10 @@ def test_chat_to_responses_response_and_back() -> None:
     restored = restore_output(back, ToolIndex.of({"tools": CONVERSATION["tools"]}))
     call = restored["output"][2]
     assert (call["namespace"], call["name"], call["call_id"]) == ("crm", "lookup", "call_1")
-    think = {"id": "x", "choices": [{"message": {"content": "<think>hm</think>Hi"},
-                                     "finish_reason": "length"}]}
+    think = {
+        "id": "x",
+        "choices": [{"message": {"content": "<think>hm</think>Hi"}, "finish_reason": "length"}],
+    }
     split = chat_to_responses_response(think, "m")
     assert [i["type"] for i in split["output"]] == ["reasoning", "message"]
     assert split["status"] == "incomplete"
@@ -282,8 +414,17 @@ def test_chat_to_responses_response_and_back() -> None:
 
 def test_custom_calls_are_restored_with_their_raw_input() -> None:
     index = ToolIndex.of({"tools": [{"type": "custom", "name": "apply_patch"}]})
-    body = {"output": [{"type": "function_call", "id": "fc_1", "call_id": "c", "name":
-                        "apply_patch", "arguments": '{"input":"*** Begin"}'}]}
+    body = {
+        "output": [
+            {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "c",
+                "name": "apply_patch",
+                "arguments": '{"input":"*** Begin"}',
+            }
+        ]
+    }
     (call,) = restore_output(body, index)["output"]
     assert (call["type"], call["input"]) == ("custom_tool_call", "*** Begin")
     broken = {"output": [{**body["output"][0], "arguments": "not json"}]}

@@ -27,13 +27,16 @@ SECOND_KEY = "sk-second-client-key-0000"
 
 
 def sims() -> list[SimulatedProvider]:
-    return [SimulatedProvider("zai", "openai", ["glm-5"]),
-            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"])]
+    return [
+        SimulatedProvider("zai", "openai", ["glm-5"]),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"]),
+    ]
 
 
 def two_keys(text: str) -> str:
-    return text.replace(f'api_key = "{CLIENT_KEY}"',
-                        f'api_keys = ["{CLIENT_KEY}", "{SECOND_KEY}"]', 1)
+    return text.replace(
+        f'api_key = "{CLIENT_KEY}"', f'api_keys = ["{CLIENT_KEY}", "{SECOND_KEY}"]', 1
+    )
 
 
 ROUTES = {"default": "zai,glm-5"}
@@ -44,24 +47,34 @@ async def test_sdks_with_right_and_wrong_keys(clients: Clients, daemon: StartDae
         proxy = await daemon(two_keys(config_text(running, ROUTES)))
         for key in (CLIENT_KEY, SECOND_KEY):
             done = await clients.openai(proxy, key).chat.completions.create(
-                model="auto", messages=PROMPT)  # type: ignore[arg-type]
+                model="auto", messages=PROMPT
+            )  # type: ignore[arg-type]
             assert done.choices[0].message.content == reply_text("zai", "glm-5", "Hello there")
             message = await clients.anthropic(proxy, key).messages.create(
-                model="auto", max_tokens=50, messages=PROMPT)  # type: ignore[arg-type]
+                model="auto", max_tokens=50, messages=PROMPT
+            )  # type: ignore[arg-type]
             assert message.content[0].type == "text"
         with pytest.raises(openai.AuthenticationError) as oa:
             await clients.openai(proxy, "sk-wrong").chat.completions.create(
-                model="auto", messages=PROMPT)  # type: ignore[arg-type]
+                model="auto", messages=PROMPT
+            )  # type: ignore[arg-type]
         with pytest.raises(anthropic.AuthenticationError) as an:
             await clients.anthropic(proxy, CLIENT_KEY[:-1]).messages.create(
-                model="auto", max_tokens=50, messages=PROMPT)  # type: ignore[arg-type]
+                model="auto", max_tokens=50, messages=PROMPT
+            )  # type: ignore[arg-type]
         assert [r.outcome for r in running["zai"].requests] == ["ok"] * 4
     assert oa.value.status_code == 401
-    assert oa.value.body == {"type": "authentication_error", "message": "invalid or missing API "
-                             "key", "param": None, "code": None}
+    assert oa.value.body == {
+        "type": "authentication_error",
+        "message": "invalid or missing API key",
+        "param": None,
+        "code": None,
+    }
     assert an.value.status_code == 401
-    assert an.value.body == {"type": "error", "error": {"type": "authentication_error",
-                                                        "message": "invalid or missing API key"}}
+    assert an.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid or missing API key"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -82,8 +95,9 @@ async def test_sdks_with_right_and_wrong_keys(clients: Clients, daemon: StartDae
     ],
 )
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
-async def test_raw_credentials(daemon: StartDaemon, headers: dict[str, str], status: int,
-                               path: str) -> None:
+async def test_raw_credentials(
+    daemon: StartDaemon, headers: dict[str, str], status: int, path: str
+) -> None:
     async with run_simulated(sims()) as running:
         proxy = await daemon(two_keys(config_text(running, ROUTES)))
         body = {"model": "auto", "max_tokens": 20, "messages": PROMPT}
@@ -100,8 +114,11 @@ async def test_models_and_count_tokens_need_the_key_health_does_not(daemon: Star
         proxy = await daemon(config_text(running, ROUTES))
         assert (await get(proxy.url + "/v1/models", key="nope")).status == 401
         assert (await get(proxy.url + "/v1/models")).status == 200
-        counted = await post(proxy.url + "/v1/messages/count_tokens",
-                             {"model": "auto", "messages": PROMPT}, key="nope")
+        counted = await post(
+            proxy.url + "/v1/messages/count_tokens",
+            {"model": "auto", "messages": PROMPT},
+            key="nope",
+        )
         assert counted.status == 401
         assert (await call("GET", proxy.url + "/health")).status == 200
 
@@ -130,18 +147,22 @@ def test_every_key_is_compared_every_time() -> None:
     assert ClientKeys([]).match([CLIENT_KEY]) is None
 
 
-NO_KEY = ('[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
-          'api_base_url = "https://api.example.com/v1"\nmodels = ["m"]\n')
+NO_KEY = (
+    '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
+    'api_base_url = "https://api.example.com/v1"\nmodels = ["m"]\n'
+)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]",
-                                  "::ffff:127.0.0.1"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]", "::ffff:127.0.0.1"]
+)
 def test_loopback_binds_need_no_key(host: str) -> None:
     check_bind(parse_config(NO_KEY, {}), host)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.168.1.5", "10.0.0.1",
-                                  "myhost.example", "fd00::5"])
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "", "192.168.1.5", "10.0.0.1", "myhost.example", "fd00::5"]
+)
 def test_other_binds_need_a_key(host: str) -> None:
     with pytest.raises(ConfigError) as info:
         check_bind(parse_config(NO_KEY, {}), host)
@@ -177,17 +198,29 @@ HOSTILE_HEADERS = {
     "anthropic-version": "2023-06-01",
     "anthropic-beta": "interleaved-thinking-2025-05-14",
 }
-ALLOWED_UPSTREAM = {"host", "content-type", "content-length", "accept", "accept-encoding",
-                    "user-agent", "authorization", "x-api-key", "anthropic-version",
-                    "anthropic-beta"}
+ALLOWED_UPSTREAM = {
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "authorization",
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+}
 
 
-@pytest.mark.parametrize(("route", "path", "sim"), [
-    ("zai,glm-5", "/v1/chat/completions", "zai"),
-    ("zai,glm-5", "/v1/messages", "zai"),
-    ("minimax,MiniMax-M2", "/v1/messages", "minimax"),
-    ("minimax,MiniMax-M2", "/v1/chat/completions", "minimax"),
-])
+@pytest.mark.parametrize(
+    ("route", "path", "sim"),
+    [
+        ("zai,glm-5", "/v1/chat/completions", "zai"),
+        ("zai,glm-5", "/v1/messages", "zai"),
+        ("minimax,MiniMax-M2", "/v1/messages", "minimax"),
+        ("minimax,MiniMax-M2", "/v1/chat/completions", "minimax"),
+    ],
+)
 async def test_only_our_headers_reach_the_upstream(
     daemon: StartDaemon, route: str, path: str, sim: str
 ) -> None:
@@ -207,21 +240,25 @@ async def test_only_our_headers_reach_the_upstream(
         assert "anthropic-beta" not in record.headers
 
 
-@pytest.mark.parametrize(("method", "path", "status", "dialect"), [
-    ("GET", "/nope", 404, "openai"),
-    ("GET", "/v1/nope", 404, "openai"),
-    ("POST", "/v1/messages/nope", 404, "anthropic"),
-    ("GET", "/v1/chat/completions", 405, "openai"),
-    ("DELETE", "/v1/messages", 405, "anthropic"),
-    ("GET", "/v0/management/config", 404, "openai"),  # off unless enabled
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "dialect"),
+    [
+        ("GET", "/nope", 404, "openai"),
+        ("GET", "/v1/nope", 404, "openai"),
+        ("POST", "/v1/messages/nope", 404, "anthropic"),
+        ("GET", "/v1/chat/completions", 405, "openai"),
+        ("DELETE", "/v1/messages", 405, "anthropic"),
+        ("GET", "/v0/management/config", 404, "openai"),  # off unless enabled
+    ],
+)
 async def test_unknown_routes_answer_json_in_the_dialect(
     daemon: StartDaemon, method: str, path: str, status: int, dialect: str
 ) -> None:
     async with run_simulated(sims()) as running:
         proxy = await daemon(config_text(running, ROUTES))
-        response = await call(method, proxy.url + path,
-                              headers={"accept": "text/html", "x-api-key": CLIENT_KEY})
+        response = await call(
+            method, proxy.url + path, headers={"accept": "text/html", "x-api-key": CLIENT_KEY}
+        )
     assert response.status == status
     assert response.content_type == "application/json"
     assert b"<html" not in response.body.lower()
@@ -233,17 +270,20 @@ async def test_unknown_routes_answer_json_in_the_dialect(
     assert headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({}, 200),
-    ({"host": "localhost:3456"}, 200),
-    ({"host": "[::1]:3456"}, 200),
-    ({"origin": "http://localhost:5173"}, 200),
-    ({"origin": "http://127.0.0.1:8080"}, 200),
-    ({"host": "attacker.example:3456"}, 403),  # DNS rebinding: the page's own name
-    ({"host": "192.0.2.2:3456"}, 403),
-    ({"origin": "https://attacker.example"}, 403),  # cross-site form post
-    ({"origin": "null"}, 403),
-])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 200),
+        ({"host": "localhost:3456"}, 200),
+        ({"host": "[::1]:3456"}, 200),
+        ({"origin": "http://localhost:5173"}, 200),
+        ({"origin": "http://127.0.0.1:8080"}, 200),
+        ({"host": "attacker.example:3456"}, 403),  # DNS rebinding: the page's own name
+        ({"host": "192.0.2.2:3456"}, 403),
+        ({"origin": "https://attacker.example"}, 403),  # cross-site form post
+        ({"origin": "null"}, 403),
+    ],
+)
 async def test_without_keys_only_local_requests_are_served(
     daemon: StartDaemon, headers: dict[str, str], status: int
 ) -> None:
@@ -251,8 +291,12 @@ async def test_without_keys_only_local_requests_are_served(
         text = config_text(running, ROUTES).replace(f'api_key = "{CLIENT_KEY}"', "")
         proxy = await daemon(text)
         body = {"model": "auto", "messages": PROMPT}
-        response = await post(proxy.url + "/v1/chat/completions", body,
-                              headers={"content-type": "text/plain", **headers}, key=None)
+        response = await post(
+            proxy.url + "/v1/chat/completions",
+            body,
+            headers={"content-type": "text/plain", **headers},
+            key=None,
+        )
     assert response.status == status, response.body
     if status == 403:
         assert openai_error(response)["code"] == "not_local"

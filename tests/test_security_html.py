@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.security.html import CONTENT_SECURITY_POLICY, escape, html_response, render_page
 
 ATTACKS = [
-    '<script>alert(1)</script>',
+    "<script>alert(1)</script>",
     '"><img src=x onerror=alert(1)>',
     "' onmouseover='alert(1)",
     "</title><script>alert(document.cookie)</script>",

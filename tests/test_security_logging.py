@@ -30,8 +30,16 @@ def test_redactor_masks_known_values_and_secret_shapes() -> None:
         "openai sk-proj-AbCdEf123456 and sk-ant-api03-xyz_789abc; url ?key=zzz&x=1; "
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig"
     )
-    for leaked in (ZAI_KEY, "abcdef123456", "plain-value", '"v2"', "sk-proj-AbCdEf123456",
-                   "sk-ant-api03", "zzz", "eyJhbGciOiJIUzI1NiJ9"):
+    for leaked in (
+        ZAI_KEY,
+        "abcdef123456",
+        "plain-value",
+        '"v2"',
+        "sk-proj-AbCdEf123456",
+        "sk-ant-api03",
+        "zzz",
+        "eyJhbGciOiJIUzI1NiJ9",
+    ):
         assert leaked not in text, leaked
     assert "ollama is a provider" in text  # short placeholders are not masked as secrets
     assert '"model": "m"' in text
@@ -44,7 +52,8 @@ def test_filter_redacts_arguments_and_tracebacks() -> None:
         raise ValueError(f"upstream said: bad key {ZAI_KEY}")
     except ValueError:
         record = logging.getLogger("x").makeRecord(
-            "x", logging.ERROR, __file__, 1, "failed with %s", (ZAI_KEY,), sys.exc_info())
+            "x", logging.ERROR, __file__, 1, "failed with %s", (ZAI_KEY,), sys.exc_info()
+        )
     assert record_filter.filter(record)
     assert record.getMessage() == f"failed with {REDACTED}"
     assert record.exc_text is not None and ZAI_KEY not in record.exc_text
@@ -60,8 +69,13 @@ async def apps() -> AsyncIterator[Apps]:
 
 def providers() -> list[SimulatedProvider]:
     return [
-        SimulatedProvider("zai", "openai", ["glm-5"], api_key=ZAI_KEY,
-                          plan=FaultPlan([Status(500), unauthorized("openai")])),
+        SimulatedProvider(
+            "zai",
+            "openai",
+            ["glm-5"],
+            api_key=ZAI_KEY,
+            plan=FaultPlan([Status(500), unauthorized("openai")]),
+        ),
         SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"], api_key=MINIMAX_KEY),
     ]
 
@@ -71,8 +85,9 @@ async def test_no_secret_in_logs_of_requests_and_failures(
 ) -> None:
     async with run_simulated(providers()) as sims:
         header = f'headers = {{ "X-Org" = "{HEADER_SECRET}" }}'
-        text = config_text(sims, {"default": "zai,glm-5|minimax,MiniMax-M2"},
-                           provider_extra={"minimax": header})
+        text = config_text(
+            sims, {"default": "zai,glm-5|minimax,MiniMax-M2"}, provider_extra={"minimax": header}
+        )
         config = parse_config(text, {})
         proxy = await apps.start(config)
         with caplog.at_level(logging.DEBUG):
@@ -82,11 +97,13 @@ async def test_no_secret_in_logs_of_requests_and_failures(
             assert ok.status == 200, ok.body
             ok = await post(messages, {"model": "auto", "max_tokens": 30, "messages": pasted})
             assert ok.status == 200, ok.body  # zai 401 -> minimax
-            assert (await post(chat, {"model": "auto", "messages": pasted}, key="sk-wrong-key"
-                               )).status == 401
+            assert (
+                await post(chat, {"model": "auto", "messages": pasted}, key="sk-wrong-key")
+            ).status == 401
             assert (await post(chat, b"{broken", key=CLIENT_KEY)).status == 400
             logging.getLogger("llmproxy.fallback").error(
-                "a careless line: %s / Bearer %s", ZAI_KEY, CLIENT_KEY)
+                "a careless line: %s / Bearer %s", ZAI_KEY, CLIENT_KEY
+            )
             logging.getLogger("aiohttp.server").error("peer sent x-api-key: %s", MINIMAX_KEY)
     logged = caplog.text + "".join(r.getMessage() for r in caplog.records)
     assert caplog.records, "nothing was logged"
@@ -100,8 +117,9 @@ async def test_bodies_are_not_logged_above_debug(
     apps: Apps, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with run_simulated(providers()[1:]) as sims:
-        proxy = await apps.start(parse_config(config_text(sims, {"default":
-                                                                 "minimax,MiniMax-M2"}), {}))
+        proxy = await apps.start(
+            parse_config(config_text(sims, {"default": "minimax,MiniMax-M2"}), {})
+        )
         with caplog.at_level(logging.INFO):
             body = {"model": "auto", "messages": [{"role": "user", "content": "private words"}]}
             assert (await post(proxy.url + "/v1/chat/completions", body)).status == 200

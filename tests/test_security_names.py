@@ -34,8 +34,9 @@ async def apps() -> AsyncIterator[Apps]:
 
 
 @pytest.mark.parametrize("char", ["\r", "\n", "\x00", "\x7f"], ids=["CR", "LF", "NUL", "DEL"])
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses",
-                                  "/v1/messages/count_tokens"])
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/messages/count_tokens"]
+)
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 async def test_control_characters_in_a_model_name_are_a_400_before_any_upstream_call(
     apps: Apps, char: str, path: str, stream: bool
@@ -65,7 +66,8 @@ async def test_sdk_gets_a_bad_request_for_a_huge_model_name(
         with pytest.raises(openai.BadRequestError) as refused:
             await clients.openai(proxy).chat.completions.create(
                 model="zai," + "m" * (10 * 1024 * 1024),
-                messages=[{"role": "user", "content": "hi"}])
+                messages=[{"role": "user", "content": "hi"}],
+            )
         reached = running["zai"].requests
     assert "at most 256" in refused.value.message
     assert reached == ()
@@ -74,8 +76,12 @@ async def test_sdk_gets_a_bad_request_for_a_huge_model_name(
 async def test_health_is_small_without_a_key_and_detailed_with_one(apps: Apps) -> None:
     async with run_simulated(sims()) as running:
         proxy = await apps.start(parse_config(config_text(running, {"default": "zai,glm-5"}), {}))
-        assert (await post(proxy.url + "/v1/chat/completions", {
-            "model": "auto", "messages": [{"role": "user", "content": "hi"}]})).status == 200
+        assert (
+            await post(
+                proxy.url + "/v1/chat/completions",
+                {"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+            )
+        ).status == 200
         anonymous = await get(proxy.url + "/health", key="")
         wrong = await get(proxy.url + "/health", key="sk-wrong")
         holder = await get(proxy.url + "/health", key=CLIENT_KEY)
@@ -105,19 +111,26 @@ def test_the_health_registry_is_bounded_and_keeps_failing_targets() -> None:
 
 async def test_a_flood_of_model_names_through_the_daemon_keeps_health_bounded(apps: Apps) -> None:
     async with run_simulated(sims()) as running:
-        text = config_text(running, {"default": "zai,glm-5"},
-                           security=ALLOW_LOCALHOST + "\n[security.rate_limiting]\n"
-                           "requests_per_minute = 100000\nconcurrent_requests = 64",
-                           provider_extra={"zai": 'models = ["*"]'})
+        text = config_text(
+            running,
+            {"default": "zai,glm-5"},
+            security=ALLOW_LOCALHOST + "\n[security.rate_limiting]\n"
+            "requests_per_minute = 100000\nconcurrent_requests = 64",
+            provider_extra={"zai": 'models = ["*"]'},
+        )
         proxy = await apps.start(parse_config(text.replace('models = ["glm-5"]\n', ""), {}))
         limit = asyncio.Semaphore(16)
         names = [f"zai,flood-{n}" for n in range(MAX_TRACKED + 200)]
 
         async def ask(session: aiohttp.ClientSession, model: str) -> int:
-            async with limit, session.post(
-                proxy.url + "/v1/chat/completions", headers={"x-api-key": CLIENT_KEY},
-                json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-            ) as response:
+            async with (
+                limit,
+                session.post(
+                    proxy.url + "/v1/chat/completions",
+                    headers={"x-api-key": CLIENT_KEY},
+                    json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+                ) as response,
+            ):
                 await response.read()
                 return response.status
 

@@ -56,8 +56,9 @@ def behind_local_name(text: str) -> str:
     allowance: what a user gets by writing `http://<hostname>:port/v1`."""
     assert LOCAL_NAME is not None
     text = text.replace("allow_localhost = true", "")
-    return re.sub(r'api_base_url = "http://127\.0\.0\.1:', f'api_base_url = "http://{LOCAL_NAME}:',
-                  text)
+    return re.sub(
+        r'api_base_url = "http://127\.0\.0\.1:', f'api_base_url = "http://{LOCAL_NAME}:', text
+    )
 
 
 @pytest.fixture
@@ -103,8 +104,15 @@ def test_probe_refuses_a_name_that_resolves_locally(cli: Cli) -> None:
 def test_refresh_refuses_a_name_that_resolves_locally(cli: Cli, tmp_path: Path) -> None:
     with serving(zai(), ROUTES, daemon=False) as running:
         config = cli.config(behind_local_name(running.config))
-        result = cli("providers", "refresh", "--json", "--config", str(config),
-                     "--cache-dir", str(tmp_path / "cache"))
+        result = cli(
+            "providers",
+            "refresh",
+            "--json",
+            "--config",
+            str(config),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        )
         reached = running.sims["zai"].requests
     assert reached == ()
     assert result.exit_code == 1
@@ -172,17 +180,26 @@ def redirector_thread() -> Iterator[Redirector]:
 
 
 def _redirecting_config(base_url: str) -> str:
-    return (f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "p,m"\n'
-            f'[[providers]]\nname = "p"\napi_base_url = "{base_url}"\napi_key = "sk-upstream-1"\n'
-            'models = ["m"]\nformat = "anthropic"\nallow_private_network = true\n')
+    return (
+        f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "p,m"\n'
+        f'[[providers]]\nname = "p"\napi_base_url = "{base_url}"\napi_key = "sk-upstream-1"\n'
+        'models = ["m"]\nformat = "anthropic"\nallow_private_network = true\n'
+    )
 
 
 def test_refresh_never_follows_a_redirect_with_the_key(
     cli: Cli, tmp_path: Path, redirector_thread: Redirector
 ) -> None:
     config = cli.config(_redirecting_config(redirector_thread.url + "/v1"))
-    result = cli("providers", "refresh", "--json", "--config", str(config),
-                 "--cache-dir", str(tmp_path / "cache"))
+    result = cli(
+        "providers",
+        "refresh",
+        "--json",
+        "--config",
+        str(config),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert result.exit_code == 1
     report = orjson.loads(result.stdout)["providers"][0]
     assert "redirect" in report["error"]
@@ -202,7 +219,8 @@ async def test_the_daemon_reports_a_provider_redirect_as_one(
     proxy = await daemon(_redirecting_config(redirector.url))
     with pytest.raises(openai.APIStatusError) as failed:
         await clients.openai(proxy).chat.completions.create(
-            model="p,m", messages=[{"role": "user", "content": "Hello"}])
+            model="p,m", messages=[{"role": "user", "content": "Hello"}]
+        )
     body = failed.value.response.text
     assert "answered with a redirect, which llmproxy never follows" in body
     assert "SSRF" not in body
@@ -216,12 +234,15 @@ async def test_codex_refresh_never_follows_a_redirect(
     backup = SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])
     async with run_simulated([codex, backup]) as sims:
         store = seed_store(sims["codex"], tmp_path / "auth.json", expires_in=-60)
-        extra = {"codex": f'auth_file = "{store}"\n'
-                          f'token_endpoint = "{redirector.url}/oauth/token"'}
-        proxy = await daemon(config_text(sims, {"default": "codex,gpt-5.2|cerebras,llama-3.3-70b"},
-                                         provider_extra=extra))
+        extra = {"codex": f'auth_file = "{store}"\ntoken_endpoint = "{redirector.url}/oauth/token"'}
+        proxy = await daemon(
+            config_text(
+                sims, {"default": "codex,gpt-5.2|cerebras,llama-3.3-70b"}, provider_extra=extra
+            )
+        )
         raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
-            model="auto", messages=[{"role": "user", "content": "Hello"}])
+            model="auto", messages=[{"role": "user", "content": "Hello"}]
+        )
     assert raw.parse().choices[0].message.content  # the backup answered
     assert raw.headers["x-llmproxy-attempts"].startswith("codex,gpt-5.2=")
     assert redirector.hits == []
@@ -242,13 +263,17 @@ async def test_codex_refresh_never_echoes_what_the_endpoint_sent(
     try:
         async with run_simulated([codex]) as sims:
             store = seed_store(sims["codex"], tmp_path / "auth.json", expires_in=-60)
-            extra = {"codex": f'auth_file = "{store}"\n'
-                              f'token_endpoint = "{endpoint.make_url("/oauth/token")}"'}
-            proxy = await daemon(config_text(sims, {"default": "codex,gpt-5.2"},
-                                             provider_extra=extra))
+            extra = {
+                "codex": f'auth_file = "{store}"\n'
+                f'token_endpoint = "{endpoint.make_url("/oauth/token")}"'
+            }
+            proxy = await daemon(
+                config_text(sims, {"default": "codex,gpt-5.2"}, provider_extra=extra)
+            )
             with pytest.raises(openai.APIStatusError) as failed:
                 await clients.openai(proxy).chat.completions.create(
-                    model="auto", messages=[{"role": "user", "content": "Hello"}])
+                    model="auto", messages=[{"role": "user", "content": "Hello"}]
+                )
     finally:
         await endpoint.close()
     body = failed.value.response.text

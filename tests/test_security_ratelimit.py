@@ -44,7 +44,8 @@ async def apps() -> AsyncIterator[Apps]:
 
 def limited(sims: dict[str, SimulatedProvider], limits: str) -> str:
     text = config_text(sims, {"default": "zai,glm-5"}).replace(
-        f'api_key = "{CLIENT_KEY}"', f'api_keys = ["{CLIENT_KEY}", "{OTHER_KEY}"]')
+        f'api_key = "{CLIENT_KEY}"', f'api_keys = ["{CLIENT_KEY}", "{OTHER_KEY}"]'
+    )
     return text + "[security.rate_limiting]\n" + limits + "\n"
 
 
@@ -85,11 +86,14 @@ async def test_n_plus_first_request_gets_429_then_recovers(apps: Apps) -> None:
 async def test_per_key_and_global_buckets(apps: Apps) -> None:
     clock = Clock()
     async with run_simulated([zai()]) as sims:
-        text = limited(sims, "requests_per_minute = 2\n[security.rate_limiting.global]\n"
-                             "requests_per_minute = 3")
+        text = limited(
+            sims,
+            "requests_per_minute = 2\n[security.rate_limiting.global]\nrequests_per_minute = 3",
+        )
         config = parse_config(text, {})
-        proxy = await apps.start(config, rate_limiter=MemoryRateLimiter(
-            config.security.rate_limiting, clock))
+        proxy = await apps.start(
+            config, rate_limiter=MemoryRateLimiter(config.security.rate_limiting, clock)
+        )
         chat = proxy.url + "/v1/chat/completions"
         assert [(await post(chat, OPENAI_BODY)).status for _ in range(3)] == [200, 200, 429]
         other = await post(chat, OPENAI_BODY, key=OTHER_KEY)
@@ -102,8 +106,7 @@ async def test_per_key_and_global_buckets(apps: Apps) -> None:
 
 async def test_concurrent_requests(apps: Apps) -> None:
     async with run_simulated([zai(first_token_delay=0.4)]) as sims:
-        config = parse_config(limited(sims, "requests_per_minute = 0\n"
-                                            "concurrent_requests = 1"), {})
+        config = parse_config(limited(sims, "requests_per_minute = 0\nconcurrent_requests = 1"), {})
         proxy = await apps.start(config)
         chat = proxy.url + "/v1/chat/completions"
         first = asyncio.create_task(post(chat, OPENAI_BODY))
@@ -120,8 +123,9 @@ async def test_count_tokens_is_limited_like_generation_and_models_is_not(apps: A
     clock = Clock()
     async with run_simulated([zai()]) as sims:
         config = parse_config(limited(sims, "requests_per_minute = 2"), {})
-        proxy = await apps.start(config, rate_limiter=MemoryRateLimiter(
-            config.security.rate_limiting, clock))
+        proxy = await apps.start(
+            config, rate_limiter=MemoryRateLimiter(config.security.rate_limiting, clock)
+        )
         assert (await post(proxy.url + "/v1/chat/completions", OPENAI_BODY)).status == 200
         counted = await post(proxy.url + "/v1/messages/count_tokens", ANTHROPIC_BODY)
         assert counted.status == 200
@@ -153,8 +157,9 @@ async def test_tokens_per_minute() -> None:
 
 async def test_refused_request_costs_nothing() -> None:
     clock = Clock()
-    limiter = MemoryRateLimiter(RateLimitSettings(
-        True, Rate(requests_per_minute=10, tokens_per_minute=100)), clock)
+    limiter = MemoryRateLimiter(
+        RateLimitSettings(True, Rate(requests_per_minute=10, tokens_per_minute=100)), clock
+    )
     await limiter.acquire("k", 100)
     for _ in range(5):
         with pytest.raises(RateLimited):
@@ -169,10 +174,10 @@ async def test_refused_request_costs_nothing() -> None:
 async def test_daemon_with_tokens_per_minute(apps: Apps) -> None:
     clock = Clock()
     async with run_simulated([zai()]) as sims:
-        config = parse_config(limited(sims, "requests_per_minute = 0\ntokens_per_minute = 50"),
-                              {})
-        proxy = await apps.start(config, rate_limiter=MemoryRateLimiter(
-            config.security.rate_limiting, clock))
+        config = parse_config(limited(sims, "requests_per_minute = 0\ntokens_per_minute = 50"), {})
+        proxy = await apps.start(
+            config, rate_limiter=MemoryRateLimiter(config.security.rate_limiting, clock)
+        )
         big = {"model": "auto", "messages": [{"role": "user", "content": "word " * 400}]}
         assert (await post(proxy.url + "/v1/chat/completions", big)).status == 200
         refused = await post(proxy.url + "/v1/chat/completions", OPENAI_BODY)
@@ -180,26 +185,36 @@ async def test_daemon_with_tokens_per_minute(apps: Apps) -> None:
         assert "tokens per minute" in openai_error(refused)["message"]
 
 
-BASE = ('[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
-        'api_base_url = "https://api.example.com/v1"\nmodels = ["m"]\n')
+BASE = (
+    '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
+    'api_base_url = "https://api.example.com/v1"\nmodels = ["m"]\n'
+)
 
 
 def test_settings() -> None:
     assert not parse_config(BASE, {}).security.rate_limiting.active
     reference = parse_config(BASE + "[security.rate_limiting]\nenabled = true\n", {})
     assert reference.security.rate_limiting == RateLimitSettings(
-        True, Rate(requests_per_minute=60, concurrent_requests=10), Rate())
+        True, Rate(requests_per_minute=60, concurrent_requests=10), Rate()
+    )
     off = parse_config(BASE + "[security.rate_limiting]\nenabled = false\n", {})
     assert not off.security.rate_limiting.active
-    both = parse_config(BASE + "[security.rate_limiting]\ntokens_per_minute = 9000\n"
-                        "[security.rate_limiting.global]\nconcurrent_requests = 20\n", {})
+    both = parse_config(
+        BASE + "[security.rate_limiting]\ntokens_per_minute = 9000\n"
+        "[security.rate_limiting.global]\nconcurrent_requests = 20\n",
+        {},
+    )
     assert both.security.rate_limiting.overall == Rate(concurrent_requests=20)
     assert both.security.rate_limiting.per_client.tokens_per_minute == 9000
     for bad, key in [
-        ("[security.rate_limiting]\nrequests_per_minut = 1\n",
-         "security.rate_limiting.requests_per_minut"),
-        ("[security.rate_limiting]\nrequests_per_minute = -1\n",
-         "security.rate_limiting.requests_per_minute"),
+        (
+            "[security.rate_limiting]\nrequests_per_minut = 1\n",
+            "security.rate_limiting.requests_per_minut",
+        ),
+        (
+            "[security.rate_limiting]\nrequests_per_minute = -1\n",
+            "security.rate_limiting.requests_per_minute",
+        ),
         ("[security.rate_limiting.global]\nburst = 1\n", "security.rate_limiting.global.burst"),
         ("[security]\nratelimit = 1\n", "security.ratelimit"),
     ]:
@@ -224,8 +239,7 @@ async def test_the_limiter_s_token_estimate_is_the_one_routing_uses(
     async with run_simulated([zai()]) as sims:
         config = parse_config(limited(sims, "tokens_per_minute = 100000"), {})
         proxy = await apps.start(config)
-        for path, body in (("/v1/chat/completions", OPENAI_BODY),
-                           ("/v1/messages", ANTHROPIC_BODY)):
+        for path, body in (("/v1/chat/completions", OPENAI_BODY), ("/v1/messages", ANTHROPIC_BODY)):
             estimates.clear()
             assert (await post(proxy.url + path, body)).status == 200
             assert len(estimates) == 1 and estimates[0] > 0
@@ -236,8 +250,9 @@ async def test_count_tokens_is_not_charged_tokens(apps: Apps) -> None:
     long_prompt = {**ANTHROPIC_BODY, "messages": [{"role": "user", "content": "word " * 4000}]}
     async with run_simulated([zai()]) as sims:
         config = parse_config(limited(sims, "tokens_per_minute = 2000"), {})
-        proxy = await apps.start(config, rate_limiter=MemoryRateLimiter(
-            config.security.rate_limiting, clock))
+        proxy = await apps.start(
+            config, rate_limiter=MemoryRateLimiter(config.security.rate_limiting, clock)
+        )
         for _ in range(3):  # each estimate alone is over the minute's allowance
             counted = await post(proxy.url + "/v1/messages/count_tokens", long_prompt)
             assert counted.status == 200

@@ -108,14 +108,21 @@ PUBLIC = [
 
 
 def provider_config(url: str, extra: str = "", security: str = "") -> str:
-    return (f"{security}\n[router]\ndefault = \"p,m\"\n"
-            f'[[providers]]\nname = "p"\napi_base_url = "{url}"\nmodels = ["m"]\n{extra}\n')
+    return (
+        f'{security}\n[router]\ndefault = "p,m"\n'
+        f'[[providers]]\nname = "p"\napi_base_url = "{url}"\nmodels = ["m"]\n{extra}\n'
+    )
 
 
 @pytest.mark.parametrize("url", ALWAYS_REFUSED)
-@pytest.mark.parametrize("allowance", [
-    "", "allow_private_network = true",
-], ids=["default", "provider-allows-private"])
+@pytest.mark.parametrize(
+    "allowance",
+    [
+        "",
+        "allow_private_network = true",
+    ],
+    ids=["default", "provider-allows-private"],
+)
 def test_always_refused_at_load(url: str, allowance: str) -> None:
     everything = "[security.ssrf_protection]\nallow_localhost = true\nallow_private_ips = true"
     with pytest.raises(ConfigError) as info:
@@ -132,11 +139,11 @@ def test_loopback_and_private_need_an_allowance(url: str, reach: Reach) -> None:
     parse_config(provider_config(url, "allow_private_network = true"), {})
     setting = "allow_localhost" if reach is Reach.LOOPBACK else "allow_private_ips"
     other = "allow_private_ips" if reach is Reach.LOOPBACK else "allow_localhost"
-    parse_config(provider_config(url, security=f"[security.ssrf_protection]\n{setting} = true"),
-                 {})
+    parse_config(provider_config(url, security=f"[security.ssrf_protection]\n{setting} = true"), {})
     with pytest.raises(ConfigError):
-        parse_config(provider_config(url, security=f"[security.ssrf_protection]\n{other} = true"),
-                     {})
+        parse_config(
+            provider_config(url, security=f"[security.ssrf_protection]\n{other} = true"), {}
+        )
 
 
 @pytest.mark.parametrize("url", PUBLIC)
@@ -145,8 +152,9 @@ def test_public_destinations_load(url: str) -> None:
 
 
 def test_protection_cannot_be_switched_off() -> None:
-    text = provider_config("https://api.z.ai/v1", security="[security.ssrf_protection]\n"
-                           "enabled = false")
+    text = provider_config(
+        "https://api.z.ai/v1", security="[security.ssrf_protection]\nenabled = false"
+    )
     with pytest.raises(ConfigError) as info:
         parse_config(text, {})
     assert info.value.key == "security.ssrf_protection.enabled"
@@ -159,7 +167,8 @@ def test_refusals_explain_themselves() -> None:
         return found
 
     assert "169.254.169.254" in reason("http://[2002:a9fe:a9fe::]/") and "6to4" in reason(
-        "http://[2002:a9fe:a9fe::]/")
+        "http://[2002:a9fe:a9fe::]/"
+    )
     assert "NAT64" in reason("http://[64:ff9b::a9fe:a9fe]/")
     assert "Teredo" in reason(f"http://[{teredo('8.8.8.8', '10.0.0.1')}]/")
     assert "it means 169.254.169.254" in reason("http://2852039166/")
@@ -187,20 +196,23 @@ def test_address_classes() -> None:
 
 
 async def test_resolver_refuses_any_bad_address_in_the_answer() -> None:
-    dns = FakeDNS({
-        "api.example": ["93.184.216.34"],
-        "rebind.example": ["93.184.216.34", "127.0.0.1"],
-        "meta.example": ["169.254.169.254"],
-        "mapped.example": ["::ffff:169.254.169.254"],
-        "lan.example": ["10.1.2.3"],
-    })
+    dns = FakeDNS(
+        {
+            "api.example": ["93.184.216.34"],
+            "rebind.example": ["93.184.216.34", "127.0.0.1"],
+            "meta.example": ["169.254.169.254"],
+            "mapped.example": ["::ffff:169.254.169.254"],
+            "lan.example": ["10.1.2.3"],
+        }
+    )
     guarded = GuardedResolver(lambda: NetworkPolicy(), dns)
     assert [r["host"] for r in await guarded.resolve("api.example", 443)] == ["93.184.216.34"]
     for host in ("rebind.example", "meta.example", "mapped.example", "lan.example"):
         with pytest.raises(DestinationRefused, match=host):
             await guarded.resolve(host, 443)
-    local = GuardedResolver(lambda: NetworkPolicy.build(False, False, ["http://lan.example/v1"]),
-                            dns)
+    local = GuardedResolver(
+        lambda: NetworkPolicy.build(False, False, ["http://lan.example/v1"]), dns
+    )
     assert [r["host"] for r in await local.resolve("lan.example", 80)] == ["10.1.2.3"]
     with pytest.raises(DestinationRefused):  # the allowance follows the host, not the answer
         await local.resolve("rebind.example", 80)
@@ -222,16 +234,21 @@ def sim() -> SimulatedProvider:
 
 
 def hostname_config(port: int, allowance: str = "") -> str:
-    return (f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "local,m1"\n'
-            f'[[providers]]\nname = "local"\napi_base_url = "http://llm.internal.test:{port}/v1"\n'
-            f'api_key = "sim-key"\nmodels = ["m1"]\n{allowance}\n')
+    return (
+        f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "local,m1"\n'
+        f'[[providers]]\nname = "local"\napi_base_url = "http://llm.internal.test:{port}/v1"\n'
+        f'api_key = "sim-key"\nmodels = ["m1"]\n{allowance}\n'
+    )
 
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Hello there"}]}
 
 
-@pytest.mark.parametrize("answer", [["127.0.0.1"], ["93.184.216.34", "127.0.0.1"]],
-                         ids=["private-answer", "rebinding-mixed-answer"])
+@pytest.mark.parametrize(
+    "answer",
+    [["127.0.0.1"], ["93.184.216.34", "127.0.0.1"]],
+    ids=["private-answer", "rebinding-mixed-answer"],
+)
 async def test_hostname_resolving_to_loopback_is_refused_at_connect(
     apps: Apps, answer: list[str]
 ) -> None:
@@ -264,12 +281,16 @@ async def test_literal_address_is_checked_per_request_too(apps: Apps) -> None:
     async with run_simulated([sim()]) as sims:
         url = sims["local"].base_url
         text = provider_config(url, "allow_private_network = true").replace(
-            "[router]", f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]')
+            "[router]", f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]'
+        )
         config = parse_config(text, {})
         proxy = await apps.start(config)
         unchecked = dataclasses.replace(
-            config, providers=tuple(dataclasses.replace(p, allow_private_network=False)
-                                    for p in config.providers))
+            config,
+            providers=tuple(
+                dataclasses.replace(p, allow_private_network=False) for p in config.providers
+            ),
+        )
         proxy.app[LIVE].replace(unchecked)
         response = await post(proxy.url + "/v1/chat/completions", {**CHAT, "model": "p,m"})
         assert sims["local"].requests == ()
@@ -311,10 +332,12 @@ async def test_upstream_redirect_is_not_followed(apps: Apps) -> None:
 
 
 def test_a_local_codex_provider_allows_its_token_endpoint() -> None:
-    text = (f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "c,gpt-5.2"\n'
-            '[[providers]]\nname = "c"\nformat = "codex"\nmodels = ["gpt-5.2"]\n'
-            'api_base_url = "http://backend.lan/codex"\nallow_private_network = true\n'
-            'token_endpoint = "http://auth.lan/oauth/token"\n')
+    text = (
+        f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "c,gpt-5.2"\n'
+        '[[providers]]\nname = "c"\nformat = "codex"\nmodels = ["gpt-5.2"]\n'
+        'api_base_url = "http://backend.lan/codex"\nallow_private_network = true\n'
+        'token_endpoint = "http://auth.lan/oauth/token"\n'
+    )
     policy = policy_for(parse_config(text, {}))
     assert policy.address_refusal("192.168.1.5", "auth.lan") is None
     assert policy.address_refusal("192.168.1.5", "other.lan") is not None

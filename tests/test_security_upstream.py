@@ -50,16 +50,21 @@ async def test_a_corrupt_codex_token_store_fails_over(apps: Apps, tmp_path: Path
     async with run_simulated([codex, backup()]) as sims:
         store = seed_store(sims["codex"], tmp_path / "auth.json")
         store.write_text("{ this is not json")
-        text = config_text(sims, {"default": "codex,gpt-5.2|cerebras,llama-3.3-70b"},
-                           provider_extra={"codex": codex_keys(sims["codex"], store)})
+        text = config_text(
+            sims,
+            {"default": "codex,gpt-5.2|cerebras,llama-3.3-70b"},
+            provider_extra={"codex": codex_keys(sims["codex"], store)},
+        )
         proxy = await apps.start(parse_config(text, {}))
         answer = await post(proxy.url + "/v1/chat/completions", CHAT)
         reached = sims["codex"].requests
     assert answer.status == 200
     assert answer.json()["choices"][0]["message"]["content"] == reply_text(
-        "cerebras", "llama-3.3-70b", "Hello")
+        "cerebras", "llama-3.3-70b", "Hello"
+    )
     assert answer.headers["x-llmproxy-attempts"] == (
-        "codex,gpt-5.2=unavailable;cerebras,llama-3.3-70b=ok")
+        "codex,gpt-5.2=unavailable;cerebras,llama-3.3-70b=ok"
+    )
     assert reached == ()
 
 
@@ -81,10 +86,20 @@ async def test_a_key_with_a_line_break_fails_over(apps: Apps) -> None:
 
 @pytest.mark.parametrize("status", [400, 401])
 async def test_an_upstream_error_echoing_the_key_is_redacted(apps: Apps, status: int) -> None:
-    echo = {"error": {"message": f"Incorrect API key provided: {UPSTREAM_KEY}. Check it.",
-                      "type": "invalid_request_error", "code": "invalid_api_key"}}
-    leaky = SimulatedProvider("zai", "openai", ["glm-5"], api_key=UPSTREAM_KEY,
-                              plan=FaultPlan.always(Status(status, echo)))
+    echo = {
+        "error": {
+            "message": f"Incorrect API key provided: {UPSTREAM_KEY}. Check it.",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
+    leaky = SimulatedProvider(
+        "zai",
+        "openai",
+        ["glm-5"],
+        api_key=UPSTREAM_KEY,
+        plan=FaultPlan.always(Status(status, echo)),
+    )
     async with run_simulated([leaky]) as sims:
         proxy = await apps.start(parse_config(config_text(sims, {"default": "zai,glm-5"}), {}))
         answer = await post(proxy.url + "/v1/chat/completions", CHAT)
@@ -96,10 +111,12 @@ async def test_an_upstream_error_echoing_the_key_is_redacted(apps: Apps, status:
 
 async def _refused_detail(apps: Apps) -> str:
     dead = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
-    text = (f'[proxy]\napi_key = "{CLIENT_KEY}"\n[security.ssrf_protection]\n'
-            'allow_localhost = true\n[router]\ndefault = "p,m"\n'
-            f'[[providers]]\nname = "p"\napi_base_url = "{dead}"\napi_key = "k"\n'
-            'models = ["m"]\n')
+    text = (
+        f'[proxy]\napi_key = "{CLIENT_KEY}"\n[security.ssrf_protection]\n'
+        'allow_localhost = true\n[router]\ndefault = "p,m"\n'
+        f'[[providers]]\nname = "p"\napi_base_url = "{dead}"\napi_key = "k"\n'
+        'models = ["m"]\n'
+    )
     proxy = await apps.start(parse_config(text, {}))
     answer = await post(proxy.url + "/v1/chat/completions", {**CHAT, "model": "p,m"})
     assert answer.status == 502
@@ -121,12 +138,16 @@ async def test_the_operator_debugging_sees_the_address(apps: Apps, debug_logging
 
 
 async def test_a_huge_answer_is_refused_and_fails_over(apps: Apps) -> None:
-    huge = SimulatedProvider("zai", "openai", ["glm-5"],
-                             plan=FaultPlan.always(Status(200, {"pad": "x" * 300_000})))
+    huge = SimulatedProvider(
+        "zai", "openai", ["glm-5"], plan=FaultPlan.always(Status(200, {"pad": "x" * 300_000}))
+    )
     async with run_simulated([huge, backup()]) as sims:
-        text = config_text(sims, {"default": "zai,glm-5|cerebras,llama-3.3-70b"},
-                           security="[security.ssrf_protection]\nallow_localhost = true\n"
-                                    "[security.limits]\nmax_answer_bytes = 200000")
+        text = config_text(
+            sims,
+            {"default": "zai,glm-5|cerebras,llama-3.3-70b"},
+            security="[security.ssrf_protection]\nallow_localhost = true\n"
+            "[security.limits]\nmax_answer_bytes = 200000",
+        )
         proxy = await apps.start(parse_config(text, {}))
         answer = await post(proxy.url + "/v1/chat/completions", CHAT)
     assert answer.status == 200
@@ -135,9 +156,23 @@ async def test_a_huge_answer_is_refused_and_fails_over(apps: Apps) -> None:
 
 
 async def test_an_all_cooling_chain_says_when_to_retry(apps: Apps) -> None:
-    limited = SimulatedProvider("zai", "openai", ["glm-5"], plan=FaultPlan.always(
-        Status(429, {"error": {"message": "You exceeded your current quota",
-                               "type": "insufficient_quota", "code": "insufficient_quota"}})))
+    limited = SimulatedProvider(
+        "zai",
+        "openai",
+        ["glm-5"],
+        plan=FaultPlan.always(
+            Status(
+                429,
+                {
+                    "error": {
+                        "message": "You exceeded your current quota",
+                        "type": "insufficient_quota",
+                        "code": "insufficient_quota",
+                    }
+                },
+            )
+        ),
+    )
     async with run_simulated([limited]) as sims:
         proxy = await apps.start(parse_config(config_text(sims, {"default": "zai,glm-5"}), {}))
         first = await post(proxy.url + "/v1/chat/completions", CHAT)
@@ -151,9 +186,12 @@ async def test_an_all_cooling_chain_says_when_to_retry(apps: Apps) -> None:
 
 async def test_idle_keep_alive_connections_are_capped_per_peer(apps: Apps) -> None:
     async with run_simulated([backup()]) as sims:
-        text = config_text(sims, {"default": "cerebras,llama-3.3-70b"},
-                           security="[security.ssrf_protection]\nallow_localhost = true\n"
-                                    "[security.limits]\nkeepalive_per_peer = 2")
+        text = config_text(
+            sims,
+            {"default": "cerebras,llama-3.3-70b"},
+            security="[security.ssrf_protection]\nallow_localhost = true\n"
+            "[security.limits]\nkeepalive_per_peer = 2",
+        )
         proxy = await apps.start(parse_config(text, {}))
         host, port = proxy.server.host, proxy.server.port
         connections = [await asyncio.open_connection(host, port) for _ in range(4)]
@@ -183,9 +221,11 @@ async def test_idle_keep_alive_connections_are_capped_per_peer(apps: Apps) -> No
 
 async def test_an_unresolvable_host_is_named_in_no_detail(apps: Apps) -> None:
     dns = FakeDNS({})  # every name fails like NXDOMAIN
-    text = (f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "p,m"\n'
-            '[[providers]]\nname = "p"\napi_base_url = "https://internal-llm.corp.example/v1"\n'
-            'api_key = "k"\nmodels = ["m"]\n')
+    text = (
+        f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "p,m"\n'
+        '[[providers]]\nname = "p"\napi_base_url = "https://internal-llm.corp.example/v1"\n'
+        'api_key = "k"\nmodels = ["m"]\n'
+    )
     proxy = await apps.start(parse_config(text, {}), dns=dns)
     answer = await post(proxy.url + "/v1/chat/completions", {**CHAT, "model": "p,m"})
     assert answer.status == 502

@@ -34,17 +34,26 @@ api_base_url = "https://api.z.ai/v1"
 api_key = "unused"
 models = ["glm-5"]
 """
-POST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nx-api-key: " + KEY.encode()
-        + b"\r\nContent-Type: application/json\r\n")
+POST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nx-api-key: "
+    + KEY.encode()
+    + b"\r\nContent-Type: application/json\r\n"
+)
 MALFORMED = {
     "bad request line": (b"GARBAGE\r\n\r\n", "Invalid method encountered"),
     "bad HTTP version": (b"GET /health HTTP/9.x\r\nHost: localhost\r\n\r\n", "Bad status line"),
-    "NUL in a header": (b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-A: a\x00b\r\n\r\n",
-                        "Invalid header value char"),
-    "bad chunk size": (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
-                       "Invalid character in chunk size"),
-    "TLS to the HTTP port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40),
-                             "Received HTTPS traffic on an HTTP port"),
+    "NUL in a header": (
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-A: a\x00b\r\n\r\n",
+        "Invalid header value char",
+    ),
+    "bad chunk size": (
+        POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        "Invalid character in chunk size",
+    ),
+    "TLS to the HTTP port": (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40),
+        "Received HTTPS traffic on an HTTP port",
+    ),
 }
 
 
@@ -79,13 +88,20 @@ def assert_json_400(answer: Raw, reason: str, prefix: str = "malformed HTTP requ
     assert int(answer.headers["content-length"]) == len(answer.body)
     assert answer.headers["connection"].lower() == "close"
     body = orjson.loads(answer.body)
-    assert body == {"error": {"type": "invalid_request_error", "message": f"{prefix}: {reason}",
-                              "param": None, "code": "malformed_request"}}
+    assert body == {
+        "error": {
+            "type": "invalid_request_error",
+            "message": f"{prefix}: {reason}",
+            "param": None,
+            "code": "malformed_request",
+        }
+    }
 
 
 async def still_serves(port: int) -> None:
-    answer = await exchange(port, b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
-                                  b"Connection: close\r\n\r\n")
+    answer = await exchange(
+        port, b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert answer.status == 200 and orjson.loads(answer.body)["status"] == "ok"
 
 
@@ -108,9 +124,12 @@ async def test_a_broken_chunk_after_the_body_began_is_a_400_at_once() -> None:
     try:
         assert daemon.server.port is not None
         started = asyncio.get_running_loop().time()
-        answer = await exchange(daemon.server.port,
-                                POST + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n",
-                                b"zz\r\n\r\n", pause=0.3)
+        answer = await exchange(
+            daemon.server.port,
+            POST + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n",
+            b"zz\r\n\r\n",
+            pause=0.3,
+        )
         assert asyncio.get_running_loop().time() - started < 5
         assert_json_400(answer, "Invalid character in chunk size", "malformed request body")
         await still_serves(daemon.server.port)
@@ -122,8 +141,10 @@ async def test_a_body_that_does_not_decompress_is_a_400() -> None:
     daemon = await start_daemon(CONFIG)
     try:
         assert daemon.server.port is not None
-        answer = await exchange(daemon.server.port, POST + b"Content-Encoding: gzip\r\n"
-                                b"Content-Length: 10\r\n\r\n0123456789")
+        answer = await exchange(
+            daemon.server.port,
+            POST + b"Content-Encoding: gzip\r\nContent-Length: 10\r\n\r\n0123456789",
+        )
         assert_json_400(answer, "Can not decode content-encoding: gzip", "malformed request body")
         await still_serves(daemon.server.port)
     finally:
@@ -151,9 +172,13 @@ def test_llmproxy_serve_answers_malformed_http_with_json(tmp_path: Path) -> None
     port = free_port()
     config = tmp_path / "config.toml"
     config.write_text(CONFIG.replace("[proxy]\n", f"[proxy]\nport = {port}\n"))
-    process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--config", str(config)],
-                               cwd=REPO, env=subprocess_env(tmp_path),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--config", str(config)],
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
     async def check() -> None:
         deadline = asyncio.get_running_loop().time() + 20

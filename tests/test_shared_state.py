@@ -73,25 +73,42 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     await started.close()
 
 
-def shared_config(sims: dict[str, SimulatedProvider], redis_url: str, name: str, *,
-                  route: str = "bad,m|good,m", extra: str = "", proxy: str = "") -> str:
+def shared_config(
+    sims: dict[str, SimulatedProvider],
+    redis_url: str,
+    name: str,
+    *,
+    route: str = "bad,m|good,m",
+    extra: str = "",
+    proxy: str = "",
+) -> str:
     """A daemon in front of `sims` on the shared Redis; `bad` tells which daemon sent a request."""
     state = f'[state]\nbackend = "redis"\nurl = "{redis_url}"\n'
     management = f'[management]\nenabled = true\nsecret_key = "{MANAGEMENT_KEY}"\n'
-    return config_text(
-        sims, {"default": route}, proxy=proxy, security=ALLOW_LOCALHOST,
-        provider_extra={"bad": f'headers = {{ "x-daemon" = "{name}" }}'},
-    ) + state + management + extra
+    return (
+        config_text(
+            sims,
+            {"default": route},
+            proxy=proxy,
+            security=ALLOW_LOCALHOST,
+            provider_extra={"bad": f'headers = {{ "x-daemon" = "{name}" }}'},
+        )
+        + state
+        + management
+        + extra
+    )
 
 
 def sims() -> list[SimulatedProvider]:
     return [SimulatedProvider("bad", "openai", ["m"]), SimulatedProvider("good", "openai", ["m"])]
 
 
-async def post(session: aiohttp.ClientSession, daemon: Daemon, model: str = "auto"
-               ) -> tuple[int, Any]:
-    async with session.post(daemon.url + "/v1/chat/completions", json={**BODY, "model": model},
-                            headers=AUTH) as response:
+async def post(
+    session: aiohttp.ClientSession, daemon: Daemon, model: str = "auto"
+) -> tuple[int, Any]:
+    async with session.post(
+        daemon.url + "/v1/chat/completions", json={**BODY, "model": model}, headers=AUTH
+    ) as response:
         return response.status, await response.json()
 
 
@@ -117,12 +134,17 @@ def target_state(body: Any, target: str) -> dict[str, Any]:
 async def test_a_global_limit_of_60_a_minute_admits_60_of_120_across_three_daemons(
     redis_server: RedisServer, fleet: Fleet
 ) -> None:
-    limits = ("[security.rate_limiting]\nrequests_per_minute = 0\nconcurrent_requests = 0\n"
-              "[security.rate_limiting.global]\nrequests_per_minute = 60\n")
+    limits = (
+        "[security.rate_limiting]\nrequests_per_minute = 0\nconcurrent_requests = 0\n"
+        "[security.rate_limiting.global]\nrequests_per_minute = 60\n"
+    )
     async with run_simulated(sims()) as running:
-        daemons = await fleet.start({n: shared_config(running, redis_server.url, n,
-                                                      route="good,m", extra=limits)
-                                     for n in NAMES})
+        daemons = await fleet.start(
+            {
+                n: shared_config(running, redis_server.url, n, route="good,m", extra=limits)
+                for n in NAMES
+            }
+        )
         # 12 in flight at a time: a burst, without making each daemon open 40 Redis connections
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=12)) as session:
             started = time.monotonic()
@@ -149,15 +171,21 @@ async def test_a_per_client_limit_holds_across_daemons(
     other = "sk-other-client-key-1234"
     limits = "[security.rate_limiting]\nrequests_per_minute = 30\nconcurrent_requests = 5\n"
     async with run_simulated(sims()) as running:
-        texts = {n: shared_config(running, redis_server.url, n, route="good,m", extra=limits)
-                 .replace(f'api_key = "{CLIENT_KEY}"', f'api_keys = ["{CLIENT_KEY}", "{other}"]')
-                 for n in NAMES}
+        texts = {
+            n: shared_config(running, redis_server.url, n, route="good,m", extra=limits).replace(
+                f'api_key = "{CLIENT_KEY}"', f'api_keys = ["{CLIENT_KEY}", "{other}"]'
+            )
+            for n in NAMES
+        }
         daemons = await fleet.start(texts)
         async with aiohttp.ClientSession() as session:
 
             async def send(i: int, key: str) -> int:
-                async with session.post(daemons[i % 3].url + "/v1/chat/completions", json=BODY,
-                                        headers={"authorization": f"Bearer {key}"}) as response:
+                async with session.post(
+                    daemons[i % 3].url + "/v1/chat/completions",
+                    json=BODY,
+                    headers={"authorization": f"Bearer {key}"},
+                ) as response:
                     await response.read()
                     return response.status
 
@@ -174,8 +202,7 @@ async def test_a_cooldown_seen_on_one_daemon_is_skipped_by_the_others_within_a_s
     bad, good = sims()
     bad.plan = FaultPlan.always(openai_rate_limit(retry_after=60))
     async with run_simulated([bad, good]) as running:
-        a, b, c = await fleet.start({n: shared_config(running, redis_server.url, n)
-                                     for n in NAMES})
+        a, b, c = await fleet.start({n: shared_config(running, redis_server.url, n) for n in NAMES})
         async with aiohttp.ClientSession() as session:
             assert (await post(session, a))[0] == 200  # bad 429s, good answers
             assert len(running["bad"].requests) == 1
@@ -201,9 +228,9 @@ async def test_exactly_one_daemon_probes_a_half_open_target(
     bad.plan = FaultPlan.always(Status(500))
     health_settings = "[proxy.health]\nfailure_threshold = 1\nopen_ms = 1500\n"
     async with run_simulated([bad, good]) as running:
-        daemons = await fleet.start({
-            n: shared_config(running, redis_server.url, n, proxy=health_settings)
-            for n in NAMES})
+        daemons = await fleet.start(
+            {n: shared_config(running, redis_server.url, n, proxy=health_settings) for n in NAMES}
+        )
         async with aiohttp.ClientSession() as session:
             assert (await post(session, daemons[0]))[0] == 200  # opens bad's breaker
 
@@ -231,18 +258,27 @@ async def test_exactly_one_daemon_probes_a_half_open_target(
 async def test_speed_measured_on_one_daemon_ranks_fastest_on_another(
     redis_server: RedisServer, fleet: Fleet
 ) -> None:
-    slow, quick = (SimulatedProvider("bad", "openai", ["m"], first_token_delay=0.2),
-                   SimulatedProvider("good", "openai", ["m"]))
-    mapping = ('[[router.model_mappings]]\nfrom = "fastest"\nto = "@fastest"\n'
-               'candidates = "bad,m|good,m"\n')
+    slow, quick = (
+        SimulatedProvider("bad", "openai", ["m"], first_token_delay=0.2),
+        SimulatedProvider("good", "openai", ["m"]),
+    )
+    mapping = (
+        '[[router.model_mappings]]\nfrom = "fastest"\nto = "@fastest"\n'
+        'candidates = "bad,m|good,m"\n'
+    )
     async with run_simulated([slow, quick]) as running:
-        texts = {n: shared_config(running, redis_server.url, n).replace(
-            "[[providers]]", mapping + "[[providers]]", 1) for n in NAMES}
+        texts = {
+            n: shared_config(running, redis_server.url, n).replace(
+                "[[providers]]", mapping + "[[providers]]", 1
+            )
+            for n in NAMES
+        }
         a, b, _ = await fleet.start(texts)
         async with aiohttp.ClientSession() as session:
             for model in ("bad,m", "good,m", "bad,m", "good,m"):
-                async with session.post(a.url + "/v1/chat/completions", headers=AUTH,
-                                        json={**BODY, "model": model}) as response:
+                async with session.post(
+                    a.url + "/v1/chat/completions", headers=AUTH, json={**BODY, "model": model}
+                ) as response:
                     assert response.status == 200
 
             async def b_knows_both() -> bool:
@@ -251,8 +287,9 @@ async def test_speed_measured_on_one_daemon_ranks_fastest_on_another(
 
             await eventually(b_knows_both, within=2.0)
             assert target_state(await health(session, b), "good,m")["requests"] == 2
-            async with session.post(b.url + "/v1/chat/completions", headers=AUTH,
-                                    json={**BODY, "model": "fastest"}) as response:
+            async with session.post(
+                b.url + "/v1/chat/completions", headers=AUTH, json={**BODY, "model": "fastest"}
+            ) as response:
                 assert response.status == 200
                 # b never served either: alone, it would try them in order ("bad" first)
                 assert response.headers["x-llmproxy-provider"] == "good"
@@ -262,12 +299,12 @@ async def test_a_management_change_on_one_daemon_applies_on_all(
     redis_server: RedisServer, fleet: Fleet, tmp_path: Path
 ) -> None:
     async with run_simulated(sims()) as running:
-        a, b, c = await fleet.start({n: shared_config(running, redis_server.url, n)
-                                     for n in NAMES})
+        a, b, c = await fleet.start({n: shared_config(running, redis_server.url, n) for n in NAMES})
         headers = {"x-management-key": MANAGEMENT_KEY}
         async with aiohttp.ClientSession(headers=headers) as session:
-            async with session.put(a.url + "/v0/management/router",
-                                   json={"default": "good,m"}) as response:
+            async with session.put(
+                a.url + "/v0/management/router", json={"default": "good,m"}
+            ) as response:
                 assert response.status == 200, await response.text()
 
             async def everywhere() -> bool:
@@ -279,8 +316,9 @@ async def test_a_management_change_on_one_daemon_applies_on_all(
                 return True
 
             await eventually(everywhere, within=1.0)
-            async with session.put(b.url + "/v0/management/router",
-                                   json={"default": "nobody,m"}) as response:
+            async with session.put(
+                b.url + "/v0/management/router", json={"default": "nobody,m"}
+            ) as response:
                 assert response.status == 400  # refused where it was made; nothing published
             await asyncio.sleep(0.3)
             for daemon in (a, c):
@@ -296,11 +334,11 @@ async def test_killing_redis_under_load_fails_no_request_and_state_comes_back(
 ) -> None:
     caplog.set_level(logging.INFO, "llmproxy.state")
     bad, good = sims()
-    limits = ("[security.rate_limiting]\nrequests_per_minute = 100000\n"
-              "concurrent_requests = 1000\n")
+    limits = "[security.rate_limiting]\nrequests_per_minute = 100000\nconcurrent_requests = 1000\n"
     async with run_simulated([bad, good]) as running:
-        daemons = await fleet.start({n: shared_config(running, redis_server.url, n,
-                                                      extra=limits) for n in NAMES})
+        daemons = await fleet.start(
+            {n: shared_config(running, redis_server.url, n, extra=limits) for n in NAMES}
+        )
         a, b, _ = daemons
         statuses: list[int] = []
         stop = asyncio.Event()
@@ -327,15 +365,13 @@ async def test_killing_redis_under_load_fails_no_request_and_state_comes_back(
                 assert await eventually(reported_down, within=1.5) < 1.5
                 async with session.get(a.url + "/health/ready", headers=AUTH) as response:
                     assert response.status == 200  # still ready: local state serves
-                    assert (await response.json())["state"] == {"backend": "redis",
-                                                                "redis": "down"}
+                    assert (await response.json())["state"] == {"backend": "redis", "redis": "down"}
                 async with session.get(a.url + "/metrics", headers=AUTH) as response:
                     assert "llmproxy_shared_state_up 0.0" in await response.text()
                 await asyncio.sleep(0.5)  # requests keep flowing on local state
                 bad.plan = FaultPlan.always(openai_rate_limit(retry_after=60))
                 assert (await post(session, a))[0] == 200  # a learns of a cooldown alone
-                assert target_state(await health(session, b), "bad,m").get("cooldown_left",
-                                                                            0) == 0
+                assert target_state(await health(session, b), "bad,m").get("cooldown_left", 0) == 0
 
                 await asyncio.to_thread(redis_server.start)
 
@@ -384,8 +420,9 @@ async def test_a_hung_redis_costs_requests_at_most_one_timeout_then_local_limits
 ) -> None:
     limits = "[security.rate_limiting]\nrequests_per_minute = 3\nconcurrent_requests = 0\n"
     async with run_simulated(sims()) as running:
-        (daemon,) = await fleet.start({"a": shared_config(running, redis_server.url, "a",
-                                                          route="good,m", extra=limits)})
+        (daemon,) = await fleet.start(
+            {"a": shared_config(running, redis_server.url, "a", route="good,m", extra=limits)}
+        )
         async with aiohttp.ClientSession() as session:
             assert (await post(session, daemon))[0] == 200  # one of 3, counted in Redis
             redis_server.pause()
@@ -420,19 +457,27 @@ async def test_a_conversation_keeps_its_warm_target_on_another_daemon(
     system = {"role": "system", "content": "You are a careful assistant. " * 20}
     turn1 = {"model": "auto", "messages": [system, {"role": "user", "content": "Turn one"}]}
     async with run_simulated([bad, good]) as running:
-        a, b = await fleet.start({n: shared_config(running, redis_server.url, n)
-                                  for n in NAMES[:2]})
+        a, b = await fleet.start(
+            {n: shared_config(running, redis_server.url, n) for n in NAMES[:2]}
+        )
         async with aiohttp.ClientSession() as session:
-            async with session.post(a.url + "/v1/chat/completions", json=turn1,
-                                    headers=AUTH) as response:
+            async with session.post(
+                a.url + "/v1/chat/completions", json=turn1, headers=AUTH
+            ) as response:
                 assert response.headers["x-llmproxy-provider"] == "good"
                 answer = (await response.json())["choices"][0]["message"]["content"]
             await asyncio.sleep(0.5)  # the entry is announced in the background
-            turn2 = {**turn1, "messages": [*turn1["messages"],
-                                           {"role": "assistant", "content": answer},
-                                           {"role": "user", "content": "Turn two"}]}
-            async with session.post(b.url + "/v1/chat/completions", json=turn2,
-                                    headers=AUTH) as response:
+            turn2 = {
+                **turn1,
+                "messages": [
+                    *turn1["messages"],
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": "Turn two"},
+                ],
+            }
+            async with session.post(
+                b.url + "/v1/chat/completions", json=turn2, headers=AUTH
+            ) as response:
                 assert response.status == 200
                 # b never saw turn one: alone, it would route to bad, healthy there
                 assert response.headers["x-llmproxy-provider"] == "good"

@@ -61,8 +61,10 @@ def anthropic_body(*turns: str, breakpoints: bool = True) -> dict[str, Any]:
     system: dict[str, Any] = {"type": "text", "text": LONG}
     messages: list[dict[str, Any]] = []
     for turn in turns:
-        messages += [{"role": "user", "content": [{"type": "text", "text": turn}]},
-                     {"role": "assistant", "content": "ok"}]
+        messages += [
+            {"role": "user", "content": [{"type": "text", "text": turn}]},
+            {"role": "assistant", "content": "ok"},
+        ]
     messages.pop()
     if breakpoints:
         system["cache_control"] = BREAKPOINT
@@ -83,8 +85,10 @@ def test_anthropic_caches_only_up_to_breakpoints() -> None:
 
 
 async def test_simulators_report_the_cache_in_their_own_fields() -> None:
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"]),
-            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"])]
+    sims = [
+        SimulatedProvider("zai", "openai", ["glm-5"]),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"]),
+    ]
     async with run_simulated(sims) as running, aiohttp.ClientSession() as http:
         zai, minimax = running["zai"], running["minimax"]
         usages = []
@@ -96,15 +100,21 @@ async def test_simulators_report_the_cache_in_their_own_fields() -> None:
         headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
         usages = []
         for body in (anthropic_body("one"), anthropic_body("one", "two")):
-            async with http.post(minimax.base_url + "/v1/messages", json=body,
-                                 headers=headers) as reply:
+            async with http.post(
+                minimax.base_url + "/v1/messages", json=body, headers=headers
+            ) as reply:
                 usages.append((await reply.json())["usage"])
         assert usages[0]["cache_read_input_tokens"] == 0
         assert usages[0]["cache_creation_input_tokens"] > 1024
         assert usages[1]["cache_read_input_tokens"] > 1024
         total = estimate_input_tokens(anthropic_body("one", "two"))
-        assert sum(usages[1][k] for k in ("input_tokens", "cache_read_input_tokens",
-                                          "cache_creation_input_tokens")) == total
+        assert (
+            sum(
+                usages[1][k]
+                for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+            )
+            == total
+        )
 
 
 def test_anthropic_writes_entries_only_at_breakpoints() -> None:
@@ -124,11 +134,14 @@ def test_anthropic_writes_entries_only_at_breakpoints() -> None:
 def test_anthropic_lookback_reaches_at_most_20_blocks_before_a_breakpoint() -> None:
     """Turn one's entry ends at its breakpoint; a next request with 21 more blocks before its
     only breakpoint does not find it, one with 20 does."""
+
     def grown(extra: int) -> dict[str, Any]:
         body = anthropic_body("one")
         blocks = [{"type": "text", "text": f"block {i}"} for i in range(extra)]
-        body["messages"] += [{"role": "assistant", "content": "ok"},
-                             {"role": "user", "content": blocks}]
+        body["messages"] += [
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": blocks},
+        ]
         body["messages"][0]["content"][-1].pop("cache_control")
         body["messages"][-1]["content"][-1]["cache_control"] = BREAKPOINT
         body["system"][0].pop("cache_control")
@@ -145,8 +158,12 @@ def test_anthropic_lookback_reaches_at_most_20_blocks_before_a_breakpoint() -> N
 def test_anthropic_minimum_depends_on_the_model() -> None:
     """About 1500 tokens: cached for Sonnet 4.5, not for Haiku 3.5 (2048) or Opus 4.5 (4096)."""
     text = "A stable system prompt that every turn repeats, word for word. " * 90
-    for model, cached in (("claude-sonnet-4-5", True), ("claude-3-5-haiku-20241022", False),
-                          ("claude-opus-4-5", False), ("claude-haiku-4-5", False)):
+    for model, cached in (
+        ("claude-sonnet-4-5", True),
+        ("claude-3-5-haiku-20241022", False),
+        ("claude-opus-4-5", False),
+        ("claude-haiku-4-5", False),
+    ):
         body = anthropic_body("one")
         body["model"], body["system"][0]["text"] = model, text
         assert 1024 < estimate_input_tokens(body) < 2048
@@ -171,20 +188,25 @@ def test_anthropic_one_hour_breakpoints_outlive_the_default_ttl() -> None:
 
 
 async def test_openai_format_usage_styles_of_deepseek_and_kimi() -> None:
-    sims = [SimulatedProvider("deepseek", "openai", ["deepseek-chat"], usage_style="deepseek"),
-            SimulatedProvider("kimi", "openai", ["kimi-k2"], usage_style="kimi")]
+    sims = [
+        SimulatedProvider("deepseek", "openai", ["deepseek-chat"], usage_style="deepseek"),
+        SimulatedProvider("kimi", "openai", ["kimi-k2"], usage_style="kimi"),
+    ]
     async with run_simulated(sims) as running, aiohttp.ClientSession() as http:
         for name, model in (("deepseek", "deepseek-chat"), ("kimi", "kimi-k2")):
             usages = []
             for body in (chat("one", model=model), chat("one", "two", model=model)):
-                async with http.post(running[name].base_url + "/chat/completions",
-                                     json=body) as reply:
+                async with http.post(
+                    running[name].base_url + "/chat/completions", json=body
+                ) as reply:
                     usages.append((await reply.json())["usage"])
             assert all("prompt_tokens_details" not in u for u in usages)
             if name == "deepseek":  # hit + miss = prompt_tokens
                 assert usages[0]["prompt_cache_hit_tokens"] == 0
                 assert usages[1]["prompt_cache_hit_tokens"] > 1024
-                assert usages[1]["prompt_cache_hit_tokens"] + usages[1][
-                    "prompt_cache_miss_tokens"] == usages[1]["prompt_tokens"]
+                assert (
+                    usages[1]["prompt_cache_hit_tokens"] + usages[1]["prompt_cache_miss_tokens"]
+                    == usages[1]["prompt_tokens"]
+                )
             else:
                 assert usages[0]["cached_tokens"] == 0 and usages[1]["cached_tokens"] > 1024

@@ -236,5 +236,6 @@ def test_encode_comment_is_ignored_by_the_decoder() -> None:
 def test_events_complete_across_chunk_boundaries() -> None:
     assert decode(b"data: a\r", b"\n\r\ndata: b") == [SSEEvent(None, "a"), SSEEvent(None, "b")]
     assert decode(b"event: x\ndata: 1\n\nda", b"ta: 2\n\n") == [
-        SSEEvent("x", "1"), SSEEvent(None, "2")
+        SSEEvent("x", "1"),
+        SSEEvent(None, "2"),
     ]

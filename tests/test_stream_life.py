@@ -58,8 +58,9 @@ def cerebras() -> SimulatedProvider:
     return SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"], accepts_prefill=False)
 
 
-async def raw_stream(proxy: Daemon, body: dict[str, object], path: str = "/v1/chat/completions"
-                     ) -> tuple[int, dict[str, str], bytes]:
+async def raw_stream(
+    proxy: Daemon, body: dict[str, object], path: str = "/v1/chat/completions"
+) -> tuple[int, dict[str, str], bytes]:
     """The daemon's streamed answer byte for byte, read to its end by a plain aiohttp client
     (which would hang, or fail, on a second HTTP response written inside the chunked body)."""
     headers = {"authorization": f"Bearer {CLIENT_KEY}", "anthropic-version": "2023-06-01"}
@@ -105,8 +106,9 @@ async def test_a_target_that_always_dies_after_its_first_token_trips_its_breaker
 ) -> None:
     health_text = "[proxy.health]\nfailure_threshold = 3\nopen_ms = 60000"
     async with run_simulated([zai(FaultPlan.always(CutAfter(1))), mirror(), cerebras()]) as sims:
-        proxy = await daemon(config_text(sims, MIRRORED, timeouts=health_text,
-                                         provider_extra=PREFILL))
+        proxy = await daemon(
+            config_text(sims, MIRRORED, timeouts=health_text, provider_extra=PREFILL)
+        )
         client = clients.openai(proxy)
         for _ in range(3):
             text, attempts, _ = await ask_stream(client)
@@ -129,14 +131,15 @@ async def test_the_failure_that_opens_the_breaker_is_not_retried_into_it_and_a_p
     health_text = "[proxy.health]\nfailure_threshold = 3\nopen_ms = 500"
     zai_sim = zai(FaultPlan.always(Status(500)))
     async with run_simulated([zai_sim, cerebras()]) as sims:
-        proxy = await daemon(config_text(
-            sims, {"default": "zai,glm-5|cerebras,llama-3.3-70b"}, timeouts=health_text
-        ))
+        proxy = await daemon(
+            config_text(sims, {"default": "zai,glm-5|cerebras,llama-3.3-70b"}, timeouts=health_text)
+        )
         client = clients.openai(proxy)
 
         async def attempts() -> str:
             raw = await client.chat.completions.with_raw_response.create(
-                model="auto", messages=HELLO  # type: ignore[arg-type]
+                model="auto",
+                messages=HELLO,  # type: ignore[arg-type]
             )
             assert raw.parse().choices[0].message.content == CEREBRAS_TEXT
             return raw.headers["x-llmproxy-attempts"]
@@ -156,8 +159,10 @@ async def test_the_failure_that_opens_the_breaker_is_not_retried_into_it_and_a_p
 
 @pytest.mark.parametrize(
     "refusal",
-    [invalid_request(ClientAPI.OPENAI, "This model does not accept that"),
-     content_filter(ClientAPI.OPENAI)],
+    [
+        invalid_request(ClientAPI.OPENAI, "This model does not accept that"),
+        content_filter(ClientAPI.OPENAI),
+    ],
     ids=["400", "content-filter"],
 )
 async def test_an_error_from_the_continuation_target_ends_the_stream_with_an_error_event(
@@ -166,15 +171,17 @@ async def test_an_error_from_the_continuation_target_ends_the_stream_with_an_err
     async with run_simulated(
         [zai(FaultPlan.always(CutAfter(3))), mirror(plan=FaultPlan.always(refusal))]
     ) as sims:
-        proxy = await daemon(config_text(
-            sims, {"default": "zai,glm-5|zai-mirror,glm-5"}, provider_extra=PREFILL
-        ))
+        proxy = await daemon(
+            config_text(sims, {"default": "zai,glm-5|zai-mirror,glm-5"}, provider_extra=PREFILL)
+        )
         status, _, raw = await raw_stream(
             proxy, {"model": "auto", "messages": HELLO, "stream": True}
         )
         assert len(sims["zai-mirror"].requests) == 1
         sdk_stream = await clients.openai(proxy).chat.completions.create(
-            model="auto", messages=HELLO, stream=True  # type: ignore[arg-type]
+            model="auto",
+            messages=HELLO,
+            stream=True,  # type: ignore[arg-type]
         )
         received: list[str] = []
         with pytest.raises(openai.APIError) as caught:
@@ -204,7 +211,9 @@ async def test_an_anthropic_client_gets_an_error_event_when_the_continuation_ref
         )
         with pytest.raises(anthropic.APIStatusError):
             async with clients.anthropic(proxy).messages.stream(
-                model="auto", max_tokens=512, messages=HELLO  # type: ignore[arg-type]
+                model="auto",
+                max_tokens=512,
+                messages=HELLO,  # type: ignore[arg-type]
             ) as stream:
                 await stream.get_final_message()
     assert status == 200
@@ -252,15 +261,33 @@ async def test_a_claude_code_request_is_continued_without_its_thinking_only_edit
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ({"context_management": {"edits": [{"type": "clear_thinking_20251015"}]}},
-         "`clear_thinking_20251015` strategy requires `thinking` to be enabled"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024},
-          "messages": [*HELLO, {"role": "assistant", "content": "[glm/glm-5] You"}]},
-         "When `thinking` is enabled, a final `assistant` message must start with a thinking"),
-        ({"messages": [*HELLO, {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "hm", "signature": "forged"},
-            {"type": "text", "text": "Hi"}]}, {"role": "user", "content": "again"}]},
-         "Invalid `signature` in `thinking` block"),
+        (
+            {"context_management": {"edits": [{"type": "clear_thinking_20251015"}]}},
+            "`clear_thinking_20251015` strategy requires `thinking` to be enabled",
+        ),
+        (
+            {
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "messages": [*HELLO, {"role": "assistant", "content": "[glm/glm-5] You"}],
+            },
+            "When `thinking` is enabled, a final `assistant` message must start with a thinking",
+        ),
+        (
+            {
+                "messages": [
+                    *HELLO,
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "thinking", "thinking": "hm", "signature": "forged"},
+                            {"type": "text", "text": "Hi"},
+                        ],
+                    },
+                    {"role": "user", "content": "again"},
+                ]
+            },
+            "Invalid `signature` in `thinking` block",
+        ),
     ],
     ids=["clear-thinking-without-thinking", "prefill-with-thinking", "foreign-signature"],
 )
@@ -274,7 +301,8 @@ async def test_the_anthropic_simulator_refuses_what_anthropic_refuses(
         body: dict[str, object] = {"messages": HELLO, **extra}
         with pytest.raises(anthropic.BadRequestError) as refused:
             await client.messages.create(
-                model="glm-5", max_tokens=4096,
+                model="glm-5",
+                max_tokens=4096,
                 messages=body.pop("messages"),  # type: ignore[arg-type]
                 extra_body=body,
             )
@@ -356,7 +384,9 @@ async def test_a_takeover_reports_the_prompt_once_and_adds_up_the_output(
         answers = []
         for _ in range(2):  # the first is cut and taken over, the second is not
             async with client.messages.stream(
-                model="auto", max_tokens=512, messages=HELLO  # type: ignore[arg-type]
+                model="auto",
+                max_tokens=512,
+                messages=HELLO,  # type: ignore[arg-type]
             ) as stream:
                 answers.append(await stream.get_final_message())
         cut_try, _ = sims["zai"].requests
@@ -365,8 +395,11 @@ async def test_a_takeover_reports_the_prompt_once_and_adds_up_the_output(
     assert taken_over.content[0].text == clean.content[0].text == FULL_GLM_TEXT  # type: ignore[union-attr]
 
     def prompt(usage: anthropic.types.Usage) -> tuple[int, int, int]:
-        return (usage.input_tokens, usage.cache_read_input_tokens or 0,
-                usage.cache_creation_input_tokens or 0)
+        return (
+            usage.input_tokens,
+            usage.cache_read_input_tokens or 0,
+            usage.cache_creation_input_tokens or 0,
+        )
 
     assert prompt(taken_over.usage) == prompt(clean.usage)
     assert clean.usage.input_tokens > 0
@@ -383,9 +416,11 @@ async def test_chunks_after_a_takeover_name_the_model_that_wrote_them(
 ) -> None:
     other = mirror(models=("glm-5-turbo",))
     async with run_simulated([zai(FaultPlan.always(CutAfter(3))), other]) as sims:
-        proxy = await daemon(config_text(
-            sims, {"default": "zai,glm-5|zai-mirror,glm-5-turbo"}, provider_extra=PREFILL
-        ))
+        proxy = await daemon(
+            config_text(
+                sims, {"default": "zai,glm-5|zai-mirror,glm-5-turbo"}, provider_extra=PREFILL
+            )
+        )
         _, _, chunks = await ask_stream(clients.openai(proxy))
         _, _, raw = await raw_stream(proxy, {"model": "auto", "messages": HELLO, "stream": True})
     models = [c.model for c in chunks]  # type: ignore[attr-defined]

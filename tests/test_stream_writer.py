@@ -59,8 +59,12 @@ class BrokenLife:
 
 
 def job_for(fmt: ClientAPI) -> Job:
-    body = {"model": "auto", "max_tokens": 64, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "auto",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     decision = Decision(Scenario.DEFAULT, "test", (TARGET,))
     return Job(fmt, body, summarize(body, fmt), decision, True)
 
@@ -78,12 +82,12 @@ async def serve(handler: web.Handler) -> tuple[TestServer, bytes, int]:
         return server, raw, response.status
 
 
-async def test_an_unexpected_exception_after_prepare_ends_the_stream_with_an_error_event(
-) -> None:
+async def test_an_unexpected_exception_after_prepare_ends_the_stream_with_an_error_event() -> None:
     for dialect, fmt in ((OPENAI, ClientAPI.OPENAI), (ANTHROPIC, ClientAPI.ANTHROPIC)):
 
-        async def handler(request: web.Request, d: ClientDialect = dialect,
-                          f: ClientAPI = fmt) -> web.StreamResponse:
+        async def handler(
+            request: web.Request, d: ClientDialect = dialect, f: ClientAPI = fmt
+        ) -> web.StreamResponse:
             return await _stream(request, d, job_for(f), BrokenLife())  # type: ignore[arg-type]
 
         server, raw, status = await serve(handler)
@@ -121,7 +125,8 @@ async def raw_chunks(url: str, path: str, body: dict[str, object]) -> list[bytes
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {CLIENT_KEY}\r\n"
         f"x-api-key: {CLIENT_KEY}\r\nanthropic-version: 2023-06-01\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-        "Connection: close\r\n\r\n".encode() + payload
+        "Connection: close\r\n\r\n".encode()
+        + payload
     )
     raw = await reader.read()
     writer.close()
@@ -146,8 +151,10 @@ async def test_what_one_upstream_read_delivered_leaves_in_one_write(daemon: Star
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
         for path, body in (
             ("/v1/chat/completions", {"model": "auto", "stream": True, "messages": PROMPT}),
-            ("/v1/messages", {"model": "auto", "stream": True, "max_tokens": 64,
-                              "messages": PROMPT}),
+            (
+                "/v1/messages",
+                {"model": "auto", "stream": True, "max_tokens": 64, "messages": PROMPT},
+            ),
         ):
             chunks = await raw_chunks(proxy.url, path, body)
             text = b"".join(chunks)

@@ -98,14 +98,26 @@ def test_claude_code_request_total_includes_framing_and_tool_prompt() -> None:
     parts = request_text(body, fmt)
     messages = len(body["messages"]) + (1 if body.get("system") else 0)
     assert parts.fixed_tokens == (
-        ANTHROPIC_TOOL_PROMPT + PER_MESSAGE * messages + REPLY_PRIMING
+        ANTHROPIC_TOOL_PROMPT
+        + PER_MESSAGE * messages
+        + REPLY_PRIMING
         + tokens.PER_TOOL * len(body["tools"])
-        + tokens.PER_TOOL_CALL * sum(
-            1 for m in body["messages"] if isinstance(m["content"], list)
-            for b in m["content"] if b.get("type") == "tool_use")
-        + tokens.PER_TOOL_RESULT * sum(
-            1 for m in body["messages"] if isinstance(m["content"], list)
-            for b in m["content"] if b.get("type") == "tool_result")
+        + tokens.PER_TOOL_CALL
+        * sum(
+            1
+            for m in body["messages"]
+            if isinstance(m["content"], list)
+            for b in m["content"]
+            if b.get("type") == "tool_use"
+        )
+        + tokens.PER_TOOL_RESULT
+        * sum(
+            1
+            for m in body["messages"]
+            if isinstance(m["content"], list)
+            for b in m["content"]
+            if b.get("type") == "tool_result"
+        )
     )
     total = estimate_request_tokens(body, fmt)
     assert rel_error(total, parts.fixed_tokens + CAPTURE_REFS[name]) <= 0.03
@@ -213,7 +225,8 @@ def test_system_as_string_or_blocks_counts_the_same() -> None:
     as_string = anthropic([], system=text)
     as_blocks = anthropic([], system=[{"type": "text", "text": text, "cache_control": {}}])
     assert estimate_request_tokens(as_string, ANTHROPIC) == estimate_request_tokens(
-        as_blocks, ANTHROPIC)
+        as_blocks, ANTHROPIC
+    )
     assert estimate_request_tokens(as_string, ANTHROPIC) > count_text(text)
 
 
@@ -235,8 +248,9 @@ def test_anthropic_image_cost_from_header_dimensions(data: str, expected: int) -
 def test_image_without_readable_header_is_priced_by_size() -> None:
     small = base64.b64encode(bytes(3000)).decode()
     large = base64.b64encode(bytes(600_000)).decode()
-    costs = [fixed_of(anthropic([{"role": "user", "content": [image_block(d)]}]))
-             for d in (small, large)]
+    costs = [
+        fixed_of(anthropic([{"role": "user", "content": [image_block(d)]}])) for d in (small, large)
+    ]
     assert 0 < costs[0] < costs[1] <= 1600 + PER_MESSAGE + REPLY_PRIMING
     url = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
     assert fixed_of(anthropic([{"role": "user", "content": [url]}])) == 1600 + 7
@@ -261,36 +275,71 @@ def test_openai_image_detail_and_tiles() -> None:
 
 
 def test_tool_use_thinking_and_tool_results() -> None:
-    body = anthropic([
-        {"role": "user", "content": "list files"},
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "I should call ls.", "signature": "c2lnbmF0dXJl" * 50},
-            {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk" * 100},
-            {"type": "tool_use", "id": "toolu_1", "name": "Bash",
-             "input": {"command": "ls -la", "description": "List files"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1",
-             "content": [{"type": "text", "text": "a.txt\nb.txt"}, image_block(png(75, 100))]},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "plain string result"},
-        ]},
-    ])
+    body = anthropic(
+        [
+            {"role": "user", "content": "list files"},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "thinking",
+                        "thinking": "I should call ls.",
+                        "signature": "c2lnbmF0dXJl" * 50,
+                    },
+                    {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk" * 100},
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": "Bash",
+                        "input": {"command": "ls -la", "description": "List files"},
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [
+                            {"type": "text", "text": "a.txt\nb.txt"},
+                            image_block(png(75, 100)),
+                        ],
+                    },
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_2",
+                        "content": "plain string result",
+                    },
+                ],
+            },
+        ]
+    )
     parts = request_text(body, ANTHROPIC)
     assert parts.texts == (
-        "list files", "I should call ls.", "Bash",
-        '{"command":"ls -la","description":"List files"}', "a.txt\nb.txt", "plain string result",
+        "list files",
+        "I should call ls.",
+        "Bash",
+        '{"command":"ls -la","description":"List files"}',
+        "a.txt\nb.txt",
+        "plain string result",
     )
-    assert parts.fixed_tokens == (3 * PER_MESSAGE + REPLY_PRIMING + tokens.PER_TOOL_CALL
-                                  + 2 * tokens.PER_TOOL_RESULT + 10)
+    assert parts.fixed_tokens == (
+        3 * PER_MESSAGE + REPLY_PRIMING + tokens.PER_TOOL_CALL + 2 * tokens.PER_TOOL_RESULT + 10
+    )
 
 
 def test_tools_are_counted_with_their_schema_and_the_tool_prompt() -> None:
-    tool = {"name": "get_weather", "description": "Weather for a city",
-            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    tool = {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
     plain = anthropic([{"role": "user", "content": "hi"}])
     with_tool = dict(plain, tools=[tool])
-    delta = estimate_request_tokens(with_tool, ANTHROPIC) - estimate_request_tokens(plain,
-                                                                                    ANTHROPIC)
+    delta = estimate_request_tokens(with_tool, ANTHROPIC) - estimate_request_tokens(
+        plain, ANTHROPIC
+    )
     schema_tokens = count_text(orjson.dumps(tool["input_schema"]).decode())
     assert delta >= ANTHROPIC_TOOL_PROMPT + tokens.PER_TOOL + schema_tokens
     assert delta <= ANTHROPIC_TOOL_PROMPT + tokens.PER_TOOL + schema_tokens + 12
@@ -299,25 +348,55 @@ def test_tools_are_counted_with_their_schema_and_the_tool_prompt() -> None:
 def test_openai_and_anthropic_forms_of_one_conversation_agree() -> None:
     prose, code = SAMPLES["prose"]["text"], SAMPLES["code"]["text"]
     args = {"path": "proxy/fallback.py"}
-    oa = openai([
-        {"role": "system", "content": prose},
-        {"role": "user", "content": [{"type": "text", "text": "Show me the fallback loop."}]},
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "read", "arguments": orjson.dumps(args).decode()}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": code},
-    ], tools=[{"type": "function", "function": {
-        "name": "read", "description": "Read a file",
-        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}])
-    an = anthropic([
-        {"role": "user", "content": [{"type": "text", "text": "Show me the fallback loop."}]},
-        {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "call_1", "name": "read", "input": args}]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "call_1", "content": code}]},
-    ], system=prose, tools=[{
-        "name": "read", "description": "Read a file",
-        "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}])
+    oa = openai(
+        [
+            {"role": "system", "content": prose},
+            {"role": "user", "content": [{"type": "text", "text": "Show me the fallback loop."}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "read", "arguments": orjson.dumps(args).decode()},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": code},
+        ],
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "read",
+                    "description": "Read a file",
+                    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+                },
+            }
+        ],
+    )
+    an = anthropic(
+        [
+            {"role": "user", "content": [{"type": "text", "text": "Show me the fallback loop."}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "call_1", "name": "read", "input": args}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": code}],
+            },
+        ],
+        system=prose,
+        tools=[
+            {
+                "name": "read",
+                "description": "Read a file",
+                "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
+            }
+        ],
+    )
     oa_tokens = estimate_request_tokens(oa, OPENAI)
     an_tokens = estimate_request_tokens(an, ANTHROPIC) - ANTHROPIC_TOOL_PROMPT
     assert abs(oa_tokens - an_tokens) <= tokens.PER_TOOL_RESULT + 2
@@ -325,14 +404,30 @@ def test_openai_and_anthropic_forms_of_one_conversation_agree() -> None:
 
 
 def test_openai_legacy_functions_names_and_reasoning_content() -> None:
-    body = openai([
-        {"role": "user", "name": "alice", "content": "hi"},
-        {"role": "assistant", "content": "", "reasoning_content": "thinking...",
-         "function_call": {"name": "f", "arguments": "{\"x\": 1}"}},
-        {"role": "function", "name": "f", "content": "42"},
-    ], functions=[{"name": "f", "parameters": {"type": "object"}}])
+    body = openai(
+        [
+            {"role": "user", "name": "alice", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": "",
+                "reasoning_content": "thinking...",
+                "function_call": {"name": "f", "arguments": '{"x": 1}'},
+            },
+            {"role": "function", "name": "f", "content": "42"},
+        ],
+        functions=[{"name": "f", "parameters": {"type": "object"}}],
+    )
     assert request_text(body, OPENAI).texts == (
-        "alice", "hi", "thinking...", "f", '{"x": 1}', "f", "42", "f", '{"type":"object"}')
+        "alice",
+        "hi",
+        "thinking...",
+        "f",
+        '{"x": 1}',
+        "f",
+        "42",
+        "f",
+        '{"type":"object"}',
+    )
 
 
 def test_responses_and_codex_bodies() -> None:
@@ -341,32 +436,65 @@ def test_responses_and_codex_bodies() -> None:
         "instructions": "Be brief.",
         "input": [
             {"role": "user", "content": [{"type": "input_text", "text": "run ls"}]},
-            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "use shell"}],
-             "encrypted_content": "b3BhcXVl" * 100},
-            {"type": "function_call", "call_id": "c1", "name": "shell",
-             "arguments": "{\"cmd\":[\"ls\"]}"},
+            {
+                "type": "reasoning",
+                "summary": [{"type": "summary_text", "text": "use shell"}],
+                "encrypted_content": "b3BhcXVl" * 100,
+            },
+            {
+                "type": "function_call",
+                "call_id": "c1",
+                "name": "shell",
+                "arguments": '{"cmd":["ls"]}',
+            },
             {"type": "function_call_output", "call_id": "c1", "output": "a.txt"},
         ],
-        "tools": [{"type": "function", "name": "shell", "description": "Run a command",
-                   "parameters": {"type": "object"}},
-                  {"type": "web_search"}],
+        "tools": [
+            {
+                "type": "function",
+                "name": "shell",
+                "description": "Run a command",
+                "parameters": {"type": "object"},
+            },
+            {"type": "web_search"},
+        ],
     }
     parts = request_text(body, ClientAPI.RESPONSES)  # codex requests are Responses requests
-    assert parts.texts == ("Be brief.", "run ls", "use shell", "shell",
-                           '{"cmd":["ls"]}', "a.txt", "shell", "Run a command",
-                           '{"type":"object"}')
-    assert parts.fixed_tokens == (2 * PER_MESSAGE + tokens.PER_TOOL_CALL
-                                  + tokens.PER_TOOL_RESULT + 2 * tokens.PER_TOOL
-                                  + REPLY_PRIMING)
-    assert request_text({"input": "just a string"}, ClientAPI.RESPONSES).texts == (
-        "just a string",)
+    assert parts.texts == (
+        "Be brief.",
+        "run ls",
+        "use shell",
+        "shell",
+        '{"cmd":["ls"]}',
+        "a.txt",
+        "shell",
+        "Run a command",
+        '{"type":"object"}',
+    )
+    assert parts.fixed_tokens == (
+        2 * PER_MESSAGE
+        + tokens.PER_TOOL_CALL
+        + tokens.PER_TOOL_RESULT
+        + 2 * tokens.PER_TOOL
+        + REPLY_PRIMING
+    )
+    assert request_text({"input": "just a string"}, ClientAPI.RESPONSES).texts == ("just a string",)
 
 
 def test_documents() -> None:
-    text_doc = {"type": "document", "title": "Notes",
-                "source": {"type": "text", "media_type": "text/plain", "data": "plain text"}}
-    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
-                                          "data": base64.b64encode(bytes(2_600_000)).decode()}}
+    text_doc = {
+        "type": "document",
+        "title": "Notes",
+        "source": {"type": "text", "media_type": "text/plain", "data": "plain text"},
+    }
+    pdf = {
+        "type": "document",
+        "source": {
+            "type": "base64",
+            "media_type": "application/pdf",
+            "data": base64.b64encode(bytes(2_600_000)).decode(),
+        },
+    }
     body = anthropic([{"role": "user", "content": [text_doc, pdf]}])
     parts = request_text(body, ANTHROPIC)
     assert parts.texts == ("Notes", "plain text")
@@ -384,22 +512,38 @@ ODD_BODIES: list[Any] = [
     {"messages": None, "system": 5, "tools": "nope"},
     {"messages": [None, 1, "x", [], {"content": 7}, {"content": [None, 3, {"type": 9}]}]},
     {"messages": [{"role": "user", "content": {"type": "text", "text": "lone block"}}]},
-    {"messages": [{"role": "user", "content": [
-        {"type": "image"}, {"type": "image", "source": "x"},
-        {"type": "image", "source": {"type": "base64", "data": 12}},
-        {"type": "image", "source": {"type": "base64", "data": "!!!not base64ü"}},
-        {"type": "image_url", "image_url": "data:image/png;base64,@@@"},
-        {"type": "image_url", "image_url": {"url": None, "detail": []}},
-        {"type": "input_audio", "input_audio": {"data": None}},
-        {"type": "file", "file": "x"}, {"type": "document", "source": None},
-        {"type": "tool_use", "input": {1: object()}}, {"type": "tool_result", "content": 5},
-        {"type": "tool_use", "name": None, "input": 2**70},
-        {"type": "thinking", "thinking": None}, {"type": "unknown", "deep": {"x": ["y"]}},
-    ]}]},
-    {"messages": [{"tool_calls": [None, {"function": "f"}, {"function": {"arguments": 3}}]}],
-     "tools": [None, {"function": None}, {"type": "function"}], "functions": {}},
-    {"input": [None, {"type": "reasoning", "summary": "x"}, {"type": 3}, {"content": 4}],
-     "tools": [{"type": "custom", "name": "apply_patch", "format": {"definition": "g"}}]},
+    {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image"},
+                    {"type": "image", "source": "x"},
+                    {"type": "image", "source": {"type": "base64", "data": 12}},
+                    {"type": "image", "source": {"type": "base64", "data": "!!!not base64ü"}},
+                    {"type": "image_url", "image_url": "data:image/png;base64,@@@"},
+                    {"type": "image_url", "image_url": {"url": None, "detail": []}},
+                    {"type": "input_audio", "input_audio": {"data": None}},
+                    {"type": "file", "file": "x"},
+                    {"type": "document", "source": None},
+                    {"type": "tool_use", "input": {1: object()}},
+                    {"type": "tool_result", "content": 5},
+                    {"type": "tool_use", "name": None, "input": 2**70},
+                    {"type": "thinking", "thinking": None},
+                    {"type": "unknown", "deep": {"x": ["y"]}},
+                ],
+            }
+        ]
+    },
+    {
+        "messages": [{"tool_calls": [None, {"function": "f"}, {"function": {"arguments": 3}}]}],
+        "tools": [None, {"function": None}, {"type": "function"}],
+        "functions": {},
+    },
+    {
+        "input": [None, {"type": "reasoning", "summary": "x"}, {"type": 3}, {"content": 4}],
+        "tools": [{"type": "custom", "name": "apply_patch", "format": {"definition": "g"}}],
+    },
 ]
 
 
@@ -417,8 +561,17 @@ def test_deep_nesting_never_raises() -> None:
     nested: Any = "leaf"
     for _ in range(5000):
         nested = {"k": [nested]}
-    odd = {"messages": [{"role": "user", "content": [{"type": "tool_use", "input": nested},
-                                                      {"type": "mystery", "v": nested}]}]}
+    odd = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_use", "input": nested},
+                    {"type": "mystery", "v": nested},
+                ],
+            }
+        ]
+    }
     for fmt in ClientAPI:
         assert estimate_request_tokens(body, fmt) >= 0
         assert estimate_request_tokens(odd, fmt) >= 0
@@ -426,16 +579,59 @@ def test_deep_nesting_never_raises() -> None:
     assert request_text(odd, ANTHROPIC).texts.count("leaf") == 2
 
 
-KEYS = st.sampled_from([
-    "type", "role", "content", "text", "messages", "system", "tools", "input", "source", "data",
-    "image_url", "url", "detail", "tool_calls", "function", "arguments", "name", "thinking",
-    "instructions", "output", "summary", "input_schema", "parameters", "file", "file_data",
-])
-TYPES = st.sampled_from([
-    "text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking",
-    "image_url", "input_image", "input_audio", "file", "input_file", "function_call",
-    "function_call_output", "reasoning", "message", "base64", "url", "content", "refusal",
-])
+KEYS = st.sampled_from(
+    [
+        "type",
+        "role",
+        "content",
+        "text",
+        "messages",
+        "system",
+        "tools",
+        "input",
+        "source",
+        "data",
+        "image_url",
+        "url",
+        "detail",
+        "tool_calls",
+        "function",
+        "arguments",
+        "name",
+        "thinking",
+        "instructions",
+        "output",
+        "summary",
+        "input_schema",
+        "parameters",
+        "file",
+        "file_data",
+    ]
+)
+TYPES = st.sampled_from(
+    [
+        "text",
+        "image",
+        "document",
+        "tool_use",
+        "tool_result",
+        "thinking",
+        "redacted_thinking",
+        "image_url",
+        "input_image",
+        "input_audio",
+        "file",
+        "input_file",
+        "function_call",
+        "function_call_output",
+        "reasoning",
+        "message",
+        "base64",
+        "url",
+        "content",
+        "refusal",
+    ]
+)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | TYPES,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),

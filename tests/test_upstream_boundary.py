@@ -29,15 +29,31 @@ def _refused_connector() -> aiohttp.ClientConnectorError:
 @pytest.mark.parametrize(
     ("raised", "expected", "error_class", "words"),
     [
-        (TimeoutError(), UpstreamTimeoutError, ErrorClass.TIMEOUT,
-         "no answer in time (first token)"),
-        (DestinationRefused("10.0.0.1 is private"), UpstreamRefusedError, ErrorClass.CONNECTION,
-         "destination refused"),
+        (
+            TimeoutError(),
+            UpstreamTimeoutError,
+            ErrorClass.TIMEOUT,
+            "no answer in time (first token)",
+        ),
+        (
+            DestinationRefused("10.0.0.1 is private"),
+            UpstreamRefusedError,
+            ErrorClass.CONNECTION,
+            "destination refused",
+        ),
         (_refused_connector(), UpstreamRefusedError, ErrorClass.CONNECTION, "cannot connect"),
-        (aiohttp.ServerDisconnectedError(), UpstreamConnectionError, ErrorClass.CONNECTION,
-         "failed (first token)"),
-        (ConnectionResetError(104, "reset"), UpstreamConnectionError, ErrorClass.CONNECTION,
-         "failed (first token)"),
+        (
+            aiohttp.ServerDisconnectedError(),
+            UpstreamConnectionError,
+            ErrorClass.CONNECTION,
+            "failed (first token)",
+        ),
+        (
+            ConnectionResetError(104, "reset"),
+            UpstreamConnectionError,
+            ErrorClass.CONNECTION,
+            "failed (first token)",
+        ),
     ],
 )
 def test_lower_layer_exceptions_become_upstream_errors(

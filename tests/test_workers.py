@@ -32,12 +32,24 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-async def start(config: Path, port: int, state: Path, workers: int = 2
-                ) -> asyncio.subprocess.Process:
+async def start(
+    config: Path, port: int, state: Path, workers: int = 2
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
-        "--workers", str(workers), "--log-level", "warning",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "cli",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "LLMPROXY_STATE_DIR": str(state)},
     )
 
@@ -66,8 +78,11 @@ async def stream(url: str, started: asyncio.Event) -> str:
     connector = aiohttp.TCPConnector(force_close=True)
     async with (
         aiohttp.ClientSession(connector=connector) as session,
-        session.post(url + "/v1/chat/completions", json=body,
-                     headers={"authorization": f"Bearer {CLIENT_KEY}"}) as response,
+        session.post(
+            url + "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        ) as response,
     ):
         assert response.status == 200
         async for line in response.content:
@@ -87,8 +102,10 @@ async def test_two_workers_share_one_port_show_in_status_and_drain_on_sigterm(
     slow = SimulatedProvider("zai", "openai", ["glm-5"], chunk_delay=0.05, chunk_chars=4)
     async with run_simulated([slow]) as sims:
         config = tmp_path / "config.toml"
-        config.write_text(config_text(sims, {"default": "zai,glm-5"})
-                          + f'[state]\nbackend = "redis"\nurl = "{redis_server.url}"\n')
+        config.write_text(
+            config_text(sims, {"default": "zai,glm-5"})
+            + f'[state]\nbackend = "redis"\nurl = "{redis_server.url}"\n'
+        )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         supervisor = await start(config, port, tmp_path / "state")
@@ -97,9 +114,11 @@ async def test_two_workers_share_one_port_show_in_status_and_drain_on_sigterm(
             assert len(pids) == 2, pids
 
             status = await asyncio.to_thread(
-                CliRunner().invoke, app, ["status", "--json", "--url", url],
-                env={"LLMPROXY_STATE_DIR": str(tmp_path / "state"),
-                     "LLMPROXY_API_KEY": CLIENT_KEY})
+                CliRunner().invoke,
+                app,
+                ["status", "--json", "--url", url],
+                env={"LLMPROXY_STATE_DIR": str(tmp_path / "state"), "LLMPROXY_API_KEY": CLIENT_KEY},
+            )
             report = orjson.loads(status.stdout)
             assert report["supervisor"] == supervisor.pid
             assert {w["pid"] for w in report["workers"]} == pids

@@ -15,9 +15,7 @@ from typing import Any
 
 from proxy.errors import ConfigError
 
-_VAR = re.compile(
-    r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))"
-)
+_VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 DOTENV_NAME = ".env"
 
@@ -25,8 +23,9 @@ Unset = MutableMapping[str, str]
 """Collects `key path -> variable name` for variables that were not set."""
 
 
-def expand_string(value: str, env: Mapping[str, str], key: str, *,
-                  unset: Unset | None = None) -> str:
+def expand_string(
+    value: str, env: Mapping[str, str], key: str, *, unset: Unset | None = None
+) -> str:
     """Expand once (expanded text is not re-expanded). With `unset`, a missing variable
     becomes "" and is recorded there instead of raising."""
     if "$" not in value:
@@ -37,8 +36,9 @@ def expand_string(value: str, env: Mapping[str, str], key: str, *,
         m = _VAR.match(value, at)
         if m is None:
             raise ConfigError(
-                key, f"stray '$' at offset {at}: write $NAME, ${{NAME}}, ${{NAME:-default}}, "
-                "or $$ for a literal '$'"
+                key,
+                f"stray '$' at offset {at}: write $NAME, ${{NAME}}, ${{NAME:-default}}, "
+                "or $$ for a literal '$'",
             )
         name = m.group(2) or m.group(4)
         default = m.group(3)
@@ -67,14 +67,16 @@ def references(value: str) -> list[str]:
     return [m.group(2) or m.group(4) for m in _VAR.finditer(value) if not m.group(1)]
 
 
-def expand_env(data: Any, env: Mapping[str, str], key: str = "", *,
-               unset: Unset | None = None) -> Any:
+def expand_env(
+    data: Any, env: Mapping[str, str], key: str = "", *, unset: Unset | None = None
+) -> Any:
     """A copy of a parsed TOML tree with every string value expanded (keys are not)."""
     if isinstance(data, str):
         return expand_string(data, env, key, unset=unset)
     if isinstance(data, dict):
-        return {k: expand_env(v, env, f"{key}.{k}" if key else k, unset=unset)
-                for k, v in data.items()}
+        return {
+            k: expand_env(v, env, f"{key}.{k}" if key else k, unset=unset) for k, v in data.items()
+        }
     if isinstance(data, list):
         return [expand_env(v, env, f"{key}[{i}]", unset=unset) for i, v in enumerate(data)]
     return data

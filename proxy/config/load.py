@@ -25,7 +25,14 @@ from proxy.state.settings import parse_state
 SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
 _TOP_KEYS = (
-    "proxy", "router", "providers", "security", "management", "state", "affinity", "journal",
+    "proxy",
+    "router",
+    "providers",
+    "security",
+    "management",
+    "state",
+    "affinity",
+    "journal",
     "oauth",
     "webhooks",
 )
@@ -59,9 +66,18 @@ def _build(data: dict[str, Any], source: str) -> Config:
             if not isinstance(data[name], dict):
                 raise ConfigError(name, f"expected table, got {type_name(data[name])}")
             extra[name] = MappingProxyType(data[name])
-    return Config(proxy, router, tuple(providers.values()), source, MappingProxyType(extra),
-                  security=security, management=management, state=parse_state(top),
-                  affinity=parse_affinity(top), journal=parse_journal(top))
+    return Config(
+        proxy,
+        router,
+        tuple(providers.values()),
+        source,
+        MappingProxyType(extra),
+        security=security,
+        management=management,
+        state=parse_state(top),
+        affinity=parse_affinity(top),
+        journal=parse_journal(top),
+    )
 
 
 def _check_destination(
@@ -81,8 +97,9 @@ def _check_destination(
 # --- entry points ------------------------------------------------------------------------------
 
 
-def parse_config(text: str, env: Mapping[str, str], source: str = "<string>", *,
-                 unset: Unset | None = None) -> Config:
+def parse_config(
+    text: str, env: Mapping[str, str], source: str = "<string>", *, unset: Unset | None = None
+) -> Config:
     """`unset`: collect unset variables there (as "") instead of failing on them."""
     try:
         raw = tomllib.loads(text)
@@ -91,8 +108,9 @@ def parse_config(text: str, env: Mapping[str, str], source: str = "<string>", *,
     return _build(expand_env(raw, env, unset=unset), source)
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None, *,
-                unset: Unset | None = None) -> Config:
+def load_config(
+    path: Path, env: Mapping[str, str] | None = None, *, unset: Unset | None = None
+) -> Config:
     """The file at `path`, its `$VAR`s expanded from `env` (default: the process environment)
     over the `.env` file next to it."""
     try:

@@ -91,9 +91,7 @@ class TableReader:
             raise ConfigError(self.key(name), "must not be empty")
         return value
 
-    def integer(
-        self, name: str, default: Any = MISSING, *, low: int = 1, high: int = 2**53
-    ) -> Any:
+    def integer(self, name: str, default: Any = MISSING, *, low: int = 1, high: int = 2**53) -> Any:
         value = self.get(name, int, "integer", default)
         if value is not None and not low <= value <= high:
             raise ConfigError(self.key(name), f"must be between {low} and {high}, got {value}")
@@ -124,7 +122,8 @@ class TableReader:
     ) -> TableReader | None:
         return (
             TableReader(self.data[name], self.key(name), known, compat)
-            if name in self.data else None
+            if name in self.data
+            else None
         )
 
     def tables(

@@ -69,13 +69,19 @@ def _mapping_target(
     candidates = m.string("candidates", None, empty_ok=False)
     if ranking is None:
         if candidates is not None:
-            raise ConfigError(m.key("candidates"), "only a ranked mapping has candidates "
-                              "(to = \"@cheapest\", \"@fastest\" or \"@best\")")
+            raise ConfigError(
+                m.key("candidates"),
+                'only a ranked mapping has candidates (to = "@cheapest", "@fastest" or "@best")',
+            )
         return _chain(text, m.key("to"), providers), None
     if candidates is not None:
         return _chain(candidates, m.key("candidates"), providers), ranking
-    every = tuple(Target(p.name, model) for p in providers.values() for model in p.models
-                  if not GLOB_CHARS.intersection(model))
+    every = tuple(
+        Target(p.name, model)
+        for p in providers.values()
+        for model in p.models
+        if not GLOB_CHARS.intersection(model)
+    )
     if not every:
         raise ConfigError(m.key("candidates"), "required: no provider lists an exact model id")
     return every, ranking
@@ -93,8 +99,10 @@ def _route_chain(
         return chain
     if "," not in name and ":" not in name:
         known = ", ".join(s.value for s in routes)
-        raise ConfigError(key, f"unknown route '{name}' (routes: {known}; "
-                          "or a chain 'provider,model|provider,model')")
+        raise ConfigError(
+            key,
+            f"unknown route '{name}' (routes: {known}; or a chain 'provider,model|provider,model')",
+        )
     return _chain(name, key, providers)
 
 
@@ -116,8 +124,7 @@ def _keyword_rules(
         chain = _route_chain(route, k.key("route"), routes, providers)
         priority = k.integer("priority", 50, low=0, high=100)
         try:
-            rule = compile_rule(name, phrases, chain, priority=priority, route=route,
-                                origin=k.path)
+            rule = compile_rule(name, phrases, chain, priority=priority, route=route, origin=k.path)
         except ValueError as e:
             raise ConfigError(k.key("phrases"), str(e)) from None
         rules.append(rule)

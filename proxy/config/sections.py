@@ -113,8 +113,7 @@ def _health(t: TableReader | None) -> HealthSettings:
         config_error_cooldown=t.millis(
             "config_error_cooldown_ms", defaults.config_error_cooldown * 1000, zero_ok=True
         ),
-        quota_cooldown=t.millis("quota_cooldown_ms", defaults.quota_cooldown * 1000,
-                                zero_ok=True),
+        quota_cooldown=t.millis("quota_cooldown_ms", defaults.quota_cooldown * 1000, zero_ok=True),
     )
 
 
@@ -201,8 +200,11 @@ def _prompt_cache_key(t: TableReader, fmt: ProviderFormat) -> bool:
     opt-in for OpenAI-compatible ones, since strict servers refuse fields they do not know."""
     value: bool = t.boolean("prompt_cache_key", fmt is ProviderFormat.CODEX)
     if value and fmt is ProviderFormat.ANTHROPIC:
-        raise ConfigError(t.key("prompt_cache_key"), "Anthropic-format providers cache at "
-                          "cache_control breakpoints and take no prompt_cache_key")
+        raise ConfigError(
+            t.key("prompt_cache_key"),
+            "Anthropic-format providers cache at "
+            "cache_control breakpoints and take no prompt_cache_key",
+        )
     return value
 
 
@@ -226,8 +228,11 @@ def _capability_overrides(
         key = f"{t.key('capabilities')}." + (
             pattern if re.fullmatch(r"[A-Za-z0-9_-]+", pattern) else f'"{pattern}"'
         )
-        misplaced = sorted(set(values).intersection(PROVIDER_KEYS).difference(
-            OVERRIDE_KEYS)) if isinstance(values, dict) else []
+        misplaced = (
+            sorted(set(values).intersection(PROVIDER_KEYS).difference(OVERRIDE_KEYS))
+            if isinstance(values, dict)
+            else []
+        )
         if misplaced:
             raise ConfigError(
                 f"{key}.{misplaced[0]}",

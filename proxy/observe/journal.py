@@ -161,8 +161,7 @@ class Journal:
     def _problem(self, what: str) -> None:
         if not self._degraded:
             self._degraded = True
-            log.warning("request journal degraded, requests are served but not recorded: %s",
-                        what)
+            log.warning("request journal degraded, requests are served but not recorded: %s", what)
 
     def _recovered(self) -> None:
         if self._degraded:
@@ -198,8 +197,16 @@ _INSERT_ATTEMPTS = f"INSERT INTO attempts SELECT {_columns(8)} FROM json_each(?)
 
 def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
     attempts = [
-        (r.id, seq, a.target.provider, a.target.model, a.status,
-         a.error_class.value if a.error_class else None, round(a.elapsed_ms, 1), a.detail)
+        (
+            r.id,
+            seq,
+            a.target.provider,
+            a.target.model,
+            a.status,
+            a.error_class.value if a.error_class else None,
+            round(a.elapsed_ms, 1),
+            a.detail,
+        )
         for r in batch
         for seq, a in enumerate(r.attempts)
     ]
@@ -212,16 +219,32 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
 def _request_row(r: RequestRecord) -> tuple[object, ...]:
     u = r.usage
     return (
-        r.id, r.started, r.client_api, int(r.stream), r.requested_model, r.route, r.reason,
-        r.served.provider if r.served else None, r.served.model if r.served else None,
-        attempts_path(r.attempts), u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
-        u.cache_creation_input_tokens, r.cost, r.ttft_ms, round(r.total_ms, 1), r.status,
-        r.outcome, r.error,
+        r.id,
+        r.started,
+        r.client_api,
+        int(r.stream),
+        r.requested_model,
+        r.route,
+        r.reason,
+        r.served.provider if r.served else None,
+        r.served.model if r.served else None,
+        attempts_path(r.attempts),
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_input_tokens,
+        u.cache_creation_input_tokens,
+        r.cost,
+        r.ttft_ms,
+        round(r.total_ms, 1),
+        r.status,
+        r.outcome,
+        r.error,
     )
 
 
-def apply_retention(db: sqlite3.Connection, settings: JournalSettings, now: float | None = None
-                    ) -> None:
+def apply_retention(
+    db: sqlite3.Connection, settings: JournalSettings, now: float | None = None
+) -> None:
     """Delete rows older than `retention_days`, then the oldest tenth while the data is larger
     than `max_mb`."""
     cutoff = (time.time() if now is None else now) - settings.retention_days * 86400
@@ -243,8 +266,9 @@ def apply_retention(db: sqlite3.Connection, settings: JournalSettings, now: floa
 
 
 def _delete_before(db: sqlite3.Connection, cutoff: float) -> None:
-    db.execute("DELETE FROM attempts WHERE request_id IN (SELECT id FROM requests WHERE ts < ?)",
-               (cutoff,))
+    db.execute(
+        "DELETE FROM attempts WHERE request_id IN (SELECT id FROM requests WHERE ts < ?)", (cutoff,)
+    )
     db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
 
 
@@ -322,8 +346,10 @@ def read_requests(path: Path, query: Query) -> list[JournalEntry]:
         where.append("route = ?")
         args.append(query.route)
     if query.failed:
-        where.append("(outcome != 'ok' OR EXISTS (SELECT 1 FROM attempts a "
-                     "WHERE a.request_id = requests.id AND a.error_class IS NOT NULL))")
+        where.append(
+            "(outcome != 'ok' OR EXISTS (SELECT 1 FROM attempts a "
+            "WHERE a.request_id = requests.id AND a.error_class IS NOT NULL))"
+        )
     with _reader(path) as db:
         rows = db.execute(
             f"SELECT rowid AS row, * FROM requests WHERE {' AND '.join(where)} "
@@ -333,9 +359,12 @@ def read_requests(path: Path, query: Query) -> list[JournalEntry]:
         out = []
         for row in reversed(rows):
             attempts = tuple(
-                dict(a) for a in db.execute(
+                dict(a)
+                for a in db.execute(
                     "SELECT provider, model, status, error_class, elapsed_ms, detail "
-                    "FROM attempts WHERE request_id = ? ORDER BY seq", (row["id"],))
+                    "FROM attempts WHERE request_id = ? ORDER BY seq",
+                    (row["id"],),
+                )
             )
             values = dict(row)
             values["stream"] = bool(values["stream"])
@@ -381,8 +410,17 @@ def usage_summary(path: Path, by: str, since: float | None) -> list[UsageRow]:
             (since or 0.0,),
         ).fetchall()
         return [
-            UsageRow(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
-                     int(r[5] or 0), int(r[6] or 0), float(r[7] or 0.0), int(r[8] or 0))
+            UsageRow(
+                str(r[0]),
+                int(r[1]),
+                int(r[2] or 0),
+                int(r[3] or 0),
+                int(r[4] or 0),
+                int(r[5] or 0),
+                int(r[6] or 0),
+                float(r[7] or 0.0),
+                int(r[8] or 0),
+            )
             for r in rows
         ]
 

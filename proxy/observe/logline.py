@@ -43,8 +43,10 @@ def text_line(r: RequestRecord) -> str:
     if r.outcome != "ok":
         parts.append(r.outcome + (f":{r.error}" if r.error else ""))
     u = r.usage
-    parts.append(f"in={u.input_tokens} out={u.output_tokens} "
-                 f"cache={u.cache_read_input_tokens}/{u.cache_creation_input_tokens}")
+    parts.append(
+        f"in={u.input_tokens} out={u.output_tokens} "
+        f"cache={u.cache_read_input_tokens}/{u.cache_creation_input_tokens}"
+    )
     parts.append(format_cost(r.cost))
     if r.ttft_ms is not None:
         parts.append(f"ttft={r.ttft_ms:.0f}ms")

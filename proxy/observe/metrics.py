@@ -27,15 +27,49 @@ from proxy.types import Attempt, Target
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # OpenTelemetry's advised buckets for these histograms (gen-ai-metrics.md).
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-                    40.96, 81.92)
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
-                5.0, 7.5, 10.0)
+DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
 SERIES_LIMIT = 2000
 OTHER = "other"
-GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
-         "gen_ai_response_model")
+GENAI = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
 
 
 class Metrics:
@@ -43,39 +77,65 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "llmproxy_requests", "Generation requests by route, client API, served target and "
-            "HTTP status.", ["route", "client_api", "provider", "model", "status", "outcome"],
-            registry=r)
+            "llmproxy_requests",
+            "Generation requests by route, client API, served target and HTTP status.",
+            ["route", "client_api", "provider", "model", "status", "outcome"],
+            registry=r,
+        )
         self.attempts = Counter(
-            "llmproxy_attempts", "Upstream attempts by target and outcome class.",
-            ["provider", "model", "outcome"], registry=r)
+            "llmproxy_attempts",
+            "Upstream attempts by target and outcome class.",
+            ["provider", "model", "outcome"],
+            registry=r,
+        )
         self.fallbacks = Counter(
-            "llmproxy_fallbacks", "Targets given up on before one answered.", ["route"],
-            registry=r)
+            "llmproxy_fallbacks", "Targets given up on before one answered.", ["route"], registry=r
+        )
         self.takeovers = Counter(
-            "llmproxy_midstream_takeovers", "Streams continued on another target after they "
-            "had started.", ["route"], registry=r)
+            "llmproxy_midstream_takeovers",
+            "Streams continued on another target after they had started.",
+            ["route"],
+            registry=r,
+        )
         self.refusals = Counter(
-            "llmproxy_rate_limit_refusals", "Requests refused by llmproxy's own rate limits.",
-            ["client_api"], registry=r)
+            "llmproxy_rate_limit_refusals",
+            "Requests refused by llmproxy's own rate limits.",
+            ["client_api"],
+            registry=r,
+        )
         self.tokens = Counter(
-            "llmproxy_tokens", "Tokens by served target and type (input excludes cache).",
-            ["provider", "model", "type"], registry=r)
+            "llmproxy_tokens",
+            "Tokens by served target and type (input excludes cache).",
+            ["provider", "model", "type"],
+            registry=r,
+        )
         self.cost = Counter(
-            "llmproxy_cost_usd", "Cost in US dollars by served target.", ["provider", "model"],
-            registry=r)
+            "llmproxy_cost_usd",
+            "Cost in US dollars by served target.",
+            ["provider", "model"],
+            registry=r,
+        )
         self.token_usage = Histogram(
-            "gen_ai_client_token_usage", "Input and output tokens per request (OpenTelemetry "
-            "gen_ai.client.token.usage).", [*GENAI, "gen_ai_token_type"], registry=r,
-            buckets=TOKEN_BUCKETS)
+            "gen_ai_client_token_usage",
+            "Input and output tokens per request (OpenTelemetry gen_ai.client.token.usage).",
+            [*GENAI, "gen_ai_token_type"],
+            registry=r,
+            buckets=TOKEN_BUCKETS,
+        )
         self.duration = Histogram(
-            "gen_ai_client_operation_duration_seconds", "Whole request duration (OpenTelemetry "
-            "gen_ai.client.operation.duration).", [*GENAI, "error_type"], registry=r,
-            buckets=DURATION_BUCKETS)
+            "gen_ai_client_operation_duration_seconds",
+            "Whole request duration (OpenTelemetry gen_ai.client.operation.duration).",
+            [*GENAI, "error_type"],
+            registry=r,
+            buckets=DURATION_BUCKETS,
+        )
         self.ttft = Histogram(
-            "gen_ai_server_time_to_first_token_seconds", "Time to the first streamed token "
-            "(OpenTelemetry gen_ai.server.time_to_first_token).", GENAI, registry=r,
-            buckets=TTFT_BUCKETS)
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time to the first streamed token (OpenTelemetry gen_ai.server.time_to_first_token).",
+            GENAI,
+            registry=r,
+            buckets=TTFT_BUCKETS,
+        )
         r.register(_HealthCollector(health))
         self._series: dict[tuple[object, ...], _Series] = {}
         self._attempts: dict[tuple[Target, str], Counter] = {}
@@ -86,8 +146,16 @@ class Metrics:
         served = record.served
         provider, model = (served.provider, served.model) if served else ("", "")
         requested = record.requested_model
-        key = (record.route, record.client_api, provider, model, record.status, record.outcome,
-               requested, record.error)
+        key = (
+            record.route,
+            record.client_api,
+            provider,
+            model,
+            record.status,
+            record.outcome,
+            requested,
+            record.error,
+        )
         series = self._series.get(key)
         if series is None:
             if len(self._series) >= SERIES_LIMIT:
@@ -111,7 +179,8 @@ class Metrics:
             return
         usage = record.usage
         series.input_usage.observe(
-            usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens)
+            usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+        )
         series.output_usage.observe(usage.output_tokens)
         series.input_tokens.inc(usage.input_tokens)
         series.output_tokens.inc(usage.output_tokens)
@@ -132,8 +201,9 @@ class Metrics:
         route = record.route
         genai = ("chat", provider, requested, model)
         return _Series(
-            requests=self.requests.labels(route, record.client_api, provider, model,
-                                          str(record.status), record.outcome),
+            requests=self.requests.labels(
+                route, record.client_api, provider, model, str(record.status), record.outcome
+            ),
             fallbacks=self.fallbacks.labels(route),
             takeovers=self.takeovers.labels(route),
             duration=self.duration.labels(*genai, record.error),
@@ -152,14 +222,19 @@ class Metrics:
         child = self._attempts.get(key)
         if child is None:
             child = self._attempts[key] = self.attempts.labels(
-                attempt.target.provider, attempt.target.model, outcome)
+                attempt.target.provider, attempt.target.model, outcome
+            )
         return child
 
     def watch_state(self, up: Callable[[], bool]) -> None:
         """`[state]`: whether the shared backend answers (`proxy.state`)."""
-        gauge = Gauge("llmproxy_shared_state_up", "1 while the state backend answers (memory "
-                      "always does); 0 while Redis does not and this instance runs on local "
-                      "state.", registry=self.registry)
+        gauge = Gauge(
+            "llmproxy_shared_state_up",
+            "1 while the state backend answers (memory "
+            "always does); 0 while Redis does not and this instance runs on local "
+            "state.",
+            registry=self.registry,
+        )
         gauge.set_function(lambda: 1.0 if up() else 0.0)
 
     def render(self) -> bytes:
@@ -188,11 +263,15 @@ class _HealthCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(
-            "llmproxy_breaker_state", "Circuit breaker per target: 0 closed, 1 half-open "
-            "(one probe allowed), 2 open.", labels=["provider", "model"])
+            "llmproxy_breaker_state",
+            "Circuit breaker per target: 0 closed, 1 half-open (one probe allowed), 2 open.",
+            labels=["provider", "model"],
+        )
         cooldown = GaugeMetricFamily(
-            "llmproxy_cooldown_seconds", "Seconds until a cooling target (rate limit, quota, "
-            "config error) is tried again.", labels=["provider", "model"])
+            "llmproxy_cooldown_seconds",
+            "Seconds until a cooling target (rate limit, quota, config error) is tried again.",
+            labels=["provider", "model"],
+        )
         for status in self._health():
             labels = [status.target.provider, status.target.model]
             state.add_metric(labels, BREAKER_VALUES[status.state])

@@ -1,10 +1,10 @@
 """The `[journal]` settings, read from the config file by `proxy.config`.
 
-    [journal]                         the request journal (SQLite, WAL)
-    enabled = true
-    path = "..."                      default: requests.db in the state dir
-    retention_days = 30               rows older than this are deleted
-    max_mb = 100                      oldest rows go first when the file grows past this
+[journal]                         the request journal (SQLite, WAL)
+enabled = true
+path = "..."                      default: requests.db in the state dir
+retention_days = 30               rows older than this are deleted
+max_mb = 100                      oldest rows go first when the file grows past this
 """
 
 from __future__ import annotations

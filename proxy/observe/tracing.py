@@ -21,8 +21,9 @@ ENDPOINT_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
 class Tracer:
-    def __init__(self, tracer: Any, trace_api: Any,
-                 shutdown: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, tracer: Any, trace_api: Any, shutdown: Callable[[], object] | None = None
+    ) -> None:
         self._tracer = tracer
         self._trace = trace_api
         self._shutdown = shutdown
@@ -48,22 +49,27 @@ class Tracer:
         }
         if served is not None:
             usage = record.usage
-            attributes.update({
-                "gen_ai.provider.name": served.provider,
-                "gen_ai.response.model": served.model,
-                "gen_ai.usage.input_tokens": usage.input_tokens
-                + usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
-                "gen_ai.usage.output_tokens": usage.output_tokens,
-                "gen_ai.usage.cache_read.input_tokens": usage.cache_read_input_tokens,
-                "gen_ai.usage.cache_creation.input_tokens": usage.cache_creation_input_tokens,
-            })
+            attributes.update(
+                {
+                    "gen_ai.provider.name": served.provider,
+                    "gen_ai.response.model": served.model,
+                    "gen_ai.usage.input_tokens": usage.input_tokens
+                    + usage.cache_read_input_tokens
+                    + usage.cache_creation_input_tokens,
+                    "gen_ai.usage.output_tokens": usage.output_tokens,
+                    "gen_ai.usage.cache_read.input_tokens": usage.cache_read_input_tokens,
+                    "gen_ai.usage.cache_creation.input_tokens": usage.cache_creation_input_tokens,
+                }
+            )
         if record.cost is not None:
             attributes["llmproxy.cost_usd"] = record.cost
         if record.error:
             attributes["error.type"] = record.error
         span = self._tracer.start_span(
-            f"chat {record.requested_model}", kind=self._trace.SpanKind.SERVER,
-            start_time=start, attributes=attributes,
+            f"chat {record.requested_model}",
+            kind=self._trace.SpanKind.SERVER,
+            start_time=start,
+            attributes=attributes,
         )
         if record.outcome != "ok":
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, record.error))
@@ -81,13 +87,16 @@ class Tracer:
             if attempt.error_class is not None:
                 child_attributes["error.type"] = attempt.error_class.value
             child = self._tracer.start_span(
-                f"chat {attempt.target.model}", context=context,
-                kind=self._trace.SpanKind.CLIENT, start_time=offset,
+                f"chat {attempt.target.model}",
+                context=context,
+                kind=self._trace.SpanKind.CLIENT,
+                start_time=offset,
                 attributes=child_attributes,
             )
             if attempt.error_class is not None:
-                child.set_status(self._trace.Status(self._trace.StatusCode.ERROR,
-                                                    attempt.detail[:200]))
+                child.set_status(
+                    self._trace.Status(self._trace.StatusCode.ERROR, attempt.detail[:200])
+                )
             offset += int(attempt.elapsed_ms * 1e6)
             child.end(end_time=min(offset, end))
         span.end(end_time=end)
@@ -102,8 +111,11 @@ def tracer_from_env(env: Mapping[str, str]) -> Tracer | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        log.warning("%s is set but the otel extra is not installed "
-                    "(pip install 'llmproxy[otel]'); no spans are exported", ENDPOINT_VARIABLE)
+        log.warning(
+            "%s is set but the otel extra is not installed "
+            "(pip install 'llmproxy[otel]'); no spans are exported",
+            ENDPOINT_VARIABLE,
+        )
         return None
     return make_tracer(BatchSpanProcessor(OTLPSpanExporter()))
 

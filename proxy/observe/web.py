@@ -51,8 +51,9 @@ def install_observe_routes(app: web.Application) -> None:
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[OBSERVER].metrics.render()
-    return web.Response(body=body, headers={"content-type": "text/plain; version=0.0.4; "
-                                            "charset=utf-8"})
+    return web.Response(
+        body=body, headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
 
 
 async def live(request: web.Request) -> web.Response:
@@ -72,8 +73,9 @@ async def ready(request: web.Request) -> web.Response:
         "targets": len(targets),
         "usable_targets": len(usable),
         # Not a readiness condition: without Redis requests flow on local state.
-        "state": {k: v for k, v in request.app[STATE].status().items()
-                  if k in ("backend", "redis")},
+        "state": {
+            k: v for k, v in request.app[STATE].status().items() if k in ("backend", "redis")
+        },
     }
     return _json(body, status=200 if usable else 503)
 
@@ -83,8 +85,9 @@ def _static(name: str, content_type: str) -> Callable[[web.Request], Awaitable[w
     data = resources.files("proxy.observe").joinpath("static", name).read_bytes()
 
     async def serve(request: web.Request) -> web.Response:
-        return web.Response(body=data, content_type=content_type, charset="utf-8",
-                            headers=UI_HEADERS)
+        return web.Response(
+            body=data, content_type=content_type, charset="utf-8", headers=UI_HEADERS
+        )
 
     return serve
 
@@ -133,8 +136,10 @@ def health_words(status: TargetStatus, now: float, retry_in: float) -> str:
     if status.cooldown_left > 0:
         return f"resting until {_clock(now + status.cooldown_left)}{reason}"
     if status.state == BreakerState.OPEN and status.failing_for is not None:
-        return (f"failing since {_clock(now - status.failing_for)}, retry at "
-                f"{_clock(now + retry_in)}{reason}")
+        return (
+            f"failing since {_clock(now - status.failing_for)}, retry at "
+            f"{_clock(now + retry_in)}{reason}"
+        )
     if status.state == BreakerState.HALF_OPEN:
         return f"failing, being retried now{reason}"
     if status.requests == 0:
@@ -146,7 +151,9 @@ def _clock(when: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(when))
 
 
-def _json(body: JSONObject, *, status: int = 200,
-          headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
-                        content_type="application/json")
+def _json(
+    body: JSONObject, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )

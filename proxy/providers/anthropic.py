@@ -10,7 +10,6 @@ from proxy.types import JSONObject
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-
 class AnthropicDialect:
     def url(self, provider: ProviderConfig) -> str:
         """`https://api.anthropic.com` and `.../v1` and MiniMax's `.../anthropic` all work."""

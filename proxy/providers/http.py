@@ -147,8 +147,7 @@ class HttpTransport:
                     if not got_event:
                         raise
                     # Events arrived: the answer is cut (or, after its finish, complete).
-                    broken = StreamCutError(f"stream broke: {error.message}",
-                                            target=request.target)
+                    broken = StreamCutError(f"stream broke: {error.message}", target=request.target)
                     chunk = b""
                 events = sse.feed(chunk) if chunk else sse.close()
                 batch: EventBatch = []
@@ -193,8 +192,11 @@ class HttpTransport:
             if broken is not None:
                 # The finish reason had arrived: what broke afterwards (the `[DONE]`, the end of
                 # the body) cost the client nothing, so the answer is complete.
-                log.info("%s: %s after the finish reason; answer complete", request.target,
-                         broken.message)
+                log.info(
+                    "%s: %s after the finish reason; answer complete",
+                    request.target,
+                    broken.message,
+                )
         finally:
             if finished and broken is None:
                 response.release()

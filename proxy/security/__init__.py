@@ -1,11 +1,11 @@
 """What keeps llmproxy safe with its defaults and under hostile input.
 
-    settings.py    typed `[security]` and `[management]` config (read by proxy.config)
-    auth.py        client keys (constant-time), the loopback-only rule without keys
-    ratelimit.py   token buckets per client key and global, behind the `RateLimiter` protocol
-    ssrf.py        which provider URLs and addresses may be reached
-    resolver.py    the same rules applied to every address actually connected to
-    limits.py      body size, read timeout, JSON depth and encoding of incoming requests
-    refusals.py    every refusal as JSON in the client's own dialect
-    html.py        the only way to build an HTML page: escaped values, restrictive CSP
+settings.py    typed `[security]` and `[management]` config (read by proxy.config)
+auth.py        client keys (constant-time), the loopback-only rule without keys
+ratelimit.py   token buckets per client key and global, behind the `RateLimiter` protocol
+ssrf.py        which provider URLs and addresses may be reached
+resolver.py    the same rules applied to every address actually connected to
+limits.py      body size, read timeout, JSON depth and encoding of incoming requests
+refusals.py    every refusal as JSON in the client's own dialect
+html.py        the only way to build an HTML page: escaped values, restrictive CSP
 """

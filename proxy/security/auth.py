@@ -41,8 +41,7 @@ class ClientKeys:
     def configured(self) -> bool:
         return bool(self._digests)
 
-    def match(self, presented: Iterable[str], compare: Compare = hmac.compare_digest
-              ) -> str | None:
+    def match(self, presented: Iterable[str], compare: Compare = hmac.compare_digest) -> str | None:
         """The id of the configured key among `presented`, or None. Every pair is compared."""
         found = 0
         for candidate in presented:
@@ -107,8 +106,10 @@ def auth_middleware(keys: ClientKeys) -> Middleware:
 def _browser_problem(request: web.BaseRequest) -> str | None:
     host = _url_host(f"http://{request.headers.get('host', '')}")
     if host is None or not is_loopback_host(host):
-        return ("without a client key llmproxy answers only requests addressed to a loopback "
-                "name (localhost, 127.0.0.1, [::1]); set [proxy] api_key to serve others")
+        return (
+            "without a client key llmproxy answers only requests addressed to a loopback "
+            "name (localhost, 127.0.0.1, [::1]); set [proxy] api_key to serve others"
+        )
     origin = request.headers.get("origin")
     if origin is not None and not is_loopback_host(_url_host(origin) or ""):
         return f"cross-site request from origin {origin[:100]!r} refused"

@@ -41,5 +41,10 @@ def render_page(title: str, *paragraphs: str) -> str:
 
 def html_response(title: str, *paragraphs: str, status: int = 200) -> web.Response:
     """A small page from plain text (never markup), with the restrictive headers."""
-    return web.Response(text=render_page(title, *paragraphs), status=status,
-                        content_type="text/html", charset="utf-8", headers=SECURITY_HEADERS)
+    return web.Response(
+        text=render_page(title, *paragraphs),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=SECURITY_HEADERS,
+    )

@@ -77,19 +77,29 @@ def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
             async with asyncio.timeout(limits.body_read_timeout):
                 raw = await request.read()
         except TimeoutError:
-            return await _closing(request, error_response(
-                request, 408,
-                f"request body not received within {limits.body_read_timeout:g}s",
-                code="request_timeout",
-            ))
+            return await _closing(
+                request,
+                error_response(
+                    request,
+                    408,
+                    f"request body not received within {limits.body_read_timeout:g}s",
+                    code="request_timeout",
+                ),
+            )
         except web.HTTPRequestEntityTooLarge:
             return await _too_large(request, limits)
         except (web.RequestPayloadError, HttpProcessingError) as exc:
             # broken chunks, a body that does not decompress (aiohttp's C parser raises the
             # first, its pure-Python one the second)
-            return await _closing(request, error_response(
-                request, 400, f"malformed request body: {parser_reason(str(exc))}",
-                code="malformed_request"))
+            return await _closing(
+                request,
+                error_response(
+                    request,
+                    400,
+                    f"malformed request body: {parser_reason(str(exc))}",
+                    code="malformed_request",
+                ),
+            )
         if not raw.strip() and management:
             request[BODY] = None
             return await handler(request)
@@ -101,18 +111,24 @@ def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
         log_body(log, f"{request.method} {request.path} request body", raw, redactor)
         response = await handler(request)
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
-            log_body(log, f"{request.path} response body ({response.status})", response.body,
-                     redactor)
+            log_body(
+                log, f"{request.path} response body ({response.status})", response.body, redactor
+            )
         return response
 
     return middleware
 
 
 async def _too_large(request: web.Request, limits: RequestLimits) -> web.StreamResponse:
-    return await _closing(request, error_response(
-        request, 413, f"request body exceeds {limits.max_body_bytes} bytes",
-        code="request_too_large",
-    ))
+    return await _closing(
+        request,
+        error_response(
+            request,
+            413,
+            f"request body exceeds {limits.max_body_bytes} bytes",
+            code="request_too_large",
+        ),
+    )
 
 
 async def _closing(request: web.Request, response: web.Response) -> web.StreamResponse:

@@ -33,8 +33,9 @@ from proxy.types import ClientAPI
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], float]
 
-LIMITED_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses",
-                           "/v1/messages/count_tokens"})
+LIMITED_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/messages/count_tokens"}
+)
 UNBILLED_PATHS = frozenset({"/v1/messages/count_tokens"})
 """Limited by requests and concurrency, not tokens: no provider is asked."""
 CONCURRENCY_RETRY_AFTER = 1.0
@@ -100,16 +101,22 @@ class _Scope:
     @classmethod
     def new(cls, name: str, rate: Rate, now: float) -> _Scope:
         rpm, tpm = rate.requests_per_minute, rate.tokens_per_minute
-        return cls(name, rate, Bucket.per_minute(rpm, now) if rpm else None,
-                   Bucket.per_minute(tpm, now) if tpm else None)
+        return cls(
+            name,
+            rate,
+            Bucket.per_minute(rpm, now) if rpm else None,
+            Bucket.per_minute(tpm, now) if tpm else None,
+        )
 
     def waits(self, tokens: int, now: float) -> list[tuple[str, float]]:
         found = []
         limit = self.rate.concurrent_requests
         if limit is not None and self.in_flight >= limit:
             found.append(("concurrent requests", CONCURRENCY_RETRY_AFTER))
-        for dimension, bucket, cost in (("requests per minute", self.requests, 1),
-                                        ("tokens per minute", self.tokens, tokens)):
+        for dimension, bucket, cost in (
+            ("requests per minute", self.requests, 1),
+            ("tokens per minute", self.tokens, tokens),
+        ):
             if bucket is not None and cost > 0:
                 bucket.refill(now)
                 if (wait := bucket.wait(cost)) > 0:
@@ -192,15 +199,21 @@ def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middle
         except RateLimited as exc:
             seconds = max(1, math.ceil(exc.retry_after))
             return error_response(
-                request, 429,
+                request,
+                429,
                 f"llmproxy rate limit reached ({exc.scope} {exc.dimension}); "
                 f"retry after {seconds}s",
                 code="rate_limit_exceeded",
                 headers={"retry-after": str(seconds)},
             )
         except LimitsUnavailable as exc:
-            return error_response(request, 503, f"llmproxy: {exc}; retry shortly",
-                                  code="rate_limits_unavailable", headers={"retry-after": "1"})
+            return error_response(
+                request,
+                503,
+                f"llmproxy: {exc}; retry shortly",
+                code="rate_limits_unavailable",
+                headers={"retry-after": "1"},
+            )
         try:
             return await handler(request)
         finally:
@@ -212,5 +225,6 @@ def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middle
 def _estimate(request: web.Request) -> TokenCount:
     body = request.get(BODY)
     fmt = dialect_for(request).format
-    return TokenCount(body, fmt, estimate_request_tokens(body, fmt) if isinstance(body, dict)
-                      else 0)
+    return TokenCount(
+        body, fmt, estimate_request_tokens(body, fmt) if isinstance(body, dict) else 0
+    )

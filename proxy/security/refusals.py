@@ -29,5 +29,6 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     body = dialect_for(request).error_body(status, message, code=code, param=param)
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )

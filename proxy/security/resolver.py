@@ -25,8 +25,13 @@ def policy_for(config: Config) -> NetworkPolicy:
         config.security.ssrf.allow_localhost,
         config.security.ssrf.allow_private_ips,
         # A codex provider's token endpoint shares its provider's allowance (local test rigs).
-        (url for p in config.providers if p.allow_private_network
-         for url in (p.api_base_url, p.token_endpoint) if url),
+        (
+            url
+            for p in config.providers
+            if p.allow_private_network
+            for url in (p.api_base_url, p.token_endpoint)
+            if url
+        ),
     )
 
 

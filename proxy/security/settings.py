@@ -1,27 +1,27 @@
 """Typed `[security]` and `[management]` settings, read from the config file by `proxy.config`.
 
-    [security.rate_limiting]          absent: no limits. Present: enabled = true by default
-    enabled = true
-    requests_per_minute = 60          per client key (0 = no limit)
-    concurrent_requests = 10          per client key (0 = no limit)
-    tokens_per_minute = 0             per client key, estimated input tokens (0 = no limit)
-    [security.rate_limiting.global]   the same three keys, across all clients (default: none)
+[security.rate_limiting]          absent: no limits. Present: enabled = true by default
+enabled = true
+requests_per_minute = 60          per client key (0 = no limit)
+concurrent_requests = 10          per client key (0 = no limit)
+tokens_per_minute = 0             per client key, estimated input tokens (0 = no limit)
+[security.rate_limiting.global]   the same three keys, across all clients (default: none)
 
-    [security.ssrf_protection]        see proxy/security/ssrf.py
-    allow_localhost = false
-    allow_private_ips = false
+[security.ssrf_protection]        see proxy/security/ssrf.py
+allow_localhost = false
+allow_private_ips = false
 
-    [security.limits]
-    max_body_bytes = 33554432
-    max_json_depth = 128
-    body_read_timeout_ms = 30000
+[security.limits]
+max_body_bytes = 33554432
+max_json_depth = 128
+body_read_timeout_ms = 30000
 
-    [management]                      the /v0/management API (off by default)
-    enabled = false
-    secret_key = "$LLMPROXY_MANAGEMENT_KEY"   required when enabled
-    allow_remote = false              non-loopback peers get 403 unless true
-    secret_variables = []             variables the API may name in a provider's secrets,
-                                      besides those that provider's secrets already name
+[management]                      the /v0/management API (off by default)
+enabled = false
+secret_key = "$LLMPROXY_MANAGEMENT_KEY"   required when enabled
+allow_remote = false              non-loopback peers get 403 unless true
+secret_variables = []             variables the API may name in a provider's secrets,
+                                  besides those that provider's secrets already name
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ class Rate:
     @property
     def unlimited(self) -> bool:
         return (self.requests_per_minute, self.concurrent_requests, self.tokens_per_minute) == (
-            None, None, None)
+            None,
+            None,
+            None,
+        )
 
 
 REFERENCE_PER_CLIENT = Rate(requests_per_minute=60, concurrent_requests=10)
@@ -107,8 +110,13 @@ class ManagementSettings:
 _SECURITY_KEYS = ("rate_limiting", "ssrf_protection", "limits")
 _RATE_KEYS = ("requests_per_minute", "concurrent_requests", "tokens_per_minute")
 _SSRF_KEYS = ("enabled", "allow_localhost", "allow_private_ips")
-_LIMIT_KEYS = ("max_body_bytes", "max_json_depth", "body_read_timeout_ms", "max_answer_bytes",
-               "keepalive_per_peer")
+_LIMIT_KEYS = (
+    "max_body_bytes",
+    "max_json_depth",
+    "body_read_timeout_ms",
+    "max_answer_bytes",
+    "keepalive_per_peer",
+)
 _MANAGEMENT_KEYS = ("enabled", "secret_key", "allow_remote", "secret_variables")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -160,14 +168,15 @@ def _limits(security: TableReader) -> RequestLimits:
         return RequestLimits()
     default = RequestLimits()
     return RequestLimits(
-        max_body_bytes=t.integer("max_body_bytes", default.max_body_bytes, low=1024,
-                                 high=1024**3),
+        max_body_bytes=t.integer("max_body_bytes", default.max_body_bytes, low=1024, high=1024**3),
         max_json_depth=t.integer("max_json_depth", default.max_json_depth, low=8, high=1000),
         body_read_timeout=t.millis("body_read_timeout_ms", default.body_read_timeout * 1000),
-        keepalive_per_peer=t.integer("keepalive_per_peer", default.keepalive_per_peer, low=1,
-                                     high=100000),
-        max_answer_bytes=t.integer("max_answer_bytes", default.max_answer_bytes, low=1024,
-                                   high=1024**3),
+        keepalive_per_peer=t.integer(
+            "keepalive_per_peer", default.keepalive_per_peer, low=1, high=100000
+        ),
+        max_answer_bytes=t.integer(
+            "max_answer_bytes", default.max_answer_bytes, low=1024, high=1024**3
+        ),
     )
 
 
@@ -184,11 +193,16 @@ def parse_management(top: TableReader) -> ManagementSettings:
             'their keys); set it, e.g. secret_key = "$LLMPROXY_MANAGEMENT_KEY"',
         )
     if enabled and len(secret) < MIN_SECRET_LENGTH:
-        log.warning("%s: shorter than %d characters; use a long random secret",
-                    t.key("secret_key"), MIN_SECRET_LENGTH)
+        log.warning(
+            "%s: shorter than %d characters; use a long random secret",
+            t.key("secret_key"),
+            MIN_SECRET_LENGTH,
+        )
     names: list[str] = t.strings("secret_variables", [])
     for index, name in enumerate(names):
         if not _VARIABLE_NAME.fullmatch(name):  # the text itself may be an expanded secret
-            raise ConfigError(f"{t.key('secret_variables')}[{index}]", "expected a variable "
-                              'name without "$", e.g. "NEW_PROVIDER_KEY"')
+            raise ConfigError(
+                f"{t.key('secret_variables')}[{index}]",
+                'expected a variable name without "$", e.g. "NEW_PROVIDER_KEY"',
+            )
     return ManagementSettings(enabled, secret, t.boolean("allow_remote", False), tuple(names))

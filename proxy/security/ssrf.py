@@ -52,18 +52,31 @@ class DestinationRefused(ConnectionError):
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "192.0.0.192",
-              "fd00:ec2::254", "fd00:ec2::23")
+    for a in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "100.100.100.200",
+        "192.0.0.192",
+        "fd00:ec2::254",
+        "fd00:ec2::23",
+    )
 )
 METADATA_HOSTS = frozenset(
-    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
-     "instance-data.ec2.internal", "metadata.azure.internal"}
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.internal",
+    }
 )
 LOOPBACK_HOSTS = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
-def _nets(*pairs: tuple[str, str]) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
-                                                   str], ...]:
+def _nets(
+    *pairs: tuple[str, str],
+) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]:
     return tuple((ipaddress.ip_network(net), why) for net, why in pairs)
 
 
@@ -177,8 +190,9 @@ class NetworkPolicy:
     private_hosts: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def build(cls, allow_loopback: bool, allow_private: bool,
-              private_provider_urls: Iterable[str]) -> NetworkPolicy:
+    def build(
+        cls, allow_loopback: bool, allow_private: bool, private_provider_urls: Iterable[str]
+    ) -> NetworkPolicy:
         hosts = {h for url in private_provider_urls if (h := url_host(url))}
         return cls(allow_loopback, allow_private, frozenset(hosts))
 
@@ -251,8 +265,10 @@ def url_refusal(url: str, *, allow_loopback: bool, allow_private: bool) -> str |
         address = ipaddress.ip_address(host)
     except ValueError:
         if (legacy := legacy_ipv4(host)) is not None:
-            return (f"host {host} is an IPv4 address in a legacy notation (it means {legacy}): "
-                    "write addresses as four decimal numbers")
+            return (
+                f"host {host} is an IPv4 address in a legacy notation (it means {legacy}): "
+                "write addresses as four decimal numbers"
+            )
         return None
     return refusal(classify_address(address), f"address {address}", allow_loopback, allow_private)
 

@@ -132,9 +132,7 @@ class CodexAccount:
         access = make_jwt(
             {"exp": now + int(expires_in), "iat": now, "jti": f"at-{serial}", AUTH_CLAIMS: auth}
         )
-        id_token = make_jwt(
-            {"exp": now + 3600, "iat": now, "email": self.email, AUTH_CLAIMS: auth}
-        )
+        id_token = make_jwt({"exp": now + 3600, "iat": now, "email": self.email, AUTH_CLAIMS: auth})
         refresh = f"rt-{self.account_id}-{serial}"
         self._access.add(access)
         self._refresh = refresh
@@ -233,20 +231,31 @@ def chat_view(body: JSONObject) -> JSONObject:
         elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             messages.append(
-                {"role": "tool", "tool_call_id": item.get("call_id"),
-                 "content": output if isinstance(output, str) else _texts(output)}
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id"),
+                    "content": output if isinstance(output, str) else _texts(output),
+                }
             )
     tools: list[JSONObject] = []
     for tool in body.get("tools") or []:
         if not isinstance(tool, dict) or tool.get("type") not in ("function", "custom"):
             continue
-        parameters = tool.get("parameters") if tool.get("type") == "function" else {
-            "type": "object",
-            "properties": {"input": {"type": "string"}},
-            "required": ["input"],
-        }
-        tools.append({"type": "function",
-                      "function": {"name": tool.get("name"), "parameters": parameters or {}}})
+        parameters = (
+            tool.get("parameters")
+            if tool.get("type") == "function"
+            else {
+                "type": "object",
+                "properties": {"input": {"type": "string"}},
+                "required": ["input"],
+            }
+        )
+        tools.append(
+            {
+                "type": "function",
+                "function": {"name": tool.get("name"), "parameters": parameters or {}},
+            }
+        )
     view: JSONObject = {"model": body.get("model"), "messages": messages}
     if tools:
         view["tools"] = tools
@@ -329,39 +338,86 @@ def response_frames(
     if reply.reasoning:
         index, item_id = len(output), f"rs_{base}"
         at = {"item_id": item_id, "output_index": index}
-        emit("response.output_item.added", meta, output_index=index,
-             item={"id": item_id, "type": "reasoning", "summary": []})
-        emit("response.reasoning_summary_part.added", meta, **at, summary_index=0,
-             part={"type": "summary_text", "text": ""})
+        emit(
+            "response.output_item.added",
+            meta,
+            output_index=index,
+            item={"id": item_id, "type": "reasoning", "summary": []},
+        )
+        emit(
+            "response.reasoning_summary_part.added",
+            meta,
+            **at,
+            summary_index=0,
+            part={"type": "summary_text", "text": ""},
+        )
         for piece in reply.reasoning:
-            emit("response.reasoning_summary_text.delta", FrameKind.CONTENT, **at,
-                 summary_index=0, delta=piece)
+            emit(
+                "response.reasoning_summary_text.delta",
+                FrameKind.CONTENT,
+                **at,
+                summary_index=0,
+                delta=piece,
+            )
         text = reply.reasoning_text
         emit("response.reasoning_summary_text.done", meta, **at, summary_index=0, text=text)
-        emit("response.reasoning_summary_part.done", meta, **at, summary_index=0,
-             part={"type": "summary_text", "text": text})
-        item = {"id": item_id, "type": "reasoning",
-                "summary": [{"type": "summary_text", "text": text}],
-                "encrypted_content": "gAAAAB-sim-" + digest("reasoning", text)[:32]}
+        emit(
+            "response.reasoning_summary_part.done",
+            meta,
+            **at,
+            summary_index=0,
+            part={"type": "summary_text", "text": text},
+        )
+        item = {
+            "id": item_id,
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": text}],
+            "encrypted_content": "gAAAAB-sim-" + digest("reasoning", text)[:32],
+        }
         output.append(item)
         emit("response.output_item.done", meta, output_index=index, item=item)
     if reply.text:
         index, item_id = len(output), f"msg_{base}"
         at = {"item_id": item_id, "output_index": index}
-        emit("response.output_item.added", meta, output_index=index,
-             item={"id": item_id, "type": "message", "status": "in_progress",
-                   "role": "assistant", "content": []})
-        emit("response.content_part.added", meta, **at, content_index=0,
-             part={"type": "output_text", "text": "", "annotations": []})
+        emit(
+            "response.output_item.added",
+            meta,
+            output_index=index,
+            item={
+                "id": item_id,
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            },
+        )
+        emit(
+            "response.content_part.added",
+            meta,
+            **at,
+            content_index=0,
+            part={"type": "output_text", "text": "", "annotations": []},
+        )
         for piece in reply.text:
-            emit("response.output_text.delta", FrameKind.CONTENT, **at, content_index=0,
-                 delta=piece, logprobs=[])
+            emit(
+                "response.output_text.delta",
+                FrameKind.CONTENT,
+                **at,
+                content_index=0,
+                delta=piece,
+                logprobs=[],
+            )
         text = reply.full_text
         part = {"type": "output_text", "text": text, "annotations": []}
         emit("response.output_text.done", meta, **at, content_index=0, text=text, logprobs=[])
         emit("response.content_part.done", meta, **at, content_index=0, part=part)
-        item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
-                "content": [part]}
+        item = {
+            "id": item_id,
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": [part],
+        }
         output.append(item)
         emit("response.output_item.done", meta, output_index=index, item=item)
     custom = custom_tool_names(body)
@@ -371,36 +427,77 @@ def response_frames(
             raw = str(orjson.loads(call.arguments).get("input", ""))
             item_id = f"ctc_{base}_{index}"
             at = {"item_id": item_id, "output_index": index}
-            emit("response.output_item.added", meta, output_index=index,
-                 item={"id": item_id, "type": "custom_tool_call", "status": "in_progress",
-                       "call_id": call.id, "name": call.name, "input": ""})
+            emit(
+                "response.output_item.added",
+                meta,
+                output_index=index,
+                item={
+                    "id": item_id,
+                    "type": "custom_tool_call",
+                    "status": "in_progress",
+                    "call_id": call.id,
+                    "name": call.name,
+                    "input": "",
+                },
+            )
             for piece in chunk(raw, max(1, len(raw) // max(1, len(call.fragments)))):
-                emit("response.custom_tool_call_input.delta", FrameKind.CONTENT, **at,
-                     delta=piece)
+                emit("response.custom_tool_call_input.delta", FrameKind.CONTENT, **at, delta=piece)
             emit("response.custom_tool_call_input.done", meta, **at, input=raw)
-            item = {"id": item_id, "type": "custom_tool_call", "status": "completed",
-                    "call_id": call.id, "name": call.name, "input": raw}
+            item = {
+                "id": item_id,
+                "type": "custom_tool_call",
+                "status": "completed",
+                "call_id": call.id,
+                "name": call.name,
+                "input": raw,
+            }
         else:
             item_id = f"fc_{base}_{index}"
             at = {"item_id": item_id, "output_index": index}
-            emit("response.output_item.added", meta, output_index=index,
-                 item={"id": item_id, "type": "function_call", "status": "in_progress",
-                       "call_id": call.id, "name": call.name, "arguments": ""})
+            emit(
+                "response.output_item.added",
+                meta,
+                output_index=index,
+                item={
+                    "id": item_id,
+                    "type": "function_call",
+                    "status": "in_progress",
+                    "call_id": call.id,
+                    "name": call.name,
+                    "arguments": "",
+                },
+            )
             for fragment in call.fragments:
-                emit("response.function_call_arguments.delta", FrameKind.CONTENT, **at,
-                     delta=fragment)
+                emit(
+                    "response.function_call_arguments.delta",
+                    FrameKind.CONTENT,
+                    **at,
+                    delta=fragment,
+                )
             arguments = "".join(call.fragments)
             emit("response.function_call_arguments.done", meta, **at, arguments=arguments)
-            item = {"id": item_id, "type": "function_call", "status": "completed",
-                    "call_id": call.id, "name": call.name, "arguments": arguments}
+            item = {
+                "id": item_id,
+                "type": "function_call",
+                "status": "completed",
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": arguments,
+            }
         output.append(item)
         emit("response.output_item.done", meta, output_index=index, item=item)
     if reply.stop is StopReason.MAX_TOKENS:
-        emit("response.incomplete", FrameKind.DONE,
-             response=response("incomplete", _usage(reply, cache)))
+        emit(
+            "response.incomplete",
+            FrameKind.DONE,
+            response=response("incomplete", _usage(reply, cache)),
+        )
     else:
-        emit("response.completed", FrameKind.DONE,
-             response=response("completed", _usage(reply, cache)))
+        emit(
+            "response.completed",
+            FrameKind.DONE,
+            response=response("completed", _usage(reply, cache)),
+        )
     return frames
 
 
@@ -443,14 +540,20 @@ def build_codex_app(sim: SimulatedProvider) -> web.Application:
             model = str(body.get("model", ""))
             if sim.models and model not in sim.models:
                 detail = (
-                    f"The '{model}' model is not supported when using Codex with a ChatGPT "
-                    "account."
+                    f"The '{model}' model is not supported when using Codex with a ChatGPT account."
                 )
                 return delivery.reject(Status(400, {"detail": detail}))
             # Planned on the chat view, but billed for the whole prompt, instructions included.
-            reply = replace(sim.reply_for(body), input_tokens=estimate_input_tokens(
-                {"system": body.get("instructions"), "messages": body.get("input"),
-                 "tools": body.get("tools")}))
+            reply = replace(
+                sim.reply_for(body),
+                input_tokens=estimate_input_tokens(
+                    {
+                        "system": body.get("instructions"),
+                        "messages": body.get("input"),
+                        "tools": body.get("tools"),
+                    }
+                ),
+            )
             frames = response_frames(reply, body, int(time.time()), sim.cache_usage(body, reply))
             return await delivery.stream(frames, fault)
 
@@ -461,11 +564,14 @@ def build_codex_app(sim: SimulatedProvider) -> web.Application:
         except orjson.JSONDecodeError:
             form = dict(await request.post())
         if not isinstance(form, dict) or form.get("grant_type") != "refresh_token":
-            return json_response({"error": {"message": "unsupported grant_type",
-                                            "code": "unsupported_grant_type"}}, 400)
+            return json_response(
+                {"error": {"message": "unsupported grant_type", "code": "unsupported_grant_type"}},
+                400,
+            )
         if form.get("client_id") != CODEX_CLIENT_ID:
-            return json_response({"error": {"message": "Unknown client",
-                                            "code": "invalid_client"}}, 401)
+            return json_response(
+                {"error": {"message": "Unknown client", "code": "invalid_client"}}, 401
+            )
         if account.refresh_delay:
             await asyncio.sleep(account.refresh_delay)
         tokens = account.refresh(str(form.get("refresh_token", "")))
@@ -474,8 +580,17 @@ def build_codex_app(sim: SimulatedProvider) -> web.Application:
                 "Your refresh token has already been used to generate a new access token. "
                 "Please try signing in again."
             )
-            return json_response({"error": {"message": message, "type": "invalid_request_error",
-                                             "param": None, "code": "refresh_token_reused"}}, 401)
+            return json_response(
+                {
+                    "error": {
+                        "message": message,
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "refresh_token_reused",
+                    }
+                },
+                401,
+            )
         return json_response(tokens)
 
     async def rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:

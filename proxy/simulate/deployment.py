@@ -84,9 +84,7 @@ def zai_fault_plan(seed: int = DEFAULT_SEED) -> FaultPlan:
         (share, MidStreamError(chunks=0, status=500, body=ZAI_500_BODY, fraction=position))
         for position in MID_STREAM_POSITIONS
     ]
-    return FaultPlan(
-        random_faults=[(PRE_STREAM_500_RATE, zai_http_500()), *mid_stream], seed=seed
-    )
+    return FaultPlan(random_faults=[(PRE_STREAM_500_RATE, zai_http_500()), *mid_stream], seed=seed)
 
 
 def reference_providers(
@@ -95,19 +93,30 @@ def reference_providers(
     """Fresh simulators for the four providers (not started). Delays make streams look live."""
     sims = [
         SimulatedProvider(
-            "openai-codex", ProviderFormat.CODEX, ["gpt-5.2", "gpt-5.2-codex"],
+            "openai-codex",
+            ProviderFormat.CODEX,
+            ["gpt-5.2", "gpt-5.2-codex"],
             plan=FaultPlan.always(codex_usage_limit()),
         ),
         SimulatedProvider(
-            "zai", ProviderFormat.OPENAI, ["glm-5", "glm-4.7"], api_key="sim-zai-key",
-            reasoning=True, plan=zai_fault_plan(seed),
+            "zai",
+            ProviderFormat.OPENAI,
+            ["glm-5", "glm-4.7"],
+            api_key="sim-zai-key",
+            reasoning=True,
+            plan=zai_fault_plan(seed),
         ),
         SimulatedProvider(
-            "cerebras", ProviderFormat.OPENAI, ["llama-3.3-70b", "llama3.1-8b"],
+            "cerebras",
+            ProviderFormat.OPENAI,
+            ["llama-3.3-70b", "llama3.1-8b"],
             api_key="sim-cerebras-key",
         ),
         SimulatedProvider(
-            "minimax", ProviderFormat.ANTHROPIC, ["MiniMax-M2.5"], api_key="sim-minimax-key",
+            "minimax",
+            ProviderFormat.ANTHROPIC,
+            ["MiniMax-M2.5"],
+            api_key="sim-minimax-key",
             reasoning=True,
         ),
     ]
@@ -164,16 +173,22 @@ def reference_config_text(
             "allow_private_network = true",
         ]
         if sim.format is ProviderFormat.CODEX:
-            lines += [f'auth_file = "{sign_ins[sim.name]}"',
-                      f'token_endpoint = "{sim.token_endpoint}"']
+            lines += [
+                f'auth_file = "{sign_ins[sim.name]}"',
+                f'token_endpoint = "{sim.token_endpoint}"',
+            ]
         else:
             lines.append(f'api_key = "{sim.api_key or ""}"')
     return "\n".join(lines) + "\n"
 
 
 def reference_config(
-    sims: Mapping[str, SimulatedProvider], sign_ins: Mapping[str, Path], *,
-    host: str = "127.0.0.1", port: int = 3456, seed: int = DEFAULT_SEED,
+    sims: Mapping[str, SimulatedProvider],
+    sign_ins: Mapping[str, Path],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 3456,
+    seed: int = DEFAULT_SEED,
 ) -> Config:
     text = reference_config_text(sims, sign_ins, host=host, port=port, seed=seed)
     return parse_config(text, env={}, source=f"<simulated deployment, seed {seed}>")
@@ -202,8 +217,12 @@ class Deployment:
 
 @contextlib.asynccontextmanager
 async def simulated_deployment(
-    seed: int = DEFAULT_SEED, *, host: str = "127.0.0.1", port: int = 0,
-    chunk_delay: float = 0.0, first_token_delay: float = 0.0,
+    seed: int = DEFAULT_SEED,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    chunk_delay: float = 0.0,
+    first_token_delay: float = 0.0,
 ) -> AsyncIterator[Deployment]:
     """Simulators and the daemon in front of them, all in the running loop."""
     providers = reference_providers(
@@ -230,7 +249,9 @@ class LoopThread(Generic[T]):
     """
 
     def __init__(
-        self, factory: Callable[[], contextlib.AbstractAsyncContextManager[T]], *,
+        self,
+        factory: Callable[[], contextlib.AbstractAsyncContextManager[T]],
+        *,
         name: str = "llmproxy-loop",
     ) -> None:
         self._factory = factory
@@ -268,7 +289,9 @@ class LoopThread(Generic[T]):
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

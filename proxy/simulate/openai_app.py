@@ -234,8 +234,7 @@ def build_openai_app(sim: SimulatedProvider) -> web.Application:
             if ex.stream:
                 options = body.get("stream_options") or {}
                 include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-                frames = completion_frames(reply, created, include_usage, cache,
-                                           sim.usage_style)
+                frames = completion_frames(reply, created, include_usage, cache, sim.usage_style)
                 return await delivery.stream(frames, fault)
             answer = completion_json(reply, created, cache, sim.usage_style)
             return await delivery.json(answer, fault, reply.output_tokens)

@@ -112,9 +112,15 @@ class PromptCache:
         now = self._clock()
         read = 0
         for at, _ttl in marked:
-            window = prefixes[max(0, at - 1 - LOOKBACK_BLOCKS):at]
-            hit = next((p for p in reversed(window)
-                        if p.tokens >= minimum and self._live(model, p.digest, now)), None)
+            window = prefixes[max(0, at - 1 - LOOKBACK_BLOCKS) : at]
+            hit = next(
+                (
+                    p
+                    for p in reversed(window)
+                    if p.tokens >= minimum and self._live(model, p.digest, now)
+                ),
+                None,
+            )
             if hit is not None:
                 read = max(read, hit.tokens)
                 self._remember(model, hit.digest, now, self._ttl_of(model, hit.digest, now))
@@ -178,8 +184,9 @@ def _codex_units(body: JSONObject) -> list[bytes]:
 
 def _claude_minimum(model: str, default: int) -> int:
     name = model.lower()
-    return next((floor for marks, floor in _CLAUDE_MINIMUMS if any(m in name for m in marks)),
-                default)
+    return next(
+        (floor for marks, floor in _CLAUDE_MINIMUMS if any(m in name for m in marks)), default
+    )
 
 
 def _anthropic_units(body: JSONObject) -> tuple[list[bytes], list[tuple[int, float | None]]]:

@@ -62,8 +62,7 @@ class SharedAffinityTable:
                 batch, self._outbox = self._outbox[:BATCH], self._outbox[BATCH:]
                 message = {"kind": "affinity", "from": self._link.instance, "entries": batch}
                 try:
-                    await self._link.client.publish(self._link.key("events"),
-                                                    orjson.dumps(message))
+                    await self._link.client.publish(self._link.key("events"), orjson.dumps(message))
                 except RedisError as exc:
                     self._link.failed(exc)
                     self._outbox.clear()

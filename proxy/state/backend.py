@@ -107,8 +107,9 @@ class RedisState:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def limiter(self, settings: RateLimitSettings) -> RateLimiter:
-        self._limiter = SharedRateLimiter(settings, self._link,
-                                          fail_closed=self._settings.fail_closed)
+        self._limiter = SharedRateLimiter(
+            settings, self._link, fail_closed=self._settings.fail_closed
+        )
         return self._limiter
 
     def watch(self, registry: HealthRegistry) -> None:
@@ -116,8 +117,7 @@ class RedisState:
         registry.peers = self._health
 
     def affinity_table(self, settings: AffinitySettings) -> AffinityTable:
-        self._affinity = SharedAffinityTable(MemoryAffinityTable(settings.max_entries),
-                                             self._link)
+        self._affinity = SharedAffinityTable(MemoryAffinityTable(settings.max_entries), self._link)
         return self._affinity
 
     def publish_config(self, change: JSONObject) -> None:
@@ -125,14 +125,20 @@ class RedisState:
             message = {"kind": "config", "from": self._link.instance, "change": change}
             self._spawn(self._publish(orjson.dumps(message)))
         else:
-            log.warning("shared state: Redis unreachable; this management change applies on "
-                        "this instance only")
+            log.warning(
+                "shared state: Redis unreachable; this management change applies on "
+                "this instance only"
+            )
 
     def status(self) -> JSONObject:
         link = self._link
-        return {"backend": "redis", "redis": "up" if link.up else "down",
-                "since": round(link.since, 3), "problem": link.problem,
-                "instance": link.instance}
+        return {
+            "backend": "redis",
+            "redis": "up" if link.up else "down",
+            "since": round(link.since, 3),
+            "problem": link.problem,
+            "instance": link.instance,
+        }
 
     async def start(self, on_config: ConfigHandler) -> None:
         self._on_config = on_config
@@ -187,8 +193,9 @@ class RedisState:
                     self._health.poke()  # what changed while we were not listening
             try:
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=LISTEN_POLL_SECONDS)
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=LISTEN_POLL_SECONDS
+                    )
                     if message is not None:
                         self._dispatch(message["data"])
             except RedisError as exc:

@@ -133,17 +133,23 @@ class HealthSync:
         async with client.pipeline(transaction=False) as pipe:
             for target in dirty:
                 shared = self._registry.shared(target)
-                value = orjson.dumps({"provider": target.provider, "model": target.model,
-                                      "version": shared.version, "opened_at": shared.opened_at,
-                                      "cooldown_until": shared.cooldown_until,
-                                      "reason": shared.reason})
-                pipe.eval(NEWER_WINS, 1, self._states, str(target), repr(shared.version),
-                          value)
+                value = orjson.dumps(
+                    {
+                        "provider": target.provider,
+                        "model": target.model,
+                        "version": shared.version,
+                        "opened_at": shared.opened_at,
+                        "cooldown_until": shared.cooldown_until,
+                        "reason": shared.reason,
+                    }
+                )
+                pipe.eval(NEWER_WINS, 1, self._states, str(target), repr(shared.version), value)
                 if (claim := self._claims.pop(target, None)) is not None and claim.mine:
                     pipe.delete(self._probe_key(target))
             instance = self._link.instance
-            pipe.set(self._link.key("figures", instance), orjson.dumps(figures),
-                     ex=FIGURES_TTL_SECONDS)
+            pipe.set(
+                self._link.key("figures", instance), orjson.dumps(figures), ex=FIGURES_TTL_SECONDS
+            )
             pipe.zadd(self._instances, {instance: now + FIGURES_TTL_SECONDS})
             pipe.zremrangebyscore(self._instances, "-inf", now)
             if dirty:
@@ -159,8 +165,12 @@ class HealthSync:
         for raw in states.values():
             data = orjson.loads(raw)
             target = Target(data["provider"], data["model"])
-            shared = SharedHealth(float(data["version"]), data["opened_at"],
-                                  float(data["cooldown_until"]), str(data["reason"]))
+            shared = SharedHealth(
+                float(data["version"]),
+                data["opened_at"],
+                float(data["cooldown_until"]),
+                str(data["reason"]),
+            )
             if self._registry.apply_shared(target, shared):
                 self._claims.pop(target, None)  # the probe, if any, is over
         others = [i.decode() for i in instances if i.decode() != self._link.instance]
@@ -173,15 +183,17 @@ class HealthSync:
                 for name, rows in orjson.loads(raw).items():
                     provider, _, model = name.partition(",")
                     outcomes.setdefault(Target(provider, model), []).extend(
-                        _outcome(row) for row in rows)
+                        _outcome(row) for row in rows
+                    )
         self._registry.set_peer_outcomes(outcomes)
 
     async def _claim(self, target: Target) -> None:
         key = self._probe_key(target)
         client = self._link.client
         try:
-            won = await client.set(key, self._link.instance, nx=True,
-                                   px=int(PROBE_CLAIM_SECONDS * 1000))
+            won = await client.set(
+                key, self._link.instance, nx=True, px=int(PROBE_CLAIM_SECONDS * 1000)
+            )
             left = PROBE_CLAIM_SECONDS if won else max(await client.pttl(key), 100) / 1000
         except RedisError as exc:
             self._link.failed(exc)

@@ -100,11 +100,17 @@ class RedisLink:
         self.problem = _describe(exc)
         level = logging.DEBUG if self._quiet else logging.WARNING
         if was_up:
-            log.log(level, "shared state: Redis unreachable (%s); using local state until it "
-                    "answers again", self.problem)
+            log.log(
+                level,
+                "shared state: Redis unreachable (%s); using local state until it answers again",
+                self.problem,
+            )
         else:
-            log.log(level, "shared state: cannot reach Redis (%s); using local state until it "
-                    "answers", self.problem)
+            log.log(
+                level,
+                "shared state: cannot reach Redis (%s); using local state until it answers",
+                self.problem,
+            )
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -127,8 +133,10 @@ class RedisLink:
         self.up = True
         self.since = time.time()
         self.problem = ""
-        log.log(logging.DEBUG if self._quiet else logging.INFO,
-                "shared state: Redis answers; sharing limits, health and config changes")
+        log.log(
+            logging.DEBUG if self._quiet else logging.INFO,
+            "shared state: Redis answers; sharing limits, health and config changes",
+        )
         for callback in self._on_up:
             callback()
 

@@ -56,15 +56,17 @@ class _NoLease:
 
 
 class SharedRateLimiter:
-    def __init__(self, settings: RateLimitSettings, link: RedisLink, *,
-                 fail_closed: bool = False) -> None:
+    def __init__(
+        self, settings: RateLimitSettings, link: RedisLink, *, fail_closed: bool = False
+    ) -> None:
         self._link = link
         self._local = MemoryRateLimiter(settings)
         self._fail_closed = fail_closed
         self._script: AsyncScript | None = None
         self._rates = (*_numbers(settings.per_client), *_numbers(settings.overall))
-        self._concurrency = bool(settings.per_client.concurrent_requests
-                                 or settings.overall.concurrent_requests)
+        self._concurrency = bool(
+            settings.per_client.concurrent_requests or settings.overall.concurrent_requests
+        )
         self._ids = itertools.count()
         self._frees: set[asyncio.Task[None]] = set()
 
@@ -74,14 +76,14 @@ class SharedRateLimiter:
             keys = (*self._keys("client", client), *self._keys("global", ""))
             try:
                 verdict = await self._decide(
-                    keys, [tokens, lease_id, int(LEASE_SECONDS * 1000), *self._rates])
+                    keys, [tokens, lease_id, int(LEASE_SECONDS * 1000), *self._rates]
+                )
             except RedisError as exc:
                 self._link.failed(exc)
             else:
                 if verdict[0]:
                     scope, dimension, wait_ms = (int(v) for v in verdict)
-                    raise RateLimited(SCOPES[scope - 1], DIMENSIONS[dimension - 1],
-                                      wait_ms / 1000)
+                    raise RateLimited(SCOPES[scope - 1], DIMENSIONS[dimension - 1], wait_ms / 1000)
                 if not self._concurrency:
                     return _NoLease()
                 return _SharedLease(self, (keys[2], keys[5]), lease_id)
@@ -121,5 +123,8 @@ class SharedRateLimiter:
 
 
 def _numbers(rate: Rate) -> tuple[int, int, int]:
-    return (rate.requests_per_minute or 0, rate.tokens_per_minute or 0,
-            rate.concurrent_requests or 0)
+    return (
+        rate.requests_per_minute or 0,
+        rate.tokens_per_minute or 0,
+        rate.concurrent_requests or 0,
+    )

@@ -1,12 +1,12 @@
 """Typed `[state]` settings: where the daemon keeps what several instances must share.
 
-    [state]
-    backend = "memory"              memory (this process only) or redis (shared)
-    url = "$LLMPROXY_REDIS_URL"     redis://[:password@]host[:port][/db], rediss:// for TLS,
-                                    unix:///path/redis.sock; required for backend = "redis"
-    prefix = "llmproxy"             key and channel prefix, so deployments can share one Redis
-    rate_limits_when_down = "open"  open: local buckets decide while Redis is unreachable;
-                                    closed: limited requests get 503 until it is back
+[state]
+backend = "memory"              memory (this process only) or redis (shared)
+url = "$LLMPROXY_REDIS_URL"     redis://[:password@]host[:port][/db], rediss:// for TLS,
+                                unix:///path/redis.sock; required for backend = "redis"
+prefix = "llmproxy"             key and channel prefix, so deployments can share one Redis
+rate_limits_when_down = "open"  open: local buckets decide while Redis is unreachable;
+                                closed: limited requests get 503 until it is back
 """
 
 from __future__ import annotations
@@ -57,17 +57,23 @@ def parse_state(top: TableReader) -> StateSettings:
     url: str = t.string("url", "")
     if backend is Backend.REDIS:
         if not url.strip():
-            raise ConfigError(t.key("url"), 'required when backend = "redis", e.g. '
-                              'url = "redis://127.0.0.1:6379/0" or "$LLMPROXY_REDIS_URL"')
+            raise ConfigError(
+                t.key("url"),
+                'required when backend = "redis", e.g. '
+                'url = "redis://127.0.0.1:6379/0" or "$LLMPROXY_REDIS_URL"',
+            )
         scheme = urlsplit(url).scheme
         if scheme not in _SCHEMES:
-            raise ConfigError(t.key("url"), f"expected a redis://, rediss:// or unix:// URL, "
-                              f"got scheme {scheme!r}")
+            raise ConfigError(
+                t.key("url"),
+                f"expected a redis://, rediss:// or unix:// URL, got scheme {scheme!r}",
+            )
     prefix: str = t.string("prefix", "llmproxy")
     if not _PREFIX.fullmatch(prefix):
         raise ConfigError(t.key("prefix"), "use 1-64 letters, digits and _ . : -")
     when_down: str = t.string("rate_limits_when_down", "open")
     if when_down not in ("open", "closed"):
-        raise ConfigError(t.key("rate_limits_when_down"), f"expected open or closed, got "
-                          f"{when_down!r}")
+        raise ConfigError(
+            t.key("rate_limits_when_down"), f"expected open or closed, got {when_down!r}"
+        )
     return StateSettings(backend, url, prefix, when_down == "closed")

@@ -278,8 +278,8 @@ class MessageAccumulator:
         finish = self._finish
         stop = self._stop_reason()
         # A stop sequence that a tool call overrode is not reported.
-        stop_sequence = None if finish is None or stop is StopReason.TOOL_USE else (
-            finish.stop_sequence
+        stop_sequence = (
+            None if finish is None or stop is StopReason.TOOL_USE else (finish.stop_sequence)
         )
         return {
             "id": msg_id,

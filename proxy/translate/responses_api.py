@@ -71,8 +71,9 @@ def codex_backend_request(body: JSONObject) -> JSONObject:
     out["stream"] = True
     items = out.get("input")
     if isinstance(items, str):
-        items = [{"type": "message", "role": "user", "content": [{"type": "input_text",
-                                                                  "text": items}]}]
+        items = [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": items}]}
+        ]
     items = [i for i in items if _resolvable(i)] if isinstance(items, list) else []
     instructions = out.get("instructions")
     if not isinstance(instructions, str) or not instructions.strip():
@@ -128,17 +129,20 @@ def validate_responses_request(body: object) -> JSONObject:
         raise ClientRequestError("request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise ClientRequestError("'model' is required and must be a non-empty string",
-                                 param="model")
+        raise ClientRequestError(
+            "'model' is required and must be a non-empty string", param="model"
+        )
     items = body.get("input")
     if isinstance(items, list):
         for index, item in enumerate(items):
             if not isinstance(item, dict):
-                raise ClientRequestError(f"input[{index}] must be an object",
-                                         param=f"input[{index}]")
+                raise ClientRequestError(
+                    f"input[{index}] must be an object", param=f"input[{index}]"
+                )
     elif not isinstance(items, str):
-        raise ClientRequestError("'input' is required and must be a string or an array",
-                                 param="input")
+        raise ClientRequestError(
+            "'input' is required and must be a string or an array", param="input"
+        )
     for key, reason in REJECTED_RESPONSES_FIELDS.items():
         if body.get(key) not in (None, False):
             raise ClientRequestError(f"'{key}' is not supported: {reason}", param=key)

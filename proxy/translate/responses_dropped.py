@@ -60,8 +60,7 @@ REJECTED_RESPONSES_FIELDS: Mapping[str, str] = MappingProxyType(
         # the conversation between providers that never saw the earlier turns.
         "previous_response_id": "llmproxy stores no responses: send the whole conversation "
         "in 'input' (and 'store': false)",
-        "conversation": "llmproxy stores no conversations: send the whole conversation in "
-        "'input'",
+        "conversation": "llmproxy stores no conversations: send the whole conversation in 'input'",
         "prompt": "stored prompt templates live in OpenAI's dashboard; send 'instructions' "
         "and 'input' instead",
         "background": "background responses need a response store, which llmproxy does not keep",

@@ -430,9 +430,7 @@ def _input_content(content: Any) -> list[JSONObject]:
     return parts
 
 
-def _assistant_items(
-    message: JSONObject, index: int, legacy_calls: list[str]
-) -> list[JSONObject]:
+def _assistant_items(message: JSONObject, index: int, legacy_calls: list[str]) -> list[JSONObject]:
     items: list[JSONObject] = []
     text = _chat_text(message.get("content"))
     if not text and isinstance(message.get("refusal"), str):
@@ -490,9 +488,11 @@ def _responses_tools(body: JSONObject) -> list[JSONObject]:
     raw = body.get("tools")
     if not isinstance(raw, list):
         legacy = body.get("functions")
-        raw = [{"type": "function", "function": f} for f in legacy] if isinstance(
-            legacy, list
-        ) else []
+        raw = (
+            [{"type": "function", "function": f} for f in legacy]
+            if isinstance(legacy, list)
+            else []
+        )
     tools: list[JSONObject] = []
     for tool in raw:
         if not isinstance(tool, dict) or tool.get("type", "function") not in _CHAT_TOOL_TYPES:

@@ -193,8 +193,9 @@ def responses_to_chat_response(body: JSONObject, model: str) -> JSONObject:
             reasoning.append(reasoning_text(item))
         elif kind in ("function_call", "custom_tool_call"):
             namespace = item.get("namespace")
-            name = flat_name(namespace if isinstance(namespace, str) else None,
-                             str(item.get("name", "")))
+            name = flat_name(
+                namespace if isinstance(namespace, str) else None, str(item.get("name", ""))
+            )
             arguments = (
                 custom_arguments(item.get("input"))
                 if kind == "custom_tool_call"
@@ -323,8 +324,9 @@ def chat_to_responses_response(
             }
         )
     has_calls = any(item["type"] != "message" and item["type"] != "reasoning" for item in output)
-    stop = with_tool_calls(openai_finish_to_stop(_str(choice.get("finish_reason")) or None),
-                           has_calls)
+    stop = with_tool_calls(
+        openai_finish_to_stop(_str(choice.get("finish_reason")) or None), has_calls
+    )
     status, incomplete = status_for(stop)
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     created = body.get("created")

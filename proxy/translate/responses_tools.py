@@ -34,6 +34,7 @@ NAMESPACE_SEPARATOR = "__"
 CUSTOM_INPUT_KEY = "input"
 """The one parameter a custom tool gets when it travels as a function."""
 
+
 def flat_name(namespace: str | None, name: str) -> str:
     return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
 
@@ -151,8 +152,9 @@ def _custom_description(description: Any, fmt: Any) -> str:
 
 def custom_arguments(tool_input: Any) -> str:
     """A custom call's raw input -> the JSON arguments of its function form."""
-    return orjson.dumps({CUSTOM_INPUT_KEY: tool_input if isinstance(tool_input, str) else ""}
-                       ).decode()
+    return orjson.dumps(
+        {CUSTOM_INPUT_KEY: tool_input if isinstance(tool_input, str) else ""}
+    ).decode()
 
 
 def custom_input(arguments: str) -> str:

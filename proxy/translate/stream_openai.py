@@ -385,7 +385,6 @@ class OpenAIStreamEncoder:
         envelope = orjson.dumps(self._head)[:-1]
         self._prefix = b"data: " + envelope + b',"choices":[{"index":0,"delta":'
 
-
     def finish(self) -> bytes:
         """The end of a complete answer: the usage chunk (if asked for) and `[DONE]`."""
         if self._finish is None:

@@ -235,8 +235,9 @@ class ResponsesStreamDecoder:
             if not state.emitted:
                 if kind == "custom_tool_call":
                     raw = item.get("input")
-                    arguments = custom_arguments(raw if isinstance(raw, str) else
-                                                 "".join(state.pending))
+                    arguments = custom_arguments(
+                        raw if isinstance(raw, str) else "".join(state.pending)
+                    )
                 else:
                     arguments = str(item.get("arguments") or "".join(state.pending))
                 if arguments:

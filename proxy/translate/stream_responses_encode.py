@@ -127,8 +127,9 @@ class ResponsesStreamEncoder:
             return out
         if isinstance(event, ReasoningSignature):
             # A signature ends a thinking block; what follows is a new reasoning item.
-            return out + (self._close_open() if self._open and self._open.kind == "reasoning"
-                          else b"")
+            return out + (
+                self._close_open() if self._open and self._open.kind == "reasoning" else b""
+            )
         if isinstance(event, Finish):
             self._finish = event
             return out + self._close_open() + self._close_calls()
@@ -307,13 +308,17 @@ class ResponsesStreamEncoder:
             position = {"item_id": item["id"], "output_index": call.output_index}
             if item["type"] == "custom_tool_call":
                 raw = custom_input(arguments)
-                out += self._event("response.custom_tool_call_input.delta",
-                                   {**position, "delta": raw})
-                out += self._event("response.custom_tool_call_input.done",
-                                   {**position, "input": raw})
+                out += self._event(
+                    "response.custom_tool_call_input.delta", {**position, "delta": raw}
+                )
+                out += self._event(
+                    "response.custom_tool_call_input.done", {**position, "input": raw}
+                )
             else:
-                out += self._event("response.function_call_arguments.done",
-                                   {**position, "name": item["name"], "arguments": arguments})
+                out += self._event(
+                    "response.function_call_arguments.done",
+                    {**position, "name": item["name"], "arguments": arguments},
+                )
             self._output[call.output_index] = item
             out += self._event(
                 "response.output_item.done", {"output_index": call.output_index, "item": item}

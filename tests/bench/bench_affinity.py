@@ -38,8 +38,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 PRICES = {"input": 1.00, "cache_read": 0.10, "cache_write": 1.25, "output": 4.00}
-SYSTEM = ("You are a coding agent working in a large repository. Follow the project's style "
-          "guide, run the tests before you answer, and explain every change briefly. ") * 150
+SYSTEM = (
+    "You are a coding agent working in a large repository. Follow the project's style "
+    "guide, run the tests before you answer, and explain every change briefly. "
+) * 150
 FILE_EXCERPT = "def handler(request):\n    return respond(request.body)\n" * 40
 
 
@@ -67,9 +69,12 @@ class Turn:
 
     @property
     def cost(self) -> float:
-        return (self.input_tokens * PRICES["input"] + self.cache_read * PRICES["cache_read"]
-                + self.cache_write * PRICES["cache_write"]
-                + self.output_tokens * PRICES["output"]) / 1e6
+        return (
+            self.input_tokens * PRICES["input"]
+            + self.cache_read * PRICES["cache_read"]
+            + self.cache_write * PRICES["cache_write"]
+            + self.output_tokens * PRICES["output"]
+        ) / 1e6
 
 
 @dataclass
@@ -102,10 +107,14 @@ class Run:
         return ", ".join(f"{name} x{count}" for name, count in runs)
 
     def to_json(self) -> dict[str, Any]:
-        return {"affinity": self.affinity, "cached_share": round(self.cached_share, 4),
-                "cost_usd": round(self.cost, 6), "cold_turns": self.cold_turns,
-                "path": self.path,
-                "turns": [{**t.__dict__, "cost_usd": round(t.cost, 6)} for t in self.turns]}
+        return {
+            "affinity": self.affinity,
+            "cached_share": round(self.cached_share, 4),
+            "cost_usd": round(self.cost, 6),
+            "cold_turns": self.cold_turns,
+            "path": self.path,
+            "turns": [{**t.__dict__, "cost_usd": round(t.cost, 6)} for t in self.turns],
+        }
 
 
 async def run_conversation(affinity: bool, turns: int, outage: int, spacing: float) -> Run:
@@ -122,8 +131,10 @@ async def run_conversation(affinity: bool, turns: int, outage: int, spacing: flo
     from proxy.simulate.prompt_cache import PromptCache
 
     clock = Clock()
-    sims = [SimulatedProvider("zai", "openai", ["glm-5"]),
-            SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"])]
+    sims = [
+        SimulatedProvider("zai", "openai", ["glm-5"]),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2.5"]),
+    ]
     for sim in sims:
         sim.prompt_cache = PromptCache(clock=clock)
     result = Run(affinity)
@@ -138,32 +149,48 @@ async def run_conversation(affinity: bool, turns: int, outage: int, spacing: flo
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        client = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}",
-                                          api_key="sk-client-test-key", max_retries=0)
+        client = anthropic.AsyncAnthropic(
+            base_url=f"http://127.0.0.1:{port}", api_key="sk-client-test-key", max_retries=0
+        )
         history: list[dict[str, Any]] = []
-        user_id = json.dumps({"device_id": "bench", "account_uuid": "",
-                              "session_id": "bench-session"})
+        user_id = json.dumps(
+            {"device_id": "bench", "account_uuid": "", "session_id": "bench-session"}
+        )
         try:
             for number in range(1, turns + 1):
                 down = outage <= number < outage + 2
                 running["zai"].plan = FaultPlan.always(Status(500)) if down else FaultPlan()
                 ask = f"Turn {number}: here is the file you asked for.\n{FILE_EXCERPT}"
-                history.append({"role": "user", "content": [
-                    {"type": "text", "text": ask, "cache_control": {"type": "ephemeral"}}]})
+                history.append(
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": ask, "cache_control": {"type": "ephemeral"}}
+                        ],
+                    }
+                )
                 raw = await client.messages.with_raw_response.create(
-                    model="auto", max_tokens=512, metadata={"user_id": user_id},
-                    system=[{"type": "text", "text": SYSTEM,
-                             "cache_control": {"type": "ephemeral"}}],
+                    model="auto",
+                    max_tokens=512,
+                    metadata={"user_id": user_id},
+                    system=[
+                        {"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}
+                    ],
                     messages=history,  # type: ignore[arg-type]
                 )
                 message = await raw.parse()
                 usage = message.usage
-                result.turns.append(Turn(
-                    number, f"{raw.headers['x-llmproxy-provider']},"
-                            f"{raw.headers['x-llmproxy-model']}",
-                    usage.input_tokens, usage.cache_read_input_tokens or 0,
-                    usage.cache_creation_input_tokens or 0, usage.output_tokens,
-                    raw.headers.get("x-llmproxy-affinity", "")))
+                result.turns.append(
+                    Turn(
+                        number,
+                        f"{raw.headers['x-llmproxy-provider']},{raw.headers['x-llmproxy-model']}",
+                        usage.input_tokens,
+                        usage.cache_read_input_tokens or 0,
+                        usage.cache_creation_input_tokens or 0,
+                        usage.output_tokens,
+                        raw.headers.get("x-llmproxy-affinity", ""),
+                    )
+                )
                 history[-1] = {"role": "user", "content": [{"type": "text", "text": ask}]}
                 history.append({"role": "assistant", "content": message.content[0].text})  # type: ignore[union-attr]
                 clock.now += spacing
@@ -181,13 +208,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print every turn as JSON")
     args = parser.parse_args()
     logging.getLogger("llmproxy").setLevel(logging.ERROR)  # the outage's 500s are expected
-    runs = [asyncio.run(run_conversation(flag, args.turns, args.outage, args.spacing))
-            for flag in (False, True)]
+    runs = [
+        asyncio.run(run_conversation(flag, args.turns, args.outage, args.spacing))
+        for flag in (False, True)
+    ]
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=2))
         return
-    print(f"{args.turns} turns, {args.spacing:.0f} s apart; zai,glm-5 down for turns "
-          f"{args.outage}-{args.outage + 1}; prices per M tokens: {PRICES}")
+    print(
+        f"{args.turns} turns, {args.spacing:.0f} s apart; zai,glm-5 down for turns "
+        f"{args.outage}-{args.outage + 1}; prices per M tokens: {PRICES}"
+    )
     print(f"{'':18}{'cached share':>13}{'cost (USD)':>12}  {'cold turns':<14}path")
     for run in runs:
         label = "with affinity" if run.affinity else "without affinity"

@@ -36,8 +36,10 @@ def _pct(values: list[float], q: float) -> float:
 def _large_body(mib: int) -> bytes:
     line = "All work and no play makes a large request body. " * 20
     count = mib * 1024 * 1024 // (len(line) + 40)
-    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{i} {line}"}
-                for i in range(count - count % 2 + 1)]
+    messages = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"{i} {line}"}
+        for i in range(count - count % 2 + 1)
+    ]
     return orjson.dumps({"model": "bulk,bench-model", "max_tokens": 16, "messages": messages})
 
 
@@ -71,20 +73,25 @@ async def _measure(url: str, seconds: float, mib: int, large: int) -> None:
     body = _large_body(mib)
     stop = asyncio.Event()
     durations: list[float] = []
-    clients = [asyncio.create_task(_large_client(url, body, stop, durations))
-               for _ in range(large)]
+    clients = [asyncio.create_task(_large_client(url, body, stop, durations)) for _ in range(large)]
     await asyncio.sleep(1.0)  # every large client has a request in flight
     loaded = await _small_latencies(url, seconds)
     stop.set()
     await asyncio.gather(*clients)
-    print(f"small requests alone:        n={len(alone):4d}  p50 {_pct(alone, 50):8.1f} ms"
-          f"  p99 {_pct(alone, 99):8.1f} ms  max {max(alone):8.1f} ms")
-    print(f"with {large} x {len(body) / 2**20:.1f} MiB in flight: n={len(loaded):4d}"
-          f"  p50 {_pct(loaded, 50):8.1f} ms  p99 {_pct(loaded, 99):8.1f} ms"
-          f"  max {max(loaded):8.1f} ms")
+    print(
+        f"small requests alone:        n={len(alone):4d}  p50 {_pct(alone, 50):8.1f} ms"
+        f"  p99 {_pct(alone, 99):8.1f} ms  max {max(alone):8.1f} ms"
+    )
+    print(
+        f"with {large} x {len(body) / 2**20:.1f} MiB in flight: n={len(loaded):4d}"
+        f"  p50 {_pct(loaded, 50):8.1f} ms  p99 {_pct(loaded, 99):8.1f} ms"
+        f"  max {max(loaded):8.1f} ms"
+    )
     if durations:
-        print(f"large requests completed: {len(durations)}, "
-              f"mean {sum(durations) / len(durations):.2f} s each")
+        print(
+            f"large requests completed: {len(durations)}, "
+            f"mean {sum(durations) / len(durations):.2f} s each"
+        )
 
 
 def main() -> None:
@@ -118,9 +125,21 @@ def main() -> None:
             "[security.ssrf_protection]\nallow_localhost = true\n"
         )
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
-             "--log-level", "warning"],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             for _ in range(200):
@@ -129,8 +148,14 @@ def main() -> None:
                         break
                 except OSError:
                     time.sleep(0.05)
-            asyncio.run(_measure(f"http://127.0.0.1:{port}/v1/chat/completions", args.seconds,
-                                 args.mib, args.large))
+            asyncio.run(
+                _measure(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    args.seconds,
+                    args.mib,
+                    args.large,
+                )
+            )
         finally:
             daemon.terminate()
             daemon.wait(10)

@@ -99,8 +99,14 @@ def _openai_events(model: str) -> list[bytes]:
     events.append(
         b"data: "
         + json.dumps(
-            {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
-             "model": model, "choices": [], "usage": usage}
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
         ).encode()
         + b"\n\n"
     )
@@ -137,15 +143,21 @@ def _anthropic_events(model: str) -> list[bytes]:
         event("message_start", {"type": "message_start", "message": _anthropic_message(model)}),
         event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0,
-             "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
         ),
     ]
     events += [
         event(
             "content_block_delta",
-            {"type": "content_block_delta", "index": 0,
-             "delta": {"type": "text_delta", "text": WORD}},
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": WORD},
+            },
         )
         for _ in range(_chunks(model))
     ]
@@ -153,8 +165,11 @@ def _anthropic_events(model: str) -> list[bytes]:
         event("content_block_stop", {"type": "content_block_stop", "index": 0}),
         event(
             "message_delta",
-            {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-             "usage": {"output_tokens": _chunks(model)}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": _chunks(model)},
+            },
         ),
         event("message_stop", {"type": "message_stop"}),
     ]
@@ -486,8 +501,10 @@ def _print_result(r: Result) -> None:
 
 def _markdown(results: list[Result], rss: tuple[float, float, float] | None) -> None:
     print()
-    print("| case | added p50 | added p99 | added TTFT | CPU/request (c32) | floor | ratio "
-          "| ratio c1 | req/s (c32) |")
+    print(
+        "| case | added p50 | added p99 | added TTFT | CPU/request (c32) | floor | ratio "
+        "| ratio c1 | req/s (c32) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ttft = f"{r.added_ttft:.2f} ms" if r.case.stream else ""
@@ -497,8 +514,10 @@ def _markdown(results: list[Result], rss: tuple[float, float, float] | None) -> 
             f"| {r.rps:,.0f} |"
         )
     if rss is not None:
-        print(f"\nDaemon RSS: {rss[0]:.1f} MB at start of the RSS phase, {rss[1]:.1f} MB after "
-              f"10,000 more requests, {rss[2]:.1f} MB after another 10,000.")
+        print(
+            f"\nDaemon RSS: {rss[0]:.1f} MB at start of the RSS phase, {rss[1]:.1f} MB after "
+            f"10,000 more requests, {rss[2]:.1f} MB after another 10,000."
+        )
 
 
 def _targets(results: list[Result], rss: tuple[float, float, float] | None) -> bool:
@@ -525,23 +544,39 @@ def _targets(results: list[Result], rss: tuple[float, float, float] | None) -> b
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=1000,
-                        help="sequential requests per case (concurrency 1)")
-    parser.add_argument("--seconds", type=float, default=4.0,
-                        help="duration of each concurrent run")
+    parser.add_argument(
+        "--requests", type=int, default=1000, help="sequential requests per case (concurrency 1)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=4.0, help="duration of each concurrent run"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--case", action="append", default=[],
-                        help="run only cases whose name contains this (repeatable)")
+    parser.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        help="run only cases whose name contains this (repeatable)",
+    )
     parser.add_argument("--no-rss", action="store_true", help="skip the 20,000-request RSS phase")
     parser.add_argument("--markdown", action="store_true", help="also print the README table")
-    parser.add_argument("--against", type=Path, default=None,
-                        help="another checkout whose daemon is measured interleaved (A/B)")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="another checkout whose daemon is measured interleaved (A/B)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="with --against: rounds per case")
-    parser.add_argument("--observe", default="",
-                        help="TOML appended to the daemon's config (e.g. observability sections)")
-    parser.add_argument("--log-level", default="info",
-                        help="the daemon's; at info (a daemon's default) it writes one line per "
-                        "request, to /dev/null here")
+    parser.add_argument(
+        "--observe",
+        default="",
+        help="TOML appended to the daemon's config (e.g. observability sections)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        help="the daemon's; at info (a daemon's default) it writes one line per "
+        "request, to /dev/null here",
+    )
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -582,8 +617,18 @@ def _start_daemon(
     port = _free_port()
     state = tmp / f"state-{port}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
-         "--log-level", log_level],
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            log_level,
+        ],
         cwd=tree,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -602,17 +647,22 @@ def _run(
 ) -> bool:
     url, process = daemon
     pids = (process.pid, upstream_pid)
-    print(f"daemon pid {process.pid} (RSS {_rss_mb(process.pid):.1f} MB at start), upstream pid "
-          f"{upstream_pid}; {args.requests} sequential requests, then {args.seconds:g} s at "
-          f"concurrency {args.concurrency}, per case", flush=True)
+    print(
+        f"daemon pid {process.pid} (RSS {_rss_mb(process.pid):.1f} MB at start), upstream pid "
+        f"{upstream_pid}; {args.requests} sequential requests, then {args.seconds:g} s at "
+        f"concurrency {args.concurrency}, per case",
+        flush=True,
+    )
     results = []
     for case in cases:
         results.append(measure(case, url, upstream, pids, args))
         _print_result(results[-1])
     rss = None if args.no_rss else _rss_phase(url, process.pid, args.concurrency)
     if rss is not None:
-        print(f"RSS {rss[0]:.1f} MB, after 10,000 more requests {rss[1]:.1f} MB, "
-              f"after another 10,000 {rss[2]:.1f} MB")
+        print(
+            f"RSS {rss[0]:.1f} MB, after 10,000 more requests {rss[1]:.1f} MB, "
+            f"after another 10,000 {rss[2]:.1f} MB"
+        )
     if args.markdown:
         _markdown(results, rss)
     return _targets(results, rss)
@@ -626,23 +676,30 @@ def _compare(
     args: argparse.Namespace,
 ) -> None:
     """Before (`--against`) and after (this checkout), interleaved; medians of the rounds."""
-    print(f"before: {args.against} (pid {daemons[0][1].pid}); after: {REPO} "
-          f"(pid {daemons[1][1].pid}); {args.repeat} interleaved rounds per case", flush=True)
+    print(
+        f"before: {args.against} (pid {daemons[0][1].pid}); after: {REPO} "
+        f"(pid {daemons[1][1].pid}); {args.repeat} interleaved rounds per case",
+        flush=True,
+    )
     for case in cases:
         rounds: list[list[Result]] = [[], []]
         for _ in range(args.repeat):
             for side, (url, process) in enumerate(daemons):
                 rounds[side].append(measure(case, url, upstream, (process.pid, upstream_pid), args))
-        before, after = ([statistics.median(getattr(r, f) for r in side) for f in
-                          ("proxy_cpu_c1", "proxy_cpu", "ratio", "added_p50", "added_ttft")]
-                         for side in rounds)
+        before, after = (
+            [
+                statistics.median(getattr(r, f) for r in side)
+                for f in ("proxy_cpu_c1", "proxy_cpu", "ratio", "added_p50", "added_ttft")
+            ]
+            for side in rounds
+        )
         print(
             f"{case.name:34} CPU c1 {before[0]:5.3f} -> {after[0]:5.3f} ms "
             f"({(after[0] / before[0] - 1) * 100:+5.1f}%)  c32 {before[1]:5.3f} -> "
             f"{after[1]:5.3f} ms ({(after[1] / before[1] - 1) * 100:+5.1f}%), floor ratio "
             f"{before[2]:4.2f}x -> {after[2]:4.2f}x  added p50 {before[3]:5.3f} -> "
-            f"{after[3]:5.3f} ms" + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms"
-                                    if case.stream else ""),
+            f"{after[3]:5.3f} ms"
+            + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms" if case.stream else ""),
             flush=True,
         )
 

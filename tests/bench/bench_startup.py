@@ -70,8 +70,9 @@ def _children_cpu() -> float:
 def _wall(command: list[str], env: dict[str, str]) -> Run:
     cpu = _children_cpu()
     started = time.perf_counter()
-    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True, cwd=REPO)
+    subprocess.run(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=REPO
+    )
     return time.perf_counter() - started, _children_cpu() - cpu
 
 
@@ -79,8 +80,9 @@ def _first_byte(command: list[str], env: dict[str, str]) -> Run:
     """Wall time to the first byte on stdout; CPU of the whole run (to exit)."""
     cpu = _children_cpu()
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, cwd=REPO)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO
+    )
     assert process.stdout is not None
     first = process.stdout.read(1)
     elapsed = time.perf_counter() - started
@@ -93,8 +95,10 @@ def _first_byte(command: list[str], env: dict[str, str]) -> Run:
 def _median(runs: int, measure: Callable[[], Run]) -> Run:
     measure()  # warm the file cache (and write the bytecode cache) once
     measured = [measure() for _ in range(runs)]
-    return (statistics.median(wall for wall, _ in measured),
-            statistics.median(cpu for _, cpu in measured))
+    return (
+        statistics.median(wall for wall, _ in measured),
+        statistics.median(cpu for _, cpu in measured),
+    )
 
 
 # What `route test` imports, in layers: each row adds its modules to the ones above it.
@@ -112,8 +116,9 @@ LAYERS = (
 def breakdown(runs: int, env: dict[str, str]) -> None:
     """The CPU each layer of imports adds, as a ratio to the bare interpreter's own CPU."""
     _, bare = _median(runs, lambda: _wall([PYTHON, "-c", "pass"], env))
-    print(f"CPU each layer of route test's imports adds (median of {runs}; bare "
-          f"{bare * 1000:.0f} ms)")
+    print(
+        f"CPU each layer of route test's imports adds (median of {runs}; bare {bare * 1000:.0f} ms)"
+    )
     modules: list[str] = []
     previous = bare
     for label, names in LAYERS:
@@ -124,11 +129,15 @@ def breakdown(runs: int, env: dict[str, str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--imports", action="store_true",
-                        help="Only show the CPU each layer of route test's imports adds.")
+    parser.add_argument(
+        "--imports",
+        action="store_true",
+        help="Only show the CPU each layer of route test's imports adds.",
+    )
     args = parser.parse_args()
     if args.imports:
         with tempfile.TemporaryDirectory(prefix="llmproxy-bench-") as directory:
@@ -138,8 +147,12 @@ def main() -> None:
     from proxy.simulate import SimulatedProvider
     from proxy.simulate.runner import SimulatorThread
 
-    sims = SimulatorThread([SimulatedProvider("zai", "openai", ["glm-5"]),
-                            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"])])
+    sims = SimulatorThread(
+        [
+            SimulatedProvider("zai", "openai", ["glm-5"]),
+            SimulatedProvider("cerebras", "openai", ["llama-3.3-70b"]),
+        ]
+    )
     urls = {name: sim.base_url for name, sim in sims.start().items()}
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -148,14 +161,28 @@ def main() -> None:
         config.write_text(
             f"[proxy]\nport = {port}\n[security.ssrf_protection]\nallow_localhost = true\n"
             '[router]\ndefault = "zai,glm-5|cerebras,llama-3.3-70b"\n'
-            + "".join(f'[[providers]]\nname = "{name}"\napi_base_url = "{base}"\n'
-                      f'api_key = "$KEY"\nmodels = ["{model}"]\n'
-                      for (name, base), model in zip(urls.items(), ["glm-5", "llama-3.3-70b"],
-                                                     strict=True)))
-        env = {**_cached_bytecode(directory), "LLMPROXY_CONFIG": str(config),
-               "LLMPROXY_STATE_DIR": directory, "KEY": "bench-key", "COLUMNS": "100"}
-        daemon = subprocess.Popen([*LLMPROXY, "serve"], env=env, cwd=REPO,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            + "".join(
+                f'[[providers]]\nname = "{name}"\napi_base_url = "{base}"\n'
+                f'api_key = "$KEY"\nmodels = ["{model}"]\n'
+                for (name, base), model in zip(
+                    urls.items(), ["glm-5", "llama-3.3-70b"], strict=True
+                )
+            )
+        )
+        env = {
+            **_cached_bytecode(directory),
+            "LLMPROXY_CONFIG": str(config),
+            "LLMPROXY_STATE_DIR": directory,
+            "KEY": "bench-key",
+            "COLUMNS": "100",
+        }
+        daemon = subprocess.Popen(
+            [*LLMPROXY, "serve"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             from cli._address import health
 
@@ -168,10 +195,12 @@ def main() -> None:
             results = {
                 "bare python": _median(args.runs, lambda: _wall([PYTHON, "-c", "pass"], env)),
                 "--help": _median(args.runs, lambda: _wall([*LLMPROXY, "--help"], env)),
-                "route test": _median(args.runs, lambda: _wall(
-                    [*LLMPROXY, "route", "test", "auto"], client_env)),
-                "chat (first byte)": _median(args.runs, lambda: _first_byte(
-                    [*LLMPROXY, "chat", "Hello"], client_env)),
+                "route test": _median(
+                    args.runs, lambda: _wall([*LLMPROXY, "route", "test", "auto"], client_env)
+                ),
+                "chat (first byte)": _median(
+                    args.runs, lambda: _first_byte([*LLMPROXY, "chat", "Hello"], client_env)
+                ),
                 "status": _median(args.runs, lambda: _wall([*LLMPROXY, "status"], client_env)),
             }
         finally:
@@ -185,10 +214,15 @@ def main() -> None:
     print(f"{'command':<20} {'median':>9} {'ratio':>7}  {'cpu':>9} {'ratio':>7}  target")
     for name, (seconds, cpu) in results.items():
         target = TARGETS.get(name)
-        verdict = "" if target is None else (
-            f"<= {target:.0f}x " + ("met" if seconds / bare <= target else "MISSED"))
-        print(f"{name:<20} {seconds * 1000:7.0f} ms {seconds / bare:6.1f}x  "
-              f"{cpu * 1000:6.0f} ms {cpu / bare_cpu:6.1f}x  {verdict}")
+        verdict = (
+            ""
+            if target is None
+            else (f"<= {target:.0f}x " + ("met" if seconds / bare <= target else "MISSED"))
+        )
+        print(
+            f"{name:<20} {seconds * 1000:7.0f} ms {seconds / bare:6.1f}x  "
+            f"{cpu * 1000:6.0f} ms {cpu / bare_cpu:6.1f}x  {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ from pathlib import Path
 import aiohttp
 from bench_proxy import REPO, _one, _pct, _run_simulator, _sequential
 
-LIMITS = ("[security.rate_limiting]\nrequests_per_minute = 0\nconcurrent_requests = 0\n"
-          "[security.rate_limiting.global]\nrequests_per_minute = {rpm}\n")
+LIMITS = (
+    "[security.rate_limiting]\nrequests_per_minute = 0\nconcurrent_requests = 0\n"
+    "[security.rate_limiting.global]\nrequests_per_minute = {rpm}\n"
+)
 
 
 def _free_port() -> int:
@@ -67,9 +69,21 @@ def _config(directory: Path, name: str, sim_base: str, rpm: int, redis_url: str 
 def _daemon(stack: ExitStack, config: Path) -> str:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--config", str(config), "--port", str(port),
-         "--log-level", "warning"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     stack.callback(process.wait, 10)
     stack.callback(process.terminate)
@@ -79,17 +93,18 @@ def _daemon(stack: ExitStack, config: Path) -> str:
 
 async def _burst(urls: list[str], total: int) -> tuple[int, float]:
     async def one(session: aiohttp.ClientSession, url: str) -> int:
-        async with session.post(url, json={"model": "bench-model", "messages": [
-                {"role": "user", "content": "hi"}]},
-                headers={"authorization": "Bearer bench-key"}) as response:
+        async with session.post(
+            url,
+            json={"model": "bench-model", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": "Bearer bench-key"},
+        ) as response:
             await response.read()
             return response.status
 
     connector = aiohttp.TCPConnector(limit=32)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
-        statuses = await asyncio.gather(*(one(session, urls[i % len(urls)])
-                                          for i in range(total)))
+        statuses = await asyncio.gather(*(one(session, urls[i % len(urls)]) for i in range(total)))
         return statuses.count(200), time.perf_counter() - started
 
 
@@ -109,16 +124,30 @@ def main() -> None:
 
     receive, send = multiprocessing.Pipe(duplex=False)
     simulator = multiprocessing.get_context("spawn").Process(
-        target=_run_simulator, args=(send,), daemon=True)
+        target=_run_simulator, args=(send,), daemon=True
+    )
     simulator.start()
     sim_base = receive.recv()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         directory = Path(tmp)
         redis_port = _free_port()
         redis = subprocess.Popen(
-            [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_server,
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         stack.callback(redis.wait, 10)
         stack.callback(redis.terminate)
         _wait_port(redis_port)
@@ -127,28 +156,36 @@ def main() -> None:
         memory = _daemon(stack, _config(directory, "memory", sim_base, big, None))
         shared = _daemon(stack, _config(directory, "redis", sim_base, big, redis_url))
 
-        print(f"{args.requests} sequential non-streaming requests each (5 interleaved rounds), "
-              "rate limit configured")
+        print(
+            f"{args.requests} sequential non-streaming requests each (5 interleaved rounds), "
+            "rate limit configured"
+        )
         results: dict[str, list[float]] = {"memory": [], "redis": []}
         for _ in range(5):  # interleaved, so the machine's drift hits both alike
             for name, url in (("memory", memory), ("redis", shared)):
                 results[name] += asyncio.run(_sequential(url, args.requests // 5, False))
         for name, values in results.items():
             print(f"  {name:7s} p50 {_pct(values, 50):7.3f} ms   p99 {_pct(values, 99):7.3f} ms")
-        print(f"  redis adds p50 {_pct(results['redis'], 50) - _pct(results['memory'], 50):.3f}"
-              f" ms, p99 {_pct(results['redis'], 99) - _pct(results['memory'], 99):.3f} ms")
+        print(
+            f"  redis adds p50 {_pct(results['redis'], 50) - _pct(results['memory'], 50):.3f}"
+            f" ms, p99 {_pct(results['redis'], 99) - _pct(results['memory'], 99):.3f} ms"
+        )
 
-        three = [_daemon(stack, _config(directory, f"limit{i}", sim_base, args.limit, redis_url))
-                 for i in range(3)]
+        three = [
+            _daemon(stack, _config(directory, f"limit{i}", sim_base, args.limit, redis_url))
+            for i in range(3)
+        ]
         for url in three:
             asyncio.run(_warm(url))  # one request each, counted below
         admitted, elapsed = asyncio.run(_burst(three, 2 * args.limit))
         admitted += 3
         allowance = args.limit + args.limit / 60 * elapsed
-        print(f"three daemons, global limit {args.limit}/min: {admitted} of "
-              f"{2 * args.limit + 3} admitted in {elapsed:.2f} s; allowance {allowance:.1f} "
-              f"(limit + refill); off by {100 * (admitted - allowance) / args.limit:+.2f}% "
-              "of the limit")
+        print(
+            f"three daemons, global limit {args.limit}/min: {admitted} of "
+            f"{2 * args.limit + 3} admitted in {elapsed:.2f} s; allowance {allowance:.1f} "
+            f"(limit + refill); off by {100 * (admitted - allowance) / args.limit:+.2f}% "
+            "of the limit"
+        )
     simulator.terminate()
 
 

@@ -120,15 +120,29 @@ def corpus() -> dict[str, list[tuple[str, str]]]:
     import pydoc_data.topics
 
     found: dict[str, list[tuple[str, str]]] = {
-        "prose": [], "code": [], "json": [], "cjk": [], "intl": []}
+        "prose": [],
+        "code": [],
+        "json": [],
+        "cjk": [],
+        "intl": [],
+    }
     topics: dict[str, str] = pydoc_data.topics.topics
     found["prose"] += [(f"pydoc:{k}", topics[k]) for k in sorted(topics)]
     for name in ("GPL-3", "Apache-2.0", "MPL-2.0", "GFDL-1.3", "LGPL-2.1"):
         found["prose"] += _files([f"/usr/share/common-licenses/{name}"])
-    found["prose"] += _files(sorted(glob.glob(str(ROOT.parent / "shared" / "**" / "*.md"),
-                                              recursive=True)))
-    for sub in ("asyncio", "json", "email", "http", "importlib", "concurrent/futures",
-                "logging", "unittest"):
+    found["prose"] += _files(
+        sorted(glob.glob(str(ROOT.parent / "shared" / "**" / "*.md"), recursive=True))
+    )
+    for sub in (
+        "asyncio",
+        "json",
+        "email",
+        "http",
+        "importlib",
+        "concurrent/futures",
+        "logging",
+        "unittest",
+    ):
         found["code"] += _files(sorted(glob.glob(str(STDLIB / sub / "*.py"))))
     include = sysconfig.get_paths()["include"]
     found["code"] += _files(sorted(glob.glob(os.path.join(include, "cpython", "*.h")))[:30])
@@ -137,8 +151,9 @@ def corpus() -> dict[str, list[tuple[str, str]]]:
             continue
         spec = orjson.loads(Path(path).read_bytes())
         found["json"].append((f"{path}:compact", orjson.dumps(spec).decode()))
-        found["json"].append((f"{path}:indented",
-                              orjson.dumps(spec, option=orjson.OPT_INDENT_2).decode()))
+        found["json"].append(
+            (f"{path}:indented", orjson.dumps(spec, option=orjson.OPT_INDENT_2).decode())
+        )
     for path in sorted(CAPTURES.glob("claude-code*.json")):
         body = orjson.loads(path.read_bytes())["body"]
         if "tools" in body:
@@ -244,8 +259,10 @@ def report(label: str, errors: list[float]) -> None:
     mean = statistics.fmean(abs(e) for e in errors) * 100
     bias = statistics.fmean(errors) * 100
     worst = max(abs(e) for e in errors) * 100
-    print(f"  {label:34s} n={len(errors):5d}  mean |err| {mean:5.1f}%  bias {bias:+5.1f}%"
-          f"  worst {worst:5.1f}%")
+    print(
+        f"  {label:34s} n={len(errors):5d}  mean |err| {mean:5.1f}%  bias {bias:+5.1f}%"
+        f"  worst {worst:5.1f}%"
+    )
 
 
 def evaluate(rows: list[tuple[str, str, str, int]]) -> None:
@@ -254,8 +271,10 @@ def evaluate(rows: list[tuple[str, str, str, int]]) -> None:
     for category in sorted({r[0] for r in held_out}):
         picked = [(t, ref) for c, _, t, ref in held_out if c == category]
         report(f"{category} (all)", [(tokens.count_text(t) - r) / r for t, r in picked])
-        report(f"{category} (>= 1000 chars)",
-               [(tokens.count_text(t) - r) / r for t, r in picked if len(t) >= 1000])
+        report(
+            f"{category} (>= 1000 chars)",
+            [(tokens.count_text(t) - r) / r for t, r in picked if len(t) >= 1000],
+        )
 
 
 def evaluate_long(count: Callable[[str], int]) -> None:
@@ -265,9 +284,12 @@ def evaluate_long(count: Callable[[str], int]) -> None:
 
 
 def capture_bodies() -> list[tuple[str, dict[str, Any], ClientAPI]]:
-    formats = {"/v1/messages": ClientAPI.ANTHROPIC, "/v1/messages/count_tokens":
-               ClientAPI.ANTHROPIC, "/v1/chat/completions": ClientAPI.OPENAI,
-               "/v1/responses": ClientAPI.RESPONSES}
+    formats = {
+        "/v1/messages": ClientAPI.ANTHROPIC,
+        "/v1/messages/count_tokens": ClientAPI.ANTHROPIC,
+        "/v1/chat/completions": ClientAPI.OPENAI,
+        "/v1/responses": ClientAPI.RESPONSES,
+    }
     found = []
     for path in sorted(CAPTURES.glob("*.json")):
         capture = orjson.loads(path.read_bytes())
@@ -307,16 +329,45 @@ def timing() -> None:
     bodies = [(n, b, f) for n, b, f in capture_bodies() if len(orjson.dumps(b)) > 20_000]
     name, big, fmt = max(bodies, key=lambda item: len(orjson.dumps(item[1])))
     filler = Path(STDLIB / "asyncio" / "base_events.py").read_text()[:15_000]
-    fifty = dict(big, messages=[*big["messages"], {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": filler}]}])
-    huge = dict(big, messages=[*big["messages"], {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": filler * 70}]}])
-    cases = [*bodies, (f"{name} + 15 KB tool_result", fifty, fmt),
-             (f"{name} + 1 MB tool_result", huge, fmt)]
+    fifty = dict(
+        big,
+        messages=[
+            *big["messages"],
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": filler}],
+            },
+        ],
+    )
+    huge = dict(
+        big,
+        messages=[
+            *big["messages"],
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": filler * 70}
+                ],
+            },
+        ],
+    )
+    cases = [
+        *bodies,
+        (f"{name} + 15 KB tool_result", fifty, fmt),
+        (f"{name} + 1 MB tool_result", huge, fmt),
+    ]
     for label, body, body_fmt in cases:
         runs = 200
-        best = min(timeit.repeat(lambda b=body, f=body_fmt: tokens.estimate_request_tokens(b, f),
-                                 number=runs, repeat=5)) / runs
+        best = (
+            min(
+                timeit.repeat(
+                    lambda b=body, f=body_fmt: tokens.estimate_request_tokens(b, f),
+                    number=runs,
+                    repeat=5,
+                )
+            )
+            / runs
+        )
         size = len(orjson.dumps(body))
         print(f"    {label:60s} {size / 1000:7.1f} KB  {best * 1e6:7.1f} us")
 
