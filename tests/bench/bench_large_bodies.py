@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,10 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from bench_proxy import REPO, _free_port, _one, _run_simulator
+from bench_common import REPO, free_port, one, run_simulator, wait_for
 
 
-def _pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
@@ -48,7 +47,7 @@ async def _small_latencies(url: str, seconds: float) -> list[float]:
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession() as session:
         while time.perf_counter() < deadline:
-            samples.append(await _one(session, url, False))
+            samples.append(await one(session, url, False))
             await asyncio.sleep(0.01)
     return samples
 
@@ -68,7 +67,7 @@ async def _large_client(url: str, body: bytes, stop: asyncio.Event, done: list[f
 async def _measure(url: str, seconds: float, mib: int, large: int) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(50):
-            await _one(session, url, False)
+            await one(session, url, False)
     alone = await _small_latencies(url, seconds)
     body = _large_body(mib)
     stop = asyncio.Event()
@@ -79,12 +78,12 @@ async def _measure(url: str, seconds: float, mib: int, large: int) -> None:
     stop.set()
     await asyncio.gather(*clients)
     print(
-        f"small requests alone:        n={len(alone):4d}  p50 {_pct(alone, 50):8.1f} ms"
-        f"  p99 {_pct(alone, 99):8.1f} ms  max {max(alone):8.1f} ms"
+        f"small requests alone:        n={len(alone):4d}  p50 {pct(alone, 50):8.1f} ms"
+        f"  p99 {pct(alone, 99):8.1f} ms  max {max(alone):8.1f} ms"
     )
     print(
         f"with {large} x {len(body) / 2**20:.1f} MiB in flight: n={len(loaded):4d}"
-        f"  p50 {_pct(loaded, 50):8.1f} ms  p99 {_pct(loaded, 99):8.1f} ms"
+        f"  p50 {pct(loaded, 50):8.1f} ms  p99 {pct(loaded, 99):8.1f} ms"
         f"  max {max(loaded):8.1f} ms"
     )
     if durations:
@@ -107,13 +106,13 @@ def main() -> None:
     for _ in range(2):
         receive, send = multiprocessing.Pipe(duplex=False)
         simulator = multiprocessing.get_context("spawn").Process(
-            target=_run_simulator, args=(send,), daemon=True
+            target=run_simulator, args=(send,), daemon=True
         )
         simulator.start()
         simulators.append(simulator)
         bases.append(receive.recv())
     sim_base, bulk_base = bases
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(
@@ -142,12 +141,7 @@ def main() -> None:
             stderr=subprocess.PIPE,
         )
         try:
-            for _ in range(200):
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                        break
-                except OSError:
-                    time.sleep(0.05)
+            wait_for(port)
             asyncio.run(
                 _measure(
                     f"http://127.0.0.1:{port}/v1/chat/completions",

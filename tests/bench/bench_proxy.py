@@ -32,7 +32,6 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from bench_common import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -471,22 +471,6 @@ def _config(upstream: str, observe: str) -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for(port: int) -> None:
-    for _ in range(400):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port}")
-
-
 def _print_result(r: Result) -> None:
     line = (
         f"{r.case.name:34} added p50 {r.added_p50:6.3f} p99 {r.added_p99:6.3f} ms  "
@@ -614,7 +598,7 @@ def _start_daemon(
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """`llmproxy serve` from `tree` (`python -m cli` imports that checkout's code first), with
     its own state dir: the request journal goes there, as a daemon's goes to its state dir."""
-    port = _free_port()
+    port = free_port()
     state = tmp / f"state-{port}"
     process = subprocess.Popen(
         [
@@ -634,7 +618,7 @@ def _start_daemon(
         stderr=subprocess.DEVNULL,
         env={**os.environ, "LLMPROXY_STATE_DIR": str(state), "XDG_DATA_HOME": str(tmp)},
     )
-    _wait_for(port)
+    wait_for(port)
     return f"http://127.0.0.1:{port}", process
 
 

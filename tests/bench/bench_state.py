@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import multiprocessing
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,28 +27,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import aiohttp
-from bench_proxy import REPO, _one, _pct, _run_simulator, _sequential
+from bench_common import REPO, free_port, one, pct, run_simulator, sequential, wait_for
 
 LIMITS = (
     "[security.rate_limiting]\nrequests_per_minute = 0\nconcurrent_requests = 0\n"
     "[security.rate_limiting.global]\nrequests_per_minute = {rpm}\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_port(port: int) -> None:
-    for _ in range(400):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing answers on {port}")
 
 
 def _config(directory: Path, name: str, sim_base: str, rpm: int, redis_url: str | None) -> Path:
@@ -67,7 +50,7 @@ def _config(directory: Path, name: str, sim_base: str, rpm: int, redis_url: str 
 
 
 def _daemon(stack: ExitStack, config: Path) -> str:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -87,7 +70,7 @@ def _daemon(stack: ExitStack, config: Path) -> str:
     )
     stack.callback(process.wait, 10)
     stack.callback(process.terminate)
-    _wait_port(port)
+    wait_for(port)
     return f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
@@ -110,7 +93,7 @@ async def _burst(urls: list[str], total: int) -> tuple[int, float]:
 
 async def _warm(url: str) -> None:
     async with aiohttp.ClientSession() as session:
-        await _one(session, url, False)
+        await one(session, url, False)
 
 
 def main() -> None:
@@ -124,13 +107,13 @@ def main() -> None:
 
     receive, send = multiprocessing.Pipe(duplex=False)
     simulator = multiprocessing.get_context("spawn").Process(
-        target=_run_simulator, args=(send,), daemon=True
+        target=run_simulator, args=(send,), daemon=True
     )
     simulator.start()
     sim_base = receive.recv()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         directory = Path(tmp)
-        redis_port = _free_port()
+        redis_port = free_port()
         redis = subprocess.Popen(
             [
                 redis_server,
@@ -150,7 +133,7 @@ def main() -> None:
         )
         stack.callback(redis.wait, 10)
         stack.callback(redis.terminate)
-        _wait_port(redis_port)
+        wait_for(redis_port)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         big = 10_000_000  # limits configured, never reached: the cost of deciding
         memory = _daemon(stack, _config(directory, "memory", sim_base, big, None))
@@ -163,12 +146,12 @@ def main() -> None:
         results: dict[str, list[float]] = {"memory": [], "redis": []}
         for _ in range(5):  # interleaved, so the machine's drift hits both alike
             for name, url in (("memory", memory), ("redis", shared)):
-                results[name] += asyncio.run(_sequential(url, args.requests // 5, False))
+                results[name] += asyncio.run(sequential(url, args.requests // 5, False))
         for name, values in results.items():
-            print(f"  {name:7s} p50 {_pct(values, 50):7.3f} ms   p99 {_pct(values, 99):7.3f} ms")
+            print(f"  {name:7s} p50 {pct(values, 50):7.3f} ms   p99 {pct(values, 99):7.3f} ms")
         print(
-            f"  redis adds p50 {_pct(results['redis'], 50) - _pct(results['memory'], 50):.3f}"
-            f" ms, p99 {_pct(results['redis'], 99) - _pct(results['memory'], 99):.3f} ms"
+            f"  redis adds p50 {pct(results['redis'], 50) - pct(results['memory'], 50):.3f}"
+            f" ms, p99 {pct(results['redis'], 99) - pct(results['memory'], 99):.3f} ms"
         )
 
         three = [
