@@ -3,11 +3,10 @@ resolver, an injected rate limiter, a pretended peer address), and raw HTTP with
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import http.client
 import socket
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -23,6 +22,7 @@ from proxy.config import Config, parse_config
 from proxy.server import build_app
 from proxy.serving import listening
 from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.simulate.deployment import LoopThread
 
 
 class FakeDNS(AbstractResolver):
@@ -138,48 +138,23 @@ def anthropic_error(response: RawResponse) -> dict[str, Any]:
 
 
 class DaemonThread:
-    """Simulators and the daemon on their own loop, for synchronous hypothesis tests."""
+    """Simulators and the daemon on their own loop (a `LoopThread`), for synchronous hypothesis
+    tests."""
 
     def __init__(
         self,
         sims: Sequence[SimulatedProvider],
         config: Callable[[dict[str, SimulatedProvider]], str],
     ) -> None:
-        self._sims = sims
-        self._config = config
+        self._thread = LoopThread(lambda: _serve_daemon(sims, config), name="daemon-thread")
         self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            self._ready.set()
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with run_simulated(self._sims) as running:
-            app = build_app(parse_config(self._config(running), {}))
-            async with listening(app, "127.0.0.1", 0) as runner:
-                self.port = runner.addresses[0][1]
-                self._ready.set()
-                await self._stop.wait()
 
     def __enter__(self) -> DaemonThread:
-        self._thread.start()
-        assert self._ready.wait(10) and self.port, "daemon did not start"
+        self.port = self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self._thread.stop()
 
     def send(self, path: str, body: bytes | None, method: str = "POST") -> tuple[int, str, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
@@ -198,3 +173,14 @@ class DaemonThread:
             return response.status, response.getheader("content-type", ""), response.read()
         finally:
             connection.close()
+
+
+@contextlib.asynccontextmanager
+async def _serve_daemon(
+    sims: Sequence[SimulatedProvider], config: Callable[[dict[str, SimulatedProvider]], str]
+) -> AsyncIterator[int]:
+    """The daemon over `sims`, listening on a free port (yielded) until the context ends."""
+    async with run_simulated(sims) as running:
+        app = build_app(parse_config(config(running), {}))
+        async with listening(app, "127.0.0.1", 0) as runner:
+            yield runner.addresses[0][1]
