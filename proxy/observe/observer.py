@@ -45,7 +45,7 @@ class Observer:
 
     def __init__(
         self,
-        metrics: Metrics,
+        metrics: Metrics | None,
         journal: Journal | None = None,
         tracer: Tracer | None = None,
         recent: RecentRequests | None = None,
@@ -59,7 +59,8 @@ class Observer:
     def finish(self, record: RequestRecord) -> None:
         log_request(record)
         self.recent.add(record)
-        self.metrics.observe(record)
+        if self.metrics is not None:
+            self.metrics.observe(record)
         if self.journal is not None:
             self.journal.add(record)
         if self.tracer is not None:

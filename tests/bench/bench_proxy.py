@@ -20,7 +20,12 @@ is 1 if one is missed. `--markdown` prints the README's table.
 `--against DIR` measures a second daemon run from another checkout (e.g. a `git worktree` of
 the commit before a change) in the same run, interleaved case by case `--repeat` times, and
 prints each case's CPU per request for both and the change: before/after figures that a noisy,
-shared machine affects alike.
+shared machine affects alike. `--baseline-observe TOML` and `--baseline-log-level LEVEL` configure
+that daemon alone; with `--against .` they measure what observability costs, on the same code:
+
+    .venv/bin/python tests/bench/bench_proxy.py --against . --repeat 5 --no-rss \\
+        --baseline-log-level warning \\
+        --baseline-observe $'[journal]\\nenabled = false\\n[metrics]\\nenabled = false'
 """
 
 from __future__ import annotations
@@ -561,6 +566,18 @@ def main() -> None:
         help="the daemon's; at info (a daemon's default) it writes one line per "
         "request, to /dev/null here",
     )
+    parser.add_argument(
+        "--baseline-observe",
+        default=None,
+        help="with --against: TOML appended to that daemon's config instead of --observe "
+        "(with `--against .`, the same code with observability off, e.g. "
+        "'[journal]\\nenabled = false\\n[metrics]\\nenabled = false')",
+    )
+    parser.add_argument(
+        "--baseline-log-level",
+        default=None,
+        help="with --against: that daemon's log level instead of --log-level",
+    )
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -576,9 +593,11 @@ def main() -> None:
         config.write_text(_config(upstream, args.observe))
         daemons = [_start_daemon(REPO, config, Path(tmp), args.log_level)]
         if args.against is not None:
-            daemons.insert(
-                0, _start_daemon(args.against.resolve(), config, Path(tmp), args.log_level)
-            )
+            baseline = Path(tmp) / "baseline.toml"
+            observe = args.observe if args.baseline_observe is None else args.baseline_observe
+            baseline.write_text(_config(upstream, observe))
+            level = args.log_level if args.baseline_log_level is None else args.baseline_log_level
+            daemons.insert(0, _start_daemon(args.against.resolve(), baseline, Path(tmp), level))
         try:
             if args.against is not None:
                 _compare(cases, daemons, upstream, upstream_process.pid, args)
