@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from proxy.observe.journal import Journal
-from proxy.observe.logline import log_request
+from proxy.observe.logline import RequestLog
 from proxy.observe.metrics import Metrics
 from proxy.observe.recent import RecentRequests
 from proxy.observe.record import (
@@ -55,9 +55,10 @@ class Observer:
         self.tracer = tracer
         self.recent = recent or RecentRequests()
         self.ids = RequestIds()
+        self.log = RequestLog()
 
     def finish(self, record: RequestRecord) -> None:
-        log_request(record)
+        self.log.write(record)
         self.recent.add(record)
         if self.metrics is not None:
             self.metrics.observe(record)
