@@ -56,16 +56,32 @@ class Observer:
         self.recent = recent or RecentRequests()
         self.ids = RequestIds()
         self.log = RequestLog()
+        self._batch: list[RequestRecord] = []
 
     def finish(self, record: RequestRecord) -> None:
-        self.log.write(record)
+        """The status page sees the record at once; the other sinks take the records of a whole
+        turn of the event loop together, after it (`_flush`)."""
         self.recent.add(record)
-        if self.metrics is not None:
-            self.metrics.observe(record)
-        if self.journal is not None:
-            self.journal.add(record)
-        if self.tracer is not None:
-            self.tracer.export(record)
+        self._batch.append(record)
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            for record in batch:
+                self.log.write(record)
+            if self.metrics is not None:
+                for record in batch:
+                    self.metrics.observe(record)
+            if self.journal is not None:
+                for record in batch:
+                    self.journal.add(record)
+            if self.tracer is not None:
+                for record in batch:
+                    self.tracer.export(record)
+        except Exception:  # seeing a request must never fail one
+            log.exception("could not record %d requests", len(batch))
 
 
 def trace_of(request: web.Request) -> Trace:

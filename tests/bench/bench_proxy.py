@@ -578,6 +578,13 @@ def main() -> None:
         default=None,
         help="with --against: that daemon's log level instead of --log-level",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run every daemon on the last CPU and this client and the upstream on the others: "
+        "two daemons compared with --against then share one core's conditions, not whichever "
+        "placement the scheduler gave each process",
+    )
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -598,6 +605,8 @@ def main() -> None:
             baseline.write_text(_config(upstream, observe))
             level = args.log_level if args.baseline_log_level is None else args.baseline_log_level
             daemons.insert(0, _start_daemon(args.against.resolve(), baseline, Path(tmp), level))
+        if args.pin:
+            _pin([p.pid for _, p in daemons], [os.getpid(), upstream_process.pid])
         try:
             if args.against is not None:
                 _compare(cases, daemons, upstream, upstream_process.pid, args)
@@ -610,6 +619,16 @@ def main() -> None:
                 process.wait(10)
             upstream_process.terminate()
     sys.exit(0 if met else 1)
+
+
+def _pin(daemons: list[int], others: list[int]) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    for pid in daemons:
+        os.sched_setaffinity(pid, {cpus[-1]})
+    for pid in others:
+        os.sched_setaffinity(pid, set(cpus[:-1]))
 
 
 def _start_daemon(
@@ -686,8 +705,11 @@ def _compare(
     )
     for case in cases:
         rounds: list[list[Result]] = [[], []]
-        for _ in range(args.repeat):
-            for side, (url, process) in enumerate(daemons):
+        for round_ in range(args.repeat):
+            # Each side goes first every other round: what running second does to a side's
+            # measurement (a warmer upstream, a load that comes and goes) falls on both.
+            for side in (0, 1) if round_ % 2 == 0 else (1, 0):
+                url, process = daemons[side]
                 rounds[side].append(measure(case, url, upstream, (process.pid, upstream_pid), args))
         before, after = (
             [
