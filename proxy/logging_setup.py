@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import orjson
@@ -208,13 +208,38 @@ class TextFormatter(logging.Formatter):
         return f"{stamp},{int(record.msecs):03d}"  # as logging.Formatter's default
 
 
+class ConsoleHandler(logging.StreamHandler[TextIO]):
+    """The daemon's handler (stderr, or the log file of a detached daemon). Besides one record
+    at a time, it takes a batch (`handle_batch`): the request lines of a turn of the event loop,
+    each filtered and formatted as `handle` would, written together in one call."""
+
+    def handle_batch(self, records: list[logging.LogRecord]) -> None:
+        lines = []
+        for record in records:
+            if self.filter(record):
+                try:
+                    lines.append(self.format(record) + self.terminator)
+                except Exception:  # as `emit` does: logging reports it, the daemon goes on
+                    self.handleError(record)
+        if not lines:
+            return
+        self.acquire()
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except Exception:
+            self.handleError(records[-1])
+        finally:
+            self.release()
+
+
 LOG_FORMATS = ("text", "json")
 
 
 def configure_logging(level: str, redactor: Redactor, log_format: str = "text") -> None:
     """Console logging for the daemon: `llmproxy` at `level`, every line redacted; `json` makes
     each line one JSON object."""
-    handler = logging.StreamHandler()
+    handler = ConsoleHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 
+from proxy.logging_setup import ConsoleHandler
 from proxy.observe.cost import format_cost
 from proxy.observe.record import RequestRecord, attempts_path
 
@@ -16,21 +17,36 @@ log = logging.getLogger("llmproxy.requests")
 
 
 class RequestLog:
-    """Writes the line through `logging`, so every handler, the redaction filter and
-    `--log-format json` (which writes the record itself, under `request`) see it as any other
-    line; but without `Logger.info`'s per-call work, which cost more than the line itself: no
-    caller lookup (`findCaller` walks the stack), no `LogRecord` built from scratch (each one asks
-    for the thread, process and module names). A record is a copy of a template made once per
-    thread, with the time and the message filled in."""
+    """Writes the lines through `logging`'s own parts, so every handler, the redaction filters
+    and `--log-format json` (which writes the record itself, under `request`) see them as any
+    other line; but without its per-call work, which cost more than the line itself:
+
+    - no `Logger.info`: no caller lookup (`findCaller` walks the stack), no `LogRecord` built
+      from scratch (each asks for the thread, process and module names); a record is a copy of
+      a template made once per thread, with the time and the message filled in;
+    - the records of a batch go to the daemon's `ConsoleHandler` together: each filtered and
+      formatted by it, written in one call; any other handler (a test's, an embedding
+      program's) gets them one by one, as `Logger.callHandlers` would hand them over.
+    """
 
     def __init__(self, logger: logging.Logger = log) -> None:
         self._logger = logger
         self._template: logging.LogRecord | None = None
 
-    def write(self, record: RequestRecord) -> None:
+    def write(self, records: list[RequestRecord]) -> None:
         logger = self._logger
-        if logger.isEnabledFor(logging.INFO):
-            logger.handle(self._log_record(record))
+        if logger.disabled or not logger.isEnabledFor(logging.INFO):
+            return
+        # The logger's own filters (the redaction filter) first, as `Logger.handle` does.
+        lines = [line for line in map(self._log_record, records) if logger.filter(line)]
+        for handler in _handlers(logger):
+            if handler.level > logging.INFO:
+                continue
+            if isinstance(handler, ConsoleHandler):
+                handler.handle_batch(lines)
+            else:
+                for line in lines:
+                    handler.handle(line)
 
     def _log_record(self, record: RequestRecord) -> logging.LogRecord:
         now = time.time()
@@ -47,6 +63,16 @@ class RequestLog:
         out.relativeCreated = template.relativeCreated + (now - template.created) * 1000
         out.request = record  # the JSON formatter writes it whole
         return out
+
+
+def _handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers a record of `logger` reaches (`Logger.callHandlers`' walk)."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        current = current.parent if current.propagate else None
+    return found
 
 
 def text_line(r: RequestRecord) -> str:

@@ -69,8 +69,7 @@ class Observer:
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
         try:
-            for record in batch:
-                self.log.write(record)
+            self.log.write(batch)
             if self.metrics is not None:
                 for record in batch:
                     self.metrics.observe(record)
