@@ -124,7 +124,7 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a broken format call: logging reports it itself
             return True
-        setattr(record, REDACTED_MARK, True)
+        setattr(record, REDACTED_MARK, self.redactor)  # what the JSON formatter redacts with
         message = self.redactor.redact(message)
         if len(message) > MAX_MESSAGE_CHARS:
             cut = len(message) - MAX_MESSAGE_CHARS
@@ -184,6 +184,11 @@ class JsonFormatter(logging.Formatter):
         request = getattr(record, "request", None)
         if request is not None and hasattr(request, "to_json"):
             out["request"] = request.to_json()
+            redactor = getattr(record, REDACTED_MARK, None)
+            if isinstance(redactor, Redactor):  # the client names the model: it is redacted too
+                out["request"] = orjson.loads(
+                    redactor.redact(orjson.dumps(out["request"]).decode())
+                )
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -4,6 +4,8 @@ other tests read the records `logging` hands to pytest, not what the daemon's ha
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import re
 import signal
@@ -16,7 +18,18 @@ import orjson
 from redis_support import free_port
 from support import CLIENT_KEY, config_text
 
+from proxy.logging_setup import (
+    REDACTED,
+    ConsoleHandler,
+    JsonFormatter,
+    RedactingFilter,
+    Redactor,
+    TextFormatter,
+)
+from proxy.observe.logline import RequestLog
+from proxy.observe.record import RequestRecord
 from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.types import Attempt, Target, Usage
 
 PROMPT = "Say something about the log line"
 TEXT_LINE = re.compile(
@@ -94,3 +107,65 @@ async def test_workers_write_json_lines_with_the_record(tmp_path: Path) -> None:
     assert request["path"] == "zai" and request["status"] == 200 and request["outcome"] == "ok"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}", line["time"])
     assert not any(PROMPT in line or CLIENT_KEY in line for line in lines)
+
+
+def _record(n: int, model: str) -> RequestRecord:
+    served = Target("zai", "glm-5")
+    return RequestRecord(
+        id=f"req_{n:024x}",
+        started=0.0,
+        client_api="openai",
+        stream=False,
+        requested_model=model,
+        route="default",
+        reason=f"model {model} -> default chain",
+        served=served,
+        attempts=(Attempt(served, 200, None, 12.5),),
+        usage=Usage(10, 5),
+        cost=0.0001,
+        ttft_ms=None,
+        total_ms=20.0,
+        status=200,
+        outcome="ok",
+    )
+
+
+def test_the_batch_path_writes_what_logging_writes_one_by_one() -> None:
+    """The daemon's handler takes a turn's lines together (`ConsoleHandler.handle_batch`); any
+    other handler gets them one by one. Both write the same lines, redacted alike."""
+    secret = "a-configured-provider-key-0123"
+    records = [_record(1, "auto"), _record(2, "sk-clientchosen0123456789"), _record(3, secret)]
+    redactor = Redactor([secret])
+    for formatter in (TextFormatter, JsonFormatter):
+        written = []
+        for handler_class in (ConsoleHandler, logging.StreamHandler):
+            logger = logging.getLogger(f"tests.logline.{formatter.__name__}")
+            logger.propagate, logger.level = False, logging.INFO
+            stream = io.StringIO()
+            handler = handler_class(stream)
+            handler.setFormatter(formatter())
+            handler.addFilter(RedactingFilter(redactor))
+            logger_filter = RedactingFilter(redactor)
+            logger.addHandler(handler)
+            logger.addFilter(logger_filter)
+            try:
+                RequestLog(logger).write(records)
+            finally:
+                logger.removeHandler(handler)
+                logger.removeFilter(logger_filter)
+            written.append(stream.getvalue().splitlines())
+        batch, one_by_one = written
+        assert len(batch) == len(records)
+        if formatter is JsonFormatter:
+            batch, one_by_one = ([_timeless(line) for line in lines] for lines in written)
+        else:
+            batch, one_by_one = ([line[24:] for line in lines] for lines in written)  # no time
+        assert batch == one_by_one
+        text = "\n".join(written[0])  # the batch path, as written
+        assert "sk-clientchosen" not in text and secret not in text and REDACTED in text
+
+
+def _timeless(line: str) -> dict[str, object]:
+    parsed = orjson.loads(line)
+    del parsed["time"]
+    return dict(parsed)
