@@ -690,6 +690,11 @@ def _run(
     return _targets(results, rss)
 
 
+def _change(before: float, after: float) -> float:
+    """Percent; NaN when a run too short for /proc's CPU ticks measured nothing before."""
+    return (after / before - 1) * 100 if before > 0 else math.nan
+
+
 def _compare(
     cases: list[Case],
     daemons: list[tuple[str, subprocess.Popen[bytes]]],
@@ -720,8 +725,8 @@ def _compare(
         )
         print(
             f"{case.name:34} CPU c1 {before[0]:5.3f} -> {after[0]:5.3f} ms "
-            f"({(after[0] / before[0] - 1) * 100:+5.1f}%)  c32 {before[1]:5.3f} -> "
-            f"{after[1]:5.3f} ms ({(after[1] / before[1] - 1) * 100:+5.1f}%), floor ratio "
+            f"({_change(before[0], after[0]):+5.1f}%)  c32 {before[1]:5.3f} -> "
+            f"{after[1]:5.3f} ms ({_change(before[1], after[1]):+5.1f}%), floor ratio "
             f"{before[2]:4.2f}x -> {after[2]:4.2f}x  added p50 {before[3]:5.3f} -> "
             f"{after[3]:5.3f} ms"
             + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms" if case.stream else ""),
