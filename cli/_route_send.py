@@ -135,7 +135,7 @@ def _next_turn(body: JSONObject, answer: str, turn: int) -> JSONObject:
 def print_sent(sent: Sent, turn: int | None = None) -> None:
     out = stdout()
     if turn is not None:
-        out.print(Text(f"turn {turn}", style="bold"))
+        out.print(styled((f"turn {turn}", "bold")))
     table = Table(
         box=box.SIMPLE, title=f"attempts ({sent.via})", title_justify="left", header_style="bold"
     )

@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from cli._client import Backend, DaemonBackend, TurnError, TurnInfo, open_backend
 from cli._config import CONFIG_OPTION, load, load_optional, state_dir
 from cli._models import check_model
-from cli._output import dim, fail, print_json, stderr, stdout
+from cli._output import Out, dim, fail, print_json, stderr, stdout, styled
 from cli._render import (
     AnswerView,
     footer,
@@ -109,7 +107,7 @@ def chat(
     if checked.error:
         fail(checked.error)
     if checked.warning:
-        stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
+        stderr().print(styled((f"warning: {checked.warning}", "yellow")))
     options = Settings(model, system, stream=not no_stream, think=think)
     target = Target(settings, url, in_process, api_key, config)
     if question is None:
@@ -215,8 +213,8 @@ class Session:
         self,
         backend: Backend,
         options: Settings,
-        out: Console,
-        err: Console,
+        out: Out,
+        err: Out,
         config: Config | None = None,
         listed: Sequence[str] = (),
     ) -> None:
@@ -256,13 +254,11 @@ class Session:
             checked = check_model(arg, self.config, self.listed)
             if checked.error:
                 self.err.print(
-                    Text(
-                        f"error: {checked.error}; the model stays {self.options.model}", style="red"
-                    )
+                    styled((f"error: {checked.error}; the model stays {self.options.model}", "red"))
                 )
                 return True
             if checked.warning:
-                self.err.print(Text(f"warning: {checked.warning}", style="yellow"))
+                self.err.print(styled((f"warning: {checked.warning}", "yellow")))
             self.options.model = arg
             self.err.print(dim(f"model: {arg}"))
         elif name == "system":
@@ -272,7 +268,7 @@ class Session:
             self.options.think = not self.options.think
             self.err.print(dim(f"reasoning {'on' if self.options.think else 'off'}"))
         else:
-            self.err.print(HELP, markup=False, highlight=False)
+            self.err.print(HELP)
         return True
 
     def ask(self, runner: asyncio.Runner, text: str) -> None:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
-from rich.text import Text
 
 from cli._address import (
     DEFAULT_DAEMON_URL,
@@ -267,7 +266,7 @@ def daemon_stop(
         time.sleep(0.1)
     if _running(pid):
         os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-        stderr().print(Text(f"killed pid {pid} after {timeout:.0f}s", style="yellow"))
+        stderr().print(styled((f"killed pid {pid} after {timeout:.0f}s", "yellow")))
     if found.managed is not None:
         _clear_state()
     how = "" if found.managed is not None else ", running in the foreground"
@@ -406,13 +405,11 @@ def _print_status(report: dict[str, Any]) -> None:
         )
         out.print(
             f"workers    {len(report['workers'])} (supervisor pid {report['supervisor']}): {pids}",
-            markup=False,
-            highlight=False,
         )
     if report.get("state"):
         state = report["state"]
         shared = f"redis, {state.get('redis')}" if state.get("backend") == "redis" else "memory"
-        out.print(f"state      {shared}", markup=False, highlight=False)
+        out.print(f"state      {shared}")
     if report["providers"]:
         out.print(f"providers  {', '.join(report['providers'])}")
     unhealthy = [
