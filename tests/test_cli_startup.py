@@ -77,6 +77,11 @@ def test_chat_and_status_through_the_configured_daemon_load_only_the_client(
         loaded, report = _probe(tmp_path, "status", "--config", str(config), heavy=CLIENT_ONLY)
         assert loaded == []
         assert running.url in report
+    dead = tmp_path / "dead.toml"  # stop and reload find nothing to signal here
+    assert f"port = {running.port}" in running.config
+    dead.write_text(running.config.replace(f"port = {running.port}", f"port = {free_port()}"))
+    for command in ("stop", "reload"):
+        assert _loaded(tmp_path, command, "--config", str(dead), heavy=CLIENT_ONLY) == []
 
 
 def test_route_test_runs_no_event_loop_and_loads_no_http_client(tmp_path: Path) -> None:
