@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from proxy.affinity import AFFINITY_HEADER
-from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR, TOKENS
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.conversation import conversation_of
 from proxy.errors import (
@@ -34,7 +34,6 @@ from proxy.security.limits import BODY, off_loop
 from proxy.security.ratelimit import TOKEN_COUNT
 from proxy.sse import encode_comment
 from proxy.summary import summarize
-from proxy.tokens import estimate_request_tokens
 from proxy.types import (
     ATTEMPT_DETAILS,
     Attempt,
@@ -108,7 +107,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, ANTHROPIC, generation=False)
-    tokens = await off_loop(request, estimate_request_tokens, body, ANTHROPIC.format)
+    tokens = await off_loop(request, request.app[TOKENS].request_tokens, body, ANTHROPIC.format)
     return json_response({"input_tokens": tokens})
 
 
@@ -125,7 +124,8 @@ async def generate(
     config = running.config
     counted = request.get(TOKEN_COUNT)
     estimate = counted.of(body, dialect.format) if counted is not None else None
-    summary = await off_loop(request, summarize, body, dialect.format, estimate)
+    estimator = request.app[TOKENS].request_tokens
+    summary = await off_loop(request, summarize, body, dialect.format, estimate, estimator)
     try:
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
