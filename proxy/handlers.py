@@ -172,7 +172,7 @@ async def _stream(
     """Write a committed stream. After `prepare()` nothing but SSE events is ever written: every
     failure, expected or not, ends the stream with the client dialect's own error event."""
     trace = trace_of(request)
-    response = web.StreamResponse(
+    response = _EventStream(
         headers={
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
@@ -212,6 +212,16 @@ async def _stream(
         trace.stream_ended(life.report())  # also when the client went away
         await life.aclose()
     return response
+
+
+class _EventStream(web.StreamResponse):
+    """A committed stream whose headers leave with its first events: `StreamLife.open()`
+    returns once the first content event is in hand, so they would follow within microseconds,
+    and a write costs a syscall (on loopback, also the receiver's TCP work). aiohttp's own
+    `Response` sets the same class attribute; `pyproject.toml` pins aiohttp's minor version and
+    `tests/test_stream_writer.py` counts the writes."""
+
+    _send_headers_immediately = False
 
 
 INTERNAL = "internal error in llmproxy; the answer is incomplete"
