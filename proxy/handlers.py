@@ -153,17 +153,28 @@ async def generate(
         done = await runner.complete(job)
     except ClientFacingError as exc:
         trace.ended(exc.error.target, exc.attempts, error=exc.error.error_class.value)
-        return _upstream_error_response(dialect, exc.error, exc.provider, exc.attempts)
+        return await _sent(
+            request, _upstream_error_response(dialect, exc.error, exc.provider, exc.attempts)
+        )
     except ChainExhaustedError as exc:
         trace.ended(None, exc.attempts, error=exc.error_class.value)
-        return _exhausted_response(dialect, exc, request.app[HEALTH])
+        return await _sent(request, _exhausted_response(dialect, exc, request.app[HEALTH]))
     affinity.served(conversation, done.target, config.affinity, decision.route)
     answer = done.body if finish is None else finish(body, done.body)
     trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
     operator = request.app.get(OPERATOR, False)
     headers = llmproxy_headers(done.target, done.attempts, decision, operator)
     headers[COST_HEADER] = cost_value(trace.cost())
-    return json_response(answer, headers=headers)
+    return await _sent(request, json_response(answer, headers=headers))
+
+
+async def _sent(request: web.Request, response: web.Response) -> web.Response:
+    """`response`, already written: what the outer layers do once the handler returns (the
+    request's record, log line, journal entry and metrics) then no longer delays the answer.
+    aiohttp's own sending of a returned response skips one that was sent."""
+    await response.prepare(request)
+    await response.write_eof()
+    return response
 
 
 async def _stream(
