@@ -18,10 +18,13 @@ from raw_http import RawResponse, post
 from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.simulate import (
+    REFUSE_TRIGGER,
     FaultPlan,
     MidStreamError,
     SimulatedProvider,
     Status,
+    reasoning_text,
+    refusal_text,
     reply_text,
     run_simulated,
     tool_result_text,
@@ -354,6 +357,101 @@ async def test_namespaced_and_custom_calls_come_back_as_declared(
     patch = sent[1]["tools"][0]["function"]
     assert patch["parameters"]["required"] == ["input"]
     assert "start: /.+/" in patch["description"]  # the grammar travels in the description
+
+
+# --- whole answers from every provider format: one reply model ---------------------------------
+
+
+def thinking_providers() -> list[SimulatedProvider]:
+    return [
+        SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"], reasoning=True),
+        SimulatedProvider("codex", "codex", ["gpt-5.2"], reasoning=True),
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_sdk_whole_answers_carry_reasoning_calls_refusals_and_usage(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path, target: str
+) -> None:
+    """Every provider's whole reply is read into the neutral events and rendered once as a
+    Responses object, which the openai SDK parses: reasoning, text, a function call, a custom
+    call with its raw input, a refusal, usage."""
+    provider, model = target.split(",")
+    async with run_simulated(thinking_providers()) as sims:
+        client = clients.openai(await sdk_daemon(daemon, sims, tmp_path))
+        hello = await client.responses.create(model=target, input="Hello there")
+        weather = await client.responses.create(
+            model=target,
+            input="Weather?",
+            tools=[WEATHER],  # type: ignore[list-item]
+        )
+        patch = await client.responses.create(
+            model=target,
+            input="Patch it",
+            tools=[CUSTOM],  # type: ignore[list-item]
+        )
+        refused = await client.responses.create(model=target, input=REFUSE_TRIGGER + " the plan")
+
+    assert [item.type for item in hello.output] == ["reasoning", "message"]
+    summary = hello.output[0].summary  # type: ignore[union-attr]
+    assert [part.text for part in summary] == [reasoning_text(provider, model, "Hello there")]
+    assert hello.output_text == reply_text(provider, model, "Hello there")
+    assert hello.status == "completed" and hello.id.startswith("resp_")
+    assert hello.usage is not None and hello.usage.input_tokens > 0
+    assert hello.usage.output_tokens > 0
+    assert hello.usage.total_tokens == hello.usage.input_tokens + hello.usage.output_tokens
+    if provider != "minimax":  # Anthropic does not count thinking tokens apart
+        assert hello.usage.output_tokens_details.reasoning_tokens > 0
+
+    (call,) = [item for item in weather.output if item.type == "function_call"]
+    assert (call.name, call.arguments) == ("get_weather", '{"city":"example city"}')
+    assert weather.status == "completed"
+
+    (custom,) = [item for item in patch.output if item.type == "custom_tool_call"]
+    assert (custom.name, custom.input) == ("apply_patch", "example input")
+    assert custom.call_id
+
+    said = refusal_text(provider, model)
+    (message,) = [item for item in refused.output if item.type == "message"]
+    if provider == "minimax":  # Anthropic refuses in text, with stop reason `refusal`
+        assert refused.output_text == said
+        assert refused.status == "incomplete"
+        assert refused.incomplete_details is not None
+        assert refused.incomplete_details.reason == "content_filter"
+    else:
+        assert [(p.type, getattr(p, "refusal", None)) for p in message.content] == [
+            ("refusal", said)
+        ]
+        assert refused.output_text == "" and refused.status == "completed"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_streamed_refusals_and_custom_calls_keep_their_kind(
+    daemon: StartDaemon, tmp_path: Path, target: str
+) -> None:
+    """The same answers streamed: every event parses as the SDK's, and the final response is
+    the one a whole answer gets."""
+    provider, model = target.split(",")
+    async with run_simulated(thinking_providers()) as sims:
+        proxy = await sdk_daemon(daemon, sims, tmp_path)
+        url = proxy.url + "/v1/responses"
+        body = {"model": target, "stream": True}
+        refused = fold(await post(url, {**body, "input": REFUSE_TRIGGER + " the plan"}))
+        patch = fold(await post(url, {**body, "input": "Patch it", "tools": [CUSTOM]}))
+
+    said = refusal_text(provider, model)
+    parts = [p for i in refused["output"] if i["type"] == "message" for p in i["content"]]
+    if provider == "minimax":
+        assert parts == [{"type": "output_text", "text": said, "annotations": [], "logprobs": []}]
+    else:
+        assert parts == [{"type": "refusal", "refusal": said}]
+    (custom,) = calls_of(patch)
+    assert (custom["type"], custom["name"], custom["input"]) == (
+        "custom_tool_call",
+        "apply_patch",
+        "example input",
+    )
 
 
 # --- errors and the WebSocket probe ------------------------------------------------------------
