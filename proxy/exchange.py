@@ -30,17 +30,24 @@ class Pair:
         return self.client.value == self.provider.value
 
     def answer(
-        self, reply: Reply, model: str, request: JSONObject, *, input_tokens: int = 0
+        self,
+        reply: Reply,
+        model: str,
+        request: JSONObject,
+        *,
+        input_tokens: int = 0,
+        created: int | None = None,
     ) -> JSONObject:
         """A whole upstream reply as the client's answer reporting `model`: a same-format body
         as it is, anything else through the neutral events, rendered once by the client's API.
         `request` is the client's (the Responses API echoes it and restores its tools);
-        `input_tokens` stands in for usage a provider did not report."""
+        `input_tokens` stands in for usage a provider did not report; `created` (default: now)
+        is the answer's timestamp where the client API has one."""
         if reply.body is not None and self.same_format:
             return replies.passthrough_response(reply.body, model)
         events = reply.events if reply.body is None else _READ_REPLY[self.provider](reply.body)
         accumulated = replies.accumulated(events, input_tokens=input_tokens)
-        return replies.RENDERERS[self.client](accumulated, model, request)
+        return replies.RENDERERS[self.client](accumulated, model, request, created)
 
 
 def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:

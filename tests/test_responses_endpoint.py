@@ -15,6 +15,7 @@ from codex_sims import codex_keys, seed_store
 from conftest import Clients
 from openai.types.responses import ResponseStreamEvent
 from raw_http import RawResponse, post
+from sdk_turns import anthropic_turn, openai_turn
 from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.simulate import (
@@ -452,6 +453,26 @@ async def test_streamed_refusals_and_custom_calls_keep_their_kind(
         "apply_patch",
         "example input",
     )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_a_codex_refusal_is_a_chat_refusal_and_anthropic_text(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path, stream: bool
+) -> None:
+    said = refusal_text("codex", "gpt-5.2")
+    question = [{"role": "user", "content": REFUSE_TRIGGER + " the plan"}]
+    async with run_simulated(thinking_providers()) as sims:
+        proxy = await sdk_daemon(daemon, sims, tmp_path)
+        chat = await openai_turn(
+            clients.openai(proxy), question, stream=stream, model="codex,gpt-5.2"
+        )
+        messages = await anthropic_turn(
+            clients.anthropic(proxy), question, stream=stream, model="codex,gpt-5.2"
+        )
+    message = chat.raw.choices[0].message if stream else chat.raw["choices"][0]["message"]
+    refusal = message.refusal if stream else message["refusal"]
+    assert (chat.text, refusal, chat.stop) == ("", said, "stop")
+    assert (messages.text, messages.stop) == (said, "end_turn")
 
 
 # --- errors and the WebSocket probe ------------------------------------------------------------

@@ -59,10 +59,9 @@ from proxy.types import (
 
 __all__ = [
     "RENDERERS",
+    "accumulated",
     "anthropic_reply_events",
-    "anthropic_to_openai_response",
     "openai_reply_events",
-    "openai_to_anthropic_response",
     "passthrough_response",
     "reply_id",
 ]
@@ -86,24 +85,29 @@ def reply_id(prefix: str, upstream_id: Any) -> str:
     return prefix + base
 
 
-Render = Callable[[MessageAccumulator, str, Mapping[str, Any]], JSONObject]
-"""(accumulated reply, model the client asked for, the client's request) -> its answer."""
+Render = Callable[[MessageAccumulator, str, Mapping[str, Any], int | None], JSONObject]
+"""(accumulated reply, model the client asked for, the client's request, `created` or None for
+now) -> the client's answer."""
 
 
-def _render_openai(reply: MessageAccumulator, model: str, request: Mapping[str, Any]) -> JSONObject:
-    return reply.to_openai(model, completion_id=reply_id("chatcmpl-", reply.message_id))
+def _render_openai(
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
+) -> JSONObject:
+    completion_id = reply_id("chatcmpl-", reply.message_id)
+    return reply.to_openai(model, completion_id=completion_id, created=created)
 
 
 def _render_anthropic(
-    reply: MessageAccumulator, model: str, request: Mapping[str, Any]
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
 ) -> JSONObject:
     return reply.to_anthropic(model, message_id=reply_id("msg_", reply.message_id))
 
 
 def _render_responses(
-    reply: MessageAccumulator, model: str, request: Mapping[str, Any]
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
 ) -> JSONObject:
-    return reply.to_responses(model, request, response_id=reply_id("resp_", reply.message_id))
+    response_id = reply_id("resp_", reply.message_id)
+    return reply.to_responses(model, request, response_id=response_id, created_at=created)
 
 
 RENDERERS: Mapping[ClientAPI, Render] = {
@@ -119,12 +123,7 @@ def accumulated(events: Iterable[StreamEvent], *, input_tokens: int = 0) -> Mess
     return accumulator
 
 
-# --- OpenAI chat.completion -> Anthropic message -----------------------------------------------
-
-
-def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
-    """An OpenAI chat.completion as the Anthropic `message` an Anthropic client gets."""
-    return _render_anthropic(accumulated(openai_reply_events(body)), model, {})
+# --- readers, one per provider format that answers in JSON --------------------------------------
 
 
 def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
@@ -210,20 +209,6 @@ def _matched_stop(choice: JSONObject) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-# --- Anthropic message -> OpenAI chat.completion -----------------------------------------------
-
-
-def anthropic_to_openai_response(
-    body: JSONObject, model: str, *, created: int | None = None
-) -> JSONObject:
-    """An Anthropic `message` as the chat.completion an OpenAI client gets. `created` defaults
-    to now (Anthropic messages carry no timestamp)."""
-    reply = accumulated(anthropic_reply_events(body))
-    return reply.to_openai(
-        model, completion_id=reply_id("chatcmpl-", reply.message_id), created=created
-    )
 
 
 def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:
