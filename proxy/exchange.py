@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from proxy.translate import errors_wire, replies, requests, responses_api
-from proxy.types import ClientAPI, JSONObject, ProviderFormat, Reply, StreamEvent
+from proxy.types import ClientAPI, JSONObject, ProviderFormat, StreamEvent, UpstreamReply
 
 Translate = Callable[[JSONObject, str], JSONObject]
 ReadReply = Callable[[JSONObject], Sequence[StreamEvent]]
@@ -31,7 +31,7 @@ class Pair:
 
     def answer(
         self,
-        reply: Reply,
+        reply: UpstreamReply,
         model: str,
         request: JSONObject,
         *,
@@ -69,7 +69,7 @@ _REQUESTS: dict[tuple[ClientAPI, ProviderFormat], Translate] = {
     (ClientAPI.OPENAI, ProviderFormat.CODEX): responses_api.openai_to_codex_request,
     (ClientAPI.ANTHROPIC, ProviderFormat.CODEX): responses_api.anthropic_to_codex_request,
 }
-# How a provider format's whole JSON reply is read; codex only streams (its `Reply` carries
+# How a provider format's whole JSON reply is read; codex only streams (its `UpstreamReply` carries
 # the events its stream decoder read).
 _READ_REPLY: dict[ProviderFormat, ReadReply] = {
     ProviderFormat.OPENAI: replies.openai_reply_events,

@@ -52,10 +52,10 @@ from proxy.types import (
     JSONObject,
     MessageStart,
     ProviderFormat,
-    Reply,
     RequestSummary,
     StreamEvent,
     Target,
+    UpstreamReply,
     UsageUpdate,
 )
 
@@ -147,7 +147,7 @@ class FallbackRunner:
     async def complete(self, job: Job) -> Completed:
         walk = Walk(self, job)
 
-        async def call(plan: Plan, request: UpstreamRequest) -> Reply:
+        async def call(plan: Plan, request: UpstreamRequest) -> UpstreamReply:
             return await self.upstreams.transport(plan.provider).complete(request)
 
         plan, reply = await walk.first_success(call)

@@ -336,7 +336,7 @@ Decoded: TypeAlias = StreamEvent | UpstreamFault
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class UpstreamReply:
     """A whole (non-streaming) upstream answer: the provider's own JSON `body`, or, from a
     provider that only streams (codex), `body` None and the `events` its stream carried. A
     client of the body's own wire format gets the body as it is; every other client gets the

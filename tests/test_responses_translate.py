@@ -27,7 +27,7 @@ from proxy.translate.responses_dropped import (
     unknown_responses_fields,
 )
 from proxy.translate.stream_responses import ResponsesStreamDecoder
-from proxy.types import ClientAPI, ProviderFormat, Reply, UpstreamFault
+from proxy.types import ClientAPI, ProviderFormat, UpstreamFault, UpstreamReply
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 CODEX_CAPTURES = sorted(CAPTURES.glob("codex-*.json"))
@@ -374,15 +374,15 @@ RESPONSE: dict[str, Any] = {
 }
 
 
-def codex_reply(response: dict[str, Any]) -> Reply:
+def codex_reply(response: dict[str, Any]) -> UpstreamReply:
     """A whole Responses object as a codex provider delivers it: the events of its stream,
     whose `response.completed` carries it."""
     decoder = ResponsesStreamDecoder()
     events = decoder.feed(None, {"type": "response.completed", "response": response})
-    return Reply(None, tuple(e for e in events if not isinstance(e, UpstreamFault)))
+    return UpstreamReply(None, tuple(e for e in events if not isinstance(e, UpstreamFault)))
 
 
-def answer(client: ClientAPI, provider: ProviderFormat, reply: Reply, request: Any) -> Any:
+def answer(client: ClientAPI, provider: ProviderFormat, reply: UpstreamReply, request: Any) -> Any:
     translators = pair(client, provider)
     assert translators is not None
     return translators.answer(reply, "gpt-5.2", request)
@@ -412,7 +412,7 @@ def test_a_codex_reply_for_a_chat_client() -> None:
 def test_a_chat_reply_for_a_responses_client() -> None:
     chat = answer(ClientAPI.OPENAI, ProviderFormat.CODEX, codex_reply(RESPONSE), {})
     request = {"tools": CONVERSATION["tools"]}
-    back = answer(ClientAPI.RESPONSES, ProviderFormat.OPENAI, Reply(chat), request)
+    back = answer(ClientAPI.RESPONSES, ProviderFormat.OPENAI, UpstreamReply(chat), request)
     assert back["id"] == "resp_abc" and back["status"] == "completed"
     assert [i["type"] for i in back["output"]] == ["reasoning", "message", "function_call"]
     assert back["usage"]["input_tokens"] == 100
@@ -423,7 +423,7 @@ def test_a_chat_reply_for_a_responses_client() -> None:
         "id": "x",
         "choices": [{"message": {"content": "<think>hm</think>Hi"}, "finish_reason": "length"}],
     }
-    split = answer(ClientAPI.RESPONSES, ProviderFormat.OPENAI, Reply(think), {})
+    split = answer(ClientAPI.RESPONSES, ProviderFormat.OPENAI, UpstreamReply(think), {})
     assert [i["type"] for i in split["output"]] == ["reasoning", "message"]
     assert split["status"] == "incomplete"
 
@@ -431,10 +431,12 @@ def test_a_chat_reply_for_a_responses_client() -> None:
 def test_custom_calls_are_restored_with_their_raw_input() -> None:
     request = {"tools": [{"type": "custom", "name": "apply_patch"}]}
 
-    def chat_calling(arguments: str) -> Reply:
+    def chat_calling(arguments: str) -> UpstreamReply:
         call = {"id": "c", "function": {"name": "apply_patch", "arguments": arguments}}
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
-        return Reply({"id": "x", "choices": [{"message": message, "finish_reason": "stop"}]})
+        return UpstreamReply(
+            {"id": "x", "choices": [{"message": message, "finish_reason": "stop"}]}
+        )
 
     out = answer(
         ClientAPI.RESPONSES, ProviderFormat.OPENAI, chat_calling('{"input":"*** Begin"}'), request

@@ -37,7 +37,7 @@ from proxy.translate.reasons import (
     usage_to_openai,
 )
 from proxy.translate.replies import passthrough_response
-from proxy.types import ClientAPI, JSONObject, ProviderFormat, Reply, StopReason, Usage
+from proxy.types import ClientAPI, JSONObject, ProviderFormat, StopReason, UpstreamReply, Usage
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 UPDATE = os.environ.get("LLMPROXY_UPDATE_GOLDEN") == "1"
@@ -61,7 +61,7 @@ def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
     """What an Anthropic client gets from an OpenAI-format provider's whole reply."""
     translators = pair(ClientAPI.ANTHROPIC, ProviderFormat.OPENAI)
     assert translators is not None
-    return translators.answer(Reply(body), model, {})
+    return translators.answer(UpstreamReply(body), model, {})
 
 
 def anthropic_to_openai_response(
@@ -70,7 +70,7 @@ def anthropic_to_openai_response(
     """What an OpenAI client gets from an Anthropic provider's whole reply."""
     translators = pair(ClientAPI.OPENAI, ProviderFormat.ANTHROPIC)
     assert translators is not None
-    return translators.answer(Reply(body), model, {}, created=created)
+    return translators.answer(UpstreamReply(body), model, {}, created=created)
 
 
 def to_anthropic(body: Any, model: str) -> Any:

@@ -8,7 +8,7 @@ codex-specific happens around it:
 - a 401 before any event refreshes the sign-in once and retries; a second 401 is an AUTH
   failure, which moves the request on to the next target;
 - the backend only streams, so a non-streaming call reads the whole stream and returns its
-  neutral events (a `Reply` without a body), which the client's API renders like any other.
+  neutral events (an `UpstreamReply` without a body), which the client's API renders like any other.
 
 A 429 `usage_limit_reached` (the plan's window is used up) is classified QUOTA_EXHAUSTED with the
 body's `resets_in_seconds` as its retry-after by `classify.py`, like every other status error.
@@ -35,7 +35,7 @@ from proxy.errors import UpstreamError, UpstreamStatusError
 from proxy.providers.base import EventBatch, StreamDecoder, UpstreamRequest
 from proxy.providers.http import HttpTransport
 from proxy.translate.stream_responses import ResponsesStreamDecoder
-from proxy.types import JSONObject, Reply
+from proxy.types import JSONObject, UpstreamReply
 
 # api.openai.com never accepts a ChatGPT sign-in: configs written for the reference proxy name
 # it as a placeholder, and they mean the ChatGPT backend.
@@ -97,12 +97,12 @@ class CodexTransport:
             self._auth[key] = CodexAuth(TokenStore(path), self._session, token_endpoint=endpoint)
         return self._auth[key]
 
-    async def complete(self, request: UpstreamRequest) -> Reply:
+    async def complete(self, request: UpstreamRequest) -> UpstreamReply:
         """The backend only streams: the whole stream's events, for the client's API to
         render."""
         events = self.stream(request)
         try:
-            return Reply(None, tuple([event async for batch in events for event in batch]))
+            return UpstreamReply(None, tuple([event async for batch in events for event in batch]))
         finally:
             await _close(events)
 
