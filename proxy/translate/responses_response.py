@@ -45,16 +45,6 @@ def new_response_id() -> str:
     return f"resp_{uuid.uuid4().hex}"
 
 
-def response_id_for(upstream_id: Any) -> str:
-    """`chatcmpl-abc` / `msg_abc` -> `resp_abc`; a fresh id when the provider sent none."""
-    if not isinstance(upstream_id, str) or not upstream_id:
-        return new_response_id()
-    base: str = upstream_id
-    for prefix in ("chatcmpl-", "msg_", "resp_"):
-        base = base.removeprefix(prefix)
-    return "resp_" + base
-
-
 def usage_to_responses(usage: Usage) -> JSONObject:
     prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
     return {

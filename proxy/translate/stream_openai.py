@@ -347,9 +347,12 @@ class OpenAIStreamEncoder:
             self._started = True
             out = self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, TextDelta):
+            if not event.text:
+                return out
             self._output_chars += len(event.text)
-            key = "refusal" if isinstance(event, RefusalDelta) else "content"
-            return out + self._chunk({key: event.text}) if event.text else out
+            if type(event) is RefusalDelta:
+                return out + self._chunk({"refusal": event.text})
+            return out + self._chunk({"content": event.text})
         if isinstance(event, ToolCallDelta):
             if not event.arguments:
                 return out

@@ -120,13 +120,10 @@ class ResponsesStreamEncoder:
         if isinstance(event, TextDelta | ReasoningDelta):
             if not event.text:
                 return out
-            kind = (
-                "refusal"
-                if isinstance(event, RefusalDelta)
-                else "message"
-                if isinstance(event, TextDelta)
-                else "reasoning"
-            )
+            if isinstance(event, ReasoningDelta):
+                kind = "reasoning"
+            else:
+                kind = "refusal" if type(event) is RefusalDelta else "message"
             return out + self._content(kind, event.text)
         if isinstance(event, ToolCallStart):
             return out + self._close_open() + self._call_start(event)
