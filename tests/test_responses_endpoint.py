@@ -20,6 +20,7 @@ from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.simulate import (
     REFUSE_TRIGGER,
+    CutAfter,
     FaultPlan,
     MidStreamError,
     SimulatedProvider,
@@ -473,6 +474,33 @@ async def test_a_codex_refusal_is_a_chat_refusal_and_anthropic_text(
     refusal = message.refusal if stream else message["refusal"]
     assert (chat.text, refusal, chat.stop) == ("", said, "stop")
     assert (messages.text, messages.stop) == (said, "end_turn")
+
+
+async def test_a_stream_cut_after_a_custom_call_ends_honestly(
+    daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A custom call the client already has cannot be continued elsewhere: the cut (inside the
+    next call's arguments) ends the stream with `response.failed`, not with a takeover that
+    would answer the question again."""
+    cut = FaultPlan([CutAfter(6)])  # the custom call's 5 input pieces, then 1 of the next call's
+    codex = SimulatedProvider("codex", "codex", ["gpt-5.2"], parallel_tool_calls=2, plan=cut)
+    async with run_simulated([codex, SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        store = seed_store(sims["codex"], tmp_path / "auth.json")
+        extra = {"codex": codex_keys(sims["codex"], store)}
+        proxy = await daemon(
+            config_text(sims, {"default": "codex,gpt-5.2|zai,glm-5"}, provider_extra=extra)
+        )
+        body = {"model": "auto", "input": "Patch it", "tools": [CUSTOM, WEATHER], "stream": True}
+        response = await post(proxy.url + "/v1/responses", body)
+        served_by_zai = len(sims["zai"].requests)
+
+    events = response.events()
+    added = [data["item"]["type"] for name, data in events if name == "response.output_item.added"]
+    assert added == ["custom_tool_call"]  # the next call is held back until it is whole
+    name, failed = events[-1]
+    assert name == "response.failed"
+    assert "already contains a tool call" in failed["response"]["error"]["message"]
+    assert served_by_zai == 0
 
 
 # --- errors and the WebSocket probe ------------------------------------------------------------
