@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from functools import partial
 
 import orjson
@@ -111,14 +110,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     return json_response({"input_tokens": tokens})
 
 
-FinishBody = Callable[[JSONObject, JSONObject], JSONObject]
-
-
-async def generate(
-    request: web.Request, dialect: ClientDialect, *, finish: FinishBody | None = None
-) -> web.StreamResponse:
-    """Serve one generation request. `finish(request_body, answer)` may adjust a non-streaming
-    answer for what only the endpoint knows (e.g. the Responses API's namespaced tools)."""
+async def generate(request: web.Request, dialect: ClientDialect) -> web.StreamResponse:
+    """Serve one generation request."""
     body = await read_json(request, dialect)
     running = request.app[LIVE].current  # one snapshot for the whole request
     config = running.config
@@ -160,7 +153,7 @@ async def generate(
         trace.ended(None, exc.attempts, error=exc.error_class.value)
         return await _sent(request, _exhausted_response(dialect, exc, request.app[HEALTH]))
     affinity.served(conversation, done.target, config.affinity, decision.route)
-    answer = done.body if finish is None else finish(body, done.body)
+    answer = done.body
     trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
     operator = request.app.get(OPERATOR, False)
     headers = llmproxy_headers(done.target, done.attempts, decision, operator)

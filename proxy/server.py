@@ -169,7 +169,6 @@ async def health(request: web.Request) -> web.Response:
                 "success_rate": status.success_rate,
                 "latency_ms": status.latency_ms,
                 "ttft_ms": status.ttft_ms,
-                "tokens_per_second": status.tokens_per_second,
             }
             for status in request.app[HEALTH].snapshot()
         ]
