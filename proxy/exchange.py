@@ -1,19 +1,20 @@
 """The (client API x provider format) matrix in one place.
 
 Everything that depends on which pair of dialects meet is chosen here: the request translator,
-the non-streaming response translator and the error-body translator. Same format in and out is a
-pass-through that only replaces `model`.
+how a whole reply reaches the client (`Pair.answer`) and the error-body translator. Same format
+in and out is a pass-through that only replaces `model`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from proxy.translate import errors_wire, replies, requests, responses_api
-from proxy.types import ClientAPI, JSONObject, ProviderFormat
+from proxy.types import ClientAPI, JSONObject, ProviderFormat, StreamEvent, UpstreamReply
 
 Translate = Callable[[JSONObject, str], JSONObject]
+ReadReply = Callable[[JSONObject], Sequence[StreamEvent]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +22,32 @@ class Pair:
     client: ClientAPI
     provider: ProviderFormat
     request: Translate
-    response: Translate
 
     @property
     def same_format(self) -> bool:
         """The provider speaks the client's own wire format (chat to chat, Messages to
         Messages)."""
         return self.client.value == self.provider.value
+
+    def answer(
+        self,
+        reply: UpstreamReply,
+        model: str,
+        request: JSONObject,
+        *,
+        input_tokens: int = 0,
+        created: int | None = None,
+    ) -> JSONObject:
+        """A whole upstream reply as the client's answer reporting `model`: a same-format body
+        as it is, anything else through the neutral events, rendered once by the client's API.
+        `request` is the client's (the Responses API echoes it and restores its tools);
+        `input_tokens` stands in for usage a provider did not report; `created` (default: now)
+        is the answer's timestamp where the client API has one."""
+        if reply.body is not None and self.same_format:
+            return replies.passthrough_response(reply.body, model)
+        events = reply.events if reply.body is None else _READ_REPLY[self.provider](reply.body)
+        accumulated = replies.accumulated(events, input_tokens=input_tokens)
+        return replies.RENDERERS[self.client](accumulated, model, request, created)
 
 
 def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
@@ -36,50 +56,28 @@ def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
     return requests.drop_unsigned_thinking(requests.passthrough_request(body, model))
 
 
-_TRANSLATORS: dict[tuple[ClientAPI, ProviderFormat], tuple[Translate, Translate]] = {
-    # (client, provider): (request translator, response translator)
-    (ClientAPI.OPENAI, ProviderFormat.OPENAI): (
-        requests.passthrough_request,
-        replies.passthrough_response,
-    ),
-    (ClientAPI.ANTHROPIC, ProviderFormat.ANTHROPIC): (
-        _anthropic_passthrough,
-        replies.passthrough_response,
-    ),
-    (ClientAPI.OPENAI, ProviderFormat.ANTHROPIC): (
-        requests.openai_to_anthropic_request,
-        replies.anthropic_to_openai_response,
-    ),
-    (ClientAPI.ANTHROPIC, ProviderFormat.OPENAI): (
-        requests.anthropic_to_openai_request,
-        replies.openai_to_anthropic_response,
-    ),
+_REQUESTS: dict[tuple[ClientAPI, ProviderFormat], Translate] = {
+    (ClientAPI.OPENAI, ProviderFormat.OPENAI): requests.passthrough_request,
+    (ClientAPI.ANTHROPIC, ProviderFormat.ANTHROPIC): _anthropic_passthrough,
+    (ClientAPI.OPENAI, ProviderFormat.ANTHROPIC): requests.openai_to_anthropic_request,
+    (ClientAPI.ANTHROPIC, ProviderFormat.OPENAI): requests.anthropic_to_openai_request,
     # The Responses API (Codex CLI, the openai SDK's `responses`) and codex providers (the
     # ChatGPT backend, which speaks Responses): see translate/responses_api.py.
-    (ClientAPI.RESPONSES, ProviderFormat.OPENAI): (
-        responses_api.responses_to_chat_request,
-        responses_api.openai_to_responses_response,
-    ),
-    (ClientAPI.RESPONSES, ProviderFormat.ANTHROPIC): (
-        responses_api.responses_to_anthropic_request,
-        responses_api.anthropic_to_responses_response,
-    ),
-    (ClientAPI.RESPONSES, ProviderFormat.CODEX): (
-        responses_api.responses_to_codex_request,
-        replies.passthrough_response,
-    ),
-    (ClientAPI.OPENAI, ProviderFormat.CODEX): (
-        responses_api.openai_to_codex_request,
-        responses_api.responses_to_chat_response,
-    ),
-    (ClientAPI.ANTHROPIC, ProviderFormat.CODEX): (
-        responses_api.anthropic_to_codex_request,
-        responses_api.codex_to_anthropic_response,
-    ),
+    (ClientAPI.RESPONSES, ProviderFormat.OPENAI): responses_api.responses_to_chat_request,
+    (ClientAPI.RESPONSES, ProviderFormat.ANTHROPIC): responses_api.responses_to_anthropic_request,
+    (ClientAPI.RESPONSES, ProviderFormat.CODEX): responses_api.responses_to_codex_request,
+    (ClientAPI.OPENAI, ProviderFormat.CODEX): responses_api.openai_to_codex_request,
+    (ClientAPI.ANTHROPIC, ProviderFormat.CODEX): responses_api.anthropic_to_codex_request,
+}
+# How a provider format's whole JSON reply is read; codex only streams (its `UpstreamReply` carries
+# the events its stream decoder read).
+_READ_REPLY: dict[ProviderFormat, ReadReply] = {
+    ProviderFormat.OPENAI: replies.openai_reply_events,
+    ProviderFormat.ANTHROPIC: replies.anthropic_reply_events,
 }
 _PAIRS: dict[tuple[ClientAPI, ProviderFormat], Pair] = {
-    (client, provider): Pair(client, provider, request, response)
-    for (client, provider), (request, response) in _TRANSLATORS.items()
+    (client, provider): Pair(client, provider, request)
+    for (client, provider), request in _REQUESTS.items()
 }
 
 

@@ -15,6 +15,7 @@ import openai
 import orjson
 import pytest
 
+from proxy.exchange import pair
 from proxy.translate.common import RAW_ARGUMENTS_KEY
 from proxy.translate.errors_wire import (
     anthropic_error_body,
@@ -35,12 +36,8 @@ from proxy.translate.reasons import (
     usage_to_anthropic,
     usage_to_openai,
 )
-from proxy.translate.replies import (
-    anthropic_to_openai_response,
-    openai_to_anthropic_response,
-    passthrough_response,
-)
-from proxy.types import StopReason, Usage
+from proxy.translate.replies import passthrough_response
+from proxy.types import ClientAPI, JSONObject, ProviderFormat, StopReason, UpstreamReply, Usage
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 UPDATE = os.environ.get("LLMPROXY_UPDATE_GOLDEN") == "1"
@@ -58,6 +55,22 @@ def check_pair(path: Path, translate: Any) -> Any:
     else:
         assert actual == case["expected"]
     return actual
+
+
+def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
+    """What an Anthropic client gets from an OpenAI-format provider's whole reply."""
+    translators = pair(ClientAPI.ANTHROPIC, ProviderFormat.OPENAI)
+    assert translators is not None
+    return translators.answer(UpstreamReply(body), model, {})
+
+
+def anthropic_to_openai_response(
+    body: JSONObject, model: str, *, created: int | None = None
+) -> JSONObject:
+    """What an OpenAI client gets from an Anthropic provider's whole reply."""
+    translators = pair(ClientAPI.OPENAI, ProviderFormat.ANTHROPIC)
+    assert translators is not None
+    return translators.answer(UpstreamReply(body), model, {}, created=created)
 
 
 def to_anthropic(body: Any, model: str) -> Any:

@@ -30,7 +30,14 @@ from proxy.providers.base import Dialect, EventBatch, UpstreamRequest, fault_err
 from proxy.providers.boundary import upstream_errors
 from proxy.security.outgoing import AnswerTooLarge, read_capped
 from proxy.sse import SSEDecoder
-from proxy.types import ErrorClass, Finish, JSONObject, MessageStart, UpstreamFault, UsageUpdate
+from proxy.types import (
+    ErrorClass,
+    Finish,
+    MessageStart,
+    UpstreamFault,
+    UpstreamReply,
+    UsageUpdate,
+)
 
 log = logging.getLogger("llmproxy.upstream")
 
@@ -52,7 +59,7 @@ class HttpTransport:
         self._dialect = dialect
         self._max_answer = max_answer_bytes
 
-    async def complete(self, request: UpstreamRequest) -> JSONObject:
+    async def complete(self, request: UpstreamRequest) -> UpstreamReply:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
         within `response_headers` (a non-streaming provider sends its headers with it)."""
         limit, stage = _within(request, request.provider.timeouts.response_headers, "response")
@@ -89,7 +96,7 @@ class HttpTransport:
             )
         if self._dialect.body_error(payload) is not None:
             raise self._status_error(request, response.status, raw, response.headers)
-        return payload
+        return UpstreamReply(payload)
 
     def _credentials(self, request: UpstreamRequest) -> list[bytes]:
         """The secrets this request carried: what an upstream must never echo to a client."""

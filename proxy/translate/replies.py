@@ -1,10 +1,16 @@
-"""Non-streaming replies between chat completions and Messages, one function per direction.
+"""Whole (non-streaming) replies: read as the neutral events a stream of them would carry, and
+rendered for the client by the accumulator.
 
-A reply is read as the neutral events a stream of it would carry (`openai_reply_events`,
-`anthropic_reply_events`) and rendered once by the accumulator, so the rules for stop reasons,
-usage and tool calls are the stream's own.
+Each provider format has one reader (`openai_reply_events`, `anthropic_reply_events`; codex only
+streams, its stream is read by `stream_responses`), each client API one renderer (`RENDERERS`),
+so the rules for stop reasons, usage and tool calls are the stream's own, and no reply goes
+through a third format on its way.
 
 Decisions:
+- Ids keep the upstream's, under the client API's prefix (`chatcmpl-`, `msg_`, `resp_`): see
+  `reply_id`.
+- A chat `refusal` is a refusal (`RefusalDelta`): chat and Responses clients get it as one,
+  Anthropic clients as text.
 - OpenAI-compatible reasoning (`reasoning_content`, or `reasoning` from OpenRouter/vLLM, or a
   `<think>` block opening `content`) becomes an Anthropic `thinking` block with
   `signature: ""`. The anthropic SDK accepts it (`signature: str`), Claude Code shows it as
@@ -22,6 +28,7 @@ Decisions:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -35,10 +42,13 @@ from proxy.translate.reasons import (
     usage_from_openai,
 )
 from proxy.types import (
+    ClientAPI,
+    CustomToolCall,
     Finish,
     JSONObject,
     MessageStart,
     ReasoningDelta,
+    RefusalDelta,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -48,13 +58,15 @@ from proxy.types import (
 )
 
 __all__ = [
-    "anthropic_message_id",
-    "anthropic_to_openai_response",
-    "openai_completion_id",
+    "RENDERERS",
+    "accumulated",
+    "anthropic_reply_events",
     "openai_reply_events",
-    "openai_to_anthropic_response",
     "passthrough_response",
+    "reply_id",
 ]
+
+_ID_PREFIXES = ("chatcmpl-", "msg_", "resp_")
 
 
 def passthrough_response(body: JSONObject, model: str) -> JSONObject:
@@ -62,30 +74,56 @@ def passthrough_response(body: JSONObject, model: str) -> JSONObject:
     return {**body, "model": model}
 
 
-def anthropic_message_id(upstream_id: Any) -> str:
-    """`chatcmpl-abc` -> `msg_abc`; a fresh id when the provider sent none."""
+def reply_id(prefix: str, upstream_id: Any) -> str:
+    """The upstream's answer id under the client API's `prefix` (`chatcmpl-abc` -> `msg_abc`,
+    `resp_abc` -> `chatcmpl-abc`); a fresh one when the provider sent none."""
     if not isinstance(upstream_id, str) or not upstream_id:
-        return f"msg_{uuid.uuid4().hex}"
-    return "msg_" + upstream_id.removeprefix("chatcmpl-")
+        return prefix + uuid.uuid4().hex
+    base = upstream_id
+    for known in _ID_PREFIXES:
+        base = base.removeprefix(known)
+    return prefix + base
 
 
-def openai_completion_id(upstream_id: Any) -> str:
-    """`msg_abc` -> `chatcmpl-abc`; a fresh id when the provider sent none."""
-    if not isinstance(upstream_id, str) or not upstream_id:
-        return f"chatcmpl-{uuid.uuid4().hex}"
-    return "chatcmpl-" + upstream_id.removeprefix("msg_")
+Render = Callable[[MessageAccumulator, str, Mapping[str, Any], int | None], JSONObject]
+"""(accumulated reply, model the client asked for, the client's request, `created` or None for
+now) -> the client's answer."""
 
 
-# --- OpenAI chat.completion -> Anthropic message -----------------------------------------------
+def _render_openai(
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
+) -> JSONObject:
+    completion_id = reply_id("chatcmpl-", reply.message_id)
+    return reply.to_openai(model, completion_id=completion_id, created=created)
 
 
-def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
-    """Translate an OpenAI chat.completion into an Anthropic `message` reporting `model`: the
-    reply is read as the neutral events a stream of it would carry, and the accumulator renders
-    them, so a streamed and a whole answer follow the same rules."""
-    accumulator = MessageAccumulator()
-    accumulator.extend(openai_reply_events(body))
-    return accumulator.to_anthropic(model, message_id=anthropic_message_id(body.get("id")))
+def _render_anthropic(
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
+) -> JSONObject:
+    return reply.to_anthropic(model, message_id=reply_id("msg_", reply.message_id))
+
+
+def _render_responses(
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
+) -> JSONObject:
+    response_id = reply_id("resp_", reply.message_id)
+    return reply.to_responses(model, request, response_id=response_id, created_at=created)
+
+
+RENDERERS: Mapping[ClientAPI, Render] = {
+    ClientAPI.OPENAI: _render_openai,
+    ClientAPI.ANTHROPIC: _render_anthropic,
+    ClientAPI.RESPONSES: _render_responses,
+}
+
+
+def accumulated(events: Iterable[StreamEvent], *, input_tokens: int = 0) -> MessageAccumulator:
+    accumulator = MessageAccumulator(input_tokens_hint=input_tokens)
+    accumulator.extend(events)
+    return accumulator
+
+
+# --- readers, one per provider format that answers in JSON --------------------------------------
 
 
 def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
@@ -99,12 +137,13 @@ def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
     text = _openai_text(message.get("content"))
     if not reasoning:
         reasoning, text = split_think_tags(text)
-    if not text and isinstance(message.get("refusal"), str):
-        text = message["refusal"]
+    refusal = _str(message.get("refusal"))
     if reasoning:
         events.append(ReasoningDelta(reasoning))
     if text:
         events.append(TextDelta(text))
+    if refusal:
+        events.append(RefusalDelta(refusal))
 
     calls = message.get("tool_calls")
     calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
@@ -112,6 +151,14 @@ def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
     if isinstance(legacy, dict):
         calls.append({"function": legacy})
     for index, call in enumerate(calls):
+        if call.get("type") == "custom":  # a call to a custom tool: a raw string input
+            custom = _obj(call.get("custom"))
+            events.append(
+                CustomToolCall(
+                    index, _str(call.get("id")), _str(custom.get("name")), _str(custom.get("input"))
+                )
+            )
+            continue
         function = _obj(call.get("function"))
         events.append(ToolCallStart(index, _str(call.get("id")), _str(function.get("name"))))
         events.append(ToolCallDelta(index, _raw_arguments(function.get("arguments"))))
@@ -162,24 +209,6 @@ def _matched_stop(choice: JSONObject) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-# --- Anthropic message -> OpenAI chat.completion -----------------------------------------------
-
-
-def anthropic_to_openai_response(
-    body: JSONObject, model: str, *, created: int | None = None
-) -> JSONObject:
-    """Translate an Anthropic `message` into an OpenAI chat.completion reporting `model`, through
-    the neutral events and the accumulator, like `openai_to_anthropic_response`.
-
-    `created` defaults to now (Anthropic messages carry no timestamp).
-    """
-    accumulator = MessageAccumulator()
-    accumulator.extend(anthropic_reply_events(body))
-    return accumulator.to_openai(
-        model, completion_id=openai_completion_id(body.get("id")), created=created
-    )
 
 
 def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:

@@ -21,7 +21,9 @@ from proxy.translate.reasons import (
     usage_to_anthropic,
     with_tool_calls,
 )
+from proxy.translate.responses_tools import function_form
 from proxy.types import (
+    CustomToolCall,
     Decoded,
     Finish,
     JSONObject,
@@ -295,6 +297,9 @@ class AnthropicStreamEncoder:
             return out + self._delta(b'{"type":"signature_delta","signature":', event.signature)
         if isinstance(event, ToolCallStart):
             return out + self._tool_start(event)
+        if isinstance(event, CustomToolCall):  # Anthropic tools take JSON input
+            start, arguments = function_form(event)
+            return out + self._tool_start(start) + self._tool_delta(arguments)
         if isinstance(event, UsageUpdate):
             self._usage = event.usage
             return out

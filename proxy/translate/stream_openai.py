@@ -21,7 +21,9 @@ from proxy.translate.reasons import (
     usage_to_openai,
     with_tool_calls,
 )
+from proxy.translate.responses_tools import function_form
 from proxy.types import (
+    CustomToolCall,
     Decoded,
     Finish,
     JSONObject,
@@ -29,6 +31,7 @@ from proxy.types import (
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -218,7 +221,7 @@ class OpenAIStreamDecoder:
                 self._think_tags.feed(content, out)
             refusal = delta.get("refusal")
             if isinstance(refusal, str) and refusal:
-                out.append(TextDelta(refusal))
+                out.append(RefusalDelta(refusal))
             tool_calls = delta.get("tool_calls")
             if isinstance(tool_calls, list):
                 for fragment in tool_calls:
@@ -298,8 +301,9 @@ class OpenAIStreamEncoder:
     `include_usage`, non-final chunks carry `"usage": null` and `finish()` sends the
     `choices: []` usage chunk, as OpenAI does. The first event of any kind produces the role
     chunk; a later MessageStart (a mid-stream takeover) only changes the `model` the following
-    chunks name. Reasoning goes out as `delta.reasoning_content`; signatures and redacted
-    reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
+    chunks name. Reasoning goes out as `delta.reasoning_content`, a refusal as `delta.refusal`,
+    a custom tool call as a function call (`responses_tools.function_form`); signatures and
+    redacted reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
 
     Only the delta is serialized per chunk: the envelope is pre-encoded once.
     """
@@ -343,8 +347,12 @@ class OpenAIStreamEncoder:
             self._started = True
             out = self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, TextDelta):
+            if not event.text:
+                return out
             self._output_chars += len(event.text)
-            return out + self._chunk({"content": event.text}) if event.text else out
+            if type(event) is RefusalDelta:
+                return out + self._chunk({"refusal": event.text})
+            return out + self._chunk({"content": event.text})
         if isinstance(event, ToolCallDelta):
             if not event.arguments:
                 return out
@@ -365,6 +373,9 @@ class OpenAIStreamEncoder:
                 "function": {"name": event.name, "arguments": ""},
             }
             return out + self._chunk({"tool_calls": [call]})
+        if isinstance(event, CustomToolCall):  # chat clients call functions
+            start, arguments = function_form(event)
+            return out + self.encode(start) + self.encode(arguments)
         if isinstance(event, UsageUpdate):
             self._usage = event.usage
             return out
