@@ -12,7 +12,7 @@ import os
 import secrets
 import socket
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio.client import PubSub
@@ -23,12 +23,14 @@ from proxy.health import HealthRegistry
 from proxy.security.ratelimit import RateLimiter
 from proxy.security.settings import RateLimitSettings
 from proxy.state.affinity_sync import SharedAffinityTable
-from proxy.state.backend import ConfigHandler
 from proxy.state.health_sync import HealthSync
 from proxy.state.link import RETRY_SECONDS, RedisLink
 from proxy.state.ratelimit import SharedRateLimiter
 from proxy.state.settings import StateSettings
 from proxy.types import JSONObject
+
+if TYPE_CHECKING:  # backend imports this module when the state is shared
+    from proxy.state.backend import ConfigHandler
 
 log = logging.getLogger("llmproxy.state")
 
