@@ -88,7 +88,6 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-
 __all__ = [
     "CAPABILITY_CACHE_SIZE",
     "CODEX_BASE_URL",
