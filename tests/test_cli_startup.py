@@ -115,8 +115,18 @@ except SystemExit:
 
 def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
     """Issue 16: `llmproxy serve` reaches its event loop without the simulators or the daemon
-    client (they are for --simulate, --detach and the other commands)."""
-    banned = ("proxy.simulate", "cli.daemon", "cli._address", "httpx2")
+    client (they are for --simulate, --detach and the other commands), without redis (and the
+    OpenTelemetry it loads) unless `[state]` is shared, and without rich: each is memory the
+    daemon would hold for nothing (README, "Daemon RSS")."""
+    banned = (
+        "proxy.simulate",
+        "cli.daemon",
+        "cli._address",
+        "httpx2",
+        "redis",
+        "opentelemetry",
+        "rich",
+    )
     config = tmp_path / "config.toml"
     config.write_text(
         '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'
