@@ -1,6 +1,9 @@
 """Upstream failure classification: status + body (+ headers) -> ErrorClass.
 
-The only reader of upstream error wording, so the fallback loop never looks at message text.
+The only reader of upstream error wording (`error_message` too), so the fallback loop never looks
+at message text. A stream's error event that names its status by a type or code is paired with
+that status by its decoder, as the wire format pairs them (`stream_anthropic.ERROR_TYPE_STATUS`,
+`stream_responses.ERROR_CODE_STATUS`); everything else about it is classified here.
 Wording and status quirks are the tables below (`BODY_PATTERNS`, `EMBEDDED_STATUS`,
 `ZAI_CODE_STATUS`, `STATUS_CLASSES`); a few quirks of shape are code: the retry-after fields of
 a body (`retry_after_seconds`), MiniMax's `base_resp` message (`error_message`), and the rule

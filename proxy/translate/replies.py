@@ -4,7 +4,10 @@ rendered for the client by the accumulator.
 Each provider format has one reader (`openai_reply_events`, `anthropic_reply_events`; codex only
 streams, its stream is read by `stream_responses`), each client API one renderer (`RENDERERS`),
 so the rules for stop reasons, usage and tool calls are the stream's own, and no reply goes
-through a third format on its way.
+through a third format on its way. A same-format reply passes as it is where it already says
+what its events would (`openai_reply_as_is`, `anthropic_reply_as_is`: a cheap look at the parsed
+body), so fields llmproxy does not model survive; one that needs a rule applied goes through
+the events like any other.
 
 Decisions:
 - Ids keep the upstream's, under the client API's prefix (`chatcmpl-`, `msg_`, `resp_`): see
@@ -17,7 +20,8 @@ Decisions:
   thinking, and it never reaches the visible text. Such unsigned blocks must not be sent to a
   real Anthropic upstream later: see `requests.drop_unsigned_thinking`.
 - Anthropic `thinking` becomes `message.reasoning_content` (non-standard, what Z.ai/DeepSeek
-  clients read); `redacted_thinking` and server-tool blocks are dropped.
+  clients read); signatures and `redacted_thinking` reach Anthropic clients only; server-tool
+  blocks reach none but an Anthropic client of a reply passed as it is.
 - Text blocks of one Anthropic message are concatenated without separator, exactly as a client
   would see them streamed.
 - A response that carries tool calls always ends with tool_use / tool_calls, whatever finish
