@@ -26,7 +26,9 @@ security         security/ (client keys, limits, rate limits, SSRF guard, refusa
 observation      observe/ (the request record at the end of every request and its sinks: the
                  log line, the journal, metrics, cost, the /ui status page, optional tracing)
 simulation       simulate/ (simulated providers: real HTTP servers), e2e.py, e2e_judge.py,
-                 daemon_client.py (a client of the daemon, for the CLI and e2e)
+                 daemon_client.py (a client of the daemon, for the CLI and e2e),
+                 loop_thread.py (an async context kept open on its own loop, for sync callers:
+                 the CLI's in-process app and the tests)
 everywhere       types.py (frozen values, the neutral stream events), errors.py (the one error
                  tree)
 """

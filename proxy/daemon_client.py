@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
 from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
 from proxy.translate.replies import anthropic_reply_events, openai_reply_events
@@ -201,7 +200,11 @@ class StreamReader:
                     self.ended = True
                 for event in self._decoder.feed(sse_event.event, payload):
                     if isinstance(event, UpstreamFault):
-                        raise fault_error(event, None)  # the daemon's own error event
+                        # the daemon's own error event; classifying it is the providers' code,
+                        # which a client of a healthy daemon never needs to load
+                        from proxy.providers.base import fault_error
+
+                        raise fault_error(event, None)
                     out.append(event)
         return out
 

@@ -1,20 +1,32 @@
 """The (client API x provider format) matrix in one place.
 
 Everything that depends on which pair of dialects meet is chosen here: the request translator,
-how a whole reply reaches the client (`Pair.answer`) and the error-body translator. Same format
-in and out is a pass-through that only replaces `model`.
+how a whole reply reaches the client (`Pair.answer`). Same format in and out is a pass-through
+that only replaces `model`, unless the reply needs what its events would make of it
+(`replies.openai_reply_as_is`). Error bodies are the client dialect's
+(`ClientDialect.upstream_error_body`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from proxy.translate import errors_wire, replies, requests, responses_api
-from proxy.types import ClientAPI, JSONObject, ProviderFormat, StreamEvent, UpstreamReply
+from proxy.translate import replies, requests, responses_api
+from proxy.types import ClientAPI, JSONObject, ProviderFormat, StreamEvent, UpstreamReply, Usage
 
 Translate = Callable[[JSONObject, str], JSONObject]
 ReadReply = Callable[[JSONObject], Sequence[StreamEvent]]
+AsIs = Callable[[JSONObject], Usage | None]
+
+
+class Answer(NamedTuple):
+    """A whole answer in the client's format, and the usage it reports (what the request's
+    record, cost and metrics count: the same the answer streamed would report)."""
+
+    body: JSONObject
+    usage: Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +49,22 @@ class Pair:
         *,
         input_tokens: int = 0,
         created: int | None = None,
-    ) -> JSONObject:
-        """A whole upstream reply as the client's answer reporting `model`: a same-format body
-        as it is, anything else through the neutral events, rendered once by the client's API.
-        `request` is the client's (the Responses API echoes it and restores its tools);
-        `input_tokens` stands in for usage a provider did not report; `created` (default: now)
-        is the answer's timestamp where the client API has one."""
-        if reply.body is not None and self.same_format:
-            return replies.passthrough_response(reply.body, model)
-        events = reply.events if reply.body is None else _READ_REPLY[self.provider](reply.body)
+    ) -> Answer:
+        """A whole upstream reply as the client's answer reporting `model` (the served one): a
+        same-format body as it is where it already says what its events would, anything else
+        through the neutral events, rendered once by the client's API. `request` is the
+        client's (the Responses API echoes it and restores its tools); `input_tokens` stands in
+        for usage a provider did not report; `created` (default: now) is the answer's timestamp
+        where the client API has one."""
+        body = reply.body
+        if body is not None and self.same_format:
+            usage = _AS_IS[self.provider](body)
+            if usage is not None:
+                return Answer(replies.passthrough_response(body, model), usage)
+        events = reply.events if body is None else _READ_REPLY[self.provider](body)
         accumulated = replies.accumulated(events, input_tokens=input_tokens)
-        return replies.RENDERERS[self.client](accumulated, model, request, created)
+        rendered = replies.RENDERERS[self.client](accumulated, model, request, created)
+        return Answer(rendered, accumulated.usage)
 
 
 def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
@@ -75,6 +92,11 @@ _READ_REPLY: dict[ProviderFormat, ReadReply] = {
     ProviderFormat.OPENAI: replies.openai_reply_events,
     ProviderFormat.ANTHROPIC: replies.anthropic_reply_events,
 }
+# When a same-format reply may pass as it is (then its usage), else None.
+_AS_IS: dict[ProviderFormat, AsIs] = {
+    ProviderFormat.OPENAI: replies.openai_reply_as_is,
+    ProviderFormat.ANTHROPIC: replies.anthropic_reply_as_is,
+}
 _PAIRS: dict[tuple[ClientAPI, ProviderFormat], Pair] = {
     (client, provider): Pair(client, provider, request)
     for (client, provider), request in _REQUESTS.items()
@@ -84,23 +106,3 @@ _PAIRS: dict[tuple[ClientAPI, ProviderFormat], Pair] = {
 def pair(client: ClientAPI, provider: ProviderFormat) -> Pair | None:
     """The translators for this pair, or None when the provider's format is not served yet."""
     return _PAIRS.get((client, provider))
-
-
-def upstream_error_for_client(
-    client: ClientAPI, provider: ProviderFormat, status: int, body: JSONObject | None, message: str
-) -> JSONObject:
-    """An upstream error body re-expressed in the client's dialect (unchanged when they match)."""
-    if provider is ProviderFormat.CODEX and not isinstance((body or {}).get("error"), dict):
-        body = None  # the ChatGPT backend's `{"detail": ...}` is no client dialect's shape
-    # Responses and codex errors have the OpenAI shape.
-    anthropic_client = client is ClientAPI.ANTHROPIC
-    anthropic_provider = provider is ProviderFormat.ANTHROPIC
-    if body is not None and anthropic_client == anthropic_provider:
-        return body
-    if anthropic_client:
-        if body is not None:
-            return errors_wire.openai_error_to_anthropic(status, body)
-        return errors_wire.anthropic_error_body(status, message)
-    if body is not None:
-        return errors_wire.anthropic_error_to_openai(status, body)
-    return errors_wire.openai_error_body(status, message)

@@ -56,6 +56,7 @@ from proxy.types import (
     StreamEvent,
     Target,
     UpstreamReply,
+    Usage,
     UsageUpdate,
 )
 
@@ -89,6 +90,7 @@ class Completed:
 
     target: Target
     body: JSONObject
+    usage: Usage
     attempts: tuple[Attempt, ...]
 
 
@@ -151,10 +153,10 @@ class FallbackRunner:
             return await self.upstreams.transport(plan.provider).complete(request)
 
         plan, reply = await walk.first_success(call)
-        body = plan.pair.answer(
+        body, usage = plan.pair.answer(
             reply, plan.target.model, job.body, input_tokens=job.summary.token_estimate
         )
-        return Completed(plan.target, body, walk.ledger.snapshot())
+        return Completed(plan.target, body, usage, walk.ledger.snapshot())
 
     async def read_stream_head(
         self, plan: Plan, request: UpstreamRequest

@@ -20,14 +20,12 @@ from proxy.errors import (
     RoutingError,
     UpstreamError,
 )
-from proxy.exchange import upstream_error_for_client
 from proxy.fallback import Job
 from proxy.health import HealthRegistry
 from proxy.midstream import StreamLife
 from proxy.observe.cost import cost_value
 from proxy.observe.observer import trace_of
 from proxy.observe.record import Trace
-from proxy.observe.usage import usage_of_answer
 from proxy.routing import decide
 from proxy.security.limits import BODY, off_loop
 from proxy.security.ratelimit import TOKEN_COUNT
@@ -154,7 +152,7 @@ async def generate(request: web.Request, dialect: ClientDialect) -> web.StreamRe
         return await _sent(request, _exhausted_response(dialect, exc, request.app[HEALTH]))
     affinity.served(conversation, done.target, config.affinity, decision.route)
     answer = done.body
-    trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
+    trace.ended(done.target, done.attempts, done.usage)
     operator = request.app.get(OPERATOR, False)
     headers = llmproxy_headers(done.target, done.attempts, decision, operator)
     headers[COST_HEADER] = cost_value(trace.cost())
@@ -258,9 +256,7 @@ def _upstream_error_response(
     attempts: tuple[Attempt, ...],
 ) -> web.Response:
     status = error.status or 502
-    body = upstream_error_for_client(
-        dialect.format, provider_format, status, error.body, error.message
-    )
+    body = dialect.upstream_error_body(status, error.body, error.message, provider_format)
     return json_response(body, status=status, headers=llmproxy_headers(error.target, attempts))
 
 

@@ -180,6 +180,12 @@ def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
 
 
 ATTEMPT_DETAILS = "x-llmproxy-attempt-details"
+# The other headers of llmproxy's own, here so that a client of the daemon reads them without
+# loading the modules that act on them (proxy.affinity, proxy.conversation).
+AFFINITY_HEADER = "x-llmproxy-affinity"
+"""Response header saying what affinity decided for the request (`Decision.affinity`)."""
+SESSION_HEADER = "x-llmproxy-session"
+"""Request header naming the conversation (`proxy.conversation`)."""
 
 
 def attempt_details(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:

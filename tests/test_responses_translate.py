@@ -26,8 +26,9 @@ from proxy.translate.responses_dropped import (
     unknown_chat_fields,
     unknown_responses_fields,
 )
+from proxy.translate.responses_response import usage_from_responses, usage_to_responses
 from proxy.translate.stream_responses import ResponsesStreamDecoder
-from proxy.types import ClientAPI, ProviderFormat, UpstreamFault, UpstreamReply
+from proxy.types import ClientAPI, ProviderFormat, UpstreamFault, UpstreamReply, Usage
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 CODEX_CAPTURES = sorted(CAPTURES.glob("codex-*.json"))
@@ -385,7 +386,7 @@ def codex_reply(response: dict[str, Any]) -> UpstreamReply:
 def answer(client: ClientAPI, provider: ProviderFormat, reply: UpstreamReply, request: Any) -> Any:
     translators = pair(client, provider)
     assert translators is not None
-    return translators.answer(reply, "gpt-5.2", request)
+    return translators.answer(reply, "gpt-5.2", request).body
 
 
 def test_a_codex_reply_for_a_chat_client() -> None:
@@ -462,3 +463,15 @@ def test_validation(body: dict[str, Any], param: str) -> None:
     with pytest.raises(ClientRequestError) as refused:
         validate_responses_request(body)
     assert refused.value.param == param
+
+
+def test_responses_usage_reads_back_what_it_writes_cache_writes_included() -> None:
+    usage = Usage(
+        input_tokens=10,
+        output_tokens=7,
+        cache_read_input_tokens=200,
+        cache_creation_input_tokens=1000,
+        reasoning_tokens=3,
+    )
+    assert usage_from_responses(usage_to_responses(usage)) == usage
+    assert usage_from_responses({"input_tokens": 50, "output_tokens": 5}) == Usage(50, 5)

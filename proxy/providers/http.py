@@ -221,30 +221,31 @@ class HttpTransport:
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
         payload = orjson.dumps(request.body)
+        headers = self._dialect.headers(request)
+        if any("\n" in value or "\r" in value for value in headers.values()):
+            # aiohttp would refuse to send it (a ValueError): said here, before it is called.
+            raise UpstreamRefusedError(
+                "the provider's key or headers hold a line break (CR/LF); fix the config",
+                target=request.target,
+                error_class=ErrorClass.AUTH,
+            )
         sent = self._session.post(
             self._dialect.url(provider),
             # aiohttp writes a large bytes body in one piece; a stream in chunks.
             data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
-            headers=self._dialect.headers(request),
+            headers=headers,
             timeout=timeout,
             allow_redirects=False,
         )
         stage = "response headers"
         if headers_timeout is not None:
             headers_timeout, stage = _within(request, headers_timeout, stage)
-        try:
-            with upstream_errors(request.target, stage):
-                if headers_timeout is None:  # the caller's timer bounds it: no second one
+        with upstream_errors(request.target, stage):
+            if headers_timeout is None:  # the caller's timer bounds it: no second one
+                response = await sent
+            else:
+                async with asyncio.timeout(headers_timeout):
                     response = await sent
-                else:
-                    async with asyncio.timeout(headers_timeout):
-                        response = await sent
-        except ValueError as exc:  # aiohttp refuses a header value with CR or LF in it
-            raise UpstreamRefusedError(
-                "the provider's key or headers hold a line break (CR/LF); fix the config",
-                target=request.target,
-                error_class=ErrorClass.AUTH,
-            ) from exc
         if response.status >= 300:
             try:
                 with upstream_errors(request.target, "error body"):

@@ -1,7 +1,7 @@
 """Stop reasons and token usage, mapped between the OpenAI and Anthropic dialects.
 
-Shared by the whole-response translators and the stream state machines, so that a streamed and a
-non-streamed answer from the same upstream always agree.
+Shared by the stream decoders and encoders and the whole-reply readers (`replies`), so that a
+streamed and a non-streamed answer from the same upstream always agree.
 
 Usage invariant: `Usage.input_tokens` has Anthropic's meaning, the *uncached* input only. OpenAI's
 `prompt_tokens` counts every prompt token, cached or not, so
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.types import JSONObject, StopReason, Usage
+from proxy.types import Finish, JSONObject, StopReason, Usage
 
 _OPENAI_FINISH_TO_STOP: dict[str, StopReason] = {
     "stop": StopReason.END_TURN,
@@ -73,6 +73,20 @@ def openai_finish_to_stop(finish_reason: str | None) -> StopReason:
     if finish_reason is None:
         return StopReason.END_TURN
     return _OPENAI_FINISH_TO_STOP.get(finish_reason, StopReason.END_TURN)
+
+
+def openai_finish(choice: Mapping[str, Any]) -> Finish:
+    """A chat choice's `finish_reason` as a Finish, with the stop sequence that ended it where
+    the server says which (vLLM's `stop_reason`, SGLang's `matched_stop`): a stream's last choice
+    and a whole reply's choice alike."""
+    finish_reason = choice.get("finish_reason")
+    stop = openai_finish_to_stop(finish_reason if isinstance(finish_reason, str) else None)
+    if stop is StopReason.END_TURN:
+        for key in ("stop_reason", "matched_stop"):
+            value = choice.get(key)
+            if isinstance(value, str) and value:
+                return Finish(StopReason.STOP_SEQUENCE, value)
+    return Finish(stop)
 
 
 def stop_to_openai_finish(reason: StopReason) -> str:

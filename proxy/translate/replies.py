@@ -4,7 +4,10 @@ rendered for the client by the accumulator.
 Each provider format has one reader (`openai_reply_events`, `anthropic_reply_events`; codex only
 streams, its stream is read by `stream_responses`), each client API one renderer (`RENDERERS`),
 so the rules for stop reasons, usage and tool calls are the stream's own, and no reply goes
-through a third format on its way.
+through a third format on its way. A same-format reply passes as it is where it already says
+what its events would (`openai_reply_as_is`, `anthropic_reply_as_is`: a cheap look at the parsed
+body), so fields llmproxy does not model survive; one that needs a rule applied goes through
+the events like any other.
 
 Decisions:
 - Ids keep the upstream's, under the client API's prefix (`chatcmpl-`, `msg_`, `resp_`): see
@@ -17,7 +20,8 @@ Decisions:
   thinking, and it never reaches the visible text. Such unsigned blocks must not be sent to a
   real Anthropic upstream later: see `requests.drop_unsigned_thinking`.
 - Anthropic `thinking` becomes `message.reasoning_content` (non-standard, what Z.ai/DeepSeek
-  clients read); `redacted_thinking` and server-tool blocks are dropped.
+  clients read); signatures and `redacted_thinking` reach Anthropic clients only; server-tool
+  blocks reach none but an Anthropic client of a reply passed as it is.
 - Text blocks of one Anthropic message are concatenated without separator, exactly as a client
   would see them streamed.
 - A response that carries tool calls always ends with tool_use / tool_calls, whatever finish
@@ -37,9 +41,13 @@ from proxy.translate.accumulate import MessageAccumulator
 from proxy.translate.common import dump_tool_input, split_think_tags
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
+    openai_finish,
     openai_finish_to_stop,
+    stop_to_anthropic,
+    stop_to_openai_finish,
     usage_from_anthropic,
     usage_from_openai,
+    with_tool_calls,
 )
 from proxy.types import (
     ClientAPI,
@@ -48,19 +56,23 @@ from proxy.types import (
     JSONObject,
     MessageStart,
     ReasoningDelta,
+    ReasoningSignature,
+    RedactedReasoning,
     RefusalDelta,
-    StopReason,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    Usage,
     UsageUpdate,
 )
 
 __all__ = [
     "RENDERERS",
     "accumulated",
+    "anthropic_reply_as_is",
     "anthropic_reply_events",
+    "openai_reply_as_is",
     "openai_reply_events",
     "passthrough_response",
     "reply_id",
@@ -70,8 +82,62 @@ _ID_PREFIXES = ("chatcmpl-", "msg_", "resp_")
 
 
 def passthrough_response(body: JSONObject, model: str) -> JSONObject:
-    """Same format in and out: only `model` changes, to the name the client asked for."""
+    """Same format in and out: only `model` changes, to the served model's name."""
     return {**body, "model": model}
+
+
+def openai_reply_as_is(body: JSONObject) -> Usage | None:
+    """The usage of a chat.completion that a chat client may get as it is, or None when it must
+    go through the events (`openai_reply_events`) to say what the same answer streamed says: a
+    call ending in "stop", `reasoning` rather than `reasoning_content`, a leading `<think>`, a
+    list for `content`, arguments that are not text, or no usage. Checked on the parsed body
+    without copying it; several choices (a client's `n`) pass as they are, the events keep one."""
+    usage = body.get("usage")
+    choices = body.get("choices")
+    if not isinstance(usage, dict):
+        return None
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+        return usage_from_openai(usage)
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict) or "function_call" in message:  # legacy functions: as is
+        return usage_from_openai(usage)
+    content = message.get("content")
+    if isinstance(content, list) or (
+        isinstance(content, str) and content.lstrip().startswith("<think>")
+    ):
+        return None
+    if message.get("reasoning") and "reasoning_content" not in message:
+        return None
+    calls = message.get("tool_calls")
+    if calls:
+        finish = choice.get("finish_reason")
+        if not isinstance(calls, list) or not isinstance(finish, str):
+            return None
+        if stop_to_openai_finish(with_tool_calls(openai_finish_to_stop(finish), True)) != finish:
+            return None
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and not isinstance(function.get("arguments"), str):
+                return None
+    return usage_from_openai(usage)
+
+
+def anthropic_reply_as_is(body: JSONObject) -> Usage | None:
+    """The usage of an Anthropic `message` that a Messages client may get as it is (server-tool
+    blocks and citations included), or None when it must go through the events: a `tool_use`
+    block without stop reason `tool_use` (or a limit), or no usage."""
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    stop = body.get("stop_reason")
+    stop = stop if isinstance(stop, str) else None
+    if stop_to_anthropic(with_tool_calls(anthropic_stop_to_stop(stop), True)) != stop:
+        content = body.get("content")
+        for block in content if isinstance(content, list) else ():
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                return None
+    return usage_from_anthropic(usage)
 
 
 def reply_id(prefix: str, upstream_id: Any) -> str:
@@ -163,11 +229,7 @@ def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
         events.append(ToolCallStart(index, _str(call.get("id")), _str(function.get("name"))))
         events.append(ToolCallDelta(index, _raw_arguments(function.get("arguments"))))
 
-    stop = openai_finish_to_stop(_str(choice.get("finish_reason")) or None)
-    stop_sequence = _matched_stop(choice) if stop is StopReason.END_TURN else None
-    if stop_sequence is not None:
-        stop = StopReason.STOP_SEQUENCE
-    events.append(Finish(stop, stop_sequence))
+    events.append(openai_finish(choice))
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     events.append(UsageUpdate(usage_from_openai(usage)))
     return events
@@ -202,18 +264,10 @@ def _openai_text(content: Any) -> str:
     return _str(content)
 
 
-def _matched_stop(choice: JSONObject) -> str | None:
-    """The stop sequence that ended generation, where the server says which (vLLM, SGLang)."""
-    for key in ("stop_reason", "matched_stop"):
-        value = choice.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:
-    """A whole Anthropic `message` as neutral events, blocks in order. `redacted_thinking` and
-    server-tool blocks have no place in a chat.completion and are left out."""
+    """A whole Anthropic `message` as the events its stream would carry (`stream_anthropic`),
+    blocks in order: signatures, redacted thinking and the stop sequence included. Server-tool
+    blocks (web search results...) have no neutral event and are left out."""
     events: list[StreamEvent] = [MessageStart(_str(body.get("id")), _str(body.get("model")))]
     content = body.get("content")
     tools = 0
@@ -225,11 +279,18 @@ def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:
             events.append(TextDelta(_str(block.get("text"))))
         elif kind == "thinking":
             events.append(ReasoningDelta(_str(block.get("thinking"))))
+            if signature := _str(block.get("signature")):
+                events.append(ReasoningSignature(signature))
+        elif kind == "redacted_thinking":
+            events.append(RedactedReasoning(_str(block.get("data"))))
         elif kind == "tool_use":
             events.append(ToolCallStart(tools, _str(block.get("id")), _str(block.get("name"))))
             events.append(ToolCallDelta(tools, dump_tool_input(block.get("input"))))
             tools += 1
-    events.append(Finish(anthropic_stop_to_stop(_str(body.get("stop_reason")) or None)))
+    stop_sequence = _str(body.get("stop_sequence")) or None
+    events.append(
+        Finish(anthropic_stop_to_stop(_str(body.get("stop_reason")) or None), stop_sequence)
+    )
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     events.append(UsageUpdate(usage_from_anthropic(usage)))
     return events

@@ -5,7 +5,8 @@ responses_response.py   the pieces of a Responses object (the accumulator and th
                         encoder build whole answers from them)
 responses_tools.py      namespaced and custom tools across flat function calling
 responses_dropped.py    what each direction leaves behind, and why
-stream_responses.py     Responses SSE <-> neutral stream events
+stream_responses.py     upstream Responses SSE (codex) -> neutral stream events
+stream_responses_encode.py   neutral stream events -> the client's Responses SSE
 
 Anthropic requests are reached through chat completions: the OpenAI <-> Anthropic request
 translators already carry every decision about that pair, and composing keeps one place per

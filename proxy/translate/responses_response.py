@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.translate.common import join_text
-from proxy.translate.reasons import usage_from_openai, with_tool_calls
+from proxy.translate.reasons import with_tool_calls
 from proxy.types import JSONObject, StopReason, Usage
 
 # Request fields a response object echoes back, as the API does.
@@ -60,23 +60,29 @@ def usage_to_responses(usage: Usage) -> JSONObject:
 
 
 def usage_from_responses(usage: Any) -> Usage:
+    """The inverse of `usage_to_responses`: `input_tokens` counts every prompt token, of which
+    `cached_tokens` were read from the cache and `cache_write_tokens` written to it."""
     if not isinstance(usage, Mapping):
         return Usage()
     details = usage.get("input_tokens_details")
+    details = details if isinstance(details, Mapping) else {}
     out_details = usage.get("output_tokens_details")
-    # The same identity as chat usage: total input = uncached + cached.
-    return usage_from_openai(
-        {
-            "prompt_tokens": usage.get("input_tokens"),
-            "completion_tokens": usage.get("output_tokens"),
-            "prompt_tokens_details": details if isinstance(details, Mapping) else {},
-            "completion_tokens_details": {
-                "reasoning_tokens": out_details.get("reasoning_tokens")
-                if isinstance(out_details, Mapping)
-                else 0
-            },
-        }
+    read = _count(details.get("cached_tokens"))
+    written = _count(details.get("cache_write_tokens"))
+    prompt = max(_count(usage.get("input_tokens")), read + written)
+    return Usage(
+        input_tokens=prompt - read - written,
+        output_tokens=_count(usage.get("output_tokens")),
+        cache_read_input_tokens=read,
+        cache_creation_input_tokens=written,
+        reasoning_tokens=_count(
+            out_details.get("reasoning_tokens") if isinstance(out_details, Mapping) else 0
+        ),
     )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def status_for(stop: StopReason) -> tuple[str, JSONObject | None]:

@@ -15,7 +15,7 @@ import orjson
 
 from proxy.tokens import tokens_for_chars
 from proxy.translate.reasons import (
-    openai_finish_to_stop,
+    openai_finish,
     stop_to_openai_finish,
     usage_from_openai,
     usage_to_openai,
@@ -126,8 +126,9 @@ class _UpstreamCall:
     index: int  # our dense index
     id: str
     name: str
-    started: bool = False  # ToolCallStart emitted (it waits for the name)
+    started: bool = False  # ToolCallStart (or CustomToolCall) emitted
     pending: list[str] = field(default_factory=list)  # arguments received before the name
+    custom: bool = False  # a custom tool's call: its input is held and sent whole
 
 
 class OpenAIStreamDecoder:
@@ -137,7 +138,9 @@ class OpenAIStreamDecoder:
     upstream `index` is new, or when it carries an `id` different from the call already at that
     index (Gemini's OpenAI endpoint sends every call as index 0). A call without an id gets a
     stable synthetic one; a call whose name is still unknown holds its arguments until the name
-    arrives, so ToolCallStart always precedes its ToolCallDelta events.
+    arrives, so ToolCallStart always precedes its ToolCallDelta events. A call to a custom tool
+    (`type: "custom"`, a raw `custom.input`) is one CustomToolCall, sent once its input is
+    complete: when another call starts, or at the finish.
 
     Finish is held back until a chunk with `usage` arrives at or after the finish reason, or
     until `close()`: with `include_usage` OpenAI sends usage in a separate, later chunk, and
@@ -207,6 +210,11 @@ class OpenAIStreamDecoder:
             if not call.started:
                 self._start(call, out)
 
+    def _end_custom_calls(self, out: list[StreamEvent]) -> None:
+        for call in self._calls:
+            if call.custom and not call.started:
+                self._start(call, out)
+
     def _choice(self, choice: Mapping[str, Any], out: list[StreamEvent]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, Mapping):
@@ -230,11 +238,10 @@ class OpenAIStreamDecoder:
             function_call = delta.get("function_call")
             if isinstance(function_call, Mapping):  # legacy single-function streaming
                 self._tool_fragment({"index": 0, "function": function_call}, out)
-        finish_reason = choice.get("finish_reason")
-        if finish_reason and self._finish is None:
-            self._finish = Finish(
-                with_tool_calls(openai_finish_to_stop(str(finish_reason)), bool(self._calls))
-            )
+        if choice.get("finish_reason") and self._finish is None:
+            finish = openai_finish(choice)
+            reason = with_tool_calls(finish.reason, bool(self._calls))
+            self._finish = finish if reason is finish.reason else Finish(reason)
 
     def _tool_fragment(self, fragment: Mapping[str, Any], out: list[StreamEvent]) -> None:
         # Text held to look for a <think> tag is settled: the text part is over.
@@ -242,7 +249,8 @@ class OpenAIStreamDecoder:
         raw_index = fragment.get("index")
         call_id = fragment.get("id")
         call_id = call_id if isinstance(call_id, str) and call_id else None
-        function = fragment.get("function")
+        custom = fragment.get("custom")
+        function = custom if isinstance(custom, Mapping) else fragment.get("function")
         function = function if isinstance(function, Mapping) else {}
         name = function.get("name")
         name = name if isinstance(name, str) and name else None
@@ -256,6 +264,7 @@ class OpenAIStreamDecoder:
             upstream_index = -1 - len(self._calls)  # no index: a private slot per new call
         call = self._by_upstream.get(upstream_index)
         if call is None or (call_id is not None and call.id != call_id and call.started):
+            self._end_custom_calls(out)
             dense = len(self._calls)
             call = _UpstreamCall(dense, call_id or f"call_{self._message_id}_{dense}", "")
             self._calls.append(call)
@@ -264,6 +273,13 @@ class OpenAIStreamDecoder:
             call.id = call_id
         if name is not None and not call.name:
             call.name = name
+        if isinstance(custom, Mapping) or fragment.get("type") == "custom":
+            call.custom = True
+        if call.custom:
+            text = function.get("input")
+            if isinstance(text, str) and text and not call.started:
+                call.pending.append(text)
+            return
         arguments = function.get("arguments")
         if isinstance(arguments, Mapping):  # a few servers send parsed arguments
             arguments = orjson.dumps(arguments).decode()
@@ -278,6 +294,10 @@ class OpenAIStreamDecoder:
     @staticmethod
     def _start(call: _UpstreamCall, out: list[StreamEvent]) -> None:
         call.started = True
+        if call.custom:
+            out.append(CustomToolCall(call.index, call.id, call.name, "".join(call.pending)))
+            call.pending.clear()
+            return
         out.append(ToolCallStart(call.index, call.id, call.name))
         if call.pending:
             out.append(ToolCallDelta(call.index, "".join(call.pending)))
