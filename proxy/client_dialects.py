@@ -192,6 +192,7 @@ class OpenAIChat(_OpenAIShaped):
             include_usage=include_usage,
             created=int(time.time()),
             completion_id=f"chatcmpl-{_stream_id()}",
+            input_tokens_hint=input_tokens,
         )
 
 

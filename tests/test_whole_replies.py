@@ -17,6 +17,7 @@ import pytest
 from conftest import Clients
 from support import Daemon, config_text
 
+from proxy.client_dialects import ANTHROPIC, OPENAI
 from proxy.simulate import FaultPlan, SimulatedProvider, Status, run_simulated
 from proxy.translate.replies import (
     RENDERERS,
@@ -31,8 +32,10 @@ from proxy.types import (
     CustomToolCall,
     Finish,
     JSONObject,
+    MessageStart,
     StopReason,
     StreamEvent,
+    TextDelta,
     UpstreamFault,
 )
 
@@ -285,3 +288,53 @@ def test_a_whole_anthropic_reply_renders_as_its_stream_does(client: ClientAPI) -
     if client is ClientAPI.ANTHROPIC:
         assert [b["type"] for b in whole["content"]] == [b["type"] for b in SIGNED["content"]]
         assert whole["stop_sequence"] == "</done>"
+
+
+# --- One estimate, one stop rule, one fallback id, whole or streamed ---------------------------
+
+NO_USAGE: list[StreamEvent] = [
+    MessageStart("", "m"),
+    TextDelta("Calling it."),
+    CustomToolCall(0, "", "apply_patch", "*** Begin Patch"),
+    Finish(StopReason.STOP_SEQUENCE, "</x>"),
+]
+
+
+def _sse_payloads(raw: bytes) -> list[JSONObject]:
+    return [
+        orjson.loads(line[len(b"data: ") :])
+        for line in raw.split(b"\n")
+        if line.startswith(b"data: {")
+    ]
+
+
+def test_a_streamed_chat_answer_without_usage_reports_the_whole_answers_estimate() -> None:
+    """The upstream reported no usage: the chat stream's usage chunk says what the same answer
+    whole says, prompt tokens (the request's estimate) included."""
+    body: JSONObject = {"stream_options": {"include_usage": True}}
+    encoder = OPENAI.stream_encoder("m", body, 42)
+    raw = b"".join(encoder.encode(event) for event in NO_USAGE) + encoder.finish()
+    streamed = _sse_payloads(raw)[-1]["usage"]
+    whole = RENDERERS[ClientAPI.OPENAI](accumulated(NO_USAGE, input_tokens=42), "m", {}, 1)
+    assert streamed == whole["usage"]
+    assert streamed["prompt_tokens"] == 42
+
+
+def test_an_anthropic_answer_ends_alike_whole_or_streamed() -> None:
+    """A tool call overrides the stop sequence (and it is not reported), the estimated output
+    is the same, and a call without an id gets the same fallback id."""
+    encoder = ANTHROPIC.stream_encoder("m", {}, 42)
+    raw = b"".join(encoder.encode(event) for event in NO_USAGE) + encoder.finish()
+    payloads = _sse_payloads(raw)
+    message_id = payloads[0]["message"]["id"]
+    whole = accumulated(NO_USAGE, input_tokens=42).to_anthropic("m", message_id=message_id)
+    (delta,) = [p for p in payloads if p["type"] == "message_delta"]
+    assert delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+    assert (whole["stop_reason"], whole["stop_sequence"]) == ("tool_use", None)
+    assert delta["usage"]["output_tokens"] == whole["usage"]["output_tokens"]
+    (started,) = [
+        p["content_block"]
+        for p in payloads
+        if p["type"] == "content_block_start" and p["content_block"]["type"] == "tool_use"
+    ]
+    assert started["id"] == whole["content"][1]["id"]

@@ -13,14 +13,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.tokens import tokens_for_chars
-from proxy.translate.common import anthropic_tool_id, parse_tool_arguments
+from proxy.translate.common import anthropic_tool_id, fallback_tool_id, parse_tool_arguments
 from proxy.translate.reasons import (
+    final_finish,
+    reported_or_estimated,
     stop_to_anthropic,
     stop_to_openai_finish,
     usage_to_anthropic,
     usage_to_openai,
-    with_tool_calls,
 )
 from proxy.translate.responses_response import (
     message_item,
@@ -166,8 +166,8 @@ class MessageAccumulator:
                 self._blocks.append(_Block("tool", tool=event.index))
         elif isinstance(event, CustomToolCall):
             self._open_tool = None
-            self._output_chars += len(event.input)
             arguments = [custom_arguments(event.input)]
+            self._output_chars += len(arguments[0])
             self._tools[event.index] = _Tool(event.id, event.name, arguments, custom=True)
             self._blocks.append(_Block("tool", tool=event.index))
         elif isinstance(event, ReasoningSignature):
@@ -223,11 +223,7 @@ class MessageAccumulator:
 
     @property
     def usage(self) -> Usage:
-        if self._usage is not None:
-            return self._usage
-        return Usage(
-            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
-        )
+        return reported_or_estimated(self._usage, self._input_hint, self._output_chars)
 
     def snapshot(self) -> PartialMessage:
         return PartialMessage(
@@ -278,7 +274,6 @@ class MessageAccumulator:
         """An Anthropic `message`, blocks in stream order. Tool ids are made Anthropic-safe and
         arguments parsed with `common.parse_tool_arguments` (broken JSON is wrapped, not lost)."""
         msg_id = message_id or self._id or "msg_llmproxy"
-        base = msg_id.removeprefix("msg_")
         content: list[JSONObject] = []
         for block in self._blocks:
             if block.kind in ("text", "refusal"):  # Anthropic shows a refusal as text
@@ -297,25 +292,20 @@ class MessageAccumulator:
                 content.append(
                     {
                         "type": "tool_use",
-                        "id": anthropic_tool_id(call.id, f"toolu_{base}_{call.index}"),
+                        "id": anthropic_tool_id(call.id, fallback_tool_id(msg_id, call.index)),
                         "name": call.name,
                         "input": parse_tool_arguments(call.arguments),
                     }
                 )
-        finish = self._finish
-        stop = self._stop_reason()
-        # A stop sequence that a tool call overrode is not reported.
-        stop_sequence = (
-            None if finish is None or stop is StopReason.TOOL_USE else (finish.stop_sequence)
-        )
+        finish = final_finish(self._finish, bool(self._tools))
         return {
             "id": msg_id,
             "type": "message",
             "role": "assistant",
             "model": model,
             "content": content,
-            "stop_reason": stop_to_anthropic(stop),
-            "stop_sequence": stop_sequence,
+            "stop_reason": stop_to_anthropic(finish.reason),
+            "stop_sequence": finish.stop_sequence,
             "usage": usage_to_anthropic(self.usage),
         }
 
@@ -389,8 +379,7 @@ class MessageAccumulator:
         return ToolCallSnapshot(index, tool.id, tool.name, "".join(tool.arguments))
 
     def _stop_reason(self) -> StopReason:
-        reason = self._finish.reason if self._finish is not None else StopReason.END_TURN
-        return with_tool_calls(reason, bool(self._tools))
+        return final_finish(self._finish, bool(self._tools)).reason
 
     def _openai_id(self) -> str:
         if self._id.startswith("chatcmpl-"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from proxy.tokens import tokens_for_chars
 from proxy.types import Finish, JSONObject, StopReason, Usage
 
 _OPENAI_FINISH_TO_STOP: dict[str, StopReason] = {
@@ -101,6 +102,23 @@ def with_tool_calls(reason: StopReason, has_tool_calls: bool) -> StopReason:
     if has_tool_calls and reason in (StopReason.END_TURN, StopReason.STOP_SEQUENCE):
         return StopReason.TOOL_USE
     return reason
+
+
+def final_finish(finish: Finish | None, has_tool_calls: bool) -> Finish:
+    """How an answer ends for the client: its Finish (END_TURN when none came) under
+    `with_tool_calls`; a stop sequence that a tool call overrode is not reported."""
+    finish = finish or Finish(StopReason.END_TURN)
+    reason = with_tool_calls(finish.reason, has_tool_calls)
+    return finish if reason is finish.reason else Finish(reason)
+
+
+def reported_or_estimated(usage: Usage | None, input_tokens: int, output_chars: int) -> Usage:
+    """The usage an upstream reported, or, when it reported none, the request's input estimate
+    and 4 characters per output token (text, reasoning and arguments as the client got them; a
+    custom call counted in its function form, `responses_tools.custom_arguments`)."""
+    if usage is not None:
+        return usage
+    return Usage(input_tokens=input_tokens, output_tokens=tokens_for_chars(output_chars))
 
 
 def anthropic_stop_to_stop(stop_reason: str | None) -> StopReason:

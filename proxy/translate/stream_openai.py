@@ -13,13 +13,13 @@ from typing import Any
 
 import orjson
 
-from proxy.tokens import tokens_for_chars
 from proxy.translate.reasons import (
+    final_finish,
     openai_finish,
+    reported_or_estimated,
     stop_to_openai_finish,
     usage_from_openai,
     usage_to_openai,
-    with_tool_calls,
 )
 from proxy.translate.responses_tools import function_form
 from proxy.types import (
@@ -240,8 +240,7 @@ class OpenAIStreamDecoder:
                 self._tool_fragment({"index": 0, "function": function_call}, out)
         if choice.get("finish_reason") and self._finish is None:
             finish = openai_finish(choice)
-            reason = with_tool_calls(finish.reason, bool(self._calls))
-            self._finish = finish if reason is finish.reason else Finish(reason)
+            self._finish = final_finish(finish, bool(self._calls))
 
     def _tool_fragment(self, fragment: Mapping[str, Any], out: list[StreamEvent]) -> None:
         # Text held to look for a <think> tag is settled: the text part is over.
@@ -425,9 +424,7 @@ class OpenAIStreamEncoder:
         self._closed = True
         if not self._include_usage:
             return _DONE
-        usage = self._usage or Usage(
-            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
-        )
+        usage = reported_or_estimated(self._usage, self._input_hint, self._output_chars)
         chunk = {**self._head, "choices": [], "usage": usage_to_openai(usage)}
         return b"data: " + orjson.dumps(chunk) + b"\n\n" + _DONE
 
@@ -449,7 +446,7 @@ class OpenAIStreamEncoder:
             if not seen:
                 call = {"index": index, "function": {"arguments": "{}"}}
                 out += self._chunk({"tool_calls": [call]})
-        reason = with_tool_calls(event.reason, bool(self._args_seen))
+        reason = final_finish(event, bool(self._args_seen)).reason
         finish_reason = orjson.dumps(stop_to_openai_finish(reason))
         return (
             out

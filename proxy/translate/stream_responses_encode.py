@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from proxy.sse import encode_event
-from proxy.tokens import tokens_for_chars
+from proxy.translate.reasons import reported_or_estimated
 from proxy.translate.responses_response import (
     message_item,
     reasoning_item,
@@ -132,8 +132,9 @@ class ResponsesStreamEncoder:
         if isinstance(event, CustomToolCall):
             start = ToolCallStart(event.index, event.id, event.name)
             out += self._close_open() + self._call_start(start, custom=True)
-            self._output_chars += len(event.input)
-            self._calls[event.index].arguments.append(custom_arguments(event.input))
+            arguments = custom_arguments(event.input)
+            self._output_chars += len(arguments)
+            self._calls[event.index].arguments.append(arguments)
             return out
         if isinstance(event, UsageUpdate):
             self._usage = event.usage
@@ -158,9 +159,7 @@ class ResponsesStreamEncoder:
             return b""
         self._closed = True
         status, incomplete = status_for(self._finish.reason)
-        usage = self._usage or Usage(
-            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
-        )
+        usage = reported_or_estimated(self._usage, self._input_hint, self._output_chars)
         body = self._response(status, self._output, usage, incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"
         return self._event(name, {"response": body})
