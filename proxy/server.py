@@ -38,7 +38,7 @@ from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
 from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
-from proxy.security.refusals import error_response
+from proxy.security.rejections import error_response
 from proxy.state import WORKER_ENV
 from proxy.state.backend import open_state
 from proxy.tokens import TokenEstimator

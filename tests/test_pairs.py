@@ -2,7 +2,7 @@
 
 OpenAI client -> OpenAI provider, OpenAI -> Anthropic, Anthropic -> OpenAI, Anthropic ->
 Anthropic; streaming and not; a plain question, and a tool round trip (call -> result -> final
-answer). The simulated providers' reply rules (`proxy.simulate.replies`) predict every byte of
+answer). The simulated providers' reply rules (`proxy.simulate.scripts`) predict every byte of
 content, so the assertions are exact: text, reasoning kept apart from visible text, tool-call ids
 carried from provider to client and back, arguments, stop reasons and usage.
 """

@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from proxy.logging_setup import Redactor, log_body
-from proxy.security.refusals import error_response
+from proxy.security.rejections import error_response
 from proxy.security.settings import RequestLimits
 from proxy.serving import parser_reason
 

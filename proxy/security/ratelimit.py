@@ -25,7 +25,7 @@ from aiohttp.typedefs import Middleware
 
 from proxy.security.auth import ANONYMOUS, CLIENT
 from proxy.security.limits import BODY, off_loop
-from proxy.security.refusals import dialect_for, error_response
+from proxy.security.rejections import dialect_for, error_response
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.tokens import TokenEstimator
 from proxy.types import ClientAPI

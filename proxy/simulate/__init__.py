@@ -41,7 +41,8 @@ from proxy.simulate.faults import (
     zai_http_500,
 )
 from proxy.simulate.records import RequestRecord
-from proxy.simulate.replies import (
+from proxy.simulate.runner import SimulatedProvider, SimulatorThread, run_simulated
+from proxy.simulate.scripts import (
     REFUSE_TRIGGER,
     Reply,
     SimToolCall,
@@ -53,7 +54,6 @@ from proxy.simulate.replies import (
     thinking_signature,
     tool_result_text,
 )
-from proxy.simulate.runner import SimulatedProvider, SimulatorThread, run_simulated
 
 __all__ = [
     "REFUSE_TRIGGER",

@@ -21,7 +21,7 @@ from aiohttp import web
 from proxy.simulate.delivery import Delivery, Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import (
+from proxy.simulate.scripts import (
     Reply,
     estimate_input_tokens,
     read_anthropic,

@@ -33,7 +33,7 @@ from aiohttp import web
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import Status, invalid_request
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import Reply, chunk, estimate_input_tokens
+from proxy.simulate.scripts import Reply, chunk, estimate_input_tokens
 from proxy.simulate.wire import digest, json_response, sse_event
 from proxy.types import JSONObject, StopReason
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import Reply, read_openai
+from proxy.simulate.scripts import Reply, read_openai
 from proxy.simulate.wire import json_response, sse_data
 from proxy.types import JSONObject, ProviderFormat, StopReason
 

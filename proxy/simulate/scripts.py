@@ -1,4 +1,4 @@
-"""Deterministic replies: what a simulated model answers, as a pure function of the request.
+"""Scripts: what a simulated model answers, as a pure function of the request (deterministic).
 
 The rules, so tests can predict every byte of content:
 
