@@ -186,6 +186,24 @@ def test_the_daemon_s_estimator_agrees_with_the_plain_estimate_and_remembers(
     assert len(estimated) == len(long_texts)  # by the plain estimate only
 
 
+def test_the_daemon_remembers_4096_strings_of_128_characters_or_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's numbers."""
+    estimator = TokenEstimator()
+    texts = [f"{n:04d}" + "x" * 124 for n in range(4097)]  # 128 characters each
+    short = "y" * 127
+    for text in texts[:4096]:
+        estimator.request_tokens(openai([{"role": "user", "content": text}]), OPENAI)
+    estimated = watch_estimates(monkeypatch)
+    for text in (*texts[:4096], short, short):
+        estimator.request_tokens(openai([{"role": "user", "content": text}]), OPENAI)
+    assert estimated == []  # the short one is joined with the others, never remembered
+    estimator.request_tokens(openai([{"role": "user", "content": texts[4096]}]), OPENAI)
+    estimator.request_tokens(openai([{"role": "user", "content": texts[0]}]), OPENAI)
+    assert estimated == [texts[4096], texts[0]]  # the 4,097th pushed the first out
+
+
 def test_the_memo_forgets_its_oldest_strings_first(monkeypatch: pytest.MonkeyPatch) -> None:
     memo = EstimateMemo(limit=3)
     texts = [f"{n} " + "word " * 40 for n in range(4)]
