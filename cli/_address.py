@@ -1,5 +1,5 @@
 """Where the daemon is and whether it answers: its URL from the config or a `--url`, and
-`GET /health` over httpx2. `status`, `stop`, `reload` and the launchers need nothing more, so
+`GET /health` (`cli._http`). `status`, `stop`, `reload` and the launchers need nothing more, so
 this module loads no wire-format code.
 """
 
@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx2
 import orjson
+
+from cli._http import Broken, ConnectFailed, DaemonHTTP
+from proxy.config.address import DaemonAddress
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -18,8 +20,10 @@ DEFAULT_DAEMON_URL = "http://127.0.0.1:3456"
 START_HINT = "start one with `llmproxy serve --detach`"
 
 
-def daemon_url(config: Config) -> str:
+def daemon_url(config: Config | DaemonAddress) -> str:
     """Where the configured daemon listens, as a client reaches it."""
+    if isinstance(config, DaemonAddress):
+        return reachable_url(config.host, config.port)
     return reachable_url(config.proxy.host, config.proxy.port)
 
 
@@ -68,55 +72,28 @@ def url_option(url: str) -> str:
 
 
 def health(url: str, timeout: float = 0.5, api_key: str | None = None) -> dict[str, Any] | None:
-    """`GET /health` without the environment's HTTP proxy; None unless llmproxy answers. A
-    daemon with client keys lists providers and targets only for a valid `api_key`."""
+    """`GET /health`; None unless llmproxy answers. A daemon with client keys lists providers
+    and targets only for a valid `api_key`."""
+    return health_of(DaemonHTTP(url), timeout, api_key)
+
+
+def health_of(
+    daemon: DaemonHTTP, timeout: float = 0.5, api_key: str | None = None
+) -> dict[str, Any] | None:
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx2.get(
-            url.rstrip("/") + "/health",
-            timeout=timeout,
-            trust_env=False,
-            verify=needs_tls(url),
-            headers=headers,
-        )
-    except httpx2.HTTPError:
+        with daemon.request("GET", "/health", headers=headers, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except (ConnectFailed, Broken):
         return None
-    return health_answer(response)
-
-
-def health_answer(response: httpx2.Response) -> dict[str, Any] | None:
-    """The body of a `GET /health` response when it is llmproxy's, else None."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    ok = response.status_code == 200 and isinstance(body, dict) and body.get("status") == "ok"
+    ok = status == 200 and isinstance(body, dict) and body.get("status") == "ok"
     return body if ok else None
 
 
-def needs_tls(url: str) -> bool:
-    """Certificates are loaded only for https: building that context costs about 100 ms, a
-    large share of a short command against a plain-http daemon on this machine."""
-    return url.startswith("https://")
-
-
-def unreachable(url: str, exc: BaseException) -> str:
+def unreachable(url: str, exc: ConnectFailed) -> str:
     """`nothing answers at URL (connection refused); start one with ...`."""
-    if isinstance(exc, httpx2.ConnectError):
-        why = "connection refused" if _refused(exc) else "cannot connect"
-    elif isinstance(exc, httpx2.TimeoutException):
-        why = "no answer in time"
-    else:
-        why = type(exc).__name__
-    return f"nothing answers at {url} ({why}); {START_HINT}, or pass --url"
-
-
-def _refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
-            return True
-        if isinstance(seen, BaseExceptionGroup):
-            return any(_refused(inner) for inner in seen.exceptions)
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return f"nothing answers at {url} ({exc.why}); {START_HINT}, or pass --url"

@@ -1,10 +1,10 @@
-"""A chat turn through a running daemon, over httpx2 (the HTTP client the official SDKs use),
-or in this process when none answers. Commands that only talk to the daemon
-(`chat` through it, `status`, `stop`, `reload`, the launchers) load this and never aiohttp,
-the routing code or a provider secret; aiohttp stays in the daemon.
+"""A chat turn through a running daemon, or in this process when none answers. Commands that
+only talk to the daemon (`chat` through it, `status`, `stop`, `reload`, the launchers) load
+this and never aiohttp, asyncio, the routing code or a provider secret; the in-process app
+(`cli._engine`) is reached through the same client, over a Unix socket.
 
-Every transport failure becomes a `TurnError` or `DaemonUnreachable` whose message says what
-was tried and what to do, never an exception from the HTTP library.
+Every transport failure becomes a `TurnError` whose message says what was tried and what to
+do, never an exception from the HTTP layer (`cli._http`).
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import httpx2
 import orjson
 
 from cli._address import (
     DEFAULT_DAEMON_URL,
     BadURL,
     daemon_url,
-    health_answer,
-    needs_tls,
+    health_of,
     normalize_url,
     unreachable,
 )
-from proxy.affinity import AFFINITY_HEADER
-from proxy.conversation import SESSION_HEADER
+from cli._http import Broken, ConnectFailed, DaemonHTTP
+from proxy.config.address import DaemonAddress
 from proxy.daemon_client import (
     ATTEMPTS_HEADER,
     AttemptNote,
@@ -42,7 +40,14 @@ from proxy.daemon_client import (
     served_by,
 )
 from proxy.errors import UpstreamError
-from proxy.types import ATTEMPT_DETAILS, ClientAPI, JSONObject, StreamEvent
+from proxy.types import (
+    AFFINITY_HEADER,
+    ATTEMPT_DETAILS,
+    SESSION_HEADER,
+    ClientAPI,
+    JSONObject,
+    StreamEvent,
+)
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -84,34 +89,26 @@ class TurnError(Exception):
 class Backend(Protocol):
     label: str
 
-    async def run(
+    def run(
         self, fmt: ClientAPI, body: JSONObject, sink: Sink, session: str | None = None
     ) -> TurnInfo: ...
 
-    async def aclose(self) -> None: ...
+    def close(self) -> None: ...
 
 
 # --- a chat turn through the daemon -------------------------------------------------------------
 
 
 class DaemonBackend:
-    def __init__(
-        self, url: str, api_key: str | None, *, transport: httpx2.AsyncBaseTransport | None = None
-    ) -> None:
-        """`transport`: how to reach the daemon when not by `url`'s address (the in-process
+    def __init__(self, url: str, api_key: str | None, *, socket_path: str | None = None) -> None:
+        """`socket_path`: how to reach the daemon when not by `url`'s address (the in-process
         app's Unix socket)."""
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.label = f"daemon {self.url}"
-        # One client for the whole session; no read timeout: a long answer may think for minutes.
-        self.client = httpx2.AsyncClient(
-            trust_env=False,
-            verify=needs_tls(self.url),
-            timeout=httpx2.Timeout(None, connect=10.0),
-            transport=transport,
-        )
+        self.http = DaemonHTTP(self.url, socket_path=socket_path)
 
-    async def run(
+    def run(
         self, fmt: ClientAPI, body: JSONObject, sink: Sink, session: str | None = None
     ) -> TurnInfo:
         started = time.monotonic()
@@ -120,25 +117,26 @@ class DaemonBackend:
         if session is not None:
             headers[SESSION_HEADER] = session
         try:
-            async with self.client.stream(
-                "POST", self.url + client_path(fmt), content=orjson.dumps(body), headers=headers
+            # No read timeout: a long answer may think for minutes.
+            with self.http.request(
+                "POST", client_path(fmt), body=orjson.dumps(body), headers=headers
             ) as response:
                 attempts = attempts_from_details(
                     response.headers.get(ATTEMPT_DETAILS, "")
                 ) or parse_attempts(response.headers.get(ATTEMPTS_HEADER, ""))
                 affinity = response.headers.get(AFFINITY_HEADER)
-                if response.status_code != 200:
-                    raw = await response.aread()
+                if response.status != 200:
+                    raw = response.read()
                     payload = _json(raw)
                     raise TurnError(
                         error_message(payload, raw),
                         attempts_from_error(payload) or attempts,
-                        response.status_code,
+                        response.status,
                         _ms(started),
                     )
                 if body.get("stream"):
                     reader = StreamReader(fmt)
-                    async for chunk in response.aiter_raw():
+                    for chunk in response.chunks():
                         for event in reader.feed(chunk):
                             sink(event)
                     for event in reader.close():
@@ -152,29 +150,28 @@ class DaemonBackend:
                             _ms(started),
                         )
                 else:
-                    for event in events_from_body(_json(await response.aread()), fmt):
+                    for event in events_from_body(_json(response.read()), fmt):
                         sink(event)
         except UpstreamError as exc:  # an error event inside the stream
             raise TurnError(exc.message, attempts, exc.status, _ms(started)) from exc
-        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
+        except ConnectFailed as exc:
             raise TurnError(unreachable(self.url, exc), latency_ms=_ms(started)) from exc
-        except httpx2.HTTPError as exc:
+        except Broken as exc:
             raise TurnError(
-                f"the daemon at {self.url} broke off the answer ({type(exc).__name__})",
+                f"the daemon at {self.url} broke off the answer ({exc})",
                 attempts,
                 None,
                 _ms(started),
             ) from exc
         return TurnInfo(attempts, _ms(started), self.label, affinity)
 
-    async def model_ids(self) -> list[str]:
+    def model_ids(self) -> list[str]:
         """`GET /v1/models`: every target and alias the daemon serves ([] if it will not say)."""
+        headers = client_headers(ClientAPI.OPENAI, self.api_key)
         try:
-            response = await self.client.get(
-                self.url + "/v1/models", headers=client_headers(ClientAPI.OPENAI, self.api_key)
-            )
-            data = orjson.loads(response.content).get("data")
-        except (httpx2.HTTPError, orjson.JSONDecodeError, AttributeError):
+            with self.http.request("GET", "/v1/models", headers=headers, timeout=10.0) as answer:
+                data = orjson.loads(answer.read()).get("data")
+        except (ConnectFailed, Broken, orjson.JSONDecodeError, AttributeError):
             return []
         return (
             [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
@@ -182,21 +179,16 @@ class DaemonBackend:
             else []
         )
 
-    async def answers(self) -> bool:
-        """Whether llmproxy answers `GET /health` here: asked with this client, so a chat's
-        first turn reuses the connection and no second (sync) HTTP stack is loaded."""
-        try:
-            response = await self.client.get(self.url + "/health", timeout=PROBE_SECONDS)
-        except httpx2.HTTPError:
-            return False
-        return health_answer(response) is not None
+    def answers(self) -> bool:
+        """Whether llmproxy answers `GET /health` here."""
+        return health_of(self.http, PROBE_SECONDS) is not None
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def close(self) -> None:
+        """Nothing stays open between requests."""
 
 
-async def open_backend(
-    config: Config | None,
+def open_backend(
+    address: DaemonAddress | None,
     *,
     url: str | None,
     in_process: bool,
@@ -205,11 +197,12 @@ async def open_backend(
 ) -> Backend:
     """`--in-process` > `--url` > the configured daemon if it answers > in-process.
 
-    `config` may have been read without the providers' secrets; `full_config` loads the config
-    with them, and is only called when this process must call the providers itself. Without a
-    config, only a daemon can serve. Raises TurnError with advice when nothing can.
+    `address`: the configured daemon's, None without a config file. `full_config` loads the
+    config with the providers' secrets, and is only called when this process must call the
+    providers itself; without it, only a daemon can serve. Raises TurnError with advice when
+    nothing can.
     """
-    key = api_key or next((k for k in (config.proxy.api_keys if config else ()) if k), None)
+    key = api_key or (address.api_key if address is not None else None)
     if url is not None and not in_process:
         try:
             return DaemonBackend(normalize_url(url), key)
@@ -217,21 +210,20 @@ async def open_backend(
             raise TurnError(f"--url: {exc}") from None
     if not in_process:
         candidate = DaemonBackend(
-            daemon_url(config) if config is not None else DEFAULT_DAEMON_URL, key
+            daemon_url(address) if address is not None else DEFAULT_DAEMON_URL, key
         )
-        if await candidate.answers():
+        if candidate.answers():
             return candidate
-        await candidate.aclose()
-        if config is None:
+        if address is None or full_config is None:
             raise TurnError(
                 f"no config file found and no daemon at {DEFAULT_DAEMON_URL}. Create a config "
                 "with `llmproxy init`, or start the offline demo with `llmproxy serve --simulate`."
             )
-    elif config is None:
+    elif address is None or full_config is None:
         raise TurnError("--in-process needs a config file (see `llmproxy init`)")
     from cli._engine import in_process_backend  # routing, providers and aiohttp: only now
 
-    return in_process_backend(full_config() if full_config is not None else config, api_key)
+    return in_process_backend(full_config(), api_key)
 
 
 def _json(raw: bytes) -> object:

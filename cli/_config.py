@@ -13,13 +13,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
 import typer
 
 from cli._output import fail
 
 if TYPE_CHECKING:
     from proxy.config import Config
+    from proxy.config.address import DaemonAddress
 
 CONFIG_OPTION = typer.Option(
     None,
@@ -69,10 +69,31 @@ def load_reporting_unset(
         fail(f"config error: {exc}{because}")
 
 
+def load_address(explicit: Path | None) -> DaemonAddress | None:
+    """The configured daemon's address and client keys, without building the whole config
+    (`proxy.config.address`); None when there is no config file. A file that quick read does
+    not take is loaded whole, so that its error is the one every command gives."""
+    from proxy.config.address import DaemonAddress, read_address
+    from proxy.config.locate import find_config_path
+    from proxy.errors import ConfigError
+
+    try:
+        path = find_config_path(explicit, os.environ)
+    except ConfigError as exc:
+        fail(f"config error: {exc}")
+    if path is None:
+        return None
+    address = read_address(path, os.environ)
+    return address if address is not None else DaemonAddress.of(load(path, secrets=False))
+
+
 def state_dir() -> Path:
     """Pid, log and history files: `$LLMPROXY_STATE_DIR`, else the platform's user state dir."""
-    named = os.environ.get("LLMPROXY_STATE_DIR")
-    return Path(named).expanduser() if named else platformdirs.user_state_path("llmproxy")
+    if named := os.environ.get("LLMPROXY_STATE_DIR"):
+        return Path(named).expanduser()
+    import platformdirs  # only when no directory was named
+
+    return platformdirs.user_state_path("llmproxy")
 
 
 def journal_file(explicit: Path | None) -> Path:

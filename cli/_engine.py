@@ -11,18 +11,20 @@ code).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 
 import aiohttp
-import httpx2
 import orjson
 from aiohttp import web
 
 from cli._client import DaemonBackend, Sink, TurnInfo
 from proxy.config import Config
+from proxy.loop_thread import LoopThread
 from proxy.server import build_app
 from proxy.serving import DaemonRunner
 from proxy.types import ClientAPI, JSONObject
@@ -46,43 +48,45 @@ async def probe_daemon(
 
 
 class InProcessBackend:
-    """Starts the app at the first turn and stops it at `aclose`."""
+    """Starts the app (on its own event loop, in a thread) at the first turn; `close` stops it."""
 
     def __init__(self, config: Config, api_key: str | None) -> None:
         self.config = config
         self.api_key = api_key
         self.label = "in-process"
-        self._runner: DaemonRunner | None = None
-        self._directory: str | None = None
+        self._app: LoopThread[str] | None = None
         self._client: DaemonBackend | None = None
 
-    async def run(
+    def run(
         self, fmt: ClientAPI, body: JSONObject, sink: Sink, session: str | None = None
     ) -> TurnInfo:
         if self._client is None:
-            self._client = await self._start()
-        info = await self._client.run(fmt, body, sink, session)
+            self._app = LoopThread(lambda: _serving(self.config), name="llmproxy-in-process")
+            # The Host header names loopback, as a local client's would.
+            self._client = DaemonBackend(
+                "http://localhost", self.api_key, socket_path=self._app.start()
+            )
+        info = self._client.run(fmt, body, sink, session)
         return dataclasses.replace(info, via=self.label)
 
-    async def _start(self) -> DaemonBackend:
-        runner = DaemonRunner(build_app(self.config, operator=True))
-        await runner.setup()
-        self._runner = runner
-        self._directory = tempfile.mkdtemp(prefix="llmproxy-")  # mode 0700: this user only
-        path = os.path.join(self._directory, "daemon.sock")
-        await web.UnixSite(runner, path).start()
-        # The Host header names loopback, as a local client's would.
-        return DaemonBackend(
-            "http://localhost", self.api_key, transport=httpx2.AsyncHTTPTransport(uds=path)
-        )
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.stop()
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._directory is not None:
-            shutil.rmtree(self._directory, ignore_errors=True)
+
+@contextlib.asynccontextmanager
+async def _serving(config: Config) -> AsyncIterator[str]:
+    """The app on a Unix socket in a private directory (mode 0700: this user only)."""
+    runner = DaemonRunner(build_app(config, operator=True))
+    await runner.setup()
+    directory = tempfile.mkdtemp(prefix="llmproxy-")
+    try:
+        path = os.path.join(directory, "daemon.sock")
+        await web.UnixSite(runner, path).start()
+        yield path
+    finally:
+        await runner.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def in_process_backend(config: Config, api_key: str | None = None) -> InProcessBackend:

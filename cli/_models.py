@@ -11,9 +11,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from proxy.config import GLOB_CHARS, Config
+from proxy.config.targets import GLOB_CHARS
 from proxy.errors import RoutingError
+
+if TYPE_CHECKING:
+    from proxy.config import Config
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from types import TracebackType
-
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.live import Live
-from rich.padding import Padding
-from rich.segment import Segment
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from cli._client import TurnError, TurnInfo
+from cli._output import Out, dim, styled
 from proxy.daemon_client import AttemptNote, path_text
 from proxy.types import (
     Finish,
@@ -33,6 +29,10 @@ from proxy.types import (
     UsageUpdate,
 )
 
+if TYPE_CHECKING:  # rich is loaded only for a terminal's live view
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+    from rich.live import Live
+
 
 class _Tail:
     """The last lines of a renderable that fit in `height` rows."""
@@ -42,6 +42,8 @@ class _Tail:
         self.height = height
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.segment import Segment
+
         lines = console.render_lines(self.renderable, options, pad=False)
         for line in lines[-self.height :]:
             yield from line
@@ -62,7 +64,7 @@ class AnswerView:
     and nothing else.
     """
 
-    def __init__(self, out: Console, err: Console, *, live: bool, quiet: bool = False) -> None:
+    def __init__(self, out: Out, err: Out, *, live: bool, quiet: bool = False) -> None:
         self.out = out
         self.err = err
         self.live = live
@@ -74,17 +76,20 @@ class AnswerView:
         self.model = ""
         self.finish: Finish | None = None
         self._live: Live | None = None
-        self._screen = out
+        self._screen: Console | None = None
         self._reasoning_open = False
 
     def __enter__(self) -> AnswerView:
         if self.live and not self.quiet:
+            from rich.console import Console
+            from rich.live import Live
+
             # Wrapping on: the data console's soft_wrap would leave each line to the live
             # region, which cuts it at the screen's edge.
-            self._screen = Console(file=self.out.file, highlight=False, markup=False)
+            self._screen = screen = Console(file=self.out.file, highlight=False, markup=False)
             self._live = Live(
-                self._tail(),
-                console=self._screen,
+                self._tail(screen),
+                console=screen,
                 refresh_per_second=12,
                 transient=True,
                 vertical_overflow="crop",
@@ -98,7 +103,7 @@ class AnswerView:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._live is not None:
+        if self._live is not None and self._screen is not None:
             self._live.stop()
             self._live = None
             self._screen.print(self._renderable())
@@ -119,7 +124,7 @@ class AnswerView:
             self.reasoning += event.text
             if not self.live and not self.quiet:
                 self._reasoning_open = True
-                self.err.print(event.text, style="dim italic", end="", markup=False)
+                self.err.print(event.text, style="dim italic", end="")
         elif isinstance(event, ToolCallStart):
             self.calls[event.index] = _Call(event.name)
         elif isinstance(event, ToolCallDelta):
@@ -130,8 +135,8 @@ class AnswerView:
             self.model = self.model or event.model
         elif isinstance(event, Finish):
             self.finish = event
-        if self._live is not None:
-            self._live.update(self._tail())
+        if self._live is not None and self._screen is not None:
+            self._live.update(self._tail(self._screen))
 
     def tool_calls(self) -> list[dict[str, str]]:
         return [{"name": c.name, "arguments": "".join(c.arguments)} for c in self.calls.values()]
@@ -141,16 +146,19 @@ class AnswerView:
             self.err.print()
             self._reasoning_open = False
 
-    def _tail(self) -> _Tail:
-        return _Tail(self._renderable(), max(1, self._screen.size.height - 1))
+    def _tail(self, screen: Console) -> _Tail:
+        return _Tail(self._renderable(), max(1, screen.size.height - 1))
 
     def _renderable(self) -> RenderableType:
+        from rich.console import Group
+        from rich.markdown import Markdown
+        from rich.padding import Padding
+        from rich.text import Text
+
         parts: list[RenderableType] = []
         if self.reasoning.strip():
             parts.append(Padding(Text(self.reasoning.strip(), style="dim italic"), (0, 0, 1, 2)))
         if self.text:
-            from rich.markdown import Markdown  # a terminal's view only; a pipe gets the text
-
             parts.append(Markdown(self.text))
         for call in self.calls.values():
             parts.append(Text(f"→ tool call {call.name}({''.join(call.arguments)})", style="cyan"))
@@ -172,14 +180,14 @@ def footer(info: TurnInfo, usage: Usage | None, *, interrupted: bool = False) ->
     return " · ".join(parts)
 
 
-def print_footer(err: Console, text: str) -> None:
-    err.print(Text(text, style="dim"))
+def print_footer(err: Out, text: str) -> None:
+    err.print(dim(text))
 
 
-def print_turn_error(err: Console, exc: TurnError) -> None:
-    err.print(Text.assemble(("error: ", "bold red"), exc.message))
+def print_turn_error(err: Out, exc: TurnError) -> None:
+    err.print(styled(("error: ", "bold red"), exc.message))
     for note in exc.attempts:
-        err.print(Text(f"  {attempt_line(note)}", style="dim"))
+        err.print(dim(f"  {attempt_line(note)}"))
 
 
 def attempt_line(note: AttemptNote) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,7 @@ from cli._client import Backend, TurnError, open_backend
 from cli._output import dim, fail, stderr, stdout, styled
 from cli._render import AnswerView
 from proxy.config import Config
+from proxy.config.address import DaemonAddress
 from proxy.daemon_client import AttemptNote, served_by
 from proxy.types import ClientAPI, JSONObject
 
@@ -62,23 +62,15 @@ def route_send(
     """Send an Anthropic-format request in-process (or through the daemon at `url`); with
     `turns` > 1, as the turns of one conversation (each resends the earlier ones), so the
     prompt-cache affinity of the later turns shows."""
-    request = {**body, "stream": True} if stream else body
-    return asyncio.run(
-        _send(config, request, url=url, api_key=api_key, turns=turns, session=session)
-    )
-
-
-async def _send(
-    config: Config,
-    body: JSONObject,
-    *,
-    url: str | None,
-    api_key: str | None,
-    turns: int,
-    session: str | None,
-) -> list[Sent]:
+    body = {**body, "stream": True} if stream else body
     try:
-        backend = await open_backend(config, url=url, in_process=url is None, api_key=api_key)
+        backend = open_backend(
+            DaemonAddress.of(config),
+            url=url,
+            in_process=url is None,
+            api_key=api_key,
+            full_config=lambda: config,
+        )
     except TurnError as exc:
         fail(exc.message)
     sent: list[Sent] = []
@@ -86,19 +78,19 @@ async def _send(
         for turn in range(1, turns + 1):
             if turn > 1:
                 body = _next_turn(body, sent[-1].text, turn)
-            sent.append(await _one(backend, body, session))
+            sent.append(_one(backend, body, session))
             if not sent[-1].ok:
                 break
     finally:
-        await backend.aclose()
+        backend.close()
     return sent
 
 
-async def _one(backend: Backend, body: JSONObject, session: str | None) -> Sent:
+def _one(backend: Backend, body: JSONObject, session: str | None) -> Sent:
     view = AnswerView(stdout(), stderr(), live=False, quiet=True)
     try:
         with view:
-            info = await backend.run(ClientAPI.ANTHROPIC, body, view.add, session)
+            info = backend.run(ClientAPI.ANTHROPIC, body, view.add, session)
     except TurnError as exc:
         return Sent(
             False,
@@ -135,7 +127,7 @@ def _next_turn(body: JSONObject, answer: str, turn: int) -> JSONObject:
 def print_sent(sent: Sent, turn: int | None = None) -> None:
     out = stdout()
     if turn is not None:
-        out.print(Text(f"turn {turn}", style="bold"))
+        out.print(styled((f"turn {turn}", "bold")))
     table = Table(
         box=box.SIMPLE, title=f"attempts ({sent.via})", title_justify="left", header_style="bold"
     )

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from cli._client import Backend, DaemonBackend, TurnError, TurnInfo, open_backend
-from cli._config import CONFIG_OPTION, load, load_optional, state_dir
+from cli._config import CONFIG_OPTION, load, load_address, load_optional, state_dir
 from cli._models import check_model
-from cli._output import dim, fail, print_json, stderr, stdout
+from cli._output import Out, dim, fail, print_json, stderr, stdout, styled
 from cli._render import (
     AnswerView,
     footer,
@@ -25,8 +22,11 @@ from cli._render import (
     print_turn_error,
     stdout_is_terminal,
 )
-from proxy.config import Config
 from proxy.types import ClientAPI, JSONObject
+
+if TYPE_CHECKING:
+    from proxy.config import Config
+    from proxy.config.address import DaemonAddress
 
 PROMPT = "> "
 CONTINUATION = ". "
@@ -101,24 +101,28 @@ def chat(
       llmproxy chat --json "2+2?" | jq .served_by
       llmproxy chat            # interactive; /help inside
     """
-    settings = load_optional(config, secrets=False)  # the daemon holds the provider keys
+    # The daemon holds the provider keys, and its address is all a one-shot `auto` question
+    # needs: the whole config is read only to check a model name (or for /model).
+    address = load_address(config)
     question = combine(prompt, None if sys.stdin.isatty() else sys.stdin.read())
     if question == "":
         fail("nothing to ask: the piped input is empty")
+    wanted = model != "auto" or question is None
+    settings = load_optional(config, secrets=False) if wanted and address else None
     checked = check_model(model, settings)
     if checked.error:
         fail(checked.error)
     if checked.warning:
-        stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
+        stderr().print(styled((f"warning: {checked.warning}", "yellow")))
     options = Settings(model, system, stream=not no_stream, think=think)
-    target = Target(settings, url, in_process, api_key, config)
+    target = Target(address, settings, url, in_process, api_key, config)
     if question is None:
         if as_json:
             fail("--json needs a prompt (an argument or piped input)")
         _interactive(target, options)
         return
     try:
-        code = asyncio.run(_one_shot(target, options, question, as_json=as_json))
+        code = _one_shot(target, options, question, as_json=as_json)
     except KeyboardInterrupt:
         stderr().print(dim("interrupted"))
         raise typer.Exit(130) from None
@@ -137,19 +141,21 @@ def combine(prompt: str | None, piped: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where the turns go: the config read without secrets, and the flags that choose."""
+    """Where the turns go: the configured daemon, the config read without secrets (when a model
+    name is checked against it), and the flags that choose."""
 
+    address: DaemonAddress | None
     config: Config | None
     url: str | None
     in_process: bool
     api_key: str | None
     config_path: Path | None
 
-    async def open(self) -> Backend:
+    def open(self) -> Backend:
         why = "no daemon answers, so this process calls the providers itself"
         try:
-            return await open_backend(
-                self.config,
+            return open_backend(
+                self.address,
                 url=self.url,
                 in_process=self.in_process,
                 api_key=self.api_key,
@@ -159,13 +165,13 @@ class Target:
             fail(exc.message)
 
 
-async def _one_shot(target: Target, options: Settings, question: str, *, as_json: bool) -> int:
-    backend = await target.open()
+def _one_shot(target: Target, options: Settings, question: str, *, as_json: bool) -> int:
+    backend = target.open()
     err = stderr()
     view = AnswerView(stdout(), err, live=stdout_is_terminal(), quiet=as_json)
     try:
         with view:
-            info = await backend.run(
+            info = backend.run(
                 ClientAPI.OPENAI, options.body([{"role": "user", "content": question}]), view.add
             )
     except TurnError as exc:
@@ -180,7 +186,7 @@ async def _one_shot(target: Target, options: Settings, question: str, *, as_json
         print_turn_error(err, exc)
         return 1
     finally:
-        await backend.aclose()
+        backend.close()
     if as_json:
         print_json(_answer_json(view, info))
     else:
@@ -215,8 +221,8 @@ class Session:
         self,
         backend: Backend,
         options: Settings,
-        out: Console,
-        err: Console,
+        out: Out,
+        err: Out,
         config: Config | None = None,
         listed: Sequence[str] = (),
     ) -> None:
@@ -256,13 +262,11 @@ class Session:
             checked = check_model(arg, self.config, self.listed)
             if checked.error:
                 self.err.print(
-                    Text(
-                        f"error: {checked.error}; the model stays {self.options.model}", style="red"
-                    )
+                    styled((f"error: {checked.error}; the model stays {self.options.model}", "red"))
                 )
                 return True
             if checked.warning:
-                self.err.print(Text(f"warning: {checked.warning}", style="yellow"))
+                self.err.print(styled((f"warning: {checked.warning}", "yellow")))
             self.options.model = arg
             self.err.print(dim(f"model: {arg}"))
         elif name == "system":
@@ -272,17 +276,17 @@ class Session:
             self.options.think = not self.options.think
             self.err.print(dim(f"reasoning {'on' if self.options.think else 'off'}"))
         else:
-            self.err.print(HELP, markup=False, highlight=False)
+            self.err.print(HELP)
         return True
 
-    def ask(self, runner: asyncio.Runner, text: str) -> None:
+    def ask(self, text: str) -> None:
         """Send one message and show the answer; Ctrl-C stops only this answer."""
         self.messages.append({"role": "user", "content": text})
         view = AnswerView(self.out, self.err, live=stdout_is_terminal())
         try:
             with view:
-                info = runner.run(
-                    self.backend.run(ClientAPI.OPENAI, self.options.body(self.messages), view.add)
+                info = self.backend.run(
+                    ClientAPI.OPENAI, self.options.body(self.messages), view.add
                 )
         except KeyboardInterrupt:
             print_footer(self.err, "interrupted")
@@ -302,10 +306,10 @@ class Session:
 def _interactive(target: Target, options: Settings) -> None:
     err = stderr()
     history = _load_history(state_dir() / "chat_history")
-    with asyncio.Runner() as runner:
-        backend = runner.run(target.open())
+    backend = target.open()
+    try:
         listed = (
-            runner.run(backend.model_ids())
+            backend.model_ids()
             if target.config is None and isinstance(backend, DaemonBackend)
             else []
         )
@@ -316,26 +320,25 @@ def _interactive(target: Target, options: Settings) -> None:
                 "commands, Ctrl-D to quit"
             )
         )
-        try:
-            while True:
-                try:
-                    line = session.read()
-                except KeyboardInterrupt:
-                    err.print()
-                    continue
-                except EOFError:
-                    err.print()
+        while True:
+            try:
+                line = session.read()
+            except KeyboardInterrupt:
+                err.print()
+                continue
+            except EOFError:
+                err.print()
+                break
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                if not session.command(line):
                     break
-                if not line.strip():
-                    continue
-                if line.startswith("/"):
-                    if not session.command(line):
-                        break
-                    continue
-                session.ask(runner, line)
-        finally:
-            runner.run(backend.aclose())
-            history()
+                continue
+            session.ask(line)
+    finally:
+        backend.close()
+        history()
 
 
 def _load_history(path: Path) -> Any:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
-from rich.text import Text
 
 from cli._address import (
     DEFAULT_DAEMON_URL,
@@ -26,12 +25,12 @@ from cli._address import (
     normalize_url,
     url_option,
 )
-from cli._config import CONFIG_OPTION, load_optional, state_dir
+from cli._config import CONFIG_OPTION, load_address, state_dir
 from cli._output import fail, print_json, stderr, stdout, styled
 from cli.workers import read_workers
 
 if TYPE_CHECKING:
-    from proxy.config import Config
+    from proxy.config.address import DaemonAddress
 
 PID_FILE = "llmproxy.pid"
 STATE_FILE = "daemon.json"
@@ -192,37 +191,38 @@ def find_daemon(url: str | None, config: Path | None, api_key: str | None = None
     Reads the config for its address and client key only: no provider secret is needed."""
     state = read_state()
     managed = state if state is not None and pid_alive(state.pid) else None
-    settings = None
+    address = None
     if url is not None:
         url = url_option(url)
     elif config is not None:  # named like --url: its address, whatever else was detached
-        settings = load_optional(config, secrets=False)
-        url = daemon_url(settings) if settings else DEFAULT_DAEMON_URL
+        address = load_address(config)
+        url = daemon_url(address) if address else DEFAULT_DAEMON_URL
     elif managed is not None:
         url = managed.url
     else:
-        settings = load_optional(config, secrets=False)
-        url = daemon_url(settings) if settings else DEFAULT_DAEMON_URL
+        address = load_address(config)
+        url = daemon_url(address) if address else DEFAULT_DAEMON_URL
     if managed is not None and normalize_url(managed.url) != url:
         managed = None  # another daemon's pid and log are not this one's
-    key = api_key or _configured_key(settings, config)
+    key = api_key or _configured_key(address, config)
     return Found(url, health(url, api_key=key), managed, key)
 
 
-def _configured_key(settings: Config | None, config: Path | None) -> str | None:
+def _configured_key(address: DaemonAddress | None, config: Path | None) -> str | None:
     """The config's first client key. A config that does not load only costs the detail (the
     pid and the reload outcome need no key), so `stop` and `status` still work beside it."""
-    if settings is None:
-        from proxy.config import find_config_path, load_config
-        from proxy.errors import ConfigError
+    if address is not None:
+        return address.api_key
+    from proxy.config.address import read_address
+    from proxy.config.locate import find_config_path
+    from proxy.errors import ConfigError
 
-        env = dict(os.environ)
-        try:
-            path = find_config_path(config, env)
-            settings = load_config(path, env, unset={}) if path is not None else None
-        except ConfigError:
-            return None
-    return next((k for k in settings.proxy.api_keys if k), None) if settings else None
+    try:
+        path = find_config_path(config, os.environ)
+    except ConfigError:
+        return None
+    found = read_address(path, os.environ) if path is not None else None
+    return found.api_key if found is not None else None
 
 
 def daemon_stop(
@@ -267,7 +267,7 @@ def daemon_stop(
         time.sleep(0.1)
     if _running(pid):
         os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-        stderr().print(Text(f"killed pid {pid} after {timeout:.0f}s", style="yellow"))
+        stderr().print(styled((f"killed pid {pid} after {timeout:.0f}s", "yellow")))
     if found.managed is not None:
         _clear_state()
     how = "" if found.managed is not None else ", running in the foreground"
@@ -406,13 +406,11 @@ def _print_status(report: dict[str, Any]) -> None:
         )
         out.print(
             f"workers    {len(report['workers'])} (supervisor pid {report['supervisor']}): {pids}",
-            markup=False,
-            highlight=False,
         )
     if report.get("state"):
         state = report["state"]
         shared = f"redis, {state.get('redis')}" if state.get("backend") == "redis" else "memory"
-        out.print(f"state      {shared}", markup=False, highlight=False)
+        out.print(f"state      {shared}")
     if report["providers"]:
         out.print(f"providers  {', '.join(report['providers'])}")
     unhealthy = [

@@ -21,7 +21,7 @@ from rich.text import Text
 from cli._address import daemon_url
 from cli._config import CONFIG_OPTION, load
 from cli._engine import probe_daemon
-from cli._output import dim, fail, stderr, stdout
+from cli._output import dim, fail, stderr, stdout, styled
 from proxy.config import Config
 from proxy.e2e import (
     Case,
@@ -98,7 +98,7 @@ def e2e_run(
       llmproxy e2e --json - | jq '.results[] | select(.passed | not)'
     """
     to_stdout = "-" in (str(json_file), str(markdown_file))
-    console = stderr() if to_stdout else stdout()
+    console = (stderr() if to_stdout else stdout()).rich
     if not console.is_terminal:  # a file or pipe: room for the whole table, no wrapping
         console = Console(file=console.file, width=160, highlight=False, markup=False)
     wanted = list(routes or [])
@@ -120,7 +120,7 @@ def e2e_run(
     _write(markdown_file, report_markdown(results))
     passed = sum(r.passed for r in results)
     style = "bold green" if passed == len(results) else "bold red"
-    stderr().print(Text(f"{passed}/{len(results)} passed", style=style))
+    stderr().print(styled((f"{passed}/{len(results)} passed", style)))
     if passed != len(results):
         raise typer.Exit(1)
 

@@ -98,11 +98,10 @@ def init_config(
     if target.exists() and not force:
         fail(f"{target} exists; pass --force to replace it")
     write_private(target, STARTER_CONFIG)
-    stdout().print(str(target), highlight=False, markup=False)
+    stdout().print(str(target))
     stderr().print(
         "next: set ZAI_API_KEY and CEREBRAS_API_KEY (or edit the providers), then "
         "`llmproxy route test auto` and `llmproxy serve`",
-        highlight=False,
     )
 
 

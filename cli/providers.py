@@ -286,7 +286,7 @@ async def probe_all(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
-        console=stderr(),
+        console=stderr().rich,
         transient=True,
         disable=not show,
     )

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.text import Text
 
 from cli._config import CONFIG_OPTION, load
 from cli._models import check_model
@@ -149,7 +148,7 @@ def route_test(
     settings = settings.with_catalog(load_catalog(settings))
     checked = check_model(model, settings)
     if checked.warning:
-        stderr().print(Text(f"warning: {checked.warning}", style="yellow"))
+        stderr().print(styled((f"warning: {checked.warning}", "yellow")))
     body = sample_request(model, prompt, thinking=thinking, tools=tools, image=image, tokens=tokens)
     summary = summarize(body, ClientAPI.ANTHROPIC)
     try:

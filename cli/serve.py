@@ -138,7 +138,6 @@ def serve_run(
         stderr().print(
             f"llmproxy running in the background (pid {state.pid}) on {state.url}\n"
             f"log: {state.log}\nstop it with `llmproxy stop`",
-            highlight=False,
         )
         return
     if settings is not None and workers > 1:
@@ -281,8 +280,6 @@ def _banner(host: str, port: int, seed: int) -> None:
         f'  llmproxy chat{chat_url} "hello"          llmproxy e2e --simulate\n'
         f"  ANTHROPIC_BASE_URL={url} claude\n"
         f"  OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=unused <your OpenAI client>",
-        highlight=False,
-        markup=False,
     )
 
 

@@ -22,11 +22,13 @@ providers        providers/ (one transport per provider format over the shared s
 wire formats     exchange.py (the client x provider matrix), translate/ (pure translators, the
                  neutral stream events' decoders, encoders and accumulator), sse.py (framing)
 config           config/ (load, expand $VAR, validate), config_writer.py
-security         security/ (client keys, limits, rate limits, SSRF guard, refusals as JSON)
+security         security/ (client keys, limits, rate limits, SSRF guard, rejections as JSON)
 observation      observe/ (the request record at the end of every request and its sinks: the
                  log line, the journal, metrics, cost, the /ui status page, optional tracing)
 simulation       simulate/ (simulated providers: real HTTP servers), e2e.py, e2e_judge.py,
-                 daemon_client.py (a client of the daemon, for the CLI and e2e)
+                 daemon_client.py (a client of the daemon, for the CLI and e2e),
+                 loop_thread.py (an async context kept open on its own loop, for sync callers:
+                 the CLI's in-process app and the tests)
 everywhere       types.py (frozen values, the neutral stream events), errors.py (the one error
                  tree)
 """

@@ -45,10 +45,9 @@ from typing import Protocol
 from proxy.conversation import Conversation
 from proxy.health import BreakerState
 from proxy.ranking import HealthView
+from proxy.types import AFFINITY_HEADER as AFFINITY_HEADER
 from proxy.types import Decision, Target
 
-AFFINITY_HEADER = "x-llmproxy-affinity"
-"""Response header saying what affinity decided for the request (`Decision.affinity`)."""
 DEFAULT_TTL = 300.0
 DEFAULT_MAX_ENTRIES = 10_000
 

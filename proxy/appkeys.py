@@ -15,6 +15,7 @@ from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.observe.observer import Observer
 from proxy.state.backend import SharedState
+from proxy.tokens import TokenEstimator
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
@@ -23,6 +24,8 @@ STATE: web.AppKey[SharedState] = web.AppKey("state")
 """Where what several instances share lives: this process (memory) or Redis."""
 OBSERVER = web.AppKey("observer", Observer)
 AFFINITY = web.AppKey("affinity", Affinity)
+TOKENS = web.AppKey("tokens", TokenEstimator)
+"""Input-token estimates, remembering long strings across requests."""
 OPERATOR = web.AppKey("operator", bool)
 """Every client of this app is its operator (the CLI's in-process app): responses carry each
 attempt's full detail (`x-llmproxy-attempt-details`)."""

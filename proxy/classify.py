@@ -1,9 +1,12 @@
 """Upstream failure classification: status + body (+ headers) -> ErrorClass.
 
-The only reader of upstream error wording, so the fallback loop never looks at message text.
+The only reader of upstream error wording (`error_message` too), so the fallback loop never looks
+at message text. A stream's error event that names its status by a type or code is paired with
+that status by its decoder, as the wire format pairs them (`stream_anthropic.ERROR_TYPE_STATUS`,
+`stream_responses.ERROR_CODE_STATUS`); everything else about it is classified here.
 Wording and status quirks are the tables below (`BODY_PATTERNS`, `EMBEDDED_STATUS`,
 `ZAI_CODE_STATUS`, `STATUS_CLASSES`); a few quirks of shape are code: the retry-after fields of
-a body (`retry_after_seconds`), MiniMax's `base_resp` message (`_error_message`), and the rule
+a body (`retry_after_seconds`), MiniMax's `base_resp` message (`error_message`), and the rule
 that a 5xx stays a server error whatever its text says. Which 2xx bodies are errors is each
 provider dialect's `body_error`; an error inside a stream comes here through
 `providers.base.fault_error`.
@@ -147,7 +150,7 @@ def classify_status(status: int) -> ErrorClass:
 def classify(status: int, raw_body: bytes, headers: Mapping[str, str]) -> Classification:
     """Classify one upstream error response."""
     body = _parse_json(raw_body)
-    message = _error_message(body, raw_body)
+    message = error_message(status, body, raw_body)
     lowered = raw_body[:8192].decode("utf-8", "replace").lower()
     effective_status = status
     embedded = EMBEDDED_STATUS.search(lowered)
@@ -212,16 +215,30 @@ def _parse_json(raw: bytes) -> JSONObject | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _error_message(body: JSONObject | None, raw: bytes) -> str:
-    if body is not None:
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        if isinstance(body.get("message"), str):
-            return str(body["message"])
-        base = body.get("base_resp")
-        if isinstance(base, dict) and isinstance(base.get("status_msg"), str):
-            return f"{base['status_msg']} ({base.get('status_code')})"
-    return raw[:500].decode("utf-8", "replace").strip() or "upstream error"
+def error_message(status: int, body: JSONObject | None, raw: bytes) -> str:
+    """The human-readable message of an upstream error body in any common shape: OpenAI's and
+    Anthropic's `error.message`, a bare `error` string, vLLM/Mistral's `message`, FastAPI's
+    `detail` (a list of validation errors too), MiniMax's `base_resp`; a body that is not JSON
+    as its text; else the status."""
+    if body is None:
+        return raw[:500].decode("utf-8", "replace").strip() or f"upstream returned HTTP {status}"
+    error = body.get("error")
+    if isinstance(error, dict):
+        for key in ("message", "msg", "detail"):
+            if isinstance(error.get(key), str) and error[key]:
+                return str(error[key])
+    if isinstance(error, str) and error:
+        return error
+    for key in ("message", "detail", "msg"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, list) and value:  # FastAPI validation errors
+            return "; ".join(
+                str(item.get("msg", item)) if isinstance(item, dict) else str(item)
+                for item in value
+            )
+    base = body.get("base_resp")
+    if isinstance(base, dict) and isinstance(base.get("status_msg"), str):
+        return f"{base['status_msg']} ({base.get('status_code')})"
+    return f"upstream returned HTTP {status}"

@@ -2,9 +2,11 @@
 and the Responses API.
 
 A dialect validates its requests, renders its errors (the `type` for a status and the body's
-shape), opens its stream encoder and ends a stream with its own error event. Every error a client
-sees, ours or an upstream's, is shaped by one of these. Provider formats (which upstreams speak)
-are another matter: see `proxy.exchange`.
+shape: `error_body` for ours, `upstream_error_body` for a provider's), opens its stream encoder
+and ends a stream with its own error event. Every error a client sees, ours or an upstream's,
+is shaped by one of these: a response body by `error_body` or `upstream_error_body`, the event
+that ends a stream by the encoder the dialect opened (`stream_error`). Provider formats (which
+upstreams speak) are another matter: see `proxy.exchange`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from proxy.translate.responses_response import new_response_id
 from proxy.translate.stream_anthropic import AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamEncoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
-from proxy.types import ClientAPI, ErrorClass, JSONObject, StreamEvent
+from proxy.types import ClientAPI, ErrorClass, JSONObject, ProviderFormat, StreamEvent
 
 MAX_MODEL_NAME = 256
 """Longer than any provider's model id (with a `provider,` prefix); a model name travels into
@@ -105,6 +107,14 @@ class ClientDialect(ABC):
     ) -> JSONObject: ...
 
     @abstractmethod
+    def upstream_error_body(
+        self, status: int, body: JSONObject | None, message: str, provider: ProviderFormat
+    ) -> JSONObject:
+        """A provider's error as this API tells it: the provider's own body when it already has
+        this API's shape, otherwise `message` (the classifier's reading of it) in this API's
+        body."""
+
+    @abstractmethod
     def validate(self, body: object, *, generation: bool = True) -> JSONObject:
         """Shape checks that every request must pass before routing; details are left to the
         provider, whose 400 comes back unchanged. `generation=False` is a request that only
@@ -139,9 +149,10 @@ class _OpenAIShaped(ClientDialect):
         code: str | None = None,
         param: str | None = None,
         extra: JSONObject | None = None,
+        error_type: str | None = None,
     ) -> JSONObject:
         error: JSONObject = {
-            "type": self.error_type(status),
+            "type": error_type or self.error_type(status),
             "message": message,
             "param": param,
             "code": code,
@@ -149,6 +160,21 @@ class _OpenAIShaped(ClientDialect):
         if extra:
             error.update(extra)
         return {"error": error}
+
+    def upstream_error_body(
+        self, status: int, body: JSONObject | None, message: str, provider: ProviderFormat
+    ) -> JSONObject:
+        """OpenAI-format and codex providers' `{"error": {...}}` as it is; an Anthropic error
+        with the OpenAI type and code its error type stands for; anything else (no body, the
+        ChatGPT backend's `{"detail": ...}`) with the code OpenAI gives the status."""
+        if provider is ProviderFormat.ANTHROPIC:
+            if body is not None:
+                error_type, code = errors_wire.openai_type_for_anthropic_error(status, body)
+                return self.error_body(status, message, code=code, error_type=error_type)
+        elif body is not None and isinstance(body.get("error"), dict):
+            return body
+        code = errors_wire.openai_error_type_for_status(status)[1]
+        return self.error_body(status, message, code=code)
 
 
 class OpenAIChat(_OpenAIShaped):
@@ -167,6 +193,7 @@ class OpenAIChat(_OpenAIShaped):
             include_usage=include_usage,
             created=int(time.time()),
             completion_id=f"chatcmpl-{_stream_id()}",
+            input_tokens_hint=input_tokens,
         )
 
 
@@ -195,6 +222,15 @@ class AnthropicMessages(ClientDialect):
         if extra:
             error.update(extra)
         return {"type": "error", "error": error}
+
+    def upstream_error_body(
+        self, status: int, body: JSONObject | None, message: str, provider: ProviderFormat
+    ) -> JSONObject:
+        """An Anthropic-format provider's body as it is; any other provider's error told with
+        the Anthropic type for its status."""
+        if body is not None and provider is ProviderFormat.ANTHROPIC:
+            return body
+        return self.error_body(status, message)
 
     def validate(self, body: object, *, generation: bool = True) -> JSONObject:
         return _messages_request(body, max_tokens=generation)

@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 
+from proxy.types import SESSION_HEADER as SESSION_HEADER
 from proxy.types import ClientAPI, JSONObject
 
-SESSION_HEADER = "x-llmproxy-session"
 _CLAUDE_CODE_HEADER = "x-claude-code-session-id"
 _CODEX_HEADERS = ("session-id", "session_id", "conversation_id")
 _LEGACY_USER_ID = re.compile(r"_session_([0-9A-Za-z-]{8,})$")

@@ -15,15 +15,9 @@ from typing import Any
 
 import orjson
 
-from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
 from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
-from proxy.translate.reasons import (
-    anthropic_stop_to_stop,
-    openai_finish_to_stop,
-    usage_from_anthropic,
-    usage_from_openai,
-)
+from proxy.translate.replies import anthropic_reply_events, openai_reply_events
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import (
@@ -31,18 +25,11 @@ from proxy.types import (
     STREAMING,
     Attempt,
     ClientAPI,
-    Finish,
     JSONObject,
-    MessageStart,
-    ReasoningDelta,
     StopReason,
     StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallStart,
     UpstreamFault,
     Usage,
-    UsageUpdate,
 )
 
 ATTEMPTS_HEADER = "x-llmproxy-attempts"
@@ -213,7 +200,11 @@ class StreamReader:
                     self.ended = True
                 for event in self._decoder.feed(sse_event.event, payload):
                     if isinstance(event, UpstreamFault):
-                        raise fault_error(event, None)  # the daemon's own error event
+                        # the daemon's own error event; classifying it is the providers' code,
+                        # which a client of a healthy daemon never needs to load
+                        from proxy.providers.base import fault_error
+
+                        raise fault_error(event, None)
                     out.append(event)
         return out
 
@@ -262,79 +253,14 @@ def answer_from_events(events: Iterable[StreamEvent]) -> Answer:
 
 def answer_from_body(body: Any, fmt: ClientAPI) -> Answer:
     """A non-streaming response body (chat.completion or Anthropic message) -> Answer."""
-    if not isinstance(body, dict):
-        return Answer("", "", (), None, Usage())
-    if fmt is ClientAPI.ANTHROPIC:
-        return _anthropic_answer(body)
-    choices = body.get("choices") or [{}]
-    choice: JSONObject = choices[0] if isinstance(choices[0], dict) else {}
-    raw_message = choice.get("message")
-    message: JSONObject = raw_message if isinstance(raw_message, dict) else {}
-    calls: list[ToolCallSnapshot] = []
-    for index, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            calls.append(
-                ToolCallSnapshot(
-                    index,
-                    str(call.get("id") or ""),
-                    str(function.get("name") or ""),
-                    str(function.get("arguments") or ""),
-                )
-            )
-    return Answer(
-        str(message.get("content") or ""),
-        str(message.get("reasoning_content") or ""),
-        tuple(calls),
-        openai_finish_to_stop(choice.get("finish_reason")),
-        usage_from_openai(body.get("usage")),
-        str(body.get("model") or ""),
-    )
-
-
-def _anthropic_answer(body: JSONObject) -> Answer:
-    texts: list[str] = []
-    thoughts: list[str] = []
-    calls: list[ToolCallSnapshot] = []
-    for block in body.get("content") or []:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text":
-            texts.append(str(block.get("text") or ""))
-        elif block.get("type") == "thinking":
-            thoughts.append(str(block.get("thinking") or ""))
-        elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input")).decode()
-            calls.append(
-                ToolCallSnapshot(
-                    len(calls), str(block.get("id") or ""), str(block.get("name") or ""), arguments
-                )
-            )
-    return Answer(
-        "".join(texts),
-        "".join(thoughts),
-        tuple(calls),
-        anthropic_stop_to_stop(body.get("stop_reason")),
-        usage_from_anthropic(body.get("usage")),
-        str(body.get("model") or ""),
-    )
+    return answer_from_events(events_from_body(body, fmt))
 
 
 def events_from_body(body: object, fmt: ClientAPI) -> list[StreamEvent]:
-    """A non-streaming answer as the events a stream of it would carry, so one renderer serves
-    both."""
-    answer = answer_from_body(body, fmt)
-    events: list[StreamEvent] = [MessageStart("", answer.model, answer.usage)]
-    if answer.reasoning:
-        events.append(ReasoningDelta(answer.reasoning))
-    if answer.text:
-        events.append(TextDelta(answer.text))
-    for call in answer.tool_calls:
-        events += [
-            ToolCallStart(call.index, call.id, call.name),
-            ToolCallDelta(call.index, call.arguments),
-        ]
-    events.append(UsageUpdate(answer.usage))
-    if answer.stop is not None:
-        events.append(Finish(answer.stop))
-    return events
+    """A non-streaming answer as the events a stream of it would carry, read as a provider's
+    whole reply in the same format is, so one renderer serves both."""
+    if not isinstance(body, dict):
+        return []
+    if fmt is ClientAPI.ANTHROPIC:
+        return anthropic_reply_events(body)
+    return openai_reply_events(body)

@@ -20,6 +20,10 @@ Handlers turn ClientRequestError, ClientFacingError and ChainExhaustedError into
 own error dialect; the fallback loop decides only from UpstreamError.error_class, never from
 message text. Lower-layer exceptions (aiohttp, sockets) become UpstreamErrors in one place,
 `proxy.providers.boundary`.
+
+Outside the tree are errors that never leave the module pair that raises and catches them:
+the rate limiter's `RateLimited` and `LimitsUnavailable` (answered by its middleware),
+`management.ChangeRefused` (answered by the management API) and the CLI's `TurnError`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from proxy.types import Attempt, ErrorClass, JSONObject, ProviderFormat, Target
 
 
 class LLMProxyError(Exception):
-    """Base of every error llmproxy raises on purpose."""
+    """Base of every error that crosses llmproxy's layers (see the tree above)."""
 
 
 class ConfigError(LLMProxyError, ValueError):

@@ -1,19 +1,32 @@
 """The (client API x provider format) matrix in one place.
 
 Everything that depends on which pair of dialects meet is chosen here: the request translator,
-the non-streaming response translator and the error-body translator. Same format in and out is a
-pass-through that only replaces `model`.
+how a whole reply reaches the client (`Pair.answer`). Same format in and out is a pass-through
+that only replaces `model`, unless the reply needs what its events would make of it
+(`replies.openai_reply_as_is`). Error bodies are the client dialect's
+(`ClientDialect.upstream_error_body`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from proxy.translate import errors_wire, replies, requests, responses_api
-from proxy.types import ClientAPI, JSONObject, ProviderFormat
+from proxy.translate import replies, requests, responses_api
+from proxy.types import ClientAPI, JSONObject, ProviderFormat, StreamEvent, UpstreamReply, Usage
 
 Translate = Callable[[JSONObject, str], JSONObject]
+ReadReply = Callable[[JSONObject], Sequence[StreamEvent]]
+AsIs = Callable[[JSONObject], Usage | None]
+
+
+class Answer(NamedTuple):
+    """A whole answer in the client's format, and the usage it reports (what the request's
+    record, cost and metrics count: the same the answer streamed would report)."""
+
+    body: JSONObject
+    usage: Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +34,37 @@ class Pair:
     client: ClientAPI
     provider: ProviderFormat
     request: Translate
-    response: Translate
 
     @property
     def same_format(self) -> bool:
         """The provider speaks the client's own wire format (chat to chat, Messages to
         Messages)."""
         return self.client.value == self.provider.value
+
+    def answer(
+        self,
+        reply: UpstreamReply,
+        model: str,
+        request: JSONObject,
+        *,
+        input_tokens: int = 0,
+        created: int | None = None,
+    ) -> Answer:
+        """A whole upstream reply as the client's answer reporting `model` (the served one): a
+        same-format body as it is where it already says what its events would, anything else
+        through the neutral events, rendered once by the client's API. `request` is the
+        client's (the Responses API echoes it and restores its tools); `input_tokens` stands in
+        for usage a provider did not report; `created` (default: now) is the answer's timestamp
+        where the client API has one."""
+        body = reply.body
+        if body is not None and self.same_format:
+            usage = _AS_IS[self.provider](body)
+            if usage is not None:
+                return Answer(replies.passthrough_response(body, model), usage)
+        events = reply.events if body is None else _READ_REPLY[self.provider](body)
+        accumulated = replies.accumulated(events, input_tokens=input_tokens)
+        rendered = replies.RENDERERS[self.client](accumulated, model, request, created)
+        return Answer(rendered, accumulated.usage)
 
 
 def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
@@ -36,73 +73,36 @@ def _anthropic_passthrough(body: JSONObject, model: str) -> JSONObject:
     return requests.drop_unsigned_thinking(requests.passthrough_request(body, model))
 
 
-_TRANSLATORS: dict[tuple[ClientAPI, ProviderFormat], tuple[Translate, Translate]] = {
-    # (client, provider): (request translator, response translator)
-    (ClientAPI.OPENAI, ProviderFormat.OPENAI): (
-        requests.passthrough_request,
-        replies.passthrough_response,
-    ),
-    (ClientAPI.ANTHROPIC, ProviderFormat.ANTHROPIC): (
-        _anthropic_passthrough,
-        replies.passthrough_response,
-    ),
-    (ClientAPI.OPENAI, ProviderFormat.ANTHROPIC): (
-        requests.openai_to_anthropic_request,
-        replies.anthropic_to_openai_response,
-    ),
-    (ClientAPI.ANTHROPIC, ProviderFormat.OPENAI): (
-        requests.anthropic_to_openai_request,
-        replies.openai_to_anthropic_response,
-    ),
+_REQUESTS: dict[tuple[ClientAPI, ProviderFormat], Translate] = {
+    (ClientAPI.OPENAI, ProviderFormat.OPENAI): requests.passthrough_request,
+    (ClientAPI.ANTHROPIC, ProviderFormat.ANTHROPIC): _anthropic_passthrough,
+    (ClientAPI.OPENAI, ProviderFormat.ANTHROPIC): requests.openai_to_anthropic_request,
+    (ClientAPI.ANTHROPIC, ProviderFormat.OPENAI): requests.anthropic_to_openai_request,
     # The Responses API (Codex CLI, the openai SDK's `responses`) and codex providers (the
     # ChatGPT backend, which speaks Responses): see translate/responses_api.py.
-    (ClientAPI.RESPONSES, ProviderFormat.OPENAI): (
-        responses_api.responses_to_chat_request,
-        responses_api.openai_to_responses_response,
-    ),
-    (ClientAPI.RESPONSES, ProviderFormat.ANTHROPIC): (
-        responses_api.responses_to_anthropic_request,
-        responses_api.anthropic_to_responses_response,
-    ),
-    (ClientAPI.RESPONSES, ProviderFormat.CODEX): (
-        responses_api.responses_to_codex_request,
-        replies.passthrough_response,
-    ),
-    (ClientAPI.OPENAI, ProviderFormat.CODEX): (
-        responses_api.openai_to_codex_request,
-        responses_api.responses_to_chat_response,
-    ),
-    (ClientAPI.ANTHROPIC, ProviderFormat.CODEX): (
-        responses_api.anthropic_to_codex_request,
-        responses_api.codex_to_anthropic_response,
-    ),
+    (ClientAPI.RESPONSES, ProviderFormat.OPENAI): responses_api.responses_to_chat_request,
+    (ClientAPI.RESPONSES, ProviderFormat.ANTHROPIC): responses_api.responses_to_anthropic_request,
+    (ClientAPI.RESPONSES, ProviderFormat.CODEX): responses_api.responses_to_codex_request,
+    (ClientAPI.OPENAI, ProviderFormat.CODEX): responses_api.openai_to_codex_request,
+    (ClientAPI.ANTHROPIC, ProviderFormat.CODEX): responses_api.anthropic_to_codex_request,
+}
+# How a provider format's whole JSON reply is read; codex only streams (its `UpstreamReply` carries
+# the events its stream decoder read).
+_READ_REPLY: dict[ProviderFormat, ReadReply] = {
+    ProviderFormat.OPENAI: replies.openai_reply_events,
+    ProviderFormat.ANTHROPIC: replies.anthropic_reply_events,
+}
+# When a same-format reply may pass as it is (then its usage), else None.
+_AS_IS: dict[ProviderFormat, AsIs] = {
+    ProviderFormat.OPENAI: replies.openai_reply_as_is,
+    ProviderFormat.ANTHROPIC: replies.anthropic_reply_as_is,
 }
 _PAIRS: dict[tuple[ClientAPI, ProviderFormat], Pair] = {
-    (client, provider): Pair(client, provider, request, response)
-    for (client, provider), (request, response) in _TRANSLATORS.items()
+    (client, provider): Pair(client, provider, request)
+    for (client, provider), request in _REQUESTS.items()
 }
 
 
 def pair(client: ClientAPI, provider: ProviderFormat) -> Pair | None:
     """The translators for this pair, or None when the provider's format is not served yet."""
     return _PAIRS.get((client, provider))
-
-
-def upstream_error_for_client(
-    client: ClientAPI, provider: ProviderFormat, status: int, body: JSONObject | None, message: str
-) -> JSONObject:
-    """An upstream error body re-expressed in the client's dialect (unchanged when they match)."""
-    if provider is ProviderFormat.CODEX and not isinstance((body or {}).get("error"), dict):
-        body = None  # the ChatGPT backend's `{"detail": ...}` is no client dialect's shape
-    # Responses and codex errors have the OpenAI shape.
-    anthropic_client = client is ClientAPI.ANTHROPIC
-    anthropic_provider = provider is ProviderFormat.ANTHROPIC
-    if body is not None and anthropic_client == anthropic_provider:
-        return body
-    if anthropic_client:
-        if body is not None:
-            return errors_wire.openai_error_to_anthropic(status, body)
-        return errors_wire.anthropic_error_body(status, message)
-    if body is not None:
-        return errors_wire.anthropic_error_to_openai(status, body)
-    return errors_wire.openai_error_body(status, message)

@@ -55,6 +55,8 @@ from proxy.types import (
     RequestSummary,
     StreamEvent,
     Target,
+    UpstreamReply,
+    Usage,
     UsageUpdate,
 )
 
@@ -88,6 +90,7 @@ class Completed:
 
     target: Target
     body: JSONObject
+    usage: Usage
     attempts: tuple[Attempt, ...]
 
 
@@ -146,12 +149,14 @@ class FallbackRunner:
     async def complete(self, job: Job) -> Completed:
         walk = Walk(self, job)
 
-        async def call(plan: Plan, request: UpstreamRequest) -> JSONObject:
+        async def call(plan: Plan, request: UpstreamRequest) -> UpstreamReply:
             return await self.upstreams.transport(plan.provider).complete(request)
 
-        plan, upstream_body = await walk.first_success(call)
-        body = plan.pair.response(upstream_body, plan.target.model)
-        return Completed(plan.target, body, walk.ledger.snapshot())
+        plan, reply = await walk.first_success(call)
+        body, usage = plan.pair.answer(
+            reply, plan.target.model, job.body, input_tokens=job.summary.token_estimate
+        )
+        return Completed(plan.target, body, usage, walk.ledger.snapshot())
 
     async def read_stream_head(
         self, plan: Plan, request: UpstreamRequest

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from functools import partial
 
 import orjson
 from aiohttp import web
 
 from proxy.affinity import AFFINITY_HEADER
-from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OPERATOR, TOKENS
 from proxy.client_dialects import ANTHROPIC, OPENAI, ClientDialect
 from proxy.conversation import conversation_of
 from proxy.errors import (
@@ -21,20 +20,17 @@ from proxy.errors import (
     RoutingError,
     UpstreamError,
 )
-from proxy.exchange import upstream_error_for_client
 from proxy.fallback import Job
 from proxy.health import HealthRegistry
 from proxy.midstream import StreamLife
 from proxy.observe.cost import cost_value
 from proxy.observe.observer import trace_of
 from proxy.observe.record import Trace
-from proxy.observe.usage import usage_of_answer
 from proxy.routing import decide
 from proxy.security.limits import BODY, off_loop
 from proxy.security.ratelimit import TOKEN_COUNT
 from proxy.sse import encode_comment
 from proxy.summary import summarize
-from proxy.tokens import estimate_request_tokens
 from proxy.types import (
     ATTEMPT_DETAILS,
     Attempt,
@@ -108,24 +104,19 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     body = await read_json(request, ANTHROPIC, generation=False)
-    tokens = await off_loop(request, estimate_request_tokens, body, ANTHROPIC.format)
+    tokens = await off_loop(request, request.app[TOKENS].request_tokens, body, ANTHROPIC.format)
     return json_response({"input_tokens": tokens})
 
 
-FinishBody = Callable[[JSONObject, JSONObject], JSONObject]
-
-
-async def generate(
-    request: web.Request, dialect: ClientDialect, *, finish: FinishBody | None = None
-) -> web.StreamResponse:
-    """Serve one generation request. `finish(request_body, answer)` may adjust a non-streaming
-    answer for what only the endpoint knows (e.g. the Responses API's namespaced tools)."""
+async def generate(request: web.Request, dialect: ClientDialect) -> web.StreamResponse:
+    """Serve one generation request."""
     body = await read_json(request, dialect)
     running = request.app[LIVE].current  # one snapshot for the whole request
     config = running.config
     counted = request.get(TOKEN_COUNT)
     estimate = counted.of(body, dialect.format) if counted is not None else None
-    summary = await off_loop(request, summarize, body, dialect.format, estimate)
+    estimator = request.app[TOKENS].request_tokens
+    summary = await off_loop(request, summarize, body, dialect.format, estimate, estimator)
     try:
         decision = decide(summary, config, request.app[HEALTH])
     except RoutingError as exc:
@@ -153,17 +144,28 @@ async def generate(
         done = await runner.complete(job)
     except ClientFacingError as exc:
         trace.ended(exc.error.target, exc.attempts, error=exc.error.error_class.value)
-        return _upstream_error_response(dialect, exc.error, exc.provider, exc.attempts)
+        return await _sent(
+            request, _upstream_error_response(dialect, exc.error, exc.provider, exc.attempts)
+        )
     except ChainExhaustedError as exc:
         trace.ended(None, exc.attempts, error=exc.error_class.value)
-        return _exhausted_response(dialect, exc, request.app[HEALTH])
+        return await _sent(request, _exhausted_response(dialect, exc, request.app[HEALTH]))
     affinity.served(conversation, done.target, config.affinity, decision.route)
-    answer = done.body if finish is None else finish(body, done.body)
-    trace.ended(done.target, done.attempts, usage_of_answer(answer, dialect.format))
+    answer = done.body
+    trace.ended(done.target, done.attempts, done.usage)
     operator = request.app.get(OPERATOR, False)
     headers = llmproxy_headers(done.target, done.attempts, decision, operator)
     headers[COST_HEADER] = cost_value(trace.cost())
-    return json_response(answer, headers=headers)
+    return await _sent(request, json_response(answer, headers=headers))
+
+
+async def _sent(request: web.Request, response: web.Response) -> web.Response:
+    """`response`, already written: what the outer layers do once the handler returns (the
+    request's record, log line, journal entry and metrics) then no longer delays the answer.
+    aiohttp's own sending of a returned response skips one that was sent."""
+    await response.prepare(request)
+    await response.write_eof()
+    return response
 
 
 async def _stream(
@@ -172,7 +174,7 @@ async def _stream(
     """Write a committed stream. After `prepare()` nothing but SSE events is ever written: every
     failure, expected or not, ends the stream with the client dialect's own error event."""
     trace = trace_of(request)
-    response = web.StreamResponse(
+    response = _EventStream(
         headers={
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
@@ -214,6 +216,16 @@ async def _stream(
     return response
 
 
+class _EventStream(web.StreamResponse):
+    """A committed stream whose headers leave with its first events: `StreamLife.open()`
+    returns once the first content event is in hand, so they would follow within microseconds,
+    and a write costs a syscall (on loopback, also the receiver's TCP work). aiohttp's own
+    `Response` sets the same class attribute; `pyproject.toml` pins aiohttp's minor version and
+    `tests/test_stream_writer.py` counts the writes."""
+
+    _send_headers_immediately = False
+
+
 INTERNAL = "internal error in llmproxy; the answer is incomplete"
 # Set once a stream's headers are out: the errors middleware then only logs.
 STREAM_STARTED = web.RequestKey("llmproxy_stream_started", bool)
@@ -244,9 +256,7 @@ def _upstream_error_response(
     attempts: tuple[Attempt, ...],
 ) -> web.Response:
     status = error.status or 502
-    body = upstream_error_for_client(
-        dialect.format, provider_format, status, error.body, error.message
-    )
+    body = dialect.upstream_error_body(status, error.body, error.message, provider_format)
     return json_response(body, status=status, headers=llmproxy_headers(error.target, attempts))
 
 

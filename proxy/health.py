@@ -70,7 +70,6 @@ class TargetStatus:
     success_rate: float | None
     latency_ms: float | None
     ttft_ms: float | None
-    tokens_per_second: float | None
     failing_for: float | None = None
     """Seconds since the breaker opened; None while it is closed."""
 
@@ -80,7 +79,6 @@ class Outcome:
     ok: bool
     latency_ms: float
     ttft_ms: float | None
-    tokens_per_second: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +212,6 @@ class HealthRegistry:
         latency_ms: float,
         *,
         ttft_ms: float | None = None,
-        tokens_per_second: float | None = None,
     ) -> None:
         health = self._get(target)
         unsettled = health.opened_at is not None or health.cooldown_until > 0 or health.reason
@@ -224,7 +221,7 @@ class HealthRegistry:
         health.probe_in_flight = False
         health.cooldown_until = 0.0
         health.reason = ""
-        health.recent.append(Outcome(True, latency_ms, ttft_ms, tokens_per_second))
+        health.recent.append(Outcome(True, latency_ms, ttft_ms))
         if unsettled:
             self._changed(target, health)
 
@@ -240,7 +237,7 @@ class HealthRegistry:
         health = self._get(target)
         health.requests += 1
         health.probe_in_flight = False
-        health.recent.append(Outcome(False, latency_ms, None, None))
+        health.recent.append(Outcome(False, latency_ms, None))
         reason = f"{error_class.value}{': ' + detail if detail else ''}"
         now = self._clock()
         before = (health.opened_at, health.cooldown_until)
@@ -331,9 +328,6 @@ class HealthRegistry:
             success_rate=len(successes) / len(recent) if recent else None,
             latency_ms=_median([o.latency_ms for o in successes]),
             ttft_ms=_median([o.ttft_ms for o in successes if o.ttft_ms is not None]),
-            tokens_per_second=_median(
-                [o.tokens_per_second for o in successes if o.tokens_per_second is not None]
-            ),
             failing_for=None if health.opened_at is None else now - health.opened_at,
         )
 

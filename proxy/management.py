@@ -61,7 +61,7 @@ from proxy.live import replacement
 from proxy.management_rules import check_credentials, check_provider_change, check_router_change
 from proxy.security.auth import is_loopback_address
 from proxy.security.limits import BODY
-from proxy.security.refusals import error_response
+from proxy.security.rejections import error_response
 from proxy.security.settings import ManagementSettings
 from proxy.types import Chain, JSONObject, Target
 

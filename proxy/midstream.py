@@ -49,6 +49,7 @@ from proxy.tokens import tokens_for_chars
 from proxy.types import (
     Attempt,
     ClientAPI,
+    CustomToolCall,
     Finish,
     JSONObject,
     MessageStart,
@@ -297,6 +298,10 @@ class StreamLife:
                 if self._index_offset
                 else event
             )
+        elif isinstance(event, CustomToolCall):  # whole already: nothing to hold back
+            out.append(replace(event, index=event.index + self._index_offset))
+            self._tool_calls_sent += 1
+            self._attempt_sent = True
         elif isinstance(event, TextDelta):
             text = event.text
             if self._strip_leading_space:
@@ -306,7 +311,7 @@ class StreamLife:
                 self._attempt_chars += len(text)
                 self._attempt_sent = True
                 self._text.append(text)
-                out.append(event if text is event.text else TextDelta(text))
+                out.append(event if text is event.text else replace(event, text=text))
         elif isinstance(event, REASONING_EVENTS):
             if isinstance(event, ReasoningDelta):
                 self._attempt_chars += len(event.text)

@@ -3,10 +3,10 @@ candidate targets per request, then the result is walked as a normal fallback ch
 
 - `@cheapest`: by blended price (3 input : 1 output tokens, from the capabilities); targets
   without a known price come last; equal prices go to the faster target.
-- `@fastest`: by live speed from real traffic (`HealthRegistry.status`): time to first token
-  plus a typical answer at the measured throughput when both are known, else the median
-  latency. Targets that have not been tried yet come first, in candidate order, so each gets
-  measured once; targets that have only failed come last.
+- `@fastest`: by live speed from real traffic (`HealthRegistry.status`): the median time its
+  successful requests took to the end of the answer, streams included. Targets that have not
+  been tried yet come first, in candidate order, so each gets measured once; targets that have
+  only failed come last.
 - `@best`: the most reliable first (recent success rate; untried counts as reliable), then the
   fastest. A ranking over quality would need a quality signal we do not have.
 
@@ -23,9 +23,6 @@ from typing import Protocol
 from proxy.capabilities import ModelCapabilities
 from proxy.health import TargetStatus
 from proxy.types import Chain, Target
-
-TYPICAL_OUTPUT_TOKENS = 500
-"""The answer length at which @fastest compares a quick starter with a quick streamer."""
 
 
 class Ranking(StrEnum):
@@ -50,15 +47,6 @@ def parse_ranking(text: str) -> Ranking | None:
     except ValueError:
         known = ", ".join(r.value for r in Ranking)
         raise ValueError(f"unknown ranking {value!r} (known: {known})") from None
-
-
-def expected_ms(status: TargetStatus) -> float | None:
-    """How long a typical answer takes this target, from its successful requests."""
-    if status.ttft_ms is not None and status.tokens_per_second:
-        return status.ttft_ms + 1000.0 * TYPICAL_OUTPUT_TOKENS / status.tokens_per_second
-    if status.latency_ms is not None:
-        return status.latency_ms
-    return status.ttft_ms
 
 
 def rank(
@@ -91,9 +79,8 @@ def _speed(target: Target, health: HealthView | None) -> tuple[int, float]:
     if health is None:
         return (0, 0.0)
     status = health.status(target)
-    ms = expected_ms(status)
-    if ms is not None:
-        return (1, ms)
+    if status.latency_ms is not None:  # the median over successes: whole answers, streams too
+        return (1, status.latency_ms)
     return (0, 0.0) if status.requests == 0 else (2, 0.0)
 
 

@@ -2,8 +2,8 @@
 
 `POST` goes through the same routing, fallback and rendering as the other generation endpoints
 (client format RESPONSES). What the request declared that flat function calling cannot express
-(namespaced and custom tools) is put back into non-streaming answers here; streams get it from
-the RESPONSES stream encoder, which sees the request too.
+(namespaced and custom tools) is put back by the Responses rendering, streamed or whole, which
+sees the request.
 
 `GET` is Codex's attempt to open its WebSocket transport. Codex falls back to HTTP at once only
 when the handshake is answered `426 Upgrade Required` (anything else costs it a round of retries
@@ -17,17 +17,10 @@ from aiohttp import web
 
 from proxy.client_dialects import RESPONSES
 from proxy.handlers import generate
-from proxy.translate.responses_tools import ToolIndex, restore_output
-from proxy.types import JSONObject
-
-
-def _restore_declared_tools(request_body: JSONObject, answer: JSONObject) -> JSONObject:
-    index = ToolIndex.of(request_body)
-    return restore_output(answer, index) if index.special else answer
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    return await generate(request, RESPONSES, finish=_restore_declared_tools)
+    return await generate(request, RESPONSES)
 
 
 async def responses_websocket(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
 from proxy.affinity import Affinity
-from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, SESSION, STATE
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, SESSION, STATE, TOKENS
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
@@ -38,9 +38,10 @@ from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
 from proxy.security.outgoing import outgoing_session, redacted_logs
 from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
-from proxy.security.refusals import error_response
+from proxy.security.rejections import error_response
 from proxy.state import WORKER_ENV
 from proxy.state.backend import open_state
+from proxy.tokens import TokenEstimator
 from proxy.types import JSONObject, Target
 
 log = logging.getLogger("llmproxy.server")
@@ -168,7 +169,6 @@ async def health(request: web.Request) -> web.Response:
                 "success_rate": status.success_rate,
                 "latency_ms": status.latency_ms,
                 "ttft_ms": status.ttft_ms,
-                "tokens_per_second": status.tokens_per_second,
             }
             for status in request.app[HEALTH].snapshot()
         ]
@@ -217,10 +217,14 @@ def build_app(
     limits = security.rate_limiting
     if rate_limiter is None and limits.active:
         rate_limiter = state.limiter(limits)
+    tokens = TokenEstimator()
     if rate_limiter is not None:
         by_tokens = bool(limits.per_client.tokens_per_minute or limits.overall.tokens_per_minute)
-        middlewares.append(rate_limit_middleware(rate_limiter, count_tokens=by_tokens))
+        middlewares.append(
+            rate_limit_middleware(rate_limiter, tokens=tokens if by_tokens else None)
+        )
     app = web.Application(client_max_size=security.limits.max_body_bytes, middlewares=middlewares)
+    app[TOKENS] = tokens
     app[HEALTH] = registry
     app[OBSERVER] = observer
     app[STATE] = state

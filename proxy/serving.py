@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,12 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from proxy.client_dialects import OPENAI
 
 MAX_REASON = 200
+YOUNG_COLLECTION = 10_000
+"""Net new container objects between two young-generation collections (CPython's default is
+700). A 30 KB request parses into about 230 containers, its translation and answer into more,
+so at the default the collector ran every few requests and, through them, reached the older
+generations: 0.2 ms per Claude Code request at concurrency 32, 10% of the daemon's CPU. Garbage
+cycles still get collected, after at most this many objects."""
 _STATUS_PREFIX = re.compile(r"\d{3}, message:")
 _CODES = {400: "malformed_request", 504: "timeout"}
 
@@ -110,6 +117,16 @@ class DaemonRunner(web.AppRunner):
         )
 
 
+def collect_less() -> None:
+    """Tune the cyclic garbage collector for a serving process whose requests are mostly made of
+    short-lived containers that reference counting frees. The objects alive once the daemon
+    listens (modules, config, the app) live as long as it does: `gc.freeze` keeps every later
+    full collection from walking them again."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION, middle, old)
+
+
 @contextlib.asynccontextmanager
 async def listening(
     app: web.Application, host: str, port: int, *, reuse_port: bool = False, **runner: Any
@@ -144,6 +161,7 @@ async def serve_until_signalled(
                 loop.add_signal_handler(signum, stop.set)
                 handled.append(signum)
         try:
+            collect_less()
             on_listening()
             await stop.wait()
         finally:

@@ -12,7 +12,7 @@ unless it says `enabled: false` or an effort of "none"/"minimal".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from proxy.errors import ClientRequestError
@@ -27,10 +27,13 @@ _TEXT_PART_TYPES = frozenset({"text", "input_text"})
 
 
 def summarize(
-    body: JSONObject, fmt: ClientAPI, token_estimate: int | None = None
+    body: JSONObject,
+    fmt: ClientAPI,
+    token_estimate: int | None = None,
+    estimator: Callable[[JSONObject, ClientAPI], int] = estimate_request_tokens,
 ) -> RequestSummary:
     """What routing needs to know about a request. `token_estimate`: this body's estimate, when
-    something (the rate limiter) already made it."""
+    something (the rate limiter) already made it; otherwise `estimator` makes it."""
     if not isinstance(body, dict):
         raise ClientRequestError("request body must be a JSON object")
     model = body.get("model")
@@ -47,9 +50,7 @@ def summarize(
         has_web_search=_has_web_search(body, tools, fmt),
         wants_reasoning=_wants_reasoning(body, fmt),
         has_tools=bool(tools) or bool(body.get("functions")),
-        token_estimate=(
-            token_estimate if token_estimate is not None else estimate_request_tokens(body, fmt)
-        ),
+        token_estimate=(token_estimate if token_estimate is not None else estimator(body, fmt)),
         max_output_tokens=_max_output_tokens(body, fmt),
         last_user_text=_text_of(last_user.get("content")) if last_user else "",
     )

@@ -9,6 +9,10 @@ residue left once the letters are deleted: a 45 KB Claude Code request takes abo
 Strings longer than `SAMPLE_ABOVE` characters are estimated from evenly spaced windows, which
 keeps a multi-megabyte tool result from costing more than a small one.
 
+The daemon estimates through a `TokenEstimator`, which remembers the estimate of every string
+of `REMEMBERED_FROM` characters or more: agents resend the same system prompt, tool schemas and
+earlier turns on every request, and hashing a string costs a fraction of estimating it.
+
 `estimate_request_tokens` walks a request body of any `ClientAPI` and never raises on odd
 shapes: unknown parts contribute their strings, wrong types contribute nothing. It reads
 strings only; base64 payloads (images, documents) are priced from their header or size and
@@ -22,6 +26,7 @@ import base64
 import binascii
 import math
 import operator
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -201,8 +206,10 @@ def estimate_request_tokens(body: JSONObject, fmt: ClientAPI) -> int:
     return request.fixed_tokens + count_texts(request.texts)
 
 
-def count_texts(texts: Iterable[str]) -> int:
-    """`count_text` over many strings at about the cost of one call: short ones are joined."""
+def count_texts(texts: Iterable[str], memo: EstimateMemo | None = None) -> int:
+    """`count_text` over many strings at about the cost of one call: short ones are joined,
+    strings of `REMEMBERED_FROM` characters or more are estimated one by one, through `memo`
+    when there is one."""
     # ASCII and non-ASCII strings are joined apart: one em dash would otherwise widen the whole
     # join to 2 bytes a character and make its UTF-8 encoding a real pass instead of a copy.
     ascii_texts: list[str] = []
@@ -211,8 +218,8 @@ def count_texts(texts: Iterable[str]) -> int:
     non_empty = 0
     for text in texts:
         non_empty += bool(text)
-        if len(text) > SAMPLE_ABOVE:
-            total += _estimate(text)
+        if len(text) >= REMEMBERED_FROM:
+            total += _estimate(text) if memo is None else memo.estimate(text)
         elif text.isascii():
             ascii_texts.append(text)
         else:
@@ -222,6 +229,55 @@ def count_texts(texts: Iterable[str]) -> int:
             total += _features_estimate("".join(group))
     # Every non-empty string is at least one token, which the joined estimate cannot see.
     return max(non_empty, round(total))
+
+
+REMEMBERED_FROM = 128
+"""Characters from which a string is estimated on its own (and remembered by `EstimateMemo`):
+below it a string is cheaper to estimate joined with the others than to look up."""
+REMEMBERED = 4096
+"""Strings whose estimates an `EstimateMemo` keeps (about 100 bytes each: the text is not
+kept, only its hash)."""
+
+
+class EstimateMemo:
+    """The estimates of recently seen long strings, keyed by the string's hash, oldest
+    forgotten first. Estimating a 30 KB Claude Code request takes about 0.18 ms, looking its
+    strings up about 0.02 ms. Two different strings with one 64-bit hash (randomised per
+    process) would share an estimate: an estimate, never an answer. Thread-safe: large bodies
+    are estimated in worker threads."""
+
+    __slots__ = ("_estimates", "_limit", "_lock")
+
+    def __init__(self, limit: int = REMEMBERED) -> None:
+        self._estimates: dict[int, float] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def estimate(self, text: str) -> float:
+        key = hash(text)
+        known = self._estimates.get(key)
+        if known is not None:
+            return known
+        known = _estimate(text)
+        with self._lock:
+            self._estimates[key] = known
+            if len(self._estimates) > self._limit:
+                del self._estimates[next(iter(self._estimates))]
+        return known
+
+
+class TokenEstimator:
+    """`estimate_request_tokens`, remembering long strings' estimates: one per daemon."""
+
+    __slots__ = ("_memo",)
+
+    def __init__(self, memo: EstimateMemo | None = None) -> None:
+        self._memo = EstimateMemo() if memo is None else memo
+
+    def request_tokens(self, body: JSONObject, fmt: ClientAPI) -> int:
+        """Estimated input tokens of `body` in the client's dialect `fmt`; never raises."""
+        request = request_text(body, fmt)
+        return request.fixed_tokens + count_texts(request.texts, self._memo)
 
 
 def request_text(body: JSONObject, fmt: ClientAPI) -> RequestText:

@@ -180,6 +180,12 @@ def attempts_header(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
 
 
 ATTEMPT_DETAILS = "x-llmproxy-attempt-details"
+# The other headers of llmproxy's own, here so that a client of the daemon reads them without
+# loading the modules that act on them (proxy.affinity, proxy.conversation).
+AFFINITY_HEADER = "x-llmproxy-affinity"
+"""Response header saying what affinity decided for the request (`Decision.affinity`)."""
+SESSION_HEADER = "x-llmproxy-session"
+"""Request header naming the conversation (`proxy.conversation`)."""
 
 
 def attempt_details(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
@@ -235,6 +241,13 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusalDelta(TextDelta):
+    """The model declining to answer (chat `refusal`, a Responses `refusal` part). It is what the
+    model said, so it is a TextDelta: dialects with a refusal channel render it there, the
+    others (Anthropic, the CLI, failover's record of what was said) as text."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReasoningDelta:
     """Chain of thought: Anthropic `thinking` or OpenAI-compatible `reasoning_content`."""
 
@@ -271,6 +284,19 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomToolCall:
+    """A whole call to a custom (free-form) tool, the Responses API's `custom_tool_call`:
+    `input` is a raw string, not JSON arguments. It shares the tool-call `index` count.
+    Dialects without custom tools see a function call with the arguments `{"input": ...}`
+    (`responses_tools.function_form`)."""
+
+    index: int
+    id: str
+    name: str
+    input: str
+
+
+@dataclass(frozen=True, slots=True)
 class UsageUpdate:
     """Cumulative usage so far for this upstream attempt (later updates replace earlier)."""
 
@@ -288,11 +314,13 @@ class Finish:
 StreamEvent: TypeAlias = (
     MessageStart
     | TextDelta
+    | RefusalDelta
     | ReasoningDelta
     | ReasoningSignature
     | RedactedReasoning
     | ToolCallStart
     | ToolCallDelta
+    | CustomToolCall
     | UsageUpdate
     | Finish
 )
@@ -311,3 +339,14 @@ class UpstreamFault:
 
 Decoded: TypeAlias = StreamEvent | UpstreamFault
 """What a stream decoder reports: neutral events, or the upstream's own error."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A whole (non-streaming) upstream answer: the provider's own JSON `body`, or, from a
+    provider that only streams (codex), `body` None and the `events` its stream carried. A
+    client of the body's own wire format gets the body as it is; every other client gets the
+    events, decoded from the body when there is one, rendered by its API."""
+
+    body: JSONObject | None
+    events: tuple[StreamEvent, ...] = ()

@@ -66,8 +66,9 @@ async def openai_turn(
                     extra = choice.delta.model_extra or {}
                     reasoning.append(extra.get("reasoning_content") or "")
             completion: Any = events.current_completion_snapshot
-            if completion.choices[0].finish_reason != "length":
-                # The helper refuses to "parse" a cut-off answer; its snapshot is the same data.
+            if completion.choices[0].finish_reason not in ("length", "content_filter"):
+                # The helper refuses to "parse" a cut-off or filtered answer; its snapshot is
+                # the same data.
                 completion = await events.get_final_completion()
         thought = "".join(reasoning)
         raw: Any = completion

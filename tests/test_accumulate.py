@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 from anthropic.types import Message
 from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
 
 from proxy.sse import SSEDecoder
 from proxy.translate.accumulate import MessageAccumulator, PartialMessage, ToolCallSnapshot
@@ -15,11 +16,13 @@ from proxy.translate.common import RAW_ARGUMENTS_KEY
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import (
+    CustomToolCall,
     Finish,
     MessageStart,
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    RefusalDelta,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -228,3 +231,61 @@ def test_arguments_before_their_start_are_kept() -> None:
     assert acc.to_anthropic("m")["content"] == [
         {"type": "tool_use", "id": "c", "name": "f", "input": {"a": 1}}
     ]
+
+
+def test_refusals_and_custom_calls_render_in_every_api() -> None:
+    """A refusal is a refusal where the API has one (chat, Responses) and text where it has not
+    (Anthropic); a custom call is a custom call for Responses and a function call with
+    `{"input": ...}` elsewhere. Every rendering parses with the SDK's model."""
+    acc = accumulate(
+        [
+            MessageStart("chatcmpl-r1", "m"),
+            ReasoningDelta("Think."),
+            RefusalDelta("I can't "),
+            RefusalDelta("help."),
+            CustomToolCall(0, "call_p", "apply_patch", '*** Begin "x"'),
+            ToolCallStart(1, "call_w", "get_weather"),
+            ToolCallDelta(1, '{"city":"Paris"}'),
+            Finish(StopReason.END_TURN),
+            UsageUpdate(Usage(input_tokens=10, output_tokens=5, reasoning_tokens=2)),
+        ]
+    )
+    chat = ChatCompletion.model_validate(acc.to_openai("m", created=0)).choices[0]
+    assert (chat.message.content, chat.message.refusal) == (None, "I can't help.")
+    assert chat.finish_reason == "tool_calls"
+    calls = [(c.function.name, c.function.arguments) for c in chat.message.tool_calls or []]  # type: ignore[union-attr]
+    assert calls == [
+        ("apply_patch", orjson.dumps({"input": '*** Begin "x"'}).decode()),
+        ("get_weather", '{"city":"Paris"}'),
+    ]
+
+    message = Message.model_validate(acc.to_anthropic("m"))
+    assert [b.type for b in message.content] == ["thinking", "text", "tool_use", "tool_use"]
+    assert message.content[1].text == "I can't help."  # type: ignore[union-attr]
+    assert message.content[2].input == {"input": '*** Begin "x"'}  # type: ignore[union-attr]
+
+    request = {"instructions": "Be brief.", "tools": [{"type": "function", "name": "x"}]}
+    response = Response.model_validate(acc.to_responses("m", request, response_id="resp_r1"))
+    assert [i.type for i in response.output] == [
+        "reasoning",
+        "message",
+        "custom_tool_call",
+        "function_call",
+    ]
+    refusal = response.output[1].content[0]  # type: ignore[union-attr]
+    assert (refusal.type, refusal.refusal) == ("refusal", "I can't help.")  # type: ignore[union-attr]
+    custom = response.output[2]
+    assert (custom.name, custom.input, custom.call_id) == ("apply_patch", '*** Begin "x"', "call_p")  # type: ignore[union-attr]
+    assert response.output[3].arguments == '{"city":"Paris"}'  # type: ignore[union-attr]
+    assert response.status == "completed" and response.instructions == "Be brief."
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (10, 5)
+    assert response.usage.output_tokens_details.reasoning_tokens == 2
+
+
+def test_a_limit_is_an_incomplete_responses_object() -> None:
+    acc = accumulate([TextDelta("Hel"), Finish(StopReason.MAX_TOKENS)])
+    response = Response.model_validate(acc.to_responses("m", {}, response_id="resp_x"))
+    assert response.status == "incomplete" and response.output_text == "Hel"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"

@@ -8,6 +8,7 @@ The simulated providers report cached tokens for a prefix they saw recently (see
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -301,3 +302,51 @@ async def test_the_request_log_shows_cached_tokens_and_prices_them_at_the_cached
         ) / 1e6
         assert float(cost) == pytest.approx(expected, rel=1e-6)
     assert (answers[1][0].usage.cache_read_input_tokens or 0) > 1024
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_cache_writes_served_to_an_openai_client_are_recorded_streamed_or_not(
+    clients: Clients, daemon: StartDaemon, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    """The request's record (log line, cost, journal, metrics) counts the usage the answer's
+    events reported, not a re-reading of the body rendered for the client: an OpenAI `usage`
+    has no field for cache writes (they are part of `prompt_tokens`), yet they are recorded and
+    priced as writes, whole or streamed alike."""
+    caplog.set_level(logging.INFO, logger="llmproxy.requests")
+    prices = (
+        '[providers.capabilities."MiniMax-M2.5"]\nprice_in = 1.0\nprice_out = 4.0\n'
+        "price_cache_read = 0.1\nprice_cache_write = 1.25"
+    )
+    async with run_simulated([sim("anthropic")]) as sims:
+        proxy = await daemon(
+            config_text(sims, route(sims["minimax"]), provider_extra={"minimax": prices})
+        )
+        client = clients.openai(proxy)
+        messages: Any = openai_messages(TURNS[0], breakpoint=True)
+        cost = None
+        if stream:
+            chunks = await client.chat.completions.create(
+                model="auto",
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            usage = None
+            async for chunk in chunks:
+                usage = chunk.usage or usage
+        else:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="auto", messages=messages
+            )
+            usage, cost = raw.parse().usage, raw.headers["x-llmproxy-cost"]
+    assert usage is not None
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "llmproxy.requests"]
+    found = re.search(r"in=(\d+) out=(\d+) cache=(\d+)/(\d+)", line)
+    assert found is not None, line
+    uncached, out, read, written = (int(n) for n in found.groups())
+    assert written > 1024 and read == 0
+    assert uncached + read + written == usage.prompt_tokens
+    assert out == usage.completion_tokens
+    if cost is not None:
+        expected = (uncached * 1.0 + out * 4.0 + read * 0.1 + written * 1.25) / 1e6
+        assert float(cost) == pytest.approx(expected, rel=1e-6)

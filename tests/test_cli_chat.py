@@ -15,7 +15,15 @@ import pytest
 from cli_support import Cli, default_address_unused, serving, subprocess_env
 from support import CLIENT_KEY
 
-from proxy.simulate import FaultPlan, SimulatedProvider, Status, reasoning_text, reply_text
+from proxy.simulate import (
+    REFUSE_TRIGGER,
+    FaultPlan,
+    SimulatedProvider,
+    Status,
+    reasoning_text,
+    refusal_text,
+    reply_text,
+)
 
 ROUTES = {"default": "zai,glm-5|cerebras,llama-3.3-70b"}
 REPO = Path(__file__).resolve().parent.parent
@@ -61,6 +69,18 @@ def test_piped_stdin_and_fallback_hops_in_the_footer(cli: Cli) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == reply_text("cerebras", "llama-3.3-70b", "Summarise this") + "\n"
     assert "cerebras,llama-3.3-70b · 2 hops: zai 503 → zai 503 → cerebras" in result.stderr
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
+def test_a_refusal_is_printed_as_the_answer(cli: Cli, stream: bool) -> None:
+    """A chat `refusal` (content null) is what the model said: the CLI prints it, streamed or
+    whole."""
+    flags = [] if stream else ["--no-stream"]
+    with serving(providers(), ROUTES) as running:
+        config = str(cli.config(running.config))
+        result = cli("chat", "--config", config, *flags, REFUSE_TRIGGER + " the plan")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == refusal_text("zai", "glm-5") + "\n"
 
 
 def test_json_output_says_who_served_and_how(cli: Cli) -> None:

@@ -28,6 +28,11 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.__s
 
 
 def _loaded(home: Path, *args: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    return _probe(home, *args, heavy=heavy)[0]
+
+
+def _probe(home: Path, *args: str, heavy: tuple[str, ...]) -> tuple[list[str], str]:
+    """Which of `heavy` the command loaded, and what it wrote to stdout."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE.format(heavy=heavy), *args],
         cwd=REPO,
@@ -36,7 +41,7 @@ def _loaded(home: Path, *args: str, heavy: tuple[str, ...] = HEAVY) -> list[str]
         text=True,
         timeout=60,
     )
-    return list(orjson.loads(done.stderr.strip().splitlines()[-1]))
+    return list(orjson.loads(done.stderr.strip().splitlines()[-1])), done.stdout
 
 
 def test_daemon_only_commands_load_no_daemon_code(tmp_path: Path) -> None:
@@ -50,16 +55,45 @@ def test_daemon_only_commands_load_no_daemon_code(tmp_path: Path) -> None:
         assert _loaded(tmp_path, "chat", "--url", running.url, "Hello") == []
 
 
+# What a command that only talks to the daemon does without: an event loop, httpx2 (whose
+# import alone is several times the interpreter's start-up), rich (plain lines need none), and
+# the classes of the whole config (only `[proxy]` is read for the address and client key).
+CLIENT_ONLY = ("asyncio", "aiohttp", "httpx2", "rich", "proxy.config.model", "proxy.routing")
+
+
+def test_chat_and_status_through_the_configured_daemon_load_only_the_client(
+    tmp_path: Path,
+) -> None:
+    """The start-up budget of `chat` (README, "Start-up of the CLI") holds only while these
+    stay out: each is measured by tests/bench/bench_startup.py."""
+    with serving(
+        [SimulatedProvider("zai", "openai", ["glm-5"])], {"default": "zai,glm-5"}
+    ) as running:
+        config = tmp_path / "config.toml"
+        config.write_text(running.config)
+        loaded, answer = _probe(tmp_path, "chat", "--config", str(config), "Hi", heavy=CLIENT_ONLY)
+        assert loaded == []
+        assert "Hi" in answer  # the simulator echoes the prompt: the turn went through
+        loaded, report = _probe(tmp_path, "status", "--config", str(config), heavy=CLIENT_ONLY)
+        assert loaded == []
+        assert running.url in report
+    dead = tmp_path / "dead.toml"  # stop and reload find nothing to signal here
+    assert f"port = {running.port}" in running.config
+    dead.write_text(running.config.replace(f"port = {running.port}", f"port = {free_port()}"))
+    for command in ("stop", "reload"):
+        assert _loaded(tmp_path, command, "--config", str(dead), heavy=CLIENT_ONLY) == []
+
+
 def test_route_test_runs_no_event_loop_and_loads_no_http_client(tmp_path: Path) -> None:
     """`route test` decides in this process: reading the model catalog must not bring in what
-    refreshing it needs (asyncio, aiohttp), nor the daemon's client."""
+    refreshing it needs (asyncio, aiohttp), nor the daemon's client, and its lines need no rich."""
     config = tmp_path / "config.toml"
     config.write_text(
         '[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
         'api_base_url = "https://api.z.ai/api/paas/v4"\napi_key = "$ZAI_KEY"\n'
         'models = ["glm-5"]\n'
     )
-    heavy = ("asyncio", "aiohttp", "httpx2", "proxy.fallback", "proxy.server", "pydantic")
+    heavy = ("asyncio", "aiohttp", "httpx2", "proxy.fallback", "proxy.server", "pydantic", "rich")
     assert _loaded(tmp_path, "route", "test", "auto", "--config", str(config), heavy=heavy) == []
 
 
@@ -81,8 +115,18 @@ except SystemExit:
 
 def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
     """Issue 16: `llmproxy serve` reaches its event loop without the simulators or the daemon
-    client (they are for --simulate, --detach and the other commands)."""
-    banned = ("proxy.simulate", "cli.daemon", "cli._address", "httpx2")
+    client (they are for --simulate, --detach and the other commands), without redis (and the
+    OpenTelemetry it loads) unless `[state]` is shared, and without rich: each is memory the
+    daemon would hold for nothing (README, "Daemon RSS")."""
+    banned = (
+        "proxy.simulate",
+        "cli.daemon",
+        "cli._address",
+        "httpx2",
+        "redis",
+        "opentelemetry",
+        "rich",
+    )
     config = tmp_path / "config.toml"
     config.write_text(
         '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'

@@ -16,6 +16,7 @@ from proxy.config import (
     parse_config,
     parse_target,
 )
+from proxy.config.address import DaemonAddress, read_address
 from proxy.errors import ConfigError
 from proxy.security.settings import ManagementSettings
 from proxy.types import ProviderFormat, Scenario, Target
@@ -559,3 +560,57 @@ def test_user_dir_override(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("")
     found = find_config_path(None, {}, user_dir=tmp_path, system_path=tmp_path / "x")
     assert found == tmp_path / "config.toml"
+
+
+# --- the daemon's address alone (proxy.config.address) -----------------------------------------
+
+ADDRESS_CONFIG = """
+[proxy]
+host = "$HOST"
+port = 4567
+api_key = "$CLIENT_KEY"
+api_keys = ["second"]
+[router]
+default = "p,m"
+[[providers]]
+name = "p"
+api_base_url = "https://api.example.com/v1"
+api_key = "$PROVIDER_KEY"
+models = ["m"]
+"""
+
+
+def test_the_address_reads_as_the_whole_config_does(tmp_path: Path) -> None:
+    """`chat` and `status` read only `[proxy]`: the same host, port and keys as the whole config
+    (with the `.env` beside it), and no provider key needed."""
+    path = tmp_path / "config.toml"
+    path.write_text(ADDRESS_CONFIG)
+    (tmp_path / ".env").write_text("CLIENT_KEY=from-dotenv\nHOST=0.0.0.0\n")
+    env = {"HOST": "127.0.0.2"}  # the environment wins over .env
+    address = read_address(path, env)
+    whole = DaemonAddress.of(load_config(path, env, unset={}))
+    assert address == whole
+    assert (address.host, address.port, address.api_keys) == (
+        "127.0.0.2",
+        4567,
+        ("from-dotenv", "second"),
+    )
+    (tmp_path / ".env").unlink()  # an unset client key: this shell has none to send
+    assert read_address(path, env) == DaemonAddress("127.0.0.2", 4567, ("second",), path)
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ['port = "3456"', "port = 0", "port = true", 'host = ""', "api_keys = 'one'", "api_key = 7"],
+)
+def test_an_address_the_quick_read_does_not_take_is_left_to_the_whole_config(
+    tmp_path: Path, proxy: str
+) -> None:
+    """None, so that the caller loads the whole config and reports its key-path error."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"[proxy]\n{proxy}\n")
+    assert read_address(path, {}) is None
+    with pytest.raises(ConfigError):
+        load_config(path, {}, unset={})
+    path.write_text("[proxy\n")
+    assert read_address(path, {}) is None

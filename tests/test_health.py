@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from proxy.health import BreakerState, HealthRegistry, HealthSettings
+from proxy.health import BreakerState, HealthRegistry, HealthSettings, Outcome
+from proxy.state.health_sync import _outcome, _outcome_row
 from proxy.types import ErrorClass, Target
 
 ZAI = Target("zai", "glm-5")
@@ -102,13 +103,21 @@ def test_config_errors_get_the_long_cooldown() -> None:
 
 def test_read_outs_summarise_recent_traffic() -> None:
     health = registry(Clock())
-    health.record_success(ZAI, 100.0, ttft_ms=40.0, tokens_per_second=50.0)
-    health.record_success(ZAI, 300.0, ttft_ms=60.0, tokens_per_second=70.0)
+    health.record_success(ZAI, 100.0, ttft_ms=40.0)
+    health.record_success(ZAI, 300.0, ttft_ms=60.0)
     health.record_failure(ZAI, ErrorClass.RATE_LIMITED)
     status = health.status(ZAI)
     assert status.requests == 3
     assert status.success_rate == 2 / 3
     assert status.latency_ms == 200.0
     assert status.ttft_ms == 50.0
-    assert status.tokens_per_second == 60.0
     assert [s.target for s in health.snapshot()] == [ZAI]
+
+
+def test_peer_figures_are_three_fields_and_old_four_field_rows_still_read() -> None:
+    """Redis rows lost the never-measured throughput; an instance still writing it (a rolling
+    upgrade) shares its figures all the same."""
+    outcome = Outcome(True, 120.0, 40.0)
+    assert _outcome_row(outcome) == [True, 120.0, 40.0]
+    assert _outcome(_outcome_row(outcome)) == outcome
+    assert _outcome([True, 120.0, 40.0, None]) == outcome

@@ -2,7 +2,7 @@
 
 OpenAI client -> OpenAI provider, OpenAI -> Anthropic, Anthropic -> OpenAI, Anthropic ->
 Anthropic; streaming and not; a plain question, and a tool round trip (call -> result -> final
-answer). The simulated providers' reply rules (`proxy.simulate.replies`) predict every byte of
+answer). The simulated providers' reply rules (`proxy.simulate.scripts`) predict every byte of
 content, so the assertions are exact: text, reasoning kept apart from visible text, tool-call ids
 carried from provider to client and back, arguments, stop reasons and usage.
 """
@@ -25,9 +25,11 @@ from sdk_turns import (
 from support import Daemon, config_text
 
 from proxy.simulate import (
+    REFUSE_TRIGGER,
     SimulatedProvider,
     example_arguments,
     reasoning_text,
+    refusal_text,
     reply_text,
     run_simulated,
     tool_result_text,
@@ -181,6 +183,36 @@ async def test_plain_question(
     assert turn.calls == ()
     assert turn.stop == STOPS[client_format][StopReason.END_TURN]
     assert turn.model == model
+
+
+@pytest.mark.parametrize("stream", STREAM)
+@pytest.mark.parametrize(("client_format", "provider_format"), PAIRS)
+async def test_a_refusal_stays_a_refusal_where_the_client_api_has_one(
+    clients: Clients, daemon: StartDaemon, client_format: str, provider_format: str, stream: bool
+) -> None:
+    """A chat `refusal` reaches a chat client as `refusal`; Anthropic has no refusal channel,
+    so from or to Anthropic it is the answer's text (and Anthropic's `refusal` stop reason is a
+    chat `content_filter`)."""
+    name, model = PROVIDERS[provider_format]
+    async with run_simulated([simulated(provider_format)]) as sims:
+        proxy = await daemon(config_text(sims, {"default": f"{name},{model}"}))
+        history = [{"role": "user", "content": REFUSE_TRIGGER + " the plan"}]
+        turn = await ask(clients, proxy, client_format, history, stream=stream)
+
+    said = refusal_text(name, model)
+    if client_format == "openai":
+        raw = turn.raw
+        refusal = (
+            raw.choices[0].message.refusal if stream else raw["choices"][0]["message"]["refusal"]
+        )
+        said_as = ("", said) if provider_format == "openai" else (said, None)
+        assert (turn.text, refusal) == said_as
+    else:
+        assert turn.text == said
+    refused_by_anthropic = {"openai": "content_filter", "anthropic": "refusal"}
+    ended = {"openai": "stop", "anthropic": "end_turn"}
+    stops = refused_by_anthropic if provider_format == "anthropic" else ended
+    assert turn.stop == stops[client_format]
 
 
 @pytest.mark.parametrize("stream", STREAM)

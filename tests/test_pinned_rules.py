@@ -24,7 +24,7 @@ from proxy.simulate import (
     reply_text,
     run_simulated,
 )
-from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, chunk
+from proxy.simulate.scripts import DEFAULT_CHUNK_CHARS, chunk
 
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 QUESTION = "Please tell me a long story about failover"

@@ -14,7 +14,7 @@ from proxy.appkeys import HEALTH
 from proxy.config import Config, parse_config
 from proxy.errors import ConfigError
 from proxy.health import BreakerState, HealthRegistry, TargetStatus
-from proxy.ranking import Ranking, expected_ms, rank
+from proxy.ranking import Ranking
 from proxy.routing import decide
 from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.types import ErrorClass, RequestSummary, Target
@@ -70,9 +70,7 @@ class FakeHealth:
 
     def status(self, target: Target) -> TargetStatus:
         requests, rate, latency = self.figures.get(str(target), (0, None, None))
-        return TargetStatus(
-            target, BreakerState.CLOSED, 0.0, "", requests, rate, latency, None, None
-        )
+        return TargetStatus(target, BreakerState.CLOSED, 0.0, "", requests, rate, latency, None)
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -163,27 +161,6 @@ def test_best_prefers_reliable_targets(config: Config) -> None:
     chain = decide(RequestSummary("best"), config, health).chain
     assert chain.index(L8) < chain.index(GLM5)
     assert chain[0] == L70  # untried counts as reliable; ties go to the faster
-
-
-def test_expected_time_combines_first_token_and_throughput() -> None:
-    status = TargetStatus(L8, BreakerState.CLOSED, 0.0, "", 3, 1.0, 2000.0, 200.0, 1000.0)
-    assert expected_ms(status) == 200.0 + 500.0
-    slow_start = TargetStatus(L70, BreakerState.CLOSED, 0.0, "", 3, 1.0, 900.0, 600.0, 5000.0)
-    chain, _ = rank(
-        (L8, L70),
-        Ranking.FASTEST,
-        lambda t: parse_config(CONFIG, {}).capabilities(t),
-        FakeStatuses({L8: status, L70: slow_start}),
-    )
-    assert chain == (L8, L70)  # 700 ms against 700 ms: a tie keeps the candidates' order
-
-
-class FakeStatuses:
-    def __init__(self, statuses: dict[Target, TargetStatus]) -> None:
-        self.statuses = statuses
-
-    def status(self, target: Target) -> TargetStatus:
-        return self.statuses[target]
 
 
 def test_ordering_follows_a_real_registry_as_latency_changes(config: Config) -> None:

@@ -15,13 +15,18 @@ from codex_sims import codex_keys, seed_store
 from conftest import Clients
 from openai.types.responses import ResponseStreamEvent
 from raw_http import RawResponse, post
+from sdk_turns import anthropic_turn, openai_turn
 from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.simulate import (
+    REFUSE_TRIGGER,
+    CutAfter,
     FaultPlan,
     MidStreamError,
     SimulatedProvider,
     Status,
+    reasoning_text,
+    refusal_text,
     reply_text,
     run_simulated,
     tool_result_text,
@@ -354,6 +359,148 @@ async def test_namespaced_and_custom_calls_come_back_as_declared(
     patch = sent[1]["tools"][0]["function"]
     assert patch["parameters"]["required"] == ["input"]
     assert "start: /.+/" in patch["description"]  # the grammar travels in the description
+
+
+# --- whole answers from every provider format: one reply model ---------------------------------
+
+
+def thinking_providers() -> list[SimulatedProvider]:
+    return [
+        SimulatedProvider("zai", "openai", ["glm-5"], reasoning=True),
+        SimulatedProvider("minimax", "anthropic", ["MiniMax-M2"], reasoning=True),
+        SimulatedProvider("codex", "codex", ["gpt-5.2"], reasoning=True),
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_sdk_whole_answers_carry_reasoning_calls_refusals_and_usage(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path, target: str
+) -> None:
+    """Every provider's whole reply is read into the neutral events and rendered once as a
+    Responses object, which the openai SDK parses: reasoning, text, a function call, a custom
+    call with its raw input, a refusal, usage."""
+    provider, model = target.split(",")
+    async with run_simulated(thinking_providers()) as sims:
+        client = clients.openai(await sdk_daemon(daemon, sims, tmp_path))
+        hello = await client.responses.create(model=target, input="Hello there")
+        weather = await client.responses.create(
+            model=target,
+            input="Weather?",
+            tools=[WEATHER],  # type: ignore[list-item]
+        )
+        patch = await client.responses.create(
+            model=target,
+            input="Patch it",
+            tools=[CUSTOM],  # type: ignore[list-item]
+        )
+        refused = await client.responses.create(model=target, input=REFUSE_TRIGGER + " the plan")
+
+    assert [item.type for item in hello.output] == ["reasoning", "message"]
+    summary = hello.output[0].summary  # type: ignore[union-attr]
+    assert [part.text for part in summary] == [reasoning_text(provider, model, "Hello there")]
+    assert hello.output_text == reply_text(provider, model, "Hello there")
+    assert hello.status == "completed" and hello.id.startswith("resp_")
+    assert hello.usage is not None and hello.usage.input_tokens > 0
+    assert hello.usage.output_tokens > 0
+    assert hello.usage.total_tokens == hello.usage.input_tokens + hello.usage.output_tokens
+    if provider != "minimax":  # Anthropic does not count thinking tokens apart
+        assert hello.usage.output_tokens_details.reasoning_tokens > 0
+
+    (call,) = [item for item in weather.output if item.type == "function_call"]
+    assert (call.name, call.arguments) == ("get_weather", '{"city":"example city"}')
+    assert weather.status == "completed"
+
+    (custom,) = [item for item in patch.output if item.type == "custom_tool_call"]
+    assert (custom.name, custom.input) == ("apply_patch", "example input")
+    assert custom.call_id
+
+    said = refusal_text(provider, model)
+    (message,) = [item for item in refused.output if item.type == "message"]
+    if provider == "minimax":  # Anthropic refuses in text, with stop reason `refusal`
+        assert refused.output_text == said
+        assert refused.status == "incomplete"
+        assert refused.incomplete_details is not None
+        assert refused.incomplete_details.reason == "content_filter"
+    else:
+        assert [(p.type, getattr(p, "refusal", None)) for p in message.content] == [
+            ("refusal", said)
+        ]
+        assert refused.output_text == "" and refused.status == "completed"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_streamed_refusals_and_custom_calls_keep_their_kind(
+    daemon: StartDaemon, tmp_path: Path, target: str
+) -> None:
+    """The same answers streamed: every event parses as the SDK's, and the final response is
+    the one a whole answer gets."""
+    provider, model = target.split(",")
+    async with run_simulated(thinking_providers()) as sims:
+        proxy = await sdk_daemon(daemon, sims, tmp_path)
+        url = proxy.url + "/v1/responses"
+        body = {"model": target, "stream": True}
+        refused = fold(await post(url, {**body, "input": REFUSE_TRIGGER + " the plan"}))
+        patch = fold(await post(url, {**body, "input": "Patch it", "tools": [CUSTOM]}))
+
+    said = refusal_text(provider, model)
+    parts = [p for i in refused["output"] if i["type"] == "message" for p in i["content"]]
+    if provider == "minimax":
+        assert parts == [{"type": "output_text", "text": said, "annotations": [], "logprobs": []}]
+    else:
+        assert parts == [{"type": "refusal", "refusal": said}]
+    (custom,) = calls_of(patch)
+    assert (custom["type"], custom["name"], custom["input"]) == (
+        "custom_tool_call",
+        "apply_patch",
+        "example input",
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_a_codex_refusal_is_a_chat_refusal_and_anthropic_text(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path, stream: bool
+) -> None:
+    said = refusal_text("codex", "gpt-5.2")
+    question = [{"role": "user", "content": REFUSE_TRIGGER + " the plan"}]
+    async with run_simulated(thinking_providers()) as sims:
+        proxy = await sdk_daemon(daemon, sims, tmp_path)
+        chat = await openai_turn(
+            clients.openai(proxy), question, stream=stream, model="codex,gpt-5.2"
+        )
+        messages = await anthropic_turn(
+            clients.anthropic(proxy), question, stream=stream, model="codex,gpt-5.2"
+        )
+    message = chat.raw.choices[0].message if stream else chat.raw["choices"][0]["message"]
+    refusal = message.refusal if stream else message["refusal"]
+    assert (chat.text, refusal, chat.stop) == ("", said, "stop")
+    assert (messages.text, messages.stop) == (said, "end_turn")
+
+
+async def test_a_stream_cut_after_a_custom_call_ends_honestly(
+    daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """A custom call the client already has cannot be continued elsewhere: the cut (inside the
+    next call's arguments) ends the stream with `response.failed`, not with a takeover that
+    would answer the question again."""
+    cut = FaultPlan([CutAfter(6)])  # the custom call's 5 input pieces, then 1 of the next call's
+    codex = SimulatedProvider("codex", "codex", ["gpt-5.2"], parallel_tool_calls=2, plan=cut)
+    async with run_simulated([codex, SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        store = seed_store(sims["codex"], tmp_path / "auth.json")
+        extra = {"codex": codex_keys(sims["codex"], store)}
+        proxy = await daemon(
+            config_text(sims, {"default": "codex,gpt-5.2|zai,glm-5"}, provider_extra=extra)
+        )
+        body = {"model": "auto", "input": "Patch it", "tools": [CUSTOM, WEATHER], "stream": True}
+        response = await post(proxy.url + "/v1/responses", body)
+        served_by_zai = len(sims["zai"].requests)
+
+    events = response.events()
+    added = [data["item"]["type"] for name, data in events if name == "response.output_item.added"]
+    assert added == ["custom_tool_call"]  # the next call is held back until it is whole
+    name, failed = events[-1]
+    assert name == "response.failed"
+    assert "already contains a tool call" in failed["response"]["error"]["message"]
+    assert served_by_zai == 0
 
 
 # --- errors and the WebSocket probe ------------------------------------------------------------

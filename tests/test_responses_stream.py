@@ -15,6 +15,7 @@ from proxy.sse import SSEDecoder
 from proxy.translate.stream_responses import ResponsesStreamDecoder
 from proxy.translate.stream_responses_encode import ResponsesStreamEncoder
 from proxy.types import (
+    CustomToolCall,
     Decoded,
     ErrorClass,
     Finish,
@@ -199,7 +200,7 @@ def test_function_calls_with_and_without_deltas() -> None:
     ]
 
 
-def test_custom_calls_travel_as_input_json_and_reasoning_parts_as_paragraphs() -> None:
+def test_a_custom_call_is_one_event_with_its_raw_input_and_reasoning_parts_paragraphs() -> None:
     custom = {
         "id": "ctc_1",
         "type": "custom_tool_call",
@@ -248,8 +249,7 @@ def test_custom_calls_travel_as_input_json_and_reasoning_parts_as_paragraphs() -
         ReasoningDelta("First."),
         ReasoningDelta("\n\n"),
         ReasoningDelta("Then."),
-        ToolCallStart(0, "call_9", "apply_patch"),
-        ToolCallDelta(0, orjson.dumps({"input": '*** Begin "x"'}).decode()),
+        CustomToolCall(0, "call_9", "apply_patch", '*** Begin "x"'),
         Finish(StopReason.TOOL_USE),
     ]
 

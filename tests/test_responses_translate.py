@@ -1,5 +1,6 @@
 """The pure Responses translators: requests both ways, the ChatGPT backend's rules, whole
-responses both ways, and restoring namespaced and custom calls."""
+replies to and from Responses through the neutral events, and restoring namespaced and custom
+calls."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ import orjson
 import pytest
 
 from proxy.errors import ClientRequestError
+from proxy.exchange import pair
 from proxy.translate.responses_api import (
     DEFAULT_INSTRUCTIONS,
     anthropic_to_codex_request,
     chat_to_responses_request,
-    chat_to_responses_response,
     codex_backend_request,
     responses_to_anthropic_request,
     responses_to_chat_request,
-    responses_to_chat_response,
     validate_responses_request,
 )
 from proxy.translate.responses_dropped import (
@@ -26,7 +26,9 @@ from proxy.translate.responses_dropped import (
     unknown_chat_fields,
     unknown_responses_fields,
 )
-from proxy.translate.responses_tools import ToolIndex, restore_output
+from proxy.translate.responses_response import usage_from_responses, usage_to_responses
+from proxy.translate.stream_responses import ResponsesStreamDecoder
+from proxy.types import ClientAPI, ProviderFormat, UpstreamFault, UpstreamReply, Usage
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
 CODEX_CAPTURES = sorted(CAPTURES.glob("codex-*.json"))
@@ -373,8 +375,22 @@ RESPONSE: dict[str, Any] = {
 }
 
 
-def test_responses_to_chat_response() -> None:
-    chat = responses_to_chat_response(RESPONSE, "gpt-5.2")
+def codex_reply(response: dict[str, Any]) -> UpstreamReply:
+    """A whole Responses object as a codex provider delivers it: the events of its stream,
+    whose `response.completed` carries it."""
+    decoder = ResponsesStreamDecoder()
+    events = decoder.feed(None, {"type": "response.completed", "response": response})
+    return UpstreamReply(None, tuple(e for e in events if not isinstance(e, UpstreamFault)))
+
+
+def answer(client: ClientAPI, provider: ProviderFormat, reply: UpstreamReply, request: Any) -> Any:
+    translators = pair(client, provider)
+    assert translators is not None
+    return translators.answer(reply, "gpt-5.2", request).body
+
+
+def test_a_codex_reply_for_a_chat_client() -> None:
+    chat = answer(ClientAPI.OPENAI, ProviderFormat.CODEX, codex_reply(RESPONSE), {})
     message = chat["choices"][0]["message"]
     assert chat["id"] == "chatcmpl-abc"
     assert message["content"] == "Hello"
@@ -390,45 +406,46 @@ def test_responses_to_chat_response() -> None:
         "output": RESPONSE["output"][:2],
         "incomplete_details": {"reason": "max_output_tokens"},
     }
-    assert responses_to_chat_response(incomplete, "m")["choices"][0]["finish_reason"] == "length"
+    cut = answer(ClientAPI.OPENAI, ProviderFormat.CODEX, codex_reply(incomplete), {})
+    assert cut["choices"][0]["finish_reason"] == "length"
 
 
-def test_chat_to_responses_response_and_back() -> None:
-    chat = responses_to_chat_response(RESPONSE, "gpt-5.2")
-    back = chat_to_responses_response(chat, "gpt-5.2")
+def test_a_chat_reply_for_a_responses_client() -> None:
+    chat = answer(ClientAPI.OPENAI, ProviderFormat.CODEX, codex_reply(RESPONSE), {})
+    request = {"tools": CONVERSATION["tools"]}
+    back = answer(ClientAPI.RESPONSES, ProviderFormat.OPENAI, UpstreamReply(chat), request)
     assert back["id"] == "resp_abc" and back["status"] == "completed"
     assert [i["type"] for i in back["output"]] == ["reasoning", "message", "function_call"]
     assert back["usage"]["input_tokens"] == 100
     assert back["usage"]["input_tokens_details"]["cached_tokens"] == 40
-    restored = restore_output(back, ToolIndex.of({"tools": CONVERSATION["tools"]}))
-    call = restored["output"][2]
+    call = back["output"][2]
     assert (call["namespace"], call["name"], call["call_id"]) == ("crm", "lookup", "call_1")
     think = {
         "id": "x",
         "choices": [{"message": {"content": "<think>hm</think>Hi"}, "finish_reason": "length"}],
     }
-    split = chat_to_responses_response(think, "m")
+    split = answer(ClientAPI.RESPONSES, ProviderFormat.OPENAI, UpstreamReply(think), {})
     assert [i["type"] for i in split["output"]] == ["reasoning", "message"]
     assert split["status"] == "incomplete"
 
 
 def test_custom_calls_are_restored_with_their_raw_input() -> None:
-    index = ToolIndex.of({"tools": [{"type": "custom", "name": "apply_patch"}]})
-    body = {
-        "output": [
-            {
-                "type": "function_call",
-                "id": "fc_1",
-                "call_id": "c",
-                "name": "apply_patch",
-                "arguments": '{"input":"*** Begin"}',
-            }
-        ]
-    }
-    (call,) = restore_output(body, index)["output"]
+    request = {"tools": [{"type": "custom", "name": "apply_patch"}]}
+
+    def chat_calling(arguments: str) -> UpstreamReply:
+        call = {"id": "c", "function": {"name": "apply_patch", "arguments": arguments}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return UpstreamReply(
+            {"id": "x", "choices": [{"message": message, "finish_reason": "stop"}]}
+        )
+
+    out = answer(
+        ClientAPI.RESPONSES, ProviderFormat.OPENAI, chat_calling('{"input":"*** Begin"}'), request
+    )
+    (call,) = out["output"]
     assert (call["type"], call["input"]) == ("custom_tool_call", "*** Begin")
-    broken = {"output": [{**body["output"][0], "arguments": "not json"}]}
-    assert restore_output(broken, index)["output"][0]["input"] == "not json"
+    broken = answer(ClientAPI.RESPONSES, ProviderFormat.OPENAI, chat_calling("not json"), request)
+    assert broken["output"][0]["input"] == "not json"
 
 
 @pytest.mark.parametrize(
@@ -446,3 +463,15 @@ def test_validation(body: dict[str, Any], param: str) -> None:
     with pytest.raises(ClientRequestError) as refused:
         validate_responses_request(body)
     assert refused.value.param == param
+
+
+def test_responses_usage_reads_back_what_it_writes_cache_writes_included() -> None:
+    usage = Usage(
+        input_tokens=10,
+        output_tokens=7,
+        cache_read_input_tokens=200,
+        cache_creation_input_tokens=1000,
+        reasoning_tokens=3,
+    )
+    assert usage_from_responses(usage_to_responses(usage)) == usage
+    assert usage_from_responses({"input_tokens": 50, "output_tokens": 5}) == Usage(50, 5)

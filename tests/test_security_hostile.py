@@ -398,6 +398,8 @@ def test_the_parsed_body_walk_judges_depth_as_the_byte_passes_do(depth: int) -> 
     for text in (
         nested(depth),
         b'{"a": ' + b'{"k": "[[{{\\"", "v": ' * depth + b"1" + b"}" * depth + b"}",
+        b'"[[{{"',  # a bare string: no container at all
+        b"[1, " + b'"x", ' * depth + b"[[2]]]",
     ):
         for limit in (depth - 1, depth, depth + 1):
             assert nests_deeper(orjson.loads(text), limit) == exceeds_depth(text, limit)

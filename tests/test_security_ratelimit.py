@@ -11,14 +11,13 @@ from raw_http import get, post
 from security_support import Apps, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
-from proxy import summary
+from proxy import tokens
 from proxy.config import parse_config
 from proxy.errors import ConfigError
-from proxy.security import ratelimit
 from proxy.security.ratelimit import MemoryRateLimiter, RateLimited
 from proxy.security.settings import Rate, RateLimitSettings
 from proxy.simulate import SimulatedProvider, run_simulated
-from proxy.tokens import estimate_request_tokens
+from proxy.tokens import RequestText
 from proxy.types import ClientAPI, JSONObject
 
 PROMPT = [{"role": "user", "content": "Hello there"}]
@@ -227,22 +226,23 @@ async def test_the_limiter_s_token_estimate_is_the_one_routing_uses(
     apps: Apps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 16: with token limits on, a request's tokens are estimated once (the limiter's
-    count is what routing reads), for each dialect. The estimator is wrapped, not replaced."""
-    estimates: list[int] = []
+    count is what routing reads), for each dialect. Every estimate walks the body with
+    `request_text`, which is wrapped, not replaced."""
+    estimates: list[RequestText] = []
 
-    def counted(body: JSONObject, fmt: ClientAPI) -> int:
-        estimates.append(estimate_request_tokens(body, fmt))
+    def counted(body: JSONObject, fmt: ClientAPI) -> RequestText:
+        estimates.append(walk(body, fmt))
         return estimates[-1]
 
-    monkeypatch.setattr(ratelimit, "estimate_request_tokens", counted)
-    monkeypatch.setattr(summary, "estimate_request_tokens", counted)
+    walk = tokens.request_text
+    monkeypatch.setattr(tokens, "request_text", counted)
     async with run_simulated([zai()]) as sims:
         config = parse_config(limited(sims, "tokens_per_minute = 100000"), {})
         proxy = await apps.start(config)
         for path, body in (("/v1/chat/completions", OPENAI_BODY), ("/v1/messages", ANTHROPIC_BODY)):
             estimates.clear()
             assert (await post(proxy.url + path, body)).status == 200
-            assert len(estimates) == 1 and estimates[0] > 0
+            assert len(estimates) == 1 and estimates[0].texts
 
 
 async def test_count_tokens_is_not_charged_tokens(apps: Apps) -> None:

@@ -200,3 +200,26 @@ def test_llmproxy_serve_answers_malformed_http_with_json(tmp_path: Path) -> None
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)
     assert process.returncode == 0, err.decode()
+
+
+def test_a_serving_daemon_collects_garbage_less_often() -> None:
+    """Issue 16: once `llmproxy serve` listens, what exists (modules, config, the app) is frozen
+    out of the collector's walks and the young generation is collected after 10,000 new
+    objects, not 700. Run in a child process: these settings are the whole process's."""
+    script = """
+import asyncio, gc, os, signal
+from aiohttp import web
+from proxy.serving import serve_until_signalled
+
+def listening():
+    print(gc.get_threshold()[0], gc.get_freeze_count() > 1000, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+asyncio.run(serve_until_signalled(
+    web.Application(), "127.0.0.1", 0, on_listening=listening, shutdown_timeout=1
+))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == [b"10000", b"True"]

@@ -10,7 +10,7 @@ import aiohttp
 
 from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.simulate.prompt_cache import CacheUsage, PromptCache
-from proxy.simulate.replies import estimate_input_tokens
+from proxy.simulate.scripts import estimate_input_tokens
 from proxy.types import ProviderFormat
 
 LONG = "A stable system prompt that every turn repeats, word for word. " * 100

@@ -24,6 +24,7 @@ from proxy.translate.accumulate import MessageAccumulator
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder, AnthropicStreamEncoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder
 from proxy.types import (
+    CustomToolCall,
     ErrorClass,
     Finish,
     JSONObject,
@@ -31,6 +32,7 @@ from proxy.types import (
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    RefusalDelta,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -654,3 +656,23 @@ def test_sdk_accumulation_matches_the_accumulator(
     message = final_message(body).to_dict()
     assert message["content"] == expected["content"]
     assert message["stop_reason"] == expected["stop_reason"]
+
+
+def test_a_refusal_is_text_and_a_custom_call_a_tool_use_with_its_input() -> None:
+    message = final_message(
+        encode_all(
+            [
+                MessageStart("up-1", "m"),
+                RefusalDelta("No."),
+                CustomToolCall(0, "call_p", "apply_patch", "*** Begin"),
+                Finish(StopReason.END_TURN),
+            ]
+        )
+    )
+    assert [b.type for b in message.content] == ["text", "tool_use"]
+    assert message.content[0].text == "No."
+    assert (message.content[1].name, message.content[1].input) == (
+        "apply_patch",
+        {"input": "*** Begin"},
+    )
+    assert message.stop_reason == "tool_use"

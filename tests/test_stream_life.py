@@ -29,7 +29,7 @@ from proxy.simulate import (
     reply_text,
     run_simulated,
 )
-from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, chunk
+from proxy.simulate.scripts import DEFAULT_CHUNK_CHARS, chunk
 from proxy.tokens import tokens_for_chars
 from proxy.types import ClientAPI
 

@@ -19,6 +19,7 @@ from proxy.sse import SSEDecoder
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder, OpenAIStreamEncoder
 from proxy.types import (
+    CustomToolCall,
     Decoded,
     ErrorClass,
     Finish,
@@ -27,6 +28,7 @@ from proxy.types import (
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    RefusalDelta,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -504,3 +506,25 @@ def test_anthropic_upstream_to_openai_client() -> None:
     # 472 uncached + 2048 cache reads + 100 cache writes.
     assert completion.usage.prompt_tokens == 2620
     assert completion.usage.completion_tokens == 89
+
+
+def test_a_refusal_streams_as_delta_refusal_and_a_custom_call_as_a_function_call() -> None:
+    decoded = decode_openai([chunk({"refusal": "No."}), chunk({}, "stop")])
+    assert decoded[1:] == [RefusalDelta("No."), Finish(StopReason.END_TURN)]
+    body = encode_all(
+        [
+            MessageStart("up-1", "m"),
+            RefusalDelta("No."),
+            CustomToolCall(0, "call_p", "apply_patch", "*** Begin"),
+            Finish(StopReason.END_TURN),
+        ]
+    )
+    state: ChatCompletionStreamState[None] = ChatCompletionStreamState()
+    for c in sdk_chunks(body):
+        state.handle_chunk(c)
+    completion = state.get_final_completion()
+    message = completion.choices[0].message
+    assert not message.content and message.refusal == "No."
+    assert completion.choices[0].finish_reason == "tool_calls"
+    calls = [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []]  # type: ignore[union-attr]
+    assert calls == [("call_p", "apply_patch", '{"input":"*** Begin"}')]

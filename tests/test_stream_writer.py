@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from support import CLIENT_KEY, Daemon, config_text
@@ -115,6 +116,38 @@ async def test_the_errors_middleware_never_writes_into_a_started_stream() -> Non
     assert b"HTTP/1.1" not in raw and b"internal error" not in raw
 
 
+def watch_writes(monkeypatch: pytest.MonkeyPatch, port: int | None) -> list[bytes]:
+    """What the daemon listening on `port` writes to its clients' sockets from here on, one
+    item per transport call (a syscall), the transport wrapped, not replaced. The test loop is
+    asyncio's own, whose socket transport this is."""
+    writes: list[bytes] = []
+    transport = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+    write, writelines = transport.write, transport.writelines
+
+    def ours(self: asyncio.Transport) -> bool:
+        return bool(port) and self.get_extra_info("sockname")[1] == port
+
+    joined: list[bool] = []  # inside writelines, which may call write itself
+
+    def watched_write(self: asyncio.Transport, data: bytes) -> None:
+        if ours(self) and not joined:
+            writes.append(bytes(data))
+        write(self, data)
+
+    def watched_writelines(self: asyncio.Transport, lines: list[bytes]) -> None:
+        if ours(self):
+            writes.append(b"".join(lines))
+        joined.append(True)
+        try:
+            writelines(self, lines)
+        finally:
+            joined.pop()
+
+    monkeypatch.setattr(transport, "write", watched_write)
+    monkeypatch.setattr(transport, "writelines", watched_writelines)
+    return writes
+
+
 async def raw_chunks(url: str, path: str, body: dict[str, object]) -> list[bytes]:
     """The HTTP/1.1 chunks of a response as they were framed on the wire (each `write()` of
     the daemon is one chunk)."""
@@ -142,10 +175,12 @@ async def raw_chunks(url: str, path: str, body: dict[str, object]) -> list[bytes
         rest = rest[size + 2 :]
 
 
-async def test_what_one_upstream_read_delivered_leaves_in_one_write(daemon: StartDaemon) -> None:
+async def test_what_one_upstream_read_delivered_leaves_in_one_write(
+    daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 16: events that arrived in one read of the upstream leave in one write (a write is
-    a syscall), and the stream's end (trailer comments, the dialect's last events) leaves with
-    the body's terminating chunk."""
+    a syscall), with the response's headers, and the stream's end (trailer comments, the
+    dialect's last events) leaves with the body's terminating chunk."""
     sim = SimulatedProvider("zai", "openai", ["glm-5"], chunk_chars=2, burst=True)
     async with run_simulated([sim]) as sims:
         proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
@@ -156,7 +191,10 @@ async def test_what_one_upstream_read_delivered_leaves_in_one_write(daemon: Star
                 {"model": "auto", "stream": True, "max_tokens": 64, "messages": PROMPT},
             ),
         ):
+            writes = watch_writes(monkeypatch, proxy.server.port)
             chunks = await raw_chunks(proxy.url, path, body)
+            # the headers leave with the first events: the two chunks are all the writes
+            assert len(writes) == 2 and writes[0].startswith(b"HTTP/1.1 200"), writes
             text = b"".join(chunks)
             assert text.count(b"data: ") > 20, text  # many events...
             assert len(chunks) == 2, chunks  # ...in two writes: the burst, and the end

@@ -24,8 +24,11 @@ from proxy import tokens
 from proxy.tokens import (
     ANTHROPIC_TOOL_PROMPT,
     PER_MESSAGE,
+    REMEMBERED_FROM,
     REPLY_PRIMING,
     SAMPLE_ABOVE,
+    EstimateMemo,
+    TokenEstimator,
     count_text,
     count_texts,
     estimate_request_tokens,
@@ -164,6 +167,65 @@ def test_long_text_is_sampled_and_scales_linearly() -> None:
     start = time.perf_counter()
     count_text(long_text)
     assert time.perf_counter() - start < 0.02  # about 1 MB, but only ~32 KB is read
+
+
+def test_the_daemon_s_estimator_agrees_with_the_plain_estimate_and_remembers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16: the daemon's `TokenEstimator` gives what `estimate_request_tokens` gives, for
+    every captured request, and a resent request's long strings are looked up, not estimated."""
+    estimator = TokenEstimator()
+    for name, body, fmt in CAPTURES:
+        assert estimator.request_tokens(body, fmt) == estimate_request_tokens(body, fmt), name
+    _, body, fmt = next(c for c in CAPTURES if "no-experimental-betas" in c[0])
+    long_texts = [t for t in request_text(body, fmt).texts if len(t) >= REMEMBERED_FROM]
+    assert len(long_texts) >= 10
+    resent = orjson.loads(orjson.dumps(body))  # equal strings, new objects: a client's resend
+    estimated = watch_estimates(monkeypatch)
+    assert estimator.request_tokens(resent, fmt) == estimate_request_tokens(body, fmt)
+    assert len(estimated) == len(long_texts)  # by the plain estimate only
+
+
+def test_the_daemon_remembers_4096_strings_of_128_characters_or_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's numbers."""
+    estimator = TokenEstimator()
+    texts = [f"{n:04d}" + "x" * 124 for n in range(4097)]  # 128 characters each
+    short = "y" * 127
+    for text in texts[:4096]:
+        estimator.request_tokens(openai([{"role": "user", "content": text}]), OPENAI)
+    estimated = watch_estimates(monkeypatch)
+    for text in (*texts[:4096], short, short):
+        estimator.request_tokens(openai([{"role": "user", "content": text}]), OPENAI)
+    assert estimated == []  # the short one is joined with the others, never remembered
+    estimator.request_tokens(openai([{"role": "user", "content": texts[4096]}]), OPENAI)
+    estimator.request_tokens(openai([{"role": "user", "content": texts[0]}]), OPENAI)
+    assert estimated == [texts[4096], texts[0]]  # the 4,097th pushed the first out
+
+
+def test_the_memo_forgets_its_oldest_strings_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    memo = EstimateMemo(limit=3)
+    texts = [f"{n} " + "word " * 40 for n in range(4)]
+    first = [memo.estimate(t) for t in texts]  # the fourth pushes the first out
+    estimated = watch_estimates(monkeypatch)
+    assert [memo.estimate(t) for t in texts[1:]] == first[1:]
+    assert estimated == []
+    assert memo.estimate(texts[0]) == first[0]
+    assert estimated == [texts[0]]
+
+
+def watch_estimates(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts `proxy.tokens` estimates from here on (the estimator wrapped, not replaced)."""
+    seen: list[str] = []
+    estimate = tokens._estimate
+
+    def watched(text: str) -> float:
+        seen.append(text)
+        return estimate(text)
+
+    monkeypatch.setattr(tokens, "_estimate", watched)
+    return seen
 
 
 def test_lone_surrogates_and_control_characters() -> None:

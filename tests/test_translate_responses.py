@@ -15,15 +15,13 @@ import openai
 import orjson
 import pytest
 
+from proxy.classify import classify
+from proxy.client_dialects import ANTHROPIC, OPENAI
+from proxy.exchange import pair
 from proxy.translate.common import RAW_ARGUMENTS_KEY
 from proxy.translate.errors_wire import (
-    anthropic_error_body,
-    anthropic_error_to_openai,
     anthropic_error_type_for_status,
-    openai_error_body,
-    openai_error_to_anthropic,
     openai_error_type_for_status,
-    upstream_error_message,
 )
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
@@ -35,12 +33,8 @@ from proxy.translate.reasons import (
     usage_to_anthropic,
     usage_to_openai,
 )
-from proxy.translate.replies import (
-    anthropic_to_openai_response,
-    openai_to_anthropic_response,
-    passthrough_response,
-)
-from proxy.types import StopReason, Usage
+from proxy.translate.replies import passthrough_response
+from proxy.types import ClientAPI, JSONObject, ProviderFormat, StopReason, UpstreamReply, Usage
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 UPDATE = os.environ.get("LLMPROXY_UPDATE_GOLDEN") == "1"
@@ -58,6 +52,22 @@ def check_pair(path: Path, translate: Any) -> Any:
     else:
         assert actual == case["expected"]
     return actual
+
+
+def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
+    """What an Anthropic client gets from an OpenAI-format provider's whole reply."""
+    translators = pair(ClientAPI.ANTHROPIC, ProviderFormat.OPENAI)
+    assert translators is not None
+    return translators.answer(UpstreamReply(body), model, {}).body
+
+
+def anthropic_to_openai_response(
+    body: JSONObject, model: str, *, created: int | None = None
+) -> JSONObject:
+    """What an OpenAI client gets from an Anthropic provider's whole reply."""
+    translators = pair(ClientAPI.OPENAI, ProviderFormat.ANTHROPIC)
+    assert translators is not None
+    return translators.answer(UpstreamReply(body), model, {}, created=created).body
 
 
 def to_anthropic(body: Any, model: str) -> Any:
@@ -280,7 +290,7 @@ STATUSES = [400, 401, 402, 403, 404, 409, 413, 422, 429, 500, 502, 503, 504, 529
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_anthropic_error_bodies_validate_with_the_sdk(status: int) -> None:
-    body = anthropic_error_body(status, "nope")
+    body = ANTHROPIC.error_body(status, "nope")
     if body["error"]["type"] != "request_too_large":  # documented, not in this SDK's union
         anthropic.types.ErrorResponse.model_validate(body)
     assert body["type"] == "error" and body["error"]["message"] == "nope"
@@ -306,7 +316,7 @@ def test_openai_error_types_for_status() -> None:
     assert openai_error_type_for_status(401) == ("authentication_error", "invalid_api_key")
     assert openai_error_type_for_status(429) == ("rate_limit_error", "rate_limit_exceeded")
     assert openai_error_type_for_status(500) == ("server_error", None)
-    assert openai_error_body(400, "bad", param="messages") == {
+    assert OPENAI.error_body(400, "bad", param="messages") == {
         "error": {
             "message": "bad",
             "type": "invalid_request_error",
@@ -332,9 +342,15 @@ def test_openai_error_types_for_status() -> None:
     ],
 )
 def test_upstream_error_messages_are_found(body: Any, message: str | None) -> None:
+    """The classifier reads the message; an Anthropic client gets it in an Anthropic body."""
     expected = message or "max_tokens too large"
-    assert upstream_error_message(400, body) == expected
-    converted = openai_error_to_anthropic(400, body)
+    if isinstance(body, dict):
+        raw = orjson.dumps(body)
+    else:
+        raw = body if isinstance(body, bytes) else (body or "").encode()
+    found = classify(400, raw, {})
+    assert found.message == expected
+    converted = ANTHROPIC.upstream_error_body(400, found.body, found.message, ProviderFormat.OPENAI)
     assert converted == {
         "type": "error",
         "error": {"type": "invalid_request_error", "message": expected},
@@ -343,6 +359,13 @@ def test_upstream_error_messages_are_found(body: Any, message: str | None) -> No
 
 
 def test_anthropic_error_becomes_openai_error_by_type() -> None:
+    def anthropic_error_to_openai(status: int, body: Any) -> JSONObject:
+        raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
+        found = classify(status, raw, {})
+        return OPENAI.upstream_error_body(
+            status, found.body, found.message, ProviderFormat.ANTHROPIC
+        )
+
     body = {"type": "error", "error": {"type": "billing_error", "message": "credit too low"}}
     assert anthropic_error_to_openai(400, body) == {
         "error": {

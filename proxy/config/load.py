@@ -9,8 +9,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import platformdirs
-
 from proxy.config.env import Unset, expand_env, with_dotenv
 from proxy.config.model import Config, ProviderConfig
 from proxy.config.reader import TableReader, type_name
@@ -21,8 +19,6 @@ from proxy.observe.settings import parse_journal, parse_metrics
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
 from proxy.state.settings import parse_state
-
-SYSTEM_CONFIG_PATH = Path("/etc/llmproxy/config.toml")
 
 _TOP_KEYS = (
     "proxy",
@@ -125,30 +121,3 @@ def load_config(
         raise ConfigError("", f"{path}: cannot read: {e.strerror}") from None
     variables = with_dotenv(path, os.environ if env is None else env)
     return parse_config(text, variables, str(path), unset=unset)
-
-
-def find_config_path(
-    explicit: Path | None,
-    env: Mapping[str, str],
-    *,
-    user_dir: Path | None = None,
-    system_path: Path = SYSTEM_CONFIG_PATH,
-) -> Path | None:
-    """`--config`, then `$LLMPROXY_CONFIG`, then the user config dir, then /etc.
-
-    A path the user named (flag or variable) must exist; the two default places are optional.
-    """
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError("--config", f"{explicit}: no such config file")
-        return explicit
-    if named := env.get("LLMPROXY_CONFIG"):
-        path = Path(named).expanduser()
-        if not path.is_file():
-            raise ConfigError("LLMPROXY_CONFIG", f"{path}: no such config file")
-        return path
-    user = (user_dir or platformdirs.user_config_path("llmproxy")) / "config.toml"
-    for candidate in (user, system_path):
-        if candidate.is_file():
-            return candidate
-    return None

@@ -7,8 +7,8 @@ codex-specific happens around it:
 - the bearer token and `chatgpt-account-id` come from `CodexAuth` (refreshed before expiry);
 - a 401 before any event refreshes the sign-in once and retries; a second 401 is an AUTH
   failure, which moves the request on to the next target;
-- the backend only streams, so a non-streaming call consumes the stream and returns the
-  accumulated Responses object, which the exchange translates like any other provider answer.
+- the backend only streams, so a non-streaming call reads the whole stream and returns its
+  neutral events (an `UpstreamReply` without a body), which the client's API renders like any other.
 
 A 429 `usage_limit_reached` (the plan's window is used up) is classified QUOTA_EXHAUSTED with the
 body's `resets_in_seconds` as its retry-after by `classify.py`, like every other status error.
@@ -34,10 +34,8 @@ from proxy.config import CODEX_BASE_URL, ProviderConfig
 from proxy.errors import UpstreamError, UpstreamStatusError
 from proxy.providers.base import EventBatch, StreamDecoder, UpstreamRequest
 from proxy.providers.http import HttpTransport
-from proxy.translate.accumulate import MessageAccumulator
-from proxy.translate.responses_api import chat_to_responses_response
 from proxy.translate.stream_responses import ResponsesStreamDecoder
-from proxy.types import JSONObject
+from proxy.types import JSONObject, UpstreamReply
 
 # api.openai.com never accepts a ChatGPT sign-in: configs written for the reference proxy name
 # it as a placeholder, and they mean the ChatGPT backend.
@@ -99,19 +97,14 @@ class CodexTransport:
             self._auth[key] = CodexAuth(TokenStore(path), self._session, token_endpoint=endpoint)
         return self._auth[key]
 
-    async def complete(self, request: UpstreamRequest) -> JSONObject:
-        """The backend only streams: read the stream and return the whole Responses object."""
-        accumulator = MessageAccumulator(input_tokens_hint=request.input_tokens)
+    async def complete(self, request: UpstreamRequest) -> UpstreamReply:
+        """The backend only streams: the whole stream's events, for the client's API to
+        render."""
         events = self.stream(request)
         try:
-            async for batch in events:
-                for event in batch:
-                    accumulator.add(event)
+            return UpstreamReply(None, tuple([event async for batch in events for event in batch]))
         finally:
             await _close(events)
-        snapshot = accumulator.snapshot()
-        chat = accumulator.to_openai(request.target.model, completion_id=snapshot.id or None)
-        return chat_to_responses_response(chat, request.target.model)
 
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[EventBatch]:
         auth = self.auth_for(request.provider)

@@ -30,7 +30,14 @@ from proxy.providers.base import Dialect, EventBatch, UpstreamRequest, fault_err
 from proxy.providers.boundary import upstream_errors
 from proxy.security.outgoing import AnswerTooLarge, read_capped
 from proxy.sse import SSEDecoder
-from proxy.types import ErrorClass, Finish, JSONObject, MessageStart, UpstreamFault, UsageUpdate
+from proxy.types import (
+    ErrorClass,
+    Finish,
+    MessageStart,
+    UpstreamFault,
+    UpstreamReply,
+    UsageUpdate,
+)
 
 log = logging.getLogger("llmproxy.upstream")
 
@@ -52,7 +59,7 @@ class HttpTransport:
         self._dialect = dialect
         self._max_answer = max_answer_bytes
 
-    async def complete(self, request: UpstreamRequest) -> JSONObject:
+    async def complete(self, request: UpstreamRequest) -> UpstreamReply:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
         within `response_headers` (a non-streaming provider sends its headers with it)."""
         limit, stage = _within(request, request.provider.timeouts.response_headers, "response")
@@ -89,7 +96,7 @@ class HttpTransport:
             )
         if self._dialect.body_error(payload) is not None:
             raise self._status_error(request, response.status, raw, response.headers)
-        return payload
+        return UpstreamReply(payload)
 
     def _credentials(self, request: UpstreamRequest) -> list[bytes]:
         """The secrets this request carried: what an upstream must never echo to a client."""
@@ -214,30 +221,31 @@ class HttpTransport:
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
         payload = orjson.dumps(request.body)
+        headers = self._dialect.headers(request)
+        if any("\n" in value or "\r" in value for value in headers.values()):
+            # aiohttp would refuse to send it (a ValueError): said here, before it is called.
+            raise UpstreamRefusedError(
+                "the provider's key or headers hold a line break (CR/LF); fix the config",
+                target=request.target,
+                error_class=ErrorClass.AUTH,
+            )
         sent = self._session.post(
             self._dialect.url(provider),
             # aiohttp writes a large bytes body in one piece; a stream in chunks.
             data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
-            headers=self._dialect.headers(request),
+            headers=headers,
             timeout=timeout,
             allow_redirects=False,
         )
         stage = "response headers"
         if headers_timeout is not None:
             headers_timeout, stage = _within(request, headers_timeout, stage)
-        try:
-            with upstream_errors(request.target, stage):
-                if headers_timeout is None:  # the caller's timer bounds it: no second one
+        with upstream_errors(request.target, stage):
+            if headers_timeout is None:  # the caller's timer bounds it: no second one
+                response = await sent
+            else:
+                async with asyncio.timeout(headers_timeout):
                     response = await sent
-                else:
-                    async with asyncio.timeout(headers_timeout):
-                        response = await sent
-        except ValueError as exc:  # aiohttp refuses a header value with CR or LF in it
-            raise UpstreamRefusedError(
-                "the provider's key or headers hold a line break (CR/LF); fix the config",
-                target=request.target,
-                error_class=ErrorClass.AUTH,
-            ) from exc
         if response.status >= 300:
             try:
                 with upstream_errors(request.target, "error body"):

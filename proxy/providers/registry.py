@@ -13,13 +13,14 @@ from proxy.providers.base import EventBatch, UpstreamRequest
 from proxy.providers.codex import CodexTransport
 from proxy.providers.http import HttpTransport
 from proxy.providers.openai import OpenAIDialect
-from proxy.types import JSONObject, ProviderFormat
+from proxy.types import ProviderFormat, UpstreamReply
 
 
 class Transport(Protocol):
-    """What the fallback loop calls: one request in, a JSON body or neutral events out."""
+    """What the fallback loop calls: one request in, a whole `UpstreamReply` or batches of neutral
+    events out."""
 
-    async def complete(self, request: UpstreamRequest) -> JSONObject: ...
+    async def complete(self, request: UpstreamRequest) -> UpstreamReply: ...
 
     def stream(self, request: UpstreamRequest) -> AsyncIterator[EventBatch]: ...
 

@@ -6,6 +6,6 @@ ratelimit.py   token buckets per client key and global, behind the `RateLimiter`
 ssrf.py        which provider URLs and addresses may be reached
 resolver.py    the same rules applied to every address actually connected to
 limits.py      body size, read timeout, JSON depth and encoding of incoming requests
-refusals.py    every refusal as JSON in the client's own dialect
+rejections.py  every rejection of ours as JSON in the client's own dialect
 html.py        the only way to build an HTML page: escaped values, restrictive CSP
 """

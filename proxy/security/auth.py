@@ -18,7 +18,7 @@ from yarl import URL
 
 from proxy.config import Config
 from proxy.errors import AuthenticationError, ConfigError
-from proxy.security.refusals import error_response
+from proxy.security.rejections import error_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Compare = Callable[[bytes, bytes], bool]

@@ -26,13 +26,15 @@ def keepalive_cap(per_peer: int) -> Hook:
         if transport is None or transport.is_closing():
             return
         peer = request.remote or ""
-        open_ones = {t for t in kept.get(peer, ()) if not t.is_closing()}
-        if transport not in open_ones:
-            if len(open_ones) >= per_peer:
-                response.force_close()
-                response.headers["connection"] = "close"  # computed before this hook runs
-                return
-            open_ones.add(transport)
+        known = kept.get(peer, set())
+        if transport in known:  # a kept connection's next request: nothing changes
+            return
+        open_ones = {t for t in known if not t.is_closing()}
+        if len(open_ones) >= per_peer:
+            response.force_close()
+            response.headers["connection"] = "close"  # computed before this hook runs
+            return
+        open_ones.add(transport)
         kept[peer] = open_ones
         if len(kept) > MAX_PEERS_REMEMBERED:
             for name in [p for p, ts in kept.items() if all(t.is_closing() for t in ts)]:

@@ -25,9 +25,9 @@ from aiohttp.typedefs import Middleware
 
 from proxy.security.auth import ANONYMOUS, CLIENT
 from proxy.security.limits import BODY, off_loop
-from proxy.security.refusals import dialect_for, error_response
+from proxy.security.rejections import dialect_for, error_response
 from proxy.security.settings import Rate, RateLimitSettings
-from proxy.tokens import estimate_request_tokens
+from proxy.tokens import TokenEstimator
 from proxy.types import ClientAPI
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -184,18 +184,19 @@ class TokenCount:
 TOKEN_COUNT = web.RequestKey("llmproxy_token_count", TokenCount)
 
 
-def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middleware:
+def rate_limit_middleware(limiter: RateLimiter, *, tokens: TokenEstimator | None) -> Middleware:
+    """`tokens`: how requests are charged by estimated input tokens (None: not charged)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method != "POST" or request.path not in LIMITED_PATHS:
             return await handler(request)
-        billed = count_tokens and request.path not in UNBILLED_PATHS
-        tokens = 0
-        if billed:
-            request[TOKEN_COUNT] = count = await off_loop(request, _estimate, request)
-            tokens = count.tokens
+        charged = 0
+        if tokens is not None and request.path not in UNBILLED_PATHS:
+            request[TOKEN_COUNT] = count = await off_loop(request, _estimate, request, tokens)
+            charged = count.tokens
         try:
-            lease = await limiter.acquire(request.get(CLIENT, ANONYMOUS), tokens)
+            lease = await limiter.acquire(request.get(CLIENT, ANONYMOUS), charged)
         except RateLimited as exc:
             seconds = max(1, math.ceil(exc.retry_after))
             return error_response(
@@ -222,9 +223,7 @@ def rate_limit_middleware(limiter: RateLimiter, *, count_tokens: bool) -> Middle
     return middleware
 
 
-def _estimate(request: web.Request) -> TokenCount:
+def _estimate(request: web.Request, tokens: TokenEstimator) -> TokenCount:
     body = request.get(BODY)
     fmt = dialect_for(request).format
-    return TokenCount(
-        body, fmt, estimate_request_tokens(body, fmt) if isinstance(body, dict) else 0
-    )
+    return TokenCount(body, fmt, tokens.request_tokens(body, fmt) if isinstance(body, dict) else 0)

@@ -41,19 +41,22 @@ from proxy.simulate.faults import (
     zai_http_500,
 )
 from proxy.simulate.records import RequestRecord
-from proxy.simulate.replies import (
+from proxy.simulate.runner import SimulatedProvider, SimulatorThread, run_simulated
+from proxy.simulate.scripts import (
+    REFUSE_TRIGGER,
     Reply,
     SimToolCall,
     example_arguments,
     plan_reply,
     reasoning_text,
+    refusal_text,
     reply_text,
     thinking_signature,
     tool_result_text,
 )
-from proxy.simulate.runner import SimulatedProvider, SimulatorThread, run_simulated
 
 __all__ = [
+    "REFUSE_TRIGGER",
     "CutAfter",
     "DropAfterFinish",
     "EndWithoutFinish",
@@ -92,6 +95,7 @@ __all__ = [
     "plan_reply",
     "rate_limit",
     "reasoning_text",
+    "refusal_text",
     "reply_text",
     "run_simulated",
     "thinking_signature",

@@ -21,14 +21,14 @@ from aiohttp import web
 from proxy.simulate.delivery import Delivery, Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import (
+from proxy.simulate.scripts import (
     Reply,
     estimate_input_tokens,
     read_anthropic,
     thinking_signature,
 )
 from proxy.simulate.wire import json_response, sse_event
-from proxy.types import JSONObject, ProviderFormat
+from proxy.types import JSONObject, ProviderFormat, StopReason
 
 if TYPE_CHECKING:
     from proxy.simulate.provider import SimulatedProvider
@@ -77,7 +77,7 @@ def message_json(reply: Reply, cache: CacheUsage = NO_CACHE) -> JSONObject:
         "role": "assistant",
         "model": reply.model,
         "content": _blocks(reply),
-        "stop_reason": reply.stop.value,
+        "stop_reason": _stop_reason(reply),
         "stop_sequence": None,
         "usage": _usage(reply, reply.output_tokens, cache),
     }
@@ -137,7 +137,7 @@ def message_frames(reply: Reply, cache: CacheUsage = NO_CACHE) -> list[Frame]:
         index += 1
     message_delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": reply.stop.value, "stop_sequence": None},
+        "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
         "usage": {"output_tokens": reply.output_tokens},
     }
     frames.append(Frame(sse_event("message_delta", message_delta), FrameKind.FINAL))
@@ -286,3 +286,8 @@ def build_anthropic_app(sim: SimulatedProvider) -> web.Application:
     app.router.add_post(f"{sim.base_path}/v1/messages/count_tokens", count_tokens)
     app.router.add_get(f"{sim.base_path}/v1/models", list_models)
     return app
+
+
+def _stop_reason(reply: Reply) -> str:
+    """StopReason values are Anthropic's names, but for a refusal's."""
+    return "refusal" if reply.stop is StopReason.CONTENT_FILTER else reply.stop.value

@@ -33,7 +33,7 @@ from aiohttp import web
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import Status, invalid_request
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import Reply, chunk, estimate_input_tokens
+from proxy.simulate.scripts import Reply, chunk, estimate_input_tokens
 from proxy.simulate.wire import digest, json_response, sse_event
 from proxy.types import JSONObject, StopReason
 
@@ -391,25 +391,34 @@ def response_frames(
                 "content": [],
             },
         )
-        emit(
-            "response.content_part.added",
-            meta,
-            **at,
-            content_index=0,
-            part={"type": "output_text", "text": "", "annotations": []},
-        )
-        for piece in reply.text:
-            emit(
-                "response.output_text.delta",
-                FrameKind.CONTENT,
-                **at,
-                content_index=0,
-                delta=piece,
-                logprobs=[],
-            )
         text = reply.full_text
-        part = {"type": "output_text", "text": text, "annotations": []}
-        emit("response.output_text.done", meta, **at, content_index=0, text=text, logprobs=[])
+        empty: JSONObject
+        part: JSONObject
+        if reply.refusal:
+            empty = {"type": "refusal", "refusal": ""}
+            part = {"type": "refusal", "refusal": text}
+        else:
+            empty = {"type": "output_text", "text": "", "annotations": []}
+            part = {"type": "output_text", "text": text, "annotations": []}
+        emit("response.content_part.added", meta, **at, content_index=0, part=empty)
+        for piece in reply.text:
+            if reply.refusal:
+                emit(
+                    "response.refusal.delta", FrameKind.CONTENT, **at, content_index=0, delta=piece
+                )
+            else:
+                emit(
+                    "response.output_text.delta",
+                    FrameKind.CONTENT,
+                    **at,
+                    content_index=0,
+                    delta=piece,
+                    logprobs=[],
+                )
+        if reply.refusal:
+            emit("response.refusal.done", meta, **at, content_index=0, refusal=text)
+        else:
+            emit("response.output_text.done", meta, **at, content_index=0, text=text, logprobs=[])
         emit("response.content_part.done", meta, **at, content_index=0, part=part)
         item = {
             "id": item_id,

@@ -25,18 +25,15 @@ policy changes, pick a new seed there. Used by `llmproxy serve --simulate`, `llm
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import tempfile
-import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Generic, TypeVar
 
 from proxy.codex_auth import TokenStore, parse_codex_auth
 from proxy.config import Config, parse_config
+from proxy.loop_thread import LoopThread as LoopThread  # its home before the CLI used it
 from proxy.server import build_app
 from proxy.serving import listening
 from proxy.simulate.faults import FaultPlan, MidStreamError, codex_usage_limit, zai_http_500
@@ -235,82 +232,3 @@ async def simulated_deployment(
             config = reference_config(sims, sign_ins, host=host, port=port or 3456, seed=seed)
             async with running_daemon(config, host, port) as url:
                 yield Deployment(url, config, sims, seed)
-
-
-T = TypeVar("T")
-
-
-class LoopThread(Generic[T]):
-    """Runs an async context manager in its own event loop on a daemon thread, for sync callers
-    (the CLI test runner, which cannot run inside an event loop).
-
-    with LoopThread(lambda: simulated_deployment(seed=3)) as deployment:
-        deployment.url
-    """
-
-    def __init__(
-        self,
-        factory: Callable[[], contextlib.AbstractAsyncContextManager[T]],
-        *,
-        name: str = "llmproxy-loop",
-    ) -> None:
-        self._factory = factory
-        self._name = name
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._value: T | None = None
-        self._error: BaseException | None = None
-
-    def start(self, timeout: float = 10.0) -> T:
-        if self._thread is not None:
-            raise RuntimeError("LoopThread already started")
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"{self._name} did not start in time")
-        if self._error is not None:
-            raise RuntimeError(f"{self._name} failed to start") from self._error
-        assert self._value is not None
-        return self._value
-
-    def stop(self, timeout: float = 10.0) -> None:
-        thread, loop, stop = self._thread, self._loop, self._stop
-        if thread is None:
-            return
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self) -> T:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            self._ready.set()
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            async with self._factory() as value:
-                self._value = value
-                self._ready.set()
-                await self._stop.wait()
-        except OSError as exc:  # e.g. the port is taken: reported by start()
-            self._error = exc

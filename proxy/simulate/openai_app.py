@@ -17,7 +17,7 @@ from aiohttp import web
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import invalid_request, model_not_found, unauthorized
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.replies import Reply, read_openai
+from proxy.simulate.scripts import Reply, read_openai
 from proxy.simulate.wire import json_response, sse_data
 from proxy.types import JSONObject, ProviderFormat, StopReason
 
@@ -57,6 +57,8 @@ def completion_json(
         "content": reply.full_text if reply.text or not reply.tool_calls else None,
         "refusal": None,
     }
+    if reply.refusal:
+        message["content"], message["refusal"] = None, reply.full_text
     if reply.reasoning:
         message["reasoning_content"] = reply.reasoning_text
     if reply.tool_calls:
@@ -106,10 +108,14 @@ def completion_frames(
             payload["usage"] = None
         return sse_data(payload)
 
-    role: JSONObject = {"role": "assistant", "content": "" if reply.text else None}
+    said = "refusal" if reply.refusal else "content"
+    role: JSONObject = {
+        "role": "assistant",
+        "content": "" if reply.text and not reply.refusal else None,
+    }
     frames = [Frame(chunk(role), FrameKind.META)]
     frames += [Frame(chunk({"reasoning_content": r}), FrameKind.CONTENT) for r in reply.reasoning]
-    frames += [Frame(chunk({"content": t}), FrameKind.CONTENT) for t in reply.text]
+    frames += [Frame(chunk({said: t}), FrameKind.CONTENT) for t in reply.text]
     for index, call in enumerate(reply.tool_calls):
         start = {
             "index": index,

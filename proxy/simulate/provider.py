@@ -25,7 +25,7 @@ from proxy.simulate.prompt_cache import (
     PromptCache,
 )
 from proxy.simulate.records import Exchange, RequestLog, RequestRecord
-from proxy.simulate.replies import DEFAULT_CHUNK_CHARS, Reply, plan_reply
+from proxy.simulate.scripts import DEFAULT_CHUNK_CHARS, Reply, plan_reply
 from proxy.types import JSONObject, ProviderFormat
 
 DEFAULT_BASE_PATHS = {

@@ -8,7 +8,7 @@ task moves changes both ways in the background.
   events channel; every instance re-reads the hash when it hears that, and every
   `SYNC_SECONDS` anyway, so a change is seen everywhere well within a second. The newest change
   of a target wins (wall-clock `version`).
-- Figures (success rate, latency, time to first token, speed) are this instance's recent
+- Figures (success rate, latency, time to first token) are this instance's recent
   outcomes, written every `SYNC_SECONDS` under its own key with a short expiry; the others'
   outcomes join the local ones in `status`, so `@fastest` ranks on every instance's traffic.
 - A half-open target is probed by the one instance that wins `SET NX` on its probe key; the
@@ -212,8 +212,10 @@ class HealthSync:
 
 
 def _outcome_row(outcome: Outcome) -> list[Any]:
-    return [outcome.ok, outcome.latency_ms, outcome.ttft_ms, outcome.tokens_per_second]
+    return [outcome.ok, outcome.latency_ms, outcome.ttft_ms]
 
 
 def _outcome(row: list[Any]) -> Outcome:
-    return Outcome(bool(row[0]), float(row[1]), row[2], row[3])
+    """A peer's outcome. Rows written before the never-measured throughput was dropped carry
+    a fourth field: it is ignored, so instances of both versions can share one Redis."""
+    return Outcome(bool(row[0]), float(row[1]), row[2])

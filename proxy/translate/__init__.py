@@ -3,8 +3,8 @@
 means the Responses API.
 
 requests.py               request entry points (+ request_to_openai.py, request_to_anthropic.py)
-replies.py                non-streaming chat <-> messages replies (a chat.completion is read as
-                          neutral events and rendered by the accumulator)
+replies.py                whole (non-streaming) upstream replies: read as neutral events, rendered
+                          once per client API by the accumulator
 responses_api.py          Responses API entry points (+ responses_request.py,
                           responses_response.py, responses_tools.py, responses_dropped.py,
                           responses_shell.py: Codex's own tools' items as tool calls)

@@ -1,32 +1,44 @@
-"""Neutral stream events -> one complete message, in either client dialect.
+"""Neutral stream events -> one complete message, in any client API's shape.
 
-The renderer of every non-streaming chat or Messages answer: whole upstream replies read as
-events (`replies`), providers that only stream (codex), and mid-stream failover, which needs to
-know what was already produced. The `chat.completion` envelope is built here only.
+The renderer of every non-streaming answer that is not a same-format pass-through: whole
+upstream replies read as events (`replies`), providers that only stream (codex), and the CLI,
+which needs to know what was already produced. The `chat.completion` envelope is built here
+only; the Responses object's pieces come from `responses_response`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from proxy.tokens import tokens_for_chars
-from proxy.translate.common import anthropic_tool_id, parse_tool_arguments
+from proxy.translate.common import anthropic_tool_id, fallback_tool_id, parse_tool_arguments
 from proxy.translate.reasons import (
+    final_finish,
+    reported_or_estimated,
     stop_to_anthropic,
     stop_to_openai_finish,
     usage_to_anthropic,
     usage_to_openai,
-    with_tool_calls,
 )
+from proxy.translate.responses_response import (
+    message_item,
+    reasoning_item,
+    refusal_item,
+    response_object,
+    status_for,
+)
+from proxy.translate.responses_tools import ToolIndex, call_item, custom_arguments
 from proxy.types import (
+    CustomToolCall,
     Finish,
     JSONObject,
     MessageStart,
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    RefusalDelta,
     StopReason,
     StreamEvent,
     TextDelta,
@@ -97,7 +109,7 @@ class PartialMessage:
 
 @dataclass(slots=True)
 class _Block:
-    kind: str  # "text", "thinking", "redacted" or "tool"
+    kind: str  # "text", "refusal", "thinking", "redacted" or "tool"
     parts: list[str] = field(default_factory=list)
     signature: str = ""
     tool: int = -1
@@ -107,11 +119,13 @@ class _Block:
 class _Tool:
     id: str
     name: str
-    arguments: list[str] = field(default_factory=list)
+    arguments: list[str] = field(default_factory=list)  # function form, custom calls too
+    custom: bool = False
 
 
 class MessageAccumulator:
-    """Consumes neutral events; renders a chat.completion or an Anthropic message.
+    """Consumes neutral events; renders a chat.completion, an Anthropic message or a Responses
+    object.
 
     Blocks follow the same rule as the stream encoders: a new block whenever the event kind
     changes, a new tool call starts, or reasoning resumes after a signature. The first
@@ -132,7 +146,7 @@ class MessageAccumulator:
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
-            self._content(event.text, "text")
+            self._content(event.text, "refusal" if isinstance(event, RefusalDelta) else "text")
         elif isinstance(event, ToolCallDelta):
             tool = self._tools.get(event.index)
             if tool is None:  # arguments before their start: keep them, name unknown
@@ -150,6 +164,12 @@ class MessageAccumulator:
             else:
                 self._tools[event.index] = _Tool(event.id, event.name)
                 self._blocks.append(_Block("tool", tool=event.index))
+        elif isinstance(event, CustomToolCall):
+            self._open_tool = None
+            arguments = [custom_arguments(event.input)]
+            self._output_chars += len(arguments[0])
+            self._tools[event.index] = _Tool(event.id, event.name, arguments, custom=True)
+            self._blocks.append(_Block("tool", tool=event.index))
         elif isinstance(event, ReasoningSignature):
             self._open_tool = None
             last = self._blocks[-1] if self._blocks else None
@@ -180,12 +200,18 @@ class MessageAccumulator:
         return self._finish is not None
 
     @property
+    def message_id(self) -> str:
+        """The id the upstream gave its answer ("" when it gave none)."""
+        return self._id
+
+    @property
     def text_so_far(self) -> str:
-        return "".join(part for b in self._blocks if b.kind == "text" for part in b.parts)
+        """What the model said, refusals included."""
+        return self._joined("text", "refusal")
 
     @property
     def reasoning_so_far(self) -> str:
-        return "".join(part for b in self._blocks if b.kind == "thinking" for part in b.parts)
+        return self._joined("thinking")
 
     @property
     def tool_calls_complete(self) -> tuple[ToolCallSnapshot, ...]:
@@ -197,11 +223,7 @@ class MessageAccumulator:
 
     @property
     def usage(self) -> Usage:
-        if self._usage is not None:
-            return self._usage
-        return Usage(
-            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
-        )
+        return reported_or_estimated(self._usage, self._input_hint, self._output_chars)
 
     def snapshot(self) -> PartialMessage:
         return PartialMessage(
@@ -223,9 +245,10 @@ class MessageAccumulator:
         """A `chat.completion`. Text and reasoning are the exact concatenation of their deltas,
         as a client reading the stream sees them; reasoning goes to the `reasoning_content`
         extension field; `content` is null when there is no text; `created` defaults to now."""
-        text = self.text_so_far
+        text = self._joined("text")
         reasoning = self.reasoning_so_far
-        message: JSONObject = {"role": "assistant", "content": text or None, "refusal": None}
+        refusal = self._joined("refusal") or None
+        message: JSONObject = {"role": "assistant", "content": text or None, "refusal": refusal}
         if reasoning:
             message["reasoning_content"] = reasoning
         if self._tools:
@@ -251,10 +274,9 @@ class MessageAccumulator:
         """An Anthropic `message`, blocks in stream order. Tool ids are made Anthropic-safe and
         arguments parsed with `common.parse_tool_arguments` (broken JSON is wrapped, not lost)."""
         msg_id = message_id or self._id or "msg_llmproxy"
-        base = msg_id.removeprefix("msg_")
         content: list[JSONObject] = []
         for block in self._blocks:
-            if block.kind == "text":
+            if block.kind in ("text", "refusal"):  # Anthropic shows a refusal as text
                 text = "".join(block.parts)
                 if text:
                     content.append({"type": "text", "text": text})
@@ -270,29 +292,76 @@ class MessageAccumulator:
                 content.append(
                     {
                         "type": "tool_use",
-                        "id": anthropic_tool_id(call.id, f"toolu_{base}_{call.index}"),
+                        "id": anthropic_tool_id(call.id, fallback_tool_id(msg_id, call.index)),
                         "name": call.name,
                         "input": parse_tool_arguments(call.arguments),
                     }
                 )
-        finish = self._finish
-        stop = self._stop_reason()
-        # A stop sequence that a tool call overrode is not reported.
-        stop_sequence = (
-            None if finish is None or stop is StopReason.TOOL_USE else (finish.stop_sequence)
-        )
+        finish = final_finish(self._finish, bool(self._tools))
         return {
             "id": msg_id,
             "type": "message",
             "role": "assistant",
             "model": model,
             "content": content,
-            "stop_reason": stop_to_anthropic(stop),
-            "stop_sequence": stop_sequence,
+            "stop_reason": stop_to_anthropic(finish.reason),
+            "stop_sequence": finish.stop_sequence,
             "usage": usage_to_anthropic(self.usage),
         }
 
+    def to_responses(
+        self,
+        model: str,
+        request: Mapping[str, Any],
+        *,
+        response_id: str,
+        created_at: int | None = None,
+    ) -> JSONObject:
+        """A Responses `response`, items in stream order and named as the stream encoder names
+        them. Calls are restored to what `request` declared (namespaced, custom:
+        `responses_tools.ToolIndex`), and the request's settings are echoed, as the API does.
+        Redacted reasoning has no Responses form and is left out."""
+        tools = ToolIndex.of(request)
+        base = response_id.removeprefix("resp_")
+        output: list[JSONObject] = []
+        for block in self._blocks:
+            position = len(output)
+            text = "".join(block.parts)
+            if block.kind == "text" and text:
+                output.append(message_item(f"msg_{base}_{position}", text))
+            elif block.kind == "refusal" and text:
+                output.append(refusal_item(f"msg_{base}_{position}", text))
+            elif block.kind == "thinking" and text:
+                output.append(reasoning_item(f"rs_{base}_{position}", text))
+            elif block.kind == "tool":
+                call = self._snapshot(block.tool)
+                output.append(
+                    call_item(
+                        tools,
+                        f"fc_{base}_{position}",
+                        call.id,
+                        call.name,
+                        call.arguments or "{}",
+                        "completed",
+                        custom=self._tools[block.tool].custom,
+                    )
+                )
+        status, incomplete = status_for(self._stop_reason())
+        return response_object(
+            response_id=response_id,
+            model=model,
+            created_at=int(time.time()) if created_at is None else created_at,
+            status=status,
+            output=output,
+            usage=self.usage,
+            incomplete_details=incomplete,
+            request=request,
+        )
+
     # --- internals ---------------------------------------------------------------------------
+
+    def _joined(self, *kinds: str) -> str:
+        return "".join(part for b in self._blocks if b.kind in kinds for part in b.parts)
 
     def _content(self, text: str, kind: str) -> None:
         if not text:
@@ -310,8 +379,7 @@ class MessageAccumulator:
         return ToolCallSnapshot(index, tool.id, tool.name, "".join(tool.arguments))
 
     def _stop_reason(self) -> StopReason:
-        reason = self._finish.reason if self._finish is not None else StopReason.END_TURN
-        return with_tool_calls(reason, bool(self._tools))
+        return final_finish(self._finish, bool(self._tools)).reason
 
     def _openai_id(self) -> str:
         if self._id.startswith("chatcmpl-"):

@@ -92,6 +92,12 @@ def anthropic_tool_id(tool_id: Any, fallback: str) -> str:
     return _TOOL_ID_INVALID.sub("_", tool_id)
 
 
+def fallback_tool_id(message_id: str, index: int) -> str:
+    """The id of tool call `index` in Anthropic message `message_id` when the upstream gave it
+    none: the same whole or streamed."""
+    return f"toolu_{message_id.removeprefix('msg_')}_{index}"
+
+
 def split_data_url(url: str) -> tuple[str, str] | None:
     """`data:<media>;base64,<data>` -> (media type, base64 data); None for any other URL."""
     match = _DATA_URL.match(url)

@@ -1,7 +1,7 @@
 """Stop reasons and token usage, mapped between the OpenAI and Anthropic dialects.
 
-Shared by the whole-response translators and the stream state machines, so that a streamed and a
-non-streamed answer from the same upstream always agree.
+Shared by the stream decoders and encoders and the whole-reply readers (`replies`), so that a
+streamed and a non-streamed answer from the same upstream always agree.
 
 Usage invariant: `Usage.input_tokens` has Anthropic's meaning, the *uncached* input only. OpenAI's
 `prompt_tokens` counts every prompt token, cached or not, so
@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.types import JSONObject, StopReason, Usage
+from proxy.tokens import tokens_for_chars
+from proxy.types import Finish, JSONObject, StopReason, Usage
 
 _OPENAI_FINISH_TO_STOP: dict[str, StopReason] = {
     "stop": StopReason.END_TURN,
@@ -75,6 +76,20 @@ def openai_finish_to_stop(finish_reason: str | None) -> StopReason:
     return _OPENAI_FINISH_TO_STOP.get(finish_reason, StopReason.END_TURN)
 
 
+def openai_finish(choice: Mapping[str, Any]) -> Finish:
+    """A chat choice's `finish_reason` as a Finish, with the stop sequence that ended it where
+    the server says which (vLLM's `stop_reason`, SGLang's `matched_stop`): a stream's last choice
+    and a whole reply's choice alike."""
+    finish_reason = choice.get("finish_reason")
+    stop = openai_finish_to_stop(finish_reason if isinstance(finish_reason, str) else None)
+    if stop is StopReason.END_TURN:
+        for key in ("stop_reason", "matched_stop"):
+            value = choice.get(key)
+            if isinstance(value, str) and value:
+                return Finish(StopReason.STOP_SEQUENCE, value)
+    return Finish(stop)
+
+
 def stop_to_openai_finish(reason: StopReason) -> str:
     return _STOP_TO_OPENAI_FINISH[reason]
 
@@ -87,6 +102,23 @@ def with_tool_calls(reason: StopReason, has_tool_calls: bool) -> StopReason:
     if has_tool_calls and reason in (StopReason.END_TURN, StopReason.STOP_SEQUENCE):
         return StopReason.TOOL_USE
     return reason
+
+
+def final_finish(finish: Finish | None, has_tool_calls: bool) -> Finish:
+    """How an answer ends for the client: its Finish (END_TURN when none came) under
+    `with_tool_calls`; a stop sequence that a tool call overrode is not reported."""
+    finish = finish or Finish(StopReason.END_TURN)
+    reason = with_tool_calls(finish.reason, has_tool_calls)
+    return finish if reason is finish.reason else Finish(reason)
+
+
+def reported_or_estimated(usage: Usage | None, input_tokens: int, output_chars: int) -> Usage:
+    """The usage an upstream reported, or, when it reported none, the request's input estimate
+    and 4 characters per output token (text, reasoning and arguments as the client got them; a
+    custom call counted in its function form, `responses_tools.custom_arguments`)."""
+    if usage is not None:
+        return usage
+    return Usage(input_tokens=input_tokens, output_tokens=tokens_for_chars(output_chars))
 
 
 def anthropic_stop_to_stop(stop_reason: str | None) -> StopReason:

@@ -1,17 +1,27 @@
-"""Non-streaming replies between chat completions and Messages, one function per direction.
+"""Whole (non-streaming) replies: read as the neutral events a stream of them would carry, and
+rendered for the client by the accumulator.
 
-A reply is read as the neutral events a stream of it would carry (`openai_reply_events`,
-`anthropic_reply_events`) and rendered once by the accumulator, so the rules for stop reasons,
-usage and tool calls are the stream's own.
+Each provider format has one reader (`openai_reply_events`, `anthropic_reply_events`; codex only
+streams, its stream is read by `stream_responses`), each client API one renderer (`RENDERERS`),
+so the rules for stop reasons, usage and tool calls are the stream's own, and no reply goes
+through a third format on its way. A same-format reply passes as it is where it already says
+what its events would (`openai_reply_as_is`, `anthropic_reply_as_is`: a cheap look at the parsed
+body), so fields llmproxy does not model survive; one that needs a rule applied goes through
+the events like any other.
 
 Decisions:
+- Ids keep the upstream's, under the client API's prefix (`chatcmpl-`, `msg_`, `resp_`): see
+  `reply_id`.
+- A chat `refusal` is a refusal (`RefusalDelta`): chat and Responses clients get it as one,
+  Anthropic clients as text.
 - OpenAI-compatible reasoning (`reasoning_content`, or `reasoning` from OpenRouter/vLLM, or a
   `<think>` block opening `content`) becomes an Anthropic `thinking` block with
   `signature: ""`. The anthropic SDK accepts it (`signature: str`), Claude Code shows it as
   thinking, and it never reaches the visible text. Such unsigned blocks must not be sent to a
   real Anthropic upstream later: see `requests.drop_unsigned_thinking`.
 - Anthropic `thinking` becomes `message.reasoning_content` (non-standard, what Z.ai/DeepSeek
-  clients read); `redacted_thinking` and server-tool blocks are dropped.
+  clients read); signatures and `redacted_thinking` reach Anthropic clients only; server-tool
+  blocks reach none but an Anthropic client of a reply passed as it is.
 - Text blocks of one Anthropic message are concatenated without separator, exactly as a client
   would see them streamed.
 - A response that carries tool calls always ends with tool_use / tool_calls, whatever finish
@@ -22,6 +32,7 @@ Decisions:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -30,62 +41,155 @@ from proxy.translate.accumulate import MessageAccumulator
 from proxy.translate.common import dump_tool_input, split_think_tags
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
+    openai_finish,
     openai_finish_to_stop,
+    stop_to_anthropic,
+    stop_to_openai_finish,
     usage_from_anthropic,
     usage_from_openai,
+    with_tool_calls,
 )
 from proxy.types import (
+    ClientAPI,
+    CustomToolCall,
     Finish,
     JSONObject,
     MessageStart,
     ReasoningDelta,
-    StopReason,
+    ReasoningSignature,
+    RedactedReasoning,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
+    Usage,
     UsageUpdate,
 )
 
 __all__ = [
-    "anthropic_message_id",
-    "anthropic_to_openai_response",
-    "openai_completion_id",
+    "RENDERERS",
+    "accumulated",
+    "anthropic_reply_as_is",
+    "anthropic_reply_events",
+    "openai_reply_as_is",
     "openai_reply_events",
-    "openai_to_anthropic_response",
     "passthrough_response",
+    "reply_id",
 ]
+
+_ID_PREFIXES = ("chatcmpl-", "msg_", "resp_")
 
 
 def passthrough_response(body: JSONObject, model: str) -> JSONObject:
-    """Same format in and out: only `model` changes, to the name the client asked for."""
+    """Same format in and out: only `model` changes, to the served model's name."""
     return {**body, "model": model}
 
 
-def anthropic_message_id(upstream_id: Any) -> str:
-    """`chatcmpl-abc` -> `msg_abc`; a fresh id when the provider sent none."""
+def openai_reply_as_is(body: JSONObject) -> Usage | None:
+    """The usage of a chat.completion that a chat client may get as it is, or None when it must
+    go through the events (`openai_reply_events`) to say what the same answer streamed says: a
+    call ending in "stop", `reasoning` rather than `reasoning_content`, a leading `<think>`, a
+    list for `content`, arguments that are not text, or no usage. Checked on the parsed body
+    without copying it; several choices (a client's `n`) pass as they are, the events keep one."""
+    usage = body.get("usage")
+    choices = body.get("choices")
+    if not isinstance(usage, dict):
+        return None
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+        return usage_from_openai(usage)
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict) or "function_call" in message:  # legacy functions: as is
+        return usage_from_openai(usage)
+    content = message.get("content")
+    if isinstance(content, list) or (
+        isinstance(content, str) and content.lstrip().startswith("<think>")
+    ):
+        return None
+    if message.get("reasoning") and "reasoning_content" not in message:
+        return None
+    calls = message.get("tool_calls")
+    if calls:
+        finish = choice.get("finish_reason")
+        if not isinstance(calls, list) or not isinstance(finish, str):
+            return None
+        if stop_to_openai_finish(with_tool_calls(openai_finish_to_stop(finish), True)) != finish:
+            return None
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and not isinstance(function.get("arguments"), str):
+                return None
+    return usage_from_openai(usage)
+
+
+def anthropic_reply_as_is(body: JSONObject) -> Usage | None:
+    """The usage of an Anthropic `message` that a Messages client may get as it is (server-tool
+    blocks and citations included), or None when it must go through the events: a `tool_use`
+    block without stop reason `tool_use` (or a limit), or no usage."""
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    stop = body.get("stop_reason")
+    stop = stop if isinstance(stop, str) else None
+    if stop_to_anthropic(with_tool_calls(anthropic_stop_to_stop(stop), True)) != stop:
+        content = body.get("content")
+        for block in content if isinstance(content, list) else ():
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                return None
+    return usage_from_anthropic(usage)
+
+
+def reply_id(prefix: str, upstream_id: Any) -> str:
+    """The upstream's answer id under the client API's `prefix` (`chatcmpl-abc` -> `msg_abc`,
+    `resp_abc` -> `chatcmpl-abc`); a fresh one when the provider sent none."""
     if not isinstance(upstream_id, str) or not upstream_id:
-        return f"msg_{uuid.uuid4().hex}"
-    return "msg_" + upstream_id.removeprefix("chatcmpl-")
+        return prefix + uuid.uuid4().hex
+    base = upstream_id
+    for known in _ID_PREFIXES:
+        base = base.removeprefix(known)
+    return prefix + base
 
 
-def openai_completion_id(upstream_id: Any) -> str:
-    """`msg_abc` -> `chatcmpl-abc`; a fresh id when the provider sent none."""
-    if not isinstance(upstream_id, str) or not upstream_id:
-        return f"chatcmpl-{uuid.uuid4().hex}"
-    return "chatcmpl-" + upstream_id.removeprefix("msg_")
+Render = Callable[[MessageAccumulator, str, Mapping[str, Any], int | None], JSONObject]
+"""(accumulated reply, model the client asked for, the client's request, `created` or None for
+now) -> the client's answer."""
 
 
-# --- OpenAI chat.completion -> Anthropic message -----------------------------------------------
+def _render_openai(
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
+) -> JSONObject:
+    completion_id = reply_id("chatcmpl-", reply.message_id)
+    return reply.to_openai(model, completion_id=completion_id, created=created)
 
 
-def openai_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
-    """Translate an OpenAI chat.completion into an Anthropic `message` reporting `model`: the
-    reply is read as the neutral events a stream of it would carry, and the accumulator renders
-    them, so a streamed and a whole answer follow the same rules."""
-    accumulator = MessageAccumulator()
-    accumulator.extend(openai_reply_events(body))
-    return accumulator.to_anthropic(model, message_id=anthropic_message_id(body.get("id")))
+def _render_anthropic(
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
+) -> JSONObject:
+    return reply.to_anthropic(model, message_id=reply_id("msg_", reply.message_id))
+
+
+def _render_responses(
+    reply: MessageAccumulator, model: str, request: Mapping[str, Any], created: int | None
+) -> JSONObject:
+    response_id = reply_id("resp_", reply.message_id)
+    return reply.to_responses(model, request, response_id=response_id, created_at=created)
+
+
+RENDERERS: Mapping[ClientAPI, Render] = {
+    ClientAPI.OPENAI: _render_openai,
+    ClientAPI.ANTHROPIC: _render_anthropic,
+    ClientAPI.RESPONSES: _render_responses,
+}
+
+
+def accumulated(events: Iterable[StreamEvent], *, input_tokens: int = 0) -> MessageAccumulator:
+    accumulator = MessageAccumulator(input_tokens_hint=input_tokens)
+    accumulator.extend(events)
+    return accumulator
+
+
+# --- readers, one per provider format that answers in JSON --------------------------------------
 
 
 def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
@@ -99,12 +203,13 @@ def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
     text = _openai_text(message.get("content"))
     if not reasoning:
         reasoning, text = split_think_tags(text)
-    if not text and isinstance(message.get("refusal"), str):
-        text = message["refusal"]
+    refusal = _str(message.get("refusal"))
     if reasoning:
         events.append(ReasoningDelta(reasoning))
     if text:
         events.append(TextDelta(text))
+    if refusal:
+        events.append(RefusalDelta(refusal))
 
     calls = message.get("tool_calls")
     calls = [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
@@ -112,17 +217,22 @@ def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
     if isinstance(legacy, dict):
         calls.append({"function": legacy})
     for index, call in enumerate(calls):
+        if call.get("type") == "custom":  # a call to a custom tool: a raw string input
+            custom = _obj(call.get("custom"))
+            events.append(
+                CustomToolCall(
+                    index, _str(call.get("id")), _str(custom.get("name")), _str(custom.get("input"))
+                )
+            )
+            continue
         function = _obj(call.get("function"))
         events.append(ToolCallStart(index, _str(call.get("id")), _str(function.get("name"))))
         events.append(ToolCallDelta(index, _raw_arguments(function.get("arguments"))))
 
-    stop = openai_finish_to_stop(_str(choice.get("finish_reason")) or None)
-    stop_sequence = _matched_stop(choice) if stop is StopReason.END_TURN else None
-    if stop_sequence is not None:
-        stop = StopReason.STOP_SEQUENCE
-    events.append(Finish(stop, stop_sequence))
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    events.append(UsageUpdate(usage_from_openai(usage)))
+    events.append(openai_finish(choice))
+    usage = body.get("usage")
+    if isinstance(usage, dict) and usage:  # as a stream: no report, no UsageUpdate (estimated)
+        events.append(UsageUpdate(usage_from_openai(usage)))
     return events
 
 
@@ -155,36 +265,10 @@ def _openai_text(content: Any) -> str:
     return _str(content)
 
 
-def _matched_stop(choice: JSONObject) -> str | None:
-    """The stop sequence that ended generation, where the server says which (vLLM, SGLang)."""
-    for key in ("stop_reason", "matched_stop"):
-        value = choice.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-# --- Anthropic message -> OpenAI chat.completion -----------------------------------------------
-
-
-def anthropic_to_openai_response(
-    body: JSONObject, model: str, *, created: int | None = None
-) -> JSONObject:
-    """Translate an Anthropic `message` into an OpenAI chat.completion reporting `model`, through
-    the neutral events and the accumulator, like `openai_to_anthropic_response`.
-
-    `created` defaults to now (Anthropic messages carry no timestamp).
-    """
-    accumulator = MessageAccumulator()
-    accumulator.extend(anthropic_reply_events(body))
-    return accumulator.to_openai(
-        model, completion_id=openai_completion_id(body.get("id")), created=created
-    )
-
-
 def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:
-    """A whole Anthropic `message` as neutral events, blocks in order. `redacted_thinking` and
-    server-tool blocks have no place in a chat.completion and are left out."""
+    """A whole Anthropic `message` as the events its stream would carry (`stream_anthropic`),
+    blocks in order: signatures, redacted thinking and the stop sequence included. Server-tool
+    blocks (web search results...) have no neutral event and are left out."""
     events: list[StreamEvent] = [MessageStart(_str(body.get("id")), _str(body.get("model")))]
     content = body.get("content")
     tools = 0
@@ -196,11 +280,19 @@ def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:
             events.append(TextDelta(_str(block.get("text"))))
         elif kind == "thinking":
             events.append(ReasoningDelta(_str(block.get("thinking"))))
+            if signature := _str(block.get("signature")):
+                events.append(ReasoningSignature(signature))
+        elif kind == "redacted_thinking":
+            events.append(RedactedReasoning(_str(block.get("data"))))
         elif kind == "tool_use":
             events.append(ToolCallStart(tools, _str(block.get("id")), _str(block.get("name"))))
             events.append(ToolCallDelta(tools, dump_tool_input(block.get("input"))))
             tools += 1
-    events.append(Finish(anthropic_stop_to_stop(_str(body.get("stop_reason")) or None)))
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    events.append(UsageUpdate(usage_from_anthropic(usage)))
+    stop_sequence = _str(body.get("stop_sequence")) or None
+    events.append(
+        Finish(anthropic_stop_to_stop(_str(body.get("stop_reason")) or None), stop_sequence)
+    )
+    usage = body.get("usage")
+    if isinstance(usage, dict) and usage:
+        events.append(UsageUpdate(usage_from_anthropic(usage)))
     return events

@@ -1,15 +1,18 @@
 """The Responses API in the translation matrix: one entry point per (client, provider) pair.
 
 responses_request.py    Responses <-> chat completions requests
-responses_response.py   Responses <-> chat.completion objects, shared response builders
+responses_response.py   the pieces of a Responses object (the accumulator and the stream
+                        encoder build whole answers from them)
 responses_tools.py      namespaced and custom tools across flat function calling
 responses_dropped.py    what each direction leaves behind, and why
-stream_responses.py     Responses SSE <-> neutral stream events
+stream_responses.py     upstream Responses SSE (codex) -> neutral stream events
+stream_responses_encode.py   neutral stream events -> the client's Responses SSE
 
-Anthropic is reached through chat completions on both sides: the OpenAI <-> Anthropic
+Anthropic requests are reached through chat completions: the OpenAI <-> Anthropic request
 translators already carry every decision about that pair, and composing keeps one place per
-decision. Codex providers (the ChatGPT backend) speak Responses with extra rules, applied last by
-`codex_backend_request`.
+decision. Replies take no such detour: every reply is read into neutral events and rendered for
+the client once (`replies`). Codex providers (the ChatGPT backend) speak Responses with extra
+rules, applied last by `codex_backend_request`.
 """
 
 from __future__ import annotations
@@ -17,15 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.errors import ClientRequestError
-from proxy.translate.replies import anthropic_to_openai_response, openai_to_anthropic_response
 from proxy.translate.request_to_anthropic import openai_to_anthropic_request
 from proxy.translate.request_to_openai import anthropic_to_openai_request
 from proxy.translate.responses_dropped import CODEX_BACKEND_FIELDS, REJECTED_RESPONSES_FIELDS
 from proxy.translate.responses_request import chat_to_responses_request, responses_to_chat_request
-from proxy.translate.responses_response import (
-    chat_to_responses_response,
-    responses_to_chat_response,
-)
 from proxy.types import JSONObject
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
@@ -105,21 +103,6 @@ def _item_text(item: JSONObject) -> str:
     )
 
 
-# --- responses ---------------------------------------------------------------------------------
-
-
-def codex_to_anthropic_response(body: JSONObject, model: str) -> JSONObject:
-    return openai_to_anthropic_response(responses_to_chat_response(body, model), model)
-
-
-def anthropic_to_responses_response(body: JSONObject, model: str) -> JSONObject:
-    return chat_to_responses_response(anthropic_to_openai_response(body, model), model)
-
-
-def openai_to_responses_response(body: JSONObject, model: str) -> JSONObject:
-    return chat_to_responses_response(body, model)
-
-
 # --- client validation -------------------------------------------------------------------------
 
 
@@ -155,16 +138,11 @@ def validate_responses_request(body: object) -> JSONObject:
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "anthropic_to_codex_request",
-    "anthropic_to_responses_response",
     "chat_to_responses_request",
-    "chat_to_responses_response",
     "codex_backend_request",
-    "codex_to_anthropic_response",
     "openai_to_codex_request",
-    "openai_to_responses_response",
     "responses_to_anthropic_request",
     "responses_to_chat_request",
-    "responses_to_chat_response",
     "responses_to_codex_request",
     "validate_responses_request",
 ]

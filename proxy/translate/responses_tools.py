@@ -12,9 +12,11 @@ is served by such a provider:
   description carries the grammar; a call comes back as a `custom_tool_call` with that string.
 
 Restoring needs to know what the request declared: `ToolIndex.of(request)` reads it, and both
-the stream encoder and the non-streaming path use the same index, so a call looks the same
-either way. Hosted tools (`web_search`, `file_search`, `code_interpreter`, ...) run on OpenAI's
-servers and are dropped for other providers (see `responses_dropped.py`).
+the stream encoder and the accumulator's Responses rendering use the same index and the same
+`call_item`, so a call looks the same either way. A call the upstream itself made as a custom
+call (`CustomToolCall`) is a custom call whatever the index says. Hosted tools (`web_search`,
+`file_search`, `code_interpreter`, ...) run on OpenAI's servers and are dropped for other
+providers (see `responses_dropped.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import orjson
 
 from proxy.translate.responses_dropped import RESPONSES_CLIENT_TOOL_TYPES
-from proxy.types import JSONObject
+from proxy.types import CustomToolCall, JSONObject, ToolCallDelta, ToolCallStart
 
 NAMESPACE_SEPARATOR = "__"
 """Joins a namespace and a function name: `[A-Za-z0-9_-]` is all every dialect allows."""
@@ -157,6 +159,14 @@ def custom_arguments(tool_input: Any) -> str:
     ).decode()
 
 
+def function_form(call: CustomToolCall) -> tuple[ToolCallStart, ToolCallDelta]:
+    """A custom call as the function call a dialect without custom tools shows."""
+    return (
+        ToolCallStart(call.index, call.id, call.name),
+        ToolCallDelta(call.index, custom_arguments(call.input)),
+    )
+
+
 def custom_input(arguments: str) -> str:
     """The function form's JSON arguments -> the custom call's raw input. Arguments that are not
     `{"input": "<text>"}` are handed over as they are: the client's tool shows the model what it
@@ -171,12 +181,20 @@ def custom_input(arguments: str) -> str:
 
 
 def call_item(
-    index: ToolIndex, item_id: str, call_id: str, name: str, arguments: str, status: str
+    index: ToolIndex,
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    status: str,
+    *,
+    custom: bool = False,
 ) -> JSONObject:
-    """The Responses output item for a call to the flat `name` (function or custom)."""
+    """The Responses output item for a call to the flat `name` with function-form `arguments`:
+    a custom call when the request declared `name` custom or the upstream made it one."""
     restored = index.restore(name)
     item: JSONObject
-    if restored.custom:
+    if restored.custom or custom:
         item = {
             "id": item_id.replace("fc_", "ctc_", 1),
             "type": "custom_tool_call",
@@ -197,29 +215,6 @@ def call_item(
     if restored.namespace is not None:
         item["namespace"] = restored.namespace
     return item
-
-
-def restore_output(response: JSONObject, index: ToolIndex) -> JSONObject:
-    """A Responses object whose flat `function_call` items are put back into the shapes the
-    request declared. Returns `response` itself when nothing needs restoring."""
-    output = response.get("output")
-    if not index.special or not isinstance(output, list):
-        return response
-    items: list[Any] = []
-    for item in output:
-        if isinstance(item, dict) and item.get("type") == "function_call":
-            name = str(item.get("name", ""))
-            if name in index.special:
-                item = call_item(
-                    index,
-                    str(item.get("id", "")),
-                    str(item.get("call_id", "")),
-                    name,
-                    str(item.get("arguments", "")),
-                    str(item.get("status", "completed")),
-                )
-        items.append(item)
-    return {**response, "output": items}
 
 
 def _dicts(value: Any) -> list[JSONObject]:

@@ -12,16 +12,18 @@ from typing import Any
 
 import orjson
 
-from proxy.tokens import tokens_for_chars
-from proxy.translate.common import anthropic_tool_id
+from proxy.translate.common import anthropic_tool_id, fallback_tool_id
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
+    final_finish,
+    reported_or_estimated,
     stop_to_anthropic,
     usage_from_anthropic,
     usage_to_anthropic,
-    with_tool_calls,
 )
+from proxy.translate.responses_tools import function_form
 from proxy.types import (
+    CustomToolCall,
     Decoded,
     Finish,
     JSONObject,
@@ -295,6 +297,9 @@ class AnthropicStreamEncoder:
             return out + self._delta(b'{"type":"signature_delta","signature":', event.signature)
         if isinstance(event, ToolCallStart):
             return out + self._tool_start(event)
+        if isinstance(event, CustomToolCall):  # Anthropic tools take JSON input
+            start, arguments = function_form(event)
+            return out + self._tool_start(start) + self._tool_delta(arguments)
         if isinstance(event, UsageUpdate):
             self._usage = event.usage
             return out
@@ -395,7 +400,7 @@ class AnthropicStreamEncoder:
 
     def _tool_block(self, tool: int, call_id: str, name: str) -> JSONObject:
         # Our own message id is already Anthropic-safe, so the fallback id is too.
-        safe_id = anthropic_tool_id(call_id, f"toolu_{self._message_id}_{tool}")
+        safe_id = anthropic_tool_id(call_id, fallback_tool_id(self._message_id, tool))
         return {"type": "tool_use", "id": safe_id, "name": name, "input": {}}
 
     def _tool_delta(self, event: ToolCallDelta) -> bytes:
@@ -416,16 +421,17 @@ class AnthropicStreamEncoder:
     def _finish_event(self, event: Finish) -> bytes:
         out = self._close_block()
         self._finish = event
-        reason = with_tool_calls(event.reason, self._any_tool)
-        if self._usage is not None:
-            usage: JSONObject = usage_to_anthropic(self._usage)
-        else:
-            usage = {"output_tokens": tokens_for_chars(self._output_chars)}
+        final = final_finish(event, self._any_tool)
+        usage: JSONObject = usage_to_anthropic(
+            reported_or_estimated(self._usage, self._input_hint, self._output_chars)
+        )
+        if self._usage is None:  # the input estimate went out in `message_start`
+            usage = {"output_tokens": usage["output_tokens"]}
         body = {
             "type": "message_delta",
             "delta": {
-                "stop_reason": stop_to_anthropic(reason),
-                "stop_sequence": None if reason is StopReason.TOOL_USE else event.stop_sequence,
+                "stop_reason": stop_to_anthropic(final.reason),
+                "stop_sequence": final.stop_sequence,
             },
             "usage": usage,
         }

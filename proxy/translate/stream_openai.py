@@ -13,15 +13,17 @@ from typing import Any
 
 import orjson
 
-from proxy.tokens import tokens_for_chars
 from proxy.translate.reasons import (
-    openai_finish_to_stop,
+    final_finish,
+    openai_finish,
+    reported_or_estimated,
     stop_to_openai_finish,
     usage_from_openai,
     usage_to_openai,
-    with_tool_calls,
 )
+from proxy.translate.responses_tools import function_form
 from proxy.types import (
+    CustomToolCall,
     Decoded,
     Finish,
     JSONObject,
@@ -29,6 +31,7 @@ from proxy.types import (
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -123,8 +126,9 @@ class _UpstreamCall:
     index: int  # our dense index
     id: str
     name: str
-    started: bool = False  # ToolCallStart emitted (it waits for the name)
+    started: bool = False  # ToolCallStart (or CustomToolCall) emitted
     pending: list[str] = field(default_factory=list)  # arguments received before the name
+    custom: bool = False  # a custom tool's call: its input is held and sent whole
 
 
 class OpenAIStreamDecoder:
@@ -134,7 +138,9 @@ class OpenAIStreamDecoder:
     upstream `index` is new, or when it carries an `id` different from the call already at that
     index (Gemini's OpenAI endpoint sends every call as index 0). A call without an id gets a
     stable synthetic one; a call whose name is still unknown holds its arguments until the name
-    arrives, so ToolCallStart always precedes its ToolCallDelta events.
+    arrives, so ToolCallStart always precedes its ToolCallDelta events. A call to a custom tool
+    (`type: "custom"`, a raw `custom.input`) is one CustomToolCall, sent once its input is
+    complete: when another call starts, or at the finish.
 
     Finish is held back until a chunk with `usage` arrives at or after the finish reason, or
     until `close()`: with `include_usage` OpenAI sends usage in a separate, later chunk, and
@@ -204,6 +210,11 @@ class OpenAIStreamDecoder:
             if not call.started:
                 self._start(call, out)
 
+    def _end_custom_calls(self, out: list[StreamEvent]) -> None:
+        for call in self._calls:
+            if call.custom and not call.started:
+                self._start(call, out)
+
     def _choice(self, choice: Mapping[str, Any], out: list[StreamEvent]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, Mapping):
@@ -218,7 +229,7 @@ class OpenAIStreamDecoder:
                 self._think_tags.feed(content, out)
             refusal = delta.get("refusal")
             if isinstance(refusal, str) and refusal:
-                out.append(TextDelta(refusal))
+                out.append(RefusalDelta(refusal))
             tool_calls = delta.get("tool_calls")
             if isinstance(tool_calls, list):
                 for fragment in tool_calls:
@@ -227,11 +238,9 @@ class OpenAIStreamDecoder:
             function_call = delta.get("function_call")
             if isinstance(function_call, Mapping):  # legacy single-function streaming
                 self._tool_fragment({"index": 0, "function": function_call}, out)
-        finish_reason = choice.get("finish_reason")
-        if finish_reason and self._finish is None:
-            self._finish = Finish(
-                with_tool_calls(openai_finish_to_stop(str(finish_reason)), bool(self._calls))
-            )
+        if choice.get("finish_reason") and self._finish is None:
+            finish = openai_finish(choice)
+            self._finish = final_finish(finish, bool(self._calls))
 
     def _tool_fragment(self, fragment: Mapping[str, Any], out: list[StreamEvent]) -> None:
         # Text held to look for a <think> tag is settled: the text part is over.
@@ -239,7 +248,8 @@ class OpenAIStreamDecoder:
         raw_index = fragment.get("index")
         call_id = fragment.get("id")
         call_id = call_id if isinstance(call_id, str) and call_id else None
-        function = fragment.get("function")
+        custom = fragment.get("custom")
+        function = custom if isinstance(custom, Mapping) else fragment.get("function")
         function = function if isinstance(function, Mapping) else {}
         name = function.get("name")
         name = name if isinstance(name, str) and name else None
@@ -253,6 +263,7 @@ class OpenAIStreamDecoder:
             upstream_index = -1 - len(self._calls)  # no index: a private slot per new call
         call = self._by_upstream.get(upstream_index)
         if call is None or (call_id is not None and call.id != call_id and call.started):
+            self._end_custom_calls(out)
             dense = len(self._calls)
             call = _UpstreamCall(dense, call_id or f"call_{self._message_id}_{dense}", "")
             self._calls.append(call)
@@ -261,6 +272,13 @@ class OpenAIStreamDecoder:
             call.id = call_id
         if name is not None and not call.name:
             call.name = name
+        if isinstance(custom, Mapping) or fragment.get("type") == "custom":
+            call.custom = True
+        if call.custom:
+            text = function.get("input")
+            if isinstance(text, str) and text and not call.started:
+                call.pending.append(text)
+            return
         arguments = function.get("arguments")
         if isinstance(arguments, Mapping):  # a few servers send parsed arguments
             arguments = orjson.dumps(arguments).decode()
@@ -275,6 +293,10 @@ class OpenAIStreamDecoder:
     @staticmethod
     def _start(call: _UpstreamCall, out: list[StreamEvent]) -> None:
         call.started = True
+        if call.custom:
+            out.append(CustomToolCall(call.index, call.id, call.name, "".join(call.pending)))
+            call.pending.clear()
+            return
         out.append(ToolCallStart(call.index, call.id, call.name))
         if call.pending:
             out.append(ToolCallDelta(call.index, "".join(call.pending)))
@@ -298,8 +320,9 @@ class OpenAIStreamEncoder:
     `include_usage`, non-final chunks carry `"usage": null` and `finish()` sends the
     `choices: []` usage chunk, as OpenAI does. The first event of any kind produces the role
     chunk; a later MessageStart (a mid-stream takeover) only changes the `model` the following
-    chunks name. Reasoning goes out as `delta.reasoning_content`; signatures and redacted
-    reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
+    chunks name. Reasoning goes out as `delta.reasoning_content`, a refusal as `delta.refusal`,
+    a custom tool call as a function call (`responses_tools.function_form`); signatures and
+    redacted reasoning have no OpenAI form and are dropped. Events after Finish are ignored.
 
     Only the delta is serialized per chunk: the envelope is pre-encoded once.
     """
@@ -343,8 +366,12 @@ class OpenAIStreamEncoder:
             self._started = True
             out = self._chunk({"role": "assistant", "content": ""})
         if isinstance(event, TextDelta):
+            if not event.text:
+                return out
             self._output_chars += len(event.text)
-            return out + self._chunk({"content": event.text}) if event.text else out
+            if type(event) is RefusalDelta:
+                return out + self._chunk({"refusal": event.text})
+            return out + self._chunk({"content": event.text})
         if isinstance(event, ToolCallDelta):
             if not event.arguments:
                 return out
@@ -365,6 +392,9 @@ class OpenAIStreamEncoder:
                 "function": {"name": event.name, "arguments": ""},
             }
             return out + self._chunk({"tool_calls": [call]})
+        if isinstance(event, CustomToolCall):  # chat clients call functions
+            start, arguments = function_form(event)
+            return out + self.encode(start) + self.encode(arguments)
         if isinstance(event, UsageUpdate):
             self._usage = event.usage
             return out
@@ -394,9 +424,7 @@ class OpenAIStreamEncoder:
         self._closed = True
         if not self._include_usage:
             return _DONE
-        usage = self._usage or Usage(
-            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
-        )
+        usage = reported_or_estimated(self._usage, self._input_hint, self._output_chars)
         chunk = {**self._head, "choices": [], "usage": usage_to_openai(usage)}
         return b"data: " + orjson.dumps(chunk) + b"\n\n" + _DONE
 
@@ -418,7 +446,7 @@ class OpenAIStreamEncoder:
             if not seen:
                 call = {"index": index, "function": {"arguments": "{}"}}
                 out += self._chunk({"tool_calls": [call]})
-        reason = with_tool_calls(event.reason, bool(self._args_seen))
+        reason = final_finish(event, bool(self._args_seen)).reason
         finish_reason = orjson.dumps(stop_to_openai_finish(reason))
         return (
             out

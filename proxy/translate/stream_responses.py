@@ -16,19 +16,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.translate.responses_response import (
-    output_text,
-    reasoning_text,
-    stop_for,
-    usage_from_responses,
-)
-from proxy.translate.responses_tools import custom_arguments, flat_name
+from proxy.translate.responses_response import reasoning_text, stop_for, usage_from_responses
+from proxy.translate.responses_tools import flat_name
 from proxy.types import (
+    CustomToolCall,
     Decoded,
     Finish,
     JSONObject,
     MessageStart,
     ReasoningDelta,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -74,10 +71,11 @@ class ResponsesStreamDecoder:
     """Upstream Responses SSE payloads -> neutral events.
 
     Items are tracked by `output_index` (by `item_id` when a server leaves the index out).
-    Function calls get dense tool indexes in order; a namespaced call's name is flattened
-    (`responses_tools.flat_name`) and a custom call's raw input travels as `{"input": ...}`, as
-    for every other provider. Finish comes from `response.completed` / `response.incomplete`,
-    after the usage; `response.failed` and `error` events raise.
+    Calls get dense tool indexes in order; a namespaced call's name is flattened
+    (`responses_tools.flat_name`); a custom call is one `CustomToolCall` with its raw input,
+    once the input is whole. Refusals are `RefusalDelta`s. Finish comes from
+    `response.completed` / `response.incomplete`, after the usage; `response.failed` and
+    `error` events are reported as faults.
     """
 
     def __init__(self) -> None:
@@ -131,17 +129,15 @@ class ResponsesStreamDecoder:
         return found
 
     def _start_call(self, state: _Item, item: Mapping[str, Any], out: list[StreamEvent]) -> None:
+        """Give a call its tool index; a function call is announced now, a custom call once
+        its input is whole."""
         if state.started:
             return
         state.started = True
         state.tool = self._tools
         self._tools += 1
-        namespace = item.get("namespace")
-        name = flat_name(
-            namespace if isinstance(namespace, str) else None, str(item.get("name", ""))
-        )
-        call_id = str(item.get("call_id") or item.get("id") or f"call_{state.tool}")
-        out.append(ToolCallStart(state.tool, call_id, name))
+        if state.kind != "custom_tool_call":
+            out.append(ToolCallStart(state.tool, *_call_identity(item, state.tool)))
 
     # --- handlers, one per event type ----------------------------------------------------------
 
@@ -157,7 +153,8 @@ class ResponsesStreamDecoder:
         delta = payload.get("delta")
         if isinstance(delta, str) and delta:
             self._item(payload, "message").emitted = True
-            out.append(TextDelta(delta))
+            refusal = payload.get("type") == "response.refusal.delta"
+            out.append(RefusalDelta(delta) if refusal else TextDelta(delta))
 
     def _summary_delta(self, payload: JSONObject, out: list[StreamEvent]) -> None:
         delta = payload.get("delta")
@@ -201,8 +198,12 @@ class ResponsesStreamDecoder:
             return
         part = payload.get("part")
         text = payload.get("text")
-        if not isinstance(text, str) and isinstance(part, Mapping):
-            text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
+        refusal = payload.get("type") == "response.refusal.done"
+        if refusal:
+            text = payload.get("refusal")
+        elif not isinstance(text, str) and isinstance(part, Mapping):
+            refusal = part.get("type") == "refusal"
+            text = part.get("refusal") if refusal else part.get("text")
         if not isinstance(text, str) or not text:
             return
         state.emitted = True
@@ -212,7 +213,7 @@ class ResponsesStreamDecoder:
             state.kind = "reasoning"
             out.append(ReasoningDelta(text))
         else:
-            out.append(TextDelta(text))
+            out.append(RefusalDelta(text) if refusal else TextDelta(text))
 
     def _item_done(self, payload: JSONObject, out: list[StreamEvent]) -> None:
         item = payload.get("item")
@@ -223,25 +224,24 @@ class ResponsesStreamDecoder:
         """Whatever of a finished item its deltas did not already deliver."""
         kind = item.get("type")
         if kind == "message" and not state.emitted:
-            text = output_text(item)
-            if text:
-                out.append(TextDelta(text))
+            out += _message_events(item)
         elif kind == "reasoning" and not state.emitted:
             text = reasoning_text(item)
             if text:
                 out.append(ReasoningDelta(text))
         elif kind in _CALL_TYPES:
+            state.kind = str(kind)
             self._start_call(state, item, out)
             if not state.emitted:
                 if kind == "custom_tool_call":
                     raw = item.get("input")
-                    arguments = custom_arguments(
-                        raw if isinstance(raw, str) else "".join(state.pending)
-                    )
+                    tool_input = raw if isinstance(raw, str) else "".join(state.pending)
+                    identity = _call_identity(item, state.tool)
+                    out.append(CustomToolCall(state.tool, *identity, tool_input))
                 else:
                     arguments = str(item.get("arguments") or "".join(state.pending))
-                if arguments:
-                    out.append(ToolCallDelta(state.tool, arguments))
+                    if arguments:
+                        out.append(ToolCallDelta(state.tool, arguments))
         state.emitted = True
         state.pending.clear()
 
@@ -262,6 +262,29 @@ class ResponsesStreamDecoder:
             out.append(UsageUpdate(usage_from_responses(usage)))
         self._finished = True
         out.append(Finish(stop_for(response, self._tools > 0)))
+
+
+def _call_identity(item: Mapping[str, Any], tool: int) -> tuple[str, str]:
+    """A call item's id and flat name."""
+    namespace = item.get("namespace")
+    name = flat_name(namespace if isinstance(namespace, str) else None, str(item.get("name", "")))
+    return str(item.get("call_id") or item.get("id") or f"call_{tool}"), name
+
+
+def _message_events(item: Mapping[str, Any]) -> list[StreamEvent]:
+    """A whole `message` item's parts: text as text, refusals as refusals."""
+    parts = item.get("content")
+    out: list[StreamEvent] = []
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, Mapping):
+            continue
+        if part.get("type") == "refusal":
+            refusal = part.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                out.append(RefusalDelta(refusal))
+        elif isinstance(text := part.get("text"), str) and text:
+            out.append(TextDelta(text))
+    return out
 
 
 _HANDLERS = {

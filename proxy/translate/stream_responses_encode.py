@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 import orjson
 
 from proxy.sse import encode_event
-from proxy.tokens import tokens_for_chars
+from proxy.translate.reasons import reported_or_estimated
 from proxy.translate.responses_response import (
     message_item,
     reasoning_item,
+    refusal_item,
     response_object,
     status_for,
 )
-from proxy.translate.responses_tools import ToolIndex, call_item, custom_input
+from proxy.translate.responses_tools import ToolIndex, call_item, custom_arguments, custom_input
 from proxy.types import (
+    CustomToolCall,
     ErrorClass,
     Finish,
     JSONObject,
@@ -26,6 +28,7 @@ from proxy.types import (
     ReasoningDelta,
     ReasoningSignature,
     RedactedReasoning,
+    RefusalDelta,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
@@ -47,9 +50,9 @@ FAILURE_CODES: Mapping[str, str] = {
 
 @dataclass(slots=True)
 class _Open:
-    """The text or reasoning item being streamed."""
+    """The text, refusal or reasoning item being streamed."""
 
-    kind: str  # "message" or "reasoning"
+    kind: str  # "message", "refusal" or "reasoning"
     output_index: int
     item_id: str
     parts: list[str] = field(default_factory=list)
@@ -62,6 +65,7 @@ class _Call:
     call_id: str
     name: str
     arguments: list[str] = field(default_factory=list)
+    custom: bool = False  # the upstream made it a custom call
 
 
 class ResponsesStreamEncoder:
@@ -116,12 +120,22 @@ class ResponsesStreamEncoder:
         if isinstance(event, TextDelta | ReasoningDelta):
             if not event.text:
                 return out
-            kind = "message" if isinstance(event, TextDelta) else "reasoning"
+            if isinstance(event, ReasoningDelta):
+                kind = "reasoning"
+            else:
+                kind = "refusal" if type(event) is RefusalDelta else "message"
             return out + self._content(kind, event.text)
         if isinstance(event, ToolCallStart):
             return out + self._close_open() + self._call_start(event)
         if isinstance(event, ToolCallDelta):
             return out + self._call_delta(event)
+        if isinstance(event, CustomToolCall):
+            start = ToolCallStart(event.index, event.id, event.name)
+            out += self._close_open() + self._call_start(start, custom=True)
+            arguments = custom_arguments(event.input)
+            self._output_chars += len(arguments)
+            self._calls[event.index].arguments.append(arguments)
+            return out
         if isinstance(event, UsageUpdate):
             self._usage = event.usage
             return out
@@ -145,9 +159,7 @@ class ResponsesStreamEncoder:
             return b""
         self._closed = True
         status, incomplete = status_for(self._finish.reason)
-        usage = self._usage or Usage(
-            input_tokens=self._input_hint, output_tokens=tokens_for_chars(self._output_chars)
-        )
+        usage = reported_or_estimated(self._usage, self._input_hint, self._output_chars)
         body = self._response(status, self._output, usage, incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"
         return self._event(name, {"response": body})
@@ -210,13 +222,17 @@ class ResponsesStreamEncoder:
                 "response.output_text.delta",
                 {**position, "content_index": 0, "delta": text, "logprobs": []},
             )
+        if kind == "refusal":
+            return out + self._event(
+                "response.refusal.delta", {**position, "content_index": 0, "delta": text}
+            )
         return out + self._event(
             "response.reasoning_summary_text.delta", {**position, "summary_index": 0, "delta": text}
         )
 
     def _open_item(self, kind: str) -> _Open:
         index = len(self._output)
-        prefix = "msg" if kind == "message" else "rs"
+        prefix = "rs" if kind == "reasoning" else "msg"
         opened = _Open(kind, index, f"{prefix}_{self._base}_{index}")
         self._output.append({})  # the slot; filled when the item closes
         self._open = opened
@@ -224,9 +240,13 @@ class ResponsesStreamEncoder:
 
     def _opened(self, item: _Open) -> bytes:
         position = {"item_id": item.item_id, "output_index": item.output_index}
-        if item.kind == "message":
+        if item.kind != "reasoning":
             added = message_item(item.item_id, "", "in_progress")
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            part = (
+                {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+                if item.kind == "message"
+                else {"type": "refusal", "refusal": ""}
+            )
             return self._event(
                 "response.output_item.added", {"output_index": item.output_index, "item": added}
             ) + self._event(
@@ -256,6 +276,14 @@ class ResponsesStreamEncoder:
             ) + self._event(
                 "response.content_part.done", {**position, "content_index": 0, "part": part}
             )
+        elif item.kind == "refusal":
+            done = refusal_item(item.item_id, text)
+            out = self._event(
+                "response.refusal.done", {**position, "content_index": 0, "refusal": text}
+            ) + self._event(
+                "response.content_part.done",
+                {**position, "content_index": 0, "part": done["content"][0]},
+            )
         else:
             done = reasoning_item(item.item_id, text)
             out = self._event(
@@ -270,11 +298,13 @@ class ResponsesStreamEncoder:
             "response.output_item.done", {"output_index": item.output_index, "item": done}
         )
 
-    def _call_start(self, event: ToolCallStart) -> bytes:
+    def _call_start(self, event: ToolCallStart, *, custom: bool = False) -> bytes:
         index = len(self._output)
-        call = _Call(index, f"fc_{self._base}_{index}", event.id, event.name)
+        call = _Call(index, f"fc_{self._base}_{index}", event.id, event.name, custom=custom)
         self._calls[event.index] = call
-        added = call_item(self._tools, call.item_id, call.call_id, call.name, "", "in_progress")
+        added = call_item(
+            self._tools, call.item_id, call.call_id, call.name, "", "in_progress", custom=custom
+        )
         self._output.append(added)
         return self._event("response.output_item.added", {"output_index": index, "item": added})
 
@@ -290,7 +320,7 @@ class ResponsesStreamEncoder:
             call = self._calls[event.index]
         self._output_chars += len(event.arguments)
         call.arguments.append(event.arguments)
-        if self._tools.restore(call.name).custom:
+        if call.custom or self._tools.restore(call.name).custom:
             return out  # a custom call's input is sent whole, once it is known
         return out + self._event(
             "response.function_call_arguments.delta",
@@ -303,7 +333,13 @@ class ResponsesStreamEncoder:
             # A call that never got arguments would leave the client "" to json-parse.
             arguments = "".join(call.arguments) or "{}"
             item = call_item(
-                self._tools, call.item_id, call.call_id, call.name, arguments, "completed"
+                self._tools,
+                call.item_id,
+                call.call_id,
+                call.name,
+                arguments,
+                "completed",
+                custom=call.custom,
             )
             position = {"item_id": item["id"], "output_index": call.output_index}
             if item["type"] == "custom_tool_call":

@@ -5,7 +5,8 @@ Not a test (nothing here is timed inside pytest). Run:
 
     .venv/bin/python tests/bench/bench_startup.py [--runs 10]
 
-Each command runs `--runs` times in a fresh process; the median wall time is reported:
+Each command runs `--runs` times in a fresh process, the commands in turn (one run of each, then
+the next round), so that the machine's load moves them alike; the median wall time is reported:
 
 - `llmproxy --help`
 - `llmproxy route test auto` on a config with two providers (no network)
@@ -93,22 +94,34 @@ def _first_byte(command: list[str], env: dict[str, str]) -> Run:
 
 
 def _median(runs: int, measure: Callable[[], Run]) -> Run:
-    measure()  # warm the file cache (and write the bytecode cache) once
-    measured = [measure() for _ in range(runs)]
-    return (
-        statistics.median(wall for wall, _ in measured),
-        statistics.median(cpu for _, cpu in measured),
-    )
+    return _medians(runs, {"": measure})[""]
+
+
+def _medians(runs: int, measures: dict[str, Callable[[], Run]]) -> dict[str, Run]:
+    """Each measure `runs` times, taken in turn (one of each, then again), so that a change in
+    the machine's load during the run moves every command alike and the ratios hold."""
+    for measure in measures.values():
+        measure()  # warm the file cache (and write the bytecode cache) once
+    measured: dict[str, list[Run]] = {name: [] for name in measures}
+    for _ in range(runs):
+        for name, measure in measures.items():
+            measured[name].append(measure())
+    return {
+        name: (
+            statistics.median(wall for wall, _ in samples),
+            statistics.median(cpu for _, cpu in samples),
+        )
+        for name, samples in measured.items()
+    }
 
 
 # What `route test` imports, in layers: each row adds its modules to the ones above it.
 LAYERS = (
     ("typer", "typer.main"),
     ("the command table", "cli.main"),
-    ("rich", "rich.console, rich.text"),
-    ("yarl, tomllib, platformdirs", "yarl, tomllib, platformdirs"),
     ("proxy.types", "proxy.types"),
-    ("the config package", "proxy.config"),
+    ("the config's values", "proxy.config.model"),
+    ("the config loader", "proxy.config.load"),
     ("route test's own modules", "cli.route"),
 )
 
@@ -192,17 +205,18 @@ def main() -> None:
                     raise RuntimeError("the daemon did not start")
                 time.sleep(0.05)
             client_env = {k: v for k, v in env.items() if k != "KEY"}  # no provider key here
-            results = {
-                "bare python": _median(args.runs, lambda: _wall([PYTHON, "-c", "pass"], env)),
-                "--help": _median(args.runs, lambda: _wall([*LLMPROXY, "--help"], env)),
-                "route test": _median(
-                    args.runs, lambda: _wall([*LLMPROXY, "route", "test", "auto"], client_env)
-                ),
-                "chat (first byte)": _median(
-                    args.runs, lambda: _first_byte([*LLMPROXY, "chat", "Hello"], client_env)
-                ),
-                "status": _median(args.runs, lambda: _wall([*LLMPROXY, "status"], client_env)),
-            }
+            results = _medians(
+                args.runs,
+                {
+                    "bare python": lambda: _wall([PYTHON, "-c", "pass"], env),
+                    "--help": lambda: _wall([*LLMPROXY, "--help"], env),
+                    "route test": lambda: _wall([*LLMPROXY, "route", "test", "auto"], client_env),
+                    "chat (first byte)": lambda: _first_byte(
+                        [*LLMPROXY, "chat", "Hello"], client_env
+                    ),
+                    "status": lambda: _wall([*LLMPROXY, "status"], client_env),
+                },
+            )
         finally:
             daemon.terminate()
             daemon.wait(timeout=30)

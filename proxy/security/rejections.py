@@ -1,4 +1,6 @@
-"""Refusals as JSON in the client's own dialect, never an HTML page."""
+"""llmproxy's own rejections (a bad key, a body too large, a rate limit...) as JSON error
+responses in the client's own dialect, never an HTML page. ("Refusal" is the model's word:
+`types.RefusalDelta`.)"""
 
 from __future__ import annotations
 

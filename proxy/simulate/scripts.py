@@ -1,4 +1,4 @@
-"""Deterministic replies: what a simulated model answers, as a pure function of the request.
+"""Scripts: what a simulated model answers, as a pure function of the request (deterministic).
 
 The rules, so tests can predict every byte of content:
 
@@ -9,6 +9,9 @@ The rules, so tests can predict every byte of content:
   (or `parallel_tool_calls` calls) to the first tool(s), or to the forced one; the arguments fill
   the schema's *required* properties by type (see `example_arguments`). With
   `text_before_tool` the call is preceded by the text `"{head} Calling {name}."`.
+- The last user text starts with `REFUSE_TRIGGER` -> a refusal, `"{head} I can't help with
+  that."`: OpenAI-format providers send it as `refusal` (content null, finish reason stop), codex
+  as a `refusal` part, Anthropic as text with stop reason `refusal`.
 - Otherwise -> text `"{head} You said: {clip(last user text)}"`; the user text is the last text
   part of the last user message (Claude Code puts reminders first and the prompt last).
 - The last message is an assistant prefill -> the reply is computed from the conversation
@@ -34,6 +37,7 @@ from proxy.types import JSONObject, ProviderFormat, StopReason
 
 ECHO_CHARS = 60
 DEFAULT_CHUNK_CHARS = 8
+REFUSE_TRIGGER = "Refuse:"
 
 Choice = Literal["auto", "none", "required"]
 
@@ -62,6 +66,8 @@ class Reply:
     stop: StopReason
     input_tokens: int
     signature: str = ""
+    refusal: bool = False
+    """`text` is the model declining to answer."""
 
     @property
     def reasoning_text(self) -> str:
@@ -103,6 +109,10 @@ def chunk(text: str, size: int) -> tuple[str, ...]:
 def reply_text(provider: str, model: str, user_text: str) -> str:
     """The plain reply to a user message (no tools, no prefill)."""
     return f"[{provider}/{model}] You said: {clip(user_text)}"
+
+
+def refusal_text(provider: str, model: str) -> str:
+    return f"[{provider}/{model}] I can't help with that."
 
 
 def tool_result_text(provider: str, model: str, tool: str, result: str) -> str:
@@ -345,7 +355,10 @@ def plan_reply(
     content = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
     key = digest(provider, fmt.value, content)
     calls: list[tuple[str, str]] = []
-    if conv.tool_result is not None:
+    refusal = conv.tool_result is None and conv.user_text.startswith(REFUSE_TRIGGER)
+    if refusal:
+        text = refusal_text(provider, conv.model)
+    elif conv.tool_result is not None:
         text = tool_result_text(provider, conv.model, *conv.tool_result)
     elif _wants_tools(conv):
         chosen = [t for t in conv.tools if t[0] == conv.forced_tool] or list(conv.tools)
@@ -387,6 +400,8 @@ def plan_reply(
         stop = StopReason.MAX_TOKENS
     elif tool_calls:
         stop = StopReason.TOOL_USE
+    elif refusal and fmt is ProviderFormat.ANTHROPIC:
+        stop = StopReason.CONTENT_FILTER  # Anthropic's `refusal`
     else:
         stop = StopReason.END_TURN
     id_prefix = "msg_" if fmt is ProviderFormat.ANTHROPIC else "chatcmpl-"
@@ -399,4 +414,5 @@ def plan_reply(
         stop=stop,
         input_tokens=estimate_input_tokens(body),
         signature=thinking_signature(provider, "".join(pieces_reasoning)) if thought else "",
+        refusal=refusal,
     )
