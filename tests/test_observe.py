@@ -500,6 +500,34 @@ def test_cache_reads_and_writes_are_priced_at_their_own_rates() -> None:
     assert usage_cost(usage, builtin_capabilities("some-unknown-model")) is None
 
 
+def test_a_request_is_priced_once_unless_its_usage_or_target_changes() -> None:
+    from proxy.capabilities import ModelCapabilities, builtin_capabilities
+    from proxy.observe.record import Trace
+    from proxy.types import Decision, Scenario
+
+    asked: list[Target] = []
+
+    def capabilities(target: Target) -> ModelCapabilities:
+        asked.append(target)
+        return builtin_capabilities("claude-sonnet-4-5")  # $3 in, $15 out per million
+
+    served = Target("anthropic", "claude-sonnet-4-5")
+    trace = Trace("req_1", "anthropic")
+    decision = Decision(Scenario.DEFAULT, "default chain", (served,))
+    trace.routed("claude-sonnet-4-5", False, decision, capabilities)
+    trace.ended(served, [], Usage(input_tokens=1000, output_tokens=100))
+    header = trace.cost()
+    assert header == pytest.approx((1000 * 3 + 100 * 15) / 1e6)
+    assert trace.record(200, "ok").cost == header  # the record's cost is the header's
+    assert asked == [served]
+    trace.ended(served, [], Usage(input_tokens=2000, output_tokens=100))  # a longer answer
+    assert trace.cost() == pytest.approx((2000 * 3 + 100 * 15) / 1e6)
+    other = Target("other", "claude-sonnet-4-5")
+    trace.ended(other, [], trace.usage)
+    trace.cost()
+    assert asked == [served, served, other]
+
+
 def test_the_config_overrides_prices_including_cache_rates() -> None:
     text = (
         '[router]\ndefault = "local,m"\n[[providers]]\nname = "local"\n'

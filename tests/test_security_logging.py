@@ -46,6 +46,17 @@ def test_redactor_masks_known_values_and_secret_shapes() -> None:
     assert "Bearer [REDACTED]" in text
 
 
+def test_a_known_value_is_masked_in_a_line_with_no_secret_word() -> None:
+    # The pattern pass is skipped for lines without a trigger word; known values never are.
+    redactor = Redactor(["first-value-0001", "second-value-0002"])
+    line = "req_1 anthropic once default [zai] => zai,second-value-0002 200 (first-value-0001)"
+    assert redactor.redact(line) == (
+        "req_1 anthropic once default [zai] => zai,[REDACTED] 200 ([REDACTED])"
+    )
+    plain = "req_2 openai once default [zai] => zai,glm-5 200 in=1 out=2"
+    assert redactor.redact(plain) == plain
+
+
 def test_filter_redacts_arguments_and_tracebacks() -> None:
     record_filter = RedactingFilter(Redactor([ZAI_KEY]))
     try:

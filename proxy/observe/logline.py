@@ -78,22 +78,18 @@ def _handlers(logger: logging.Logger) -> list[logging.Handler]:
 def text_line(r: RequestRecord) -> str:
     """`req_1f.. anthropic stream think: codex 429 -> zai => zai,glm-5 200 in=812 out=96
     cache=0/0 $0.0011 ttft=412ms total=1830ms (reasoning requested)`"""
-    parts = [r.id, r.client_api, "stream" if r.stream else "once", r.route or "-"]
-    if r.attempts:
-        parts.append(f"[{attempts_path(r.attempts)}]")
-    parts.append(f"=> {r.served}" if r.served else "=> none")
-    parts.append(str(r.status))
+    # One f-string: a list of parts joined cost twice as much, and this runs for every request.
+    path = f" [{attempts_path(r.attempts)}]" if r.attempts else ""
+    served = f"=> {r.served}" if r.served else "=> none"
+    outcome = ""
     if r.outcome != "ok":
-        parts.append(r.outcome + (f":{r.error}" if r.error else ""))
+        outcome = f" {r.outcome}:{r.error}" if r.error else f" {r.outcome}"
+    ttft = "" if r.ttft_ms is None else f" ttft={r.ttft_ms:.0f}ms"
+    reason = f" ({r.reason})" if r.reason else ""
     u = r.usage
-    parts.append(
-        f"in={u.input_tokens} out={u.output_tokens} "
-        f"cache={u.cache_read_input_tokens}/{u.cache_creation_input_tokens}"
+    return (
+        f"{r.id} {r.client_api} {'stream' if r.stream else 'once'} {r.route or '-'}{path}"
+        f" {served} {r.status}{outcome} in={u.input_tokens} out={u.output_tokens}"
+        f" cache={u.cache_read_input_tokens}/{u.cache_creation_input_tokens}"
+        f" {format_cost(r.cost)}{ttft} total={r.total_ms:.0f}ms{reason}"
     )
-    parts.append(format_cost(r.cost))
-    if r.ttft_ms is not None:
-        parts.append(f"ttft={r.ttft_ms:.0f}ms")
-    parts.append(f"total={r.total_ms:.0f}ms")
-    if r.reason:
-        parts.append(f"({r.reason})")
-    return " ".join(parts)

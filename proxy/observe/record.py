@@ -108,6 +108,8 @@ def attempts_path(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
     model is named only when a provider appears with two models)."""
     if not attempts:
         return ""
+    if len(attempts) == 1 and attempts[0].ok:  # most requests: one attempt, and it answered
+        return attempts[0].target.provider
     models: dict[str, set[str]] = {}
     if len(attempts) > 1:  # most requests have one attempt, named by its provider
         for attempt in attempts:
@@ -144,6 +146,7 @@ class Trace:
 
     __slots__ = (
         "_capabilities",
+        "_priced",
         "attempts",
         "client_api",
         "decision",
@@ -176,6 +179,7 @@ class Trace:
         self.fallbacks = 0
         self.takeovers = 0
         self._capabilities: Callable[[Target], ModelCapabilities] | None = None
+        self._priced: tuple[Usage, Target, float | None] | None = None
 
     # --- written by the handler -----------------------------------------------------------------
 
@@ -232,7 +236,14 @@ class Trace:
         included: their usage is part of the answer's)."""
         if self.served is None or self._capabilities is None:
             return None
-        return usage_cost(self.usage, self._capabilities(self.served))
+        # Asked twice a request (the cost header or trailer, then the record): priced once while
+        # the usage and the served target, both immutable, are the ones it was priced for.
+        priced = self._priced
+        if priced is not None and priced[0] is self.usage and priced[1] is self.served:
+            return priced[2]
+        cost = usage_cost(self.usage, self._capabilities(self.served))
+        self._priced = (self.usage, self.served, cost)
+        return cost
 
     # --- read once, at the end ------------------------------------------------------------------
 
