@@ -220,6 +220,15 @@ class TextFormatter(logging.Formatter):
             self._stamp = (second, stamp)
         return f"{stamp},{int(record.msecs):03d}"  # as logging.Formatter's default
 
+    def format(self, record: logging.LogRecord) -> str:
+        """`LOG_FORMAT` as one f-string: `Formatter.format` searches the format for `asctime`
+        and applies it with `%` to the record's whole `__dict__`, for every line."""
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = message = record.getMessage()
+        record.asctime = stamp = self.formatTime(record)
+        return f"{stamp} {record.levelname} {record.name}: {message}"
+
 
 class ConsoleHandler(logging.StreamHandler[TextIO]):
     """The daemon's handler (stderr, or the log file of a detached daemon). Besides one record

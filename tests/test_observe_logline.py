@@ -19,6 +19,7 @@ from redis_support import free_port
 from support import CLIENT_KEY, config_text
 
 from proxy.logging_setup import (
+    LOG_FORMAT,
     REDACTED,
     ConsoleHandler,
     JsonFormatter,
@@ -163,6 +164,26 @@ def test_the_batch_path_writes_what_logging_writes_one_by_one() -> None:
         assert batch == one_by_one
         text = "\n".join(written[0])  # the batch path, as written
         assert "sk-clientchosen" not in text and secret not in text and REDACTED in text
+
+
+def test_the_text_formatter_writes_what_logging_writes_with_log_format() -> None:
+    """`TextFormatter.format` is `LOG_FORMAT` written out by hand: the same text, tracebacks
+    and stack included."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    records = [
+        logging.LogRecord(
+            "llmproxy.requests", logging.INFO, __file__, 1, "req_1 %s", ("ok",), None
+        ),
+        logging.LogRecord("llmproxy", logging.ERROR, __file__, 2, "failed", None, exc_info),
+        logging.LogRecord("llmproxy", logging.WARNING, __file__, 3, "w", None, None, sinfo="stack"),
+    ]
+    for record in records:
+        expected = logging.Formatter(LOG_FORMAT).format(logging.makeLogRecord(record.__dict__))
+        assert TextFormatter().format(record) == expected
+    assert "ValueError: boom" in TextFormatter().format(records[1])
 
 
 def _timeless(line: str) -> dict[str, object]:
