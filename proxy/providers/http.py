@@ -23,7 +23,6 @@ from proxy.classify import classify
 from proxy.errors import (
     StreamCutError,
     UpstreamError,
-    UpstreamRefusedError,
     UpstreamStatusError,
 )
 from proxy.providers.base import Dialect, EventBatch, UpstreamRequest, fault_error
@@ -222,13 +221,6 @@ class HttpTransport:
         )
         payload = orjson.dumps(request.body)
         headers = self._dialect.headers(request)
-        if any("\n" in value or "\r" in value for value in headers.values()):
-            # aiohttp would refuse to send it (a ValueError): said here, before it is called.
-            raise UpstreamRefusedError(
-                "the provider's key or headers hold a line break (CR/LF); fix the config",
-                target=request.target,
-                error_class=ErrorClass.AUTH,
-            )
         sent = self._session.post(
             self._dialect.url(provider),
             # aiohttp writes a large bytes body in one piece; a stream in chunks.
