@@ -108,7 +108,6 @@ UNSENDABLE = ["\u0001", "\u007f", "\u000b", "\n", "\r", "\u0000"]
 @pytest.mark.parametrize(
     ("written", "rewritten", "key"),
     [
-        ('api_key = "sim-key"', 'api_key = "$VALUE"', "providers[0].api_key"),
         (
             'models = ["glm-5"]',
             'models = ["glm-5"]\nheaders = { X-Title = "$VALUE" }',
@@ -117,7 +116,7 @@ UNSENDABLE = ["\u0001", "\u007f", "\u000b", "\n", "\r", "\u0000"]
         (f'api_key = "{CLIENT_KEY}"', 'api_key = "$VALUE"', "proxy.api_key"),
         (f'api_key = "{CLIENT_KEY}"', 'api_keys = ["$VALUE"]', "proxy.api_keys[0]"),
     ],
-    ids=["provider key", "provider header", "client key", "client keys"],
+    ids=["provider header", "client key", "client keys"],
 )
 def test_a_value_aiohttp_cannot_send_as_a_header_is_a_config_error(
     written: str, rewritten: str, key: str, char: str
@@ -129,6 +128,28 @@ def test_a_value_aiohttp_cannot_send_as_a_header_is_a_config_error(
     assert refused.value.key == key
     assert f"control character (U+{ord(char):04X})" in refused.value.message
     assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("char", ["\u0001", "\u007f", "\u000b"], ids=repr)
+async def test_a_provider_key_aiohttp_cannot_send_fails_over(
+    clients: Clients, daemon: StartDaemon, char: str
+) -> None:
+    """One broken target never aborts the chain (README): the key's fault was found when the
+    config was read, the provider is never called, the next one answers; it was a 500."""
+    sims_wanted = [
+        SimulatedProvider(n, "openai", [m]) for n, m in (("zai", "glm-5"), ("groq", "k2"))
+    ]
+    async with run_simulated(sims_wanted) as sims:
+        text = config_text(sims, {"default": "zai,glm-5|groq,k2"})
+        escaped = f"sim-key\\u{ord(char):04x}x"  # TOML's escape: the key holds `char`
+        proxy = await daemon(text.replace('api_key = "sim-key"', f'api_key = "{escaped}"', 1))
+        assert proxy.config.providers[0].api_key == f"sim-key{char}x"
+        raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert not sims["zai"].requests
+    assert raw.headers["x-llmproxy-attempts"] == "zai,glm-5=auth_error;groq,k2=ok"
+    assert raw.parse().choices[0].message.content == reply_text("groq", "k2", "hi")
 
 
 def test_a_tab_in_a_header_value_is_sent() -> None:

@@ -181,7 +181,8 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         format=fmt,
         models=tuple(models),
         timeouts=defaults.merged(timeout_overrides(timeouts)),
-        api_key=t.header_value("api_key", ""),
+        # A key no header can carry fails this provider over (`unsendable`), not the config.
+        api_key=t.string("api_key", ""),
         headers=MappingProxyType(header_map),
         prefill=(
             default_prefill(fmt, url)
