@@ -97,7 +97,9 @@ class Metrics:
             ["route"],
             registry=r,
         )
-        self.refusals = Counter(
+        # The metric's name predates the word's one meaning (a model declining): kept for
+        # existing dashboards.
+        self.rate_limited = Counter(
             "llmproxy_rate_limit_refusals",
             "Requests refused by llmproxy's own rate limits.",
             ["client_api"],
@@ -142,7 +144,7 @@ class Metrics:
 
     def observe(self, record: RequestRecord) -> None:
         if record.outcome == REFUSED and record.status == 429:
-            self.refusals.labels(record.client_api).inc()
+            self.rate_limited.labels(record.client_api).inc()
         served = record.served
         provider, model = (served.provider, served.model) if served else ("", "")
         requested = record.requested_model
