@@ -3,9 +3,10 @@ and the Responses API.
 
 A dialect validates its requests, renders its errors (the `type` for a status and the body's
 shape: `error_body` for ours, `upstream_error_body` for a provider's), opens its stream encoder
-and ends a stream with its own error event. Every error body a client sees, ours or an
-upstream's, is built by one of these. Provider formats (which upstreams speak) are another
-matter: see `proxy.exchange`.
+and ends a stream with its own error event. Every error a client sees, ours or an upstream's,
+is shaped by one of these: a response body by `error_body` or `upstream_error_body`, the event
+that ends a stream by the encoder the dialect opened (`stream_error`). Provider formats (which
+upstreams speak) are another matter: see `proxy.exchange`.
 """
 
 from __future__ import annotations

@@ -86,14 +86,14 @@ def test_chat_and_status_through_the_configured_daemon_load_only_the_client(
 
 def test_route_test_runs_no_event_loop_and_loads_no_http_client(tmp_path: Path) -> None:
     """`route test` decides in this process: reading the model catalog must not bring in what
-    refreshing it needs (asyncio, aiohttp), nor the daemon's client."""
+    refreshing it needs (asyncio, aiohttp), nor the daemon's client, and its lines need no rich."""
     config = tmp_path / "config.toml"
     config.write_text(
         '[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
         'api_base_url = "https://api.z.ai/api/paas/v4"\napi_key = "$ZAI_KEY"\n'
         'models = ["glm-5"]\n'
     )
-    heavy = ("asyncio", "aiohttp", "httpx2", "proxy.fallback", "proxy.server", "pydantic")
+    heavy = ("asyncio", "aiohttp", "httpx2", "proxy.fallback", "proxy.server", "pydantic", "rich")
     assert _loaded(tmp_path, "route", "test", "auto", "--config", str(config), heavy=heavy) == []
 
 
@@ -115,8 +115,18 @@ except SystemExit:
 
 def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
     """Issue 16: `llmproxy serve` reaches its event loop without the simulators or the daemon
-    client (they are for --simulate, --detach and the other commands)."""
-    banned = ("proxy.simulate", "cli.daemon", "cli._address", "httpx2")
+    client (they are for --simulate, --detach and the other commands), without redis (and the
+    OpenTelemetry it loads) unless `[state]` is shared, and without rich: each is memory the
+    daemon would hold for nothing (README, "Daemon RSS")."""
+    banned = (
+        "proxy.simulate",
+        "cli.daemon",
+        "cli._address",
+        "httpx2",
+        "redis",
+        "opentelemetry",
+        "rich",
+    )
     config = tmp_path / "config.toml"
     config.write_text(
         '[router]\ndefault = "p,m"\n[[providers]]\nname = "p"\n'

@@ -338,3 +338,14 @@ def test_an_anthropic_answer_ends_alike_whole_or_streamed() -> None:
         if p["type"] == "content_block_start" and p["content_block"]["type"] == "tool_use"
     ]
     assert started["id"] == whole["content"][1]["id"]
+
+
+async def test_a_chat_reply_without_usage_gets_the_estimate_a_stream_reports(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    body = chat_reply({"content": "A reply of some length."}, "stop")
+    del body["usage"]
+    completion = await chat_answer(clients, daemon, body)
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens > 0 and completion.usage.prompt_tokens > 0
+    assert completion.choices[0].message.content == "A reply of some length."

@@ -230,8 +230,9 @@ def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
         events.append(ToolCallDelta(index, _raw_arguments(function.get("arguments"))))
 
     events.append(openai_finish(choice))
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    events.append(UsageUpdate(usage_from_openai(usage)))
+    usage = body.get("usage")
+    if isinstance(usage, dict) and usage:  # as a stream: no report, no UsageUpdate (estimated)
+        events.append(UsageUpdate(usage_from_openai(usage)))
     return events
 
 
@@ -291,6 +292,7 @@ def anthropic_reply_events(body: JSONObject) -> list[StreamEvent]:
     events.append(
         Finish(anthropic_stop_to_stop(_str(body.get("stop_reason")) or None), stop_sequence)
     )
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    events.append(UsageUpdate(usage_from_anthropic(usage)))
+    usage = body.get("usage")
+    if isinstance(usage, dict) and usage:
+        events.append(UsageUpdate(usage_from_anthropic(usage)))
     return events
