@@ -148,6 +148,8 @@ def serve_run(
             str(bind_port),
             "--log-level",
             log_level.value,
+            "--log-format",
+            log_format.value,
             "--config",
             str(Path(settings.source).resolve()),
         ]

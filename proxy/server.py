@@ -201,7 +201,7 @@ def build_app(
     registry = HealthRegistry(config.proxy.health)
     journal_path = config.journal.location(state_dir)
     observer = Observer(
-        Metrics(registry.snapshot),
+        Metrics(registry.snapshot) if config.metrics.enabled else None,
         Journal(journal_path, config.journal) if journal_path is not None else None,
         tracer_from_env(os.environ if env is None else env),
     )
@@ -229,7 +229,8 @@ def build_app(
     app[OBSERVER] = observer
     app[STATE] = state
     state.watch(registry)
-    observer.metrics.watch_state(lambda: state.status().get("redis", "up") == "up")
+    if observer.metrics is not None:
+        observer.metrics.watch_state(lambda: state.status().get("redis", "up") == "up")
     app[AFFINITY] = Affinity(state.affinity_table(config.affinity))
     app[OPERATOR] = operator
     app.on_startup.append(_responsive_loop)

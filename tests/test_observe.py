@@ -23,6 +23,7 @@ from proxy.appkeys import OBSERVER
 from proxy.config import parse_config
 from proxy.logging_setup import JsonFormatter
 from proxy.observe.journal import Query, read_requests, usage_summary
+from proxy.observe.metrics import SERIES_LIMIT, Metrics
 from proxy.observe.record import RequestRecord
 from proxy.server import build_app
 from proxy.simulate import (
@@ -34,6 +35,7 @@ from proxy.simulate import (
     openai_rate_limit,
     run_simulated,
 )
+from proxy.types import Target, Usage
 
 PROMPT = "Tell me a secret-free story"
 FALLBACK = {"default": "zai,glm-5|cerebras,llama-3.3-70b"}
@@ -361,6 +363,63 @@ async def test_rate_limit_refusals_are_counted(observed: list[Observed]) -> None
                 )
         text = proxy.app[OBSERVER].metrics.render().decode()
     assert _samples(text)[("llmproxy_rate_limit_refusals_total", (("client_api", "openai"),))] == 1
+
+
+async def test_metrics_can_be_switched_off(observed: list[Observed]) -> None:
+    async with run_simulated(sims_for_fallback(FaultPlan())) as sims:
+        text = config_text(sims, FALLBACK) + "[metrics]\nenabled = false\n"
+        proxy = await start(observed, text, None)
+        async with proxy.openai() as client:
+            await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": PROMPT}]
+            )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                proxy.url + "/metrics", headers={"authorization": f"Bearer {CLIENT_KEY}"}
+            ) as response,
+        ):
+            status, body = response.status, await response.json()
+    assert status == 404 and "/metrics" in body["error"]["message"]
+    assert proxy.app[OBSERVER].metrics is None
+    assert [r.served for r in proxy.records()] == [Target("zai", "glm-5")]  # still recorded
+
+
+def test_the_requested_model_label_is_bounded() -> None:
+    """A client can name any model: past SERIES_LIMIT kinds of request, new names count as
+    `other` instead of making new series."""
+    metrics = Metrics(list)
+    served = Target("zai", "glm-5")
+    extra = 25
+    for i in range(SERIES_LIMIT + extra):
+        metrics.observe(
+            RequestRecord(
+                id=str(i),
+                started=0.0,
+                client_api="openai",
+                stream=False,
+                requested_model=f"model-{i}",
+                route="default",
+                reason="",
+                served=served,
+                attempts=(),
+                usage=Usage(10, 5),
+                cost=None,
+                ttft_ms=None,
+                total_ms=5.0,
+                status=200,
+                outcome="ok",
+            )
+        )
+    counts = {
+        labels: value
+        for (name, labels), value in _samples(metrics.render().decode()).items()
+        if name == "gen_ai_client_operation_duration_seconds_count"
+    }
+    requested = {dict(labels)["gen_ai_request_model"]: value for labels, value in counts.items()}
+    assert len(requested) == SERIES_LIMIT + 1
+    assert requested["other"] == extra and requested["model-0"] == 1
+    assert sum(requested.values()) == SERIES_LIMIT + extra
 
 
 async def test_health_live_and_ready(observed: list[Observed]) -> None:

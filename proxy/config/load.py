@@ -15,7 +15,7 @@ from proxy.config.reader import TableReader, type_name
 from proxy.config.router import parse_router
 from proxy.config.sections import PROVIDER_KEYS, parse_affinity, parse_provider, parse_proxy
 from proxy.errors import ConfigError
-from proxy.observe.settings import parse_journal
+from proxy.observe.settings import parse_journal, parse_metrics
 from proxy.security.settings import SecuritySettings, parse_management, parse_security
 from proxy.security.ssrf import url_refusal
 from proxy.state.settings import parse_state
@@ -29,6 +29,7 @@ _TOP_KEYS = (
     "state",
     "affinity",
     "journal",
+    "metrics",
     "oauth",
     "webhooks",
 )
@@ -73,6 +74,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
         state=parse_state(top),
         affinity=parse_affinity(top),
         journal=parse_journal(top),
+        metrics=parse_metrics(top),
     )
 
 

@@ -20,7 +20,7 @@ from proxy.capabilities import (
 )
 from proxy.health import HealthSettings
 from proxy.keywords import KeywordRule
-from proxy.observe.settings import JournalSettings
+from proxy.observe.settings import JournalSettings, MetricsSettings
 from proxy.ranking import Ranking
 from proxy.security.settings import ManagementSettings, SecuritySettings
 from proxy.state.settings import StateSettings
@@ -185,6 +185,7 @@ class Config:
     state: StateSettings = field(default_factory=StateSettings)
     affinity: AffinitySettings = field(default_factory=AffinitySettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     _capabilities: dict[Target, ModelCapabilities] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -7,22 +7,34 @@ one, in their Prometheus spelling: `gen_ai_client_token_usage` and
 and `gen_ai_server_time_to_first_token_seconds`. What the conventions do not cover (routes,
 attempts, fallbacks, breakers, cost) is `llmproxy_*`.
 
-Breaker state and cooldowns are read from the health registry at scrape time, so nothing is
-updated for them on the request path.
+The request path only adds to plain numbers (`Metrics.observe`: a dict lookup, a few additions
+and a bisect per histogram, no lock); the families are built from them at scrape time by custom
+collectors, prometheus-client's documented way to export values kept elsewhere. Its own
+`Counter.labels().inc()` takes a lock and a label lookup per call, which cost more than the rest
+of a request's record. Breaker state and cooldowns are read from the health registry at scrape
+time too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from proxy.health import BreakerState, TargetStatus
 from proxy.observe.record import REFUSED, RequestRecord
-from proxy.types import Attempt, Target
+from proxy.types import Target
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # OpenTelemetry's advised buckets for these histograms (gen-ai-metrics.md).
@@ -70,110 +82,47 @@ GENAI = (
     "gen_ai_request_model",
     "gen_ai_response_model",
 )
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
 
 
 class Metrics:
     def __init__(self, health: Callable[[], list[TargetStatus]]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
-            "llmproxy_requests",
-            "Generation requests by route, client API, served target and HTTP status.",
-            ["route", "client_api", "provider", "model", "status", "outcome"],
-            registry=r,
-        )
-        self.attempts = Counter(
-            "llmproxy_attempts",
-            "Upstream attempts by target and outcome class.",
-            ["provider", "model", "outcome"],
-            registry=r,
-        )
-        self.fallbacks = Counter(
-            "llmproxy_fallbacks", "Targets given up on before one answered.", ["route"], registry=r
-        )
-        self.takeovers = Counter(
-            "llmproxy_midstream_takeovers",
-            "Streams continued on another target after they had started.",
-            ["route"],
-            registry=r,
-        )
-        self.refusals = Counter(
-            "llmproxy_rate_limit_refusals",
-            "Requests refused by llmproxy's own rate limits.",
-            ["client_api"],
-            registry=r,
-        )
-        self.tokens = Counter(
-            "llmproxy_tokens",
-            "Tokens by served target and type (input excludes cache).",
-            ["provider", "model", "type"],
-            registry=r,
-        )
-        self.cost = Counter(
-            "llmproxy_cost_usd",
-            "Cost in US dollars by served target.",
-            ["provider", "model"],
-            registry=r,
-        )
-        self.token_usage = Histogram(
-            "gen_ai_client_token_usage",
-            "Input and output tokens per request (OpenTelemetry gen_ai.client.token.usage).",
-            [*GENAI, "gen_ai_token_type"],
-            registry=r,
-            buckets=TOKEN_BUCKETS,
-        )
-        self.duration = Histogram(
-            "gen_ai_client_operation_duration_seconds",
-            "Whole request duration (OpenTelemetry gen_ai.client.operation.duration).",
-            [*GENAI, "error_type"],
-            registry=r,
-            buckets=DURATION_BUCKETS,
-        )
-        self.ttft = Histogram(
-            "gen_ai_server_time_to_first_token_seconds",
-            "Time to the first streamed token (OpenTelemetry gen_ai.server.time_to_first_token).",
-            GENAI,
-            registry=r,
-            buckets=TTFT_BUCKETS,
-        )
-        r.register(_HealthCollector(health))
-        self._series: dict[tuple[object, ...], _Series] = {}
-        self._attempts: dict[tuple[Target, str], Counter] = {}
+        self._series: dict[SeriesKey, _Series] = {}
+        self._attempts: dict[tuple[Target, str], int] = {}
+        self._refusals: dict[str, int] = {}
+        self.registry.register(_RequestCollector(self))
+        self.registry.register(_HealthCollector(health))
 
     def observe(self, record: RequestRecord) -> None:
+        """On the request path: plain additions only (see the module docstring)."""
         if record.outcome == REFUSED and record.status == 429:
-            self.refusals.labels(record.client_api).inc()
+            refusals = self._refusals
+            refusals[record.client_api] = refusals.get(record.client_api, 0) + 1
         served = record.served
-        provider, model = (served.provider, served.model) if served else ("", "")
-        requested = record.requested_model
         key = (
             record.route,
             record.client_api,
-            provider,
-            model,
+            served.provider if served else "",
+            served.model if served else "",
             record.status,
             record.outcome,
-            requested,
+            record.requested_model,
             record.error,
         )
         series = self._series.get(key)
         if series is None:
-            if len(self._series) >= SERIES_LIMIT:
-                # The requested model is the client's to choose: bound what it can create.
-                key = (*key[:6], OTHER, key[7])
-                requested = OTHER
-                series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = self._bind(record, provider, model, requested)
-        series.requests.inc()
+            series = self._new_series(key)
+        series.requests += 1
+        attempts = self._attempts
         for attempt in record.attempts:
-            self._attempt(attempt).inc()
+            error = attempt.error_class
+            akey = (attempt.target, "ok" if error is None else error.value)
+            attempts[akey] = attempts.get(akey, 0) + 1
         if not record.route:
             return
-        if record.fallbacks:
-            series.fallbacks.inc(record.fallbacks)
-        if record.takeovers:
-            series.takeovers.inc(record.takeovers)
+        series.fallbacks += record.fallbacks
+        series.takeovers += record.takeovers
         series.duration.observe(record.total_ms / 1000.0)
         if served is None:
             return
@@ -182,49 +131,27 @@ class Metrics:
             usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
         )
         series.output_usage.observe(usage.output_tokens)
-        series.input_tokens.inc(usage.input_tokens)
-        series.output_tokens.inc(usage.output_tokens)
-        if usage.cache_read_input_tokens:
-            series.cache_read_tokens.inc(usage.cache_read_input_tokens)
-        if usage.cache_creation_input_tokens:
-            series.cache_write_tokens.inc(usage.cache_creation_input_tokens)
+        tokens = series.tokens
+        tokens[0] += usage.input_tokens
+        tokens[1] += usage.output_tokens
+        tokens[2] += usage.cache_read_input_tokens
+        tokens[3] += usage.cache_creation_input_tokens
         if record.cost:
-            series.cost.inc(record.cost)
+            series.cost += record.cost
         if record.ttft_ms is not None:
-            if series.ttft is None:  # bound on the first stream: no empty series for the rest
-                series.ttft = self.ttft.labels("chat", provider, requested, model)
+            if series.ttft is None:  # made on the first stream: no empty series for the rest
+                series.ttft = _Histogram(TTFT_BUCKETS)
             series.ttft.observe(record.ttft_ms / 1000.0)
 
-    def _bind(self, record: RequestRecord, provider: str, model: str, requested: str) -> _Series:
-        """Every labelled child one kind of request touches, looked up once (prometheus-client's
-        `labels()` costs more than the increment itself)."""
-        route = record.route
-        genai = ("chat", provider, requested, model)
-        return _Series(
-            requests=self.requests.labels(
-                route, record.client_api, provider, model, str(record.status), record.outcome
-            ),
-            fallbacks=self.fallbacks.labels(route),
-            takeovers=self.takeovers.labels(route),
-            duration=self.duration.labels(*genai, record.error),
-            input_usage=self.token_usage.labels(*genai, "input"),
-            output_usage=self.token_usage.labels(*genai, "output"),
-            input_tokens=self.tokens.labels(provider, model, "input"),
-            output_tokens=self.tokens.labels(provider, model, "output"),
-            cache_read_tokens=self.tokens.labels(provider, model, "cache_read"),
-            cache_write_tokens=self.tokens.labels(provider, model, "cache_write"),
-            cost=self.cost.labels(provider, model),
-        )
-
-    def _attempt(self, attempt: Attempt) -> Counter:
-        outcome = "ok" if attempt.error_class is None else attempt.error_class.value
-        key = (attempt.target, outcome)
-        child = self._attempts.get(key)
-        if child is None:
-            child = self._attempts[key] = self.attempts.labels(
-                attempt.target.provider, attempt.target.model, outcome
-            )
-        return child
+    def _new_series(self, key: SeriesKey) -> _Series:
+        if len(self._series) >= SERIES_LIMIT:
+            # The requested model is the client's to choose: bound what it can create.
+            key = (*key[:6], OTHER, key[7])
+            series = self._series.get(key)
+            if series is not None:
+                return series
+        series = self._series[key] = _Series(key)
+        return series
 
     def watch_state(self, up: Callable[[], bool]) -> None:
         """`[state]`: whether the shared backend answers (`proxy.state`)."""
@@ -241,20 +168,196 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+SeriesKey = tuple[str, str, str, str, int, str, str, str]
+"""route, client API, provider, served model, status, outcome, requested model, error class."""
+
+
+class _Histogram:
+    """Counts per bucket (not cumulative: one addition per observation) and the sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound (+Inf)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # `le`: a value on a bound is in it
+        self.total += value
+
+    def add(self, other: _Histogram) -> None:
+        for i, count in enumerate(other.counts):
+            self.counts[i] += count
+        self.total += other.total
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative, as the text format has them, named as prometheus-client names them."""
+        out, running = [], 0
+        for name, count in zip(_bucket_names(self.bounds), self.counts, strict=True):
+            running += count
+            out.append((name, float(running)))
+        return out
+
+
+def _bucket_names(bounds: tuple[float, ...]) -> list[str]:
+    go_float = cast(Callable[[float], str], floatToGoString)  # the library leaves it untyped
+    return [go_float(bound) for bound in (*bounds, float("inf"))]
+
+
 @dataclass(slots=True)
 class _Series:
-    requests: Counter
-    fallbacks: Counter
-    takeovers: Counter
-    duration: Histogram
-    input_usage: Histogram
-    output_usage: Histogram
-    input_tokens: Counter
-    output_tokens: Counter
-    cache_read_tokens: Counter
-    cache_write_tokens: Counter
-    cost: Counter
-    ttft: Histogram | None = None
+    """What one kind of request (a `SeriesKey`) has added up."""
+
+    key: SeriesKey
+    requests: int = 0
+    fallbacks: int = 0
+    takeovers: int = 0
+    duration: _Histogram = field(default_factory=lambda: _Histogram(DURATION_BUCKETS))
+    input_usage: _Histogram = field(default_factory=lambda: _Histogram(TOKEN_BUCKETS))
+    output_usage: _Histogram = field(default_factory=lambda: _Histogram(TOKEN_BUCKETS))
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    """Input (without cache), output, cache read, cache write: `TOKEN_TYPES`."""
+    cost: float = 0.0
+    ttft: _Histogram | None = None
+
+
+class _RequestCollector(Collector):
+    """The request families, summed over the series at scrape time (each family keeps only
+    its own labels of a series key)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        series = list(metrics._series.values())
+        routed = [s for s in series if s.key[0]]
+        served = [s for s in routed if s.key[2]]
+        yield _sum_counter(
+            CounterMetricFamily(
+                "llmproxy_requests",
+                "Generation requests by route, client API, served target and HTTP status.",
+                labels=["route", "client_api", "provider", "model", "status", "outcome"],
+            ),
+            (((*s.key[:4], str(s.key[4]), s.key[5]), s.requests) for s in series),
+        )
+        attempts = CounterMetricFamily(
+            "llmproxy_attempts",
+            "Upstream attempts by target and outcome class.",
+            labels=["provider", "model", "outcome"],
+        )
+        for (target, outcome), count in metrics._attempts.items():
+            attempts.add_metric([target.provider, target.model, outcome], count)
+        yield attempts
+        yield _sum_counter(
+            CounterMetricFamily(
+                "llmproxy_fallbacks", "Targets given up on before one answered.", labels=["route"]
+            ),
+            (((s.key[0],), s.fallbacks) for s in routed),
+        )
+        yield _sum_counter(
+            CounterMetricFamily(
+                "llmproxy_midstream_takeovers",
+                "Streams continued on another target after they had started.",
+                labels=["route"],
+            ),
+            (((s.key[0],), s.takeovers) for s in routed),
+        )
+        refusals = CounterMetricFamily(
+            "llmproxy_rate_limit_refusals",
+            "Requests refused by llmproxy's own rate limits.",
+            labels=["client_api"],
+        )
+        for api, count in metrics._refusals.items():
+            refusals.add_metric([api], count)
+        yield refusals
+        yield _sum_counter(
+            CounterMetricFamily(
+                "llmproxy_tokens",
+                "Tokens by served target and type (input excludes cache).",
+                labels=["provider", "model", "type"],
+            ),
+            (
+                ((s.key[2], s.key[3], kind), s.tokens[i])
+                for s in served
+                for i, kind in enumerate(TOKEN_TYPES)
+            ),
+        )
+        yield _sum_counter(
+            CounterMetricFamily(
+                "llmproxy_cost_usd",
+                "Cost in US dollars by served target.",
+                labels=["provider", "model"],
+            ),
+            (((s.key[2], s.key[3]), s.cost) for s in served),
+        )
+        yield _sum_histogram(
+            HistogramMetricFamily(
+                "gen_ai_client_token_usage",
+                "Input and output tokens per request (OpenTelemetry gen_ai.client.token.usage).",
+                labels=[*GENAI, "gen_ai_token_type"],
+            ),
+            TOKEN_BUCKETS,
+            (
+                ((*_genai(s.key), kind), histogram)
+                for s in served
+                for kind, histogram in (("input", s.input_usage), ("output", s.output_usage))
+            ),
+        )
+        yield _sum_histogram(
+            HistogramMetricFamily(
+                "gen_ai_client_operation_duration_seconds",
+                "Whole request duration (OpenTelemetry gen_ai.client.operation.duration).",
+                labels=[*GENAI, "error_type"],
+            ),
+            DURATION_BUCKETS,
+            (((*_genai(s.key), s.key[7]), s.duration) for s in routed),
+        )
+        yield _sum_histogram(
+            HistogramMetricFamily(
+                "gen_ai_server_time_to_first_token_seconds",
+                "Time to the first streamed token (OpenTelemetry "
+                "gen_ai.server.time_to_first_token).",
+                labels=list(GENAI),
+            ),
+            TTFT_BUCKETS,
+            ((_genai(s.key), s.ttft) for s in served if s.ttft is not None),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def _genai(key: SeriesKey) -> tuple[str, str, str, str]:
+    return ("chat", key[2], key[6], key[3])
+
+
+def _sum_counter(
+    family: CounterMetricFamily, values: Iterable[tuple[tuple[str, ...], float]]
+) -> CounterMetricFamily:
+    totals: dict[tuple[str, ...], float] = {}
+    for labels, value in values:
+        totals[labels] = totals.get(labels, 0) + value
+    for labels, value in totals.items():
+        family.add_metric(list(labels), value)
+    return family
+
+
+def _sum_histogram(
+    family: HistogramMetricFamily,
+    bounds: tuple[float, ...],
+    values: Iterable[tuple[tuple[str, ...], _Histogram]],
+) -> HistogramMetricFamily:
+    totals: dict[tuple[str, ...], _Histogram] = {}
+    for labels, histogram in values:
+        total = totals.get(labels)
+        if total is None:
+            total = totals[labels] = _Histogram(bounds)
+        total.add(histogram)
+    for labels, total in totals.items():
+        family.add_metric(list(labels), total.buckets(), total.total)
+    return family
 
 
 class _HealthCollector(Collector):

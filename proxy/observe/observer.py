@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from proxy.observe.journal import Journal
-from proxy.observe.logline import log_request
+from proxy.observe.logline import RequestLog
 from proxy.observe.metrics import Metrics
 from proxy.observe.recent import RecentRequests
 from proxy.observe.record import (
@@ -45,7 +45,7 @@ class Observer:
 
     def __init__(
         self,
-        metrics: Metrics,
+        metrics: Metrics | None,
         journal: Journal | None = None,
         tracer: Tracer | None = None,
         recent: RecentRequests | None = None,
@@ -55,15 +55,32 @@ class Observer:
         self.tracer = tracer
         self.recent = recent or RecentRequests()
         self.ids = RequestIds()
+        self.log = RequestLog()
+        self._batch: list[RequestRecord] = []
 
     def finish(self, record: RequestRecord) -> None:
-        log_request(record)
+        """The status page sees the record at once; the other sinks take the records of a whole
+        turn of the event loop together, after it (`_flush`)."""
         self.recent.add(record)
-        self.metrics.observe(record)
-        if self.journal is not None:
-            self.journal.add(record)
-        if self.tracer is not None:
-            self.tracer.export(record)
+        self._batch.append(record)
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            self.log.write(batch)
+            if self.metrics is not None:
+                for record in batch:
+                    self.metrics.observe(record)
+            if self.journal is not None:
+                for record in batch:
+                    self.journal.add(record)
+            if self.tracer is not None:
+                for record in batch:
+                    self.tracer.export(record)
+        except Exception:  # seeing a request must never fail one
+            log.exception("could not record %d requests", len(batch))
 
 
 def trace_of(request: web.Request) -> Trace:

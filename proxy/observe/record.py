@@ -109,12 +109,13 @@ def attempts_path(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
     if not attempts:
         return ""
     models: dict[str, set[str]] = {}
-    for attempt in attempts:
-        models.setdefault(attempt.target.provider, set()).add(attempt.target.model)
+    if len(attempts) > 1:  # most requests have one attempt, named by its provider
+        for attempt in attempts:
+            models.setdefault(attempt.target.provider, set()).add(attempt.target.model)
     parts = []
     for attempt in attempts:
         name = attempt.target.provider
-        if len(models[name]) > 1:
+        if len(models.get(name, ())) > 1:
             name = str(attempt.target)
         if attempt.ok:
             parts.append(name)

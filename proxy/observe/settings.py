@@ -1,10 +1,13 @@
-"""The `[journal]` settings, read from the config file by `proxy.config`.
+"""The `[journal]` and `[metrics]` settings, read from the config file by `proxy.config`.
 
 [journal]                         the request journal (SQLite, WAL)
 enabled = true
 path = "..."                      default: requests.db in the state dir
 retention_days = 30               rows older than this are deleted
 max_mb = 100                      oldest rows go first when the file grows past this
+
+[metrics]
+enabled = true                    false: no `GET /metrics` (404) and nothing counted for it
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
 
 JOURNAL_FILE = "requests.db"
 _KEYS = ("enabled", "path", "retention_days", "max_mb")
+_METRICS_KEYS = ("enabled",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +51,13 @@ def parse_journal(top: TableReader) -> JournalSettings:
         retention_days=t.integer("retention_days", 30, low=1, high=36500),
         max_mb=t.integer("max_mb", 100, low=1, high=1_000_000),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True
+
+
+def parse_metrics(top: TableReader) -> MetricsSettings:
+    t = top.table("metrics", _METRICS_KEYS)
+    return MetricsSettings() if t is None else MetricsSettings(enabled=t.boolean("enabled", True))

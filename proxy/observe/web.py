@@ -50,7 +50,10 @@ def install_observe_routes(app: web.Application) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[OBSERVER].metrics.render()
+    metrics = request.app[OBSERVER].metrics
+    if metrics is None:
+        raise web.HTTPNotFound()  # `[metrics] enabled = false`: as if there were no such route
+    body = metrics.render()
     return web.Response(
         body=body, headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"}
     )

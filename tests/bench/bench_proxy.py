@@ -20,7 +20,12 @@ is 1 if one is missed. `--markdown` prints the README's table.
 `--against DIR` measures a second daemon run from another checkout (e.g. a `git worktree` of
 the commit before a change) in the same run, interleaved case by case `--repeat` times, and
 prints each case's CPU per request for both and the change: before/after figures that a noisy,
-shared machine affects alike.
+shared machine affects alike. `--baseline-observe TOML` and `--baseline-log-level LEVEL` configure
+that daemon alone; with `--against .` they measure what observability costs, on the same code:
+
+    .venv/bin/python tests/bench/bench_proxy.py --against . --repeat 5 --no-rss \\
+        --baseline-log-level warning \\
+        --baseline-observe $'[journal]\\nenabled = false\\n[metrics]\\nenabled = false'
 """
 
 from __future__ import annotations
@@ -561,6 +566,25 @@ def main() -> None:
         help="the daemon's; at info (a daemon's default) it writes one line per "
         "request, to /dev/null here",
     )
+    parser.add_argument(
+        "--baseline-observe",
+        default=None,
+        help="with --against: TOML appended to that daemon's config instead of --observe "
+        "(with `--against .`, the same code with observability off, e.g. "
+        "'[journal]\\nenabled = false\\n[metrics]\\nenabled = false')",
+    )
+    parser.add_argument(
+        "--baseline-log-level",
+        default=None,
+        help="with --against: that daemon's log level instead of --log-level",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run every daemon on the last CPU and this client and the upstream on the others: "
+        "two daemons compared with --against then share one core's conditions, not whichever "
+        "placement the scheduler gave each process",
+    )
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -576,9 +600,13 @@ def main() -> None:
         config.write_text(_config(upstream, args.observe))
         daemons = [_start_daemon(REPO, config, Path(tmp), args.log_level)]
         if args.against is not None:
-            daemons.insert(
-                0, _start_daemon(args.against.resolve(), config, Path(tmp), args.log_level)
-            )
+            baseline = Path(tmp) / "baseline.toml"
+            observe = args.observe if args.baseline_observe is None else args.baseline_observe
+            baseline.write_text(_config(upstream, observe))
+            level = args.log_level if args.baseline_log_level is None else args.baseline_log_level
+            daemons.insert(0, _start_daemon(args.against.resolve(), baseline, Path(tmp), level))
+        if args.pin:
+            _pin([p.pid for _, p in daemons], [os.getpid(), upstream_process.pid])
         try:
             if args.against is not None:
                 _compare(cases, daemons, upstream, upstream_process.pid, args)
@@ -591,6 +619,16 @@ def main() -> None:
                 process.wait(10)
             upstream_process.terminate()
     sys.exit(0 if met else 1)
+
+
+def _pin(daemons: list[int], others: list[int]) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    for pid in daemons:
+        os.sched_setaffinity(pid, {cpus[-1]})
+    for pid in others:
+        os.sched_setaffinity(pid, set(cpus[:-1]))
 
 
 def _start_daemon(
@@ -652,6 +690,11 @@ def _run(
     return _targets(results, rss)
 
 
+def _change(before: float, after: float) -> float:
+    """Percent; NaN when a run too short for /proc's CPU ticks measured nothing before."""
+    return (after / before - 1) * 100 if before > 0 else math.nan
+
+
 def _compare(
     cases: list[Case],
     daemons: list[tuple[str, subprocess.Popen[bytes]]],
@@ -667,8 +710,11 @@ def _compare(
     )
     for case in cases:
         rounds: list[list[Result]] = [[], []]
-        for _ in range(args.repeat):
-            for side, (url, process) in enumerate(daemons):
+        for round_ in range(args.repeat):
+            # Each side goes first every other round: what running second does to a side's
+            # measurement (a warmer upstream, a load that comes and goes) falls on both.
+            for side in (0, 1) if round_ % 2 == 0 else (1, 0):
+                url, process = daemons[side]
                 rounds[side].append(measure(case, url, upstream, (process.pid, upstream_pid), args))
         before, after = (
             [
@@ -679,8 +725,8 @@ def _compare(
         )
         print(
             f"{case.name:34} CPU c1 {before[0]:5.3f} -> {after[0]:5.3f} ms "
-            f"({(after[0] / before[0] - 1) * 100:+5.1f}%)  c32 {before[1]:5.3f} -> "
-            f"{after[1]:5.3f} ms ({(after[1] / before[1] - 1) * 100:+5.1f}%), floor ratio "
+            f"({_change(before[0], after[0]):+5.1f}%)  c32 {before[1]:5.3f} -> "
+            f"{after[1]:5.3f} ms ({_change(before[1], after[1]):+5.1f}%), floor ratio "
             f"{before[2]:4.2f}x -> {after[2]:4.2f}x  added p50 {before[3]:5.3f} -> "
             f"{after[3]:5.3f} ms"
             + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms" if case.stream else ""),

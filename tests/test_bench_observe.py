@@ -1,0 +1,62 @@
+"""The README's figures for what observability costs come from two scripts, run as it shows
+them: they must keep working. Tiny runs: no timing is judged here."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+OFF = "[journal]\nenabled = false\n[metrics]\nenabled = false"
+
+
+@pytest.mark.slow
+def test_the_observer_benchmark_prints_off_and_on() -> None:
+    done = subprocess.run(
+        [sys.executable, "tests/bench/bench_observe.py", "--records", "300", "--repeat", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"median: off [0-9.]+ us, on [0-9.]+ us a request", done.stdout), done.stdout
+
+
+@pytest.mark.slow
+def test_the_daemon_benchmark_compares_observability_off_and_on_in_one_run() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "tests/bench/bench_proxy.py",
+            "--pin",
+            "--against",
+            ".",
+            "--repeat",
+            "2",
+            "--requests",
+            "5",
+            "--seconds",
+            "0.3",
+            "--concurrency",
+            "2",
+            "--no-rss",
+            "--case",
+            "openai>openai non",
+            "--baseline-log-level",
+            "warning",
+            "--baseline-observe",
+            OFF,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("openai>openai non-stream")]
+    assert re.search(r"c32 [0-9.]+ -> [0-9.]+ ms .* floor ratio", line), line
