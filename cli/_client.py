@@ -158,7 +158,7 @@ class DaemonBackend:
             raise TurnError(unreachable(self.url, exc), latency_ms=_ms(started)) from exc
         except Broken as exc:
             raise TurnError(
-                f"the daemon at {self.url} broke off the answer ({exc})",
+                f"the daemon at {self.url} {exc}",
                 attempts,
                 None,
                 _ms(started),

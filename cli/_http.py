@@ -31,7 +31,8 @@ class ConnectFailed(ConnectionError):
 
 
 class Broken(ConnectionError):
-    """The daemon's answer was cut short or was not HTTP."""
+    """The daemon's answer was cut short or was not HTTP; the message reads after "the daemon
+    at URL": `broke off the answer (11 bytes read, 489 more expected)`."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -71,7 +72,7 @@ class Response:
         try:
             data = read(*args)
         except (http.client.HTTPException, OSError) as exc:
-            raise Broken(f"the answer broke off ({_name(exc)})") from exc
+            raise Broken(f"broke off the answer ({_why(exc)})") from exc
         return data
 
     def close(self) -> None:
@@ -139,7 +140,7 @@ class DaemonHTTP:
             except TimeoutError as exc:
                 raise ConnectFailed(self.url, "no answer in time") from exc
             except (http.client.HTTPException, OSError) as exc:
-                raise Broken(f"no HTTP answer ({_name(exc)})") from exc
+                raise Broken(f"gave no HTTP answer ({_why(exc)})") from exc
         except BaseException:
             connection.close()
             raise
@@ -155,6 +156,19 @@ class DaemonHTTP:
                 self.host, self.port, timeout=timeout, context=ssl.create_default_context()
             )
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong on the wire, in a few words."""
+    if isinstance(exc, http.client.IncompleteRead):
+        more = f", {exc.expected} more expected" if exc.expected else ""
+        return f"{len(exc.partial)} bytes read{more}"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the connection closed"
+    if isinstance(exc, http.client.BadStatusLine):
+        line = str(exc.args[0]) if exc.args else ""
+        return f"it began {line.strip()[:60]!r}"
+    return _name(exc)
 
 
 def _name(exc: BaseException) -> str:

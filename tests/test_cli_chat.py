@@ -3,7 +3,10 @@ daemon and in-process, over simulated providers."""
 
 from __future__ import annotations
 
+import re
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -205,3 +208,52 @@ def test_ctrl_c_stops_the_answer_not_the_session(tmp_path: Path) -> None:
         child.expect(pexpect.EOF)
         child.close()
     assert child.exitstatus == 0
+
+
+def _answer_once(reply: bytes) -> tuple[str, threading.Thread]:
+    """A server on a free port that reads one request, writes `reply` and hangs up: what a
+    daemon that dies mid-answer, or something that is not HTTP, looks like to a client."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server, server.accept()[0] as conn:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+            while len(body) < length:
+                body += conn.recv(65536)
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}", thread
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n"
+            b'{"id": "cut',
+            "broke off the answer (11 bytes read, 489 more expected)",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n40\r\ndata: {",
+            "broke off the answer (0 bytes read)",
+        ),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "gave no HTTP answer (it began 'SSH-2.0-OpenSSH_9.2')"),
+    ],
+)
+def test_an_answer_cut_short_or_not_http_is_one_line_not_a_traceback(
+    cli: Cli, reply: bytes, said: str
+) -> None:
+    url, thread = _answer_once(reply)
+    stream = "transfer-encoding" in reply.decode()
+    result = cli("chat", "--url", url, "Hello", *([] if stream else ["--no-stream"]))
+    thread.join(5)
+    assert result.exit_code == 1, result.output
+    assert f"error: the daemon at {url} {said}" in result.output
+    assert "Traceback" not in result.output
