@@ -36,6 +36,7 @@ import aiohttp
 import orjson
 import platformdirs
 
+from proxy.config.reader import header_fault
 from proxy.errors import (
     ConfigError,
     UpstreamStatusError,
@@ -188,6 +189,9 @@ def parse_codex_auth(data: Any, *, source: str = "auth.json") -> CodexTokens:
         or _field(data, "account_id", "accountId", "chatgpt_account_id")
         or account_id_from_claims(id_token, access)
     )
+    for name, value in ((f"{prefix}access_token", access), ("account_id", account or "")):
+        if fault := header_fault(value):  # both are sent as headers on every request
+            raise ConfigError(name, f"{source}: {fault}")
     last_refresh = _field(data, "last_refresh", "lastRefresh") or _field(tokens, "last_refresh")
     return CodexTokens(access, refresh, id_token, account, last_refresh)
 
@@ -379,11 +383,19 @@ class CodexAuth:
             )
         access = str(data["access_token"])
         id_token = _field(data, "id_token") or tokens.id_token
+        account = tokens.account_id or account_id_from_claims(id_token, access)
+        if fault := header_fault(access + (account or "")):  # both become headers
+            raise UpstreamStatusError(
+                f"the token endpoint's new sign-in {fault}; sign in with `codex login` and run "
+                "`llmproxy auth import-codex` again",
+                status=status,
+                error_class=ErrorClass.AUTH,
+            )
         return CodexTokens(
             access_token=access,
             refresh_token=_field(data, "refresh_token") or tokens.refresh_token,
             id_token=id_token,
-            account_id=tokens.account_id or account_id_from_claims(id_token, access),
+            account_id=account,
             last_refresh=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             imported_from=tokens.imported_from,
         )

@@ -264,7 +264,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     (
         ROUTER + PROVIDERS + '[providers.headers]\nX-Two = "a\\nb"\n',
         "providers[2].headers.X-Two",
-        "single-line",
+        "control character (U+000A)",
     ),
     (
         ROUTER + PROVIDERS + "[providers.timeouts]\nstream_idle_ms = -1\n",

@@ -4,15 +4,21 @@ test_daemon_fallback.py; this pins the table itself."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
-import openai
+import orjson
 import pytest
+from codex_sims import codex_keys
 from conftest import Clients
-from support import Daemon, config_text
+from support import CLIENT_KEY, Daemon, config_text
 
+from proxy.codex_auth import parse_codex_auth
+from proxy.config import parse_config
 from proxy.errors import (
+    ConfigError,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamRefusedError,
@@ -21,7 +27,7 @@ from proxy.errors import (
 )
 from proxy.providers.boundary import upstream_errors
 from proxy.security.ssrf import DestinationRefused
-from proxy.simulate import SimulatedProvider, run_simulated
+from proxy.simulate import SimulatedProvider, reply_text, run_simulated
 from proxy.types import ErrorClass, Target
 
 ZAI = Target("zai", "glm-5")
@@ -81,23 +87,130 @@ def test_our_own_errors_pass_unchanged() -> None:
     assert caught.value is ours
 
 
-async def test_a_key_with_a_line_break_is_refused_before_aiohttp_sees_it(
-    clients: Clients, daemon: StartDaemon
+# aiohttp refuses to send a header holding a control character other than tab (a bare
+# ValueError, which reached clients as a 500): every value that becomes a header is checked where
+# it is read, so the transport never meets one.
+_ZAI_CONFIG = f"""
+[proxy]
+api_key = "{CLIENT_KEY}"
+[router]
+default = "zai,glm-5"
+[[providers]]
+name = "zai"
+api_base_url = "https://api.z.ai/api/paas/v4"
+api_key = "sim-key"
+models = ["glm-5"]
+"""
+UNSENDABLE = ["\u0001", "\u007f", "\u000b", "\n", "\r", "\u0000"]
+
+
+@pytest.mark.parametrize("char", UNSENDABLE, ids=repr)
+@pytest.mark.parametrize(
+    ("written", "rewritten", "key"),
+    [
+        (
+            'models = ["glm-5"]',
+            'models = ["glm-5"]\nheaders = { X-Title = "$VALUE" }',
+            "providers[0].headers.X-Title",
+        ),
+        (f'api_key = "{CLIENT_KEY}"', 'api_key = "$VALUE"', "proxy.api_key"),
+        (f'api_key = "{CLIENT_KEY}"', 'api_keys = ["$VALUE"]', "proxy.api_keys[0]"),
+    ],
+    ids=["provider header", "client key", "client keys"],
+)
+def test_a_value_aiohttp_cannot_send_as_a_header_is_a_config_error(
+    written: str, rewritten: str, key: str, char: str
 ) -> None:
-    """aiohttp refuses a header holding CR or LF with a bare ValueError; the transport checks
-    the headers first, so the client gets the configuration's fault in its own dialect, the
-    provider is never called, and the boundary stays the one place that maps aiohttp."""
-    async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
-        text = config_text(sims, {"default": "zai,glm-5"}).replace(
-            'api_key = "sim-key"', 'api_key = "sim-key\\nX-Injected: 1"'
+    text = _ZAI_CONFIG
+    assert written in text
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text.replace(written, rewritten, 1), env={"VALUE": f"secret{char}tail"})
+    assert refused.value.key == key
+    assert f"control character (U+{ord(char):04X})" in refused.value.message
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("char", ["\u0001", "\u007f", "\u000b"], ids=repr)
+async def test_a_provider_key_aiohttp_cannot_send_fails_over(
+    clients: Clients, daemon: StartDaemon, char: str
+) -> None:
+    """One broken target never aborts the chain (README): the key's fault was found when the
+    config was read, the provider is never called, the next one answers; it was a 500."""
+    sims_wanted = [
+        SimulatedProvider(n, "openai", [m]) for n, m in (("zai", "glm-5"), ("groq", "k2"))
+    ]
+    async with run_simulated(sims_wanted) as sims:
+        text = config_text(sims, {"default": "zai,glm-5|groq,k2"})
+        escaped = f"sim-key\\u{ord(char):04x}x"  # TOML's escape: the key holds `char`
+        proxy = await daemon(text.replace('api_key = "sim-key"', f'api_key = "{escaped}"', 1))
+        assert proxy.config.providers[0].api_key == f"sim-key{char}x"
+        raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}]
         )
-        proxy = await daemon(text)
-        with pytest.raises(openai.APIStatusError) as raised:
-            await clients.openai(proxy).chat.completions.create(
-                model="auto", messages=[{"role": "user", "content": "hi"}]
-            )
         assert not sims["zai"].requests
-    assert raised.value.status_code == 502
-    assert raised.value.response.headers["x-llmproxy-attempts"] == "zai,glm-5=auth_error"
-    (attempt,) = raised.value.response.json()["error"]["attempts"]
-    assert "line break (CR/LF)" in attempt["detail"]
+    assert raw.headers["x-llmproxy-attempts"] == "zai,glm-5=auth_error;groq,k2=ok"
+    assert raw.parse().choices[0].message.content == reply_text("groq", "k2", "hi")
+
+
+def test_a_tab_in_a_header_value_is_sent() -> None:
+    text = _ZAI_CONFIG.replace(
+        'models = ["glm-5"]', 'models = ["glm-5"]\nheaders = { X-Title = "a\\tb" }'
+    )
+    assert parse_config(text, env={}).providers[0].headers["X-Title"] == "a\tb"
+
+
+async def test_a_sign_in_aiohttp_cannot_send_fails_over(
+    clients: Clients, daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """The account id of a token store goes into a header on every request: the store is
+    refused when read (unavailable), the next target answers; it was a 500 before."""
+    codex = SimulatedProvider("codex", "codex", ["gpt-5.2"])
+    async with run_simulated([codex, SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        store = tmp_path / "auth.json"
+        signed_in = sims["codex"].account.codex_auth_json()
+        signed_in["tokens"]["account_id"] = "acct\u0001x"
+        store.write_bytes(orjson.dumps(signed_in))
+        extra = {"codex": codex_keys(sims["codex"], store)}
+        proxy = await daemon(
+            config_text(sims, {"default": "codex,gpt-5.2|zai,glm-5"}, provider_extra=extra)
+        )
+        raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert not sims["codex"].requests
+    assert raw.headers["x-llmproxy-attempts"] == "codex,gpt-5.2=unavailable;zai,glm-5=ok"
+    assert raw.parse().choices[0].message.content == reply_text("zai", "glm-5", "hi")
+
+
+def test_a_sign_in_aiohttp_cannot_send_is_named_when_imported() -> None:
+    signed_in = SimulatedProvider("codex", "codex", ["gpt-5.2"]).account.codex_auth_json()
+    signed_in["tokens"]["access_token"] += "\u007f"
+    with pytest.raises(ConfigError) as refused:
+        parse_codex_auth(signed_in)
+    assert refused.value.key == "tokens.access_token"
+    assert "control character (U+007F)" in refused.value.message
+
+
+async def test_a_client_header_aiohttp_cannot_send_never_reaches_a_provider(
+    daemon: StartDaemon,
+) -> None:
+    """`anthropic-beta` is forwarded to a same-format provider: aiohttp's server parser
+    refuses a control character in it before any handler runs (400)."""
+    async with run_simulated([SimulatedProvider("kimi", "anthropic", ["k2"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "kimi,k2"}))
+        host, port = proxy.url.removeprefix("http://").split(":")
+        body = b'{"model":"auto","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"x-api-key: {CLIENT_KEY}\r\n".encode()
+            + b"anthropic-beta: a\x01b\r\n"
+            + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        answer = await reader.read()
+        writer.close()
+        assert not sims["kimi"].requests
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400"
+    assert b"Invalid header value char" in rest

@@ -18,7 +18,7 @@ from conftest import Clients
 from support import Daemon, config_text
 
 from proxy.client_dialects import ANTHROPIC, OPENAI
-from proxy.simulate import FaultPlan, SimulatedProvider, Status, run_simulated
+from proxy.simulate import FaultPlan, SimulatedProvider, Status, reply_text, run_simulated
 from proxy.translate.replies import (
     RENDERERS,
     accumulated,
@@ -349,3 +349,129 @@ async def test_a_chat_reply_without_usage_gets_the_estimate_a_stream_reports(
     assert completion.usage is not None
     assert completion.usage.completion_tokens > 0 and completion.usage.prompt_tokens > 0
     assert completion.choices[0].message.content == "A reply of some length."
+
+
+# --- Whole replies end as their streams do (second review) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("finish", "said"),
+    [
+        ("sensitive", "content_filter"),  # Z.ai
+        ("eos", "stop"),
+        ("network_error", "stop"),
+        ("end_turn", "stop"),
+        ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
+        (None, "stop"),
+        ("content_filter", "content_filter"),
+    ],
+)
+async def test_a_chat_reply_s_finish_reason_is_the_one_its_stream_says(
+    clients: Clients, daemon: StartDaemon, finish: str | None, said: str
+) -> None:
+    """Non-standard finish reasons reached a chat client unchanged when not streamed."""
+    completion = await chat_answer(clients, daemon, chat_reply({"content": "Hi."}, finish))  # type: ignore[arg-type]
+    assert completion.choices[0].finish_reason == said
+    assert completion.choices[0].message.content == "Hi."
+    if finish is None:  # streamed, no finish reason is a cut stream (failover), not an end
+        return
+    decoder = OpenAIStreamDecoder()
+    chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": "Hi."}}]}
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+    events = [*decoder.feed(None, chunk), *decoder.feed(None, end), *decoder.close()]
+    encoder = OPENAI.stream_encoder("m", {}, 0)
+    raw = b"".join(encoder.encode(e) for e in events) + encoder.finish()
+    finishes = [c["choices"][0]["finish_reason"] for c in _sse_payloads(raw) if c["choices"]]
+    assert finishes[-1] == said
+
+
+@pytest.mark.parametrize(
+    ("stop", "said"),
+    [
+        (None, "end_turn"),
+        ("weird_new_reason", "end_turn"),
+        ("model_context_window_exceeded", "max_tokens"),
+    ],
+)
+async def test_an_anthropic_reply_s_stop_reason_is_the_one_its_stream_says(
+    clients: Clients, daemon: StartDaemon, stop: str | None, said: str
+) -> None:
+    body = anthropic_reply([{"type": "text", "text": "Hi."}], stop)  # type: ignore[arg-type]
+    proxy, sims = await served(daemon, "anthropic", body)
+    try:
+        message = await clients.anthropic(proxy).messages.create(
+            model="auto", max_tokens=64, messages=HELLO
+        )  # type: ignore[arg-type]
+    finally:
+        await sims.__aexit__(None, None, None)
+    assert message.stop_reason == said
+    encoder = ANTHROPIC.stream_encoder("m", {}, 0)
+    events = anthropic_reply_events(body)
+    raw = b"".join(encoder.encode(e) for e in events) + encoder.finish()
+    (delta,) = [p for p in _sse_payloads(raw) if p["type"] == "message_delta"]
+    assert delta["delta"]["stop_reason"] == said
+
+
+async def test_a_chat_call_without_an_id_gets_the_one_its_stream_gets(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """A chat client got id "" (a Responses client call_id "") when not streaming."""
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    body = chat_reply({"content": None, "tool_calls": [call]}, "tool_calls")
+    completion = await chat_answer(clients, daemon, body)
+    (tool_call,) = completion.choices[0].message.tool_calls or []
+    decoder = OpenAIStreamDecoder()
+    chunk = {
+        "id": "chatcmpl-quirk",
+        "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, **call}]}}],
+    }
+    streamed = [e for e in decoder.feed(None, chunk) + list(decoder.close()) if hasattr(e, "id")]
+    assert tool_call.id == "call_chatcmpl-quirk_0"
+    assert [e.id for e in streamed if not isinstance(e, MessageStart)] == [tool_call.id]
+    proxy, sims = await served(daemon, "openai", body)
+    try:
+        response = await clients.openai(proxy).responses.create(model="auto", input="hello")
+    finally:
+        await sims.__aexit__(None, None, None)
+    (item,) = [i for i in response.output if i.type == "function_call"]
+    assert item.call_id == "call_chatcmpl-quirk_0"
+
+
+async def test_openrouter_s_error_finish_in_a_whole_reply_fails_over(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """Streamed, `finish_reason: "error"` is a fault that moves to the next target; whole, it
+    was read as a normal end and the half answer reached the client."""
+    body = chat_reply({"content": "Half an ans"}, "error")
+    failing = SimulatedProvider(
+        "openrouter", "openai", ["glm-5"], plan=FaultPlan.always(Status(200, body))
+    )
+    async with run_simulated([failing, SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        chain = {"default": "openrouter,glm-5|zai,glm-5"}
+        proxy = await daemon(config_text(sims, chain))
+        raw = await clients.openai(proxy).chat.completions.with_raw_response.create(
+            model="auto", messages=HELLO
+        )  # type: ignore[arg-type]
+    attempts = raw.headers["x-llmproxy-attempts"]  # a server error is retried once first
+    assert attempts.startswith("openrouter,glm-5=server_error;")
+    assert attempts.endswith(";zai,glm-5=ok")
+    assert raw.parse().choices[0].message.content == reply_text("zai", "glm-5", "hello")
+
+
+async def test_reasoning_beside_a_null_reasoning_content_is_renamed(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    body = chat_reply({"content": "Hi.", "reasoning": "R", "reasoning_content": None}, "stop")
+    message = (await chat_answer(clients, daemon, body)).choices[0].message
+    assert (message.model_extra or {}).get("reasoning_content") == "R"
+
+
+async def test_an_empty_usage_object_gets_the_estimate(
+    clients: Clients, daemon: StartDaemon
+) -> None:
+    """`usage: {}` reports nothing: the answer's estimate, as without usage, not zeros."""
+    body = chat_reply({"content": "A reply of some length."}, "stop") | {"usage": {}}
+    completion = await chat_answer(clients, daemon, body)
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens > 0 and completion.usage.prompt_tokens > 0

@@ -18,6 +18,7 @@ from proxy.capabilities import (
     Prefill,
     resolve_capabilities,
 )
+from proxy.config.reader import header_fault
 from proxy.health import HealthSettings
 from proxy.keywords import KeywordRule
 from proxy.observe.settings import JournalSettings, MetricsSettings
@@ -161,6 +162,13 @@ class ProviderConfig:
     """codex: where refreshes go (default: `codex_auth.DEFAULT_TOKEN_ENDPOINT`)."""
     _exact_models: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     _model_globs: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
+    unsendable: str | None = field(default=None, init=False, repr=False, compare=False)
+    """Why the key or a header cannot be sent (a control character aiohttp refuses), else None:
+    found once here, so a request to this provider fails over without a per-request check."""
+
+    def __post_init__(self) -> None:
+        faults = (header_fault(value) for value in (self.api_key, *self.headers.values()))
+        object.__setattr__(self, "unsendable", next((f for f in faults if f), None))
 
     def serves(self, model: str) -> bool:
         """Whether `model` is listed in `models` (ids compare exactly; globs match whole ids)."""

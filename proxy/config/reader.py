@@ -30,6 +30,21 @@ def type_name(value: Any) -> str:
 
 
 MISSING: Any = object()
+# What aiohttp refuses in a header it sends (a bare ValueError, "Forbidden control character"):
+# any control character but tab. A value that becomes a header (a key, a configured header, a
+# sign-in's token) is checked once where it is read, so nothing is checked per request.
+NOT_IN_HEADERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_fault(value: str) -> str | None:
+    """Why `value` cannot be sent as a header, naming the character but never the value (it is
+    often a secret); None when it can."""
+    found = NOT_IN_HEADERS.search(value)
+    if found is None:
+        return None
+    return f"holds a control character (U+{ord(found.group()):04X}), which no HTTP header can carry"
+
+
 _REFERENCE_ONLY_KEYS: Mapping[str, str] = MappingProxyType(
     {
         "router.plan_implementation": "the reference's plan_implementation route is not supported",
@@ -89,6 +104,14 @@ class TableReader:
         value = self.get(name, str, "string", default)
         if not empty_ok and isinstance(value, str) and not value.strip():
             raise ConfigError(self.key(name), "must not be empty")
+        return value
+
+    def header_value(self, name: str, default: Any = MISSING, *, empty_ok: bool = True) -> Any:
+        """A string sent as an HTTP header (a key, a configured header)."""
+        value = self.string(name, default, empty_ok=empty_ok)
+        fault = header_fault(value) if isinstance(value, str) else None
+        if fault:
+            raise ConfigError(self.key(name), fault)
         return value
 
     def integer(self, name: str, default: Any = MISSING, *, low: int = 1, high: int = 2**53) -> Any:

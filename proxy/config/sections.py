@@ -24,7 +24,7 @@ from proxy.config.model import (
     Timeouts,
     default_format,
 )
-from proxy.config.reader import MISSING, TableReader
+from proxy.config.reader import MISSING, TableReader, header_fault
 from proxy.config.targets import GLOB_CHARS, PROVIDER_NAME, compile_glob_at
 from proxy.errors import ConfigError
 from proxy.health import HealthSettings
@@ -86,10 +86,12 @@ def parse_proxy(top: TableReader) -> ProxySettings:
     t = top.table("proxy", _PROXY_KEYS) or TableReader({}, "proxy", _PROXY_KEYS)
     keys: list[str] = []
     if "api_key" in t.data:
-        keys.append(t.string("api_key", empty_ok=False))
+        keys.append(t.header_value("api_key", empty_ok=False))
     for i, k in enumerate(t.strings("api_keys", [])):
         if not k.strip():
             raise ConfigError(f"proxy.api_keys[{i}]", "must not be empty")
+        if fault := header_fault(k):
+            raise ConfigError(f"proxy.api_keys[{i}]", fault)
         keys.append(k)
     timeouts = Timeouts().merged(timeout_overrides(t.table("timeouts", tuple(TIMEOUT_KEYS))))
     return ProxySettings(
@@ -167,8 +169,10 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         hkey = f"{t.key('headers')}.{hname}"
         if not _HEADER_NAME.fullmatch(hname):
             raise ConfigError(hkey, "invalid HTTP header name")
-        if not isinstance(hvalue, str) or any(c in hvalue for c in "\r\n\0"):
-            raise ConfigError(hkey, "expected a single-line string")
+        if not isinstance(hvalue, str):
+            raise ConfigError(hkey, "expected a string")
+        if fault := header_fault(hvalue):
+            raise ConfigError(hkey, fault)
         header_map[hname] = hvalue
     timeouts = t.table("timeouts", tuple(TIMEOUT_KEYS))
     return ProviderConfig(
@@ -177,6 +181,7 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
         format=fmt,
         models=tuple(models),
         timeouts=defaults.merged(timeout_overrides(timeouts)),
+        # A key no header can carry fails this provider over (`unsendable`), not the config.
         api_key=t.string("api_key", ""),
         headers=MappingProxyType(header_map),
         prefill=(

@@ -90,15 +90,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._series: dict[SeriesKey, _Series] = {}
         self._attempts: dict[tuple[Target, str], int] = {}
-        self._refusals: dict[str, int] = {}
+        self._rate_limited: dict[str, int] = {}
         self.registry.register(_RequestCollector(self))
         self.registry.register(_HealthCollector(health))
 
     def observe(self, record: RequestRecord) -> None:
         """On the request path: plain additions only (see the module docstring)."""
         if record.outcome == REFUSED and record.status == 429:
-            refusals = self._refusals
-            refusals[record.client_api] = refusals.get(record.client_api, 0) + 1
+            limited = self._rate_limited
+            limited[record.client_api] = limited.get(record.client_api, 0) + 1
         served = record.served
         key = (
             record.route,
@@ -264,14 +264,15 @@ class _RequestCollector(Collector):
             ),
             (((s.key[0],), s.takeovers) for s in routed),
         )
-        refusals = CounterMetricFamily(
+        # The name predates "refusal" meaning only a model declining: kept for dashboards.
+        limited = CounterMetricFamily(
             "llmproxy_rate_limit_refusals",
-            "Requests refused by llmproxy's own rate limits.",
+            "Requests rejected by llmproxy's own rate limits.",
             labels=["client_api"],
         )
-        for api, count in metrics._refusals.items():
-            refusals.add_metric([api], count)
-        yield refusals
+        for api, count in metrics._rate_limited.items():
+            limited.add_metric([api], count)
+        yield limited
         yield _sum_counter(
             CounterMetricFamily(
                 "llmproxy_tokens",

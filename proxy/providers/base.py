@@ -45,15 +45,17 @@ class StreamDecoder(Protocol):
     def close(self) -> list[StreamEvent]: ...
 
 
-def fault_error(fault: UpstreamFault, target: Target | None) -> UpstreamStatusError:
-    """An error reported inside a stream, classified like an error response. The status is the
-    one the wire format pairs with the error, else what its code or text stands for; without
-    any, the stream's own 200 says nothing, so it is taken as the server's failure (500) and
-    message wording (rate limit, quota...) still decides."""
+def fault_error(
+    fault: UpstreamFault, target: Target | None, *, inside: str = "the stream"
+) -> UpstreamStatusError:
+    """An error reported inside a stream (or a whole answer's 2xx body), classified like an
+    error response. The status is the one the wire format pairs with the error, else what its
+    code or text stands for; without any, the 200 says nothing, so it is taken as the server's
+    failure (500) and message wording (rate limit, quota...) still decides."""
     status = fault.status if fault.status is not None else fault_status(fault.body)
     found = classify(status or 500, orjson.dumps(fault.body), {})
     return UpstreamStatusError(
-        f"error inside the stream: {found.message}",
+        f"error inside {inside}: {found.message}",
         target=target,
         status=status,
         error_class=found.error_class,

@@ -94,8 +94,13 @@ class HttpTransport:
                 status=response.status,
                 error_class=ErrorClass.BAD_RESPONSE,
             )
-        if self._dialect.body_error(payload) is not None:
-            raise self._status_error(request, response.status, raw, response.headers)
+        problem = self._dialect.body_error(payload)
+        if problem is not None:
+            # The in-band error a stream would carry, classified alike (`fault_error`): the
+            # 200 says nothing, the body's code or wording decides.
+            fault = payload if payload.get("error") else {"error": {"message": problem}}
+            redacted = orjson.loads(self._redacted(request, orjson.dumps(fault)))
+            raise fault_error(UpstreamFault(None, redacted), request.target, inside="the answer")
         return UpstreamReply(payload)
 
     def _credentials(self, request: UpstreamRequest) -> list[bytes]:
@@ -221,14 +226,13 @@ class HttpTransport:
             total=None, connect=limits.connect, sock_connect=limits.connect
         )
         payload = orjson.dumps(request.body)
-        headers = self._dialect.headers(request)
-        if any("\n" in value or "\r" in value for value in headers.values()):
-            # aiohttp would refuse to send it (a ValueError): said here, before it is called.
+        if provider.unsendable:  # aiohttp would raise a bare ValueError
             raise UpstreamRefusedError(
-                "the provider's key or headers hold a line break (CR/LF); fix the config",
+                f"the provider's key or a header {provider.unsendable}; fix the config",
                 target=request.target,
                 error_class=ErrorClass.AUTH,
             )
+        headers = self._dialect.headers(request)
         sent = self._session.post(
             self._dialect.url(provider),
             # aiohttp writes a large bytes body in one piece; a stream in chunks.
@@ -258,11 +262,15 @@ class HttpTransport:
             raise self._status_error(request, response.status, raw, response.headers)
         return response
 
+    def _redacted(self, request: UpstreamRequest, raw: bytes) -> bytes:
+        for secret in self._credentials(request):  # e.g. "Incorrect API key provided: sk-..."
+            raw = raw.replace(secret, b"[REDACTED]")
+        return raw
+
     def _status_error(
         self, request: UpstreamRequest, status: int, raw: bytes, headers: object
     ) -> UpstreamError:
-        for secret in self._credentials(request):  # e.g. "Incorrect API key provided: sk-..."
-            raw = raw.replace(secret, b"[REDACTED]")
+        raw = self._redacted(request, raw)
         header_map = {k.lower(): v for k, v in dict(headers).items()} if headers else {}  # type: ignore[call-overload]
         found = classify(status, raw, header_map)
         return UpstreamStatusError(

@@ -29,6 +29,11 @@ class OpenAIDialect:
         error: Any = payload.get("error")
         if error and "choices" not in payload:
             return str(error.get("message") if isinstance(error, dict) else error)
+        choices = payload.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if isinstance(first, dict) and first.get("finish_reason") == "error":
+            # OpenRouter: the provider behind it failed; streamed, the same is a fault.
+            return "upstream finished with an error"
         return None
 
 

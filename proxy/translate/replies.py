@@ -89,12 +89,14 @@ def passthrough_response(body: JSONObject, model: str) -> JSONObject:
 def openai_reply_as_is(body: JSONObject) -> Usage | None:
     """The usage of a chat.completion that a chat client may get as it is, or None when it must
     go through the events (`openai_reply_events`) to say what the same answer streamed says: a
-    call ending in "stop", `reasoning` rather than `reasoning_content`, a leading `<think>`, a
-    list for `content`, arguments that are not text, or no usage. Checked on the parsed body
-    without copying it; several choices (a client's `n`) pass as they are, the events keep one."""
+    finish reason the stream would say otherwise (a call ending in "stop", Z.ai's "sensitive",
+    none at all), `reasoning` rather than `reasoning_content`, a leading `<think>`, a list for
+    `content`, a call without an id or with arguments that are not text, or no usage. Checked
+    on the parsed body without copying it; several choices (a client's `n`) pass as they are,
+    the events keep one."""
     usage = body.get("usage")
     choices = body.get("choices")
-    if not isinstance(usage, dict):
+    if not isinstance(usage, dict) or not usage:  # no report: the stream's estimate
         return None
     if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
         return usage_from_openai(usage)
@@ -107,36 +109,39 @@ def openai_reply_as_is(body: JSONObject) -> Usage | None:
         isinstance(content, str) and content.lstrip().startswith("<think>")
     ):
         return None
-    if message.get("reasoning") and "reasoning_content" not in message:
+    if message.get("reasoning") and not message.get("reasoning_content"):
         return None
     calls = message.get("tool_calls")
-    if calls:
-        finish = choice.get("finish_reason")
-        if not isinstance(calls, list) or not isinstance(finish, str):
+    finish = choice.get("finish_reason")
+    if (calls and not isinstance(calls, list)) or not isinstance(finish, str):
+        return None
+    if stop_to_openai_finish(with_tool_calls(openai_finish_to_stop(finish), bool(calls))) != finish:
+        return None
+    for call in calls or ():
+        if not isinstance(call, dict) or not _str(call.get("id")):
             return None
-        if stop_to_openai_finish(with_tool_calls(openai_finish_to_stop(finish), True)) != finish:
+        function = call.get("function")
+        if isinstance(function, dict) and not isinstance(function.get("arguments"), str):
             return None
-        for call in calls:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and not isinstance(function.get("arguments"), str):
-                return None
     return usage_from_openai(usage)
 
 
 def anthropic_reply_as_is(body: JSONObject) -> Usage | None:
     """The usage of an Anthropic `message` that a Messages client may get as it is (server-tool
-    blocks and citations included), or None when it must go through the events: a `tool_use`
-    block without stop reason `tool_use` (or a limit), or no usage."""
+    blocks and citations included), or None when it must go through the events: a stop reason
+    the stream would say otherwise (none, one llmproxy does not know, `end_turn` after a
+    `tool_use` block), or no usage."""
     usage = body.get("usage")
-    if not isinstance(usage, dict):
-        return None
     stop = body.get("stop_reason")
-    stop = stop if isinstance(stop, str) else None
-    if stop_to_anthropic(with_tool_calls(anthropic_stop_to_stop(stop), True)) != stop:
-        content = body.get("content")
-        for block in content if isinstance(content, list) else ():
-            if isinstance(block, dict) and block.get("type") == "tool_use":
-                return None
+    if not isinstance(usage, dict) or not usage or not isinstance(stop, str):
+        return None
+    content = body.get("content")
+    calls = any(
+        isinstance(block, dict) and block.get("type") == "tool_use"
+        for block in (content if isinstance(content, list) else ())
+    )
+    if stop_to_anthropic(with_tool_calls(anthropic_stop_to_stop(stop), calls)) != stop:
+        return None
     return usage_from_anthropic(usage)
 
 
@@ -152,7 +157,7 @@ def reply_id(prefix: str, upstream_id: Any) -> str:
 
 
 Render = Callable[[MessageAccumulator, str, Mapping[str, Any], int | None], JSONObject]
-"""(accumulated reply, model the client asked for, the client's request, `created` or None for
+"""(accumulated reply, the served model's name, the client's request, `created` or None for
 now) -> the client's answer."""
 
 
@@ -216,17 +221,17 @@ def openai_reply_events(body: JSONObject) -> list[StreamEvent]:
     legacy = message.get("function_call")
     if isinstance(legacy, dict):
         calls.append({"function": legacy})
+    message_id = _str(body.get("id"))
     for index, call in enumerate(calls):
+        # A call without an id gets the one its stream's decoder would make up.
+        call_id = _str(call.get("id")) or f"call_{message_id}_{index}"
         if call.get("type") == "custom":  # a call to a custom tool: a raw string input
             custom = _obj(call.get("custom"))
-            events.append(
-                CustomToolCall(
-                    index, _str(call.get("id")), _str(custom.get("name")), _str(custom.get("input"))
-                )
-            )
+            name, text = _str(custom.get("name")), _str(custom.get("input"))
+            events.append(CustomToolCall(index, call_id, name, text))
             continue
         function = _obj(call.get("function"))
-        events.append(ToolCallStart(index, _str(call.get("id")), _str(function.get("name"))))
+        events.append(ToolCallStart(index, call_id, _str(function.get("name"))))
         events.append(ToolCallDelta(index, _raw_arguments(function.get("arguments"))))
 
     events.append(openai_finish(choice))
