@@ -120,8 +120,10 @@ class DaemonRunner(web.AppRunner):
 def collect_less() -> None:
     """Tune the cyclic garbage collector for a serving process whose requests are mostly made of
     short-lived containers that reference counting frees. The objects alive once the daemon
-    listens (modules, config, the app) live as long as it does: `gc.freeze` keeps every later
-    full collection from walking them again."""
+    listens (modules, config, the app) mostly live as long as it does: `gc.freeze` keeps every
+    later full collection from walking them again. Reference counting still frees a frozen
+    object; only a cycle among them (say, in the first config, once a reload replaced it)
+    would stay, once, since everything made later is collected as usual."""
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION, middle, old)
