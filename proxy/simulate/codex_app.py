@@ -24,12 +24,12 @@ import base64
 import itertools
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from aiohttp import web
 
+from proxy.frozen import replace
 from proxy.simulate.delivery import Frame, FrameKind
 from proxy.simulate.faults import Status, invalid_request
 from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
