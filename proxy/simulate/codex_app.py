@@ -14,7 +14,8 @@ Behaves as chatgpt.com/backend-api/codex does for the Codex CLI:
 
 A 429 `usage_limit_reached` is `faults.codex_usage_limit()` in the provider's plan. Replies are
 planned from a chat-completions view of the request (`chat_view`), so every format answers the
-same question the same way.
+same question the same way. The account and its tokens are `codex_account`, the SSE of an
+answer `codex_frames`.
 """
 
 from __future__ import annotations
