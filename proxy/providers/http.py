@@ -58,6 +58,8 @@ class HttpTransport:
         self._session = session
         self._dialect = dialect
         self._max_answer = max_answer_bytes
+        # One per connect limit in use (they come from the config): built once, not per request.
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def complete(self, request: UpstreamRequest) -> UpstreamReply:
         """A non-streaming call; returns the provider's JSON body. The whole answer must arrive
@@ -222,9 +224,12 @@ class HttpTransport:
         None means the caller bounds the wait."""
         provider = request.provider
         limits = provider.timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=limits.connect, sock_connect=limits.connect
-        )
+        timeout = self._timeouts.get(limits.connect)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=limits.connect, sock_connect=limits.connect
+            )
+            self._timeouts[limits.connect] = timeout
         payload = orjson.dumps(request.body)
         if provider.unsendable:  # aiohttp would raise a bare ValueError
             raise UpstreamRefusedError(

@@ -17,7 +17,10 @@ What every such session guarantees, whatever its caller asks:
   each hop), so IP literals, which never reach a resolver, are checked too;
 - a redirect is never followed: a 3xx answer raises `RedirectRefused` before aiohttp could
   follow it, so a key never travels to a second host and nothing fetched from there comes back;
-- no proxy or netrc from the environment (`trust_env=False`), and a connect timeout.
+- no proxy or netrc from the environment (`trust_env=False`), and a connect timeout;
+- no cookies: what an upstream sets is neither kept nor sent back (`DummyCookieJar`). A
+  proxy's session is shared by every client, so a cookie kept from one answer would travel
+  with every other client's requests.
 
 Redaction of what is logged is attached by the owner of the session's lifetime
 (`redacted_logs`), as it follows the config rather than the session.
@@ -64,6 +67,7 @@ def outgoing_session(
     )
     return aiohttp.ClientSession(
         connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
         trust_env=False,
         timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT),
