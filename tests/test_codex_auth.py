@@ -26,7 +26,7 @@ from proxy.codex_auth import (
 )
 from proxy.errors import ConfigError, UpstreamStatusError, UpstreamUnavailable
 from proxy.simulate import SimulatedProvider, run_simulated
-from proxy.simulate.codex_app import make_jwt
+from proxy.simulate.codex_account import make_jwt
 from proxy.types import ErrorClass
 
 CLAIMS = "https://api.openai.com/auth"

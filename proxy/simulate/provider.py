@@ -13,7 +13,8 @@ import orjson
 from aiohttp import web
 
 from proxy.simulate.anthropic_app import build_anthropic_app
-from proxy.simulate.codex_app import TOKEN_PATH, CodexAccount, build_codex_app, chat_view
+from proxy.simulate.codex_account import TOKEN_PATH, CodexAccount
+from proxy.simulate.codex_app import build_codex_app, chat_view
 from proxy.simulate.delivery import Delivery, Timing
 from proxy.simulate.faults import FaultPlan
 from proxy.simulate.openai_app import PREFILL_STYLES, build_openai_app
