@@ -27,7 +27,7 @@ from proxy.providers.registry import Upstreams
 from proxy.types import ClientAPI, ErrorClass, JSONObject, ProviderFormat, Target
 
 if TYPE_CHECKING:
-    import aiohttp
+    from proxy.security.http1 import Client
 
 app = typer.Typer(help="Inspect and check the configured providers.", no_args_is_help=True)
 app.command("refresh")(providers_refresh)
@@ -129,12 +129,12 @@ def providers_status(
 
 
 async def _probe_all(config: Config, time_limit: float, *, show: bool) -> list[Probe]:
-    # Only probing calls providers from this process, through a session guarded like the
-    # daemon's (aiohttp is loaded only now).
-    from proxy.security.outgoing import config_session
+    # Only probing calls providers from this process, through a client guarded like the
+    # daemon's (loaded only now).
+    from proxy.security.outgoing import config_client
 
-    async with config_session(config) as session:
-        return await probe_all(session, config, time_limit, show=show)
+    async with config_client(config) as client:
+        return await probe_all(client, config, time_limit, show=show)
 
 
 def key_state(index: int, provider: ProviderConfig, unset: dict[str, str]) -> str:
@@ -277,10 +277,10 @@ def probe_targets(config: Config) -> list[tuple[ProviderConfig, Target]]:
 
 
 async def probe_all(
-    session: aiohttp.ClientSession, config: Config, time_limit: float, *, show: bool = True
+    client: Client, config: Config, time_limit: float, *, show: bool = True
 ) -> list[Probe]:
     targets = probe_targets(config)
-    upstreams = Upstreams(session, config.security.limits.max_answer_bytes)
+    upstreams = Upstreams(client, config.security.limits.max_answer_bytes)
     progress = Progress(
         TextColumn("probing"),
         BarColumn(),

@@ -20,8 +20,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from proxy.codex_auth import (
     DEFAULT_TOKEN_ENDPOINT,
     CodexAuth,
@@ -34,6 +32,7 @@ from proxy.errors import UpstreamError, UpstreamStatusError
 from proxy.frozen import frozen, replace
 from proxy.providers.base import EventBatch, StreamDecoder, UpstreamRequest
 from proxy.providers.http import HttpTransport
+from proxy.security.http1 import Client
 from proxy.translate.stream_responses import ResponsesStreamDecoder
 from proxy.types import JSONObject, UpstreamReply
 
@@ -84,8 +83,8 @@ class CodexDialect:
 class CodexTransport:
     """Sends codex UpstreamRequests; one `CodexAuth` per token store, shared by its providers."""
 
-    def __init__(self, session: aiohttp.ClientSession, max_answer_bytes: int) -> None:
-        self._session = session
+    def __init__(self, client: Client, max_answer_bytes: int) -> None:
+        self._client = client
         self._max_answer = max_answer_bytes
         self._auth: dict[tuple[Path, str], CodexAuth] = {}
 
@@ -94,7 +93,7 @@ class CodexTransport:
         endpoint = provider.token_endpoint or DEFAULT_TOKEN_ENDPOINT
         key = (path, endpoint)
         if key not in self._auth:
-            self._auth[key] = CodexAuth(TokenStore(path), self._session, token_endpoint=endpoint)
+            self._auth[key] = CodexAuth(TokenStore(path), self._client, token_endpoint=endpoint)
         return self._auth[key]
 
     async def complete(self, request: UpstreamRequest) -> UpstreamReply:
@@ -116,7 +115,7 @@ class CodexTransport:
             raise _for_target(exc, request) from exc
         retried = False
         while True:
-            transport = HttpTransport(self._session, CodexDialect(tokens), self._max_answer)
+            transport = HttpTransport(self._client, CodexDialect(tokens), self._max_answer)
             events = transport.stream(upstream)
             try:
                 first = await anext(events)
