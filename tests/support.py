@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,9 @@ from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
 
 from proxy.config import Config, parse_config
+from proxy.security.http1 import Client
+from proxy.security.outgoing import outgoing_client
+from proxy.security.ssrf import NetworkPolicy
 from proxy.server import build_app
 from proxy.serving import DaemonRunner
 from proxy.simulate import SimulatedProvider
@@ -88,3 +92,14 @@ async def start_daemon(text: str) -> Daemon:
     server = DaemonTestServer(app, host="127.0.0.1")
     await server.start_server()
     return Daemon(server, config)
+
+
+@contextlib.asynccontextmanager
+async def local_client() -> AsyncIterator[Client]:
+    """The outgoing client under a policy that allows this machine (where simulators listen)."""
+    policy = NetworkPolicy.build(True, False, ())
+    client = outgoing_client(lambda: policy)
+    try:
+        yield client
+    finally:
+        await client.close()

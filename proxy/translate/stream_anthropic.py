@@ -8,11 +8,12 @@ Payloads are parsed JSON: shapes are tested with `isinstance(x, dict)` (see `str
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from proxy.frozen import replace
 from proxy.translate.common import anthropic_tool_id, fallback_tool_id
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from proxy.translate.common import ThinkTags
 from proxy.translate.reasons import (
     final_finish,
     openai_finish,
@@ -50,76 +51,6 @@ def stream_fault(payload: JSONObject) -> UpstreamFault:
     an in-stream error; what its code or wording stands for (Z.ai's business codes, a status in
     the text) is the classifier's reading (`classify.fault_status`)."""
     return UpstreamFault(None, payload)
-
-
-_THINK_OPEN = "<think>"
-_THINK_CLOSE = "</think>"
-
-
-class _ThinkTags:
-    """Streams a leading `<think>...</think>` of `content` out as reasoning.
-
-    The streaming twin of `common.split_think_tags` (MiniMax, and R1 distills behind vLLM,
-    inline their chain of thought in `content`). Only a block that opens the message counts;
-    content is held just long enough to tell, and a tag split across chunks is reassembled.
-    An unterminated block stays reasoning (it was already streamed as such).
-    """
-
-    __slots__ = ("_buf", "_state")
-    _PROBE, _THINK, _AFTER, _PLAIN = range(4)
-
-    def __init__(self) -> None:
-        self._state = self._PROBE
-        self._buf = ""
-
-    def feed(self, text: str, out: list[StreamEvent]) -> None:
-        if self._state == self._PLAIN:
-            out.append(TextDelta(text))
-        elif self._state == self._PROBE:
-            self._buf += text
-            head = self._buf.lstrip()
-            if head.startswith(_THINK_OPEN):
-                self._state = self._THINK
-                self._buf = ""
-                self._think(head[len(_THINK_OPEN) :].lstrip(), out)
-            elif not _THINK_OPEN.startswith(head):
-                self._state = self._PLAIN
-                out.append(TextDelta(self._buf))
-                self._buf = ""
-        elif self._state == self._THINK:
-            self._think(text, out)
-        else:
-            self._after(text, out)
-
-    def close(self, out: list[StreamEvent]) -> None:
-        if self._buf:
-            held = self._buf
-            out.append(TextDelta(held) if self._state == self._PROBE else ReasoningDelta(held))
-            self._buf = ""
-        self._state = self._PLAIN
-
-    def _think(self, text: str, out: list[StreamEvent]) -> None:
-        data = self._buf + text
-        end = data.find(_THINK_CLOSE)
-        if end >= 0:
-            self._buf = ""
-            if end:
-                out.append(ReasoningDelta(data[:end]))
-            self._state = self._AFTER
-            self._after(data[end + len(_THINK_CLOSE) :], out)
-            return
-        keep = next(
-            (k for k in range(len(_THINK_CLOSE) - 1, 0, -1) if data.endswith(_THINK_CLOSE[:k])), 0
-        )
-        self._buf = data[len(data) - keep :] if keep else ""
-        if len(data) > keep:
-            out.append(ReasoningDelta(data[: len(data) - keep]))
-
-    def _after(self, text: str, out: list[StreamEvent]) -> None:
-        text = text.lstrip()
-        if text:
-            self._state = self._PLAIN
-            out.append(TextDelta(text))
 
 
 @dataclass(slots=True)
@@ -159,7 +90,7 @@ class OpenAIStreamDecoder:
         self._finish: Finish | None = None
         self._finished = False
         self._last_usage: Usage | None = None
-        self._think_tags = _ThinkTags()
+        self._think_tags = ThinkTags()
 
     @property
     def finished(self) -> bool:
