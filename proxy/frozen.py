@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 from operator import attrgetter
+from reprlib import recursive_repr
 from types import CodeType, FunctionType
-from typing import Any, Final, NoReturn, TypeVar, dataclass_transform, overload
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, dataclass_transform, overload
 
 T = TypeVar("T")
 FIELDS: Final = "__frozen_fields__"
@@ -97,12 +98,25 @@ def frozen(cls: type[T]) -> type[T]:
         for known in base.__dict__.get(FIELDS, ()):
             inherited[known.name] = known
     fields_ = dict(inherited)
-    for name, annotation in own.get("__annotations__", {}).items():
-        if not _is_classvar(annotation):
+    annotations = own.get("__annotations__", {})
+    for name, annotation in annotations.items():
+        kind = _annotation_kind(annotation)
+        if kind == "InitVar":
+            raise TypeError(f"{cls.__qualname__}.{name}: InitVar is not supported by @frozen")
+        if kind != "ClassVar":
             value = own.get(name, MISSING)
             spec = value if isinstance(value, Field) else Field(default=value)
+            if type(spec.default).__hash__ is None:
+                # As dataclasses: one list (dict, set...) would be shared by every value.
+                raise ValueError(
+                    f"mutable default {type(spec.default)} for field {name} is not allowed: "
+                    "use default_factory"
+                )
             spec.name = name
             fields_[name] = spec
+    for name, value in own.items():
+        if isinstance(value, Field) and name not in annotations:
+            raise TypeError(f"{name!r} is a field but has no type annotation")
     methods = _methods(cls.__qualname__, tuple(fields_.values()), hasattr(cls, "__post_init__"))
     # What the class defines itself stays, as with dataclasses.
     namespace = {**SHARED, **methods, **{k: v for k, v in own.items() if k not in fields_}}
@@ -114,15 +128,24 @@ def frozen(cls: type[T]) -> type[T]:
     namespace["__slots__"] = tuple(name for name in fields_ if name not in inherited)
     namespace["__qualname__"] = cls.__qualname__
     namespace[FIELDS] = tuple(fields_.values())
-    namespace["__match_args__"] = tuple(f.name for f in fields_.values() if f.init)
+    if "__match_args__" not in own:
+        namespace["__match_args__"] = tuple(f.name for f in fields_.values() if f.init)
     metaclass: type = type(cls)
     made: type[T] = metaclass(cls.__name__, cls.__bases__, namespace)
     return made
 
 
-def _is_classvar(annotation: object) -> bool:
+def _annotation_kind(annotation: object) -> str:
+    """The annotation's role, from its outermost name: `ClassVar`, `InitVar`, or "" for a
+    field. The annotations are strings here (`from __future__ import annotations`); a type
+    merely named like `ClassVariant` is a field, and `Final` is a field, as in dataclasses."""
     text = annotation if isinstance(annotation, str) else repr(annotation)
-    return text.startswith(("ClassVar", "typing.ClassVar", "Final", "typing.Final"))
+    head = text.partition("[")[0].strip()
+    if head in ("ClassVar", "typing.ClassVar"):
+        return "ClassVar"
+    if head in ("InitVar", "dataclasses.InitVar"):
+        return "InitVar"
+    return ""
 
 
 def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str, Any]:
@@ -151,7 +174,9 @@ def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str,
         co_qualname=f"{qualname}.__init__",
     )
     compared = [f.name for f in fields_ if f.compare]
-    key = attrgetter(*compared) if compared else _nothing
+    # Always a tuple, as dataclasses compare: a tuple's `==` is reflexive for its items (one
+    # NaN field equals itself), and the hash is the same as theirs.
+    key = attrgetter(*compared) if len(compared) > 1 else _one(*compared)
 
     def __eq__(self: Any, other: object) -> Any:
         if other.__class__ is self.__class__:
@@ -166,6 +191,18 @@ def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str,
         method.__qualname__ = f"{qualname}.{method.__name__}"
         methods[method.__name__] = method
     return methods
+
+
+def _one(*names: str) -> Callable[[object], tuple[Any, ...]]:
+    """The key of a class comparing at most one field: that field's value in a 1-tuple."""
+    if not names:
+        return _nothing
+    get = attrgetter(*names)
+
+    def key(value: object) -> tuple[Any, ...]:
+        return (get(value),)
+
+    return key
 
 
 def _nothing(value: object) -> tuple[()]:
@@ -185,18 +222,20 @@ def _kind(f: Field) -> str:
 @cache
 def _init_code(shape: str, post: bool) -> CodeType:
     """`__init__` of a class of this shape, with placeholders `f0`, `f1`... for the field names
-    (parameters, and the strings given to `_set`)."""
+    (parameters, and the strings given to `_set`). The instance is `__frozen_self__`, so that a
+    field may be named `self` (dataclasses' `__dataclass_self__`)."""
     stores = {
-        "p": "_set(self, 'f{i}', f{i})",
-        "f": "_set(self, 'f{i}', _f{i}() if f{i} is _FACTORY else f{i})",
-        "D": "_set(self, 'f{i}', _d{i})",
-        "F": "_set(self, 'f{i}', _f{i}())",
+        "p": "_set(__frozen_self__, 'f{i}', f{i})",
+        "f": "_set(__frozen_self__, 'f{i}', _f{i}() if f{i} is _FACTORY else f{i})",
+        "D": "_set(__frozen_self__, 'f{i}', _d{i})",
+        "F": "_set(__frozen_self__, 'f{i}', _f{i}())",
         "x": "pass",
     }
     params = "".join(f", f{i}" for i, kind in enumerate(shape) if kind in "pf")
     body = [stores[kind].format(i=i) for i, kind in enumerate(shape)]
-    post_init = "self.__post_init__()" if post else "pass"
-    return _function_code("\n  ".join([f"def __init__(self{params}):", *body, post_init]))
+    post_init = "__frozen_self__.__post_init__()" if post else "pass"
+    head = f"def __init__(__frozen_self__{params}):"
+    return _function_code("\n  ".join([head, *body, post_init]))
 
 
 def _function_code(source: str) -> CodeType:
@@ -206,6 +245,7 @@ def _function_code(source: str) -> CodeType:
     return code
 
 
+@recursive_repr()  # a value inside its own list prints `...`, as dataclasses do
 def _repr(self: Any) -> str:
     shown = ", ".join(
         f"{f.name}={getattr(self, f.name)!r}" for f in getattr(self, FIELDS) if f.repr
@@ -253,16 +293,22 @@ def is_frozen(value: object) -> bool:
     return hasattr(type(value), FIELDS)
 
 
-def replace(value: T, /, **changes: Any) -> T:
-    """A copy of `value` with `changes` (`dataclasses.replace`): built through `__init__`,
-    so `__post_init__` runs again."""
-    for f in fields(value):
-        if not f.init:
-            if f.name in changes:
-                raise ValueError(f"field {f.name!r} is not an __init__ parameter")
-        elif f.name not in changes:
-            changes[f.name] = getattr(value, f.name)
-    return type(value)(**changes)
+if TYPE_CHECKING:
+    # mypy checks the names and types of `dataclasses.replace`'s keywords against the class,
+    # @frozen ones included (they are `dataclass_transform` classes); it cannot check ours.
+    from dataclasses import replace as replace
+else:
+
+    def replace(value: T, /, **changes: Any) -> T:
+        """A copy of `value` with `changes` (`dataclasses.replace`): built through `__init__`,
+        so `__post_init__` runs again."""
+        for f in fields(value):
+            if not f.init:
+                if f.name in changes:
+                    raise ValueError(f"field {f.name!r} is not an __init__ parameter")
+            elif f.name not in changes:
+                changes[f.name] = getattr(value, f.name)
+        return type(value)(**changes)
 
 
 def to_dict(value: object) -> dict[str, Any]:
