@@ -145,7 +145,7 @@ def test_replace_fields_and_to_dict() -> None:
     with pytest.raises(ValueError, match="'derived' is not an __init__ parameter"):
         replace(value, derived="x")
     with pytest.raises(TypeError, match="unexpected keyword argument 'nosuch'"):
-        replace(value, nosuch=1)
+        replace(value, nosuch=1)  # type: ignore[call-arg]  # mypy reports it too
     assert [f.name for f in fields(Ours)] == [f.name for f in dataclasses.fields(Theirs)]
     assert [f.repr for f in fields(Ours)] == [f.repr for f in dataclasses.fields(Theirs)]
     assert to_dict(Target("p", "m")) == {"provider": "p", "model": "m"}
@@ -209,7 +209,8 @@ def test_one_field_values_compare_and_hash_as_tuples() -> None:
 
 
 def test_a_mutable_default_is_refused_as_by_dataclasses() -> None:
-    for default in ([], {}, set()):
+    defaults: tuple[Any, ...] = ([], {}, set())
+    for default in defaults:
         with pytest.raises(ValueError, match=r"mutable default .* use default_factory"):
 
             @frozen

@@ -8,6 +8,7 @@ import pytest
 
 from proxy.config import Config, load_config, parse_config
 from proxy.errors import ClientRequestError, RoutingError
+from proxy.frozen import to_dict
 from proxy.routing import SCENARIO_PRECEDENCE, decide, explicit_target
 from proxy.summary import summarize
 from proxy.tokens import estimate_request_tokens
@@ -216,7 +217,7 @@ def test_scenario_precedence(config: Config) -> None:
 
 
 def _fields(s: RequestSummary) -> dict[str, Any]:
-    return {name: getattr(s, name) for name in RequestSummary.__slots__}
+    return to_dict(s)
 
 
 def test_chains_per_scenario(config: Config) -> None:
