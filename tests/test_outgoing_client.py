@@ -349,11 +349,27 @@ async def test_an_endless_header_section_is_refused() -> None:
         return True
 
     async with serving(huge) as raw, client() as made:
-        with pytest.raises(BadResponse, match="head larger than"):
+        with pytest.raises(BadResponse, match="head or trailers over"):
             async with asyncio.timeout(20):
                 await made.request("POST", raw.url(), {}, b"{}")
         with pytest.raises(UpstreamConnectionError), upstream_errors(None, "response headers"):
             await made.request("POST", raw.url(), {}, b"{}")
+
+
+async def test_endless_trailers_are_refused() -> None:
+    async def trailing(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nx-t: ")
+        for _ in range(400):  # one trailer line of 40 MB, unless the client stops reading
+            writer.write(b"a" * 100_000)
+            await writer.drain()
+        writer.write(b"\r\n\r\n")
+        return True
+
+    async with serving(trailing) as raw, client() as made:
+        response = await made.request("POST", raw.url(), {}, b"{}")
+        with pytest.raises(BadResponse, match="head or trailers over"):
+            async with asyncio.timeout(20):
+                await whole(response)
 
 
 async def test_an_answer_with_too_many_header_fields_is_refused() -> None:

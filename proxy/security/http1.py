@@ -19,7 +19,8 @@ What it guarantees:
   beyond what the reader's own limit allows; chunked, length-delimited and close-delimited
   bodies (a close-delimited body ends cleanly only at the server's orderly close: a reset, or
   a connection llmproxy closed, fails it); an answer's header section is at most
-  `MAX_HEAD_BYTES` and `MAX_HEADER_FIELDS` fields, and chunked trailers are ignored;
+  `MAX_HEAD_BYTES` and `MAX_HEADER_FIELDS` fields, and chunked trailers are ignored (and
+  limited alike);
 - a connection goes back to the pool only after its answer was read whole and the server
   allowed keep-alive; an answer closed early (cancelled, abandoned, failed) closes its
   connection at once; an idle connection is closed after `IDLE_SECONDS`;
@@ -65,7 +66,8 @@ DNS_TTL = 300.0
 IDLE_SECONDS = 15.0
 """A pooled connection unused for longer is closed (servers drop theirs)."""
 MAX_HEAD_BYTES = 64 * 1024
-"""The largest answer head (status line and header section) read; more is a BadResponse."""
+"""The most bytes read in a row outside an answer's body (its status line and header section,
+a chunked body's trailers); more is a BadResponse. llhttp itself has no limit."""
 MAX_HEADER_FIELDS = 128
 MAX_GZIP_MEMBERS = 1024
 HAPPY_EYEBALLS_DELAY = 0.25
@@ -287,7 +289,7 @@ class _Connection(asyncio.Protocol):
         if self._head is None and (self._response is None or self._complete):
             self._drop()  # nothing was asked: a connection that talks out of turn is not reused
             return
-        self._head_bytes += len(data)
+        self._head_bytes += len(data)  # since the last body bytes
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -299,9 +301,8 @@ class _Connection(asyncio.Protocol):
                 refused = BadResponse(f"an answer that is not HTTP/1.1: {exc}")
             self._broken(refused)
             return
-        head = self._head
-        if head is not None and not head.done() and self._head_bytes > MAX_HEAD_BYTES:
-            self._broken(BadResponse(f"an answer head larger than {MAX_HEAD_BYTES} bytes"))
+        if self._head_bytes > MAX_HEAD_BYTES and not self._complete:
+            self._broken(BadResponse(f"an answer head or trailers over {MAX_HEAD_BYTES} bytes"))
 
     def eof_received(self) -> bool:
         self.lost = True  # not reusable from now on, though connection_lost comes later
@@ -365,6 +366,7 @@ class _Connection(asyncio.Protocol):
             head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
+        self._head_bytes = 0
         response = self._response
         if response is None or self._complete:
             return
