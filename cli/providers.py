@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from cli.providers_refresh import providers_refresh
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
 from proxy.exchange import pair
+from proxy.frozen import frozen
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
 from proxy.types import ClientAPI, ErrorClass, JSONObject, ProviderFormat, Target
@@ -46,7 +46,7 @@ VERDICTS: dict[ErrorClass, str] = {
 STATE_RANK = {"closed": 0, "half-open": 1, "open": 2}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Probe:
     target: Target
     verdict: str

@@ -27,7 +27,6 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from proxy.errors import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
+from proxy.frozen import field, frozen, replace
 from proxy.providers.boundary import upstream_errors
 from proxy.security.http1 import Client
 from proxy.security.outgoing import read_capped
@@ -84,7 +84,7 @@ def _claim(claims: JSONObject, section: str, key: str) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CodexTokens:
     """One ChatGPT sign-in. Token fields never appear in repr or logs."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -36,6 +35,7 @@ from proxy.capabilities import (
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
+from proxy.frozen import frozen, replace
 from proxy.types import JSONObject, ProviderFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
@@ -54,7 +54,7 @@ def default_cache_dir() -> Path:
     return platformdirs.user_cache_path("llmproxy")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderRefresh:
     """What one provider's refresh found."""
 
@@ -81,7 +81,7 @@ class ProviderRefresh:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RefreshReport:
     path: Path
     providers: tuple[ProviderRefresh, ...]

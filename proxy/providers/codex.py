@@ -17,7 +17,6 @@ body's `resets_in_seconds` as its retry-after by `classify.py`, like every other
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from proxy.codex_auth import (
 )
 from proxy.config import CODEX_BASE_URL, ProviderConfig
 from proxy.errors import UpstreamError, UpstreamStatusError
+from proxy.frozen import frozen, replace
 from proxy.providers.base import EventBatch, StreamDecoder, UpstreamRequest
 from proxy.providers.http import HttpTransport
 from proxy.security.http1 import Client
@@ -48,7 +48,7 @@ def codex_url(provider: ProviderConfig) -> str:
     return base if base.endswith("/responses") else base + "/responses"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CodexDialect:
     """The per-call half of the transport: the backend's URL and headers for one sign-in."""
 

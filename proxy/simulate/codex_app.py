@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
+from proxy.frozen import replace
 from proxy.simulate.codex_account import CODEX_CLIENT_ID, TOKEN_PATH
 from proxy.simulate.codex_frames import response_frames
 from proxy.simulate.faults import Status, invalid_request

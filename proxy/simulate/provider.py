@@ -6,12 +6,12 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from proxy.frozen import frozen
 from proxy.simulate.anthropic_app import build_anthropic_app
 from proxy.simulate.codex_account import TOKEN_PATH, CodexAccount
 from proxy.simulate.codex_app import build_codex_app, chat_view
@@ -36,7 +36,7 @@ DEFAULT_BASE_PATHS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Running:
     runner: web.AppRunner
     host: str

@@ -7,11 +7,12 @@ writes the client's SSE. Both are pure state machines: no I/O, no clock, no rand
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from proxy.frozen import replace
 from proxy.translate.common import anthropic_tool_id, fallback_tool_id
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
