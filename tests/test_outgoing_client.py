@@ -215,6 +215,26 @@ async def test_compressed_bodies_are_decoded(
         assert await post(made, raw.url()) == text
 
 
+async def test_large_bodies_go_out_and_come_back_whole() -> None:
+    """A request body handed to the socket beside its head, and an answer larger than what is
+    buffered before reading pauses (it resumes as the reader catches up)."""
+    big = bytes(range(256)) * 20_000  # 5 MB
+    async with serving(replying(answer(big))) as raw, client() as made:
+        sent = b'{"pad":"' + b"x" * 1_000_000 + b'"}'
+        async with asyncio.timeout(10):
+            response = await made.request("POST", raw.url(), {}, sent)
+            await asyncio.sleep(0.3)  # unread: the socket is read only up to the high-water mark
+            received = [response.read_nowait()]
+            assert HIGH_WATER <= len(received[0]) < len(big)
+            while chunk := await response.readany():
+                received.append(chunk)
+                await asyncio.sleep(0)  # a slow reader
+            response.release()
+            assert await post(made, raw.url()) == big  # and the connection was kept
+    assert b"".join(received) == big
+    assert raw.requests[0].endswith(sent) and raw.connections == 1
+
+
 async def test_a_body_that_does_not_decode_is_a_bad_response() -> None:
     broken = answer(b"not gzip at all", "content-encoding: gzip")
     async with serving(replying(broken)) as raw, client() as made:

@@ -388,6 +388,8 @@ class _Connection(asyncio.Protocol):
 
     async def send(self, head: bytes, body: bytes, *, head_only: bool = False) -> Response:
         assert self.transport is not None
+        if self.lost or self.transport.is_closing():  # closed between connecting and now
+            raise Disconnected("the upstream closed the connection, no answer")
         waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._head = waiter
         self._head_only = head_only
