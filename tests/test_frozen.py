@@ -13,7 +13,17 @@ from typing import Any, ClassVar
 
 import pytest
 
-from proxy.frozen import FrozenInstanceError, field, fields, frozen, is_frozen, replace, to_dict
+from proxy.frozen import (
+    FrozenInstanceError,
+    defined_classes,
+    field,
+    fields,
+    frozen,
+    is_frozen,
+    replace,
+    shapes_module,
+    to_dict,
+)
 from proxy.types import RefusalDelta, Target, TextDelta, ToolCallStart, Usage
 
 REPO = Path(__file__).resolve().parent.parent
@@ -213,3 +223,30 @@ def test_making_the_classes_is_cheaper_than_dataclasses() -> None:
         return min(runs)
 
     assert cost(ours) * 3 < cost(theirs)
+
+
+def test_the_shapes_module_is_what_the_generator_writes() -> None:
+    """`proxy/_frozen_shapes.py` holds the `__init__` of every shape the code defines, so that
+    no class of proxy/ or cli/ compiles anything at import. After adding a class of a new
+    shape: `.venv/bin/python -m proxy.frozen`."""
+    classes = defined_classes()
+    assert len(classes) > 100
+    written = (REPO / "proxy" / "_frozen_shapes.py").read_text()
+    assert written == shapes_module(classes), "run: .venv/bin/python -m proxy.frozen"
+
+
+def test_a_class_of_a_shape_not_in_the_module_is_compiled_alike() -> None:
+    @frozen
+    class Odd:
+        a: int
+        b: list[int] = field(default_factory=list)
+        c: int = field(default=7, init=False)
+        d: tuple[int, ...] = field(default_factory=tuple, init=False)
+        e: int = field(default=0, init=False)
+        f: str = "x"
+
+    odd = Odd(1, [2], "y")
+    assert (odd.a, odd.b, odd.c, odd.d, odd.e, odd.f) == (1, [2], 7, (), 0, "y")
+    assert Odd.__init__.__code__.co_filename == "<frozen>"
+    assert Target.__init__.__code__.co_filename.endswith("_frozen_shapes.py")
+    assert Target.__init__.__qualname__ == "Target.__init__"
