@@ -305,3 +305,153 @@ def init_pppppppppppppppppppppp(self, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f1
     _set(self, "f20", f20)
     _set(self, "f21", f21)
     pass
+
+
+def eq_0(self, other):
+    if other.__class__ is self.__class__:
+        return () == ()
+    return NotImplemented
+
+
+def hash_0(self):
+    return hash(())
+
+
+def eq_1(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0,) == (other.f0,)
+    return NotImplemented
+
+
+def hash_1(self):
+    return hash((self.f0,))
+
+
+def eq_2(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1,) == (other.f0, other.f1,)
+    return NotImplemented
+
+
+def hash_2(self):
+    return hash((self.f0, self.f1,))
+
+
+def eq_3(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2,) == (other.f0, other.f1, other.f2,)
+    return NotImplemented
+
+
+def hash_3(self):
+    return hash((self.f0, self.f1, self.f2,))
+
+
+def eq_4(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3,) == (other.f0, other.f1, other.f2, other.f3,)
+    return NotImplemented
+
+
+def hash_4(self):
+    return hash((self.f0, self.f1, self.f2, self.f3,))
+
+
+def eq_5(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4,) == (other.f0, other.f1, other.f2, other.f3, other.f4,)
+    return NotImplemented
+
+
+def hash_5(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4,))
+
+
+def eq_6(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5,)
+    return NotImplemented
+
+
+def hash_6(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5,))
+
+
+def eq_7(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6,)
+    return NotImplemented
+
+
+def hash_7(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6,))
+
+
+def eq_8(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7,)
+    return NotImplemented
+
+
+def hash_8(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7,))
+
+
+def eq_9(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7, other.f8,)
+    return NotImplemented
+
+
+def hash_9(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8,))
+
+
+def eq_11(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7, other.f8, other.f9, other.f10,)
+    return NotImplemented
+
+
+def hash_11(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10,))
+
+
+def eq_12(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7, other.f8, other.f9, other.f10, other.f11,)
+    return NotImplemented
+
+
+def hash_12(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11,))
+
+
+def eq_14(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11, self.f12, self.f13,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7, other.f8, other.f9, other.f10, other.f11, other.f12, other.f13,)
+    return NotImplemented
+
+
+def hash_14(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11, self.f12, self.f13,))
+
+
+def eq_18(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11, self.f12, self.f13, self.f14, self.f15, self.f16, self.f17,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7, other.f8, other.f9, other.f10, other.f11, other.f12, other.f13, other.f14, other.f15, other.f16, other.f17,)
+    return NotImplemented
+
+
+def hash_18(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11, self.f12, self.f13, self.f14, self.f15, self.f16, self.f17,))
+
+
+def eq_22(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11, self.f12, self.f13, self.f14, self.f15, self.f16, self.f17, self.f18, self.f19, self.f20, self.f21,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7, other.f8, other.f9, other.f10, other.f11, other.f12, other.f13, other.f14, other.f15, other.f16, other.f17, other.f18, other.f19, other.f20, other.f21,)
+    return NotImplemented
+
+
+def hash_22(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9, self.f10, self.f11, self.f12, self.f13, self.f14, self.f15, self.f16, self.f17, self.f18, self.f19, self.f20, self.f21,))
