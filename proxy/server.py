@@ -24,7 +24,6 @@ from proxy.handlers import STREAM_STARTED, chat_completions, count_tokens, messa
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.logging_setup import Redactor
-from proxy.management import apply_published, install_management, management_guard
 from proxy.observe.journal import Journal
 from proxy.observe.metrics import Metrics
 from proxy.observe.observer import Observer, observe_middleware, stamp_request_id
@@ -210,6 +209,9 @@ def build_app(
         auth_middleware(ClientKeys(config.proxy.api_keys)),
     ]
     if config.management.enabled:
+        # Only then: the management API edits TOML files (tomlkit, about 1 MB a daemon holds).
+        from proxy.management import management_guard
+
         middlewares.append(management_guard(config.management))
     middlewares.append(limits_middleware(security.limits, redactor))
     state = open_state(config.state)
@@ -255,7 +257,7 @@ def build_app(
                 await client.close()
 
     async def shared_state(app: web.Application) -> AsyncIterator[None]:
-        await state.start(lambda change: apply_published(app, change))
+        await state.start(lambda change: _apply_published(app, change))
         try:
             yield
         finally:
@@ -273,8 +275,18 @@ def build_app(
     app.router.add_get("/health", health)
     install_observe_routes(app)
     if config.management.enabled:
+        from proxy.management import install_management
+
         install_management(app, config, env)
     return app
+
+
+async def _apply_published(app: web.Application, change: JSONObject) -> None:
+    """A change another instance's management API made (a shared `[state]`): the config
+    writer is imported when the first one arrives."""
+    from proxy.management import apply_published
+
+    await apply_published(app, change)
 
 
 def _public(state: JSONObject) -> JSONObject:
