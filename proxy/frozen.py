@@ -3,29 +3,34 @@
 What `@dataclass(frozen=True, slots=True)` gives (`__init__` with defaults and
 `field(default_factory=...)`, `__post_init__`, `__repr__` without the `repr=False` fields,
 `__eq__` and `__hash__` over the `compare=True` fields of the same class, assignment refused,
-pickling), at less cost to define: dataclasses compiles each method on its own and computes a
-signature for every class without a docstring. Here one source is compiled per shape of class
-for the method that runs per instance (`__init__`), then given the class's field names; the
-rest are shared functions. Counted in instructions by tests/bench/bench_frozen.py (valgrind
-callgrind; a bare interpreter is about 90M): defining proxy.types' 19 classes 9.3M against
-dataclasses' 65.4M (0.14), importing proxy.types whole 46M against 134M (0.35), this module
-1.4M against 44M for `dataclasses` (a saving the CLI only sees where nothing else imports
-`dataclasses`: the whole config's loader still does). The generated `__init__` stores through
-`object.__setattr__` bound once: constructing a stream event (once per SSE event on the
-daemon's hot path) runs 10-13% fewer instructions than the dataclass did (not twice as fast, as
-the commit that made this module said).
+pickling), for about a tenth of the instructions it takes to define the classes: dataclasses
+compiles every method of every class, and the CLI's start-up defines some sixty. Counted by
+tests/bench/bench_frozen.py (valgrind callgrind; a bare interpreter is about 90M): proxy.types'
+19 classes 6.8M against 65.3M as dataclasses (0.36M a class against 3.4M); importing
+proxy.types whole 34M against 134M (0.25, with the enums and functions that cost the same
+either way); this module 1.7M against 44M for `dataclasses`, a saving the CLI does not see
+while something else imports `dataclasses` (orjson's import does).
 
-A class defining one of those methods itself keeps its own, as with dataclasses. `replace`
-and `fields` are this module's counterparts of `dataclasses.replace` and `dataclasses.fields`.
+Here `__init__`, `__eq__` and `__hash__` are code written once per shape (how many fields, which
+are parameters, which have a default factory) with placeholder names `f0`, `f1`..., which each
+class gets renamed to its fields (`CodeType.replace`). The shapes the code uses are functions of
+the generated `proxy/_frozen_shapes.py`, so that no class compiles anything; another shape is
+compiled once. The rest are shared functions. `__init__` stores through `object.__setattr__`
+bound once, one bytecode instruction a field fewer than dataclasses': constructing a stream
+event (one per SSE event on the daemon's hot path) runs 10-13% fewer machine instructions than
+the dataclass did, not "twice as fast" as the commit that made this module said.
+
+A class defining one of those methods itself keeps its own, as with dataclasses. `replace`,
+`fields` and `to_dict` are this module's counterparts of `dataclasses.replace`, `fields` and
+(one level deep) `asdict`.
 Refused, as by dataclasses: a mutable (unhashable) default, a `field()` without an annotation.
 Refused, unlike dataclasses (nothing here uses them): `InitVar`, `kw_only`, `field(hash=...)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from operator import attrgetter
 from reprlib import recursive_repr
 from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, dataclass_transform, overload
@@ -173,46 +178,28 @@ def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str,
             raise TypeError(f"non-default argument {f.name!r} follows default argument")
     shape = "".join(_kind(f) for f in fields_)
     names = {f"f{i}": f.name for i, f in enumerate(fields_)}
-    init = _init_code(shape, post)
-    init = init.replace(
-        co_varnames=tuple(names.get(n, n) for n in init.co_varnames),
-        co_consts=tuple(names.get(c, c) if isinstance(c, str) else c for c in init.co_consts),
-        co_qualname=f"{qualname}.__init__",
+    compared = {f"f{i}": f.name for i, f in enumerate(f for f in fields_ if f.compare)}
+    codes = {
+        "__init__": _renamed(_init_code(shape, post), names, qualname, "__init__"),
+        "__eq__": _renamed(_compare_code("eq", len(compared)), compared, qualname, "__eq__"),
+        "__hash__": _renamed(_compare_code("hash", len(compared)), compared, qualname, "__hash__"),
+    }
+    return {
+        name: FunctionType(code, scope, name, tuple(defaults) if name == "__init__" else None)
+        for name, code in codes.items()
+    }
+
+
+def _renamed(code: CodeType, names: dict[str, str], qualname: str, name: str) -> CodeType:
+    """A template's code with its placeholders `f0`, `f1`... (parameters, attributes, and the
+    strings given to `_set`) replaced by the field names."""
+    return code.replace(
+        co_varnames=tuple(names.get(n, n) for n in code.co_varnames),
+        co_names=tuple(names.get(n, n) for n in code.co_names),
+        co_consts=tuple(names.get(c, c) if isinstance(c, str) else c for c in code.co_consts),
+        co_name=name,
+        co_qualname=f"{qualname}.{name}",
     )
-    compared = [f.name for f in fields_ if f.compare]
-    # Always a tuple, as dataclasses compare: a tuple's `==` is reflexive for its items (one
-    # NaN field equals itself), and the hash is the same as theirs.
-    key = attrgetter(*compared) if len(compared) > 1 else _one(*compared)
-
-    def __eq__(self: Any, other: object) -> Any:
-        if other.__class__ is self.__class__:
-            return key(self) == key(other)
-        return NotImplemented
-
-    def __hash__(self: Any) -> int:
-        return hash(key(self))
-
-    methods: dict[str, Any] = {"__init__": FunctionType(init, scope, "__init__", tuple(defaults))}
-    for method in (__eq__, __hash__):
-        method.__qualname__ = f"{qualname}.{method.__name__}"
-        methods[method.__name__] = method
-    return methods
-
-
-def _one(*names: str) -> Callable[[object], tuple[Any, ...]]:
-    """The key of a class comparing at most one field: that field's value in a 1-tuple."""
-    if not names:
-        return _nothing
-    get = attrgetter(*names)
-
-    def key(value: object) -> tuple[Any, ...]:
-        return (get(value),)
-
-    return key
-
-
-def _nothing(value: object) -> tuple[()]:
-    return ()
 
 
 def _kind(f: Field) -> str:
@@ -228,27 +215,86 @@ def _kind(f: Field) -> str:
 @cache
 def _init_code(shape: str, post: bool) -> CodeType:
     """`__init__` of a class of this shape, with placeholders `f0`, `f1`... for the field names
-    (parameters, and the strings given to `_set`). The instance is `__frozen_self__`, so that a
-    field may be named `self` (dataclasses' `__dataclass_self__`)."""
+    (parameters, and the strings given to `_set`)."""
+    return _template(_template_name(shape, post), init_source(shape, post, "__init__"))
+
+
+@cache
+def _compare_code(kind: str, count: int) -> CodeType:
+    """`__eq__` or `__hash__` over `count` fields named `f0`, `f1`..."""
+    return _template(f"{kind}_{count}", compare_source(kind, count, f"__{kind}__"))
+
+
+def _template(name: str, source: str) -> CodeType:
+    """The code of `name` in `proxy._frozen_shapes` when it is there, else of `source`,
+    compiled now (compiling anything costs about a tenth of the interpreter's start-up the
+    first time)."""
+    from proxy import _frozen_shapes
+
+    template = getattr(_frozen_shapes, name, None)
+    if template is not None:
+        code: CodeType = template.__code__
+        return code
+    scope: dict[str, Any] = {}
+    exec(compile(source, "<frozen>", "exec"), scope)
+    code = next(iter(v for k, v in scope.items() if k != "__builtins__")).__code__
+    return code
+
+
+def _template_name(shape: str, post: bool) -> str:
+    return f"init_{shape}_post" if post else f"init_{shape}"
+
+
+def init_source(shape: str, post: bool, name: str) -> str:
+    """The source of the `__init__` of a class of `shape` (see `_kind`). The instance is
+    `__frozen_self__`, so that a field may be named `self` (dataclasses' `__dataclass_self__`)."""
     stores = {
-        "p": "_set(__frozen_self__, 'f{i}', f{i})",
-        "f": "_set(__frozen_self__, 'f{i}', _f{i}() if f{i} is _FACTORY else f{i})",
-        "D": "_set(__frozen_self__, 'f{i}', _d{i})",
-        "F": "_set(__frozen_self__, 'f{i}', _f{i}())",
+        "p": '_set(__frozen_self__, "f{i}", f{i})',
+        "f": '_set(__frozen_self__, "f{i}", _f{i}() if f{i} is _FACTORY else f{i})',
+        "D": '_set(__frozen_self__, "f{i}", _d{i})',
+        "F": '_set(__frozen_self__, "f{i}", _f{i}())',
         "x": "pass",
     }
     params = "".join(f", f{i}" for i, kind in enumerate(shape) if kind in "pf")
     body = [stores[kind].format(i=i) for i, kind in enumerate(shape)]
-    post_init = "__frozen_self__.__post_init__()" if post else "pass"
-    head = f"def __init__(__frozen_self__{params}):"
-    return _function_code("\n  ".join([head, *body, post_init]))
+    body.append("__frozen_self__.__post_init__()" if post else "pass")
+    return "\n    ".join([f"def {name}(__frozen_self__{params}):", *body]) + "\n"
 
 
-def _function_code(source: str) -> CodeType:
-    scope: dict[str, Any] = {}
-    exec(compile(source, "<frozen>", "exec"), scope)
-    code: CodeType = scope["__init__"].__code__
-    return code
+def compare_source(kind: str, count: int, name: str) -> str:
+    """The source of `__eq__` or `__hash__` over `count` fields."""
+    mine = "".join(f"self.f{i}, " for i in range(count)).rstrip(" ")
+    if kind == "hash":
+        return f"def {name}(self):\n    return hash(({mine}))\n"
+    theirs = mine.replace("self.", "other.")
+    return (
+        f"def {name}(self, other):\n"
+        f"    if other.__class__ is self.__class__:\n"
+        f"        return ({mine}) == ({theirs})\n"
+        f"    return NotImplemented\n"
+    )
+
+
+def shapes_module(classes: Sequence[type]) -> str:
+    """The source of `proxy/_frozen_shapes.py` for these @frozen classes."""
+    shapes = sorted(
+        {("".join(_kind(f) for f in fields(c)), hasattr(c, "__post_init__")) for c in classes}
+    )
+    counts = sorted({sum(f.compare for f in fields(c)) for c in classes})
+    functions = [init_source(shape, post, _template_name(shape, post)) for shape, post in shapes]
+    functions += [compare_source(kind, n, f"{kind}_{n}") for n in counts for kind in ("eq", "hash")]
+    return SHAPES_HEADER + "\n\n" + "\n\n".join(functions)
+
+
+SHAPES_HEADER = '''"""The `__init__` of @frozen classes, one function per shape (which fields
+are parameters, which have a default factory: `proxy.frozen`), so that making the classes
+compiles nothing. Generated by `python -m proxy.frozen` (excluded from ruff; mypy reads it only
+for syntax); tests/test_frozen.py checks that it is what that writes for every @frozen class
+of proxy/ and cli/. A class of a shape missing here has its `__init__` compiled at import.
+"""
+
+# mypy: ignore-errors
+'''
 
 
 @recursive_repr()  # a value inside its own list prints `...`, as dataclasses do
@@ -321,3 +367,33 @@ def to_dict(value: object) -> dict[str, Any]:
     """`{name: value}` of each field, the values as they are (not converted further, unlike
     `dataclasses.asdict`)."""
     return {f.name: getattr(value, f.name) for f in fields(value)}
+
+
+def defined_classes(packages: Iterable[str] = ("proxy", "cli")) -> list[type]:
+    """Every @frozen class defined at the top of a module of these packages (imported now)."""
+    import importlib
+    import pkgutil
+
+    classes: list[type] = []
+    for package in packages:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+            if not info.name.endswith("__main__"):  # that one would run the CLI
+                module = importlib.import_module(info.name)
+                classes += [
+                    v for v in vars(module).values() if FIELDS in getattr(v, "__dict__", {})
+                ]
+    return classes
+
+
+def _main() -> None:
+    """Write `proxy/_frozen_shapes.py` for every @frozen class of proxy/ and cli/."""
+    from pathlib import Path
+
+    Path(__file__).with_name("_frozen_shapes.py").write_text(shapes_module(defined_classes()))
+
+
+if __name__ == "__main__":  # through the imported module: its MISSING is the fields' one
+    from proxy.frozen import _main as main
+
+    main()
