@@ -369,11 +369,27 @@ async def test_an_endless_header_section_is_refused() -> None:
         return True
 
     async with serving(huge) as raw, client() as made:
-        with pytest.raises(BadResponse, match="head larger than"):
+        with pytest.raises(BadResponse, match="head or trailers over"):
             async with asyncio.timeout(20):
                 await made.request("POST", raw.url(), {}, b"{}")
         with pytest.raises(UpstreamConnectionError), upstream_errors(None, "response headers"):
             await made.request("POST", raw.url(), {}, b"{}")
+
+
+async def test_endless_trailers_are_refused() -> None:
+    async def trailing(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nx-t: ")
+        for _ in range(400):  # one trailer line of 40 MB, unless the client stops reading
+            writer.write(b"a" * 100_000)
+            await writer.drain()
+        writer.write(b"\r\n\r\n")
+        return True
+
+    async with serving(trailing) as raw, client() as made:
+        response = await made.request("POST", raw.url(), {}, b"{}")
+        with pytest.raises(BadResponse, match="head or trailers over"):
+            async with asyncio.timeout(20):
+                await whole(response)
 
 
 async def test_an_answer_with_too_many_header_fields_is_refused() -> None:
@@ -697,6 +713,53 @@ async def test_nobody_listening_is_a_connect_failure() -> None:
         with pytest.raises(ConnectFailed) as failed:
             await post(made, URL(f"http://127.0.0.1:{port}/v1"))
     assert isinstance(failed.value.os_error, ConnectionRefusedError)
+
+
+async def test_an_address_that_never_answers_does_not_cost_the_whole_connect_limit() -> None:
+    """The first address drops every SYN (a full accept queue): the second is tried 0.25 s
+    later and wins, well within the 5 s limit. Addresses that refuse are passed at once."""
+    async with serving(replying(answer(b"{}"))) as raw:
+        with contextlib.ExitStack() as sockets:
+            hole = sockets.enter_context(socket.socket())
+            hole.bind(("127.0.0.2", raw.port))
+            hole.listen(0)
+            for _ in range(3):  # fill the accept queue: further SYNs are dropped
+                filler = sockets.enter_context(socket.socket())
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.2", raw.port))
+            dns = FakeDNS({"llm.test": ["127.0.0.2", "127.0.0.1"]})
+            made = Client(lambda url: None, dns, connect_timeout=5)
+            try:
+                started = time.monotonic()
+                assert await post(made, raw.url(host="llm.test")) == b"{}"
+                assert time.monotonic() - started < 2.5
+            finally:
+                await made.close()
+    assert raw.connections == 1
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    dns = FakeDNS({"none.test": ["127.0.0.2", "127.0.0.1"]})
+    async with client(dns=dns) as made:
+        with pytest.raises(ConnectFailed) as failed:
+            await post(made, URL(f"http://none.test:{port}/v1"))
+    assert isinstance(failed.value.os_error, ConnectionRefusedError)
+
+
+async def test_the_connections_that_lose_the_race_are_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http1, "HAPPY_EYEBALLS_DELAY", 0)  # both addresses at once: both connect
+    async with serving(replying(answer(b"{}"))) as raw:
+        second = await asyncio.start_server(raw.handle, "127.0.0.2", raw.port)
+        async with second, client(dns=FakeDNS({"llm.test": ["127.0.0.1", "127.0.0.2"]})) as made:
+            assert await post(made, raw.url(host="llm.test")) == b"{}"
+            await asyncio.sleep(0.5)
+            assert raw.connections == 2
+            assert sum(ended.is_set() for ended in raw.ended) == 1  # the loser, closed
+            assert await post(made, raw.url(host="llm.test")) == b"{}"  # on the winner
+    assert raw.connections == 2 and len(raw.requests) == 2
 
 
 class SlowDNS(AbstractResolver):

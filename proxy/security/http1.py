@@ -11,14 +11,16 @@ What it guarantees:
   judges every address), its answer kept `DNS_TTL` seconds; IP literals are not resolved;
 - every request's URL is judged before anything is sent (`judge`), IP literals too;
 - a 3xx answer raises `RedirectRefused`: nothing is followed;
-- no proxy, netrc or cookie, ever; a connect timeout (resolving, connecting, TLS); https is
-  verified (the system's trust store) with SNI;
+- no proxy, netrc or cookie, ever; a connect timeout (resolving, connecting, TLS), within
+  which a host's addresses are tried `HAPPY_EYEBALLS_DELAY` apart; https is verified (the
+  system's trust store) with SNI;
 - gzip (of one member or several) and deflate bodies are decoded, never more than
   `HIGH_WATER` bytes ahead of the reader, so a small compressed body cannot inflate in memory
   beyond what the reader's own limit allows; chunked, length-delimited and close-delimited
   bodies (a close-delimited body ends cleanly only at the server's orderly close: a reset, or
   a connection llmproxy closed, fails it); an answer's header section is at most
-  `MAX_HEAD_BYTES` and `MAX_HEADER_FIELDS` fields, and chunked trailers are ignored;
+  `MAX_HEAD_BYTES` and `MAX_HEADER_FIELDS` fields, and chunked trailers are ignored (and
+  limited alike);
 - a connection goes back to the pool only after its answer was read whole and the server
   allowed keep-alive; an answer closed early (cancelled, abandoned, failed) closes its
   connection at once; an idle connection is closed after `IDLE_SECONDS`;
@@ -64,9 +66,12 @@ DNS_TTL = 300.0
 IDLE_SECONDS = 15.0
 """A pooled connection unused for longer is closed (servers drop theirs)."""
 MAX_HEAD_BYTES = 64 * 1024
-"""The largest answer head (status line and header section) read; more is a BadResponse."""
+"""The most bytes read in a row outside an answer's body (its status line and header section,
+a chunked body's trailers); more is a BadResponse. llhttp itself has no limit."""
 MAX_HEADER_FIELDS = 128
 MAX_GZIP_MEMBERS = 1024
+HAPPY_EYEBALLS_DELAY = 0.25
+"""Seconds before the next address of a host is tried while one is still connecting."""
 LARGE_BODY = 256 * 1024
 """A request body this large is handed to the socket beside its head, not copied into one."""
 HIGH_WATER = 1024 * 1024
@@ -284,7 +289,7 @@ class _Connection(asyncio.Protocol):
         if self._head is None and (self._response is None or self._complete):
             self._drop()  # nothing was asked: a connection that talks out of turn is not reused
             return
-        self._head_bytes += len(data)
+        self._head_bytes += len(data)  # since the last body bytes
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -296,9 +301,8 @@ class _Connection(asyncio.Protocol):
                 refused = BadResponse(f"an answer that is not HTTP/1.1: {exc}")
             self._broken(refused)
             return
-        head = self._head
-        if head is not None and not head.done() and self._head_bytes > MAX_HEAD_BYTES:
-            self._broken(BadResponse(f"an answer head larger than {MAX_HEAD_BYTES} bytes"))
+        if self._head_bytes > MAX_HEAD_BYTES and not self._complete:
+            self._broken(BadResponse(f"an answer head or trailers over {MAX_HEAD_BYTES} bytes"))
 
     def eof_received(self) -> bool:
         self.lost = True  # not reusable from now on, though connection_lost comes later
@@ -362,6 +366,7 @@ class _Connection(asyncio.Protocol):
             head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
+        self._head_bytes = 0
         response = self._response
         if response is None or self._complete:
             return
@@ -609,29 +614,79 @@ class Client:
         return None
 
     async def _connect(self, origin: Origin, limit: float) -> _Connection:
+        """A new connection to one of the host's (judged) addresses. Like happy eyeballs
+        (RFC 8305), the next address is tried `HAPPY_EYEBALLS_DELAY` after the previous one,
+        or as soon as it failed: an address that never answers does not use the whole limit.
+        The first to connect wins; the others are closed."""
         scheme, host, port = origin
-        loop = asyncio.get_running_loop()
         tls = self._tls() if scheme == "https" else None
-        failure: OSError | None = None
         async with asyncio.timeout(limit):
-            for address, address_port, family in await self._resolve(host, port):
+            addresses = await self._resolve(host, port)
+            if len(addresses) == 1:
                 try:
-                    _, conn = await loop.create_connection(
-                        lambda: _Connection(self, origin),
-                        address,
-                        address_port,
-                        family=family,
-                        ssl=tls,
-                        server_hostname=host if tls is not None else None,
-                    )
-                except ssl.SSLError as exc:  # the server was reached: another address won't do
-                    raise ConnectFailed(f"TLS with {host} failed: {exc}", exc) from exc
+                    return await self._open(origin, addresses[0], tls)
+                except ConnectFailed:
+                    raise
                 except OSError as exc:
-                    failure = exc
-                    continue
-                return conn
-        assert failure is not None  # a resolver answers with addresses or raises
-        raise ConnectFailed(f"cannot connect to {host}:{port}: {failure}", failure)
+                    raise ConnectFailed(f"cannot connect to {host}:{port}: {exc}", exc) from exc
+            return await self._race(origin, addresses, tls)
+
+    async def _race(
+        self, origin: Origin, addresses: list[tuple[str, int, int]], tls: ssl.SSLContext | None
+    ) -> _Connection:
+        _, host, port = origin
+        attempts: list[asyncio.Task[_Connection]] = []
+        waiting: set[asyncio.Task[_Connection]] = set()
+        failure: OSError | None = None
+        winner: asyncio.Task[_Connection] | None = None
+        try:
+            while winner is None:
+                if len(attempts) < len(addresses):
+                    attempt = asyncio.create_task(self._open(origin, addresses[len(attempts)], tls))
+                    attempts.append(attempt)
+                    waiting.add(attempt)
+                elif not waiting:
+                    assert failure is not None
+                    raise ConnectFailed(f"cannot connect to {host}:{port}: {failure}", failure)
+                more = len(attempts) < len(addresses)
+                done, waiting = await asyncio.wait(
+                    waiting,
+                    timeout=HAPPY_EYEBALLS_DELAY if more else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for attempt in done:
+                    error = attempt.exception()
+                    if error is None:
+                        winner = winner or attempt
+                    elif isinstance(error, ConnectFailed):
+                        raise error  # TLS: the server was reached, another address won't do
+                    elif isinstance(error, OSError):
+                        failure = error
+                    else:
+                        raise error
+            return winner.result()
+        finally:
+            for attempt in attempts:
+                if attempt is not winner:
+                    attempt.cancel()
+                    attempt.add_done_callback(_close_late)
+
+    async def _open(
+        self, origin: Origin, address: tuple[str, int, int], tls: ssl.SSLContext | None
+    ) -> _Connection:
+        host = origin[1]
+        try:
+            _, conn = await asyncio.get_running_loop().create_connection(
+                lambda: _Connection(self, origin),
+                address[0],
+                address[1],
+                family=address[2],
+                ssl=tls,
+                server_hostname=host if tls is not None else None,
+            )
+        except ssl.SSLError as exc:  # the server was reached: another address won't do
+            raise ConnectFailed(f"TLS with {host} failed: {exc}", exc) from exc
+        return conn
 
     async def _resolve(self, host: str, port: int) -> list[tuple[str, int, int]]:
         if _is_ip(host):
@@ -658,6 +713,12 @@ class Client:
         if self._ssl_context is None:  # built once: loading the trust store takes milliseconds
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
+
+
+def _close_late(attempt: asyncio.Task[_Connection]) -> None:
+    """A losing connection attempt: closed if it connected all the same."""
+    if not attempt.cancelled() and attempt.exception() is None:
+        attempt.result()._drop()
 
 
 def _is_ip(host: str) -> bool:
