@@ -1,10 +1,11 @@
 """The request journal: one SQLite row per request and one per attempt, written off the request
 path.
 
-The request path only appends a record to a bounded queue (`add`, never blocks). One background
-thread takes what has queued up every FLUSH_SECONDS and writes it in one transaction, in WAL mode so
-`llmproxy logs` can read while the daemon writes. Retention (age, then size) runs at start and
-every few minutes in the same thread.
+The event loop hands over the records of a batch (`add_all`, never blocks: a bounded queue and
+one wake-up, see `proxy.observe.observer`). One background thread writes each batch in one
+transaction, in WAL mode so `llmproxy logs` can read while the daemon writes, and sleeps while
+nothing comes. Retention (age, then size) runs at start and every few minutes in the same
+thread.
 
 A journal that cannot be written (read-only or full disk, a path that cannot be created, a
 database another process holds locked) never fails a request: records are dropped, a warning
@@ -32,7 +33,6 @@ log = logging.getLogger("llmproxy.journal")
 
 QUEUE_LIMIT = 10_000
 """Records waiting to be written; past this they are dropped (the disk cannot keep up)."""
-FLUSH_SECONDS = 0.2
 RETENTION_EVERY = 600.0
 LOCK_TIMEOUT = 2.0
 SCHEMA = """
@@ -79,10 +79,11 @@ class Journal:
     def __init__(self, path: Path, settings: JournalSettings) -> None:
         self.path = path
         self.settings = settings
-        # A deque's append is one C call under the GIL: the request path takes no lock and
-        # wakes no one; the writer looks every FLUSH_SECONDS.
+        # A deque's extend is one C call under the GIL: the loop takes no lock for it, and sets
+        # `_wake` once a batch.
         self._pending: deque[RequestRecord] = deque()
-        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="llmproxy-journal", daemon=True)
         self._degraded = False
         self.written = 0
@@ -92,16 +93,22 @@ class Journal:
         self._thread.start()
 
     def add(self, record: RequestRecord) -> None:
-        """Queue `record`; never blocks, never raises."""
-        if len(self._pending) >= QUEUE_LIMIT:
-            self.dropped += 1
+        self.add_all([record])
+
+    def add_all(self, records: list[RequestRecord]) -> None:
+        """Queue `records` and wake the writer; never blocks, never raises."""
+        room = QUEUE_LIMIT - len(self._pending)
+        if len(records) > room:
+            self.dropped += len(records) - max(room, 0)
             self._problem("the writer cannot keep up; records are being dropped")
-            return
-        self._pending.append(record)
+            records = records[: max(room, 0)]
+        self._pending.extend(records)
+        self._wake.set()
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (within `timeout`) and stop the thread."""
-        self._stop.set()
+        self._stopping = True
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -116,7 +123,9 @@ class Journal:
         next_retention = 0.0
         stopping = False
         while not stopping:
-            stopping = self._stop.wait(FLUSH_SECONDS)
+            self._wake.wait(max(next_retention - time.monotonic(), 0.0) if db is not None else None)
+            self._wake.clear()  # before taking: a batch queued after the take wakes it again
+            stopping = self._stopping
             batch = self._take()
             if db is None and batch:
                 db = self._open()
