@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -40,6 +39,7 @@ from proxy.daemon_client import (
     served_by,
 )
 from proxy.errors import UpstreamError
+from proxy.frozen import frozen
 from proxy.types import (
     AFFINITY_HEADER,
     ATTEMPT_DETAILS,
@@ -56,7 +56,7 @@ Sink = Callable[[StreamEvent], None]
 PROBE_SECONDS = 0.5  # a local daemon answers /health at once; none answering means none is up
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TurnInfo:
     attempts: tuple[AttemptNote, ...]
     latency_ms: float

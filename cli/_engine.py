@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from aiohttp import web
 
 from cli._client import DaemonBackend, Sink, TurnInfo
 from proxy.config import Config
+from proxy.frozen import replace
 from proxy.loop_thread import LoopThread
 from proxy.server import build_app
 from proxy.serving import DaemonRunner
@@ -67,7 +67,7 @@ class InProcessBackend:
                 "http://localhost", self.api_key, socket_path=self._app.start()
             )
         info = self._client.run(fmt, body, sink, session)
-        return dataclasses.replace(info, via=self.label)
+        return replace(info, via=self.label)
 
     def close(self) -> None:
         if self._app is not None:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from proxy.config.targets import GLOB_CHARS
 from proxy.errors import RoutingError
+from proxy.frozen import frozen
 
 if TYPE_CHECKING:
     from proxy.config import Config
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ModelCheck:
     error: str | None = None
     warning: str | None = None

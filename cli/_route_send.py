@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
@@ -15,10 +14,11 @@ from cli._render import AnswerView
 from proxy.config import Config
 from proxy.config.address import DaemonAddress
 from proxy.daemon_client import AttemptNote, served_by
+from proxy.frozen import field, frozen
 from proxy.types import ClientAPI, JSONObject
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Sent:
     ok: bool
     attempts: tuple[AttemptNote, ...]

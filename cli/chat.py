@@ -22,6 +22,7 @@ from cli._render import (
     print_turn_error,
     stdout_is_terminal,
 )
+from proxy.frozen import frozen
 from proxy.types import ClientAPI, JSONObject
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def combine(prompt: str | None, piped: str | None) -> str | None:
     return f"{content}\n\n{prompt}" if content else prompt
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Target:
     """Where the turns go: the configured daemon, the config read without secrets (when a model
     name is checked against it), and the flags that choose."""

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from cli._address import (
 from cli._config import CONFIG_OPTION, load_address, state_dir
 from cli._output import fail, print_json, stderr, stdout, styled
 from cli.workers import read_workers
+from proxy.frozen import field, frozen, to_dict
 
 if TYPE_CHECKING:
     from proxy.config.address import DaemonAddress
@@ -38,7 +38,7 @@ LOG_FILE = "llmproxy.log"
 EXIT_NOT_RUNNING = 3  # as LSB init scripts and `systemctl status` report it
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DaemonState:
     pid: int
     url: str
@@ -110,7 +110,7 @@ def start_detached(serve_args: list[str], url: str, *, wait: float = 20.0) -> Da
         )
     state = DaemonState(process.pid, url, str(log_path), time.time())
     (directory / PID_FILE).write_text(f"{process.pid}\n")
-    (directory / STATE_FILE).write_bytes(orjson.dumps(asdict(state)))
+    (directory / STATE_FILE).write_bytes(orjson.dumps(to_dict(state)))
     deadline = time.monotonic() + wait
     while (answer := health(url)) is None or answer.get("pid") not in (None, process.pid):
         if process.poll() is not None:
@@ -150,7 +150,7 @@ def _last_error(path: Path, offset: int) -> str:
     return errors[-1].removeprefix("error:").strip() if errors else "\n".join(lines[-15:])
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Found:
     """The daemon at one address: what answers there, and our record of it if we started it."""
 

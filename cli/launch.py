@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,6 +22,7 @@ from cli._address import START_HINT, daemon_url
 from cli._config import NO_CONFIG, load_optional
 from cli._output import fail, stderr
 from cli.daemon import EXIT_NOT_RUNNING, find_daemon, start_detached
+from proxy.frozen import frozen
 
 ARGS = typer.Argument(
     None,
@@ -49,7 +49,7 @@ KEY_VARIABLE = "LLMPROXY_API_KEY"
 ANY_KEY = "llmproxy"  # a daemon without client keys takes any; the agents insist on one
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Daemon:
     url: str
     key: str

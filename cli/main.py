@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import typer
 import typer.main
 from typer.core import TyperCommand, TyperGroup
 from typer.models import CommandInfo
+
+from proxy.frozen import frozen
 
 Command = Any  # click's, which typer vendors in recent versions and imports in older ones
 PYTHON_TYPE = re.compile(r"<(str|int|float|list\[[^>]*\])>(\.\.\.)?")
@@ -27,7 +28,7 @@ PASSTHROUGH = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Lazy:
     module: str
     attribute: str  # a command function, or a Typer app for a group

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +21,13 @@ from cli.providers_refresh import providers_refresh
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
 from proxy.exchange import pair
+from proxy.frozen import frozen
 from proxy.providers.base import UpstreamRequest
 from proxy.providers.registry import Upstreams
 from proxy.types import ClientAPI, ErrorClass, JSONObject, ProviderFormat, Target
 
 if TYPE_CHECKING:
-    import aiohttp
+    from proxy.security.http1 import Client
 
 app = typer.Typer(help="Inspect and check the configured providers.", no_args_is_help=True)
 app.command("refresh")(providers_refresh)
@@ -46,7 +46,7 @@ VERDICTS: dict[ErrorClass, str] = {
 STATE_RANK = {"closed": 0, "half-open": 1, "open": 2}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Probe:
     target: Target
     verdict: str
@@ -129,12 +129,12 @@ def providers_status(
 
 
 async def _probe_all(config: Config, time_limit: float, *, show: bool) -> list[Probe]:
-    # Only probing calls providers from this process, through a session guarded like the
-    # daemon's (aiohttp is loaded only now).
-    from proxy.security.outgoing import config_session
+    # Only probing calls providers from this process, through a client guarded like the
+    # daemon's (loaded only now).
+    from proxy.security.outgoing import config_client
 
-    async with config_session(config) as session:
-        return await probe_all(session, config, time_limit, show=show)
+    async with config_client(config) as client:
+        return await probe_all(client, config, time_limit, show=show)
 
 
 def key_state(index: int, provider: ProviderConfig, unset: dict[str, str]) -> str:
@@ -277,10 +277,10 @@ def probe_targets(config: Config) -> list[tuple[ProviderConfig, Target]]:
 
 
 async def probe_all(
-    session: aiohttp.ClientSession, config: Config, time_limit: float, *, show: bool = True
+    client: Client, config: Config, time_limit: float, *, show: bool = True
 ) -> list[Probe]:
     targets = probe_targets(config)
-    upstreams = Upstreams(session, config.security.limits.max_answer_bytes)
+    upstreams = Upstreams(client, config.security.limits.max_answer_bytes)
     progress = Progress(
         TextColumn("probing"),
         BarColumn(),

@@ -14,7 +14,7 @@ from cli._config import CONFIG_OPTION, load
 from cli._output import dim, fail, print_json, stderr, stdout, styled
 from proxy.config import Config
 from proxy.model_catalog import RefreshReport, default_cache_dir, refresh_catalog
-from proxy.security.outgoing import config_session
+from proxy.security.outgoing import config_client
 
 CACHE_DIR_OPTION = typer.Option(
     None,
@@ -56,8 +56,8 @@ def providers_refresh(
 
 
 async def _refresh(config: Config, cache_dir: Path) -> RefreshReport:
-    async with config_session(config) as session:
-        return await refresh_catalog(config, session, cache_dir)
+    async with config_client(config) as client:
+        return await refresh_catalog(config, client, cache_dir)
 
 
 def _render(report: RefreshReport) -> None:

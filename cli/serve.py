@@ -15,7 +15,6 @@ import typer
 
 from cli._config import CONFIG_OPTION, load, state_dir
 from cli._output import fail, stderr
-from cli.workers import run_workers
 from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.logging_setup import Redactor, configure_logging
@@ -26,8 +25,9 @@ from proxy.server import build_app
 from proxy.serving import serve_until_signalled
 from proxy.state import WORKER_ENV
 
-# The daemon imports what serving needs: the simulators (--simulate) and the daemon client
-# (--detach, a busy port) are imported where they are used, so a daemon holds neither.
+# The daemon imports what serving needs: the simulators (--simulate), the daemon client
+# (--detach, a busy port) and the workers' supervisor (--workers, which loads ctypes) are
+# imported where they are used, so a daemon holds none of them.
 
 
 class LogLevel(StrEnum):
@@ -154,6 +154,8 @@ def serve_run(
             str(Path(settings.source).resolve()),
         ]
         args += ["--watch"] if watch else []
+        from cli.workers import run_workers  # the supervisor's; a worker serves without it
+
         stderr().print(f"llmproxy: {workers} workers on http://{bind_host}:{bind_port}")
         raise typer.Exit(run_workers(workers, args, bind_port, shared=settings.state.shared))
     if settings is not None:

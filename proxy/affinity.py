@@ -39,10 +39,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Protocol
 
 from proxy.conversation import Conversation
+from proxy.frozen import frozen, replace
 from proxy.health import BreakerState
 from proxy.ranking import HealthView
 from proxy.types import AFFINITY_HEADER as AFFINITY_HEADER
@@ -52,7 +52,7 @@ DEFAULT_TTL = 300.0
 DEFAULT_MAX_ENTRIES = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AffinitySettings:
     """`[affinity]`."""
 
@@ -62,7 +62,7 @@ class AffinitySettings:
     max_entries: int = DEFAULT_MAX_ENTRIES
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AffinityEntry:
     target: Target
     served_at: float

@@ -1,13 +1,12 @@
 """Typed keys for what the app owns (aiohttp `web.AppKey`): no module-level state elsewhere.
 
 The config and the fallback runner built from it live in `LIVE` (they can be replaced while the
-daemon runs); the health registry, the affinity table, the upstream session and the observer
+daemon runs); the health registry, the affinity table and the observer
 (log line, journal, metrics, recent requests) outlive every config change.
 """
 
 from __future__ import annotations
 
-import aiohttp
 from aiohttp import web
 
 from proxy.affinity import Affinity
@@ -17,7 +16,6 @@ from proxy.observe.observer import Observer
 from proxy.state.backend import SharedState
 from proxy.tokens import TokenEstimator
 
-SESSION = web.AppKey("session", aiohttp.ClientSession)
 HEALTH = web.AppKey("health", HealthRegistry)
 LIVE = web.AppKey("live", LiveConfig)
 STATE: web.AppKey[SharedState] = web.AppKey("state")

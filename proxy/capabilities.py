@@ -19,13 +19,13 @@ import functools
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, get_args
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
+from proxy.frozen import field, fields, frozen, replace
 from proxy.translate.common import MIN_THINKING_BUDGET
 from proxy.types import JSONObject, ProviderFormat, RequestSummary, Target
 
@@ -104,7 +104,7 @@ ESTIMATE_MARGIN = 0.10
 """Token estimates are not the provider's tokenizer: the window check adds this much."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ModelCapabilities:
     """What one model (at one provider) can do. None means unknown, never "no"."""
 
@@ -381,7 +381,7 @@ def builtin_capabilities(model: str) -> ModelCapabilities:
 # --- the provider catalog (filled by proxy.model_catalog) --------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderCatalog:
     """One provider's published model list, as cached by `llmproxy providers refresh`."""
 
@@ -390,7 +390,7 @@ class ProviderCatalog:
     models: Mapping[str, ModelCapabilities]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Catalog:
     providers: Mapping[str, ProviderCatalog] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -410,7 +410,7 @@ EMPTY_CATALOG = Catalog()
 # --- config overrides --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CapabilityOverride:
     """One `[providers.capabilities."<model or glob>"]` table."""
 

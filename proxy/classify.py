@@ -17,11 +17,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import orjson
 
+from proxy.frozen import frozen
 from proxy.types import ErrorClass, JSONObject
 
 # Body wording that overrides what the status alone would say. Checked in order, on the
@@ -105,7 +105,7 @@ FALLBACK_CLASSES: frozenset[ErrorClass] = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Classification:
     error_class: ErrorClass
     status: int | None

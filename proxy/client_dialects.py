@@ -59,9 +59,34 @@ def check_tags(value: object, path: str = "") -> None:
     """400 for a `type` or `role` that is not a string, anywhere a translator reads one: they
     are compared with sets of known values, and a list or object there is the client's
     mistake, not the server's."""
+    # Every request is walked: the walk that names the path is taken only for a bad one.
+    if not _tags_are_strings(value):
+        _check_tags_at(value, path)
+
+
+def _tags_are_strings(value: object) -> bool:
+    """What `check_tags` checks, without building a path for every node it passes."""
+    stack = [value]
+    push = stack.append
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            for key in TAG_KEYS:
+                tag = node.get(key)
+                if tag is not None and not isinstance(tag, str):
+                    return False
+            for key, item in node.items():
+                if isinstance(item, (dict, list)) and key not in SCHEMA_KEYS:
+                    push(item)
+    return True
+
+
+def _check_tags_at(value: object, path: str) -> None:
     if isinstance(value, list):
         for index, item in enumerate(value):
-            check_tags(item, f"{path}[{index}]")
+            _check_tags_at(item, f"{path}[{index}]")
     elif isinstance(value, dict):
         for key in TAG_KEYS:
             tag = value.get(key)
@@ -70,7 +95,7 @@ def check_tags(value: object, path: str = "") -> None:
                 raise ClientRequestError(f"'{where}' must be a string", param=where)
         for key, item in value.items():
             if key not in SCHEMA_KEYS and isinstance(item, dict | list):
-                check_tags(item, f"{path}.{key}" if path else str(key))
+                _check_tags_at(item, f"{path}.{key}" if path else str(key))
 
 
 class StreamEncoder(Protocol):

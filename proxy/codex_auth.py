@@ -27,14 +27,13 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import platformdirs
+from yarl import URL
 
 from proxy.config.reader import header_fault
 from proxy.errors import (
@@ -42,7 +41,9 @@ from proxy.errors import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
+from proxy.frozen import field, frozen, replace
 from proxy.providers.boundary import upstream_errors
+from proxy.security.http1 import Client
 from proxy.security.outgoing import read_capped
 from proxy.types import ErrorClass, JSONObject
 
@@ -83,7 +84,7 @@ def _claim(claims: JSONObject, section: str, key: str) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CodexTokens:
     """One ChatGPT sign-in. Token fields never appear in repr or logs."""
 
@@ -297,14 +298,14 @@ class CodexAuth:
     def __init__(
         self,
         store: TokenStore,
-        session: aiohttp.ClientSession,
+        client: Client,
         *,
         token_endpoint: str = DEFAULT_TOKEN_ENDPOINT,
         client_id: str = CODEX_CLIENT_ID,
         margin: float = REFRESH_MARGIN,
     ) -> None:
         self.store = store
-        self._session = session
+        self._client = client
         self._endpoint = token_endpoint
         self._client_id = client_id
         self._margin = margin
@@ -360,15 +361,18 @@ class CodexAuth:
             "scope": "openid profile email",
         }
         with upstream_errors(None, "token refresh", peer="the token endpoint"):
-            async with self._session.post(
-                self._endpoint,
-                data=orjson.dumps(body),
-                headers={"content-type": "application/json", "accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=REFRESH_TIMEOUT),
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                raw = await read_capped(response, MAX_TOKEN_ANSWER_BYTES)
+            async with asyncio.timeout(REFRESH_TIMEOUT):
+                response = await self._client.request(
+                    "POST",
+                    URL(self._endpoint),
+                    {"content-type": "application/json", "accept": "application/json"},
+                    orjson.dumps(body),
+                )
+                try:
+                    status = response.status
+                    raw = await read_capped(response, MAX_TOKEN_ANSWER_BYTES)
+                finally:
+                    response.release()
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from proxy.frozen import frozen
 from proxy.types import SESSION_HEADER as SESSION_HEADER
 from proxy.types import ClientAPI, JSONObject
 
@@ -38,7 +38,7 @@ _LEGACY_USER_ID = re.compile(r"_session_([0-9A-Za-z-]{8,})$")
 _MAX_ID_CHARS = 256  # an id longer than this is not an id; hashing it whole still works
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Conversation:
     """A conversation's key (a hex digest) and where the identity came from (for `route test`
     and the `x-llmproxy-affinity` header: "header", "claude-code", "prompt_cache_key"...)."""

@@ -10,11 +10,11 @@ streams: nothing here re-implements a wire format.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from proxy.frozen import frozen
 from proxy.sse import SSEDecoder
 from proxy.translate.accumulate import MessageAccumulator, ToolCallSnapshot
 from proxy.translate.replies import anthropic_reply_events, openai_reply_events
@@ -41,7 +41,7 @@ DETAILS_TRAILER = b": " + ATTEMPT_DETAILS.encode() + b" "
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttemptNote:
     """One try, as a client of the daemon learns it: from `x-llmproxy-attempts`, an error body's
     `error.attempts`, or (in-process) the runner's own `Attempt`."""
@@ -224,7 +224,7 @@ class StreamReader:
                 self.trailer = self._details or self.trailer
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Answer:
     """What came back, in either dialect, streamed or not."""
 

@@ -23,7 +23,6 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -47,6 +46,7 @@ from proxy.daemon_client import (
 from proxy.daemon_client import path_text as path_text  # its home; e2e reports use it
 from proxy.e2e_judge import wire_problem
 from proxy.errors import RoutingError, UpstreamError
+from proxy.frozen import field, frozen
 from proxy.routing import decide
 from proxy.summary import summarize
 from proxy.types import Chain, ClientAPI, JSONObject, Scenario, StopReason, StreamEvent
@@ -67,7 +67,7 @@ BACKGROUND_MODELS = ("claude-haiku-4-5", "claude-3-5-haiku-latest")
 # --- the matrix ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Case:
     route: str
     client: ClientAPI
@@ -244,7 +244,7 @@ def _anthropic_body(
 # --- running it ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Result:
     case: Case
     passed: bool

@@ -10,9 +10,9 @@ that only replaces `model`, unless the reply needs what its events would make of
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
+from proxy.frozen import frozen
 from proxy.translate import replies, requests, responses_api
 from proxy.types import ClientAPI, JSONObject, ProviderFormat, StreamEvent, UpstreamReply, Usage
 
@@ -29,7 +29,7 @@ class Answer(NamedTuple):
     usage: Usage
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pair:
     client: ClientAPI
     provider: ProviderFormat

@@ -25,7 +25,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from proxy.capabilities import clamp_max_tokens, output_cap
@@ -39,6 +38,7 @@ from proxy.errors import (
     UpstreamTimeoutError,
 )
 from proxy.exchange import Pair, pair
+from proxy.frozen import field, frozen, replace
 from proxy.health import HealthRegistry
 from proxy.providers.base import EventBatch, UpstreamRequest
 from proxy.providers.registry import Upstreams
@@ -69,7 +69,7 @@ TRANSIENT_RETRY = frozenset({ErrorClass.SERVER_ERROR, ErrorClass.CONNECTION})
 CLOSED_EARLY = "closed before its end (the client left)"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Job:
     """One client request, parsed and routed, ready to walk its chain."""
 
@@ -84,7 +84,7 @@ class Job:
     providers that route requests to their prompt caches by it."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Completed:
     """A non-streaming answer, already in the client's format."""
 
@@ -114,7 +114,7 @@ class Ledger:
         return len(self._attempts)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Plan:
     """A target ready to be called: its provider config and the translators to use."""
 

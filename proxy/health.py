@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from proxy.frozen import frozen
 from proxy.types import ErrorClass, Target
 
 BREAKER_CLASSES = frozenset(
@@ -48,7 +49,7 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half-open"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HealthSettings:
     failure_threshold: int = 3
     open_seconds: float = 5.0
@@ -58,7 +59,7 @@ class HealthSettings:
     """How many recent outcomes feed the success rate and latency figures."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TargetStatus:
     """A read-only view of one target's health, for routing, `providers status` and /health."""
 
@@ -74,14 +75,14 @@ class TargetStatus:
     """Seconds since the breaker opened; None while it is closed."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Outcome:
     ok: bool
     latency_ms: float
     ttft_ms: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SharedHealth:
     """One target's breaker and cooldown as other instances see it, in wall-clock seconds.
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from proxy.errors import ConfigError
+from proxy.frozen import field, frozen
 from proxy.types import Chain, Scenario, Target
 
 log = logging.getLogger("llmproxy.keywords")
@@ -66,7 +66,7 @@ def _unspaced(char: str) -> bool:
     return any(low <= code <= high for low, high in _UNSPACED)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KeywordRule:
     name: str
     phrases: tuple[str, ...]
@@ -79,7 +79,7 @@ class KeywordRule:
     pattern: re.Pattern[str] = field(default=re.compile(r"(?!)"), repr=False, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RuleMatch:
     rule: KeywordRule
     text: str
@@ -160,7 +160,7 @@ _DIRECTIVE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TaxonomyEntry:
     name: str
     synonyms: tuple[str, ...]

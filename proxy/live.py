@@ -12,15 +12,14 @@ key path and the running one stays.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.config import Config, parse_config, with_dotenv
 from proxy.errors import ConfigError
 from proxy.fallback import FallbackRunner
+from proxy.frozen import frozen, replace
 from proxy.security.resolver import policy_for
 from proxy.security.ssrf import NetworkPolicy, url_refusal
 
@@ -29,7 +28,7 @@ STARTUP_PROXY_FIELDS = ("host", "port", "api_keys", "health")
 middleware holds, the breakers' thresholds)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Running:
     config: Config
     runner: FallbackRunner
@@ -38,7 +37,7 @@ class Running:
     """Wall-clock time this config was applied."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReloadOutcome:
     """The last attempt to reload from disk, as `/health` reports it to `llmproxy reload`."""
 
@@ -137,10 +136,10 @@ def _keep_startup_settings(new: Config, running: Config) -> tuple[Config, list[s
         for name in ("security", "management", "state")
         if getattr(new, name) != getattr(running, name)
     ]
-    proxy = dataclasses.replace(
+    proxy = replace(
         new.proxy, **{name: getattr(running.proxy, name) for name in STARTUP_PROXY_FIELDS}
     )
-    kept = dataclasses.replace(
+    kept = replace(
         new,
         proxy=proxy,
         security=running.security,

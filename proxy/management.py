@@ -28,7 +28,6 @@ published, and every other instance applies the same edit to its own file (`appl
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import hashlib
 import hmac
@@ -36,7 +35,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,7 @@ from proxy.config_writer import (
     write_atomic,
 )
 from proxy.errors import ConfigError
+from proxy.frozen import fields, frozen, is_frozen
 from proxy.live import replacement
 from proxy.management_rules import check_credentials, check_provider_change, check_router_change
 from proxy.security.auth import is_loopback_address
@@ -83,7 +82,7 @@ Edit = Callable[[TOMLDocument], list[str]]
 Vet = Callable[[Config, Config], None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ManagementState:
     path: Path | None
     """The config file edits go to; None when the daemon was given a config without a file."""
@@ -278,7 +277,7 @@ class ChangeRefused(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Applied:
     written: bool
     notes: list[str]
@@ -432,11 +431,11 @@ def _chain(chain: Chain) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A dataclass tree as JSON values (targets as `provider,model`, enums as their value)."""
+    """Frozen values as JSON values (targets as `provider,model`, enums as their value)."""
     if isinstance(value, Target):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+    if is_frozen(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.repr}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, tuple | list):

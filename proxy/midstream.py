@@ -39,11 +39,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from dataclasses import dataclass, replace
 
 from proxy.capabilities import PrefillStyle
 from proxy.errors import ChainExhaustedError, ClientFacingError, StreamCutError, UpstreamError
 from proxy.fallback import FallbackRunner, Job, Plan, Walk, close_stream
+from proxy.frozen import frozen, replace
 from proxy.providers.base import EventBatch, UpstreamRequest
 from proxy.tokens import tokens_for_chars
 from proxy.types import (
@@ -76,7 +76,7 @@ REASONING_REQUEST_FIELDS = ("thinking", "reasoning_effort", "reasoning")
 THINKING_EDIT_PREFIX = "clear_thinking_"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StreamReport:
     """What a stream's life came to so far: a read-only snapshot for logs and metrics."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -36,10 +35,11 @@ from proxy.capabilities import (
 )
 from proxy.config import GLOB_CHARS, Config, ProviderConfig
 from proxy.errors import ConfigError, UpstreamError
+from proxy.frozen import frozen, replace
 from proxy.types import JSONObject, ProviderFormat
 
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
-    import aiohttp
+    from proxy.security.http1 import Client
 
 log = logging.getLogger("llmproxy.catalog")
 
@@ -54,7 +54,7 @@ def default_cache_dir() -> Path:
     return platformdirs.user_cache_path("llmproxy")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderRefresh:
     """What one provider's refresh found."""
 
@@ -81,7 +81,7 @@ class ProviderRefresh:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RefreshReport:
     path: Path
     providers: tuple[ProviderRefresh, ...]
@@ -96,15 +96,15 @@ class RefreshReport:
 
 async def refresh_catalog(
     config: Config,
-    session: aiohttp.ClientSession,
+    client: Client,
     cache_dir: Path | None = None,
     *,
     request_seconds: float = DEFAULT_TIMEOUT,
 ) -> RefreshReport:
     """Ask every provider for its model list and write the cache; never raises for a provider
     that fails (the report says why), only OSError when the cache cannot be written."""
-    # Fetching imports asyncio and aiohttp where it runs, not at the top: `llmproxy route test`
-    # reads the catalog and needs neither (tests/test_cli_startup.py).
+    # Fetching imports asyncio and the HTTP client where it runs, not at the top: `llmproxy
+    # route test` reads the catalog and needs neither (tests/test_cli_startup.py).
     import asyncio
 
     directory = cache_dir or default_cache_dir()
@@ -112,7 +112,7 @@ async def refresh_catalog(
     previous = _read_raw(path)
     results = await asyncio.gather(
         *(
-            _refresh_one(p, session, request_seconds, config.security.limits.max_answer_bytes)
+            _refresh_one(p, client, request_seconds, config.security.limits.max_answer_bytes)
             for p in config.providers
         )
     )
@@ -132,24 +132,23 @@ async def refresh_catalog(
 
 async def _refresh_one(
     provider: ProviderConfig,
-    session: aiohttp.ClientSession,
+    client: Client,
     request_seconds: float,
     max_bytes: int,
 ) -> tuple[ProviderRefresh, dict[str, ModelCapabilities] | None]:
     from proxy.providers.boundary import upstream_errors
-    from proxy.security.outgoing import refusal_in
 
     if provider.format is ProviderFormat.CODEX:
         why = "the ChatGPT (codex) backend publishes no model list"
         return ProviderRefresh(provider.name, False, skipped=why), None
     try:
         with upstream_errors(None, "model list"):
-            models = await _fetch(provider, session, request_seconds, max_bytes)
+            models = await _fetch(provider, client, request_seconds, max_bytes)
     except (UpstreamError, ValueError) as exc:
         # The operator refreshing wants the lower layer's own words (the address a name
         # resolved to, the redirect), which the boundary keeps from clients.
         cause = exc.__cause__ if isinstance(exc, UpstreamError) and exc.__cause__ else exc
-        message = str(refusal_in(cause) or cause) or type(cause).__name__
+        message = str(cause) or type(cause).__name__
         return ProviderRefresh(provider.name, False, error=message[:300]), None
     configured = [m for m in provider.models if not GLOB_CHARS.intersection(m)]
     return (
@@ -166,29 +165,32 @@ async def _refresh_one(
 
 async def _fetch(
     provider: ProviderConfig,
-    session: aiohttp.ClientSession,
+    client: Client,
     request_seconds: float,
     max_bytes: int,
 ) -> dict[str, ModelCapabilities]:
-    """Raises ValueError for a non-200 or odd body; aiohttp's and the socket's exceptions
-    escape to the caller's `upstream_errors`."""
-    import aiohttp
+    """Raises ValueError for a non-200 or odd body; the client's exceptions escape to the
+    caller's `upstream_errors`."""
+    import asyncio
+
+    from yarl import URL
 
     from proxy.security.outgoing import read_capped
 
     models: dict[str, ModelCapabilities] = {}
     url, headers = _request(provider)
-    limit = aiohttp.ClientTimeout(total=request_seconds)
     anthropic = provider.format is ProviderFormat.ANTHROPIC
     params: dict[str, str] = {"limit": "1000"} if anthropic else {}
     for _ in range(MAX_PAGES):
-        async with session.get(
-            url, headers=headers, params=params, timeout=limit, allow_redirects=False
-        ) as response:
-            raw = await read_capped(response, max_bytes)
-            if response.status != 200:
-                text = raw[:200].decode("utf-8", "replace").strip()
-                raise ValueError(f"HTTP {response.status} from {url}: {text}")
+        async with asyncio.timeout(request_seconds):
+            response = await client.request("GET", URL(url).update_query(params), headers)
+            try:
+                raw = await read_capped(response, max_bytes)
+            finally:
+                response.release()
+        if response.status != 200:
+            text = raw[:200].decode("utf-8", "replace").strip()
+            raise ValueError(f"HTTP {response.status} from {url}: {text}")
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

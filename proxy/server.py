@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from aiohttp.typedefs import Middleware
 
 from proxy.affinity import Affinity
-from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, SESSION, STATE, TOKENS
+from proxy.appkeys import AFFINITY, HEALTH, LIVE, OBSERVER, OPERATOR, STATE, TOKENS
 from proxy.config import GLOB_CHARS, Config
 from proxy.errors import ClientRequestError
 from proxy.fallback import FallbackRunner
@@ -25,7 +24,6 @@ from proxy.handlers import STREAM_STARTED, chat_completions, count_tokens, messa
 from proxy.health import HealthRegistry
 from proxy.live import LiveConfig
 from proxy.logging_setup import Redactor
-from proxy.management import apply_published, install_management, management_guard
 from proxy.observe.journal import Journal
 from proxy.observe.metrics import Metrics
 from proxy.observe.observer import Observer, observe_middleware, stamp_request_id
@@ -36,7 +34,7 @@ from proxy.responses_handler import create_response, responses_websocket
 from proxy.security.auth import CLIENT, ClientKeys, auth_middleware, is_loopback_address
 from proxy.security.keepalive import keepalive_cap
 from proxy.security.limits import limits_middleware
-from proxy.security.outgoing import outgoing_session, redacted_logs
+from proxy.security.outgoing import outgoing_client, redacted_logs
 from proxy.security.ratelimit import RateLimiter, rate_limit_middleware
 from proxy.security.rejections import error_response
 from proxy.state import WORKER_ENV
@@ -212,6 +210,9 @@ def build_app(
         auth_middleware(ClientKeys(config.proxy.api_keys)),
     ]
     if config.management.enabled:
+        # Only then: the management API edits TOML files (tomlkit, about 1 MB a daemon holds).
+        from proxy.management import management_guard
+
         middlewares.append(management_guard(config.management))
     middlewares.append(limits_middleware(security.limits, redactor))
     state = open_state(config.state)
@@ -241,23 +242,23 @@ def build_app(
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         with redacted_logs(redactor) as log_filter:
-            session = outgoing_session(lambda: app[LIVE].current.policy, dns=dns)
-            async with session:
-                app[SESSION] = session
-                upstreams = Upstreams(session, security.limits.max_answer_bytes)
+            client = outgoing_client(lambda: app[LIVE].current.policy, dns=dns)
+            upstreams = Upstreams(client, security.limits.max_answer_bytes)
 
-                def replaced() -> None:
-                    if isinstance(session.connector, aiohttp.TCPConnector):
-                        session.connector.clear_dns_cache()  # judged under the previous policy
-                    log_filter.redactor = log_filter.redactor.with_config(app[LIVE].config)
+            def replaced() -> None:
+                client.clear_dns_cache()  # judged under the previous policy
+                log_filter.redactor = log_filter.redactor.with_config(app[LIVE].config)
 
-                app[LIVE] = LiveConfig(
-                    config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), replaced
-                )
+            app[LIVE] = LiveConfig(
+                config, lambda c: FallbackRunner(c, upstreams, app[HEALTH]), replaced
+            )
+            try:
                 yield
+            finally:
+                await client.close()
 
     async def shared_state(app: web.Application) -> AsyncIterator[None]:
-        await state.start(lambda change: apply_published(app, change))
+        await state.start(lambda change: _apply_published(app, change))
         try:
             yield
         finally:
@@ -275,8 +276,18 @@ def build_app(
     app.router.add_get("/health", health)
     install_observe_routes(app)
     if config.management.enabled:
+        from proxy.management import install_management
+
         install_management(app, config, env)
     return app
+
+
+async def _apply_published(app: web.Application, change: JSONObject) -> None:
+    """A change another instance's management API made (a shared `[state]`): the config
+    writer is imported when the first one arrives."""
+    from proxy.management import apply_published
+
+    await apply_published(app, change)
 
 
 def _public(state: JSONObject) -> JSONObject:

@@ -17,12 +17,12 @@ sequence, so a character split across two chunks is always reassembled before it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from proxy.frozen import frozen
 
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SSEEvent:
     event: str | None
     data: str

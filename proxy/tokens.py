@@ -28,11 +28,11 @@ import math
 import operator
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from proxy.frozen import frozen
 from proxy.types import ClientAPI, JSONObject
 
 ANTHROPIC = ClientAPI.ANTHROPIC
@@ -191,7 +191,7 @@ _OPAQUE_KEYS = frozenset({"data", "signature", "encrypted_content", "cache_contr
 """Keys whose values are payloads or metadata, not text the model reads."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestText:
     """What a request shows the model: its strings, plus tokens priced without a tokenizer
     (framing, images, documents). The calibration script counts `texts` with a real tokenizer."""

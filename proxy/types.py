@@ -7,9 +7,10 @@ the fallback loop and the stream state machines exchange is one of these frozen 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias
+
+from proxy.frozen import field, frozen
 
 JSONObject: TypeAlias = dict[str, Any]
 
@@ -31,7 +32,7 @@ class ProviderFormat(StrEnum):
     CODEX = "codex"  # the ChatGPT backend's Responses endpoint, with a subscription sign-in
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Target:
     """One (provider, model) pair: the unit that routing orders and fallback tries."""
 
@@ -56,7 +57,7 @@ class Scenario(StrEnum):
     DEFAULT = "default"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestSummary:
     """What routing needs to know about a request, in either client format."""
 
@@ -70,13 +71,13 @@ class RequestSummary:
     last_user_text: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SkippedTarget:
     target: Target
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Decision:
     """The outcome of routing: the chain to walk, and why.
 
@@ -128,7 +129,7 @@ class ErrorClass(StrEnum):
     BAD_RESPONSE = "bad_response"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Attempt:
     """One try of one target, as recorded in the attempts header and error bodies.
 
@@ -208,7 +209,7 @@ class StopReason(StrEnum):
     PAUSE_TURN = "pause_turn"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
@@ -226,7 +227,7 @@ class Usage:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MessageStart:
     """First event of every upstream stream. `usage` carries input tokens when known up front."""
 
@@ -235,38 +236,38 @@ class MessageStart:
     usage: Usage = field(default_factory=Usage)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TextDelta:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RefusalDelta(TextDelta):
     """The model declining to answer (chat `refusal`, a Responses `refusal` part). It is what the
     model said, so it is a TextDelta: dialects with a refusal channel render it there, the
     others (Anthropic, the CLI, failover's record of what was said) as text."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReasoningDelta:
     """Chain of thought: Anthropic `thinking` or OpenAI-compatible `reasoning_content`."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReasoningSignature:
     """Anthropic `signature_delta`: closes the current thinking block's integrity check."""
 
     signature: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RedactedReasoning:
     data: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ToolCallStart:
     """A new tool call. `index` counts tool calls within the message, from 0."""
 
@@ -275,7 +276,7 @@ class ToolCallStart:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ToolCallDelta:
     """A raw fragment of the JSON arguments of call `index`, never re-encoded."""
 
@@ -283,7 +284,7 @@ class ToolCallDelta:
     arguments: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CustomToolCall:
     """A whole call to a custom (free-form) tool, the Responses API's `custom_tool_call`:
     `input` is a raw string, not JSON arguments. It shares the tool-call `index` count.
@@ -296,14 +297,14 @@ class CustomToolCall:
     input: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UsageUpdate:
     """Cumulative usage so far for this upstream attempt (later updates replace earlier)."""
 
     usage: Usage
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Finish:
     """The upstream said it is done. Without it, an ending stream is a cut stream."""
 
@@ -326,7 +327,7 @@ StreamEvent: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpstreamFault:
     """An error the upstream reported inside its stream (an `error` event, an error chunk, a
     failed response), as its decoder read it: `status` is the HTTP status the error's type or
@@ -341,7 +342,7 @@ Decoded: TypeAlias = StreamEvent | UpstreamFault
 """What a stream decoder reports: neutral events, or the upstream's own error."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpstreamReply:
     """A whole (non-streaming) upstream answer: the provider's own JSON `body`, or, from a
     provider that only streams (codex), `body` None and the `events` its stream carried. A

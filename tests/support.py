@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,9 @@ from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
 
 from proxy.config import Config, parse_config
+from proxy.security.http1 import Client
+from proxy.security.outgoing import outgoing_client
+from proxy.security.ssrf import NetworkPolicy
 from proxy.server import build_app
 from proxy.serving import DaemonRunner
 from proxy.simulate import SimulatedProvider
@@ -102,3 +106,14 @@ async def request_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[lo
             return lines
         await asyncio.sleep(0.02)
     return lines
+
+
+@contextlib.asynccontextmanager
+async def local_client() -> AsyncIterator[Client]:
+    """The outgoing client under a policy that allows this machine (where simulators listen)."""
+    policy = NetworkPolicy.build(True, False, ())
+    client = outgoing_client(lambda: policy)
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -8,6 +8,7 @@ is still a cycle, only a later one. `if TYPE_CHECKING:` imports are left out (th
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,21 +105,34 @@ def test_no_import_cycle_in_proxy() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-# Modules that catch aiohttp's exceptions for a reason other than calling a provider: the e2e
-# matrix is a client of the daemon, the simulators are servers.
-NOT_UPSTREAM = ("proxy/e2e.py", "proxy/simulate/")
+# Modules that catch aiohttp's or the outgoing client's exceptions for a reason other than
+# calling a provider: the e2e matrix is a client of the daemon, the simulators are servers, and
+# the outgoing client turns the socket layer's errors into its own.
+NOT_UPSTREAM = ("proxy/e2e.py", "proxy/simulate/", "proxy/security/http1.py")
 
 
-# What aiohttp and the socket layer raise besides aiohttp's own classes (a header with CR/LF is
-# a ValueError): on the way to a provider, only the boundary may catch these.
+# What the outgoing client raises (`proxy.security.http1`), and what it and the socket layer
+# raise under a builtin name: on the way to a provider, only the boundary may catch these.
+CLIENT_ERRORS = frozenset(
+    {
+        "ClientFailure",
+        "ConnectFailed",
+        "Disconnected",
+        "BadResponse",
+        "HeaderRefused",
+        "RedirectRefused",
+        "DestinationRefused",
+    }
+)
 LOWER_LAYER_BUILTINS = frozenset(
     {"ValueError", "OSError", "ConnectionError", "TimeoutError", "Exception", "BaseException"}
 )
 
 
-def _catches_aiohttp(tree: ast.AST, *, builtins: bool = False) -> bool:
-    """An except clause that catches aiohttp's exceptions (`builtins`: or what aiohttp raises
-    under a builtin name) and does not re-raise them unchanged (a clean-up does)."""
+def _catches_lower_layer(tree: ast.AST, *, builtins: bool = False) -> bool:
+    """An except clause that catches aiohttp's or the outgoing client's exceptions (`builtins`:
+    or what they raise under a builtin name) and does not re-raise them unchanged (a clean-up
+    does)."""
     for node in ast.walk(tree):
         if isinstance(node, ast.ExceptHandler):
             last = node.body[-1]
@@ -128,32 +142,47 @@ def _catches_aiohttp(tree: ast.AST, *, builtins: bool = False) -> bool:
                 return builtins
             for name in ast.walk(node.type):
                 if isinstance(name, ast.Name) and (
-                    name.id == "aiohttp" or (builtins and name.id in LOWER_LAYER_BUILTINS)
+                    name.id == "aiohttp"
+                    or name.id in CLIENT_ERRORS
+                    or (builtins and name.id in LOWER_LAYER_BUILTINS)
                 ):
                     return True
     return False
 
 
-def test_one_module_maps_aiohttp_errors_on_the_way_to_a_provider() -> None:
+def test_one_module_maps_the_outgoing_client_s_errors() -> None:
     catching = sorted(
         str(path.relative_to(ROOT))
         for path in PACKAGE.rglob("*.py")
-        if _catches_aiohttp(ast.parse(path.read_text(encoding="utf-8")))
+        if _catches_lower_layer(ast.parse(path.read_text(encoding="utf-8")))
     )
     assert "proxy/providers/boundary.py" in catching  # the checker sees what it looks for
     assert [p for p in catching if not p.startswith(NOT_UPSTREAM)] == [
         "proxy/providers/boundary.py"
     ]
-    # The transports call aiohttp: none of them catches what it raises under a builtin name.
+    # The transports call the client: none of them catches what it raises under a builtin name.
     transports = sorted(
         str(path.relative_to(ROOT))
         for path in (PACKAGE / "providers").glob("*.py")
-        if _catches_aiohttp(ast.parse(path.read_text(encoding="utf-8")), builtins=True)
+        if _catches_lower_layer(ast.parse(path.read_text(encoding="utf-8")), builtins=True)
     )
     assert transports == ["proxy/providers/boundary.py"]
-    assert _catches_aiohttp(
+    assert _catches_lower_layer(
         ast.parse("try:\n    pass\nexcept ValueError:\n    pass"), builtins=True
     )
+
+
+def test_every_outgoing_request_goes_through_the_one_client() -> None:
+    """Nothing on the way to a provider builds an aiohttp client session: the outgoing client
+    comes from `proxy.security.outgoing` alone (the e2e matrix and the simulators talk to the
+    daemon and to themselves)."""
+    building = sorted(
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        if re.search(r"\b(ClientSession|Client)\(", path.read_text(encoding="utf-8"))
+    )
+    builders = [p for p in building if not p.startswith(NOT_UPSTREAM)]
+    assert builders == ["proxy/security/outgoing.py"]
 
 
 def test_the_package_map_names_every_module() -> None:

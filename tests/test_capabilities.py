@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 from conftest import Clients
-from support import CLIENT_KEY, Daemon, config_text
+from support import CLIENT_KEY, Daemon, config_text, local_client
 from typer import Typer
 from typer.testing import CliRunner
 
@@ -313,7 +313,7 @@ models = ["gpt-5.2"]
 
 
 async def test_refresh_catalog_writes_the_cache_that_capabilities_read(tmp_path: Path) -> None:
-    async with run_simulated(catalog_sims()) as sims, aiohttp.ClientSession() as session:
+    async with run_simulated(catalog_sims()) as sims, local_client() as session:
         config = catalog_config(sims)
         report = await refresh_catalog(config, session, tmp_path)
         by_name = {p.provider: p for p in report.providers}

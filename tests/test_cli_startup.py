@@ -116,12 +116,19 @@ except SystemExit:
 def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
     """Issue 16: `llmproxy serve` reaches its event loop without the simulators or the daemon
     client (they are for --simulate, --detach and the other commands), without redis (and the
-    OpenTelemetry it loads) unless `[state]` is shared, and without rich: each is memory the
-    daemon would hold for nothing (README, "Daemon RSS")."""
+    OpenTelemetry it loads) unless `[state]` is shared, without rich, without the management
+    API and the TOML writer under it (tomlkit, about 1 MB) unless `[management]` is enabled, and
+    without the `--workers` supervisor (ctypes, 0.3 MB): each is memory the daemon would hold
+    for nothing (README, "Daemon RSS")."""
     banned = (
+        "proxy.management",
+        "proxy.config_writer",
+        "tomlkit",
         "proxy.simulate",
         "cli.daemon",
         "cli._address",
+        "cli.workers",
+        "ctypes",
         "httpx2",
         "redis",
         "opentelemetry",

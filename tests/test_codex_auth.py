@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from codex_sims import seed_store
+from support import local_client
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -26,7 +26,7 @@ from proxy.codex_auth import (
 )
 from proxy.errors import ConfigError, UpstreamStatusError, UpstreamUnavailable
 from proxy.simulate import SimulatedProvider, run_simulated
-from proxy.simulate.codex_app import make_jwt
+from proxy.simulate.codex_account import make_jwt
 from proxy.types import ErrorClass
 
 CLAIMS = "https://api.openai.com/auth"
@@ -134,8 +134,8 @@ async def test_expired_token_is_refreshed_once_for_concurrent_callers(tmp_path: 
         sim = sims["codex"]
         sim.account.refresh_delay = 0.1  # the callers overlap while the refresh is in flight
         store = TokenStore(seed_store(sim, tmp_path / "auth.json", expires_in=-10))
-        async with aiohttp.ClientSession() as session:
-            auth = CodexAuth(store, session, token_endpoint=sim.token_endpoint)
+        async with local_client() as client:
+            auth = CodexAuth(store, client, token_endpoint=sim.token_endpoint)
             results = await asyncio.gather(*(auth.tokens() for _ in range(8)))
         assert sim.account.refreshes == 1 and auth.refreshes == 1
         assert len({r.access_token for r in results}) == 1
@@ -149,8 +149,8 @@ async def test_a_rejected_token_is_refreshed_once_and_then_reused(tmp_path: Path
     async with run_simulated([codex_sim()]) as sims:
         sim = sims["codex"]
         store = TokenStore(seed_store(sim, tmp_path / "auth.json"))
-        async with aiohttp.ClientSession() as session:
-            auth = CodexAuth(store, session, token_endpoint=sim.token_endpoint)
+        async with local_client() as client:
+            auth = CodexAuth(store, client, token_endpoint=sim.token_endpoint)
             rejected = await auth.tokens()
             fresh = await asyncio.gather(*(auth.after_rejection(rejected) for _ in range(4)))
         assert sim.account.refreshes == 1
@@ -164,9 +164,9 @@ async def test_two_stores_on_one_file_refresh_once(tmp_path: Path) -> None:
         sim = sims["codex"]
         sim.account.refresh_delay = 0.1
         path = seed_store(sim, tmp_path / "auth.json", expires_in=-10)
-        async with aiohttp.ClientSession() as session:
-            first = CodexAuth(TokenStore(path), session, token_endpoint=sim.token_endpoint)
-            second = CodexAuth(TokenStore(path), session, token_endpoint=sim.token_endpoint)
+        async with local_client() as client:
+            first = CodexAuth(TokenStore(path), client, token_endpoint=sim.token_endpoint)
+            second = CodexAuth(TokenStore(path), client, token_endpoint=sim.token_endpoint)
             a, b = await asyncio.gather(first.tokens(), second.tokens())
         assert sim.account.refreshes == 1
         assert a.access_token == b.access_token
@@ -178,14 +178,17 @@ async def test_refresh_across_processes_happens_once(tmp_path: Path) -> None:
         sim.account.refresh_delay = 0.3
         path = seed_store(sim, tmp_path / "auth.json", expires_in=-10)
         script = (
-            "import asyncio, sys, aiohttp\n"
+            "import asyncio, sys\n"
             "from pathlib import Path\n"
             "from proxy.codex_auth import CodexAuth, TokenStore\n"
+            "from proxy.security.outgoing import outgoing_client\n"
+            "from proxy.security.ssrf import NetworkPolicy\n"
             "async def main():\n"
             "    print('ready', flush=True)\n"
-            "    async with aiohttp.ClientSession() as s:\n"
-            "        t = await CodexAuth(TokenStore(Path(sys.argv[1])), s,"
+            "    s = outgoing_client(lambda: NetworkPolicy.build(True, False, ()))\n"
+            "    t = await CodexAuth(TokenStore(Path(sys.argv[1])), s,"
             " token_endpoint=sys.argv[2]).tokens()\n"
+            "    await s.close()\n"
             "    print(t.access_token)\n"
             "asyncio.run(main())\n"
         )
@@ -200,8 +203,8 @@ async def test_refresh_across_processes_happens_once(tmp_path: Path) -> None:
         )
         assert other.stdout is not None
         assert await other.stdout.readline() == b"ready\n"  # both refresh at the same time
-        async with aiohttp.ClientSession() as session:
-            auth = CodexAuth(TokenStore(path), session, token_endpoint=sim.token_endpoint)
+        async with local_client() as client:
+            auth = CodexAuth(TokenStore(path), client, token_endpoint=sim.token_endpoint)
             mine = await auth.tokens()
         out, err = await other.communicate()
         assert other.returncode == 0, err.decode()
@@ -214,8 +217,8 @@ async def test_a_dead_refresh_token_is_an_auth_failure(tmp_path: Path) -> None:
         sim = sims["codex"]
         path = seed_store(sim, tmp_path / "auth.json", expires_in=-10)
         sim.account.issue()  # signing in again elsewhere retires the stored refresh token
-        async with aiohttp.ClientSession() as session:
-            auth = CodexAuth(TokenStore(path), session, token_endpoint=sim.token_endpoint)
+        async with local_client() as client:
+            auth = CodexAuth(TokenStore(path), client, token_endpoint=sim.token_endpoint)
             with pytest.raises(UpstreamStatusError) as failed:
                 await auth.tokens()
     assert failed.value.error_class is ErrorClass.AUTH
@@ -224,8 +227,8 @@ async def test_a_dead_refresh_token_is_an_auth_failure(tmp_path: Path) -> None:
 
 
 async def test_without_a_sign_in_the_target_is_unavailable(tmp_path: Path) -> None:
-    async with aiohttp.ClientSession() as session:
-        auth = CodexAuth(TokenStore(tmp_path / "none.json"), session)
+    async with local_client() as client:
+        auth = CodexAuth(TokenStore(tmp_path / "none.json"), client)
         with pytest.raises(UpstreamUnavailable, match="import-codex"):
             await auth.tokens()
 

@@ -4,6 +4,7 @@ holds locked degrade it (said once), and it recovers; retention by age and by si
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import time
@@ -104,8 +105,11 @@ async def test_a_locked_journal_never_slows_a_request_and_recovers(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real, tiny filesystem (tmpfs, 96 KiB) to fill up or make read-only; needs root, as CI
-    and the development machines have."""
+    """A real, tiny filesystem (tmpfs, 96 KiB) to fill up or make read-only. Mounting needs
+    root, which CI and the development machines have: only a user without it skips these
+    tests; as root, a mount that fails is a failure, never a silent skip."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
@@ -113,8 +117,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         capture_output=True,
         check=False,
     )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    assert done.returncode == 0, f"cannot mount a small tmpfs: {done.stderr.decode().strip()}"
     try:
         yield mount
     finally:

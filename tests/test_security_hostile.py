@@ -20,7 +20,14 @@ from security_support import Apps, DaemonThread, anthropic_error, openai_error
 from support import CLIENT_KEY, config_text
 
 from proxy.config import parse_config
-from proxy.security.limits import BODY_SIZE, LARGE_BODY, exceeds_depth, nests_deeper, off_loop
+from proxy.security.limits import (
+    BODY_SIZE,
+    LARGE_BODY,
+    WALKED_BYTES,
+    exceeds_depth,
+    nests_deeper,
+    off_loop,
+)
 from proxy.simulate import SimulatedProvider, run_simulated
 
 LIMITS = "[security.limits]\nmax_body_bytes = 65536\nbody_read_timeout_ms = 300\n"
@@ -94,6 +101,20 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
         b'{"model": "auto", "max_tokens": 5, "messages": [1]}',
         400,
         "messages[0]",
+    ),
+    (
+        "type-list",  # found by the fast walk, named by the slow one
+        b'{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": '
+        b'[{"type": "text", "text": "a"}, {"type": ["text"], "text": "b"}]}]}',
+        400,
+        "'messages[0].content[1].type' must be a string",
+    ),
+    (
+        "role-object",
+        b'{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": '
+        b'[{"type": "text", "text": "a", "role": {"x": 1}}]}]}',
+        400,
+        "'messages[0].content[0].role' must be a string",
     ),
     (
         "stream-str",
@@ -393,8 +414,8 @@ async def test_four_large_bodies_and_small_requests_are_all_served(apps: Apps) -
 
 @pytest.mark.parametrize("depth", [1, 2, 127, 128, 129, 200, 1000])
 def test_the_parsed_body_walk_judges_depth_as_the_byte_passes_do(depth: int) -> None:
-    """Issue 16: bodies with up to 1024 containers are judged on the parsed value (cheaper than
-    the passes over every byte); both checks agree, whatever strings hold."""
+    """Issue 16: bodies up to `WALKED_BYTES` are judged on the parsed value (cheaper than the
+    passes over every byte); both checks agree, whatever strings hold."""
     for text in (
         nested(depth),
         b'{"a": ' + b'{"k": "[[{{\\"", "v": ' * depth + b"1" + b"}" * depth + b"}",
@@ -403,3 +424,22 @@ def test_the_parsed_body_walk_judges_depth_as_the_byte_passes_do(depth: int) -> 
     ):
         for limit in (depth - 1, depth, depth + 1):
             assert nests_deeper(orjson.loads(text), limit) == exceeds_depth(text, limit)
+
+
+@pytest.mark.parametrize("pad", [0, WALKED_BYTES])
+async def test_too_deep_is_refused_below_and_above_the_walked_size(apps: Apps, pad: int) -> None:
+    """Issue 16: below `WALKED_BYTES` the parsed body is walked, above it the text is judged
+    before parsing; either way 129 levels get the same 400, and 128 pass."""
+    async with run_simulated(sims()) as running:
+        proxy = await apps.start(parse_config(config_text(running, {"default": "zai,glm-5"}), {}))
+        for depth, status in ((129, 400), (128, 200)):
+            inner = b"[" * (depth - 1) + b"]" * (depth - 1)  # the body's own object is a level
+            body = (
+                b'{"model": "auto", "pad": "' + b"[{" * (pad // 2) + b'", "messages": '
+                b'[{"role": "user", "content": "hi"}], "x": ' + inner + b"}"
+            )
+            assert (len(body) > WALKED_BYTES) == bool(pad)
+            response = await post(proxy.url + "/v1/chat/completions", body)
+            assert response.status == status, response.body[:300]
+            if status == 400:
+                assert "nests deeper than 128 levels" in openai_error(response)["message"]

@@ -3,7 +3,6 @@ again when connecting (DNS rebinding), and upstream redirects are never followed
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import AsyncIterator
 
@@ -17,6 +16,7 @@ from support import CLIENT_KEY
 from proxy.appkeys import LIVE
 from proxy.config import parse_config
 from proxy.errors import ConfigError
+from proxy.frozen import replace
 from proxy.security.resolver import GuardedResolver, policy_for
 from proxy.security.ssrf import (
     DestinationRefused,
@@ -285,11 +285,9 @@ async def test_literal_address_is_checked_per_request_too(apps: Apps) -> None:
         )
         config = parse_config(text, {})
         proxy = await apps.start(config)
-        unchecked = dataclasses.replace(
+        unchecked = replace(
             config,
-            providers=tuple(
-                dataclasses.replace(p, allow_private_network=False) for p in config.providers
-            ),
+            providers=tuple(replace(p, allow_private_network=False) for p in config.providers),
         )
         proxy.app[LIVE].replace(unchecked)
         response = await post(proxy.url + "/v1/chat/completions", {**CHAT, "model": "p,m"})

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from codex_sims import codex_keys, seed_store
 from raw_http import post
 from security_support import Apps, FakeDNS, openai_error
@@ -232,3 +234,44 @@ async def test_an_unresolvable_host_is_named_in_no_detail(apps: Apps) -> None:
     detail = openai_error(answer)["attempts"][-1]["detail"]
     assert detail.startswith("cannot connect to the provider")
     assert "internal-llm" not in answer.body.decode()
+
+
+async def test_a_cookie_set_by_a_provider_is_never_sent_back(apps: Apps) -> None:
+    """The daemon's session is shared by every client: a cookie kept from one answer would go
+    out with every later request, whoever sent it."""
+    cookies: list[str | None] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("cookie"))
+        answer = web.json_response(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Hi"},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+        answer.set_cookie("session", "from-the-provider", domain="llm.internal.test", path="/")
+        return answer
+
+    upstream = web.Application()
+    upstream.router.add_post("/v1/chat/completions", chat)
+    async with TestServer(upstream, host="127.0.0.1") as server:
+        text = (
+            f'[proxy]\napi_key = "{CLIENT_KEY}"\n[router]\ndefault = "p,m"\n'
+            '[[providers]]\nname = "p"\n'
+            f'api_base_url = "http://llm.internal.test:{server.port}/v1"\n'
+            'api_key = "k"\nmodels = ["m"]\nallow_private_network = true\n'
+        )
+        dns = FakeDNS({"llm.internal.test": ["127.0.0.1"]})
+        proxy = await apps.start(parse_config(text, {}), dns=dns)
+        answers = [await post(proxy.url + "/v1/chat/completions", CHAT) for _ in range(3)]
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert cookies == [None, None, None]

@@ -3,6 +3,7 @@ official openai SDK parses and accumulates."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from openai.types.chat import ChatCompletionChunk
 from proxy.errors import UpstreamStatusError
 from proxy.providers.base import fault_error
 from proxy.sse import SSEDecoder
+from proxy.translate.replies import openai_reply_events
 from proxy.translate.stream_anthropic import AnthropicStreamDecoder
 from proxy.translate.stream_openai import OpenAIStreamDecoder, OpenAIStreamEncoder
 from proxy.types import (
@@ -251,6 +253,49 @@ def test_inline_think_tags_become_reasoning_even_split_across_chunks() -> None:
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert reasoning == "plan it"
     assert text == "Answer <think>kept</think>"
+
+
+THINK_TEXTS = {
+    "<think>\nNeed the time.\n</think>\n\nChecking the clock.": (
+        "Need the time.",
+        "Checking the clock.",
+    ),
+    "  <think>plan it </think>  Answer <think>kept</think>": (
+        "plan it",
+        "Answer <think>kept</think>",
+    ),
+    "<think>cut off mid-thought \n": ("cut off mid-thought", ""),
+    "<think>cut at the tag </thi": ("cut at the tag </thi", ""),
+    "<think></think>": ("", ""),
+    "<thinking>not the tag</thinking>": ("", "<thinking>not the tag</thinking>"),
+    "Plain <think>talk</think> about tags": ("", "Plain <think>talk</think> about tags"),
+    "  \n": ("", "  \n"),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), THINK_TEXTS.items())
+def test_inline_think_tags_read_the_same_whole_or_streamed_however_the_text_is_cut(
+    text: str, expected: tuple[str, str]
+) -> None:
+    """A whole answer and its stream, cut into 1, 2 or 3 chunks at every place, give the same
+    reasoning and text (an unterminated block is reasoning in both)."""
+    body = {"id": "chatcmpl-x", "model": "m", "choices": [{"message": {"content": text}}]}
+    whole = openai_reply_events(body)
+    assert expected == (
+        "".join(e.text for e in whole if isinstance(e, ReasoningDelta)),
+        "".join(e.text for e in whole if isinstance(e, TextDelta)),
+    )
+    cuts = [()] + [(i,) for i in range(1, len(text))]
+    cuts += [(i, j) for i in range(1, len(text)) for j in range(i + 1, len(text))]
+    for cut in cuts:
+        bounds = [0, *cut, len(text)]
+        pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
+        events = decode_openai([chunk({"content": p}) for p in pieces] + [chunk({}, "stop")])
+        streamed = (
+            "".join(e.text for e in events if isinstance(e, ReasoningDelta)),
+            "".join(e.text for e in events if isinstance(e, TextDelta)),
+        )
+        assert streamed == expected, pieces
 
 
 def test_content_that_only_looks_like_a_tag_start_is_released() -> None:

@@ -1,5 +1,5 @@
-"""`providers.boundary.upstream_errors`: the one place aiohttp's and the socket layer's
-exceptions become llmproxy's errors. Real failures end to end are in test_failover.py and
+"""`providers.boundary.upstream_errors`: the one place the outgoing client's and the socket
+layer's exceptions become llmproxy's errors. Real failures end to end are in test_failover.py and
 test_daemon_fallback.py; this pins the table itself."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from codex_sims import codex_keys
@@ -26,6 +25,13 @@ from proxy.errors import (
     UpstreamTimeoutError,
 )
 from proxy.providers.boundary import upstream_errors
+from proxy.security.http1 import (
+    BadResponse,
+    ConnectFailed,
+    Disconnected,
+    HeaderRefused,
+    RedirectRefused,
+)
 from proxy.security.ssrf import DestinationRefused
 from proxy.simulate import SimulatedProvider, reply_text, run_simulated
 from proxy.types import ErrorClass, Target
@@ -34,9 +40,9 @@ ZAI = Target("zai", "glm-5")
 StartDaemon = Callable[[str], Awaitable[Daemon]]
 
 
-def _refused_connector() -> aiohttp.ClientConnectorError:
-    key = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
-    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "Connection refused"))
+def _refused_connect() -> ConnectFailed:
+    refused = ConnectionRefusedError(111, "Connection refused")
+    return ConnectFailed(f"cannot connect to 127.0.0.1:9: {refused}", refused)
 
 
 @pytest.mark.parametrize(
@@ -54,9 +60,27 @@ def _refused_connector() -> aiohttp.ClientConnectorError:
             ErrorClass.CONNECTION,
             "destination refused",
         ),
-        (_refused_connector(), UpstreamRefusedError, ErrorClass.CONNECTION, "cannot connect"),
         (
-            aiohttp.ServerDisconnectedError(),
+            RedirectRefused("api.example answered 302"),
+            UpstreamRefusedError,
+            ErrorClass.CONNECTION,
+            "answered with a redirect",
+        ),
+        (
+            HeaderRefused("x-title"),
+            UpstreamRefusedError,
+            ErrorClass.CONNECTION,
+            "cannot be sent",
+        ),
+        (_refused_connect(), UpstreamRefusedError, ErrorClass.CONNECTION, "cannot connect"),
+        (
+            Disconnected("closed mid-answer"),
+            UpstreamConnectionError,
+            ErrorClass.CONNECTION,
+            "failed (first token)",
+        ),
+        (
+            BadResponse("not HTTP/1.1"),
             UpstreamConnectionError,
             ErrorClass.CONNECTION,
             "failed (first token)",
@@ -87,9 +111,10 @@ def test_our_own_errors_pass_unchanged() -> None:
     assert caught.value is ours
 
 
-# aiohttp refuses to send a header holding a control character other than tab (a bare
-# ValueError, which reached clients as a 500): every value that becomes a header is checked where
-# it is read, so the transport never meets one.
+# A header holding a control character other than tab cannot be sent (aiohttp's client raised a
+# bare ValueError, which reached clients as a 500; the outgoing client raises HeaderRefused):
+# every value that becomes a header is checked where it is read, so the transport never meets
+# one.
 _ZAI_CONFIG = f"""
 [proxy]
 api_key = "{CLIENT_KEY}"

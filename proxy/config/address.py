@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from proxy.config.env import expand_env, with_dotenv
 from proxy.errors import ConfigError
+from proxy.frozen import frozen
 
 if TYPE_CHECKING:
     from proxy.config.model import Config
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 KEYS = ("host", "port", "api_key", "api_keys")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DaemonAddress:
     host: str
     port: int

@@ -1,10 +1,9 @@
-"""The validated config values: frozen dataclasses, built by `proxy.config.load`."""
+"""The validated config values: frozen values (`proxy.frozen`), built by `proxy.config.load`."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -19,6 +18,7 @@ from proxy.capabilities import (
     resolve_capabilities,
 )
 from proxy.config.reader import header_fault
+from proxy.frozen import field, frozen, replace
 from proxy.health import HealthSettings
 from proxy.keywords import KeywordRule
 from proxy.observe.settings import JournalSettings, MetricsSettings
@@ -46,7 +46,7 @@ def default_format(provider_name: str) -> ProviderFormat:
 # --- values ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Timeouts:
     """Per-attempt phase deadlines, in seconds."""
 
@@ -65,7 +65,7 @@ class Timeouts:
         return self.first_token + self.first_token_per_1k_input * max(input_tokens, 0) / 1000
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProxySettings:
     host: str = "127.0.0.1"
     port: int = 3456
@@ -78,7 +78,7 @@ class ProxySettings:
     health: HealthSettings = field(default_factory=HealthSettings)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ModelMapping:
     pattern: str
     to: Chain
@@ -90,7 +90,7 @@ class ModelMapping:
         return self.regex.fullmatch(model) is not None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RouteOptions:
     """`[router.options.<route>]`: how requests on one route are served."""
 
@@ -106,7 +106,7 @@ class RouteOptions:
 NO_ROUTE_OPTIONS = RouteOptions()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RouterConfig:
     routes: Mapping[Scenario, Chain]
     options: Mapping[Scenario, RouteOptions] = field(default_factory=dict)
@@ -137,7 +137,7 @@ class RouterConfig:
         return next((m for m in self.model_mappings if m.matches(model)), None)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderConfig:
     name: str
     api_base_url: str
@@ -178,7 +178,7 @@ class ProviderConfig:
 CAPABILITY_CACHE_SIZE = 4096
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Config:
     proxy: ProxySettings
     router: RouterConfig

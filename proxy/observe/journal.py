@@ -22,9 +22,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
 from pathlib import Path
 
+from proxy.frozen import fields, frozen
 from proxy.observe.record import RequestRecord, attempts_path
 from proxy.observe.settings import JournalSettings
 from proxy.types import JSONObject
@@ -325,7 +325,7 @@ def _data_bytes(db: sqlite3.Connection) -> int:
 # --- reading (the CLI) ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Query:
     limit: int = 20
     since: float | None = None
@@ -336,7 +336,7 @@ class Query:
     """Only requests that failed, or needed a fallback on the way."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class JournalEntry:
     """One `requests` row with its `attempts` rows."""
 
@@ -423,7 +423,7 @@ USAGE_GROUPS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UsageRow:
     name: str
     requests: int

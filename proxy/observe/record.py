@@ -11,10 +11,10 @@ import itertools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from proxy.capabilities import ModelCapabilities
+from proxy.frozen import frozen
 from proxy.observe.cost import usage_cost
 from proxy.types import (
     Attempt,
@@ -39,7 +39,7 @@ REFUSED = "refused"
 """Turned away before routing: bad key, bad body, rate limit."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestRecord:
     id: str
     started: float

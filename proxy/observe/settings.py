@@ -13,9 +13,10 @@ enabled = true                    false: no `GET /metrics` (404) and nothing cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from proxy.frozen import frozen
 
 if TYPE_CHECKING:
     from proxy.config.reader import TableReader
@@ -25,7 +26,7 @@ _KEYS = ("enabled", "path", "retention_days", "max_mb", "flush_ms")
 _METRICS_KEYS = ("enabled",)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class JournalSettings:
     enabled: bool = True
     path: str = ""
@@ -56,7 +57,7 @@ def parse_journal(top: TableReader) -> JournalSettings:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MetricsSettings:
     enabled: bool = True
 

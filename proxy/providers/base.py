@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
@@ -12,10 +11,11 @@ import orjson
 from proxy.classify import classify, fault_status
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamStatusError
+from proxy.frozen import field, frozen
 from proxy.types import Decoded, JSONObject, StreamEvent, Target, UpstreamFault
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpstreamRequest:
     """One call to one target. `body` is already in the provider's wire format."""
 

@@ -1,20 +1,21 @@
 """The one boundary where lower-layer exceptions become llmproxy's errors.
 
-Like httpx's `map_httpcore_exceptions`, one context manager wraps every call down into aiohttp
-and the socket layer (sending, reading a body, reading a stream, refreshing a sign-in) and turns
-what escapes into the error tree (`proxy.errors`):
+Like httpx's `map_httpcore_exceptions`, one context manager wraps every call down into the
+outgoing client (`proxy.security.http1`) and the socket layer (sending, reading a body, reading
+a stream, refreshing a sign-in) and turns what escapes into the error tree (`proxy.errors`):
 
     TimeoutError                          -> UpstreamTimeoutError   (the stage that timed out)
-    DestinationRefused (the SSRF guard,   -> UpstreamRefusedError   (never retried)
-      also behind the guarded resolver)
-    aiohttp.ClientConnectorError          -> UpstreamRefusedError   (nobody listens, DNS)
-    aiohttp.ClientError, ConnectionError  -> UpstreamConnectionError
+    RedirectRefused, DestinationRefused   -> UpstreamRefusedError   (never retried)
+      (the SSRF guard, also behind the guarded resolver)
+    HeaderRefused (a control character)   -> UpstreamRefusedError   (nothing was sent)
+    ConnectFailed                         -> UpstreamRefusedError   (nobody listens, DNS, TLS)
+    Disconnected, BadResponse, OSError    -> UpstreamConnectionError
 
 The exceptions' own text names hosts and addresses: it is logged, and reaches an attempt's
 detail (which clients see) only while the daemon logs at debug level.
 
-An UpstreamError raised inside passes unchanged. Nothing else in `proxy/` catches aiohttp's or
-the socket layer's exceptions on the way to a provider; translators and decoders only report
+An UpstreamError raised inside passes unchanged. Nothing else in `proxy/` catches the client's
+or the socket layer's exceptions on the way to a provider; translators and decoders only report
 what they saw (`UpstreamFault`), and `proxy.classify` reads status and wording.
 """
 
@@ -26,15 +27,14 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import aiohttp
-
 from proxy.errors import (
     UpstreamConnectionError,
     UpstreamError,
     UpstreamRefusedError,
     UpstreamTimeoutError,
 )
-from proxy.security.outgoing import RedirectRefused, refusal_in
+from proxy.security.http1 import ConnectFailed, HeaderRefused, RedirectRefused
+from proxy.security.ssrf import DestinationRefused
 from proxy.types import Target
 
 log = logging.getLogger("llmproxy.upstream")
@@ -52,23 +52,25 @@ def upstream_errors(
         raise
     except TimeoutError as exc:
         raise UpstreamTimeoutError(f"no answer in time ({stage})", target=target) from exc
-    except (aiohttp.ClientError, ConnectionError) as exc:
-        refused = refusal_in(exc)  # the SSRF guard's, itself or wrapped by the resolver
-        if isinstance(refused, RedirectRefused):
-            summary = f"{peer} answered with a redirect, which llmproxy never follows"
-            raise UpstreamRefusedError(_for_client(summary, refused), target=target) from exc
-        if refused is not None:
-            summary = "destination refused by llmproxy's SSRF rules"
-            raise UpstreamRefusedError(_for_client(summary, refused), target=target) from exc
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            summary = f"cannot connect to {peer} ({_connect_failure(exc.os_error).lower()})"
-            raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
+    except RedirectRefused as exc:
+        summary = f"{peer} answered with a redirect, which llmproxy never follows"
+        raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
+    except DestinationRefused as exc:
+        summary = "destination refused by llmproxy's SSRF rules"
+        raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
+    except HeaderRefused as exc:
+        summary = "a header of this request cannot be sent (a control character)"
+        raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
+    except ConnectFailed as exc:
+        summary = f"cannot connect to {peer} ({_connect_failure(exc.os_error).lower()})"
+        raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
+    except OSError as exc:
         summary = f"connection to {peer} failed ({stage})"
         raise UpstreamConnectionError(_for_client(summary, exc), target=target) from exc
 
 
 def _connect_failure(error: OSError) -> str:
-    """Why connecting failed, without the address aiohttp puts in the message."""
+    """Why connecting failed, without the address the exception's message holds."""
     if isinstance(error, socket.gaierror):
         return "its host name does not resolve"
     return os.strerror(error.errno) if error.errno else "failed"

@@ -17,11 +17,8 @@ body's `resets_in_seconds` as its retry-after by `classify.py`, like every other
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from proxy.codex_auth import (
     DEFAULT_TOKEN_ENDPOINT,
@@ -32,8 +29,10 @@ from proxy.codex_auth import (
 )
 from proxy.config import CODEX_BASE_URL, ProviderConfig
 from proxy.errors import UpstreamError, UpstreamStatusError
+from proxy.frozen import frozen, replace
 from proxy.providers.base import EventBatch, StreamDecoder, UpstreamRequest
 from proxy.providers.http import HttpTransport
+from proxy.security.http1 import Client
 from proxy.translate.stream_responses import ResponsesStreamDecoder
 from proxy.types import JSONObject, UpstreamReply
 
@@ -49,7 +48,7 @@ def codex_url(provider: ProviderConfig) -> str:
     return base if base.endswith("/responses") else base + "/responses"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CodexDialect:
     """The per-call half of the transport: the backend's URL and headers for one sign-in."""
 
@@ -84,8 +83,8 @@ class CodexDialect:
 class CodexTransport:
     """Sends codex UpstreamRequests; one `CodexAuth` per token store, shared by its providers."""
 
-    def __init__(self, session: aiohttp.ClientSession, max_answer_bytes: int) -> None:
-        self._session = session
+    def __init__(self, client: Client, max_answer_bytes: int) -> None:
+        self._client = client
         self._max_answer = max_answer_bytes
         self._auth: dict[tuple[Path, str], CodexAuth] = {}
 
@@ -94,7 +93,7 @@ class CodexTransport:
         endpoint = provider.token_endpoint or DEFAULT_TOKEN_ENDPOINT
         key = (path, endpoint)
         if key not in self._auth:
-            self._auth[key] = CodexAuth(TokenStore(path), self._session, token_endpoint=endpoint)
+            self._auth[key] = CodexAuth(TokenStore(path), self._client, token_endpoint=endpoint)
         return self._auth[key]
 
     async def complete(self, request: UpstreamRequest) -> UpstreamReply:
@@ -116,7 +115,7 @@ class CodexTransport:
             raise _for_target(exc, request) from exc
         retried = False
         while True:
-            transport = HttpTransport(self._session, CodexDialect(tokens), self._max_answer)
+            transport = HttpTransport(self._client, CodexDialect(tokens), self._max_answer)
             events = transport.stream(upstream)
             try:
                 first = await anext(events)

@@ -1,23 +1,22 @@
 """The HTTP half of every transport: send, classify failures, read SSE under time limits.
 
-Every call down into aiohttp goes through `boundary.upstream_errors`, the one place its
-exceptions become llmproxy's.
+Every call down into the outgoing client goes through `boundary.upstream_errors`, the one place
+its exceptions become llmproxy's.
 
-One pooled `aiohttp.ClientSession` serves all providers; nothing here is created per request
-except the request itself. Every exit path releases the upstream response, so a cancelled
+One pooled client (`proxy.security.outgoing`) serves all providers; nothing here is created per
+request except the request itself. Every exit path releases the upstream response, so a cancelled
 client request closes the upstream connection at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
+from yarl import URL
 
 from proxy.classify import classify
 from proxy.errors import (
@@ -28,6 +27,7 @@ from proxy.errors import (
 )
 from proxy.providers.base import Dialect, EventBatch, UpstreamRequest, fault_error
 from proxy.providers.boundary import upstream_errors
+from proxy.security.http1 import Client, Response
 from proxy.security.outgoing import AnswerTooLarge, read_capped
 from proxy.sse import SSEDecoder
 from proxy.types import (
@@ -41,7 +41,6 @@ from proxy.types import (
 
 log = logging.getLogger("llmproxy.upstream")
 
-LARGE_PAYLOAD = 1024 * 1024
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
 MIN_SECRET = 8
 """Shorter values are not searched for: they would mask ordinary words."""
@@ -50,12 +49,10 @@ ERROR_BODY_BYTES = 1024 * 1024
 
 
 class HttpTransport:
-    """Sends UpstreamRequests of one dialect over the shared session."""
+    """Sends UpstreamRequests of one dialect over the shared client."""
 
-    def __init__(
-        self, session: aiohttp.ClientSession, dialect: Dialect, max_answer_bytes: int
-    ) -> None:
-        self._session = session
+    def __init__(self, client: Client, dialect: Dialect, max_answer_bytes: int) -> None:
+        self._client = client
         self._dialect = dialect
         self._max_answer = max_answer_bytes
 
@@ -137,15 +134,14 @@ class HttpTransport:
             finished = False
             got_event = False
             got_content = False
-            content = response.content
             while True:
                 stage = "stream idle gap" if got_event else "first token"
                 try:
                     with upstream_errors(request.target, stage):
                         # What already arrived needs no timer: a timeout scope costs a timer
                         # handle and a task lookup, and bursts often leave data waiting.
-                        chunk = content.read_nowait()
-                        if not chunk and not content.is_eof():
+                        chunk = response.read_nowait()
+                        if not chunk and not response.is_eof():
                             budget = (
                                 limits.stream_idle
                                 if got_event
@@ -154,7 +150,7 @@ class HttpTransport:
                             if not got_content:
                                 budget, stage = _within(request, budget, stage)
                             async with asyncio.timeout(budget):
-                                chunk = await content.readany()
+                                chunk = await response.readany()
                 except UpstreamError as error:
                     if not got_event:
                         raise
@@ -215,31 +211,25 @@ class HttpTransport:
             else:  # abandoned or broken: drop the connection so the upstream stops generating
                 response.close()
 
-    async def _send(
-        self, request: UpstreamRequest, headers_timeout: float | None
-    ) -> aiohttp.ClientResponse:
+    async def _send(self, request: UpstreamRequest, headers_timeout: float | None) -> Response:
         """POST the request; an error status is read, classified and raised. `headers_timeout`
         None means the caller bounds the wait."""
         provider = request.provider
         limits = provider.timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=limits.connect, sock_connect=limits.connect
-        )
         payload = orjson.dumps(request.body)
-        if provider.unsendable:  # aiohttp would raise a bare ValueError
+        if provider.unsendable:  # refused before anything is sent
             raise UpstreamRefusedError(
                 f"the provider's key or a header {provider.unsendable}; fix the config",
                 target=request.target,
                 error_class=ErrorClass.AUTH,
             )
         headers = self._dialect.headers(request)
-        sent = self._session.post(
-            self._dialect.url(provider),
-            # aiohttp writes a large bytes body in one piece; a stream in chunks.
-            data=payload if len(payload) < LARGE_PAYLOAD else io.BytesIO(payload),
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
+        sent = self._client.request(
+            "POST",
+            URL(self._dialect.url(provider)),
+            headers,
+            payload,
+            connect_timeout=limits.connect,
         )
         stage = "response headers"
         if headers_timeout is not None:

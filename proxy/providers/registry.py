@@ -1,11 +1,9 @@
-"""The transports of one app, one per wire format, sharing the app's single client session."""
+"""The transports of one app, one per wire format, sharing the app's single outgoing client."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Protocol
-
-import aiohttp
 
 from proxy.config import ProviderConfig
 from proxy.providers.anthropic import AnthropicDialect
@@ -13,6 +11,7 @@ from proxy.providers.base import EventBatch, UpstreamRequest
 from proxy.providers.codex import CodexTransport
 from proxy.providers.http import HttpTransport
 from proxy.providers.openai import OpenAIDialect
+from proxy.security.http1 import Client
 from proxy.types import ProviderFormat, UpstreamReply
 
 
@@ -26,13 +25,13 @@ class Transport(Protocol):
 
 
 class Upstreams:
-    def __init__(self, session: aiohttp.ClientSession, max_answer_bytes: int) -> None:
-        """`session` comes from `proxy.security.outgoing`; `max_answer_bytes` bounds every
+    def __init__(self, client: Client, max_answer_bytes: int) -> None:
+        """`client` comes from `proxy.security.outgoing`; `max_answer_bytes` bounds every
         upstream body read whole."""
         self._transports: dict[ProviderFormat, Transport] = {
-            ProviderFormat.OPENAI: HttpTransport(session, OpenAIDialect(), max_answer_bytes),
-            ProviderFormat.ANTHROPIC: HttpTransport(session, AnthropicDialect(), max_answer_bytes),
-            ProviderFormat.CODEX: CodexTransport(session, max_answer_bytes),
+            ProviderFormat.OPENAI: HttpTransport(client, OpenAIDialect(), max_answer_bytes),
+            ProviderFormat.ANTHROPIC: HttpTransport(client, AnthropicDialect(), max_answer_bytes),
+            ProviderFormat.CODEX: CodexTransport(client, max_answer_bytes),
         }
 
     def has(self, provider: ProviderConfig) -> bool:

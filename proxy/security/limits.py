@@ -143,23 +143,26 @@ async def _closing(request: web.Request, response: web.Response) -> web.StreamRe
     return response
 
 
-WALKED_CONTAINERS = 1024
-"""Up to this many `{`/`[` the depth is checked on the parsed body (orjson parses up to 1024
-levels safely): walking a few hundred containers costs a fraction of `exceeds_depth`'s passes
-over every byte, which a 30 KB Claude Code request (about 230 containers) would pay otherwise."""
+WALKED_BYTES = 64 * 1024
+"""Up to this size the depth is checked on the parsed body (orjson refuses more than 1024
+levels by itself): a walk costs in proportion to the values the body holds, which a 30 KB
+Claude Code request has a few thousand of, while `exceeds_depth`'s passes, and even counting
+its brackets, cost in proportion to every byte (counting two brackets alone was 6% of that
+request's instructions). Larger bodies are judged on their text before they are parsed."""
 
 
 def _parse(raw: bytes, depth: int) -> tuple[object, str | None]:
     """The parsed body, or why it cannot be parsed."""
-    containers = raw.count(b"{") + raw.count(b"[")  # strings' brackets too: an upper bound
     too_deep = f"request body nests deeper than {depth} levels"
-    if containers > WALKED_CONTAINERS and exceeds_depth(raw, depth):
+    walked = len(raw) <= WALKED_BYTES
+    if not walked and exceeds_depth(raw, depth):
         return None, too_deep
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, _json_problem(raw, exc)
-    if depth < containers <= WALKED_CONTAINERS and nests_deeper(body, depth):
+    # Each level takes an opening and a closing bracket: shorter text cannot nest too deep.
+    if walked and len(raw) > 2 * depth and nests_deeper(body, depth):
         return None, too_deep
     return body, None
 
@@ -168,20 +171,20 @@ def nests_deeper(value: object, limit: int) -> bool:
     """Whether a parsed JSON value nests objects/arrays more than `limit` deep (`{}` is depth
     1), as `exceeds_depth` judges its text."""
     # Level by level, testing exact types (orjson builds plain dicts and lists): three times
-    # faster than a stack of (node, level) pairs and `isinstance` with a union.
+    # faster than a stack of (node, level) pairs and `isinstance` with a union; one
+    # comprehension per level, a quarter faster again than appending in nested loops.
     if value.__class__ is not dict and value.__class__ is not list:
         return False
     level: list[Any] = [value]
     for _ in range(limit):
-        deeper: list[Any] = []
-        for node in level:
-            for child in node.values() if node.__class__ is dict else node:
-                kind = child.__class__
-                if kind is dict or kind is list:
-                    deeper.append(child)
-        if not deeper:
+        level = [
+            child
+            for node in level
+            for child in (node.values() if node.__class__ is dict else node)
+            if child.__class__ is dict or child.__class__ is list
+        ]
+        if not level:
             return False
-        level = deeper
     return True
 
 

@@ -23,6 +23,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from proxy.frozen import frozen
 from proxy.security.auth import ANONYMOUS, CLIENT
 from proxy.security.limits import BODY, off_loop
 from proxy.security.rejections import dialect_for, error_response
@@ -167,7 +168,7 @@ class MemoryRateLimiter:
         return _MemoryLease(scopes)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TokenCount:
     """The estimate the limiter charged, kept so the handler does not estimate the same body
     again (`proxy.summary.summarize` takes it): estimating a Claude Code request costs as much

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from proxy.errors import ConfigError
+from proxy.frozen import field, frozen
 
 if TYPE_CHECKING:
     from proxy.config.reader import TableReader
@@ -41,7 +41,7 @@ log = logging.getLogger("llmproxy.config")
 MIN_SECRET_LENGTH = 16
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rate:
     """Limits for one scope (a client key, or everyone). None means no limit."""
 
@@ -61,7 +61,7 @@ class Rate:
 REFERENCE_PER_CLIENT = Rate(requests_per_minute=60, concurrent_requests=10)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RateLimitSettings:
     enabled: bool = False
     per_client: Rate = field(default_factory=Rate)
@@ -72,13 +72,13 @@ class RateLimitSettings:
         return self.enabled and not (self.per_client.unlimited and self.overall.unlimited)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SsrfSettings:
     allow_localhost: bool = False
     allow_private_ips: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestLimits:
     max_body_bytes: int = 32 * 1024 * 1024
     max_json_depth: int = 128
@@ -91,14 +91,14 @@ class RequestLimits:
     """The largest upstream body read whole (a non-streaming answer, an error, a model list)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SecuritySettings:
     rate_limiting: RateLimitSettings = field(default_factory=RateLimitSettings)
     ssrf: SsrfSettings = field(default_factory=SsrfSettings)
     limits: RequestLimits = field(default_factory=RequestLimits)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ManagementSettings:
     enabled: bool = False
     secret_key: str = field(default="", repr=False)

@@ -25,10 +25,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from enum import Enum
 
 from yarl import URL
+
+from proxy.frozen import field, frozen
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -40,7 +41,7 @@ class Reach(Enum):
     FORBIDDEN = "forbidden"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Verdict:
     reach: Reach
     reason: str
@@ -180,7 +181,7 @@ def _embedded_v4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IP
     return []
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetworkPolicy:
     """The rules in force: global allowances plus the hosts of providers that allow private
     networks (an allowance follows the host name, as that is all a resolver sees)."""

@@ -14,35 +14,30 @@ Behaves as chatgpt.com/backend-api/codex does for the Codex CLI:
 
 A 429 `usage_limit_reached` is `faults.codex_usage_limit()` in the provider's plan. Replies are
 planned from a chat-completions view of the request (`chat_view`), so every format answers the
-same question the same way.
+same question the same way. The account and its tokens are `codex_account`, the SSE of an
+answer `codex_frames`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import itertools
-import threading
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from proxy.simulate.delivery import Frame, FrameKind
+from proxy.frozen import replace
+from proxy.simulate.codex_account import CODEX_CLIENT_ID, TOKEN_PATH
+from proxy.simulate.codex_frames import response_frames
 from proxy.simulate.faults import Status, invalid_request
-from proxy.simulate.prompt_cache import NO_CACHE, CacheUsage
-from proxy.simulate.scripts import Reply, chunk, estimate_input_tokens
-from proxy.simulate.wire import digest, json_response, sse_event
-from proxy.types import JSONObject, StopReason
+from proxy.simulate.scripts import estimate_input_tokens
+from proxy.simulate.wire import json_response
+from proxy.types import JSONObject
 
 if TYPE_CHECKING:
     from proxy.simulate.provider import SimulatedProvider
 
-CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
-TOKEN_PATH = "/oauth/token"
-AUTH_CLAIMS = "https://api.openai.com/auth"
 ACCEPTED_FIELDS = frozenset(
     {
         "model",
@@ -71,112 +66,6 @@ RATE_LIMIT_HEADERS = {
 }
 
 
-# --- the account ---------------------------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def make_jwt(claims: JSONObject) -> str:
-    """An unsigned JWT-shaped token: clients only read its claims, the simulator checks it by
-    value."""
-    header = _b64(orjson.dumps({"alg": "none", "typ": "JWT"}))
-    return f"{header}.{_b64(orjson.dumps(claims))}.{_b64(b'sim')}"
-
-
-class CodexAccount:
-    """The ChatGPT account behind a simulated codex provider: which tokens it issued and which
-    still work. Thread-safe: a test may issue or revoke tokens while another thread serves."""
-
-    def __init__(
-        self,
-        account_id: str = "acct-sim",
-        *,
-        plan_type: str = "plus",
-        email: str = "sim@example.com",
-        lifetime: float = 3600.0,
-    ) -> None:
-        self.account_id = account_id
-        self.plan_type = plan_type
-        self.email = email
-        self.lifetime = lifetime
-        self.refresh_delay = 0.0
-        """Seconds the token endpoint takes, so concurrent refresh attempts overlap."""
-        self._lock = threading.Lock()
-        self._serial = itertools.count(1)
-        self._access: set[str] = set()
-        self._refresh: str | None = None
-        self._refreshes = 0
-
-    @property
-    def refreshes(self) -> int:
-        """Successful refreshes so far."""
-        with self._lock:
-            return self._refreshes
-
-    def issue(self, *, expires_in: float | None = None) -> JSONObject:
-        """A new sign-in: `{id_token, access_token, refresh_token}`. Earlier refresh tokens stop
-        working, as when the user signs in again."""
-        with self._lock:
-            return self._issue(self.lifetime if expires_in is None else expires_in)
-
-    def _issue(self, expires_in: float) -> JSONObject:
-        serial = next(self._serial)
-        now = int(time.time())
-        auth = {
-            "chatgpt_account_id": self.account_id,
-            "chatgpt_plan_type": self.plan_type,
-            "chatgpt_user_id": f"user-{self.account_id}",
-        }
-        access = make_jwt(
-            {"exp": now + int(expires_in), "iat": now, "jti": f"at-{serial}", AUTH_CLAIMS: auth}
-        )
-        id_token = make_jwt({"exp": now + 3600, "iat": now, "email": self.email, AUTH_CLAIMS: auth})
-        refresh = f"rt-{self.account_id}-{serial}"
-        self._access.add(access)
-        self._refresh = refresh
-        return {"id_token": id_token, "access_token": access, "refresh_token": refresh}
-
-    def codex_auth_json(
-        self,
-        *,
-        shape: Literal["nested", "flat"] = "nested",
-        expires_in: float | None = None,
-        with_account_id: bool = True,
-    ) -> JSONObject:
-        """The `~/.codex/auth.json` the Codex CLI would have written after signing in."""
-        tokens = self.issue(expires_in=expires_in)
-        if with_account_id:
-            tokens["account_id"] = self.account_id
-        if shape == "flat":
-            return {**tokens, "last_refresh": "2026-01-01T00:00:00Z"}
-        return {"OPENAI_API_KEY": None, "tokens": tokens, "last_refresh": "2026-01-01T00:00:00Z"}
-
-    def revoke_access_tokens(self) -> None:
-        """Every access token issued so far is refused (401) until the client refreshes."""
-        with self._lock:
-            self._access.clear()
-
-    def accepts(self, authorization: str | None, account_id: str | None) -> bool:
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        with self._lock:
-            if token not in self._access or account_id != self.account_id:
-                return False
-        payload = token.split(".")[1]
-        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return isinstance(claims, dict) and float(claims.get("exp", 0)) > time.time()
-
-    def refresh(self, refresh_token: str) -> JSONObject | None:
-        """New tokens for the current refresh token (which is then used up), else None."""
-        with self._lock:
-            if refresh_token != self._refresh:
-                return None
-            self._refreshes += 1
-            tokens = self._issue(self.lifetime)
-        return {**tokens, "expires_in": int(self.lifetime), "token_type": "Bearer"}
-
-
 # --- reading the request -------------------------------------------------------------------------
 
 
@@ -188,15 +77,6 @@ def _texts(content: Any) -> list[JSONObject]:
         for p in (content if isinstance(content, list) else [])
         if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
     ]
-
-
-def custom_tool_names(body: JSONObject) -> frozenset[str]:
-    tools = body.get("tools")
-    return frozenset(
-        str(t.get("name"))
-        for t in (tools if isinstance(tools, list) else [])
-        if isinstance(t, dict) and t.get("type") == "custom"
-    )
 
 
 def chat_view(body: JSONObject) -> JSONObject:
@@ -284,230 +164,6 @@ def _validate(body: Any) -> str | None:
     if not isinstance(body.get("input"), list):
         return "Input must be a list"
     return None
-
-
-# --- the answer ----------------------------------------------------------------------------------
-
-
-def _usage(reply: Reply, cache: CacheUsage) -> JSONObject:
-    return {
-        "input_tokens": reply.input_tokens,
-        "input_tokens_details": {"cached_tokens": cache.read},
-        "output_tokens": reply.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": len(reply.reasoning)},
-        "total_tokens": reply.input_tokens + reply.output_tokens,
-    }
-
-
-def response_frames(
-    reply: Reply, body: JSONObject, created: int, cache: CacheUsage = NO_CACHE
-) -> list[Frame]:
-    """The SSE of one answer, as chatgpt.com streams it."""
-    base = reply.id.removeprefix("chatcmpl-")
-    response_id = f"resp_{base}"
-    sequence = itertools.count()
-    frames: list[Frame] = []
-    output: list[JSONObject] = []
-
-    def response(status: str, usage: JSONObject | None) -> JSONObject:
-        body_out: JSONObject = {
-            "id": response_id,
-            "object": "response",
-            "created_at": created,
-            "status": status,
-            "model": reply.model,
-            "output": list(output) if status != "in_progress" else [],
-            "usage": usage,
-            "error": None,
-            "incomplete_details": None,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
-        }
-        if status == "incomplete":
-            body_out["incomplete_details"] = {"reason": "max_output_tokens"}
-        return body_out
-
-    def emit(name: str, kind: FrameKind, **fields: Any) -> None:
-        payload = {"type": name, "sequence_number": next(sequence), **fields}
-        frames.append(Frame(sse_event(name, payload), kind))
-
-    emit("response.created", FrameKind.META, response=response("in_progress", None))
-    emit("response.in_progress", FrameKind.META, response=response("in_progress", None))
-    meta = FrameKind.META
-    if reply.reasoning:
-        index, item_id = len(output), f"rs_{base}"
-        at = {"item_id": item_id, "output_index": index}
-        emit(
-            "response.output_item.added",
-            meta,
-            output_index=index,
-            item={"id": item_id, "type": "reasoning", "summary": []},
-        )
-        emit(
-            "response.reasoning_summary_part.added",
-            meta,
-            **at,
-            summary_index=0,
-            part={"type": "summary_text", "text": ""},
-        )
-        for piece in reply.reasoning:
-            emit(
-                "response.reasoning_summary_text.delta",
-                FrameKind.CONTENT,
-                **at,
-                summary_index=0,
-                delta=piece,
-            )
-        text = reply.reasoning_text
-        emit("response.reasoning_summary_text.done", meta, **at, summary_index=0, text=text)
-        emit(
-            "response.reasoning_summary_part.done",
-            meta,
-            **at,
-            summary_index=0,
-            part={"type": "summary_text", "text": text},
-        )
-        item = {
-            "id": item_id,
-            "type": "reasoning",
-            "summary": [{"type": "summary_text", "text": text}],
-            "encrypted_content": "gAAAAB-sim-" + digest("reasoning", text)[:32],
-        }
-        output.append(item)
-        emit("response.output_item.done", meta, output_index=index, item=item)
-    if reply.text:
-        index, item_id = len(output), f"msg_{base}"
-        at = {"item_id": item_id, "output_index": index}
-        emit(
-            "response.output_item.added",
-            meta,
-            output_index=index,
-            item={
-                "id": item_id,
-                "type": "message",
-                "status": "in_progress",
-                "role": "assistant",
-                "content": [],
-            },
-        )
-        text = reply.full_text
-        empty: JSONObject
-        part: JSONObject
-        if reply.refusal:
-            empty = {"type": "refusal", "refusal": ""}
-            part = {"type": "refusal", "refusal": text}
-        else:
-            empty = {"type": "output_text", "text": "", "annotations": []}
-            part = {"type": "output_text", "text": text, "annotations": []}
-        emit("response.content_part.added", meta, **at, content_index=0, part=empty)
-        for piece in reply.text:
-            if reply.refusal:
-                emit(
-                    "response.refusal.delta", FrameKind.CONTENT, **at, content_index=0, delta=piece
-                )
-            else:
-                emit(
-                    "response.output_text.delta",
-                    FrameKind.CONTENT,
-                    **at,
-                    content_index=0,
-                    delta=piece,
-                    logprobs=[],
-                )
-        if reply.refusal:
-            emit("response.refusal.done", meta, **at, content_index=0, refusal=text)
-        else:
-            emit("response.output_text.done", meta, **at, content_index=0, text=text, logprobs=[])
-        emit("response.content_part.done", meta, **at, content_index=0, part=part)
-        item = {
-            "id": item_id,
-            "type": "message",
-            "status": "completed",
-            "role": "assistant",
-            "content": [part],
-        }
-        output.append(item)
-        emit("response.output_item.done", meta, output_index=index, item=item)
-    custom = custom_tool_names(body)
-    for call in reply.tool_calls:
-        index = len(output)
-        if call.name in custom:
-            raw = str(orjson.loads(call.arguments).get("input", ""))
-            item_id = f"ctc_{base}_{index}"
-            at = {"item_id": item_id, "output_index": index}
-            emit(
-                "response.output_item.added",
-                meta,
-                output_index=index,
-                item={
-                    "id": item_id,
-                    "type": "custom_tool_call",
-                    "status": "in_progress",
-                    "call_id": call.id,
-                    "name": call.name,
-                    "input": "",
-                },
-            )
-            for piece in chunk(raw, max(1, len(raw) // max(1, len(call.fragments)))):
-                emit("response.custom_tool_call_input.delta", FrameKind.CONTENT, **at, delta=piece)
-            emit("response.custom_tool_call_input.done", meta, **at, input=raw)
-            item = {
-                "id": item_id,
-                "type": "custom_tool_call",
-                "status": "completed",
-                "call_id": call.id,
-                "name": call.name,
-                "input": raw,
-            }
-        else:
-            item_id = f"fc_{base}_{index}"
-            at = {"item_id": item_id, "output_index": index}
-            emit(
-                "response.output_item.added",
-                meta,
-                output_index=index,
-                item={
-                    "id": item_id,
-                    "type": "function_call",
-                    "status": "in_progress",
-                    "call_id": call.id,
-                    "name": call.name,
-                    "arguments": "",
-                },
-            )
-            for fragment in call.fragments:
-                emit(
-                    "response.function_call_arguments.delta",
-                    FrameKind.CONTENT,
-                    **at,
-                    delta=fragment,
-                )
-            arguments = "".join(call.fragments)
-            emit("response.function_call_arguments.done", meta, **at, arguments=arguments)
-            item = {
-                "id": item_id,
-                "type": "function_call",
-                "status": "completed",
-                "call_id": call.id,
-                "name": call.name,
-                "arguments": arguments,
-            }
-        output.append(item)
-        emit("response.output_item.done", meta, output_index=index, item=item)
-    if reply.stop is StopReason.MAX_TOKENS:
-        emit(
-            "response.incomplete",
-            FrameKind.DONE,
-            response=response("incomplete", _usage(reply, cache)),
-        )
-    else:
-        emit(
-            "response.completed",
-            FrameKind.DONE,
-            response=response("completed", _usage(reply, cache)),
-        )
-    return frames
 
 
 def expired_token() -> Status:

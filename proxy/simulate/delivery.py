@@ -17,12 +17,12 @@ import math
 import socket
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
 import orjson
 from aiohttp import web
 
+from proxy.frozen import frozen
 from proxy.simulate.faults import (
     CutAfter,
     DropAfterFinish,
@@ -51,13 +51,13 @@ class FrameKind(StrEnum):
     DONE = "done"  # `[DONE]` / `message_stop`
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Frame:
     data: bytes
     kind: FrameKind
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Timing:
     """Simulated latency: before the first content chunk, and between content chunks."""
 

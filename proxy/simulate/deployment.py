@@ -28,11 +28,11 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.codex_auth import TokenStore, parse_codex_auth
 from proxy.config import Config, parse_config
+from proxy.frozen import frozen
 from proxy.loop_thread import LoopThread as LoopThread  # its home before the CLI used it
 from proxy.server import build_app
 from proxy.serving import listening
@@ -204,7 +204,7 @@ async def running_daemon(
         yield f"http://{bound_host}:{bound_port}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Deployment:
     url: str
     config: Config

@@ -18,14 +18,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from proxy.frozen import field, frozen
 from proxy.simulate.wire import anthropic_error, openai_error
 from proxy.types import JSONObject, ProviderFormat
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Status:
     """Answer with an HTTP error status before any content.
 
@@ -44,7 +44,7 @@ class Status:
         return f"Status({self.code})"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reset:
     """Close the connection (TCP RST) before any response byte."""
 
@@ -53,7 +53,7 @@ class Reset:
         return "Reset"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Hang:
     """Never answer; the handler waits until the client gives up or the simulator stops."""
 
@@ -62,7 +62,7 @@ class Hang:
         return "Hang"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SlowFirstByte:
     """Wait `seconds` before sending the response headers."""
 
@@ -73,7 +73,7 @@ class SlowFirstByte:
         return "SlowFirstByte"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SlowFirstToken:
     """Send headers at once, then wait `seconds` before the first SSE event."""
 
@@ -84,7 +84,7 @@ class SlowFirstToken:
         return "SlowFirstToken"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CutAfter:
     """Stream `chunks` content chunks, then close the connection mid-body (no finish, no end)."""
 
@@ -95,7 +95,7 @@ class CutAfter:
         return "CutAfter"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StallAfter:
     """Stream `chunks` content chunks, go silent for `seconds`, then carry on normally."""
 
@@ -107,7 +107,7 @@ class StallAfter:
         return "StallAfter"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MidStreamError:
     """Stream `chunks` content chunks, then an in-stream error event in the provider's dialect,
     then end the body. `body=None` uses the provider-shaped default for `status`.
@@ -125,7 +125,7 @@ class MidStreamError:
         return "MidStreamError"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MalformedChunk:
     """Insert one unparseable `data:` line after `after` content chunks, then carry on."""
 
@@ -136,7 +136,7 @@ class MalformedChunk:
         return "MalformedChunk"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NoDone:
     """Send the finish reason but end the stream without `[DONE]` / `message_stop`."""
 
@@ -145,7 +145,7 @@ class NoDone:
         return "NoDone"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DropAfterFinish:
     """Send the whole answer with its finish reason and usage, then drop the connection instead
     of ending the body (no `[DONE]` / `message_stop`, no chunked terminator)."""
@@ -155,7 +155,7 @@ class DropAfterFinish:
         return "DropAfterFinish"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ErrorAfterFinish:
     """Send the whole answer with its finish reason and usage, then an in-stream error event
     instead of `[DONE]` / `message_stop`, and end the body."""
@@ -167,7 +167,7 @@ class ErrorAfterFinish:
         return "ErrorAfterFinish"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EndWithoutFinish:
     """Stream `chunks` content chunks, then end the body cleanly without any finish reason."""
 

@@ -32,11 +32,11 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from proxy.frozen import frozen
 from proxy.types import JSONObject, ProviderFormat
 
 MIN_CACHEABLE_TOKENS = 1024
@@ -53,7 +53,7 @@ _CLAUDE_MINIMUMS = (
 USAGE_STYLES = ("openai", "deepseek", "kimi")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CacheUsage:
     read: int = 0
     written: int = 0
@@ -62,7 +62,7 @@ class CacheUsage:
 NO_CACHE = CacheUsage()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Prefix:
     digest: str
     tokens: int

@@ -6,14 +6,15 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from proxy.frozen import frozen
 from proxy.simulate.anthropic_app import build_anthropic_app
-from proxy.simulate.codex_app import TOKEN_PATH, CodexAccount, build_codex_app, chat_view
+from proxy.simulate.codex_account import TOKEN_PATH, CodexAccount
+from proxy.simulate.codex_app import build_codex_app, chat_view
 from proxy.simulate.delivery import Delivery, Timing
 from proxy.simulate.faults import FaultPlan
 from proxy.simulate.openai_app import PREFILL_STYLES, build_openai_app
@@ -35,7 +36,7 @@ DEFAULT_BASE_PATHS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Running:
     runner: web.AppRunner
     host: str

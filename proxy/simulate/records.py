@@ -12,18 +12,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from proxy.frozen import frozen
 
 OK = "ok"
 CLIENT_DISCONNECTED = "client_disconnected"
 SERVER_STOPPED = "server_stopped"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RequestRecord:
     """One request as the simulated provider saw it.
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
+from proxy.frozen import frozen
 from proxy.simulate.wire import digest
 from proxy.types import JSONObject, ProviderFormat, StopReason
 
@@ -42,7 +42,7 @@ REFUSE_TRIGGER = "Refuse:"
 Choice = Literal["auto", "none", "required"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SimToolCall:
     id: str
     name: str
@@ -54,7 +54,7 @@ class SimToolCall:
         return "".join(self.fragments) == self.arguments
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reply:
     """What the simulated model says; each tuple element is one streamed chunk (one token)."""
 
@@ -82,7 +82,7 @@ class Reply:
         return len(self.reasoning) + len(self.text) + sum(len(c.fragments) for c in self.tool_calls)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Conversation:
     """The few facts about a request that decide the reply, in either wire format."""
 

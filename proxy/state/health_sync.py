@@ -25,12 +25,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
 
+from proxy.frozen import frozen
 from proxy.health import HealthRegistry, Outcome, SharedHealth
 from proxy.state.link import RedisLink
 from proxy.types import Target
@@ -51,7 +51,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Claim:
     mine: bool
     until: float

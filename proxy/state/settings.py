@@ -12,12 +12,12 @@ rate_limits_when_down = "open"  open: local buckets decide while Redis is unreac
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
+from proxy.frozen import field, frozen
 
 if TYPE_CHECKING:
     from proxy.config.reader import TableReader
@@ -32,7 +32,7 @@ class Backend(StrEnum):
     REDIS = "redis"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StateSettings:
     backend: Backend = Backend.MEMORY
     url: str = field(default="", repr=False)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.frozen import frozen
 from proxy.translate.common import anthropic_tool_id, fallback_tool_id, parse_tool_arguments
 from proxy.translate.reasons import (
     final_finish,
@@ -76,7 +77,7 @@ def chat_completion(
     }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ToolCallSnapshot:
     index: int
     id: str
@@ -84,7 +85,7 @@ class ToolCallSnapshot:
     arguments: str  # the raw JSON text received so far
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PartialMessage:
     """What a stream has produced so far.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from proxy.types import JSONObject
+from proxy.types import JSONObject, ReasoningDelta, StreamEvent, TextDelta
 
 TEXT_SEPARATOR = "\n\n"
 """Joins text blocks that one dialect keeps apart and the other needs as one string."""
@@ -106,21 +106,94 @@ def split_data_url(url: str) -> tuple[str, str] | None:
     return match.group("media") or "application/octet-stream", match.group("data")
 
 
-def split_think_tags(text: str) -> tuple[str, str]:
-    """Split a leading `<think>...</think>` out of visible text: (reasoning, visible).
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+
+
+class ThinkTags:
+    """Splits a leading `<think>...</think>` out of an answer's text, as it streams.
 
     Some OpenAI-compatible servers (MiniMax, Qwen and DeepSeek-R1 distills behind vLLM without a
     reasoning parser) inline the chain of thought in `content`. Only a block that opens the
-    message is taken, so a message that merely talks about the tag is left alone.
+    message is taken, so a message that merely talks about the tag is left alone. Text is held
+    just long enough to tell: a tag split across chunks is reassembled, and whitespace at the
+    end of the reasoning waits for what follows it, so the block's edges are trimmed. An
+    unterminated block stays reasoning: a stream has already sent it as such, and a whole
+    answer (`split_think_tags`) reads the same.
     """
-    stripped = text.lstrip()
-    if not stripped.startswith("<think>"):
-        return "", text
-    end = stripped.find("</think>")
-    if end < 0:
-        return "", text
-    reasoning = stripped[len("<think>") : end].strip()
-    visible = stripped[end + len("</think>") :].lstrip()
+
+    __slots__ = ("_buf", "_state")
+    _PROBE, _OPENED, _THINK, _AFTER, _PLAIN = range(5)
+
+    def __init__(self) -> None:
+        self._state = self._PROBE
+        self._buf = ""
+
+    def feed(self, text: str, out: list[StreamEvent]) -> None:
+        if self._state == self._PLAIN:
+            out.append(TextDelta(text))
+        elif self._state == self._PROBE:
+            self._buf += text
+            head = self._buf.lstrip()
+            if head.startswith(_THINK_OPEN):
+                self._state = self._OPENED
+                self._buf = ""
+                self._think(head[len(_THINK_OPEN) :], out)
+            elif not _THINK_OPEN.startswith(head):
+                self._state = self._PLAIN
+                out.append(TextDelta(self._buf))
+                self._buf = ""
+        elif self._state in (self._OPENED, self._THINK):
+            self._think(text, out)
+        else:
+            self._after(text, out)
+
+    def close(self, out: list[StreamEvent]) -> None:
+        held = self._buf if self._state == self._PROBE else self._buf.rstrip()
+        if held:
+            out.append(TextDelta(held) if self._state == self._PROBE else ReasoningDelta(held))
+        self._buf = ""
+        self._state = self._PLAIN
+
+    def _think(self, text: str, out: list[StreamEvent]) -> None:
+        data = self._buf + text
+        if self._state == self._OPENED:  # whitespace opening the block is not reasoning
+            data = data.lstrip()
+            if not data:
+                return
+            self._state = self._THINK
+        end = data.find(_THINK_CLOSE)
+        if end >= 0:
+            self._buf = ""
+            reasoning = data[:end].rstrip()
+            if reasoning:
+                out.append(ReasoningDelta(reasoning))
+            self._state = self._AFTER
+            self._after(data[end + len(_THINK_CLOSE) :], out)
+            return
+        keep = next(
+            (k for k in range(len(_THINK_CLOSE) - 1, 0, -1) if data.endswith(_THINK_CLOSE[:k])), 0
+        )
+        sendable = data[: len(data) - keep].rstrip()
+        self._buf = data[len(sendable) :]
+        if sendable:
+            out.append(ReasoningDelta(sendable))
+
+    def _after(self, text: str, out: list[StreamEvent]) -> None:
+        text = text.lstrip()
+        if text:
+            self._state = self._PLAIN
+            out.append(TextDelta(text))
+
+
+def split_think_tags(text: str) -> tuple[str, str]:
+    """A whole answer's (reasoning, visible text): exactly what `ThinkTags` streams."""
+    out: list[StreamEvent] = []
+    tags = ThinkTags()
+    tags.feed(text, out)
+    tags.close(out)
+    reasoning = "".join(e.text for e in out if isinstance(e, ReasoningDelta))
+    visible = "".join(e.text for e in out if isinstance(e, TextDelta))
     return reasoning, visible
 
 

@@ -141,7 +141,7 @@ def _int(value: Any) -> int:
 
 def _sub(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = obj.get(key)
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def usage_from_openai(usage: Mapping[str, Any] | None) -> Usage:

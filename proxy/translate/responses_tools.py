@@ -22,11 +22,11 @@ providers (see `responses_dropped.py`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from proxy.frozen import field, frozen
 from proxy.translate.responses_dropped import RESPONSES_CLIENT_TOOL_TYPES
 from proxy.types import CustomToolCall, JSONObject, ToolCallDelta, ToolCallStart
 
@@ -41,7 +41,7 @@ def flat_name(namespace: str | None, name: str) -> str:
     return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RestoredCall:
     """A flat tool name as the Responses client declared it."""
 
@@ -50,7 +50,7 @@ class RestoredCall:
     custom: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ToolIndex:
     """Flat tool names that need restoring for a Responses client: namespaced or custom."""
 

@@ -2,16 +2,18 @@
 
 `AnthropicStreamDecoder` reads upstream (event name, payload) pairs; `AnthropicStreamEncoder`
 writes the client's SSE. Both are pure state machines: no I/O, no clock, no randomness.
+Payloads are parsed JSON: shapes are tested with `isinstance(x, dict)` (see `stream_openai`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from proxy.frozen import replace
 from proxy.translate.common import anthropic_tool_id, fallback_tool_id
 from proxy.translate.reasons import (
     anthropic_stop_to_stop,
@@ -59,7 +61,7 @@ ERROR_TYPE_STATUS: Mapping[str, int] = {
 def stream_fault(payload: JSONObject) -> UpstreamFault:
     """An Anthropic `error` event, with the status its error type stands for."""
     error = payload.get("error")
-    error_type = error.get("type") if isinstance(error, Mapping) else None
+    error_type = error.get("type") if isinstance(error, dict) else None
     status = ERROR_TYPE_STATUS.get(error_type) if isinstance(error_type, str) else None
     return UpstreamFault(status, payload)
 
@@ -108,9 +110,9 @@ class AnthropicStreamDecoder:
             return self._block_start(payload)
         if kind == "message_start":
             message = payload.get("message")
-            message = message if isinstance(message, Mapping) else {}
+            message = message if isinstance(message, dict) else {}
             usage = message.get("usage")
-            self._usage = usage_from_anthropic(usage if isinstance(usage, Mapping) else None)
+            self._usage = usage_from_anthropic(usage if isinstance(usage, dict) else None)
             start = MessageStart(
                 id=str(message.get("id") or ""),
                 model=str(message.get("model") or ""),
@@ -131,7 +133,7 @@ class AnthropicStreamDecoder:
     def _block_start(self, payload: JSONObject) -> list[StreamEvent]:
         block = payload.get("content_block")
         index = payload.get("index")
-        if not isinstance(block, Mapping) or not isinstance(index, int):
+        if not isinstance(block, dict) or not isinstance(index, int):
             return []
         block_type = block.get("type")
         if block_type == "text":
@@ -158,7 +160,7 @@ class AnthropicStreamDecoder:
             out = [ToolCallStart(tool, str(block.get("id") or ""), str(block.get("name") or ""))]
             initial = block.get("input")
             # Some compatible servers put the whole input in the start and send no deltas.
-            if isinstance(initial, Mapping) and initial:
+            if isinstance(initial, dict) and initial:
                 out.append(ToolCallDelta(tool, orjson.dumps(initial).decode()))
             return out
         return []
@@ -167,7 +169,7 @@ class AnthropicStreamDecoder:
         delta = payload.get("delta")
         index = payload.get("index")
         block = self._blocks.get(index) if isinstance(index, int) else None
-        if not isinstance(delta, Mapping) or block is None:
+        if not isinstance(delta, dict) or block is None:
             return []
         delta_type = delta.get("type")
         if delta_type == "text_delta":
@@ -189,11 +191,11 @@ class AnthropicStreamDecoder:
     def _message_delta(self, payload: JSONObject) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         usage = payload.get("usage")
-        if isinstance(usage, Mapping):
+        if isinstance(usage, dict):
             self._usage = _merge_usage(self._usage, usage)
             out.append(UsageUpdate(self._usage))
         delta = payload.get("delta")
-        if isinstance(delta, Mapping) and delta.get("stop_reason"):
+        if isinstance(delta, dict) and delta.get("stop_reason"):
             stop_sequence = delta.get("stop_sequence")
             out.extend(
                 self._finish(

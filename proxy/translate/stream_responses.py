@@ -2,6 +2,7 @@
 
 `ResponsesStreamDecoder` reads upstream Responses SSE (the ChatGPT backend, or any Responses
 server). It is a pure state machine: no I/O, no clock.
+Payloads are parsed JSON: shapes are tested with `isinstance(x, dict)` (see `stream_openai`).
 
 The Responses stream says everything twice: content arrives as deltas, then again in "summary"
 events (`output_text.done`, `content_part.done`, `output_item.done`, and the final
@@ -51,7 +52,7 @@ _CALL_TYPES = frozenset({"function_call", "custom_tool_call"})
 
 def stream_fault(error: Any) -> UpstreamFault:
     """An `error` event or a failed response, with the status its code stands for."""
-    error = error if isinstance(error, Mapping) else {"message": str(error)}
+    error = error if isinstance(error, dict) else {"message": str(error)}
     code = error.get("code") or error.get("type")
     status = ERROR_CODE_STATUS.get(code) if isinstance(code, str) else None
     return UpstreamFault(status, {"error": dict(error)})
@@ -94,13 +95,13 @@ class ResponsesStreamDecoder:
             return [stream_fault(payload.get("error") or payload)]
         if kind == "response.failed":
             response = payload.get("response")
-            error = response.get("error") if isinstance(response, Mapping) else None
+            error = response.get("error") if isinstance(response, dict) else None
             return [stream_fault(error or {"message": "the response failed"})]
         out: list[StreamEvent] = []
         if not self._started:
             self._started = True
             response = payload.get("response")
-            response = response if isinstance(response, Mapping) else {}
+            response = response if isinstance(response, dict) else {}
             out.append(
                 MessageStart(str(response.get("id") or ""), str(response.get("model") or ""))
             )
@@ -120,7 +121,7 @@ class ResponsesStreamDecoder:
         key = payload.get("output_index")
         if not isinstance(key, int):
             item = payload.get("item")
-            key = payload.get("item_id") or (item.get("id") if isinstance(item, Mapping) else "")
+            key = payload.get("item_id") or (item.get("id") if isinstance(item, dict) else "")
         found = self._items.get(key)
         if found is None:
             found = self._items[key] = _Item(kind)
@@ -143,7 +144,7 @@ class ResponsesStreamDecoder:
 
     def _added(self, payload: JSONObject, out: list[StreamEvent]) -> None:
         item = payload.get("item")
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             return
         state = self._item(payload, str(item.get("type", "")))
         if state.kind in _CALL_TYPES:
@@ -201,7 +202,7 @@ class ResponsesStreamDecoder:
         refusal = payload.get("type") == "response.refusal.done"
         if refusal:
             text = payload.get("refusal")
-        elif not isinstance(text, str) and isinstance(part, Mapping):
+        elif not isinstance(text, str) and isinstance(part, dict):
             refusal = part.get("type") == "refusal"
             text = part.get("refusal") if refusal else part.get("text")
         if not isinstance(text, str) or not text:
@@ -217,7 +218,7 @@ class ResponsesStreamDecoder:
 
     def _item_done(self, payload: JSONObject, out: list[StreamEvent]) -> None:
         item = payload.get("item")
-        if isinstance(item, Mapping):
+        if isinstance(item, dict):
             self._complete_item(self._item(payload, str(item.get("type", ""))), item, out)
 
     def _complete_item(self, state: _Item, item: Mapping[str, Any], out: list[StreamEvent]) -> None:
@@ -247,18 +248,18 @@ class ResponsesStreamDecoder:
 
     def _completed(self, payload: JSONObject, out: list[StreamEvent]) -> None:
         response = payload.get("response")
-        response = response if isinstance(response, Mapping) else {}
+        response = response if isinstance(response, dict) else {}
         output = response.get("output")
         # A server that sent no items along the way still put them in the final response.
         for position, item in enumerate(output if isinstance(output, list) else []):
-            if isinstance(item, Mapping):
+            if isinstance(item, dict):
                 state = self._items.get(position) or self._items.get(item.get("id"))
                 if state is None:
                     state = self._items[position] = _Item(str(item.get("type", "")))
                 if not state.emitted or (state.kind in _CALL_TYPES and not state.started):
                     self._complete_item(state, item, out)
         usage = response.get("usage")
-        if isinstance(usage, Mapping):
+        if isinstance(usage, dict):
             out.append(UsageUpdate(usage_from_responses(usage)))
         self._finished = True
         out.append(Finish(stop_for(response, self._tools > 0)))
@@ -276,7 +277,7 @@ def _message_events(item: Mapping[str, Any]) -> list[StreamEvent]:
     parts = item.get("content")
     out: list[StreamEvent] = []
     for part in parts if isinstance(parts, list) else []:
-        if not isinstance(part, Mapping):
+        if not isinstance(part, dict):
             continue
         if part.get("type") == "refusal":
             refusal = part.get("refusal")

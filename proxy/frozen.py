@@ -1,0 +1,271 @@
+"""`@frozen`: immutable, slotted value classes, made cheaply at import.
+
+What `@dataclass(frozen=True, slots=True)` gives (`__init__` with defaults and
+`field(default_factory=...)`, `__post_init__`, `__repr__` without the `repr=False` fields,
+`__eq__` and `__hash__` over the `compare=True` fields of the same class, assignment refused,
+pickling), for a fraction of its import cost: dataclasses compiles each method on its own and
+computes a signature for every class without a docstring, about 4M instructions a class, and the
+CLI's start-up imports some sixty such classes (a bare interpreter is 88M;
+tests/bench/bench_startup.py). Here one source is compiled per class for the methods that run
+per instance (`__init__`, `__eq__`, `__hash__`); the rest are shared functions. The generated
+`__init__` stores through `object.__setattr__` bound once, which also makes constructing a
+stream event (once per SSE event on the daemon's hot path) faster than the dataclass did.
+
+A class defining one of those methods itself keeps its own, as with dataclasses. `replace`
+and `fields` are this module's counterparts of `dataclasses.replace` and `dataclasses.fields`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from operator import attrgetter
+from types import CodeType, FunctionType
+from typing import Any, Final, NoReturn, TypeVar, dataclass_transform, overload
+
+T = TypeVar("T")
+FIELDS: Final = "__frozen_fields__"
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+_FACTORY: Final = _Missing()  # the default of a parameter whose field has a default_factory
+
+
+class FrozenInstanceError(AttributeError):
+    """Assigning to (or deleting) an attribute of a frozen value."""
+
+
+class Field:
+    """One field of a frozen class, as `fields()` reports it."""
+
+    __slots__ = ("compare", "default", "default_factory", "init", "name", "repr")
+
+    def __init__(
+        self,
+        default: Any = MISSING,
+        default_factory: Any = MISSING,
+        init: bool = True,
+        repr: bool = True,
+        compare: bool = True,
+    ) -> None:
+        if default is not MISSING and default_factory is not MISSING:
+            raise ValueError("cannot specify both default and default_factory")
+        self.name = ""
+        self.default = default
+        self.default_factory = default_factory
+        self.init = init
+        self.repr = repr
+        self.compare = compare
+
+    def __repr__(self) -> str:
+        return f"Field(name={self.name!r})"
+
+
+@overload
+def field(*, default: T, init: bool = True, repr: bool = True, compare: bool = True) -> T: ...
+@overload
+def field(
+    *, default_factory: Callable[[], T], init: bool = True, repr: bool = True, compare: bool = True
+) -> T: ...
+@overload
+def field(*, init: bool = True, repr: bool = True, compare: bool = True) -> Any: ...
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Any = MISSING,
+    init: bool = True,
+    repr: bool = True,
+    compare: bool = True,
+) -> Any:
+    """A field's options, as `dataclasses.field`."""
+    return Field(default, default_factory, init, repr, compare)
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
+def frozen(cls: type[T]) -> type[T]:
+    """The class, made again with `__slots__` and its methods (see the module docstring)."""
+    own = cls.__dict__
+    inherited: dict[str, Field] = {}
+    for base in reversed(cls.__mro__[1:]):
+        for known in base.__dict__.get(FIELDS, ()):
+            inherited[known.name] = known
+    fields_ = dict(inherited)
+    for name, annotation in own.get("__annotations__", {}).items():
+        if not _is_classvar(annotation):
+            value = own.get(name, MISSING)
+            spec = value if isinstance(value, Field) else Field(default=value)
+            spec.name = name
+            fields_[name] = spec
+    methods = _methods(cls.__qualname__, tuple(fields_.values()), hasattr(cls, "__post_init__"))
+    # What the class defines itself stays, as with dataclasses.
+    namespace = {**SHARED, **methods, **{k: v for k, v in own.items() if k not in fields_}}
+    if own.get("__hash__", MISSING) is None and "__eq__" in own:
+        # Python's `__hash__ = None` beside the class's own `__eq__`: hashed by its fields.
+        namespace["__hash__"] = methods["__hash__"]
+    namespace.pop("__dict__", None)
+    namespace.pop("__weakref__", None)
+    namespace["__slots__"] = tuple(name for name in fields_ if name not in inherited)
+    namespace["__qualname__"] = cls.__qualname__
+    namespace[FIELDS] = tuple(fields_.values())
+    namespace["__match_args__"] = tuple(f.name for f in fields_.values() if f.init)
+    metaclass: type = type(cls)
+    made: type[T] = metaclass(cls.__name__, cls.__bases__, namespace)
+    return made
+
+
+def _is_classvar(annotation: object) -> bool:
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return text.startswith(("ClassVar", "typing.ClassVar", "Final", "typing.Final"))
+
+
+def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str, Any]:
+    """`__init__`, `__eq__` and `__hash__` of the class `qualname`. `__init__`'s code is
+    compiled once per shape (which fields are parameters, which have a default factory), then
+    given the field names; its parameters' defaults are the function's own `__defaults__`."""
+    scope: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
+    defaults: list[Any] = []
+    for i, f in enumerate(fields_):
+        scope[f"_d{i}"] = f.default
+        scope[f"_f{i}"] = f.default_factory
+        if not f.init:
+            continue
+        if f.default is not MISSING:
+            defaults.append(f.default)
+        elif f.default_factory is not MISSING:
+            defaults.append(_FACTORY)
+        elif defaults:
+            raise TypeError(f"non-default argument {f.name!r} follows default argument")
+    shape = "".join(_kind(f) for f in fields_)
+    names = {f"f{i}": f.name for i, f in enumerate(fields_)}
+    init = _init_code(shape, post)
+    init = init.replace(
+        co_varnames=tuple(names.get(n, n) for n in init.co_varnames),
+        co_consts=tuple(names.get(c, c) if isinstance(c, str) else c for c in init.co_consts),
+        co_qualname=f"{qualname}.__init__",
+    )
+    compared = [f.name for f in fields_ if f.compare]
+    key = attrgetter(*compared) if compared else _nothing
+
+    def __eq__(self: Any, other: object) -> Any:
+        if other.__class__ is self.__class__:
+            return key(self) == key(other)
+        return NotImplemented
+
+    def __hash__(self: Any) -> int:
+        return hash(key(self))
+
+    methods: dict[str, Any] = {"__init__": FunctionType(init, scope, "__init__", tuple(defaults))}
+    for method in (__eq__, __hash__):
+        method.__qualname__ = f"{qualname}.{method.__name__}"
+        methods[method.__name__] = method
+    return methods
+
+
+def _nothing(value: object) -> tuple[()]:
+    return ()
+
+
+def _kind(f: Field) -> str:
+    """p: a parameter, f: one with a default factory; D, F: a field set from its default or
+    its factory without being a parameter; x: a field `__post_init__` sets."""
+    if f.init:
+        return "p" if f.default_factory is MISSING else "f"
+    if f.default is not MISSING:
+        return "D"
+    return "F" if f.default_factory is not MISSING else "x"
+
+
+@cache
+def _init_code(shape: str, post: bool) -> CodeType:
+    """`__init__` of a class of this shape, with placeholders `f0`, `f1`... for the field names
+    (parameters, and the strings given to `_set`)."""
+    stores = {
+        "p": "_set(self, 'f{i}', f{i})",
+        "f": "_set(self, 'f{i}', _f{i}() if f{i} is _FACTORY else f{i})",
+        "D": "_set(self, 'f{i}', _d{i})",
+        "F": "_set(self, 'f{i}', _f{i}())",
+        "x": "pass",
+    }
+    params = "".join(f", f{i}" for i, kind in enumerate(shape) if kind in "pf")
+    body = [stores[kind].format(i=i) for i, kind in enumerate(shape)]
+    post_init = "self.__post_init__()" if post else "pass"
+    return _function_code("\n  ".join([f"def __init__(self{params}):", *body, post_init]))
+
+
+def _function_code(source: str) -> CodeType:
+    scope: dict[str, Any] = {}
+    exec(compile(source, "<frozen>", "exec"), scope)
+    code: CodeType = scope["__init__"].__code__
+    return code
+
+
+def _repr(self: Any) -> str:
+    shown = ", ".join(
+        f"{f.name}={getattr(self, f.name)!r}" for f in getattr(self, FIELDS) if f.repr
+    )
+    return f"{type(self).__qualname__}({shown})"
+
+
+def _setattr(self: Any, name: str, value: Any) -> NoReturn:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _delattr(self: Any, name: str) -> NoReturn:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def _getstate(self: Any) -> tuple[Any, ...]:
+    return tuple(getattr(self, f.name) for f in getattr(self, FIELDS))
+
+
+def _setstate(self: Any, state: tuple[Any, ...]) -> None:
+    for f, value in zip(getattr(self, FIELDS), state, strict=True):
+        object.__setattr__(self, f.name, value)
+
+
+SHARED: Final = {
+    "__repr__": _repr,
+    "__setattr__": _setattr,
+    "__delattr__": _delattr,
+    "__getstate__": _getstate,
+    "__setstate__": _setstate,
+}
+
+
+def fields(value: object) -> tuple[Field, ...]:
+    """The fields of a frozen class or instance, in order (`dataclasses.fields`)."""
+    try:
+        found: tuple[Field, ...] = getattr(value, FIELDS)
+    except AttributeError:
+        raise TypeError(f"{value!r} is not a @frozen class or instance") from None
+    return found
+
+
+def is_frozen(value: object) -> bool:
+    """Whether `value` is an instance of a @frozen class."""
+    return hasattr(type(value), FIELDS)
+
+
+def replace(value: T, /, **changes: Any) -> T:
+    """A copy of `value` with `changes` (`dataclasses.replace`): built through `__init__`,
+    so `__post_init__` runs again."""
+    for f in fields(value):
+        if not f.init:
+            if f.name in changes:
+                raise ValueError(f"field {f.name!r} is not an __init__ parameter")
+        elif f.name not in changes:
+            changes[f.name] = getattr(value, f.name)
+    return type(value)(**changes)
+
+
+def to_dict(value: object) -> dict[str, Any]:
+    """`{name: value}` of each field, the values as they are (not converted further, unlike
+    `dataclasses.asdict`)."""
+    return {f.name: getattr(value, f.name) for f in fields(value)}

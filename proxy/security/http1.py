@@ -1,0 +1,578 @@
+"""llmproxy's own HTTP/1.1 client for upstream requests, on asyncio's protocol API.
+
+aiohttp's `ClientSession` builds a request object, a writer, a response object, timer and
+trace plumbing and a task per request: on a small request it was a quarter of the daemon's CPU.
+This client does what an upstream call needs and nothing more: one socket write per request,
+answers parsed by `httptools` (llhttp, uvicorn's parser), keep-alive connections per origin.
+Only `proxy.security.outgoing` builds one.
+
+What it guarantees:
+- a new connection's host name resolves through the given resolver (`GuardedResolver`, which
+  judges every address), its answer kept `DNS_TTL` seconds; IP literals are not resolved;
+- every request's URL is judged before anything is sent (`judge`), IP literals too;
+- a 3xx answer raises `RedirectRefused`: nothing is followed;
+- no proxy, netrc or cookie, ever; a connect timeout (resolving, connecting, TLS); https is
+  verified (the system's trust store) with SNI;
+- gzip and deflate bodies are decoded; chunked, length-delimited and close-delimited bodies;
+- a connection goes back to the pool only after its answer was read whole and the server
+  allowed keep-alive; an answer closed early (cancelled, abandoned, failed) closes its
+  connection at once;
+- a request that fails on a reused connection before any byte of the answer arrived (the
+  server closed it while it was idle) is sent again, once, on a new connection;
+- a header name or value with a control character is refused before anything is sent.
+
+Errors, mapped to llmproxy's by `boundary.upstream_errors`:
+
+    ClientFailure (ConnectionError)
+      ConnectFailed        no connection: refused, unreachable, DNS, TLS
+      Disconnected         the connection broke before the answer was whole
+      BadResponse          not HTTP/1.1 this client reads, or a body it cannot decode
+    HeaderRefused (ValueError)          a header that cannot be sent
+    RedirectRefused (DestinationRefused) and the guard's DestinationRefused
+    TimeoutError                        the connect limit
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from typing import cast
+
+import httptools
+from aiohttp.abc import AbstractResolver
+from yarl import URL
+
+from proxy.security.ssrf import DestinationRefused
+
+DNS_TTL = 300.0
+IDLE_SECONDS = 15.0
+"""A pooled connection unused for longer is closed rather than reused (servers drop theirs)."""
+LARGE_BODY = 256 * 1024
+"""A request body this large is handed to the socket beside its head, not copied into one."""
+HIGH_WATER = 1024 * 1024
+"""Unread body bytes at which reading from the socket pauses until the reader catches up."""
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "llmproxy"
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NO_BODY = frozenset({204, 304})
+_BODILESS_METHODS = frozenset({"GET", "HEAD"})
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+"""Written by this client from the request itself; a caller's are ignored."""
+
+
+class ClientFailure(ConnectionError):
+    """A failure below HTTP (one subclass per kind)."""
+
+
+class ConnectFailed(ClientFailure):
+    """No connection could be opened (refused, unreachable, DNS, TLS)."""
+
+    def __init__(self, message: str, os_error: OSError) -> None:
+        super().__init__(message)
+        self.os_error = os_error
+
+
+class Disconnected(ClientFailure):
+    """The connection broke before the answer was whole."""
+
+
+class BadResponse(ClientFailure):
+    """The answer is not HTTP/1.1 this client reads, or its body cannot be decoded."""
+
+
+class HeaderRefused(ValueError):
+    """A header that cannot be sent: a control character, or a name that is not a token."""
+
+
+class RedirectRefused(DestinationRefused):
+    """The upstream answered with a redirect; llmproxy never follows one."""
+
+
+Origin = tuple[str, str, int]
+UrlJudge = Callable[[URL], "str | None"]
+"""Why a URL may not be requested, or None."""
+
+
+class Response:
+    """One answer, its headers read. The body is read with `read_nowait`/`readany`; `release`
+    (after the whole body) gives the connection back to the pool, `close` drops it. One of the
+    two must be called."""
+
+    __slots__ = ("_chunks", "_conn", "_eof", "_error", "_size", "_waiter", "headers", "status")
+
+    def __init__(self, conn: _Connection, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+        self.headers = headers
+        """Lower-case names; a repeated header's values joined with ", "."""
+        self._conn: _Connection | None = conn
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def is_eof(self) -> bool:
+        """The whole body was read."""
+        return self._eof and not self._chunks
+
+    def read_nowait(self) -> bytes:
+        """What arrived and was not read yet: b"" when nothing did (see `is_eof`)."""
+        if not self._chunks:
+            if self._error is not None:
+                raise self._error
+            return b""
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        if self._size >= HIGH_WATER and self._conn is not None:
+            self._conn.resume()
+        self._size = 0
+        return data
+
+    async def readany(self) -> bytes:
+        """The next data, waiting for it; b"" at the end of the body."""
+        while not self._chunks and not self._eof and self._error is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.read_nowait()
+
+    def release(self) -> None:
+        """Done with this answer: its connection is kept if the body was read whole."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.finished(self.is_eof() and self._error is None)
+
+    def close(self) -> None:
+        """Done with this answer, read or not: its connection is closed."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.finished(False)
+
+    # --- fed by the connection
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size >= HIGH_WATER and self._conn is not None:
+            self._conn.pause()
+        self._wake()
+
+    def _end(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._eof and self._error is None:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Decoder:
+    """A gzip or deflate body (deflate zlib-wrapped, or raw as some servers send it)."""
+
+    def __init__(self, encoding: str) -> None:
+        self._raw_allowed = encoding == "deflate"
+        self._z = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip or zlib header, detected
+
+    def decode(self, data: bytes) -> bytes:
+        if self._raw_allowed:
+            self._raw_allowed = False
+            try:
+                return self._z.decompress(data)
+            except zlib.error:
+                self._z = zlib.decompressobj(wbits=-15)
+        return self._z.decompress(data)
+
+    def flush(self) -> bytes:
+        return self._z.flush()
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; parses one answer at a time."""
+
+    def __init__(self, pool: Client, origin: Origin) -> None:
+        self._pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: dict[str, str] = {}
+        self._response: Response | None = None
+        self._head: asyncio.Future[Response] | None = None
+        self._decoder: _Decoder | None = None
+        self._got_bytes = False
+        self._complete = False
+        self._keep_alive = False
+        self._no_body = False
+        self._paused = False
+        self.lost = False
+        self.reused = False
+        self.idle_since = 0.0
+
+    # --- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; they have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is None and (self._response is None or self._complete):
+            self._drop()  # nothing was asked: a connection that talks out of turn is not reused
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._broken(BadResponse("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._broken(BadResponse(f"an answer that is not HTTP/1.1: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._pool.forget(self)
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(Disconnected("the upstream closed the connection, no answer"))
+        response = self._response
+        if response is not None and not self._complete:
+            if self._close_delimited():
+                self._finish_body()
+            else:
+                response._fail(Disconnected("the upstream closed the connection mid-answer"))
+
+    # --- httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = self._headers.get(key)
+        self._headers[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        headers, self._headers = self._headers, {}
+        if status < 200:  # 100 Continue and other interim answers: the real one follows
+            return
+        if self._head is None:  # raised out of feed_data, as a parser error
+            raise BadResponse("a second answer to one request")
+        self._no_body = status in _NO_BODY
+        encoding = headers.get("content-encoding", "").strip().lower()
+        self._decoder = _Decoder(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
+        response = Response(self, status, headers)
+        self._response = response
+        head, self._head = self._head, None
+        if head is not None and not head.done():
+            head.set_result(response)
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        if response is None:
+            return
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decode(body)
+            except zlib.error as exc:
+                self._broken(BadResponse(f"a body that does not decode: {exc}"))
+                return
+        if body:
+            response._feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._response is None:
+            return  # an interim answer's end
+        self._keep_alive = self._parser.should_keep_alive()  # only known until the next feed
+        self._finish_body()
+
+    # --- the client's side
+
+    async def send(self, head: bytes, body: bytes) -> Response:
+        assert self.transport is not None
+        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._head = waiter
+        self._got_bytes = self._complete = self._keep_alive = False
+        if len(body) < LARGE_BODY:
+            self.transport.write(head + body)
+        else:
+            self.transport.writelines((head, body))
+        try:
+            return await waiter
+        except BaseException:
+            self._head = None
+            self._drop()
+            raise
+
+    @property
+    def silent(self) -> bool:
+        """No byte of an answer arrived since the request was sent."""
+        return not self._got_bytes
+
+    def finished(self, whole: bool) -> None:
+        """The answer's reader is done with it: keep the connection, or close it."""
+        response, self._response = self._response, None
+        if whole and self._complete and self._keep_alive and not self.lost:
+            self.resume()
+            self._parser = httptools.HttpResponseParser(self)
+            self._pool.keep(self)
+            return
+        if response is not None and not self._complete:
+            response._fail(Disconnected("the answer was closed before its end"))
+        self._drop()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _finish_body(self) -> None:
+        self._complete = True
+        response = self._response
+        assert response is not None
+        if self._decoder is not None:
+            try:
+                tail = self._decoder.flush()
+            except zlib.error as exc:
+                self._broken(BadResponse(f"a body that does not decode: {exc}"))
+                return
+            if tail:
+                response._feed(tail)
+        response._end()
+
+    def _close_delimited(self) -> bool:
+        """The body ends when the connection does (no length, not chunked)."""
+        response = self._response
+        if response is None:
+            return False
+        headers = response.headers
+        return self._no_body or (
+            "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
+
+    def _broken(self, error: ClientFailure) -> None:
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(error)
+        if self._response is not None:
+            self._response._fail(error)
+        self._drop()
+
+    def _drop(self) -> None:
+        self.lost = True
+        self._pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Client:
+    """Keep-alive connections per origin (scheme, host, port), as many as are in use at once;
+    every request's URL judged, every new connection's addresses judged by the resolver."""
+
+    def __init__(
+        self,
+        judge: UrlJudge,
+        resolver: AbstractResolver,
+        *,
+        connect_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._judge = judge
+        self._resolver = resolver
+        self._connect_timeout = connect_timeout
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._busy: set[_Connection] = set()
+        self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int, int]]]] = {}
+        self._closed = False
+
+    async def request(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        connect_timeout: float | None = None,
+    ) -> Response:
+        """Send one request and read the answer's head. An error status is an answer; a
+        redirect is `RedirectRefused`. The caller bounds the wait for the answer."""
+        if self._closed:
+            raise Disconnected("the outgoing client is closed (the daemon is stopping)")
+        problem = self._judge(url)
+        if problem is not None:
+            raise DestinationRefused(f"{url.host}: {problem}")
+        origin = _origin(url)
+        head = _head(method, url, headers, body)
+        limit = self._connect_timeout if connect_timeout is None else connect_timeout
+        while True:
+            conn = self._pooled(origin)
+            if conn is None:
+                conn = await self._connect(origin, limit)
+            self._busy.add(conn)
+            try:
+                response = await conn.send(head, body)
+            except Disconnected:
+                if conn.reused and conn.silent:
+                    continue  # the server had closed it while idle: a new one will do
+                raise
+            break
+        if response.status in REDIRECT_STATUSES:
+            response.close()
+            raise RedirectRefused(
+                f"{url.host} answered {response.status} with a redirect, which llmproxy "
+                "never follows"
+            )
+        return response
+
+    def clear_dns_cache(self) -> None:
+        """Forget resolved addresses (they were judged under a policy now replaced)."""
+        self._dns.clear()
+
+    async def close(self) -> None:
+        self._closed = True
+        for conn in [*self._busy, *(c for idle in self._idle.values() for c in idle)]:
+            conn._drop()
+        self._idle.clear()
+        self._busy.clear()
+
+    # --- the pool (called by connections)
+
+    def keep(self, conn: _Connection) -> None:
+        """`conn` read its answer whole: it waits for the next request to its origin."""
+        self._busy.discard(conn)
+        if self._closed:
+            conn._drop()
+            return
+        now = time.monotonic()
+        conn.idle_since = now
+        idle = self._idle.setdefault(conn.origin, [])
+        while idle and now - idle[0].idle_since > IDLE_SECONDS:
+            idle[0]._drop()  # oldest first; dropping takes it off the list
+        idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        self._busy.discard(conn)
+        idle = self._idle.get(conn.origin)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def _pooled(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()  # the most recently used: the least likely to have been closed
+            if time.monotonic() - conn.idle_since > IDLE_SECONDS:
+                conn._drop()
+            elif not conn.lost and conn.transport is not None and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    async def _connect(self, origin: Origin, limit: float) -> _Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        tls = self._tls() if scheme == "https" else None
+        failure: OSError | None = None
+        async with asyncio.timeout(limit):
+            for address, address_port, family in await self._resolve(host, port):
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self, origin),
+                        address,
+                        address_port,
+                        family=family,
+                        ssl=tls,
+                        server_hostname=host if tls is not None else None,
+                    )
+                except ssl.SSLError as exc:  # the server was reached: another address won't do
+                    raise ConnectFailed(f"TLS with {host} failed: {exc}", exc) from exc
+                except OSError as exc:
+                    failure = exc
+                    continue
+                return conn
+        assert failure is not None  # a resolver answers with addresses or raises
+        raise ConnectFailed(f"cannot connect to {host}:{port}: {failure}", failure)
+
+    async def _resolve(self, host: str, port: int) -> list[tuple[str, int, int]]:
+        if _is_ip(host):
+            return [(host, port, socket.AF_INET6 if ":" in host else socket.AF_INET)]
+        now = time.monotonic()
+        kept = self._dns.get((host, port))
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        try:
+            results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+        except DestinationRefused:
+            raise
+        except OSError as exc:
+            raise ConnectFailed(f"{host} does not resolve: {exc}", exc) from exc
+        addresses = [(r["host"], r["port"], r["family"]) for r in results]
+        if not addresses:
+            raise ConnectFailed(f"{host} resolves to nothing", socket.gaierror(host))
+        if len(self._dns) > 1024:
+            self._dns.clear()
+        self._dns[(host, port)] = (now + DNS_TTL, addresses)
+        return addresses
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:  # built once: loading the trust store takes milliseconds
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+def _origin(url: URL) -> Origin:
+    host = url.raw_host
+    if url.scheme not in ("http", "https") or not host:
+        raise DestinationRefused(f"{url.scheme}://{host}: not an http(s) URL")
+    return (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
+
+
+def _head(method: str, url: URL, headers: Mapping[str, str], body: bytes) -> bytes:
+    """The request line and headers, or HeaderRefused before anything is sent."""
+    lines = [f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host_port_subcomponent}\r\n"]
+    agent = encoding = True
+    for name, value in headers.items():
+        if _CONTROL.search(value) or not _TOKEN.fullmatch(name):
+            raise HeaderRefused(f"the header {name!r} cannot be sent (a control character)")
+        lower = name.lower()
+        if lower in _OWN_HEADERS:
+            continue
+        agent = agent and lower != "user-agent"
+        encoding = encoding and lower != "accept-encoding"
+        lines.append(f"{name}: {value}\r\n")
+    if body or method not in _BODILESS_METHODS:
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    if encoding:
+        lines.append("Accept-Encoding: gzip, deflate\r\n")
+    if agent:
+        lines.append(f"User-Agent: {USER_AGENT}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode()
