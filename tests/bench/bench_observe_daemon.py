@@ -310,7 +310,10 @@ def main() -> None:
         finally:
             for daemon in daemons.values():
                 daemon.process.terminate()
-                daemon.process.wait(60)
+                try:
+                    daemon.process.wait(60)
+                except subprocess.TimeoutExpired:
+                    daemon.process.kill()
             upstream_process.terminate()
             if args.keep is not None:
                 args.keep.mkdir(parents=True, exist_ok=True)
