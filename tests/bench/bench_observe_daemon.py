@@ -205,11 +205,11 @@ def _measure(daemon: Daemon, case: Case, args: argparse.Namespace, journaled: in
     url = daemon.url + case.client_path
     payload = json.dumps(case.body).encode()
     asyncio.run(_send(url, payload, args.warmup, args.concurrency))
-    _wait_journal(daemon, journaled + args.warmup)
+    _settle(daemon, journaled + args.warmup, args)
     _control(daemon.pid, "-z")
     switches = _switches(daemon.pid)
     asyncio.run(_send(url, payload, args.requests, args.concurrency))
-    _wait_journal(daemon, journaled + args.warmup + args.requests)
+    _settle(daemon, journaled + args.warmup + args.requests, args)
     after = _switches(daemon.pid)
     before = set(daemon.out.parent.glob(f"{daemon.out.name}.{daemon.pid}*"))
     _control(daemon.pid, "-d")
@@ -218,21 +218,30 @@ def _measure(daemon: Daemon, case: Case, args: argparse.Namespace, journaled: in
     return Reading(total / n, (after[0] - switches[0]) / n, (after[1] - switches[1]) / n)
 
 
-def _wait_journal(daemon: Daemon, expected: int) -> None:
-    """Until the daemon's journal holds `expected` requests (when it keeps one)."""
+def _settle(daemon: Daemon, journaled: int, args: argparse.Namespace) -> None:
+    """Until the records of the requests sent so far have gone to every sink: the counted
+    instructions are those of the counted requests' records, on every side."""
+    time.sleep(args.journal_flush_ms / 1000 + 1.0)  # the observer's timer has fired
     if not daemon.journal:
         return
     deadline = time.monotonic() + 300
-    while _journaled(daemon.state) < expected:
+    while _journaled(daemon.state) < journaled:  # and the journal's thread has written them
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the journal did not reach {expected} requests")
+            raise RuntimeError(f"the journal did not reach {journaled} requests")
         time.sleep(0.2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=400, help="measured requests per case")
-    parser.add_argument("--warmup", type=int, default=100, help="requests before each count")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="requests before each count (default: as many as --requests, so the journal's "
+        "statements for batches of that size are prepared before the count, as in a daemon "
+        "that has run a while)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
         "--case",
@@ -259,6 +268,7 @@ def main() -> None:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("needs valgrind (Debian: apt-get install valgrind)")
     args.side = args.side or ["on"]
+    args.warmup = args.warmup or args.requests
     wanted = args.case or list(DEFAULT_CASES)
     cases = [c for c in _cases() if any(w in c.name for w in wanted)]
 
