@@ -239,3 +239,27 @@ async def test_a_client_header_aiohttp_cannot_send_never_reaches_a_provider(
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line.split()[1] == b"400"
     assert b"Invalid header value char" in rest
+
+
+async def test_a_client_header_byte_that_is_not_utf_8_reaches_the_provider_as_sent(
+    daemon: StartDaemon,
+) -> None:
+    """aiohttp's server hands the byte \\xff over as a surrogate; the outgoing client sends it
+    as the byte it was (it once failed to encode it: a 500)."""
+    async with run_simulated([SimulatedProvider("kimi", "anthropic", ["k2"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "kimi,k2"}))
+        host, port = proxy.url.removeprefix("http://").split(":")
+        body = b'{"model":"auto","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"x-api-key: {CLIENT_KEY}\r\n".encode()
+            + b"anthropic-beta: beta\xff\r\n"
+            + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        answer = await reader.read()
+        writer.close()
+        [received] = sims["kimi"].requests
+    assert answer.partition(b"\r\n")[0].split()[1] == b"200", answer[:300]
+    assert received.headers["anthropic-beta"].encode("utf-8", "surrogateescape") == b"beta\xff"

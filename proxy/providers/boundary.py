@@ -7,7 +7,8 @@ a stream, refreshing a sign-in) and turns what escapes into the error tree (`pro
     TimeoutError                          -> UpstreamTimeoutError   (the stage that timed out)
     RedirectRefused, DestinationRefused   -> UpstreamRefusedError   (never retried)
       (the SSRF guard, also behind the guarded resolver)
-    HeaderRefused (a control character)   -> UpstreamRefusedError   (nothing was sent)
+    HeaderRefused (a control character,   -> UpstreamRefusedError   (nothing was sent)
+      or a character it cannot encode)
     ConnectFailed                         -> UpstreamRefusedError   (nobody listens, DNS, TLS)
     Disconnected, BadResponse, OSError    -> UpstreamConnectionError
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -59,10 +61,10 @@ def upstream_errors(
         summary = "destination refused by llmproxy's SSRF rules"
         raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
     except HeaderRefused as exc:
-        summary = "a header of this request cannot be sent (a control character)"
+        summary = "a header of this request cannot be sent (a control character, or unencodable)"
         raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
     except ConnectFailed as exc:
-        summary = f"cannot connect to {peer} ({_connect_failure(exc.os_error).lower()})"
+        summary = f"cannot connect to {peer} ({_connect_failure(exc.os_error)})"
         raise UpstreamRefusedError(_for_client(summary, exc), target=target) from exc
     except OSError as exc:
         summary = f"connection to {peer} failed ({stage})"
@@ -73,7 +75,11 @@ def _connect_failure(error: OSError) -> str:
     """Why connecting failed, without the address the exception's message holds."""
     if isinstance(error, socket.gaierror):
         return "its host name does not resolve"
-    return os.strerror(error.errno) if error.errno else "failed"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return "TLS: its certificate could not be verified"
+    if isinstance(error, ssl.SSLError):
+        return "TLS failed"
+    return os.strerror(error.errno).lower() if error.errno else "failed"
 
 
 def _for_client(summary: str, exc: BaseException) -> str:
