@@ -13,22 +13,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
-
 from cli._output import fail
 
 if TYPE_CHECKING:
     from proxy.config import Config
     from proxy.config.address import DaemonAddress
 
-CONFIG_OPTION = typer.Option(
-    None,
-    "--config",
-    "-c",
-    help="Config file (default: $LLMPROXY_CONFIG, the user config dir, "
-    "then /etc/llmproxy/config.toml).",
-    dir_okay=False,
-)
 NO_CONFIG = (
     "no config file found. Create one with `llmproxy init`, pass --config, set "
     "$LLMPROXY_CONFIG, or try everything offline with `llmproxy serve --simulate`."

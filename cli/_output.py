@@ -17,9 +17,6 @@ import sys
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-import orjson
-import typer
-
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
@@ -144,9 +141,11 @@ def dim(text: str) -> Line:
 
 
 def print_json(value: Any) -> None:
+    import orjson  # only for --json: its import loads dataclasses, uuid and datetime
+
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     stderr().print(styled(("error:", "bold red"), " ", message))
-    raise typer.Exit(code)
+    raise SystemExit(code)

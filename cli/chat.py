@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cli._client import Backend, DaemonBackend, TurnError, TurnInfo, open_backend
-from cli._config import CONFIG_OPTION, load, load_address, load_optional, state_dir
+from cli._config import load, load_address, load_optional, state_dir
 from cli._models import check_model
+from cli._options import CONFIG_OPTION
 from cli._output import Out, dim, fail, print_json, stderr, stdout, styled
 from cli._render import (
     AnswerView,

@@ -24,7 +24,8 @@ from cli._address import (
     normalize_url,
     url_option,
 )
-from cli._config import CONFIG_OPTION, load_address, state_dir
+from cli._config import load_address, state_dir
+from cli._options import CONFIG_OPTION
 from cli._output import fail, print_json, stderr, stdout, styled
 from cli.workers import read_workers
 from proxy.frozen import field, frozen, to_dict

@@ -19,8 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cli._address import daemon_url
-from cli._config import CONFIG_OPTION, load
+from cli._config import load
 from cli._engine import probe_daemon
+from cli._options import CONFIG_OPTION
 from cli._output import dim, fail, stderr, stdout, styled
 from proxy.config import Config
 from proxy.e2e import (

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import typer
 
-from cli._config import CONFIG_OPTION
 from cli._journal import SINCE_HELP, clock, existing_journal, journal_error, parse_since
+from cli._options import CONFIG_OPTION
 from cli._output import print_json
 from proxy.observe.cost import format_cost
 from proxy.observe.journal import JournalEntry, Query, read_requests

@@ -15,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cli._address import daemon_url, health, url_option
-from cli._config import CONFIG_OPTION, load, load_reporting_unset
+from cli._config import load, load_reporting_unset
+from cli._options import CONFIG_OPTION
 from cli._output import dim, print_json, stderr, stdout
 from cli.providers_refresh import providers_refresh
 from proxy.config import GLOB_CHARS, Config, ProviderConfig

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from cli._config import CONFIG_OPTION, load
+from cli._config import load
+from cli._options import CONFIG_OPTION
 from cli._output import dim, fail, print_json, stderr, stdout, styled
 from proxy.config import Config
 from proxy.model_catalog import RefreshReport, default_cache_dir, refresh_catalog

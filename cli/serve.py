@@ -13,7 +13,8 @@ from pathlib import Path
 
 import typer
 
-from cli._config import CONFIG_OPTION, load, state_dir
+from cli._config import load, state_dir
+from cli._options import CONFIG_OPTION
 from cli._output import fail, stderr
 from proxy.config import Config
 from proxy.errors import ConfigError

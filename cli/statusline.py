@@ -14,7 +14,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from cli._config import CONFIG_OPTION, journal_file
+from cli._config import journal_file
+from cli._options import CONFIG_OPTION
 from proxy.observe.cost import format_cost
 from proxy.observe.journal import JournalEntry, Query, read_requests
 

@@ -31,5 +31,6 @@ simulation       simulate/ (simulated providers: real HTTP servers), e2e.py, e2e
                  loop_thread.py (an async context kept open on its own loop, for sync callers:
                  the CLI's in-process app and the tests)
 everywhere       types.py (frozen values, the neutral stream events), errors.py (the one error
-                 tree), frozen.py (@frozen: how the frozen values are made)
+                 tree), frozen.py (@frozen: how the frozen values are made; its generated
+                 _frozen_shapes.py)
 """

@@ -26,8 +26,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from proxy.frozen import frozen
 from proxy.types import SESSION_HEADER as SESSION_HEADER
 from proxy.types import ClientAPI, JSONObject
@@ -81,6 +79,8 @@ def _claude_code_session(metadata: Any) -> str:
     if not isinstance(user_id, str):
         return ""
     if user_id.startswith("{"):
+        import orjson  # here: `route test` reads no user id, and orjson's import is costly
+
         try:
             parsed = orjson.loads(user_id)
         except orjson.JSONDecodeError:

@@ -3,23 +3,27 @@
 What `@dataclass(frozen=True, slots=True)` gives (`__init__` with defaults and
 `field(default_factory=...)`, `__post_init__`, `__repr__` without the `repr=False` fields,
 `__eq__` and `__hash__` over the `compare=True` fields of the same class, assignment refused,
-pickling), for a fraction of its import cost: dataclasses compiles each method on its own and
-computes a signature for every class without a docstring, about 4M instructions a class, and the
-CLI's start-up imports some sixty such classes (a bare interpreter is 88M;
-tests/bench/bench_startup.py). Here one source is compiled per class for the methods that run
-per instance (`__init__`, `__eq__`, `__hash__`); the rest are shared functions. The generated
-`__init__` stores through `object.__setattr__` bound once, which also makes constructing a
-stream event (once per SSE event on the daemon's hot path) faster than the dataclass did.
+pickling), for about a tenth of its import cost: dataclasses compiles every method of every
+class (about 4M instructions a class, against 88M for the whole bare interpreter), and the
+CLI's start-up defines some sixty classes (tests/bench/bench_startup.py).
 
-A class defining one of those methods itself keeps its own, as with dataclasses. `replace`
-and `fields` are this module's counterparts of `dataclasses.replace` and `dataclasses.fields`.
+Here `__init__`, `__eq__` and `__hash__` are code written once per shape (how many fields, which
+are parameters, which have a default factory) with placeholder names `f0`, `f1`..., which each
+class gets renamed to its fields (`CodeType.replace`). The shapes the code uses are functions of
+the generated `proxy/_frozen_shapes.py`, so that no class compiles anything; another shape is
+compiled once. The rest are shared functions. `__init__` stores through `object.__setattr__`
+bound once, one instruction a field fewer than dataclasses' (a stream event is made per SSE
+event on the daemon's hot path).
+
+A class defining one of those methods itself keeps its own, as with dataclasses. `replace`,
+`fields` and `to_dict` are this module's counterparts of `dataclasses.replace`, `fields` and
+(one level deep) `asdict`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from operator import attrgetter
 from types import CodeType, FunctionType
 from typing import Any, Final, NoReturn, TypeVar, dataclass_transform, overload
 
@@ -144,32 +148,28 @@ def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str,
             raise TypeError(f"non-default argument {f.name!r} follows default argument")
     shape = "".join(_kind(f) for f in fields_)
     names = {f"f{i}": f.name for i, f in enumerate(fields_)}
-    init = _init_code(shape, post)
-    init = init.replace(
-        co_varnames=tuple(names.get(n, n) for n in init.co_varnames),
-        co_consts=tuple(names.get(c, c) if isinstance(c, str) else c for c in init.co_consts),
-        co_qualname=f"{qualname}.__init__",
+    compared = {f"f{i}": f.name for i, f in enumerate(f for f in fields_ if f.compare)}
+    codes = {
+        "__init__": _renamed(_init_code(shape, post), names, qualname, "__init__"),
+        "__eq__": _renamed(_compare_code("eq", len(compared)), compared, qualname, "__eq__"),
+        "__hash__": _renamed(_compare_code("hash", len(compared)), compared, qualname, "__hash__"),
+    }
+    return {
+        name: FunctionType(code, scope, name, tuple(defaults) if name == "__init__" else None)
+        for name, code in codes.items()
+    }
+
+
+def _renamed(code: CodeType, names: dict[str, str], qualname: str, name: str) -> CodeType:
+    """A template's code with its placeholders `f0`, `f1`... (parameters, attributes, and the
+    strings given to `_set`) replaced by the field names."""
+    return code.replace(
+        co_varnames=tuple(names.get(n, n) for n in code.co_varnames),
+        co_names=tuple(names.get(n, n) for n in code.co_names),
+        co_consts=tuple(names.get(c, c) if isinstance(c, str) else c for c in code.co_consts),
+        co_name=name,
+        co_qualname=f"{qualname}.{name}",
     )
-    compared = [f.name for f in fields_ if f.compare]
-    key = attrgetter(*compared) if compared else _nothing
-
-    def __eq__(self: Any, other: object) -> Any:
-        if other.__class__ is self.__class__:
-            return key(self) == key(other)
-        return NotImplemented
-
-    def __hash__(self: Any) -> int:
-        return hash(key(self))
-
-    methods: dict[str, Any] = {"__init__": FunctionType(init, scope, "__init__", tuple(defaults))}
-    for method in (__eq__, __hash__):
-        method.__qualname__ = f"{qualname}.{method.__name__}"
-        methods[method.__name__] = method
-    return methods
-
-
-def _nothing(value: object) -> tuple[()]:
-    return ()
 
 
 def _kind(f: Field) -> str:
@@ -186,24 +186,84 @@ def _kind(f: Field) -> str:
 def _init_code(shape: str, post: bool) -> CodeType:
     """`__init__` of a class of this shape, with placeholders `f0`, `f1`... for the field names
     (parameters, and the strings given to `_set`)."""
+    return _template(_template_name(shape, post), init_source(shape, post, "__init__"))
+
+
+@cache
+def _compare_code(kind: str, count: int) -> CodeType:
+    """`__eq__` or `__hash__` over `count` fields named `f0`, `f1`..."""
+    return _template(f"{kind}_{count}", compare_source(kind, count, f"__{kind}__"))
+
+
+def _template(name: str, source: str) -> CodeType:
+    """The code of `name` in `proxy._frozen_shapes` when it is there, else of `source`,
+    compiled now (compiling anything costs about a tenth of the interpreter's start-up the
+    first time)."""
+    from proxy import _frozen_shapes
+
+    template = getattr(_frozen_shapes, name, None)
+    if template is not None:
+        code: CodeType = template.__code__
+        return code
+    scope: dict[str, Any] = {}
+    exec(compile(source, "<frozen>", "exec"), scope)
+    code = next(iter(v for k, v in scope.items() if k != "__builtins__")).__code__
+    return code
+
+
+def _template_name(shape: str, post: bool) -> str:
+    return f"init_{shape}_post" if post else f"init_{shape}"
+
+
+def init_source(shape: str, post: bool, name: str) -> str:
+    """The source of the `__init__` of a class of `shape` (see `_kind`)."""
     stores = {
-        "p": "_set(self, 'f{i}', f{i})",
-        "f": "_set(self, 'f{i}', _f{i}() if f{i} is _FACTORY else f{i})",
-        "D": "_set(self, 'f{i}', _d{i})",
-        "F": "_set(self, 'f{i}', _f{i}())",
+        "p": '_set(self, "f{i}", f{i})',
+        "f": '_set(self, "f{i}", _f{i}() if f{i} is _FACTORY else f{i})',
+        "D": '_set(self, "f{i}", _d{i})',
+        "F": '_set(self, "f{i}", _f{i}())',
         "x": "pass",
     }
     params = "".join(f", f{i}" for i, kind in enumerate(shape) if kind in "pf")
     body = [stores[kind].format(i=i) for i, kind in enumerate(shape)]
-    post_init = "self.__post_init__()" if post else "pass"
-    return _function_code("\n  ".join([f"def __init__(self{params}):", *body, post_init]))
+    body.append("self.__post_init__()" if post else "pass")
+    return "\n    ".join([f"def {name}(self{params}):", *body]) + "\n"
 
 
-def _function_code(source: str) -> CodeType:
-    scope: dict[str, Any] = {}
-    exec(compile(source, "<frozen>", "exec"), scope)
-    code: CodeType = scope["__init__"].__code__
-    return code
+def compare_source(kind: str, count: int, name: str) -> str:
+    """The source of `__eq__` or `__hash__` over `count` fields."""
+    mine = "".join(f"self.f{i}, " for i in range(count)).rstrip(" ")
+    if kind == "hash":
+        return f"def {name}(self):\n    return hash(({mine}))\n"
+    theirs = mine.replace("self.", "other.")
+    return (
+        f"def {name}(self, other):\n"
+        f"    if other.__class__ is self.__class__:\n"
+        f"        return ({mine}) == ({theirs})\n"
+        f"    return NotImplemented\n"
+    )
+
+
+def shapes_module(classes: Sequence[type]) -> str:
+    """The source of `proxy/_frozen_shapes.py` for these @frozen classes."""
+    shapes = sorted(
+        {("".join(_kind(f) for f in fields(c)), hasattr(c, "__post_init__")) for c in classes}
+    )
+    counts = sorted({sum(f.compare for f in fields(c)) for c in classes})
+    functions = [init_source(shape, post, _template_name(shape, post)) for shape, post in shapes]
+    functions += [compare_source(kind, n, f"{kind}_{n}") for n in counts for kind in ("eq", "hash")]
+    return SHAPES_HEADER + "\n\n" + "\n\n".join(functions)
+
+
+SHAPES_HEADER = '''"""The `__init__` of @frozen classes, one function per shape (which fields
+are parameters, which have a default factory: `proxy.frozen`), so that making the classes
+compiles nothing. Generated by `python -m proxy.frozen` (excluded from ruff; mypy reads it only
+for syntax); tests/test_frozen.py checks that it is what that writes for every @frozen class
+of proxy/ and cli/. A class of a shape missing here has its `__init__` compiled at import.
+"""
+
+# mypy: ignore-errors
+'''
 
 
 def _repr(self: Any) -> str:
@@ -269,3 +329,33 @@ def to_dict(value: object) -> dict[str, Any]:
     """`{name: value}` of each field, the values as they are (not converted further, unlike
     `dataclasses.asdict`)."""
     return {f.name: getattr(value, f.name) for f in fields(value)}
+
+
+def defined_classes(packages: Iterable[str] = ("proxy", "cli")) -> list[type]:
+    """Every @frozen class defined at the top of a module of these packages (imported now)."""
+    import importlib
+    import pkgutil
+
+    classes: list[type] = []
+    for package in packages:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+            if not info.name.endswith("__main__"):  # that one would run the CLI
+                module = importlib.import_module(info.name)
+                classes += [
+                    v for v in vars(module).values() if FIELDS in getattr(v, "__dict__", {})
+                ]
+    return classes
+
+
+def _main() -> None:
+    """Write `proxy/_frozen_shapes.py` for every @frozen class of proxy/ and cli/."""
+    from pathlib import Path
+
+    Path(__file__).with_name("_frozen_shapes.py").write_text(shapes_module(defined_classes()))
+
+
+if __name__ == "__main__":  # through the imported module: its MISSING is the fields' one
+    from proxy.frozen import _main as main
+
+    main()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -106,17 +105,32 @@ class HealthPeers(Protocol):
         ...
 
 
-@dataclass(slots=True)
 class _Health:
-    consecutive_failures: int = 0
-    opened_at: float | None = None
-    cooldown_until: float = 0.0
-    reason: str = ""
-    probe_in_flight: bool = False
-    requests: int = 0
-    recent: deque[Outcome] = field(default_factory=deque)
-    version: float = 0.0
-    """Wall-clock time of the last breaker or cooldown change, here or applied from a peer."""
+    """One target's mutable health (a plain class: dataclasses' import alone costs half the
+    interpreter's start-up, and `llmproxy route test` builds a registry)."""
+
+    __slots__ = (
+        "consecutive_failures",
+        "cooldown_until",
+        "opened_at",
+        "probe_in_flight",
+        "reason",
+        "recent",
+        "requests",
+        "version",
+    )
+
+    def __init__(self, recent: deque[Outcome] | None = None) -> None:
+        self.consecutive_failures = 0
+        self.opened_at: float | None = None
+        self.cooldown_until = 0.0
+        self.reason = ""
+        self.probe_in_flight = False
+        self.requests = 0
+        self.recent: deque[Outcome] = deque() if recent is None else recent
+        self.version = 0.0
+        """Wall-clock time of the last breaker or cooldown change, here or applied from a
+        peer."""
 
 
 MAX_TRACKED = 1000

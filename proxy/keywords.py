@@ -24,16 +24,24 @@ the first `route::` (or `routing::`) line gives `provider, model`, and `priority
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxy.errors import ConfigError
 from proxy.frozen import field, frozen
 from proxy.types import Chain, Scenario, Target
 
-log = logging.getLogger("llmproxy.keywords")
+if TYPE_CHECKING:
+    from logging import Logger
+
+
+def _log() -> Logger:
+    import logging  # only when a taxonomy is read: the CLI's start-up does without it
+
+    return logging.getLogger("llmproxy.keywords")
+
 
 DEFAULT_PRIORITY = 50
 TAXONOMY_FOLDERS = (
@@ -246,7 +254,7 @@ def taxonomy_rules(
     rules: list[KeywordRule] = []
     for entry in entries:
         if not entry.synonyms:
-            log.info("taxonomy %s: no synonyms, no rule", entry.path)
+            _log().info("taxonomy %s: no synonyms, no rule", entry.path)
             continue
         chain = _entry_chain(entry, routes, resolve)
         if chain is None:
@@ -276,11 +284,11 @@ def _entry_chain(
             resolve(Target(provider, model)) if provider and model else "expected 'provider, model'"
         )
         if isinstance(resolved, str):
-            log.warning("taxonomy %s: route %r skipped: %s", entry.path, entry.route, resolved)
+            _log().warning("taxonomy %s: route %r skipped: %s", entry.path, entry.route, resolved)
             return None
         return (resolved,)
     for scenario, chain in routes.items():
         if entry.name in (scenario.value, f"{scenario.value}_routing"):
             return chain
-    log.info("taxonomy %s: no route:: line and no route named %r", entry.path, entry.name)
+    _log().info("taxonomy %s: no route:: line and no route named %r", entry.path, entry.name)
     return None

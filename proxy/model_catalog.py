@@ -15,16 +15,12 @@ others only ids.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
-
-import orjson
-import platformdirs
 
 from proxy.capabilities import (
     CAPABILITY_FIELDS,
@@ -41,7 +37,14 @@ from proxy.types import JSONObject, ProviderFormat
 if TYPE_CHECKING:  # `route test` reads the cache without loading the HTTP client
     from proxy.security.http1 import Client
 
-log = logging.getLogger("llmproxy.catalog")
+
+def _warn(message: str, *args: object) -> None:
+    # logging, orjson and platformdirs are imported where they are used: `route test` reads
+    # the catalog, and the three together cost about the interpreter's own start-up.
+    import logging
+
+    logging.getLogger("llmproxy.catalog").warning(message, *args)
+
 
 CACHE_FILE = "models.json"
 CATALOG_VERSION = 1
@@ -51,6 +54,8 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def default_cache_dir() -> Path:
+    import platformdirs
+
     return platformdirs.user_cache_path("llmproxy")
 
 
@@ -191,6 +196,8 @@ async def _fetch(
         if response.status != 200:
             text = raw[:200].decode("utf-8", "replace").strip()
             raise ValueError(f"HTTP {response.status} from {url}: {text}")
+        import orjson
+
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -346,7 +353,7 @@ def load_catalog(config: Config, cache_dir: Path | None = None) -> Catalog:
                 for model_id, values in _dict(entry.get("models")).items()
             }
         except ConfigError as exc:
-            log.warning("ignoring the cached model list of %s: %s", provider.name, exc)
+            _warn("ignoring the cached model list of %s: %s", provider.name, exc)
             continue
         providers[provider.name] = ProviderCatalog(
             provider.api_base_url, str(entry.get("fetched_at", "")), MappingProxyType(models)
@@ -356,14 +363,21 @@ def load_catalog(config: Config, cache_dir: Path | None = None) -> Catalog:
 
 def _read_raw(path: Path) -> Mapping[str, Any]:
     try:
-        raw = orjson.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
-    except (OSError, orjson.JSONDecodeError) as exc:
-        log.warning("ignoring the model cache %s: %s", path, exc)
+    except OSError as exc:
+        _warn("ignoring the model cache %s: %s", path, exc)
+        return {}
+    import orjson
+
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        _warn("ignoring the model cache %s: %s", path, exc)
         return {}
     if not isinstance(raw, dict) or raw.get("version") != CATALOG_VERSION:
-        log.warning("ignoring the model cache %s: unknown format", path)
+        _warn("ignoring the model cache %s: unknown format", path)
         return {}
     return raw
 
@@ -371,5 +385,7 @@ def _read_raw(path: Path) -> Mapping[str, Any]:
 def _write(path: Path, data: JSONObject) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    import orjson
+
     temporary.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     os.replace(temporary, path)

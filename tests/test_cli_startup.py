@@ -97,6 +97,57 @@ def test_route_test_runs_no_event_loop_and_loads_no_http_client(tmp_path: Path) 
     assert _loaded(tmp_path, "route", "test", "auto", "--config", str(config), heavy=heavy) == []
 
 
+ENTRY_PROBE = """
+import json, sys
+sys.argv = ["llmproxy", *sys.argv[1:]]
+from cli.main import run
+try:
+    run()
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.__stderr__)
+"""
+
+
+def test_route_test_through_the_console_script_loads_no_typer(tmp_path: Path) -> None:
+    """The console script runs `route test` without Typer (README, "Start-up of the CLI"),
+    every form the README shows but `--send`, and its config errors too; `--help` is Typer's."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
+        'api_base_url = "https://api.z.ai/api/paas/v4"\napi_key = "$ZAI_KEY"\n'
+        'models = ["glm-5"]\n'
+    )
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[router]\ndefault = 1\n")
+    heavy = ("typer", "typer._click", "rich", "asyncio", "aiohttp", "httpx2")
+    c = ("--config", str(config))
+    for args in (
+        ("auto", *c),
+        ("thinking", "--tools", "--thinking", "--image", "--prompt", "Hi", *c),
+        ("auto", "--tokens", "80000", "--json", "--session", "demo", *c),
+        ("zai,glm-5", *c),
+        ("zai,nosuch", *c),
+        ("auto", "--config", str(broken)),
+        ("auto", "--config", str(tmp_path / "missing.toml")),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", ENTRY_PROBE.format(heavy=heavy), "route", "test", *args],
+            cwd=REPO,
+            env=subprocess_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert orjson.loads(done.stderr.strip().splitlines()[-1]) == [], (args, done.stderr)
+    help_probe = [sys.executable, "-c", ENTRY_PROBE.format(heavy=heavy), "route", "test", "-h"]
+    done = subprocess.run(
+        help_probe, cwd=REPO, env=subprocess_env(tmp_path), capture_output=True, text=True
+    )
+    assert "--tokens" in done.stdout
+    assert "typer" in orjson.loads(done.stderr.strip().splitlines()[-1])
+
+
 SERVE_PROBE = """
 import json, sys
 import proxy.serving

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import logging
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -12,8 +11,6 @@ from typing import Any
 
 from proxy.errors import ConfigError
 from proxy.types import Scenario
-
-log = logging.getLogger("llmproxy.config")
 
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
     (bool, "boolean"),
@@ -30,6 +27,16 @@ def type_name(value: Any) -> str:
 
 
 MISSING: Any = object()
+
+
+def config_warning(message: str, *args: object) -> None:
+    """A warning about the config, on the `llmproxy.config` logger (logging is imported only
+    when there is one: the CLI's start-up does without it)."""
+    import logging
+
+    logging.getLogger("llmproxy.config").warning(message, *args)
+
+
 # What aiohttp refuses in a header it sends (a bare ValueError, "Forbidden control character"):
 # any control character but tab. A value that becomes a header (a key, a configured header, a
 # sign-in's token) is checked once where it is read, so nothing is checked per request.
@@ -69,7 +76,7 @@ class TableReader:
         self.path = path
         for key in data:
             if key in compat:
-                log.warning("%s: accepted for compatibility but has no effect", self.key(key))
+                config_warning("%s: accepted for compatibility but has no effect", self.key(key))
             elif key not in known:
                 raise ConfigError(self.key(key), self._unknown(key, known))
 

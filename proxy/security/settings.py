@@ -26,17 +26,15 @@ secret_variables = []             variables the API may name in a provider's sec
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import TYPE_CHECKING
 
+from proxy.config.reader import config_warning
 from proxy.errors import ConfigError
 from proxy.frozen import field, frozen
 
 if TYPE_CHECKING:
     from proxy.config.reader import TableReader
-
-log = logging.getLogger("llmproxy.config")
 
 MIN_SECRET_LENGTH = 16
 
@@ -193,7 +191,7 @@ def parse_management(top: TableReader) -> ManagementSettings:
             'their keys); set it, e.g. secret_key = "$LLMPROXY_MANAGEMENT_KEY"',
         )
     if enabled and len(secret) < MIN_SECRET_LENGTH:
-        log.warning(
+        config_warning(
             "%s: shorter than %d characters; use a long random secret",
             t.key("secret_key"),
             MIN_SECRET_LENGTH,

@@ -23,7 +23,6 @@ connect-time half lives in `resolver.py`.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Iterable
 from enum import Enum
 
@@ -279,6 +278,8 @@ def legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
     (`2852039166`, `0x7f.1`, `0251.0376.0251.0376`, `127.1`), else None."""
     if not host or not set(host) <= set("0123456789abcdefx."):
         return None
+    import socket  # only here: loading the config for `route test` needs no sockets
+
     try:
         return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:

@@ -9,13 +9,14 @@ Each command runs `--runs` times in a fresh process, the commands in turn (one r
 the next round), so that the machine's load moves them alike; the median wall time is reported:
 
 - `llmproxy --help`
-- `llmproxy route test auto` on a config with two providers (no network)
+- `llmproxy route test auto` on a config with two providers (no network); also with
+  `--tokens 80000 --json`, and on a config with an error
 - `llmproxy chat` against a local daemon: the time to the answer's first byte on stdout,
   the daemon running in its own process in front of a simulated provider that answers at once
 - `llmproxy status` against that daemon
 
-With `--imports`: only the CPU that each layer of `route test`'s imports adds (Typer, rich,
-the config package...), each as a ratio to the bare interpreter.
+With `--imports`: only the CPU that each layer of `route test`'s imports adds (the typed
+values, orjson, the config package...), each as a ratio to the bare interpreter.
 
 Targets: `--help` and `route test` within 4x of the bare interpreter, `chat` within 6x.
 
@@ -45,7 +46,14 @@ sys.path.insert(0, str(REPO))
 
 PYTHON = sys.executable
 LLMPROXY = [PYTHON, "-m", "cli"]
-TARGETS = {"--help": 4.0, "route test": 4.0, "chat (first byte)": 6.0, "status": None}
+TARGETS = {
+    "--help": 4.0,
+    "route test": 4.0,
+    "  --tokens --json": 4.0,
+    "  config error": 4.0,
+    "chat (first byte)": 6.0,
+    "status": None,
+}
 
 
 def _free_port() -> int:
@@ -68,11 +76,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _wall(command: list[str], env: dict[str, str]) -> Run:
+def _wall(command: list[str], env: dict[str, str], check: bool = True) -> Run:
     cpu = _children_cpu()
     started = time.perf_counter()
     subprocess.run(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=REPO
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=check,
+        cwd=REPO,
     )
     return time.perf_counter() - started, _children_cpu() - cpu
 
@@ -115,14 +128,15 @@ def _medians(runs: int, measures: dict[str, Callable[[], Run]]) -> dict[str, Run
     }
 
 
-# What `route test` imports, in layers: each row adds its modules to the ones above it.
+# What `route test` imports, in layers: each row adds its modules to the ones above it. The
+# console script runs it without Typer (`cli._route_argv`).
 LAYERS = (
-    ("typer", "typer.main"),
-    ("the command table", "cli.main"),
-    ("proxy.types", "proxy.types"),
+    ("proxy.types (with @frozen)", "proxy.types"),
+    ("orjson", "orjson"),
     ("the config's values", "proxy.config.model"),
     ("the config loader", "proxy.config.load"),
-    ("route test's own modules", "cli.route"),
+    ("route test's own modules", "cli._route_test"),
+    ("the entry point", "cli.main, cli._route_argv"),
 )
 
 
@@ -182,6 +196,8 @@ def main() -> None:
                 )
             )
         )
+        broken = Path(directory) / "broken.toml"  # a config error, as a user meets one
+        broken.write_text('[router]\ndefault = "nosuch,model"\n')
         env = {
             **_cached_bytecode(directory),
             "LLMPROXY_CONFIG": str(config),
@@ -211,6 +227,15 @@ def main() -> None:
                     "bare python": lambda: _wall([PYTHON, "-c", "pass"], env),
                     "--help": lambda: _wall([*LLMPROXY, "--help"], env),
                     "route test": lambda: _wall([*LLMPROXY, "route", "test", "auto"], client_env),
+                    "  --tokens --json": lambda: _wall(
+                        [*LLMPROXY, "route", "test", "auto", "--tokens", "80000", "--json"],
+                        client_env,
+                    ),
+                    "  config error": lambda: _wall(
+                        [*LLMPROXY, "route", "test", "auto", "--config", str(broken)],
+                        client_env,
+                        check=False,
+                    ),
                     "chat (first byte)": lambda: _first_byte(
                         [*LLMPROXY, "chat", "Hello"], client_env
                     ),
