@@ -202,6 +202,7 @@ def build_app(
         Metrics(registry.snapshot) if config.metrics.enabled else None,
         Journal(journal_path, config.journal) if journal_path is not None else None,
         tracer_from_env(os.environ if env is None else env),
+        flush_seconds=config.journal.flush_seconds,
     )
     middlewares: list[Middleware] = [
         observe_middleware(observer),
@@ -309,14 +310,16 @@ def _worker(request: web.Request) -> JSONObject:
 
 
 async def _observer_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """The journal's writer thread runs while the app serves; at shutdown what is queued is
-    written (off the event loop) and queued spans are flushed."""
+    """The journal's writer thread runs while the app serves; at shutdown the records waiting
+    for the observer's timer go out, what is queued is written (off the event loop) and queued
+    spans are flushed."""
     observer = app[OBSERVER]
     if observer.journal is not None:
         observer.journal.start()
     try:
         yield
     finally:
+        observer.flush()
         if observer.journal is not None:
             await asyncio.to_thread(observer.journal.close)
         if observer.tracer is not None:

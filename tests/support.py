@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.web_runner import BaseRunner
@@ -92,6 +95,17 @@ async def start_daemon(text: str) -> Daemon:
     server = DaemonTestServer(app, host="127.0.0.1")
     await server.start_server()
     return Daemon(server, config)
+
+
+async def request_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[logging.LogRecord]:
+    """The request lines (`llmproxy.requests`) caught so far, once there are `count` of them: the
+    observer writes a batch of lines every `[journal] flush_ms` (200 ms), not one per request."""
+    for _ in range(100):
+        lines = [r for r in caplog.records if r.name == "llmproxy.requests"]
+        if len(lines) >= count:
+            return lines
+        await asyncio.sleep(0.02)
+    return lines
 
 
 @contextlib.asynccontextmanager

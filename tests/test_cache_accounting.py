@@ -18,7 +18,7 @@ import orjson
 import pytest
 from codex_sims import codex_keys, seed_store
 from conftest import Clients
-from support import Daemon, config_text
+from support import Daemon, config_text, request_lines
 
 from proxy.config import parse_config
 from proxy.errors import ConfigError
@@ -291,7 +291,7 @@ async def test_the_request_log_shows_cached_tokens_and_prices_them_at_the_cached
         for turn in TURNS:
             raw = await client.messages.with_raw_response.create(**anthropic_request(turn))
             answers.append((await raw.parse(), raw.headers["x-llmproxy-cost"]))
-    lines = [r.getMessage() for r in caplog.records if r.name == "llmproxy.requests"]
+    lines = [r.getMessage() for r in await request_lines(caplog, 2)]
     assert len(lines) == 2
     for line, (message, cost) in zip(lines, answers, strict=True):
         usage = message.usage
@@ -340,7 +340,7 @@ async def test_cache_writes_served_to_an_openai_client_are_recorded_streamed_or_
             )
             usage, cost = raw.parse().usage, raw.headers["x-llmproxy-cost"]
     assert usage is not None
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "llmproxy.requests"]
+    (line,) = [r.getMessage() for r in await request_lines(caplog, 1)]
     found = re.search(r"in=(\d+) out=(\d+) cache=(\d+)/(\d+)", line)
     assert found is not None, line
     uncached, out, read, written = (int(n) for n in found.groups())

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
-from support import CLIENT_KEY, config_text
+from support import CLIENT_KEY, config_text, request_lines
 
 from proxy.appkeys import OBSERVER
 from proxy.config import parse_config
@@ -110,7 +110,7 @@ async def test_one_line_per_request_with_route_attempts_tokens_cost_and_request_
             )
     completion = raw.parse()
     request_id = raw.headers["x-request-id"]
-    lines = [r for r in caplog.records if r.name == "llmproxy.requests"]
+    lines = await request_lines(caplog, 1)
     assert len(lines) == 1
     line = lines[0].getMessage()
     assert line.startswith(
@@ -139,7 +139,7 @@ async def test_the_json_log_format_carries_the_record(
             await client.chat.completions.create(
                 model="auto", messages=[{"role": "user", "content": PROMPT}]
             )
-    (line,) = [r for r in caplog.records if r.name == "llmproxy.requests"]
+    (line,) = await request_lines(caplog, 1)
     parsed = json.loads(JsonFormatter().format(line))
     assert parsed["level"] == "info" and parsed["logger"] == "llmproxy.requests"
     assert parsed["message"].startswith(parsed["request"]["id"])
@@ -361,6 +361,7 @@ async def test_rate_limit_refusals_are_counted(observed: list[Observed]) -> None
                 await client.chat.completions.create(
                     model="auto", messages=[{"role": "user", "content": PROMPT}]
                 )
+        proxy.app[OBSERVER].flush()  # as a scrape of /metrics does first
         text = proxy.app[OBSERVER].metrics.render().decode()
     assert _samples(text)[("llmproxy_rate_limit_refusals_total", (("client_api", "openai"),))] == 1
 

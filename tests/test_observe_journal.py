@@ -19,12 +19,14 @@ from support import CLIENT_KEY, config_text
 
 from proxy.appkeys import OBSERVER
 from proxy.config import parse_config
+from proxy.errors import ConfigError
+from proxy.frozen import replace
 from proxy.observe.journal import Journal, Query, _data_bytes, apply_retention, read_requests
 from proxy.observe.record import RequestRecord
 from proxy.observe.settings import JournalSettings
 from proxy.server import build_app
 from proxy.simulate import SimulatedProvider, run_simulated
-from proxy.types import Attempt, Target, Usage
+from proxy.types import Attempt, ErrorClass, Target, Usage
 
 DEGRADED = "request journal degraded"
 
@@ -228,3 +230,60 @@ def test_retention_by_age_then_by_size(tmp_path: Path) -> None:
             "SELECT COUNT(*) FROM attempts WHERE request_id NOT IN (SELECT id FROM requests)"
         ).fetchone()[0]
         assert orphans == 0
+
+
+def test_missing_values_are_stored_as_null_and_values_as_written(tmp_path: Path) -> None:
+    """The writer sends a NULL as a sentinel that its statement turns back into NULL
+    (`NULLIF`): what is read is what the record held, None included."""
+    target = Target("zai", "glm-5")
+    failed = RequestRecord(
+        id="req_failed",
+        started=time.time(),
+        client_api="anthropic",
+        stream=True,
+        requested_model="auto",
+        route="default",
+        reason="",
+        served=None,
+        attempts=(Attempt(target, None, ErrorClass.TIMEOUT, 1234.56, detail="no answer"),),
+        usage=Usage(0, 0),
+        cost=None,
+        ttft_ms=None,
+        total_ms=1300.04,
+        status=504,
+        outcome="error",
+        error="timeout",
+    )
+    served = replace(_record(time.time(), 1), stream=True, ttft_ms=0.0, cost=0.0)
+    journal = Journal(tmp_path / "requests.db", JournalSettings())
+    journal.start()
+    journal.add_all([failed, served])
+    journal.close()
+    first, second = read_requests(tmp_path / "requests.db", Query())
+    assert (first.provider, first.served_model, first.cost_usd, first.ttft_ms) == (None,) * 4
+    assert first.stream is True and first.total_ms == 1300.0 and first.error == "timeout"
+    assert first.attempts == (
+        {
+            "provider": "zai",
+            "model": "glm-5",
+            "status": None,
+            "error_class": "timeout",
+            "elapsed_ms": 1234.6,
+            "detail": "no answer",
+        },
+    )
+    assert (second.provider, second.served_model) == ("zai", "glm-5")
+    assert (second.cost_usd, second.ttft_ms) == (0.0, 0.0)  # zero is a value, not a NULL
+    assert second.attempts[0]["status"] == 200 and second.attempts[0]["error_class"] is None
+
+
+def test_flush_ms_is_how_often_records_are_handed_over() -> None:
+    text = (
+        '[router]\ndefault = "zai,glm-5"\n[[providers]]\nname = "zai"\n'
+        'api_base_url = "https://api.z.ai/v1"\nmodels = ["glm-5"]\n'
+    )
+    assert parse_config(text, env={}).journal.flush_seconds == 0.2
+    assert parse_config(text + "\n[journal]\nflush_ms = 50", env={}).journal.flush_seconds == 0.05
+    with pytest.raises(ConfigError) as error:
+        parse_config(text + "\n[journal]\nflush_ms = 5", env={})
+    assert error.value.key == "journal.flush_ms"

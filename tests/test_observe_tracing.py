@@ -59,6 +59,7 @@ async def test_a_span_per_request_and_per_attempt_with_genai_attributes(
         completion = await client.chat.completions.create(
             model="auto", messages=[{"role": "user", "content": "hi"}]
         )
+    app[OBSERVER].flush()  # rather than wait for the batch's timer
     spans = {span.name: [] for span in exporter.get_finished_spans()}
     for span in exporter.get_finished_spans():
         spans[span.name].append(span)

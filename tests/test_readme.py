@@ -39,6 +39,7 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
     assert config.router.route_options(Scenario.THINK).buffer
     assert [p.name for p in config.providers] == ["zai", "cerebras", "minimax", "openai-codex"]
     assert (config.journal.retention_days, config.journal.max_mb) == (30, 100)
+    assert config.journal.flush_seconds == 0.2
 
 
 def test_the_client_key_variable_is_the_one_the_cli_reads() -> None:

@@ -94,8 +94,12 @@ class Metrics:
         self.registry.register(_RequestCollector(self))
         self.registry.register(_HealthCollector(health))
 
+    def observe_all(self, records: Iterable[RequestRecord]) -> None:
+        for record in records:
+            self.observe(record)
+
     def observe(self, record: RequestRecord) -> None:
-        """On the request path: plain additions only (see the module docstring)."""
+        """Plain additions only (see the module docstring)."""
         if record.outcome == REFUSED and record.status == 429:
             limited = self._rate_limited
             limited[record.client_api] = limited.get(record.client_api, 0) + 1

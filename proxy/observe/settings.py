@@ -5,6 +5,7 @@ enabled = true
 path = "..."                      default: requests.db in the state dir
 retention_days = 30               rows older than this are deleted
 max_mb = 100                      oldest rows go first when the file grows past this
+flush_ms = 200                    how often queued records are written, in one transaction
 
 [metrics]
 enabled = true                    false: no `GET /metrics` (404) and nothing counted for it
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from proxy.config.reader import TableReader
 
 JOURNAL_FILE = "requests.db"
-_KEYS = ("enabled", "path", "retention_days", "max_mb")
+_KEYS = ("enabled", "path", "retention_days", "max_mb", "flush_ms")
 _METRICS_KEYS = ("enabled",)
 
 
@@ -31,6 +32,7 @@ class JournalSettings:
     path: str = ""
     retention_days: int = 30
     max_mb: int = 100
+    flush_seconds: float = 0.2
 
     def location(self, state_dir: Path | None) -> Path | None:
         """Where the journal lives: the configured path, else the state dir's file; None when
@@ -51,6 +53,7 @@ def parse_journal(top: TableReader) -> JournalSettings:
         path=t.string("path", ""),
         retention_days=t.integer("retention_days", 30, low=1, high=36500),
         max_mb=t.integer("max_mb", 100, low=1, high=1_000_000),
+        flush_seconds=t.integer("flush_ms", 200, low=10, high=60_000) / 1000,
     )
 
 

@@ -50,9 +50,11 @@ def install_observe_routes(app: web.Application) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    metrics = request.app[OBSERVER].metrics
+    observer = request.app[OBSERVER]
+    metrics = observer.metrics
     if metrics is None:
         raise web.HTTPNotFound()  # `[metrics] enabled = false`: as if there were no such route
+    observer.flush()  # a scrape counts every request that has ended, not the batch's timer
     body = metrics.render()
     return web.Response(
         body=body, headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"}
