@@ -267,6 +267,7 @@ def build_app(
     app.cleanup_ctx.append(upstream_session)
     app.cleanup_ctx.append(shared_state)
     app.cleanup_ctx.append(_observer_lifecycle)
+    app.on_shutdown.append(_observer_stopping)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
@@ -307,6 +308,12 @@ def _worker(request: web.Request) -> JSONObject:
         "worker": {"index": int(index), "pid": os.getpid()},
         "port": sockname[1] if sockname else 0,
     }
+
+
+async def _observer_stopping(app: web.Application) -> None:
+    """aiohttp runs this before it drains the requests in flight (up to `serve`'s grace
+    period); the cleanup context runs after."""
+    app[OBSERVER].stopping()
 
 
 async def _observer_lifecycle(app: web.Application) -> AsyncIterator[None]:

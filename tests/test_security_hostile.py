@@ -429,10 +429,11 @@ def test_the_parsed_body_walk_judges_depth_as_the_byte_passes_do(depth: int) -> 
 @pytest.mark.parametrize("pad", [0, WALKED_BYTES])
 async def test_too_deep_is_refused_below_and_above_the_walked_size(apps: Apps, pad: int) -> None:
     """Issue 16: below `WALKED_BYTES` the parsed body is walked, above it the text is judged
-    before parsing; either way 129 levels get the same 400, and 128 pass."""
+    before parsing; either way 129 levels get the same 400, and 128 pass. Beyond orjson's own
+    limit (1024 levels) too, the refusal names the configured one."""
     async with run_simulated(sims()) as running:
         proxy = await apps.start(parse_config(config_text(running, {"default": "zai,glm-5"}), {}))
-        for depth, status in ((129, 400), (128, 200)):
+        for depth, status in ((129, 400), (128, 200), (2000, 400)):
             inner = b"[" * (depth - 1) + b"]" * (depth - 1)  # the body's own object is a level
             body = (
                 b'{"model": "auto", "pad": "' + b"[{" * (pad // 2) + b'", "messages": '

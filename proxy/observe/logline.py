@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from proxy.logging_setup import ConsoleHandler
 from proxy.observe.cost import format_cost
@@ -49,7 +48,9 @@ class RequestLog:
                     handler.handle(line)
 
     def _log_record(self, record: RequestRecord) -> logging.LogRecord:
-        now = time.time()
+        # Stamped when the request ended, not when its batch was handed over (up to flush_ms
+        # later): the line sits in time with the other lines about the same request.
+        now = record.started + record.total_ms / 1000
         template = self._template
         if template is None or template.thread != threading.get_ident():
             template = self._template = logging.LogRecord(

@@ -42,6 +42,7 @@ DISCONNECTED_STATUS = 499
 
 BATCH_LIMIT = 256
 """Records that make the sinks take a batch at once, without waiting for the timer."""
+DEFAULT_FLUSH_SECONDS = 0.2
 
 
 class Observer:
@@ -60,7 +61,7 @@ class Observer:
         journal: Journal | None = None,
         tracer: Tracer | None = None,
         recent: RecentRequests | None = None,
-        flush_seconds: float = 0.2,
+        flush_seconds: float = DEFAULT_FLUSH_SECONDS,
     ) -> None:
         self.metrics = metrics
         self.journal = journal
@@ -71,6 +72,13 @@ class Observer:
         self.flush_seconds = flush_seconds
         self._batch: list[RequestRecord] = []
         self._timer: asyncio.TimerHandle | None = None
+
+    def stopping(self) -> None:
+        """The daemon stops: what waits goes out now, before the requests still running are
+        drained, and theirs wait no longer than the default interval, so a stop that ends in
+        a kill after the drain's grace period loses none of the requests that had ended."""
+        self.flush_seconds = min(self.flush_seconds, DEFAULT_FLUSH_SECONDS)
+        self.flush()
 
     def finish(self, record: RequestRecord) -> None:
         self.recent.add(record)

@@ -160,6 +160,10 @@ def _parse(raw: bytes, depth: int) -> tuple[object, str | None]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        # A small body that fails to parse is judged as a large one would be: depth first
+        # (orjson's own limit, 1024 levels, would otherwise name no limit).
+        if walked and exceeds_depth(raw, depth):
+            return None, too_deep
         return None, _json_problem(raw, exc)
     # Each level takes an opening and a closing bracket: shorter text cannot nest too deep.
     if walked and len(raw) > 2 * depth and nests_deeper(body, depth):
