@@ -28,18 +28,15 @@ from proxy.errors import UpstreamConnectionError, UpstreamRefusedError
 from proxy.providers.boundary import upstream_errors
 from proxy.security import http1
 from proxy.security.http1 import (
-    HIGH_WATER,
-    MAX_GZIP_MEMBERS,
     MAX_HEAD_BYTES,
     MAX_HEADER_FIELDS,
     BadResponse,
     Client,
     ConnectFailed,
     Disconnected,
-    HeaderRefused,
     RedirectRefused,
-    Response,
 )
+from proxy.security.http1_wire import HIGH_WATER, MAX_GZIP_MEMBERS, HeaderRefused, Response
 from proxy.security.outgoing import AnswerTooLarge, outgoing_client, read_capped
 from proxy.security.resolver import GuardedResolver
 from proxy.security.ssrf import DestinationRefused, NetworkPolicy

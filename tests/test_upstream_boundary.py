@@ -29,9 +29,9 @@ from proxy.security.http1 import (
     BadResponse,
     ConnectFailed,
     Disconnected,
-    HeaderRefused,
     RedirectRefused,
 )
+from proxy.security.http1_wire import HeaderRefused
 from proxy.security.ssrf import DestinationRefused
 from proxy.simulate import SimulatedProvider, reply_text, run_simulated
 from proxy.types import ErrorClass, Target

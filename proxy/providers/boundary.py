@@ -35,7 +35,8 @@ from proxy.errors import (
     UpstreamRefusedError,
     UpstreamTimeoutError,
 )
-from proxy.security.http1 import ConnectFailed, HeaderRefused, RedirectRefused
+from proxy.security.http1 import ConnectFailed, RedirectRefused
+from proxy.security.http1_wire import HeaderRefused
 from proxy.security.ssrf import DestinationRefused
 from proxy.types import Target
 

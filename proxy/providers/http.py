@@ -27,7 +27,8 @@ from proxy.errors import (
 )
 from proxy.providers.base import Dialect, EventBatch, UpstreamRequest, fault_error
 from proxy.providers.boundary import upstream_errors
-from proxy.security.http1 import Client, Response
+from proxy.security.http1 import Client
+from proxy.security.http1_wire import Response
 from proxy.security.outgoing import AnswerTooLarge, read_capped
 from proxy.sse import SSEDecoder
 from proxy.types import (

@@ -39,7 +39,7 @@ Errors, mapped to llmproxy's by `boundary.upstream_errors`:
       ConnectFailed        no connection: refused, unreachable, DNS, TLS
       Disconnected         the connection broke before the answer was whole
       BadResponse          not HTTP/1.1 this client reads, or a body it cannot decode
-    HeaderRefused (ValueError)          a header that cannot be sent
+    HeaderRefused (ValueError)          a header that cannot be sent (`http1_wire`)
     RedirectRefused (DestinationRefused) and the guard's DestinationRefused
     TimeoutError                        the connect limit
 """
@@ -47,7 +47,6 @@ Errors, mapped to llmproxy's by `boundary.upstream_errors`:
 from __future__ import annotations
 
 import asyncio
-import re
 import select
 import socket
 import ssl
@@ -60,6 +59,7 @@ import httptools
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
+from proxy.security.http1_wire import HIGH_WATER, BodyDecoder, Response, request_head
 from proxy.security.ssrf import DestinationRefused
 
 DNS_TTL = 300.0
@@ -69,21 +69,12 @@ MAX_HEAD_BYTES = 64 * 1024
 """The most bytes read in a row outside an answer's body (its status line and header section,
 a chunked body's trailers); more is a BadResponse. llhttp itself has no limit."""
 MAX_HEADER_FIELDS = 128
-MAX_GZIP_MEMBERS = 1024
 HAPPY_EYEBALLS_DELAY = 0.25
 """Seconds before the next address of a host is tried while one is still connecting."""
 LARGE_BODY = 256 * 1024
 """A request body this large is handed to the socket beside its head, not copied into one."""
-HIGH_WATER = 1024 * 1024
-"""Unread body bytes at which reading from the socket pauses until the reader catches up."""
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-USER_AGENT = "llmproxy"
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NO_BODY = frozenset({204, 304})
-_BODILESS_METHODS = frozenset({"GET", "HEAD"})
-_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-"""Written by this client from the request itself; a caller's are ignored."""
 
 
 class ClientFailure(ConnectionError):
@@ -106,10 +97,6 @@ class BadResponse(ClientFailure):
     """The answer is not HTTP/1.1 this client reads, or its body cannot be decoded."""
 
 
-class HeaderRefused(ValueError):
-    """A header that cannot be sent: a control character, or a name that is not a token."""
-
-
 class RedirectRefused(DestinationRefused):
     """The upstream answered with a redirect; llmproxy never follows one."""
 
@@ -117,139 +104,6 @@ class RedirectRefused(DestinationRefused):
 Origin = tuple[str, str, int]
 UrlJudge = Callable[[URL], "str | None"]
 """Why a URL may not be requested, or None."""
-
-
-class Response:
-    """One answer, its headers read. The body is read with `read_nowait`/`readany`; `release`
-    (after the whole body) gives the connection back to the pool, `close` drops it. One of the
-    two must be called."""
-
-    __slots__ = ("_chunks", "_conn", "_eof", "_error", "_size", "_waiter", "headers", "status")
-
-    def __init__(self, conn: _Connection, status: int, headers: dict[str, str]) -> None:
-        self.status = status
-        self.headers = headers
-        """Lower-case names; a repeated header's values joined with ", "."""
-        self._conn: _Connection | None = conn
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._eof = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    def is_eof(self) -> bool:
-        """The whole body was read."""
-        return self._eof and not self._chunks
-
-    def read_nowait(self) -> bytes:
-        """What arrived and was not read yet: b"" when nothing did (see `is_eof`)."""
-        if not self._chunks:
-            if self._error is not None:
-                raise self._error
-            return b""
-        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks.clear()
-        full, self._size = self._size >= HIGH_WATER, 0
-        if full and self._conn is not None:
-            self._conn.resume()  # may feed the next decoded bytes at once
-        return data
-
-    async def readany(self) -> bytes:
-        """The next data, waiting for it; b"" at the end of the body."""
-        while not self._chunks and not self._eof and self._error is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self.read_nowait()
-
-    def release(self) -> None:
-        """Done with this answer: its connection is kept if the body was read whole."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.finished(self.is_eof() and self._error is None)
-
-    def close(self) -> None:
-        """Done with this answer, read or not: its connection is closed."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.finished(False)
-
-    # --- fed by the connection
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size >= HIGH_WATER and self._conn is not None:
-            self._conn.pause()
-        self._wake()
-
-    def _end(self) -> None:
-        self._eof = True
-        self._wake()
-
-    def _fail(self, error: BaseException) -> None:
-        if not self._eof and self._error is None:
-            self._error = error
-            self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class _Decoder:
-    """A gzip body (of one member or several) or a deflate body (zlib-wrapped, or raw as some
-    servers send it), inflated on demand: compressed bytes wait here until the reader has
-    room, so what a small body inflates to never sits in memory at once."""
-
-    def __init__(self, encoding: str) -> None:
-        self._gzip = encoding != "deflate"
-        self._raw_allowed = not self._gzip
-        self._z = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip or zlib header, detected
-        self._members = 1
-        self._input = b""
-
-    @property
-    def pending(self) -> bool:
-        """Compressed bytes wait to be inflated."""
-        return bool(self._input)
-
-    def add(self, data: bytes) -> None:
-        self._input = self._input + data if self._input else data
-
-    def take(self, limit: int) -> bytes:
-        """At most `limit` inflated bytes (zlib.error if the body does not decode)."""
-        data, self._input = self._input, b""
-        if self._raw_allowed:
-            self._raw_allowed = False
-            try:
-                out = self._z.decompress(data, limit)
-            except zlib.error:
-                self._z = zlib.decompressobj(wbits=-15)
-                out = self._z.decompress(data, limit)
-        else:
-            out = self._z.decompress(data, limit)
-        self._input = self._z.unconsumed_tail
-        if self._z.eof and self._gzip:
-            rest = self._z.unused_data
-            if rest.strip(b"\0"):  # another member follows (zero padding is allowed after one)
-                self._members += 1
-                if self._members > MAX_GZIP_MEMBERS:
-                    raise zlib.error(f"more than {MAX_GZIP_MEMBERS} gzip members")
-                self._z = zlib.decompressobj(wbits=31)
-                self._input = rest
-        return out
-
-    def flush(self) -> bytes:
-        return self._z.flush()
 
 
 class _Connection(asyncio.Protocol):
@@ -264,7 +118,7 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._response: Response | None = None
         self._head: asyncio.Future[Response] | None = None
-        self._decoder: _Decoder | None = None
+        self._decoder: BodyDecoder | None = None
         self._head_bytes = 0
         self._head_fields = 0
         self._in_head = False
@@ -353,7 +207,7 @@ class _Connection(asyncio.Protocol):
             raise BadResponse("a second answer to one request")
         self._no_body = status in _NO_BODY or self._head_only
         encoding = headers.get("content-encoding", "").strip().lower()
-        self._decoder = _Decoder(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
+        self._decoder = BodyDecoder(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
         response = Response(self, status, headers)
         self._response = response
         head, self._head = self._head, None
@@ -541,7 +395,7 @@ class Client:
         if problem is not None:
             raise DestinationRefused(f"{url.host}: {problem}")
         origin = _origin(url)
-        head = _head(method, url, headers, body)
+        head = request_head(method, url, headers, body)
         limit = self._connect_timeout if connect_timeout is None else connect_timeout
         conn = self._pooled(origin)
         if conn is None:
@@ -734,31 +588,3 @@ def _origin(url: URL) -> Origin:
     if url.scheme not in ("http", "https") or not host:
         raise DestinationRefused(f"{url.scheme}://{host}: not an http(s) URL")
     return (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
-
-
-def _head(method: str, url: URL, headers: Mapping[str, str], body: bytes) -> bytes:
-    """The request line and headers, or HeaderRefused before anything is sent."""
-    lines = [f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host_port_subcomponent}\r\n"]
-    agent = encoding = True
-    for name, value in headers.items():
-        if _CONTROL.search(value) or not _TOKEN.fullmatch(name):
-            raise HeaderRefused(f"the header {name!r} cannot be sent (a control character)")
-        lower = name.lower()
-        if lower in _OWN_HEADERS:
-            continue
-        agent = agent and lower != "user-agent"
-        encoding = encoding and lower != "accept-encoding"
-        lines.append(f"{name}: {value}\r\n")
-    if body or method not in _BODILESS_METHODS:
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    if encoding:
-        lines.append("Accept-Encoding: gzip, deflate\r\n")
-    if agent:
-        lines.append(f"User-Agent: {USER_AGENT}\r\n")
-    lines.append("\r\n")
-    try:
-        # A client's byte that is not UTF-8 reaches us as a surrogate (aiohttp's server decodes
-        # with surrogateescape): it leaves as the byte it arrived as.
-        return "".join(lines).encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError as exc:
-        raise HeaderRefused(f"a header cannot be encoded for sending: {exc.reason}") from exc

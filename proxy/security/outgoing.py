@@ -38,7 +38,8 @@ from yarl import URL
 
 from proxy.config import Config
 from proxy.logging_setup import RedactingFilter, Redactor, attach_redaction
-from proxy.security.http1 import BadResponse, Client, Response
+from proxy.security.http1 import BadResponse, Client
+from proxy.security.http1_wire import Response
 from proxy.security.resolver import GuardedResolver, PolicySource, policy_for
 from proxy.security.ssrf import NetworkPolicy
 

@@ -7,7 +7,7 @@ Not a test. Profile the daemon while `bench_proxy.py` drives it, then summarise:
 
 Each sample is charged to its innermost Python frame (py-spy without `--native` charges C code,
 syscalls included, to the Python line that called it): the upstream client (llmproxy's own,
-`proxy/security/http1.py`, or in older checkouts aiohttp's: a frame under
+`proxy/security/http1.py` and `http1_wire.py`, or in older checkouts aiohttp's: a frame under
 `ClientSession._request` or the connector), the rest of llmproxy's code (`proxy/`, `cli/`),
 aiohttp's server (the rest of aiohttp: the HTTP server, responses, the shared writer and parser
 when no client frame is on the stack), the event loop (asyncio, uvloop) and the rest (other
@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 LAYERS = ("llmproxy", "aiohttp server", "upstream client", "event loop", "other")
-UPSTREAM_CLIENT = ("(proxy/security/http1.py", "(aiohttp/client", "(aiohttp/connector")
+UPSTREAM_CLIENT = ("(proxy/security/http1", "(aiohttp/client", "(aiohttp/connector")
 """llmproxy's own HTTP/1.1 client, or aiohttp's `ClientSession` in checkouts from before it."""
 
 
