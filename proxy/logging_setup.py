@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -94,6 +94,23 @@ class Redactor:
             text = pattern.sub(replacement, text)
         return text
 
+    def redact_all(self, texts: list[str]) -> list[str]:
+        """`redact` of each text, after one look at them all together: `redact` changes a text
+        only when it holds a known secret or a trigger word, and then so do the texts joined.
+        Most batches of request lines hold neither, and pass with one scan instead of one per
+        line; a batch that does is redacted line by line, so no pattern sees two lines at once.
+        """
+        if self._known is not None:
+            joined = "\n".join(texts)
+            for secret in self.secrets:
+                if secret in joined:
+                    return [self.redact(text) for text in texts]
+        lowered = "\n".join(texts).lower()
+        for word in _TRIGGERS:
+            if word in lowered:
+                return [self.redact(text) for text in texts]
+        return texts
+
 
 def _config_secrets(config: Config) -> list[str]:
     secrets: list[str] = [*config.proxy.api_keys, config.management.secret_key]
@@ -133,11 +150,7 @@ class RedactingFilter(logging.Filter):
         except (TypeError, ValueError):  # a broken format call: logging reports it itself
             return True
         setattr(record, REDACTED_MARK, self.redactor)  # what the JSON formatter redacts with
-        message = self.redactor.redact(message)
-        if len(message) > MAX_MESSAGE_CHARS:
-            cut = len(message) - MAX_MESSAGE_CHARS
-            message = f"{message[:MAX_MESSAGE_CHARS]}... [{cut} more characters]"
-        record.msg, record.args = message, None
+        record.msg, record.args = bounded(self.redactor.redact(message)), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -145,6 +158,27 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redactor.redact(record.stack_info)
         return True
+
+
+def bounded(message: str) -> str:
+    """`message`, cut to `MAX_MESSAGE_CHARS` (a client chooses the model name a line holds)."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        cut = len(message) - MAX_MESSAGE_CHARS
+        return f"{message[:MAX_MESSAGE_CHARS]}... [{cut} more characters]"
+    return message
+
+
+def redaction_only(filterer: logging.Filterer) -> tuple[bool, Redactor | None]:
+    """Whether every filter of `filterer` is a `RedactingFilter` (so a line can be written
+    without a `LogRecord` for filters to see), and the redactor of the first one: the one that
+    redacts, as the later ones see its mark and leave the line alone."""
+    redactor = None
+    for log_filter in filterer.filters:
+        if type(log_filter) is not RedactingFilter:
+            return False, None
+        if redactor is None:
+            redactor = log_filter.redactor
+    return True, redactor
 
 
 def _our_loggers() -> list[logging.Logger]:
@@ -213,12 +247,17 @@ class TextFormatter(logging.Formatter):
         self._stamp = (-1, "")  # one tuple, replaced whole: a thread never sees half of it
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return f"{self.second_stamp(record.created)},{int(record.msecs):03d}"  # as logging's
+
+    def second_stamp(self, created: float) -> str:
+        """The time's text to the second; a record made at `created` has its milliseconds
+        `int((created - int(created)) * 1000)` (as `LogRecord` sets `msecs`)."""
+        second = int(created)
         cached, stamp = self._stamp
         if second != cached:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created))
             self._stamp = (second, stamp)
-        return f"{stamp},{int(record.msecs):03d}"  # as logging.Formatter's default
+        return stamp
 
     def format(self, record: logging.LogRecord) -> str:
         """`LOG_FORMAT` as one f-string: `Formatter.format` searches the format for `asctime`
@@ -232,8 +271,43 @@ class TextFormatter(logging.Formatter):
 
 class ConsoleHandler(logging.StreamHandler[TextIO]):
     """The daemon's handler (stderr, or the log file of a detached daemon). Besides one record
-    at a time, it takes a batch (`handle_batch`): the request lines of a turn of the event loop,
-    each filtered and formatted as `handle` would, written together in one call."""
+    at a time, it takes a batch of request lines, written together in one call: as records
+    (`handle_batch`), each filtered and formatted as `handle` would; or, when it writes text and
+    its filters only redact (`writes_text`), as messages (`write_messages`), with no
+    `LogRecord` made for each."""
+
+    def writes_text(self) -> bool:
+        return type(self.formatter) is TextFormatter and redaction_only(self)[0]
+
+    def write_messages(
+        self, name: str, level: int, messages: list[tuple[float, str]], redactor: Redactor | None
+    ) -> None:
+        """Lines of logger `name` at `level`, each `(time, message)`, as `handle` writes records
+        of them through its `TextFormatter` and redacting filters (needs `writes_text`).
+        `redactor`: the logger's own filter's, which redacts before the handler's."""
+        formatter = cast(TextFormatter, self.formatter)
+        if redactor is None:
+            redactor = redaction_only(self)[1]
+        texts = [message for _, message in messages]
+        if redactor is not None:
+            texts = [bounded(text) for text in redactor.redact_all(texts)]
+        head = f" {logging.getLevelName(level)} {name}: "
+        end = self.terminator
+        lines = []
+        second, prefix = -1, ""
+        for (created, _), text in zip(messages, texts, strict=True):
+            whole = int(created)
+            if whole != second:  # `formatter.stamp`, its per-second part taken once a second
+                second, prefix = whole, formatter.second_stamp(created)
+            lines.append(f"{prefix},{int((created - whole) * 1000):03d}{head}{text}{end}")
+        self.acquire()
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except Exception:  # as `emit` does: logging reports it, the daemon goes on
+            self.handleError(logging.makeLogRecord({"name": name, "levelno": level}))
+        finally:
+            self.release()
 
     def handle_batch(self, records: list[logging.LogRecord]) -> None:
         lines = []

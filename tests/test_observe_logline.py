@@ -20,6 +20,7 @@ from support import CLIENT_KEY, config_text
 
 from proxy.logging_setup import (
     LOG_FORMAT,
+    MAX_MESSAGE_CHARS,
     REDACTED,
     ConsoleHandler,
     JsonFormatter,
@@ -190,3 +191,68 @@ def _timeless(line: str) -> dict[str, object]:
     parsed = orjson.loads(line)
     del parsed["time"]
     return dict(parsed)
+
+
+def test_a_batch_is_redacted_as_each_line_alone() -> None:
+    """`Redactor.redact_all` looks at a batch once, then redacts line by line: a pattern that
+    would run on past the end of a line in the joined text (a quoted key's value) stops at it."""
+    secret = "a-configured-provider-key-0123"
+    redactor = Redactor([secret])
+    batches = [
+        ["req_1 openai once default", "req_2 openai once default"],
+        ['model "api_key": "abc', 'def" more', "third line"],
+        [f"model {secret}", "clean line", "token=abcdef tail"],
+        ["x Bearer", "abcdefghijk", "sk-", "0123456789"],
+        [],
+    ]
+    for lines in batches:
+        assert redactor.redact_all(lines) == [redactor.redact(line) for line in lines]
+    assert redactor.redact_all(batches[1])[1] == 'def" more'
+    assert Redactor().redact_all(batches[0]) == batches[0]
+
+
+def _written(
+    records: list[RequestRecord], handler_filters: list[logging.Filter], logger_filter: bool
+) -> list[str]:
+    logger = logging.getLogger("tests.logline.filters")
+    logger.propagate, logger.level = False, logging.INFO
+    stream = io.StringIO()
+    handler = ConsoleHandler(stream)
+    handler.setFormatter(TextFormatter())
+    for handler_filter in handler_filters:
+        handler.addFilter(handler_filter)
+    own = RedactingFilter(Redactor(["a-configured-provider-key-0123"]))
+    logger.addHandler(handler)
+    if logger_filter:
+        logger.addFilter(own)
+    try:
+        RequestLog(logger).write(records)
+    finally:
+        logger.removeHandler(handler)
+        logger.removeFilter(own)
+    return [line[24:] for line in stream.getvalue().splitlines()]
+
+
+class _Marker(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"marked {record.getMessage()}"
+        return "req_000000000000000000000002" not in record.msg
+
+
+def test_the_text_path_keeps_every_filter_and_the_length_bound() -> None:
+    """Lines go to the daemon's handler without records only where its filters and the
+    logger's only redact; any other filter sees records, as `logging` hands them over. A line
+    longer than `MAX_MESSAGE_CHARS` (a client chooses the model name) is cut alike."""
+    secret = "a-configured-provider-key-0123"
+    long_model = "m" * (MAX_MESSAGE_CHARS + 50)
+    records = [_record(1, "auto"), _record(2, secret), _record(3, long_model)]
+    redacting = RedactingFilter(Redactor([secret]))
+    by_logger = _written(records, [], logger_filter=True)
+    by_handler = _written(records, [redacting], logger_filter=False)
+    assert by_logger == by_handler and len(by_logger) == 3
+    assert secret not in "".join(by_logger) and REDACTED in by_logger[1]
+    assert re.search(r"m\.\.\. \[\d+ more characters\]$", by_logger[2])
+    assert len(by_logger[2]) < MAX_MESSAGE_CHARS + 100
+    marked = _written(records, [redacting, _Marker()], logger_filter=True)
+    head = "INFO tests.logline.filters: "
+    assert marked == [line.replace(head, f"{head}marked ") for line in [by_logger[0], by_logger[2]]]

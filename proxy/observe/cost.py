@@ -7,7 +7,7 @@ for want of a discount. Unknown input or output prices make the cost unknown (No
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_right
 
 from proxy.capabilities import ModelCapabilities
 from proxy.types import Usage
@@ -29,14 +29,21 @@ def usage_cost(usage: Usage, caps: ModelCapabilities) -> float | None:
     return round(dollars, 10)
 
 
+DECADES = tuple(10.0**-k for k in range(12, 2, -1))
+"""1e-12 ... 1e-3: below a cent, how many of them a cost reaches gives its first digit's place
+(`bisect` over them is a fifth of `floor(log10(cost))`'s cost, and this runs for every request
+line)."""
+_SPECS = tuple(f".{decimals}f" for decimals in range(13))
+
+
 def format_cost(cost: float | None) -> str:
     """`$0.0123`, `$0.0000271` (three significant digits below a cent), `-` when unknown."""
     if cost is None:
         return "-"
     if cost == 0 or cost >= 0.01:
         return f"${cost:.4f}"
-    decimals = min(12, 2 - math.floor(math.log10(cost)))
-    return f"${cost:.{decimals}f}"
+    # Reaching 10^k (k from -12) puts the first digit k places after the point: 2 - k decimals.
+    return f"${cost:{_SPECS[min(12, 15 - bisect_right(DECADES, cost))]}}"
 
 
 def cost_value(cost: float | None) -> str:

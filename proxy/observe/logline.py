@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from proxy.logging_setup import ConsoleHandler
+from proxy.logging_setup import ConsoleHandler, redaction_only
 from proxy.observe.cost import format_cost
 from proxy.observe.record import RequestRecord, attempts_path
 
@@ -16,16 +16,20 @@ log = logging.getLogger("llmproxy.requests")
 
 
 class RequestLog:
-    """Writes the lines through `logging`'s own parts, so every handler, the redaction filters
-    and `--log-format json` (which writes the record itself, under `request`) see them as any
-    other line; but without its per-call work, which cost more than the line itself:
+    """Writes the lines as `logging` would, so every handler, the redaction filters and
+    `--log-format json` (which writes the record itself, under `request`) see them as any other
+    line; but without its per-call work, which cost more than the line itself:
 
-    - no `Logger.info`: no caller lookup (`findCaller` walks the stack), no `LogRecord` built
-      from scratch (each asks for the thread, process and module names); a record is a copy of
-      a template made once per thread, with the time and the message filled in;
-    - the records of a batch go to the daemon's `ConsoleHandler` together: each filtered and
-      formatted by it, written in one call; any other handler (a test's, an embedding
-      program's) gets them one by one, as `Logger.callHandlers` would hand them over.
+    - to the daemon's `ConsoleHandler` writing text, where the logger's and the handler's
+      filters only redact (the daemon's usual case), the batch goes as messages with their
+      times (`ConsoleHandler.write_messages`): redacted and formatted together, written in one
+      call, with no `LogRecord` at all;
+    - any other handler (JSON, a test's, an embedding program's) gets records, and only then
+      are they made: not by `Logger.info` (no caller lookup, no thread, process and module
+      names asked for each), but as copies of a template made once per thread, with the time
+      and the message filled in; each filtered by the logger as `Logger.handle` does, then
+      handed over one by one, as `Logger.callHandlers` would (a `ConsoleHandler` takes them
+      together, `ConsoleHandler.handle_batch`).
     """
 
     def __init__(self, logger: logging.Logger = log) -> None:
@@ -36,21 +40,32 @@ class RequestLog:
         logger = self._logger
         if logger.disabled or not logger.isEnabledFor(logging.INFO):
             return
+        handlers = [h for h in _handlers(logger) if h.level <= logging.INFO]
+        if not handlers:
+            return
+        plain, redactor = redaction_only(logger)
+        messages = [(r.started + r.total_ms / 1000, text_line(r)) for r in records]
+        others = []
+        for handler in handlers:
+            if plain and isinstance(handler, ConsoleHandler) and handler.writes_text():
+                handler.write_messages(logger.name, logging.INFO, messages, redactor)
+            else:
+                others.append(handler)
+        if not others:
+            return
         # The logger's own filters (the redaction filter) first, as `Logger.handle` does.
-        lines = [line for line in map(self._log_record, records) if logger.filter(line)]
-        for handler in _handlers(logger):
-            if handler.level > logging.INFO:
-                continue
+        lines = [line for line in map(self._log_record, records, messages) if logger.filter(line)]
+        for handler in others:
             if isinstance(handler, ConsoleHandler):
                 handler.handle_batch(lines)
             else:
                 for line in lines:
                     handler.handle(line)
 
-    def _log_record(self, record: RequestRecord) -> logging.LogRecord:
+    def _log_record(self, record: RequestRecord, message: tuple[float, str]) -> logging.LogRecord:
         # Stamped when the request ended, not when its batch was handed over (up to flush_ms
         # later): the line sits in time with the other lines about the same request.
-        now = record.started + record.total_ms / 1000
+        now, text = message
         template = self._template
         if template is None or template.thread != threading.get_ident():
             template = self._template = logging.LogRecord(
@@ -58,7 +73,7 @@ class RequestLog:
             )
         out = logging.LogRecord.__new__(logging.LogRecord)
         out.__dict__.update(template.__dict__)
-        out.msg = text_line(record)
+        out.msg = text
         out.created = now
         out.msecs = int((now - int(now)) * 1000) + 0.0  # as LogRecord sets them
         out.relativeCreated = template.relativeCreated + (now - template.created) * 1000
@@ -85,12 +100,13 @@ def text_line(r: RequestRecord) -> str:
     outcome = ""
     if r.outcome != "ok":
         outcome = f" {r.outcome}:{r.error}" if r.error else f" {r.outcome}"
-    ttft = "" if r.ttft_ms is None else f" ttft={r.ttft_ms:.0f}ms"
+    # `round` to an int, not `:.0f`: the same digits (both round half to even), at half the cost.
+    ttft = "" if r.ttft_ms is None else f" ttft={round(r.ttft_ms)}ms"
     reason = f" ({r.reason})" if r.reason else ""
     u = r.usage
     return (
         f"{r.id} {r.client_api} {'stream' if r.stream else 'once'} {r.route or '-'}{path}"
         f" {served} {r.status}{outcome} in={u.input_tokens} out={u.output_tokens}"
         f" cache={u.cache_read_input_tokens}/{u.cache_creation_input_tokens}"
-        f" {format_cost(r.cost)}{ttft} total={r.total_ms:.0f}ms{reason}"
+        f" {format_cost(r.cost)}{ttft} total={round(r.total_ms)}ms{reason}"
     )
