@@ -7,6 +7,7 @@ import asyncio
 import os
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from proxy.config import parse_config
 from proxy.errors import ConfigError
 from proxy.frozen import replace
 from proxy.observe.journal import Journal, Query, _data_bytes, apply_retention, read_requests
-from proxy.observe.record import RequestRecord
+from proxy.observe.record import RequestRecord, attempts_path
 from proxy.observe.settings import JournalSettings
 from proxy.server import build_app
 from proxy.simulate import SimulatedProvider, run_simulated
@@ -287,3 +288,155 @@ def test_flush_ms_is_how_often_records_are_handed_over() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(text + "\n[journal]\nflush_ms = 5", env={})
     assert error.value.key == "journal.flush_ms"
+
+
+SCHEMA_BEFORE_ATTEMPT_MS = """
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY, ts REAL NOT NULL, client_api TEXT NOT NULL, stream INTEGER NOT NULL,
+    model TEXT NOT NULL, route TEXT NOT NULL, reason TEXT NOT NULL, provider TEXT,
+    served_model TEXT, path TEXT NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL, cost_usd REAL, ttft_ms REAL, total_ms REAL NOT NULL,
+    status INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT NOT NULL
+);
+CREATE INDEX requests_ts ON requests (ts);
+CREATE TABLE attempts (
+    request_id TEXT NOT NULL, seq INTEGER NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+    status INTEGER, error_class TEXT, elapsed_ms REAL NOT NULL, detail TEXT NOT NULL,
+    PRIMARY KEY (request_id, seq)
+);
+"""
+
+
+def _fallback_record(started: float, n: int) -> RequestRecord:
+    zai, cerebras = Target("zai", "glm-5"), Target("cerebras", "llama-3.3-70b")
+    return replace(
+        _record(started, n),
+        served=cerebras,
+        attempts=(
+            Attempt(zai, 500, ErrorClass.SERVER_ERROR, 30.04, detail="upstream said 500"),
+            Attempt(cerebras, 200, None, 12.0),
+        ),
+    )
+
+
+def _entries(path: Path) -> list[dict[str, object]]:
+    out = []
+    for entry in read_requests(path, Query(limit=100)):
+        values = entry.to_json()
+        values["row"] = entry.row
+        out.append(values)
+    return out
+
+
+def test_a_journal_written_before_attempt_ms_is_read_and_appended_to(tmp_path: Path) -> None:
+    """A journal of the schema before requests kept their one attempt in their own row: the
+    writer turns its `attempts` table into `attempt_rows` under the `attempts` view, and what
+    was in it reads as before, beside the new rows."""
+    path = tmp_path / "requests.db"
+    now = time.time()
+    old_rows = [_record(now - 3, 1), _fallback_record(now - 2, 2)]
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_BEFORE_ATTEMPT_MS)
+        for r in old_rows:  # as the writer before the change wrote them
+            served = r.served
+            assert served is not None
+            db.execute(
+                "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    r.id,
+                    r.started,
+                    r.client_api,
+                    0,
+                    r.requested_model,
+                    r.route,
+                    r.reason,
+                    served.provider,
+                    served.model,
+                    attempts_path(r.attempts),
+                    10,
+                    5,
+                    0,
+                    0,
+                    r.cost,
+                    None,
+                    r.total_ms,
+                    r.status,
+                    r.outcome,
+                    r.error,
+                ],
+            )
+            for seq, a in enumerate(r.attempts):
+                error = a.error_class.value if a.error_class else None
+                db.execute(
+                    "INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        r.id,
+                        seq,
+                        a.target.provider,
+                        a.target.model,
+                        a.status,
+                        error,
+                        round(a.elapsed_ms, 1),
+                        a.detail,
+                    ],
+                )
+    db.close()
+    before = _entries(path)
+    assert [len(e["attempts"]) for e in before] == [1, 2]  # type: ignore[arg-type]
+    journal = Journal(path, JournalSettings())
+    journal.start()
+    journal.add_all([_record(now - 1, 3), _fallback_record(now, 4)])
+    journal.close()
+    assert journal.written == 2 and not journal.degraded
+    after = _entries(path)
+    assert after[:2] == before
+    # The same request written before and after the change reads the same.
+    unnamed = {"id": "", "ts": 0, "row": 0}
+    assert {**after[2], **unnamed} == {**before[0], **unnamed}
+    assert {**after[3], **unnamed} == {**before[1], **unnamed}
+    with sqlite3.connect(path) as db:
+        # Request 3's one attempt is in its request's row; request 4's two have rows of their own.
+        assert db.execute("SELECT COUNT(*) FROM attempt_rows").fetchone()[0] == 3 + 2
+        assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 3 + 3
+    db.close()
+    assert read_requests(path, Query(failed=True))[-1].id == "req_00000004"
+
+
+def test_an_attempt_is_kept_in_its_request_row_only_when_it_reads_the_same() -> None:
+    """One attempt that answered with the request's status and no detail lives in the
+    request's row; any other (a detail, another status, another target) gets a row of its own,
+    and each reads back as it was."""
+    zai, cerebras = Target("zai", "glm-5"), Target("cerebras", "llama-3.3-70b")
+    base = _record(time.time(), 1)
+    variants = [
+        base,
+        replace(base, id="req_detail", attempts=(Attempt(zai, 200, None, 12.0, detail="x"),)),
+        replace(base, id="req_status", attempts=(Attempt(zai, 201, None, 12.0),)),
+        replace(base, id="req_target", attempts=(Attempt(cerebras, 200, None, 12.0),)),
+        replace(base, id="req_none", attempts=()),
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "requests.db"
+        journal = Journal(path, JournalSettings())
+        journal.start()
+        journal.add_all(variants)
+        journal.close()
+        entries = read_requests(path, Query())
+        with sqlite3.connect(path) as db:
+            kept = db.execute("SELECT COUNT(*) FROM attempt_rows").fetchone()[0]
+        db.close()
+    assert kept == 3
+    for record, entry in zip(variants, entries, strict=True):
+        assert entry.id == record.id
+        assert entry.attempts == tuple(
+            {
+                "provider": a.target.provider,
+                "model": a.target.model,
+                "status": a.status,
+                "error_class": None,
+                "elapsed_ms": a.elapsed_ms,
+                "detail": a.detail,
+            }
+            for a in record.attempts
+        )

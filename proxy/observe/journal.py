@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -56,10 +57,11 @@ CREATE TABLE IF NOT EXISTS requests (
     total_ms REAL NOT NULL,
     status INTEGER NOT NULL,
     outcome TEXT NOT NULL,
-    error TEXT NOT NULL
+    error TEXT NOT NULL,
+    attempt_ms REAL
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE TABLE IF NOT EXISTS attempt_rows (
     request_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     provider TEXT NOT NULL,
@@ -70,7 +72,24 @@ CREATE TABLE IF NOT EXISTS attempts (
     detail TEXT NOT NULL,
     PRIMARY KEY (request_id, seq)
 );
+CREATE VIEW IF NOT EXISTS attempts AS
+    SELECT request_id, seq, provider, model, status, error_class, elapsed_ms, detail
+    FROM attempt_rows
+    UNION ALL
+    SELECT id, 0, provider, served_model, status, NULL, attempt_ms, ''
+    FROM requests WHERE attempt_ms IS NOT NULL;
 """
+"""One row per request; one per attempt as readers see it (`attempts`, a view). A request
+served by its one attempt, with the request's status and no detail (most requests), keeps that
+attempt in its own row (`attempt_ms`, its time): a second row in a second table with its own
+index cost the writer a third of its work. Every other request's attempts are rows of
+`attempt_rows`."""
+UPGRADE = (
+    # A journal written before `attempt_ms`: its attempts table becomes `attempt_rows`, under
+    # the view that readers query by the old name. Nothing is copied.
+    "ALTER TABLE attempts RENAME TO attempt_rows",
+    "ALTER TABLE requests ADD COLUMN attempt_ms REAL",
+)
 
 
 class Journal:
@@ -163,7 +182,12 @@ class Journal:
         try:
             return open_journal(self.path)
         except (sqlite3.Error, OSError) as exc:
-            self._problem(f"cannot open {self.path}: {exc}")
+            reason, where = str(exc), self.path.parent
+            if where.is_dir() and not os.access(where, os.W_OK):
+                # SQLite says only "unable to open database file": a WAL journal is read
+                # through files beside it, which a read-only directory cannot hold.
+                reason += f": {where} is read-only"
+            self._problem(f"cannot open {self.path}: {reason}")
             return None
 
     def _problem(self, what: str) -> None:
@@ -183,13 +207,35 @@ def open_journal(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
+        _schema(db)
     except sqlite3.Error:
         db.close()
         raise
     with contextlib.suppress(OSError):
         path.chmod(0o600)  # prompts are never stored, but models, costs and times are private
     return db
+
+
+def _schema(db: sqlite3.Connection) -> None:
+    """Create or upgrade the tables, in one transaction: another worker's writer may open the
+    same journal at the same moment. A journal that has them is not written to (it may be on a
+    read-only disk: that is found, and said, when its first batch is written)."""
+    names = dict(db.execute("SELECT name, type FROM sqlite_master WHERE name LIKE 'attempt%'"))
+    if names.get("attempts") == "view" and names.get("attempt_rows") == "table":
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'attempts'").fetchone()
+        if kind is not None and kind[0] == "table":
+            for statement in UPGRADE:
+                db.execute(statement)
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.commit()
+    except sqlite3.Error:
+        db.rollback()
+        raise
 
 
 # Rows go in as multi-row `INSERT ... VALUES (...), (...)`, up to CHUNK_ROWS a statement.
@@ -207,12 +253,13 @@ def open_journal(path: Path) -> sqlite3.Connection:
 NO_TEXT = ""
 NO_NUMBER = -1
 _NULLABLE = {
-    "requests": {7: "''", 8: "''", 14: "-1", 15: "-1"},  # provider, served_model, cost, ttft
-    "attempts": {4: "-1", 5: "''"},  # status, error_class
+    # provider, served_model, cost, ttft, attempt_ms
+    "requests": {7: "''", 8: "''", 14: "-1", 15: "-1", 20: "-1"},
+    "attempt_rows": {4: "-1", 5: "''"},  # status, error_class
 }
 CHUNK_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 32
-"""256 rows of 20 columns: 5,120 parameters, under the 32,766 of SQLite since 3.32 (999
-before: 32 rows)."""
+"""256 rows of 21 columns: 5,376 parameters, under the 32,766 of SQLite since 3.32 (999
+before: 32 rows of 21, 672)."""
 
 
 def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
@@ -221,6 +268,17 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
     for r in batch:
         u = r.usage
         served = r.served
+        tried = r.attempts
+        alone: float = NO_NUMBER  # the time of an attempt kept in the request's row (SCHEMA)
+        if len(tried) == 1:
+            a = tried[0]
+            if (
+                a.error_class is None
+                and a.status == r.status
+                and not a.detail
+                and (a.target is served or a.target == served)
+            ):
+                alone = _tenth(a.elapsed_ms)
         requests += (
             r.id,
             r.started,
@@ -231,7 +289,7 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
             r.reason,
             served.provider if served else NO_TEXT,
             served.model if served else NO_TEXT,
-            attempts_path(r.attempts),
+            attempts_path(tried),
             u.input_tokens,
             u.output_tokens,
             u.cache_read_input_tokens,
@@ -242,8 +300,11 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
             r.status,
             r.outcome,
             r.error,
+            alone,
         )
-        for seq, a in enumerate(r.attempts):
+        if alone >= 0:
+            continue
+        for seq, a in enumerate(tried):
             error = a.error_class
             attempts += (
                 r.id,
@@ -256,8 +317,8 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
                 a.detail,
             )
     with db:
-        _insert(db, "requests", 20, requests)
-        _insert(db, "attempts", 8, attempts)
+        _insert(db, "requests", 21, requests)
+        _insert(db, "attempt_rows", 8, attempts)
 
 
 def _tenth(ms: float) -> float:
@@ -310,7 +371,8 @@ def apply_retention(
 
 def _delete_before(db: sqlite3.Connection, cutoff: float) -> None:
     db.execute(
-        "DELETE FROM attempts WHERE request_id IN (SELECT id FROM requests WHERE ts < ?)", (cutoff,)
+        "DELETE FROM attempt_rows WHERE request_id IN (SELECT id FROM requests WHERE ts < ?)",
+        (cutoff,),
     )
     db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
 
@@ -410,6 +472,7 @@ def read_requests(path: Path, query: Query) -> list[JournalEntry]:
                 )
             )
             values = dict(row)
+            values.pop("attempt_ms", None)  # in `attempts`
             values["stream"] = bool(values["stream"])
             out.append(JournalEntry(**values, attempts=attempts))
         return out
