@@ -18,6 +18,7 @@ import orjson
 from redis_support import free_port
 from support import CLIENT_KEY, config_text
 
+from proxy.frozen import replace
 from proxy.logging_setup import (
     LOG_FORMAT,
     MAX_MESSAGE_CHARS,
@@ -28,7 +29,7 @@ from proxy.logging_setup import (
     Redactor,
     TextFormatter,
 )
-from proxy.observe.logline import RequestLog
+from proxy.observe.logline import RequestLog, text_line
 from proxy.observe.record import RequestRecord
 from proxy.simulate import SimulatedProvider, run_simulated
 from proxy.types import Attempt, Target, Usage
@@ -256,3 +257,25 @@ def test_the_text_path_keeps_every_filter_and_the_length_bound() -> None:
     marked = _written(records, [redacting, _Marker()], logger_filter=True)
     head = "INFO tests.logline.filters: "
     assert marked == [line.replace(head, f"{head}marked ") for line in [by_logger[0], by_logger[2]]]
+
+
+def test_the_json_line_redacts_each_value_of_the_record() -> None:
+    """`--log-format json` redacts the record's strings one by one: a clean record is written as
+    it is; a secret, a secret shape or a quoted key with its value in a client-chosen model name
+    is masked wherever it sits, attempts included."""
+    secret = "a-configured-provider-key-0123"
+    redactor = Redactor([secret])
+    clean = _record(1, "auto")
+    hostile = replace(
+        _record(2, f"{secret} sk-clientchosen0123456789 'api_key': 'hunter2hunter2'"),
+        attempts=(Attempt(Target("zai", "glm-5"), 500, None, 1.0, detail=f"said {secret}"),),
+    )
+    out = []
+    for record in (clean, hostile):
+        line = RequestLog()._log_record(record, (0.0, text_line(record)))
+        assert RedactingFilter(redactor).filter(line)
+        out.append(orjson.loads(JsonFormatter().format(line))["request"])
+    assert out[0] == orjson.loads(orjson.dumps(clean.to_json()))
+    text = orjson.dumps(out[1]).decode()
+    assert secret not in text and "sk-clientchosen" not in text and "hunter2" not in text
+    assert out[1]["model"].count(REDACTED) == 3 and REDACTED in out[1]["attempts"][0]["detail"]
