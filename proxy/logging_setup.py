@@ -322,7 +322,10 @@ class ConsoleHandler(logging.StreamHandler[TextIO]):
             redactor = redaction_only(self)[1]
         texts = [message for _, message in messages]
         if redactor is not None:
-            texts = [bounded(text) for text in redactor.redact_all(texts)]
+            texts = [
+                text if len(text) <= MAX_MESSAGE_CHARS else bounded(text)
+                for text in redactor.redact_all(texts)
+            ]
         head = f" {logging.getLevelName(level)} {name}: "
         end = self.terminator
         lines = []

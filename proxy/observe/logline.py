@@ -94,9 +94,18 @@ def _handlers(logger: logging.Logger) -> list[logging.Handler]:
 def text_line(r: RequestRecord) -> str:
     """`req_1f.. anthropic stream think: codex 429 -> zai => zai,glm-5 200 in=812 out=96
     cache=0/0 $0.0011 ttft=412ms total=1830ms (reasoning requested)`"""
-    # One f-string: a list of parts joined cost twice as much, and this runs for every request.
-    path = f" [{attempts_path(r.attempts)}]" if r.attempts else ""
-    served = f"=> {r.served}" if r.served else "=> none"
+    # One f-string: a list of parts joined cost twice as much, and this runs for every request;
+    # for the same reason the usual case (one attempt, and it answered) and the served target
+    # are written out rather than asked of `attempts_path` and `Target.__str__`.
+    tried = r.attempts
+    if not tried:
+        path = ""
+    elif len(tried) == 1 and tried[0].error_class is None and not tried[0].streaming:
+        path = f" [{tried[0].target.provider}]"
+    else:
+        path = f" [{attempts_path(tried)}]"
+    s = r.served
+    served = f"=> {s.provider},{s.model}" if s else "=> none"
     outcome = ""
     if r.outcome != "ok":
         outcome = f" {r.outcome}:{r.error}" if r.error else f" {r.outcome}"
