@@ -101,12 +101,12 @@ class Redactor:
         line (`texts` itself is returned); a batch that does is redacted line by line, so no
         pattern sees two lines at once.
         """
+        joined = "\n".join(texts)
         if self._known is not None:
-            joined = "\n".join(texts)
             for secret in self.secrets:
                 if secret in joined:
                     return [self.redact(text) for text in texts]
-        lowered = "\n".join(texts).lower()
+        lowered = joined.lower()
         for word in _TRIGGERS:
             if word in lowered:
                 return [self.redact(text) for text in texts]
