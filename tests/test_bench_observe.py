@@ -60,3 +60,25 @@ def test_the_daemon_benchmark_compares_observability_off_and_on_in_one_run() -> 
     assert done.returncode == 0, done.stderr
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("openai>openai non-stream")]
     assert re.search(r"c32 [0-9.]+ -> [0-9.]+ ms .* floor ratio", line), line
+
+
+@pytest.mark.slow
+def test_the_sinks_benchmark_drives_every_sink() -> None:
+    """What `bench_observe_sinks.py` runs under valgrind (CI has no valgrind): each sink fed."""
+    for sink in ("log", "log-json", "journal", "metrics"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "tests/bench/bench_observe_sinks.py",
+                "--inside",
+                sink,
+                "--records",
+                "256",
+                "--feed",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, (sink, done.stderr)
