@@ -221,11 +221,10 @@ def test_a_serving_daemon_never_imported_typer_click_or_rich(tmp_path: Path) -> 
     importtime` lists every module a process imported; the daemon is stopped once it listens)."""
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
-    port = free_port()
+    serve = ("--config", str(config), "--port", str(free_port()), "--log-level", "warning")
     imported: list[str] = []
     with subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", "cli", "serve"]
-        + ["--config", str(config), "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-X", "importtime", "-m", "cli", "serve", *serve],
         cwd=REPO,
         env=subprocess_env(tmp_path),
         stderr=subprocess.PIPE,
