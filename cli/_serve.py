@@ -14,23 +14,19 @@ import os
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli._config import load, state_dir
 from cli._output import fail, stderr
-from proxy.config import Config
-from proxy.errors import ConfigError
 from proxy.frozen import frozen
-from proxy.logging_setup import Redactor, configure_logging
-from proxy.model_catalog import load_catalog
-from proxy.reload import config_file, install_reload
-from proxy.security.auth import check_bind
-from proxy.server import build_app
-from proxy.serving import serve_until_signalled
-from proxy.state import WORKER_ENV
+
+if TYPE_CHECKING:
+    from proxy.config import Config
 
 # The daemon imports what serving needs: the simulators (--simulate), the daemon client
 # (--detach, a busy port) and the workers' supervisor (--workers) are imported where they are
-# used, so a daemon holds none of them.
+# used, so a daemon holds none of them. aiohttp and the daemon's code are imported once `serve`
+# has chosen how aiohttp's dependencies load (`_lean_imports`).
 
 
 class LogLevel(StrEnum):
@@ -69,6 +65,7 @@ class ServeArgs:
 def serve(args: ServeArgs) -> None:
     """Serve until SIGINT or SIGTERM; or start the daemon in the background (--detach), or
     supervise its workers (--workers)."""
+    _lean_imports()
     settings = None if args.simulate else load(args.config)
     host = args.host or (settings.proxy.host if settings else DEFAULT_HOST)
     port = args.port or (settings.proxy.port if settings else DEFAULT_PORT)
@@ -146,7 +143,19 @@ def _simulate(args: ServeArgs, host: str, port: int) -> None:
         sims.stop()
 
 
+def _lean_imports() -> None:
+    """aiohttp keeps its signals and middlewares in frozenlist's `FrozenList`, whose compiled
+    extension is C++: loading it maps libstdc++, about 1.6 MB of RSS a daemon would hold for a
+    few lists read a few times a request. frozenlist's own switch loads it as pure Python
+    instead (unless the environment says otherwise, or aiohttp is loaded already: in-process
+    tests). Workers and a detached daemon inherit it."""
+    os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
+
+
 def _check_bind(config: Config, host: str) -> None:
+    from proxy.errors import ConfigError
+    from proxy.security.auth import check_bind
+
     try:
         check_bind(config, host)
     except ConfigError as exc:
@@ -163,6 +172,13 @@ def _run(
     watch: bool = False,
     banner: Callable[[], None] | None = None,
 ) -> None:
+    from proxy.logging_setup import Redactor, configure_logging
+    from proxy.model_catalog import load_catalog
+    from proxy.reload import config_file, install_reload
+    from proxy.server import build_app
+    from proxy.serving import serve_until_signalled
+    from proxy.state import WORKER_ENV
+
     configure_logging(log_level, Redactor.from_config(config), log_format)
     config = config.with_catalog(load_catalog(config))  # `providers refresh` fills the cache
     app = build_app(config, state_dir=state_dir())  # the request journal lives there

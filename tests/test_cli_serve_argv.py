@@ -215,10 +215,11 @@ def test_serve_through_the_console_script_ends_as_the_typer_command_ends(
             assert "Traceback" not in quick[2], args
 
 
-def test_a_serving_daemon_never_imported_typer_click_or_rich(tmp_path: Path) -> None:
+def test_a_serving_daemon_never_imported_typer_click_rich_or_cpp(tmp_path: Path) -> None:
     """README, "Performance": the daemon, started as the bench scripts, `--workers` and
-    `--detach` start it, serves without Typer, its vendored click, click or rich (`python -X
-    importtime` lists every module a process imported; the daemon is stopped once it listens)."""
+    `--detach` start it, serves without Typer, its vendored click, click or rich, and with
+    frozenlist in pure Python, not its C++ extension (`python -X importtime` lists every module
+    a process imported; the daemon is stopped once it listens)."""
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
     serve = ("--config", str(config), "--port", str(free_port()), "--log-level", "warning")
@@ -244,3 +245,4 @@ def test_a_serving_daemon_never_imported_typer_click_or_rich(tmp_path: Path) -> 
             daemon.communicate(timeout=30)
     assert "proxy.server" in imported and "aiohttp.web" in imported
     assert [m for m in imported if m.split(".")[0] in ("typer", "click", "rich")] == []
+    assert "frozenlist" in imported and "frozenlist._frozenlist" not in imported

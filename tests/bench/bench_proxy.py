@@ -15,8 +15,9 @@ For each case: added p50/p99 latency at concurrency 1 (through the daemon minus 
 upstream), added time to first token for streams, throughput and CPU per request at
 concurrency 32, and the floor ratio at both concurrencies. Then the daemon's RSS after 10,000
 requests and after 10,000 more, each read at once and once the daemon has been quiet for 3 s
-(the target is on the second: what the daemon keeps between bursts). The targets of issue 16 are checked at the end; the exit status
-is 1 if one is missed. `--markdown` prints the README's table.
+(the target is on the second: what the daemon keeps between bursts). The targets of issue 16
+are checked at the end; the exit status is 1 if one is missed. `--markdown` prints the README's
+table.
 
 `--against DIR` measures a second daemon run from another checkout (e.g. a `git worktree` of
 the commit before a change) in the same run, interleaved case by case `--repeat` times, and
