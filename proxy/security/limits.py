@@ -76,8 +76,11 @@ def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
         if length is not None and length > limits.max_body_bytes:
             return await _too_large(request, limits)
         try:
-            async with asyncio.timeout(limits.body_read_timeout):
+            if request.content.is_eof():  # it came with the head: no wait, so no timer
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(limits.body_read_timeout):
+                    raw = await request.read()
         except TimeoutError:
             return await _closing(
                 request,
