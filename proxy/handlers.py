@@ -122,10 +122,11 @@ async def generate(request: web.Request, dialect: ClientDialect) -> web.StreamRe
         decision = decide(summary, config, app[HEALTH])
     except RoutingError as exc:
         raise ClientRequestError(str(exc), param="model") from exc
-    conversation = conversation_of(body, request.headers, dialect.format)
+    client_headers = request.headers
+    conversation = conversation_of(body, client_headers, dialect.format)
     affinity = app[AFFINITY]
     decision = affinity.route(decision, conversation, config.affinity, app[HEALTH])
-    forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
+    forward = {k: v for k in FORWARDED_HEADERS if (v := client_headers.get(k))}
     cache_key = conversation.key if conversation is not None else None
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward, cache_key)
     log.debug(
