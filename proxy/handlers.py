@@ -129,9 +129,7 @@ async def generate(request: web.Request, dialect: ClientDialect) -> web.StreamRe
     forward = {k: v for k in FORWARDED_HEADERS if (v := client_headers.get(k))}
     cache_key = conversation.key if conversation is not None else None
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward, cache_key)
-    log.debug(
-        "route %s: %s; affinity: %s", decision.scenario.value, decision.reason, decision.affinity
-    )
+    log.debug("route %s: %s; affinity: %s", decision.scenario, decision.reason, decision.affinity)
     trace = trace_of(request)
     trace.routed(summary.model, job.stream, decision, config.capabilities)
     runner = running.runner
