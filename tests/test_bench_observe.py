@@ -60,3 +60,4 @@ def test_the_daemon_benchmark_compares_observability_off_and_on_in_one_run() -> 
     assert done.returncode == 0, done.stderr
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("openai>openai non-stream")]
     assert re.search(r"c32 [0-9.]+ -> [0-9.]+ ms .* floor ratio", line), line
+    assert re.search(r"upstream wake-ups [0-9.]+ -> [0-9.]+$", line), line  # the floor's mover
