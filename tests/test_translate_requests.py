@@ -604,4 +604,5 @@ def test_a_tool_schema_loses_its_dialect_tag_and_nothing_else() -> None:
     sent = copy.deepcopy(body)
     tools = anthropic_to_openai_request(body, "gpt")["tools"]
     assert [t["function"]["parameters"] for t in tools] == [schema, schema]
+    assert tools[1]["function"]["parameters"] is schema  # passed as it is, not copied
     assert body == sent  # the client's body is left as it came
