@@ -308,6 +308,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _sleeps(pid: int) -> int:
+    """Voluntary context switches of every thread of `pid`: how often it waited for work. A
+    server woken once per request spends more CPU per request than one that finds several
+    waiting (each wake-up is a return from `epoll_wait` and a trip through its event loop)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -379,19 +395,21 @@ class Result:
     ratio_c1: float = 0.0
     proxy_cpu: float = 0.0  # at concurrency 32
     floor: float = 0.0  # twice the upstream's CPU per request, concurrency 32
+    upstream_wakeups: float = 0.0  # the upstream's voluntary context switches per request, c32
     ratio: float = 0.0
     rps: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _measured(pids: tuple[int, int], run: Callable[[], int]) -> tuple[float, float, int]:
-    """(daemon CPU ms, upstream CPU ms, requests) over `run`."""
+def _measured(pids: tuple[int, int], run: Callable[[], int]) -> tuple[float, float, int, float]:
+    """(daemon CPU ms, upstream CPU ms, requests, upstream wake-ups) per request over `run`."""
     proxy_pid, upstream_pid = pids
     proxy_before, upstream_before = _cpu_seconds(proxy_pid), _cpu_seconds(upstream_pid)
+    sleeps_before = _sleeps(upstream_pid)
     n = run()
     proxy = (_cpu_seconds(proxy_pid) - proxy_before) * 1000 / n
     upstream = (_cpu_seconds(upstream_pid) - upstream_before) * 1000 / n
-    return proxy, upstream, n
+    return proxy, upstream, n, (_sleeps(upstream_pid) - sleeps_before) / n
 
 
 def measure(
@@ -410,8 +428,8 @@ def measure(
         through.extend(asyncio.run(_sequential(via, proxied, n)))
         return len(through) + min(50, n)
 
-    proxy_c1, upstream_c1, _ = _measured(pids, sequential)
-    proxy_cpu, upstream_cpu, done = _measured(
+    proxy_c1, upstream_c1, _, _ = _measured(pids, sequential)
+    proxy_cpu, upstream_cpu, done, wakeups = _measured(
         pids, lambda: asyncio.run(_concurrent(via, proxied, seconds, concurrency))
     )
     result = Result(case)
@@ -428,6 +446,7 @@ def measure(
     result.ratio_c1 = _ratio(proxy_c1, 2 * upstream_c1)
     result.proxy_cpu = proxy_cpu
     result.floor = 2 * upstream_cpu
+    result.upstream_wakeups = wakeups
     result.ratio = _ratio(proxy_cpu, result.floor)
     result.rps = done / seconds
     return result
@@ -509,7 +528,7 @@ def _print_result(r: Result) -> None:
         f"{r.case.name:34} added p50 {r.added_p50:6.3f} p99 {r.added_p99:6.3f} ms  "
         f"CPU c1 {r.proxy_cpu_c1:5.3f} ms ({r.ratio_c1:4.2f}x)  "
         f"c32 {r.proxy_cpu:5.3f} ms, floor {r.floor:5.3f} ms, {r.ratio:4.2f}x  "
-        f"{r.rps:6,.0f} req/s"
+        f"{r.rps:6,.0f} req/s  upstream wake-ups {r.upstream_wakeups:4.2f}"
     )
     if r.case.stream:
         line += f"  added TTFT {r.added_ttft:6.3f} ms"
@@ -742,7 +761,14 @@ def _compare(
         before, after = (
             [
                 statistics.median(getattr(r, f) for r in side)
-                for f in ("proxy_cpu_c1", "proxy_cpu", "ratio", "added_p50", "added_ttft")
+                for f in (
+                    "proxy_cpu_c1",
+                    "proxy_cpu",
+                    "ratio",
+                    "added_p50",
+                    "added_ttft",
+                    "upstream_wakeups",
+                )
             ]
             for side in rounds
         )
@@ -752,7 +778,8 @@ def _compare(
             f"{after[1]:5.3f} ms ({_change(before[1], after[1]):+5.1f}%), floor ratio "
             f"{before[2]:4.2f}x -> {after[2]:4.2f}x  added p50 {before[3]:5.3f} -> "
             f"{after[3]:5.3f} ms"
-            + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms" if case.stream else ""),
+            + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms" if case.stream else "")
+            + f"  upstream wake-ups {before[5]:4.2f} -> {after[5]:4.2f}",
             flush=True,
         )
 
