@@ -4,9 +4,10 @@ has no import cycle).
 
 HTTP edge        server.py (build_app: routes, middleware, the one outgoing client),
                  serving.py (DaemonRunner: the one way the app is put on a socket; JSON answers
-                 to HTTP aiohttp cannot parse), handlers.py, responses_handler.py (thin
-                 handlers), client_dialects.py (one class per client API: validation, error
-                 bodies, stream encoders and their error events), management.py,
+                 to HTTP aiohttp cannot parse), memory.py (free memory back after a burst),
+                 handlers.py, responses_handler.py (thin handlers), client_dialects.py (one
+                 class per client API: validation, error bodies, stream encoders and their
+                 error events), management.py,
                  management_rules.py, live.py, reload.py, appkeys.py, logging_setup.py
 routing          summary.py (what routing reads of a request), routing.py, keywords.py,
                  ranking.py, capabilities.py, model_catalog.py, tokens.py, conversation.py,

@@ -225,6 +225,20 @@ def init_ppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8):
     pass
 
 
+def init_pppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9):
+    _set(__frozen_self__, "f0", f0)
+    _set(__frozen_self__, "f1", f1)
+    _set(__frozen_self__, "f2", f2)
+    _set(__frozen_self__, "f3", f3)
+    _set(__frozen_self__, "f4", f4)
+    _set(__frozen_self__, "f5", f5)
+    _set(__frozen_self__, "f6", f6)
+    _set(__frozen_self__, "f7", f7)
+    _set(__frozen_self__, "f8", f8)
+    _set(__frozen_self__, "f9", f9)
+    pass
+
+
 def init_pppppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11):
     _set(__frozen_self__, "f0", f0)
     _set(__frozen_self__, "f1", f1)
@@ -405,6 +419,16 @@ def eq_9(self, other):
 
 def hash_9(self):
     return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8,))
+
+
+def eq_10(self, other):
+    if other.__class__ is self.__class__:
+        return (self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9,) == (other.f0, other.f1, other.f2, other.f3, other.f4, other.f5, other.f6, other.f7, other.f8, other.f9,)
+    return NotImplemented
+
+
+def hash_10(self):
+    return hash((self.f0, self.f1, self.f2, self.f3, self.f4, self.f5, self.f6, self.f7, self.f8, self.f9,))
 
 
 def eq_11(self, other):

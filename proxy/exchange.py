@@ -34,12 +34,10 @@ class Pair:
     client: ClientAPI
     provider: ProviderFormat
     request: Translate
-
-    @property
-    def same_format(self) -> bool:
-        """The provider speaks the client's own wire format (chat to chat, Messages to
-        Messages)."""
-        return self.client.value == self.provider.value
+    same_format: bool
+    """The provider speaks the client's own wire format (chat to chat, Messages to Messages).
+    A field, not a property: it is read on every request, and an enum's `value` is a Python
+    call."""
 
     def answer(
         self,
@@ -98,7 +96,7 @@ _AS_IS: dict[ProviderFormat, AsIs] = {
     ProviderFormat.ANTHROPIC: replies.anthropic_reply_as_is,
 }
 _PAIRS: dict[tuple[ClientAPI, ProviderFormat], Pair] = {
-    (client, provider): Pair(client, provider, request)
+    (client, provider): Pair(client, provider, request, client.value == provider.value)
     for (client, provider), request in _REQUESTS.items()
 }
 

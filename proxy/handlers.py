@@ -111,25 +111,25 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def generate(request: web.Request, dialect: ClientDialect) -> web.StreamResponse:
     """Serve one generation request."""
     body = await read_json(request, dialect)
-    running = request.app[LIVE].current  # one snapshot for the whole request
+    app = request.app  # a property that looks the app up through the match info
+    running = app[LIVE].current  # one snapshot for the whole request
     config = running.config
     counted = request.get(TOKEN_COUNT)
     estimate = counted.of(body, dialect.format) if counted is not None else None
-    estimator = request.app[TOKENS].request_tokens
+    estimator = app[TOKENS].request_tokens
     summary = await off_loop(request, summarize, body, dialect.format, estimate, estimator)
     try:
-        decision = decide(summary, config, request.app[HEALTH])
+        decision = decide(summary, config, app[HEALTH])
     except RoutingError as exc:
         raise ClientRequestError(str(exc), param="model") from exc
-    conversation = conversation_of(body, request.headers, dialect.format)
-    affinity = request.app[AFFINITY]
-    decision = affinity.route(decision, conversation, config.affinity, request.app[HEALTH])
-    forward = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
+    client_headers = request.headers
+    conversation = conversation_of(body, client_headers, dialect.format)
+    affinity = app[AFFINITY]
+    decision = affinity.route(decision, conversation, config.affinity, app[HEALTH])
+    forward = {k: v for k in FORWARDED_HEADERS if (v := client_headers.get(k))}
     cache_key = conversation.key if conversation is not None else None
     job = Job(dialect.format, body, summary, decision, bool(body.get("stream")), forward, cache_key)
-    log.debug(
-        "route %s: %s; affinity: %s", decision.scenario.value, decision.reason, decision.affinity
-    )
+    log.debug("route %s: %s; affinity: %s", decision.scenario, decision.reason, decision.affinity)
     trace = trace_of(request)
     trace.routed(summary.model, job.stream, decision, config.capabilities)
     runner = running.runner
@@ -149,11 +149,11 @@ async def generate(request: web.Request, dialect: ClientDialect) -> web.StreamRe
         )
     except ChainExhaustedError as exc:
         trace.ended(None, exc.attempts, error=exc.error_class.value)
-        return await _sent(request, _exhausted_response(dialect, exc, request.app[HEALTH]))
+        return await _sent(request, _exhausted_response(dialect, exc, app[HEALTH]))
     affinity.served(conversation, done.target, config.affinity, decision.route)
     answer = done.body
     trace.ended(done.target, done.attempts, done.usage)
-    operator = request.app.get(OPERATOR, False)
+    operator = app.get(OPERATOR, False)
     headers = llmproxy_headers(done.target, done.attempts, decision, operator)
     headers[COST_HEADER] = cost_value(trace.cost())
     return await _sent(request, json_response(answer, headers=headers))

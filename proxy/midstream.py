@@ -268,14 +268,25 @@ class StreamLife:
 
     def _filter(self, event: StreamEvent) -> Iterable[StreamEvent]:
         """Turn one upstream event into what the client may see now."""
-        if isinstance(event, ToolCallDelta) and self._held_call:
+        if self._held_call and isinstance(event, ToolCallDelta):
             held_start = self._held_call[0]
             assert isinstance(held_start, ToolCallStart)
             if event.index + self._index_offset == held_start.index:
                 self._held_call.append(ToolCallDelta(held_start.index, event.arguments))
                 return ()
         out = self._release_call()
-        if isinstance(event, MessageStart):
+        # The classes are disjoint: text, by far the most common, is tested first.
+        if isinstance(event, TextDelta):
+            text = event.text
+            if self._strip_leading_space:
+                text = text.lstrip()
+                self._strip_leading_space = not text
+            if text:
+                self._attempt_chars += len(text)
+                self._attempt_sent = True
+                self._text.append(text)
+                out.append(event if text is event.text else replace(event, text=text))
+        elif isinstance(event, MessageStart):
             if not self._sent_start:
                 self._sent_start = True
                 out.append(event)
@@ -302,16 +313,6 @@ class StreamLife:
             out.append(replace(event, index=event.index + self._index_offset))
             self._tool_calls_sent += 1
             self._attempt_sent = True
-        elif isinstance(event, TextDelta):
-            text = event.text
-            if self._strip_leading_space:
-                text = text.lstrip()
-                self._strip_leading_space = not text
-            if text:
-                self._attempt_chars += len(text)
-                self._attempt_sent = True
-                self._text.append(text)
-                out.append(event if text is event.text else replace(event, text=text))
         elif isinstance(event, REASONING_EVENTS):
             if isinstance(event, ReasoningDelta):
                 self._attempt_chars += len(event.text)

@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from proxy.client_dialects import OPENAI
+from proxy.memory import malloc_trim, trim_when_quiet
 
 MAX_REASON = 200
 YOUNG_COLLECTION = 10_000
@@ -153,19 +154,31 @@ async def serve_until_signalled(
     shutdown_timeout: float,
     reuse_port: bool = False,
 ) -> None:
-    """`llmproxy serve`: listen until SIGINT or SIGTERM, then drain and return."""
+    """`llmproxy serve`: listen until SIGINT or SIGTERM, then drain and return. Between
+    bursts of requests, the C library's free memory goes back to the system
+    (`proxy.memory`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with listening(app, host, port, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout):
+    trim = malloc_trim()
+    async with listening(
+        app, host, port, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout
+    ) as daemon:
         handled = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C still interrupts
                 loop.add_signal_handler(signum, stop.set)
                 handled.append(signum)
+        trimming = (
+            asyncio.create_task(trim_when_quiet(daemon.server, trim))
+            if trim is not None and daemon.server is not None
+            else None
+        )
         try:
             collect_less()
             on_listening()
             await stop.wait()
         finally:
+            if trimming is not None:
+                trimming.cancel()
             for signum in handled:
                 loop.remove_signal_handler(signum)

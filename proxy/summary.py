@@ -12,7 +12,7 @@ unless it says `enabled: false` or an effort of "none"/"minimal".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from proxy.errors import ClientRequestError
@@ -110,17 +110,20 @@ def _responses_messages(items: Any) -> list[Any]:
     return items if isinstance(items, list) else []
 
 
-def _tool_names(tools: Iterable[Any]) -> Iterable[tuple[str, str]]:
-    """(type, name) per tool; OpenAI chat nests the name under `function`."""
-    for tool in tools:
-        if not isinstance(tool, dict):
-            continue
-        name = tool.get("name")
+def _is_web_search(tool: object) -> bool:
+    """A server web-search tool: Anthropic's `web_search_20250305`..., OpenAI's `web_search`,
+    `web_search_preview`... (their types start with "web_search"), or a function by a search
+    tool's name (OpenAI chat nests the name under `function`)."""
+    if not isinstance(tool, dict):
+        return False
+    kind = tool.get("type")
+    if isinstance(kind, str) and kind.startswith("web_search"):
+        return True
+    name = tool.get("name")
+    if not isinstance(name, str):
         function = tool.get("function")
-        if not isinstance(name, str) and isinstance(function, dict):
-            name = function.get("name")
-        kind = tool.get("type")
-        yield (kind if isinstance(kind, str) else "", name if isinstance(name, str) else "")
+        name = function.get("name") if isinstance(function, dict) else None
+    return isinstance(name, str) and name.lower() in WEB_SEARCH_TOOL_NAMES
 
 
 def _has_web_search(body: JSONObject, tools: Any, fmt: ClientAPI) -> bool:
@@ -132,12 +135,7 @@ def _has_web_search(body: JSONObject, tools: Any, fmt: ClientAPI) -> bool:
         return isinstance(choice, dict) and str(choice.get("type", "")).startswith("web_search")
     if not isinstance(tools, list):
         return False
-    # Anthropic server tools are `web_search_20250305`...; OpenAI's are `web_search`,
-    # `web_search_preview`...: both start with "web_search".
-    return any(
-        kind.startswith("web_search") or name.lower() in WEB_SEARCH_TOOL_NAMES
-        for kind, name in _tool_names(tools)
-    )
+    return any(map(_is_web_search, tools))  # no generator frame: agents send dozens of tools
 
 
 def _wants_reasoning(body: JSONObject, fmt: ClientAPI) -> bool:

@@ -142,6 +142,8 @@ def features(text: str) -> tuple[int, ...]:
     newlines = rest.count(b"\n") + rest.count(b"\r")
     tabs = rest.count(b"\t")
     high = b"" if text.isascii() else rest.translate(None, _ASCII)
+    # A translate call builds its 256-entry table even for no input: ASCII text skips six.
+    scripts = _scripts(high) if high else _NO_SCRIPTS
     return (
         len(raw) - len(no_letters),
         len(no_letters) - len(no_spaces),
@@ -149,15 +151,25 @@ def features(text: str) -> tuple[int, ...]:
         newlines,
         tabs,
         len(rest) - len(high) - newlines - tabs,
+        *scripts,
+        no_letters.count(b"\n "),
+        rest.translate(_REPEATABLE).count(b"RR"),
+        rest.count(b"\n\n"),
+    )
+
+
+_NO_SCRIPTS = (0, 0, 0, 0, 0, 0)
+
+
+def _scripts(high: bytes) -> tuple[int, ...]:
+    """Lead bytes per script among the non-ASCII bytes `high`."""
+    return (
         len(high.translate(None, _NOT_LATIN2)),
         len(high.translate(None, _NOT_CYRILLIC)),
         len(high.translate(None, _NOT_SYMBOL)),
         len(high.translate(None, _NOT_CJK)),
         len(high.translate(None, _NOT_HANGUL)),
         len(high.translate(None, _NOT_ASTRAL)),
-        no_letters.count(b"\n "),
-        rest.translate(_REPEATABLE).count(b"RR"),
-        rest.count(b"\n\n"),
     )
 
 

@@ -3,6 +3,7 @@ working. A tiny run (no timing is judged here: the script checks its targets its
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,9 @@ def test_the_benchmark_prints_each_case_beside_its_floor() -> None:
     )
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[5].endswith("ms") and cells[6].endswith("x")  # the floor and the ratio to it
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("claude-code>openai"))
+    # the upstream's wake-ups per request: what moves the floor (README, "Performance")
+    assert re.search(r"upstream wake-ups \d+\.\d\d( |$)", line), line
     assert "every target met" in done.stdout or "target missed" in done.stdout
 
 

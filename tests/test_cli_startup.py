@@ -169,7 +169,7 @@ def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
     client (they are for --simulate, --detach and the other commands), without redis (and the
     OpenTelemetry it loads) unless `[state]` is shared, without rich, without the management
     API and the TOML writer under it (tomlkit, about 1 MB) unless `[management]` is enabled, and
-    without the `--workers` supervisor (ctypes, 0.3 MB): each is memory the daemon would hold
+    without the `--workers` supervisor (a worker runs none): each is memory the daemon would hold
     for nothing (README, "Daemon RSS")."""
     banned = (
         "proxy.management",
@@ -179,7 +179,6 @@ def test_the_daemon_imports_only_what_serving_needs(tmp_path: Path) -> None:
         "cli.daemon",
         "cli._address",
         "cli.workers",
-        "ctypes",
         "httpx2",
         "redis",
         "opentelemetry",

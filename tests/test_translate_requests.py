@@ -587,3 +587,22 @@ def test_reasoning_history_can_be_left_out_for_strict_providers() -> None:
     assert anthropic_to_openai_request(body, "m")["messages"][1]["reasoning_content"] == "hmm"
     strict = anthropic_to_openai_request(body, "m", reasoning_history=False)
     assert strict["messages"][1] == {"role": "assistant", "content": "a"}
+
+
+def test_a_tool_schema_loses_its_dialect_tag_and_nothing_else() -> None:
+    """Strict OpenAI-format servers reject `$schema`; a schema without one goes as it is."""
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    body = {
+        "model": "m",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [
+            {"name": "read", "input_schema": {"$schema": "https://json-schema.org/x", **schema}},
+            {"name": "write", "input_schema": schema},
+        ],
+    }
+    sent = copy.deepcopy(body)
+    tools = anthropic_to_openai_request(body, "gpt")["tools"]
+    assert [t["function"]["parameters"] for t in tools] == [schema, schema]
+    assert tools[1]["function"]["parameters"] is schema  # passed as it is, not copied
+    assert body == sent  # the client's body is left as it came

@@ -56,9 +56,10 @@ def presented_keys(request: web.BaseRequest) -> list[str]:
     """Credentials from `x-api-key` and `Authorization` (`Bearer <key>`, or a bare key, as
     the reference proxy accepted); a client sending both is accepted if either matches."""
     keys = []
-    if api_key := request.headers.get("x-api-key", "").strip():
+    headers = request.headers
+    if api_key := headers.get("x-api-key", "").strip():
         keys.append(api_key)
-    authorization = request.headers.get("authorization", "").strip()
+    authorization = headers.get("authorization", "").strip()
     scheme, _, token = authorization.partition(" ")
     if token and scheme.lower() == "bearer":
         keys.append(token.strip())

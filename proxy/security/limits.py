@@ -67,17 +67,21 @@ def exceeds_depth(raw: bytes, limit: int) -> bool:
 def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        api = request.path.startswith("/v1/")
-        management = request.path.startswith("/v0/management/")
+        path, method = request.path, request.method  # cached properties: each a lookup
+        api = path.startswith("/v1/")
+        management = path.startswith("/v0/management/")
         unrouted = request.match_info.http_exception is not None  # 404/405 answer as such
-        if request.method not in _JSON_METHODS or not (api or management) or unrouted:
+        if method not in _JSON_METHODS or not (api or management) or unrouted:
             return await handler(request)
         length = request.content_length
         if length is not None and length > limits.max_body_bytes:
             return await _too_large(request, limits)
         try:
-            async with asyncio.timeout(limits.body_read_timeout):
+            if request.content.is_eof():  # it came with the head: no wait, so no timer
                 raw = await request.read()
+            else:
+                async with asyncio.timeout(limits.body_read_timeout):
+                    raw = await request.read()
         except TimeoutError:
             return await _closing(
                 request,
@@ -110,12 +114,12 @@ def limits_middleware(limits: RequestLimits, redactor: Redactor) -> Middleware:
         if problem is not None:
             return error_response(request, 400, problem, code="invalid_json")
         request[BODY] = body
-        log_body(log, f"{request.method} {request.path} request body", raw, redactor)
+        debug = log.isEnabledFor(logging.DEBUG)  # else the labels are not even formatted
+        if debug:
+            log_body(log, f"{method} {path} request body", raw, redactor)
         response = await handler(request)
-        if isinstance(response, web.Response) and isinstance(response.body, bytes):
-            log_body(
-                log, f"{request.path} response body ({response.status})", response.body, redactor
-            )
+        if debug and isinstance(response, web.Response) and isinstance(response.body, bytes):
+            log_body(log, f"{path} response body ({response.status})", response.body, redactor)
         return response
 
     return middleware

@@ -296,6 +296,8 @@ def _parameters(schema: Any) -> JSONObject:
     """input_schema -> parameters, without the `$schema` dialect tag strict servers reject."""
     if not isinstance(schema, dict):
         return {"type": "object", "properties": {}}
+    if "$schema" not in schema:  # shared, as passthrough shares the body's values: never mutated
+        return schema
     return {k: v for k, v in schema.items() if k != "$schema"}
 
 

@@ -152,29 +152,41 @@ class OpenAIStreamDecoder:
     def _choice(self, choice: Mapping[str, Any], out: list[StreamEvent]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            reasoning = delta.get("reasoning_content")
-            if not isinstance(reasoning, str) or not reasoning:
-                # OpenRouter and newer vLLM call it `reasoning`; some send both with equal text.
-                reasoning = delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out.append(ReasoningDelta(reasoning))
+            # Most chunks carry only `content` (and `role`): the rarer keys are looked up only
+            # when one is there, one set test in C instead of five lookups a chunk.
+            rich = not _RICH_DELTA_KEYS.isdisjoint(delta)
+            if rich:
+                self._reasoning(delta, out)
             content = delta.get("content")
             if isinstance(content, str) and content:
                 self._think_tags.feed(content, out)
-            refusal = delta.get("refusal")
-            if isinstance(refusal, str) and refusal:
-                out.append(RefusalDelta(refusal))
-            tool_calls = delta.get("tool_calls")
-            if isinstance(tool_calls, list):
-                for fragment in tool_calls:
-                    if isinstance(fragment, dict):
-                        self._tool_fragment(fragment, out)
-            function_call = delta.get("function_call")
-            if isinstance(function_call, dict):  # legacy single-function streaming
-                self._tool_fragment({"index": 0, "function": function_call}, out)
+            if rich:
+                self._refusal_and_calls(delta, out)
         if choice.get("finish_reason") and self._finish is None:
             finish = openai_finish(choice)
             self._finish = final_finish(finish, bool(self._calls))
+
+    @staticmethod
+    def _reasoning(delta: Mapping[str, Any], out: list[StreamEvent]) -> None:
+        reasoning = delta.get("reasoning_content")
+        if not isinstance(reasoning, str) or not reasoning:
+            # OpenRouter and newer vLLM call it `reasoning`; some send both with equal text.
+            reasoning = delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            out.append(ReasoningDelta(reasoning))
+
+    def _refusal_and_calls(self, delta: Mapping[str, Any], out: list[StreamEvent]) -> None:
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            out.append(RefusalDelta(refusal))
+        tool_calls = delta.get("tool_calls")
+        if isinstance(tool_calls, list):
+            for fragment in tool_calls:
+                if isinstance(fragment, dict):
+                    self._tool_fragment(fragment, out)
+        function_call = delta.get("function_call")
+        if isinstance(function_call, dict):  # legacy single-function streaming
+            self._tool_fragment({"index": 0, "function": function_call}, out)
 
     def _tool_fragment(self, fragment: Mapping[str, Any], out: list[StreamEvent]) -> None:
         # Text held to look for a <think> tag is settled: the text part is over.
@@ -243,6 +255,9 @@ class OpenAIStreamDecoder:
             out.append(self._finish)
 
 
+_RICH_DELTA_KEYS = frozenset(
+    {"reasoning_content", "reasoning", "refusal", "tool_calls", "function_call"}
+)
 _DONE = b"data: [DONE]\n\n"
 
 

@@ -28,6 +28,10 @@ transaction, a wake-up) fifty times larger per request. Both daemons therefore r
 
 The upstream and the cases are `bench_proxy.py`'s; `--concurrency` (default 32, as its
 throughput runs) sets how many requests are in flight.
+
+`--against DIR --side same` counts what a change does: the `off` daemon runs from DIR (a `git
+worktree` of the commit before it), the `same` one from this checkout, both with observability
+off.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class Daemon:
         return self.process.pid
 
 
-def _start(side: str, config: Path, tmp: Path, level: str, journal: bool) -> Daemon:
+def _start(side: str, config: Path, tmp: Path, level: str, journal: bool, tree: Path) -> Daemon:
     port = free_port()
     state = tmp / f"state-{side}"
     out = tmp / f"callgrind-{side}"
@@ -97,7 +101,7 @@ def _start(side: str, config: Path, tmp: Path, level: str, journal: bool) -> Dae
             "--log-level",
             level,
         ],
-        cwd=REPO,
+        cwd=tree,  # `python -m cli` imports that checkout's code first
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={
@@ -247,7 +251,8 @@ def main() -> None:
         "--case",
         action="append",
         default=[],
-        help=f"cases whose name contains this (repeatable; default: {', '.join(DEFAULT_CASES)})",
+        help="cases whose name contains this, or the case of that whole name (repeatable; "
+        f"default: {', '.join(DEFAULT_CASES)})",
     )
     parser.add_argument(
         "--side",
@@ -264,13 +269,26 @@ def main() -> None:
         help="the `[journal] flush_ms` of the daemons (default 10,000: see the module docstring)",
     )
     parser.add_argument("--keep", type=Path, default=None, help="copy the dumps to this directory")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="run the `off` daemon from this checkout (a `git worktree` of the commit before a "
+        "change): with `--side same`, what the change does to the instructions per request",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("needs valgrind (Debian: apt-get install valgrind)")
     args.side = args.side or ["on"]
     args.warmup = args.warmup or args.requests
     wanted = args.case or list(DEFAULT_CASES)
-    cases = [c for c in _cases() if any(w in c.name for w in wanted)]
+    names = {c.name for c in _cases()}
+    cases = [
+        c
+        for c in _cases()
+        # a whole name chooses that case alone ("... stream 20" is not "... stream 200")
+        if any(c.name == w if w in names else w in c.name for w in wanted)
+    ]
 
     receive, send = multiprocessing.Pipe(duplex=False)
     upstream_process = multiprocessing.get_context("spawn").Process(
@@ -291,7 +309,8 @@ def main() -> None:
                     f"[metrics]\nenabled = {str(metrics).lower()}\n"
                 )
                 config.write_text(_config(upstream, observe))
-                daemons[side] = _start(side, config, tmp, level, journal)
+                tree = args.against.resolve() if side == "off" and args.against else REPO
+                daemons[side] = _start(side, config, tmp, level, journal, tree)
             print(
                 f"{args.requests} requests per case at concurrency {args.concurrency}, after "
                 f"{args.warmup} of warm-up; per request, every thread of the daemon",

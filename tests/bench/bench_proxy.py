@@ -14,8 +14,10 @@ request over that floor.
 For each case: added p50/p99 latency at concurrency 1 (through the daemon minus straight to the
 upstream), added time to first token for streams, throughput and CPU per request at
 concurrency 32, and the floor ratio at both concurrencies. Then the daemon's RSS after 10,000
-requests and after 10,000 more. The targets of issue 16 are checked at the end; the exit status
-is 1 if one is missed. `--markdown` prints the README's table.
+requests and after 10,000 more, each read at once and once the daemon has been quiet for 3 s
+(the target is on the second: what the daemon keeps between bursts). The targets of issue 16
+are checked at the end; the exit status is 1 if one is missed. `--markdown` prints the README's
+table.
 
 `--against DIR` measures a second daemon run from another checkout (e.g. a `git worktree` of
 the commit before a change) in the same run, interleaved case by case `--repeat` times, and
@@ -306,6 +308,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _sleeps(pid: int) -> int:
+    """Voluntary context switches of every thread of `pid`: how often it waited for work. A
+    server woken once per request spends more CPU per request than one that finds several
+    waiting (each wake-up is a return from `epoll_wait` and a trip through its event loop)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -377,19 +395,21 @@ class Result:
     ratio_c1: float = 0.0
     proxy_cpu: float = 0.0  # at concurrency 32
     floor: float = 0.0  # twice the upstream's CPU per request, concurrency 32
+    upstream_wakeups: float = 0.0  # the upstream's voluntary context switches per request, c32
     ratio: float = 0.0
     rps: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _measured(pids: tuple[int, int], run: Callable[[], int]) -> tuple[float, float, int]:
-    """(daemon CPU ms, upstream CPU ms, requests) over `run`."""
+def _measured(pids: tuple[int, int], run: Callable[[], int]) -> tuple[float, float, int, float]:
+    """(daemon CPU ms, upstream CPU ms, requests, upstream wake-ups) per request over `run`."""
     proxy_pid, upstream_pid = pids
     proxy_before, upstream_before = _cpu_seconds(proxy_pid), _cpu_seconds(upstream_pid)
+    sleeps_before = _sleeps(upstream_pid)
     n = run()
     proxy = (_cpu_seconds(proxy_pid) - proxy_before) * 1000 / n
     upstream = (_cpu_seconds(upstream_pid) - upstream_before) * 1000 / n
-    return proxy, upstream, n
+    return proxy, upstream, n, (_sleeps(upstream_pid) - sleeps_before) / n
 
 
 def measure(
@@ -408,8 +428,8 @@ def measure(
         through.extend(asyncio.run(_sequential(via, proxied, n)))
         return len(through) + min(50, n)
 
-    proxy_c1, upstream_c1, _ = _measured(pids, sequential)
-    proxy_cpu, upstream_cpu, done = _measured(
+    proxy_c1, upstream_c1, _, _ = _measured(pids, sequential)
+    proxy_cpu, upstream_cpu, done, wakeups = _measured(
         pids, lambda: asyncio.run(_concurrent(via, proxied, seconds, concurrency))
     )
     result = Result(case)
@@ -426,6 +446,7 @@ def measure(
     result.ratio_c1 = _ratio(proxy_c1, 2 * upstream_c1)
     result.proxy_cpu = proxy_cpu
     result.floor = 2 * upstream_cpu
+    result.upstream_wakeups = wakeups
     result.ratio = _ratio(proxy_cpu, result.floor)
     result.rps = done / seconds
     return result
@@ -436,9 +457,33 @@ def _ratio(cpu: float, floor: float) -> float:
     return cpu / floor if floor > 0 else math.nan
 
 
-def _rss_phase(daemon: str, pid: int, concurrency: int) -> tuple[float, float, float]:
-    """RSS (MB) at start, after 10,000 requests and after 10,000 more (non-streaming and
-    20-chunk streams of the captured Claude Code request, alternating)."""
+@dataclass(frozen=True)
+class Rss:
+    """The daemon's RSS (MB) in the RSS phase: at its start, then after 10,000 and 10,000 more
+    requests, each read at once (the burst's peak, about) and once the daemon has been quiet
+    for `QUIET_WAIT` seconds (what it keeps between bursts: it gives the C library's free
+    memory back once no request has come for a second, `proxy.memory`)."""
+
+    start: float
+    first: float
+    first_quiet: float
+    second: float
+    second_quiet: float
+
+    def text(self) -> str:
+        return (
+            f"{self.start:.1f} MB at start of the RSS phase, {self.first:.1f} MB after 10,000 "
+            f"more requests ({self.first_quiet:.1f} MB once quiet), {self.second:.1f} MB after "
+            f"another 10,000 ({self.second_quiet:.1f} MB once quiet)"
+        )
+
+
+QUIET_WAIT = 3.0
+
+
+def _rss_phase(daemon: str, pid: int, concurrency: int) -> Rss:
+    """10,000 requests twice (non-streaming and 20-chunk streams of the captured Claude Code
+    request, alternating), the RSS read after each at once and once quiet."""
     body, _ = _capture_body("bench-20", True)
     payloads = [json.dumps({**body, "stream": s}).encode() for s in (False, True)]
 
@@ -455,11 +500,13 @@ def _rss_phase(daemon: str, pid: int, concurrency: int) -> tuple[float, float, f
         async with aiohttp.ClientSession(connector=connector) as session:
             await asyncio.gather(*(worker(session) for _ in range(concurrency)))
 
-    start = _rss_mb(pid)
-    asyncio.run(run(10_000))
-    after = _rss_mb(pid)
-    asyncio.run(run(10_000))
-    return start, after, _rss_mb(pid)
+    readings = [_rss_mb(pid)]
+    for _ in range(2):
+        asyncio.run(run(10_000))
+        readings.append(_rss_mb(pid))
+        time.sleep(QUIET_WAIT)
+        readings.append(_rss_mb(pid))
+    return Rss(*readings)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -481,14 +528,14 @@ def _print_result(r: Result) -> None:
         f"{r.case.name:34} added p50 {r.added_p50:6.3f} p99 {r.added_p99:6.3f} ms  "
         f"CPU c1 {r.proxy_cpu_c1:5.3f} ms ({r.ratio_c1:4.2f}x)  "
         f"c32 {r.proxy_cpu:5.3f} ms, floor {r.floor:5.3f} ms, {r.ratio:4.2f}x  "
-        f"{r.rps:6,.0f} req/s"
+        f"{r.rps:6,.0f} req/s  upstream wake-ups {r.upstream_wakeups:4.2f}"
     )
     if r.case.stream:
         line += f"  added TTFT {r.added_ttft:6.3f} ms"
     print(line, flush=True)
 
 
-def _markdown(results: list[Result], rss: tuple[float, float, float] | None) -> None:
+def _markdown(results: list[Result], rss: Rss | None) -> None:
     print()
     print(
         "| case | added p50 | added p99 | added TTFT | CPU/request (c32) | floor | ratio "
@@ -503,13 +550,10 @@ def _markdown(results: list[Result], rss: tuple[float, float, float] | None) -> 
             f"| {r.rps:,.0f} |"
         )
     if rss is not None:
-        print(
-            f"\nDaemon RSS: {rss[0]:.1f} MB at start of the RSS phase, {rss[1]:.1f} MB after "
-            f"10,000 more requests, {rss[2]:.1f} MB after another 10,000."
-        )
+        print(f"\nDaemon RSS: {rss.text()}.")
 
 
-def _targets(results: list[Result], rss: tuple[float, float, float] | None) -> bool:
+def _targets(results: list[Result], rss: Rss | None) -> bool:
     misses = []
     for r in results:
         if r.ratio > r.case.target:
@@ -518,11 +562,12 @@ def _targets(results: list[Result], rss: tuple[float, float, float] | None) -> b
             misses.append(f"{r.case.name}: added p50 {r.added_p50:.3f} ms (target 0.5 ms)")
         if r.case.stream and r.added_ttft > 0.5:
             misses.append(f"{r.case.name}: added TTFT {r.added_ttft:.3f} ms (target 0.5 ms)")
-    if rss is not None:
-        if rss[1] > 50:
-            misses.append(f"RSS {rss[1]:.1f} MB after 10,000 requests (target 50 MB)")
-        if rss[2] - rss[1] > 2:
-            misses.append(f"RSS grew {rss[2] - rss[1]:.1f} MB over the next 10,000 requests")
+    if rss is not None:  # what the daemon keeps: read once it is quiet
+        if rss.first_quiet > 50:
+            misses.append(f"RSS {rss.first_quiet:.1f} MB after 10,000 requests (target 50 MB)")
+        if rss.second_quiet - rss.first_quiet > 2:
+            grew = rss.second_quiet - rss.first_quiet
+            misses.append(f"RSS grew {grew:.1f} MB over the next 10,000 requests")
     print()
     for miss in misses:
         print(f"target missed: {miss}")
@@ -681,10 +726,7 @@ def _run(
         _print_result(results[-1])
     rss = None if args.no_rss else _rss_phase(url, process.pid, args.concurrency)
     if rss is not None:
-        print(
-            f"RSS {rss[0]:.1f} MB, after 10,000 more requests {rss[1]:.1f} MB, "
-            f"after another 10,000 {rss[2]:.1f} MB"
-        )
+        print(f"RSS {rss.text()}")
     if args.markdown:
         _markdown(results, rss)
     return _targets(results, rss)
@@ -719,7 +761,14 @@ def _compare(
         before, after = (
             [
                 statistics.median(getattr(r, f) for r in side)
-                for f in ("proxy_cpu_c1", "proxy_cpu", "ratio", "added_p50", "added_ttft")
+                for f in (
+                    "proxy_cpu_c1",
+                    "proxy_cpu",
+                    "ratio",
+                    "added_p50",
+                    "added_ttft",
+                    "upstream_wakeups",
+                )
             ]
             for side in rounds
         )
@@ -729,7 +778,8 @@ def _compare(
             f"{after[1]:5.3f} ms ({_change(before[1], after[1]):+5.1f}%), floor ratio "
             f"{before[2]:4.2f}x -> {after[2]:4.2f}x  added p50 {before[3]:5.3f} -> "
             f"{after[3]:5.3f} ms"
-            + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms" if case.stream else ""),
+            + (f"  TTFT {before[4]:5.3f} -> {after[4]:5.3f} ms" if case.stream else "")
+            + f"  upstream wake-ups {before[5]:4.2f} -> {after[5]:4.2f}",
             flush=True,
         )
 

@@ -1,0 +1,140 @@
+"""The daemon's memory (README, "Performance"): after a burst of requests it gives the C
+library's free memory back once no new request has come for a second, once per burst; and the
+journal's SQLite connection keeps a small page cache."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+from cli_support import serving, subprocess_env
+from support import CLIENT_KEY
+
+from proxy.memory import QUIET, malloc_trim, trim_when_quiet
+from proxy.observe.journal import CACHE_KIB, open_journal
+from proxy.simulate import SimulatedProvider
+
+REPO = Path(__file__).resolve().parent.parent
+DEBUG = ("--log-level", "debug")
+
+
+class Requests:
+    """A server whose `requests_count` the trimmer reads once an interval: during a burst, a
+    new request has started before each read."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.busy = 0
+        self.over = asyncio.Event()
+
+    def burst(self, requests: int) -> None:
+        self.busy = requests
+        self.over.clear()
+
+    @property
+    def requests_count(self) -> int:
+        if self.busy:
+            self.busy -= 1
+            self.count += 1
+            if not self.busy:
+                self.over.set()
+        return self.count
+
+
+async def test_the_trim_runs_once_after_each_burst_once_it_is_quiet() -> None:
+    server = Requests()
+    trims: list[int] = []  # the requests started when each trim ran
+    trimmer = asyncio.create_task(
+        trim_when_quiet(server, lambda: trims.append(server.count), quiet=0.002)
+    )
+    try:
+        await asyncio.sleep(0.05)
+        assert trims == []  # nothing came: nothing to give back
+        server.burst(5)
+        await server.over.wait()
+        await asyncio.sleep(0.05)
+        assert trims == [5]  # not during the burst; once, when an interval brought nothing
+        server.burst(2)
+        await server.over.wait()
+        await asyncio.sleep(0.05)
+        assert trims == [5, 7]
+    finally:
+        trimmer.cancel()
+
+
+def test_glibc_has_the_trim() -> None:
+    """This machine's C library is glibc: the daemon trims here (elsewhere nothing runs)."""
+    trim = malloc_trim()
+    assert trim is not None
+    assert trim() in (0, 1)
+
+
+def test_a_daemon_gives_memory_back_after_each_burst(tmp_path: Path) -> None:
+    """The real daemon: a burst of requests, then quiet; it says at debug level what it gave
+    back, once per burst and not while requests keep coming."""
+    with serving(
+        [SimulatedProvider("zai", "openai", ["glm-5"])], {"default": "zai,glm-5"}, daemon=False
+    ) as running:
+        config = tmp_path / "config.toml"
+        config.write_text(running.config)
+        log = tmp_path / "daemon.log"
+        with (
+            log.open("w") as output,
+            subprocess.Popen(
+                [sys.executable, "-m", "cli", "serve", "--config", str(config), *DEBUG],
+                cwd=REPO,
+                env=subprocess_env(tmp_path),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            ) as daemon,
+        ):
+            try:
+                _wait_listening(log)
+                body = {"model": "auto", "messages": [{"role": "user", "content": "x" * 2_000}]}
+                with httpx2.Client(
+                    base_url=running.url, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+                ) as client:
+                    for burst in range(2):
+                        ends = time.monotonic() + 2.5 * QUIET  # longer than the quiet interval
+                        while time.monotonic() < ends:  # requests keep coming: no trim yet
+                            reply = client.post("/v1/chat/completions", json=body)
+                            assert reply.status_code == 200, reply.text
+                            time.sleep(0.1)
+                        assert _trims(log) == burst
+                        time.sleep(2.5 * QUIET)
+                        assert _trims(log) == burst + 1
+                    time.sleep(2.5 * QUIET)
+                    assert _trims(log) == 2  # quiet after quiet: nothing new to give back
+            finally:
+                daemon.terminate()
+                daemon.wait(30)
+    line = re.search(
+        r"gave free memory back after a burst: RSS [\d.]+ -> [\d.]+ MB", log.read_text()
+    )
+    assert line is not None
+
+
+def _trims(log: Path) -> int:
+    return log.read_text().count("gave free memory back after a burst")
+
+
+def _wait_listening(log: Path) -> None:
+    ends = time.monotonic() + 30
+    while "listening on" not in log.read_text():
+        assert time.monotonic() < ends, log.read_text()
+        time.sleep(0.05)
+
+
+def test_the_journal_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    """SQLite's default cache is 2 MB a connection; the journal's is at most 256 KB."""
+    assert CACHE_KIB <= 256
+    db = open_journal(tmp_path / "requests.db")
+    try:
+        assert db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    finally:
+        db.close()
