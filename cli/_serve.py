@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -148,8 +149,11 @@ def _lean_imports() -> None:
     extension is C++: loading it maps libstdc++, about 1.6 MB of RSS a daemon would hold for a
     few lists read a few times a request. frozenlist's own switch loads it as pure Python
     instead (unless the environment says otherwise, or aiohttp is loaded already: in-process
-    tests). Workers and a detached daemon inherit it."""
-    os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
+    tests). Workers and a detached daemon inherit it. Where aiohttp is loaded already (a
+    program or a test serving in-process) the switch would change nothing here and would leak
+    into every process it starts, so it is left alone."""
+    if "aiohttp" not in sys.modules:
+        os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
 
 
 def _check_bind(config: Config, host: str) -> None:

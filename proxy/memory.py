@@ -4,8 +4,10 @@ A burst of requests leaves what its peak used in the C library's heap: the reque
 buffers and serialised payloads are freed, but glibc keeps most freed pages mapped for the next
 ones, so the daemon's RSS stays at the burst's peak. `malloc_trim(0)` hands them back (after 32
 Claude Code-sized requests at a time: about 3 MB, in about a millisecond), and the next burst
-takes pages back through page faults. So it runs once per burst, when no new request has
-started for a whole `QUIET` interval: never while requests keep coming. Python's own allocator
+takes pages back through page faults. So it runs once per burst, when an interval of `QUIET`
+seconds brought no new request, or no more than `LIGHT` after at least `BURST` since the last
+trim (a health probe or a metrics scrape every second must not keep a burst's pages forever):
+never while more than `LIGHT` requests an interval keep coming. Python's own allocator
 (objects up to 512 bytes) returns an arena only once all of it is free, and has no trim.
 
 Only where the C library is glibc: elsewhere (musl, macOS, Windows) there is nothing to call,
@@ -26,6 +28,11 @@ log = logging.getLogger("llmproxy.memory")
 
 QUIET = 1.0
 """Seconds without a new request after which the burst before them is over."""
+LIGHT = 4
+"""New requests an interval may bring and still end a burst (probes, scrapes, a trickle)."""
+BURST = 100
+"""Requests since the last trim that make a light interval worth a trim: under a steady
+trickle, a trim every hundred requests, not one a second."""
 
 
 class Counts(Protocol):
@@ -51,15 +58,16 @@ def malloc_trim() -> Callable[[], object] | None:
 
 
 async def trim_when_quiet(server: Counts, trim: Callable[[], object], quiet: float = QUIET) -> None:
-    """Run `trim` once after each burst of requests to `server`, when no request has started
-    for `quiet` seconds; until cancelled. A request that is still running (a long stream) does
-    not hold it back: trimming frees nothing in use."""
+    """Run `trim` once after each burst of requests to `server`, when an interval of `quiet`
+    seconds brought no new request (or no more than `LIGHT`, after `BURST` since the last
+    trim); until cancelled. A request that is still running (a long stream) does not hold it
+    back: trimming frees nothing in use."""
     seen = trimmed = server.requests_count
     while True:
         await asyncio.sleep(quiet)
         count = server.requests_count
-        if count != seen:  # requests came during this interval: the burst goes on
-            seen = count
+        new, seen = count - seen, count
+        if new > LIGHT or (new and count - trimmed < BURST):  # the burst goes on
             continue
         if count != trimmed:
             trimmed = count

@@ -6,6 +6,7 @@ exit codes from a real process. And a daemon started the way every script, worke
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -255,3 +256,18 @@ def test_a_serving_daemon_never_imported_typer_click_rich_or_cpp(
     assert [m for m in imported if m.split(".")[0] in ("typer", "click", "rich")] == []
     assert "frozenlist" in imported
     assert ("frozenlist._frozenlist" in imported) == (switch is not None)
+
+
+def test_serving_in_process_leaves_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program (or a test) that runs `serve` in-process has aiohttp loaded already: the
+    frozenlist switch would change nothing in it and would leak into every process it starts."""
+    import aiohttp.web  # as a program serving in-process has it
+
+    from cli._serve import _lean_imports
+
+    monkeypatch.delenv("FROZENLIST_NO_EXTENSIONS", raising=False)
+    assert aiohttp.web.Application is not None
+    _lean_imports()
+    assert "FROZENLIST_NO_EXTENSIONS" not in os.environ

@@ -15,7 +15,7 @@ import httpx2
 from cli_support import serving, subprocess_env
 from support import CLIENT_KEY
 
-from proxy.memory import QUIET, malloc_trim, trim_when_quiet
+from proxy.memory import BURST, LIGHT, QUIET, malloc_trim, trim_when_quiet
 from proxy.observe.journal import CACHE_KIB, open_journal
 from proxy.simulate import SimulatedProvider
 
@@ -63,6 +63,50 @@ async def test_the_trim_runs_once_after_each_burst_once_it_is_quiet() -> None:
         await server.over.wait()
         await asyncio.sleep(0.05)
         assert trims == [5, 7]
+    finally:
+        trimmer.cancel()
+
+
+class Counter:
+    requests_count = 0
+
+
+async def test_a_probe_every_interval_after_a_burst_does_not_hold_the_trim_back() -> None:
+    """A health probe or a metrics scrape a second is a request every interval: the burst's
+    pages are still given back, once; and under a steady trickle, once every `BURST` requests,
+    not every interval."""
+    server = Counter()
+    trims: list[int] = []
+    quiet = 0.02
+    trimmer = asyncio.create_task(
+        trim_when_quiet(server, lambda: trims.append(server.requests_count), quiet)
+    )
+    try:
+        await asyncio.sleep(0.5 * quiet)  # the trimmer has read its starting count
+        server.requests_count += 1000  # the burst, within one interval
+        for _ in range(10):
+            await asyncio.sleep(quiet)
+            server.requests_count += 1  # the probe
+        assert len(trims) == 1 and 1000 <= trims[0] <= 1002
+        server.requests_count += BURST - 12  # a trickle, up to a hundred since that trim
+        for _ in range(10):
+            await asyncio.sleep(quiet)
+            server.requests_count += 1
+        assert len(trims) == 2
+    finally:
+        trimmer.cancel()
+
+
+async def test_more_than_a_few_requests_every_interval_is_a_burst_going_on() -> None:
+    server = Counter()
+    trims: list[int] = []
+    quiet = 0.02
+    trimmer = asyncio.create_task(trim_when_quiet(server, lambda: trims.append(1), quiet))
+    try:
+        for _ in range(20):
+            server.requests_count += LIGHT + 1
+            await asyncio.sleep(quiet / 4)
+        assert trims == []
     finally:
         trimmer.cancel()
 
