@@ -10,7 +10,8 @@ HTTP edge        server.py (build_app: routes, middleware, the one outgoing clie
                  error events), management.py,
                  management_rules.py, live.py, reload.py, appkeys.py, logging_setup.py
 routing          summary.py (what routing reads of a request), routing.py, keywords.py,
-                 ranking.py, capabilities.py, model_catalog.py, tokens.py, conversation.py,
+                 ranking.py, capabilities.py, model_catalog.py, tokens.py (media_tokens.py:
+                 images, PDFs, audio), conversation.py,
                  affinity.py
 walk/failover    fallback.py (Walk: the loop over an immutable chain, its Ledger of attempts),
                  midstream.py (StreamLife: a stream's one owner, takeover and continuation),

@@ -22,8 +22,6 @@ are serialised, because that JSON text is what the model reads.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import operator
 import threading
@@ -33,6 +31,7 @@ from typing import Any
 import orjson
 
 from proxy.frozen import frozen
+from proxy.media_tokens import PDF_MIN, audio_tokens, data_url_payload, image_tokens, pdf_tokens
 from proxy.types import ClientAPI, JSONObject
 
 ANTHROPIC = ClientAPI.ANTHROPIC
@@ -183,20 +182,6 @@ PER_TOOL_RESULT = 4
 ANTHROPIC_TOOL_PROMPT = 346
 """The system prompt Anthropic adds when `tools` is non-empty (its pricing table, Claude 4)."""
 
-# Images. Anthropic: (w*h)/750 after fitting the long edge into 1568 px, about 1600 at most.
-# OpenAI: 85 + 170 per 512 px tile after fitting 2048 px then a 768 px short side; "low" is 85.
-_ANTHROPIC_MAX_EDGE = 1568
-_ANTHROPIC_MAX_IMAGE = 1600
-_UNKNOWN_IMAGE = (1600, 1200)
-"""Assumed size of an image behind a URL or file id: large, so long contexts are not missed."""
-_PIXELS_PER_BYTE = 4
-"""Compressed images hold a few pixels per byte; used when the header gives no size."""
-_PDF_BYTES_PER_TOKEN = 26
-_PDF_MIN = 2300
-"""About one page: a page image plus its text."""
-_AUDIO_BYTES_PER_TOKEN = 3200
-_JPEG_SCAN_CHARS = 65_536
-"""Base64 characters decoded to find a JPEG's frame header (past EXIF, which may be 64 KB)."""
 _MAX_DEPTH = 16
 """Deeper nesting is read by the flat string walk, so no shape can recurse without bound."""
 _OPAQUE_KEYS = frozenset({"data", "signature", "encrypted_content", "cache_control", "file_data"})
@@ -387,7 +372,7 @@ def _anthropic_content(content: object, tally: _Tally, depth: int) -> None:
         elif kind == "image":
             source = block.get("source")
             data = source.get("data") if isinstance(source, dict) else None
-            tally.fixed += _image_tokens(data if isinstance(data, str) else None, None, ANTHROPIC)
+            tally.fixed += image_tokens(data if isinstance(data, str) else None, None, ANTHROPIC)
         elif kind == "document":
             tally.text(block.get("title"))
             tally.text(block.get("context"))
@@ -405,7 +390,7 @@ def _anthropic_content(content: object, tally: _Tally, depth: int) -> None:
 
 def _anthropic_document(source: object, tally: _Tally, depth: int) -> None:
     if not isinstance(source, dict):
-        tally.fixed += _PDF_MIN
+        tally.fixed += PDF_MIN
         return
     kind = source.get("type")
     if kind == "text":
@@ -413,9 +398,9 @@ def _anthropic_document(source: object, tally: _Tally, depth: int) -> None:
     elif kind == "content":
         _anthropic_content(source.get("content"), tally, depth + 1)
     elif kind == "base64" and isinstance(source.get("data"), str):
-        tally.fixed += _pdf_tokens(source["data"])
+        tally.fixed += pdf_tokens(source["data"])
     else:
-        tally.fixed += _PDF_MIN
+        tally.fixed += PDF_MIN
 
 
 def _openai_request(body: JSONObject, tally: _Tally) -> None:
@@ -467,16 +452,15 @@ def _openai_content(content: object, tally: _Tally) -> None:
             url, detail = image, part.get("detail")
             if isinstance(image, dict):
                 url, detail = image.get("url"), image.get("detail")
-            tally.fixed += _image_tokens(_data_url_payload(url), detail, ClientAPI.OPENAI)
+            tally.fixed += image_tokens(data_url_payload(url), detail, ClientAPI.OPENAI)
         elif kind == "input_audio":
             audio = part.get("input_audio")
             data = audio.get("data") if isinstance(audio, dict) else None
-            size = len(data) * 3 // 4 if isinstance(data, str) else 0
-            tally.fixed += 1 + size // _AUDIO_BYTES_PER_TOKEN
+            tally.fixed += audio_tokens(data if isinstance(data, str) else None)
         elif kind in ("file", "input_file"):
             file = part.get("file")
-            data = _data_url_payload((file if isinstance(file, dict) else part).get("file_data"))
-            tally.fixed += _pdf_tokens(data) if data else _PDF_MIN
+            data = data_url_payload((file if isinstance(file, dict) else part).get("file_data"))
+            tally.fixed += pdf_tokens(data) if data else PDF_MIN
         else:
             tally.strings({k: v for k, v in part.items() if k != "type"})
 
@@ -514,97 +498,3 @@ def _responses_request(body: JSONObject, tally: _Tally) -> None:
             tally.fixed += PER_TOOL
             tally.strings({k: v for k, v in tool.items() if k != "type"})
     tally.fixed += REPLY_PRIMING
-
-
-def _data_url_payload(url: object) -> str | None:
-    """The base64 payload of a `data:` URL; None for remote URLs and anything else."""
-    if isinstance(url, str) and url.startswith("data:"):
-        head, sep, payload = url.partition(",")
-        return payload if sep and head.endswith(";base64") else None
-    return None
-
-
-def _image_tokens(data: str | None, detail: object, fmt: ClientAPI) -> int:
-    if fmt is not ANTHROPIC and detail == "low":
-        return 85
-    size = _image_size(data) if data else None
-    if size is None:
-        size = _UNKNOWN_IMAGE if not data else _size_from_bytes(len(data) * 3 // 4)
-    width, height = size
-    if fmt is ANTHROPIC:
-        scale = min(1.0, _ANTHROPIC_MAX_EDGE / max(width, height, 1))
-        return min(_ANTHROPIC_MAX_IMAGE, math.ceil(width * height * scale * scale / 750))
-    fit = min(1.0, 2048 / max(width, height, 1))
-    scale = fit * min(1.0, 768 / max(min(width, height) * fit, 1))
-    tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
-    return 85 + 170 * tiles
-
-
-def _size_from_bytes(size: int) -> tuple[int, int]:
-    """A 4:3 image of the pixel count a compressed file of `size` bytes typically holds."""
-    pixels = max(size, 1) * _PIXELS_PER_BYTE
-    width = math.isqrt(pixels * 4 // 3)
-    return width, max(1, pixels // max(width, 1))
-
-
-def _pdf_tokens(data: str) -> int:
-    return max(_PDF_MIN, len(data) * 3 // 4 // _PDF_BYTES_PER_TOKEN)
-
-
-def _b64_prefix(data: str, chars: int) -> bytes:
-    head = data[:chars]
-    head = head[: len(head) - len(head) % 4]
-    try:
-        return base64.b64decode(head)
-    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters in the payload
-        return b""
-
-
-def _image_size(data: str) -> tuple[int, int] | None:
-    """Width and height from a base64 PNG, GIF, WebP or JPEG header; None if not found."""
-    head = _b64_prefix(data, 64)
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:4] == b"GIF8" and len(head) >= 10:
-        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
-        chunk = head[12:16]
-        if chunk == b"VP8X":
-            return (
-                1 + int.from_bytes(head[24:27], "little"),
-                1 + int.from_bytes(head[27:30], "little"),
-            )
-        if chunk == b"VP8L":
-            bits = int.from_bytes(head[21:25], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-        if chunk == b"VP8 ":
-            return (
-                int.from_bytes(head[26:28], "little") & 0x3FFF,
-                int.from_bytes(head[28:30], "little") & 0x3FFF,
-            )
-    if head.startswith(b"\xff\xd8"):
-        return _jpeg_size(_b64_prefix(data, _JPEG_SCAN_CHARS))
-    return None
-
-
-_JPEG_FRAMES = frozenset(
-    {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)}
-)
-
-
-def _jpeg_size(jpeg: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 <= len(jpeg):
-        if jpeg[i] != 0xFF:
-            return None
-        marker = jpeg[i + 1]
-        if marker in _JPEG_FRAMES:
-            height = int.from_bytes(jpeg[i + 5 : i + 7], "big")
-            return int.from_bytes(jpeg[i + 7 : i + 9], "big"), height
-        if marker == 0xFF:
-            i += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            i += 2
-        else:
-            i += 2 + int.from_bytes(jpeg[i + 2 : i + 4], "big")
-    return None

@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from support import config_text
@@ -110,3 +111,25 @@ def subprocess_env(home: Path, **extra: str) -> dict[str, str]:
         }
     )
     return env
+
+
+Args = TypeVar("Args")
+
+
+class ClickCommand(Protocol):
+    def make_context(self, info_name: str | None, args: list[str]) -> Any: ...
+
+
+def typer_reads(
+    command: ClickCommand, name: str, argv: Sequence[str], make: Callable[..., Args]
+) -> Args | None:
+    """What the Typer command makes of `argv` (as the keyword arguments `make` takes), or None
+    when it refuses it or shows help: what a quick argument reader must agree with."""
+    try:
+        ctx = command.make_context(name, list(argv))
+    except Exception:  # click's usage errors, and its Exit for --help
+        return None
+    params: dict[str, Any] = dict(ctx.params)
+    if params["config"] is not None:  # Typer makes a `Path` of it for the function
+        params["config"] = Path(params["config"])
+    return make(**params)

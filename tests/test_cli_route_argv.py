@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import serving, subprocess_env
+from cli_support import serving, subprocess_env, typer_reads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,15 +28,7 @@ KEY = "client-key-from-env"
 
 
 def _typer_reads(argv: Sequence[str]) -> RouteTestArgs | None:
-    """What the Typer command makes of `argv`, or None when it refuses it or shows help."""
-    try:
-        ctx = COMMAND.make_context("test", list(argv))
-    except Exception:  # click's usage errors, and its Exit for --help
-        return None
-    params = dict(ctx.params)
-    if params["config"] is not None:  # Typer makes a `Path` of it for the function
-        params["config"] = Path(params["config"])
-    return RouteTestArgs(**params)
+    return typer_reads(COMMAND, "test", argv, RouteTestArgs)
 
 
 def test_the_quick_parser_knows_exactly_the_typer_commands_options() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from cli_support import free_port, subprocess_env
+from cli_support import free_port, subprocess_env, typer_reads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,15 +30,7 @@ COMMAND = load_command("serve")
 
 
 def _typer_reads(argv: Sequence[str]) -> ServeArgs | None:
-    """What the Typer command makes of `argv`, or None when it refuses it or shows help."""
-    try:
-        ctx = COMMAND.make_context("serve", list(argv))
-    except Exception:  # click's usage errors, and its Exit for --help
-        return None
-    params = dict(ctx.params)
-    if params["config"] is not None:  # Typer makes a `Path` of it for the function
-        params["config"] = Path(params["config"])
-    return ServeArgs(**params)
+    return typer_reads(COMMAND, "serve", argv, ServeArgs)
 
 
 def test_the_quick_parser_knows_exactly_the_typer_commands_options() -> None:

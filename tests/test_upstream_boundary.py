@@ -216,6 +216,25 @@ def test_a_sign_in_aiohttp_cannot_send_is_named_when_imported() -> None:
     assert "control character (U+007F)" in refused.value.message
 
 
+async def _messages_with_beta(url: str, beta: bytes) -> bytes:
+    """The daemon's raw answer to a `/v1/messages` request whose `anthropic-beta` header is
+    `beta` as bytes (a client library would refuse to send what these tests send)."""
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"model":"auto","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + f"x-api-key: {CLIENT_KEY}\r\n".encode()
+        + b"anthropic-beta: "
+        + beta
+        + f"\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body
+    )
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
 async def test_a_client_header_aiohttp_cannot_send_never_reaches_a_provider(
     daemon: StartDaemon,
 ) -> None:
@@ -223,18 +242,7 @@ async def test_a_client_header_aiohttp_cannot_send_never_reaches_a_provider(
     refuses a control character in it before any handler runs (400)."""
     async with run_simulated([SimulatedProvider("kimi", "anthropic", ["k2"])]) as sims:
         proxy = await daemon(config_text(sims, {"default": "kimi,k2"}))
-        host, port = proxy.url.removeprefix("http://").split(":")
-        body = b'{"model":"auto","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(
-            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            + f"x-api-key: {CLIENT_KEY}\r\n".encode()
-            + b"anthropic-beta: a\x01b\r\n"
-            + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
-            + body
-        )
-        answer = await reader.read()
-        writer.close()
+        answer = await _messages_with_beta(proxy.url, b"a\x01b")
         assert not sims["kimi"].requests
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line.split()[1] == b"400"
@@ -248,18 +256,7 @@ async def test_a_client_header_byte_that_is_not_utf_8_reaches_the_provider_as_se
     as the byte it was (it once failed to encode it: a 500)."""
     async with run_simulated([SimulatedProvider("kimi", "anthropic", ["k2"])]) as sims:
         proxy = await daemon(config_text(sims, {"default": "kimi,k2"}))
-        host, port = proxy.url.removeprefix("http://").split(":")
-        body = b'{"model":"auto","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(
-            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            + f"x-api-key: {CLIENT_KEY}\r\n".encode()
-            + b"anthropic-beta: beta\xff\r\n"
-            + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
-            + body
-        )
-        answer = await reader.read()
-        writer.close()
+        answer = await _messages_with_beta(proxy.url, b"beta\xff")
         [received] = sims["kimi"].requests
     assert answer.partition(b"\r\n")[0].split()[1] == b"200", answer[:300]
     assert received.headers["anthropic-beta"].encode("utf-8", "surrogateescape") == b"beta\xff"

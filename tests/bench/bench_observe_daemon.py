@@ -52,7 +52,7 @@ from pathlib import Path
 
 import aiohttp
 from bench_common import free_port
-from bench_proxy import REPO, Case, _cases, _config, _one, _run_upstream
+from bench_proxy import REPO, Case, _cases, _config, _one, _run_upstream, serve_command
 
 SIDES = {
     # name: (log level, journal, metrics)
@@ -90,16 +90,7 @@ def _start(side: str, config: Path, tmp: Path, level: str, journal: bool, tree: 
             "--separate-threads=no",
             "--trace-children=no",
             f"--callgrind-out-file={out}.%p",
-            sys.executable,
-            "-m",
-            "cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            level,
+            *serve_command(config, port, level),
         ],
         cwd=tree,  # `python -m cli` imports that checkout's code first
         stdout=subprocess.DEVNULL,

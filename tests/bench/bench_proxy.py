@@ -676,6 +676,15 @@ def _pin(daemons: list[int], others: list[int]) -> None:
         os.sched_setaffinity(pid, set(cpus[:-1]))
 
 
+def serve_command(config: Path, port: int, log_level: str) -> list[str]:
+    """The daemon's command line: run from a checkout's directory, it serves that code."""
+    return [
+        sys.executable,
+        *("-m", "cli", "serve", "--config", str(config)),
+        *("--port", str(port), "--log-level", log_level),
+    ]
+
+
 def _start_daemon(
     tree: Path, config: Path, tmp: Path, log_level: str
 ) -> tuple[str, subprocess.Popen[bytes]]:
@@ -684,18 +693,7 @@ def _start_daemon(
     port = free_port()
     state = tmp / f"state-{port}"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            log_level,
-        ],
+        serve_command(config, port, log_level),
         cwd=tree,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
