@@ -123,7 +123,13 @@ class Metrics:
             if series is None:
                 series = self._new_series(key)
             series.requests += 1
-            for attempt in record.attempts:
+            tried = record.attempts
+            if len(tried) == 1 and tried[0].target is served and tried[0].error_class is None:
+                # Most requests: one attempt, of the served target, that answered. Counted by
+                # its series, which names the target; added to `_attempts` at scrape time.
+                series.answered_alone += 1
+                tried = ()
+            for attempt in tried:
                 error = attempt.error_class
                 target = attempt.target
                 akey = (target.provider, target.model, "ok" if error is None else error.value)
@@ -232,6 +238,8 @@ class _Series:
 
     key: SeriesKey
     requests: int = 0
+    answered_alone: int = 0
+    """Requests whose one attempt was of the served target and answered (`ok`)."""
     fallbacks: int = 0
     takeovers: int = 0
     duration: _Histogram = field(default_factory=lambda: _Histogram(DURATION_BUCKETS))
@@ -268,7 +276,12 @@ class _RequestCollector(Collector):
             "Upstream attempts by target and outcome class.",
             labels=["provider", "model", "outcome"],
         )
-        for (provider, model, outcome), count in metrics._attempts.items():
+        counts = dict(metrics._attempts)
+        for s in series:
+            if s.answered_alone:
+                key = (s.key[2], s.key[3], "ok")
+                counts[key] = counts.get(key, 0) + s.answered_alone
+        for (provider, model, outcome), count in counts.items():
             attempts.add_metric([provider, model, outcome], count)
         yield attempts
         yield _sum_counter(
