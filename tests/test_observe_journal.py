@@ -445,7 +445,7 @@ def test_an_attempt_is_kept_in_its_request_row_only_when_it_reads_the_same() -> 
 
 
 def test_every_kind_of_row_reads_back_as_its_record(tmp_path: Path) -> None:
-    """Plain rows (served at a known price by their one attempt, ended well: most requests),
+    """Plain rows (served by their one attempt, ended well: most requests),
     streamed or not, go in by statements that write their constant columns as constants; the
     rows one difference away from plain go in by the general ones. Each reads back as its
     record, in the order the requests began."""

@@ -256,12 +256,12 @@ def _schema(db: sqlite3.Connection) -> None:
 # lookup, about 3,000 instructions a value, more than a row's B-tree inserts. A NULL is sent
 # as its column's sentinel (`NO_TEXT`, `NO_NUMBER`) and made NULL again by `NULLIF` in the
 # statement.
-# Most requests are `PLAIN` rows: served at a known price by their one attempt, kept in their
-# row, and ended well. Their statements write what such a row always holds (no error, `ok`,
-# the path that is the provider's name, the stream flag, a non-stream's NULL time to first
-# token) as constants and the provider's parameter twice: five parameters fewer and no
-# `NULLIF`, a fifth of SQLite's work for the row (binding a parameter takes SQLite's mutex
-# and, for text, a copy).
+# Most requests are plain rows (`_PLAIN`): served by their one attempt, kept in their row, and
+# ended well. Their statements write what such a row always holds (no error, `ok`, the path
+# that is the provider's name, the stream flag, a non-stream's NULL time to first token) as
+# constants and the provider's parameter twice: four or five parameters fewer and one
+# `NULLIF` (the cost) instead of five, a fifth of SQLite's work for the row (binding a
+# parameter takes SQLite's mutex and, for text, a copy).
 NO_TEXT = ""
 NO_NUMBER = -1
 _NULLABLE = {
@@ -276,12 +276,12 @@ _PLAIN = {
     False: (
         16,
         "(?{0}, ?{1}, ?{2}, 0, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, ?{6}, ?{8}, ?{9}, ?{10}, ?{11}, "
-        "?{12}, NULL, ?{13}, ?{14}, 'ok', '', ?{15})",
+        "NULLIF(?{12}, -1), NULL, ?{13}, ?{14}, 'ok', '', ?{15})",
     ),
     True: (
         17,
         "(?{0}, ?{1}, ?{2}, 1, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, ?{6}, ?{8}, ?{9}, ?{10}, ?{11}, "
-        "?{12}, ?{13}, ?{14}, ?{15}, 'ok', '', ?{16})",
+        "NULLIF(?{12}, -1), ?{13}, ?{14}, ?{15}, 'ok', '', ?{16})",
     ),
 }
 CHUNK_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 32
@@ -309,13 +309,7 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
             ):
                 alone = int(a.elapsed_ms * 10.0 + 0.5) / 10.0  # `_tenth`, without a call
                 # `served` is set: the attempt's target is it.
-                if (
-                    r.outcome == OK
-                    and not r.error
-                    and r.cost is not None
-                    and not a.streaming
-                    and served is not None
-                ):
+                if r.outcome == OK and not r.error and not a.streaming and served is not None:
                     if not r.stream:
                         plain += (
                             r.id,
@@ -330,7 +324,7 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
                             u.output_tokens,
                             u.cache_read_input_tokens,
                             u.cache_creation_input_tokens,
-                            r.cost,
+                            NO_NUMBER if r.cost is None else r.cost,
                             int(r.total_ms * 10.0 + 0.5) / 10.0,
                             r.status,
                             alone,
@@ -350,7 +344,7 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
                             u.output_tokens,
                             u.cache_read_input_tokens,
                             u.cache_creation_input_tokens,
-                            r.cost,
+                            NO_NUMBER if r.cost is None else r.cost,
                             r.ttft_ms,
                             int(r.total_ms * 10.0 + 0.5) / 10.0,
                             r.status,
