@@ -340,11 +340,13 @@ def test_only_outside_texts_can_hold_a_trigger() -> None:
     placements += [("route", "reason", "prov", h) for h in hostile]
     placements += [(secret, "reason", "prov", "model"), ("route", "reason", secret, "model")]
     for placement in placements:
-        records = _shapes(*placement)
-        texts = [text_line(r) for r in records]
-        redacted = redactor.redact_all(texts, outside_texts(records))
-        assert redacted == [redactor.redact(text) for text in texts]
-        assert redacted != texts
+        changed = 0
+        for record in _shapes(*placement):  # each alone: a batch is redacted whole or not
+            text = text_line(record)
+            redacted = redactor.redact_all([text], outside_texts([record]))
+            assert redacted == [redactor.redact(text)]
+            changed += redacted != [text]
+        assert changed
     clean = [text_line(r) for r in _shapes("route", "reason", "prov", "model")]
     assert redactor.redact_all(clean, outside_texts(_shapes("r", "r", "p", "m"))) is clean
 
