@@ -150,7 +150,7 @@ def _bind_setters(made: type, init: FunctionType, fields_: tuple[Field, ...]) ->
     """Give `__init__` each field's store: the `__set__` of its slot's descriptor (the class's
     own, or a frozen base's), bound once: the slots exist only once the class is made. Calling
     it costs about half of `object.__setattr__(self, name, value)`, which finds that descriptor
-    again at every store, and a request makes a hundred or more stores."""
+    again at every store, and the daemon makes many values per request."""
     scope = init.__globals__
     for i, f in enumerate(fields_):
         scope[f"_s{i}"] = getattr(made, f.name).__set__
