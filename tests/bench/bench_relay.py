@@ -93,6 +93,14 @@ class _Upstream(asyncio.Protocol):
         self.client = None
         self.pool.append(self)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The upstream closed a kept connection (its keep-alive timeout): not to be reused, and
+        # an answer cut short ends its client's connection too.
+        if self in self.pool:
+            self.pool.remove(self)
+        if self.client is not None:
+            self.client.close()
+
 
 class _Server(asyncio.Protocol):
     """One client connection: each request, once whole, is sent to the upstream as it came."""
