@@ -4,6 +4,8 @@ holds locked degrade it (said once), and it recovers; retention by age and by si
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
 import sqlite3
 import subprocess
@@ -26,6 +28,7 @@ from proxy.observe.journal import (
     Journal,
     Query,
     _data_bytes,
+    _insert_statement,
     _write,
     apply_retention,
     open_journal,
@@ -548,3 +551,63 @@ def test_no_statement_takes_more_rows_than_its_shape_allows(tmp_path: Path) -> N
     assert max(other_rows) == 32 and sum(other_rows) == 45
     assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 345
     db.close()
+
+
+def test_every_statement_kept_holds_less_than_one_kind_of_256_rows_did(tmp_path: Path) -> None:
+    """The connection keeps each statement it prepared. Every size of the three kinds of
+    request rows (plain, plain streamed, the others) at their `SHAPE_ROWS` together hold less
+    of the heap than every size of one kind at 256 rows did (glibc's `mallinfo2`)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.mallinfo2.restype = _MallInfo
+
+    def heap() -> int:
+        info = libc.mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    now = time.time()
+    plain = [replace(_record(now, n), id=f"req_p{n}") for n in range(255)]
+    kinds = [
+        plain,
+        [replace(r, id=r.id + "s", stream=True, ttft_ms=1.0) for r in plain],
+        [replace(r, id=r.id + "e", outcome="error", error="x") for r in plain],
+    ]
+    db = open_journal(tmp_path / "now.db")
+    before = heap()
+    for kind in kinds:
+        _write(db, kind)  # 255 rows: a statement of every size
+    kept_now = heap() - before
+    db.close()
+    old = open_journal(tmp_path / "before.db")
+    before = heap()
+    for size in (256, 128, 64, 32, 16, 8, 4, 2, 1):
+        # The statement every request row went in by before (it still takes the others).
+        statement = _insert_statement("requests", size)
+        old.execute(statement, [value for i in range(size) for value in _row(i)])
+    kept_before = heap() - before
+    old.close()
+    assert 0 < kept_now < kept_before
+
+
+class _MallInfo(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _row(n: int) -> list[object]:
+    """A row of the 21 columns, every parameter bound (as the general statement binds them)."""
+    row: list[object] = [f"old{n}-{time.monotonic_ns()}", 1.0, "openai", 0, "m", "r", "x"]
+    row += ["p", "m", "p", 1, 2, 3, 4, 0.5, 1.5, 2.5, 200, "ok", "", 1.0]
+    return row
