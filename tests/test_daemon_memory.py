@@ -5,19 +5,22 @@ journal's SQLite connection keeps a small page cache."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx2
+import orjson
 from cli_support import serving, subprocess_env
-from support import CLIENT_KEY
+from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.memory import BURST, LIGHT, QUIET, malloc_trim, trim_when_quiet
 from proxy.observe.journal import CACHE_KIB, open_journal
-from proxy.simulate import SimulatedProvider
+from proxy.simulate import SimulatedProvider, run_simulated
 
 REPO = Path(__file__).resolve().parent.parent
 DEBUG = ("--log-level", "debug")
@@ -182,3 +185,87 @@ def test_the_journal_keeps_a_small_page_cache(tmp_path: Path) -> None:
         assert db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
     finally:
         db.close()
+
+
+USER_ID = "user-7f3a9c1e-only-in-the-request-body"
+"""An Anthropic client's `metadata.user_id` reaches an OpenAI-format provider only as a hash,
+and the daemon keeps it nowhere: a string holding it is part of a request's body."""
+
+
+async def test_an_idle_kept_alive_connection_holds_no_request_body(
+    daemon: Callable[[str], Awaitable[Daemon]],
+) -> None:
+    """Between two requests on one kept-alive connection, nothing holds the last one's body:
+    not the raw bytes aiohttp cached, not the parsed body, whether it was answered whole, as a
+    stream or by the daemon itself (README, "Daemon RSS")."""
+    async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        try:
+            for path, stream in (
+                ("/v1/messages", False),
+                ("/v1/messages", True),
+                ("/v1/messages/count_tokens", False),
+            ):
+                status, answer = await _keep_alive_exchange(reader, writer, path, stream)
+                assert status == 200, answer
+                assert await _no_holder_of(USER_ID) == []
+        finally:
+            writer.close()
+
+
+async def _keep_alive_exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, stream: bool
+) -> tuple[int, bytes]:
+    """One request on the connection, its answer read whole; the connection stays open."""
+    body = {
+        "model": "zai,glm-5",
+        "max_tokens": 64,
+        "stream": stream,
+        "metadata": {"user_id": USER_ID},
+        "messages": [{"role": "user", "content": "hello " * 2_000}],
+    }
+    if path.endswith("count_tokens"):
+        del body["stream"], body["max_tokens"]
+    data = orjson.dumps(body)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nx-api-key: {CLIENT_KEY}\r\n"
+        f"anthropic-version: 2023-06-01\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+    status = int(head.split(" ", 2)[1])
+    if "transfer-encoding: chunked" not in head:
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        return status, await reader.readexactly(length)
+    answer = b""
+    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+        answer += (await reader.readexactly(size + 2))[:-2]
+    await reader.readuntil(b"\r\n")  # the last chunk's empty trailer
+    return status, answer
+
+
+async def _no_holder_of(text: str) -> list[str]:
+    """The types of the objects still referring to a string or bytes that contains `text` (other
+    than `text` itself), once the daemon has finished the request (its record is made after the
+    answer is sent): an empty list, or what still holds it after two seconds."""
+    holders: list[str] = []
+    for _ in range(40):
+        gc.collect()
+        holders = []
+        for holder in gc.get_objects():
+            for held in gc.get_referents(holder):
+                if held is not text and _contains(held, text):
+                    holders.append(type(holder).__qualname__)
+        if not holders:
+            break
+        await asyncio.sleep(0.05)
+    return holders
+
+
+def _contains(value: object, text: str) -> bool:
+    if isinstance(value, str):
+        return text in value
+    return isinstance(value, bytes | bytearray) and text.encode() in value
