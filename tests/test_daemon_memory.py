@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import httpx2
 import orjson
-from cli_support import serving, subprocess_env
+from cli_support import free_port, serving, subprocess_env
 from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.frozen import replace
@@ -307,3 +308,57 @@ def test_the_journal_prepares_statements_of_at_most_32_rows(tmp_path: Path) -> N
         assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 300
     finally:
         db.close()
+
+
+CODEX_MODULES = ("proxy.providers.codex", "proxy.codex_auth", "proxy.translate.stream_responses")
+PLAIN = f"""
+[proxy]
+api_key = "{CLIENT_KEY}"
+[router]
+default = "zai,glm-5"
+[[providers]]
+name = "zai"
+api_base_url = "https://api.z.ai/v1"
+api_key = "unused"
+models = ["glm-5"]
+"""
+WITH_CODEX = PLAIN + '[[providers]]\nname = "openai-codex"\nmodels = ["gpt-5.2"]\n'
+
+
+def test_the_codex_transport_is_loaded_only_for_a_config_with_a_codex_provider(
+    tmp_path: Path,
+) -> None:
+    """README, "Daemon RSS": the ChatGPT sign-in and the Responses stream decoder are loaded
+    when the config has a codex provider, before the daemon listens, and not otherwise."""
+    assert _imported_by_serving(tmp_path, PLAIN).isdisjoint(CODEX_MODULES)
+    assert _imported_by_serving(tmp_path, WITH_CODEX).issuperset(CODEX_MODULES)
+
+
+def _imported_by_serving(tmp_path: Path, config_text: str) -> set[str]:
+    """Every module `llmproxy serve` imported by the time it listens (`python -X importtime`
+    lists them); the daemon is stopped then."""
+    config = tmp_path / "config.toml"
+    config.write_text(config_text)
+    serve = ("--config", str(config), "--port", str(free_port()), "--log-level", "warning")
+    imported: set[str] = set()
+    with subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "cli", "serve", *serve],
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        assert daemon.stderr is not None
+        try:
+            for line in daemon.stderr:
+                if line.startswith("import time:"):
+                    imported.add(line.rsplit("|", 1)[1].strip())
+                elif "listening on" in line:
+                    break
+            else:
+                raise AssertionError(f"the daemon ended before it listened (exit {daemon.wait()})")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=30)
+    assert "proxy.server" in imported
+    return imported
