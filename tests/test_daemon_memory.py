@@ -127,7 +127,8 @@ def test_glibc_has_the_trim() -> None:
 
 def test_a_daemon_gives_memory_back_after_each_burst(tmp_path: Path) -> None:
     """The real daemon: a burst of requests, then quiet; it says at debug level what it gave
-    back, once per burst and not while requests keep coming."""
+    back, once per burst and not while requests keep coming, and once it listens (what its
+    start-up left free)."""
     with serving(
         [SimulatedProvider("zai", "openai", ["glm-5"])], {"default": "zai,glm-5"}, daemon=False
     ) as running:
@@ -168,6 +169,7 @@ def test_a_daemon_gives_memory_back_after_each_burst(tmp_path: Path) -> None:
         r"gave free memory back after a burst: RSS [\d.]+ -> [\d.]+ MB", log.read_text()
     )
     assert line is not None
+    assert log.read_text().count("gave free memory back after start-up: RSS") == 1
 
 
 def _trims(log: Path) -> int:
@@ -325,12 +327,20 @@ models = ["glm-5"]
 WITH_CODEX = PLAIN + '[[providers]]\nname = "openai-codex"\nmodels = ["gpt-5.2"]\n'
 
 
+UNNEEDED = ("difflib", "zipfile", "importlib.resources")
+"""The "did you mean" of a wrong config's error; what `importlib.resources` reads a zipped
+package with."""
+
+
 def test_the_codex_transport_is_loaded_only_for_a_config_with_a_codex_provider(
     tmp_path: Path,
 ) -> None:
     """README, "Daemon RSS": the ChatGPT sign-in and the Responses stream decoder are loaded
-    when the config has a codex provider, before the daemon listens, and not otherwise."""
-    assert _imported_by_serving(tmp_path, PLAIN).isdisjoint(CODEX_MODULES)
+    when the config has a codex provider, before the daemon listens, and not otherwise; nor
+    does a daemon load modules that only a wrong config or a zipped package would use."""
+    imported = _imported_by_serving(tmp_path, PLAIN)
+    assert imported.isdisjoint(CODEX_MODULES)
+    assert imported.isdisjoint(UNNEEDED)
     assert _imported_by_serving(tmp_path, WITH_CODEX).issuperset(CODEX_MODULES)
 
 
