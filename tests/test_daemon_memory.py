@@ -327,6 +327,7 @@ models = ["glm-5"]
 WITH_CODEX = PLAIN + '[[providers]]\nname = "openai-codex"\nmodels = ["gpt-5.2"]\n'
 
 
+AIOHTTP_CLIENT = ("aiohttp.client", "aiohttp.connector", "aiohttp.cookiejar", "aiohappyeyeballs")
 UNNEEDED = ("difflib", "zipfile", "importlib.resources")
 """The "did you mean" of a wrong config's error; what `importlib.resources` reads a zipped
 package with."""
@@ -337,10 +338,12 @@ def test_the_codex_transport_is_loaded_only_for_a_config_with_a_codex_provider(
 ) -> None:
     """README, "Daemon RSS": the ChatGPT sign-in and the Responses stream decoder are loaded
     when the config has a codex provider, before the daemon listens, and not otherwise; nor
-    does a daemon load modules that only a wrong config or a zipped package would use."""
+    does a daemon load aiohttp's client, or modules that only a wrong config or a zipped
+    package would use."""
     imported = _imported_by_serving(tmp_path, PLAIN)
     assert imported.isdisjoint(CODEX_MODULES)
     assert imported.isdisjoint(UNNEEDED)
+    assert imported.isdisjoint(AIOHTTP_CLIENT)
     assert _imported_by_serving(tmp_path, WITH_CODEX).issuperset(CODEX_MODULES)
 
 
@@ -372,3 +375,29 @@ def _imported_by_serving(tmp_path: Path, config_text: str) -> set[str]:
             daemon.communicate(timeout=30)
     assert "proxy.server" in imported
     return imported
+
+
+def test_aiohttp_without_its_client_is_whole_once_asked_for_a_name_it_defines() -> None:
+    """A serving daemon's `aiohttp` package runs its `__init__` (the client half) only when
+    something asks it for a name that file defines; its submodules import alone."""
+    script = """
+import sys
+from cli._serve import _aiohttp_without_its_client
+_aiohttp_without_its_client()
+from aiohttp import hdrs, web
+import aiohttp.resolver
+assert web.Application and hdrs.CONTENT_TYPE and aiohttp.resolver.DefaultResolver
+assert "aiohttp.client" not in sys.modules, "the client half came with the server's modules"
+import aiohttp
+from aiohttp.http import SERVER_SOFTWARE
+assert SERVER_SOFTWARE.endswith("aiohttp/" + aiohttp.__version__), SERVER_SOFTWARE
+assert aiohttp.ClientSession.__module__ == "aiohttp.client"
+assert aiohttp.DefaultResolver is aiohttp.resolver.DefaultResolver
+assert "ClientSession" in aiohttp.__all__
+print("whole")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "whole"
