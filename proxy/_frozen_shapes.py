@@ -13,311 +13,311 @@ def init_(__frozen_self__):
 
 
 def init_f(__frozen_self__, f0):
-    _set(__frozen_self__, "f0", _f0() if f0 is _FACTORY else f0)
+    _s0(__frozen_self__, _f0() if f0 is _FACTORY else f0)
     pass
 
 
 def init_fff(__frozen_self__, f0, f1, f2):
-    _set(__frozen_self__, "f0", _f0() if f0 is _FACTORY else f0)
-    _set(__frozen_self__, "f1", _f1() if f1 is _FACTORY else f1)
-    _set(__frozen_self__, "f2", _f2() if f2 is _FACTORY else f2)
+    _s0(__frozen_self__, _f0() if f0 is _FACTORY else f0)
+    _s1(__frozen_self__, _f1() if f1 is _FACTORY else f1)
+    _s2(__frozen_self__, _f2() if f2 is _FACTORY else f2)
     pass
 
 
 def init_p(__frozen_self__, f0):
-    _set(__frozen_self__, "f0", f0)
+    _s0(__frozen_self__, f0)
     pass
 
 
 def init_pff(__frozen_self__, f0, f1, f2):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", _f1() if f1 is _FACTORY else f1)
-    _set(__frozen_self__, "f2", _f2() if f2 is _FACTORY else f2)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, _f1() if f1 is _FACTORY else f1)
+    _s2(__frozen_self__, _f2() if f2 is _FACTORY else f2)
     pass
 
 
 def init_pfpppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", _f1() if f1 is _FACTORY else f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, _f1() if f1 is _FACTORY else f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
     pass
 
 
 def init_pp(__frozen_self__, f0, f1):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
     pass
 
 
 def init_ppf(__frozen_self__, f0, f1, f2):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", _f2() if f2 is _FACTORY else f2)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, _f2() if f2 is _FACTORY else f2)
     pass
 
 
 def init_ppfpp(__frozen_self__, f0, f1, f2, f3, f4):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", _f2() if f2 is _FACTORY else f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, _f2() if f2 is _FACTORY else f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
     pass
 
 
 def init_ppp(__frozen_self__, f0, f1, f2):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
     pass
 
 
 def init_pppp(__frozen_self__, f0, f1, f2, f3):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
     pass
 
 
 def init_ppppfpf(__frozen_self__, f0, f1, f2, f3, f4, f5, f6):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", _f4() if f4 is _FACTORY else f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", _f6() if f6 is _FACTORY else f6)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, _f4() if f4 is _FACTORY else f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, _f6() if f6 is _FACTORY else f6)
     pass
 
 
 def init_ppppfpffffffFF_post(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", _f4() if f4 is _FACTORY else f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", _f6() if f6 is _FACTORY else f6)
-    _set(__frozen_self__, "f7", _f7() if f7 is _FACTORY else f7)
-    _set(__frozen_self__, "f8", _f8() if f8 is _FACTORY else f8)
-    _set(__frozen_self__, "f9", _f9() if f9 is _FACTORY else f9)
-    _set(__frozen_self__, "f10", _f10() if f10 is _FACTORY else f10)
-    _set(__frozen_self__, "f11", _f11() if f11 is _FACTORY else f11)
-    _set(__frozen_self__, "f12", _f12())
-    _set(__frozen_self__, "f13", _f13())
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, _f4() if f4 is _FACTORY else f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, _f6() if f6 is _FACTORY else f6)
+    _s7(__frozen_self__, _f7() if f7 is _FACTORY else f7)
+    _s8(__frozen_self__, _f8() if f8 is _FACTORY else f8)
+    _s9(__frozen_self__, _f9() if f9 is _FACTORY else f9)
+    _s10(__frozen_self__, _f10() if f10 is _FACTORY else f10)
+    _s11(__frozen_self__, _f11() if f11 is _FACTORY else f11)
+    _s12(__frozen_self__, _f12())
+    _s13(__frozen_self__, _f13())
     __frozen_self__.__post_init__()
 
 
 def init_ppppfpp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", _f4() if f4 is _FACTORY else f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, _f4() if f4 is _FACTORY else f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
     pass
 
 
 def init_ppppp(__frozen_self__, f0, f1, f2, f3, f4):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
     pass
 
 
 def init_pppppfp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", _f5() if f5 is _FACTORY else f5)
-    _set(__frozen_self__, "f6", f6)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, _f5() if f5 is _FACTORY else f5)
+    _s6(__frozen_self__, f6)
     pass
 
 
 def init_pppppp(__frozen_self__, f0, f1, f2, f3, f4, f5):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
     pass
 
 
 def init_ppppppfpppppppppD_post(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", _f6() if f6 is _FACTORY else f6)
-    _set(__frozen_self__, "f7", f7)
-    _set(__frozen_self__, "f8", f8)
-    _set(__frozen_self__, "f9", f9)
-    _set(__frozen_self__, "f10", f10)
-    _set(__frozen_self__, "f11", f11)
-    _set(__frozen_self__, "f12", f12)
-    _set(__frozen_self__, "f13", f13)
-    _set(__frozen_self__, "f14", f14)
-    _set(__frozen_self__, "f15", f15)
-    _set(__frozen_self__, "f16", _d16)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, _f6() if f6 is _FACTORY else f6)
+    _s7(__frozen_self__, f7)
+    _s8(__frozen_self__, f8)
+    _s9(__frozen_self__, f9)
+    _s10(__frozen_self__, f10)
+    _s11(__frozen_self__, f11)
+    _s12(__frozen_self__, f12)
+    _s13(__frozen_self__, f13)
+    _s14(__frozen_self__, f14)
+    _s15(__frozen_self__, f15)
+    _s16(__frozen_self__, _d16)
     __frozen_self__.__post_init__()
 
 
 def init_ppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
     pass
 
 
 def init_pppppppfp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", _f7() if f7 is _FACTORY else f7)
-    _set(__frozen_self__, "f8", f8)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, _f7() if f7 is _FACTORY else f7)
+    _s8(__frozen_self__, f8)
     pass
 
 
 def init_pppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
     pass
 
 
 def init_ppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
-    _set(__frozen_self__, "f8", f8)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
+    _s8(__frozen_self__, f8)
     pass
 
 
 def init_pppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
-    _set(__frozen_self__, "f8", f8)
-    _set(__frozen_self__, "f9", f9)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
+    _s8(__frozen_self__, f8)
+    _s9(__frozen_self__, f9)
     pass
 
 
 def init_pppppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
-    _set(__frozen_self__, "f8", f8)
-    _set(__frozen_self__, "f9", f9)
-    _set(__frozen_self__, "f10", f10)
-    _set(__frozen_self__, "f11", f11)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
+    _s8(__frozen_self__, f8)
+    _s9(__frozen_self__, f9)
+    _s10(__frozen_self__, f10)
+    _s11(__frozen_self__, f11)
     pass
 
 
 def init_pppppppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
-    _set(__frozen_self__, "f8", f8)
-    _set(__frozen_self__, "f9", f9)
-    _set(__frozen_self__, "f10", f10)
-    _set(__frozen_self__, "f11", f11)
-    _set(__frozen_self__, "f12", f12)
-    _set(__frozen_self__, "f13", f13)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
+    _s8(__frozen_self__, f8)
+    _s9(__frozen_self__, f9)
+    _s10(__frozen_self__, f10)
+    _s11(__frozen_self__, f11)
+    _s12(__frozen_self__, f12)
+    _s13(__frozen_self__, f13)
     pass
 
 
 def init_pppppppppppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
-    _set(__frozen_self__, "f8", f8)
-    _set(__frozen_self__, "f9", f9)
-    _set(__frozen_self__, "f10", f10)
-    _set(__frozen_self__, "f11", f11)
-    _set(__frozen_self__, "f12", f12)
-    _set(__frozen_self__, "f13", f13)
-    _set(__frozen_self__, "f14", f14)
-    _set(__frozen_self__, "f15", f15)
-    _set(__frozen_self__, "f16", f16)
-    _set(__frozen_self__, "f17", f17)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
+    _s8(__frozen_self__, f8)
+    _s9(__frozen_self__, f9)
+    _s10(__frozen_self__, f10)
+    _s11(__frozen_self__, f11)
+    _s12(__frozen_self__, f12)
+    _s13(__frozen_self__, f13)
+    _s14(__frozen_self__, f14)
+    _s15(__frozen_self__, f15)
+    _s16(__frozen_self__, f16)
+    _s17(__frozen_self__, f17)
     pass
 
 
 def init_pppppppppppppppppppppp(__frozen_self__, f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21):
-    _set(__frozen_self__, "f0", f0)
-    _set(__frozen_self__, "f1", f1)
-    _set(__frozen_self__, "f2", f2)
-    _set(__frozen_self__, "f3", f3)
-    _set(__frozen_self__, "f4", f4)
-    _set(__frozen_self__, "f5", f5)
-    _set(__frozen_self__, "f6", f6)
-    _set(__frozen_self__, "f7", f7)
-    _set(__frozen_self__, "f8", f8)
-    _set(__frozen_self__, "f9", f9)
-    _set(__frozen_self__, "f10", f10)
-    _set(__frozen_self__, "f11", f11)
-    _set(__frozen_self__, "f12", f12)
-    _set(__frozen_self__, "f13", f13)
-    _set(__frozen_self__, "f14", f14)
-    _set(__frozen_self__, "f15", f15)
-    _set(__frozen_self__, "f16", f16)
-    _set(__frozen_self__, "f17", f17)
-    _set(__frozen_self__, "f18", f18)
-    _set(__frozen_self__, "f19", f19)
-    _set(__frozen_self__, "f20", f20)
-    _set(__frozen_self__, "f21", f21)
+    _s0(__frozen_self__, f0)
+    _s1(__frozen_self__, f1)
+    _s2(__frozen_self__, f2)
+    _s3(__frozen_self__, f3)
+    _s4(__frozen_self__, f4)
+    _s5(__frozen_self__, f5)
+    _s6(__frozen_self__, f6)
+    _s7(__frozen_self__, f7)
+    _s8(__frozen_self__, f8)
+    _s9(__frozen_self__, f9)
+    _s10(__frozen_self__, f10)
+    _s11(__frozen_self__, f11)
+    _s12(__frozen_self__, f12)
+    _s13(__frozen_self__, f13)
+    _s14(__frozen_self__, f14)
+    _s15(__frozen_self__, f15)
+    _s16(__frozen_self__, f16)
+    _s17(__frozen_self__, f17)
+    _s18(__frozen_self__, f18)
+    _s19(__frozen_self__, f19)
+    _s20(__frozen_self__, f20)
+    _s21(__frozen_self__, f21)
     pass
 
 

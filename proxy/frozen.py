@@ -15,10 +15,9 @@ Here `__init__`, `__eq__` and `__hash__` are code written once per shape (how ma
 are parameters, which have a default factory) with placeholder names `f0`, `f1`..., which each
 class gets renamed to its fields (`CodeType.replace`). The shapes the code uses are functions of
 the generated `proxy/_frozen_shapes.py`, so that no class compiles anything; another shape is
-compiled once. The rest are shared functions. `__init__` stores through `object.__setattr__`
-bound once, one bytecode instruction a field fewer than dataclasses': constructing a stream
-event (one per SSE event on the daemon's hot path) runs 10-13% fewer machine instructions than
-the dataclass did, not "twice as fast" as the commit that made this module said.
+compiled once. The rest are shared functions. `__init__` stores each field through its slot's
+descriptor's `__set__`, bound once when the class is made (dataclasses call
+`object.__setattr__(self, name, value)`, which looks the descriptor up again at every store).
 
 A class defining one of those methods itself keeps its own, as with dataclasses. `replace`,
 `fields` and `to_dict` are this module's counterparts of `dataclasses.replace`, `fields` and
@@ -143,7 +142,18 @@ def frozen(cls: type[T]) -> type[T]:
         namespace["__match_args__"] = tuple(f.name for f in fields_.values() if f.init)
     metaclass: type = type(cls)
     made: type[T] = metaclass(cls.__name__, cls.__bases__, namespace)
+    _bind_setters(made, methods["__init__"], tuple(fields_.values()))
     return made
+
+
+def _bind_setters(made: type, init: FunctionType, fields_: tuple[Field, ...]) -> None:
+    """Give `__init__` each field's store: the `__set__` of its slot's descriptor (the class's
+    own, or a frozen base's), bound once: the slots exist only once the class is made. Calling
+    it costs about half of `object.__setattr__(self, name, value)`, which finds that descriptor
+    again at every store, and the daemon makes many values per request."""
+    scope = init.__globals__
+    for i, f in enumerate(fields_):
+        scope[f"_s{i}"] = getattr(made, f.name).__set__
 
 
 def _annotation_kind(annotation: object) -> str:
@@ -163,7 +173,7 @@ def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str,
     """`__init__`, `__eq__` and `__hash__` of the class `qualname`. `__init__`'s code is
     compiled once per shape (which fields are parameters, which have a default factory), then
     given the field names; its parameters' defaults are the function's own `__defaults__`."""
-    scope: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
+    scope: dict[str, Any] = {"_FACTORY": _FACTORY}  # and each field's `_s{i}`: `_bind_setters`
     defaults: list[Any] = []
     for i, f in enumerate(fields_):
         scope[f"_d{i}"] = f.default
@@ -191,8 +201,8 @@ def _methods(qualname: str, fields_: tuple[Field, ...], post: bool) -> dict[str,
 
 
 def _renamed(code: CodeType, names: dict[str, str], qualname: str, name: str) -> CodeType:
-    """A template's code with its placeholders `f0`, `f1`... (parameters, attributes, and the
-    strings given to `_set`) replaced by the field names."""
+    """A template's code with its placeholders `f0`, `f1`... (parameters and attributes; the
+    stores `_s0`, `_s1`... keep their names) replaced by the field names."""
     return code.replace(
         co_varnames=tuple(names.get(n, n) for n in code.co_varnames),
         co_names=tuple(names.get(n, n) for n in code.co_names),
@@ -215,7 +225,7 @@ def _kind(f: Field) -> str:
 @cache
 def _init_code(shape: str, post: bool) -> CodeType:
     """`__init__` of a class of this shape, with placeholders `f0`, `f1`... for the field names
-    (parameters, and the strings given to `_set`)."""
+    (its parameters), each stored through `_s0`, `_s1`... (`_bind_setters`)."""
     return _template(_template_name(shape, post), init_source(shape, post, "__init__"))
 
 
@@ -249,10 +259,10 @@ def init_source(shape: str, post: bool, name: str) -> str:
     """The source of the `__init__` of a class of `shape` (see `_kind`). The instance is
     `__frozen_self__`, so that a field may be named `self` (dataclasses' `__dataclass_self__`)."""
     stores = {
-        "p": '_set(__frozen_self__, "f{i}", f{i})',
-        "f": '_set(__frozen_self__, "f{i}", _f{i}() if f{i} is _FACTORY else f{i})',
-        "D": '_set(__frozen_self__, "f{i}", _d{i})',
-        "F": '_set(__frozen_self__, "f{i}", _f{i}())',
+        "p": "_s{i}(__frozen_self__, f{i})",
+        "f": "_s{i}(__frozen_self__, _f{i}() if f{i} is _FACTORY else f{i})",
+        "D": "_s{i}(__frozen_self__, _d{i})",
+        "F": "_s{i}(__frozen_self__, _f{i}())",
         "x": "pass",
     }
     params = "".join(f", f{i}" for i, kind in enumerate(shape) if kind in "pf")

@@ -94,19 +94,23 @@ class Redactor:
             text = pattern.sub(replacement, text)
         return text
 
-    def redact_all(self, texts: list[str]) -> list[str]:
+    def redact_all(self, texts: list[str], suspects: Iterable[str] | None = None) -> list[str]:
         """`redact` of each text, after one look at them all together: `redact` changes a text
         only when it holds a known secret or a trigger word, and then so do the texts joined.
         Most batches of request lines hold neither, and pass with one scan instead of one per
         line (`texts` itself is returned); a batch that does is redacted line by line, so no
         pattern sees two lines at once.
+
+        `suspects`: where the caller knows that the texts are its own words (none holding a
+        trigger word, none running into a neighbour to make one) around these pieces, the only
+        ones looked at for trigger words; known secrets are still looked for in every text.
         """
         joined = "\n".join(texts)
         if self._known is not None:
             for secret in self.secrets:
                 if secret in joined:
                     return [self.redact(text) for text in texts]
-        lowered = joined.lower()
+        lowered = (joined if suspects is None else "\n".join(suspects)).lower()
         for word in _TRIGGERS:
             if word in lowered:
                 return [self.redact(text) for text in texts]
@@ -277,6 +281,15 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(LOG_FORMAT)
         self._stamp = (-1, "")  # one tuple, replaced whole: a thread never sees half of it
+        self._millis: tuple[str, ...] = ()
+
+    def millis(self) -> tuple[str, ...]:
+        """`,000` to `,999`, the time's text after the second: looked up, not formatted, for
+        each of a batch's lines (`:03d` is a format spec parsed per call, a sixth of a line's
+        cost). Made at the first batch, not for every CLI command that formats a line."""
+        if not self._millis:
+            self._millis = tuple(f",{ms:03d}" for ms in range(1000))
+        return self._millis
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return f"{self.second_stamp(record.created)},{int(record.msecs):03d}"  # as logging's
@@ -312,29 +325,35 @@ class ConsoleHandler(logging.StreamHandler[TextIO]):
         return type(self.formatter) is TextFormatter and redaction_only(self)[0]
 
     def write_messages(
-        self, name: str, level: int, messages: list[tuple[float, str]], redactor: Redactor | None
+        self,
+        name: str,
+        level: int,
+        times: list[float],
+        texts: list[str],
+        redactor: Redactor | None,
+        suspects: Iterable[str] | None = None,
     ) -> None:
-        """Lines of logger `name` at `level`, each `(time, message)`, as `handle` writes records
-        of them through its `TextFormatter` and redacting filters (needs `writes_text`).
-        `redactor`: the logger's own filter's, which redacts before the handler's."""
+        """Lines of logger `name` at `level`, made at `times` with messages `texts`, as `handle`
+        writes records of them through its `TextFormatter` and redacting filters (needs
+        `writes_text`). `redactor`: the logger's own filter's, which redacts before the
+        handler's; `suspects`: as `Redactor.redact_all` takes them."""
         formatter = cast(TextFormatter, self.formatter)
         if redactor is None:
             redactor = redaction_only(self)[1]
-        texts = [message for _, message in messages]
         if redactor is not None:
-            texts = [
-                text if len(text) <= MAX_MESSAGE_CHARS else bounded(text)
-                for text in redactor.redact_all(texts)
-            ]
+            texts = redactor.redact_all(texts, suspects)
+            if max(map(len, texts), default=0) > MAX_MESSAGE_CHARS:
+                texts = [bounded(text) for text in texts]
         head = f" {logging.getLevelName(level)} {name}: "
         end = self.terminator
+        millis = formatter.millis()
         lines = []
         second, prefix = -1, ""
-        for (created, _), text in zip(messages, texts, strict=True):
+        for created, text in zip(times, texts, strict=True):
             whole = int(created)
             if whole != second:  # `formatter.stamp`, its per-second part taken once a second
                 second, prefix = whole, formatter.second_stamp(created)
-            lines.append(f"{prefix},{int((created - whole) * 1000):03d}{head}{text}{end}")
+            lines.append(f"{prefix}{millis[int((created - whole) * 1000)]}{head}{text}{end}")
         self.acquire()
         try:
             self.stream.write("".join(lines))

@@ -49,6 +49,34 @@ def test_the_benchmark_prints_each_case_beside_its_floor() -> None:
     assert "every target met" in done.stdout or "target missed" in done.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["openai>openai non-stream", "anthropic>anthropic stream 20"])
+def test_the_reference_relays_are_measured_like_the_daemon(case: str) -> None:
+    """`--relay`: the README's latency floor. A relay that answered wrongly would stop the run
+    (the benchmark's client refuses an answer that is not a 200)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "tests/bench/bench_proxy.py",
+            *("--requests", "5", "--seconds", "0.3", "--concurrency", "2", "--case", case),
+            *("--relay", "aiohttp", "--relay", "httptools", "--no-rss", "--markdown"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    for kind in ("aiohttp", "httptools"):
+        row = next(
+            ln for ln in done.stdout.splitlines() if ln.startswith(f"| relay {kind}: {case} |")
+        )
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[1].endswith("ms") and cells[6].endswith("x")  # added p50, floor ratio
+        if "non-stream" not in case:
+            assert cells[3].endswith("ms")  # added TTFT
+
+
 @pytest.mark.parametrize(
     "script", ["bench_state.py", "bench_large_bodies.py", "bench_affinity.py", "bench_startup.py"]
 )

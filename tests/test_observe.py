@@ -35,7 +35,7 @@ from proxy.simulate import (
     openai_rate_limit,
     run_simulated,
 )
-from proxy.types import Target, Usage
+from proxy.types import Attempt, ErrorClass, Target, Usage
 
 PROMPT = "Tell me a secret-free story"
 FALLBACK = {"default": "zai,glm-5|cerebras,llama-3.3-70b"}
@@ -421,6 +421,55 @@ def test_the_requested_model_label_is_bounded() -> None:
     assert len(requested) == SERIES_LIMIT + 1
     assert requested["other"] == extra and requested["model-0"] == 1
     assert sum(requested.values()) == SERIES_LIMIT + extra
+
+
+def test_every_attempt_is_counted_by_target_and_outcome() -> None:
+    """A request answered by its one attempt of the served target is counted through its
+    series (most requests); every other attempt one by one: `llmproxy_attempts_total` adds
+    both up."""
+    metrics = Metrics(list)
+    zai, cerebras = Target("zai", "glm-5"), Target("cerebras", "llama-3.3-70b")
+
+    def record(served: Target | None, *attempts: Attempt, model: str = "auto") -> RequestRecord:
+        return RequestRecord(
+            id="r",
+            started=0.0,
+            client_api="openai",
+            stream=False,
+            requested_model=model,
+            route="default",
+            reason="",
+            served=served,
+            attempts=attempts,
+            usage=Usage(10, 5),
+            cost=None,
+            ttft_ms=None,
+            total_ms=5.0,
+            status=200 if served else 502,
+            outcome="ok" if served else "error",
+        )
+
+    failed = Attempt(zai, 500, ErrorClass.SERVER_ERROR, 1.0)
+    metrics.observe_all(
+        [
+            record(zai, Attempt(zai, 200, None, 1.0)),
+            record(zai, Attempt(zai, 200, None, 1.0), model="other"),
+            record(cerebras, failed, Attempt(cerebras, 200, None, 1.0)),
+            record(None, failed),
+            record(zai, Attempt(zai, 200, None, 1.0, streaming=True)),
+            record(zai, Attempt(cerebras, 200, None, 1.0)),  # not the served target
+        ]
+    )
+    counts = {
+        labels: value
+        for (name, labels), value in _samples(metrics.render().decode()).items()
+        if name == "llmproxy_attempts_total"
+    }
+    assert counts == {
+        (("model", "glm-5"), ("outcome", "ok"), ("provider", "zai")): 3,
+        (("model", "glm-5"), ("outcome", "server_error"), ("provider", "zai")): 2,
+        (("model", "llama-3.3-70b"), ("outcome", "ok"), ("provider", "cerebras")): 2,
+    }
 
 
 async def test_health_live_and_ready(observed: list[Observed]) -> None:

@@ -427,8 +427,10 @@ def test_an_attempt_is_kept_in_its_request_row_only_when_it_reads_the_same() -> 
             kept = db.execute("SELECT COUNT(*) FROM attempt_rows").fetchone()[0]
         db.close()
     assert kept == 3
-    for record, entry in zip(variants, entries, strict=True):
-        assert entry.id == record.id
+    by_id = {entry.id: entry for entry in entries}
+    assert len(by_id) == len(variants)
+    for record in variants:
+        entry = by_id[record.id]
         assert entry.attempts == tuple(
             {
                 "provider": a.target.provider,
@@ -440,3 +442,80 @@ def test_an_attempt_is_kept_in_its_request_row_only_when_it_reads_the_same() -> 
             }
             for a in record.attempts
         )
+
+
+def test_every_kind_of_row_reads_back_as_its_record(tmp_path: Path) -> None:
+    """Plain rows (served by their one attempt, ended well: most requests),
+    streamed or not, go in by statements that write their constant columns as constants; the
+    rows one difference away from plain go in by the general ones. Each reads back as its
+    record, in the order the requests began."""
+    zai = Target("zai", "glm-5")
+    now = time.time()
+    plain = replace(_record(now, 1), usage=Usage(10, 5, 3, 2))
+    variants = [
+        plain,
+        replace(plain, id="req_stream", started=now + 1, stream=True, ttft_ms=41.25),
+        replace(plain, id="req_no_ttft", started=now + 2, stream=True, ttft_ms=None),
+        replace(plain, id="req_unpriced", started=now + 3, cost=None),
+        replace(plain, id="req_cut", started=now + 4, outcome="client_disconnected", status=200),
+        replace(plain, id="req_error", started=now + 5, error="stream_cut", outcome="error"),
+        replace(
+            plain,
+            id="req_streaming",
+            started=now + 6,
+            attempts=(Attempt(zai, 200, None, 12.0, streaming=True),),
+        ),
+        replace(plain, id="req_free", started=now + 7, cost=0.0, stream=True, ttft_ms=0.0),
+    ]
+    path = tmp_path / "requests.db"
+    journal = Journal(path, JournalSettings())
+    journal.start()
+    journal.add_all(list(reversed(variants)))  # written in another order than they began
+    journal.close()
+    entries = read_requests(path, Query())
+    assert [e.id for e in entries] == [r.id for r in variants]
+    followed = read_requests(path, Query(after_row=0))
+    assert [e.id for e in followed] == [r.id for r in variants]
+    for record, entry in zip(variants, entries, strict=True):
+        assert (entry.ts, entry.client_api, entry.stream, entry.model) == (
+            record.started,
+            record.client_api,
+            record.stream,
+            record.requested_model,
+        )
+        assert (entry.route, entry.reason, entry.provider, entry.served_model) == (
+            record.route,
+            record.reason,
+            "zai",
+            "glm-5",
+        )
+        assert entry.path == attempts_path(record.attempts)
+        assert (entry.input_tokens, entry.output_tokens) == (10, 5)
+        assert (entry.cache_read_tokens, entry.cache_write_tokens) == (3, 2)
+        assert (entry.cost_usd, entry.ttft_ms, entry.total_ms) == (
+            record.cost,
+            record.ttft_ms,
+            record.total_ms,
+        )
+        assert (entry.status, entry.outcome, entry.error) == (
+            record.status,
+            record.outcome,
+            record.error,
+        )
+        assert [(a["provider"], a["status"], a["elapsed_ms"]) for a in entry.attempts] == [
+            ("zai", 200, 12.0)
+        ]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM attempt_rows").fetchone()[0] == 0
+        nulls = db.execute(
+            "SELECT id FROM requests WHERE ttft_ms IS NULL OR cost_usd IS NULL ORDER BY ts"
+        ).fetchall()
+    db.close()
+    assert [n[0] for n in nulls] == [
+        "req_00000001",
+        "req_no_ttft",
+        "req_unpriced",
+        "req_cut",
+        "req_error",
+        "req_streaming",
+    ]

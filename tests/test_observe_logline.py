@@ -20,6 +20,7 @@ from support import CLIENT_KEY, config_text
 
 from proxy.frozen import replace
 from proxy.logging_setup import (
+    _TRIGGERS,
     LOG_FORMAT,
     MAX_MESSAGE_CHARS,
     REDACTED,
@@ -29,10 +30,11 @@ from proxy.logging_setup import (
     Redactor,
     TextFormatter,
 )
-from proxy.observe.logline import RequestLog, text_line
-from proxy.observe.record import RequestRecord
+from proxy.observe.cost import format_cost
+from proxy.observe.logline import RequestLog, outside_texts, text_line
+from proxy.observe.record import DISCONNECTED, ERROR, OK, REFUSED, RequestRecord
 from proxy.simulate import SimulatedProvider, run_simulated
-from proxy.types import Attempt, Target, Usage
+from proxy.types import Attempt, ErrorClass, Target, Usage
 
 PROMPT = "Say something about the log line"
 TEXT_LINE = re.compile(
@@ -272,10 +274,89 @@ def test_the_json_line_redacts_each_value_of_the_record() -> None:
     )
     out = []
     for record in (clean, hostile):
-        line = RequestLog()._log_record(record, (0.0, text_line(record)))
+        line = RequestLog()._log_record(record, 0.0, text_line(record))
         assert RedactingFilter(redactor).filter(line)
         out.append(orjson.loads(JsonFormatter().format(line))["request"])
     assert out[0] == orjson.loads(orjson.dumps(clean.to_json()))
     text = orjson.dumps(out[1]).decode()
     assert secret not in text and "sk-clientchosen" not in text and "hunter2" not in text
     assert out[1]["model"].count(REDACTED) == 3 and REDACTED in out[1]["attempts"][0]["detail"]
+
+
+def _shapes(route: str, reason: str, provider: str, model: str) -> list[RequestRecord]:
+    """Records of every shape a line takes (outcomes, error classes, attempts paths, streams,
+    unknown costs), with these outside texts wherever a record holds one."""
+    served = Target(provider, model)
+    other = Target(provider, model + "2")
+    tries = [
+        (),
+        (Attempt(served, 200, None, 1.0),),
+        (Attempt(served, 200, None, 1.0, streaming=True),),
+        (Attempt(other, None, ErrorClass.TIMEOUT, 1.0, detail="skipped: cooling down"),),
+        (Attempt(other, 500, ErrorClass.SERVER_ERROR, 1.0), Attempt(served, 200, None, 1.0)),
+    ]
+    errors = ["", DISCONNECTED, *(e.value for e in ErrorClass)]
+    records = []
+    for outcome in (OK, ERROR, DISCONNECTED, REFUSED):
+        for error in errors:
+            for attempts in tries:
+                for stream in (False, True):
+                    records.append(
+                        RequestRecord(
+                            id=f"req_{len(records):024x}",
+                            started=0.0,
+                            client_api=("openai", "anthropic", "responses")[len(records) % 3],
+                            stream=stream,
+                            requested_model=model,
+                            route=route if len(records) % 2 else "",
+                            reason=reason if len(records) % 5 else "",
+                            served=served if attempts else None,
+                            attempts=attempts,
+                            usage=Usage(123, 45, 6, 7),
+                            cost=None if len(records) % 7 == 0 else 0.000123,
+                            ttft_ms=12.5 if stream else None,
+                            total_ms=20.0,
+                            status=499 if outcome == DISCONNECTED else 200,
+                            outcome=outcome,
+                            error=error,
+                        )
+                    )
+    return records
+
+
+def test_only_outside_texts_can_hold_a_trigger() -> None:
+    """The daemon's request lines are looked at for trigger words only in `outside_texts`
+    (names from the config or the client, the routing reason): the rest of a line is the
+    line's own words, ids and numbers, none of which holds a trigger word, and a trigger
+    placed in any outside text is redacted as a whole-line look would redact it."""
+    for record in _shapes("route", "reason", "prov", "model"):
+        line = text_line(record).lower()
+        assert not [word for word in _TRIGGERS if word in line], line
+    secret = "a-configured-provider-key-0123"
+    redactor = Redactor([secret])
+    hostile = ["Bearer abcdefghijkl", "sk-abcdefghijkl", "token=abcdef", secret, "AIza" + "x" * 24]
+    placements = [(h, "reason", "prov", "model") for h in hostile]
+    placements += [("route", h, "prov", "model") for h in hostile]
+    placements += [("route", "reason", h, "model") for h in hostile]
+    placements += [("route", "reason", "prov", h) for h in hostile]
+    for placement in placements:
+        records = _shapes(*placement)
+        texts = [text_line(r) for r in records]
+        redacted = redactor.redact_all(texts, outside_texts(records))
+        assert redacted == [redactor.redact(text) for text in texts]
+        assert redacted != texts
+    clean = [text_line(r) for r in _shapes("route", "reason", "prov", "model")]
+    assert redactor.redact_all(clean, outside_texts(_shapes("r", "r", "p", "m"))) is clean
+
+
+def test_a_cost_shows_three_significant_digits_below_a_cent() -> None:
+    assert [format_cost(c) for c in (None, 0.0, 0.0123, 1.5, 0.0099, 0.000123, 1.23e-8)] == [
+        "-",
+        "$0.0000",
+        "$0.0123",
+        "$1.5000",
+        "$0.00990",
+        "$0.000123",
+        "$0.0000000123",
+    ]
+    assert format_cost(1e-10) == "$0.000000000100" and format_cost(5e-11) == "$0.000000000050"

@@ -7,8 +7,6 @@ for want of a discount. Unknown input or output prices make the cost unknown (No
 
 from __future__ import annotations
 
-from bisect import bisect_right
-
 from proxy.capabilities import ModelCapabilities
 from proxy.types import Usage
 
@@ -29,21 +27,23 @@ def usage_cost(usage: Usage, caps: ModelCapabilities) -> float | None:
     return round(dollars, 10)
 
 
-DECADES = tuple(10.0**-k for k in range(12, 2, -1))
-"""1e-12 ... 1e-3: below a cent, how many of them a cost reaches gives its first digit's place
-(`bisect` over them is a fifth of `floor(log10(cost))`'s cost, and this runs for every request
-line)."""
-_SPECS = tuple(f".{decimals}f" for decimals in range(13))
+DECIMALS = tuple((10.0**-k, f".{2 + k}f") for k in range(3, 11))
+"""Below a cent, the first power of ten a cost reaches (from 1e-3 down) and the decimals that
+show three significant digits from there."""
 
 
 def format_cost(cost: float | None) -> str:
     """`$0.0123`, `$0.0000271` (three significant digits below a cent), `-` when unknown."""
     if cost is None:
         return "-"
-    if cost == 0 or cost >= 0.01:
+    if cost >= 0.01 or cost == 0:
         return f"${cost:.4f}"
-    # Reaching 10^k (k from -12) puts the first digit k places after the point: 2 - k decimals.
-    return f"${cost:{_SPECS[min(12, 15 - bisect_right(DECADES, cost))]}}"
+    # A scan from the top, not a bisect: a request's cost is mostly a few thousandths of a
+    # cent, two or three comparisons down, and this runs for every request line.
+    for bound, spec in DECIMALS:
+        if cost >= bound:
+            return f"${cost:{spec}}"
+    return f"${cost:.12f}"
 
 
 def cost_value(cost: float | None) -> str:

@@ -44,17 +44,22 @@ class RequestLog:
         if not handlers:
             return
         plain, redactor = redaction_only(logger)
-        messages = [(r.started + r.total_ms / 1000, text_line(r)) for r in records]
+        texts = [text_line(r) for r in records]
+        times = [r.started + r.total_ms / 1000 for r in records]
         others = []
         for handler in handlers:
             if plain and isinstance(handler, ConsoleHandler) and handler.writes_text():
-                handler.write_messages(logger.name, logging.INFO, messages, redactor)
+                handler.write_messages(
+                    logger.name, logging.INFO, times, texts, redactor, outside_texts(records)
+                )
             else:
                 others.append(handler)
         if not others:
             return
         # The logger's own filters (the redaction filter) first, as `Logger.handle` does.
-        lines = [line for line in map(self._log_record, records, messages) if logger.filter(line)]
+        lines = [
+            line for line in map(self._log_record, records, times, texts) if logger.filter(line)
+        ]
         for handler in others:
             if isinstance(handler, ConsoleHandler):
                 handler.handle_batch(lines)
@@ -62,10 +67,9 @@ class RequestLog:
                 for line in lines:
                     handler.handle(line)
 
-    def _log_record(self, record: RequestRecord, message: tuple[float, str]) -> logging.LogRecord:
+    def _log_record(self, record: RequestRecord, now: float, text: str) -> logging.LogRecord:
         # Stamped when the request ended, not when its batch was handed over (up to flush_ms
         # later): the line sits in time with the other lines about the same request.
-        now, text = message
         template = self._template
         if template is None or template.thread != threading.get_ident():
             template = self._template = logging.LogRecord(
@@ -88,6 +92,28 @@ def _handlers(logger: logging.Logger) -> list[logging.Handler]:
     while current is not None:
         found.extend(current.handlers)
         current = current.parent if current.propagate else None
+    return found
+
+
+def outside_texts(records: list[RequestRecord]) -> set[str]:
+    """The pieces of the records' `text_line`s that come from outside this module: names from
+    the config or the client (a model matched by a glob), the routing reason (it quotes the
+    client's model and text). The rest of a line is this module's own words, ids and numbers,
+    none of which holds a redaction trigger word, each piece set off by a space or a bracket
+    (`Redactor.redact_all`'s `suspects`: tested by `test_only_outside_texts_can_hold_a_trigger`)."""
+    # Comprehensions, not one loop of `set.add` calls: this runs for every request line.
+    found = {r.reason for r in records}
+    found.update({r.route for r in records})
+    served = [r.served for r in records if r.served is not None]
+    # Most requests were served by their one attempt: its target is the served one.
+    served += [
+        attempt.target
+        for r in records
+        if len(r.attempts) != 1 or r.attempts[0].target is not r.served
+        for attempt in r.attempts
+    ]
+    found.update({target.provider for target in served})
+    found.update({target.model for target in served})
     return found
 
 

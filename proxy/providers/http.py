@@ -116,7 +116,8 @@ class HttpTransport:
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[EventBatch]:
         """A streaming call: neutral events until Finish, or an UpstreamError. Events come in
         batches, one per read of the upstream's body, so that what one read delivered reaches
-        the client in one write.
+        the client in one write; the first content event ends a batch of its own (the commit
+        point, and the client's first token, need not wait for the rest of its read).
 
         Raises StreamCutError when the body ends (or the connection drops, or stalls) before the
         provider's finish reason: a truncated answer is never reported as complete. After the
@@ -180,11 +181,16 @@ class HttpTransport:
                                 yield batch
                             raise fault_error(event, request.target)
                         got_event = True
+                        batch.append(event)
                         if isinstance(event, Finish):
                             finished = True
-                        elif not got_content:
-                            got_content = not isinstance(event, MessageStart | UsageUpdate)
-                        batch.append(event)
+                        elif not got_content and not isinstance(event, MessageStart | UsageUpdate):
+                            # The first content leaves before the rest of its read is decoded:
+                            # a read can hold a whole answer, and the client's time to first
+                            # token would be the time to decode it all.
+                            got_content = True
+                            yield batch
+                            batch = []
                 if batch:
                     yield batch
                 if not chunk:

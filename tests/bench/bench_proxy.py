@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -624,6 +624,14 @@ def main() -> None:
         help="with --against: that daemon's log level instead of --log-level",
     )
     parser.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        choices=("aiohttp", "httptools"),
+        help="also measure this reference relay (tests/bench/bench_relay.py), case by case, "
+        "exactly like the daemon: what the extra hop itself costs (repeatable)",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="run every daemon on the last CPU and this client and the upstream on the others: "
@@ -650,16 +658,18 @@ def main() -> None:
             baseline.write_text(_config(upstream, observe))
             level = args.log_level if args.baseline_log_level is None else args.baseline_log_level
             daemons.insert(0, _start_daemon(args.against.resolve(), baseline, Path(tmp), level))
+        relays = {kind: _start_relay(kind, upstream) for kind in args.relay}
         if args.pin:
-            _pin([p.pid for _, p in daemons], [os.getpid(), upstream_process.pid])
+            measured = [p.pid for _, p in [*daemons, *relays.values()]]
+            _pin(measured, [os.getpid(), upstream_process.pid])
         try:
             if args.against is not None:
                 _compare(cases, daemons, upstream, upstream_process.pid, args)
                 met = True
             else:
-                met = _run(cases, daemons[0], upstream, upstream_process.pid, args)
+                met = _run(cases, daemons[0], relays, upstream, upstream_process.pid, args)
         finally:
-            for _, process in daemons:
+            for _, process in [*daemons, *relays.values()]:
                 process.terminate()
                 process.wait(10)
             upstream_process.terminate()
@@ -703,9 +713,27 @@ def _start_daemon(
     return f"http://127.0.0.1:{port}", process
 
 
+def _start_relay(kind: str, upstream: str) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "tests/bench/bench_relay.py"), kind, str(port), upstream],
+        cwd=REPO,
+    )
+    wait_for(port)
+    return f"http://127.0.0.1:{port}", process
+
+
+def _relayed(case: Case, kind: str) -> Case:
+    """What a relay is sent: the upstream's own request (the baseline's), which it forwards."""
+    return replace(
+        case, name=f"relay {kind}: {case.name}", client_path=case.provider_path, body=case.direct
+    )
+
+
 def _run(
     cases: list[Case],
     daemon: tuple[str, subprocess.Popen[bytes]],
+    relays: dict[str, tuple[str, subprocess.Popen[bytes]]],
     upstream: str,
     upstream_pid: int,
     args: argparse.Namespace,
@@ -719,14 +747,19 @@ def _run(
         flush=True,
     )
     results = []
+    relayed: list[Result] = []
     for case in cases:
         results.append(measure(case, url, upstream, pids, args))
         _print_result(results[-1])
+        for kind, (relay_url, relay) in relays.items():
+            relay_pids = (relay.pid, upstream_pid)
+            relayed.append(measure(_relayed(case, kind), relay_url, upstream, relay_pids, args))
+            _print_result(relayed[-1])
     rss = None if args.no_rss else _rss_phase(url, process.pid, args.concurrency)
     if rss is not None:
         print(f"RSS {rss.text()}")
     if args.markdown:
-        _markdown(results, rss)
+        _markdown(results + relayed, rss)
     return _targets(results, rss)
 
 
