@@ -106,8 +106,7 @@ def forget(request: web.BaseRequest, response: web.StreamResponse) -> None:
     next one: the raw body it cached, what the layers left under request keys (the parsed
     body), a response's body. About 100 KB for a Claude Code request, on every idle
     connection. The handler and every middleware have returned by now."""
-    for key in list(request):
-        del request[key]
+    request._state.clear()  # its keys: one call, not a `del` through the mapping each
     request._read_bytes = None  # `request.read()`'s cache; aiohttp never reads it again
     if isinstance(response, web.Response):
         response.body = None  # sent

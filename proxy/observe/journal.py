@@ -287,8 +287,8 @@ _PLAIN = {
 CHUNK_ROWS = 32
 """32 rows of 21 columns: 672 parameters, under the 999 of SQLite before 3.32. The statement
 cache keeps each prepared size (32, 16, ... 1), which stays in the daemon's RSS: up to 256 rows
-a statement kept about 1 MB more, for 2% fewer of the writer's instructions a row
-(`tests/bench/bench_observe_sinks.py --sink journal`: 29,468 against 29,985)."""
+a statement kept about 1 MB more, for 2% fewer of the writer's instructions a record
+(`tests/bench/bench_observe_sinks.py --sink journal`: 23,881 against 24,457)."""
 
 
 def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
