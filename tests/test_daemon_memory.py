@@ -19,12 +19,9 @@ import orjson
 from cli_support import free_port, serving, subprocess_env
 from support import CLIENT_KEY, Daemon, config_text
 
-from proxy.frozen import replace
 from proxy.memory import BURST, LIGHT, QUIET, malloc_trim, trim_when_quiet
-from proxy.observe.journal import CACHE_KIB, _write, open_journal
-from proxy.observe.record import RequestRecord
+from proxy.observe.journal import CACHE_KIB, open_journal
 from proxy.simulate import SimulatedProvider, run_simulated
-from proxy.types import Attempt, Target, Usage
 
 REPO = Path(__file__).resolve().parent.parent
 DEBUG = ("--log-level", "debug")
@@ -275,41 +272,6 @@ def _contains(value: object, text: str) -> bool:
     if isinstance(value, str):
         return text in value
     return isinstance(value, bytes | bytearray) and text.encode() in value
-
-
-def test_the_journal_prepares_statements_of_at_most_32_rows(tmp_path: Path) -> None:
-    """SQLite keeps every prepared statement the sqlite3 module caches, and a statement's size
-    follows its rows: a batch of 300 records goes in as statements of at most 32 rows each."""
-    target = Target("zai", "glm-5")
-    record = RequestRecord(
-        id="",
-        started=1.0,
-        client_api="openai",
-        stream=False,
-        requested_model="auto",
-        route="default",
-        reason="default route",
-        served=target,
-        attempts=(Attempt(target, 200, None, 12.0),),
-        usage=Usage(10, 5),
-        cost=None,
-        ttft_ms=None,
-        total_ms=20.0,
-        status=200,
-        outcome="ok",
-    )
-    db = open_journal(tmp_path / "requests.db")
-    statements: list[str] = []
-    db.set_trace_callback(statements.append)
-    try:
-        _write(db, [replace(record, id=f"req_{n:04d}") for n in range(300)])
-        inserts = [s for s in statements if s.startswith("INSERT INTO requests")]
-        rows = [s.count("), (") + 1 for s in inserts]  # the SQL as run, values bound
-        assert sum(rows) == 300
-        assert max(rows) == 32
-        assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 300
-    finally:
-        db.close()
 
 
 CODEX_MODULES = ("proxy.providers.codex", "proxy.codex_auth", "proxy.translate.stream_responses")

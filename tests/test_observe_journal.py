@@ -22,7 +22,15 @@ from proxy.appkeys import OBSERVER
 from proxy.config import parse_config
 from proxy.errors import ConfigError
 from proxy.frozen import replace
-from proxy.observe.journal import Journal, Query, _data_bytes, apply_retention, read_requests
+from proxy.observe.journal import (
+    Journal,
+    Query,
+    _data_bytes,
+    _write,
+    apply_retention,
+    open_journal,
+    read_requests,
+)
 from proxy.observe.record import RequestRecord, attempts_path
 from proxy.observe.settings import JournalSettings
 from proxy.server import build_app
@@ -519,3 +527,24 @@ def test_every_kind_of_row_reads_back_as_its_record(tmp_path: Path) -> None:
         "req_error",
         "req_streaming",
     ]
+
+
+def test_no_statement_takes_more_rows_than_its_shape_allows(tmp_path: Path) -> None:
+    """The connection keeps each statement it prepared: plain rows go in by statements of at
+    most 128 rows, the other request rows by statements of at most 32 (`SHAPE_ROWS`), and
+    every row still goes in."""
+    now = time.time()
+    plain = [replace(_record(now, n), id=f"req_p{n}") for n in range(300)]
+    other = [replace(r, id=f"req_o{n}", outcome="error", error="x") for n, r in enumerate(plain)]
+    db = open_journal(tmp_path / "requests.db")
+    executed: list[str] = []
+    db.set_trace_callback(executed.append)
+    _write(db, plain[:100] + other[:40] + plain[100:] + other[40:45])
+    db.set_trace_callback(None)
+    inserts = [sql for sql in executed if sql.startswith("INSERT INTO requests")]
+    plain_rows = [sql.count("'ok', ''") for sql in inserts if "'ok', ''" in sql]
+    other_rows = [sql.count("), (") + 1 for sql in inserts if "'ok', ''" not in sql]
+    assert max(plain_rows) == 128 and sum(plain_rows) == 300
+    assert max(other_rows) == 32 and sum(other_rows) == 45
+    assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 345
+    db.close()

@@ -326,25 +326,27 @@ def _shapes(route: str, reason: str, provider: str, model: str) -> list[RequestR
 
 def test_only_outside_texts_can_hold_a_trigger() -> None:
     """The daemon's request lines are looked at for trigger words only in `outside_texts`
-    (names from the config or the client, the routing reason): the rest of a line is the
-    line's own words, ids and numbers, none of which holds a trigger word, and a trigger
-    placed in any outside text is redacted as a whole-line look would redact it."""
+    (the routing reason, model names): the rest of a line is the line's own words, ids and
+    numbers, and names from the config, none of which holds a trigger word; a trigger placed
+    in the reason or a model name is redacted as a whole-line look would redact it, and a
+    known secret anywhere, a config's name included."""
     for record in _shapes("route", "reason", "prov", "model"):
         line = text_line(record).lower()
         assert not [word for word in _TRIGGERS if word in line], line
     secret = "a-configured-provider-key-0123"
     redactor = Redactor([secret])
     hostile = ["Bearer abcdefghijkl", "sk-abcdefghijkl", "token=abcdef", secret, "AIza" + "x" * 24]
-    placements = [(h, "reason", "prov", "model") for h in hostile]
-    placements += [("route", h, "prov", "model") for h in hostile]
-    placements += [("route", "reason", h, "model") for h in hostile]
+    placements = [("route", h, "prov", "model") for h in hostile]
     placements += [("route", "reason", "prov", h) for h in hostile]
+    placements += [(secret, "reason", "prov", "model"), ("route", "reason", secret, "model")]
     for placement in placements:
-        records = _shapes(*placement)
-        texts = [text_line(r) for r in records]
-        redacted = redactor.redact_all(texts, outside_texts(records))
-        assert redacted == [redactor.redact(text) for text in texts]
-        assert redacted != texts
+        changed = 0
+        for record in _shapes(*placement):  # each alone: a batch is redacted whole or not
+            text = text_line(record)
+            redacted = redactor.redact_all([text], outside_texts([record]))
+            assert redacted == [redactor.redact(text)]
+            changed += redacted != [text]
+        assert changed
     clean = [text_line(r) for r in _shapes("route", "reason", "prov", "model")]
     assert redactor.redact_all(clean, outside_texts(_shapes("r", "r", "p", "m"))) is clean
 

@@ -257,10 +257,9 @@ def _schema(db: sqlite3.Connection) -> None:
 # as its column's sentinel (`NO_TEXT`, `NO_NUMBER`) and made NULL again by `NULLIF` in the
 # statement.
 # Most requests are plain rows (`_PLAIN`): served by their one attempt, kept in their row, and
-# ended well. Their statements write what such a row always holds (no error, `ok`, the path
-# that is the provider's name, the stream flag, a non-stream's NULL time to first token) as
-# constants and the provider's parameter twice: four or five parameters fewer and one
-# `NULLIF` (the cost) instead of five, a fifth of SQLite's work for the row (binding a
+# ended well. Their statements write what such a row always holds (no error, `ok`, the stream
+# flag, a non-stream's NULL time to first token) as constants: three or four parameters fewer
+# and one `NULLIF` (the cost) instead of five, a sixth of SQLite's work for the row (binding a
 # parameter takes SQLite's mutex and, for text, a copy).
 NO_TEXT = ""
 NO_NUMBER = -1
@@ -270,25 +269,30 @@ _NULLABLE = {
     "attempt_rows": {4: "-1", 5: "''"},  # status, error_class
 }
 _PLAIN = {
-    # stream: (width, row). The parameters of a row, numbered from 0: id, ts, client_api,
-    # model, route, reason, provider, served_model, the four token counts, cost, [ttft,]
-    # total_ms, status, attempt_ms.
+    # stream: (width, row). The parameters of a row: id, ts, client_api, model, route, reason,
+    # provider, served_model, path (the provider again), the four token counts, cost, [ttft,]
+    # total_ms, status, attempt_ms. Anonymous: SQLite looks each numbered parameter (`?7`
+    # twice, for the provider and the path) up in a list while it prepares the statement, so
+    # 128 rows of them took 27 million instructions to prepare and run once, against 5.5
+    # million with the provider bound twice.
     False: (
-        16,
-        "(?{0}, ?{1}, ?{2}, 0, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, ?{6}, ?{8}, ?{9}, ?{10}, ?{11}, "
-        "NULLIF(?{12}, -1), NULL, ?{13}, ?{14}, 'ok', '', ?{15})",
+        17,
+        "(?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, -1), NULL, ?, ?, 'ok', '', ?)",
     ),
     True: (
-        17,
-        "(?{0}, ?{1}, ?{2}, 1, ?{3}, ?{4}, ?{5}, ?{6}, ?{7}, ?{6}, ?{8}, ?{9}, ?{10}, ?{11}, "
-        "NULLIF(?{12}, -1), ?{13}, ?{14}, ?{15}, 'ok', '', ?{16})",
+        18,
+        "(?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, -1), ?, ?, ?, 'ok', '', ?)",
     ),
 }
-CHUNK_ROWS = 32
-"""32 rows of 21 columns: 672 parameters, under the 999 of SQLite before 3.32. The statement
-cache keeps each prepared size (32, 16, ... 1), which stays in the daemon's RSS: up to 256 rows
-a statement kept about 1 MB more, for 2% fewer of the writer's instructions a record
-(`tests/bench/bench_observe_sinks.py --sink journal`: 23,881 against 24,457)."""
+CHUNK_ROWS = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 32
+"""256 rows of 21 columns: 5,376 parameters, under the 32,766 of SQLite since 3.32 (999
+before: 32 rows of 21, 672)."""
+SHAPE_ROWS: dict[str | bool, int] = {"requests": 32, "attempt_rows": 256, False: 128, True: 128}
+"""The most rows a statement of each shape takes. The connection keeps every statement it
+prepared, each size of each shape, all the daemon's life: those of plain rows, most rows, at
+up to 128 (about 0.8 MB for every size of one), those of the other request rows, a few, at up
+to 32 (0.3 MB), so that all of them together keep less than the 256-row statements of one
+shape (2.4 MB) did. Two statements of 128 rows cost little more CPU a row than one of 256."""
 
 
 def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
@@ -322,6 +326,7 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
                             r.reason,
                             served.provider,
                             served.model,
+                            served.provider,  # the path
                             u.input_tokens,
                             u.output_tokens,
                             u.cache_read_input_tokens,
@@ -342,6 +347,7 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
                             r.reason,
                             served.provider,
                             served.model,
+                            served.provider,  # the path
                             u.input_tokens,
                             u.output_tokens,
                             u.cache_read_input_tokens,
@@ -396,8 +402,8 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
             )
     with db:
         _insert(db, "requests", 21, requests)
-        _insert(db, False, 16, plain)
-        _insert(db, True, 17, streamed)
+        _insert(db, False, _PLAIN[False][0], plain)
+        _insert(db, True, _PLAIN[True][0], streamed)
         _insert(db, "attempt_rows", 8, attempts)
 
 
@@ -411,8 +417,9 @@ def _insert(db: sqlite3.Connection, shape: str | bool, width: int, values: list[
     """`shape`: a table's name (all its columns bound), or a `_PLAIN` request row's stream
     flag."""
     rows, done = len(values) // width, 0
+    most = min(CHUNK_ROWS, SHAPE_ROWS[shape])
     while done < rows:
-        size = CHUNK_ROWS
+        size = most
         while size > rows - done:
             size //= 2
         db.execute(_insert_statement(shape, size), values[done * width : (done + size) * width])
@@ -422,10 +429,7 @@ def _insert(db: sqlite3.Connection, shape: str | bool, width: int, values: list[
 @functools.cache
 def _insert_statement(shape: str | bool, rows: int) -> str:
     if isinstance(shape, bool):
-        width, row = _PLAIN[shape]
-        # `?NNN` from 1: row i's parameter k is i * width + k + 1.
-        numbered = [row.format(*range(i * width + 1, (i + 1) * width + 1)) for i in range(rows)]
-        return "INSERT INTO requests VALUES " + ", ".join(numbered)
+        return "INSERT INTO requests VALUES " + ", ".join([_PLAIN[shape][1]] * rows)
     nullable = _NULLABLE[shape]
     width = 21 if shape == "requests" else 8
     row = ", ".join(f"NULLIF(?, {nullable[i]})" if i in nullable else "?" for i in range(width))

@@ -96,24 +96,26 @@ def _handlers(logger: logging.Logger) -> list[logging.Handler]:
 
 
 def outside_texts(records: list[RequestRecord]) -> set[str]:
-    """The pieces of the records' `text_line`s that come from outside this module: names from
-    the config or the client (a model matched by a glob), the routing reason (it quotes the
-    client's model and text). The rest of a line is this module's own words, ids and numbers,
-    none of which holds a redaction trigger word, each piece set off by a space or a bracket
-    (`Redactor.redact_all`'s `suspects`: tested by `test_only_outside_texts_can_hold_a_trigger`)."""
+    """The pieces of the records' `text_line`s that may hold text a client or an upstream
+    chose: the routing reason (it quotes the client's model and words) and the model names (a
+    client may name any model a provider's glob matches). The rest of a line is this module's
+    own words, ids and numbers, or names from the config (providers, routes), none of which
+    holds a redaction trigger word, each piece set off by a space or a bracket; a name from
+    the config holds a secret only if it is one of the known secrets, which `redact_all`
+    looks for in the whole of every line (`Redactor.redact_all`'s `suspects`: tested by
+    `test_only_outside_texts_can_hold_a_trigger`)."""
     # Comprehensions, not one loop of `set.add` calls: this runs for every request line.
     found = {r.reason for r in records}
-    found.update({r.route for r in records})
-    served = [r.served for r in records if r.served is not None]
+    found.update({r.served.model for r in records if r.served is not None})
     # Most requests were served by their one attempt: its target is the served one.
-    served += [
-        attempt.target
-        for r in records
-        if len(r.attempts) != 1 or r.attempts[0].target is not r.served
-        for attempt in r.attempts
-    ]
-    found.update({target.provider for target in served})
-    found.update({target.model for target in served})
+    found.update(
+        {
+            attempt.target.model
+            for r in records
+            if len(r.attempts) != 1 or r.attempts[0].target is not r.served
+            for attempt in r.attempts
+        }
+    )
     return found
 
 
