@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib.util
 import os
+import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -151,9 +153,42 @@ def _lean_imports() -> None:
     instead (unless the environment says otherwise, or aiohttp is loaded already: in-process
     tests). Workers and a detached daemon inherit it. Where aiohttp is loaded already (a
     program or a test serving in-process) the switch would change nothing here and would leak
-    into every process it starts, so it is left alone."""
+    into every process it starts, so it is left alone; so is aiohttp's client half
+    (`_aiohttp_without_its_client`)."""
     if "aiohttp" not in sys.modules:
         os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
+        _aiohttp_without_its_client()
+
+
+def _aiohttp_without_its_client() -> None:
+    """Importing `aiohttp.web` runs `aiohttp/__init__.py`, which imports aiohttp's whole
+    client (sessions, connectors, cookies, websockets, tracing): 4 MB a daemon would hold, whose
+    upstream client is llmproxy's own (`proxy.security.http1`). Here the package is made
+    without running it, and it runs the first time something asks the package for a name it
+    defines (`aiohttp.ClientSession`): a name that is a submodule is left to the import system,
+    which imports that module alone (`from aiohttp import web`). `aiohttp.http` reads the
+    package's `__version__`, taken from the file's first assignment; a file without one is run
+    at once, as Python would."""
+    spec = importlib.util.find_spec("aiohttp")
+    if spec is None or spec.origin is None or spec.loader is None:
+        return
+    where = spec.submodule_search_locations or []
+    version = re.search(r'^__version__ = "([^"]+)"$', Path(spec.origin).read_text(), re.M)
+    if version is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    submodules = {name.partition(".")[0] for folder in where for name in os.listdir(folder)}
+    loader = spec.loader
+
+    def whole(name: str) -> object:
+        if name in submodules:
+            raise AttributeError(name)
+        del vars(package)["__getattr__"]  # aiohttp's own, if it has one, comes with the rest
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    vars(package).update(__version__=version.group(1), __getattr__=whole)
+    sys.modules["aiohttp"] = package
 
 
 def _check_bind(config: Config, host: str) -> None:

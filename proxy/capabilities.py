@@ -13,7 +13,6 @@ Routing asks `unfit_reason` whether a target can serve a request; the fallback l
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import math
@@ -24,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, get_args
 from urllib.parse import urlsplit
 
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, closest
 from proxy.frozen import field, fields, frozen, replace
 from proxy.translate.common import MIN_THINKING_BUDGET
 from proxy.types import JSONObject, ProviderFormat, RequestSummary, Target
@@ -444,10 +443,10 @@ def capabilities_from_toml(
     for name, value in values.items():
         at = f"{key}.{name}"
         if name not in OVERRIDE_KEYS:
-            close = difflib.get_close_matches(name, OVERRIDE_KEYS, n=1, cutoff=0.6)
+            close = closest(name, OVERRIDE_KEYS)
             raise ConfigError(
                 at,
-                f"unknown key (did you mean '{close[0]}'?)"
+                f"unknown key (did you mean '{close}'?)"
                 if close
                 else f"unknown key (known: {', '.join(OVERRIDE_KEYS)})",
             )

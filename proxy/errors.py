@@ -28,9 +28,18 @@ the rate limiter's `RateLimited` and `LimitsUnavailable` (answered by its middle
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from proxy.types import Attempt, ErrorClass, JSONObject, ProviderFormat, Target
+
+
+def closest(word: str, known: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The known word most like `word`, for an error's "did you mean": `difflib`, which only
+    a wrong config needs, is loaded then (0.2 MB a daemon would hold)."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 class LLMProxyError(Exception):

@@ -142,7 +142,7 @@ class FallbackRunner:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.upstreams = upstreams
+        self.upstreams = upstreams.serving(config)  # before its first request: no import then
         self.health = health
         self.rng = rng or random.Random()
 

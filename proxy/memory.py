@@ -71,18 +71,24 @@ async def trim_when_quiet(server: Counts, trim: Callable[[], object], quiet: flo
             continue
         if count != trimmed:
             trimmed = count
-            if not log.isEnabledFor(logging.DEBUG):
-                trim()
-                continue
-            before, started = _resident_mb(), time.perf_counter()
-            trim()
-            took = (time.perf_counter() - started) * 1000
-            log.debug(
-                "gave free memory back after a burst: RSS %.1f -> %.1f MB (%.2f ms)",
-                before,
-                _resident_mb(),
-                took,
-            )
+            give_back(trim, "a burst")
+
+
+def give_back(trim: Callable[[], object], after: str) -> None:
+    """Run `trim`; at debug level, say what it gave back."""
+    if not log.isEnabledFor(logging.DEBUG):
+        trim()
+        return
+    before, started = _resident_mb(), time.perf_counter()
+    trim()
+    took = (time.perf_counter() - started) * 1000
+    log.debug(
+        "gave free memory back after %s: RSS %.1f -> %.1f MB (%.2f ms)",
+        after,
+        before,
+        _resident_mb(),
+        took,
+    )
 
 
 def _resident_mb() -> float:

@@ -5,19 +5,23 @@ journal's SQLite connection keeps a small page cache."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx2
-from cli_support import serving, subprocess_env
-from support import CLIENT_KEY
+import orjson
+from cli_support import free_port, serving, subprocess_env
+from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.memory import BURST, LIGHT, QUIET, malloc_trim, trim_when_quiet
 from proxy.observe.journal import CACHE_KIB, open_journal
-from proxy.simulate import SimulatedProvider
+from proxy.simulate import SimulatedProvider, run_simulated
 
 REPO = Path(__file__).resolve().parent.parent
 DEBUG = ("--log-level", "debug")
@@ -120,7 +124,8 @@ def test_glibc_has_the_trim() -> None:
 
 def test_a_daemon_gives_memory_back_after_each_burst(tmp_path: Path) -> None:
     """The real daemon: a burst of requests, then quiet; it says at debug level what it gave
-    back, once per burst and not while requests keep coming."""
+    back, once per burst and not while requests keep coming, and once it listens (what its
+    start-up left free)."""
     with serving(
         [SimulatedProvider("zai", "openai", ["glm-5"])], {"default": "zai,glm-5"}, daemon=False
     ) as running:
@@ -161,6 +166,7 @@ def test_a_daemon_gives_memory_back_after_each_burst(tmp_path: Path) -> None:
         r"gave free memory back after a burst: RSS [\d.]+ -> [\d.]+ MB", log.read_text()
     )
     assert line is not None
+    assert log.read_text().count("gave free memory back after start-up: RSS") == 1
 
 
 def _trims(log: Path) -> int:
@@ -182,3 +188,178 @@ def test_the_journal_keeps_a_small_page_cache(tmp_path: Path) -> None:
         assert db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
     finally:
         db.close()
+
+
+USER_ID = "user-7f3a9c1e-only-in-the-request-body"
+"""An Anthropic client's `metadata.user_id` reaches an OpenAI-format provider only as a hash,
+and the daemon keeps it nowhere: a string holding it is part of a request's body."""
+
+
+async def test_an_idle_kept_alive_connection_holds_no_request_body(
+    daemon: Callable[[str], Awaitable[Daemon]],
+) -> None:
+    """Between two requests on one kept-alive connection, nothing holds the last one's body:
+    not the raw bytes aiohttp cached, not the parsed body, whether it was answered whole, as a
+    stream or by the daemon itself (README, "Daemon RSS")."""
+    async with run_simulated([SimulatedProvider("zai", "openai", ["glm-5"])]) as sims:
+        proxy = await daemon(config_text(sims, {"default": "zai,glm-5"}))
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.server.port)
+        try:
+            for path, stream in (
+                ("/v1/messages", False),
+                ("/v1/messages", True),
+                ("/v1/messages/count_tokens", False),
+            ):
+                status, answer = await _keep_alive_exchange(reader, writer, path, stream)
+                assert status == 200, answer
+                assert await _no_holder_of(USER_ID) == []
+        finally:
+            writer.close()
+
+
+async def _keep_alive_exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, stream: bool
+) -> tuple[int, bytes]:
+    """One request on the connection, its answer read whole; the connection stays open."""
+    body = {
+        "model": "zai,glm-5",
+        "max_tokens": 64,
+        "stream": stream,
+        "metadata": {"user_id": USER_ID},
+        "messages": [{"role": "user", "content": "hello " * 2_000}],
+    }
+    if path.endswith("count_tokens"):
+        del body["stream"], body["max_tokens"]
+    data = orjson.dumps(body)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nx-api-key: {CLIENT_KEY}\r\n"
+        f"anthropic-version: 2023-06-01\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+    status = int(head.split(" ", 2)[1])
+    if "transfer-encoding: chunked" not in head:
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        return status, await reader.readexactly(length)
+    answer = b""
+    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+        answer += (await reader.readexactly(size + 2))[:-2]
+    await reader.readuntil(b"\r\n")  # the last chunk's empty trailer
+    return status, answer
+
+
+async def _no_holder_of(text: str) -> list[str]:
+    """The types of the objects still referring to a string or bytes that contains `text` (other
+    than `text` itself), once the daemon has finished the request (its record is made after the
+    answer is sent): an empty list, or what still holds it after two seconds."""
+    holders: list[str] = []
+    for _ in range(40):
+        gc.collect()
+        holders = []
+        for holder in gc.get_objects():
+            for held in gc.get_referents(holder):
+                if held is not text and _contains(held, text):
+                    holders.append(type(holder).__qualname__)
+        if not holders:
+            break
+        await asyncio.sleep(0.05)
+    return holders
+
+
+def _contains(value: object, text: str) -> bool:
+    if isinstance(value, str):
+        return text in value
+    return isinstance(value, bytes | bytearray) and text.encode() in value
+
+
+CODEX_MODULES = ("proxy.providers.codex", "proxy.codex_auth", "proxy.translate.stream_responses")
+PLAIN = f"""
+[proxy]
+api_key = "{CLIENT_KEY}"
+[router]
+default = "zai,glm-5"
+[[providers]]
+name = "zai"
+api_base_url = "https://api.z.ai/v1"
+api_key = "unused"
+models = ["glm-5"]
+"""
+WITH_CODEX = PLAIN + '[[providers]]\nname = "openai-codex"\nmodels = ["gpt-5.2"]\n'
+
+
+AIOHTTP_CLIENT = ("aiohttp.client", "aiohttp.connector", "aiohttp.cookiejar", "aiohappyeyeballs")
+UNNEEDED = ("difflib", "zipfile", "importlib.resources")
+"""The "did you mean" of a wrong config's error; what `importlib.resources` reads a zipped
+package with."""
+
+
+def test_the_codex_transport_is_loaded_only_for_a_config_with_a_codex_provider(
+    tmp_path: Path,
+) -> None:
+    """README, "Daemon RSS": the ChatGPT sign-in and the Responses stream decoder are loaded
+    when the config has a codex provider, before the daemon listens, and not otherwise; nor
+    does a daemon load aiohttp's client, or modules that only a wrong config or a zipped
+    package would use."""
+    imported = _imported_by_serving(tmp_path, PLAIN)
+    assert imported.isdisjoint(CODEX_MODULES)
+    assert imported.isdisjoint(UNNEEDED)
+    assert imported.isdisjoint(AIOHTTP_CLIENT)
+    assert _imported_by_serving(tmp_path, WITH_CODEX).issuperset(CODEX_MODULES)
+
+
+def _imported_by_serving(tmp_path: Path, config_text: str) -> set[str]:
+    """Every module `llmproxy serve` imported by the time it listens (`python -X importtime`
+    lists them); the daemon is stopped then."""
+    config = tmp_path / "config.toml"
+    config.write_text(config_text)
+    serve = ("--config", str(config), "--port", str(free_port()), "--log-level", "warning")
+    imported: set[str] = set()
+    with subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "cli", "serve", *serve],
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        assert daemon.stderr is not None
+        try:
+            for line in daemon.stderr:
+                if line.startswith("import time:"):
+                    imported.add(line.rsplit("|", 1)[1].strip())
+                elif "listening on" in line:
+                    break
+            else:
+                raise AssertionError(f"the daemon ended before it listened (exit {daemon.wait()})")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=30)
+    assert "proxy.server" in imported
+    return imported
+
+
+def test_aiohttp_without_its_client_is_whole_once_asked_for_a_name_it_defines() -> None:
+    """A serving daemon's `aiohttp` package runs its `__init__` (the client half) only when
+    something asks it for a name that file defines; its submodules import alone."""
+    script = """
+import sys
+from cli._serve import _aiohttp_without_its_client
+_aiohttp_without_its_client()
+from aiohttp import hdrs, web
+import aiohttp.resolver
+assert web.Application and hdrs.CONTENT_TYPE and aiohttp.resolver.DefaultResolver
+assert "aiohttp.client" not in sys.modules, "the client half came with the server's modules"
+import aiohttp
+from aiohttp.http import SERVER_SOFTWARE
+assert SERVER_SOFTWARE.endswith("aiohttp/" + aiohttp.__version__), SERVER_SOFTWARE
+assert aiohttp.ClientSession.__module__ == "aiohttp.client"
+assert aiohttp.DefaultResolver is aiohttp.resolver.DefaultResolver
+assert "ClientSession" in aiohttp.__all__
+print("whole")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "whole"

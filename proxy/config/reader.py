@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, closest
 from proxy.types import Scenario
 
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
@@ -90,8 +89,8 @@ class TableReader:
                     f"unknown key (a router key written after a [[router.{array}]] table "
                     f"lands in that {noun}: move '{key}' above the first {noun})"
                 )
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
+        close = closest(key, known)
+        return f"unknown key (did you mean '{close}'?)" if close else "unknown key"
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name

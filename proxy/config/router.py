@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -11,7 +10,7 @@ from proxy.config.model import ModelMapping, ProviderConfig, RouteOptions, Route
 from proxy.config.reader import MISSING, TableReader
 from proxy.config.sections import TIMEOUT_KEYS, timeout_overrides
 from proxy.config.targets import GLOB_CHARS, compile_glob_at, parse_chain
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, closest
 from proxy.keywords import KeywordRule, compile_rule, read_taxonomy, taxonomy_rules
 from proxy.ranking import Ranking, parse_ranking
 from proxy.types import Chain, Scenario, Target
@@ -41,14 +40,14 @@ def _chain(text: str, key: str, providers: Mapping[str, ProviderConfig]) -> Chai
         provider = providers.get(target.provider)
         if provider is None:
             known = ", ".join(providers) or "none configured"
-            close = difflib.get_close_matches(target.provider, list(providers), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = closest(target.provider, providers)
+            hint = f"; did you mean '{close}'?" if close else ""
             raise ConfigError(
                 f"{key}[{i}]", f"unknown provider '{target.provider}' (known: {known}){hint}"
             )
         if not provider.serves(target.model):
-            close = difflib.get_close_matches(target.model, provider.models, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = closest(target.model, provider.models)
+            hint = f"; did you mean '{close}'?" if close else ""
             raise ConfigError(
                 f"{key}[{i}]",
                 f"model '{target.model}' is not served by provider '{provider.name}' "

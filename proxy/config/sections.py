@@ -3,7 +3,6 @@ shares."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -26,7 +25,7 @@ from proxy.config.model import (
 )
 from proxy.config.reader import MISSING, TableReader, header_fault
 from proxy.config.targets import GLOB_CHARS, PROVIDER_NAME, compile_glob_at
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, closest
 from proxy.health import HealthSettings
 from proxy.types import ProviderFormat
 
@@ -148,8 +147,8 @@ def parse_provider(t: TableReader, defaults: Timeouts) -> ProviderConfig:
     fmt_name = t.string("format", default_format(name).value)
     if fmt_name not in PROVIDER_FORMATS:
         known = [f.value for f in PROVIDER_FORMATS]
-        close = difflib.get_close_matches(fmt_name.lower(), known, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+        close = closest(fmt_name.lower(), known)
+        hint = f"did you mean '{close}'? " if close else ""
         raise ConfigError(
             t.key("format"),
             f"unknown format {fmt_name!r} ({hint}known: openai, anthropic, codex)",
@@ -251,8 +250,8 @@ def _capability_overrides(
             )
             continue
         if pattern not in models and not any(g.fullmatch(pattern) for g in globs):
-            close = difflib.get_close_matches(pattern, models, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = closest(pattern, models)
+            hint = f"; did you mean '{close}'?" if close else ""
             raise ConfigError(key, f"this provider does not serve model '{pattern}'{hint}")
         exact.append(CapabilityOverride(pattern, caps, re.compile(re.escape(pattern))))
     return (*exact, *globbed)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver  # not `aiohttp.`: a daemon loads no client half
 
 from proxy.config import Config
 from proxy.security.ssrf import DestinationRefused, NetworkPolicy
@@ -41,7 +41,7 @@ class GuardedResolver(AbstractResolver):
 
     def __init__(self, policy: PolicySource, inner: AbstractResolver | None = None) -> None:
         self._policy = policy
-        self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+        self._inner = inner if inner is not None else DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
