@@ -17,6 +17,7 @@ from proxy.observe.cost import format_cost
 from proxy.observe.journal import JournalEntry, Query, read_requests
 
 FOLLOW_POLL_SECONDS = 0.5
+FOLLOW_POLL_ROWS = 1000
 COLUMNS = (
     "time",
     "id",
@@ -63,11 +64,19 @@ def logs_show(
             return
         _print(entries, as_json, header=True)
         last = max((e.row for e in entries), default=0)
+        fresh: list[JournalEntry] = []
         while follow:
-            time.sleep(FOLLOW_POLL_SECONDS)
+            if len(fresh) < FOLLOW_POLL_ROWS:  # a full poll: more are waiting, read on at once
+                time.sleep(FOLLOW_POLL_SECONDS)
             fresh = read_requests(
                 path,
-                Query(limit=1000, after_row=last, since=query.since, route=route, failed=failed),
+                Query(
+                    limit=FOLLOW_POLL_ROWS,
+                    after_row=last,
+                    since=query.since,
+                    route=route,
+                    failed=failed,
+                ),
             )
             if fresh:
                 last = max(e.row for e in fresh)

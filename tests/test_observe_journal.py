@@ -455,6 +455,44 @@ def test_an_attempt_is_kept_in_its_request_row_only_when_it_reads_the_same() -> 
         )
 
 
+def test_following_reads_every_row_once_however_many_came_between_two_polls(
+    tmp_path: Path,
+) -> None:
+    """`logs --follow` reads on from the last row it showed, at most 1000 rows a poll. A batch
+    is written grouped by kind (fallbacks apart from plain rows), so a poll that kept the
+    newest rows instead of the first ones lost a kind whole (review finding)."""
+    zai, cerebras = Target("zai", "glm-5"), Target("cerebras", "llama")
+    now = time.time()
+    batch = [_record(now + n / 1000, n) for n in range(1, 1201)]
+    for n in range(0, 1200, 10):  # every tenth needed a fallback
+        batch[n] = replace(
+            batch[n],
+            served=cerebras,
+            attempts=(
+                Attempt(zai, 500, ErrorClass.SERVER_ERROR, 9.0),
+                Attempt(cerebras, 200, None, 12.0),
+            ),
+            fallbacks=1,
+        )
+    path = tmp_path / "requests.db"
+    journal = Journal(path, JournalSettings())
+    journal.start()
+    journal.add_all([_record(now - 1, 0)])
+    journal.close()
+    last = read_requests(path, Query())[-1].row
+    journal = Journal(path, JournalSettings())
+    journal.start()
+    journal.add_all(batch)
+    journal.close()
+    seen: list[str] = []
+    while polled := read_requests(path, Query(limit=1000, after_row=last)):
+        seen += [e.id for e in polled]
+        assert [e.ts for e in polled] == sorted(e.ts for e in polled)
+        last = max(e.row for e in polled)
+    assert sorted(seen) == [r.id for r in batch]
+    assert len(seen) == len(set(seen))
+
+
 def test_every_kind_of_row_reads_back_as_its_record(tmp_path: Path) -> None:
     """Plain rows (served by their one attempt, ended well: most requests),
     streamed or not, go in by statements that write their constant columns as constants; the

@@ -482,7 +482,8 @@ class Query:
     limit: int = 20
     since: float | None = None
     after_row: int | None = None
-    """Only rows written after this one (`logs --follow`)."""
+    """Only rows written after this one (`logs --follow`): the first `limit` of them, so that
+    the next read, after the last row returned, misses none."""
     route: str | None = None
     failed: bool = False
     """Only requests that failed, or needed a fallback on the way."""
@@ -528,7 +529,8 @@ class JournalEntry:
 
 
 def read_requests(path: Path, query: Query) -> list[JournalEntry]:
-    """The newest `query.limit` matching requests, oldest first."""
+    """The newest `query.limit` matching requests, or with `after_row` the first written after
+    it; oldest first."""
     where: list[str] = ["1=1"]
     args: list[object] = []
     if query.since is not None:
@@ -548,16 +550,15 @@ def read_requests(path: Path, query: Query) -> list[JournalEntry]:
     with _reader(path) as db:
         rows = db.execute(
             f"SELECT rowid AS row, * FROM requests WHERE {' AND '.join(where)} "
-            f"ORDER BY {'rowid' if query.after_row is not None else 'ts DESC, rowid'} DESC "
+            f"ORDER BY {'rowid ASC' if query.after_row is not None else 'ts DESC, rowid DESC'} "
             "LIMIT ?",
             (*args, query.limit),
         ).fetchall()
-        if query.after_row is not None:
-            # Rows are written a batch at a time, in the order of their kinds (see `_write`),
-            # not each one as its request ended: shown, like the rest, in the order they began.
-            rows.sort(key=lambda row: (row["ts"], row["row"]), reverse=True)
+        # Rows are written a batch at a time, in the order of their kinds (see `_write`), not
+        # each one as its request ended: shown in the order they began.
+        rows.sort(key=lambda row: (row["ts"], row["row"]))
         out = []
-        for row in reversed(rows):
+        for row in rows:
             attempts = tuple(
                 dict(a)
                 for a in db.execute(
