@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib.machinery
 import importlib.util
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -165,26 +167,53 @@ def _aiohttp_without_its_client() -> None:
     client (sessions, connectors, cookies, websockets, tracing): 4 MB a daemon would hold, whose
     upstream client is llmproxy's own (`proxy.security.http1`). Here the package is made
     without running it, and it runs the first time something asks the package for a name it
-    defines (`aiohttp.ClientSession`): a name that is a submodule is left to the import system,
-    which imports that module alone (`from aiohttp import web`). `aiohttp.http` reads the
-    package's `__version__`, taken from the file's first assignment; a file without one is run
-    at once, as Python would."""
+    defines (`aiohttp.ClientSession`), once, under a lock (another thread asking meanwhile
+    waits for it); a name that is a submodule is that module, imported alone (`from aiohttp
+    import web`, `aiohttp.resolver`). `aiohttp.http` reads the package's `__version__`, taken
+    from the file's first assignment. Where the package is not plain source files in folders
+    (compiled only, in a zip) or the file has no such line, nothing is changed: aiohttp is
+    imported as Python would."""
     spec = importlib.util.find_spec("aiohttp")
     if spec is None or spec.origin is None or spec.loader is None:
         return
-    where = spec.submodule_search_locations or []
-    version = re.search(r'^__version__ = "([^"]+)"$', Path(spec.origin).read_text(), re.M)
+    if not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+        return
+    try:
+        source = Path(spec.origin).read_text(encoding="utf-8")
+        names = [
+            name for folder in spec.submodule_search_locations or [] for name in os.listdir(folder)
+        ]
+    except (OSError, UnicodeDecodeError):
+        return
+    version = re.search(r'^__version__ = "([^"]+)"$', source, re.M)
     if version is None:
         return
     package = importlib.util.module_from_spec(spec)
-    submodules = {name.partition(".")[0] for folder in where for name in os.listdir(folder)}
+    submodules = {name.partition(".")[0] for name in names if not name.startswith("__")}
     loader = spec.loader
+    lock = threading.RLock()
+    running: list[bool] = []  # the thread holding the lock is running the file
 
     def whole(name: str) -> object:
         if name in submodules:
-            raise AttributeError(name)
-        del vars(package)["__getattr__"]  # aiohttp's own, if it has one, comes with the rest
-        loader.exec_module(package)
+            try:
+                return importlib.import_module(f"aiohttp.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"aiohttp.{name}":
+                    raise
+                raise AttributeError(name) from None
+        with lock:
+            if running:  # asked by the file itself while it runs: a half-made module's answer
+                raise AttributeError(name)
+            if vars(package).get("__getattr__") is whole:
+                running.append(True)
+                try:
+                    loader.exec_module(package)
+                finally:
+                    running.clear()
+                # aiohttp's own `__getattr__`, if it defines one, replaced this one
+                if vars(package).get("__getattr__") is whole:
+                    del vars(package)["__getattr__"]
         return getattr(package, name)
 
     vars(package).update(__version__=version.group(1), __getattr__=whole)

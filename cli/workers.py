@@ -32,7 +32,7 @@ from types import FrameType
 import orjson
 
 from cli._config import state_dir
-from cli._output import stderr
+from cli._output import stderr, styled
 from proxy.state import WORKER_ENV
 
 POLL_SECONDS = 0.2
@@ -47,9 +47,12 @@ def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -
     """Start `count` workers of `llmproxy serve <serve_args>` and supervise them; the exit code."""
     if not shared:
         stderr().print(
-            f"[yellow]warning:[/] {count} workers without [state] backend = "
-            '"redis": each worker keeps its own rate limits, cooldowns and health '
-            "(they do not share them)"
+            styled(
+                ("warning:", "yellow"),
+                f" {count} workers without [state] backend = "
+                '"redis": each worker keeps its own rate limits, cooldowns and health '
+                "(they do not share them)",
+            )
         )
     command = [sys.executable, "-m", "cli", "serve", *serve_args]
     workers = [
@@ -84,8 +87,13 @@ def run_workers(count: int, serve_args: list[str], port: int, *, shared: bool) -
                 and (dead := next((w for w in workers if w.poll() is not None), None)) is not None
             ):
                 stderr().print(
-                    f"[red]worker pid {dead.pid} exited with status "
-                    f"{dead.returncode}; stopping the others[/]"
+                    styled(
+                        (
+                            f"worker pid {dead.pid} exited with status "
+                            f"{dead.returncode}; stopping the others",
+                            "red",
+                        )
+                    )
                 )
                 failed = stopping = True
                 _signal_all(workers)

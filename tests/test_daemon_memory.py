@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import re
 import signal
 import subprocess
@@ -339,9 +340,23 @@ def _imported_by_serving(tmp_path: Path, config_text: str) -> set[str]:
     return imported
 
 
+def _run_python(script: str, **env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_aiohttp_without_its_client_is_whole_once_asked_for_a_name_it_defines() -> None:
     """A serving daemon's `aiohttp` package runs its `__init__` (the client half) only when
-    something asks it for a name that file defines; its submodules import alone."""
+    something asks it for a name that file defines; its submodules import alone, asked for
+    either way."""
     script = """
 import sys
 from cli._serve import _aiohttp_without_its_client
@@ -351,6 +366,14 @@ import aiohttp.resolver
 assert web.Application and hdrs.CONTENT_TYPE and aiohttp.resolver.DefaultResolver
 assert "aiohttp.client" not in sys.modules, "the client half came with the server's modules"
 import aiohttp
+assert aiohttp.tracing.TraceConfig, "a submodule is an attribute of its package"
+assert "aiohttp.client" not in sys.modules, "a submodule asked for ran the package's file"
+try:
+    aiohttp.py
+except AttributeError:
+    pass
+else:
+    raise AssertionError("py.typed is no module")
 from aiohttp.http import SERVER_SOFTWARE
 assert SERVER_SOFTWARE.endswith("aiohttp/" + aiohttp.__version__), SERVER_SOFTWARE
 assert aiohttp.ClientSession.__module__ == "aiohttp.client"
@@ -358,8 +381,58 @@ assert aiohttp.DefaultResolver is aiohttp.resolver.DefaultResolver
 assert "ClientSession" in aiohttp.__all__
 print("whole")
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "whole"
+    assert _run_python(script) == "whole"
+
+
+def test_aiohttp_is_made_whole_once_when_threads_ask_at_once() -> None:
+    """Review finding: the first thread to ask runs the package's file; the others wait for it
+    and get the name, not an AttributeError."""
+    script = """
+import threading
+from cli._serve import _aiohttp_without_its_client
+_aiohttp_without_its_client()
+from aiohttp import web
+import aiohttp
+start = threading.Barrier(8)
+got = []
+def ask():
+    start.wait()
+    try:
+        got.append(aiohttp.ClientTimeout)
+    except Exception as exc:
+        got.append(exc)
+threads = [threading.Thread(target=ask) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+from aiohttp.client import ClientTimeout
+assert got == [ClientTimeout] * 8, got
+print("once")
+"""
+    assert _run_python(script) == "once"
+
+
+def test_aiohttp_compiled_only_is_imported_as_python_would(tmp_path: Path) -> None:
+    """Review finding: an aiohttp installed as compiled files only (a slimmed image) has no
+    source to read its version from: the package is left to the import system, and the
+    daemon's server still loads."""
+    import compileall
+    import shutil
+
+    import aiohttp
+
+    copy = tmp_path / "aiohttp"
+    shutil.copytree(Path(aiohttp.__file__).parent, copy)
+    assert compileall.compile_dir(copy, legacy=True, quiet=2)
+    for source in copy.rglob("*.py"):
+        source.unlink()
+    script = """
+import sys
+from cli._serve import _aiohttp_without_its_client
+_aiohttp_without_its_client()
+from aiohttp import web
+assert web.Application
+assert sys.modules["aiohttp"].__file__.endswith(".pyc"), sys.modules["aiohttp"].__file__
+assert "aiohttp.client" in sys.modules, "imported as Python would: the whole package"
+print("plain")
+"""
+    assert _run_python(script, PYTHONPATH=str(tmp_path)) == "plain"

@@ -162,5 +162,6 @@ async def test_workers_without_redis_warn_and_one_dying_stops_the_set(tmp_path: 
     assert code == 1  # so systemd's Restart= brings the whole set back
     assert "each worker keeps its own rate limits, cooldowns and health" in errors
     assert f"worker pid {first} exited" in errors
+    assert "[/]" not in errors and "[yellow]" not in errors, errors  # markup is not printed
     with pytest.raises(ProcessLookupError):
         os.kill(second, 0)
