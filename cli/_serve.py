@@ -196,8 +196,9 @@ def _aiohttp_without_its_client() -> None:
 
     def whole(name: str) -> object:
         if name in submodules:
-            try:
-                return importlib.import_module(f"aiohttp.{name}")
+            try:  # `__import__`, not `importlib`, so that `python -X importtime` lists it
+                __import__(f"aiohttp.{name}")
+                return sys.modules[f"aiohttp.{name}"]
             except ModuleNotFoundError as exc:
                 if exc.name != f"aiohttp.{name}":
                     raise
