@@ -338,6 +338,8 @@ def _write(db: sqlite3.Connection, batch: list[RequestRecord]) -> None:
                         )
                         continue
                     if r.ttft_ms is not None:
+                        # The plain row above and a time to first token: written twice, since
+                        # one tuple built in parts cost 560 instructions a record more (2%).
                         streamed += (
                             r.id,
                             r.started,
