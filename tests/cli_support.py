@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,3 +136,35 @@ def typer_reads(
     if params["config"] is not None:  # Typer makes a `Path` of it for the function
         params["config"] = Path(params["config"])
     return make(**params)
+
+
+def imported_by_serving(
+    home: Path, config_text: str, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every module `llmproxy serve` imported by the time it listens, in order (`python -X
+    importtime` lists each); the daemon is stopped then."""
+    config = home / "config.toml"
+    config.write_text(config_text)
+    serve = ("--config", str(config), "--port", str(free_port()), "--log-level", "warning")
+    imported: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "cli", "serve", *serve],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=dict(env) if env is not None else subprocess_env(home),
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        assert daemon.stderr is not None
+        try:
+            for line in daemon.stderr:
+                if line.startswith("import time:"):
+                    imported.append(line.rsplit("|", 1)[1].strip())
+                elif "listening on" in line:
+                    break
+            else:
+                raise AssertionError(f"the daemon ended before it listened (exit {daemon.wait()})")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=30)
+    assert "proxy.server" in imported
+    return imported

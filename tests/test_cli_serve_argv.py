@@ -7,7 +7,6 @@ exit codes from a real process. And a daemon started the way every script, worke
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from cli_support import free_port, subprocess_env, typer_reads
+from cli_support import imported_by_serving, subprocess_env, typer_reads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,33 +216,11 @@ def test_a_serving_daemon_never_imported_typer_click_rich_or_cpp(
     frozenlist in pure Python, not its C++ extension, unless the environment sets frozenlist's
     switch (`python -X importtime` lists every module a process imported; the daemon is stopped
     once it listens)."""
-    config = tmp_path / "config.toml"
-    config.write_text(CONFIG)
-    serve = ("--config", str(config), "--port", str(free_port()), "--log-level", "warning")
     env = subprocess_env(tmp_path)
     env.pop("FROZENLIST_NO_EXTENSIONS", None)
     if switch is not None:  # "": frozenlist compiled
         env["FROZENLIST_NO_EXTENSIONS"] = switch
-    imported: list[str] = []
-    with subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", "cli", "serve", *serve],
-        cwd=REPO,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as daemon:
-        assert daemon.stderr is not None
-        try:
-            for line in daemon.stderr:
-                if line.startswith("import time:"):
-                    imported.append(line.rsplit("|", 1)[1].strip())
-                elif "listening on" in line:
-                    break
-            else:
-                pytest.fail(f"the daemon ended before it listened (exit {daemon.wait()})")
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.communicate(timeout=30)
+    imported = imported_by_serving(tmp_path, CONFIG, env)
     assert "proxy.server" in imported and "aiohttp.web" in imported
     assert [m for m in imported if m.split(".")[0] in ("typer", "click", "rich")] == []
     assert "frozenlist" in imported

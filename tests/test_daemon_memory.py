@@ -8,7 +8,6 @@ import asyncio
 import gc
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx2
 import orjson
-from cli_support import free_port, serving, subprocess_env
+from cli_support import imported_by_serving, serving, subprocess_env
 from support import CLIENT_KEY, Daemon, config_text
 
 from proxy.memory import BURST, LIGHT, QUIET, malloc_trim, trim_when_quiet
@@ -303,41 +302,11 @@ def test_the_codex_transport_is_loaded_only_for_a_config_with_a_codex_provider(
     when the config has a codex provider, before the daemon listens, and not otherwise; nor
     does a daemon load aiohttp's client, or modules that only a wrong config or a zipped
     package would use."""
-    imported = _imported_by_serving(tmp_path, PLAIN)
+    imported = set(imported_by_serving(tmp_path, PLAIN))
     assert imported.isdisjoint(CODEX_MODULES)
     assert imported.isdisjoint(UNNEEDED)
     assert imported.isdisjoint(AIOHTTP_CLIENT)
-    assert _imported_by_serving(tmp_path, WITH_CODEX).issuperset(CODEX_MODULES)
-
-
-def _imported_by_serving(tmp_path: Path, config_text: str) -> set[str]:
-    """Every module `llmproxy serve` imported by the time it listens (`python -X importtime`
-    lists them); the daemon is stopped then."""
-    config = tmp_path / "config.toml"
-    config.write_text(config_text)
-    serve = ("--config", str(config), "--port", str(free_port()), "--log-level", "warning")
-    imported: set[str] = set()
-    with subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", "cli", "serve", *serve],
-        cwd=REPO,
-        env=subprocess_env(tmp_path),
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as daemon:
-        assert daemon.stderr is not None
-        try:
-            for line in daemon.stderr:
-                if line.startswith("import time:"):
-                    imported.add(line.rsplit("|", 1)[1].strip())
-                elif "listening on" in line:
-                    break
-            else:
-                raise AssertionError(f"the daemon ended before it listened (exit {daemon.wait()})")
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.communicate(timeout=30)
-    assert "proxy.server" in imported
-    return imported
+    assert set(imported_by_serving(tmp_path, WITH_CODEX)).issuperset(CODEX_MODULES)
 
 
 def _run_python(script: str, **env: str) -> str:
